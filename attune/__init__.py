@@ -1,0 +1,35 @@
+"""attune: async-first two-tier memory for AI agents.
+
+    from attune import EmpathyOS            # blocking API
+    from attune import AsyncEmpathyOS       # the same, awaitable
+"""
+
+from attune.empathy import AsyncEmpathyOS, EmpathyOS, get_redis_memory
+from attune.errors import (
+    AccessDeniedError,
+    AttuneError,
+    ConfigurationError,
+    PatternNotFoundError,
+    SecretsDetectedError,
+    ShortTermUnavailableError,
+    ValidationError,
+)
+from attune.memory.types import AccessTier, Classification
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDeniedError",
+    "AccessTier",
+    "AsyncEmpathyOS",
+    "AttuneError",
+    "Classification",
+    "ConfigurationError",
+    "EmpathyOS",
+    "PatternNotFoundError",
+    "SecretsDetectedError",
+    "ShortTermUnavailableError",
+    "ValidationError",
+    "__version__",
+    "get_redis_memory",
+]

@@ -1,0 +1,97 @@
+"""The ``attune`` command.
+
+    attune demo                 the documented multi-agent workflow on the embedded default
+    attune health               both tiers' health as JSON (exit 1 if a tier is down)
+    attune audit verify         check the audit log's hash chain (exit 1 if tampered)
+    attune keys generate        print a new master key for ATTUNE_MASTER_KEY
+    attune keys rotate          new master key; re-wrap every record's data key under it
+    attune purge                delete long-term patterns past their retention
+
+Every command reads the usual environment (``ATTUNE_*``, ``REDIS_URL``);
+``--storage-dir`` overrides ``ATTUNE_STORAGE_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from attune.errors import AttuneError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attune", description="Two-tier memory for AI agents.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--storage-dir",
+        help="long-term storage directory (default: ATTUNE_STORAGE_DIR or the per-user data dir)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", parents=[common], help="run the multi-agent knowledge-building workflow")
+    sub.add_parser("health", parents=[common], help="report both memory tiers' health as JSON")
+    sub.add_parser("purge", parents=[common], help="delete patterns past their retention")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", parents=[common], help="verify the audit log's hash chain")
+    verify.add_argument("--log-file", help="audit log (default: ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)")
+
+    keys = sub.add_parser("keys", help="master keys").add_subparsers(dest="action", required=True)
+    keys.add_parser("generate", help="print a new random master key (base64) for ATTUNE_MASTER_KEY")
+    keys.add_parser("rotate", parents=[common], help="activate a new master key and re-wrap data keys")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "storage_dir", None):
+        os.environ["ATTUNE_STORAGE_DIR"] = args.storage_dir
+    try:
+        return _run(args)
+    except AttuneError as exc:
+        print(f"attune: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from attune import AccessTier, EmpathyOS
+
+    if args.command == "demo":
+        from attune.demo import run
+
+        run()
+        return 0
+    if args.command == "health":
+        with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.OBSERVER) as agent:
+            report = agent.memory.health_check()
+        print(json.dumps(report, indent=2))
+        return 0 if report["short_term"]["available"] and report["long_term"]["available"] else 1
+    if args.command == "purge":
+        with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
+            print(json.dumps({"purged": agent.memory.purge_expired()}))
+        return 0
+    if args.command == "audit":
+        from attune.memory.config import MemoryConfig
+        from attune.memory.security.audit import AuditLogger
+
+        config = MemoryConfig()
+        path = args.log_file or config.audit_log_file or config.storage_dir / "audit.jsonl"
+        result = AuditLogger(log_file=path).verify()
+        print(result)
+        return 0 if result.ok else 1
+    if args.command == "keys":
+        if args.action == "generate":
+            from attune.memory.security.crypto import generate_master_key
+
+            print(generate_master_key())
+            return 0
+        with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
+            print(json.dumps(agent.memory.rotate_keys()))
+        return 0
+    raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

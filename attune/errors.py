@@ -1,0 +1,94 @@
+"""The exception hierarchy of attune.
+
+Every error the library raises on purpose is an :class:`AttuneError`. Where a
+builtin exception is the natural fit (a bad argument is a ``ValueError``, a
+value that cannot be serialised a ``TypeError``, a denied action a
+``PermissionError``), the subclass inherits from it too, so callers can catch
+either.
+
+Messages say what went wrong and what to do about it. They never contain the
+data that was being written: no content, no PII, no secret values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class AttuneError(Exception):
+    """Base class of every error raised by attune."""
+
+
+class ConfigurationError(AttuneError, ValueError):
+    """The configuration (arguments or environment variables) is invalid or incomplete."""
+
+
+class ValidationError(AttuneError, ValueError):
+    """An argument to a memory operation is invalid; nothing was written."""
+
+
+class SerializationError(AttuneError, TypeError):
+    """A value cannot be stored because it is not JSON-serialisable; nothing was written."""
+
+
+class ValueTooLargeError(ValidationError):
+    """A value exceeds the configured size limit; nothing was written."""
+
+
+class AccessDeniedError(AttuneError, PermissionError):
+    """The agent's access tier does not allow this action; nothing was written."""
+
+    def __init__(self, action: str, tier: str, required: str) -> None:
+        self.action = action
+        self.tier = tier
+        self.required = required
+        super().__init__(
+            f"access denied: {action!r} needs access tier {required} or higher, "
+            f"this agent has {tier}"
+        )
+
+
+class PatternNotFoundError(AttuneError, LookupError):
+    """The pattern does not exist, has expired, or was already promoted or rejected."""
+
+
+class MemoryUnavailableError(AttuneError, ConnectionError):
+    """A memory tier cannot be reached."""
+
+
+class ShortTermUnavailableError(MemoryUnavailableError):
+    """The short-term tier (Redis) cannot be reached.
+
+    The long-term tier keeps working; :meth:`health_check` reports the reason.
+    """
+
+
+class LongTermUnavailableError(MemoryUnavailableError):
+    """The long-term tier (SQLite) cannot be opened or written."""
+
+
+class SecurityError(AttuneError):
+    """The security pipeline refused a write."""
+
+
+class SecretsDetectedError(SecurityError, ValueError):
+    """The data contains what looks like a secret; the write was blocked.
+
+    Only the kinds of secret found are kept (``kinds``), never the values.
+    """
+
+    def __init__(self, kinds: Mapping[str, int], where: str = "content") -> None:
+        self.kinds = dict(kinds)
+        listed = ", ".join(f"{k} x{n}" for k, n in sorted(self.kinds.items()))
+        super().__init__(
+            f"secrets detected in {where} ({listed}); the write was blocked. "
+            "Remove the credential (store a reference to a secret manager instead) and retry."
+        )
+
+
+class SecurityPipelineError(SecurityError):
+    """A step of the security pipeline could not run; the write was refused (fail closed)."""
+
+
+class DecryptionError(SecurityError):
+    """A stored record could not be decrypted: wrong key, missing key, or tampered data."""

@@ -1,0 +1,33 @@
+"""Who may do what: the access-tier table, checked by the core before any I/O."""
+
+from __future__ import annotations
+
+from attune.errors import AccessDeniedError
+from attune.memory.types import AccessTier
+
+#: action -> the lowest tier allowed to perform it.
+REQUIRED_TIER: dict[str, AccessTier] = {
+    "retrieve": AccessTier.OBSERVER,
+    "recall_pattern": AccessTier.OBSERVER,
+    "get_staged_patterns": AccessTier.OBSERVER,
+    "stash": AccessTier.CONTRIBUTOR,
+    "forget": AccessTier.CONTRIBUTOR,
+    "stage_pattern": AccessTier.CONTRIBUTOR,
+    "persist_pattern": AccessTier.CONTRIBUTOR,
+    "promote_pattern": AccessTier.VALIDATOR,
+    "reject_pattern": AccessTier.VALIDATOR,
+    "delete_pattern": AccessTier.STEWARD,
+    "purge_expired": AccessTier.STEWARD,
+    "rotate_keys": AccessTier.STEWARD,
+}
+
+
+def is_allowed(tier: AccessTier, action: str) -> bool:
+    return tier >= REQUIRED_TIER[action]
+
+
+def require(tier: AccessTier, action: str) -> None:
+    """Raise :class:`AccessDeniedError` unless ``tier`` may perform ``action``."""
+    needed = REQUIRED_TIER[action]
+    if tier < needed:
+        raise AccessDeniedError(action, tier.name, needed.name)

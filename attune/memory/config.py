@@ -1,0 +1,254 @@
+"""Configuration of the memory system: :class:`MemoryConfig` and :class:`Environment`.
+
+Precedence: explicit arguments beat environment variables, which beat defaults.
+
+| field                | environment variable   | default                          |
+|----------------------|------------------------|----------------------------------|
+| environment          | ``ATTUNE_ENV``         | development                      |
+| redis_url            | ``REDIS_URL``          | none (in-process stand-in in dev)|
+| redis_mock           | ``ATTUNE_REDIS_MOCK``  | auto                             |
+| storage_dir          | ``ATTUNE_STORAGE_DIR`` | per-user data directory          |
+| encryption_enabled   | ``ATTUNE_ENCRYPTION``  | true                             |
+| load_claude_memory   | ``ATTUNE_CLAUDE_MEMORY`` | false                          |
+
+Invalid values raise :class:`~attune.errors.ConfigurationError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from attune.errors import ConfigurationError
+
+
+class Environment(str, enum.Enum):
+    """The deployment tier; decides which backends are allowed."""
+
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Field name -> the environment variable that sets it (for error messages).
+ENV_VARS: dict[str, str] = {
+    "environment": "ATTUNE_ENV",
+    "redis_url": "REDIS_URL",
+    "redis_mock": "ATTUNE_REDIS_MOCK",
+    "storage_dir": "ATTUNE_STORAGE_DIR",
+    "encryption_enabled": "ATTUNE_ENCRYPTION",
+    "load_claude_memory": "ATTUNE_CLAUDE_MEMORY",
+    "audit_log_file": "ATTUNE_AUDIT_LOG",
+    "master_key_file": "ATTUNE_KEY_FILE",
+    "key_prefix": "ATTUNE_KEY_PREFIX",
+}
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def default_storage_dir() -> Path:
+    """A per-user data directory (never the current working directory)."""
+    return Path(platformdirs.user_data_dir("attune", appauthor=False))
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe for messages and health reports)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class MemoryConfig(BaseSettings):
+    """Settings for :class:`~attune.memory.UnifiedMemory`.
+
+    Construct it with keyword arguments; anything not given is read from the
+    environment, then from the defaults.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then exactly the variables of ENV_VARS -- never a generic name such as
+        # ENVIRONMENT that pydantic-settings would otherwise match to a field.
+        return (init_settings, _AttuneEnvironment(settings_cls))
+
+    environment: Environment = Environment.DEVELOPMENT
+    redis_url: str | None = None
+    #: True forces the in-process stand-in, False requires a real Redis, None decides
+    #: from the environment (development without ``REDIS_URL`` uses the stand-in).
+    redis_mock: bool | None = None
+    storage_dir: Path = Field(default_factory=default_storage_dir)
+    encryption_enabled: bool = True
+    load_claude_memory: bool = False
+
+    default_ttl_seconds: int = Field(3600, gt=0)
+    staging_ttl_hours: float = Field(24, gt=0)
+    key_prefix: str = Field(
+        "attune",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+    )
+
+    #: Largest JSON-encoded value ``stash`` accepts, in bytes.
+    max_value_bytes: int = Field(1024 * 1024, gt=0)
+    #: Longest key ``stash`` accepts, in characters.
+    max_key_length: int = Field(256, gt=0, le=4096)
+    #: Longest TTL ``stash`` accepts: short-term memory is for minutes to days.
+    max_ttl_seconds: int = Field(30 * 24 * 3600, gt=0)
+    #: Seconds to wait for Redis to accept a connection / answer a command.
+    redis_connect_timeout: float = Field(2.0, gt=0)
+    redis_socket_timeout: float = Field(5.0, gt=0)
+
+    # -- security pipeline ---------------------------------------------------------------
+    #: Retention of long-term patterns by classification, in days.
+    retention_days_public: int = Field(365, gt=0)
+    retention_days_internal: int = Field(180, gt=0)
+    retention_days_sensitive: int = Field(90, gt=0)
+    #: Audit log file; default ``<storage_dir>/audit.jsonl``.
+    audit_log_file: Path | None = None
+    #: True: a write returns only once its audit event is fsynced (safe default; costs
+    #: one batched fsync). False: events are buffered and a crash may lose the last ones.
+    audit_sync: bool = True
+    #: Master key file; default ``<storage_dir>/master.key`` (see docs/security.md).
+    master_key_file: Path | None = None
+    #: PII kinds not to scrub (e.g. ``("ip",)``) and extra patterns (name -> regex).
+    pii_disabled_kinds: tuple[str, ...] = ()
+    pii_custom_patterns: dict[str, str] = Field(default_factory=dict)
+    #: Extra secret patterns (kind -> regex) that block a write.
+    secret_patterns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"malformed Redis URL ({exc})") from None
+        if parts.scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                "a Redis URL starts with redis://, rediss:// or unix:// "
+                "(for example redis://localhost:6379/0)"
+            )
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("the Redis URL has no host (for example redis://localhost:6379/0)")
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("a unix:// Redis URL needs a socket path")
+        del port
+        return value
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc, explicit=set(values))) from None
+
+    # -- derived decisions -------------------------------------------------------------
+
+    @property
+    def short_term_backend(self) -> Literal["redis", "mock"]:
+        """Which short-term backend this configuration selects (raises if the choice is invalid)."""
+        if self.redis_mock is True:
+            if self.environment is Environment.PRODUCTION:
+                raise ConfigurationError(
+                    "the in-process Redis stand-in is refused in production "
+                    "(ATTUNE_REDIS_MOCK=true with ATTUNE_ENV=production): set REDIS_URL "
+                    "to a real Redis and unset ATTUNE_REDIS_MOCK"
+                )
+            return "mock"
+        if self.redis_url is None:
+            if self.redis_mock is False:
+                raise ConfigurationError(
+                    "ATTUNE_REDIS_MOCK=false requires a real Redis: set REDIS_URL "
+                    "(for example redis://localhost:6379/0)"
+                )
+            if self.environment is Environment.DEVELOPMENT:
+                return "mock"
+            raise ConfigurationError(
+                f"REDIS_URL is required when ATTUNE_ENV={self.environment.value}; "
+                "the in-process stand-in is only for development"
+            )
+        return "redis"
+
+    @property
+    def redacted_redis_url(self) -> str | None:
+        return None if self.redis_url is None else redact_url(self.redis_url)
+
+    def ensure_storage_dir(self) -> Path:
+        """Create the storage directory (owner-only) if needed and return it."""
+        path = self.storage_dir.expanduser()
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the storage directory {path} ({exc.strerror}); "
+                "set ATTUNE_STORAGE_DIR to a writable directory"
+            ) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigurationError(
+                f"the storage directory {path} is not writable; "
+                "set ATTUNE_STORAGE_DIR to a writable directory"
+            )
+        return path
+
+
+class _AttuneEnvironment(PydanticBaseSettingsSource):
+    """Reads the variables named in :data:`ENV_VARS` (an empty value counts as unset)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        var = ENV_VARS.get(field_name)
+        value = os.environ.get(var) if var else None
+        return (value or None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            name: value for name, var in ENV_VARS.items() if (value := os.environ.get(var))
+        }
+
+
+def _describe(exc: ValidationError, explicit: set[str]) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = str(err["loc"][0]) if err["loc"] else "?"
+        field = next((f for f, var in ENV_VARS.items() if var == loc), loc)
+        if field in explicit or loc in explicit or field not in ENV_VARS:
+            name = f"argument {field!r}"
+        else:
+            name = f"environment variable {ENV_VARS[field]}"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "enum":
+            msg = "expected one of " + ", ".join(e.value for e in Environment)
+        problems.append(f"{name}: {msg}")
+    return "invalid memory configuration: " + "; ".join(problems)

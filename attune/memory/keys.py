@@ -1,0 +1,28 @@
+"""The Redis key layout: the one place that decides what keys look like.
+
+Every key starts with ``{key_prefix}:``. The part in braces is a Redis Cluster
+*hash tag*: keys that one atomic operation touches together share it, so they
+land in the same slot and MULTI/EXEC stays valid on a cluster.
+
+    attune:{agent:<agent_id>}:stash:<key>     working data of one agent
+    attune:{staging}:pattern:<staged_id>      one staged pattern (JSON, with TTL)
+    attune:{staging}:index                    sorted set: staged_id -> expiry (ms)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    prefix: str = "attune"
+
+    def stash(self, agent_id: str, key: str) -> str:
+        return f"{self.prefix}:{{agent:{agent_id}}}:stash:{key}"
+
+    def staged_pattern(self, staged_id: str) -> str:
+        return f"{self.prefix}:{{staging}}:pattern:{staged_id}"
+
+    def staging_index(self) -> str:
+        return f"{self.prefix}:{{staging}}:index"

@@ -1,0 +1,73 @@
+"""What the core needs from a long-term backend, and nothing more.
+
+Records arrive finished: scrubbed, classified and (where required) encrypted
+by the security pipeline. A PostgreSQL backend is a new module implementing
+:class:`LongTermStore`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class PatternRecord:
+    """One long-term pattern as stored. ``content`` is ciphertext when ``encrypted``."""
+
+    pattern_id: str
+    pattern_type: str
+    classification: str
+    created_by: str
+    created_at_ms: int
+    expires_at_ms: int | None
+    metadata_json: str
+    content: bytes = field(repr=False)
+    encrypted: bool = False
+    key_id: str | None = None
+    wrapped_key: bytes | None = field(default=None, repr=False)
+    nonce: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """The key material of one encrypted record: what key rotation re-wraps."""
+
+    pattern_id: str
+    classification: str
+    key_id: str
+    wrapped_key: bytes = field(repr=False)
+
+
+@runtime_checkable
+class LongTermStore(Protocol):
+    #: A short name for health reports, e.g. "sqlite".
+    backend: str
+
+    async def insert(self, record: PatternRecord) -> bool:
+        """Store a new record durably; False (and nothing written) if the id exists already."""
+        ...
+
+    async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
+        """The record, or None when unknown or expired at ``now_ms``."""
+        ...
+
+    async def delete(self, pattern_id: str) -> bool:
+        """Remove a record and its wrapped key (crypto-shredding); True if it existed."""
+        ...
+
+    async def purge_expired(self, now_ms: int) -> int:
+        """Delete every record expired at ``now_ms``; returns how many."""
+        ...
+
+    async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
+        """Encrypted records' key material, by id after ``after_id`` (paging for rotation)."""
+        ...
+
+    async def replace_wrapped_keys(self, updates: list[WrappedKey]) -> int:
+        """Store re-wrapped data keys in one transaction; returns how many records changed."""
+        ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,345 @@
+"""The SQLite long-term store, over ``aiosqlite``.
+
+One database file under ``storage_dir`` in WAL mode with ``synchronous=FULL``:
+a write that returned has been fsynced and survives the process being killed
+(or the machine losing power) right after.
+
+Writes go through a *group commit*: each connection has a queue, and one
+drain task commits everything queued in one transaction (one fsync), then
+answers every caller. Concurrent writers therefore share the cost of a commit,
+and writers on one connection never see each other's transactions.
+
+The schema carries a version table; :data:`MIGRATIONS` upgrades a file in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from attune._loop_local import LoopLocal
+from attune.errors import LongTermUnavailableError
+from attune.memory.long_term.protocol import PatternRecord, WrappedKey
+
+T = TypeVar("T")
+
+DB_FILENAME = "patterns.db"
+
+#: version -> statements that bring the schema from version-1 to version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE patterns (
+            pattern_id     TEXT PRIMARY KEY,
+            pattern_type   TEXT NOT NULL,
+            classification TEXT NOT NULL,
+            created_by     TEXT NOT NULL,
+            created_at_ms  INTEGER NOT NULL,
+            expires_at_ms  INTEGER,
+            metadata       TEXT NOT NULL,
+            content        BLOB NOT NULL,
+            encrypted      INTEGER NOT NULL DEFAULT 0,
+            key_id         TEXT,
+            wrapped_key    BLOB,
+            nonce          BLOB
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX patterns_expiry ON patterns (expires_at_ms) WHERE expires_at_ms IS NOT NULL",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+_COLUMNS = (
+    "pattern_id, pattern_type, classification, created_by, created_at_ms, expires_at_ms, "
+    "metadata, content, encrypted, key_id, wrapped_key, nonce"
+)
+
+WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+@dataclass
+class _Connection:
+    """One aiosqlite connection of one event loop, with its group-commit queue."""
+
+    db: aiosqlite.Connection
+    queue: list[tuple[WriteOp, asyncio.Future[Any]]] = field(default_factory=list)
+    draining: asyncio.Task[None] | None = None
+    commits: int = 0
+
+
+class SQLiteLongTermStore:
+    """Long-term patterns in one SQLite file (``<storage_dir>/patterns.db``)."""
+
+    backend = "sqlite"
+
+    def __init__(self, storage_dir: Path | str, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(storage_dir).expanduser() / DB_FILENAME
+        self.busy_timeout_s = busy_timeout_s
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+        self._conns: LoopLocal[_Connection] = LoopLocal(self._open, self._close)
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _open(self) -> _Connection:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pending = aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout_s
+            )
+            _daemonize(pending)
+            db = await pending
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unavailable("cannot open", exc) from None
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            # Deleted rows are overwritten, so deleting a record's wrapped key shreds it.
+            await db.execute("PRAGMA secure_delete=ON")
+            await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self.path.chmod(0o600)
+            if not self._migrated:
+                await self._migrate(db)
+        except (OSError, sqlite3.Error) as exc:
+            await db.close()
+            raise self._unavailable("cannot prepare", exc) from None
+        return _Connection(db)
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            rows = list(await db.execute_fetchall("SELECT version FROM schema_version"))
+            current = int(rows[0][0]) if rows else 0
+            if current > SCHEMA_VERSION:
+                raise LongTermUnavailableError(
+                    f"{self.path} has schema version {current}, newer than this attune "
+                    f"understands ({SCHEMA_VERSION}); upgrade attune"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version]:
+                    await db.execute(statement)
+            if not rows:
+                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif current != SCHEMA_VERSION:
+                await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        with self._migrate_lock:
+            self._migrated = True
+
+    @staticmethod
+    async def _close(conn: _Connection) -> None:
+        if conn.draining is not None:
+            await asyncio.shield(conn.draining)
+        await conn.db.close()
+
+    def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
+        return LongTermUnavailableError(
+            f"long-term memory unavailable: {what} {self.path} ({type(exc).__name__}: {exc}); "
+            "check ATTUNE_STORAGE_DIR points to a writable local directory"
+        )
+
+    # -- group commit ------------------------------------------------------------------------
+
+    async def _write(self, op: WriteOp) -> Any:
+        conn = await self._conns.get()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.queue.append((op, fut))
+        if conn.draining is None:
+            conn.draining = asyncio.create_task(self._drain(conn))
+        return await fut
+
+    async def _drain(self, conn: _Connection) -> None:
+        try:
+            while conn.queue:
+                batch, conn.queue = conn.queue, []
+                await self._commit_batch(conn, batch)
+        finally:
+            conn.draining = None
+
+    async def _commit_batch(
+        self, conn: _Connection, batch: list[tuple[WriteOp, asyncio.Future[Any]]]
+    ) -> None:
+        db = conn.db
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for op, fut in batch:
+                if fut.cancelled():  # the caller gave up before its write started
+                    continue
+                try:
+                    outcomes.append((fut, await op(db), None))
+                except sqlite3.Error as exc:
+                    # A failed statement is undone by SQLite; the others stay in the transaction
+                    # unless SQLite had to abandon the whole transaction.
+                    outcomes.append((fut, None, self._unavailable("cannot write to", exc)))
+                    if not db.in_transaction:
+                        raise
+            await db.execute("COMMIT")
+            conn.commits += 1
+        except (sqlite3.Error, OSError) as exc:
+            if db.in_transaction:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            error = self._unavailable("cannot commit to", exc)
+            for _op, fut in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        for fut, result, exc2 in outcomes:
+            if fut.done():
+                continue
+            if exc2 is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc2)
+
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        conn = await self._conns.get()
+        try:
+            return list(await conn.db.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise self._unavailable("cannot read", exc) from None
+
+    # -- records ------------------------------------------------------------------------------
+
+    async def insert(self, record: PatternRecord) -> bool:
+        params = (
+            record.pattern_id,
+            record.pattern_type,
+            record.classification,
+            record.created_by,
+            record.created_at_ms,
+            record.expires_at_ms,
+            record.metadata_json,
+            record.content,
+            int(record.encrypted),
+            record.key_id,
+            record.wrapped_key,
+            record.nonce,
+        )
+
+        async def op(db: aiosqlite.Connection) -> bool:
+            rows = await db.execute_fetchall(
+                f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
+                params,
+            )
+            return bool(list(rows))
+
+        inserted: bool = await self._write(op)
+        return inserted
+
+    async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
+        rows = await self._read(
+            f"SELECT {_COLUMNS} FROM patterns WHERE pattern_id = ? "
+            "AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+            (pattern_id, now_ms),
+        )
+        return _to_record(rows[0]) if rows else None
+
+    async def delete(self, pattern_id: str) -> bool:
+        async def op(db: aiosqlite.Connection) -> bool:
+            rows = await db.execute_fetchall(
+                "DELETE FROM patterns WHERE pattern_id = ? RETURNING pattern_id", (pattern_id,)
+            )
+            return bool(list(rows))
+
+        deleted: bool = await self._write(op)
+        return deleted
+
+    async def purge_expired(self, now_ms: int) -> int:
+        async def op(db: aiosqlite.Connection) -> int:
+            rows = await db.execute_fetchall(
+                "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
+                "RETURNING pattern_id",
+                (now_ms,),
+            )
+            return len(list(rows))
+
+        purged: int = await self._write(op)
+        return purged
+
+    async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
+        rows = await self._read(
+            "SELECT pattern_id, classification, key_id, wrapped_key FROM patterns "
+            "WHERE encrypted = 1 AND pattern_id > ? ORDER BY pattern_id LIMIT ?",
+            (after_id, limit),
+        )
+        return [WrappedKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def replace_wrapped_keys(self, updates: list[WrappedKey]) -> int:
+        async def op(db: aiosqlite.Connection) -> int:
+            changed = 0
+            for u in updates:
+                cursor = await db.execute(
+                    "UPDATE patterns SET key_id = ?, wrapped_key = ? "
+                    "WHERE pattern_id = ? AND encrypted = 1",
+                    (u.key_id, u.wrapped_key, u.pattern_id),
+                )
+                changed += cursor.rowcount
+            return changed
+
+        changed: int = await self._write(op)
+        return changed
+
+    async def count(self) -> int:
+        rows = await self._read("SELECT count(*) FROM patterns", ())
+        return int(rows[0][0])
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"backend": self.backend, "path": str(self.path)}
+        try:
+            report["patterns"] = await self.count()
+        except Exception as exc:  # health never raises
+            report.update(available=False, error=str(exc))
+        else:
+            report.update(available=True, schema_version=SCHEMA_VERSION)
+        return report
+
+    async def aclose(self) -> None:
+        await self._conns.aclose()
+
+
+def _daemonize(conn: aiosqlite.Connection) -> None:
+    """Let a script that never closes its memory still exit.
+
+    aiosqlite runs each connection on a non-daemon thread, which the interpreter
+    joins at exit before any ``atexit`` hook could close it: a forgotten
+    ``close()`` would hang the process. Every write that returned is committed
+    and fsynced already, so ending that idle thread with the process loses nothing.
+    """
+    thread = getattr(conn, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+
+
+def _to_record(row: Any) -> PatternRecord:
+    return PatternRecord(
+        pattern_id=row[0],
+        pattern_type=row[1],
+        classification=row[2],
+        created_by=row[3],
+        created_at_ms=row[4],
+        expires_at_ms=row[5],
+        metadata_json=row[6],
+        content=bytes(row[7]),
+        encrypted=bool(row[8]),
+        key_id=row[9],
+        wrapped_key=None if row[10] is None else bytes(row[10]),
+        nonce=None if row[11] is None else bytes(row[11]),
+    )

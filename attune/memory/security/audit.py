@@ -1,0 +1,841 @@
+"""Tamper-evident audit log: JSON Lines, one event per line, chained by SHA-256.
+
+Every line carries ``seq`` (+1 per event) and ``prev`` (the SHA-256 of the previous
+line's exact bytes; ``"0" * 64`` for the first), so :meth:`AuditLogger.verify` finds
+the first altered, removed, inserted, reordered or torn line. Events hold ids, counts
+and kinds only: ``details`` is sanitised here, whatever the caller passes.
+
+Writing never serialises callers on the disk. Each logger has one daemon writer
+thread; callers append to an open *batch* and (``sync=True``) wait until the writer
+has written the whole batch with one ``write()`` and one ``fsync`` (group commit).
+Blocking callers wait on the batch's event, ``alog`` callers on a future of their
+own loop, woken with ``call_soon_threadsafe``. Under an exclusive ``flock`` the writer
+reads the real chain head from the file's tail, so several processes (or several
+loggers) appending to one file keep one valid chain. When a file would exceed
+``max_bytes`` it is renamed to ``.1`` (older ones shift to ``.2``...) and the chain
+continues in a fresh file. Rotated files are never deleted: deleting the oldest ones
+is an operator action, accepted by ``verify(allow_pruned=True)``.
+
+Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every
+later line too, and an edit of the very last line goes unnoticed until a next event
+is chained to it. Record ``VerifyResult.head`` elsewhere to anchor a checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import re
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from attune.errors import ConfigurationError, SecurityPipelineError, ValidationError
+from attune.memory.config import MemoryConfig
+
+GENESIS = "0" * 64
+REDACTED = "[redacted]"
+FIELDS = (
+    "ts",
+    "seq",
+    "event",
+    "user_id",
+    "tier",
+    "target_id",
+    "classification",
+    "outcome",
+    "details",
+    "prev",
+)
+MAX_ID_LENGTH = 256
+MAX_DETAIL_DEPTH = 3
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{0,64}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TAIL_CHUNK = 4096
+
+_TRUNCATED = "incomplete line (truncated or torn write)"
+_GARBLED = "not a valid audit event (garbled line or foreign writer)"
+_ALTERED = "hash chain broken (line altered: the next line's prev does not match it)"
+_FORGED = "hash chain broken (line inserted or altered: its prev does not match the line before)"
+_NO_GENESIS = "the chain does not start here (the first prev is not the genesis hash)"
+
+
+# -- validation of one event --------------------------------------------------------------------
+
+
+def _identifier(value: object, name: str, *, required: bool = True) -> str | None:
+    """A short identifier string (event, tier, outcome, classification)."""
+    if value is None and not required:
+        return None
+    if isinstance(value, str):
+        text = str.__str__(value)  # a str enum member gives its value
+        if text and _IDENTIFIER.fullmatch(text):
+            return text
+    raise ValidationError(
+        f"audit {name} must be an identifier of 1-64 characters from A-Z a-z 0-9 _ . : -"
+    )
+
+
+def _id(value: object, name: str, *, required: bool) -> str | None:
+    """A user or target id without control characters, so it cannot break a line."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"audit {name} must be a string")
+    text = str.__str__(value)
+    if not text.isprintable():
+        text = "".join(ch for ch in text if ch.isprintable())
+    if len(text) > MAX_ID_LENGTH or (required and not text):
+        raise ValidationError(f"audit {name} must be 1-{MAX_ID_LENGTH} printable characters")
+    return text
+
+
+def sanitize_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``details`` reduced to counts and kinds; anything else becomes ``"[redacted]"``."""
+    if details is None:
+        return {}
+    if not isinstance(details, Mapping):
+        raise ValidationError("audit details must be a mapping of counts and kinds")
+    cleaned = _clean(details, 0)
+    assert isinstance(cleaned, dict)  # a mapping at depth 0 is never redacted
+    return cleaned
+
+
+def _clean(value: object, depth: int) -> object:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else REDACTED
+    if isinstance(value, str):
+        text = str.__str__(value)
+        return text if _IDENTIFIER.fullmatch(text) else REDACTED
+    if depth > MAX_DETAIL_DEPTH:
+        return REDACTED
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
+                out[str.__str__(key)] = _clean(item, depth + 1)
+            else:  # the key itself may be content: drop both, leave a marker
+                out[REDACTED] = REDACTED
+        return dict(sorted(out.items()))
+    if isinstance(value, list | tuple):
+        return [_clean(item, depth + 1) for item in value]
+    return REDACTED
+
+
+def _encode_body(
+    event: object,
+    user_id: object,
+    tier: object,
+    target_id: object,
+    classification: object,
+    outcome: object,
+    details: Mapping[str, Any] | None,
+) -> str:
+    """The validated middle of a line, from ``"event"`` to ``"details"``, as compact JSON."""
+    fields = {
+        "event": _identifier(event, "event"),
+        "user_id": _id(user_id, "user_id", required=True),
+        "tier": _identifier(tier, "tier"),
+        "target_id": _id(target_id, "target_id", required=False),
+        "classification": _identifier(classification, "classification", required=False),
+        "outcome": _identifier(outcome, "outcome"),
+        "details": sanitize_details(details),
+    }
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True, allow_nan=False)[1:-1]
+
+
+def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
+    return f'{{"ts":"{ts}","seq":{seq},{body},"prev":"{prev}"}}'.encode("ascii")
+
+
+def _digest(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def _parse(line: bytes) -> tuple[int, str] | None:
+    """(seq, prev) of a well-formed audit line, else None."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.keys() != set(FIELDS):
+        return None
+    seq, prev = record["seq"], record["prev"]
+    if type(seq) is not int or not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+        return None
+    return seq, prev
+
+
+def _utc_text(when: datetime | str) -> str:
+    """``when`` in the log's timestamp format (a naive datetime is taken as UTC)."""
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError:
+            raise ValidationError("since must be an ISO-8601 date or datetime") from None
+    if not isinstance(when, datetime):
+        raise ValidationError("since must be a datetime or an ISO-8601 string")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def _rotated(path: Path) -> list[Path]:
+    """Rotated files of ``path``, newest (``.1``) first."""
+    prefix = path.name + "."
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    numbers = sorted(
+        int(name[len(prefix) :])
+        for name in names
+        if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    )
+    return [path.with_name(f"{prefix}{n}") for n in numbers]
+
+
+def _rfind_newline(fd: int, end: int) -> int:
+    """Offset of the last ``\\n`` before ``end``, or -1."""
+    chunk = _TAIL_CHUNK
+    while end > 0:
+        start = max(0, end - chunk)
+        found = os.pread(fd, end - start, start).rfind(b"\n")
+        if found >= 0:
+            return start + found
+        end, chunk = start, chunk * 2
+    return -1
+
+
+def _last_line(fd: int, size: int) -> bytes:
+    """The last line (without newline) of a file of ``size`` bytes that ends with one."""
+    start = _rfind_newline(fd, size - 1) + 1
+    return os.pread(fd, size - 1 - start, start)
+
+
+def _head_of(line: bytes) -> tuple[int, str]:
+    parsed = _parse(line)
+    if parsed is None:
+        raise _CorruptTailError
+    return parsed[0], _digest(line)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parents, owner-only."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+
+
+class _CorruptTailError(Exception):
+    """The last line of the log is not an audit event: its chain cannot be extended."""
+
+
+class _Sink:
+    """Appends chained lines to the log; used only by one writer thread."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._fd: int | None = None
+        self._dirty = False  # written but not fsynced
+        # (st_dev, st_ino, size) of the file after our last append, and its chain head.
+        self._cache: tuple[tuple[int, int, int], int, str] | None = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def reset(self) -> None:
+        """Forget the open file and the cached head (after an error)."""
+        with contextlib.suppress(OSError):
+            self.close()
+        self._dirty = False
+        self._cache = None
+
+    def sync(self) -> None:
+        if self._dirty and self._fd is not None:
+            os.fsync(self._fd)
+        self._dirty = False
+
+    def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
+        """Chain and append ``entries`` (timestamp, body), rotating as needed."""
+        done = 0
+        while done < len(entries):
+            fd = self._acquire()
+            try:
+                done = self._append_some(fd, entries, done, fsync)
+                if done < len(entries):
+                    self._rotate(fd)
+            finally:
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if fsync:
+            self.sync()
+
+    def _open(self) -> int:
+        _make_dirs(self.path.parent)
+        existed = self.path.exists()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o600)
+        if not existed:
+            _fsync_dir(self.path.parent)
+        return fd
+
+    def _acquire(self) -> int:
+        """The current file, exclusively locked (reopened if another writer rotated it)."""
+        while True:
+            if self._fd is None:
+                self._fd = self._open()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            mine = os.fstat(self._fd)
+            try:
+                named = os.stat(self.path)
+            except FileNotFoundError:
+                named = None
+            if named is not None and (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
+                return self._fd
+            self.sync()  # what we wrote there is still ours to make durable
+            self.close()
+
+    def _append_some(self, fd: int, entries: list[tuple[str, str]], done: int, fsync: bool) -> int:
+        """Append as many entries as fit in the locked file; return how many are done."""
+        size = self._repair(fd)
+        stat = os.fstat(fd)
+        seq, prev = self._head(fd, (stat.st_dev, stat.st_ino, size))
+        lines: list[bytes] = []
+        used = size
+        for ts, body in entries[done:]:
+            line = _line(ts, seq + 1, body, prev)
+            if used > 0 and used + len(line) + 1 > self.max_bytes:
+                break
+            lines.append(line)
+            used += len(line) + 1
+            seq, prev = seq + 1, _digest(line)
+        if lines:
+            data = b"\n".join(lines) + b"\n"
+            try:
+                _write_all(fd, data)
+                if fsync or done + len(lines) < len(entries):
+                    os.fsync(fd)
+                else:
+                    self._dirty = True
+            except OSError:
+                with contextlib.suppress(OSError):  # leave no partial batch behind
+                    os.ftruncate(fd, size)
+                raise
+            self._cache = ((stat.st_dev, stat.st_ino, used), seq, prev)
+        return done + len(lines)
+
+    def _repair(self, fd: int) -> int:
+        """Drop a torn last line (a write that crashed; never acknowledged); return the size."""
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            size = _rfind_newline(fd, size) + 1
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+            self._cache = None
+        return size
+
+    def _head(self, fd: int, key: tuple[int, int, int]) -> tuple[int, str]:
+        """(seq, hash) of the last event in the chain."""
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        size = key[2]
+        if size:
+            return _head_of(_last_line(fd, size))
+        for older in _rotated(self.path):  # a fresh file continues the newest rotated one
+            with older.open("rb") as f:
+                older_size = os.fstat(f.fileno()).st_size
+                if older_size:
+                    return _head_of(_last_line(f.fileno(), older_size))
+        return 0, GENESIS
+
+    def _rotate(self, fd: int) -> None:
+        """Shift ``.N`` to ``.N+1`` and the current file to ``.1`` (under its lock)."""
+        self.sync()
+        for older in _rotated(self.path)[::-1]:
+            number = int(older.name.rsplit(".", 1)[1])
+            os.rename(older, older.with_name(f"{self.path.name}.{number + 1}"))
+        os.rename(self.path, self.path.with_name(f"{self.path.name}.1"))
+        _fsync_dir(self.path.parent)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# -- the writer thread ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    """Events committed together; everyone waiting on it is woken once."""
+
+    entries: list[tuple[str, str]] = field(default_factory=list)
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
+        default_factory=list
+    )
+    fsync: bool = False
+    stop: bool = False
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, error: str | None) -> None:
+        self.error = error
+        self.done.set()
+        for loop, future in self.futures:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, error)
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise SecurityPipelineError(self.error)
+
+
+def _settle(future: asyncio.Future[None], error: str | None) -> None:
+    if future.done():  # the caller was cancelled; the event is still logged
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(SecurityPipelineError(error))
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    """One writer thread and the batch it will commit next."""
+
+    thread: threading.Thread | None = None
+    batch: _Batch | None = None
+
+    def open_batch(self) -> _Batch:
+        if self.batch is None:
+            self.batch = _Batch()
+        return self.batch
+
+
+def _failure_message(path: Path, exc: Exception) -> str:
+    if isinstance(exc, _CorruptTailError):
+        return (
+            f"the last line of the audit log {path} is not an audit event, so the hash chain "
+            "cannot be extended; the write was refused. Run AuditLogger.verify() and restore "
+            "the file from a backup."
+        )
+    if isinstance(exc, OSError):
+        why = exc.strerror or type(exc).__name__
+        return (
+            f"the audit log {path} could not be written ({why}); the write was refused. "
+            "Check the free space and permissions of its directory."
+        )
+    return f"the audit writer failed ({type(exc).__name__}); the write was refused"
+
+
+# -- the logger ----------------------------------------------------------------------------------
+
+_live: weakref.WeakSet[AuditLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Flush every open logger when the interpreter exits."""
+    errors = []
+    for logger in list(_live):
+        try:
+            logger.close()
+        except SecurityPipelineError as exc:
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup("audit events could not be written at exit", errors)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of :meth:`AuditLogger.verify`; true when the chain is intact."""
+
+    ok: bool
+    lines_checked: int = 0
+    #: The file and 1-based line of the first problem, and what it is.
+    file: Path | None = None
+    line: int | None = None
+    reason: str | None = None
+    files: int = 0
+    #: SHA-256 of the last line checked: record it elsewhere to anchor a checkpoint.
+    head: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if self.ok:
+            files = "file" if self.files == 1 else "files"
+            return f"audit log intact: {self.lines_checked} events in {self.files} {files}"
+        where = self.file.name if self.file is not None else "?"
+        return f"audit log TAMPERED at {where} line {self.line}: {self.reason}"
+
+
+class AuditLogger:
+    """Append-only, hash-chained audit log of security decisions.
+
+    ``log_file`` defaults to ``$ATTUNE_AUDIT_LOG``, else ``<storage_dir>/audit.jsonl``.
+    Nothing is opened until the first event, so constructing does not touch the file.
+    With ``sync=True`` (default) :meth:`log` / :meth:`alog` return once the event is
+    fsynced; with ``sync=False`` they only queue it, and :meth:`flush` / :meth:`close`
+    make it durable. A failed write raises :class:`SecurityPipelineError` to its caller
+    (``sync=False``: to the next call). After :meth:`close`, logging again starts a
+    new writer, so a closed logger stays usable.
+    """
+
+    def __init__(
+        self,
+        log_file: str | Path | None = None,
+        *,
+        sync: bool = True,
+        max_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ConfigurationError("max_bytes of the audit log must be a positive integer")
+        self.log_file = _default_path() if log_file is None else Path(log_file)
+        self.log_file = self.log_file.expanduser().absolute()
+        self.sync = bool(sync)
+        self.max_bytes = max_bytes
+        self._cond = threading.Condition()
+        self._worker: _Worker | None = None
+        self._lost = 0  # sync=False events whose write failed, not yet reported
+        self._last_ts = ""
+        _live.add(self)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def log(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record one event (blocks until durable when ``sync=True``)."""
+        body = _encode_body(event, user_id, tier, target_id, classification, outcome, details)
+        batch = self._submit(body, None)
+        if self.sync:
+            batch.wait()
+
+    async def alog(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Like :meth:`log`, awaiting durability without blocking the event loop."""
+        body = _encode_body(event, user_id, tier, target_id, classification, outcome, details)
+        if not self.sync:
+            self._submit(body, None)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._submit(body, (loop, future))
+        await future
+
+    def flush(self) -> None:
+        """Wait until everything queued so far is written and fsynced."""
+        with self._cond:
+            worker = self._worker
+            batch = None
+            if worker is not None:
+                batch = worker.open_batch()
+                batch.fsync = True
+                self._cond.notify_all()
+        if batch is not None:
+            self._finish_wait(batch)
+
+    def close(self) -> None:
+        """Flush, then stop the writer thread. Idempotent; a later event starts a new one."""
+        with self._cond:
+            worker, self._worker = self._worker, None
+            batch = None
+            if worker is not None:
+                batch = worker.open_batch()
+                batch.fsync = batch.stop = True
+                self._cond.notify_all()
+        if worker is not None and worker.thread is not None:
+            worker.thread.join()
+        if batch is not None:
+            self._finish_wait(batch)
+
+    def _finish_wait(self, batch: _Batch) -> None:
+        batch.done.wait()
+        with self._cond:
+            lost, self._lost = self._lost, 0
+        if batch.error is not None:
+            raise SecurityPipelineError(batch.error)
+        if lost:
+            raise SecurityPipelineError(_lost_message(lost))
+
+    def _submit(
+        self,
+        body: str,
+        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
+    ) -> _Batch:
+        with self._cond:
+            if self._lost:
+                lost, self._lost = self._lost, 0
+                raise SecurityPipelineError(_lost_message(lost))
+            worker = self._running_worker()
+            batch = worker.open_batch()
+            # Taken under the lock, so timestamps never go backwards within a logger.
+            ts = max(datetime.now(UTC).strftime(_TS_FORMAT), self._last_ts)
+            self._last_ts = ts
+            batch.entries.append((ts, body))
+            if future is not None:
+                batch.futures.append(future)
+            batch.fsync = batch.fsync or self.sync
+            self._cond.notify_all()
+            return batch
+
+    def _running_worker(self) -> _Worker:
+        """The writer thread, started on first use (called with ``_cond`` held)."""
+        worker = self._worker
+        if worker is None or worker.thread is None or not worker.thread.is_alive():
+            worker = _Worker()
+            worker.thread = threading.Thread(
+                target=self._run, args=(worker,), name="attune-audit-writer", daemon=True
+            )
+            worker.thread.start()
+            self._worker = worker
+        return worker
+
+    def _run(self, worker: _Worker) -> None:
+        sink = _Sink(self.log_file, self.max_bytes)
+        try:
+            while True:
+                with self._cond:
+                    while worker.batch is None:
+                        self._cond.wait()
+                    batch, worker.batch = worker.batch, None
+                error = None
+                try:
+                    sink.commit(batch.entries, batch.fsync)
+                except Exception as exc:
+                    error = _failure_message(self.log_file, exc)
+                    sink.reset()
+                    if not self.sync:
+                        with self._cond:
+                            self._lost += len(batch.entries)
+                batch.finish(error)
+                if batch.stop:
+                    return
+        finally:
+            sink.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """The log's files, oldest first (rotated ``.N`` ... ``.1``, then the current one)."""
+        current = [self.log_file] if self.log_file.exists() else []
+        return _rotated(self.log_file)[::-1] + current
+
+    def verify(self, *, allow_pruned: bool = False) -> VerifyResult:
+        """Recompute the hash chain over every file and report the first problem.
+
+        ``allow_pruned=True`` accepts a log whose oldest files were deleted: the first
+        remaining line is trusted as the start of the chain. Events still queued
+        (``sync=False``) are not seen: call :meth:`flush` first.
+        """
+        with self._read_lock():
+            return _verify(self.files(), allow_pruned)
+
+    def query(
+        self,
+        *,
+        event_type: str | None = None,
+        user_id: str | None = None,
+        since: datetime | str | None = None,
+        outcome: str | None = None,
+        target_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events matching every filter given, oldest first, across rotated files.
+
+        ``since`` keeps events at or after that time (a naive datetime is UTC);
+        ``limit`` keeps the most recent matches. Lines that are not valid events are
+        skipped (:meth:`verify` reports them).
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValidationError("limit must be a non-negative integer")
+        if limit is not None and limit < 0:
+            raise ValidationError("limit must be a non-negative integer")
+        wanted = {
+            "event": event_type,
+            "user_id": user_id,
+            "outcome": outcome,
+            "target_id": target_id,
+        }
+        wanted = {k: v for k, v in wanted.items() if v is not None}
+        after = None if since is None else _utc_text(since)
+        found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
+        with self._read_lock():
+            for _path, _number, raw in _lines(self.files()):
+                record = _record(raw)
+                if record is None or any(record.get(k) != v for k, v in wanted.items()):
+                    continue
+                if after is None or str(record.get("ts", "")) >= after:
+                    found.append(record)
+        return list(found)
+
+    @contextlib.contextmanager
+    def _read_lock(self) -> Iterator[None]:
+        """Hold a shared lock on the current file so no writer appends or rotates meanwhile."""
+        while True:
+            try:
+                fd = os.open(self.log_file, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                yield
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                mine = os.fstat(fd)
+                try:
+                    named = os.stat(self.log_file)
+                except FileNotFoundError:
+                    continue
+                if (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
+                    yield
+                    return
+            finally:
+                os.close(fd)
+
+
+def _default_path() -> Path:
+    from_env = os.environ.get("ATTUNE_AUDIT_LOG")
+    if from_env:
+        return Path(from_env)
+    return MemoryConfig().ensure_storage_dir() / "audit.jsonl"
+
+
+def _lost_message(count: int) -> str:
+    return (
+        f"{count} queued audit event(s) could not be written (see the earlier error); "
+        "check the free space and permissions of the audit log directory"
+    )
+
+
+def _record(raw: bytes) -> dict[str, Any] | None:
+    if not raw.endswith(b"\n") or _parse(raw[:-1]) is None:
+        return None
+    record: dict[str, Any] = json.loads(raw)
+    return record
+
+
+# -- verification --------------------------------------------------------------------------------
+
+
+def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
+    """Every raw line (newline kept, if any) of ``files`` in order, with its 1-based number."""
+    for path in files:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            continue
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                yield path, number, raw
+
+
+def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
+    checked = 0
+    expected_seq: int | None = None if allow_pruned else 1
+    expected_prev: str | None = None if allow_pruned else GENESIS
+    previous: tuple[Path, int] | None = None
+    lines = _lines(files)
+    current = next(lines, None)
+    while current is not None:
+        path, number, raw = current
+        upcoming = next(lines, None)
+        where, reason = (path, number), None
+        parsed = _parse(raw[:-1]) if raw.endswith(b"\n") else None
+        if parsed is None:
+            reason = _GARBLED if raw.endswith(b"\n") else _TRUNCATED
+        elif expected_seq is not None and parsed[0] != expected_seq:
+            reason = _seq_reason(expected_seq, parsed[0], first=previous is None)
+        elif expected_prev is not None and parsed[1] != expected_prev:
+            if previous is None:
+                reason = _NO_GENESIS
+            elif _chains_from(raw[:-1], parsed[0], upcoming):
+                where, reason, checked = previous, _ALTERED, checked - 1
+            else:
+                reason = _FORGED
+        if reason is not None or parsed is None:
+            return VerifyResult(False, checked, where[0], where[1], reason, len(files))
+        checked += 1
+        expected_seq, expected_prev = parsed[0] + 1, _digest(raw[:-1])
+        previous = where
+        current = upcoming
+    return VerifyResult(True, checked, files=len(files), head=expected_prev)
+
+
+def _seq_reason(expected: int, found: int, *, first: bool) -> str:
+    if first:
+        return (
+            f"the chain does not start here (seq {found}, not 1): older files were deleted "
+            "or lines removed; verify(allow_pruned=True) accepts a pruned log"
+        )
+    return (
+        f"sequence broken (expected seq {expected}, found {found}): "
+        "a line was removed, inserted or reordered"
+    )
+
+
+def _chains_from(line: bytes, seq: int, upcoming: tuple[Path, int, bytes] | None) -> bool:
+    """Whether the next line links to ``line``: then ``line`` is genuine and the one
+    before it was altered. A last line gets the benefit of the doubt likewise."""
+    if upcoming is None:
+        return True
+    after = _parse(upcoming[2][:-1]) if upcoming[2].endswith(b"\n") else None
+    return after is not None and after == (seq + 1, _digest(line))

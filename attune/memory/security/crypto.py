@@ -1,0 +1,530 @@
+"""Envelope encryption (AES-256-GCM) and master-key management.
+
+Every record gets its own random 256-bit *data key*. The content is encrypted with it
+(AES-GCM, random 96-bit nonce) and the associated data binds the record id and the
+classification, so a blob copied onto another record or relabelled does not open. The data
+key is then *wrapped* by the ring's active *master key* (AES-GCM again, own random nonce,
+stored as ``wrap_nonce || ciphertext+tag``); that associated data also binds the master key
+id. Encodings of associated data are length-prefixed, so they are unambiguous.
+
+Master keys live in a :class:`KeyRing`. A key id is derived from the key material, so the
+same key has the same id whether it comes from ``ATTUNE_MASTER_KEY`` or from the key file
+(JSON ``{"version": 1, "active": kid, "keys": {kid: base64}}``, owner-only, replaced
+atomically). Development creates that file once, race-safely, and reuses it; staging and
+production never invent a key: without one only PUBLIC data can be written.
+
+Rotation: :meth:`KeyRing.add_key` makes a new key active; :meth:`EnvelopeCipher.rewrap` moves
+a record's data key under it without touching the content. Rotate before a master key has
+wrapped about 2**32 data keys (the random-nonce bound of AES-GCM).
+
+Crypto-shredding: each record has its own data key, so deleting a record's wrapped key (or
+every master key that wrapped it) makes its content unrecoverable, even from backups of the
+ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from attune.errors import ConfigurationError, DecryptionError
+from attune.memory.config import Environment
+from attune.memory.types import Classification
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "ATTUNE_MASTER_KEY"
+KEY_FILE_NAME = "master.key"
+
+_KEY_BYTES = 32
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_WRAPPED_BYTES = _NONCE_BYTES + _KEY_BYTES + _TAG_BYTES
+_FILE_VERSION = 1
+_CONTENT_AAD = b"attune.content.v1"
+_WRAP_AAD = b"attune.wrap.v1"
+_GENERATE_HINT = (
+    "generate one with `openssl rand -base64 32` or "
+    "`python -c 'from attune.memory.security.crypto import generate_master_key; "
+    "print(generate_master_key())'`"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedBlob:
+    """What an encrypted record stores: master key id, wrapped data key, nonce, ciphertext."""
+
+    key_id: str
+    wrapped_key: bytes = field(repr=False)
+    nonce: bytes = field(repr=False)
+    ciphertext: bytes = field(repr=False)
+
+
+def generate_master_key() -> str:
+    """A fresh master key: base64 of 32 random bytes (the ``ATTUNE_MASTER_KEY`` format)."""
+    return base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode("ascii")
+
+
+def key_id(key: bytes) -> str:
+    """The id of a master key, derived from its material (same key, same id, any source)."""
+    return "k_" + hashlib.sha256(b"attune-master-key-id:" + key).hexdigest()[:16]
+
+
+# -- key ring --------------------------------------------------------------------------------
+
+
+class KeyRing:
+    """Master keys by id, one of them active (the one new data keys are wrapped with).
+
+    Thread-safe. Build one with :meth:`load`; ``KeyRing(keys)`` makes an in-memory ring
+    whose last key is active (``key_file=`` makes :meth:`add_key` persist there).
+    """
+
+    def __init__(self, keys: Iterable[bytes] = (), *, key_file: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, bytes] = {}
+        self._active: str | None = None
+        self._key_file = key_file
+        self._env_key_id: str | None = None
+        for key in keys:
+            self._install(_checked_key(key))
+
+    @classmethod
+    def load(cls, *, storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
+        """The ring of a deployment: ``ATTUNE_MASTER_KEY`` (active) plus the key file's keys.
+
+        The key file is ``key_file`` or ``<storage_dir>/master.key``. In development, with
+        neither an environment key nor a key file, the file is created once with a new key.
+        In staging and production the ring may stay empty: encrypting then raises
+        :class:`ConfigurationError` while PUBLIC writes keep working.
+        """
+        env = _parse_environment(environment)
+        path = (key_file if key_file is not None else storage_dir / KEY_FILE_NAME).expanduser()
+        env_key = _env_master_key()
+        stored = _read_key_file_if_present(path)
+        if stored is None and env_key is None and env is Environment.DEVELOPMENT:
+            stored = _create_key_file(path)
+        ring = cls(key_file=path)
+        if stored is not None:
+            ring._install_file(stored)
+        if env_key is not None:
+            ring._env_key_id = ring._install(env_key)
+        return ring
+
+    @property
+    def active_key_id(self) -> str:
+        """Id of the active master key (ConfigurationError when the ring is empty)."""
+        return self._active_key()[0]
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._keys)
+
+    @property
+    def key_file(self) -> Path | None:
+        return self._key_file
+
+    def add_key(self, key: bytes | None = None) -> str:
+        """Add ``key`` (or a new random one), make it active and return its id.
+
+        A file-backed ring writes it to the key file first (atomic replace, 0600, merged
+        under a file lock with keys other processes added), so no data is ever encrypted
+        under a key that a restart would lose. If ``ATTUNE_MASTER_KEY`` is set, that
+        variable still decides the active key on the next start: the new key is active in
+        this ring only, until the operator sets ``ATTUNE_MASTER_KEY`` to it (its base64 is
+        in the key file). Keep the old key available until every record is rewrapped.
+        """
+        material = _checked_key(secrets.token_bytes(_KEY_BYTES) if key is None else key)
+        kid = key_id(material)
+        with self._lock:
+            if self._key_file is not None:
+                stored = _add_to_key_file(self._key_file, kid, material)
+                for other_kid, other in stored.keys.items():
+                    self._keys.setdefault(other_kid, other)
+            self._install(material)
+        if self._env_key_id is not None and self._env_key_id != kid:
+            logger.warning(
+                "master key %s was added to %s and is active in this process only; %s still "
+                "names key %s, which becomes active again on restart: set %s to the new key",
+                kid,
+                self._key_file,
+                ENV_VAR,
+                self._env_key_id,
+                ENV_VAR,
+            )
+        return kid
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"KeyRing(active={self._active!r}, key_ids={tuple(self._keys)!r})"
+
+    # -- used by EnvelopeCipher ------------------------------------------------------------
+
+    def _active_key(self) -> tuple[str, bytes]:
+        with self._lock:
+            if self._active is None:
+                raise ConfigurationError(_no_key_message(self._key_file))
+            return self._active, self._keys[self._active]
+
+    def _key(self, kid: str) -> bytes | None:
+        """The master key ``kid``; re-reads the key file once if another process added it."""
+        with self._lock:
+            found = self._keys.get(kid)
+        if found is not None or self._key_file is None:
+            return found
+        stored = _read_key_file_if_present(self._key_file)
+        if stored is None:
+            return None
+        with self._lock:
+            for other_kid, other in stored.keys.items():
+                self._keys.setdefault(other_kid, other)
+            return self._keys.get(kid)
+
+    def _install(self, key: bytes) -> str:
+        kid = key_id(key)
+        self._keys[kid] = key
+        self._active = kid
+        return kid
+
+    def _install_file(self, stored: _KeyFile) -> None:
+        for kid, key in stored.keys.items():
+            if kid != stored.active:
+                self._install(key)
+        self._install(stored.keys[stored.active])
+
+
+def _checked_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes) or len(key) != _KEY_BYTES:
+        raise ConfigurationError(f"a master key must be exactly {_KEY_BYTES} bytes")
+    return key
+
+
+def _no_key_message(path: Path | None) -> str:
+    where = f" (the key file {path} does not exist)" if path is not None else ""
+    return (
+        f"no master key configured{where}: set {ENV_VAR} (base64 of 32 random bytes; "
+        f"{_GENERATE_HINT}) or ATTUNE_KEY_FILE to a key file. Until then only PUBLIC "
+        "patterns can be written"
+    )
+
+
+def _parse_environment(value: str) -> Environment:
+    try:
+        return Environment(value)
+    except ValueError:
+        names = ", ".join(e.value for e in Environment)
+        raise ConfigurationError(
+            f"unknown environment {value!r} for the key ring: expected one of {names}"
+        ) from None
+
+
+def _decode_key(text: object) -> bytes | None:
+    """Strict base64 of exactly 32 bytes, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) == _KEY_BYTES else None
+
+
+def _env_master_key() -> bytes | None:
+    value = os.environ.get(ENV_VAR, "")
+    if not value.strip():
+        return None
+    key = _decode_key(value)
+    if key is None:
+        raise ConfigurationError(
+            f"{ENV_VAR} is not a valid master key: it must be the base64 encoding of exactly "
+            f"{_KEY_BYTES} random bytes ({_GENERATE_HINT})"
+        )
+    return key
+
+
+# -- key file ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyFile:
+    active: str
+    keys: dict[str, bytes] = field(repr=False)
+
+
+def _encode_key_file(stored: _KeyFile) -> bytes:
+    keys = {kid: base64.b64encode(key).decode("ascii") for kid, key in stored.keys.items()}
+    doc = {"version": _FILE_VERSION, "active": stored.active, "keys": keys}
+    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+
+
+def _parse_key_file(raw: bytes, path: Path) -> _KeyFile:
+    def corrupt(why: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"the master key file {path} is corrupt ({why}); restore it from a backup. "
+            'Expected JSON {"version": 1, "active": "<key id>", "keys": {"<key id>": "<base64>"}}'
+        )
+
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise corrupt("not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise corrupt("not a JSON object")
+    version = doc.get("version")
+    if type(version) is not int or version != _FILE_VERSION:
+        raise corrupt(f"missing or unsupported version, expected {_FILE_VERSION}")
+    entries = doc.get("keys")
+    if not isinstance(entries, dict) or not entries:
+        raise corrupt("'keys' must be a non-empty object")
+    keys: dict[str, bytes] = {}
+    for number, (kid, encoded) in enumerate(entries.items(), start=1):
+        key = _decode_key(encoded)
+        if key is None or key_id(key) != kid:
+            raise corrupt(f"entry {number} of 'keys' is not a 32-byte base64 key under its own id")
+        keys[kid] = key
+    active = doc.get("active")
+    if not isinstance(active, str) or active not in keys:
+        raise corrupt("'active' does not name one of its keys")
+    return _KeyFile(active, keys)
+
+
+def _read_key_file(path: Path) -> _KeyFile:
+    """Read and validate the key file; FileNotFoundError when it does not exist."""
+    try:
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & 0o077:
+                raise ConfigurationError(
+                    f"the master key file {path} is accessible by other users "
+                    f"(mode {mode & 0o777:o}): run `chmod 600 {path}`"
+                )
+            raw = handle.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the master key file {path} ({exc.strerror}); check the path "
+            "(ATTUNE_KEY_FILE) and that it is a file readable by this user"
+        ) from None
+    return _parse_key_file(raw, path)
+
+
+def _read_key_file_if_present(path: Path) -> _KeyFile | None:
+    try:
+        return _read_key_file(path)
+    except FileNotFoundError:
+        return None
+
+
+def _create_key_file(path: Path) -> _KeyFile:
+    """Create the key file with a new key, unless another process just did: then use its.
+
+    The content goes to a private temp file first and is hard-linked into place, which
+    fails if the file exists; so concurrent starters end with one key, never a torn file.
+    """
+    key = secrets.token_bytes(_KEY_BYTES)
+    stored = _KeyFile(key_id(key), {key_id(key): key})
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temp = _write_temp(path.parent, _encode_key_file(stored))
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return _read_key_file(path)
+        finally:
+            temp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    _fsync_dir(path.parent)
+    return stored
+
+
+def _add_to_key_file(path: Path, kid: str, key: bytes) -> _KeyFile:
+    """Merge ``key`` into the key file as the active key; returns what was written."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _file_lock(path):
+            current = _read_key_file_if_present(path)
+            keys = dict(current.keys) if current is not None else {}
+            keys[kid] = key
+            stored = _KeyFile(kid, keys)
+            temp = _write_temp(path.parent, _encode_key_file(stored))
+            try:
+                os.replace(temp, path)
+            finally:
+                temp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    _fsync_dir(path.parent)
+    return stored
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on ``<key file>.lock`` for read-modify-write."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_temp(directory: Path, data: bytes) -> Path:
+    """A new owner-only (0600) file in ``directory`` holding ``data``, flushed to disk."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{KEY_FILE_NAME}-", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename/link durable; best effort where directories cannot be fsynced."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_error(path: Path, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot write the master key file {path} ({exc.strerror}); make its directory "
+        f"writable, point ATTUNE_KEY_FILE elsewhere, or set {ENV_VAR}"
+    )
+
+
+# -- envelope cipher ---------------------------------------------------------------------------
+
+
+class EnvelopeCipher:
+    """Encrypts records under per-record data keys wrapped by the ring's active master key."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def encrypt(
+        self, plaintext: bytes, *, record_id: str, classification: str | Classification
+    ) -> EncryptedBlob:
+        label = _label(classification)
+        kid, master = self.ring._active_key()
+        data_key = secrets.token_bytes(_KEY_BYTES)
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _content_aad(record_id, label))
+        return EncryptedBlob(kid, _wrap(master, kid, data_key, record_id, label), nonce, ciphertext)
+
+    def decrypt(
+        self, blob: EncryptedBlob, *, record_id: str, classification: str | Classification
+    ) -> bytes:
+        label = _label(classification)
+        data_key = self._unwrap(blob, record_id, label)
+        if not _has_length(blob.nonce, _NONCE_BYTES):
+            raise DecryptionError(_tampered(record_id, "its nonce is malformed"))
+        try:
+            return AESGCM(data_key).decrypt(
+                blob.nonce, blob.ciphertext, _content_aad(record_id, label)
+            )
+        except InvalidTag:
+            raise DecryptionError(
+                _tampered(record_id, "its ciphertext or nonce failed authentication")
+            ) from None
+
+    def rewrap(
+        self, blob: EncryptedBlob, *, record_id: str, classification: str | Classification
+    ) -> EncryptedBlob:
+        """The same record with its data key wrapped by the active master key (for rotation).
+
+        The content (ciphertext and nonce) is unchanged; a blob already under the active
+        key is returned as is.
+        """
+        label = _label(classification)
+        kid, master = self.ring._active_key()
+        if blob.key_id == kid:
+            return blob
+        data_key = self._unwrap(blob, record_id, label)
+        return replace(blob, key_id=kid, wrapped_key=_wrap(master, kid, data_key, record_id, label))
+
+    def _unwrap(self, blob: EncryptedBlob, record_id: str, label: str) -> bytes:
+        master = self.ring._key(blob.key_id) if isinstance(blob.key_id, str) else None
+        if master is None:
+            raise DecryptionError(
+                f"cannot decrypt record {record_id!r}: it was encrypted under master key "
+                f"{blob.key_id!r}, which is neither {ENV_VAR} nor in the key file "
+                f"({self.ring.key_file}). Restore that key to the key file or set {ENV_VAR} "
+                "to it; if it was deleted "
+                "on purpose the record is unrecoverable (crypto-shredded)"
+            )
+        wrapped = blob.wrapped_key
+        if not _has_length(wrapped, _WRAPPED_BYTES):
+            raise DecryptionError(_tampered(record_id, "its wrapped data key is malformed"))
+        aad = _wrap_aad(record_id, label, blob.key_id)
+        try:
+            return AESGCM(master).decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], aad)
+        except InvalidTag:
+            raise DecryptionError(
+                f"cannot decrypt record {record_id!r}: its data key does not open under master "
+                f"key {blob.key_id!r}. Either that key's material differs from the one used to "
+                "write the record (check ATTUNE_MASTER_KEY and the key file), or the wrapped "
+                "key, record id or classification was altered"
+            ) from None
+
+
+def _label(classification: str | Classification) -> str:
+    return Classification.parse(classification).value
+
+
+def _has_length(value: object, length: int) -> bool:
+    return isinstance(value, bytes) and len(value) == length
+
+
+def _tampered(record_id: str, what: str) -> str:
+    return (
+        f"cannot decrypt record {record_id!r}: {what}, so the stored record was altered or "
+        "corrupted (or belongs to another record). Restore it from a backup"
+    )
+
+
+def _wrap(master: bytes, kid: str, data_key: bytes, record_id: str, label: str) -> bytes:
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return nonce + AESGCM(master).encrypt(nonce, data_key, _wrap_aad(record_id, label, kid))
+
+
+def _content_aad(record_id: str, label: str) -> bytes:
+    return _aad(_CONTENT_AAD, record_id, label)
+
+
+def _wrap_aad(record_id: str, label: str, kid: str) -> bytes:
+    return _aad(_WRAP_AAD, record_id, label, kid)
+
+
+def _aad(purpose: bytes, *parts: str) -> bytes:
+    """``purpose`` then each part as a 4-byte big-endian length and its UTF-8 bytes."""
+    out = [purpose]
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        out += (len(raw).to_bytes(4, "big"), raw)
+    return b"".join(out)

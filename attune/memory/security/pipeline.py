@@ -1,0 +1,427 @@
+"""The security pipeline: the one place every write path runs through.
+
+For a pattern write (``persist_pattern``, ``stage_pattern``, ``promote_pattern``)
+the steps run in this order, each a small unit of its own module:
+
+1. **detect secrets** (:mod:`.secrets`) in the content and in every string of the
+   metadata / pattern data: any finding blocks the write;
+2. **scrub PII** (:mod:`.pii`) from the same strings;
+3. **classify** (:mod:`.classifier`): explicit, or auto-detected from the rule table;
+4. **encrypt** (:mod:`.crypto`): SENSITIVE always, INTERNAL when ``encryption_enabled``;
+5. **audit** (:mod:`.audit`): every decision, with counts and kinds only.
+
+The pipeline *fails closed*: if a step raises something unexpected or returns
+something unusable, the write is refused with :class:`SecurityPipelineError`;
+unscrubbed data is never stored as a fallback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from attune.errors import (
+    AttuneError,
+    DecryptionError,
+    SecretsDetectedError,
+    SecurityPipelineError,
+    ValidationError,
+)
+from attune.memory.config import MemoryConfig
+from attune.memory.long_term.protocol import PatternRecord, WrappedKey
+from attune.memory.security.audit import AuditLogger
+from attune.memory.security.classifier import ClassificationDecision, decide
+from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
+from attune.memory.security.pii import PIIScrubber
+from attune.memory.security.secrets import SecretsDetector
+from attune.memory.types import Classification
+
+T = TypeVar("T")
+
+_registry_lock = threading.Lock()
+_audit_loggers: dict[Path, AuditLogger] = {}
+_keyrings: dict[tuple[Path, str, Path | None], KeyRing] = {}
+
+
+def shared_audit_logger(path: Path, sync: bool) -> AuditLogger:
+    """One logger per file in a process, so every writer extends the same hash chain.
+
+    The first configuration to open a file decides its ``sync`` mode.
+    """
+    with _registry_lock:
+        logger = _audit_loggers.get(path)
+        if logger is None:
+            logger = AuditLogger(log_file=path, sync=sync)
+            _audit_loggers[path] = logger
+        return logger
+
+
+def shared_keyring(storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
+    """One key ring per storage directory in a process, so rotation is seen by every agent."""
+    key = (storage_dir.expanduser().resolve(), environment, key_file)
+    with _registry_lock:
+        ring = _keyrings.get(key)
+        if ring is None:
+            ring = KeyRing.load(storage_dir=key[0], environment=environment, key_file=key_file)
+            _keyrings[key] = ring
+        return ring
+
+
+def close_shared() -> None:
+    """Flush and close the shared audit loggers and forget the key rings (tests, shutdown)."""
+    with _registry_lock:
+        loggers = list(_audit_loggers.values())
+        _audit_loggers.clear()
+        _keyrings.clear()
+    for logger in loggers:
+        logger.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a pattern write stores after steps 1-3."""
+
+    content: str
+    data: dict[str, Any]
+    decision: ClassificationDecision
+    pii_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def classification(self) -> Classification:
+        return self.decision.classification
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.data
+
+    @property
+    def audit_details(self) -> dict[str, Any]:
+        return {"rule": self.decision.rule, "pii": dict(self.pii_counts)}
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """Content as it goes to storage: ciphertext and its key material, or plain UTF-8."""
+
+    content: bytes
+    encrypted: bool
+    metadata_json: str
+    key_id: str | None = None
+    wrapped_key: bytes | None = None
+    nonce: bytes | None = None
+
+
+class SecurityPipeline:
+    """Runs the security steps for one configuration. Cheap to create; the audit
+    log and the key ring behind it are shared per file within the process."""
+
+    def __init__(self, config: MemoryConfig) -> None:
+        self.config = config
+        self.secrets = _step("secrets detector", lambda: SecretsDetector(
+            extra_patterns=config.secret_patterns or None))
+        self.scrubber = _step("PII scrubber", lambda: PIIScrubber(
+            disabled=config.pii_disabled_kinds,
+            custom_patterns=config.pii_custom_patterns or None,
+        ))
+        self._storage_dir = config.storage_dir.expanduser()
+        self._audit_path: Path | None = None
+        self._cipher: EnvelopeCipher | None = None
+        self._lock = threading.Lock()
+
+    # -- lazily opened resources ---------------------------------------------------------------
+
+    @property
+    def audit_logger(self) -> AuditLogger:
+        # Looked up each time (a dict hit), so a logger closed by close_shared() is replaced.
+        if self._audit_path is None:
+            path = self.config.audit_log_file or (self.config.ensure_storage_dir() / "audit.jsonl")
+            self._audit_path = Path(path).expanduser().resolve()
+        return shared_audit_logger(self._audit_path, self.config.audit_sync)
+
+    @property
+    def cipher(self) -> EnvelopeCipher:
+        with self._lock:
+            if self._cipher is None:
+                ring = shared_keyring(
+                    self.config.ensure_storage_dir(),
+                    self.config.environment.value,
+                    self.config.master_key_file,
+                )
+                self._cipher = EnvelopeCipher(ring)
+            return self._cipher
+
+    # -- steps 1-3 ------------------------------------------------------------------------------
+
+    def _sanitize(self, texts: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, int]]:
+        """Block secrets in, then scrub PII from, every string in ``texts`` (keys included)."""
+        found: dict[str, int] = {}
+        for text in _strings(texts):
+            for kind, count in _step("secrets detector", lambda t=text: self.secrets.kinds(t)).items():
+                found[kind] = found.get(kind, 0) + count
+        if found:
+            raise SecretsDetectedError(found, where)
+        scrubbed, counts = _step("PII scrubber", lambda: self.scrubber.scrub_value(dict(texts)))
+        if not isinstance(scrubbed, dict) or not isinstance(counts, dict):
+            raise SecurityPipelineError("the PII scrubber returned unusable output; the write was refused")
+        return scrubbed, {str(k): int(v) for k, v in counts.items()}
+
+    async def _guard(
+        self, action: Callable[[], T], *, user_id: str, tier: str, target_id: str, event: str
+    ) -> T:
+        try:
+            return action()
+        except SecretsDetectedError as exc:
+            await self.audit_event(
+                "security.violation", user_id=user_id, tier=tier, target_id=target_id,
+                outcome="blocked", details={"kinds": exc.kinds, "during": event},
+            )
+            raise
+
+    async def prepare_pattern(
+        self,
+        content: str,
+        pattern_type: str,
+        metadata: dict[str, Any],
+        explicit: Classification | None,
+        auto_classify: bool,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str,
+    ) -> Prepared:
+        """Steps 1-3 for a long-term write (persist or promote)."""
+
+        def run() -> Prepared:
+            self._check_pattern_type(pattern_type)
+            clean, counts = self._sanitize({"content": content, "metadata": metadata}, "the pattern")
+            decision = self._classify(explicit, clean["content"], pattern_type, clean["metadata"],
+                                      auto_classify)
+            return Prepared(clean["content"], clean["metadata"], decision, counts)
+
+        prepared = await self._guard(run, user_id=user_id, tier=tier, target_id=target_id,
+                                     event="pattern.store")
+        await self.audit_event(
+            "classification.decision", user_id=user_id, tier=tier, target_id=target_id,
+            classification=prepared.classification.value,
+            details={"rule": prepared.decision.rule, "auto": explicit is None and auto_classify},
+        )
+        return prepared
+
+    async def prepare_staged(
+        self, data: dict[str, Any], pattern_type: str, *, user_id: str, tier: str, staged_id: str
+    ) -> Prepared:
+        """Steps 1-3 for a staged pattern, before anything reaches Redis."""
+
+        def run() -> Prepared:
+            self._check_pattern_type(pattern_type)
+            clean, counts = self._sanitize(data, "the staged pattern")
+            rest = {k: v for k, v in clean.items() if k != "content"}
+            decision = self._classify(None, clean["content"], pattern_type, rest, True)
+            return Prepared(clean["content"], clean, decision, counts)
+
+        return await self._guard(run, user_id=user_id, tier=tier, target_id=staged_id,
+                                 event="pattern.stage")
+
+    def _classify(
+        self,
+        explicit: Classification | None,
+        content: str,
+        pattern_type: str,
+        metadata: Mapping[str, Any],
+        auto_classify: bool,
+    ) -> ClassificationDecision:
+        decision = _step("classifier", lambda: decide(
+            explicit, content, pattern_type, metadata, auto_classify=auto_classify))
+        if not isinstance(decision, ClassificationDecision) or not isinstance(
+            decision.classification, Classification
+        ):
+            raise SecurityPipelineError("the classifier returned unusable output; the write was refused")
+        return decision
+
+    def _check_pattern_type(self, pattern_type: str) -> None:
+        if self.secrets.contains_secrets(pattern_type) or self.scrubber.scrub(pattern_type).total:
+            raise ValidationError("pattern_type must not contain personal data or credentials")
+
+    # -- step 4: encryption ----------------------------------------------------------------------
+
+    def needs_encryption(self, classification: Classification) -> bool:
+        if classification is Classification.SENSITIVE:
+            return True
+        return classification is Classification.INTERNAL and self.config.encryption_enabled
+
+    def seal(
+        self,
+        record_id: str,
+        classification: Classification,
+        content: str,
+        metadata: Mapping[str, Any],
+    ) -> Sealed:
+        """Content and metadata as they go to storage. An encrypted record keeps both inside
+        the ciphertext: nothing of it stays readable next to it (the metadata column is ``{}``)."""
+        if not self.needs_encryption(classification):
+            return Sealed(content.encode("utf-8"), False, _json(metadata))
+        plaintext = _json({"content": content, "metadata": metadata}).encode("utf-8")
+        blob = self._encrypt(plaintext, record_id, classification)
+        return Sealed(blob.ciphertext, True, "{}", blob.key_id, blob.wrapped_key, blob.nonce)
+
+    def _encrypt(self, plaintext: bytes, record_id: str, classification: Classification) -> EncryptedBlob:
+        cipher = self.cipher
+        try:
+            return cipher.encrypt(plaintext, record_id=record_id, classification=classification)
+        except AttuneError:
+            raise
+        except Exception as exc:
+            raise SecurityPipelineError(
+                f"encryption failed ({type(exc).__name__}); the write was refused"
+            ) from None
+
+    def unseal(self, record: PatternRecord) -> tuple[str, dict[str, Any]]:
+        """(content, metadata) of a stored record, decrypting it if needed."""
+        if not record.encrypted:
+            return record.content.decode("utf-8"), dict(json.loads(record.metadata_json))
+        if record.key_id is None or record.wrapped_key is None or record.nonce is None:
+            raise DecryptionError(
+                f"pattern {record.pattern_id} is marked encrypted but its key is gone "
+                "(crypto-shredded); it cannot be read"
+            )
+        blob = EncryptedBlob(record.key_id, record.wrapped_key, record.nonce, record.content)
+        plaintext = self.cipher.decrypt(
+            blob, record_id=record.pattern_id, classification=record.classification
+        )
+        opened = json.loads(plaintext)
+        return str(opened["content"]), dict(opened["metadata"])
+
+    def rewrap(self, key: WrappedKey) -> WrappedKey:
+        """The record's data key wrapped under the active master key (content untouched)."""
+        # Only the wrapped key is read: the content nonce and ciphertext are not needed.
+        blob = EncryptedBlob(key.key_id, key.wrapped_key, b"", b"")
+        new = self.cipher.rewrap(blob, record_id=key.pattern_id, classification=key.classification)
+        return WrappedKey(key.pattern_id, key.classification, new.key_id, new.wrapped_key)
+
+    def seal_staged(self, envelope: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+        """The JSON held in Redis. A SENSITIVE pattern keeps only its id, type and times readable."""
+        classification = prepared.classification
+        if classification is not Classification.SENSITIVE:
+            return {"v": 1, **envelope, "classification": classification.value, "data": prepared.data}
+        secret = {"staged_by": envelope["staged_by"], "data": prepared.data}
+        plaintext = _json(secret).encode("utf-8")
+        blob = self._encrypt(plaintext, envelope["pattern_id"], classification)
+        visible = {k: envelope[k] for k in ("pattern_id", "pattern_type", "staged_at", "expires_at")}
+        return {
+            "v": 1,
+            **visible,
+            "classification": classification.value,
+            "sealed": {
+                "key_id": blob.key_id,
+                "wrapped_key": _b64(blob.wrapped_key),
+                "nonce": _b64(blob.nonce),
+                "ciphertext": _b64(blob.ciphertext),
+            },
+        }
+
+    def open_staged(self, stored: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(envelope, data) of a staged pattern as held in Redis."""
+        envelope = {
+            k: stored[k] for k in ("pattern_id", "pattern_type", "staged_at", "expires_at")
+        }
+        envelope["classification"] = stored.get("classification")
+        sealed = stored.get("sealed")
+        if sealed is None:
+            envelope["staged_by"] = stored["staged_by"]
+            return envelope, dict(stored["data"])
+        blob = EncryptedBlob(
+            sealed["key_id"],
+            base64.b64decode(sealed["wrapped_key"]),
+            base64.b64decode(sealed["nonce"]),
+            base64.b64decode(sealed["ciphertext"]),
+        )
+        plaintext = self.cipher.decrypt(
+            blob, record_id=envelope["pattern_id"], classification=Classification.SENSITIVE
+        )
+        secret = json.loads(plaintext)
+        envelope["staged_by"] = secret["staged_by"]
+        return envelope, dict(secret["data"])
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    def retention_ms(self, classification: Classification) -> int:
+        days = {
+            Classification.PUBLIC: self.config.retention_days_public,
+            Classification.INTERNAL: self.config.retention_days_internal,
+            Classification.SENSITIVE: self.config.retention_days_sensitive,
+        }[classification]
+        return days * 86_400_000
+
+    # -- step 5: audit --------------------------------------------------------------------------------
+
+    async def audit_event(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self.audit_logger.alog(
+            event, user_id=user_id, tier=tier, target_id=target_id,
+            classification=classification, outcome=outcome, details=details,
+        )
+
+    async def audit_denied(
+        self, action: str, *, user_id: str, tier: str, target_id: str | None, required: str
+    ) -> None:
+        await self.audit_event(
+            "access.check", user_id=user_id, tier=tier, target_id=target_id, outcome="denied",
+            details={"action": action, "required": required},
+        )
+
+    async def audit_staged(self, staged_id: str, *, user_id: str, tier: str, prepared: Prepared) -> None:
+        await self.audit_event(
+            "pattern.stage", user_id=user_id, tier=tier, target_id=staged_id,
+            classification=prepared.classification.value,
+            details={**prepared.audit_details, "encrypted": prepared.classification is Classification.SENSITIVE},
+        )
+
+
+def _step(name: str, fn: Callable[[], T]) -> T:
+    """Run one pipeline step; anything unexpected refuses the write (fail closed)."""
+    try:
+        return fn()
+    except AttuneError:
+        raise
+    except Exception as exc:
+        raise SecurityPipelineError(
+            f"security step '{name}' failed ({type(exc).__name__}); the write was refused"
+        ) from None
+
+
+def _strings(value: Any) -> list[str]:
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            for k, v in item.items():
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return out
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

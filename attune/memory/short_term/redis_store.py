@@ -1,0 +1,201 @@
+"""The Redis short-term store, over ``redis.asyncio``.
+
+The same code drives a real Redis and the in-process development stand-in
+(``fakeredis``, which speaks the redis-py API): only the client factory
+differs. One client per event loop (see :mod:`attune._loop_local`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from attune._loop_local import LoopLocal
+from attune.errors import ConfigurationError, ShortTermUnavailableError
+from attune.memory.config import MemoryConfig, redact_url
+from attune.memory.keys import KeySpace
+
+T = TypeVar("T")
+
+_fake_server_lock = threading.Lock()
+_fake_server: Any = None
+
+
+def shared_fake_server() -> Any:
+    """The one in-process stand-in server of this process (agents share its data)."""
+    global _fake_server
+    with _fake_server_lock:
+        if _fake_server is None:
+            import fakeredis
+
+            _fake_server = fakeredis.FakeServer()
+        return _fake_server
+
+
+class RedisShortTermMemory:
+    """Short-term memory on Redis: TTL'd working data per agent, and the staging area.
+
+    Create it with :func:`attune.get_redis_memory` (or pass a config); share one
+    instance between agents with ``EmpathyOS(short_term_memory=...)``.
+    """
+
+    def __init__(
+        self,
+        config: MemoryConfig | None = None,
+        *,
+        url: str | None = None,
+        mock: bool | None = None,
+    ) -> None:
+        overrides: dict[str, Any] = {}
+        if url is not None:
+            overrides["redis_url"] = url
+        if mock is not None:
+            overrides["redis_mock"] = mock
+        if config is None:
+            config = MemoryConfig(**overrides)
+        elif overrides:
+            config = config.model_copy(update=overrides)
+            config = MemoryConfig(**config.model_dump())  # re-validate the overrides
+        self.config = config
+        kind = config.short_term_backend  # raises ConfigurationError for a refused choice
+        self.backend = "fakeredis" if kind == "mock" else "redis"
+        self.url = None if kind == "mock" else config.redis_url
+        self.keys = KeySpace(config.key_prefix)
+        self._clients: LoopLocal[aioredis.Redis] = LoopLocal(self._connect, _close_client)
+
+    # -- connection ----------------------------------------------------------------------
+
+    async def _connect(self) -> aioredis.Redis:
+        if self.backend == "fakeredis":
+            import fakeredis
+
+            client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=shared_fake_server())
+            return client
+        assert self.url is not None
+        try:
+            return aioredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.config.redis_connect_timeout,
+                socket_timeout=self.config.redis_socket_timeout,
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid REDIS_URL: {exc}") from None
+
+    @property
+    def safe_url(self) -> str:
+        return "in-process" if self.url is None else redact_url(self.url)
+
+    async def _run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        client = await self._clients.get()
+        try:
+            return await op(client)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise ShortTermUnavailableError(
+                f"short-term memory unavailable: cannot reach Redis at {self.safe_url} "
+                f"({type(exc).__name__}: {_first_line(exc)}). Check that the server is "
+                "running and REDIS_URL is right; long-term memory keeps working."
+            ) from None
+        except redis_errors.AuthenticationError as exc:  # pragma: no cover - needs an ACL setup
+            raise ShortTermUnavailableError(
+                f"Redis at {self.safe_url} refused the credentials ({_first_line(exc)})"
+            ) from None
+
+    # -- working data ----------------------------------------------------------------------
+
+    async def stash(self, agent_id: str, key: str, payload: bytes, ttl_ms: int) -> None:
+        name = self.keys.stash(agent_id, key)
+        await self._run(lambda r: r.set(name, payload, px=ttl_ms))
+
+    async def retrieve(self, agent_id: str, key: str) -> bytes | None:
+        name = self.keys.stash(agent_id, key)
+        value: bytes | None = await self._run(lambda r: r.get(name))
+        return value
+
+    async def forget(self, agent_id: str, key: str) -> bool:
+        name = self.keys.stash(agent_id, key)
+        removed: int = await self._run(lambda r: r.delete(name))
+        return removed > 0
+
+    async def ttl_ms(self, agent_id: str, key: str) -> int | None:
+        name = self.keys.stash(agent_id, key)
+        left: int = await self._run(lambda r: r.pttl(name))
+        return None if left == -2 else left
+
+    # -- staging area ----------------------------------------------------------------------
+
+    async def stage(self, staged_id: str, payload: bytes, expires_at_ms: int) -> None:
+        item, index = self.keys.staged_pattern(staged_id), self.keys.staging_index()
+
+        async def op(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.set(item, payload, pxat=expires_at_ms)
+                pipe.zadd(index, {staged_id: expires_at_ms})
+                await pipe.execute()
+
+        await self._run(op)
+
+    async def list_staged(self, now_ms: int) -> list[bytes]:
+        index = self.keys.staging_index()
+
+        async def op(r: aioredis.Redis) -> list[bytes]:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(index, "-inf", now_ms)
+                pipe.zrange(index, 0, -1)
+                _, members = await pipe.execute()
+            if not members:
+                return []
+            names = [self.keys.staged_pattern(m.decode()) for m in members]
+            values: list[bytes | None] = await r.mget(names)
+            return [v for v in values if v is not None]
+
+        return await self._run(op)
+
+    async def get_staged(self, staged_id: str) -> bytes | None:
+        name = self.keys.staged_pattern(staged_id)
+        value: bytes | None = await self._run(lambda r: r.get(name))
+        return value
+
+    async def unstage(self, staged_id: str) -> bool:
+        item, index = self.keys.staged_pattern(staged_id), self.keys.staging_index()
+
+        async def op(r: aioredis.Redis) -> bool:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.delete(item)
+                pipe.zrem(index, staged_id)
+                removed, _ = await pipe.execute()
+            return bool(removed)
+
+        return await self._run(op)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"backend": self.backend, "url": self.safe_url}
+        start = time.perf_counter()
+        try:
+            await self._run(lambda r: r.ping())
+        except ShortTermUnavailableError as exc:
+            report.update(available=False, error=str(exc))
+        except Exception as exc:  # health never raises
+            report.update(available=False, error=f"{type(exc).__name__}: {_first_line(exc)}")
+        else:
+            report.update(available=True, latency_ms=round((time.perf_counter() - start) * 1000, 3))
+        return report
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+
+async def _close_client(client: aioredis.Redis) -> None:
+    await client.aclose()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,66 @@
+"""Enums shared by the whole library: data classification and agent access tiers."""
+
+from __future__ import annotations
+
+import enum
+
+from attune.errors import ValidationError
+
+
+class Classification(str, enum.Enum):
+    """How sensitive a long-term pattern is; decides encryption and retention."""
+
+    PUBLIC = "PUBLIC"
+    INTERNAL = "INTERNAL"
+    SENSITIVE = "SENSITIVE"
+
+    @classmethod
+    def parse(cls, value: Classification | str) -> Classification:
+        """Accept the enum or its name in any case; anything else is a ValidationError."""
+        if isinstance(value, Classification):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        names = ", ".join(c.name for c in cls)
+        raise ValidationError(f"invalid classification {value!r}: expected one of {names}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AccessTier(enum.IntEnum):
+    """What an agent may do. Each tier includes the rights of the tiers below it.
+
+    - OBSERVER: read only (retrieve, recall, list staged patterns).
+    - CONTRIBUTOR: + stash, forget, stage and persist patterns.
+    - VALIDATOR: + promote and reject staged patterns.
+    - STEWARD: + delete long-term records and administrative actions.
+    """
+
+    OBSERVER = 1
+    CONTRIBUTOR = 2
+    VALIDATOR = 3
+    STEWARD = 4
+
+    @classmethod
+    def parse(cls, value: AccessTier | str | int) -> AccessTier:
+        if isinstance(value, AccessTier):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        names = ", ".join(t.name for t in cls)
+        raise ValidationError(f"invalid access tier {value!r}: expected one of {names}")
+
+    def __str__(self) -> str:
+        return self.name

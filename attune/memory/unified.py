@@ -1,0 +1,504 @@
+"""The async core: :class:`AsyncUnifiedMemory`, one API over both tiers.
+
+Every operation follows the same order: check the access tier, validate the
+input, run the security pipeline (for pattern writes), then touch a tier. So a
+denied or invalid call never writes anything, and the pipeline runs in one
+place for every write path (:mod:`attune.memory.security.pipeline`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from attune.errors import (
+    AccessDeniedError,
+    AttuneError,
+    PatternNotFoundError,
+    SecretsDetectedError,
+    ValidationError,
+)
+from attune.memory import access, validation
+from attune.memory.config import MemoryConfig
+from attune.memory.long_term.protocol import LongTermStore, PatternRecord
+from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
+from attune.memory.security.pipeline import SecurityPipeline
+from attune.memory.short_term.protocol import ShortTermStore
+from attune.memory.short_term.redis_store import RedisShortTermMemory
+from attune.memory.types import AccessTier, Classification
+
+_STAGED_RESERVED = ("pattern_id", "pattern_type", "staged_by", "staged_at", "expires_at")
+_MAX_CONTENT_CHARS = 1_000_000
+_STAGED_PREFIX, _PATTERN_PREFIX = "stg_", "pat_"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+class AsyncUnifiedMemory:
+    """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
+
+    ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
+    Pass ``short_term`` to share one short-term store between agents.
+    Use ``async with`` or ``await memory.aclose()`` to release connections.
+    """
+
+    def __init__(
+        self,
+        user_id: str,
+        config: MemoryConfig | None = None,
+        *,
+        access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
+        short_term: ShortTermStore | None = None,
+        long_term: LongTermStore | None = None,
+        pipeline: SecurityPipeline | None = None,
+    ) -> None:
+        self.user_id = validation.check_agent_id(user_id)
+        self.access_tier = AccessTier.parse(access_tier)
+        self.config = config if config is not None else MemoryConfig()
+        self.environment = self.config.environment
+        self._owns_short_term = short_term is None
+        self.short_term: ShortTermStore = (
+            short_term if short_term is not None else RedisShortTermMemory(self.config)
+        )
+        self._owns_long_term = long_term is None
+        self.long_term: LongTermStore = (
+            long_term
+            if long_term is not None
+            else SQLiteLongTermStore(self.config.ensure_storage_dir())
+        )
+        self.pipeline = pipeline if pipeline is not None else SecurityPipeline(self.config)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(user_id={self.user_id!r}, access_tier={self.access_tier.name}, "
+            f"environment={self.environment.value!r})"
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _require(self, action: str, target_id: str | None = None) -> None:
+        if self._closed:
+            raise AttuneError(f"{type(self).__name__} is closed; create a new one")
+        try:
+            access.require(self.access_tier, action)
+        except AccessDeniedError as exc:
+            await self.pipeline.audit_denied(
+                action, user_id=self.user_id, tier=self.access_tier.name, target_id=target_id,
+                required=exc.required,
+            )
+            raise
+
+    def _agent(self, agent_id: str | None) -> str:
+        if agent_id is None:
+            return self.user_id
+        return validation.check_agent_id(agent_id, "agent_id")
+
+    # -- short-term: working data --------------------------------------------------------------
+
+    async def stash(self, key: str, value: Any, ttl_seconds: float | None = None) -> bool:
+        """Store ``value`` (anything JSON can hold) under ``key`` for ``ttl_seconds``
+        (default: ``config.default_ttl_seconds``). Returns True."""
+        await self._require("stash")
+        key = validation.check_key(key, self.config.max_key_length)
+        ttl = self.config.default_ttl_seconds if ttl_seconds is None else ttl_seconds
+        ttl_ms = validation.ttl_to_ms(ttl, self.config.max_ttl_seconds)
+        payload = validation.encode_json(value, self.config.max_value_bytes)
+        await self.short_term.stash(self.user_id, key, payload, ttl_ms)
+        return True
+
+    async def retrieve(self, key: str, agent_id: str | None = None) -> Any:
+        """The value stashed under ``key`` (by this agent, or by ``agent_id``), or None."""
+        await self._require("retrieve")
+        key = validation.check_key(key, self.config.max_key_length)
+        payload = await self.short_term.retrieve(self._agent(agent_id), key)
+        return None if payload is None else json.loads(payload)
+
+    async def forget(self, key: str) -> bool:
+        """Remove this agent's value under ``key``; True if it existed."""
+        await self._require("forget")
+        key = validation.check_key(key, self.config.max_key_length)
+        return await self.short_term.forget(self.user_id, key)
+
+    delete = forget
+
+    async def ttl(self, key: str, agent_id: str | None = None) -> float | None:
+        """Seconds until ``key`` expires; None if it does not exist."""
+        await self._require("retrieve")
+        key = validation.check_key(key, self.config.max_key_length)
+        left = await self.short_term.ttl_ms(self._agent(agent_id), key)
+        if left is None:
+            return None
+        return left / 1000 if left >= 0 else float("inf")
+
+    # -- short-term: staging area --------------------------------------------------------------
+
+    async def stage_pattern(
+        self,
+        pattern_data: Mapping[str, Any],
+        pattern_type: str,
+        ttl_hours: float | None = None,
+    ) -> str:
+        """Park a discovered pattern for review; returns its staged id.
+
+        ``pattern_data`` must hold a ``content`` string; its other fields are kept
+        and shown next to it. It expires after ``ttl_hours`` unless promoted.
+        """
+        await self._require("stage_pattern")
+        data = _check_pattern_data(pattern_data)
+        pattern_type = _check_pattern_type(pattern_type)
+        hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
+        ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
+        staged_id = _STAGED_PREFIX + uuid.uuid4().hex
+        prepared = await self.pipeline.prepare_staged(
+            data, pattern_type, user_id=self.user_id, tier=self.access_tier.name, staged_id=staged_id
+        )
+        now = _now_ms()
+        envelope = {
+            "pattern_id": staged_id,
+            "pattern_type": pattern_type,
+            "staged_by": self.user_id,
+            "staged_at": _iso(now),
+            "expires_at": _iso(now + ttl_ms),
+        }
+        payload = self.pipeline.seal_staged(envelope, prepared)
+        encoded = validation.encode_json(payload, self.config.max_value_bytes, "pattern_data")
+        await self.short_term.stage(staged_id, encoded, now + ttl_ms)
+        await self.pipeline.audit_staged(
+            staged_id, user_id=self.user_id, tier=self.access_tier.name, prepared=prepared
+        )
+        return staged_id
+
+    async def get_staged_patterns(self) -> list[dict[str, Any]]:
+        """Every staged pattern not yet expired: its data fields at the top level,
+        next to ``pattern_id``, ``pattern_type``, ``staged_by``, ``staged_at``, ``expires_at``."""
+        await self._require("get_staged_patterns")
+        raw = await self.short_term.list_staged(_now_ms())
+        return [self._open_staged(item) for item in raw]
+
+    def _open_staged(self, raw: bytes) -> dict[str, Any]:
+        stored = json.loads(raw)
+        envelope, data = self.pipeline.open_staged(stored)
+        return {**data, **envelope}
+
+    async def _load_staged(self, staged_pattern_id: str) -> dict[str, Any]:
+        if not isinstance(staged_pattern_id, str) or not staged_pattern_id.startswith(
+            _STAGED_PREFIX
+        ):
+            raise PatternNotFoundError(
+                f"no staged pattern {staged_pattern_id!r}: staged ids look like 'stg_...'"
+            )
+        raw = await self.short_term.get_staged(staged_pattern_id)
+        if raw is None:
+            raise PatternNotFoundError(
+                f"staged pattern {staged_pattern_id!r} not found: it expired, "
+                "or was already promoted or rejected"
+            )
+        return self._open_staged(raw)
+
+    async def promote_pattern(
+        self,
+        staged_pattern_id: str,
+        classification: Classification | str | None = None,
+    ) -> dict[str, Any]:
+        """Move a staged pattern into long-term memory; returns what persist_pattern returns.
+
+        Exactly one of several concurrent promotions of the same pattern succeeds;
+        the others raise :class:`PatternNotFoundError`.
+        """
+        await self._require("promote_pattern", staged_pattern_id)
+        if classification is not None:
+            classification = Classification.parse(classification)
+        staged = await self._load_staged(staged_pattern_id)
+        content = staged["content"]
+        metadata = {k: v for k, v in staged.items() if k not in ("content", *_STAGED_RESERVED)}
+        metadata.update(
+            promoted_from=staged_pattern_id,
+            staged_by=staged["staged_by"],
+            promoted_by=self.user_id,
+        )
+        # The long-term id derives from the staged id, so the primary key admits one winner.
+        pattern_id = _PATTERN_PREFIX + staged_pattern_id.removeprefix(_STAGED_PREFIX)
+        result = await self._persist(
+            pattern_id,
+            content=content,
+            pattern_type=staged["pattern_type"],
+            classification=classification,
+            auto_classify=True,
+            metadata=metadata,
+            event="pattern.promote",
+        )
+        if result is None:
+            await self.short_term.unstage(staged_pattern_id)
+            raise PatternNotFoundError(
+                f"staged pattern {staged_pattern_id!r} was already promoted (as {pattern_id})"
+            )
+        await self.short_term.unstage(staged_pattern_id)
+        result["staged_pattern_id"] = staged_pattern_id
+        return result
+
+    async def reject_pattern(self, staged_pattern_id: str, reason: str | None = None) -> bool:
+        """Drop a staged pattern without promoting it. ``reason`` is for the caller's
+        records only; the audit log keeps the decision, not the text."""
+        await self._require("reject_pattern", staged_pattern_id)
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationError("reason must be a string")
+        await self._load_staged(staged_pattern_id)
+        if not await self.short_term.unstage(staged_pattern_id):
+            raise PatternNotFoundError(
+                f"staged pattern {staged_pattern_id!r} was promoted or rejected meanwhile"
+            )
+        await self.pipeline.audit_event(
+            "pattern.reject", user_id=self.user_id, tier=self.access_tier.name,
+            target_id=staged_pattern_id, details={"has_reason": reason is not None},
+        )
+        return True
+
+    # -- long-term ------------------------------------------------------------------------------
+
+    async def persist_pattern(
+        self,
+        content: str,
+        pattern_type: str,
+        classification: Classification | str | None = None,
+        auto_classify: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Store a validated pattern for the long term.
+
+        Returns ``{"pattern_id", "classification", "encrypted", "created_at", ...}``,
+        or ``{"error": "secrets_detected", "blocked": True, ...}`` when the content
+        holds a credential (nothing is stored then).
+        """
+        await self._require("persist_pattern")
+        pattern_id = _PATTERN_PREFIX + uuid.uuid4().hex
+        try:
+            result = await self._persist(
+                pattern_id,
+                content=content,
+                pattern_type=pattern_type,
+                classification=classification,
+                auto_classify=auto_classify,
+                metadata=metadata,
+                event="pattern.store",
+            )
+        except SecretsDetectedError as exc:
+            return {
+                "error": "secrets_detected",
+                "blocked": True,
+                "secret_kinds": exc.kinds,
+                "message": str(exc),
+            }
+        assert result is not None  # a fresh random id cannot collide
+        return result
+
+    async def _persist(
+        self,
+        pattern_id: str,
+        *,
+        content: Any,
+        pattern_type: Any,
+        classification: Classification | str | None,
+        auto_classify: bool,
+        metadata: Mapping[str, Any] | None,
+        event: str,
+    ) -> dict[str, Any] | None:
+        if not isinstance(content, str) or not content.strip():
+            raise ValidationError("content must be a non-empty string")
+        if len(content) > _MAX_CONTENT_CHARS:
+            raise ValidationError(f"content is longer than {_MAX_CONTENT_CHARS} characters")
+        pattern_type = _check_pattern_type(pattern_type)
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, Mapping):
+            raise ValidationError("metadata must be a dict")
+        validation.encode_json(dict(metadata), self.config.max_value_bytes, "metadata")
+        if not isinstance(auto_classify, bool):
+            raise ValidationError("auto_classify must be True or False")
+        explicit = None if classification is None else Classification.parse(classification)
+
+        prepared = await self.pipeline.prepare_pattern(
+            content, pattern_type, dict(metadata), explicit, auto_classify,
+            user_id=self.user_id, tier=self.access_tier.name, target_id=pattern_id,
+        )
+        now = _now_ms()
+        sealed = self.pipeline.seal(
+            pattern_id, prepared.classification, prepared.content, prepared.metadata
+        )
+        record = PatternRecord(
+            pattern_id=pattern_id,
+            pattern_type=pattern_type,
+            classification=prepared.classification.value,
+            created_by=self.user_id,
+            created_at_ms=now,
+            expires_at_ms=now + self.pipeline.retention_ms(prepared.classification),
+            metadata_json=sealed.metadata_json,
+            content=sealed.content,
+            encrypted=sealed.encrypted,
+            key_id=sealed.key_id,
+            wrapped_key=sealed.wrapped_key,
+            nonce=sealed.nonce,
+        )
+        if not await self.long_term.insert(record):
+            return None
+        await self.pipeline.audit_event(
+            event, user_id=self.user_id, tier=self.access_tier.name, target_id=pattern_id,
+            classification=record.classification,
+            details={"encrypted": sealed.encrypted, **prepared.audit_details},
+        )
+        return {
+            "pattern_id": pattern_id,
+            "classification": record.classification,
+            "encrypted": sealed.encrypted,
+            "created_at": _iso(now),
+            "expires_at": _iso(record.expires_at_ms),
+            "pattern_type": pattern_type,
+            "pii_scrubbed": dict(prepared.pii_counts),
+        }
+
+    async def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
+        """The long-term pattern with this id, or None if unknown or past its retention."""
+        await self._require("recall_pattern", pattern_id if isinstance(pattern_id, str) else None)
+        if not isinstance(pattern_id, str) or not pattern_id:
+            raise ValidationError("pattern_id must be a non-empty string")
+        record = await self.long_term.get(pattern_id, _now_ms())
+        if record is None:
+            return None
+        content, metadata = self.pipeline.unseal(record)
+        await self.pipeline.audit_event(
+            "pattern.retrieve", user_id=self.user_id, tier=self.access_tier.name,
+            target_id=pattern_id, classification=record.classification,
+        )
+        return {
+            "pattern_id": record.pattern_id,
+            "content": content,
+            "pattern_type": record.pattern_type,
+            "classification": record.classification,
+            "created_at": _iso(record.created_at_ms),
+            "created_by": record.created_by,
+            "expires_at": _iso(record.expires_at_ms),
+            "encrypted": record.encrypted,
+            "metadata": metadata,
+        }
+
+    async def delete_pattern(self, pattern_id: str) -> bool:
+        """Delete a long-term pattern (STEWARD only); True if it existed."""
+        await self._require("delete_pattern", pattern_id if isinstance(pattern_id, str) else None)
+        if not isinstance(pattern_id, str) or not pattern_id:
+            raise ValidationError("pattern_id must be a non-empty string")
+        deleted = await self.long_term.delete(pattern_id)
+        await self.pipeline.audit_event(
+            "pattern.delete", user_id=self.user_id, tier=self.access_tier.name,
+            target_id=pattern_id, outcome="success" if deleted else "not_found",
+        )
+        return deleted
+
+    async def purge_expired(self) -> int:
+        """Delete every long-term pattern past its retention (STEWARD only); returns how many.
+
+        Expired patterns are never returned by :meth:`recall_pattern` even before a purge;
+        purging also drops their wrapped keys, so their content is unrecoverable.
+        """
+        await self._require("purge_expired")
+        purged = await self.long_term.purge_expired(_now_ms())
+        await self.pipeline.audit_event(
+            "pattern.purge", user_id=self.user_id, tier=self.access_tier.name,
+            details={"purged": purged},
+        )
+        return purged
+
+    async def rotate_keys(self, batch_size: int = 500) -> dict[str, Any]:
+        """Make a new master key active and re-wrap every record's data key under it
+        (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
+        staged patterns and backups remain readable. Returns the new key id and counts."""
+        await self._require("rotate_keys")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError("batch_size must be a positive integer")
+        new_key_id = self.pipeline.cipher.ring.add_key()
+        rewrapped = 0
+        after = ""
+        while page := await self.long_term.wrapped_keys(after, batch_size):
+            updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
+            if updates:
+                rewrapped += await self.long_term.replace_wrapped_keys(updates)
+            after = page[-1].pattern_id
+        await self.pipeline.audit_event(
+            "keys.rotate", user_id=self.user_id, tier=self.access_tier.name,
+            details={"key_id": new_key_id, "rewrapped": rewrapped},
+        )
+        return {"key_id": new_key_id, "rewrapped": rewrapped}
+
+    # -- health and lifecycle ----------------------------------------------------------------------
+
+    async def health_check(self) -> dict[str, Any]:
+        """The state of both tiers; never raises (a tier that is down reports why)."""
+        return {
+            "short_term": await self.short_term.health(),
+            "long_term": await self.long_term.health(),
+            "environment": self.environment.value,
+            "user_id": self.user_id,
+            "access_tier": self.access_tier.name,
+        }
+
+    async def aclose(self) -> None:
+        """Release the connections this object opened (shared stores stay open)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_short_term:
+            await self.short_term.aclose()
+        if self._owns_long_term:
+            await self.long_term.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _check_pattern_type(pattern_type: Any) -> str:
+    if not isinstance(pattern_type, str) or not pattern_type.strip():
+        raise ValidationError("pattern_type must be a non-empty string")
+    if len(pattern_type) > 64 or not pattern_type.replace("_", "").replace("-", "").isalnum():
+        raise ValidationError(
+            "pattern_type must be 1-64 letters, digits, '_' or '-' (for example 'best_practice')"
+        )
+    return pattern_type
+
+
+def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
+    if not isinstance(pattern_data, Mapping):
+        raise ValidationError("pattern_data must be a dict with at least a 'content' string")
+    data = dict(pattern_data)
+    content = data.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise ValidationError("pattern_data['content'] must be a non-empty string")
+    if len(content) > _MAX_CONTENT_CHARS:
+        raise ValidationError(f"pattern_data['content'] is longer than {_MAX_CONTENT_CHARS} characters")
+    clash = [k for k in _STAGED_RESERVED if k in data]
+    if clash:
+        raise ValidationError(
+            f"pattern_data must not set {', '.join(clash)}: those fields are filled in by staging"
+        )
+    if not all(isinstance(k, str) for k in data):
+        raise ValidationError("pattern_data keys must be strings")
+    return data

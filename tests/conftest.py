@@ -1,0 +1,144 @@
+"""Shared fixtures.
+
+Redis-tier tests run against a real Redis: ``REDIS_URL`` if set, otherwise a
+throwaway ``redis-server`` started here on a free port. With neither, those
+tests skip -- except under ``CI=true``, where they fail.
+
+Every test runs in a clean environment (no ``ATTUNE_*`` or ``REDIS_URL`` from
+the caller), on its own storage directory and its own key prefix in a
+dedicated Redis database (15 unless ``ATTUNE_TEST_REDIS_DB`` says otherwise);
+its keys are deleted afterwards. Nothing here ever flushes a database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from attune.memory import MemoryConfig
+from attune.memory.security import pipeline as security_pipeline
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_CALLER_REDIS_URL = os.environ.get("REDIS_URL")
+TEST_DB = int(os.environ.get("ATTUNE_TEST_REDIS_DB", "15"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis (dedicated test database), or skip / fail as described above."""
+    if _CALLER_REDIS_URL:
+        url = with_db(_CALLER_REDIS_URL, TEST_DB)
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"REDIS_URL is set but Redis does not answer: {exc}")
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "no Redis: set REDIS_URL or install redis-server"
+        if CI:
+            pytest.fail(f"{reason} (CI=true makes this a failure)")
+        pytest.skip(reason)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/{TEST_DB}"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the throwaway redis-server did not start")
+    client.close()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("ATTUNE_") or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _close_shared_security_resources() -> Iterator[None]:
+    yield
+    security_pipeline.close_shared()
+
+
+@pytest.fixture
+def key_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    # Delete what the test wrote on a real Redis, if it used one.
+    if "redis_url" in request.fixturenames:
+        url = request.getfixturevalue("redis_url")
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def storage_dir(tmp_path: Path) -> Path:
+    return tmp_path / "storage"
+
+
+@pytest.fixture
+def redis_config(redis_url: str, key_prefix: str, storage_dir: Path) -> MemoryConfig:
+    """Development config on the real test Redis."""
+    return MemoryConfig(redis_url=redis_url, storage_dir=storage_dir, key_prefix=key_prefix)
+
+
+@pytest.fixture
+def mock_config(key_prefix: str, storage_dir: Path) -> MemoryConfig:
+    """Development config on the in-process stand-in (the embedded default)."""
+    return MemoryConfig(redis_mock=True, storage_dir=storage_dir, key_prefix=key_prefix)
+
+
+@pytest.fixture(params=["redis", "mock"])
+def config(request: pytest.FixtureRequest) -> MemoryConfig:
+    """Both backends: the real Redis and the development stand-in."""
+    name = "redis_config" if request.param == "redis" else "mock_config"
+    cfg: MemoryConfig = request.getfixturevalue(name)
+    return cfg
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A Redis URL where nothing listens."""
+    return f"redis://127.0.0.1:{free_port()}/0"

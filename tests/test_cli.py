@@ -1,0 +1,80 @@
+"""The console entry point: ``attune demo`` and ``attune health``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attune.cli import main
+
+
+def test_demo_runs_the_documented_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--storage-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Security pattern staged" in out
+    assert "Performance pattern staged" in out
+    assert "Patterns awaiting review: 2" in out
+    assert out.count("PROMOTED -> Long-term ID: pat_") == 2
+    assert "Short-term: True (fakeredis)" in out
+    assert "Environment: development" in out
+
+
+def test_health_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health", "--storage-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["short_term"]["available"] is True
+
+
+def test_bad_configuration_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ATTUNE_ENV", "prod-ish")
+    assert main(["health", "--storage-dir", str(tmp_path)]) == 2
+    assert "ATTUNE_ENV" in capsys.readouterr().err
+
+
+def test_console_script_installed(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("attune")
+    assert exe.exists(), "pip install -e . provides the 'attune' command"
+    env = {**os.environ, "ATTUNE_STORAGE_DIR": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    out = subprocess.run([str(exe), "demo"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "PROMOTED" in out.stdout
+
+
+def test_audit_verify_command_detects_tampering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--storage-dir", str(tmp_path)]) == 0
+    from attune.memory.security import pipeline
+
+    pipeline.close_shared()
+    capsys.readouterr()
+    assert main(["audit", "verify", "--storage-dir", str(tmp_path)]) == 0
+    assert "intact" in capsys.readouterr().out
+    log = tmp_path / "audit.jsonl"
+    lines = log.read_text().splitlines()
+    lines[2] = lines[2].replace('"success"', '"failure"')
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["audit", "verify", "--log-file", str(log)]) == 1
+    assert "line 3" in capsys.readouterr().out
+
+
+def test_keys_generate_and_rotate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    assert main(["keys", "generate"]) == 0
+    assert len(base64.b64decode(capsys.readouterr().out.strip())) == 32
+    assert main(["demo", "--storage-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["keys", "rotate", "--storage-dir", str(tmp_path)]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["key_id"].startswith("k_") and rotated["rewrapped"] >= 1
+    assert main(["purge", "--storage-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"purged": 0}

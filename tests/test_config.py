@@ -1,0 +1,148 @@
+"""MemoryConfig: precedence, environment variables, validation, backend choice."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from attune.errors import ConfigurationError
+from attune.memory import Environment, MemoryConfig
+from attune.memory.config import default_storage_dir, redact_url
+
+
+def test_defaults() -> None:
+    cfg = MemoryConfig()
+    assert cfg.environment is Environment.DEVELOPMENT
+    assert cfg.redis_url is None
+    assert cfg.redis_mock is None
+    assert cfg.default_ttl_seconds == 3600
+    assert cfg.staging_ttl_hours == 24
+    assert cfg.key_prefix == "attune"
+    assert cfg.load_claude_memory is False
+    assert cfg.short_term_backend == "mock"
+    assert cfg.storage_dir == default_storage_dir()
+    assert cfg.storage_dir != Path.cwd()
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ATTUNE_ENV", "staging")
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/3")
+    monkeypatch.setenv("ATTUNE_REDIS_MOCK", "false")
+    monkeypatch.setenv("ATTUNE_STORAGE_DIR", str(tmp_path))
+    monkeypatch.setenv("ATTUNE_ENCRYPTION", "false")
+    monkeypatch.setenv("ATTUNE_CLAUDE_MEMORY", "true")
+    cfg = MemoryConfig()
+    assert cfg.environment is Environment.STAGING
+    assert cfg.redis_url == "redis://localhost:6379/3"
+    assert cfg.redis_mock is False
+    assert cfg.storage_dir == tmp_path
+    assert cfg.encryption_enabled is False
+    assert cfg.load_claude_memory is True
+    assert cfg.short_term_backend == "redis"
+
+
+def test_explicit_arguments_beat_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTUNE_ENV", "production")
+    monkeypatch.setenv("ATTUNE_ENCRYPTION", "false")
+    cfg = MemoryConfig(environment=Environment.DEVELOPMENT, encryption_enabled=True)
+    assert cfg.environment is Environment.DEVELOPMENT
+    assert cfg.encryption_enabled is True
+
+
+def test_generic_environment_variable_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    assert MemoryConfig().environment is Environment.DEVELOPMENT
+
+
+def test_invalid_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTUNE_ENV", "prod-ish")
+    with pytest.raises(ConfigurationError, match="ATTUNE_ENV") as info:
+        MemoryConfig()
+    assert "development, staging, production" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["localhost:6379", "http://localhost:6379", "redis://", "redis://host:notaport/0", "redis://:6379"],
+)
+def test_malformed_redis_url_names_the_variable(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ConfigurationError, match="REDIS_URL"):
+        MemoryConfig()
+
+
+def test_malformed_redis_url_argument_names_the_argument() -> None:
+    with pytest.raises(ConfigurationError, match="argument 'redis_url'"):
+        MemoryConfig(redis_url="localhost")
+
+
+def test_error_does_not_echo_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://user:hunter2secret@host:6379")
+    with pytest.raises(ConfigurationError) as info:
+        MemoryConfig()
+    assert "hunter2secret" not in str(info.value)
+
+
+def test_invalid_boolean_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTUNE_REDIS_MOCK", "perhaps")
+    with pytest.raises(ConfigurationError, match="ATTUNE_REDIS_MOCK"):
+        MemoryConfig()
+
+
+def test_unknown_argument_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="redis_urll"):
+        MemoryConfig(redis_urll="redis://localhost")  # type: ignore[call-arg]
+
+
+def test_production_requires_redis_url() -> None:
+    cfg = MemoryConfig(environment="production")
+    with pytest.raises(ConfigurationError, match="REDIS_URL is required"):
+        _ = cfg.short_term_backend
+
+
+def test_production_refuses_the_stand_in() -> None:
+    cfg = MemoryConfig(environment="production", redis_mock=True, redis_url="redis://h:6379")
+    with pytest.raises(ConfigurationError, match="refused in production"):
+        _ = cfg.short_term_backend
+
+
+def test_mock_false_requires_a_real_redis() -> None:
+    with pytest.raises(ConfigurationError, match="requires a real Redis"):
+        _ = MemoryConfig(redis_mock=False).short_term_backend
+
+
+def test_mock_true_forces_stand_in_even_with_url() -> None:
+    cfg = MemoryConfig(redis_mock=True, redis_url="redis://localhost:6379")
+    assert cfg.short_term_backend == "mock"
+
+
+def test_development_with_url_uses_real_redis() -> None:
+    assert MemoryConfig(redis_url="redis://localhost:6379").short_term_backend == "redis"
+
+
+def test_storage_dir_created_owner_only(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b"
+    cfg = MemoryConfig(storage_dir=target)
+    assert cfg.ensure_storage_dir() == target
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+
+
+def test_unwritable_storage_dir_is_a_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="ATTUNE_STORAGE_DIR"):
+        MemoryConfig(storage_dir=blocker / "sub").ensure_storage_dir()
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://user:pw@host:6379/1") == "redis://user:***@host:6379/1"
+    assert redact_url("redis://host:6379") == "redis://host:6379"
+
+
+def test_config_is_immutable() -> None:
+    cfg = MemoryConfig()
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+        cfg.key_prefix = "other"  # type: ignore[misc]

@@ -1,0 +1,46 @@
+"""health_check reports both tiers and never raises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attune.memory import MemoryConfig, UnifiedMemory
+
+
+def test_health_both_up(config: MemoryConfig) -> None:
+    with UnifiedMemory("agent", config) as mem:
+        health = mem.health_check()
+    assert health["short_term"]["available"] is True
+    assert health["short_term"]["backend"] == ("fakeredis" if config.redis_mock else "redis")
+    assert health["long_term"]["available"] is True
+    assert health["long_term"]["backend"] == "sqlite"
+    assert health["environment"] == "development"
+
+
+def test_health_with_redis_down(closed_port_url: str, tmp_path: Path) -> None:
+    cfg = MemoryConfig(
+        redis_url=closed_port_url.replace("redis://", "redis://u:topsecret@"),
+        storage_dir=tmp_path,
+        redis_connect_timeout=0.5,
+    )
+    with UnifiedMemory("agent", cfg) as mem:
+        health = mem.health_check()
+        assert health["short_term"]["available"] is False
+        assert "cannot reach Redis" in health["short_term"]["error"]
+        assert "topsecret" not in str(health)
+        assert health["long_term"]["available"] is True
+        # the long-term tier still works
+        pid = mem.persist_pattern("Degrade gracefully", "reliability")["pattern_id"]
+        assert mem.recall_pattern(pid) is not None
+
+
+def test_health_with_long_term_unusable(mock_config: MemoryConfig, tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    mem = UnifiedMemory("agent", mock_config)
+    mem.async_memory.long_term.path = blocker / "patterns.db"  # type: ignore[attr-defined]
+    health = mem.health_check()
+    assert health["long_term"]["available"] is False
+    assert "error" in health["long_term"]
+    assert health["short_term"]["available"] is True
+    mem.close()

@@ -1,0 +1,144 @@
+"""Long-term tier: persist / recall on SQLite, schema versioning, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from attune.errors import LongTermUnavailableError, ValidationError
+from attune.memory import AsyncUnifiedMemory, Classification, MemoryConfig
+from attune.memory.long_term.sqlite_store import DB_FILENAME, SCHEMA_VERSION
+
+
+async def test_persist_and_recall(mock_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("analyst@company.com", mock_config) as mem:
+        result = await mem.persist_pattern(
+            "Use dependency injection for testable code", "architecture",
+            metadata={"source": "review", "tags": ["di", "testing"]},
+        )
+        assert set(result) >= {"pattern_id", "classification", "encrypted", "created_at"}
+        assert result["pattern_id"].startswith("pat_")
+        pattern = await mem.recall_pattern(result["pattern_id"])
+        assert pattern is not None
+        assert pattern["pattern_id"] == result["pattern_id"]
+        assert pattern["content"] == "Use dependency injection for testable code"
+        assert pattern["pattern_type"] == "architecture"
+        assert pattern["classification"] == result["classification"]
+        assert pattern["created_at"] == result["created_at"]
+        assert pattern["created_by"] == "analyst@company.com"
+        assert pattern["metadata"] == {"source": "review", "tags": ["di", "testing"]}
+        assert await mem.recall_pattern("pat_unknown") is None
+
+
+async def test_recall_sees_other_instances_and_restarts(mock_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as writer:
+        stored = await writer.persist_pattern("Log with request ids", "observability")
+    async with AsyncUnifiedMemory("b", mock_config) as reader:
+        pattern = await reader.recall_pattern(stored["pattern_id"])
+    assert pattern is not None and pattern["content"] == "Log with request ids"
+
+
+async def test_database_file_wal_and_schema_version(mock_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        await mem.persist_pattern("x marks the spot", "misc")
+    db = mock_config.storage_dir / DB_FILENAME
+    assert (db.stat().st_mode & 0o777) == 0o600
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    conn.close()
+
+
+async def test_newer_schema_is_refused(mock_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        await mem.persist_pattern("first", "misc")
+    conn = sqlite3.connect(mock_config.storage_dir / DB_FILENAME)
+    conn.execute("UPDATE schema_version SET version = 999")
+    conn.commit()
+    conn.close()
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        with pytest.raises(LongTermUnavailableError, match="upgrade attune"):
+            await mem.persist_pattern("second", "misc")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"content": "", "pattern_type": "x"}, "content"),
+        ({"content": 12, "pattern_type": "x"}, "content"),
+        ({"content": "ok", "pattern_type": ""}, "pattern_type"),
+        ({"content": "ok", "pattern_type": "x", "classification": "TOP_SECRET"}, "classification"),
+        ({"content": "ok", "pattern_type": "x", "metadata": ["not", "a", "dict"]}, "metadata"),
+        ({"content": "ok", "pattern_type": "x", "metadata": {"o": object()}}, "JSON"),
+        ({"content": "ok", "pattern_type": "x", "auto_classify": "yes"}, "auto_classify"),
+    ],
+)
+async def test_bad_persist_input_writes_nothing(
+    mock_config: MemoryConfig, kwargs: dict[str, object], fragment: str
+) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        with pytest.raises((ValidationError, TypeError), match=fragment):
+            await mem.persist_pattern(**kwargs)  # type: ignore[arg-type]
+        assert await mem.long_term.count() == 0  # type: ignore[attr-defined]
+
+
+async def test_classification_enum_and_names(mock_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        for given in (Classification.PUBLIC, "public", "Public", "PUBLIC"):
+            result = await mem.persist_pattern("Write tests first", "process", classification=given)
+            assert result["classification"] == "PUBLIC"
+
+
+async def test_concurrent_persists_share_commits(mock_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        results = await asyncio.gather(
+            *(mem.persist_pattern(f"Pattern number {i}", "misc", classification="PUBLIC")
+              for i in range(64))
+        )
+        assert len({r["pattern_id"] for r in results}) == 64
+        assert await mem.long_term.count() == 64  # type: ignore[attr-defined]
+        conn = mem.long_term._conns.peek()  # type: ignore[attr-defined]
+        assert conn is not None and conn.commits < 64  # group commit batched them
+
+
+def test_persist_is_durable_across_sigkill(tmp_path: Path) -> None:
+    """A child persists, prints the id, and is killed with SIGKILL right after."""
+    storage = tmp_path / "store"
+    child = textwrap.dedent(
+        f"""
+        import os, sys
+        from attune import EmpathyOS
+        from attune.memory import MemoryConfig
+        cfg = MemoryConfig(redis_mock=True, storage_dir={str(storage)!r})
+        agent = EmpathyOS(user_id="durable", config=cfg)
+        result = agent.persist_pattern("Survives SIGKILL", "durability", classification="PUBLIC")
+        print(result["pattern_id"], flush=True)
+        sys.stdin.read()  # wait to be killed
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_") and k != "REDIS_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    pattern_id = proc.stdout.readline().decode().strip()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert pattern_id.startswith("pat_")
+
+    async def recall() -> dict[str, object] | None:
+        cfg = MemoryConfig(redis_mock=True, storage_dir=storage)
+        async with AsyncUnifiedMemory("checker", cfg) as mem:
+            return await mem.recall_pattern(pattern_id)
+
+    pattern = asyncio.run(recall())
+    assert pattern is not None and pattern["content"] == "Survives SIGKILL"

@@ -1,0 +1,349 @@
+"""The security pipeline as the core runs it, on every write path, against real stores.
+
+Each test goes through the public API (persist, stage, promote, recall, rotate,
+purge) and then looks at what actually landed: the SQLite file, the Redis
+keyspace and the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from attune import AccessTier, AsyncEmpathyOS
+from attune.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    DecryptionError,
+    SecretsDetectedError,
+    SecurityPipelineError,
+)
+from attune.memory import AsyncUnifiedMemory, Classification, Environment, MemoryConfig
+from attune.memory import unified as unified_module
+from attune.memory.security import pipeline as security_pipeline
+from attune.memory.security.audit import AuditLogger
+
+# Synthetic credentials and personal data: every one must be blocked or scrubbed, and none may
+# appear anywhere on disk or in Redis afterwards.
+OPENAI_KEY = "sk-proj-Qx7fT2mZ9kLp4RwV8nYb3HcJ6dGs1AeU"
+GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+DB_URL = "postgres://app:Zr8!vQ2#pLm9xW@db.internal:5432/app"
+EMAIL = "jane.roe@example.org"
+SSN = "123-45-6789"
+CARD = "4111 1111 1111 1111"
+RAW_VALUES = (OPENAI_KEY, GITHUB_TOKEN, "Zr8!vQ2#pLm9xW", EMAIL, SSN, CARD)
+
+
+def memory(config: MemoryConfig, tier: AccessTier = AccessTier.CONTRIBUTOR) -> AsyncUnifiedMemory:
+    return AsyncUnifiedMemory("agent-1", config, access_tier=tier)
+
+
+def audit_events(config: MemoryConfig) -> list[dict[str, Any]]:
+    security_pipeline.close_shared()  # flush
+    path = config.storage_dir / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def everything_on_disk(config: MemoryConfig) -> bytes:
+    """Every byte attune wrote under the storage dir (database, WAL, audit log, key file)."""
+    security_pipeline.close_shared()
+    blobs = []
+    for root, _dirs, files in os.walk(config.storage_dir):
+        for name in files:
+            blobs.append((Path(root) / name).read_bytes())
+    return b"\n".join(blobs)
+
+
+def redis_dump(url: str, prefix: str) -> bytes:
+    client = redis.Redis.from_url(url)
+    try:
+        return b"\n".join(
+            (k + b"=" + (client.dump(k) or b"")) for k in client.scan_iter(match=f"{prefix}:*")
+        )
+    finally:
+        client.close()
+
+
+# -- secrets: blocked on every write path, never echoed --------------------------------------------
+
+
+async def test_persist_with_secret_returns_blocked_and_stores_nothing(config: MemoryConfig) -> None:
+    async with memory(config) as mem:
+        result = await mem.persist_pattern(f"Use this key: {OPENAI_KEY}", "api_integration")
+        assert result["error"] == "secrets_detected"
+        assert result["blocked"] is True
+        assert result["secret_kinds"] == {"openai_api_key": 1}
+        assert "pattern_id" not in result
+        assert OPENAI_KEY not in json.dumps(result)
+        assert await mem.long_term.count() == 0  # type: ignore[attr-defined]
+    events = audit_events(config)
+    violation = [e for e in events if e["event"] == "security.violation"]
+    assert violation and violation[0]["outcome"] == "blocked"
+    assert violation[0]["details"]["kinds"] == {"openai_api_key": 1}
+
+
+async def test_secret_in_metadata_is_blocked(config: MemoryConfig) -> None:
+    async with memory(config) as mem:
+        result = await mem.persist_pattern(
+            "Rotate CI tokens monthly", "security", metadata={"example": {"ci": GITHUB_TOKEN}}
+        )
+        assert result["blocked"] is True and result["secret_kinds"] == {"github_token": 1}
+        assert await mem.long_term.count() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("field", ["content", "code", "source", "context"])
+async def test_stage_with_secret_in_any_field_raises(config: MemoryConfig, field: str) -> None:
+    data = {"content": "Connect with pooled clients", field: f"dsn = {DB_URL}"}
+    async with memory(config) as mem:
+        with pytest.raises(SecretsDetectedError) as info:
+            await mem.stage_pattern(data, "optimization")
+        assert "connection_string_password" in info.value.kinds
+        assert "Zr8!vQ2#pLm9xW" not in str(info.value)
+        assert await mem.get_staged_patterns() == []
+
+
+async def test_sync_facade_returns_the_documented_blocked_shape(mock_config: MemoryConfig) -> None:
+    async with AsyncEmpathyOS(user_id="a", config=mock_config) as agent:
+        result = await agent.persist_pattern("API key: sk-proj-abc123...", "api_integration")
+    assert {"error": "secrets_detected", "blocked": True}.items() <= result.items()
+
+
+# -- PII: scrubbed before anything is stored, counted by kind ---------------------------------------
+
+
+async def test_pii_scrubbed_in_content_and_metadata_with_counts(config: MemoryConfig) -> None:
+    async with memory(config) as mem:
+        result = await mem.persist_pattern(
+            f"Escalate to {EMAIL} when card {CARD} is declined",
+            "support_pattern",
+            metadata={"reporter": EMAIL, "notes": [f"SSN {SSN} on file"]},
+        )
+        assert result["pii_scrubbed"] == {"email": 2, "credit_card": 1, "ssn": 1}
+        stored = await mem.recall_pattern(result["pattern_id"])
+    assert stored is not None
+    assert stored["content"] == "Escalate to [EMAIL] when card [CC] is declined"
+    assert stored["metadata"] == {"reporter": "[EMAIL]", "notes": ["SSN [SSN] on file"]}
+
+
+async def test_staging_scrubs_every_string_before_redis(redis_config: MemoryConfig, redis_url: str) -> None:
+    async with memory(redis_config) as mem:
+        staged_id = await mem.stage_pattern(
+            {"content": f"Ask {EMAIL} for access", "code": f"notify('{EMAIL}')",
+             "source": f"ticket from {EMAIL}", "confidence": 0.9},
+            "workflow",
+        )
+        raw = redis_dump(redis_url, redis_config.key_prefix)
+        assert EMAIL.encode() not in raw
+        [staged] = await mem.get_staged_patterns()
+    assert staged["pattern_id"] == staged_id
+    assert staged["content"] == "Ask [EMAIL] for access"
+    assert staged["code"] == "notify('[EMAIL]')"
+    assert staged["confidence"] == 0.9
+
+
+# -- classification and encryption at rest ------------------------------------------------------------
+
+
+async def test_encryption_follows_classification(config: MemoryConfig, tmp_path: Path) -> None:
+    plain = config.model_copy(update={"encryption_enabled": False})
+    async with memory(config) as mem, memory(plain) as mem_plain:
+        public = await mem.persist_pattern("Prefer pure functions", "style")
+        internal = await mem.persist_pattern("Internal release checklist", "process")
+        sensitive = await mem.persist_pattern("Patient handoff protocol", "clinical")
+        internal_plain = await mem_plain.persist_pattern("Internal release checklist", "process")
+        forced = await mem_plain.persist_pattern(
+            "Patient handoff protocol", "clinical", classification=Classification.SENSITIVE
+        )
+    assert (public["classification"], public["encrypted"]) == ("PUBLIC", False)
+    assert (internal["classification"], internal["encrypted"]) == ("INTERNAL", True)
+    assert (sensitive["classification"], sensitive["encrypted"]) == ("SENSITIVE", True)
+    assert (internal_plain["classification"], internal_plain["encrypted"]) == ("INTERNAL", False)
+    assert forced["encrypted"] is True  # SENSITIVE is encrypted even with encryption off
+
+
+async def test_encrypted_record_keeps_content_and_metadata_unreadable(mock_config: MemoryConfig) -> None:
+    async with memory(mock_config) as mem:
+        result = await mem.persist_pattern(
+            "Patient handoff protocol for ward seven",
+            "clinical",
+            metadata={"owner": "ward-seven-team"},
+        )
+        recalled = await mem.recall_pattern(result["pattern_id"])
+    assert recalled is not None and recalled["metadata"] == {"owner": "ward-seven-team"}
+    disk = everything_on_disk(mock_config)
+    assert b"ward seven" not in disk and b"ward-seven-team" not in disk
+
+
+async def test_promoted_sensitive_pattern_copies_nothing_in_clear(
+    redis_config: MemoryConfig, redis_url: str
+) -> None:
+    async with memory(redis_config) as contributor, memory(redis_config, AccessTier.VALIDATOR) as v:
+        staged_id = await contributor.stage_pattern(
+            {"content": "Clinical diagnosis codes go through the triage queue",
+             "code": "route(triage_queue)", "source": "ward audit"},
+            "clinical",
+        )
+        raw = redis_dump(redis_url, redis_config.key_prefix)
+        assert b"triage" not in raw and b"ward audit" not in raw  # held encrypted in Redis
+        [listed] = await v.get_staged_patterns()
+        assert listed["code"] == "route(triage_queue)"
+        assert listed["staged_by"] == "agent-1"
+        result = await v.promote_pattern(staged_id)
+        recalled = await v.recall_pattern(result["pattern_id"])
+    assert result["classification"] == "SENSITIVE" and result["encrypted"] is True
+    assert recalled is not None and recalled["metadata"]["source"] == "ward audit"
+    disk = everything_on_disk(redis_config)
+    assert b"triage" not in disk and b"ward audit" not in disk
+
+
+async def test_production_without_master_key_refuses_encrypted_writes(
+    redis_url: str, key_prefix: str, storage_dir: Path
+) -> None:
+    config = MemoryConfig(
+        environment=Environment.PRODUCTION, redis_url=redis_url, storage_dir=storage_dir,
+        key_prefix=key_prefix,
+    )
+    async with memory(config) as mem:
+        public = await mem.persist_pattern("Prefer pure functions", "style")
+        assert public["encrypted"] is False
+        with pytest.raises(ConfigurationError, match="ATTUNE_MASTER_KEY"):
+            await mem.persist_pattern("Patient handoff protocol", "clinical")
+        assert await mem.long_term.count() == 1  # type: ignore[attr-defined]
+    assert not (storage_dir / "master.key").exists()  # never invents a key in production
+
+
+async def test_master_key_from_environment_and_wrong_key(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", base64.b64encode(b"k" * 32).decode())
+    async with memory(mock_config) as mem:
+        result = await mem.persist_pattern("Patient handoff protocol", "clinical")
+    security_pipeline.close_shared()
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", base64.b64encode(b"x" * 32).decode())
+    async with memory(mock_config) as mem:
+        with pytest.raises(DecryptionError):
+            await mem.recall_pattern(result["pattern_id"])
+
+
+# -- fail closed ---------------------------------------------------------------------------------------
+
+
+async def test_a_failing_step_refuses_the_write(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with memory(mock_config) as mem:
+        def broken(value: Any) -> Any:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(mem.pipeline.scrubber, "scrub_value", broken)
+        with pytest.raises(SecurityPipelineError, match="PII scrubber"):
+            await mem.persist_pattern(f"mail {EMAIL}", "support")
+        with pytest.raises(SecurityPipelineError):
+            await mem.stage_pattern({"content": f"mail {EMAIL}"}, "support")
+        monkeypatch.setattr(mem.pipeline.scrubber, "scrub_value", lambda v: ("garbage", {}))
+        with pytest.raises(SecurityPipelineError, match="unusable"):
+            await mem.persist_pattern(f"mail {EMAIL}", "support")
+        assert await mem.long_term.count() == 0  # type: ignore[attr-defined]
+        assert await mem.get_staged_patterns() == []
+
+
+# -- key rotation and retention --------------------------------------------------------------------------
+
+
+async def test_rotate_keys_rewraps_and_keeps_everything_readable(mock_config: MemoryConfig) -> None:
+    async with memory(mock_config) as writer, memory(mock_config, AccessTier.STEWARD) as steward:
+        ids = [
+            (await writer.persist_pattern(f"Patient protocol {i}", "clinical"))["pattern_id"]
+            for i in range(5)
+        ]
+        public = await writer.persist_pattern("Prefer pure functions", "style")
+        old_kid = writer.pipeline.cipher.ring.active_key_id
+        with pytest.raises(AccessDeniedError):
+            await writer.rotate_keys()
+        rotated = await steward.rotate_keys(batch_size=2)
+        assert rotated["rewrapped"] == 5 and rotated["key_id"] != old_kid
+        keys = await steward.long_term.wrapped_keys("", 100)
+        assert {k.key_id for k in keys} == {rotated["key_id"]}
+        for i, pattern_id in enumerate(ids):
+            recalled = await writer.recall_pattern(pattern_id)
+            assert recalled is not None and recalled["content"] == f"Patient protocol {i}"
+        assert (await writer.recall_pattern(public["pattern_id"])) is not None
+        again = await steward.rotate_keys()
+        assert again["rewrapped"] == 5
+    events = [e for e in audit_events(mock_config) if e["event"] == "keys.rotate"]
+    assert [e["details"]["rewrapped"] for e in events] == [5, 5]
+
+
+async def test_expired_patterns_are_hidden_then_purged(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with memory(mock_config) as writer, memory(mock_config, AccessTier.STEWARD) as steward:
+        public = await writer.persist_pattern("Prefer pure functions", "style")
+        sensitive = await writer.persist_pattern("Patient handoff protocol", "clinical")
+        real_now = unified_module._now_ms
+        day = 86_400_000
+        monkeypatch.setattr(unified_module, "_now_ms", lambda: real_now() + 91 * day)
+        assert await writer.recall_pattern(sensitive["pattern_id"]) is None  # 90 days
+        assert await writer.recall_pattern(public["pattern_id"]) is not None  # 365 days
+        with pytest.raises(AccessDeniedError):
+            await writer.purge_expired()
+        assert await steward.purge_expired() == 1
+        assert await steward.long_term.count() == 1  # type: ignore[attr-defined]
+    purge = [e for e in audit_events(mock_config) if e["event"] == "pattern.purge"]
+    assert purge and purge[-1]["details"] == {"purged": 1}
+
+
+# -- audit: every decision, never the data -----------------------------------------------------------------
+
+
+async def test_audit_records_decisions_without_data(mock_config: MemoryConfig) -> None:
+    async with memory(mock_config) as mem, memory(mock_config, AccessTier.OBSERVER) as observer:
+        stored = await mem.persist_pattern(f"Mail {EMAIL} about HIPAA audits", "compliance")
+        await mem.recall_pattern(stored["pattern_id"])
+        await mem.persist_pattern(f"token={GITHUB_TOKEN}", "ci")
+        with pytest.raises(AccessDeniedError):
+            await observer.persist_pattern("Prefer pure functions", "style")
+    events = audit_events(mock_config)
+    kinds = [e["event"] for e in events]
+    for expected in ("classification.decision", "pattern.store", "pattern.retrieve",
+                     "security.violation", "access.check"):
+        assert expected in kinds
+    decision = next(e for e in events if e["event"] == "classification.decision")
+    assert decision["classification"] == "SENSITIVE" and decision["details"]["rule"] == "health"
+    store = next(e for e in events if e["event"] == "pattern.store")
+    assert store["details"]["pii"] == {"email": 1}
+    denied = next(e for e in events if e["event"] == "access.check")
+    assert denied["outcome"] == "denied" and denied["tier"] == "OBSERVER"
+    text = (mock_config.storage_dir / "audit.jsonl").read_text()
+    assert EMAIL not in text and GITHUB_TOKEN not in text and "HIPAA audits" not in text
+    assert AuditLogger(log_file=mock_config.storage_dir / "audit.jsonl").verify().ok
+
+
+async def test_no_raw_secret_or_pii_anywhere_after_all_write_paths(
+    redis_config: MemoryConfig, redis_url: str
+) -> None:
+    """The acceptance search: SQLite file, Redis keyspace and audit log hold none of the values."""
+    async with memory(redis_config) as mem, memory(redis_config, AccessTier.VALIDATOR) as v:
+        for text in (f"key {OPENAI_KEY}", f"token: {GITHUB_TOKEN}", f"dsn {DB_URL}"):
+            assert (await mem.persist_pattern(text, "ops"))["blocked"] is True
+            with pytest.raises(SecretsDetectedError):
+                await mem.stage_pattern({"content": "ops note", "code": text}, "ops")
+        pii = f"Reach {EMAIL}, SSN {SSN}, card {CARD}"
+        await mem.persist_pattern(pii, "support", metadata={"who": EMAIL})
+        await mem.persist_pattern(pii, "clinical", classification="SENSITIVE")
+        public_id = await mem.stage_pattern({"content": pii, "code": pii}, "support")
+        sensitive_id = await mem.stage_pattern({"content": pii + " patient"}, "clinical")
+        await v.promote_pattern(public_id)
+        kept = {p["pattern_id"] for p in await v.get_staged_patterns()}
+        assert kept == {sensitive_id}
+        raw_redis = redis_dump(redis_url, redis_config.key_prefix)
+    disk = everything_on_disk(redis_config)
+    for value in RAW_VALUES:
+        assert value.encode() not in disk, value
+        assert value.encode() not in raw_redis, value

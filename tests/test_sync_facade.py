@@ -1,0 +1,110 @@
+"""The blocking facade works from scripts, threads, and inside running event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from attune import AsyncEmpathyOS, EmpathyOS
+from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
+
+
+def test_plain_calls(config: MemoryConfig) -> None:
+    with UnifiedMemory("agent_a", config) as mem:
+        assert mem.stash("k", {"a": 1}) is True
+        assert mem.retrieve("k") == {"a": 1}
+        assert mem.ttl("k") is not None
+        assert mem.forget("k") is True
+
+
+def test_runs_on_the_calling_thread_without_a_hop(mock_config: MemoryConfig) -> None:
+    seen: list[str] = []
+    mem = UnifiedMemory("agent_a", mock_config)
+    original = mem.async_memory.short_term.retrieve
+
+    async def spy(agent_id: str, key: str) -> bytes | None:
+        seen.append(threading.current_thread().name)
+        return await original(agent_id, key)
+
+    mem.async_memory.short_term.retrieve = spy  # type: ignore[method-assign]
+    mem.retrieve("k")
+    assert seen == [threading.current_thread().name]
+    mem.close()
+
+
+def test_many_threads(config: MemoryConfig) -> None:
+    mem = UnifiedMemory("agent_a", config)
+
+    def work(i: int) -> object:
+        mem.stash(f"k{i}", i)
+        return mem.retrieve(f"k{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(work, range(64))) == list(range(64))
+    mem.close()
+
+
+def test_inside_a_running_event_loop(config: MemoryConfig) -> None:
+    """The documentation calls the blocking API inside ``async def`` under ``asyncio.run``."""
+
+    async def main() -> object:
+        agent = EmpathyOS(user_id="inside_loop", config=config)
+        agent.stash("k", [1, 2, 3])
+        value = agent.retrieve("k")
+        result = agent.persist_pattern("Prefer explicit timeouts", "reliability")
+        recalled = agent.recall_pattern(result["pattern_id"])
+        agent.close()
+        return value, recalled["content"] if recalled else None
+
+    assert asyncio.run(main()) == ([1, 2, 3], "Prefer explicit timeouts")
+
+
+def test_same_object_used_from_script_loop_and_async_code(config: MemoryConfig) -> None:
+    """One async core shared by the sync facade and by code on two different loops."""
+    core = AsyncUnifiedMemory("shared", config)
+    facade = UnifiedMemory.wrap(core)
+    facade.stash("a", 1)
+
+    async def on_loop(n: int) -> object:
+        await core.stash(f"from_loop_{n}", n)
+        facade.stash(f"facade_in_loop_{n}", n)  # blocking call inside this loop
+        return await core.retrieve("a")
+
+    assert asyncio.run(on_loop(1)) == 1
+    assert asyncio.run(on_loop(2)) == 1  # a new loop: no "attached to a different loop"
+    assert facade.retrieve("from_loop_2") == 2
+    assert facade.retrieve("facade_in_loop_1") == 1
+    facade.close()
+
+
+async def test_async_empathy_os(config: MemoryConfig) -> None:
+    async with AsyncEmpathyOS(user_id="async_agent", config=config) as agent:
+        await agent.stash("current_task", {"status": "analyzing"})
+        assert await agent.retrieve("current_task") == {"status": "analyzing"}
+        result = await agent.persist_pattern("Validate at boundaries", "security")
+        pattern = await agent.recall_pattern(result["pattern_id"])
+        assert pattern is not None and pattern["content"] == "Validate at boundaries"
+
+
+def test_plain_script_process(tmp_path: Path) -> None:
+    """A real script: import, use, exit cleanly (no hang from threads or loops left behind)."""
+    script = textwrap.dedent(
+        f"""
+        from attune import EmpathyOS
+        from attune.memory import MemoryConfig
+        agent = EmpathyOS(user_id="script", config=MemoryConfig(redis_mock=True, storage_dir={str(tmp_path)!r}))
+        agent.stash("k", "v")
+        assert agent.retrieve("k") == "v"
+        print(agent.persist_pattern("Scripts work", "misc")["classification"])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "PUBLIC"
+    assert "Traceback" not in out.stderr
