@@ -1,7 +1,7 @@
 """attune: async-first two-tier memory for AI agents.
 
-    from attune import EmpathyOS            # blocking API
-    from attune import AsyncEmpathyOS       # the same, awaitable
+from attune import EmpathyOS            # blocking API
+from attune import AsyncEmpathyOS       # the same, awaitable
 """
 
 from attune.empathy import AsyncEmpathyOS, EmpathyOS, get_redis_memory

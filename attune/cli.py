@@ -34,13 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("health", parents=[common], help="report both memory tiers' health as JSON")
     sub.add_parser("purge", parents=[common], help="delete patterns past their retention")
 
-    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True
+    )
     verify = audit.add_parser("verify", parents=[common], help="verify the audit log's hash chain")
-    verify.add_argument("--log-file", help="audit log (default: ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)")
+    verify.add_argument(
+        "--log-file", help="audit log (default: ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)"
+    )
 
     keys = sub.add_parser("keys", help="master keys").add_subparsers(dest="action", required=True)
     keys.add_parser("generate", help="print a new random master key (base64) for ATTUNE_MASTER_KEY")
-    keys.add_parser("rotate", parents=[common], help="activate a new master key and re-wrap data keys")
+    keys.add_parser(
+        "rotate", parents=[common], help="activate a new master key and re-wrap data keys"
+    )
     return parser
 
 

@@ -75,7 +75,9 @@ async def knowledge_building_demo() -> dict[str, object]:
     for pattern_id in promoted:
         pattern = security_agent.recall_pattern(pattern_id)
         assert pattern is not None
-        print(f"\nRecalled {pattern_id}: {pattern['content']!r} by {pattern['metadata']['staged_by']}")
+        print(
+            f"\nRecalled {pattern_id}: {pattern['content']!r} by {pattern['metadata']['staged_by']}"
+        )
 
     # 5. Check both tiers
     health = architect.memory.health_check()

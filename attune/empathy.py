@@ -25,7 +25,9 @@ _DEPRECATED_SHORT_TERM = (
 )
 
 
-def get_redis_memory(url: str | None = None, *, config: MemoryConfig | None = None) -> RedisShortTermMemory:
+def get_redis_memory(
+    url: str | None = None, *, config: MemoryConfig | None = None
+) -> RedisShortTermMemory:
     """A short-term store to share between agents: ``EmpathyOS(short_term_memory=...)``.
 
     Configured from the environment (``REDIS_URL``, ``ATTUNE_ENV``, ...) unless
@@ -65,7 +67,9 @@ class AsyncEmpathyOS:
         return self.memory
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(user_id={self.user_id!r}, access_tier={self.access_tier.name})"
+        return (
+            f"{type(self).__name__}(user_id={self.user_id!r}, access_tier={self.access_tier.name})"
+        )
 
     async def stash(self, key: str, value: Any, ttl_seconds: float | None = None) -> bool:
         return await self.memory.stash(key, value, ttl_seconds)
@@ -155,7 +159,9 @@ class EmpathyOS:
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         return run_sync(
-            self._core.persist_pattern(content, pattern_type, classification, auto_classify, metadata)
+            self._core.persist_pattern(
+                content, pattern_type, classification, auto_classify, metadata
+            )
         )
 
     def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:

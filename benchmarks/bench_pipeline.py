@@ -94,22 +94,30 @@ def main(argv: list[str] | None = None) -> int:
             meta = {"source": "bench", "tags": ["a", "b"]}
             steps = {
                 "secrets": lambda t=text: pipe.secrets.kinds(t),
-                "pii": lambda t=text: pipe.scrubber.scrub_value({"content": t, "metadata": meta}),
-                "classify": lambda t=text: classify(t, "best_practice", meta),
-                "encrypt": lambda t=text: pipe.seal(
+                "pii": lambda t=text, meta=meta: pipe.scrubber.scrub_value(
+                    {"content": t, "metadata": meta}
+                ),
+                "classify": lambda t=text, meta=meta: classify(t, "best_practice", meta),
+                "encrypt": lambda t=text, meta=meta: pipe.seal(
                     "pat_bench", Classification.SENSITIVE, t, meta
                 ),
-                "pipeline (PUBLIC)": lambda t=text: pipe.seal(
+                "pipeline (PUBLIC)": lambda t=text, meta=meta: pipe.seal(
                     "pat_bench", Classification.PUBLIC, *_prepared(pipe, t, meta)
                 ),
-                "pipeline (SENSITIVE)": lambda t=text: pipe.seal(
+                "pipeline (SENSITIVE)": lambda t=text, meta=meta: pipe.seal(
                     "pat_bench", Classification.SENSITIVE, *_prepared(pipe, t, meta)
                 ),
             }
             for name, fn in steps.items():
                 us = per_call_us(fn, number, repeat)
-                rows.append({"size": size, "step": name, "us": round(us, 1),
-                             "x_redis_rtt": round(us / rtt, 2)})
+                rows.append(
+                    {
+                        "size": size,
+                        "step": name,
+                        "us": round(us, 1),
+                        "x_redis_rtt": round(us / rtt, 2),
+                    }
+                )
 
     print(f"Redis GET round trip (redis.asyncio, {url.rsplit('@', 1)[-1]}): {rtt:.1f} us\n")
     print(f"{'text':>8}  {'step':<22}{'us/write':>10}{'x Redis RTT':>13}")
@@ -128,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _prepared(pipe: SecurityPipeline, text: str, meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _prepared(
+    pipe: SecurityPipeline, text: str, meta: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """Steps 1-3 as the pipeline runs them for a persist (secrets, PII, classify)."""
     clean, _counts = pipe._sanitize({"content": text, "metadata": meta}, "the pattern")
     pipe._classify(None, clean["content"], "best_practice", clean["metadata"], True)

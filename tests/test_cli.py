@@ -13,7 +13,9 @@ import pytest
 from attune.cli import main
 
 
-def test_demo_runs_the_documented_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_the_documented_workflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", "--storage-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Security pattern staged" in out
@@ -60,7 +62,8 @@ def test_audit_verify_command_detects_tampering(
     assert "intact" in capsys.readouterr().out
     log = tmp_path / "audit.jsonl"
     lines = log.read_text().splitlines()
-    lines[2] = lines[2].replace('"success"', '"failure"')
+    assert '"user_id":"' in lines[2]
+    lines[2] = lines[2].replace('"user_id":"', '"user_id":"x', 1)
     log.write_text("\n".join(lines) + "\n")
     assert main(["audit", "verify", "--log-file", str(log)]) == 1
     assert "line 3" in capsys.readouterr().out

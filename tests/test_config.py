@@ -66,7 +66,13 @@ def test_invalid_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(
     "url",
-    ["localhost:6379", "http://localhost:6379", "redis://", "redis://host:notaport/0", "redis://:6379"],
+    [
+        "localhost:6379",
+        "http://localhost:6379",
+        "redis://",
+        "redis://host:notaport/0",
+        "redis://:6379",
+    ],
 )
 def test_malformed_redis_url_names_the_variable(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("REDIS_URL", url)

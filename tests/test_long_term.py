@@ -21,7 +21,8 @@ from attune.memory.long_term.sqlite_store import DB_FILENAME, SCHEMA_VERSION
 async def test_persist_and_recall(mock_config: MemoryConfig) -> None:
     async with AsyncUnifiedMemory("analyst@company.com", mock_config) as mem:
         result = await mem.persist_pattern(
-            "Use dependency injection for testable code", "architecture",
+            "Use dependency injection for testable code",
+            "architecture",
             metadata={"source": "review", "tags": ["di", "testing"]},
         )
         assert set(result) >= {"pattern_id", "classification", "encrypted", "created_at"}
@@ -100,8 +101,10 @@ async def test_classification_enum_and_names(mock_config: MemoryConfig) -> None:
 async def test_concurrent_persists_share_commits(mock_config: MemoryConfig) -> None:
     async with AsyncUnifiedMemory("a", mock_config) as mem:
         results = await asyncio.gather(
-            *(mem.persist_pattern(f"Pattern number {i}", "misc", classification="PUBLIC")
-              for i in range(64))
+            *(
+                mem.persist_pattern(f"Pattern number {i}", "misc", classification="PUBLIC")
+                for i in range(64)
+            )
         )
         assert len({r["pattern_id"] for r in results}) == 64
         assert await mem.long_term.count() == 64  # type: ignore[attr-defined]

@@ -35,7 +35,9 @@ def block(name: str, code: str) -> Callable[[Check], Check]:
     return register
 
 
-@block("quick start", '''
+@block(
+    "quick start",
+    """
 from attune import EmpathyOS
 
 # Create an agent with unified memory (auto-configured)
@@ -51,7 +53,8 @@ result = empathy.persist_pattern(
     pattern_type="best_practice"
 )
 pattern = empathy.recall_pattern(result["pattern_id"])
-''')
+""",
+)
 def _check_quick_start(ns: dict[str, Any], out: str) -> None:
     assert ns["task"] == {"files": ["api.py"], "status": "analyzing"}
     assert ns["result"]["pattern_id"].startswith("pat_")
@@ -61,7 +64,9 @@ def _check_quick_start(ns: dict[str, Any], out: str) -> None:
     assert ns["pattern"]["pattern_type"] == "best_practice"
 
 
-@block("direct memory access", '''
+@block(
+    "direct memory access",
+    """
 # Access the unified memory interface directly
 memory = empathy.memory
 
@@ -70,25 +75,31 @@ health = memory.health_check()
 print(f"Short-term available: {health['short_term']['available']}")
 print(f"Long-term available: {health['long_term']['available']}")
 print(f"Environment: {health['environment']}")
-''')
+""",
+)
 def _check_health(ns: dict[str, Any], out: str) -> None:
     assert "Short-term available: True" in out
     assert "Long-term available: True" in out
     assert "Environment: development" in out
 
 
-@block("automatic detection", '''
+@block(
+    "automatic detection",
+    """
 from attune.memory import UnifiedMemory, MemoryConfig
 
 # Auto-detect from environment variables
 memory = UnifiedMemory(user_id="agent@company.com")
 # Checks: REDIS_URL, ATTUNE_ENV, ATTUNE_STORAGE_DIR
-''')
+""",
+)
 def _check_auto(ns: dict[str, Any], out: str) -> None:
     assert ns["memory"].health_check()["short_term"]["available"] is True
 
 
-@block("manual configuration", '''
+@block(
+    "manual configuration",
+    """
 from attune.memory import UnifiedMemory, MemoryConfig, Environment
 
 # Development (mock Redis, local storage)
@@ -108,14 +119,17 @@ prod_config = MemoryConfig(
 )
 
 memory = UnifiedMemory(user_id="agent@company.com", config=prod_config)
-''')
+""",
+)
 def _check_manual(ns: dict[str, Any], out: str) -> None:
     assert ns["dev_config"].short_term_backend == "mock"
     assert ns["prod_config"].short_term_backend == "redis"
     assert ns["memory"].environment.value == "production"
 
 
-@block("stash and retrieve", '''
+@block(
+    "stash and retrieve",
+    """
 # Store with default TTL (1 hour)
 empathy.stash("analysis_results", {
     "files_reviewed": 10,
@@ -128,14 +142,21 @@ empathy.memory.stash("weekly_summary", summary_data, ttl_seconds=86400)
 
 # Retrieve
 results = empathy.retrieve("analysis_results")
-''')
+""",
+)
 def _check_stash(ns: dict[str, Any], out: str) -> None:
-    assert ns["results"] == {"files_reviewed": 10, "issues_found": 3, "timestamp": "2025-12-10T10:00:00"}
+    assert ns["results"] == {
+        "files_reviewed": 10,
+        "issues_found": 3,
+        "timestamp": "2025-12-10T10:00:00",
+    }
     assert ns["empathy"].retrieve("weekly_summary") == ns["summary_data"]
     assert 86000 < ns["empathy"].memory.ttl("weekly_summary") <= 86400
 
 
-@block("stage patterns", '''
+@block(
+    "stage patterns",
+    """
 # Stage a discovered pattern
 staged_id = empathy.memory.stage_pattern(
     pattern_data={
@@ -151,7 +172,8 @@ staged_id = empathy.memory.stage_pattern(
 staged = empathy.memory.get_staged_patterns()
 for p in staged:
     print(f"Pattern: {p['pattern_type']} - Confidence: {p.get('confidence', 'N/A')}")
-''')
+""",
+)
 def _check_stage(ns: dict[str, Any], out: str) -> None:
     assert isinstance(ns["staged_id"], str)
     assert "Pattern: security - Confidence: N/A" in out
@@ -159,7 +181,9 @@ def _check_stage(ns: dict[str, Any], out: str) -> None:
     assert mine and mine[0]["metadata"] == {"discovered_in": "pr_review_42"}
 
 
-@block("persist patterns", '''
+@block(
+    "persist patterns",
+    """
 # Basic pattern storage
 result = empathy.persist_pattern(
     content="Use dependency injection for testable code",
@@ -175,7 +199,8 @@ result = empathy.persist_pattern(
     classification="SENSITIVE",  # Forces encryption
     metadata={"compliance": ["HIPAA"], "author": "compliance_team"}
 )
-''')
+""",
+)
 def _check_persist(ns: dict[str, Any], out: str) -> None:
     assert re.search(r"Pattern ID: pat_\w+", out)
     assert "Classification: PUBLIC" in out
@@ -186,20 +211,25 @@ def _check_persist(ns: dict[str, Any], out: str) -> None:
     assert recalled["metadata"] == {"compliance": ["HIPAA"], "author": "compliance_team"}
 
 
-@block("recall patterns", '''
+@block(
+    "recall patterns",
+    """
 # Retrieve by ID
 pattern = empathy.recall_pattern("pat_abc123")
 if pattern:
     print(f"Content: {pattern['content']}")
     print(f"Type: {pattern['pattern_type']}")
     print(f"Created: {pattern['created_at']}")
-''')
+""",
+)
 def _check_recall(ns: dict[str, Any], out: str) -> None:
     assert ns["pattern"] is None  # no such id was stored
     assert out == ""
 
 
-@block("classification levels", '''
+@block(
+    "classification levels",
+    """
 from attune.memory import Classification
 
 # Auto-classification (recommended)
@@ -217,7 +247,8 @@ result = empathy.persist_pattern(
     classification=Classification.SENSITIVE
 )
 # Result: {"classification": "SENSITIVE", "encrypted": True}
-''')
+""",
+)
 def _check_classification(ns: dict[str, Any], out: str) -> None:
     assert ns["result"]["classification"] == "SENSITIVE"
     assert ns["result"]["encrypted"] is True
@@ -227,7 +258,9 @@ def _check_classification(ns: dict[str, Any], out: str) -> None:
     assert again["classification"] == "INTERNAL"
 
 
-@block("example workflow", '''
+@block(
+    "example workflow",
+    """
 from attune import EmpathyOS, AccessTier
 
 # 1. Contributor discovers a pattern
@@ -262,7 +295,8 @@ for p in staged:
             classification="INTERNAL",  # Optional override
         )
         print(f"Promoted: {result['pattern_id']}")
-''')
+""",
+)
 def _check_workflow(ns: dict[str, Any], out: str) -> None:
     assert f"Pattern staged: {ns['staged_id']}" in out
     assert out.count("Promoted: pat_") == 1
@@ -271,27 +305,33 @@ def _check_workflow(ns: dict[str, Any], out: str) -> None:
     assert ns["staged_id"] not in left
 
 
-@block("pii scrubbing", '''
+@block(
+    "pii scrubbing",
+    """
 # PII in content is automatically redacted
 result = empathy.persist_pattern(
     content="User john.doe@company.com reported issue with SSN 123-45-6789",
     pattern_type="support_pattern"
 )
 # Stored as: "User [EMAIL] reported issue with SSN [SSN]"
-''')
+""",
+)
 def _check_pii(ns: dict[str, Any], out: str) -> None:
     stored = ns["empathy"].recall_pattern(ns["result"]["pattern_id"])
     assert stored["content"] == "User [EMAIL] reported issue with SSN [SSN]"
 
 
-@block("secrets detection", '''
+@block(
+    "secrets detection",
+    """
 # This will trigger a security warning
 result = empathy.persist_pattern(
     content="API key: sk-proj-abc123...",
     pattern_type="api_integration"
 )
 # Result: {"error": "secrets_detected", "blocked": True}
-''')
+""",
+)
 def _check_secrets(ns: dict[str, Any], out: str) -> None:
     assert ns["result"]["error"] == "secrets_detected"
     assert ns["result"]["blocked"] is True
@@ -299,7 +339,9 @@ def _check_secrets(ns: dict[str, Any], out: str) -> None:
     assert "sk-proj-abc123" not in str(ns["result"])
 
 
-@block("audit logging", '''
+@block(
+    "audit logging",
+    """
 # Audit events are automatically generated for:
 # - Pattern storage/retrieval
 # - Classification decisions
@@ -309,12 +351,15 @@ def _check_secrets(ns: dict[str, Any], out: str) -> None:
 # View audit events programmatically
 from attune.memory import AuditLogger
 logger = AuditLogger(log_file="/var/log/empathy/audit.jsonl")
-''')
+""",
+)
 def _check_audit(ns: dict[str, Any], out: str) -> None:
     assert ns["logger"].verify().ok
 
 
-@block("complete example", '''
+@block(
+    "complete example",
+    '''
 """
 Multi-agent system where agents discover and share patterns.
 """
@@ -394,7 +439,8 @@ async def knowledge_building_demo():
 
 if __name__ == "__main__":
     asyncio.run(knowledge_building_demo())
-''')
+''',
+)
 def _check_complete(ns: dict[str, Any], out: str) -> None:
     assert "Security pattern staged" in out and "Performance pattern staged" in out
     # the two new patterns plus the unconfident one staged earlier in this walk-through
@@ -404,7 +450,9 @@ def _check_complete(ns: dict[str, Any], out: str) -> None:
     assert "Short-term: True" in out and "Long-term: True" in out
 
 
-@block("migration: short_term_memory parameter", '''
+@block(
+    "migration: short_term_memory parameter",
+    """
 # OLD (still works, but deprecated)
 from attune import EmpathyOS, get_redis_memory
 empathy = EmpathyOS(
@@ -417,19 +465,23 @@ empathy.short_term_memory.stash(...)  # Direct access
 empathy = EmpathyOS(user_id="agent")
 empathy.stash(...)  # Convenience method
 empathy.memory.stash(...)  # Or via unified interface
-''')
+""",
+)
 def _check_migration(ns: dict[str, Any], out: str) -> None:
     assert ns["empathy"].retrieve("legacy_key") == {"migrated": True}
 
 
-@block("migration: attune_llm.security", '''
+@block(
+    "migration: attune_llm.security",
+    """
 # OLD (still works via re-exports)
 from attune_llm.security import PIIScrubber, SecretsDetector
 
 # NEW (recommended)
 from attune.memory import PIIScrubber, SecretsDetector
 from attune.memory.security import AuditLogger
-''')
+""",
+)
 def _check_legacy_imports(ns: dict[str, Any], out: str) -> None:
     import attune_llm.security as legacy
 
@@ -461,7 +513,7 @@ def _walk(redis_url: str | None, tmp: Path, monkeypatch: pytest.MonkeyPatch, pre
         out = io.StringIO()
         with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            exec(compile(code, f"<doc block: {name}>", "exec"), ns)  # noqa: S102
+            exec(compile(code, f"<doc block: {name}>", "exec"), ns)
         deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
         if name == "migration: short_term_memory parameter":
             assert any("short_term_memory is deprecated" in str(w.message) for w in deprecations)

@@ -14,14 +14,23 @@ from attune.memory.security.classifier import RULES, classify, decide
     [
         # The reference documentation's examples.
         ("JWT refresh pattern for auth tokens", "security", Classification.INTERNAL),
-        ("Patient data handling protocol for HIPAA compliance", "clinical_protocol",
-         Classification.SENSITIVE),
+        (
+            "Patient data handling protocol for HIPAA compliance",
+            "clinical_protocol",
+            Classification.SENSITIVE,
+        ),
         ("Use dependency injection for testable code", "architecture", Classification.PUBLIC),
-        ("When handling API errors, always include request_id for tracing", "best_practice",
-         Classification.PUBLIC),
+        (
+            "When handling API errors, always include request_id for tracing",
+            "best_practice",
+            Classification.PUBLIC,
+        ),
         ("Use connection pooling for database access", "optimization", Classification.PUBLIC),
-        ("Always sanitize SQL inputs using parameterized queries", "security",
-         Classification.INTERNAL),
+        (
+            "Always sanitize SQL inputs using parameterized queries",
+            "security",
+            Classification.INTERNAL,
+        ),
     ],
 )
 def test_documented_examples(content: str, pattern_type: str, expected: Classification) -> None:
@@ -103,6 +112,6 @@ def test_rule_table_is_ordered_most_sensitive_first() -> None:
 
 
 def test_non_ascii_text_takes_the_same_word_rules() -> None:
-    assert classify("Le dossier du patient’s suivi", "soins").rule == "health"
+    assert classify("Le dossier du patient\u2019s suivi", "soins").rule == "health"
     assert classify("Überprüfe die Authentifizierung—auth—immer", "x").rule == "security"
     assert classify("Philosophie der Softwaretechnik", "x").classification is Classification.PUBLIC

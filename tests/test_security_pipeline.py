@@ -70,7 +70,7 @@ def redis_dump(url: str, prefix: str) -> bytes:
         client.close()
 
 
-# -- secrets: blocked on every write path, never echoed --------------------------------------------
+# -- secrets: blocked on every write path, never echoed -----------------------------------------
 
 
 async def test_persist_with_secret_returns_blocked_and_stores_nothing(config: MemoryConfig) -> None:
@@ -114,7 +114,7 @@ async def test_sync_facade_returns_the_documented_blocked_shape(mock_config: Mem
     assert {"error": "secrets_detected", "blocked": True}.items() <= result.items()
 
 
-# -- PII: scrubbed before anything is stored, counted by kind ---------------------------------------
+# -- PII: scrubbed before anything is stored, counted by kind -----------------------------------
 
 
 async def test_pii_scrubbed_in_content_and_metadata_with_counts(config: MemoryConfig) -> None:
@@ -131,11 +131,17 @@ async def test_pii_scrubbed_in_content_and_metadata_with_counts(config: MemoryCo
     assert stored["metadata"] == {"reporter": "[EMAIL]", "notes": ["SSN [SSN] on file"]}
 
 
-async def test_staging_scrubs_every_string_before_redis(redis_config: MemoryConfig, redis_url: str) -> None:
+async def test_staging_scrubs_every_string_before_redis(
+    redis_config: MemoryConfig, redis_url: str
+) -> None:
     async with memory(redis_config) as mem:
         staged_id = await mem.stage_pattern(
-            {"content": f"Ask {EMAIL} for access", "code": f"notify('{EMAIL}')",
-             "source": f"ticket from {EMAIL}", "confidence": 0.9},
+            {
+                "content": f"Ask {EMAIL} for access",
+                "code": f"notify('{EMAIL}')",
+                "source": f"ticket from {EMAIL}",
+                "confidence": 0.9,
+            },
             "workflow",
         )
         raw = redis_dump(redis_url, redis_config.key_prefix)
@@ -147,7 +153,7 @@ async def test_staging_scrubs_every_string_before_redis(redis_config: MemoryConf
     assert staged["confidence"] == 0.9
 
 
-# -- classification and encryption at rest ------------------------------------------------------------
+# -- classification and encryption at rest ------------------------------------------------------
 
 
 async def test_encryption_follows_classification(config: MemoryConfig, tmp_path: Path) -> None:
@@ -167,7 +173,9 @@ async def test_encryption_follows_classification(config: MemoryConfig, tmp_path:
     assert forced["encrypted"] is True  # SENSITIVE is encrypted even with encryption off
 
 
-async def test_encrypted_record_keeps_content_and_metadata_unreadable(mock_config: MemoryConfig) -> None:
+async def test_encrypted_record_keeps_content_and_metadata_unreadable(
+    mock_config: MemoryConfig,
+) -> None:
     async with memory(mock_config) as mem:
         result = await mem.persist_pattern(
             "Patient handoff protocol for ward seven",
@@ -185,8 +193,11 @@ async def test_promoted_sensitive_pattern_copies_nothing_in_clear(
 ) -> None:
     async with memory(redis_config) as contributor, memory(redis_config, AccessTier.VALIDATOR) as v:
         staged_id = await contributor.stage_pattern(
-            {"content": "Clinical diagnosis codes go through the triage queue",
-             "code": "route(triage_queue)", "source": "ward audit"},
+            {
+                "content": "Clinical diagnosis codes go through the triage queue",
+                "code": "route(triage_queue)",
+                "source": "ward audit",
+            },
             "clinical",
         )
         raw = redis_dump(redis_url, redis_config.key_prefix)
@@ -206,7 +217,9 @@ async def test_production_without_master_key_refuses_encrypted_writes(
     redis_url: str, key_prefix: str, storage_dir: Path
 ) -> None:
     config = MemoryConfig(
-        environment=Environment.PRODUCTION, redis_url=redis_url, storage_dir=storage_dir,
+        environment=Environment.PRODUCTION,
+        redis_url=redis_url,
+        storage_dir=storage_dir,
         key_prefix=key_prefix,
     )
     async with memory(config) as mem:
@@ -231,13 +244,14 @@ async def test_master_key_from_environment_and_wrong_key(
             await mem.recall_pattern(result["pattern_id"])
 
 
-# -- fail closed ---------------------------------------------------------------------------------------
+# -- fail closed --------------------------------------------------------------------------------
 
 
 async def test_a_failing_step_refuses_the_write(
     mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with memory(mock_config) as mem:
+
         def broken(value: Any) -> Any:
             raise RuntimeError("boom")
 
@@ -253,7 +267,7 @@ async def test_a_failing_step_refuses_the_write(
         assert await mem.get_staged_patterns() == []
 
 
-# -- key rotation and retention --------------------------------------------------------------------------
+# -- key rotation and retention -----------------------------------------------------------------
 
 
 async def test_rotate_keys_rewraps_and_keeps_everything_readable(mock_config: MemoryConfig) -> None:
@@ -299,7 +313,7 @@ async def test_expired_patterns_are_hidden_then_purged(
     assert purge and purge[-1]["details"] == {"purged": 1}
 
 
-# -- audit: every decision, never the data -----------------------------------------------------------------
+# -- audit: every decision, never the data ------------------------------------------------------
 
 
 async def test_audit_records_decisions_without_data(mock_config: MemoryConfig) -> None:
@@ -311,14 +325,20 @@ async def test_audit_records_decisions_without_data(mock_config: MemoryConfig) -
             await observer.persist_pattern("Prefer pure functions", "style")
     events = audit_events(mock_config)
     kinds = [e["event"] for e in events]
-    for expected in ("classification.decision", "pattern.store", "pattern.retrieve",
-                     "security.violation", "access.check"):
+    for expected in (
+        "classification.decision",
+        "pattern.store",
+        "pattern.retrieve",
+        "security.violation",
+        "access.check",
+    ):
         assert expected in kinds
     decision = next(e for e in events if e["event"] == "classification.decision")
-    assert decision["classification"] == "SENSITIVE" and decision["details"]["rule"] == "health"
+    assert decision["classification"] == "SENSITIVE"
+    assert decision["details"]["rule"] == "health" and decision["details"]["term"] == "hipaa"
     store = next(e for e in events if e["event"] == "pattern.store")
     assert store["details"]["pii"] == {"email": 1}
-    denied = next(e for e in events if e["event"] == "access.check")
+    denied = next(e for e in events if e["event"] == "access.check" and e["outcome"] != "allowed")
     assert denied["outcome"] == "denied" and denied["tier"] == "OBSERVER"
     text = (mock_config.storage_dir / "audit.jsonl").read_text()
     assert EMAIL not in text and GITHUB_TOKEN not in text and "HIPAA audits" not in text
@@ -347,3 +367,43 @@ async def test_no_raw_secret_or_pii_anywhere_after_all_write_paths(
     for value in RAW_VALUES:
         assert value.encode() not in disk, value
         assert value.encode() not in raw_redis, value
+
+
+async def test_sensitive_staged_entry_shows_only_id_type_and_times(
+    redis_config: MemoryConfig, redis_url: str
+) -> None:
+    async with memory(redis_config) as mem:
+        staged_id = await mem.stage_pattern(
+            {"content": "Patient intake checklist", "owner": "nurse-lead"}, "clinical"
+        )
+        client = redis.Redis.from_url(redis_url)
+        try:
+            raw = client.get(f"{redis_config.key_prefix}:{{staging}}:pattern:{staged_id}")
+        finally:
+            client.close()
+        assert raw is not None
+        stored = json.loads(raw)
+        assert set(stored) == {
+            "v",
+            "pattern_id",
+            "pattern_type",
+            "staged_at",
+            "expires_at",
+            "sealed",
+        }
+        [listed] = await mem.get_staged_patterns()
+    assert listed["classification"] == "SENSITIVE" and listed["owner"] == "nurse-lead"
+
+
+async def test_allowed_and_denied_access_checks_are_audited(mock_config: MemoryConfig) -> None:
+    async with memory(mock_config) as contributor:
+        staged_id = await contributor.stage_pattern({"content": "Prefer pure functions"}, "style")
+        await contributor.stash("working", {"n": 1})  # working data: not audited when allowed
+        with pytest.raises(AccessDeniedError):
+            await contributor.promote_pattern(staged_id)
+    checks = [e for e in audit_events(mock_config) if e["event"] == "access.check"]
+    assert [(e["details"]["action"], e["outcome"]) for e in checks] == [
+        ("stage_pattern", "allowed"),
+        ("promote_pattern", "denied"),
+    ]
+    assert checks[1]["details"]["required"] == "VALIDATOR" and checks[1]["target_id"] == staged_id

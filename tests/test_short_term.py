@@ -46,7 +46,10 @@ async def test_value_expires(config: MemoryConfig) -> None:
 
 
 async def test_other_agents_data_by_agent_id(config: MemoryConfig) -> None:
-    async with AsyncUnifiedMemory("agent_a", config) as a, AsyncUnifiedMemory("agent_b", config) as b:
+    async with (
+        AsyncUnifiedMemory("agent_a", config) as a,
+        AsyncUnifiedMemory("agent_b", config) as b,
+    ):
         await a.stash("findings", [1, 2])
         assert await b.retrieve("findings") is None  # namespaced per agent
         assert await b.retrieve("findings", agent_id="agent_a") == [1, 2]
@@ -125,10 +128,18 @@ async def test_bad_keys_rejected(config: MemoryConfig, key: object, fragment: st
 
 @pytest.mark.parametrize(
     ("ttl", "fragment"),
-    [(0, "positive"), (-5, "positive"), (math.inf, "positive"), (10**9, "exceeds"),
-     (True, "number"), ("60", "number")],
+    [
+        (0, "positive"),
+        (-5, "positive"),
+        (math.inf, "positive"),
+        (10**9, "exceeds"),
+        (True, "number"),
+        ("60", "number"),
+    ],
 )
-async def test_bad_ttl_rejected_nothing_written(config: MemoryConfig, ttl: object, fragment: str) -> None:
+async def test_bad_ttl_rejected_nothing_written(
+    config: MemoryConfig, ttl: object, fragment: str
+) -> None:
     async with AsyncUnifiedMemory("agent_a", config) as mem:
         with pytest.raises(ValidationError, match=fragment):
             await mem.stash("k", "v", ttl_seconds=ttl)  # type: ignore[arg-type]
@@ -164,7 +175,9 @@ async def test_unreachable_redis_is_a_clear_error(closed_port_url: str, tmp_path
         assert info.value.__cause__ is None  # no raw redis-py traceback chained
         # the long-term tier keeps working
         result = await mem.persist_pattern("Prefer small pure functions", "architecture")
-        assert (await mem.recall_pattern(result["pattern_id"]))["content"] == "Prefer small pure functions"  # type: ignore[index]
+        assert (await mem.recall_pattern(result["pattern_id"]))[
+            "content"
+        ] == "Prefer small pure functions"  # type: ignore[index]
 
 
 async def test_closed_memory_refuses_work(config: MemoryConfig) -> None:

@@ -20,8 +20,11 @@ def _agents(config: MemoryConfig) -> tuple[AsyncUnifiedMemory, AsyncUnifiedMemor
 async def test_stage_and_list_flattens_pattern_data(config: MemoryConfig) -> None:
     contributor, validator = _agents(config)
     staged_id = await contributor.stage_pattern(
-        {"content": "Use connection pooling for database access", "confidence": 0.92,
-         "discovered_in": "performance_review"},
+        {
+            "content": "Use connection pooling for database access",
+            "confidence": 0.92,
+            "discovered_in": "performance_review",
+        },
         "optimization",
     )
     assert isinstance(staged_id, str) and staged_id.startswith("stg_")
@@ -42,7 +45,8 @@ async def test_stage_and_list_flattens_pattern_data(config: MemoryConfig) -> Non
 async def test_promote_moves_to_long_term(config: MemoryConfig) -> None:
     contributor, validator = _agents(config)
     staged_id = await contributor.stage_pattern(
-        {"content": "Use connection pooling for database access", "confidence": 0.92}, "optimization"
+        {"content": "Use connection pooling for database access", "confidence": 0.92},
+        "optimization",
     )
     result = await validator.promote_pattern(staged_pattern_id=staged_id, classification="INTERNAL")
     assert result["pattern_id"].startswith("pat_")
@@ -64,9 +68,12 @@ async def test_promote_moves_to_long_term(config: MemoryConfig) -> None:
 
 async def test_concurrent_promotion_has_exactly_one_winner(config: MemoryConfig) -> None:
     contributor = AsyncUnifiedMemory("code_reviewer", config)
-    staged_id = await contributor.stage_pattern({"content": "Cache the parsed config"}, "optimization")
+    staged_id = await contributor.stage_pattern(
+        {"content": "Cache the parsed config"}, "optimization"
+    )
     validators = [
-        AsyncUnifiedMemory(f"validator_{i}", config, access_tier=AccessTier.VALIDATOR) for i in range(10)
+        AsyncUnifiedMemory(f"validator_{i}", config, access_tier=AccessTier.VALIDATOR)
+        for i in range(10)
     ]
     results = await asyncio.gather(
         *(v.promote_pattern(staged_id) for v in validators), return_exceptions=True

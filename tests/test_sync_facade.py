@@ -97,7 +97,8 @@ def test_plain_script_process(tmp_path: Path) -> None:
         f"""
         from attune import EmpathyOS
         from attune.memory import MemoryConfig
-        agent = EmpathyOS(user_id="script", config=MemoryConfig(redis_mock=True, storage_dir={str(tmp_path)!r}))
+        config = MemoryConfig(redis_mock=True, storage_dir={str(tmp_path)!r})
+        agent = EmpathyOS(user_id="script", config=config)
         agent.stash("k", "v")
         assert agent.retrieve("k") == "v"
         print(agent.persist_pattern("Scripts work", "misc")["classification"])

@@ -22,6 +22,11 @@ REQUIRED_TIER: dict[str, AccessTier] = {
 }
 
 
+#: Working-data actions: checked on every call but audited only when denied, so the
+#: short-term hot path (stash/retrieve) never waits on the audit log.
+WORKING_DATA: frozenset[str] = frozenset({"stash", "retrieve", "forget"})
+
+
 def is_allowed(tier: AccessTier, action: str) -> bool:
     return tier >= REQUIRED_TIER[action]
 

@@ -30,15 +30,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from attune.errors import ConfigurationError
 
 
-class Environment(str, enum.Enum):
+class Environment(enum.StrEnum):
     """The deployment tier; decides which backends are allowed."""
 
     DEVELOPMENT = "development"
     STAGING = "staging"
     PRODUCTION = "production"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Field name -> the environment variable that sets it (for error messages).
@@ -233,9 +230,7 @@ class _AttuneEnvironment(PydanticBaseSettingsSource):
         return (value or None), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {
-            name: value for name, var in ENV_VARS.items() if (value := os.environ.get(var))
-        }
+        return {name: value for name, var in ENV_VARS.items() if (value := os.environ.get(var))}
 
 
 def _describe(exc: ValidationError, explicit: set[str]) -> str:

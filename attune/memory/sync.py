@@ -103,7 +103,9 @@ class UnifiedMemory:
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         return run_sync(
-            self._core.persist_pattern(content, pattern_type, classification, auto_classify, metadata)
+            self._core.persist_pattern(
+                content, pattern_type, classification, auto_classify, metadata
+            )
         )
 
     def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ import enum
 from attune.errors import ValidationError
 
 
-class Classification(str, enum.Enum):
+class Classification(enum.StrEnum):
     """How sensitive a long-term pattern is; decides encryption and retention."""
 
     PUBLIC = "PUBLIC"
@@ -26,9 +26,6 @@ class Classification(str, enum.Enum):
                 pass
         names = ", ".join(c.name for c in cls)
         raise ValidationError(f"invalid classification {value!r}: expected one of {names}")
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class AccessTier(enum.IntEnum):

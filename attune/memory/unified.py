@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from attune.errors import (
-    AccessDeniedError,
     AttuneError,
     PatternNotFoundError,
     SecretsDetectedError,
@@ -90,17 +89,22 @@ class AsyncUnifiedMemory:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _require(self, action: str, target_id: str | None = None) -> None:
+    async def _require(self, action: str, target_id: object = None) -> None:
+        """Check (and audit) that this agent's tier allows ``action``; before any I/O."""
         if self._closed:
             raise AttuneError(f"{type(self).__name__} is closed; create a new one")
-        try:
-            access.require(self.access_tier, action)
-        except AccessDeniedError as exc:
-            await self.pipeline.audit_denied(
-                action, user_id=self.user_id, tier=self.access_tier.name, target_id=target_id,
-                required=exc.required,
-            )
-            raise
+        allowed = access.is_allowed(self.access_tier, action)
+        if allowed and action in access.WORKING_DATA:
+            return  # the hot path of working data is not audited when allowed
+        await self.pipeline.audit_access(
+            action,
+            allowed=allowed,
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            target_id=target_id if isinstance(target_id, str) else None,  # bad ids fail later
+            required=access.REQUIRED_TIER[action].name,
+        )
+        access.require(self.access_tier, action)
 
     def _agent(self, agent_id: str | None) -> str:
         if agent_id is None:
@@ -164,7 +168,11 @@ class AsyncUnifiedMemory:
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
         staged_id = _STAGED_PREFIX + uuid.uuid4().hex
         prepared = await self.pipeline.prepare_staged(
-            data, pattern_type, user_id=self.user_id, tier=self.access_tier.name, staged_id=staged_id
+            data,
+            pattern_type,
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            staged_id=staged_id,
         )
         now = _now_ms()
         envelope = {
@@ -262,8 +270,11 @@ class AsyncUnifiedMemory:
                 f"staged pattern {staged_pattern_id!r} was promoted or rejected meanwhile"
             )
         await self.pipeline.audit_event(
-            "pattern.reject", user_id=self.user_id, tier=self.access_tier.name,
-            target_id=staged_pattern_id, details={"has_reason": reason is not None},
+            "pattern.reject",
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            target_id=staged_pattern_id,
+            details={"has_reason": reason is not None},
         )
         return True
 
@@ -331,8 +342,14 @@ class AsyncUnifiedMemory:
         explicit = None if classification is None else Classification.parse(classification)
 
         prepared = await self.pipeline.prepare_pattern(
-            content, pattern_type, dict(metadata), explicit, auto_classify,
-            user_id=self.user_id, tier=self.access_tier.name, target_id=pattern_id,
+            content,
+            pattern_type,
+            dict(metadata),
+            explicit,
+            auto_classify,
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            target_id=pattern_id,
         )
         now = _now_ms()
         sealed = self.pipeline.seal(
@@ -355,7 +372,10 @@ class AsyncUnifiedMemory:
         if not await self.long_term.insert(record):
             return None
         await self.pipeline.audit_event(
-            event, user_id=self.user_id, tier=self.access_tier.name, target_id=pattern_id,
+            event,
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            target_id=pattern_id,
             classification=record.classification,
             details={"encrypted": sealed.encrypted, **prepared.audit_details},
         )
@@ -371,7 +391,7 @@ class AsyncUnifiedMemory:
 
     async def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
         """The long-term pattern with this id, or None if unknown or past its retention."""
-        await self._require("recall_pattern", pattern_id if isinstance(pattern_id, str) else None)
+        await self._require("recall_pattern", pattern_id)
         if not isinstance(pattern_id, str) or not pattern_id:
             raise ValidationError("pattern_id must be a non-empty string")
         record = await self.long_term.get(pattern_id, _now_ms())
@@ -379,8 +399,11 @@ class AsyncUnifiedMemory:
             return None
         content, metadata = self.pipeline.unseal(record)
         await self.pipeline.audit_event(
-            "pattern.retrieve", user_id=self.user_id, tier=self.access_tier.name,
-            target_id=pattern_id, classification=record.classification,
+            "pattern.retrieve",
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            target_id=pattern_id,
+            classification=record.classification,
         )
         return {
             "pattern_id": record.pattern_id,
@@ -396,13 +419,16 @@ class AsyncUnifiedMemory:
 
     async def delete_pattern(self, pattern_id: str) -> bool:
         """Delete a long-term pattern (STEWARD only); True if it existed."""
-        await self._require("delete_pattern", pattern_id if isinstance(pattern_id, str) else None)
+        await self._require("delete_pattern", pattern_id)
         if not isinstance(pattern_id, str) or not pattern_id:
             raise ValidationError("pattern_id must be a non-empty string")
         deleted = await self.long_term.delete(pattern_id)
         await self.pipeline.audit_event(
-            "pattern.delete", user_id=self.user_id, tier=self.access_tier.name,
-            target_id=pattern_id, outcome="success" if deleted else "not_found",
+            "pattern.delete",
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            target_id=pattern_id,
+            outcome="success" if deleted else "not_found",
         )
         return deleted
 
@@ -415,7 +441,9 @@ class AsyncUnifiedMemory:
         await self._require("purge_expired")
         purged = await self.long_term.purge_expired(_now_ms())
         await self.pipeline.audit_event(
-            "pattern.purge", user_id=self.user_id, tier=self.access_tier.name,
+            "pattern.purge",
+            user_id=self.user_id,
+            tier=self.access_tier.name,
             details={"purged": purged},
         )
         return purged
@@ -436,7 +464,9 @@ class AsyncUnifiedMemory:
                 rewrapped += await self.long_term.replace_wrapped_keys(updates)
             after = page[-1].pattern_id
         await self.pipeline.audit_event(
-            "keys.rotate", user_id=self.user_id, tier=self.access_tier.name,
+            "keys.rotate",
+            user_id=self.user_id,
+            tier=self.access_tier.name,
             details={"key_id": new_key_id, "rewrapped": rewrapped},
         )
         return {"key_id": new_key_id, "rewrapped": rewrapped}
@@ -493,7 +523,9 @@ def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
     if not isinstance(content, str) or not content.strip():
         raise ValidationError("pattern_data['content'] must be a non-empty string")
     if len(content) > _MAX_CONTENT_CHARS:
-        raise ValidationError(f"pattern_data['content'] is longer than {_MAX_CONTENT_CHARS} characters")
+        raise ValidationError(
+            f"pattern_data['content'] is longer than {_MAX_CONTENT_CHARS} characters"
+        )
     clash = [k for k in _STAGED_RESERVED if k in data]
     if clash:
         raise ValidationError(

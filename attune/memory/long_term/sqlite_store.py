@@ -15,6 +15,7 @@ The schema carries a version table; :data:`MIGRATIONS` upgrades a file in place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
@@ -127,7 +128,9 @@ class SQLiteLongTermStore:
                 for statement in MIGRATIONS[version]:
                     await db.execute(statement)
             if not rows:
-                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                await db.execute(
+                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                )
             elif current != SCHEMA_VERSION:
                 await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             await db.execute("COMMIT")
@@ -189,10 +192,8 @@ class SQLiteLongTermStore:
             conn.commits += 1
         except (sqlite3.Error, OSError) as exc:
             if db.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             error = self._unavailable("cannot commit to", exc)
             for _op, fut in batch:
                 if not fut.done():
@@ -233,7 +234,7 @@ class SQLiteLongTermStore:
 
         async def op(db: aiosqlite.Connection) -> bool:
             rows = await db.execute_fetchall(
-                f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608 (constant columns)
                 "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
                 params,
             )
@@ -244,7 +245,7 @@ class SQLiteLongTermStore:
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
         rows = await self._read(
-            f"SELECT {_COLUMNS} FROM patterns WHERE pattern_id = ? "
+            f"SELECT {_COLUMNS} FROM patterns WHERE pattern_id = ? "  # noqa: S608 (constant columns)
             "AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
             (pattern_id, now_ms),
         )

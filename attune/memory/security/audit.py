@@ -572,10 +572,15 @@ class AuditLogger:
         classification: str | None = None,
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
+        wait: bool = True,
     ) -> None:
-        """Like :meth:`log`, awaiting durability without blocking the event loop."""
+        """Like :meth:`log`, awaiting durability without blocking the event loop.
+
+        ``wait=False`` only queues the event: for a decision that a later event of the
+        same operation follows, whose durability then covers it (the writer keeps order).
+        """
         body = _encode_body(event, user_id, tier, target_id, classification, outcome, details)
-        if not self.sync:
+        if not (self.sync and wait):
             self._submit(body, None)
             return
         loop = asyncio.get_running_loop()

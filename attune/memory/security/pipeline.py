@@ -122,18 +122,23 @@ class SecurityPipeline:
 
     def __init__(self, config: MemoryConfig) -> None:
         self.config = config
-        self.secrets = _step("secrets detector", lambda: SecretsDetector(
-            extra_patterns=config.secret_patterns or None))
-        self.scrubber = _step("PII scrubber", lambda: PIIScrubber(
-            disabled=config.pii_disabled_kinds,
-            custom_patterns=config.pii_custom_patterns or None,
-        ))
+        self.secrets = _step(
+            "secrets detector",
+            lambda: SecretsDetector(extra_patterns=config.secret_patterns or None),
+        )
+        self.scrubber = _step(
+            "PII scrubber",
+            lambda: PIIScrubber(
+                disabled=config.pii_disabled_kinds,
+                custom_patterns=config.pii_custom_patterns or None,
+            ),
+        )
         self._storage_dir = config.storage_dir.expanduser()
         self._audit_path: Path | None = None
         self._cipher: EnvelopeCipher | None = None
         self._lock = threading.Lock()
 
-    # -- lazily opened resources ---------------------------------------------------------------
+    # -- lazily opened resources -----------------------------------------------------------------
 
     @property
     def audit_logger(self) -> AuditLogger:
@@ -155,19 +160,28 @@ class SecurityPipeline:
                 self._cipher = EnvelopeCipher(ring)
             return self._cipher
 
-    # -- steps 1-3 ------------------------------------------------------------------------------
+    # -- steps 1-3 -------------------------------------------------------------------------------
 
-    def _sanitize(self, texts: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, int]]:
+    def _sanitize(
+        self, texts: Mapping[str, Any], where: str
+    ) -> tuple[dict[str, Any], dict[str, int]]:
         """Block secrets in, then scrub PII from, every string in ``texts`` (keys included)."""
-        found: dict[str, int] = {}
-        for text in _strings(texts):
-            for kind, count in _step("secrets detector", lambda t=text: self.secrets.kinds(t)).items():
-                found[kind] = found.get(kind, 0) + count
+
+        def scan() -> dict[str, int]:
+            found: dict[str, int] = {}
+            for text in _strings(texts):
+                for kind, count in self.secrets.kinds(text).items():
+                    found[kind] = found.get(kind, 0) + count
+            return found
+
+        found = _step("secrets detector", scan)
         if found:
             raise SecretsDetectedError(found, where)
         scrubbed, counts = _step("PII scrubber", lambda: self.scrubber.scrub_value(dict(texts)))
         if not isinstance(scrubbed, dict) or not isinstance(counts, dict):
-            raise SecurityPipelineError("the PII scrubber returned unusable output; the write was refused")
+            raise SecurityPipelineError(
+                "the PII scrubber returned unusable output; the write was refused"
+            )
         return scrubbed, {str(k): int(v) for k, v in counts.items()}
 
     async def _guard(
@@ -177,8 +191,12 @@ class SecurityPipeline:
             return action()
         except SecretsDetectedError as exc:
             await self.audit_event(
-                "security.violation", user_id=user_id, tier=tier, target_id=target_id,
-                outcome="blocked", details={"kinds": exc.kinds, "during": event},
+                "security.violation",
+                user_id=user_id,
+                tier=tier,
+                target_id=target_id,
+                outcome="blocked",
+                details={"kinds": exc.kinds, "during": event},
             )
             raise
 
@@ -198,17 +216,29 @@ class SecurityPipeline:
 
         def run() -> Prepared:
             self._check_pattern_type(pattern_type)
-            clean, counts = self._sanitize({"content": content, "metadata": metadata}, "the pattern")
-            decision = self._classify(explicit, clean["content"], pattern_type, clean["metadata"],
-                                      auto_classify)
+            clean, counts = self._sanitize(
+                {"content": content, "metadata": metadata}, "the pattern"
+            )
+            decision = self._classify(
+                explicit, clean["content"], pattern_type, clean["metadata"], auto_classify
+            )
             return Prepared(clean["content"], clean["metadata"], decision, counts)
 
-        prepared = await self._guard(run, user_id=user_id, tier=tier, target_id=target_id,
-                                     event="pattern.store")
+        prepared = await self._guard(
+            run, user_id=user_id, tier=tier, target_id=target_id, event="pattern.store"
+        )
         await self.audit_event(
-            "classification.decision", user_id=user_id, tier=tier, target_id=target_id,
+            "classification.decision",
+            user_id=user_id,
+            tier=tier,
+            target_id=target_id,
             classification=prepared.classification.value,
-            details={"rule": prepared.decision.rule, "auto": explicit is None and auto_classify},
+            details={
+                "rule": prepared.decision.rule,
+                "term": _identifier(prepared.decision.term),
+                "auto": explicit is None and auto_classify,
+            },
+            wait=False,  # the operation's final event follows and is awaited
         )
         return prepared
 
@@ -224,8 +254,9 @@ class SecurityPipeline:
             decision = self._classify(None, clean["content"], pattern_type, rest, True)
             return Prepared(clean["content"], clean, decision, counts)
 
-        return await self._guard(run, user_id=user_id, tier=tier, target_id=staged_id,
-                                 event="pattern.stage")
+        return await self._guard(
+            run, user_id=user_id, tier=tier, target_id=staged_id, event="pattern.stage"
+        )
 
     def _classify(
         self,
@@ -235,12 +266,16 @@ class SecurityPipeline:
         metadata: Mapping[str, Any],
         auto_classify: bool,
     ) -> ClassificationDecision:
-        decision = _step("classifier", lambda: decide(
-            explicit, content, pattern_type, metadata, auto_classify=auto_classify))
+        decision = _step(
+            "classifier",
+            lambda: decide(explicit, content, pattern_type, metadata, auto_classify=auto_classify),
+        )
         if not isinstance(decision, ClassificationDecision) or not isinstance(
             decision.classification, Classification
         ):
-            raise SecurityPipelineError("the classifier returned unusable output; the write was refused")
+            raise SecurityPipelineError(
+                "the classifier returned unusable output; the write was refused"
+            )
         return decision
 
     def _check_pattern_type(self, pattern_type: str) -> None:
@@ -269,7 +304,9 @@ class SecurityPipeline:
         blob = self._encrypt(plaintext, record_id, classification)
         return Sealed(blob.ciphertext, True, "{}", blob.key_id, blob.wrapped_key, blob.nonce)
 
-    def _encrypt(self, plaintext: bytes, record_id: str, classification: Classification) -> EncryptedBlob:
+    def _encrypt(
+        self, plaintext: bytes, record_id: str, classification: Classification
+    ) -> EncryptedBlob:
         cipher = self.cipher
         try:
             return cipher.encrypt(plaintext, record_id=record_id, classification=classification)
@@ -304,18 +341,24 @@ class SecurityPipeline:
         return WrappedKey(key.pattern_id, key.classification, new.key_id, new.wrapped_key)
 
     def seal_staged(self, envelope: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
-        """The JSON held in Redis. A SENSITIVE pattern keeps only its id, type and times readable."""
+        """The JSON held in Redis; a SENSITIVE pattern keeps only id, type and times readable."""
         classification = prepared.classification
         if classification is not Classification.SENSITIVE:
-            return {"v": 1, **envelope, "classification": classification.value, "data": prepared.data}
+            return {
+                "v": 1,
+                **envelope,
+                "classification": classification.value,
+                "data": prepared.data,
+            }
         secret = {"staged_by": envelope["staged_by"], "data": prepared.data}
         plaintext = _json(secret).encode("utf-8")
         blob = self._encrypt(plaintext, envelope["pattern_id"], classification)
-        visible = {k: envelope[k] for k in ("pattern_id", "pattern_type", "staged_at", "expires_at")}
+        visible = {
+            k: envelope[k] for k in ("pattern_id", "pattern_type", "staged_at", "expires_at")
+        }
         return {
             "v": 1,
             **visible,
-            "classification": classification.value,
             "sealed": {
                 "key_id": blob.key_id,
                 "wrapped_key": _b64(blob.wrapped_key),
@@ -326,14 +369,14 @@ class SecurityPipeline:
 
     def open_staged(self, stored: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(envelope, data) of a staged pattern as held in Redis."""
-        envelope = {
-            k: stored[k] for k in ("pattern_id", "pattern_type", "staged_at", "expires_at")
-        }
-        envelope["classification"] = stored.get("classification")
+        envelope = {k: stored[k] for k in ("pattern_id", "pattern_type", "staged_at", "expires_at")}
         sealed = stored.get("sealed")
         if sealed is None:
+            envelope["classification"] = stored["classification"]
             envelope["staged_by"] = stored["staged_by"]
             return envelope, dict(stored["data"])
+        # Only SENSITIVE patterns are sealed; even the label stays out of the readable part.
+        envelope["classification"] = Classification.SENSITIVE.value
         blob = EncryptedBlob(
             sealed["key_id"],
             base64.b64decode(sealed["wrapped_key"]),
@@ -347,7 +390,7 @@ class SecurityPipeline:
         envelope["staged_by"] = secret["staged_by"]
         return envelope, dict(secret["data"])
 
-    # -- retention ----------------------------------------------------------------------------------
+    # -- retention -------------------------------------------------------------------------------
 
     def retention_ms(self, classification: Classification) -> int:
         days = {
@@ -357,7 +400,7 @@ class SecurityPipeline:
         }[classification]
         return days * 86_400_000
 
-    # -- step 5: audit --------------------------------------------------------------------------------
+    # -- step 5: audit ---------------------------------------------------------------------------
 
     async def audit_event(
         self,
@@ -369,25 +412,56 @@ class SecurityPipeline:
         classification: str | None = None,
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
+        wait: bool = True,
     ) -> None:
+        """Audit one event; ``wait=False`` for a decision the operation's final event follows
+        (that one's durability covers it: one fsync per operation, not per event)."""
         await self.audit_logger.alog(
-            event, user_id=user_id, tier=tier, target_id=target_id,
-            classification=classification, outcome=outcome, details=details,
+            event,
+            user_id=user_id,
+            tier=tier,
+            target_id=target_id,
+            classification=classification,
+            outcome=outcome,
+            details=details,
+            wait=wait,
         )
 
-    async def audit_denied(
-        self, action: str, *, user_id: str, tier: str, target_id: str | None, required: str
+    async def audit_access(
+        self,
+        action: str,
+        *,
+        allowed: bool,
+        user_id: str,
+        tier: str,
+        target_id: str | None,
+        required: str,
+    ) -> None:
+        """An access-control check. A denial is awaited (the call ends there); an allowed
+        check is queued, and the operation's own final event makes it durable."""
+        await self.audit_event(
+            "access.check",
+            user_id=user_id,
+            tier=tier,
+            target_id=target_id,
+            outcome="allowed" if allowed else "denied",
+            details={"action": action, "required": required},
+            wait=not allowed,
+        )
+
+    async def audit_staged(
+        self, staged_id: str, *, user_id: str, tier: str, prepared: Prepared
     ) -> None:
         await self.audit_event(
-            "access.check", user_id=user_id, tier=tier, target_id=target_id, outcome="denied",
-            details={"action": action, "required": required},
-        )
-
-    async def audit_staged(self, staged_id: str, *, user_id: str, tier: str, prepared: Prepared) -> None:
-        await self.audit_event(
-            "pattern.stage", user_id=user_id, tier=tier, target_id=staged_id,
+            "pattern.stage",
+            user_id=user_id,
+            tier=tier,
+            target_id=staged_id,
             classification=prepared.classification.value,
-            details={**prepared.audit_details, "encrypted": prepared.classification is Classification.SENSITIVE},
+            details={
+                **prepared.audit_details,
+                "encrypted": prepared.classification is Classification.SENSITIVE,
+            },
         )
 
 
@@ -417,6 +491,11 @@ def _strings(value: Any) -> list[str]:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return out
+
+
+def _identifier(term: str | None) -> str | None:
+    """A rule-table term as an audit identifier ("medical record" -> "medical_record")."""
+    return None if term is None else term.replace(" ", "_")
 
 
 def _json(value: Any) -> str:

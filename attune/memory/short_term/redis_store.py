@@ -114,8 +114,7 @@ class RedisShortTermMemory:
 
     async def retrieve(self, agent_id: str, key: str) -> bytes | None:
         name = self.keys.stash(agent_id, key)
-        value: bytes | None = await self._run(lambda r: r.get(name))
-        return value
+        return _raw(await self._run(lambda r: r.get(name)))
 
     async def forget(self, agent_id: str, key: str) -> bool:
         name = self.keys.stash(agent_id, key)
@@ -151,15 +150,14 @@ class RedisShortTermMemory:
             if not members:
                 return []
             names = [self.keys.staged_pattern(m.decode()) for m in members]
-            values: list[bytes | None] = await r.mget(names)
-            return [v for v in values if v is not None]
+            values = await r.mget(names)
+            return [b for v in values if (b := _raw(v)) is not None]
 
         return await self._run(op)
 
     async def get_staged(self, staged_id: str) -> bytes | None:
         name = self.keys.staged_pattern(staged_id)
-        value: bytes | None = await self._run(lambda r: r.get(name))
-        return value
+        return _raw(await self._run(lambda r: r.get(name)))
 
     async def unstage(self, staged_id: str) -> bool:
         item, index = self.keys.staged_pattern(staged_id), self.keys.staging_index()
@@ -194,6 +192,11 @@ class RedisShortTermMemory:
 
 async def _close_client(client: aioredis.Redis) -> None:
     await client.aclose()
+
+
+def _raw(value: bytes | str | None) -> bytes | None:
+    """Values as bytes: clients here never decode responses, but the typing allows str."""
+    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,648 @@
+"""The audit log: hash chain, tamper detection, rotation, sanitisation, durability, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attune.errors import AttuneError, SecurityPipelineError, ValidationError
+from attune.memory.security.audit import (
+    FIELDS,
+    GENESIS,
+    REDACTED,
+    AuditLogger,
+    VerifyResult,
+    sanitize_details,
+)
+
+TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+def sha(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def raw_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
+def write_lines(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "audit" / "audit.jsonl"
+
+
+@pytest.fixture
+def logger(log_path: Path) -> Any:
+    audit = AuditLogger(log_path)
+    yield audit
+    audit.close()
+
+
+def fill(audit: AuditLogger, count: int, **overrides: Any) -> None:
+    for i in range(count):
+        fields: dict[str, Any] = {
+            "user_id": "agent-1",
+            "tier": "CONTRIBUTOR",
+            "target_id": f"pat_{i}",
+            "classification": "INTERNAL",
+            "details": {"n": i},
+        }
+        fields.update(overrides)
+        audit.log("pattern.store", **fields)
+
+
+# -- format and chain ------------------------------------------------------------------------------
+
+
+def test_every_field_present_and_chain_valid(logger: AuditLogger, log_path: Path) -> None:
+    logger.log(
+        "pattern.store",
+        user_id="agent-1",
+        tier="CONTRIBUTOR",
+        target_id="pat_1",
+        classification="SENSITIVE",
+        details={"rule": "credentials", "pii": {"email": 2}},
+    )
+    logger.log("access.check", user_id="agent-2", tier="OBSERVER", outcome="denied")
+    lines = raw_lines(log_path)
+    records = [json.loads(line) for line in lines]
+    assert [list(r) for r in records] == [list(FIELDS)] * 2
+    first, second = records
+    assert TS.fullmatch(first["ts"]) and first["ts"] <= second["ts"]
+    assert (first["seq"], second["seq"]) == (1, 2)
+    assert first["prev"] == GENESIS and second["prev"] == sha(lines[0])
+    assert first["details"] == {"pii": {"email": 2}, "rule": "credentials"}
+    assert first["classification"] == "SENSITIVE" and first["target_id"] == "pat_1"
+    assert second["outcome"] == "denied" and second["target_id"] is None
+    assert second["classification"] is None and second["details"] == {}
+    assert b" " not in lines[0]  # compact
+    result = logger.verify()
+    assert result and result.lines_checked == 2 and result.files == 1
+    assert result.head == sha(lines[1])
+    assert str(result) == "audit log intact: 2 events in 1 file"
+
+
+def test_str_enum_values_are_logged_as_their_value(logger: AuditLogger, log_path: Path) -> None:
+    from attune.memory.types import Classification
+
+    logger.log("pattern.store", user_id="a", tier="T", classification=Classification.PUBLIC)
+    assert json.loads(raw_lines(log_path)[0])["classification"] == "PUBLIC"
+
+
+def test_doc_style_construction_writes_nothing(tmp_path: Path) -> None:
+    audit = AuditLogger(log_file=tmp_path / "log" / "audit.jsonl")
+    result = audit.verify()
+    assert result.ok and result.lines_checked == 0 and result.files == 0
+    assert audit.query() == []
+    assert not (tmp_path / "log").exists()
+    audit.close()
+    audit.close()
+
+
+def test_default_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTUNE_AUDIT_LOG", str(tmp_path / "env" / "a.jsonl"))
+    assert AuditLogger().log_file == tmp_path / "env" / "a.jsonl"
+    monkeypatch.delenv("ATTUNE_AUDIT_LOG")
+    monkeypatch.setenv("ATTUNE_STORAGE_DIR", str(tmp_path / "store"))
+    assert AuditLogger().log_file == tmp_path / "store" / "audit.jsonl"
+
+
+def test_bad_max_bytes_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(AttuneError, match="max_bytes"):
+        AuditLogger(tmp_path / "a.jsonl", max_bytes=0)
+
+
+def test_permissions_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "audit.jsonl"
+    audit = AuditLogger(path)
+    audit.log("x", user_id="u", tier="T")
+    audit.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+
+
+def test_missing_log_verifies_ok() -> None:
+    result = VerifyResult(True)
+    assert result and str(result) == "audit log intact: 0 events in 0 files"
+
+
+# -- tamper detection ------------------------------------------------------------------------------
+
+
+def _alter(lines: list[bytes]) -> list[bytes]:
+    lines[2] = lines[2].replace(b'"outcome":"success"', b'"outcome":"denied"')
+    return lines
+
+
+def _remove(lines: list[bytes]) -> list[bytes]:
+    del lines[2]
+    return lines
+
+
+def _insert_copy(lines: list[bytes]) -> list[bytes]:
+    lines.insert(2, lines[0])
+    return lines
+
+
+def _insert_forged(lines: list[bytes]) -> list[bytes]:
+    forged = json.loads(lines[2])
+    forged["event"] = "pattern.delete"
+    forged["prev"] = "f" * 64
+    lines.insert(2, json.dumps(forged, separators=(",", ":")).encode())
+    return lines
+
+
+def _swap(lines: list[bytes]) -> list[bytes]:
+    lines[2], lines[3] = lines[3], lines[2]
+    return lines
+
+
+def _reseq_removal(lines: list[bytes]) -> list[bytes]:
+    """Remove line 3 and renumber the rest (the seq check alone would not see it)."""
+    del lines[2]
+    out = []
+    for i, line in enumerate(lines, 1):
+        out.append(re.sub(rb'"seq":\d+', b'"seq":%d' % i, line))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tamper", "line", "reason"),
+    [
+        (_alter, 3, "altered"),
+        (_remove, 3, "sequence broken"),
+        (_insert_copy, 3, "sequence broken"),
+        (_insert_forged, 3, "inserted"),
+        (_swap, 3, "sequence broken"),
+        (_reseq_removal, 3, "hash chain broken"),
+        (lambda lines: lines[1:], 1, "does not start here"),
+        (lambda lines: [*lines[:2], b"", *lines[2:]], 3, "not a valid audit event"),
+        (lambda lines: [*lines[:2], b"{not json", *lines[2:]], 3, "not a valid audit event"),
+    ],
+    ids=[
+        "altered",
+        "removed",
+        "inserted",
+        "forged",
+        "swapped",
+        "renumbered",
+        "first",
+        "blank",
+        "garbled",
+    ],
+)
+def test_verify_reports_first_bad_line(
+    logger: AuditLogger, log_path: Path, tamper: Any, line: int, reason: str
+) -> None:
+    fill(logger, 6)
+    assert logger.verify()
+    write_lines(log_path, tamper(raw_lines(log_path)))
+    result = logger.verify()
+    assert not result
+    assert result.file == log_path and result.line == line
+    assert result.reason is not None and reason in result.reason
+    assert str(result).startswith(f"audit log TAMPERED at audit.jsonl line {line}: ")
+
+
+def test_verify_reports_truncated_last_line(logger: AuditLogger, log_path: Path) -> None:
+    fill(logger, 4)
+    data = log_path.read_bytes()
+    log_path.write_bytes(data[:-20])
+    result = logger.verify()
+    assert not result and result.line == 4 and result.lines_checked == 3
+    assert result.reason is not None and "incomplete line" in result.reason
+
+
+def test_torn_tail_is_dropped_before_the_next_write(logger: AuditLogger, log_path: Path) -> None:
+    fill(logger, 3)
+    logger.close()
+    with log_path.open("ab") as f:
+        f.write(b'{"ts":"2025-01-01T00:00:00.000000Z","seq":4,"ev')  # a crashed write
+    fill(logger, 1)
+    assert logger.verify().lines_checked == 4
+    assert [r["seq"] for r in logger.query()] == [1, 2, 3, 4]
+
+
+def test_corrupt_tail_refuses_new_events(logger: AuditLogger, log_path: Path) -> None:
+    fill(logger, 2)
+    logger.close()
+    with log_path.open("ab") as f:
+        f.write(b"this is not an event\n")
+    with pytest.raises(SecurityPipelineError, match="verify"):
+        fill(logger, 1)
+    assert len(raw_lines(log_path)) == 3
+
+
+# -- rotation --------------------------------------------------------------------------------------
+
+
+def test_rotation_keeps_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLogger(path, max_bytes=800)
+    fill(audit, 20)
+    audit.close()
+    files = audit.files()
+    assert len(files) > 3
+    assert [f.name for f in files[-2:]] == ["audit.jsonl.1", "audit.jsonl"]
+    assert all(f.stat().st_size <= 800 for f in files)
+    for older, newer in itertools.pairwise(files):
+        assert json.loads(raw_lines(newer)[0])["prev"] == sha(raw_lines(older)[-1])
+    result = audit.verify()
+    assert result and result.lines_checked == 20 and result.files == len(files)
+    assert [r["seq"] for r in audit.query()] == list(range(1, 21))
+    assert [r["target_id"] for r in audit.query(limit=2)] == ["pat_18", "pat_19"]
+
+
+def test_tamper_in_a_rotated_file_names_that_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLogger(path, max_bytes=1200)
+    fill(audit, 20)
+    rotated = path.with_name("audit.jsonl.2")
+    lines = raw_lines(rotated)
+    write_lines(rotated, _alter(lines))
+    result = audit.verify()
+    assert not result and result.file == rotated and result.line == 3
+    assert str(result).startswith("audit log TAMPERED at audit.jsonl.2 line 3: hash chain broken")
+    audit.close()
+
+
+def test_pruned_oldest_file_is_a_break_unless_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLogger(path, max_bytes=800)
+    fill(audit, 20)
+    oldest = audit.files()[0]
+    oldest.unlink()
+    result = audit.verify()
+    assert not result and result.file == audit.files()[0] and result.line == 1
+    pruned = audit.verify(allow_pruned=True)
+    assert pruned and pruned.lines_checked < 20
+    audit.close()
+
+
+# -- query -----------------------------------------------------------------------------------------
+
+
+def test_query_filters(logger: AuditLogger) -> None:
+    logger.log("pattern.store", user_id="alice", tier="T", target_id="p1")
+    logger.log("pattern.retrieve", user_id="bob", tier="T", target_id="p1")
+    logger.log("access.check", user_id="bob", tier="T", target_id="p2", outcome="denied")
+    logger.log("pattern.store", user_id="alice", tier="T", target_id="p3")
+    every = logger.query()
+    assert [r["seq"] for r in every] == [1, 2, 3, 4]
+
+    assert [r["seq"] for r in logger.query(event_type="pattern.store")] == [1, 4]
+    assert [r["seq"] for r in logger.query(user_id="bob")] == [2, 3]
+    assert [r["seq"] for r in logger.query(outcome="denied")] == [3]
+    assert [r["seq"] for r in logger.query(target_id="p1")] == [1, 2]
+    assert [r["seq"] for r in logger.query(user_id="alice", target_id="p3")] == [4]
+    assert [r["seq"] for r in logger.query(limit=2)] == [3, 4]
+    assert logger.query(limit=0) == []
+
+    third = every[2]["ts"]
+    assert [r["seq"] for r in logger.query(since=third)] == [3, 4]
+    as_datetime = datetime.fromisoformat(third)
+    assert [r["seq"] for r in logger.query(since=as_datetime)] == [3, 4]
+    naive = as_datetime.astimezone(UTC).replace(tzinfo=None)
+    assert [r["seq"] for r in logger.query(since=naive)] == [3, 4]
+    assert logger.query(since="2999-01-01") == []
+    with pytest.raises(ValidationError):
+        logger.query(since="yesterday")
+    with pytest.raises(ValidationError):
+        logger.query(limit=-1)
+
+
+def test_query_skips_garbled_lines(logger: AuditLogger, log_path: Path) -> None:
+    fill(logger, 2)
+    with log_path.open("ab") as f:
+        f.write(b"garbage\n")
+    assert [r["seq"] for r in logger.query()] == [1, 2]
+
+
+# -- never content ---------------------------------------------------------------------------------
+
+
+def test_details_keep_counts_and_kinds_only() -> None:
+    details = {
+        "kinds": {"aws_access_key": 1, "github_token": 2},
+        "rule": "credentials",
+        "encrypted": True,
+        "ratio": 0.5,
+        "none": None,
+        "free_text": "the launch code is 1234",
+        "email": "alice@example.com",
+        "long": "x" * 65,
+        "nan": float("nan"),
+        "blob": b"bytes",
+        "list": ["email", "has space", 3],
+        "deep": {"a": {"b": {"c": {"d": 1}}}},
+        "bad key!": "fine_value",
+        7: "non-string key",
+    }
+    assert sanitize_details(details) == {
+        REDACTED: REDACTED,
+        "blob": REDACTED,
+        "deep": {"a": {"b": {"c": REDACTED}}},
+        "email": REDACTED,
+        "encrypted": True,
+        "free_text": REDACTED,
+        "kinds": {"aws_access_key": 1, "github_token": 2},
+        "list": ["email", REDACTED, 3],
+        "long": REDACTED,
+        "nan": REDACTED,
+        "none": None,
+        "ratio": 0.5,
+        "rule": "credentials",
+    }
+    assert sanitize_details(None) == {}
+    with pytest.raises(ValidationError):
+        sanitize_details(["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_free_text_never_reaches_the_file(logger: AuditLogger, log_path: Path) -> None:
+    logger.log(
+        "pattern.store",
+        user_id="u",
+        tier="T",
+        details={"note": "alice@example.com called 555-0100", "long": "a" * 100, "count": 3},
+    )
+    data = log_path.read_bytes()
+    assert b"alice" not in data and b"555" not in data and b"a" * 65 not in data
+    assert json.loads(data)["details"] == {"count": 3, "long": REDACTED, "note": REDACTED}
+
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=80)
+json_like = st.recursive(
+    json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=70), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _leaves_allowed(value: Any, depth: int) -> bool:
+    if isinstance(value, dict):
+        return depth <= 3 and all(
+            (k == REDACTED or re.fullmatch(r"[A-Za-z0-9_.:\-]{0,64}", k))
+            and _leaves_allowed(v, depth + 1)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return depth <= 3 and all(_leaves_allowed(v, depth + 1) for v in value)
+    if isinstance(value, str):
+        return value == REDACTED or re.fullmatch(r"[A-Za-z0-9_.:\-]{0,64}", value) is not None
+    return value is None or isinstance(value, bool | int | float)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=70), json_like, max_size=5))
+def test_sanitised_details_hold_only_identifiers_and_numbers(details: dict[str, Any]) -> None:
+    cleaned = sanitize_details(details)
+    assert _leaves_allowed(cleaned, 0)
+    json.dumps(cleaned, allow_nan=False)  # always writable
+
+
+def test_newline_in_ids_cannot_forge_a_line(logger: AuditLogger, log_path: Path) -> None:
+    forged = '{"ts":"2025-01-01T00:00:00.000000Z","seq":2,"event":"pattern.delete"}'
+    logger.log(
+        "access.check", user_id=f"mallory\n{forged}", tier="T", target_id="p\r\n1\u2028\u202e\x00"
+    )
+    lines = raw_lines(log_path)
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert "\n" not in record["user_id"] and record["user_id"].startswith("mallory{")
+    assert record["target_id"] == "p1"
+    assert logger.verify().lines_checked == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"event": "pattern store"},
+        {"event": ""},
+        {"tier": "tier\n"},
+        {"outcome": "ok; rm -rf"},
+        {"classification": "x" * 65},
+        {"user_id": ""},
+        {"user_id": "u" * 257},
+        {"user_id": 42},
+        {"target_id": 42},
+        {"details": "free text"},
+    ],
+)
+def test_invalid_fields_are_rejected(
+    logger: AuditLogger, log_path: Path, kwargs: dict[str, Any]
+) -> None:
+    fields: dict[str, Any] = {"event": "e", "user_id": "u", "tier": "T", **kwargs}
+    with pytest.raises(ValidationError) as info:
+        logger.log(fields.pop("event"), **fields)
+    assert "rm -rf" not in str(info.value) and "free text" not in str(info.value)
+    assert not log_path.exists()
+
+
+# -- durability and errors -------------------------------------------------------------------------
+
+
+def test_sync_log_is_on_disk_when_it_returns(logger: AuditLogger, log_path: Path) -> None:
+    for i in range(3):
+        logger.log("e", user_id="u", tier="T", target_id=f"t{i}")
+        with open(log_path, "rb") as f:  # a fresh descriptor: what any reader sees
+            assert json.loads(f.read().splitlines()[-1])["target_id"] == f"t{i}"
+
+
+async def test_unsynced_logger_flushes_on_demand(log_path: Path) -> None:
+    audit = AuditLogger(log_path, sync=False)
+    await audit.alog("e", user_id="u", tier="T")
+    audit.log("e", user_id="u", tier="T")
+    audit.flush()
+    assert len(raw_lines(log_path)) == 2
+    audit.log("e", user_id="u", tier="T")
+    audit.close()
+    assert audit.verify().lines_checked == 3
+
+
+def test_close_is_idempotent_and_logging_afterwards_reopens(logger: AuditLogger) -> None:
+    fill(logger, 1)
+    logger.close()
+    logger.close()
+    fill(logger, 1)
+    logger.flush()
+    assert logger.verify().lines_checked == 2
+
+
+async def test_writer_error_surfaces_as_attune_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    audit = AuditLogger(blocker / "audit.jsonl")
+    with pytest.raises(SecurityPipelineError, match="could not be written") as info:
+        audit.log("e", user_id="secret-user", tier="T")
+    assert isinstance(info.value, AttuneError) and "secret-user" not in str(info.value)
+    with pytest.raises(SecurityPipelineError):
+        await audit.alog("e", user_id="u", tier="T")
+    audit.close()
+
+
+def test_unsynced_writer_error_is_reported_by_flush_close_or_next_call(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    audit = AuditLogger(blocker / "audit.jsonl", sync=False)
+    audit.log("e", user_id="u", tier="T")  # only queued: returns
+    with pytest.raises(SecurityPipelineError, match="could not be written"):
+        audit.flush()
+    audit.log("e", user_id="u", tier="T")
+    with pytest.raises(SecurityPipelineError, match="could not be written"):
+        audit.close()
+    audit.log("e", user_id="u", tier="T")
+    for _ in range(500):  # once the writer has failed, the next call reports it
+        try:
+            audit.log("e", user_id="u", tier="T")
+        except SecurityPipelineError as exc:
+            assert "could not be written" in str(exc)
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the lost events were never reported")
+    with contextlib.suppress(SecurityPipelineError):
+        audit.close()
+
+
+async def test_cancelled_alog_still_logs(logger: AuditLogger) -> None:
+    task = asyncio.create_task(logger.alog("e", user_id="u", tier="T"))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    logger.flush()
+    assert logger.verify().lines_checked == 1
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+
+
+def _assert_complete(audit: AuditLogger, count: int) -> None:
+    records = audit.query()
+    assert [r["seq"] for r in records] == list(range(1, count + 1))
+    result = audit.verify()
+    assert result and result.lines_checked == count
+
+
+def test_many_threads(logger: AuditLogger) -> None:
+    def work(n: int) -> None:
+        for i in range(25):
+            logger.log("e", user_id=f"thread-{n}", tier="T", target_id=f"{n}-{i}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _assert_complete(logger, 200)
+    assert {r["target_id"] for r in logger.query()} == {
+        f"{n}-{i}" for n in range(8) for i in range(25)
+    }
+
+
+async def test_gather_of_200_alogs(logger: AuditLogger) -> None:
+    await asyncio.gather(
+        *(logger.alog("e", user_id="u", tier="T", target_id=str(i)) for i in range(200))
+    )
+    _assert_complete(logger, 200)
+    assert {r["target_id"] for r in logger.query()} == {str(i) for i in range(200)}
+
+
+def test_several_event_loops_in_threads(logger: AuditLogger) -> None:
+    async def burst(n: int) -> None:
+        await asyncio.gather(*(logger.alog("e", user_id=f"l{n}", tier="T") for _ in range(40)))
+
+    threads = [threading.Thread(target=asyncio.run, args=(burst(n),)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _assert_complete(logger, 160)
+
+
+@pytest.mark.parametrize("max_bytes", [10 * 1024 * 1024, 2000])
+def test_two_loggers_on_one_file(log_path: Path, max_bytes: int) -> None:
+    one = AuditLogger(log_path, max_bytes=max_bytes)
+    two = AuditLogger(log_path, max_bytes=max_bytes)
+
+    def work(audit: AuditLogger, name: str) -> None:
+        for i in range(40):
+            audit.log("e", user_id=name, tier="T", target_id=str(i))
+
+    threads = [threading.Thread(target=work, args=pair) for pair in ((one, "one"), (two, "two"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    one.close()
+    two.close()
+    _assert_complete(one, 80)
+    users = [r["user_id"] for r in one.query()]
+    assert users.count("one") == users.count("two") == 40
+
+
+def test_another_process_appends_to_the_same_chain(log_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from attune.memory.security.audit import AuditLogger\n"
+        "a = AuditLogger(sys.argv[1], max_bytes=3000)\n"
+        "for i in range(30): a.log('e', user_id='child', tier='T')\n"
+        "a.close()\n"
+    )
+    audit = AuditLogger(log_path, max_bytes=3000)
+    audit.log("e", user_id="parent", tier="T")  # creates the directory
+    child = subprocess.Popen([sys.executable, "-c", script, str(log_path)])
+    for _ in range(30):
+        audit.log("e", user_id="parent", tier="T")
+    assert child.wait(timeout=60) == 0
+    audit.close()
+    _assert_complete(audit, 61)
+    assert os.path.exists(log_path)
+
+
+def test_queued_events_are_flushed_at_exit(log_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from attune.memory.security.audit import AuditLogger\n"
+        "a = AuditLogger(sys.argv[1], sync=False)\n"
+        "for i in range(50): a.log('e', user_id='u', tier='T')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(log_path)], check=True, timeout=60)
+    assert AuditLogger(log_path).verify().lines_checked == 50
+
+
+async def test_unawaited_event_is_durable_once_a_later_one_returns(tmp_path: Path) -> None:
+    """``wait=False`` queues a decision; the operation's final, awaited event covers it."""
+    path = tmp_path / "audit.jsonl"
+    logger = AuditLogger(log_file=path)
+    try:
+        await logger.alog("classification.decision", user_id="u", tier="CONTRIBUTOR", wait=False)
+        await logger.alog("pattern.store", user_id="u", tier="CONTRIBUTOR")
+        events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+        assert events == ["classification.decision", "pattern.store"]
+    finally:
+        logger.close()
