@@ -63,6 +63,13 @@ class ShortTermUnavailableError(MemoryUnavailableError):
     """
 
 
+class ShortTermCommandError(AttuneError):
+    """Redis refused a command (for example a key of another type under attune's prefix).
+
+    Only the operation it belongs to fails; nothing was changed by it.
+    """
+
+
 class LongTermUnavailableError(MemoryUnavailableError):
     """The long-term tier (SQLite) cannot be opened or written."""
 

@@ -10,15 +10,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from attune._loop_local import LoopLocal
-from attune.errors import ConfigurationError, ShortTermUnavailableError
+from attune.errors import (
+    AttuneError,
+    ConfigurationError,
+    ShortTermCommandError,
+    ShortTermUnavailableError,
+)
 from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
+from attune.memory.short_term.autopipeline import AutoPipeline
 
 T = TypeVar("T")
 
@@ -66,16 +73,20 @@ class RedisShortTermMemory:
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
         self.keys = KeySpace(config.key_prefix)
-        self._clients: LoopLocal[aioredis.Redis] = LoopLocal(self._connect, _close_client)
+        self._clients: LoopLocal[_LoopClient] = LoopLocal(self._connect, _close_client)
 
     # -- connection ----------------------------------------------------------------------
 
-    async def _connect(self) -> aioredis.Redis:
+    async def _connect(self) -> _LoopClient:
+        client = self._new_client()
+        return _LoopClient(client, AutoPipeline(client))
+
+    def _new_client(self) -> aioredis.Redis:
         if self.backend == "fakeredis":
             import fakeredis
 
-            client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=shared_fake_server())
-            return client
+            fake: aioredis.Redis = fakeredis.FakeAsyncRedis(server=shared_fake_server())
+            return fake
         assert self.url is not None
         try:
             return aioredis.Redis.from_url(
@@ -92,38 +103,62 @@ class RedisShortTermMemory:
         return "in-process" if self.url is None else redact_url(self.url)
 
     async def _run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        client = await self._clients.get()
+        """Run ``op`` on this loop's client (multi-key and transactional operations)."""
+        conn = await self._clients.get()
         try:
-            return await op(client)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise ShortTermUnavailableError(
-                f"short-term memory unavailable: cannot reach Redis at {self.safe_url} "
-                f"({type(exc).__name__}: {_first_line(exc)}). Check that the server is "
-                "running and REDIS_URL is right; long-term memory keeps working."
-            ) from None
-        except redis_errors.AuthenticationError as exc:  # pragma: no cover - needs an ACL setup
-            raise ShortTermUnavailableError(
-                f"Redis at {self.safe_url} refused the credentials ({_first_line(exc)})"
-            ) from None
+            return await op(conn.redis)
+        except redis_errors.RedisError as exc:
+            raise self._translate(exc, "transaction") from None
+        except OSError as exc:
+            raise self._translate(exc, "transaction") from None
+
+    async def _call(self, *args: Any) -> Any:
+        """One single-key command, coalesced with concurrent ones (see :mod:`.autopipeline`)."""
+        conn = await self._clients.get()
+        try:
+            return await conn.pipeline.execute(*args)
+        except redis_errors.RedisError as exc:
+            raise self._translate(exc, str(args[0])) from None
+        except OSError as exc:
+            raise self._translate(exc, str(args[0])) from None
+
+    def _translate(self, exc: BaseException, command: str) -> AttuneError:
+        """A redis-py error as ours: what failed, where, what to do (never the data)."""
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        if isinstance(exc, redis_errors.AuthenticationError):
+            return ShortTermUnavailableError(
+                f"Redis at {self.safe_url} refused the credentials ({what}); "
+                "check the user and password in REDIS_URL"
+            )
+        if isinstance(exc, redis_errors.ResponseError):
+            return ShortTermCommandError(
+                f"Redis at {self.safe_url} refused a {command} command ({what}); nothing was "
+                "changed by it. Another client may have written a different type under "
+                f"attune's key prefix {self.keys.prefix!r}: give attune its own prefix"
+            )
+        return ShortTermUnavailableError(
+            f"short-term memory unavailable: cannot reach Redis at {self.safe_url} "
+            f"({what}). Check that the server is running and REDIS_URL is right; "
+            "long-term memory keeps working."
+        )
 
     # -- working data ----------------------------------------------------------------------
 
     async def stash(self, agent_id: str, key: str, payload: bytes, ttl_ms: int) -> None:
         name = self.keys.stash(agent_id, key)
-        await self._run(lambda r: r.set(name, payload, px=ttl_ms))
+        await self._call("SET", name, payload, "PX", ttl_ms)
 
     async def retrieve(self, agent_id: str, key: str) -> bytes | None:
-        name = self.keys.stash(agent_id, key)
-        return _raw(await self._run(lambda r: r.get(name)))
+        return _raw(await self._call("GET", self.keys.stash(agent_id, key)))
 
     async def forget(self, agent_id: str, key: str) -> bool:
         name = self.keys.stash(agent_id, key)
-        removed: int = await self._run(lambda r: r.delete(name))
+        removed: int = await self._call("DEL", name)
         return removed > 0
 
     async def ttl_ms(self, agent_id: str, key: str) -> int | None:
         name = self.keys.stash(agent_id, key)
-        left: int = await self._run(lambda r: r.pttl(name))
+        left: int = await self._call("PTTL", name)
         return None if left == -2 else left
 
     # -- staging area ----------------------------------------------------------------------
@@ -157,7 +192,7 @@ class RedisShortTermMemory:
 
     async def get_staged(self, staged_id: str) -> bytes | None:
         name = self.keys.staged_pattern(staged_id)
-        return _raw(await self._run(lambda r: r.get(name)))
+        return _raw(await self._call("GET", name))
 
     async def unstage(self, staged_id: str) -> bool:
         item, index = self.keys.staged_pattern(staged_id), self.keys.staging_index()
@@ -190,8 +225,16 @@ class RedisShortTermMemory:
         await self._clients.aclose()
 
 
-async def _close_client(client: aioredis.Redis) -> None:
-    await client.aclose()
+@dataclass(frozen=True, slots=True)
+class _LoopClient:
+    """The client of one event loop and the auto-pipeline in front of it."""
+
+    redis: aioredis.Redis
+    pipeline: AutoPipeline
+
+
+async def _close_client(conn: _LoopClient) -> None:
+    await conn.redis.aclose()
 
 
 def _raw(value: bytes | str | None) -> bytes | None:

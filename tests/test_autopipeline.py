@@ -1,0 +1,132 @@
+"""Automatic pipelining: concurrent commands coalesce, and nothing about them changes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis
+
+from attune.errors import ShortTermCommandError, ShortTermUnavailableError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
+from attune.memory.short_term.autopipeline import AutoPipeline
+from attune.memory.short_term.redis_store import RedisShortTermMemory
+
+
+def pipeline_of(mem: AsyncUnifiedMemory) -> AutoPipeline:
+    store = mem.short_term
+    assert isinstance(store, RedisShortTermMemory)
+    conn = store._clients.peek()
+    assert conn is not None
+    return conn.pipeline
+
+
+async def test_concurrent_commands_share_round_trips(config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        await mem.stash("warm-up", 0)
+        pipe = pipeline_of(mem)
+        batches, commands = pipe.batches, pipe.commands
+
+        async def worker(n: int) -> None:
+            for i in range(10):
+                await mem.stash(f"k{n}:{i}", {"n": n, "i": i})
+                assert await mem.retrieve(f"k{n}:{i}") == {"n": n, "i": i}
+
+        await asyncio.gather(*(worker(n) for n in range(64)))
+        sent = pipe.commands - commands
+        assert sent == 64 * 10 * 2
+        assert pipe.batches - batches < sent / 8  # far fewer round trips than commands
+
+
+async def test_sequential_calls_go_out_alone(config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        await mem.stash("a", 1)
+        pipe = pipeline_of(mem)
+        before = pipe.batches
+        for i in range(5):
+            await mem.stash("a", i)
+        assert pipe.batches - before == 5
+
+
+async def test_concurrent_writers_of_one_key_keep_issue_order(config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        await asyncio.gather(*(mem.stash("shared", i) for i in range(300)))
+        assert await mem.retrieve("shared") == 299  # the last one issued wins
+
+        seen: list[int] = []
+
+        async def writer() -> None:
+            for i in range(300, 400):
+                await mem.stash("shared", i)
+
+        async def reader() -> None:
+            for _ in range(100):
+                seen.append(await mem.retrieve("shared"))
+
+        await asyncio.gather(writer(), reader(), reader())
+        assert seen == sorted(seen)  # never goes back in time
+        assert await mem.retrieve("shared") == 399
+
+
+async def test_a_refused_command_fails_only_its_own_caller(
+    redis_config: MemoryConfig, redis_url: str
+) -> None:
+    async with AsyncUnifiedMemory("agent", redis_config) as mem:
+        await mem.stash("fine", "ok")
+        store = mem.short_term
+        assert isinstance(store, RedisShortTermMemory)
+        wrong = store.keys.stash("agent", "wrong-type")
+        client = redis.Redis.from_url(redis_url)
+        client.rpush(wrong, "a list, not a string")
+        client.close()
+
+        results = await asyncio.gather(
+            mem.retrieve("fine"),
+            mem.retrieve("wrong-type"),
+            mem.stash("after", 1),
+            mem.retrieve("fine"),
+            return_exceptions=True,
+        )
+        assert results[0] == "ok" and results[3] == "ok"
+        assert results[2] is True
+        assert isinstance(results[1], ShortTermCommandError)
+        assert "refused a GET command" in str(results[1])
+        assert "a list" not in str(results[1])
+        assert await mem.retrieve("after") == 1
+
+
+async def test_unreachable_redis_fails_every_queued_call_clearly(
+    closed_port_url: str, tmp_path: Path
+) -> None:
+    config = MemoryConfig(redis_url=closed_port_url, storage_dir=tmp_path)
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        results = await asyncio.gather(
+            *(mem.stash(f"k{i}", i) for i in range(20)), return_exceptions=True
+        )
+    assert all(isinstance(r, ShortTermUnavailableError) for r in results)
+    assert "cannot reach Redis" in str(results[-1])
+
+
+async def test_a_cancelled_caller_leaves_the_others_alone(config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        await mem.stash("seed", 0)
+        tasks = [asyncio.create_task(mem.stash(f"c{i}", i)) for i in range(20)]
+        await asyncio.sleep(0)  # let them queue
+        tasks[7].cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(done[7], asyncio.CancelledError)
+        assert [d for i, d in enumerate(done) if i != 7] == [True] * 19
+        for i in (0, 6, 8, 19):
+            assert await mem.retrieve(f"c{i}") == i
+        assert await mem.retrieve("c7") is None  # cancelled before its batch went out
+
+
+@pytest.mark.parametrize("n", [1, 2, 50])
+async def test_replies_go_to_their_callers(config: MemoryConfig, n: int) -> None:
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        await asyncio.gather(*(mem.stash(f"r{i}", {"i": i}) for i in range(n)))
+        got = await asyncio.gather(*(mem.retrieve(f"r{i}") for i in range(n)))
+        ttls = await asyncio.gather(*(mem.ttl(f"r{i}") for i in range(n)))
+        assert got == [{"i": i} for i in range(n)]
+        assert all(t is not None and 3500 < t <= 3600 for t in ttls)
