@@ -38,9 +38,14 @@ class LoopLocal(Generic[T]):
         self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[T]] = (
             weakref.WeakKeyDictionary()
         )
+        #: The last loop served and its resource: the hot path skips the lock and the dict.
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], T] | None = None
 
     async def get(self) -> T:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         with self._lock:
             fut = self._items.get(loop)
             owner = fut is None
@@ -48,7 +53,9 @@ class LoopLocal(Generic[T]):
                 fut = loop.create_future()
                 self._items[loop] = fut
         if not owner:
-            return await asyncio.shield(fut)
+            value = await asyncio.shield(fut)
+            self._last = (weakref.ref(loop), value)
+            return value
         try:
             value = await self._create()
         except BaseException as exc:
@@ -61,6 +68,7 @@ class LoopLocal(Generic[T]):
                 fut.exception()  # mark retrieved: the owner re-raises it below
             raise
         fut.set_result(value)
+        self._last = (weakref.ref(loop), value)
         return value
 
     def peek(self) -> T | None:
@@ -85,6 +93,7 @@ class LoopLocal(Generic[T]):
         with self._lock:
             items = list(self._items.items())
             self._items.clear()
+            self._last = None
         errors: list[BaseException] = []
         for loop, fut in items:
             if not fut.done() or fut.cancelled() or fut.exception() is not None:

@@ -646,3 +646,22 @@ async def test_unawaited_event_is_durable_once_a_later_one_returns(tmp_path: Pat
         assert events == ["classification.decision", "pattern.store"]
     finally:
         logger.close()
+
+
+async def test_events_nobody_waits_for_are_written_soon_after(tmp_path: Path) -> None:
+    """Queued events share one write after a short linger, without any flush or close."""
+    path = tmp_path / "audit.jsonl"
+    logger = AuditLogger(log_file=path)
+    try:
+        for i in range(5):
+            await logger.alog("pattern.retrieve", user_id=f"u{i}", tier="OBSERVER", wait=False)
+        for _ in range(200):  # up to 2 s; the linger is 20 ms
+            if path.exists() and len(path.read_text().splitlines()) == 5:
+                break
+            await asyncio.sleep(0.01)
+        assert [json.loads(x)["user_id"] for x in path.read_text().splitlines()] == [
+            f"u{i}" for i in range(5)
+        ]
+        assert logger.verify().ok
+    finally:
+        logger.close()

@@ -407,3 +407,18 @@ async def test_allowed_and_denied_access_checks_are_audited(mock_config: MemoryC
         ("promote_pattern", "denied"),
     ]
     assert checks[1]["details"]["required"] == "VALIDATOR" and checks[1]["target_id"] == staged_id
+
+
+async def test_reads_are_audited_by_their_own_events(mock_config: MemoryConfig) -> None:
+    async with memory(mock_config) as writer, memory(mock_config, AccessTier.OBSERVER) as reader:
+        stored = await writer.persist_pattern("Prefer pure functions", "style")
+        await writer.stage_pattern({"content": "Prefer small modules"}, "style")
+        assert await reader.recall_pattern(stored["pattern_id"]) is not None
+        assert len(await reader.get_staged_patterns()) == 1
+    events = [e for e in audit_events(mock_config) if e["tier"] == "OBSERVER"]
+    assert [(e["event"], e["outcome"]) for e in events] == [
+        ("pattern.retrieve", "success"),
+        ("staging.list", "success"),
+    ]
+    assert events[0]["target_id"] == stored["pattern_id"]
+    assert events[1]["details"] == {"patterns": 1}

@@ -23,12 +23,22 @@ REQUIRED_TIER: dict[str, AccessTier] = {
 
 
 #: Working-data actions: checked on every call but audited only when denied, so the
-#: short-term hot path (stash/retrieve) never waits on the audit log.
+#: short-term hot path (stash/retrieve) never touches the audit log.
 WORKING_DATA: frozenset[str] = frozenset({"stash", "retrieve", "forget"})
 
 
 def is_allowed(tier: AccessTier, action: str) -> bool:
     return tier >= REQUIRED_TIER[action]
+
+
+def audit_when_allowed(action: str) -> bool:
+    """Whether an *allowed* check gets an ``access.check`` event of its own.
+
+    Denials are always audited. Allowed writes and privileged actions are too; allowed
+    reads are recorded by the read's own event (``pattern.retrieve``, ``staging.list``,
+    with the actor's tier), and working data not at all.
+    """
+    return action not in WORKING_DATA and REQUIRED_TIER[action] > AccessTier.OBSERVER
 
 
 def require(tier: AccessTier, action: str) -> None:

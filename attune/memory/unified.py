@@ -94,8 +94,8 @@ class AsyncUnifiedMemory:
         if self._closed:
             raise AttuneError(f"{type(self).__name__} is closed; create a new one")
         allowed = access.is_allowed(self.access_tier, action)
-        if allowed and action in access.WORKING_DATA:
-            return  # the hot path of working data is not audited when allowed
+        if allowed and not access.audit_when_allowed(action):
+            return
         await self.pipeline.audit_access(
             action,
             allowed=allowed,
@@ -195,7 +195,15 @@ class AsyncUnifiedMemory:
         next to ``pattern_id``, ``pattern_type``, ``staged_by``, ``staged_at``, ``expires_at``."""
         await self._require("get_staged_patterns")
         raw = await self.short_term.list_staged(_now_ms())
-        return [self._open_staged(item) for item in raw]
+        staged = [self._open_staged(item) for item in raw]
+        await self.pipeline.audit_event(
+            "staging.list",
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+            details={"patterns": len(staged)},
+            wait=False,  # a read: its event is queued, not waited for
+        )
+        return staged
 
     def _open_staged(self, raw: bytes) -> dict[str, Any]:
         stored = json.loads(raw)
@@ -404,6 +412,7 @@ class AsyncUnifiedMemory:
             tier=self.access_tier.name,
             target_id=pattern_id,
             classification=record.classification,
+            wait=False,  # a read: its event is queued, not waited for
         )
         return {
             "pattern_id": record.pattern_id,

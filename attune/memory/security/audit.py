@@ -34,6 +34,7 @@ import math
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{0,64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _TAIL_CHUNK = 4096
+#: Events nobody waits for (reads, queued decisions, sync=False) are written together
+#: after at most this long, or once this many are queued: one write and fsync for many.
+_LINGER_S = 0.02
+_LINGER_EVENTS = 256
 
 _TRUNCATED = "incomplete line (truncated or torn write)"
 _GARBLED = "not a valid audit event (garbled line or foreign writer)"
@@ -76,13 +81,22 @@ _NO_GENESIS = "the chain does not start here (the first prev is not the genesis 
 # -- validation of one event --------------------------------------------------------------------
 
 
+#: Identifiers seen valid already (events, tiers, outcomes are a small set): the hot
+#: path skips the regex. Bounded, so arbitrary callers cannot grow it without limit.
+_VALID_IDENTIFIERS: set[str] = set()
+
+
 def _identifier(value: object, name: str, *, required: bool = True) -> str | None:
     """A short identifier string (event, tier, outcome, classification)."""
+    if type(value) is str and value in _VALID_IDENTIFIERS:
+        return value
     if value is None and not required:
         return None
     if isinstance(value, str):
         text = str.__str__(value)  # a str enum member gives its value
         if text and _IDENTIFIER.fullmatch(text):
+            if len(_VALID_IDENTIFIERS) < 4096:
+                _VALID_IDENTIFIERS.add(text)
             return text
     raise ValidationError(
         f"audit {name} must be an identifier of 1-64 characters from A-Z a-z 0-9 _ . : -"
@@ -139,7 +153,7 @@ def _clean(value: object, depth: int) -> object:
     return REDACTED
 
 
-def _encode_body(
+def _event_fields(
     event: object,
     user_id: object,
     tier: object,
@@ -147,9 +161,10 @@ def _encode_body(
     classification: object,
     outcome: object,
     details: Mapping[str, Any] | None,
-) -> str:
-    """The validated middle of a line, from ``"event"`` to ``"details"``, as compact JSON."""
-    fields = {
+) -> dict[str, Any]:
+    """The validated middle of a line, from ``event`` to ``details`` (checked by the caller's
+    thread, so a bad event fails its caller; encoded by the writer)."""
+    return {
         "event": _identifier(event, "event"),
         "user_id": _id(user_id, "user_id", required=True),
         "tier": _identifier(tier, "tier"),
@@ -158,7 +173,17 @@ def _encode_body(
         "outcome": _identifier(outcome, "outcome"),
         "details": sanitize_details(details),
     }
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True, allow_nan=False)[1:-1]
+
+
+def _encode(entries: list[tuple[float, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """Queued events as (timestamp text, compact JSON body) for the sink."""
+    return [
+        (
+            datetime.fromtimestamp(ts, UTC).strftime(_TS_FORMAT),
+            json.dumps(fields, separators=(",", ":"), ensure_ascii=True, allow_nan=False)[1:-1],
+        )
+        for ts, fields in entries
+    ]
 
 
 def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
@@ -409,11 +434,13 @@ def _write_all(fd: int, data: bytes) -> None:
 class _Batch:
     """Events committed together; everyone waiting on it is woken once."""
 
-    entries: list[tuple[str, str]] = field(default_factory=list)
+    entries: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list
     )
     fsync: bool = False
+    #: Someone waits for this batch (or it is full): write it without lingering.
+    urgent: bool = False
     stop: bool = False
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -540,7 +567,7 @@ class AuditLogger:
         self._cond = threading.Condition()
         self._worker: _Worker | None = None
         self._lost = 0  # sync=False events whose write failed, not yet reported
-        self._last_ts = ""
+        self._last_ts = 0.0
         _live.add(self)
 
     # -- writing ----------------------------------------------------------------------------
@@ -557,8 +584,8 @@ class AuditLogger:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         """Record one event (blocks until durable when ``sync=True``)."""
-        body = _encode_body(event, user_id, tier, target_id, classification, outcome, details)
-        batch = self._submit(body, None)
+        body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        batch = self._submit(body, None, urgent=self.sync)
         if self.sync:
             batch.wait()
 
@@ -579,13 +606,13 @@ class AuditLogger:
         ``wait=False`` only queues the event: for a decision that a later event of the
         same operation follows, whose durability then covers it (the writer keeps order).
         """
-        body = _encode_body(event, user_id, tier, target_id, classification, outcome, details)
+        body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
         if not (self.sync and wait):
-            self._submit(body, None)
+            self._submit(body, None, urgent=False)
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._submit(body, (loop, future))
+        self._submit(body, (loop, future), urgent=True)
         await future
 
     def flush(self) -> None:
@@ -595,7 +622,7 @@ class AuditLogger:
             batch = None
             if worker is not None:
                 batch = worker.open_batch()
-                batch.fsync = True
+                batch.fsync = batch.urgent = True
                 self._cond.notify_all()
         if batch is not None:
             self._finish_wait(batch)
@@ -607,7 +634,7 @@ class AuditLogger:
             batch = None
             if worker is not None:
                 batch = worker.open_batch()
-                batch.fsync = batch.stop = True
+                batch.fsync = batch.stop = batch.urgent = True
                 self._cond.notify_all()
         if worker is not None and worker.thread is not None:
             worker.thread.join()
@@ -625,23 +652,30 @@ class AuditLogger:
 
     def _submit(
         self,
-        body: str,
+        body: dict[str, Any],
         future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
+        *,
+        urgent: bool,
     ) -> _Batch:
+        """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
+        writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write."""
         with self._cond:
             if self._lost:
                 lost, self._lost = self._lost, 0
                 raise SecurityPipelineError(_lost_message(lost))
             worker = self._running_worker()
+            fresh = worker.batch is None
             batch = worker.open_batch()
             # Taken under the lock, so timestamps never go backwards within a logger.
-            ts = max(datetime.now(UTC).strftime(_TS_FORMAT), self._last_ts)
+            ts = max(time.time(), self._last_ts)
             self._last_ts = ts
             batch.entries.append((ts, body))
             if future is not None:
                 batch.futures.append(future)
             batch.fsync = batch.fsync or self.sync
-            self._cond.notify_all()
+            batch.urgent = batch.urgent or urgent or len(batch.entries) >= _LINGER_EVENTS
+            if fresh or batch.urgent:  # start the writer's linger clock, or wake it now
+                self._cond.notify_all()
             return batch
 
     def _running_worker(self) -> _Worker:
@@ -661,12 +695,15 @@ class AuditLogger:
         try:
             while True:
                 with self._cond:
-                    while worker.batch is None:
-                        self._cond.wait()
+                    while worker.batch is None or not worker.batch.urgent:
+                        if worker.batch is None:
+                            self._cond.wait()
+                        elif not self._cond.wait(timeout=_LINGER_S):
+                            break  # lingered long enough: write what is queued
                     batch, worker.batch = worker.batch, None
                 error = None
                 try:
-                    sink.commit(batch.entries, batch.fsync)
+                    sink.commit(_encode(batch.entries), batch.fsync)
                 except Exception as exc:
                     error = _failure_message(self.log_file, exc)
                     sink.reset()
