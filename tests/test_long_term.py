@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,36 @@ def test_persist_is_durable_across_sigkill(tmp_path: Path) -> None:
 
     pattern = asyncio.run(recall())
     assert pattern is not None and pattern["content"] == "Survives SIGKILL"
+
+
+async def test_batched_inserts_answer_each_caller(mock_config: MemoryConfig) -> None:
+    """Concurrent inserts share one executemany; duplicates in one batch have one winner."""
+    from attune.memory.long_term import PatternRecord, SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        await store.insert(_record("pat_existing"))
+
+        ids = ["pat_existing", "pat_a", "pat_b", "pat_a", "pat_c", "pat_b"]
+        results = await asyncio.gather(*(store.insert(_record(i)) for i in ids))
+        assert results == [False, True, True, False, True, False]
+        assert await store.count() == 4
+        got = await store.get("pat_c", 0)
+        assert isinstance(got, PatternRecord) and got.content == b"body of pat_c"
+    finally:
+        await store.aclose()
+
+
+def _record(pattern_id: str) -> Any:
+    from attune.memory.long_term import PatternRecord
+
+    return PatternRecord(
+        pattern_id=pattern_id,
+        pattern_type="style",
+        classification="PUBLIC",
+        created_by="agent",
+        created_at_ms=1,
+        expires_at_ms=None,
+        metadata_json="{}",
+        content=f"body of {pattern_id}".encode(),
+    )

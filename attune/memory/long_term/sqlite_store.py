@@ -63,6 +63,10 @@ _COLUMNS = (
 )
 
 WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
+#: What a writer queues: a record to insert (batched with its neighbours into one
+#: ``executemany``), or any other write as a coroutine function on the connection.
+Queued = tuple[PatternRecord | WriteOp, "asyncio.Future[Any]"]
+_INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
 
 
 @dataclass
@@ -70,7 +74,7 @@ class _Connection:
     """One aiosqlite connection of one event loop, with its group-commit queue."""
 
     db: aiosqlite.Connection
-    queue: list[tuple[WriteOp, asyncio.Future[Any]]] = field(default_factory=list)
+    queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
 
@@ -154,7 +158,7 @@ class SQLiteLongTermStore:
 
     # -- group commit ------------------------------------------------------------------------
 
-    async def _write(self, op: WriteOp) -> Any:
+    async def _write(self, op: PatternRecord | WriteOp) -> Any:
         conn = await self._conns.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.queue.append((op, fut))
@@ -170,24 +174,36 @@ class SQLiteLongTermStore:
         finally:
             conn.draining = None
 
-    async def _commit_batch(
-        self, conn: _Connection, batch: list[tuple[WriteOp, asyncio.Future[Any]]]
-    ) -> None:
+    async def _commit_batch(self, conn: _Connection, batch: list[Queued]) -> None:
+        """Run a batch in one transaction (one fsync) and answer every caller.
+
+        Consecutive inserts go to SQLite as one ``executemany``; other writes run one by
+        one, in queue order. A failed statement fails its own callers; a failed commit
+        fails the whole batch (nothing of it was written).
+        """
         db = conn.db
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
         try:
             await db.execute("BEGIN IMMEDIATE")
-            for op, fut in batch:
-                if fut.cancelled():  # the caller gave up before its write started
+            start = 0
+            while start < len(live):
+                end = start
+                while end < len(live) and isinstance(live[end][0], PatternRecord):
+                    end += 1
+                if end > start:
+                    outcomes += await self._insert_run(db, live[start:end])
+                    start = end
                     continue
+                op, fut = live[start]
+                assert not isinstance(op, PatternRecord)
                 try:
                     outcomes.append((fut, await op(db), None))
                 except sqlite3.Error as exc:
-                    # A failed statement is undone by SQLite; the others stay in the transaction
-                    # unless SQLite had to abandon the whole transaction.
                     outcomes.append((fut, None, self._unavailable("cannot write to", exc)))
                     if not db.in_transaction:
                         raise
+                start += 1
             await db.execute("COMMIT")
             conn.commits += 1
         except (sqlite3.Error, OSError) as exc:
@@ -207,6 +223,59 @@ class SQLiteLongTermStore:
             else:
                 fut.set_exception(exc2)
 
+    async def _insert_run(
+        self, db: aiosqlite.Connection, run: list[Queued]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Insert consecutive records; each caller learns whether its id was new.
+
+        Inside the IMMEDIATE transaction nobody else writes, so "which ids exist" stays
+        true until the insert; a duplicate within the run (two promotions of one staged
+        pattern) loses to the first.
+        """
+        records = [(item[0], item[1]) for item in run if isinstance(item[0], PatternRecord)]
+        if len(records) == 1:  # the sequential case: one statement, one thread hop
+            record, fut = records[0]
+            try:
+                rows = await db.execute_fetchall(
+                    f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+                    "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
+                    _params(record),
+                )
+            except sqlite3.Error as exc:
+                if not db.in_transaction:
+                    raise
+                return [(fut, None, self._unavailable("cannot write to", exc))]
+            return [(fut, bool(list(rows)), None)]
+        taken: set[str] = set()
+        for chunk in range(0, len(records), _INSERT_CHUNK):
+            ids = [r.pattern_id for r, _ in records[chunk : chunk + _INSERT_CHUNK]]
+            marks = ",".join("?" * len(ids))
+            rows = await db.execute_fetchall(
+                f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
+                ids,
+            )
+            taken.update(row[0] for row in rows)
+        fresh: list[tuple[Any, ...]] = []
+        results: list[bool] = []
+        for record, _fut in records:
+            new = record.pattern_id not in taken
+            taken.add(record.pattern_id)
+            results.append(new)
+            if new:
+                fresh.append(_params(record))
+        try:
+            if fresh:
+                await db.executemany(
+                    f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+                    fresh,
+                )
+        except sqlite3.Error as exc:
+            if not db.in_transaction:
+                raise
+            error = self._unavailable("cannot write to", exc)
+            return [(fut, None, error) for _r, fut in records]
+        return [(fut, new, None) for (_r, fut), new in zip(records, results, strict=True)]
+
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
         try:
@@ -217,30 +286,7 @@ class SQLiteLongTermStore:
     # -- records ------------------------------------------------------------------------------
 
     async def insert(self, record: PatternRecord) -> bool:
-        params = (
-            record.pattern_id,
-            record.pattern_type,
-            record.classification,
-            record.created_by,
-            record.created_at_ms,
-            record.expires_at_ms,
-            record.metadata_json,
-            record.content,
-            int(record.encrypted),
-            record.key_id,
-            record.wrapped_key,
-            record.nonce,
-        )
-
-        async def op(db: aiosqlite.Connection) -> bool:
-            rows = await db.execute_fetchall(
-                f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608 (constant columns)
-                "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
-                params,
-            )
-            return bool(list(rows))
-
-        inserted: bool = await self._write(op)
+        inserted: bool = await self._write(record)
         return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
@@ -314,6 +360,24 @@ class SQLiteLongTermStore:
 
     async def aclose(self) -> None:
         await self._conns.aclose()
+
+
+def _params(record: PatternRecord) -> tuple[Any, ...]:
+    """A record as the values of ``INSERT INTO patterns ({_COLUMNS})``."""
+    return (
+        record.pattern_id,
+        record.pattern_type,
+        record.classification,
+        record.created_by,
+        record.created_at_ms,
+        record.expires_at_ms,
+        record.metadata_json,
+        record.content,
+        int(record.encrypted),
+        record.key_id,
+        record.wrapped_key,
+        record.nonce,
+    )
 
 
 def _daemonize(conn: aiosqlite.Connection) -> None:

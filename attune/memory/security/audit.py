@@ -86,17 +86,26 @@ _NO_GENESIS = "the chain does not start here (the first prev is not the genesis 
 _VALID_IDENTIFIERS: set[str] = set()
 
 
+def _is_identifier(text: str) -> bool:
+    """Whether ``text`` (a plain str) is an identifier; remembers the ones seen."""
+    if text in _VALID_IDENTIFIERS:
+        return True
+    if _IDENTIFIER.fullmatch(text) is None:
+        return False
+    if len(_VALID_IDENTIFIERS) < 4096:
+        _VALID_IDENTIFIERS.add(text)
+    return True
+
+
 def _identifier(value: object, name: str, *, required: bool = True) -> str | None:
     """A short identifier string (event, tier, outcome, classification)."""
-    if type(value) is str and value in _VALID_IDENTIFIERS:
+    if type(value) is str and value and value in _VALID_IDENTIFIERS:
         return value
     if value is None and not required:
         return None
     if isinstance(value, str):
         text = str.__str__(value)  # a str enum member gives its value
-        if text and _IDENTIFIER.fullmatch(text):
-            if len(_VALID_IDENTIFIERS) < 4096:
-                _VALID_IDENTIFIERS.add(text)
+        if text and _is_identifier(text):
             return text
     raise ValidationError(
         f"audit {name} must be an identifier of 1-64 characters from A-Z a-z 0-9 _ . : -"
@@ -137,13 +146,13 @@ def _clean(value: object, depth: int) -> object:
         return value if math.isfinite(value) else REDACTED
     if isinstance(value, str):
         text = str.__str__(value)
-        return text if _IDENTIFIER.fullmatch(text) else REDACTED
+        return text if _is_identifier(text) else REDACTED
     if depth > MAX_DETAIL_DEPTH:
         return REDACTED
     if isinstance(value, Mapping):
         out: dict[str, object] = {}
         for key, item in value.items():
-            if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
+            if isinstance(key, str) and _is_identifier(key):
                 out[str.__str__(key)] = _clean(item, depth + 1)
             else:  # the key itself may be content: drop both, leave a marker
                 out[REDACTED] = REDACTED

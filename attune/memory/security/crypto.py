@@ -432,10 +432,14 @@ class EnvelopeCipher:
     ) -> EncryptedBlob:
         label = _label(classification)
         kid, master = self.ring._active_key()
-        data_key = secrets.token_bytes(_KEY_BYTES)
-        nonce = secrets.token_bytes(_NONCE_BYTES)
+        # One read of the OS random source for the data key and both nonces (a syscall each
+        # would cost more than the encryption of a small record).
+        fresh = secrets.token_bytes(_KEY_BYTES + 2 * _NONCE_BYTES)
+        data_key, nonce = fresh[:_KEY_BYTES], fresh[_KEY_BYTES : _KEY_BYTES + _NONCE_BYTES]
+        wrap_nonce = fresh[_KEY_BYTES + _NONCE_BYTES :]
         ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _content_aad(record_id, label))
-        return EncryptedBlob(kid, _wrap(master, kid, data_key, record_id, label), nonce, ciphertext)
+        wrapped = _wrap(master, kid, data_key, record_id, label, wrap_nonce)
+        return EncryptedBlob(kid, wrapped, nonce, ciphertext)
 
     def decrypt(
         self, blob: EncryptedBlob, *, record_id: str, classification: str | Classification
@@ -508,8 +512,10 @@ def _tampered(record_id: str, what: str) -> str:
     )
 
 
-def _wrap(master: bytes, kid: str, data_key: bytes, record_id: str, label: str) -> bytes:
-    nonce = secrets.token_bytes(_NONCE_BYTES)
+def _wrap(
+    master: bytes, kid: str, data_key: bytes, record_id: str, label: str, nonce: bytes | None = None
+) -> bytes:
+    nonce = secrets.token_bytes(_NONCE_BYTES) if nonce is None else nonce
     return nonce + AESGCM(master).encrypt(nonce, data_key, _wrap_aad(record_id, label, kid))
 
 
