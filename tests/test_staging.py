@@ -59,6 +59,7 @@ async def test_promote_moves_to_long_term(config: MemoryConfig) -> None:
     assert recalled["metadata"]["confidence"] == 0.92
     assert recalled["metadata"]["staged_by"] == "code_reviewer"
     assert recalled["metadata"]["promoted_by"] == "senior_architect"
+    assert set(recalled["metadata"]) == {"confidence", "staged_by", "promoted_by", "promoted_from"}
     assert recalled["created_by"] == "senior_architect"
     with pytest.raises(PatternNotFoundError, match="not found"):
         await validator.promote_pattern(staged_id)
@@ -155,6 +156,7 @@ async def test_expired_staged_patterns_never_appear(config: MemoryConfig) -> Non
         ({"confidence": 0.9}, "x", None, "content"),
         ({"content": "   "}, "x", None, "content"),
         ({"content": "ok", "pattern_id": "mine"}, "x", None, "pattern_id"),
+        ({"content": "ok", "classification": "PUBLIC"}, "x", None, "classification"),
         ({"content": "ok"}, "", None, "pattern_type"),
         ({"content": "ok"}, "has space", None, "pattern_type"),
         ({"content": "ok"}, "x", 0, "ttl_hours"),

@@ -31,7 +31,14 @@ from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.types import AccessTier, Classification
 
-_STAGED_RESERVED = ("pattern_id", "pattern_type", "staged_by", "staged_at", "expires_at")
+_STAGED_RESERVED = (
+    "pattern_id",
+    "pattern_type",
+    "staged_by",
+    "staged_at",
+    "expires_at",
+    "classification",
+)
 _MAX_CONTENT_CHARS = 1_000_000
 _STAGED_PREFIX, _PATTERN_PREFIX = "stg_", "pat_"
 
