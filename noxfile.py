@@ -24,3 +24,10 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Every benchmark next to its baseline; needs Redis (``nox -s benchmarks -- --quick``)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,53 +61,44 @@ def per_call_us(fn: Callable[[], Any], number: int, repeat: int) -> float:
     return statistics.median(samples)
 
 
-async def redis_round_trip_us(url: str, number: int, repeat: int) -> float:
+async def redis_round_trip_us(
+    url: str, number: int, repeat: int, key: str = "attune-bench:rtt"
+) -> float:
     client = aioredis.Redis.from_url(url)
     try:
-        await client.set("attune-bench:rtt", b"x" * 200, px=60_000)
+        await client.set(key, b"x" * 200, px=60_000)
         samples = []
         for _ in range(repeat):
             start = time.perf_counter()
             for _ in range(number):
-                await client.get("attune-bench:rtt")
+                await client.get(key)
             samples.append((time.perf_counter() - start) / number * 1e6)
-        await client.delete("attune-bench:rtt")
+        await client.delete(key)
         return statistics.median(samples)
     finally:
         await client.aclose()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few iterations: check it runs")
-    args = parser.parse_args(argv)
-    number, repeat = (20, 3) if args.quick else (300, 7)
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
+def measure(
+    url: str, number: int, repeat: int, rtt_key: str = "attune-bench:rtt"
+) -> tuple[float, list[dict[str, Any]]]:
+    """The Redis round trip (us) and one row per text size and step (us, x round trip)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = MemoryConfig(redis_mock=True, storage_dir=Path(tmp), audit_sync=False)
         pipe = SecurityPipeline(config)
         pipe.cipher.ring.active_key_id  # noqa: B018 - load the key before timing
-        rtt = asyncio.run(redis_round_trip_us(url, number, repeat))
+        rtt = asyncio.run(redis_round_trip_us(url, number, repeat, rtt_key))
         rows = []
         for size in (200, 10_240):
             text = text_of(size)
             meta = {"source": "bench", "tags": ["a", "b"]}
-            steps = {
-                "secrets": lambda t=text: pipe.secrets.kinds(t),
-                "pii": lambda t=text, meta=meta: pipe.scrubber.scrub_value(
-                    {"content": t, "metadata": meta}
-                ),
-                "classify": lambda t=text, meta=meta: classify(t, "best_practice", meta),
-                "encrypt": lambda t=text, meta=meta: pipe.seal(
-                    "pat_bench", Classification.SENSITIVE, t, meta
-                ),
-                "pipeline (PUBLIC)": lambda t=text, meta=meta: pipe.seal(
-                    "pat_bench", Classification.PUBLIC, *_prepared(pipe, t, meta)
-                ),
-                "pipeline (SENSITIVE)": lambda t=text, meta=meta: pipe.seal(
-                    "pat_bench", Classification.SENSITIVE, *_prepared(pipe, t, meta)
-                ),
+            steps: dict[str, Callable[[], Any]] = {
+                "secrets": partial(pipe.secrets.kinds, text),
+                "pii": partial(pipe.scrubber.scrub_value, {"content": text, "metadata": meta}),
+                "classify": partial(classify, text, "best_practice", meta),
+                "encrypt": partial(pipe.seal, "pat_bench", Classification.SENSITIVE, text, meta),
+                "pipeline (PUBLIC)": partial(_full, pipe, Classification.PUBLIC, text, meta),
+                "pipeline (SENSITIVE)": partial(_full, pipe, Classification.SENSITIVE, text, meta),
             }
             for name, fn in steps.items():
                 us = per_call_us(fn, number, repeat)
@@ -118,7 +110,17 @@ def main(argv: list[str] | None = None) -> int:
                         "x_redis_rtt": round(us / rtt, 2),
                     }
                 )
+    return rtt, rows
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations: check it runs")
+    args = parser.parse_args(argv)
+    number, repeat = (20, 3) if args.quick else (300, 7)
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+    rtt, rows = measure(url, number, repeat)
     print(f"Redis GET round trip (redis.asyncio, {url.rsplit('@', 1)[-1]}): {rtt:.1f} us\n")
     print(f"{'text':>8}  {'step':<22}{'us/write':>10}{'x Redis RTT':>13}")
     for row in rows:
@@ -134,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     return 0
+
+
+def _full(
+    pipe: SecurityPipeline, classification: Classification, text: str, meta: dict[str, Any]
+) -> Any:
+    """The whole pipeline of a persist: secrets, PII, classify, then seal."""
+    return pipe.seal("pat_bench", classification, *_prepared(pipe, text, meta))
 
 
 def _prepared(

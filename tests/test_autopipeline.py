@@ -130,3 +130,31 @@ async def test_replies_go_to_their_callers(config: MemoryConfig, n: int) -> None
         ttls = await asyncio.gather(*(mem.ttl(f"r{i}") for i in range(n)))
         assert got == [{"i": i} for i in range(n)]
         assert all(t is not None and 3500 < t <= 3600 for t in ttls)
+
+
+async def test_a_silent_server_times_out_clearly(tmp_path: Path) -> None:
+    """A server that accepts but never answers: every call (lone or batched) gives up."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # keep the socket open, say nothing
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = MemoryConfig(
+        redis_url=f"redis://127.0.0.1:{port}/0", storage_dir=tmp_path, redis_socket_timeout=0.2
+    )
+    try:
+        async with AsyncUnifiedMemory("agent", config) as mem:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(mem.stash(f"k{i}", i) for i in range(5)), return_exceptions=True),
+                timeout=10,
+            )
+            assert all(isinstance(r, ShortTermUnavailableError) for r in results), results
+            with pytest.raises(ShortTermUnavailableError):
+                await asyncio.wait_for(mem.get_staged_patterns(), timeout=10)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

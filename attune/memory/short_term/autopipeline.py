@@ -30,8 +30,10 @@ _Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 class AutoPipeline:
     """Coalesces the commands of one client on one event loop into pipelines."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
         self.client = client
+        #: Seconds one round trip (a lone command or a whole batch) may take.
+        self.timeout = timeout
         self._pending: list[_Call] = []
         #: True while a command or batch is in flight: new commands queue behind it.
         self._busy = False
@@ -54,7 +56,8 @@ class AutoPipeline:
         try:
             self.batches += 1
             self.commands += 1
-            return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(self.timeout):
+                return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
         finally:
             self._hand_over()
 
@@ -82,7 +85,8 @@ class AutoPipeline:
         for args, _ in batch:
             pipe.execute_command(*args)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            async with asyncio.timeout(self.timeout):
+                replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

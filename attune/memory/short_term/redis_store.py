@@ -7,6 +7,7 @@ differs. One client per event loop (see :mod:`attune._loop_local`).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -79,7 +80,7 @@ class RedisShortTermMemory:
 
     async def _connect(self) -> _LoopClient:
         client = self._new_client()
-        return _LoopClient(client, AutoPipeline(client))
+        return _LoopClient(client, AutoPipeline(client, self.config.redis_socket_timeout))
 
     def _new_client(self) -> aioredis.Redis:
         if self.backend == "fakeredis":
@@ -92,7 +93,9 @@ class RedisShortTermMemory:
             return aioredis.Redis.from_url(
                 self.url,
                 socket_connect_timeout=self.config.redis_connect_timeout,
-                socket_timeout=self.config.redis_socket_timeout,
+                # No per-read socket timeout: redis-py would arm a timer for every reply of
+                # a pipeline. Each round trip is bounded as a whole instead (_run, AutoPipeline).
+                socket_timeout=None,
                 health_check_interval=30,
             )
         except ValueError as exc:
@@ -106,7 +109,8 @@ class RedisShortTermMemory:
         """Run ``op`` on this loop's client (multi-key and transactional operations)."""
         conn = await self._clients.get()
         try:
-            return await op(conn.redis)
+            async with asyncio.timeout(self.config.redis_socket_timeout):
+                return await op(conn.redis)
         except redis_errors.RedisError as exc:
             raise self._translate(exc, "transaction") from None
         except OSError as exc:

@@ -1,0 +1,843 @@
+"""Every attune benchmark in one run, each figure measured side by side with its baseline.
+
+    .venv/bin/python benchmarks/run.py [--quick]
+    nox -s benchmarks [-- --quick]
+
+Prints a table (figure, ours, baseline, ratio, target, PASS/MISS) and writes JSON with
+the machine, the settings and every round of every figure to
+``benchmarks/results/latest.json`` (``--output`` to change). ``--quick`` runs tiny sizes
+in well under a minute: it checks that the harness works (CI), its ratios mean nothing.
+
+Method. A ratio is throughput(attune) / throughput(baseline), or a latency / memory
+ratio where the figure says so. Baseline and attune run alternately, round after round,
+after a warm-up of each, and the median of each side is reported: these machines are
+shared and noisy, and interleaving makes noise hit both sides. Baselines use the same
+Redis and the same disk: raw ``redis.asyncio`` and raw sync ``redis`` (compact JSON
+encode + ``SET PX`` / ``GET`` + decode) and raw ``aiosqlite`` (WAL, ``synchronous=FULL``,
+``BEGIN``/``INSERT``/``COMMIT`` per row; select by primary key). "64 concurrent" is 64
+asyncio tasks each running its share in order.
+
+Isolation. Redis is ``--redis-url`` (default ``$ATTUNE_BENCH_REDIS_URL``, else
+``redis://127.0.0.1:6379/13``); every key goes under a fresh prefix
+``attune-bench-<random>`` and is deleted at the end with SCAN + UNLINK (never a flush).
+Files go to a fresh temporary directory (under ``--tmp-dir``), removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import operator
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bench_pipeline
+import redis
+import redis.asyncio as aioredis
+from bench_pipeline import text_of
+from workloads import (
+    AsyncOp,
+    Comparison,
+    Side,
+    compare,
+    compare_sync,
+    decode,
+    encode,
+    json_value,
+    open_raw_sqlite,
+    paired_latencies,
+    percentile,
+    raw_sqlite_insert,
+    raw_sqlite_select,
+)
+
+from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
+from attune.memory.config import redact_url
+from attune.memory.keys import KeySpace
+from attune.memory.long_term.sqlite_store import DB_FILENAME
+from attune.memory.security.pipeline import close_shared
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE / "results" / "latest.json"
+TASKS = 64
+TTL_S = 600  # every benchmark key expires on its own even if the cleanup never runs
+STAGED = 100
+PUBLIC_TEXT = text_of(200)  # 200 characters of prose with one e-mail address (scrubbed)
+SENSITIVE_TEXT = ("Patient follow-up: " + text_of(200))[:200]
+FILL_BATCH = 50_000
+FILL_INSERT = (
+    "INSERT INTO patterns (pattern_id, pattern_type, classification, created_by, created_at_ms, "
+    "expires_at_ms, metadata, content, encrypted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
+)
+FILL_HOW = (
+    "the first record went through persist_pattern (PUBLIC, 200-character content); "
+    "the rest were bulk-inserted into the same patterns table with sqlite3 executemany "
+    f"in {FILL_BATCH:,}-row transactions, as copies of that record's stored columns under "
+    "fresh ids spread uniformly over the uuid4-hex space (inserted in id order)"
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    kv_ops: int
+    kv_ops_concurrent: int
+    sync_ops: int
+    persist_ops: int
+    persist_ops_concurrent: int
+    recall_ops: int
+    unrelated_keys: int
+    staged_calls: int
+    patterns_small: int
+    patterns_large: int
+    recall_samples: int
+    rss_first: int
+    rss_total: int
+    pipeline_number: int
+    pipeline_repeat: int
+
+
+FULL = Sizes(
+    rounds=5,
+    kv_ops=4_000,
+    kv_ops_concurrent=16_000,
+    sync_ops=4_000,
+    persist_ops=300,
+    persist_ops_concurrent=1_280,
+    recall_ops=3_000,
+    unrelated_keys=1_000_000,
+    staged_calls=50,
+    patterns_small=10_000,
+    patterns_large=1_000_000,
+    recall_samples=2_000,
+    rss_first=10_000,
+    rss_total=1_000_000,
+    pipeline_number=300,
+    pipeline_repeat=7,
+)
+QUICK = Sizes(
+    rounds=2,
+    kv_ops=200,
+    kv_ops_concurrent=640,
+    sync_ops=200,
+    persist_ops=30,
+    persist_ops_concurrent=128,
+    recall_ops=200,
+    unrelated_keys=1_000,
+    staged_calls=20,
+    patterns_small=100,
+    patterns_large=1_000,
+    recall_samples=200,
+    rss_first=1_000,
+    rss_total=10_000,
+    pipeline_number=20,
+    pipeline_repeat=3,
+)
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on a figure's ratio (``on="ratio"``) or on its own value (``on="ours"``)."""
+
+    op: str
+    value: float
+    on: str = "ratio"
+    unit: str = "x"
+
+    def met(self, ratio: float, ours: float) -> bool:
+        return _COMPARE[self.op](ratio if self.on == "ratio" else ours, self.value)
+
+    def __str__(self) -> str:
+        if self.on == "ratio":
+            return f"{self.op} {self.value:g}x"
+        return f"p50 {self.op} {self.value:g} {self.unit}"
+
+
+@dataclass
+class Figure:
+    id: str
+    title: str
+    unit: str
+    ours: float
+    baseline: float
+    baseline_name: str
+    ratio: float
+    ratio_kind: str
+    target: Target | None = None
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if self.target is None:
+            return "INFO"
+        return "PASS" if self.target.met(self.ratio, self.ours) else "MISS"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "unit": self.unit,
+            "ours": self.ours,
+            "baseline": self.baseline,
+            "baseline_name": self.baseline_name,
+            "ratio": self.ratio,
+            "ratio_kind": self.ratio_kind,
+            "target": None if self.target is None else str(self.target),
+            "status": self.status,
+            "samples": self.samples,
+            "notes": self.notes,
+            **self.extra,
+        }
+
+
+def throughput(
+    fid: str, title: str, comp: Comparison, baseline_name: str, target: Target | None
+) -> Figure:
+    return Figure(
+        id=fid,
+        title=title,
+        unit="ops/s",
+        ours=comp.ours_median,
+        baseline=comp.baseline_median,
+        baseline_name=baseline_name,
+        ratio=comp.ours_median / comp.baseline_median,
+        ratio_kind="throughput ours / baseline (higher is better)",
+        target=target,
+        samples={"ours_ops_per_s": comp.ours, "baseline_ops_per_s": comp.baseline},
+    )
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Where one run writes: its Redis URL and key prefix, its temporary directory."""
+
+    url: str
+    prefix: str
+    tmp: Path
+    sizes: Sizes
+
+    def config(self, name: str) -> MemoryConfig:
+        """A fresh storage directory; everything else at the product's defaults."""
+        return MemoryConfig(redis_url=self.url, storage_dir=self.tmp / name, key_prefix=self.prefix)
+
+
+# -- short-term: stash / retrieve --------------------------------------------------------------
+
+
+async def short_term_figures(b: Bench) -> list[Figure]:
+    s, value = b.sizes, json_value(200)
+    names = [f"k{i}" for i in range(1_000)]
+    # The raw client writes keys of the same shape and length as attune's.
+    raw_names = [KeySpace(b.prefix).stash("bench-rawcli", k) for k in names]
+    raw = aioredis.Redis.from_url(b.url, max_connections=TASKS)
+    memory = AsyncUnifiedMemory("bench-async", b.config("short-term"))
+    try:
+
+        async def ours_stash(i: int) -> None:
+            await memory.stash(names[i % len(names)], value, ttl_seconds=TTL_S)
+
+        async def ours_retrieve(i: int) -> None:
+            await memory.retrieve(names[i % len(names)])
+
+        async def raw_stash(i: int) -> None:
+            await raw.set(raw_names[i % len(raw_names)], encode(value), px=TTL_S * 1000)
+
+        async def raw_retrieve(i: int) -> None:
+            decode(await raw.get(raw_names[i % len(raw_names)]))
+
+        for i in range(len(names)):
+            await ours_stash(i)
+            await raw_stash(i)
+        if await memory.retrieve(names[0]) != value:
+            raise RuntimeError("retrieve did not return the stashed value: check the core")
+        figures = []
+        for verb, ours, base in (
+            ("stash", ours_stash, raw_stash),
+            ("retrieve", ours_retrieve, raw_retrieve),
+        ):
+            comp = await compare(Side(ours, s.kv_ops), Side(base, s.kv_ops), s.rounds)
+            figures.append(
+                throughput(
+                    f"async_{verb}_sequential",
+                    f"async {verb}, sequential, vs raw redis.asyncio",
+                    comp,
+                    "raw redis.asyncio, one connection, compact JSON "
+                    + ("encode + SET PX" if verb == "stash" else "GET + decode"),
+                    Target(">=", 0.85),
+                )
+            )
+        for verb, ours, base in (
+            ("stash", ours_stash, raw_stash),
+            ("retrieve", ours_retrieve, raw_retrieve),
+        ):
+            n = s.kv_ops_concurrent
+            comp = await compare(Side(ours, n, TASKS), Side(base, n, TASKS), s.rounds)
+            figures.append(
+                throughput(
+                    f"async_{verb}_concurrent",
+                    f"async {verb}, {TASKS} tasks, vs raw redis.asyncio {TASKS} tasks",
+                    comp,
+                    f"raw redis.asyncio, {TASKS} tasks on a pool of {TASKS} connections",
+                    Target(">=", 2.5),
+                )
+            )
+        return figures
+    finally:
+        await memory.aclose()
+        await raw.aclose()
+
+
+def sync_figures(b: Bench) -> list[Figure]:
+    s, value = b.sizes, json_value(200)
+    names = [f"s{i}" for i in range(1_000)]
+    raw_names = [KeySpace(b.prefix).stash("bench-rawsync", k) for k in names]
+    raw = redis.Redis.from_url(b.url)
+    memory = UnifiedMemory("bench-sync", b.config("sync"))
+    try:
+
+        def ours_stash(i: int) -> None:
+            memory.stash(names[i % len(names)], value, ttl_seconds=TTL_S)
+
+        def ours_retrieve(i: int) -> None:
+            memory.retrieve(names[i % len(names)])
+
+        def raw_stash(i: int) -> None:
+            raw.set(raw_names[i % len(raw_names)], encode(value), px=TTL_S * 1000)
+
+        def raw_retrieve(i: int) -> None:
+            decode(raw.get(raw_names[i % len(raw_names)]))
+
+        for i in range(len(names)):
+            ours_stash(i)
+            raw_stash(i)
+        stash = compare_sync(ours_stash, raw_stash, s.sync_ops, s.rounds)
+        retrieve = compare_sync(ours_retrieve, raw_retrieve, s.sync_ops, s.rounds)
+        return [
+            throughput(
+                "sync_stash_sequential",
+                "sync facade stash, sequential, vs raw sync redis",
+                stash,
+                "raw sync redis-py, compact JSON encode + SET PX",
+                None,
+            ),
+            throughput(
+                "sync_retrieve_sequential",
+                "sync facade retrieve, sequential, vs raw sync redis",
+                retrieve,
+                "raw sync redis-py, GET + JSON decode",
+                Target(">=", 0.6),
+            ),
+        ]
+    finally:
+        memory.close()
+        raw.close()
+
+
+# -- long-term: persist / recall ---------------------------------------------------------------
+
+
+async def long_term_figures(b: Bench) -> list[Figure]:
+    s = b.sizes
+    raw_dir = b.tmp / "raw-aiosqlite"
+    raw_dir.mkdir()
+    db = await open_raw_sqlite(raw_dir / "raw.db")
+    memory = AsyncUnifiedMemory("bench-persist", b.config("long-term"))
+    ids: dict[str, list[str]] = {"PUBLIC": [], "SENSITIVE": [], "raw": []}
+    try:
+
+        def persist(classification: str, text: str) -> AsyncOp:
+            async def op(_i: int) -> None:
+                result = await memory.persist_pattern(
+                    text, "best_practice", classification=classification
+                )
+                ids[classification].append(result["pattern_id"])
+
+            return op
+
+        public, sensitive = persist("PUBLIC", PUBLIC_TEXT), persist("SENSITIVE", SENSITIVE_TEXT)
+        await _check_persist(memory)
+        raw_insert = raw_sqlite_insert(db, PUBLIC_TEXT.encode(), ids["raw"])
+        raw_name = "raw aiosqlite, WAL + synchronous=FULL, BEGIN/INSERT/COMMIT per row"
+        figures = []
+        for label, op in (("PUBLIC", public), ("SENSITIVE", sensitive)):
+            comp = await compare(Side(op, s.persist_ops), Side(raw_insert, s.persist_ops), s.rounds)
+            figures.append(
+                throughput(
+                    f"persist_{label.lower()}_sequential",
+                    f"persist_pattern {label}, sequential, vs raw aiosqlite insert",
+                    comp,
+                    raw_name,
+                    Target(">=", 0.5),
+                )
+            )
+        for label, op, target in (
+            ("PUBLIC", public, None),
+            ("SENSITIVE", sensitive, Target(">=", 4.0)),
+        ):
+            comp = await compare(
+                Side(op, s.persist_ops_concurrent, TASKS), Side(op, s.persist_ops), s.rounds
+            )
+            figures.append(
+                throughput(
+                    f"persist_{label.lower()}_concurrent",
+                    f"persist_pattern {label}, {TASKS} callers, vs same sequential",
+                    comp,
+                    f"attune persist_pattern {label}, sequential",
+                    target,
+                )
+            )
+        shuffled = {k: random.Random(7).sample(v, len(v)) for k, v in ids.items()}
+        raw_select = raw_sqlite_select(db, shuffled["raw"])
+        for label, target in (("PUBLIC", Target(">=", 0.8)), ("SENSITIVE", None)):
+            chosen = shuffled[label]
+
+            async def recall(i: int, chosen: list[str] = chosen) -> None:
+                if await memory.recall_pattern(chosen[i % len(chosen)]) is None:
+                    raise RuntimeError("recall_pattern lost a persisted pattern: check the core")
+
+            comp = await compare(
+                Side(recall, s.recall_ops), Side(raw_select, s.recall_ops), s.rounds
+            )
+            figure = throughput(
+                f"recall_{label.lower()}_sequential",
+                f"recall_pattern {label}, sequential, vs raw aiosqlite select",
+                comp,
+                "raw aiosqlite SELECT by primary key + decode content and metadata",
+                target,
+            )
+            figure.extra["table_rows"] = {"ours": len(chosen), "baseline": len(ids["raw"])}
+            figures.append(figure)
+        for figure in figures:
+            figure.extra["audit_sync"] = memory.config.audit_sync
+        return figures
+    finally:
+        await memory.aclose()
+        await db.close()
+
+
+async def _check_persist(memory: AsyncUnifiedMemory) -> None:
+    """The workloads really are PUBLIC-plain and SENSITIVE-encrypted."""
+    for text, label, encrypted in (
+        (PUBLIC_TEXT, "PUBLIC", False),
+        (SENSITIVE_TEXT, "SENSITIVE", True),
+    ):
+        result = await memory.persist_pattern(text, "best_practice", classification=label)
+        if result.get("classification") != label or result.get("encrypted") is not encrypted:
+            raise RuntimeError(f"persist_pattern did not store a {label} pattern as expected")
+
+
+# -- get_staged_patterns among 1M unrelated keys -----------------------------------------------
+
+
+async def load_unrelated(client: aioredis.Redis, prefix: str, count: int) -> float:
+    """``count`` small keys (1 h TTL) in pipelined batches; returns the seconds it took."""
+    start = time.perf_counter()
+    for low in range(0, count, 10_000):
+        async with client.pipeline(transaction=False) as pipe:
+            for i in range(low, min(count, low + 10_000)):
+                pipe.set(f"{prefix}:unrelated:{i}", b"0123456789abcdef", ex=3600)
+            await pipe.execute()
+    return time.perf_counter() - start
+
+
+async def delete_matching(url: str, pattern: str) -> int:
+    """SCAN + UNLINK every key matching ``pattern``, in batches of 1,000."""
+    client = aioredis.Redis.from_url(url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=pattern, count=10_000):
+            batch.append(key)
+            if len(batch) == 1_000:
+                deleted += await client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+async def staged_figure(b: Bench) -> Figure:
+    s = b.sizes
+    client = aioredis.Redis.from_url(b.url)
+    try:
+        async with AsyncUnifiedMemory("bench-staged", b.config("staged")) as memory:
+            staged_ids = [
+                await memory.stage_pattern(
+                    {"content": PUBLIC_TEXT, "source": "bench"}, "best_practice"
+                )
+                for _ in range(STAGED)
+            ]
+            names = [KeySpace(b.prefix).staged_pattern(i) for i in staged_ids]
+
+            async def ours(_i: int) -> None:
+                if len(await memory.get_staged_patterns()) != STAGED:
+                    raise RuntimeError("get_staged_patterns did not list every staged pattern")
+
+            async def raw(_i: int) -> None:
+                for value in await client.mget(names):
+                    decode(value)
+
+            before, _ = await paired_latencies(ours, raw, s.staged_calls, warmup=5)
+            load_s = await load_unrelated(client, b.prefix, s.unrelated_keys)
+            ours_ms, raw_ms = await paired_latencies(ours, raw, s.staged_calls, warmup=5)
+    finally:
+        await client.aclose()
+        await delete_matching(b.url, f"{b.prefix}:unrelated:*")
+    return Figure(
+        id="staged_list_among_unrelated",
+        title=f"get_staged_patterns, {STAGED} staged among {s.unrelated_keys:,} keys",
+        unit="ms",
+        ours=percentile(ours_ms, 50),
+        baseline=percentile(raw_ms, 50),
+        baseline_name=f"raw redis.asyncio MGET of the same {STAGED} keys + JSON decode",
+        ratio=percentile(ours_ms, 50) / percentile(raw_ms, 50),
+        ratio_kind="latency p50 ours / baseline (lower is better)",
+        target=Target("<", 5.0, on="ours", unit="ms"),
+        samples={"ours_ms": ours_ms, "baseline_ms": raw_ms},
+        notes=(
+            f"{s.staged_calls} calls, alternating with the baseline; the {s.unrelated_keys:,} "
+            f"unrelated keys took {load_s:.1f} s to load (pipelined SET EX)"
+        ),
+        extra={
+            "ours_p95_ms": percentile(ours_ms, 95),
+            "baseline_p95_ms": percentile(raw_ms, 95),
+            "ours_p50_ms_before_unrelated_keys": percentile(before, 50),
+            "unrelated_keys": s.unrelated_keys,
+            "unrelated_load_s": load_s,
+        },
+    )
+
+
+# -- recall latency at 10k and at 1M stored patterns -------------------------------------------
+
+
+async def _seed_record(config: MemoryConfig) -> tuple[Any, ...]:
+    """Persist one PUBLIC pattern through the real API (creates the schema); its stored row."""
+    async with AsyncUnifiedMemory("bench-recall", config) as memory:
+        result = await memory.persist_pattern(PUBLIC_TEXT, "best_practice", classification="PUBLIC")
+    with closing(sqlite3.connect(config.storage_dir / DB_FILENAME)) as db:
+        row: tuple[Any, ...] = db.execute(
+            "SELECT pattern_type, classification, created_by, created_at_ms, expires_at_ms, "
+            "metadata, content FROM patterns WHERE pattern_id = ?",
+            (result["pattern_id"],),
+        ).fetchone()
+    return row
+
+
+def fill_patterns(config: MemoryConfig, count: int, samples: int) -> list[str]:
+    """Store ``count`` patterns (see :data:`FILL_HOW`); returns ``samples`` of their ids."""
+    seed = asyncio.run(_seed_record(config))
+    rng = random.Random(count)
+    wanted = set(rng.sample(range(1, count), min(samples, count - 1)))
+    picked: list[str] = []
+    step = 2**128 // count
+    with closing(sqlite3.connect(config.storage_dir / DB_FILENAME, isolation_level=None)) as db:
+        for low in range(1, count, FILL_BATCH):
+            rows = []
+            for i in range(low, min(count, low + FILL_BATCH)):
+                pattern_id = f"pat_{i * step + rng.randrange(step):032x}"
+                if i in wanted:
+                    picked.append(pattern_id)
+                rows.append((pattern_id, *seed))
+            db.execute("BEGIN")
+            db.executemany(FILL_INSERT, rows)
+            db.execute("COMMIT")
+        stored = db.execute("SELECT count(*) FROM patterns").fetchone()[0]
+    if stored != count:
+        raise RuntimeError(f"filled {stored} patterns instead of {count}")
+    rng.shuffle(picked)
+    return picked
+
+
+async def recall_scaling_latencies(
+    small: MemoryConfig, small_ids: list[str], large: MemoryConfig, large_ids: list[str], n: int
+) -> tuple[list[float], list[float]]:
+    async with (
+        AsyncUnifiedMemory("bench-recall", small) as at_small,
+        AsyncUnifiedMemory("bench-recall", large) as at_large,
+    ):
+
+        async def recall_large(i: int) -> None:
+            if await at_large.recall_pattern(large_ids[i % len(large_ids)]) is None:
+                raise RuntimeError("a bulk-filled pattern was not found")
+
+        async def recall_small(i: int) -> None:
+            if await at_small.recall_pattern(small_ids[i % len(small_ids)]) is None:
+                raise RuntimeError("a bulk-filled pattern was not found")
+
+        return await paired_latencies(recall_large, recall_small, n, warmup=100)
+
+
+def recall_scaling_figure(b: Bench) -> Figure:
+    s = b.sizes
+    small, large = b.config("recall-small"), b.config("recall-large")
+    start = time.perf_counter()
+    small_ids = fill_patterns(small, s.patterns_small, s.recall_samples)
+    large_ids = fill_patterns(large, s.patterns_large, s.recall_samples)
+    fill_s = time.perf_counter() - start
+    large_ms, small_ms = asyncio.run(
+        recall_scaling_latencies(small, small_ids, large, large_ids, s.recall_samples)
+    )
+    size_mb = (large.storage_dir / DB_FILENAME).stat().st_size / 2**20
+    return Figure(
+        id="recall_latency_scaling",
+        title=f"recall_pattern p50 at {s.patterns_large:,} vs {s.patterns_small:,} patterns",
+        unit="ms",
+        ours=percentile(large_ms, 50),
+        baseline=percentile(small_ms, 50),
+        baseline_name=f"the same recall_pattern with {s.patterns_small:,} stored patterns",
+        ratio=percentile(large_ms, 50) / percentile(small_ms, 50),
+        ratio_kind="latency p50 large / small (lower is better)",
+        target=Target("<=", 1.5),
+        samples={"large_ms": large_ms, "small_ms": small_ms},
+        notes=f"{s.recall_samples} random ids each, calls alternating; {FILL_HOW}",
+        extra={
+            "large_p95_ms": percentile(large_ms, 95),
+            "small_p95_ms": percentile(small_ms, 95),
+            "fill_s": fill_s,
+            "large_db_mib": size_mb,
+        },
+    )
+
+
+# -- resident memory ---------------------------------------------------------------------------
+
+
+def rss_figure(b: Bench) -> Figure:
+    s = b.sizes
+    command = [
+        sys.executable,
+        str(HERE / "rss_probe.py"),
+        "--redis-url",
+        b.url,
+        "--key-prefix",
+        b.prefix,
+        "--storage-dir",
+        str(b.tmp / "rss"),
+        "--first",
+        str(s.rss_first),
+        "--total",
+        str(s.rss_total),
+        "--keys",
+        "10000",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"rss_probe.py failed:\n{done.stderr}")
+    probe = json.loads(done.stdout)
+    first, total = probe["rss_first_kib"] / 1024, probe["rss_total_kib"] / 1024
+    return Figure(
+        id="rss_stash_scaling",
+        title=f"RSS after {s.rss_total:,} vs {s.rss_first:,} stash ops",
+        unit="MiB",
+        ours=total,
+        baseline=first,
+        baseline_name=f"the same process after its first {s.rss_first:,} stash operations",
+        ratio=total / first,
+        ratio_kind="memory ours / baseline (lower is better)",
+        target=Target("<=", 1.5),
+        notes=(
+            f"fresh interpreter, {TASKS} tasks, 200-byte JSON values on 10,000 rotating keys "
+            f"(60 s TTL, so Redis holds at most 10,000); VmRSS from /proc/self/status; "
+            f"{probe['ops_per_s']:,} ops/s"
+        ),
+        extra={"probe": probe},
+    )
+
+
+# -- the security pipeline's cost per write (benchmarks/bench_pipeline.py) ----------------------
+
+
+def pipeline_figures(b: Bench) -> list[Figure]:
+    s = b.sizes
+    rtt, rows = bench_pipeline.measure(
+        b.url, s.pipeline_number, s.pipeline_repeat, rtt_key=f"{b.prefix}:rtt"
+    )
+    return [
+        Figure(
+            id=f"pipeline_{row['size']}_{re.sub(r'[^a-z]+', '_', row['step'].lower()).strip('_')}",
+            title=f"pipeline step {row['step']}, {row['size']:,} B text",
+            unit="us",
+            ours=row["us"],
+            baseline=rtt,
+            baseline_name="one Redis GET round trip (redis.asyncio)",
+            ratio=row["us"] / rtt,
+            ratio_kind="cost per write / one Redis round trip",
+            notes="from benchmarks/bench_pipeline.py (median of timed batches)",
+        )
+        for row in rows
+    ]
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def machine_info(url: str) -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    client = redis.Redis.from_url(url)
+    try:
+        server = client.info("server")
+    finally:
+        client.close()
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model or platform.processor() or "unknown",
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "redis_server": server.get("redis_version"),
+        "redis_url": redact_url(url),
+    }
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "ops/s":
+        return f"{value:,.0f} ops/s"
+    if unit == "ms":
+        return f"{value:.3f} ms"
+    return f"{value:,.1f} {unit}"
+
+
+def table(figures: list[Figure]) -> str:
+    head = ("figure", "ours", "baseline", "ratio", "target", "result")
+    rows = [
+        (
+            f.title,
+            fmt(f.ours, f.unit),
+            fmt(f.baseline, f.unit),
+            f"{f.ratio:.2f}x",
+            str(f.target) if f.target else "-",
+            f.status,
+        )
+        for f in figures
+    ]
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+    lines = [" | ".join(_cells(r, widths)) for r in [head, *rows]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cells(row: tuple[str, ...], widths: list[int]) -> list[str]:
+    """The first column left-aligned, the numbers right-aligned."""
+    return [
+        cell.ljust(w) if c == 0 else cell.rjust(w)
+        for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+    ]
+
+
+@contextmanager
+def bench_environment(url: str, tmp_parent: Path | None, sizes: Sizes) -> Iterator[Bench]:
+    """A fresh prefix and directory; afterwards, their keys and files are gone."""
+    bench = Bench(
+        url=url,
+        prefix=f"attune-bench-{uuid.uuid4().hex[:12]}",
+        tmp=Path(tempfile.mkdtemp(prefix="attune-bench-", dir=tmp_parent)),
+        sizes=sizes,
+    )
+    try:
+        yield bench
+    finally:
+        close_shared()
+        deleted = asyncio.run(delete_matching(url, f"{bench.prefix}:*"))
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+        print(f"cleanup: deleted {deleted:,} keys under {bench.prefix}:*, removed {bench.tmp}")
+
+
+def run_all(bench: Bench) -> list[Figure]:
+    sections: list[tuple[str, Callable[[], list[Figure]]]] = [
+        ("stash / retrieve (async)", lambda: asyncio.run(short_term_figures(bench))),
+        ("stash / retrieve (sync facade)", lambda: sync_figures(bench)),
+        ("persist / recall", lambda: asyncio.run(long_term_figures(bench))),
+        ("get_staged_patterns", lambda: [asyncio.run(staged_figure(bench))]),
+        ("recall latency scaling", lambda: [recall_scaling_figure(bench)]),
+        ("RSS", lambda: [rss_figure(bench)]),
+        ("security pipeline steps", lambda: pipeline_figures(bench)),
+    ]
+    figures: list[Figure] = []
+    for name, section in sections:
+        start = time.perf_counter()
+        figures += section()
+        print(f"  {name}: {time.perf_counter() - start:.1f} s", flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check that it runs")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("ATTUNE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--tmp-dir", type=Path, default=None, help="parent of the scratch dir")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still clean up when killed
+    sizes = QUICK if args.quick else FULL
+    machine = machine_info(args.redis_url)
+    started = time.time()
+    with bench_environment(args.redis_url, args.tmp_dir, sizes) as bench:
+        audit_sync = bench.config("probe").audit_sync
+        print(
+            f"attune benchmarks{' (QUICK: ratios not meaningful)' if args.quick else ''}\n"
+            f"{machine['cores']} cores, {machine['cpu_model']}, Python {machine['python']}, "
+            f"Redis {machine['redis_server']} at {machine['redis_url']}\n"
+            f"MemoryConfig defaults (audit_sync={audit_sync}); scratch dir {bench.tmp}\n",
+            flush=True,
+        )
+        figures = run_all(bench)
+    elapsed = time.time() - started
+    print(f"\n{table(figures)}\n")
+    for f in figures:
+        if f.notes and not f.id.startswith("pipeline_"):
+            print(f"- {f.title}: {f.notes}")
+    if args.quick:
+        print("\nQUICK run: tiny sizes, the ratios and PASS/MISS are not meaningful.")
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "quick": args.quick,
+        "elapsed_s": round(elapsed, 1),
+        "machine": machine,
+        "settings": {
+            "audit_sync": audit_sync,
+            "tasks": TASKS,
+            "key_prefix": bench.prefix,
+            "scratch_dir": str(bench.tmp),
+            **asdict(sizes),
+        },
+        "figures": [f.as_json() for f in figures],
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2))
+    print(f"\nJSON: {args.output} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

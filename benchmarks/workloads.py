@@ -1,0 +1,208 @@
+"""Timing machinery and raw baselines for ``run.py``.
+
+A comparison runs two sides -- attune and a raw-client baseline doing the same work --
+alternately, round after round, after a warm-up of each; it keeps every round's
+throughput and reports the median of each side. Noise on a shared machine then hits
+both sides instead of one. A side is an operation ``op(i)`` run ``ops`` times, either
+in order or by ``tasks`` asyncio tasks that each run their share in order.
+
+Latency comparisons alternate call by call and keep every sample (milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+AsyncOp = Callable[[int], Awaitable[Any]]
+SyncOp = Callable[[int], Any]
+
+#: The raw aiosqlite baseline table: the shape of attune's ``patterns`` table, minus keys.
+RAW_TABLE = """
+CREATE TABLE IF NOT EXISTS bench (
+    id            TEXT PRIMARY KEY,
+    pattern_type  TEXT NOT NULL,
+    classification TEXT NOT NULL,
+    created_by    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    metadata      TEXT NOT NULL,
+    content       BLOB NOT NULL
+) WITHOUT ROWID
+"""
+RAW_INSERT = "INSERT INTO bench VALUES (?, ?, ?, ?, ?, ?, ?)"
+RAW_SELECT = "SELECT * FROM bench WHERE id = ?"
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON, as attune encodes a stashed value."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode(raw: object) -> Any:
+    """Decode what a raw client read; a missing key means the benchmark itself is broken."""
+    if not isinstance(raw, bytes | str):
+        raise RuntimeError("a benchmark key was missing: something deleted it or it expired")
+    return json.loads(raw)
+
+
+def json_value(size: int = 200) -> dict[str, Any]:
+    """A working-data value whose compact JSON is exactly ``size`` bytes."""
+    value: dict[str, Any] = {
+        "task": "review",
+        "files": ["api.py", "models.py"],
+        "status": "analyzing",
+        "step": 3,
+        "note": "",
+    }
+    value["note"] = "n" * (size - len(encode(value)))
+    return value
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    """The ``pct``-th percentile (nearest rank) of ``samples``."""
+    ordered = sorted(samples)
+    return ordered[round(pct / 100 * (len(ordered) - 1))]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: ``op(i)`` for i in range(ops), by ``tasks`` tasks."""
+
+    op: AsyncOp
+    ops: int
+    tasks: int = 1
+
+    def warm_up(self) -> Side:
+        return Side(self.op, max(min(self.ops, 20), self.ops // 5), self.tasks)
+
+
+@dataclass
+class Comparison:
+    """Per-round throughput (ops/s) of both sides."""
+
+    ours: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+
+    @property
+    def ours_median(self) -> float:
+        return statistics.median(self.ours)
+
+    @property
+    def baseline_median(self) -> float:
+        return statistics.median(self.baseline)
+
+
+async def _share(op: AsyncOp, first: int, ops: int, step: int) -> None:
+    for i in range(first, ops, step):
+        await op(i)
+
+
+async def run_side(side: Side) -> float:
+    """Run one side once; its throughput in operations per second."""
+    start = time.perf_counter()
+    if side.tasks == 1:
+        for i in range(side.ops):
+            await side.op(i)
+    else:
+        await asyncio.gather(*(_share(side.op, t, side.ops, side.tasks) for t in range(side.tasks)))
+    return side.ops / (time.perf_counter() - start)
+
+
+async def compare(ours: Side, baseline: Side, rounds: int) -> Comparison:
+    """Warm both sides up, then alternate them for ``rounds`` rounds (order flips each round)."""
+    await run_side(ours.warm_up())
+    await run_side(baseline.warm_up())
+    result = Comparison()
+    for r in range(rounds):
+        order = [(ours, result.ours), (baseline, result.baseline)]
+        for side, out in order if r % 2 == 0 else reversed(order):
+            out.append(await run_side(side))
+    return result
+
+
+def _run_sync(op: SyncOp, ops: int) -> float:
+    start = time.perf_counter()
+    for i in range(ops):
+        op(i)
+    return ops / (time.perf_counter() - start)
+
+
+def compare_sync(ours: SyncOp, baseline: SyncOp, ops: int, rounds: int) -> Comparison:
+    """:func:`compare` for blocking operations, run sequentially."""
+    warm = max(min(ops, 20), ops // 5)
+    _run_sync(ours, warm)
+    _run_sync(baseline, warm)
+    result = Comparison()
+    for r in range(rounds):
+        order = [(ours, result.ours), (baseline, result.baseline)]
+        for op, out in order if r % 2 == 0 else reversed(order):
+            out.append(_run_sync(op, ops))
+    return result
+
+
+async def paired_latencies(
+    ours: AsyncOp, baseline: AsyncOp, samples: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Per-call latency (ms) of both, alternating call by call (order flips each call)."""
+    for i in range(warmup):
+        await ours(i)
+        await baseline(i)
+    ours_ms: list[float] = []
+    base_ms: list[float] = []
+    for i in range(samples):
+        pair = [(ours, ours_ms), (baseline, base_ms)]
+        for op, out in pair if i % 2 == 0 else reversed(pair):
+            start = time.perf_counter()
+            await op(i)
+            out.append((time.perf_counter() - start) * 1000)
+    return ours_ms, base_ms
+
+
+# -- the raw aiosqlite baseline ---------------------------------------------------------------
+
+
+async def open_raw_sqlite(path: Path) -> aiosqlite.Connection:
+    """A connection with attune's durability: WAL, ``synchronous=FULL``, autocommit off."""
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=FULL")
+    await db.execute(RAW_TABLE)
+    return db
+
+
+def raw_sqlite_insert(db: aiosqlite.Connection, content: bytes, ids: list[str]) -> AsyncOp:
+    """One row per call, in its own explicit transaction (BEGIN / INSERT / COMMIT)."""
+
+    async def op(_i: int) -> None:
+        row_id = uuid.uuid4().hex
+        now_ms = time.time_ns() // 1_000_000
+        await db.execute("BEGIN")
+        await db.execute(
+            RAW_INSERT,
+            (row_id, "best_practice", "PUBLIC", "bench-raw", now_ms, '{"source":"bench"}', content),
+        )
+        await db.execute("COMMIT")
+        ids.append(row_id)
+
+    return op
+
+
+def raw_sqlite_select(db: aiosqlite.Connection, ids: list[str]) -> AsyncOp:
+    """Select one row by primary key and decode its content and metadata."""
+
+    async def op(i: int) -> None:
+        rows = list(await db.execute_fetchall(RAW_SELECT, (ids[i % len(ids)],)))
+        row = rows[0]
+        bytes(row[6]).decode("utf-8")
+        json.loads(row[5])
+
+    return op

@@ -1,0 +1,167 @@
+"""The benchmark harness runs end to end: ``benchmarks/run.py --quick`` in a subprocess.
+
+It must exit 0, print the table, write valid JSON with every figure, and leave no key
+and no scratch file behind. Nothing here looks at timings: quick sizes mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "benchmarks" / "run.py"
+
+#: Figures with a target, and the target each must print.
+TARGETED = {
+    "async_stash_sequential": ">= 0.85x",
+    "async_retrieve_sequential": ">= 0.85x",
+    "async_stash_concurrent": ">= 2.5x",
+    "async_retrieve_concurrent": ">= 2.5x",
+    "sync_retrieve_sequential": ">= 0.6x",
+    "persist_sensitive_concurrent": ">= 4x",
+    "persist_public_sequential": ">= 0.5x",
+    "persist_sensitive_sequential": ">= 0.5x",
+    "recall_public_sequential": ">= 0.8x",
+    "staged_list_among_unrelated": "p50 < 5 ms",
+    "recall_latency_scaling": "<= 1.5x",
+    "rss_stash_scaling": "<= 1.5x",
+}
+INFORMATIONAL = (
+    "sync_stash_sequential",
+    "persist_public_concurrent",
+    "recall_sensitive_sequential",
+    *(
+        f"pipeline_{size}_{step}"
+        for size in (200, 10240)
+        for step in (
+            "secrets",
+            "pii",
+            "classify",
+            "encrypt",
+            "pipeline_public",
+            "pipeline_sensitive",
+        )
+    ),
+)
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("bench")
+    output = tmp / "latest.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_") and k != "REDIS_URL"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--quick",
+            "--redis-url",
+            redis_url,
+            "--output",
+            str(output),
+            "--tmp-dir",
+            str(tmp),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, json.loads(output.read_text())
+
+
+def test_quick_run_prints_the_table_with_every_figure(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    done, result = quick_run
+    assert "QUICK" in done.stdout
+    for figure in result["figures"]:
+        assert figure["title"] in done.stdout
+    for header in ("figure", "ours", "baseline", "ratio", "target", "result"):
+        assert header in done.stdout
+
+
+def test_json_has_every_figure_once_with_numbers(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    _, result = quick_run
+    ids = [f["id"] for f in result["figures"]]
+    assert sorted(ids) == sorted([*TARGETED, *INFORMATIONAL])
+    for figure in result["figures"]:
+        for name in ("ours", "baseline", "ratio"):
+            value = figure[name]
+            assert isinstance(value, int | float), (figure["id"], name)
+            assert math.isfinite(value), (figure["id"], name)
+            assert value > 0, (figure["id"], name)
+        assert figure["unit"] in ("ops/s", "ms", "MiB", "us")
+        assert figure["baseline_name"]
+
+
+def test_targets_are_judged_and_informational_figures_are_not(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    _, result = quick_run
+    by_id = {f["id"]: f for f in result["figures"]}
+    for fid, target in TARGETED.items():
+        assert by_id[fid]["target"] == target
+        assert by_id[fid]["status"] in ("PASS", "MISS")
+    for fid in INFORMATIONAL:
+        assert by_id[fid]["target"] is None
+        assert by_id[fid]["status"] == "INFO"
+
+
+def test_ratios_are_ours_over_baseline_from_interleaved_rounds(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    _, result = quick_run
+    rounds = result["settings"]["rounds"]
+    for figure in result["figures"]:
+        expected = figure["ours"] / figure["baseline"]
+        assert figure["ratio"] == pytest.approx(expected, rel=0.05), figure["id"]
+        if figure["unit"] == "ops/s":
+            assert len(figure["samples"]["ours_ops_per_s"]) == rounds
+            assert len(figure["samples"]["baseline_ops_per_s"]) == rounds
+
+
+def test_json_describes_machine_and_settings(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
+) -> None:
+    _, result = quick_run
+    assert result["quick"] is True
+    machine = result["machine"]
+    assert isinstance(machine["cores"], int) and machine["cores"] >= 1
+    assert machine["cpu_model"]
+    assert machine["python"] == sys.version.split()[0]
+    assert machine["redis_server"]
+    assert result["settings"]["audit_sync"] is True
+    assert result["when"].endswith("Z")
+
+
+def test_run_leaves_no_keys_and_no_scratch_files(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]], redis_url: str
+) -> None:
+    _, result = quick_run
+    prefix = result["settings"]["key_prefix"]
+    assert prefix.startswith("attune-bench-")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=f"{prefix}:*", count=1000)) == []
+    finally:
+        client.close()
+    assert not Path(result["settings"]["scratch_dir"]).exists()
