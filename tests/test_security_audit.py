@@ -665,3 +665,15 @@ async def test_events_nobody_waits_for_are_written_soon_after(tmp_path: Path) ->
         assert logger.verify().ok
     finally:
         logger.close()
+
+
+async def test_reads_of_the_log_see_queued_events(tmp_path: Path) -> None:
+    logger = AuditLogger(log_file=tmp_path / "audit.jsonl")
+    try:
+        await logger.alog("pattern.retrieve", user_id="u", tier="OBSERVER", wait=False)
+        assert [e["event"] for e in logger.query()] == ["pattern.retrieve"]
+        await logger.alog("staging.list", user_id="u", tier="OBSERVER", wait=False)
+        result = logger.verify()
+        assert result.ok and result.lines_checked == 2
+    finally:
+        logger.close()

@@ -736,9 +736,10 @@ class AuditLogger:
         """Recompute the hash chain over every file and report the first problem.
 
         ``allow_pruned=True`` accepts a log whose oldest files were deleted: the first
-        remaining line is trusted as the start of the chain. Events still queued
-        (``sync=False``) are not seen: call :meth:`flush` first.
+        remaining line is trusted as the start of the chain. This logger's queued events
+        are written first; other loggers' (other processes') only once they flush.
         """
+        self._flush_pending()
         with self._read_lock():
             return _verify(self.files(), allow_pruned)
 
@@ -770,6 +771,7 @@ class AuditLogger:
         }
         wanted = {k: v for k, v in wanted.items() if v is not None}
         after = None if since is None else _utc_text(since)
+        self._flush_pending()
         found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
         with self._read_lock():
             for _path, _number, raw in _lines(self.files()):
@@ -779,6 +781,13 @@ class AuditLogger:
                 if after is None or str(record.get("ts", "")) >= after:
                     found.append(record)
         return list(found)
+
+    def _flush_pending(self) -> None:
+        """Write this logger's queued events, so a read sees everything logged before it."""
+        with self._cond:
+            idle = self._worker is None
+        if not idle:
+            self.flush()
 
     @contextlib.contextmanager
     def _read_lock(self) -> Iterator[None]:
