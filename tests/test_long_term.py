@@ -179,3 +179,46 @@ def _record(pattern_id: str) -> Any:
         metadata_json="{}",
         content=f"body of {pattern_id}".encode(),
     )
+
+
+async def test_opening_retries_a_lock_reported_without_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite may report a busy file at once while preparing a connection (switching to
+    WAL, recovering the WAL index) instead of waiting: opening retries, then succeeds."""
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    real = SQLiteLongTermStore._migrate
+    failures = iter([sqlite3.OperationalError("database is locked")] * 3)
+
+    async def flaky(self: SQLiteLongTermStore, db: Any) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        await real(self, db)
+
+    monkeypatch.setattr(SQLiteLongTermStore, "_migrate", flaky)
+    store = SQLiteLongTermStore(tmp_path)
+    try:
+        assert await store.insert(_record("pat_after_retries"))
+        assert await store.count() == 1
+        assert next(failures, None) is None  # all three were met and retried
+    finally:
+        await store.aclose()
+
+
+async def test_opening_gives_up_on_other_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    async def broken(self: SQLiteLongTermStore, db: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SQLiteLongTermStore, "_migrate", broken)
+    store = SQLiteLongTermStore(tmp_path)
+    try:
+        with pytest.raises(LongTermUnavailableError, match="disk I/O error"):
+            await store.count()
+    finally:
+        await store.aclose()

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,18 +105,38 @@ class SQLiteLongTermStore:
         except (OSError, sqlite3.Error) as exc:
             raise self._unavailable("cannot open", exc) from None
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            # Deleted rows are overwritten, so deleting a record's wrapped key shreds it.
-            await db.execute("PRAGMA secure_delete=ON")
-            await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            self.path.chmod(0o600)
-            if not self._migrated:
-                await self._migrate(db)
+            await self._prepare(db)
         except (OSError, sqlite3.Error) as exc:
             await db.close()
             raise self._unavailable("cannot prepare", exc) from None
         return _Connection(db)
+
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        """Pragmas and schema; retried while other connections hold the file's lock.
+
+        Switching a new file to WAL needs an exclusive lock, and SQLite reports a busy
+        file there at once instead of waiting for ``busy_timeout``: several agents that
+        open a fresh store together would otherwise fail.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=FULL")
+                # Deleted rows are overwritten, so deleting a record's wrapped key shreds it.
+                await db.execute("PRAGMA secure_delete=ON")
+                self.path.chmod(0o600)
+                if not self._migrated:
+                    await self._migrate(db)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         await db.execute("BEGIN IMMEDIATE")
