@@ -8,8 +8,10 @@ run would, and prints what each agent does.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from attune import AccessTier, EmpathyOS, get_redis_memory
+from attune.memory.security.audit import AuditLogger
 
 
 async def knowledge_building_demo() -> dict[str, object]:
@@ -79,12 +81,37 @@ async def knowledge_building_demo() -> dict[str, object]:
             f"\nRecalled {pattern_id}: {pattern['content']!r} by {pattern['metadata']['staged_by']}"
         )
 
-    # 5. Check both tiers
+    # 5. The security pipeline on every write
+    print("\n=== Security on every write ===")
+    leaked = security_agent.persist_pattern(
+        # A made-up key, assembled so the source itself holds no key-shaped string.
+        content="Call the billing API with key " + "sk-proj-" + "Zq81mNc4Vb7Xw2Lp9Rt5",
+        pattern_type="api",
+    )
+    print(f"A credential in the content: {leaked['error']}, blocked={leaked['blocked']}")
+    scrubbed = performance_agent.persist_pattern(
+        content="Escalate slow exports to jane.roe@example.org (SSN 123-45-6789 on file)",
+        pattern_type="support",
+    )
+    stored = performance_agent.recall_pattern(scrubbed["pattern_id"])
+    assert stored is not None
+    print(f"Personal data is scrubbed: {stored['content']!r}")
+    clinical = performance_agent.persist_pattern(
+        content="Patient handoff checklist for night shifts", pattern_type="clinical"
+    )
+    print(
+        f"Auto-classified {clinical['classification']}, encrypted={clinical['encrypted']} "
+        f"(AES-256-GCM), kept {clinical['expires_at'][:10]}"
+    )
+
+    # 6. Check both tiers
     health = architect.memory.health_check()
     print("\n=== Memory Health ===")
     print(f"Short-term: {health['short_term']['available']} ({health['short_term']['backend']})")
     print(f"Long-term: {health['long_term']['available']} ({health['long_term']['path']})")
     print(f"Environment: {health['environment']}")
+    audit = AuditLogger(log_file=Path(health["long_term"]["path"]).with_name("audit.jsonl"))
+    print(f"Audit log: {audit.verify()}")
 
     for agent in (security_agent, performance_agent, architect):
         agent.close()

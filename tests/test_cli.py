@@ -24,6 +24,13 @@ def test_demo_runs_the_documented_workflow(
     assert out.count("PROMOTED -> Long-term ID: pat_") == 2
     assert "Short-term: True (fakeredis)" in out
     assert "Environment: development" in out
+    assert "A credential in the content: secrets_detected, blocked=True" in out
+    assert (
+        "Personal data is scrubbed: 'Escalate slow exports to [EMAIL] (SSN [SSN] on file)'" in out
+    )
+    assert "Auto-classified SENSITIVE, encrypted=True" in out
+    assert "Audit log: audit log intact" in out
+    assert "jane.roe@example.org" not in (tmp_path / "patterns.db").read_bytes().decode("latin-1")
 
 
 def test_health_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

