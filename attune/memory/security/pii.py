@@ -6,11 +6,16 @@ Design
   check in Python (Luhn for cards, mod-97 for IBANs, area/group/serial ranges for SSNs,
   octet ranges for IPv4). Labelled kinds (MRN, date of birth, SSN after "SSN") replace only
   the value and keep the label: ``"DOB: 01/02/1980"`` -> ``"DOB: [DOB]"``.
-* Cheap gates: every built-in kind but email and IPv6 contains a digit, so those detectors
-  scan only windows around the digits of the text (every such match starts at most
-  ``_BEFORE`` characters before its first digit and ends at most ``_AFTER`` after its last
-  one, so a window always holds whole matches). Email runs only on texts with an ``@``,
-  IPv6 only on texts with ``::`` or seven colons. All quantifiers are bounded or possessive.
+* Cheap gates: a detector never scans the whole text with its full regex. It gets the
+  positions where one of its matches may start from a prefilter that begins with a literal
+  character (which the regex engine finds at memchr-like speed), tries its regex only there,
+  and skips positions inside the previous match, which is exactly what ``finditer`` over the
+  whole text would return. Digit-anchored prefilters run on a *folded* copy of the text in
+  which every ASCII digit is ``0``, so "a digit" is a literal there. Email starts at an
+  ``@``; IPv6 at most four characters before a colon that another one follows within five,
+  and only in texts with ``::`` or seven colons; labelled values near a label word. Every
+  kind but email and IPv6 needs a digit, so a text without one skips those detectors. All
+  quantifiers are bounded or possessive.
 * Precedence, for overlapping matches: the detector ranked first wins, then the leftmost,
   then the longest match. Ranks: email, labelled values (MRN, DOB, SSN), IBAN, card, SSN,
   IPv6, IPv4, phone, address, then custom patterns in their given order. So a card is never
@@ -33,6 +38,7 @@ are recognised.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -54,16 +60,17 @@ PLACEHOLDERS: Final[Mapping[str, str]] = {
 }
 
 _Span = tuple[int, int, str]  # start, end, kind
-_Finder = Callable[[str, int, int], Iterator[_Span]]
+_Finder = Callable[[str, str], Iterator[_Span]]  # (text, folded text) -> matches
 
-# Windows around digits: no digit-anchored match reaches further than this before its first
-# digit (longest label: "medical record number" + separator + id letters) or after its last
-# digit (street name, unit and city of an address), lookarounds included.
+# Prefilters run on the folded text: ASCII digits 1-9 replaced by "0", nothing else changed.
+_FOLDED_DIGITS: Final = "123456789"
+
+# Windows around digits, kept for labels in texts holding an "İ" (see _find_labelled): no
+# labelled value starts more than _BEFORE characters before its first digit or ends more
+# than _AFTER after its last one, and digits closer than their sum share a window.
 _BEFORE: Final = 72
 _AFTER: Final = 256
-_ANY_DIGIT = re.compile(r"[0-9]")
-# Digits closer than that share a window.
-_DIGIT_CLUSTER = re.compile(rf"[0-9](?:[^0-9]{{0,{_BEFORE + _AFTER}}}+[0-9])*+")
+_DIGIT_CLUSTER = re.compile(rf"0(?:[^0]{{0,{_BEFORE + _AFTER}}}+0)*+")  # on folded text
 
 _OPENERS: Final = "([{<\"'"
 _CLOSERS: Final = ".,;:!?)]}>\"'"
@@ -71,7 +78,8 @@ _CUSTOM_KIND = re.compile(r"[a-z][a-z0-9_]*")
 
 # -- email: the domain is found from its '@'; the local part is read backwards from there ----
 _EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[^\W\d_]{2,63}(?![\w-])")
-_EMAIL_LOCAL = re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}\Z")
+# Read on the reversed text before the '@': one character more than a local part may have.
+_EMAIL_LOCAL_REVERSED = re.compile(r"[\w.%+-]{1,65}")
 
 # -- labelled values: MRN, date of birth, SSN --------------------------------------------------
 _SEP = r"[ \t]{0,3}(?:[:#=-]{1,2}[ \t]{0,3}|(?i:is|was|no\.?)[ \t]{1,3})?"
@@ -94,8 +102,11 @@ _DATE = (
 )
 _SSN_LABEL = r"(?i:ssn|social[ ]security(?:[ ](?:number|num|no\.?|\#))?)"
 _SSN_VALUE = r"[0-9]{3}(?P<ssn_sep>[ -]?)[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-]|[.,][0-9])"
-# Every label contains one of these words, at most _LABEL_LEAD characters after its start
-# ("date of birth"); label, separator and value end within _LABEL_REACH of that word.
+# Every label contains one of these words (lowercased), at most _LABEL_LEAD characters after
+# its start ("date of birth"); label, separator and value end within _LABEL_REACH of that word.
+# The regex's case folding also lets these letters stand for "i" and "s" in a label, which
+# lowercasing does not; "İ" is even lengthened by it.
+_CASE_FOLD_ODDITIES: Final = ("\u0130", "\u0131", "\u017f")
 _LABEL_LEAD: Final = 8
 _LABEL_REACH: Final = 72
 _LABEL_HINTS: Final = (
@@ -119,22 +130,28 @@ _LABELLED = re.compile(
 _IBAN = re.compile(
     r"[A-Z](?<!\w[A-Z])[A-Z][0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?!\w)"
 )
+_IBAN_CHECK_DIGITS = re.compile(r"0(?<=[A-Z]{2}0)(?=0)")  # two places after an IBAN's start
 
 # -- cards: maximal runs of digit groups joined by one space or dash; windows are tried later --
 _CARD_RUN = re.compile(
     r"[0-9](?<![\w+][0-9])(?<![0-9][.,][0-9])(?<![A-Za-z0-9_]-[0-9])[0-9]*+(?:[ -][0-9]++)*+"
 )
 _DIGIT_GROUP = re.compile(r"[0-9]+")
+# A run shorter than 13 characters holds no card, nor does one starting inside it (it ends
+# where the outer run ends), so only starts with 12 more digits, spaces or dashes are tried.
+_CARD_START = re.compile(r"0(?<![\w+]0)(?=[0 -]{12})")
 
 # -- SSN: 123-45-6789 or 123 45 6789 (ranges checked in Python) -------------------------------
 _SSN = re.compile(
     r"([0-9](?<![\w.+-][0-9])[0-9]{2})([ -])([0-9]{2})\2([0-9]{4})(?![\w-]|[.,][0-9])"
 )
+_SSN_NEEDLES: Final = ("0-00-0000", "0 00 0000")  # two characters after the start
 
 # -- IP addresses -----------------------------------------------------------------------------
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4_BODY = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _IPV4_SHAPE = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?!\w|\.\w)")
+_IPV4_FIRST_DOT = re.compile(r"\.0(?=0{0,2}\.0{1,3}\.0)")  # one to three after the start
 _VERSION_MARK = re.compile(
     r"(?:(?<![\w.@-])(?i:v|ver|version|release|build|rev|revision)\.?|[=<>!~]=|[\^~])"
     r"[ \t]{0,2}[:=]?[ \t]{0,2}\Z"
@@ -146,6 +163,9 @@ _IPV6 = re.compile(
     rf"|(?:{_IPV6_GROUPS})?::(?:(?:{_HEX4}:){{0,5}}{_IPV4_BODY}|{_IPV6_GROUPS})?)"
     r"(?![\w:]|\.\w)"
 )
+# Every match has two colons at most four hex digits apart, the first at most four characters
+# after its start.
+_IPV6_COLON = re.compile(r":(?=[0-9A-Fa-f]{0,4}:)")
 
 # -- phones: grouped E.164 (+447911123456, +49 30 901820) or US formats ------------------------
 _E164 = re.compile(r"\+(?<![\w+]\+)[1-9](?:[ -]?[0-9]){6,14}(?![\w-]|\.[0-9])")
@@ -154,6 +174,8 @@ _US_PHONE = re.compile(
     r"[(0-9](?<![\w+][(0-9])(?:(?<=\()[0-9]{3}\)[ ]?|(?<=[0-9])[0-9]{2}(?P<sep>[ .-]))"
     r"[0-9]{3}(?(sep)(?P=sep)|[ .-])[0-9]{4}(?![\w-]|\.[0-9])"
 )
+# The last seven digits, four to six characters after the start: (555) 123-4567, 555.123.4567
+_US_PHONE_NEEDLES: Final = ("000-0000", "000.0000", "000 0000")
 _US_COUNTRY = re.compile(r"(?<![\w+.-])\+?1[ .-]?\Z")
 
 # -- US street addresses: number, name, suffix, optional unit and "City, ST 12345" ------------
@@ -172,6 +194,8 @@ _ADDRESS = re.compile(
     rf"(?:\.?,[ ]{{0,2}}(?:{_WORD}[ ]){{0,2}}{_WORD},?[ ]{{1,2}}[A-Z]{{2}}[ ]{{1,2}}"
     r"[0-9]{5}(?:-[0-9]{4})?(?![0-9-]))?"
 )
+# The number, then a direction, a capitalised word or an ordinal.
+_ADDRESS_START = re.compile(r"0(?<![\w.,$-]0)(?=0{0,5}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +214,7 @@ class ScrubResult:
 class _Detector:
     kinds: frozenset[str]
     find: _Finder
-    windowed: bool  # True: only ever matches around digits (see _digit_windows)
+    needs_digit: bool  # True: only ever matches in a text with an ASCII digit
 
 
 class PIIScrubber:
@@ -211,7 +235,7 @@ class PIIScrubber:
             pattern = _compile_custom(kind, regex)
             self._placeholders[kind] = f"[{kind.upper()}]"
             detectors.append(
-                _Detector(frozenset({kind}), partial(_find_pattern, pattern, kind), False)
+                _Detector(frozenset({kind}), partial(_find_custom, pattern, kind), False)
             )
         self._detectors = tuple(detectors)
         self._custom = bool(self.custom_patterns)
@@ -277,33 +301,28 @@ class PIIScrubber:
 
     def _find(self, text: str) -> tuple[list[_Span], bool]:
         """One pass: the accepted matches by position, and whether one lost a partial overlap."""
-        if not (self._custom or "@" in text or ":" in text or _ANY_DIGIT.search(text)):
+        folded = _fold_digits(text)
+        has_digit = "0" in folded
+        if not (self._custom or "@" in text or ":" in text or has_digit):
             return [], False  # every built-in kind needs an '@', a digit or a colon
-        masked = [m.span() for m in self._placeholder_re.finditer(text)] if "[" in text else []
-        everywhere = ((0, len(text)),)
-        windows: list[tuple[int, int]] | None = None
-        chosen: list[_Span] = []
+        masked = _Disjoint(self._placeholder_re.finditer(text) if "[" in text else ())
+        chosen = _Disjoint(())
         clash = False
         for detector in self._detectors:
-            if detector.windowed:
-                windows = _digit_windows(text) if windows is None else windows
-                if not windows:
-                    continue
-                regions: Iterable[tuple[int, int]] = windows
-            else:
-                regions = everywhere
-            found = [s for lo, hi in regions for s in detector.find(text, lo, hi)]
+            if detector.needs_digit and not has_digit:
+                continue
+            found = list(detector.find(text, folded))
             if len(found) > 1:
                 found.sort(key=_leftmost_longest)
             for start, end, kind in found:
-                if kind not in self._enabled or _overlaps(masked, start, end):
+                if kind not in self._enabled or masked.overlapping(start, end):
                     continue
-                rivals = [(s, e) for s, e, _ in chosen if start < e and s < end]
+                rivals = chosen.overlapping(start, end)
                 if not rivals:
-                    chosen.append((start, end, kind))
-                elif not any(s <= start and end <= e for s, e in rivals):
+                    chosen.insert(rivals.start, start, end, kind)
+                elif not any(chosen.covers(i, start, end) for i in rivals):
                     clash = True
-        return sorted(chosen), clash
+        return chosen.spans, clash
 
     def _replace(self, text: str, spans: list[_Span]) -> str:
         parts: list[str] = []
@@ -360,22 +379,73 @@ def _compile_custom(kind: str, regex: str) -> re.Pattern[str]:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _digit_windows(text: str) -> list[tuple[int, int]]:
-    """Regions of ``text`` within reach of a digit, disjoint and in order (none without one)."""
-    if len(text) <= _BEFORE + _AFTER:  # one window at most: skip the cluster scan
-        return [(0, len(text))] if _ANY_DIGIT.search(text) else []
+class _Disjoint:
+    """Disjoint non-empty spans in order, with a kind each; overlap queries by bisection."""
+
+    def __init__(self, matches: Iterable[re.Match[str]]) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.spans: list[_Span] = []
+        for m in matches:
+            self.insert(len(self.spans), m.start(), m.end(), "")
+
+    def overlapping(self, start: int, end: int) -> range:
+        """Indexes of the spans that overlap ``[start, end)``."""
+        return range(bisect_right(self.ends, start), bisect_left(self.starts, end))
+
+    def covers(self, i: int, start: int, end: int) -> bool:
+        return self.starts[i] <= start and end <= self.ends[i]
+
+    def insert(self, i: int, start: int, end: int, kind: str) -> None:
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+        self.spans.insert(i, (start, end, kind))
+
+
+def _fold_digits(text: str) -> str:
+    for digit in _FOLDED_DIGITS:
+        text = text.replace(digit, "0")
+    return text
+
+
+def _matches_at(
+    pattern: re.Pattern[str], text: str, starts: Iterable[int]
+) -> Iterator[re.Match[str]]:
+    """What ``pattern.finditer(text)`` yields, given (in ascending order) every position where
+    a match may start: the match there, unless a previous match covers it."""
+    end = 0
+    for start in starts:
+        if start >= end and (m := pattern.match(text, start)):
+            end = m.end()
+            yield m
+
+
+def _starts(prefilter: re.Pattern[str], folded: str, offsets: range = range(1)) -> list[int]:
+    """Positions ``offsets`` before a match of ``prefilter`` in the folded text, ascending."""
+    return _ascending((m.start() for m in prefilter.finditer(folded)), offsets)
+
+
+def _needle_starts(folded: str, needles: Iterable[str], offsets: range) -> list[int]:
+    """Positions ``offsets`` before an occurrence of a needle in the folded text, ascending."""
+    return _ascending((at for needle in needles for at in _find_all(folded, needle)), offsets)
+
+
+def _ascending(anchors: Iterable[int], offsets: range) -> list[int]:
+    return sorted({at - offset for at in anchors for offset in offsets if at >= offset})
+
+
+def _digit_windows(folded: str) -> list[tuple[int, int]]:
+    """Regions of the text within reach of a digit, disjoint and in order (none without one)."""
+    if len(folded) <= _BEFORE + _AFTER:  # one window at most: skip the cluster scan
+        return [(0, len(folded))] if "0" in folded else []
     return [
-        (max(0, m.start() - _BEFORE), min(len(text), m.end() + _AFTER))
-        for m in _DIGIT_CLUSTER.finditer(text)
+        (max(0, m.start() - _BEFORE), min(len(folded), m.end() + _AFTER))
+        for m in _DIGIT_CLUSTER.finditer(folded)
     ]
 
 
 def _leftmost_longest(span: _Span) -> tuple[int, int]:
     return span[0], -span[1]
-
-
-def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
-    return any(start < s_end and s_start < end for s_start, s_end in spans)
 
 
 def _quiet_edges(text: str, start: int, end: int) -> bool:
@@ -444,18 +514,38 @@ def _continues_token(text: str, end: int) -> bool:
 # -- detectors -----------------------------------------------------------------------------------
 
 
-def _find_emails(text: str, lo: int, hi: int) -> Iterator[_Span]:
+def _find_emails(text: str, folded: str) -> Iterator[_Span]:
     if "@" not in text:
         return
-    for m in _EMAIL_DOMAIN.finditer(text, lo, hi):
-        local = _EMAIL_LOCAL.search(text, max(0, m.start() - 64), m.start())
-        if local:
-            yield local.start(), m.end(), "email"
+    for m in _EMAIL_DOMAIN.finditer(text):
+        start = _local_part_start(text, m.start())
+        if start is not None:
+            yield start, m.end(), "email"
 
 
-def _find_labelled(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for r_lo, r_hi in _label_regions(text, lo, hi):
-        yield from _labelled_values(text, r_lo, r_hi)
+def _local_part_start(text: str, at: int) -> int | None:
+    """Start of the local part before the '@' at ``at``: all the local-part characters that
+    end there, if they are 1 to 64."""
+    run = _EMAIL_LOCAL_REVERSED.match(text[max(0, at - 65) : at][::-1])
+    return None if run is None or run.end() > 64 else at - run.end()
+
+
+def _find_labelled(text: str, folded: str) -> Iterator[_Span]:
+    if not any(char in text for char in _CASE_FOLD_ODDITIES):
+        # Every match starts at most _LABEL_LEAD characters before a label word.
+        lowered = text.lower()
+        hints = {at for hint in _LABEL_HINTS for at in _find_all(lowered, hint)}
+        starts = sorted({s for at in hints for s in range(max(0, at - _LABEL_LEAD), at + 1)})
+        yield from _labelled_values(text, _matches_at(_LABELLED, text, starts))
+        return
+    # A label spelled with an oddity has no label word, yet matches when the regex scans a
+    # region opened by another label word nearby. Such texts keep the historical regions: all
+    # of the text, cut into windows around the digits if it holds an "İ", as lowercasing that
+    # lengthens a window and then the whole window is scanned.
+    windows = _digit_windows(folded) if "\u0130" in text else [(0, len(text))]
+    for lo, hi in windows:
+        for r_lo, r_hi in _label_regions(text, lo, hi):
+            yield from _labelled_values(text, _LABELLED.finditer(text, r_lo, r_hi))
 
 
 def _label_regions(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -480,8 +570,8 @@ def _find_all(text: str, needle: str) -> Iterator[int]:
         at = text.find(needle, at + 1)
 
 
-def _labelled_values(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for m in _LABELLED.finditer(text, lo, hi):
+def _labelled_values(text: str, matches: Iterable[re.Match[str]]) -> Iterator[_Span]:
+    for m in matches:
         kind = next(k for k in ("mrn", "dob", "ssn") if m.group(k) is not None)
         if kind == "ssn":
             digits = re.sub("[ -]", "", m["ssn"])
@@ -490,8 +580,8 @@ def _labelled_values(text: str, lo: int, hi: int) -> Iterator[_Span]:
         yield m.start(kind), m.end(kind), kind
 
 
-def _find_ibans(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for m in _IBAN.finditer(text, lo, hi):
+def _find_ibans(text: str, folded: str) -> Iterator[_Span]:
+    for m in _matches_at(_IBAN, text, _starts(_IBAN_CHECK_DIGITS, folded, range(2, 3))):
         parts = m.group().split(" ")
         # A spaced IBAN may have swallowed a short word after it: drop trailing parts.
         for count in range(len(parts), 0, -1):
@@ -500,8 +590,8 @@ def _find_ibans(text: str, lo: int, hi: int) -> Iterator[_Span]:
                 break
 
 
-def _find_cards(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for run in _CARD_RUN.finditer(text, lo, hi):
+def _find_cards(text: str, folded: str) -> Iterator[_Span]:
+    for run in _matches_at(_CARD_RUN, text, _starts(_CARD_START, folded)):
         if run.end() - run.start() < 13:
             continue
         groups = [g.span() for g in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
@@ -544,14 +634,14 @@ def _card_end(text: str, groups: list[tuple[int, int]], i: int) -> int | None:
     return last
 
 
-def _find_ssns(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for m in _SSN.finditer(text, lo, hi):
+def _find_ssns(text: str, folded: str) -> Iterator[_Span]:
+    for m in _matches_at(_SSN, text, _needle_starts(folded, _SSN_NEEDLES, range(2, 3))):
         if _ssn_ok(m[1], m[3], m[4]):
             yield m.start(), m.end(), "ssn"
 
 
-def _find_ipv4(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for m in _IPV4_SHAPE.finditer(text, lo, hi):
+def _find_ipv4(text: str, folded: str) -> Iterator[_Span]:
+    for m in _matches_at(_IPV4_SHAPE, text, _starts(_IPV4_FIRST_DOT, folded, range(1, 4))):
         octets = m.group().split(".")
         if not all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
             continue
@@ -561,18 +651,27 @@ def _find_ipv4(text: str, lo: int, hi: int) -> Iterator[_Span]:
             yield m.start(), m.end(), "ip"
 
 
-def _find_ipv6(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    if "::" not in text and text.count(":") < 7:
+def _find_ipv6(text: str, folded: str) -> Iterator[_Span]:
+    colons = text.count(":")
+    if colons < 2 or (colons < 7 and "::" not in text):
         return
-    for m in _IPV6.finditer(text, lo, hi):
+    for m in _matches_at(_IPV6, text, _ipv6_starts(text)):
         if _plausible_ipv6(m.group()):
             yield m.start(), m.end(), "ip"
 
 
-def _find_phones(text: str, lo: int, hi: int) -> Iterator[_Span]:
-    for m in _E164.finditer(text, lo, hi):
+def _ipv6_starts(text: str) -> Iterator[int]:
+    after = 0
+    for colon in _IPV6_COLON.finditer(text):
+        yield from range(max(after, colon.start() - 4), colon.start() + 1)
+        after = colon.start() + 1
+
+
+def _find_phones(text: str, folded: str) -> Iterator[_Span]:
+    for m in _E164.finditer(text):
         yield m.start(), m.end(), "phone"
-    for m in _US_PHONE.finditer(text, lo, hi):
+    starts = _needle_starts(folded, _US_PHONE_NEEDLES, range(4, 7))
+    for m in _matches_at(_US_PHONE, text, starts):
         country = _US_COUNTRY.search(text, max(0, m.start() - 3), m.start())
         if country:
             yield country.start(), m.end(), "phone"
@@ -580,12 +679,15 @@ def _find_phones(text: str, lo: int, hi: int) -> Iterator[_Span]:
             yield m.start(), m.end(), "phone"
 
 
-def _find_pattern(
-    pattern: re.Pattern[str], kind: str, text: str, lo: int, hi: int
-) -> Iterator[_Span]:
-    for m in pattern.finditer(text, lo, hi):
+def _find_custom(pattern: re.Pattern[str], kind: str, text: str, folded: str) -> Iterator[_Span]:
+    for m in pattern.finditer(text):
         if m.end() > m.start():  # a custom regex may match the empty string
             yield m.start(), m.end(), kind
+
+
+def _find_addresses(text: str, folded: str) -> Iterator[_Span]:
+    for m in _matches_at(_ADDRESS, text, _starts(_ADDRESS_START, folded)):
+        yield m.start(), m.end(), "address"
 
 
 _BUILTIN_DETECTORS: Final = (
@@ -597,5 +699,5 @@ _BUILTIN_DETECTORS: Final = (
     _Detector(frozenset({"ip"}), _find_ipv6, False),
     _Detector(frozenset({"ip"}), _find_ipv4, True),
     _Detector(frozenset({"phone"}), _find_phones, True),
-    _Detector(frozenset({"address"}), partial(_find_pattern, _ADDRESS, "address"), True),
+    _Detector(frozenset({"address"}), _find_addresses, True),
 )

@@ -1,0 +1,610 @@
+"""REFERENCE IMPLEMENTATION for the PII differential test -- DO NOT EDIT.
+
+A frozen copy of attune/memory/security/pii.py as it was before its performance rework.
+tests/test_security_pii.py loads it through importlib (tests/data is not a package) and
+checks that the optimised PIIScrubber gives exactly the same output on many inputs. Any
+intended change of behaviour belongs in the real module and its tests, never here.
+
+Original module docstring follows.
+
+PII scrubbing: replace personal data in text with typed placeholders such as ``[EMAIL]``.
+
+Design
+------
+* One detector per kind: a compiled regex for the shape and, where the format has one, a
+  check in Python (Luhn for cards, mod-97 for IBANs, area/group/serial ranges for SSNs,
+  octet ranges for IPv4). Labelled kinds (MRN, date of birth, SSN after "SSN") replace only
+  the value and keep the label: ``"DOB: 01/02/1980"`` -> ``"DOB: [DOB]"``.
+* Cheap gates: every built-in kind but email and IPv6 contains a digit, so those detectors
+  scan only windows around the digits of the text (every such match starts at most
+  ``_BEFORE`` characters before its first digit and ends at most ``_AFTER`` after its last
+  one, so a window always holds whole matches). Email runs only on texts with an ``@``,
+  IPv6 only on texts with ``::`` or seven colons. All quantifiers are bounded or possessive.
+* Precedence, for overlapping matches: the detector ranked first wins, then the leftmost,
+  then the longest match. Ranks: email, labelled values (MRN, DOB, SSN), IBAN, card, SSN,
+  IPv6, IPv4, phone, address, then custom patterns in their given order. So a card is never
+  half-eaten by the phone rule, an IBAN by the card rule, or an IP by the phone rule.
+* Idempotence: a match never overlaps a placeholder, and :meth:`PIIScrubber.scrub` runs
+  another pass whenever a replacement may have changed what a match can see (a partly
+  overlapped loser, a value glued to other text, any custom pattern). Each pass shrinks the
+  text outside placeholders, so this ends, and the output is a fixed point: scrubbing it
+  again changes nothing and counts nothing.
+
+Deliberate false-positive trade-offs: a dotted quad with valid octets is an IP unless a
+version marker (``version``, ``v``, ``==``...) precedes it or all four parts are single
+digits (``1.2.3.4`` reads as a version; such IPs are public resolvers like ``8.8.8.8``, not
+personal data). Card numbers must start with 2-6, 8 or 9 (or be 15-digit UATP numbers
+starting with 1), which keeps millisecond timestamps and zero-padded ids out. A bare
+ten-digit run is not a phone number (it is usually an epoch or an id). Only ASCII digits
+are recognised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+from attune.errors import ConfigurationError, ValidationError
+
+KINDS: Final = ("email", "ssn", "phone", "credit_card", "ip", "iban", "address", "mrn", "dob")
+PLACEHOLDERS: Final[Mapping[str, str]] = {
+    "email": "[EMAIL]",
+    "ssn": "[SSN]",
+    "phone": "[PHONE]",
+    "credit_card": "[CC]",
+    "ip": "[IP]",
+    "iban": "[IBAN]",
+    "address": "[ADDRESS]",
+    "mrn": "[MRN]",
+    "dob": "[DOB]",
+}
+
+_Span = tuple[int, int, str]  # start, end, kind
+_Finder = Callable[[str, int, int], Iterator[_Span]]
+
+# Windows around digits: no digit-anchored match reaches further than this before its first
+# digit (longest label: "medical record number" + separator + id letters) or after its last
+# digit (street name, unit and city of an address), lookarounds included.
+_BEFORE: Final = 72
+_AFTER: Final = 256
+_ANY_DIGIT = re.compile(r"[0-9]")
+# Digits closer than that share a window.
+_DIGIT_CLUSTER = re.compile(rf"[0-9](?:[^0-9]{{0,{_BEFORE + _AFTER}}}+[0-9])*+")
+
+_OPENERS: Final = "([{<\"'"
+_CLOSERS: Final = ".,;:!?)]}>\"'"
+_CUSTOM_KIND = re.compile(r"[a-z][a-z0-9_]*")
+
+# -- email: the domain is found from its '@'; the local part is read backwards from there ----
+_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[^\W\d_]{2,63}(?![\w-])")
+_EMAIL_LOCAL = re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}\Z")
+
+# -- labelled values: MRN, date of birth, SSN --------------------------------------------------
+_SEP = r"[ \t]{0,3}(?:[:#=-]{1,2}[ \t]{0,3}|(?i:is|was|no\.?)[ \t]{1,3})?"
+_MRN_LABEL = (
+    r"(?i:mrn|medical[ ]record(?:[ ](?:number|num|no\.?|id|\#))?"
+    r"|patient[ ](?:id|identifier|number|num|no\.?)|patient[ ]?\#)"
+)
+_MRN_VALUE = r"(?=[A-Za-z0-9-]{0,23}[0-9])[A-Za-z0-9][A-Za-z0-9-]{2,23}(?![\w-])"
+_DOB_LABEL = r"(?i:dob|d\.o\.b\.?|date[ ]of[ ]birth|birth[ ]?date|born(?:[ ]on)?)"
+_MONTH = (
+    r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DAY = r"[0-9]{1,2}(?:st|nd|rd|th)?"
+_DATE = (
+    r"(?:[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+    r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{4}|[0-9]{2})"
+    rf"|{_MONTH}\.?[ ]{_DAY},?[ ][0-9]{{4}}"
+    rf"|{_DAY}[ ](?:of[ ])?{_MONTH}\.?,?[ ][0-9]{{4}})(?![0-9])"
+)
+_SSN_LABEL = r"(?i:ssn|social[ ]security(?:[ ](?:number|num|no\.?|\#))?)"
+_SSN_VALUE = r"[0-9]{3}(?P<ssn_sep>[ -]?)[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-]|[.,][0-9])"
+# Every label contains one of these words, at most _LABEL_LEAD characters after its start
+# ("date of birth"); label, separator and value end within _LABEL_REACH of that word.
+_LABEL_LEAD: Final = 8
+_LABEL_REACH: Final = 72
+_LABEL_HINTS: Final = (
+    "mrn",
+    "medical",
+    "patient",
+    "dob",
+    "d.o.b",
+    "birth",
+    "born",
+    "ssn",
+    "social",
+)
+_LABELLED = re.compile(
+    rf"\b(?:{_MRN_LABEL}(?![A-Za-z]){_SEP}(?P<mrn>{_MRN_VALUE})"
+    rf"|{_DOB_LABEL}(?![A-Za-z]){_SEP}(?P<dob>{_DATE})"
+    rf"|{_SSN_LABEL}(?![A-Za-z]){_SEP}(?P<ssn>{_SSN_VALUE}))"
+)
+
+# -- IBAN: two letters, two check digits, 11-30 more in groups of four -------------------------
+_IBAN = re.compile(
+    r"[A-Z](?<!\w[A-Z])[A-Z][0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?!\w)"
+)
+
+# -- cards: maximal runs of digit groups joined by one space or dash; windows are tried later --
+_CARD_RUN = re.compile(
+    r"[0-9](?<![\w+][0-9])(?<![0-9][.,][0-9])(?<![A-Za-z0-9_]-[0-9])[0-9]*+(?:[ -][0-9]++)*+"
+)
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+
+# -- SSN: 123-45-6789 or 123 45 6789 (ranges checked in Python) -------------------------------
+_SSN = re.compile(
+    r"([0-9](?<![\w.+-][0-9])[0-9]{2})([ -])([0-9]{2})\2([0-9]{4})(?![\w-]|[.,][0-9])"
+)
+
+# -- IP addresses -----------------------------------------------------------------------------
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4_BODY = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_IPV4_SHAPE = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?!\w|\.\w)")
+_VERSION_MARK = re.compile(
+    r"(?:(?<![\w.@-])(?i:v|ver|version|release|build|rev|revision)\.?|[=<>!~]=|[\^~])"
+    r"[ \t]{0,2}[:=]?[ \t]{0,2}\Z"
+)
+_HEX4 = r"[0-9A-Fa-f]{1,4}"
+_IPV6_GROUPS = rf"{_HEX4}(?::{_HEX4}){{0,6}}"
+_IPV6 = re.compile(
+    rf"(?<![\w:.])(?:{_HEX4}(?::{_HEX4}){{7}}"  # full form, or compressed with "::"
+    rf"|(?:{_IPV6_GROUPS})?::(?:(?:{_HEX4}:){{0,5}}{_IPV4_BODY}|{_IPV6_GROUPS})?)"
+    r"(?![\w:]|\.\w)"
+)
+
+# -- phones: grouped E.164 (+447911123456, +49 30 901820) or US formats ------------------------
+_E164 = re.compile(r"\+(?<![\w+]\+)[1-9](?:[ -]?[0-9]){6,14}(?![\w-]|\.[0-9])")
+# The US form starts at "(" or the area code; a "+1 " / "1-" before it is added in Python.
+_US_PHONE = re.compile(
+    r"[(0-9](?<![\w+][(0-9])(?:(?<=\()[0-9]{3}\)[ ]?|(?<=[0-9])[0-9]{2}(?P<sep>[ .-]))"
+    r"[0-9]{3}(?(sep)(?P=sep)|[ .-])[0-9]{4}(?![\w-]|\.[0-9])"
+)
+_US_COUNTRY = re.compile(r"(?<![\w+.-])\+?1[ .-]?\Z")
+
+# -- US street addresses: number, name, suffix, optional unit and "City, ST 12345" ------------
+_WORD = r"[A-Z][A-Za-z'-]{0,19}"
+_STREET_SUFFIX = (
+    r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl"
+    r"|terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|plaza|plz)"
+)
+_UNIT = r"(?:(?i:apt|apartment|suite|ste|unit|room|rm|floor|fl)\.?[ ]{0,2}\#?|\#[ ]?)"
+_ADDRESS = re.compile(
+    r"[0-9](?<![\w.,$-][0-9])[0-9]{0,5}(?:-[0-9]{1,4})?[A-Za-z]?[ ]{1,2}"
+    r"(?:(?:[NSEW]\.?|North|South|East|West)[ ]{1,2})?"
+    rf"(?:{_WORD}|[0-9]{{1,3}}(?:st|nd|rd|th))(?:[ ]{{1,2}}{_WORD}){{0,2}}"
+    rf"[ ]{{1,2}}{_STREET_SUFFIX}\b(?:[ ]{{1,2}}(?:[NS][EW]?|[EW])\b)?"
+    rf"(?:\.?,?[ ]{{1,2}}{_UNIT}[A-Za-z0-9-]{{1,8}}(?![\w-]))?"
+    rf"(?:\.?,[ ]{{0,2}}(?:{_WORD}[ ]){{0,2}}{_WORD},?[ ]{{1,2}}[A-Z]{{2}}[ ]{{1,2}}"
+    r"[0-9]{5}(?:-[0-9]{4})?(?![0-9-]))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubResult:
+    """Scrubbed text and how many values of each kind were replaced."""
+
+    text: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Detector:
+    kinds: frozenset[str]
+    find: _Finder
+    windowed: bool  # True: only ever matches around digits (see _digit_windows)
+
+
+class PIIScrubber:
+    """Replaces PII in strings (and in nested dicts / lists / tuples) with placeholders.
+
+    ``disabled`` names built-in kinds (see :data:`KINDS`) not to scrub. ``custom_patterns``
+    maps a new snake_case kind name to a regex; its matches become ``[KIND_NAME]``.
+    """
+
+    def __init__(
+        self, disabled: Iterable[str] = (), custom_patterns: Mapping[str, str] | None = None
+    ) -> None:
+        self.disabled = _check_disabled(disabled)
+        self.custom_patterns = dict(custom_patterns or {})
+        self._placeholders = dict(PLACEHOLDERS)
+        detectors = [d for d in _BUILTIN_DETECTORS if d.kinds - self.disabled]
+        for kind, regex in self.custom_patterns.items():
+            pattern = _compile_custom(kind, regex)
+            self._placeholders[kind] = f"[{kind.upper()}]"
+            detectors.append(
+                _Detector(frozenset({kind}), partial(_find_pattern, pattern, kind), False)
+            )
+        self._detectors = tuple(detectors)
+        self._custom = bool(self.custom_patterns)
+        self._enabled = frozenset(self._placeholders) - self.disabled
+        names = "|".join(re.escape(p[1:-1]) for p in self._placeholders.values())
+        self._placeholder_re = re.compile(rf"\[(?:{names})\]")
+
+    def scrub(self, text: str) -> ScrubResult:
+        """Replace every PII value in ``text``; the result is stable under a second scrub."""
+        counts: dict[str, int] = {}
+        while True:
+            spans, clash = self._find(text)
+            if not spans:
+                break
+            for _, _, kind in spans:
+                counts[kind] = counts.get(kind, 0) + 1
+            # Another pass can only find something new where a replacement changed what a
+            # match could see: a partly overlapped loser, or text glued to a replaced value.
+            # Custom regexes may look arbitrarily far, so they always get another pass.
+            settled = not (clash or self._custom) and all(
+                _quiet_edges(text, start, end) for start, end, _ in spans
+            )
+            text = self._replace(text, spans)
+            if settled:
+                break
+        return ScrubResult(text, counts)
+
+    def scrub_value(self, value: Any) -> tuple[Any, dict[str, int]]:
+        """Scrub every string in ``value`` (mapping keys included) into a new structure.
+
+        Mappings become dicts, lists lists, tuples tuples and sets sets; anything else is
+        returned as is. Raises :class:`ValidationError` when two keys of one mapping become
+        equal once scrubbed (do not use personal data as keys).
+        """
+        counts: dict[str, int] = {}
+        return self._scrub_any(value, counts), counts
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _scrub_any(self, value: Any, counts: dict[str, int]) -> Any:
+        if isinstance(value, str):
+            result = self.scrub(value)
+            for kind, n in result.counts.items():
+                counts[kind] = counts.get(kind, 0) + n
+            return result.text
+        if isinstance(value, Mapping):
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                new_key = self._scrub_any(key, counts)
+                if new_key in out:
+                    raise ValidationError(
+                        "two mapping keys became identical after PII scrubbing; "
+                        "do not use personal data as keys"
+                    )
+                out[new_key] = self._scrub_any(item, counts)
+            return out
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [self._scrub_any(item, counts) for item in value]
+            if isinstance(value, list):
+                return items
+            return tuple(items) if isinstance(value, tuple) else type(value)(items)
+        return value
+
+    def _find(self, text: str) -> tuple[list[_Span], bool]:
+        """One pass: the accepted matches by position, and whether one lost a partial overlap."""
+        if not (self._custom or "@" in text or ":" in text or _ANY_DIGIT.search(text)):
+            return [], False  # every built-in kind needs an '@', a digit or a colon
+        masked = [m.span() for m in self._placeholder_re.finditer(text)] if "[" in text else []
+        everywhere = ((0, len(text)),)
+        windows: list[tuple[int, int]] | None = None
+        chosen: list[_Span] = []
+        clash = False
+        for detector in self._detectors:
+            if detector.windowed:
+                windows = _digit_windows(text) if windows is None else windows
+                if not windows:
+                    continue
+                regions: Iterable[tuple[int, int]] = windows
+            else:
+                regions = everywhere
+            found = [s for lo, hi in regions for s in detector.find(text, lo, hi)]
+            if len(found) > 1:
+                found.sort(key=_leftmost_longest)
+            for start, end, kind in found:
+                if kind not in self._enabled or _overlaps(masked, start, end):
+                    continue
+                rivals = [(s, e) for s, e, _ in chosen if start < e and s < end]
+                if not rivals:
+                    chosen.append((start, end, kind))
+                elif not any(s <= start and end <= e for s, e in rivals):
+                    clash = True
+        return sorted(chosen), clash
+
+    def _replace(self, text: str, spans: list[_Span]) -> str:
+        parts: list[str] = []
+        at = 0
+        for start, end, kind in spans:
+            parts += (text[at:start], self._placeholders[kind])
+            at = end
+        parts.append(text[at:])
+        return "".join(parts)
+
+
+# -- configuration checks ------------------------------------------------------------------------
+
+
+def _check_disabled(disabled: Iterable[str]) -> frozenset[str]:
+    if isinstance(disabled, str):
+        raise ConfigurationError(
+            "disabled PII kinds must be a collection of kind names, not a single string; "
+            f"use e.g. ({disabled!r},)"
+        )
+    names = frozenset(disabled)
+    unknown = sorted(str(n) for n in names - set(KINDS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown PII kind(s) to disable: {', '.join(unknown)}; "
+            f"valid kinds are: {', '.join(KINDS)}"
+        )
+    return names
+
+
+def _compile_custom(kind: str, regex: str) -> re.Pattern[str]:
+    if not isinstance(kind, str) or not _CUSTOM_KIND.fullmatch(kind):
+        raise ConfigurationError(
+            "custom PII pattern names must be snake_case (a lowercase letter, then lowercase "
+            "letters, digits or underscores); rename the pattern"
+        )
+    if kind in KINDS or f"[{kind.upper()}]" in PLACEHOLDERS.values():
+        raise ConfigurationError(
+            f"custom PII pattern {kind!r} clashes with a built-in kind or placeholder; "
+            "choose another name"
+        )
+    if not isinstance(regex, str):
+        raise ConfigurationError(f"custom PII pattern {kind!r} must be a regex string")
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        where = "" if exc.pos is None else f" at position {exc.pos}"
+        raise ConfigurationError(
+            f"custom PII pattern {kind!r} is not a valid regular expression (error{where}); "
+            "fix or remove it"
+        ) from None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _digit_windows(text: str) -> list[tuple[int, int]]:
+    """Regions of ``text`` within reach of a digit, disjoint and in order (none without one)."""
+    if len(text) <= _BEFORE + _AFTER:  # one window at most: skip the cluster scan
+        return [(0, len(text))] if _ANY_DIGIT.search(text) else []
+    return [
+        (max(0, m.start() - _BEFORE), min(len(text), m.end() + _AFTER))
+        for m in _DIGIT_CLUSTER.finditer(text)
+    ]
+
+
+def _leftmost_longest(span: _Span) -> tuple[int, int]:
+    return span[0], -span[1]
+
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(start < s_end and s_start < end for s_start, s_end in spans)
+
+
+def _quiet_edges(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is set off by whitespace (or an edge of the text), with
+    at most an opening punctuation mark before it and a closing one after it."""
+    return _quiet(text, start - 1, start - 2, _OPENERS) and _quiet(text, end, end + 1, _CLOSERS)
+
+
+def _quiet(text: str, near: int, far: int, punctuation: str) -> bool:
+    return _blank(text, near) or (text[near] in punctuation and _blank(text, far))
+
+
+def _blank(text: str, i: int) -> bool:
+    return not 0 <= i < len(text) or text[i].isspace()
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        d = ord(char) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _is_card_number(digits: str) -> bool:
+    if not 13 <= len(digits) <= 19:
+        return False
+    first = digits[0]
+    issuer_ok = first in "2345689" or (first == "1" and len(digits) == 15)  # 15: UATP
+    return issuer_ok and _luhn_ok(digits)
+
+
+def _iban_ok(compact: str) -> bool:
+    if not 15 <= len(compact) <= 34:
+        return False
+    rotated = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
+
+
+def _ssn_ok(area: str, group: str, serial: str) -> bool:
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _plausible_ipv6(address: str) -> bool:
+    """Reject what only looks like IPv6: MAC-style EUI-64 (eight 2-digit groups), too many
+    groups, and short "::" forms such as slices and paths (``1::2``, ``A::B``, ``d::``).
+    ``::1`` is kept; other two-group forms need a full 4-digit group (``fe80::1``)."""
+    if "::" not in address:
+        return any(len(group) != 2 for group in address.split(":"))
+    head, _, tail = address.partition("::")
+    groups = [g for g in (*head.split(":"), *tail.split(":")) if g]
+    size = len(groups) + (1 if "." in address else 0)  # an IPv4 tail takes two groups
+    if size == 2:
+        return any(len(group) == 4 for group in groups)
+    return address == "::1" or 3 <= size <= 7
+
+
+def _continues_token(text: str, end: int) -> bool:
+    """True when the digits ending at ``end`` are glued to a word or a decimal part."""
+    nxt = text[end : end + 1]
+    return nxt.isalnum() or nxt == "_" or (nxt in (".", ",") and text[end + 1 : end + 2].isdigit())
+
+
+# -- detectors -----------------------------------------------------------------------------------
+
+
+def _find_emails(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    if "@" not in text:
+        return
+    for m in _EMAIL_DOMAIN.finditer(text, lo, hi):
+        local = _EMAIL_LOCAL.search(text, max(0, m.start() - 64), m.start())
+        if local:
+            yield local.start(), m.end(), "email"
+
+
+def _find_labelled(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for r_lo, r_hi in _label_regions(text, lo, hi):
+        yield from _labelled_values(text, r_lo, r_hi)
+
+
+def _label_regions(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The parts of ``text[lo:hi]`` that can hold a label and its value, in order."""
+    window = text[lo:hi].lower()
+    if len(window) != hi - lo:  # lowercasing changed the length (rare letters): scan it all
+        return [(lo, hi)]
+    regions: list[tuple[int, int]] = []
+    for at in sorted(lo + at for hint in _LABEL_HINTS for at in _find_all(window, hint)):
+        r_lo, r_hi = max(lo, at - _LABEL_LEAD), min(hi, at + _LABEL_REACH)
+        if regions and r_lo <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], r_hi)
+        else:
+            regions.append((r_lo, r_hi))
+    return regions
+
+
+def _find_all(text: str, needle: str) -> Iterator[int]:
+    at = text.find(needle)
+    while at != -1:
+        yield at
+        at = text.find(needle, at + 1)
+
+
+def _labelled_values(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for m in _LABELLED.finditer(text, lo, hi):
+        kind = next(k for k in ("mrn", "dob", "ssn") if m.group(k) is not None)
+        if kind == "ssn":
+            digits = re.sub("[ -]", "", m["ssn"])
+            if not _ssn_ok(digits[:3], digits[3:5], digits[5:]):
+                continue
+        yield m.start(kind), m.end(kind), kind
+
+
+def _find_ibans(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for m in _IBAN.finditer(text, lo, hi):
+        parts = m.group().split(" ")
+        # A spaced IBAN may have swallowed a short word after it: drop trailing parts.
+        for count in range(len(parts), 0, -1):
+            if _iban_ok("".join(parts[:count])):
+                yield m.start(), m.start() + len(" ".join(parts[:count])), "iban"
+                break
+
+
+def _find_cards(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for run in _CARD_RUN.finditer(text, lo, hi):
+        if run.end() - run.start() < 13:
+            continue
+        groups = [g.span() for g in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
+        if _continues_token(text, run.end()):
+            groups.pop()
+        yield from _card_windows(text, groups)
+
+
+def _card_windows(text: str, groups: list[tuple[int, int]]) -> Iterator[_Span]:
+    """The cards among a run's digit groups, left to right (a card followed by a CVV, say)."""
+    i = 0
+    while i < len(groups):
+        last = _card_end(text, groups, i)
+        if last is None:
+            i += 1
+        else:
+            yield groups[i][0], groups[last][1], "credit_card"
+            i = last + 1
+
+
+def _card_end(text: str, groups: list[tuple[int, int]], i: int) -> int | None:
+    """Last group of the longest card starting at group ``i``, if there is one.
+
+    A card is one group of 13-19 digits, or a group of four followed by groups of three to
+    six digits (4-4-4-4, 4-6-5, ...) all joined by the same separator.
+    """
+    start, end = groups[i]
+    if end - start != 4:
+        return i if _is_card_number(text[start:end]) else None
+    digits, last, separator = text[start:end], None, text[end : end + 1]
+    for j in range(i + 1, len(groups)):
+        g_start, g_end = groups[j]
+        if not 3 <= g_end - g_start <= 6 or text[g_start - 1] != separator:
+            break
+        digits += text[g_start:g_end]
+        if len(digits) > 19:
+            break
+        if _is_card_number(digits):
+            last = j
+    return last
+
+
+def _find_ssns(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for m in _SSN.finditer(text, lo, hi):
+        if _ssn_ok(m[1], m[3], m[4]):
+            yield m.start(), m.end(), "ssn"
+
+
+def _find_ipv4(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for m in _IPV4_SHAPE.finditer(text, lo, hi):
+        octets = m.group().split(".")
+        if not all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
+            continue
+        if all(len(o) == 1 for o in octets):  # 1.2.3.4, 4.0.1.2: a version, not a person's IP
+            continue
+        if not _VERSION_MARK.search(text, max(0, m.start() - 24), m.start()):
+            yield m.start(), m.end(), "ip"
+
+
+def _find_ipv6(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    if "::" not in text and text.count(":") < 7:
+        return
+    for m in _IPV6.finditer(text, lo, hi):
+        if _plausible_ipv6(m.group()):
+            yield m.start(), m.end(), "ip"
+
+
+def _find_phones(text: str, lo: int, hi: int) -> Iterator[_Span]:
+    for m in _E164.finditer(text, lo, hi):
+        yield m.start(), m.end(), "phone"
+    for m in _US_PHONE.finditer(text, lo, hi):
+        country = _US_COUNTRY.search(text, max(0, m.start() - 3), m.start())
+        if country:
+            yield country.start(), m.end(), "phone"
+        elif text[m.start() - 1 : m.start()] not in ("-", "."):  # part of a longer number
+            yield m.start(), m.end(), "phone"
+
+
+def _find_pattern(
+    pattern: re.Pattern[str], kind: str, text: str, lo: int, hi: int
+) -> Iterator[_Span]:
+    for m in pattern.finditer(text, lo, hi):
+        if m.end() > m.start():  # a custom regex may match the empty string
+            yield m.start(), m.end(), kind
+
+
+_BUILTIN_DETECTORS: Final = (
+    _Detector(frozenset({"email"}), _find_emails, False),
+    _Detector(frozenset({"mrn", "dob", "ssn"}), _find_labelled, True),
+    _Detector(frozenset({"iban"}), _find_ibans, True),
+    _Detector(frozenset({"credit_card"}), _find_cards, True),
+    _Detector(frozenset({"ssn"}), _find_ssns, True),
+    _Detector(frozenset({"ip"}), _find_ipv6, False),
+    _Detector(frozenset({"ip"}), _find_ipv4, True),
+    _Detector(frozenset({"phone"}), _find_phones, True),
+    _Detector(frozenset({"address"}), partial(_find_pattern, _ADDRESS, "address"), True),
+)
