@@ -422,3 +422,33 @@ async def test_reads_are_audited_by_their_own_events(mock_config: MemoryConfig) 
     ]
     assert events[0]["target_id"] == stored["pattern_id"]
     assert events[1]["details"] == {"patterns": 1}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"api_key": "Zr8vQ2pLm9xW4tK7"},
+        {"db": {"password": "Zr8!vQ2#pLm9xW"}},
+        {"client_secret": "c9Xw2Lp9Rt5Zq81mNc4Vb7"},
+    ],
+)
+async def test_a_credential_is_found_by_its_field_name(
+    mock_config: MemoryConfig, metadata: dict[str, Any]
+) -> None:
+    """A value that only looks like a credential next to its key is still blocked."""
+    async with memory(mock_config) as mem:
+        result = await mem.persist_pattern("Connect with pooled clients", "ops", metadata=metadata)
+        assert result["blocked"] is True and result["secret_kinds"] == {"generic_secret": 1}
+        with pytest.raises(SecretsDetectedError):
+            await mem.stage_pattern({"content": "Connect with pooled clients", **metadata}, "ops")
+        assert await mem.long_term.count() == 0  # type: ignore[attr-defined]
+
+
+async def test_ordinary_metadata_is_not_a_secret(mock_config: MemoryConfig) -> None:
+    async with memory(mock_config) as mem:
+        result = await mem.persist_pattern(
+            "Rotate tokens every 90 days",
+            "security",
+            metadata={"token_ttl_days": 90, "owner": "platform-team", "password_policy": "NIST"},
+        )
+    assert "error" not in result and result["classification"] == "INTERNAL"

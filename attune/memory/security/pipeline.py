@@ -167,14 +167,7 @@ class SecurityPipeline:
     ) -> tuple[dict[str, Any], dict[str, int]]:
         """Block secrets in, then scrub PII from, every string in ``texts`` (keys included)."""
 
-        def scan() -> dict[str, int]:
-            found: dict[str, int] = {}
-            for text in _strings(texts):
-                for kind, count in self.secrets.kinds(text).items():
-                    found[kind] = found.get(kind, 0) + count
-            return found
-
-        found = _step("secrets detector", scan)
+        found = _step("secrets detector", lambda: self.secrets.kinds(_as_lines(texts)))
         if found:
             raise SecretsDetectedError(found, where)
         scrubbed, counts = _step("PII scrubber", lambda: self.scrubber.scrub_value(dict(texts)))
@@ -477,20 +470,31 @@ def _step(name: str, fn: Callable[[], T]) -> T:
         ) from None
 
 
-def _strings(value: Any) -> list[str]:
-    out: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
+def _as_lines(value: Any) -> str:
+    """Every string of ``value`` (keys included) as one text for the secrets detector.
+
+    A string under a key reads ``key: value``, as it would in a config file, so a
+    credential is found by its field name too (``{"api_key": "..."}``); one scan of
+    one text instead of one per string.
+    """
+    lines: list[str] = []
+
+    def walk(item: Any) -> None:
         if isinstance(item, str):
-            out.append(item)
+            lines.append(item)
         elif isinstance(item, Mapping):
-            for k, v in item.items():
-                stack.append(k)
-                stack.append(v)
+            for key, child in item.items():
+                if isinstance(key, str) and isinstance(child, str):
+                    lines.append(f"{key}: {child}")
+                else:
+                    walk(key)
+                    walk(child)
         elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return out
+            for child in item:
+                walk(child)
+
+    walk(value)
+    return "\n".join(lines)
 
 
 def _identifier(term: str | None) -> str | None:
