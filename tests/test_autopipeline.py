@@ -158,3 +158,45 @@ async def test_a_silent_server_times_out_clearly(tmp_path: Path) -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_many_quick_round_trips_outlast_the_timeout_without_timing_out(
+    config: MemoryConfig,
+) -> None:
+    """One watchdog timer serves every round trip: it must re-arm for the one in flight."""
+    quick = config.model_copy(update={"redis_socket_timeout": 0.05})
+    async with AsyncUnifiedMemory("agent", quick) as mem:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.3  # six timeouts' worth of back-to-back round trips
+        n = 0
+        while loop.time() < until:
+            await mem.stash("k", n)
+            assert await mem.retrieve("k") == n
+            n += 1
+        batch = await asyncio.gather(*(mem.retrieve("k") for _ in range(20)))
+        assert batch == [n - 1] * 20
+
+
+async def test_a_caller_cancelled_while_waiting_is_cancelled_not_timed_out(
+    tmp_path: Path,
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = MemoryConfig(redis_url=f"redis://127.0.0.1:{port}/0", storage_dir=tmp_path)
+    try:
+        async with AsyncUnifiedMemory("agent", config) as mem:
+            task = asyncio.create_task(mem.stash("k", 1))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
