@@ -33,10 +33,11 @@ class AutoPipeline:
 
     def __init__(self, client: aioredis.Redis, timeout: float) -> None:
         self.client = client
-        #: Seconds one round trip (a lone command or a whole batch) may take.
-        self.timeout = timeout
+        #: Bounds each round trip (a lone command or a whole batch) to ``timeout`` seconds.
         self._deadline = _SharedDeadline(timeout)
         self._pending: list[_Call] = []
+        #: The task draining the queue; held here, since the loop keeps only a weak reference.
+        self._flusher: asyncio.Task[None] | None = None
         #: True while a command or batch is in flight: new commands queue behind it.
         self._busy = False
         #: Batches sent and commands in them (for tests and benchmarks).
@@ -66,7 +67,7 @@ class AutoPipeline:
     def _hand_over(self) -> None:
         """After a send: drain what queued meanwhile in a flusher task, or go idle."""
         if self._pending:
-            asyncio.get_running_loop().create_task(self._flush())
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
         else:
             self._busy = False
 
@@ -79,6 +80,7 @@ class AutoPipeline:
                     await self._send(live)
         finally:
             self._busy = False
+            self._flusher = None
 
     async def _send(self, batch: list[_Call]) -> None:
         self.batches += 1
