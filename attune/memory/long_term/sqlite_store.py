@@ -67,6 +67,7 @@ WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
 #: What a writer queues: a record to insert (batched with its neighbours into one
 #: ``executemany``), or any other write as a coroutine function on the connection.
 Queued = tuple[PatternRecord | WriteOp, "asyncio.Future[Any]"]
+_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
 
 
@@ -258,8 +259,7 @@ class SQLiteLongTermStore:
             record, fut = records[0]
             try:
                 rows = await db.execute_fetchall(
-                    f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
-                    "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
+                    f"{_INSERT} ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
                     _params(record),
                 )
             except sqlite3.Error as exc:
@@ -286,10 +286,7 @@ class SQLiteLongTermStore:
                 fresh.append(_params(record))
         try:
             if fresh:
-                await db.executemany(
-                    f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                    fresh,
-                )
+                await db.executemany(_INSERT, fresh)
         except sqlite3.Error as exc:
             if not db.in_transaction:
                 raise

@@ -133,7 +133,6 @@ class SecurityPipeline:
                 custom_patterns=config.pii_custom_patterns or None,
             ),
         )
-        self._storage_dir = config.storage_dir.expanduser()
         self._audit_path: Path | None = None
         self._cipher: EnvelopeCipher | None = None
         self._lock = threading.Lock()
@@ -166,7 +165,6 @@ class SecurityPipeline:
         self, texts: Mapping[str, Any], where: str
     ) -> tuple[dict[str, Any], dict[str, int]]:
         """Block secrets in, then scrub PII from, every string in ``texts`` (keys included)."""
-
         found = _step("secrets detector", lambda: self.secrets.kinds(_as_lines(texts)))
         if found:
             raise SecretsDetectedError(found, where)

@@ -111,9 +111,7 @@ class RedisShortTermMemory:
         try:
             async with asyncio.timeout(self.config.redis_socket_timeout):
                 return await op(conn.redis)
-        except redis_errors.RedisError as exc:
-            raise self._translate(exc, "transaction") from None
-        except OSError as exc:
+        except (redis_errors.RedisError, OSError) as exc:
             raise self._translate(exc, "transaction") from None
 
     async def _call(self, *args: Any) -> Any:
@@ -121,9 +119,7 @@ class RedisShortTermMemory:
         conn = await self._clients.get()
         try:
             return await conn.pipeline.execute(*args)
-        except redis_errors.RedisError as exc:
-            raise self._translate(exc, str(args[0])) from None
-        except OSError as exc:
+        except (redis_errors.RedisError, OSError) as exc:
             raise self._translate(exc, str(args[0])) from None
 
     def _translate(self, exc: BaseException, command: str) -> AttuneError:
