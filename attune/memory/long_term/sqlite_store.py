@@ -19,7 +19,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,10 +63,13 @@ _COLUMNS = (
     "metadata, content, encrypted, key_id, wrapped_key, nonce"
 )
 
-WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
+WriteOp = Callable[[sqlite3.Connection], Any]
 #: What a writer queues: a record to insert (batched with its neighbours into one
-#: ``executemany``), or any other write as a coroutine function on the connection.
+#: ``executemany``), or any other write as a function of the connection. Either runs
+#: on the connection's thread, inside the batch's transaction.
 Queued = tuple[PatternRecord | WriteOp, "asyncio.Future[Any]"]
+#: A queued write's outcome: its result, or the error that failed it alone.
+Outcome = tuple[Any, BaseException | None]
 _INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
 
@@ -101,6 +104,7 @@ class SQLiteLongTermStore:
             pending = aiosqlite.connect(
                 self.path, isolation_level=None, timeout=self.busy_timeout_s
             )
+            _check_api(pending)
             _daemonize(pending)
             db = await pending
         except (OSError, sqlite3.Error) as exc:
@@ -199,45 +203,20 @@ class SQLiteLongTermStore:
     async def _commit_batch(self, conn: _Connection, batch: list[Queued]) -> None:
         """Run a batch in one transaction (one fsync) and answer every caller.
 
-        Consecutive inserts go to SQLite as one ``executemany``; other writes run one by
-        one, in queue order. A failed statement fails its own callers; a failed commit
-        fails the whole batch (nothing of it was written).
+        The whole transaction is one hand-off to the connection's thread (not one per
+        statement): each hand-off costs two thread wake-ups, as much as a statement.
         """
-        db = conn.db
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            start = 0
-            while start < len(live):
-                end = start
-                while end < len(live) and isinstance(live[end][0], PatternRecord):
-                    end += 1
-                if end > start:
-                    outcomes += await self._insert_run(db, live[start:end])
-                    start = end
-                    continue
-                op, fut = live[start]
-                assert not isinstance(op, PatternRecord)
-                try:
-                    outcomes.append((fut, await op(db), None))
-                except sqlite3.Error as exc:
-                    outcomes.append((fut, None, self._unavailable("cannot write to", exc)))
-                    if not db.in_transaction:
-                        raise
-                start += 1
-            await db.execute("COMMIT")
-            conn.commits += 1
+            outcomes = await _in_thread(conn.db, self._run_batch, [op for op, _fut in live])
         except (sqlite3.Error, OSError) as exc:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
             error = self._unavailable("cannot commit to", exc)
             for _op, fut in batch:
                 if not fut.done():
                     fut.set_exception(error)
             return
-        for fut, result, exc2 in outcomes:
+        conn.commits += 1
+        for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
             if fut.done():
                 continue
             if exc2 is None:
@@ -245,54 +224,84 @@ class SQLiteLongTermStore:
             else:
                 fut.set_exception(exc2)
 
-    async def _insert_run(
-        self, db: aiosqlite.Connection, run: list[Queued]
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _run_batch(
+        self, db: sqlite3.Connection, ops: list[PatternRecord | WriteOp]
+    ) -> list[Outcome]:
+        """The batch's transaction, on the connection's thread.
+
+        Consecutive inserts go to SQLite as one ``executemany``; other writes run one by
+        one, in queue order. A failed statement fails its own callers; a failed commit
+        fails the whole batch (nothing of it was written), raised from here.
+        """
+        outcomes: list[Outcome] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            start = 0
+            while start < len(ops):
+                end = start
+                while end < len(ops) and isinstance(ops[end], PatternRecord):
+                    end += 1
+                if end > start:
+                    run = [op for op in ops[start:end] if isinstance(op, PatternRecord)]
+                    outcomes += self._insert_run(db, run)
+                    start = end
+                    continue
+                op = ops[start]
+                assert not isinstance(op, PatternRecord)
+                try:
+                    outcomes.append((op(db), None))
+                except sqlite3.Error as exc:
+                    if not db.in_transaction:
+                        raise
+                    outcomes.append((None, self._unavailable("cannot write to", exc)))
+                start += 1
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _insert_run(self, db: sqlite3.Connection, records: list[PatternRecord]) -> list[Outcome]:
         """Insert consecutive records; each caller learns whether its id was new.
 
         Inside the IMMEDIATE transaction nobody else writes, so "which ids exist" stays
         true until the insert; a duplicate within the run (two promotions of one staged
         pattern) loses to the first.
         """
-        records = [(item[0], item[1]) for item in run if isinstance(item[0], PatternRecord)]
-        if len(records) == 1:  # the sequential case: one statement, one thread hop
-            record, fut = records[0]
-            try:
-                rows = await db.execute_fetchall(
-                    f"{_INSERT} ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
-                    _params(record),
-                )
-            except sqlite3.Error as exc:
-                if not db.in_transaction:
-                    raise
-                return [(fut, None, self._unavailable("cannot write to", exc))]
-            return [(fut, bool(list(rows)), None)]
-        taken: set[str] = set()
-        for chunk in range(0, len(records), _INSERT_CHUNK):
-            ids = [r.pattern_id for r, _ in records[chunk : chunk + _INSERT_CHUNK]]
-            marks = ",".join("?" * len(ids))
-            rows = await db.execute_fetchall(
-                f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
-                ids,
-            )
-            taken.update(row[0] for row in rows)
-        fresh: list[tuple[Any, ...]] = []
-        results: list[bool] = []
-        for record, _fut in records:
-            new = record.pattern_id not in taken
-            taken.add(record.pattern_id)
-            results.append(new)
-            if new:
-                fresh.append(_params(record))
         try:
+            if len(records) == 1:  # the sequential case: one statement
+                rows = db.execute(
+                    f"{_INSERT} ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
+                    _params(records[0]),
+                ).fetchall()
+                return [(bool(rows), None)]
+            taken: set[str] = set()
+            for chunk in range(0, len(records), _INSERT_CHUNK):
+                ids = [r.pattern_id for r in records[chunk : chunk + _INSERT_CHUNK]]
+                marks = ",".join("?" * len(ids))
+                rows = db.execute(
+                    f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
+                    ids,
+                ).fetchall()
+                taken.update(row[0] for row in rows)
+            fresh: list[tuple[Any, ...]] = []
+            results: list[bool] = []
+            for record in records:
+                new = record.pattern_id not in taken
+                taken.add(record.pattern_id)
+                results.append(new)
+                if new:
+                    fresh.append(_params(record))
             if fresh:
-                await db.executemany(_INSERT, fresh)
+                db.executemany(_INSERT, fresh)
         except sqlite3.Error as exc:
             if not db.in_transaction:
                 raise
             error = self._unavailable("cannot write to", exc)
-            return [(fut, None, error) for _r, fut in records]
-        return [(fut, new, None) for (_r, fut), new in zip(records, results, strict=True)]
+            return [(None, error) for _r in records]
+        return [(new, None) for new in results]
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
@@ -316,23 +325,23 @@ class SQLiteLongTermStore:
         return _to_record(rows[0]) if rows else None
 
     async def delete(self, pattern_id: str) -> bool:
-        async def op(db: aiosqlite.Connection) -> bool:
-            rows = await db.execute_fetchall(
+        def op(db: sqlite3.Connection) -> bool:
+            rows = db.execute(
                 "DELETE FROM patterns WHERE pattern_id = ? RETURNING pattern_id", (pattern_id,)
-            )
-            return bool(list(rows))
+            ).fetchall()
+            return bool(rows)
 
         deleted: bool = await self._write(op)
         return deleted
 
     async def purge_expired(self, now_ms: int) -> int:
-        async def op(db: aiosqlite.Connection) -> int:
-            rows = await db.execute_fetchall(
+        def op(db: sqlite3.Connection) -> int:
+            rows = db.execute(
                 "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
                 "RETURNING pattern_id",
                 (now_ms,),
-            )
-            return len(list(rows))
+            ).fetchall()
+            return len(rows)
 
         purged: int = await self._write(op)
         return purged
@@ -346,10 +355,10 @@ class SQLiteLongTermStore:
         return [WrappedKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
     async def replace_wrapped_keys(self, updates: list[WrappedKey]) -> int:
-        async def op(db: aiosqlite.Connection) -> int:
+        def op(db: sqlite3.Connection) -> int:
             changed = 0
             for u in updates:
-                cursor = await db.execute(
+                cursor = db.execute(
                     "UPDATE patterns SET key_id = ?, wrapped_key = ? "
                     "WHERE pattern_id = ? AND encrypted = 1",
                     (u.key_id, u.wrapped_key, u.pattern_id),
@@ -396,6 +405,26 @@ def _params(record: PatternRecord) -> tuple[Any, ...]:
         record.wrapped_key,
         record.nonce,
     )
+
+
+async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop.
+
+    aiosqlite's public methods each take one hop (a queue put, a thread wake-up, a
+    ``call_soon_threadsafe`` back); ``Connection._execute`` is the one primitive they are
+    all built on. Its presence is checked when a connection opens (see :func:`_check_api`).
+    """
+    result: T = await conn._execute(lambda: fn(conn._conn, *args))  # type: ignore[no-untyped-call]
+    return result
+
+
+def _check_api(conn: aiosqlite.Connection) -> None:
+    if not callable(getattr(conn, "_execute", None)):
+        raise LongTermUnavailableError(
+            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute, which attune's "
+            "SQLite store runs its transactions on; install a supported aiosqlite (see "
+            "pyproject.toml)"
+        )
 
 
 def _daemonize(conn: aiosqlite.Connection) -> None:
