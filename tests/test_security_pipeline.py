@@ -23,6 +23,7 @@ from attune.errors import (
     DecryptionError,
     SecretsDetectedError,
     SecurityPipelineError,
+    ValidationError,
 )
 from attune.memory import AsyncUnifiedMemory, Classification, Environment, MemoryConfig
 from attune.memory import unified as unified_module
@@ -452,3 +453,37 @@ async def test_ordinary_metadata_is_not_a_secret(mock_config: MemoryConfig) -> N
             metadata={"token_ttl_days": 90, "owner": "platform-team", "password_policy": "NIST"},
         )
     assert "error" not in result and result["classification"] == "INTERNAL"
+
+
+async def test_pattern_type_verdicts_are_cached_only_when_clean(mock_config: MemoryConfig) -> None:
+    """Clean pattern types are remembered (a hot-path saving); a type holding personal data
+    is refused every time, and is never kept in the cache."""
+    bad_type = "type_for_" + EMAIL
+    async with memory(mock_config) as mem:
+        for _ in range(2):
+            with pytest.raises(ValidationError, match="pattern_type"):
+                await mem.persist_pattern("Retry with backoff", bad_type)
+            with pytest.raises(ValidationError, match="pattern_type"):
+                await mem.stage_pattern({"content": "Retry with backoff"}, bad_type)
+            stored = await mem.persist_pattern("Retry with backoff", "best_practice")
+            assert "pattern_id" in stored
+        assert mem.pipeline._clean_types == {"best_practice"}
+        # Bounded: many distinct types never grow the cache past its limit.
+        for n in range(security_pipeline._TYPE_CACHE_SIZE + 10):
+            await mem.persist_pattern("Retry with backoff", f"kind_{n}")
+        assert len(mem.pipeline._clean_types) <= security_pipeline._TYPE_CACHE_SIZE
+        assert bad_type not in mem.pipeline._clean_types
+
+
+async def test_a_cached_audit_logger_is_replaced_after_close_shared(
+    mock_config: MemoryConfig,
+) -> None:
+    async with memory(mock_config) as mem:
+        first = mem.pipeline.audit_logger
+        assert mem.pipeline.audit_logger is first  # cached
+        security_pipeline.close_shared()
+        second = mem.pipeline.audit_logger
+        assert second is not first
+        await mem.persist_pattern("Retry with backoff", "best_practice")
+    events = audit_events(mock_config)
+    assert events[-1]["event"] == "pattern.store"

@@ -62,10 +62,14 @@ def ttl_to_ms(
     return max(1, round(seconds * 1000))
 
 
+#: ``json.dumps`` with options builds a new encoder per call; one shared instance saves that.
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_json(value: Any, max_bytes: int, what: str = "value") -> bytes:
     """Encode as compact UTF-8 JSON, refusing what JSON cannot represent or what is too large."""
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _compact_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"{what} is not JSON-serialisable ({_reason(exc)}); store dicts, lists, "

@@ -184,12 +184,18 @@ def _event_fields(
     }
 
 
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+_compact_ascii_json = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False
+).encode
+
+
 def _encode(entries: list[tuple[float, dict[str, Any]]]) -> list[tuple[str, str]]:
     """Queued events as (timestamp text, compact JSON body) for the sink."""
     return [
         (
             datetime.fromtimestamp(ts, UTC).strftime(_TS_FORMAT),
-            json.dumps(fields, separators=(",", ":"), ensure_ascii=True, allow_nan=False)[1:-1],
+            _compact_ascii_json(fields)[1:-1],
         )
         for ts, fields in entries
     ]

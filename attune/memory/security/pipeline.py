@@ -43,8 +43,12 @@ from attune.memory.types import Classification
 
 T = TypeVar("T")
 
+_TYPE_CACHE_SIZE = 256
+
 _registry_lock = threading.Lock()
 _audit_loggers: dict[Path, AuditLogger] = {}
+#: Bumped by close_shared(), so pipelines drop the loggers they cached.
+_generation = 0
 _keyrings: dict[tuple[Path, str, Path | None], KeyRing] = {}
 
 
@@ -74,9 +78,11 @@ def shared_keyring(storage_dir: Path, environment: str, key_file: Path | None) -
 
 def close_shared() -> None:
     """Flush and close the shared audit loggers and forget the key rings (tests, shutdown)."""
+    global _generation
     with _registry_lock:
         loggers = list(_audit_loggers.values())
         _audit_loggers.clear()
+        _generation += 1
         _keyrings.clear()
     for logger in loggers:
         logger.close()
@@ -134,6 +140,9 @@ class SecurityPipeline:
             ),
         )
         self._audit_path: Path | None = None
+        self._audit: tuple[int, AuditLogger] | None = None
+        #: pattern types already found clean (bounded).
+        self._clean_types: set[str] = set()
         self._cipher: EnvelopeCipher | None = None
         self._lock = threading.Lock()
 
@@ -141,11 +150,17 @@ class SecurityPipeline:
 
     @property
     def audit_logger(self) -> AuditLogger:
-        # Looked up each time (a dict hit), so a logger closed by close_shared() is replaced.
+        # Cached until close_shared() closes the shared loggers; then looked up afresh.
+        cached = self._audit
+        if cached is not None and cached[0] == _generation:
+            return cached[1]
         if self._audit_path is None:
             path = self.config.audit_log_file or (self.config.ensure_storage_dir() / "audit.jsonl")
             self._audit_path = Path(path).expanduser().resolve()
-        return shared_audit_logger(self._audit_path, self.config.audit_sync)
+        generation = _generation  # read first: a concurrent close_shared() forces a new lookup
+        logger = shared_audit_logger(self._audit_path, self.config.audit_sync)
+        self._audit = (generation, logger)
+        return logger
 
     @property
     def cipher(self) -> EnvelopeCipher:
@@ -270,8 +285,13 @@ class SecurityPipeline:
         return decision
 
     def _check_pattern_type(self, pattern_type: str) -> None:
+        if pattern_type in self._clean_types:  # agents reuse a handful of types
+            return
         if self.secrets.contains_secrets(pattern_type) or self.scrubber.scrub(pattern_type).total:
             raise ValidationError("pattern_type must not contain personal data or credentials")
+        if len(self._clean_types) >= _TYPE_CACHE_SIZE:
+            self._clean_types.clear()
+        self._clean_types.add(pattern_type)  # only clean ones: no secret is kept around
 
     # -- step 4: encryption ----------------------------------------------------------------------
 
@@ -500,8 +520,8 @@ def _identifier(term: str | None) -> str | None:
     return None if term is None else term.replace(" ", "_")
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+#: One encoder, not one per call (``json.dumps`` with options builds a new one each time).
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _b64(data: bytes) -> str:
