@@ -132,12 +132,24 @@ def sanitize_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(details, Mapping):
         raise ValidationError("audit details must be a mapping of counts and kinds")
-    cleaned = _clean(details, 0)
-    assert isinstance(cleaned, dict)  # a mapping at depth 0 is never redacted
-    return cleaned
+    return _clean_mapping(details, 0)
 
 
 def _clean(value: object, depth: int) -> object:
+    kind = type(value)
+    # Exact built-in types first: the common case, without ABC instance checks.
+    if kind is str:
+        assert isinstance(value, str)
+        return value if _is_identifier(value) else REDACTED
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is dict and depth <= MAX_DETAIL_DEPTH:
+        assert isinstance(value, dict)
+        return _clean_mapping(value, depth)
+    return _clean_other(value, depth)
+
+
+def _clean_other(value: object, depth: int) -> object:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -150,16 +162,20 @@ def _clean(value: object, depth: int) -> object:
     if depth > MAX_DETAIL_DEPTH:
         return REDACTED
     if isinstance(value, Mapping):
-        out: dict[str, object] = {}
-        for key, item in value.items():
-            if isinstance(key, str) and _is_identifier(key):
-                out[str.__str__(key)] = _clean(item, depth + 1)
-            else:  # the key itself may be content: drop both, leave a marker
-                out[REDACTED] = REDACTED
-        return dict(sorted(out.items()))
+        return _clean_mapping(value, depth)
     if isinstance(value, list | tuple):
         return [_clean(item, depth + 1) for item in value]
     return REDACTED
+
+
+def _clean_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, item in value.items():
+        if isinstance(key, str) and _is_identifier(text := str.__str__(key)):
+            out[text] = _clean(item, depth + 1)
+        else:  # the key itself may be content: drop both, leave a marker
+            out[REDACTED] = REDACTED
+    return dict(sorted(out.items()))
 
 
 def _event_fields(
