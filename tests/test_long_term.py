@@ -222,3 +222,93 @@ async def test_opening_gives_up_on_other_errors(
             await store.count()
     finally:
         await store.aclose()
+
+
+async def test_commit_hooks_run_after_the_commit_and_share_completions(
+    mock_config: MemoryConfig,
+) -> None:
+    """Each new record's hook runs on the store's thread once its transaction committed
+    (a fresh connection sees the record), then the completions, after every hook of the batch."""
+    import threading
+
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    calls: list[str] = []
+    loop_thread = threading.get_ident()
+
+    def hook(pattern_id: str) -> Any:
+        def on_commit() -> Any:
+            assert threading.get_ident() != loop_thread  # the store's thread, not the loop's
+            with sqlite3.connect(store.path) as other:
+                visible = other.execute(
+                    "SELECT count(*) FROM patterns WHERE pattern_id = ?", (pattern_id,)
+                ).fetchone()[0]
+            calls.append(f"hook {pattern_id} visible={visible}")
+            return lambda: calls.append(f"done {pattern_id}")
+
+        return on_commit
+
+    try:
+        await store.insert(_record("pat_existing"))
+        ids = ["pat_existing", "pat_a", "pat_b", "pat_a"]
+        results = await asyncio.gather(*(store.insert(_record(i), hook(i)) for i in ids))
+        assert results == [False, True, True, False]
+        # Only the new records' hooks ran (a duplicate id stores nothing, so nothing to record).
+        assert calls == [
+            "hook pat_a visible=1",
+            "hook pat_b visible=1",
+            "done pat_a",
+            "done pat_b",
+        ]
+    finally:
+        await store.aclose()
+
+
+async def test_a_failing_commit_hook_fails_only_its_caller(mock_config: MemoryConfig) -> None:
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+
+    def broken_hook() -> Any:
+        raise RuntimeError("hook failed")
+
+    def broken_completion() -> Any:
+        def done() -> None:
+            raise OSError("completion failed")
+
+        return done
+
+    try:
+        results = await asyncio.gather(
+            store.insert(_record("pat_1"), broken_hook),
+            store.insert(_record("pat_2"), broken_completion),
+            store.insert(_record("pat_3"), lambda: None),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], RuntimeError)
+        assert isinstance(results[1], OSError)
+        assert results[2] is True
+        # The records are committed all the same: the hooks run after the commit.
+        assert await store.count() == 3
+    finally:
+        await store.aclose()
+
+
+async def test_no_commit_hook_runs_when_the_insert_fails(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune.memory.long_term import SQLiteLongTermStore
+    from attune.memory.long_term import sqlite_store as store_module
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    ran: list[str] = []
+    try:
+        await store.insert(_record("pat_warm"))  # open and migrate first
+        monkeypatch.setattr(store_module, "_INSERT", "INSERT INTO no_such_table VALUES (?)")
+        with pytest.raises(LongTermUnavailableError):
+            await store.insert(_record("pat_x"), lambda: ran.append("hook"))  # type: ignore[func-returns-value]
+        assert ran == []
+        assert await store.get("pat_x", 0) is None
+    finally:
+        await store.aclose()

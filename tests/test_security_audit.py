@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attune.errors import AttuneError, SecurityPipelineError, ValidationError
+from attune.memory.security import audit as audit_module
 from attune.memory.security.audit import (
     FIELDS,
     GENESIS,
@@ -677,3 +678,104 @@ async def test_reads_of_the_log_see_queued_events(tmp_path: Path) -> None:
         assert result.ok and result.lines_checked == 2
     finally:
         logger.close()
+
+
+# -- caller-runs commits (prepare / stage / commit) ---------------------------------------------
+
+
+@pytest.fixture
+def long_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer thread leaves queued events alone for a minute (it would take them
+    after 20 ms, which a slow CI machine can exceed between two lines)."""
+    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+
+
+@pytest.mark.usefixtures("long_linger")
+def test_commit_writes_the_queued_batch_in_order_from_the_calling_thread(
+    logger: AuditLogger, log_path: Path
+) -> None:
+    """A staged event goes out behind the events queued before it, written by the thread
+    that commits it (no writer hand-off), and is on disk when commit returns."""
+    writers: list[str] = []
+    real_write = logger._write
+
+    def spy(batch: Any) -> None:
+        writers.append(threading.current_thread().name)
+        real_write(batch)
+
+    logger._write = spy  # type: ignore[method-assign]
+    asyncio.run(logger.alog("first", user_id="u", tier="T", wait=False))  # queued, lingering
+    prepared = logger.prepare("final", user_id="u", tier="T", target_id="t1")
+    assert not log_path.exists() or b"final" not in log_path.read_bytes()  # not queued yet
+    ticket = logger.stage(prepared)
+    worker = threading.Thread(target=logger.commit, args=(ticket,), name="store-thread")
+    worker.start()
+    worker.join()
+    with open(log_path, "rb") as f:
+        events = [json.loads(line)["event"] for line in f.read().splitlines()]
+    assert events == ["first", "final"]
+    assert writers == ["store-thread"]
+    logger.commit(ticket)  # committing again is a no-op once durable
+    assert len(raw_lines(log_path)) == 2 and logger.verify()
+
+
+@pytest.mark.usefixtures("long_linger")
+def test_tickets_of_one_batch_share_one_write(logger: AuditLogger, log_path: Path) -> None:
+    batches: list[int] = []
+    real_write = logger._write
+
+    def spy(batch: Any) -> None:
+        batches.append(len(batch.entries))
+        real_write(batch)
+
+    logger._write = spy  # type: ignore[method-assign]
+    tickets = [
+        logger.stage(logger.prepare("e", user_id="u", tier="T", target_id=f"t{i}"))
+        for i in range(5)
+    ]
+    for ticket in tickets:
+        logger.commit(ticket)
+    assert batches == [5]
+    assert [r["target_id"] for r in logger.query()] == [f"t{i}" for i in range(5)]
+
+
+def test_prepare_rejects_a_bad_event_before_anything_is_queued(
+    logger: AuditLogger, log_path: Path
+) -> None:
+    with pytest.raises(ValidationError):
+        logger.prepare("not an identifier!", user_id="u", tier="T")
+    logger.flush()
+    assert not log_path.exists()
+
+
+def test_commits_racing_the_writer_thread_keep_one_chain(logger: AuditLogger) -> None:
+    """Threads committing their own batches while async callers wake the writer thread:
+    every event lands once, in one valid chain."""
+
+    def committer(n: int) -> None:
+        for _ in range(40):
+            logger.commit(logger.stage(logger.prepare("c", user_id=f"c{n}", tier="T")))
+
+    async def waiters() -> None:
+        await asyncio.gather(*(logger.alog("a", user_id="w", tier="T") for _ in range(80)))
+
+    threads = [threading.Thread(target=committer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    asyncio.run(waiters())
+    for t in threads:
+        t.join()
+    _assert_complete(logger, 4 * 40 + 80)
+
+
+def test_commit_reports_a_failed_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    audit = AuditLogger(blocker / "audit.jsonl")
+    ticket = audit.stage(audit.prepare("e", user_id="secret-user", tier="T"))
+    with pytest.raises(SecurityPipelineError, match="could not be written") as info:
+        audit.commit(ticket)
+    assert "secret-user" not in str(info.value)
+    with pytest.raises(SecurityPipelineError):  # the ticket keeps its outcome
+        audit.commit(ticket)
+    audit.close()

@@ -7,6 +7,7 @@ keyspace and the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -487,3 +488,49 @@ async def test_a_cached_audit_logger_is_replaced_after_close_shared(
         await mem.persist_pattern("Retry with backoff", "best_practice")
     events = audit_events(mock_config)
     assert events[-1]["event"] == "pattern.store"
+
+
+async def test_a_persist_returns_with_its_events_on_disk_in_order(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final event is written right after the record's commit by the store's thread,
+    behind the operation's queued decisions: all of them are on disk when persist returns
+    (the writer thread is told to linger for a minute, so it is not the one writing)."""
+    from attune.memory.security import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    path = mock_config.storage_dir / "audit.jsonl"
+    async with memory(mock_config) as mem:
+        for round_ in range(2):
+            stored = await mem.persist_pattern(f"Round {round_}: prefer small commits", "style")
+            events = _read_events(path)  # a fresh descriptor: what any reader sees
+            mine = [e for e in events if e.get("target_id") == stored["pattern_id"]]
+            assert [e["event"] for e in mine] == ["classification.decision", "pattern.store"]
+            assert events[-1]["event"] == "pattern.store"
+        results = await asyncio.gather(
+            *(mem.persist_pattern(f"Concurrent {i}", "style") for i in range(32))
+        )
+        stored_ids = {e["target_id"] for e in _read_events(path) if e["event"] == "pattern.store"}
+        assert {r["pattern_id"] for r in results} <= stored_ids
+    assert AuditLogger(log_file=path).verify().ok
+
+
+async def test_a_failed_audit_write_fails_the_persist(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the final event cannot be written, persist raises (the write is not confirmed)."""
+    async with memory(mock_config) as mem:
+        await mem.persist_pattern("Warm up", "style")
+        logger = mem.pipeline.audit_logger
+
+        def broken(batch: Any) -> None:
+            batch.finish("the audit log could not be written (disk full); the write was refused")
+
+        monkeypatch.setattr(logger, "_write", broken)
+        with pytest.raises(SecurityPipelineError, match="could not be written"):
+            await mem.persist_pattern("Refused confirmation", "style")
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines()]

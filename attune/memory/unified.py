@@ -384,9 +384,9 @@ class AsyncUnifiedMemory:
             wrapped_key=sealed.wrapped_key,
             nonce=sealed.nonce,
         )
-        if not await self.long_term.insert(record):
-            return None
-        await self.pipeline.audit_event(
+        # The final event is written (and fsynced) by the store's thread right after the
+        # commit, behind this operation's queued decisions; insert returns once both are.
+        audited = self.pipeline.audit_on_commit(
             event,
             user_id=self.user_id,
             tier=self.access_tier.name,
@@ -394,6 +394,8 @@ class AsyncUnifiedMemory:
             classification=record.classification,
             details={"encrypted": sealed.encrypted, **prepared.audit_details},
         )
+        if not await self.long_term.insert(record, audited):
+            return None
         return {
             "pattern_id": pattern_id,
             "classification": record.classification,

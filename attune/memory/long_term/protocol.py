@@ -7,8 +7,16 @@ by the security pipeline. A PostgreSQL backend is a new module implementing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+#: Run by the store right after the transaction holding a new record committed, on the
+#: store's own thread (it may block); it may return a completion, which the store runs
+#: once every hook of that transaction has run, so work for many records can be shared
+#: (the core writes the records' audit events with one fsync). An exception from either
+#: fails that record's ``insert`` call; the record stays stored.
+CommitHook = Callable[[], Callable[[], None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +52,10 @@ class LongTermStore(Protocol):
     #: A short name for health reports, e.g. "sqlite".
     backend: str
 
-    async def insert(self, record: PatternRecord) -> bool:
-        """Store a new record durably; False (and nothing written) if the id exists already."""
+    async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
+        """Store a new record durably; False (and nothing written) if the id exists already.
+
+        ``on_commit`` runs once the new record is committed (see :data:`CommitHook`)."""
         ...
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:

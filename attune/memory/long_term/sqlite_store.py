@@ -28,7 +28,7 @@ import aiosqlite
 
 from attune._loop_local import LoopLocal
 from attune.errors import LongTermUnavailableError
-from attune.memory.long_term.protocol import PatternRecord, WrappedKey
+from attune.memory.long_term.protocol import CommitHook, PatternRecord, WrappedKey
 
 T = TypeVar("T")
 
@@ -67,11 +67,19 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 #: What a writer queues: a record to insert (batched with its neighbours into one
 #: ``executemany``), or any other write as a function of the connection. Either runs
 #: on the connection's thread, inside the batch's transaction.
-Queued = tuple[PatternRecord | WriteOp, "asyncio.Future[Any]"]
+Queued = tuple["_Insert | WriteOp", "asyncio.Future[Any]"]
 #: A queued write's outcome: its result, or the error that failed it alone.
 Outcome = tuple[Any, BaseException | None]
 _INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    """A queued insert and what to run once its transaction committed."""
+
+    record: PatternRecord
+    on_commit: CommitHook | None = None
 
 
 @dataclass
@@ -184,7 +192,7 @@ class SQLiteLongTermStore:
 
     # -- group commit ------------------------------------------------------------------------
 
-    async def _write(self, op: PatternRecord | WriteOp) -> Any:
+    async def _write(self, op: _Insert | WriteOp) -> Any:
         conn = await self._conns.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.queue.append((op, fut))
@@ -224,9 +232,7 @@ class SQLiteLongTermStore:
             else:
                 fut.set_exception(exc2)
 
-    def _run_batch(
-        self, db: sqlite3.Connection, ops: list[PatternRecord | WriteOp]
-    ) -> list[Outcome]:
+    def _run_batch(self, db: sqlite3.Connection, ops: list[_Insert | WriteOp]) -> list[Outcome]:
         """The batch's transaction, on the connection's thread.
 
         Consecutive inserts go to SQLite as one ``executemany``; other writes run one by
@@ -239,15 +245,15 @@ class SQLiteLongTermStore:
             start = 0
             while start < len(ops):
                 end = start
-                while end < len(ops) and isinstance(ops[end], PatternRecord):
+                while end < len(ops) and isinstance(ops[end], _Insert):
                     end += 1
                 if end > start:
-                    run = [op for op in ops[start:end] if isinstance(op, PatternRecord)]
+                    run = [op.record for op in ops[start:end] if isinstance(op, _Insert)]
                     outcomes += self._insert_run(db, run)
                     start = end
                     continue
                 op = ops[start]
-                assert not isinstance(op, PatternRecord)
+                assert not isinstance(op, _Insert)
                 try:
                     outcomes.append((op(db), None))
                 except sqlite3.Error as exc:
@@ -261,6 +267,7 @@ class SQLiteLongTermStore:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
+        _run_commit_hooks(ops, outcomes)
         return outcomes
 
     def _insert_run(self, db: sqlite3.Connection, records: list[PatternRecord]) -> list[Outcome]:
@@ -312,8 +319,8 @@ class SQLiteLongTermStore:
 
     # -- records ------------------------------------------------------------------------------
 
-    async def insert(self, record: PatternRecord) -> bool:
-        inserted: bool = await self._write(record)
+    async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
+        inserted: bool = await self._write(_Insert(record, on_commit))
         return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
@@ -387,6 +394,28 @@ class SQLiteLongTermStore:
 
     async def aclose(self) -> None:
         await self._conns.aclose()
+
+
+def _run_commit_hooks(ops: list[_Insert | WriteOp], outcomes: list[Outcome]) -> None:
+    """After the commit, on the connection's thread: each new record's hook, then the
+    completions they returned (so records of one batch share, say, one audit fsync).
+    A hook's error fails its own caller; the record stays stored."""
+    completions: list[tuple[int, Callable[[], None]]] = []
+    for i, op in enumerate(ops):
+        if not isinstance(op, _Insert) or op.on_commit is None or outcomes[i] != (True, None):
+            continue
+        try:
+            done = op.on_commit()
+        except Exception as exc:
+            outcomes[i] = (True, exc)
+            continue
+        if done is not None:
+            completions.append((i, done))
+    for i, done in completions:
+        try:
+            done()
+        except Exception as exc:
+            outcomes[i] = (True, exc)
 
 
 def _params(record: PatternRecord) -> tuple[Any, ...]:

@@ -472,7 +472,6 @@ class _Batch:
     fsync: bool = False
     #: Someone waits for this batch (or it is full): write it without lingering.
     urgent: bool = False
-    stop: bool = False
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -498,12 +497,28 @@ def _settle(future: asyncio.Future[None], error: str | None) -> None:
         future.set_exception(SecurityPipelineError(error))
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """An event validated by :meth:`AuditLogger.prepare`, not yet queued."""
+
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTicket:
+    """A staged event's place in the queue; :meth:`AuditLogger.commit` makes it durable."""
+
+    batch: _Batch
+
+
 @dataclass(eq=False, slots=True)
 class _Worker:
     """One writer thread and the batch it will commit next."""
 
     thread: threading.Thread | None = None
     batch: _Batch | None = None
+    #: close() asked it to write what is queued and end.
+    stopping: bool = False
 
     def open_batch(self) -> _Batch:
         if self.batch is None:
@@ -597,6 +612,11 @@ class AuditLogger:
         self.max_bytes = max_bytes
         self._cond = threading.Condition()
         self._worker: _Worker | None = None
+        # The open file, shared by the writer thread and callers that commit in their own
+        # thread; whoever holds the lock takes the queued batch and writes it, so batches
+        # reach the file in the order they were queued.
+        self._sink_lock = threading.Lock()
+        self._sink: _Sink | None = None
         self._lost = 0  # sync=False events whose write failed, not yet reported
         self._last_ts = 0.0
         _live.add(self)
@@ -614,11 +634,61 @@ class AuditLogger:
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record one event (blocks until durable when ``sync=True``)."""
+        """Record one event (blocks until durable when ``sync=True``).
+
+        The calling thread writes the queued batch itself when no writer is busy with it:
+        no hand-off to the writer thread and back.
+        """
         body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
-        batch = self._submit(body, None, urgent=self.sync)
+        ticket = AuditTicket(self._submit(body, None, urgent=False))
         if self.sync:
-            batch.wait()
+            self.commit(ticket)
+
+    def prepare(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """Validate an event now, to :meth:`stage` later: a bad event fails its caller
+        before the operation it records has happened."""
+        return AuditEvent(
+            _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        )
+
+    def stage(self, event: AuditEvent) -> AuditTicket:
+        """Queue a prepared event behind everything queued so far; :meth:`commit` the
+        ticket to make it durable. Thread-safe."""
+        return AuditTicket(self._submit(event.fields, None, urgent=False))
+
+    def commit(self, ticket: AuditTicket) -> None:
+        """Block until the ticket's events are written (and fsynced when ``sync=True``).
+
+        If no writer has taken them yet, this thread writes the whole queued batch itself;
+        tickets of one batch share that write and fsync. For threads that may block, never
+        an event loop's. Raises :class:`SecurityPipelineError` if the write failed.
+        """
+        batch = ticket.batch
+        if not batch.done.is_set():
+            with self._sink_lock:
+                with self._cond:
+                    worker = self._worker
+                    mine = worker is not None and worker.batch is batch
+                    if mine:
+                        assert worker is not None
+                        worker.batch = None
+                    elif not batch.done.is_set():  # a stopping writer still owns it
+                        batch.urgent = True
+                        self._cond.notify_all()
+                if mine:
+                    batch.fsync = batch.fsync or self.sync
+                    self._write(batch)
+        self._finish_wait(batch)
 
     async def alog(
         self,
@@ -665,10 +735,14 @@ class AuditLogger:
             batch = None
             if worker is not None:
                 batch = worker.open_batch()
-                batch.fsync = batch.stop = batch.urgent = True
+                batch.fsync = batch.urgent = worker.stopping = True
                 self._cond.notify_all()
         if worker is not None and worker.thread is not None:
             worker.thread.join()
+        with self._sink_lock:
+            if self._sink is not None:
+                self._sink.close()
+                self._sink = None
         if batch is not None:
             self._finish_wait(batch)
 
@@ -722,30 +796,36 @@ class AuditLogger:
         return worker
 
     def _run(self, worker: _Worker) -> None:
-        sink = _Sink(self.log_file, self.max_bytes)
-        try:
-            while True:
+        while True:
+            with self._cond:
+                while not worker.stopping and (worker.batch is None or not worker.batch.urgent):
+                    if worker.batch is None:
+                        self._cond.wait()
+                    elif not self._cond.wait(timeout=_LINGER_S):
+                        break  # lingered long enough: write what is queued
+            with self._sink_lock:
                 with self._cond:
-                    while worker.batch is None or not worker.batch.urgent:
-                        if worker.batch is None:
-                            self._cond.wait()
-                        elif not self._cond.wait(timeout=_LINGER_S):
-                            break  # lingered long enough: write what is queued
                     batch, worker.batch = worker.batch, None
-                error = None
-                try:
-                    sink.commit(_encode(batch.entries), batch.fsync)
-                except Exception as exc:
-                    error = _failure_message(self.log_file, exc)
-                    sink.reset()
-                    if not self.sync:
-                        with self._cond:
-                            self._lost += len(batch.entries)
-                batch.finish(error)
-                if batch.stop:
-                    return
-        finally:
-            sink.close()
+                    stopping = worker.stopping
+                if batch is not None:  # else a caller's commit() took it meanwhile
+                    self._write(batch)
+            if stopping:
+                return
+
+    def _write(self, batch: _Batch) -> None:
+        """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
+        if self._sink is None:
+            self._sink = _Sink(self.log_file, self.max_bytes)
+        error = None
+        try:
+            self._sink.commit(_encode(batch.entries), batch.fsync)
+        except Exception as exc:
+            error = _failure_message(self.log_file, exc)
+            self._sink.reset()
+            if not self.sync:
+                with self._cond:
+                    self._lost += len(batch.entries)
+        batch.finish(error)
 
     # -- reading ----------------------------------------------------------------------------
 

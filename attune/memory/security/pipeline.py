@@ -438,6 +438,36 @@ class SecurityPipeline:
             wait=wait,
         )
 
+    def audit_on_commit(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Callable[[], Callable[[], None]]:
+        """A store commit hook that makes a write's final event durable right after the
+        write's transaction, on the store's thread: no hand-off to the audit writer and
+        back to the event loop, and one audit fsync for a whole group commit. The event
+        is validated now, and queued only once the write is durable."""
+        logger = self.audit_logger
+        prepared = logger.prepare(
+            event,
+            user_id=user_id,
+            tier=tier,
+            target_id=target_id,
+            classification=classification,
+            details=details,
+        )
+
+        def on_commit() -> Callable[[], None]:
+            ticket = logger.stage(prepared)
+            return lambda: logger.commit(ticket)
+
+        return on_commit
+
     async def audit_access(
         self,
         action: str,
