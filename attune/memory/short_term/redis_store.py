@@ -27,6 +27,7 @@ from attune.errors import (
 from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
 from attune.memory.short_term.autopipeline import AutoPipeline
+from attune.memory.short_term.fast_packing import use_fast_packing
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ class RedisShortTermMemory:
             return fake
         assert self.url is not None
         try:
-            return aioredis.Redis.from_url(
+            client = aioredis.Redis.from_url(
                 self.url,
                 socket_connect_timeout=self.config.redis_connect_timeout,
                 # No per-read socket timeout: redis-py would arm a timer for every reply of
@@ -100,6 +101,8 @@ class RedisShortTermMemory:
             )
         except ValueError as exc:
             raise ConfigurationError(f"invalid REDIS_URL: {exc}") from None
+        use_fast_packing(client)
+        return client
 
     @property
     def safe_url(self) -> str:
