@@ -779,3 +779,16 @@ def test_commit_reports_a_failed_write(tmp_path: Path) -> None:
     with pytest.raises(SecurityPipelineError):  # the ticket keeps its outcome
         audit.commit(ticket)
     audit.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    ts=st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False, allow_infinity=False),
+    nearby=st.floats(min_value=-2, max_value=2, allow_nan=False),
+)
+def test_timestamp_text_matches_strftime(ts: float, nearby: float) -> None:
+    """The cached-second formatting gives strftime's text exactly, also right after
+    another second (or date) was cached."""
+    for when in (ts, max(0.0, ts + nearby), ts):
+        expected = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert audit_module._ts_text(when) == expected
