@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,6 +25,7 @@ from attune.memory import access, validation
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import LongTermStore, PatternRecord
 from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
+from attune.memory.security import randomness
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
@@ -173,7 +173,7 @@ class AsyncUnifiedMemory:
         pattern_type = _check_pattern_type(pattern_type)
         hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
-        staged_id = _STAGED_PREFIX + uuid.uuid4().hex
+        staged_id = _STAGED_PREFIX + randomness.uuid4_hex()
         prepared = await self.pipeline.prepare_staged(
             data,
             pattern_type,
@@ -310,7 +310,7 @@ class AsyncUnifiedMemory:
         holds a credential (nothing is stored then).
         """
         await self._require("persist_pattern")
-        pattern_id = _PATTERN_PREFIX + uuid.uuid4().hex
+        pattern_id = _PATTERN_PREFIX + randomness.uuid4_hex()
         try:
             result = await self._persist(
                 pattern_id,

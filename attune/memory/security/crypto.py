@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from attune.errors import ConfigurationError, DecryptionError
 from attune.memory.config import Environment
+from attune.memory.security import randomness
 from attune.memory.types import Classification
 
 logger = logging.getLogger(__name__)
@@ -432,9 +433,9 @@ class EnvelopeCipher:
     ) -> EncryptedBlob:
         label = _label(classification)
         kid, master = self.ring._active_key()
-        # One read of the OS random source for the data key and both nonces (a syscall each
-        # would cost more than the encryption of a small record).
-        fresh = secrets.token_bytes(_KEY_BYTES + 2 * _NONCE_BYTES)
+        # One draw for the data key and both nonces, from the block-buffered OS source (a
+        # syscall each would cost more than the encryption of a small record).
+        fresh = randomness.token_bytes(_KEY_BYTES + 2 * _NONCE_BYTES)
         data_key, nonce = fresh[:_KEY_BYTES], fresh[_KEY_BYTES : _KEY_BYTES + _NONCE_BYTES]
         wrap_nonce = fresh[_KEY_BYTES + _NONCE_BYTES :]
         ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _content_aad(record_id, label))
@@ -515,7 +516,7 @@ def _tampered(record_id: str, what: str) -> str:
 def _wrap(
     master: bytes, kid: str, data_key: bytes, record_id: str, label: str, nonce: bytes | None = None
 ) -> bytes:
-    nonce = secrets.token_bytes(_NONCE_BYTES) if nonce is None else nonce
+    nonce = randomness.token_bytes(_NONCE_BYTES) if nonce is None else nonce
     return nonce + AESGCM(master).encrypt(nonce, data_key, _wrap_aad(record_id, label, kid))
 
 
