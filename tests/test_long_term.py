@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attune.errors import LongTermUnavailableError, ValidationError
 from attune.memory import AsyncUnifiedMemory, Classification, MemoryConfig
@@ -312,3 +314,17 @@ async def test_no_commit_hook_runs_when_the_insert_fails(
         assert await store.get("pat_x", 0) is None
     finally:
         await store.aclose()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=4_102_444_800_000), min_size=1, max_size=4))
+def test_result_dates_match_isoformat(values: list[int]) -> None:
+    """The cached-second formatting of result dates is isoformat's text exactly."""
+    from datetime import UTC, datetime
+
+    from attune.memory.unified import _iso
+
+    for ms in values + values[::-1]:
+        expected = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        assert _iso(ms) == expected
+    assert _iso(None) is None

@@ -47,10 +47,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: Seconds already formatted (a result holds two or three dates, and most fall in a few
+#: seconds: now, and now plus a retention period). Bounded: cleared when full.
+_seconds_text: dict[int, str] = {}
+
+
 def _iso(ms: int | None) -> str | None:
+    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    second, milli = divmod(ms, 1000)
+    text = _seconds_text.get(second)
+    if text is None:
+        if len(_seconds_text) >= 4096:
+            _seconds_text.clear()
+        text = _seconds_text[second] = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
+    return f"{text}.{milli:03d}+00:00"
 
 
 class AsyncUnifiedMemory:
@@ -203,12 +215,11 @@ class AsyncUnifiedMemory:
         await self._require("get_staged_patterns")
         raw = await self.short_term.list_staged(_now_ms())
         staged = [self._open_staged(item) for item in raw]
-        await self.pipeline.audit_event(
+        self.pipeline.audit_queued(  # a read: its event is queued, not waited for
             "staging.list",
             user_id=self.user_id,
             tier=self.access_tier.name,
             details={"patterns": len(staged)},
-            wait=False,  # a read: its event is queued, not waited for
         )
         return staged
 
@@ -415,13 +426,12 @@ class AsyncUnifiedMemory:
         if record is None:
             return None
         content, metadata = self.pipeline.unseal(record)
-        await self.pipeline.audit_event(
+        self.pipeline.audit_queued(  # a read: its event is queued, not waited for
             "pattern.retrieve",
             user_id=self.user_id,
             tier=self.access_tier.name,
             target_id=pattern_id,
             classification=record.classification,
-            wait=False,  # a read: its event is queued, not waited for
         )
         return {
             "pattern_id": record.pattern_id,
