@@ -792,3 +792,47 @@ def test_timestamp_text_matches_strftime(ts: float, nearby: float) -> None:
     for when in (ts, max(0.0, ts + nearby), ts):
         expected = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert audit_module._ts_text(when) == expected
+
+
+def test_a_busy_writer_polls_and_an_idle_one_is_woken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued events are written without any flush whether the writer thread was asleep
+    (woken by the first event) or polling (no wake-up per event while events keep coming)."""
+    monkeypatch.setattr(audit_module, "_LINGER_S", 0.4)
+    path = tmp_path / "audit.jsonl"
+    logger = AuditLogger(log_file=path)
+    notified = 0
+    real_notify = logger._cond.notify_all
+
+    def counting_notify() -> None:
+        nonlocal notified
+        notified += 1
+        real_notify()
+
+    logger._cond.notify_all = counting_notify  # type: ignore[method-assign]
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while not path.exists() or len(path.read_text().splitlines()) < count:
+            assert time.monotonic() < deadline, "queued events were never written"
+            time.sleep(0.005)
+
+    try:
+        logger.stage(logger.prepare("e", user_id="u", tier="T"))  # starts the writer
+        wait_for(1)
+        # Busy: an event every 20 ms, several batches; the polling writer needs no wake-up.
+        notified = 0
+        for _ in range(30):
+            logger.stage(logger.prepare("e", user_id="u", tier="T"))
+            time.sleep(0.02)
+        wait_for(31)
+        assert notified == 0
+        # Quiet for longer than a linger: the writer sleeps; the next event wakes it.
+        time.sleep(1.2)
+        logger.stage(logger.prepare("e", user_id="u", tier="T"))
+        wait_for(32)
+        assert notified == 1
+        assert logger.verify().ok
+    finally:
+        logger.close()

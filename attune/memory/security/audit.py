@@ -483,6 +483,8 @@ class _Batch:
     fsync: bool = False
     #: Someone waits for this batch (or it is full): write it without lingering.
     urgent: bool = False
+    #: When its first event was queued: it is written by this + _LINGER_S at the latest.
+    created: float = field(default_factory=time.monotonic)
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -530,6 +532,8 @@ class _Worker:
     batch: _Batch | None = None
     #: close() asked it to write what is queued and end.
     stopping: bool = False
+    #: Asleep until notified (no events for a linger period); else it polls.
+    idle: bool = False
 
     def open_batch(self) -> _Batch:
         if self.batch is None:
@@ -790,7 +794,9 @@ class AuditLogger:
                 batch.futures.append(future)
             batch.fsync = batch.fsync or self.sync
             batch.urgent = batch.urgent or urgent or len(batch.entries) >= _LINGER_EVENTS
-            if fresh or batch.urgent:  # start the writer's linger clock, or wake it now
+            # Wake the writer if someone waits, or if it sleeps without a timeout (after a
+            # quiet period); a polling writer finds the batch by its deadline on its own.
+            if batch.urgent or (fresh and worker.idle):
                 self._cond.notify_all()
             return batch
 
@@ -809,11 +815,20 @@ class AuditLogger:
     def _run(self, worker: _Worker) -> None:
         while True:
             with self._cond:
-                while not worker.stopping and (worker.batch is None or not worker.batch.urgent):
-                    if worker.batch is None:
-                        self._cond.wait()
-                    elif not self._cond.wait(timeout=_LINGER_S):
-                        break  # lingered long enough: write what is queued
+                while not worker.stopping:
+                    batch = worker.batch
+                    if batch is None:
+                        # Poll for one linger period (events tend to keep coming, and then
+                        # submitters need not wake this thread); after a quiet one, sleep.
+                        if not self._cond.wait(timeout=_LINGER_S) and worker.batch is None:
+                            worker.idle = True
+                            self._cond.wait()
+                            worker.idle = False
+                        continue
+                    remaining = batch.created + _LINGER_S - time.monotonic()
+                    if batch.urgent or remaining <= 0:
+                        break  # someone waits, or it lingered long enough: write it
+                    self._cond.wait(timeout=remaining)
             with self._sink_lock:
                 with self._cond:
                     batch, worker.batch = worker.batch, None
