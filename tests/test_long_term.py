@@ -328,3 +328,33 @@ def test_result_dates_match_isoformat(values: list[int]) -> None:
         expected = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
         assert _iso(ms) == expected
     assert _iso(None) is None
+
+
+async def test_an_unexpected_error_in_a_batch_fails_its_callers_and_rolls_back(
+    mock_config: MemoryConfig,
+) -> None:
+    """A write that raises something other than a database error must not leave callers
+    waiting forever: the batch rolls back and every caller in it gets the error."""
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+
+    def broken(db: sqlite3.Connection) -> None:
+        raise RuntimeError("a bug in a write")
+
+    try:
+        await store.insert(_record("pat_before"))
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                store.insert(_record("pat_same_batch")),
+                store._write(broken),
+                return_exceptions=True,
+            ),
+            timeout=10,
+        )
+        assert all(isinstance(r, RuntimeError) for r in results)
+        assert await store.get("pat_same_batch", 0) is None  # rolled back with the batch
+        assert await store.insert(_record("pat_after")) is True  # the store still works
+        assert await store.count() == 2
+    finally:
+        await store.aclose()

@@ -217,8 +217,10 @@ class SQLiteLongTermStore:
         live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
         try:
             outcomes = await _in_thread(conn.db, self._run_batch, [op for op, _fut in live])
-        except (sqlite3.Error, OSError) as exc:
-            error = self._unavailable("cannot commit to", exc)
+        except Exception as exc:  # rolled back: nothing of the batch was written
+            error: BaseException = exc
+            if isinstance(exc, sqlite3.Error | OSError):
+                error = self._unavailable("cannot commit to", exc)
             for _op, fut in batch:
                 if not fut.done():
                     fut.set_exception(error)
