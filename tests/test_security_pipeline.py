@@ -534,3 +534,24 @@ async def test_a_failed_audit_write_fails_the_persist(
 def _read_events(path: Path) -> list[dict[str, Any]]:
     with open(path, "rb") as f:
         return [json.loads(line) for line in f.read().splitlines()]
+
+
+async def test_with_audit_sync_off_a_persist_only_queues_its_event(
+    key_prefix: str, storage_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """audit_sync=False: the final event is queued behind the commit, not written by it;
+    a flush (here close_shared) writes it."""
+    from attune.memory.security import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    config = MemoryConfig(
+        redis_mock=True, storage_dir=storage_dir, key_prefix=key_prefix, audit_sync=False
+    )
+    path = storage_dir / "audit.jsonl"
+    async with memory(config) as mem:
+        stored = await mem.persist_pattern("Prefer small commits", "style")
+        assert not path.exists() or stored["pattern_id"] not in path.read_text()
+    events = audit_events(config)
+    assert any(
+        e["event"] == "pattern.store" and e["target_id"] == stored["pattern_id"] for e in events
+    )

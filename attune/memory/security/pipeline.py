@@ -484,7 +484,7 @@ class SecurityPipeline:
         target_id: str | None = None,
         classification: str | None = None,
         details: Mapping[str, Any] | None = None,
-    ) -> Callable[[], Callable[[], None]]:
+    ) -> Callable[[], Callable[[], None] | None]:
         """A store commit hook that makes a write's final event durable right after the
         write's transaction, on the store's thread: no hand-off to the audit writer and
         back to the event loop, and one audit fsync for a whole group commit. The event
@@ -499,8 +499,10 @@ class SecurityPipeline:
             details=details,
         )
 
-        def on_commit() -> Callable[[], None]:
+        def on_commit() -> Callable[[], None] | None:
             ticket = logger.stage(prepared)
+            if not logger.sync:  # audit_sync=False: queued only, like every other event
+                return None
             return lambda: logger.commit(ticket)
 
         return on_commit
