@@ -60,9 +60,11 @@ from workloads import (
     decode,
     encode,
     json_value,
+    open_persist_floor,
     open_raw_sqlite,
     paired_latencies,
     percentile,
+    persist_floor,
     raw_sqlite_insert,
     raw_sqlite_select,
 )
@@ -365,6 +367,7 @@ async def long_term_figures(b: Bench) -> list[Figure]:
     raw_dir = b.tmp / "raw-aiosqlite"
     raw_dir.mkdir()
     db = await open_raw_sqlite(raw_dir / "raw.db")
+    floor_db, floor_fd = await open_persist_floor(raw_dir)
     memory = AsyncUnifiedMemory("bench-persist", b.config("long-term"))
     ids: dict[str, list[str]] = {"PUBLIC": [], "SENSITIVE": [], "raw": []}
     try:
@@ -394,6 +397,21 @@ async def long_term_figures(b: Bench) -> list[Figure]:
                     Target(">=", 0.5),
                 )
             )
+        floor = persist_floor(floor_db, floor_fd, PUBLIC_TEXT.encode())
+        comp = await compare(Side(floor, s.persist_ops), Side(raw_insert, s.persist_ops), s.rounds)
+        figures.append(
+            throughput(
+                "persist_floor_sequential",
+                "persist floor (record commit + audit line fsync, one hop) vs raw insert",
+                comp,
+                raw_name,
+                None,
+            )
+        )
+        figures[-1].notes = (
+            "no security step: the least a durable, audited persist must do; "
+            "its ratio caps persist_pattern's sequential ratio"
+        )
         for label, op, target in (
             ("PUBLIC", public, None),
             ("SENSITIVE", sensitive, Target(">=", 4.0)),
@@ -437,6 +455,8 @@ async def long_term_figures(b: Bench) -> list[Figure]:
     finally:
         await memory.aclose()
         await db.close()
+        await floor_db.close()
+        os.close(floor_fd)
 
 
 async def _check_persist(memory: AsyncUnifiedMemory) -> None:

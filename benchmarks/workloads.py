@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import time
 import uuid
@@ -204,5 +205,45 @@ def raw_sqlite_select(db: aiosqlite.Connection, ids: list[str]) -> AsyncOp:
         row = rows[0]
         bytes(row[6]).decode("utf-8")
         json.loads(row[5])
+
+    return op
+
+
+# -- the floor of a persist ------------------------------------------------------------------
+
+
+async def open_persist_floor(directory: Path) -> tuple[aiosqlite.Connection, int]:
+    """attune's own ``patterns`` table (same pragmas) and an append-only log file."""
+    from attune.memory.long_term.sqlite_store import MIGRATIONS
+
+    db = await open_raw_sqlite(directory / "floor.db")
+    await db.execute("PRAGMA secure_delete=ON")
+    for statement in MIGRATIONS[1]:
+        await db.execute(statement)
+    fd = os.open(directory / "floor.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return db, fd
+
+
+def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
+    """The least a persist must do before it returns, with no security step around it: in
+    one hand-off to the connection's thread, commit the record (one fsync), then append its
+    audit line and fsync the log (the second). attune's persist does exactly this plus the
+    pipeline; the ratio of this to the raw insert is the ceiling for that figure."""
+    from attune.memory.long_term.sqlite_store import _INSERT, _in_thread
+
+    line = b'{"event":"pattern.store",' + b"x" * 220 + b"}\n"
+
+    def work(conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        row_id = "pat_" + uuid.uuid4().hex
+        meta = '{"source":"bench"}'
+        row = (row_id, "best_practice", "PUBLIC", "bench-floor", 1, None, meta, content)
+        conn.execute(_INSERT, (*row, 0, None, None, None))
+        conn.execute("COMMIT")
+        os.write(fd, line)
+        os.fsync(fd)
+
+    async def op(_i: int) -> None:
+        await _in_thread(db, work)
 
     return op

@@ -38,6 +38,7 @@ TARGETED = {
 INFORMATIONAL = (
     "sync_stash_sequential",
     "persist_public_concurrent",
+    "persist_floor_sequential",
     "recall_sensitive_sequential",
     *(
         f"pipeline_{size}_{step}"
