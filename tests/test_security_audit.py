@@ -32,6 +32,7 @@ from attune.memory.security.audit import (
     VerifyResult,
     sanitize_details,
 )
+from attune.memory.timestamps import iso_us_z
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -792,7 +793,7 @@ def test_timestamp_text_matches_strftime(ts: float, nearby: float) -> None:
     another second (or date) was cached."""
     for when in (ts, max(0.0, ts + nearby), ts):
         expected = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        assert audit_module._ts_text(when) == expected
+        assert iso_us_z(when) == expected
 
 
 def test_a_busy_writer_polls_and_an_idle_one_is_woken(

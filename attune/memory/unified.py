@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,6 +28,7 @@ from attune.memory.security import randomness
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
+from attune.memory.timestamps import iso_ms
 from attune.memory.types import AccessTier, Classification
 
 _STAGED_RESERVED = (
@@ -47,22 +47,8 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-#: Seconds already formatted (a result holds two or three dates, and most fall in a few
-#: seconds: now, and now plus a retention period). Bounded: cleared when full.
-_seconds_text: dict[int, str] = {}
-
-
 def _iso(ms: int | None) -> str | None:
-    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``."""
-    if ms is None:
-        return None
-    second, milli = divmod(ms, 1000)
-    text = _seconds_text.get(second)
-    if text is None:
-        if len(_seconds_text) >= 4096:
-            _seconds_text.clear()
-        text = _seconds_text[second] = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
-    return f"{text}.{milli:03d}+00:00"
+    return None if ms is None else iso_ms(ms)
 
 
 class AsyncUnifiedMemory:

@@ -44,6 +44,7 @@ from typing import Any
 
 from attune.errors import ConfigurationError, SecurityPipelineError, ValidationError
 from attune.memory.config import MemoryConfig
+from attune.memory.timestamps import iso_us_z
 
 GENESIS = "0" * 64
 REDACTED = "[redacted]"
@@ -206,26 +207,9 @@ _compact_ascii_json = json.JSONEncoder(
 ).encode
 
 
-#: The last second formatted, and its text: events come in bursts within one second, and
-#: strftime is most of a line's cost (the writer thread runs this, under the GIL).
-_last_second: tuple[datetime, str] | None = None
-
-
-def _ts_text(ts: float) -> str:
-    """``datetime.fromtimestamp(ts, UTC).strftime(_TS_FORMAT)``, six times faster."""
-    global _last_second
-    when = datetime.fromtimestamp(ts, UTC)
-    second = when.replace(microsecond=0)
-    cached = _last_second
-    if cached is None or cached[0] != second:
-        cached = (second, second.strftime("%Y-%m-%dT%H:%M:%S"))
-        _last_second = cached  # one tuple, replaced whole: safe across threads
-    return f"{cached[1]}.{when.microsecond:06d}Z"
-
-
 def _encode(entries: list[tuple[float, dict[str, Any]]]) -> list[tuple[str, str]]:
     """Queued events as (timestamp text, compact JSON body) for the sink."""
-    return [(_ts_text(ts), _compact_ascii_json(fields)[1:-1]) for ts, fields in entries]
+    return [(iso_us_z(ts), _compact_ascii_json(fields)[1:-1]) for ts, fields in entries]
 
 
 def _line(ts: str, seq: int, body: str, prev: str) -> bytes:

@@ -1,0 +1,36 @@
+"""UTC instants as ISO 8601 text, for results and audit lines.
+
+Formatting a datetime is most of the cost of a small result or an audit line, and one
+process's instants fall in few distinct seconds (now, now plus a retention period). So
+the text of each whole second is kept (bounded) and only the fraction is formatted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 4096
+
+
+def second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a whole UTC second since the epoch."""
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        text = _SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
+    return text
+
+
+def iso_ms(ms: int) -> str:
+    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``."""
+    second, milli = divmod(ms, 1000)
+    return f"{second_text(second)}.{milli:03d}+00:00"
+
+
+def iso_us_z(ts: float) -> str:
+    """``datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` (``ts`` >= 0),
+    rounded to the microsecond as datetime rounds it."""
+    when = datetime.fromtimestamp(ts, UTC)
+    return f"{second_text(int(when.timestamp()))}.{when.microsecond:06d}Z"
