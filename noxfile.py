@@ -31,3 +31,10 @@ def benchmarks(session: nox.Session) -> None:
     """Every benchmark next to its baseline; needs Redis (``nox -s benchmarks -- --quick``)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def profile(session: nox.Session) -> None:
+    """Where persist / recall spend their time, per thread (py-spy; needs ptrace rights)."""
+    session.install("-e", ".[profile]")
+    session.run("python", "benchmarks/profile_ops.py", *session.posargs)

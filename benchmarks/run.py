@@ -242,9 +242,11 @@ class Bench:
     tmp: Path
     sizes: Sizes
 
-    def config(self, name: str) -> MemoryConfig:
+    def config(self, name: str, **overrides: Any) -> MemoryConfig:
         """A fresh storage directory; everything else at the product's defaults."""
-        return MemoryConfig(redis_url=self.url, storage_dir=self.tmp / name, key_prefix=self.prefix)
+        return MemoryConfig(
+            redis_url=self.url, storage_dir=self.tmp / name, key_prefix=self.prefix, **overrides
+        )
 
 
 # -- short-term: stash / retrieve --------------------------------------------------------------
@@ -449,14 +451,54 @@ async def long_term_figures(b: Bench) -> list[Figure]:
             )
             figure.extra["table_rows"] = {"ours": len(chosen), "baseline": len(ids["raw"])}
             figures.append(figure)
+        figures += await _without_audit_fsync(b, raw_insert, raw_name)  # after recall: own store
         for figure in figures:
-            figure.extra["audit_sync"] = memory.config.audit_sync
+            figure.extra.setdefault("audit_sync", memory.config.audit_sync)
         return figures
     finally:
         await memory.aclose()
         await db.close()
         await floor_db.close()
         os.close(floor_fd)
+
+
+async def _without_audit_fsync(b: Bench, raw_insert: AsyncOp, raw_name: str) -> list[Figure]:
+    """Info: persist with ``audit_sync=False`` (the final audit event queued, not fsynced
+    before returning), to show what the audit log's own fsync costs, and how much the
+    64-caller ratio depends on a slow sequential persist."""
+    memory = AsyncUnifiedMemory("bench-persist", b.config("no-audit-fsync", audit_sync=False))
+    s = b.sizes
+
+    async def op(_i: int) -> None:
+        await memory.persist_pattern(SENSITIVE_TEXT, "best_practice", classification="SENSITIVE")
+
+    try:
+        seq = await compare(Side(op, s.persist_ops), Side(raw_insert, s.persist_ops), s.rounds)
+        par = await compare(
+            Side(op, s.persist_ops_concurrent, TASKS), Side(op, s.persist_ops), s.rounds
+        )
+    finally:
+        await memory.aclose()
+    figures = [
+        throughput(
+            "persist_sensitive_sequential_no_audit_fsync",
+            "persist_pattern SENSITIVE, sequential, audit_sync=False, vs raw insert",
+            seq,
+            raw_name,
+            None,
+        ),
+        throughput(
+            "persist_sensitive_concurrent_no_audit_fsync",
+            f"persist_pattern SENSITIVE, {TASKS} callers, audit_sync=False, vs same sequential",
+            par,
+            "attune persist_pattern SENSITIVE, sequential, audit_sync=False",
+            None,
+        ),
+    ]
+    for figure in figures:
+        figure.notes = "not the default: audit events are only queued (see README, Performance)"
+        figure.extra["audit_sync"] = False
+    return figures
 
 
 async def _check_persist(memory: AsyncUnifiedMemory) -> None:

@@ -39,6 +39,8 @@ INFORMATIONAL = (
     "sync_stash_sequential",
     "persist_public_concurrent",
     "persist_floor_sequential",
+    "persist_sensitive_sequential_no_audit_fsync",
+    "persist_sensitive_concurrent_no_audit_fsync",
     "recall_sensitive_sequential",
     *(
         f"pipeline_{size}_{step}"
