@@ -7,12 +7,15 @@ named by its thread name, and shares are per leaf line with that line's source.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "profile_ops.py"
@@ -92,3 +95,13 @@ def test_unknown_workload_is_refused() -> None:
     )
     assert done.returncode == 2
     assert "unknown workload persist-everything" in done.stderr
+
+
+def test_hop_latencies_gives_one_median_per_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    medians = asyncio.run(_module().hop_latencies(connections=3, ops=40, tmp_dir=tmp_path))
+    assert len(medians) == 3
+    assert all(0 < m < 1_000_000 for m in medians)  # µs: one select, not a hang
+    assert list(tmp_path.iterdir()) == []  # its scratch store is gone
