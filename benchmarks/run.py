@@ -15,7 +15,10 @@ shared and noisy, and interleaving makes noise hit both sides. Baselines use the
 Redis and the same disk: raw ``redis.asyncio`` and raw sync ``redis`` (compact JSON
 encode + ``SET PX`` / ``GET`` + decode) and raw ``aiosqlite`` (WAL, ``synchronous=FULL``,
 ``BEGIN``/``INSERT``/``COMMIT`` per row; select by primary key). "64 concurrent" is 64
-asyncio tasks each running its share in order.
+asyncio tasks each running its share in order. The persist / recall comparisons run in
+three independent passes (own event loop, files and connections) and report the median of
+the passes' ratios: one hand-off to an aiosqlite connection's thread costs about 60 or about
+95 µs on these VMs, a draw kept for the connection's life (``profile_ops.py --hops``).
 
 Isolation. Redis is ``--redis-url`` (default ``$ATTUNE_BENCH_REDIS_URL``, else
 ``redis://127.0.0.1:6379/13``); every key goes under a fresh prefix
