@@ -13,8 +13,8 @@ waiting in ``epoll`` is the time spent awaiting the store's thread; the store th
 
 Workloads: ``persist-public``, ``persist-sensitive``, ``recall``, the raw baselines of
 ``benchmarks/run.py`` (``raw-insert``, ``raw-select``) and ``persist-sensitive-64``
-(64 concurrent callers). py-spy's speedscope files (open them at speedscope.app) and summaries go to
-``benchmarks/results/profiles/`` (``--output``). Profiles are for reading, not for
+(64 concurrent callers). py-spy's speedscope files (open them at speedscope.app) and the
+summaries go to ``benchmarks/results/profiles/`` (``--output``). Profiles are for reading, not for
 judging: ratios come from ``benchmarks/run.py``. Needs ptrace rights (root, or
 ``kernel.yama.ptrace_scope=0``).
 """
@@ -63,8 +63,9 @@ TASKS = 64
 # -- the child: one workload, started when the parent says so --------------------------------
 
 
-async def _prepare(name: str, scratch: Path, ops: int) -> Callable[[], Awaitable[None]]:
-    """Set up ``name`` and return the coroutine function that runs its ``ops`` operations."""
+async def _prepare(name: str, scratch: Path, ops: int) -> tuple[Callable[[], Awaitable[None]], int]:
+    """Set up ``name``; return the coroutine function that runs its operations, and how
+    many it runs (``ops``, rounded down to a multiple of the callers)."""
     if name.startswith("raw-"):
         db = await open_raw_sqlite(scratch / "raw.db")
         ids: list[str] = []
@@ -78,7 +79,7 @@ async def _prepare(name: str, scratch: Path, ops: int) -> Callable[[], Awaitable
                 await op(i)
             await db.close()
 
-        return run_raw
+        return run_raw, ops
 
     memory = AsyncUnifiedMemory("profiler", MemoryConfig(storage_dir=scratch / "attune"))
     label = "PUBLIC" if name in ("persist-public", "recall") else "SENSITIVE"
@@ -100,7 +101,7 @@ async def _prepare(name: str, scratch: Path, ops: int) -> Callable[[], Awaitable
                     raise RuntimeError("a persisted pattern was not recalled")
             await memory.aclose()
 
-        return run_recall
+        return run_recall, ops
     await persist(50)  # warm: connections, key ring, audit writer
     tasks = TASKS if name.endswith("-64") else 1
 
@@ -108,7 +109,7 @@ async def _prepare(name: str, scratch: Path, ops: int) -> Callable[[], Awaitable
         await asyncio.gather(*(persist(ops // tasks) for _ in range(tasks)))
         await memory.aclose()
 
-    return run_persist
+    return run_persist, ops // tasks * tasks
 
 
 async def _measured_run(run: Callable[[], Awaitable[None]], ops: int) -> float:
@@ -121,10 +122,10 @@ async def _measured_run(run: Callable[[], Awaitable[None]], ops: int) -> float:
 async def _child(name: str, ops: int) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="attune-profile-"))
     try:
-        run = await _prepare(name, scratch, ops)
+        run, count = await _prepare(name, scratch, ops)
         print("READY", flush=True)
         sys.stdin.readline()  # the profiler is attached
-        print(f"{await _measured_run(run, ops):.0f}", flush=True)
+        print(f"{await _measured_run(run, count):.0f}", flush=True)
     finally:
         close_shared()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -148,6 +149,7 @@ def _profile(spy_path: str, name: str, ops: int, rate: int, output: Path) -> str
         text=True,
     )
     assert child.stdin is not None and child.stdout is not None
+    spy: subprocess.Popen[str] | None = None
     try:
         if child.stdout.readline().strip() != "READY":
             raise RuntimeError(f"the {name} workload failed during its setup")
@@ -169,8 +171,10 @@ def _profile(spy_path: str, name: str, ops: int, rate: int, output: Path) -> str
         if spy.returncode != 0 or not raw.exists():
             raise RuntimeError(f"py-spy failed on {name}: {err.strip()[-300:]}")
     finally:
-        if child.poll() is None:
-            child.kill()
+        for process in (child, spy):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
     summary = f"## {name}: {throughput} ops/s while sampled at {rate} Hz\n{summarise(raw)}"
     (output / f"{name}.summary.txt").write_text(summary)
     return summary
