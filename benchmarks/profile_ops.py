@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import text_of
+from run import PUBLIC_TEXT, SENSITIVE_TEXT, TASKS
 from workloads import open_raw_sqlite, raw_sqlite_insert, raw_sqlite_select
 
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -55,9 +55,6 @@ WORKLOADS = (
     "raw-select",
     "persist-sensitive-64",
 )
-PUBLIC_TEXT = text_of(200)
-SENSITIVE_TEXT = ("Patient follow-up: " + text_of(200))[:200]
-TASKS = 64
 
 
 # -- the child: one workload, started when the parent says so --------------------------------

@@ -415,7 +415,7 @@ def _per_pass(ratios: list[float]) -> str:
     return "ratio per pass " + ", ".join(f"{r:.2f}x" for r in ratios) + " (median shown)"
 
 
-async def long_term_figures(b: Bench, name: str = "pass1") -> list[Figure]:
+async def long_term_figures(b: Bench, name: str) -> list[Figure]:
     s = b.sizes
     raw_dir = b.tmp / f"raw-aiosqlite-{name}"
     raw_dir.mkdir()
