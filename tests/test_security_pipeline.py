@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import os
 from pathlib import Path
@@ -518,17 +519,31 @@ async def test_a_persist_returns_with_its_events_on_disk_in_order(
 async def test_a_failed_audit_write_fails_the_persist(
     mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the final event cannot be written, persist raises (the write is not confirmed)."""
+    """If the final event cannot be written, persist raises (the write is not confirmed).
+    The record is committed with its event in the outbox, so the next open of the store
+    appends the event: the log ends up complete, with a valid chain."""
+    from attune.memory.security import audit as audit_module
+
     async with memory(mock_config) as mem:
         await mem.persist_pattern("Warm up", "style")
-        logger = mem.pipeline.audit_logger
 
-        def broken(batch: Any) -> None:
-            batch.finish("the audit log could not be written (disk full); the write was refused")
+        def disk_full(fd: int, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(logger, "_write", broken)
-        with pytest.raises(SecurityPipelineError, match="could not be written"):
-            await mem.persist_pattern("Refused confirmation", "style")
+        with monkeypatch.context() as patch:
+            patch.setattr(audit_module, "_write_all", disk_full)
+            with pytest.raises(SecurityPipelineError, match="could not be written"):
+                await mem.persist_pattern("Refused confirmation", "style")
+    security_pipeline.close_shared()
+    path = mock_config.storage_dir / "audit.jsonl"
+    stored_before = {e["target_id"] for e in _read_events(path) if e["event"] == "pattern.store"}
+    assert len(stored_before) == 1  # the warm-up only
+    async with memory(mock_config) as mem:  # opening the store replays the outbox
+        assert await mem.long_term.count() == 2
+    events = audit_events(mock_config)
+    stored = [e["target_id"] for e in events if e["event"] == "pattern.store"]
+    assert len(stored) == len(set(stored)) == 2
+    assert AuditLogger(log_file=path).verify().ok
 
 
 def _read_events(path: Path) -> list[dict[str, Any]]:

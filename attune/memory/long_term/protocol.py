@@ -19,6 +19,48 @@ from typing import Any, Protocol, runtime_checkable
 CommitHook = Callable[[], Callable[[], None] | None]
 
 
+class JournalWrite(Protocol):
+    """Lines of a :class:`Journal` that a store's transaction keeps in its outbox."""
+
+    #: What the store inserts into its outbox in the transaction.
+    payload: str
+
+    def finish(self, committed: bool) -> None:
+        """Right after the transaction's COMMIT (or its failure), on the same thread."""
+        ...
+
+    def durable(self) -> bool:
+        """Whether the journal made the lines durable itself: the outbox row may go."""
+        ...
+
+    def sync(self) -> None:
+        """Make the lines durable now (the store is closing)."""
+        ...
+
+
+class Journal(Protocol):
+    """An append-only log (the core's audit log) whose events a store can make durable
+    inside its own transaction, so a write costs one fsync instead of two."""
+
+    def begin(self, events: list[Any]) -> JournalWrite:
+        """Lock the journal for events the coming COMMIT makes durable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxHook:
+    """A :data:`CommitHook` whose event a store with an outbox table may keep in the
+    record's own transaction instead (see :class:`Journal`); a store without one just
+    calls it, and the journal makes the event durable after the commit."""
+
+    journal: Journal
+    event: Any
+    fallback: CommitHook
+
+    def __call__(self) -> Callable[[], None] | None:
+        return self.fallback()
+
+
 @dataclass(frozen=True, slots=True)
 class PatternRecord:
     """One long-term pattern as stored. ``content`` is ciphertext when ``encrypted``."""

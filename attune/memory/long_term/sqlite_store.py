@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sqlite3
 import threading
 import time
@@ -28,7 +29,13 @@ import aiosqlite
 
 from attune._loop_local import LoopLocal
 from attune.errors import LongTermUnavailableError
-from attune.memory.long_term.protocol import CommitHook, PatternRecord, WrappedKey
+from attune.memory.long_term.protocol import (
+    CommitHook,
+    JournalWrite,
+    OutboxHook,
+    PatternRecord,
+    WrappedKey,
+)
 
 T = TypeVar("T")
 
@@ -55,6 +62,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX patterns_expiry ON patterns (expires_at_ms) WHERE expires_at_ms IS NOT NULL",
     ),
+    2: (
+        # Audit lines committed with the records they describe (see OutboxHook); a row
+        # lives until the audit log has fsynced its lines. Ids are random 63-bit numbers,
+        # never max+1: a deleted id is not handed to a later writer, so deleting "my
+        # delivered rows" cannot hit someone else's (and no sqlite_sequence page to write).
+        """
+        CREATE TABLE audit_outbox (
+            id      INTEGER PRIMARY KEY,
+            payload TEXT NOT NULL
+        )
+        """,
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -72,6 +91,8 @@ Queued = tuple["_Insert | WriteOp", "asyncio.Future[Any]"]
 Outcome = tuple[Any, BaseException | None]
 _INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
+#: Replays an outbox's payloads into their journals (default: the audit log's replay).
+OutboxReplay = Callable[[list[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +111,8 @@ class _Connection:
     queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
+    #: This connection's outbox rows (id) not yet known durable in their journal.
+    outbox: list[tuple[JournalWrite, int]] = field(default_factory=list)
 
 
 class SQLiteLongTermStore:
@@ -97,9 +120,16 @@ class SQLiteLongTermStore:
 
     backend = "sqlite"
 
-    def __init__(self, storage_dir: Path | str, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        storage_dir: Path | str,
+        *,
+        busy_timeout_s: float = 30.0,
+        outbox_replay: OutboxReplay | None = None,
+    ) -> None:
         self.path = Path(storage_dir).expanduser() / DB_FILENAME
         self.busy_timeout_s = busy_timeout_s
+        self._outbox_replay = outbox_replay
         self._migrated = False
         self._migrate_lock = threading.Lock()
         self._conns: LoopLocal[_Connection] = LoopLocal(self._open, self._close)
@@ -119,10 +149,26 @@ class SQLiteLongTermStore:
             raise self._unavailable("cannot open", exc) from None
         try:
             await self._prepare(db)
+            await self._replay_outbox(db)
         except (OSError, sqlite3.Error) as exc:
             await db.close()
             raise self._unavailable("cannot prepare", exc) from None
+        except BaseException:
+            await db.close()
+            raise
         return _Connection(db)
+
+    async def _replay_outbox(self, db: aiosqlite.Connection) -> None:
+        """Rows left by a writer that died (or lost its journal's unsynced tail): replay
+        them into their journal, then delete them. Rows of live writers replay harmlessly
+        (their lines are found, not repeated)."""
+        rows = list(await db.execute_fetchall("SELECT id, payload FROM audit_outbox ORDER BY id"))
+        if not rows:
+            return
+        replay = self._outbox_replay or _audit_replay()
+        payloads = [str(row[1]) for row in rows]
+        await _in_thread(db, lambda _db: replay(payloads))
+        await _in_thread(db, _delete_outbox_rows, [int(row[0]) for row in rows])
 
     async def _prepare(self, db: aiosqlite.Connection) -> None:
         """Pragmas and schema; retried while other connections hold the file's lock.
@@ -182,7 +228,11 @@ class SQLiteLongTermStore:
     async def _close(conn: _Connection) -> None:
         if conn.draining is not None:
             await asyncio.shield(conn.draining)
-        await conn.db.close()
+        try:
+            if conn.outbox:
+                await _in_thread(conn.db, _settle_outbox, conn.outbox)
+        finally:
+            await conn.db.close()
 
     def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
         return LongTermUnavailableError(
@@ -216,7 +266,7 @@ class SQLiteLongTermStore:
         """
         live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
         try:
-            outcomes = await _in_thread(conn.db, self._run_batch, [op for op, _fut in live])
+            outcomes = await _in_thread(conn.db, self._run_batch, conn, [op for op, _fut in live])
         except Exception as exc:  # rolled back: nothing of the batch was written
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | OSError):
@@ -234,16 +284,23 @@ class SQLiteLongTermStore:
             else:
                 fut.set_exception(exc2)
 
-    def _run_batch(self, db: sqlite3.Connection, ops: list[_Insert | WriteOp]) -> list[Outcome]:
+    def _run_batch(
+        self, db: sqlite3.Connection, conn: _Connection, ops: list[_Insert | WriteOp]
+    ) -> list[Outcome]:
         """The batch's transaction, on the connection's thread.
 
         Consecutive inserts go to SQLite as one ``executemany``; other writes run one by
         one, in queue order. A failed statement fails its own callers; a failed commit
-        fails the whole batch (nothing of it was written), raised from here.
+        fails the whole batch (nothing of it was written), raised from here. New records'
+        audit events go into the outbox in the same transaction (one fsync for both).
         """
         outcomes: list[Outcome] = []
+        write: JournalWrite | None = None
+        journaled: set[int] = set()
+        row: int | None = None
         try:
             db.execute("BEGIN IMMEDIATE")
+            delivered = _delete_delivered(db, conn.outbox)
             start = 0
             while start < len(ops):
                 end = start
@@ -263,13 +320,36 @@ class SQLiteLongTermStore:
                         raise
                     outcomes.append((None, self._unavailable("cannot write to", exc)))
                 start += 1
-            db.execute("COMMIT")
+            write, journaled = _begin_journal(ops, outcomes)
+            if write is None:
+                db.execute("COMMIT")
+            else:
+                try:
+                    row = secrets.randbits(63)  # once per batch
+                    db.execute(
+                        "INSERT INTO audit_outbox (id, payload) VALUES (?, ?)", (row, write.payload)
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    write.finish(committed=False)
+                    raise
         except BaseException:
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
-        _run_commit_hooks(ops, outcomes)
+        if delivered:
+            conn.outbox = [item for item in conn.outbox if item[1] not in delivered]
+        if write is not None:
+            try:
+                write.finish(committed=True)
+            except Exception as exc:  # the row stays: replayed when the store next opens
+                for i in journaled:
+                    outcomes[i] = (True, exc)
+            else:
+                assert row is not None
+                conn.outbox.append((write, row))
+        _run_commit_hooks(ops, outcomes, journaled)
         return outcomes
 
     def _insert_run(self, db: sqlite3.Connection, records: list[PatternRecord]) -> list[Outcome]:
@@ -398,13 +478,81 @@ class SQLiteLongTermStore:
         await self._conns.aclose()
 
 
-def _run_commit_hooks(ops: list[_Insert | WriteOp], outcomes: list[Outcome]) -> None:
-    """After the commit, on the connection's thread: each new record's hook, then the
-    completions they returned (so records of one batch share, say, one audit fsync).
-    A hook's error fails its own caller; the record stays stored."""
+def _audit_replay() -> OutboxReplay:
+    """The default replay: the core's audit log (imported late: the store needs it only
+    when rows are left over)."""
+    from attune.memory.security.audit import replay_outbox
+
+    return replay_outbox
+
+
+def _begin_journal(
+    ops: list[_Insert | WriteOp], outcomes: list[Outcome]
+) -> tuple[JournalWrite | None, set[int]]:
+    """Before COMMIT: the journal write for new records' outbox events (those of the
+    first journal met; others, if any, use their hooks after the commit), and which
+    ops it covers. A journal that fails to begin leaves its events to the hooks too."""
+    hooks = [
+        (i, op.on_commit)
+        for i, op in enumerate(ops)
+        if isinstance(op, _Insert)
+        and isinstance(op.on_commit, OutboxHook)
+        and outcomes[i] == (True, None)
+    ]
+    if not hooks:
+        return None, set()
+    journal = hooks[0][1].journal
+    mine = [(i, hook) for i, hook in hooks if hook.journal is journal]
+    try:
+        write = journal.begin([hook.event for _i, hook in mine])
+    except Exception:
+        return None, set()
+    return write, {i for i, _hook in mine}
+
+
+def _delete_delivered(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> set[int]:
+    """Delete this connection's outbox rows whose lines their journal has made durable."""
+    ready = [row for write, row in outbox if write.durable()]
+    _delete_outbox_rows(db, ready)
+    return set(ready)
+
+
+def _delete_outbox_rows(db: sqlite3.Connection, ids: list[int]) -> None:
+    for chunk in range(0, len(ids), _INSERT_CHUNK):
+        part = ids[chunk : chunk + _INSERT_CHUNK]
+        marks = ",".join("?" * len(part))
+        db.execute(f"DELETE FROM audit_outbox WHERE id IN ({marks})", part)  # noqa: S608
+
+
+def _settle_outbox(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> None:
+    """At close: make the journals durable and delete the rows they now cover (a row
+    whose journal fails stays, for the next open to replay)."""
+    for write, _row in outbox:
+        if not write.durable():
+            with contextlib.suppress(Exception):
+                write.sync()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _delete_delivered(db, outbox)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _run_commit_hooks(
+    ops: list[_Insert | WriteOp], outcomes: list[Outcome], skip: set[int]
+) -> None:
+    """After the commit, on the connection's thread: each new record's hook (except
+    those in ``skip``, whose events the outbox took), then the completions they returned
+    (so records of one batch share, say, one audit fsync). A hook's error fails its own
+    caller; the record stays stored."""
     completions: list[tuple[int, Callable[[], None]]] = []
     for i, op in enumerate(ops):
         if not isinstance(op, _Insert) or op.on_commit is None or outcomes[i] != (True, None):
+            continue
+        if i in skip:
             continue
         try:
             done = op.on_commit()

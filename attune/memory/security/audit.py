@@ -16,6 +16,13 @@ loggers) appending to one file keep one valid chain. When a file would exceed
 continues in a fresh file. Rotated files are never deleted: deleting the oldest ones
 is an operator action, accepted by ``verify(allow_pruned=True)``.
 
+A long-term write's events take a shorter path (:meth:`AuditLogger.begin`): the store
+keeps them in an *outbox* row of the record's own transaction, so one fsync makes both
+durable; under the file's lock, held from before that ``COMMIT``, the lines are appended
+without fsync, and the writer fsyncs them a linger later, after which the row is deleted.
+A store that finds rows left over (a writer died, or the log lost its unsynced tail) hands
+them to :func:`replay_outbox`, which appends the lines the log lacks.
+
 Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every
 later line too, and an edit of the very last line goes unnoticed until a next event
 is chained to it. Record ``VerifyResult.head`` elsewhere to anchor a checkpoint.
@@ -314,24 +321,50 @@ class _CorruptTailError(Exception):
     """The last line of the log is not an audit event: its chain cannot be extended."""
 
 
-class _Sink:
-    """Appends chained lines to the log; used only by one writer thread."""
+@dataclass(slots=True)
+class _SyncMarks:
+    """Counts of a logger's appends made without fsync (see :class:`OutboxWrite`)."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    appended: int = 0  # the latest such append
+    synced: int = 0  # every append up to this one has been fsynced since
+    lost: int = 0  # appends up to this one may never be fsynced (their file was dropped)
+
+
+@dataclass(slots=True)
+class _Reserved:
+    """Lines built under the file's lock, to be written once a store's COMMIT succeeded."""
+
+    fd: int
+    size: int
+    data: bytes
+    cache: tuple[tuple[int, int, int], int, str]
+
+
+class _Sink:
+    """Appends chained lines to the log; used by one thread at a time (``_sink_lock``)."""
+
+    def __init__(self, path: Path, max_bytes: int, marks: _SyncMarks | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.marks = marks if marks is not None else _SyncMarks()
         self._fd: int | None = None
         self._dirty = False  # written but not fsynced
         # (st_dev, st_ino, size) of the file after our last append, and its chain head.
         self._cache: tuple[tuple[int, int, int], int, str] | None = None
+        self._reserved: _Reserved | None = None
+        self._locked: os.stat_result | None = None  # fstat of the file as _acquire locked it
 
     def close(self) -> None:
+        self._locked = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
     def reset(self) -> None:
         """Forget the open file and the cached head (after an error)."""
+        if self._dirty:  # unsynced appends may now never be fsynced by this logger
+            self.marks.lost = self.marks.appended
+        self._reserved = None
         with contextlib.suppress(OSError):
             self.close()
         self._dirty = False
@@ -339,8 +372,68 @@ class _Sink:
 
     def sync(self) -> None:
         if self._dirty and self._fd is not None:
-            os.fsync(self._fd)
+            self._fsync(self._fd)
         self._dirty = False
+
+    def _fsync(self, fd: int) -> None:
+        """fsync the file every earlier append went to (older files were synced when left)."""
+        appended = self.marks.appended
+        os.fsync(fd)
+        self._dirty = False
+        self.marks.synced = appended
+
+    # -- lines a store's transaction makes durable (see OutboxWrite) ------------------------
+
+    def reserve(self, entries: list[tuple[str, str]]) -> None:
+        """Lock the file and chain ``entries`` onto it, without writing them yet.
+
+        They go to one file, rotated first if they would not fit (a batch larger than
+        ``max_bytes`` gets a fresh file to itself). The lock stays held until
+        :meth:`write_reserved` or :meth:`release`.
+        """
+        while True:
+            fd = self._acquire()
+            try:
+                size = self._repair(fd)
+                stat = self._locked if self._locked is not None else os.fstat(fd)
+                seq, prev = self._head(fd, (stat.st_dev, stat.st_ino, size))
+                lines = []
+                for ts, body in entries:
+                    line = _line(ts, seq + 1, body, prev)
+                    lines.append(line)
+                    seq, prev = seq + 1, _digest(line)
+                data = b"".join(line + b"\n" for line in lines)
+                if size > 0 and size + len(data) > self.max_bytes:
+                    self._rotate(fd)  # unlocks and closes it
+                    continue
+            except BaseException:
+                self.release()
+                raise
+            key = (stat.st_dev, stat.st_ino, size + len(data))
+            self._reserved = _Reserved(fd, size, data, (key, seq, prev))
+            return
+
+    def write_reserved(self) -> int:
+        """Append the reserved lines without fsync; returns their mark for ``marks.synced``."""
+        reserved, self._reserved = self._reserved, None
+        assert reserved is not None
+        try:
+            _write_all(reserved.fd, reserved.data)
+        except OSError:
+            with contextlib.suppress(OSError):  # leave no partial batch behind
+                os.ftruncate(reserved.fd, reserved.size)
+            raise
+        self._dirty = True
+        self._cache = reserved.cache
+        self.marks.appended += 1
+        return self.marks.appended
+
+    def release(self) -> None:
+        """Drop a reservation (if any) and the file's lock."""
+        self._reserved = None
+        self._locked = None
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
         """Chain and append ``entries`` (timestamp, body), rotating as needed."""
@@ -352,6 +445,7 @@ class _Sink:
                 if done < len(entries):
                     self._rotate(fd)
             finally:
+                self._locked = None
                 if self._fd is not None:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
         if fsync:
@@ -378,9 +472,11 @@ class _Sink:
             except FileNotFoundError:
                 named = None
             if named is not None and (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
+                self._locked = mine
                 return self._fd
             self.sync()  # what we wrote there is still ours to make durable
             self.close()
+            self._cache = None
 
     def _append_some(self, fd: int, entries: list[tuple[str, str]], done: int, fsync: bool) -> int:
         """Append as many entries as fit in the locked file; return how many are done."""
@@ -401,7 +497,7 @@ class _Sink:
             try:
                 _write_all(fd, data)
                 if fsync or done + len(lines) < len(entries):
-                    os.fsync(fd)
+                    self._fsync(fd)
                 else:
                     self._dirty = True
             except OSError:
@@ -413,11 +509,14 @@ class _Sink:
 
     def _repair(self, fd: int) -> int:
         """Drop a torn last line (a write that crashed; never acknowledged); return the size."""
-        size = os.fstat(fd).st_size
+        stat = self._locked if self._locked is not None else os.fstat(fd)
+        size = stat.st_size
+        if self._cache is not None and self._cache[0] == (stat.st_dev, stat.st_ino, size):
+            return size  # it ends where our own last append ended, with its newline
         if size and os.pread(fd, 1, size - 1) != b"\n":
             size = _rfind_newline(fd, size) + 1
             os.ftruncate(fd, size)
-            os.fsync(fd)
+            self._fsync(fd)
             self._cache = None
         return size
 
@@ -509,6 +608,39 @@ class AuditTicket:
 
 
 @dataclass(eq=False, slots=True)
+class OutboxWrite:
+    """Audit lines a store's transaction keeps in its outbox (:meth:`AuditLogger.begin`).
+
+    The store inserts :attr:`payload` in the transaction, commits, then calls
+    :meth:`finish`. The lines are appended without fsync: the outbox row keeps them
+    durable until the logger's writer fsyncs the log (a linger later), after which
+    :meth:`durable` is true and the store may delete the row.
+    """
+
+    logger: AuditLogger
+    sink: _Sink
+    batch: _Batch | None
+    payload: str
+    mark: int | None = None  # set once the lines are appended
+
+    def finish(self, committed: bool) -> None:
+        """After the transaction: append the lines if it committed, else only the events
+        queued before this write (this write's own events never happened). Releases the
+        locks. Raises :class:`SecurityPipelineError` if the lines could not be appended;
+        the committed outbox row then keeps them for :func:`replay_outbox`."""
+        self.logger._finish_outbox(self, committed)
+
+    def durable(self) -> bool:
+        """Whether the log has fsynced the lines, so the outbox row is no longer needed."""
+        marks = self.sink.marks
+        return self.mark is not None and marks.lost < self.mark <= marks.synced
+
+    def sync(self) -> None:
+        """Make the lines durable now (a store closing)."""
+        self.logger.flush()
+
+
+@dataclass(eq=False, slots=True)
 class _Worker:
     """One writer thread and the batch it will commit next."""
 
@@ -518,6 +650,8 @@ class _Worker:
     stopping: bool = False
     #: Asleep until notified (no events for a linger period); else it polls.
     idle: bool = False
+    #: Lines were appended without fsync (an outbox write): fsync them after a linger.
+    unsynced: bool = False
 
     def open_batch(self) -> _Batch:
         if self.batch is None:
@@ -616,6 +750,7 @@ class AuditLogger:
         # reach the file in the order they were queued.
         self._sink_lock = threading.Lock()
         self._sink: _Sink | None = None
+        self._marks = _SyncMarks()
         self._lost = 0  # sync=False events whose write failed, not yet reported
         self._last_ts = 0.0
         _live.add(self)
@@ -803,8 +938,11 @@ class AuditLogger:
                     batch = worker.batch
                     if batch is None:
                         # Poll for one linger period (events tend to keep coming, and then
-                        # submitters need not wake this thread); after a quiet one, sleep.
+                        # submitters need not wake this thread); after a quiet one, fsync
+                        # what outbox writes left unsynced, else sleep.
                         if not self._cond.wait(timeout=_LINGER_S) and worker.batch is None:
+                            if worker.unsynced:
+                                break
                             worker.idle = True
                             self._cond.wait()
                             worker.idle = False
@@ -817,15 +955,97 @@ class AuditLogger:
                 with self._cond:
                     batch, worker.batch = worker.batch, None
                     stopping = worker.stopping
+                    unsynced, worker.unsynced = worker.unsynced, False
                 if batch is not None:  # else a caller's commit() took it meanwhile
                     self._write(batch)
+                if unsynced:
+                    self._sync_sink()
             if stopping:
                 return
+
+    def _sync_sink(self) -> None:
+        """fsync lines appended without it (``_sink_lock`` held); a failure leaves their
+        outbox rows for the next store to replay."""
+        if self._sink is None:
+            return
+        try:
+            self._sink.sync()
+        except OSError:
+            self._sink.reset()
+
+    # -- lines kept in a store's outbox ------------------------------------------------------
+
+    def begin(self, events: list[AuditEvent]) -> OutboxWrite:
+        """Start writing ``events`` (and everything queued before them) for a store whose
+        transaction will keep them, as :attr:`OutboxWrite.payload`, in an outbox table.
+
+        Holds this logger and the file's lock until :meth:`OutboxWrite.finish`: call it
+        right after the transaction's ``COMMIT`` (or its failure), from the same thread.
+        Anyone who takes the file's lock therefore finds each committed outbox row's
+        lines in the log, or its writer dead; :func:`replay_outbox` relies on that.
+        Raises :class:`SecurityPipelineError` if the log cannot be locked or extended.
+        """
+        self._sink_lock.acquire()
+        batch = None
+        try:
+            with self._cond:
+                worker = self._running_worker()
+                batch, worker.batch = worker.batch, None
+                entries = list(batch.entries) if batch is not None else []
+                for event in events:
+                    ts = max(time.time(), self._last_ts)
+                    self._last_ts = ts
+                    entries.append((ts, event.fields))
+            if self._sink is None:
+                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+            encoded = _encode(entries)
+            try:
+                self._sink.reserve(encoded)
+            except Exception as exc:
+                self._sink.reset()
+                raise SecurityPipelineError(_failure_message(self.log_file, exc)) from None
+        except BaseException:
+            try:
+                if batch is not None:  # the events queued before: written as if never taken
+                    self._write(batch)
+            finally:
+                self._sink_lock.release()
+            raise
+        return OutboxWrite(self, self._sink, batch, _outbox_payload(self.log_file, encoded))
+
+    def _finish_outbox(self, write: OutboxWrite, committed: bool) -> None:
+        """See :meth:`OutboxWrite.finish` (``_sink_lock`` held, released here)."""
+        sink, batch, error = write.sink, write.batch, None
+        try:
+            if committed:
+                try:
+                    write.mark = sink.write_reserved()
+                except OSError as exc:
+                    sink.reset()
+                    error = _failure_message(self.log_file, exc)
+                else:
+                    sink.release()
+                    with self._cond:
+                        worker = self._running_worker()
+                        worker.unsynced = True
+                        if worker.idle:
+                            self._cond.notify_all()
+                if batch is not None:  # committed with the outbox row: durable
+                    batch.finish(error)
+            else:
+                sink.release()
+                if batch is not None:  # the others' events: written as if never taken
+                    batch.fsync = batch.fsync or self.sync
+                    self._write(batch)
+        finally:
+            self._sink_lock.release()
+        if error is not None:
+            raise SecurityPipelineError(error)
 
     def _write(self, batch: _Batch) -> None:
         """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
         if self._sink is None:
-            self._sink = _Sink(self.log_file, self.max_bytes)
+            self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
         error = None
         try:
             self._sink.commit(_encode(batch.entries), batch.fsync)
@@ -836,6 +1056,29 @@ class AuditLogger:
                 with self._cond:
                     self._lost += len(batch.entries)
         batch.finish(error)
+
+    def _replay(self, entries: list[tuple[str, str]]) -> None:
+        """Append the entries (timestamp text, body) whose lines the log lacks, then make
+        them all durable; under the file's lock, so concurrent replays add each line once."""
+        with self._sink_lock:
+            if self._sink is None:
+                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+            sink = self._sink
+            fd = sink._acquire()
+            try:
+                missing = _missing_lines(self.log_file, entries)
+                done = 0
+                while done < len(missing):
+                    done = sink._append_some(fd, missing, done, True)
+                    if done < len(missing):
+                        sink._rotate(fd)
+                        fd = sink._acquire()
+                sink._fsync(fd)  # lines another writer appended, found but maybe unsynced
+            except Exception as exc:
+                sink.reset()
+                raise SecurityPipelineError(_failure_message(self.log_file, exc)) from None
+            finally:
+                sink.release()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -943,6 +1186,97 @@ def _record(raw: bytes) -> dict[str, Any] | None:
         return None
     record: dict[str, Any] = json.loads(raw)
     return record
+
+
+# -- outbox replay -------------------------------------------------------------------------------
+
+
+def replay_outbox(payloads: list[str]) -> None:
+    """Make the audit lines kept in a store's outbox rows durable in their logs.
+
+    For each row's log: append the lines it lacks (their writer died between its
+    ``COMMIT`` and its append, or the machine lost the log's unsynced tail), chained
+    after the current head and stamped with their original time, then fsync. Lines
+    already there are not repeated. The store deletes the rows once this returned.
+    Raises :class:`SecurityPipelineError` for a log it cannot write or a row it cannot read.
+    """
+    by_log: dict[str, list[tuple[str, str]]] = {}
+    for payload in payloads:
+        log, entries = _outbox_entries(payload)
+        by_log.setdefault(log, []).extend(entries)
+    for log, entries in by_log.items():
+        logger = AuditLogger(log)
+        try:
+            logger._replay(entries)
+        finally:
+            logger.close()
+
+
+def _outbox_payload(log_file: Path, entries: list[tuple[str, str]]) -> str:
+    """An outbox row: the log's path as a JSON string, then one ``<ts> <body>`` per line
+    (a body is one line of ASCII JSON; a timestamp has no space)."""
+    lines = [f"{ts} {body}" for ts, body in entries]
+    return "\n".join([_compact_ascii_json(str(log_file)), *lines])
+
+
+def _outbox_entries(payload: str) -> tuple[str, list[tuple[str, str]]]:
+    try:
+        head, *lines = payload.split("\n")
+        log = json.loads(head)
+        entries = [(ts, body) for ts, body in (line.split(" ", 1) for line in lines)]
+        datetime.strptime(min(ts for ts, _ in entries), _TS_FORMAT)
+    except (ValueError, TypeError):
+        raise SecurityPipelineError(
+            "an audit outbox row of the long-term store is not readable, so its audit "
+            "events cannot be replayed; restore patterns.db from a backup"
+        ) from None
+    if not isinstance(log, str) or not Path(log).is_absolute():
+        raise SecurityPipelineError("an audit outbox row names no absolute audit log path")
+    return log, entries
+
+
+def _missing_lines(log_file: Path, entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The entries whose line is in none of the log's files, in their order. Files holding
+    some of them are fsynced (a live writer may not have yet). Only files written to
+    after the oldest entry's time are read."""
+    wanted = set(entries)
+    oldest = min(ts for ts, _ in entries)
+    since = datetime.strptime(oldest, _TS_FORMAT).replace(tzinfo=UTC).timestamp() - 2.0
+    for path in [log_file, *_rotated(log_file)]:
+        if not wanted:
+            break
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            continue
+        with handle:
+            if os.fstat(handle.fileno()).st_mtime < since:
+                break  # neither this file nor an older one was written after the entries
+            found = False
+            for raw in handle:
+                entry = _entry_of(raw, oldest)
+                if entry is not None and entry in wanted:
+                    wanted.discard(entry)
+                    found = True
+            if found:
+                os.fsync(handle.fileno())
+    return [entry for entry in entries if entry in wanted]
+
+
+def _entry_of(raw: bytes, oldest: str) -> tuple[str, str] | None:
+    """(timestamp text, body) of a log line stamped at or after ``oldest``, else None."""
+    if not raw.startswith(b'{"ts":"'):
+        return None
+    line = raw.rstrip(b"\n").decode("ascii", "replace")
+    end = line.find('"', 7)
+    ts = line[7:end]
+    if ts < oldest or not line.startswith(',"seq":', end + 1):
+        return None
+    start = line.find(",", end + 8) + 1
+    stop = line.rfind(',"prev":"')
+    if start <= 0 or stop < start:
+        return None
+    return ts, line[start:stop]
 
 
 # -- verification --------------------------------------------------------------------------------

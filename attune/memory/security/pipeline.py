@@ -33,7 +33,7 @@ from attune.errors import (
     ValidationError,
 )
 from attune.memory.config import MemoryConfig
-from attune.memory.long_term.protocol import PatternRecord, WrappedKey
+from attune.memory.long_term.protocol import OutboxHook, PatternRecord, WrappedKey
 from attune.memory.security.audit import AuditLogger
 from attune.memory.security.classifier import ClassificationDecision, decide
 from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
@@ -494,7 +494,10 @@ class SecurityPipeline:
                 return None
             return lambda: logger.commit(ticket)
 
-        return on_commit
+        if not logger.sync:
+            return on_commit
+        # A store with an outbox commits the event with the record (one fsync for both).
+        return OutboxHook(logger, prepared, on_commit)
 
     async def audit_access(
         self,

@@ -1,0 +1,435 @@
+"""The audit outbox: a persist's audit events are committed with its record (one fsync),
+appended to the log without fsync, and replayed into the log by the next store to open
+if the writer died or the log lost its unsynced tail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attune.errors import LongTermUnavailableError, SecurityPipelineError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
+from attune.memory.long_term import OutboxHook, PatternRecord, SQLiteLongTermStore
+from attune.memory.long_term.sqlite_store import DB_FILENAME
+from attune.memory.security import audit as audit_module
+from attune.memory.security import pipeline as security_pipeline
+from attune.memory.security.audit import AuditLogger, replay_outbox
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "audit" / "audit.jsonl"
+
+
+def _outbox_rows(storage: Path) -> list[str]:
+    with sqlite3.connect(storage / DB_FILENAME) as db:
+        return [row[0] for row in db.execute("SELECT payload FROM audit_outbox")]
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def _stored_ids(path: Path) -> list[str]:
+    return [e["target_id"] for e in _events(path) if e["event"] == "pattern.store"]
+
+
+def _record(pattern_id: str) -> PatternRecord:
+    return PatternRecord(
+        pattern_id=pattern_id,
+        pattern_type="style",
+        classification="PUBLIC",
+        created_by="agent",
+        created_at_ms=1,
+        expires_at_ms=None,
+        metadata_json="{}",
+        content=b"body",
+    )
+
+
+# -- the write path ---------------------------------------------------------------------------
+
+
+async def test_a_persist_commits_its_events_with_the_record(mock_config: MemoryConfig) -> None:
+    """Inside the transaction: the record and an outbox row holding the operation's events.
+    The line is in the log when persist returns; the row goes once the log was fsynced."""
+    storage = mock_config.ensure_storage_dir()
+    path = storage / "audit.jsonl"
+    async with AsyncUnifiedMemory("agent-1", mock_config) as mem:
+        stored = await mem.persist_pattern("Prefer small commits", "style")
+        assert _stored_ids(path) == [stored["pattern_id"]]  # appended before returning
+        rows = _outbox_rows(storage)
+        assert len(rows) == 1
+        log, *entries = rows[0].split("\n")
+        assert json.loads(log) == str(path.resolve())
+        bodies = [entry.split(" ", 1)[1] for entry in entries]
+        assert [json.loads("{" + b + "}")["event"] for b in bodies] == [
+            "access.check",
+            "classification.decision",
+            "pattern.store",
+        ]
+        await asyncio.sleep(0.2)  # the writer fsyncs the log a linger later...
+        await mem.persist_pattern("Name things plainly", "style")  # ...then rows go
+        assert len(_outbox_rows(storage)) == 1  # only the newest write's row remains
+    assert _outbox_rows(storage) == []  # closing settles the rest
+    assert AuditLogger(log_file=path).verify().ok
+
+
+async def test_concurrent_persists_share_one_outbox_row(mock_config: MemoryConfig) -> None:
+    storage = mock_config.ensure_storage_dir()
+    async with AsyncUnifiedMemory("agent-1", mock_config) as mem:
+        await mem.persist_pattern("Warm up", "style")
+        results = await asyncio.gather(
+            *(mem.persist_pattern(f"Concurrent {i}", "style") for i in range(32))
+        )
+        rows = _outbox_rows(storage)
+        assert len(rows) < 33  # one row per group commit, not per record
+        payload = "\n".join(rows)
+        assert all(r["pattern_id"] in payload for r in results)
+    path = storage / "audit.jsonl"
+    ids = _stored_ids(path)
+    assert len(ids) == len(set(ids)) == 33
+    assert AuditLogger(log_file=path).verify().ok
+
+
+async def test_audit_sync_off_keeps_no_outbox(key_prefix: str, storage_dir: Path) -> None:
+    config = MemoryConfig(
+        redis_mock=True, storage_dir=storage_dir, key_prefix=key_prefix, audit_sync=False
+    )
+    async with AsyncUnifiedMemory("agent-1", config) as mem:
+        await mem.persist_pattern("Prefer small commits", "style")
+        assert _outbox_rows(storage_dir) == []
+
+
+# -- the store's side, with a stand-in journal ---------------------------------------------------
+
+
+class _Write:
+    def __init__(self, journal: _Journal, payload: Any) -> None:
+        self.journal, self.payload = journal, payload
+        self.synced = False
+
+    def finish(self, committed: bool) -> None:
+        self.journal.calls.append(f"finish committed={committed}")
+        if committed and self.journal.fail_finish:
+            raise SecurityPipelineError("the audit log could not be written (test)")
+
+    def durable(self) -> bool:
+        return self.synced
+
+    def sync(self) -> None:
+        self.synced = True
+
+
+class _Journal:
+    def __init__(self, payload: Any = "payload", *, fail_begin: bool = False) -> None:
+        self.payload, self.fail_begin, self.fail_finish = payload, fail_begin, False
+        self.calls: list[str] = []
+
+    def begin(self, events: list[Any]) -> _Write:
+        self.calls.append(f"begin {events}")
+        if self.fail_begin:
+            raise SecurityPipelineError("cannot lock the log (test)")
+        return _Write(self, self.payload)
+
+
+def _hook(journal: _Journal, event: str, calls: list[str]) -> OutboxHook:
+    def fallback() -> Any:
+        calls.append(f"fallback {event}")
+        return None
+
+    return OutboxHook(journal, event, fallback)
+
+
+async def test_the_store_keeps_the_payload_until_the_journal_is_durable(
+    mock_config: MemoryConfig,
+) -> None:
+    journal = _Journal()
+    fallback_calls: list[str] = []
+    replayed: list[list[str]] = []
+    storage = mock_config.ensure_storage_dir()
+    store = SQLiteLongTermStore(storage, outbox_replay=replayed.append)
+    try:
+        assert await store.insert(_record("pat_a"), _hook(journal, "a", fallback_calls))
+        assert journal.calls == ["begin ['a']", "finish committed=True"]
+        assert _outbox_rows(storage) == ["payload"]
+        # A duplicate id stores nothing, so it has nothing to record.
+        assert not await store.insert(_record("pat_a"), _hook(journal, "dup", fallback_calls))
+        assert len(journal.calls) == 2
+    finally:
+        await store.aclose()
+    assert fallback_calls == []  # the outbox took the event: the hook itself never ran
+    assert _outbox_rows(storage) == []  # closing synced the journal and deleted the row
+    assert replayed == []
+
+
+async def test_a_journal_that_cannot_begin_falls_back_to_the_hook(
+    mock_config: MemoryConfig,
+) -> None:
+    journal = _Journal(fail_begin=True)
+    calls: list[str] = []
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        assert await store.insert(_record("pat_a"), _hook(journal, "a", calls))
+    finally:
+        await store.aclose()
+    assert calls == ["fallback a"]
+    assert _outbox_rows(mock_config.storage_dir) == []
+
+
+async def test_a_failed_outbox_insert_rolls_back_the_batch(mock_config: MemoryConfig) -> None:
+    """The row cannot be stored (here: a NULL payload): the whole transaction rolls back,
+    the journal hears it did not commit, every caller gets a clear error, nothing is kept."""
+    journal = _Journal(payload=None)
+    storage = mock_config.ensure_storage_dir()
+    store = SQLiteLongTermStore(storage)
+    try:
+        with pytest.raises(LongTermUnavailableError, match="cannot commit"):
+            await store.insert(_record("pat_a"), _hook(journal, "a", []))
+        assert journal.calls == ["begin ['a']", "finish committed=False"]
+        assert await store.count() == 0
+        assert await store.insert(_record("pat_a"))  # the store still works
+    finally:
+        await store.aclose()
+    assert _outbox_rows(storage) == []
+
+
+async def test_a_failed_append_fails_the_caller_and_keeps_the_row_for_replay(
+    mock_config: MemoryConfig,
+) -> None:
+    journal = _Journal()
+    journal.fail_finish = True
+    replayed: list[list[str]] = []
+    storage = mock_config.ensure_storage_dir()
+    store = SQLiteLongTermStore(storage, outbox_replay=replayed.append)
+    try:
+        with pytest.raises(SecurityPipelineError, match="could not be written"):
+            await store.insert(_record("pat_a"), _hook(journal, "a", []))
+        assert await store.count() == 1  # the record is stored
+    finally:
+        await store.aclose()
+    assert _outbox_rows(storage) == ["payload"]  # not settled: nobody appended it
+    reopened = SQLiteLongTermStore(storage, outbox_replay=replayed.append)
+    try:
+        assert await reopened.count() == 1
+    finally:
+        await reopened.aclose()
+    assert replayed == [["payload"]]
+    assert _outbox_rows(storage) == []
+
+
+async def test_a_replay_that_fails_refuses_to_open_and_keeps_the_rows(
+    mock_config: MemoryConfig,
+) -> None:
+    storage = mock_config.ensure_storage_dir()
+    with sqlite3.connect(storage / DB_FILENAME) as db:  # an empty store first
+        pass
+    store = SQLiteLongTermStore(storage)
+    await store.count()
+    await store.aclose()
+    with sqlite3.connect(storage / DB_FILENAME) as db:
+        db.execute("INSERT INTO audit_outbox (id, payload) VALUES (7, 'not a payload')")
+
+    store = SQLiteLongTermStore(storage)
+    try:
+        with pytest.raises(SecurityPipelineError, match="outbox row"):
+            await store.count()
+    finally:
+        await store.aclose()
+    assert _outbox_rows(storage) == ["not a payload"]
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+def _entries(logger: AuditLogger, count: int, start: int = 0) -> list[tuple[str, str]]:
+    """(ts, body) entries as an outbox holds them."""
+    stamped = [
+        (time.time(), logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}"))
+        for i in range(start, start + count)
+    ]
+    return audit_module._encode([(ts, event.fields) for ts, event in stamped])
+
+
+def test_replay_appends_missing_lines_once_and_chains_them(log_path: Path) -> None:
+    logger = AuditLogger(log_path)
+    logger.log("first", user_id="u", tier="T")
+    entries = _entries(logger, 3)
+    payload = audit_module._outbox_payload(log_path.resolve(), entries)
+    replay_outbox([payload])
+    replay_outbox([payload])  # idempotent: found, not repeated
+    events = _events(log_path)
+    assert [e["event"] for e in events] == ["first", *["pattern.store"] * 3]
+    assert [e["target_id"] for e in events[1:]] == ["p0", "p1", "p2"]
+    assert [e["ts"] for e in events[1:]] == [ts for ts, _body in entries]  # original times
+    assert AuditLogger(log_path).verify().ok
+    logger.close()
+
+
+def test_replay_finds_lines_already_written_and_in_rotated_files(log_path: Path) -> None:
+    """A live writer's lines (or lines since rotated to .1) are found, not appended again;
+    the missing one of the same row is appended after the current head."""
+    logger = AuditLogger(log_path)
+    present = _entries(logger, 2)
+    missing = _entries(logger, 1, start=2)
+    sink = audit_module._Sink(log_path, 10 * 1024 * 1024)  # a live writer's append
+    sink.commit(present, fsync=False)
+    sink.close()
+    logger.close()
+    log_path.rename(log_path.with_name(log_path.name + ".1"))
+    after = AuditLogger(log_path)
+    after.log("after_rotation", user_id="u", tier="T")
+    after.close()
+    replay_outbox([audit_module._outbox_payload(log_path, present + missing)])
+    rotated = _events(log_path.with_name(log_path.name + ".1"))
+    current = _events(log_path)
+    assert [e["target_id"] for e in rotated] == ["p0", "p1"]
+    assert [e["event"] for e in current] == ["after_rotation", "pattern.store"]
+    assert current[-1]["target_id"] == "p2"
+    assert AuditLogger(log_path).verify().ok
+
+
+def test_replay_restores_a_lost_unsynced_tail(log_path: Path) -> None:
+    """The machine lost the log's unsynced tail: the rows bring those lines back, after the
+    last surviving line, so the chain stays valid."""
+    logger = AuditLogger(log_path)
+    logger.log("kept", user_id="u", tier="T")
+    entries = _entries(logger, 2)
+    logger.flush()
+    logger._sink.commit(entries, fsync=False)  # type: ignore[union-attr]
+    logger.close()
+    kept = log_path.read_bytes().splitlines(keepends=True)[0]
+    log_path.write_bytes(kept)  # the tail is gone
+    replay_outbox([audit_module._outbox_payload(log_path, entries)])
+    assert [e.get("target_id") for e in _events(log_path)] == [None, "p0", "p1"]
+    assert AuditLogger(log_path).verify().ok
+
+
+def test_a_malformed_payload_is_a_clear_error(log_path: Path) -> None:
+    for bad in ("", "not json\n1 2", json.dumps("relative/log") + "\nnot-a-time {}"):
+        with pytest.raises(SecurityPipelineError, match="outbox row"):
+            replay_outbox([bad])
+    assert not log_path.exists()
+
+
+# -- the logger's side -------------------------------------------------------------------------
+
+
+def test_an_outbox_write_that_did_not_commit_writes_only_what_was_queued(
+    log_path: Path,
+) -> None:
+    logger = AuditLogger(log_path)
+    queued = logger.prepare("access.check", user_id="u", tier="T")
+    logger.stage(queued)
+    final = logger.prepare("pattern.store", user_id="u", tier="T", target_id="p")
+    write = logger.begin([final])
+    assert "pattern.store" in write.payload and "access.check" in write.payload
+    write.finish(committed=False)
+    assert [e["event"] for e in _events(log_path)] == ["access.check"]
+    assert write.durable() is False
+    logger.close()
+
+
+def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
+    logger = AuditLogger(log_path)
+    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+    write.finish(committed=True)
+    assert [e["event"] for e in _events(log_path)] == ["pattern.store"]  # visible at once
+    deadline = time.monotonic() + 5
+    while not write.durable() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert write.durable()
+    logger.close()
+
+
+def test_a_failed_append_poisons_the_write_and_reports(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    logger = AuditLogger(log_path)
+    logger.log("before", user_id="u", tier="T")
+    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit_module, "_write_all", disk_full)
+    with pytest.raises(SecurityPipelineError, match="could not be written"):
+        write.finish(committed=True)
+    monkeypatch.undo()
+    logger.flush()
+    assert not write.durable()  # its row must stay for replay
+    logger.log("after", user_id="u", tier="T")  # the logger recovers for later events
+    assert [e["event"] for e in _events(log_path)] == ["before", "after"]
+    logger.close()
+
+
+# -- crashes --------------------------------------------------------------------------------------
+
+_CHILD = """
+import os, sys
+from attune import EmpathyOS
+from attune.memory import MemoryConfig
+from attune.memory.security import audit
+if sys.argv[2] == "before-append":
+    # die right after the COMMIT, before the line is appended
+    audit.OutboxWrite.finish = lambda self, committed: os._exit(0) if committed else None
+cfg = MemoryConfig(redis_mock=True, storage_dir=sys.argv[1])
+agent = EmpathyOS(user_id="crasher", config=cfg)
+result = agent.persist_pattern("Survives a crash", "durability", classification="PUBLIC")
+print(result["pattern_id"], flush=True)
+sys.stdin.read()  # wait to be killed
+"""
+
+
+def _crash_after_persist(storage: Path, when: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_") and k != "REDIS_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_CHILD), str(storage), when],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+async def _open_and_count(storage: Path) -> int:
+    cfg = MemoryConfig(redis_mock=True, storage_dir=storage)
+    async with AsyncUnifiedMemory("checker", cfg) as mem:
+        count: int = await mem.long_term.count()  # type: ignore[attr-defined]
+    security_pipeline.close_shared()
+    return count
+
+
+@pytest.mark.parametrize("when", ["before-append", "after-append"])
+def test_a_crash_leaves_each_event_in_the_log_exactly_once(tmp_path: Path, when: str) -> None:
+    """Killed between COMMIT and the append: the next open appends the events. Killed after
+    the append (before its fsync and the row's deletion): found, not repeated."""
+    storage = tmp_path / "store"
+    _crash_after_persist(storage, when)
+    path = storage / "audit.jsonl"
+    before = _stored_ids(path) if path.exists() else []
+    assert len(before) == (0 if when == "before-append" else 1)
+    assert len(_outbox_rows(storage)) == 1  # the crash left the row behind
+    assert asyncio.run(_open_and_count(storage)) == 1
+    assert _outbox_rows(storage) == []
+    assert len(_stored_ids(path)) == 1
+    events = [e["event"] for e in _events(path)]
+    assert events.count("classification.decision") == 1
+    assert AuditLogger(log_file=path).verify().ok
