@@ -358,3 +358,27 @@ async def test_an_unexpected_error_in_a_batch_fails_its_callers_and_rolls_back(
         assert await store.count() == 2
     finally:
         await store.aclose()
+
+
+async def test_a_sequential_writer_keeps_one_drain_task(mock_config: MemoryConfig) -> None:
+    """A caller that writes again right after its answer joins the same drain task (no new
+    task per write); each write is still its own transaction, answered in order."""
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        assert await store.insert(_record("pat_1"))
+        conn = store._conns.peek()
+        assert conn is not None
+        first = conn.draining
+        assert first is not None  # still alive for one more loop iteration
+        for i in range(2, 6):
+            assert await store.insert(_record(f"pat_{i}"))
+            assert conn.draining is first
+        assert conn.commits == 5
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert conn.draining is None  # it ends once nobody writes again
+        assert await store.count() == 5
+    finally:
+        await store.aclose()

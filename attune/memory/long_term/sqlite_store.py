@@ -226,7 +226,7 @@ class SQLiteLongTermStore:
 
     @staticmethod
     async def _close(conn: _Connection) -> None:
-        if conn.draining is not None:
+        while conn.draining is not None:
             await asyncio.shield(conn.draining)
         try:
             if conn.outbox:
@@ -253,8 +253,13 @@ class SQLiteLongTermStore:
     async def _drain(self, conn: _Connection) -> None:
         try:
             while conn.queue:
-                batch, conn.queue = conn.queue, []
-                await self._commit_batch(conn, batch)
+                while conn.queue:
+                    batch, conn.queue = conn.queue, []
+                    await self._commit_batch(conn, batch)
+                # Callers just answered often write again at once (a sequential writer
+                # does): one more loop iteration takes those into this same task instead
+                # of ending it and starting a new one per write.
+                await asyncio.sleep(0)
         finally:
             conn.draining = None
 
