@@ -455,7 +455,7 @@ async def long_term_figures(b: Bench, name: str) -> list[Figure]:
         figures.append(
             throughput(
                 "persist_floor_sequential",
-                "persist floor (record commit + audit line fsync, one hop) vs raw insert",
+                "persist floor (record + outbox row, one commit, line appended) vs raw insert",
                 comp,
                 raw_name,
                 None,

@@ -12,6 +12,7 @@ Latency comparisons alternate call by call and keep every sample (milliseconds).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import statistics
@@ -213,25 +214,29 @@ def raw_sqlite_select(db: aiosqlite.Connection, ids: list[str]) -> AsyncOp:
 
 
 async def open_persist_floor(directory: Path) -> tuple[aiosqlite.Connection, int]:
-    """attune's own ``patterns`` table (same pragmas) and an append-only log file."""
+    """attune's own schema (same pragmas) and an append-only log file."""
     from attune.memory.long_term.sqlite_store import MIGRATIONS
 
     db = await open_raw_sqlite(directory / "floor.db")
     await db.execute("PRAGMA secure_delete=ON")
-    for statement in MIGRATIONS[1]:
-        await db.execute(statement)
+    for version in sorted(MIGRATIONS):
+        for statement in MIGRATIONS[version]:
+            await db.execute(statement)
     fd = os.open(directory / "floor.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     return db, fd
 
 
 def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
     """The least a persist must do before it returns, with no security step around it: in
-    one hand-off to the connection's thread, commit the record (one fsync), then append its
-    audit line and fsync the log (the second). attune's persist does exactly this plus the
-    pipeline; the ratio of this to the raw insert is the ceiling for that figure."""
+    one hand-off to the connection's thread, insert the record and the outbox row holding
+    its three audit lines, lock the log, commit (the one fsync), append the lines, unlock.
+    attune's persist does this plus the pipeline (and, once per linger, an fsync of the log
+    and a DELETE of delivered rows); the ratio of this to the raw insert caps that figure."""
     from attune.memory.long_term.sqlite_store import _INSERT, _in_thread
 
     line = b'{"event":"pattern.store",' + b"x" * 220 + b"}\n"
+    lines = line * 3
+    payload = lines.decode()
 
     def work(conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -239,9 +244,14 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
         meta = '{"source":"bench"}'
         row = (row_id, "best_practice", "PUBLIC", "bench-floor", 1, None, meta, content)
         conn.execute(_INSERT, (*row, 0, None, None, None))
-        conn.execute("COMMIT")
-        os.write(fd, line)
-        os.fsync(fd)
+        outbox_id = int.from_bytes(os.urandom(8)) >> 1
+        conn.execute("INSERT INTO audit_outbox (id, payload) VALUES (?, ?)", (outbox_id, payload))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            conn.execute("COMMIT")
+            os.write(fd, lines)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     async def op(_i: int) -> None:
         await _in_thread(db, work)
