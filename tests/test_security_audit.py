@@ -838,3 +838,29 @@ def test_a_busy_writer_polls_and_an_idle_one_is_woken(
         assert logger.verify().ok
     finally:
         logger.close()
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(), _json_values, max_size=8))
+def test_the_body_encoder_matches_the_generic_json_encoder(fields: dict[str, Any]) -> None:
+    """Lines are encoded by a C encoder built once; its text must be what the generic
+    compact ASCII encoder gives (the line format is what verify() and readers parse)."""
+    assert audit_module._encode_body(fields) == audit_module._compact_ascii_json(fields)[1:-1]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), object()])
+def test_the_body_encoder_refuses_what_json_cannot_hold(bad: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        audit_module._compact_ascii_json({"x": bad})
+    with pytest.raises((ValueError, TypeError)):
+        audit_module._encode_body({"x": bad})
