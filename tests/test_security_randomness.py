@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 
 import pytest
@@ -46,6 +47,20 @@ def test_uuid4_hex_is_a_version_4_uuid() -> None:
     for value in values:
         parsed = uuid.UUID(hex=value)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+
+
+def test_uuid7_hex_is_a_time_ordered_version_7_uuid() -> None:
+    before = time.time_ns() // 1_000_000
+    values = [randomness.uuid7_hex() for _ in range(1000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(values)) == 1000
+    for value in values:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+        assert before <= int(value[:12], 16) <= after  # the first 48 bits: Unix ms
+    later = randomness.uuid7_hex()
+    time.sleep(0.002)
+    assert randomness.uuid7_hex() > later  # a later millisecond sorts later
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -171,7 +171,7 @@ class AsyncUnifiedMemory:
         pattern_type = _check_pattern_type(pattern_type)
         hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
-        staged_id = _STAGED_PREFIX + randomness.uuid4_hex()
+        staged_id = _STAGED_PREFIX + randomness.uuid7_hex()
         prepared = await self.pipeline.prepare_staged(
             data,
             pattern_type,
@@ -307,7 +307,7 @@ class AsyncUnifiedMemory:
         holds a credential (nothing is stored then).
         """
         await self._require("persist_pattern")
-        pattern_id = _PATTERN_PREFIX + randomness.uuid4_hex()
+        pattern_id = _PATTERN_PREFIX + randomness.uuid7_hex()
         try:
             result = await self._persist(
                 pattern_id,
