@@ -17,13 +17,14 @@ import json
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from attune.memory.security.randomness import uuid7_hex
 
 AsyncOp = Callable[[int], Awaitable[Any]]
 SyncOp = Callable[[int], Any]
@@ -185,7 +186,7 @@ def raw_sqlite_insert(db: aiosqlite.Connection, content: bytes, ids: list[str]) 
     """One row per call, in its own explicit transaction (BEGIN / INSERT / COMMIT)."""
 
     async def op(_i: int) -> None:
-        row_id = uuid.uuid4().hex
+        row_id = uuid7_hex()  # attune's own id scheme: the two tables grow alike
         now_ms = time.time_ns() // 1_000_000
         await db.execute("BEGIN")
         await db.execute(
@@ -240,7 +241,7 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
 
     def work(conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        row_id = "pat_" + uuid.uuid4().hex
+        row_id = "pat_" + uuid7_hex()
         meta = '{"source":"bench"}'
         row = (row_id, "best_practice", "PUBLIC", "bench-floor", 1, None, meta, content)
         conn.execute(_INSERT, (*row, 0, None, None, None))
