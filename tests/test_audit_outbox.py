@@ -433,3 +433,36 @@ def test_a_crash_leaves_each_event_in_the_log_exactly_once(tmp_path: Path, when:
     events = [e["event"] for e in _events(path)]
     assert events.count("classification.decision") == 1
     assert AuditLogger(log_file=path).verify().ok
+
+
+async def test_rows_go_as_their_lines_become_durable_and_a_lost_one_stays(
+    mock_config: MemoryConfig,
+) -> None:
+    """Delivered rows are deleted in the store's next transaction; a write whose lines
+    the journal lost never becomes durable, and its row stays (for a replay) without
+    holding back the rows after it."""
+    storage = mock_config.ensure_storage_dir()
+    journals = [_Journal(payload=f"row {i}") for i in range(4)]
+    writes: list[_Write] = []
+    for journal in journals:
+        begin = journal.begin
+
+        def recording(events: list[Any], begin: Any = begin) -> _Write:
+            write: _Write = begin(events)
+            writes.append(write)
+            return write
+
+        journal.begin = recording  # type: ignore[method-assign]
+    store = SQLiteLongTermStore(storage, outbox_replay=lambda payloads: None)
+    try:
+        for i in range(3):
+            assert await store.insert(_record(f"pat_{i}"), _hook(journals[i], "e", []))
+        assert sorted(_outbox_rows(storage)) == ["row 0", "row 1", "row 2"]
+        writes[1].synced = writes[2].synced = True  # row 0's lines were lost: never durable
+        assert await store.insert(_record("pat_3"), _hook(journals[3], "e", []))
+        assert sorted(_outbox_rows(storage)) == ["row 0", "row 3"]
+    finally:
+        for write in writes:
+            write.sync = lambda: None  # type: ignore[method-assign]
+        await store.aclose()
+    assert sorted(_outbox_rows(storage)) == ["row 0", "row 3"]  # neither became durable

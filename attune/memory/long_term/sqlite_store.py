@@ -516,7 +516,14 @@ def _begin_journal(
 
 
 def _delete_delivered(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> set[int]:
-    """Delete this connection's outbox rows whose lines their journal has made durable."""
+    """Delete this connection's outbox rows whose lines their journal has made durable.
+
+    A journal makes its writes durable in order, so while neither the oldest nor the newest
+    pending write is durable, none is (the common case: checked in O(1) per batch). A write
+    whose lines the journal lost stays pending for good; its row waits for a replay.
+    """
+    if not outbox or not (outbox[0][0].durable() or outbox[-1][0].durable()):
+        return set()
     ready = [row for write, row in outbox if write.durable()]
     _delete_outbox_rows(db, ready)
     return set(ready)
