@@ -815,6 +815,23 @@ class AuditLogger:
             _event_fields(event, user_id, tier, target_id, classification, outcome, details)
         )
 
+    def queue(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Validate and queue one event without waiting for it: a read's, or a decision a
+        later durable event of the same operation covers (the writer keeps order). Plain
+        call, no ticket: every audited read pays for this."""
+        body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        self._submit(body, None, urgent=False)
+
     def stage(self, event: AuditEvent) -> AuditTicket:
         """Queue a prepared event behind everything queued so far; :meth:`commit` the
         ticket to make it durable. Thread-safe."""

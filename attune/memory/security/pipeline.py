@@ -427,6 +427,17 @@ class SecurityPipeline:
     ) -> None:
         """Audit one event; ``wait=False`` for a decision the operation's final event follows
         (that one's durability covers it: one fsync per operation, not per event)."""
+        if not wait:
+            self.audit_queued(
+                event,
+                user_id=user_id,
+                tier=tier,
+                target_id=target_id,
+                classification=classification,
+                outcome=outcome,
+                details=details,
+            )
+            return
         await self.audit_logger.alog(
             event,
             user_id=user_id,
@@ -435,7 +446,6 @@ class SecurityPipeline:
             classification=classification,
             outcome=outcome,
             details=details,
-            wait=wait,
         )
 
     def audit_queued(
@@ -451,17 +461,14 @@ class SecurityPipeline:
     ) -> None:
         """Queue an event without waiting (a read's, or a decision a durable event follows);
         plain call, no coroutine: reads pay for this on every call."""
-        logger = self.audit_logger
-        logger.stage(
-            logger.prepare(
-                event,
-                user_id=user_id,
-                tier=tier,
-                target_id=target_id,
-                classification=classification,
-                outcome=outcome,
-                details=details,
-            )
+        self.audit_logger.queue(
+            event,
+            user_id=user_id,
+            tier=tier,
+            target_id=target_id,
+            classification=classification,
+            outcome=outcome,
+            details=details,
         )
 
     def audit_on_commit(
