@@ -864,3 +864,12 @@ def test_the_body_encoder_refuses_what_json_cannot_hold(bad: object) -> None:
         audit_module._compact_ascii_json({"x": bad})
     with pytest.raises((ValueError, TypeError)):
         audit_module._encode_body({"x": bad})
+
+
+def test_queue_validates_at_once_and_writes_with_the_next_flush(logger: AuditLogger) -> None:
+    with pytest.raises(ValidationError):
+        logger.queue("not an identifier!", user_id="u", tier="T")
+    logger.queue("pattern.retrieve", user_id="u", tier="T", target_id="pat_1")
+    logger.flush()
+    events = [json.loads(line) for line in logger.log_file.read_bytes().splitlines()]
+    assert [(e["event"], e["target_id"]) for e in events] == [("pattern.retrieve", "pat_1")]
