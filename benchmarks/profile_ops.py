@@ -228,17 +228,22 @@ def _measured(frames: list[dict[str, Any]], stack: list[int]) -> bool:
 
 
 async def hop_latencies(
-    connections: int = 4, ops: int = 10_000, tmp_dir: Path | None = None
+    connections: int = 4, ops: int = 10_000, tmp_dir: Path | None = None, *, one_cpu: bool = False
 ) -> list[float]:
     """Median µs of a point select through each of several identical stores on one file,
     used in turn operation by operation (so machine noise hits them alike).
 
     On the 2-core VMs here the medians come out bimodal, about 60 or about 95 µs, and each
     store keeps its draw for its life: the thread hand-off, not SQL, decides a sequential
-    figure's baseline-relative speed by up to a third.
+    figure's baseline-relative speed by up to a third. ``one_cpu=True`` runs the event loop
+    and every store's thread on one CPU (threads inherit the affinity of the thread that
+    starts them): then every store is fast, which shows the draw is a wake-up across CPUs.
     """
     scratch = Path(tempfile.mkdtemp(prefix="attune-hops-", dir=tmp_dir))
+    affinity = os.sched_getaffinity(0) if one_cpu else None
     try:
+        if affinity is not None:
+            os.sched_setaffinity(0, {min(affinity)})
         memory = AsyncUnifiedMemory("profiler", MemoryConfig(storage_dir=scratch))
         ids = []
         for _ in range(500):
@@ -260,6 +265,8 @@ async def hop_latencies(
         warm = ops // 10
         return [statistics.median(s[warm:]) * 1e6 for s in samples]
     finally:
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
         close_shared()
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -273,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hops",
         action="store_true",
-        help="instead: median select latency through 4 identical connections (no py-spy)",
+        help="instead: median select latency through 4 identical connections, free and on "
+        "one CPU (no py-spy)",
     )
     parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hops:
-        medians = asyncio.run(hop_latencies())
-        print("median µs per point select, one store each:", " ".join(f"{m:.1f}" for m in medians))
+        for label, one_cpu in (("free to move", False), ("all on one CPU", True)):
+            medians = asyncio.run(hop_latencies(one_cpu=one_cpu))
+            shown = " ".join(f"{m:.1f}" for m in medians)
+            print(f"median µs per point select, one store each, threads {label}: {shown}")
         return 0
     if args.child:
         asyncio.run(_child(args.child, args.ops))

@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+
+from attune.memory.long_term import SQLiteLongTermStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "profile_ops.py"
@@ -105,3 +109,24 @@ def test_hop_latencies_gives_one_median_per_store(
     assert len(medians) == 3
     assert all(0 < m < 1_000_000 for m in medians)  # µs: one select, not a hang
     assert list(tmp_path.iterdir()) == []  # its scratch store is gone
+
+
+def test_hop_latencies_on_one_cpu_restore_the_affinity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+    real_get = SQLiteLongTermStore.get
+
+    async def spying_get(self: Any, pattern_id: str, now_ms: int) -> Any:
+        seen.append(set(os.sched_getaffinity(0)))
+        return await real_get(self, pattern_id, now_ms)
+
+    monkeypatch.setattr(SQLiteLongTermStore, "get", spying_get)
+    medians = asyncio.run(
+        _module().hop_latencies(connections=2, ops=20, tmp_dir=tmp_path, one_cpu=True)
+    )
+    assert len(medians) == 2
+    assert seen and all(mask == {min(before)} for mask in seen)  # measured on one CPU
+    assert os.sched_getaffinity(0) == before  # and given back
