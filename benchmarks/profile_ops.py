@@ -233,11 +233,12 @@ async def hop_latencies(
     """Median µs of a point select through each of several identical stores on one file,
     used in turn operation by operation (so machine noise hits them alike).
 
-    On the 2-core VMs here the medians come out bimodal, about 60 or about 95 µs, and each
-    store keeps its draw for its life: the thread hand-off, not SQL, decides a sequential
-    figure's baseline-relative speed by up to a third. ``one_cpu=True`` runs the event loop
-    and every store's thread on one CPU (threads inherit the affinity of the thread that
-    starts them): then every store is fast, which shows the draw is a wake-up across CPUs.
+    On the 2-core VMs here the medians come out bimodal, about 45-60 or about 90-110 µs, and
+    each store keeps its draw for its life: the thread hand-off, not SQL, decides a
+    sequential figure's baseline-relative speed by up to a third. ``one_cpu=True`` runs the
+    event loop and every store's thread on one CPU (threads inherit the affinity of the
+    thread that starts them): then every store is fast, which shows the draw is a wake-up
+    across CPUs.
     """
     scratch = Path(tempfile.mkdtemp(prefix="attune-hops-", dir=tmp_dir))
     affinity = os.sched_getaffinity(0) if one_cpu else None

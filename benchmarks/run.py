@@ -376,10 +376,11 @@ def long_term_passes(b: Bench) -> list[Figure]:
     """The persist / recall comparisons, run ``passes`` times, each pass on its own event
     loop, files and connections, combined by :func:`combine_passes`.
 
-    On these VMs one hand-off to an aiosqlite connection's thread costs about 60 or about
-    95 µs, a draw made when the connection opens and kept for its life (``benchmarks/
-    profile_ops.py --hops``). A single pass lets the two draws (ours, the baseline's) move
-    a sequential ratio by up to a third; the median of independent passes does not.
+    On these VMs a point select through an aiosqlite connection takes about 45 µs when the
+    connection's thread shares a CPU with the event loop and about 95 µs when it does not, a
+    draw made when the connection opens and kept for its life (``benchmarks/profile_ops.py
+    --hops``). A single pass lets the two draws (ours, the baseline's) move a sequential
+    ratio by up to a third; the median of independent passes does not.
     """
     passes = []
     for number in range(b.sizes.passes):
@@ -516,9 +517,10 @@ async def long_term_figures(b: Bench, name: str) -> list[Figure]:
 async def _without_audit_fsync(
     b: Bench, name: str, raw_insert: AsyncOp, raw_name: str
 ) -> list[Figure]:
-    """Info: persist with ``audit_sync=False`` (the final audit event queued, not fsynced
-    before returning), to show what the audit log's own fsync costs, and how much the
-    64-caller ratio depends on a slow sequential persist."""
+    """Info: persist with ``audit_sync=False`` (the final audit event only queued, not made
+    durable before returning), to show what durable audit events cost (since the outbox:
+    their row, the log's lock across the commit, the lines chained before it), and how much
+    the 64-caller ratio depends on the sequential persist's speed."""
     config = b.config(f"no-audit-fsync-{name}", audit_sync=False)
     memory = AsyncUnifiedMemory("bench-persist", config)
     s = b.sizes
