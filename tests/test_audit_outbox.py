@@ -466,3 +466,44 @@ async def test_rows_go_as_their_lines_become_durable_and_a_lost_one_stays(
             write.sync = lambda: None  # type: ignore[method-assign]
         await store.aclose()
     assert sorted(_outbox_rows(storage)) == ["row 0", "row 3"]  # neither became durable
+
+
+_WRITER = """
+import sys
+from attune import EmpathyOS
+from attune.memory import MemoryConfig
+cfg = MemoryConfig(redis_mock=True, storage_dir=sys.argv[1])
+agent = EmpathyOS(user_id=sys.argv[2], config=cfg)
+for i in range(int(sys.argv[3])):
+    agent.persist_pattern(f"Pattern {i} of {sys.argv[2]}", "style")
+agent.close()
+"""
+
+
+def test_processes_sharing_a_store_log_every_event_once(tmp_path: Path) -> None:
+    """Two processes persist into one store and one audit log at the same time, and a
+    third opens the store midway (replaying whatever rows are pending then): every
+    persist's event is in the log exactly once, the chain holds, no row is left."""
+    storage = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_") and k != "REDIS_URL"}
+    count = 200
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(storage), name, str(count)], env=env)
+        for name in ("writer-a", "writer-b")
+    ]
+    log = storage / "audit.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+        not log.exists() or log.read_bytes().count(b"pattern.store") < 10
+    ):
+        time.sleep(0.005)
+    midway = asyncio.run(_open_and_count(storage))  # replays whatever rows are pending now
+    assert midway >= 10
+    for proc in writers:
+        assert proc.wait(timeout=120) == 0
+    assert asyncio.run(_open_and_count(storage)) == 2 * count
+    path = storage / "audit.jsonl"
+    stored = _stored_ids(path)
+    assert len(stored) == len(set(stored)) == 2 * count
+    assert _outbox_rows(storage) == []
+    assert AuditLogger(log_file=path).verify().ok
