@@ -230,7 +230,10 @@ class SQLiteLongTermStore:
             await asyncio.shield(conn.draining)
         try:
             if conn.outbox:
-                await _in_thread(conn.db, _settle_outbox, conn.outbox)
+                # Only cleanup: the rows' lines are in the log; rows left here are replayed
+                # (found, not repeated) by the next open, so a busy file must not fail close.
+                with contextlib.suppress(sqlite3.Error):
+                    await _in_thread(conn.db, _settle_outbox, conn.outbox)
         finally:
             await conn.db.close()
 
