@@ -503,6 +503,7 @@ async def long_term_figures(b: Bench, name: str) -> list[Figure]:
             )
             figure.extra["table_rows"] = {"ours": len(chosen), "baseline": len(ids["raw"])}
             figures.append(figure)
+        figures.append(await _recall_floor(memory, shuffled["PUBLIC"], raw_select, s))
         figures += await _without_audit_fsync(b, name, raw_insert, raw_name)  # own store
         for figure in figures:
             figure.extra.setdefault("audit_sync", memory.config.audit_sync)
@@ -512,6 +513,36 @@ async def long_term_figures(b: Bench, name: str) -> list[Figure]:
         await db.close()
         await floor_db.close()
         os.close(floor_fd)
+
+
+async def _recall_floor(
+    memory: AsyncUnifiedMemory, chosen: list[str], raw_select: AsyncOp, s: Sizes
+) -> Figure:
+    """Info: the store's own read on attune's connection (``store.get`` plus the same decode
+    as the baseline), without access check, unsealing, result or audit event: the most a
+    recall through that connection could reach against the baseline's."""
+    store = memory.long_term
+
+    async def get(i: int) -> None:
+        record = await store.get(chosen[i % len(chosen)], 0)
+        if record is None:
+            raise RuntimeError("the store lost a persisted pattern: check the core")
+        record.content.decode("utf-8")
+        json.loads(record.metadata_json)
+
+    comp = await compare(Side(get, s.recall_ops), Side(raw_select, s.recall_ops), s.rounds)
+    figure = throughput(
+        "recall_floor_sequential",
+        "recall floor (store.get + decode on attune's connection) vs raw select",
+        comp,
+        "raw aiosqlite SELECT by primary key + decode content and metadata",
+        None,
+    )
+    figure.notes = (
+        "no access check, unsealing, result dict or audit event: what attune's connection "
+        "and store give before any of attune's recall work"
+    )
+    return figure
 
 
 async def _without_audit_fsync(

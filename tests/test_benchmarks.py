@@ -43,6 +43,7 @@ INFORMATIONAL = (
     "persist_sensitive_sequential_no_audit_fsync",
     "persist_sensitive_concurrent_no_audit_fsync",
     "recall_sensitive_sequential",
+    "recall_floor_sequential",
     *(
         f"pipeline_{size}_{step}"
         for size in (200, 10240)
