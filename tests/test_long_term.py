@@ -382,3 +382,22 @@ async def test_a_sequential_writer_keeps_one_drain_task(mock_config: MemoryConfi
         assert await store.count() == 5
     finally:
         await store.aclose()
+
+
+async def test_a_version_1_file_is_upgraded_in_place(mock_config: MemoryConfig) -> None:
+    """A file written before the audit outbox (schema version 1) gains the table when it is
+    opened; its patterns stay readable and new writes use the outbox."""
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        old = await mem.persist_pattern("Written by version 1", "history")
+    path = mock_config.storage_dir / DB_FILENAME
+    with sqlite3.connect(path) as db:  # as version 1 left it
+        db.execute("DROP TABLE audit_outbox")
+        db.execute("UPDATE schema_version SET version = 1")
+    async with AsyncUnifiedMemory("b", mock_config) as mem:
+        pattern = await mem.recall_pattern(old["pattern_id"])
+        assert pattern is not None and pattern["content"] == "Written by version 1"
+        assert "pattern_id" in await mem.persist_pattern("Written by version 2", "history")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert db.execute("SELECT count(*) FROM patterns").fetchone() == (2,)
+        assert db.execute("SELECT count(*) FROM audit_outbox").fetchone() == (0,)
