@@ -41,14 +41,6 @@ def test_a_block_is_handed_out_once_across_threads() -> None:
     assert len(set(drawn)) == len(drawn) == 16_000  # 8 x 2000 x 16 B spans many blocks
 
 
-def test_uuid4_hex_is_a_version_4_uuid() -> None:
-    values = {randomness.uuid4_hex() for _ in range(1000)}
-    assert len(values) == 1000
-    for value in values:
-        parsed = uuid.UUID(hex=value)
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
-
-
 def test_uuid7_hex_is_a_time_ordered_version_7_uuid() -> None:
     before = time.time_ns() // 1_000_000
     values = [randomness.uuid7_hex() for _ in range(1000)]

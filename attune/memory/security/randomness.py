@@ -40,14 +40,6 @@ def token_bytes(count: int) -> bytes:
     return chunk
 
 
-def uuid4_hex() -> str:
-    """``uuid.uuid4().hex``: 122 random bits with the version 4 / RFC 4122 variant bits."""
-    raw = bytearray(token_bytes(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw.hex()
-
-
 def uuid7_hex() -> str:
     """A version 7 UUID (RFC 9562) as 32 hex digits: the Unix time in milliseconds (48
     bits), then 74 random bits. Ids made later sort later (to the millisecond), so records
