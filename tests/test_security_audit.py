@@ -873,3 +873,49 @@ def test_queue_validates_at_once_and_writes_with_the_next_flush(logger: AuditLog
     logger.flush()
     events = [json.loads(line) for line in logger.log_file.read_bytes().splitlines()]
     assert [(e["event"], e["target_id"]) for e in events] == [("pattern.retrieve", "pat_1")]
+
+
+_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+_names = st.from_regex(r"[A-Za-z0-9_.:\-]{1,12}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    event=_names,
+    user_id=_ids,
+    tier=_names,
+    target_id=st.none() | _ids,
+    classification=st.none() | _names,
+    outcome=_names,
+)
+def test_a_queued_read_is_encoded_as_any_other_event(
+    event: str,
+    user_id: str,
+    tier: str,
+    target_id: str | None,
+    classification: str | None,
+    outcome: str,
+) -> None:
+    """Events without details are encoded from a per-(event, user, tier, ...) template with
+    the target spliced in: the text must be what encoding the fields gives."""
+    args = (event, user_id, tier, target_id, classification, outcome)
+    try:
+        expected = audit_module._encode_body(audit_module._event_fields(*args, None))
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            audit_module._ReadTemplates().body(*args)
+        return
+    templates = audit_module._ReadTemplates()
+    assert templates.body(*args) == expected
+    assert templates.body(*args) == expected  # from the cache
+
+
+def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger) -> None:
+    logger.queue("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_\u00e9")
+    logger.queue("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_2", details={"n": 1})
+    logger.flush()
+    events = [json.loads(line) for line in logger.log_file.read_bytes().splitlines()]
+    assert [(e["user_id"], e["target_id"], e["details"]) for e in events] == [
+        ('a"b', "pat_\u00e9", {}),
+        ('a"b', "pat_2", {"n": 1}),
+    ]

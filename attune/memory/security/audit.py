@@ -234,9 +234,55 @@ def _body_encoder() -> Callable[[dict[str, Any]], str]:
 _encode_body = _body_encoder()
 
 
-def _encode(entries: list[tuple[float, dict[str, Any]]]) -> list[tuple[str, str]]:
+#: An event's middle as queued: its fields, or their JSON already (see ``_ReadTemplates``).
+Body = dict[str, Any] | str
+
+
+def _encode(entries: list[tuple[float, Body]]) -> list[tuple[str, str]]:
     """Queued events as (timestamp text, compact JSON body) for the sink."""
-    return [(iso_us_z(ts), _encode_body(fields)) for ts, fields in entries]
+    return [
+        (iso_us_z(ts), body if isinstance(body, str) else _encode_body(body))
+        for ts, body in entries
+    ]
+
+
+class _ReadTemplates:
+    """The JSON of events without details, all but their target id (bounded cache).
+
+    An audited read queues one such event per call, and its fields differ from the last
+    one's in the target only: validating and encoding the rest once per (event, user,
+    tier, classification, outcome) leaves the target to escape and two strings to join.
+    """
+
+    _KEPT = 1024
+    _TARGET = '"target_id":null'
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple[str, str, str, str | None, str], tuple[str, str]] = {}
+
+    def body(
+        self,
+        event: str,
+        user_id: str,
+        tier: str,
+        target_id: str | None,
+        classification: str | None,
+        outcome: str,
+    ) -> str:
+        key = (event, user_id, tier, classification, outcome)
+        parts = self._texts.get(key)
+        if parts is None:
+            fields = _event_fields(event, user_id, tier, None, classification, outcome, None)
+            head, found, tail = _encode_body(fields).partition(self._TARGET)
+            assert found  # keys are ours and values are escaped: it occurs exactly once
+            if len(self._texts) >= self._KEPT:
+                self._texts.clear()
+            parts = self._texts[key] = (head + '"target_id":', tail)
+        target = _id(target_id, "target_id", required=False)
+        return parts[0] + ("null" if target is None else _json_text(target)) + parts[1]
+
+
+_json_text = json.encoder.encode_basestring_ascii
 
 
 def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
@@ -579,7 +625,7 @@ def _write_all(fd: int, data: bytes) -> None:
 class _Batch:
     """Events committed together; everyone waiting on it is woken once."""
 
-    entries: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    entries: list[tuple[float, Body]] = field(default_factory=list)
     futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list
     )
@@ -771,6 +817,7 @@ class AuditLogger:
         self._sink_lock = threading.Lock()
         self._sink: _Sink | None = None
         self._marks = _SyncMarks()
+        self._templates = _ReadTemplates()
         self._lost = 0  # sync=False events whose write failed, not yet reported
         self._last_ts = 0.0
         _live.add(self)
@@ -829,7 +876,18 @@ class AuditLogger:
         """Validate and queue one event without waiting for it: a read's, or a decision a
         later durable event of the same operation covers (the writer keeps order). Plain
         call, no ticket: every audited read pays for this."""
-        body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        body: Body
+        if (
+            details is None
+            and type(event) is str
+            and type(user_id) is str
+            and type(tier) is str
+            and type(outcome) is str
+            and (classification is None or type(classification) is str)
+        ):
+            body = self._templates.body(event, user_id, tier, target_id, classification, outcome)
+        else:
+            body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
         self._submit(body, None, urgent=False)
 
     def stage(self, event: AuditEvent) -> AuditTicket:
@@ -928,7 +986,7 @@ class AuditLogger:
 
     def _submit(
         self,
-        body: dict[str, Any],
+        body: Body,
         future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
         *,
         urgent: bool,
