@@ -214,6 +214,10 @@ _compact_ascii_json = json.JSONEncoder(
 ).encode
 
 
+#: A str as a JSON string literal, ASCII only (what the encoders use for every string).
+_json_text = json.encoder.encode_basestring_ascii
+
+
 def _unencodable(value: object) -> object:
     raise TypeError(f"an audit event cannot hold {type(value).__name__}")
 
@@ -225,9 +229,8 @@ def _body_encoder() -> Callable[[dict[str, Any]], str]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator (another Python): the generic encoder
         return lambda fields: _compact_ascii_json(fields)[1:-1]
-    ascii_text = json.encoder.encode_basestring_ascii
     # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
-    chunks = make(None, _unencodable, ascii_text, None, ":", ",", False, False, False)
+    chunks = make(None, _unencodable, _json_text, None, ":", ",", False, False, False)
     return lambda fields: "".join(chunks(fields, 0))[1:-1]
 
 
@@ -280,9 +283,6 @@ class _ReadTemplates:
             parts = self._texts[key] = (head + '"target_id":', tail)
         target = _id(target_id, "target_id", required=False)
         return parts[0] + ("null" if target is None else _json_text(target)) + parts[1]
-
-
-_json_text = json.encoder.encode_basestring_ascii
 
 
 def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
@@ -460,9 +460,7 @@ class _Sink:
         while True:
             fd = self._acquire()
             try:
-                size = self._repair(fd)
-                stat = self._locked if self._locked is not None else os.fstat(fd)
-                seq, prev = self._head(fd, (stat.st_dev, stat.st_ino, size))
+                (dev, ino, size), seq, prev = self._tail(fd)
                 lines = []
                 for ts, body in entries:
                     line = _line(ts, seq + 1, body, prev)
@@ -475,7 +473,7 @@ class _Sink:
             except BaseException:
                 self.release()
                 raise
-            key = (stat.st_dev, stat.st_ino, size + len(data))
+            key = (dev, ino, size + len(data))
             self._reserved = _Reserved(fd, size, data, (key, seq, prev))
             return
 
@@ -503,19 +501,24 @@ class _Sink:
 
     def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
         """Chain and append ``entries`` (timestamp, body), rotating as needed."""
-        done = 0
-        while done < len(entries):
+        if entries:
             fd = self._acquire()
             try:
-                done = self._append_some(fd, entries, done, fsync)
-                if done < len(entries):
-                    self._rotate(fd)
+                self.append_locked(fd, entries, fsync)
             finally:
-                self._locked = None
-                if self._fd is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self.release()
         if fsync:
             self.sync()
+
+    def append_locked(self, fd: int, entries: list[tuple[str, str]], fsync: bool) -> int:
+        """Append ``entries`` to the file ``fd`` locked by :meth:`_acquire`, rotating to a
+        fresh file (and locking it) whenever one is full; returns the file locked last."""
+        done = self._append_some(fd, entries, 0, fsync)
+        while done < len(entries):
+            self._rotate(fd)
+            fd = self._acquire()
+            done = self._append_some(fd, entries, done, fsync)
+        return fd
 
     def _open(self) -> int:
         _make_dirs(self.path.parent)
@@ -546,9 +549,7 @@ class _Sink:
 
     def _append_some(self, fd: int, entries: list[tuple[str, str]], done: int, fsync: bool) -> int:
         """Append as many entries as fit in the locked file; return how many are done."""
-        size = self._repair(fd)
-        stat = os.fstat(fd)
-        seq, prev = self._head(fd, (stat.st_dev, stat.st_ino, size))
+        (dev, ino, size), seq, prev = self._tail(fd)
         lines: list[bytes] = []
         used = size
         for ts, body in entries[done:]:
@@ -570,12 +571,18 @@ class _Sink:
                 with contextlib.suppress(OSError):  # leave no partial batch behind
                     os.ftruncate(fd, size)
                 raise
-            self._cache = ((stat.st_dev, stat.st_ino, used), seq, prev)
+            self._cache = ((dev, ino, used), seq, prev)
         return done + len(lines)
 
-    def _repair(self, fd: int) -> int:
+    def _tail(self, fd: int) -> tuple[tuple[int, int, int], int, str]:
+        """((st_dev, st_ino, size), seq, hash) of the file ``_acquire`` locked: where it
+        ends once a torn last line is dropped, and the head of its chain."""
+        assert self._locked is not None  # _acquire's fstat: the lock keeps it true
+        key = (self._locked.st_dev, self._locked.st_ino, self._repair(fd, self._locked))
+        return (key, *self._head(fd, key))
+
+    def _repair(self, fd: int, stat: os.stat_result) -> int:
         """Drop a torn last line (a write that crashed; never acknowledged); return the size."""
-        stat = self._locked if self._locked is not None else os.fstat(fd)
         size = stat.st_size
         if self._cache is not None and self._cache[0] == (stat.st_dev, stat.st_ino, size):
             return size  # it ends where our own last append ended, with its newline
@@ -684,7 +691,6 @@ class OutboxWrite:
     """
 
     logger: AuditLogger
-    sink: _Sink
     batch: _Batch | None
     payload: str
     mark: int | None = None  # set once the lines are appended
@@ -698,7 +704,7 @@ class OutboxWrite:
 
     def durable(self) -> bool:
         """Whether the log has fsynced the lines, so the outbox row is no longer needed."""
-        marks = self.sink.marks
+        marks = self.logger._marks
         return self.mark is not None and marks.lost < self.mark <= marks.synced
 
     def sync(self) -> None:
@@ -1106,11 +1112,12 @@ class AuditLogger:
             finally:
                 self._sink_lock.release()
             raise
-        return OutboxWrite(self, self._sink, batch, _outbox_payload(self.log_file, encoded))
+        return OutboxWrite(self, batch, _outbox_payload(self.log_file, encoded))
 
     def _finish_outbox(self, write: OutboxWrite, committed: bool) -> None:
         """See :meth:`OutboxWrite.finish` (``_sink_lock`` held, released here)."""
-        sink, batch, error = write.sink, write.batch, None
+        sink, batch, error = self._sink, write.batch, None
+        assert sink is not None  # begin() made it, and the lock kept it
         try:
             if committed:
                 try:
@@ -1162,12 +1169,8 @@ class AuditLogger:
             fd = sink._acquire()
             try:
                 missing = _missing_lines(self.log_file, entries)
-                done = 0
-                while done < len(missing):
-                    done = sink._append_some(fd, missing, done, True)
-                    if done < len(missing):
-                        sink._rotate(fd)
-                        fd = sink._acquire()
+                if missing:
+                    fd = sink.append_locked(fd, missing, True)
                 sink._fsync(fd)  # lines another writer appended, found but maybe unsynced
             except Exception as exc:
                 sink.reset()
