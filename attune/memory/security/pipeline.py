@@ -427,17 +427,6 @@ class SecurityPipeline:
     ) -> None:
         """Audit one event; ``wait=False`` for a decision the operation's final event follows
         (that one's durability covers it: one fsync per operation, not per event)."""
-        if not wait:
-            self.audit_queued(
-                event,
-                user_id=user_id,
-                tier=tier,
-                target_id=target_id,
-                classification=classification,
-                outcome=outcome,
-                details=details,
-            )
-            return
         await self.audit_logger.alog(
             event,
             user_id=user_id,
@@ -446,6 +435,7 @@ class SecurityPipeline:
             classification=classification,
             outcome=outcome,
             details=details,
+            wait=wait,
         )
 
     def audit_queued(
