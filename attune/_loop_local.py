@@ -71,6 +71,14 @@ class LoopLocal(Generic[T]):
         self._last = (weakref.ref(loop), value)
         return value
 
+    def current(self) -> T | None:
+        """The resource of the loop served last, if that loop is the running one: the hot
+        path of :meth:`get` without a coroutine (None: await :meth:`get`). Loop only."""
+        last = self._last
+        if last is not None and last[0]() is asyncio.get_running_loop():
+            return last[1]
+        return None
+
     def peek(self) -> T | None:
         """The resource of the running loop if it exists already (no creation)."""
         try:

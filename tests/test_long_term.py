@@ -401,3 +401,61 @@ async def test_a_version_1_file_is_upgraded_in_place(mock_config: MemoryConfig) 
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         assert db.execute("SELECT count(*) FROM patterns").fetchone() == (2,)
         assert db.execute("SELECT count(*) FROM audit_outbox").fetchone() == (0,)
+
+
+async def test_a_read_record_is_typed_immutable_and_keeps_secrets_out_of_its_repr(
+    mock_config: MemoryConfig,
+) -> None:
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        plain = await mem.persist_pattern("Prefer small commits", "process")
+        sealed = await mem.persist_pattern(
+            "Patient follow-up notes", "clinical", classification="SENSITIVE"
+        )
+        store = mem.long_term
+        public = await store.get(plain["pattern_id"], 0)
+        secret = await store.get(sealed["pattern_id"], 0)
+    assert public is not None and secret is not None
+    assert public.encrypted is False and secret.encrypted is True  # bools, not 0 / 1
+    assert isinstance(secret.content, bytes) and isinstance(secret.wrapped_key, bytes)
+    assert isinstance(secret.nonce, bytes) and secret.key_id
+    with pytest.raises(AttributeError):
+        public.content = b"changed"  # type: ignore[misc]
+    shown = repr(secret)
+    assert sealed["pattern_id"] in shown and "SENSITIVE" in shown
+    for hidden in (secret.content, secret.wrapped_key, secret.nonce):
+        assert repr(hidden) not in shown and hidden.hex() not in shown
+
+
+async def test_a_failing_read_is_a_clear_error(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune.memory.long_term import sqlite_store
+
+    async with AsyncUnifiedMemory("a", mock_config) as mem:
+        stored = await mem.persist_pattern("Prefer small commits", "process")
+
+        def broken(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(sqlite_store, "_select_one", broken)
+        with pytest.raises(LongTermUnavailableError, match=r"cannot read.*disk I/O error"):
+            await mem.recall_pattern(stored["pattern_id"])
+        monkeypatch.undo()
+        assert (await mem.recall_pattern(stored["pattern_id"]) or {}).get("content") == (
+            "Prefer small commits"
+        )
+
+
+def test_each_event_loop_reads_through_its_own_connection(mock_config: MemoryConfig) -> None:
+    """The store's fast path serves the loop it served last; another loop gets its own."""
+    mem = AsyncUnifiedMemory("a", mock_config)
+    stored = asyncio.run(mem.persist_pattern("Prefer small commits", "process"))
+
+    async def read() -> tuple[Any, str | None]:
+        pattern = await mem.recall_pattern(stored["pattern_id"])
+        return mem.long_term._conns.current(), None if pattern is None else pattern["content"]
+
+    first, second = asyncio.run(read()), asyncio.run(read())
+    assert first[1] == second[1] == "Prefer small commits"
+    assert first[0] is not None and second[0] is not None and first[0] is not second[0]
+    asyncio.run(mem.aclose())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 #: Run by the store right after the transaction holding a new record committed, on the
 #: store's own thread (it may block); it may return a completion, which the store runs
@@ -61,9 +61,12 @@ class OutboxHook:
         return self.fallback()
 
 
-@dataclass(frozen=True, slots=True)
-class PatternRecord:
-    """One long-term pattern as stored. ``content`` is ciphertext when ``encrypted``."""
+class PatternRecord(NamedTuple):
+    """One long-term pattern as stored. ``content`` is ciphertext when ``encrypted``.
+
+    Immutable. A named tuple rather than a frozen dataclass: a store builds one per
+    recall, and a frozen dataclass's constructor costs five times as much.
+    """
 
     pattern_id: str
     pattern_type: str
@@ -72,11 +75,19 @@ class PatternRecord:
     created_at_ms: int
     expires_at_ms: int | None
     metadata_json: str
-    content: bytes = field(repr=False)
+    content: bytes
     encrypted: bool = False
     key_id: str | None = None
-    wrapped_key: bytes | None = field(default=None, repr=False)
-    nonce: bytes | None = field(default=None, repr=False)
+    wrapped_key: bytes | None = None
+    nonce: bytes | None = None
+
+    def __repr__(self) -> str:  # content and key material stay out of logs and tracebacks
+        return (
+            f"PatternRecord(pattern_id={self.pattern_id!r}, pattern_type={self.pattern_type!r}, "
+            f"classification={self.classification!r}, created_by={self.created_by!r}, "
+            f"created_at_ms={self.created_at_ms!r}, expires_at_ms={self.expires_at_ms!r}, "
+            f"encrypted={self.encrypted!r}, key_id={self.key_id!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

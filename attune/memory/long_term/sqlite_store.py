@@ -414,12 +414,13 @@ class SQLiteLongTermStore:
         return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
-        rows = await self._read(
-            f"SELECT {_COLUMNS} FROM patterns WHERE pattern_id = ? "  # noqa: S608 (constant columns)
-            "AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
-            (pattern_id, now_ms),
-        )
-        return _to_record(rows[0]) if rows else None
+        # Every recall pays for this: one hand-off, no coroutine on the way but its own.
+        conn = self._conns.current() or await self._conns.get()
+        try:
+            row = await _in_thread(conn.db, _select_one, pattern_id, now_ms)
+        except sqlite3.Error as exc:
+            raise self._unavailable("cannot read", exc) from None
+        return None if row is None else _to_record(row)
 
     async def delete(self, pattern_id: str) -> bool:
         def op(db: sqlite3.Connection) -> bool:
@@ -634,18 +635,24 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
         thread.daemon = True
 
 
+_SELECT_ONE = (
+    f"SELECT {_COLUMNS} FROM patterns WHERE pattern_id = ? "  # noqa: S608 (constant columns)
+    "AND (expires_at_ms IS NULL OR expires_at_ms > ?)"
+)
+
+
+def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
+    """The live record's row, or None (on the connection's thread)."""
+    return db.execute(_SELECT_ONE, (pattern_id, now_ms)).fetchone()
+
+
 def _to_record(row: Any) -> PatternRecord:
-    return PatternRecord(
-        pattern_id=row[0],
-        pattern_type=row[1],
-        classification=row[2],
-        created_by=row[3],
-        created_at_ms=row[4],
-        expires_at_ms=row[5],
-        metadata_json=row[6],
-        content=bytes(row[7]),
-        encrypted=bool(row[8]),
-        key_id=row[9],
-        wrapped_key=None if row[10] is None else bytes(row[10]),
-        nonce=None if row[11] is None else bytes(row[11]),
-    )
+    """A row of :data:`_COLUMNS` as a record. Every recall builds one: the tuple is made
+    directly, without the keyword frame of the NamedTuple's constructor."""
+    fields = list(row)
+    fields[8] = bool(fields[8])  # stored as INTEGER 0 / 1
+    record: PatternRecord = _new_tuple(PatternRecord, fields)
+    return record
+
+
+_new_tuple = tuple.__new__
