@@ -919,3 +919,55 @@ def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger)
         ('a"b', "pat_\u00e9", {}),
         ('a"b', "pat_2", {"n": 1}),
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_logs_with_a_writer_of_its_own(logger: AuditLogger) -> None:
+    """The child gets no writer thread from fork: its events must still be written, by a
+    new writer, and the events the parent had queued are written once (by the parent)."""
+    logger.log("parent.before", user_id="u", tier="T")
+    logger.queue("parent.queued", user_id="u", tier="T")  # a batch open, not written yet
+    pid = os.fork()
+    if pid == 0:  # the child: log one event the durable way, then leave at once
+        code = 1
+        try:
+            logger.queue("child.queued", user_id="u", tier="T")
+            logger.log("child.logged", user_id="u", tier="T")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    logger.flush()
+    events = [e["event"] for e in logger.query()]
+    assert sorted(events) == sorted(
+        ["parent.before", "parent.queued", "child.queued", "child.logged"]
+    )
+    assert logger.verify()
+
+
+class _WriterBug(BaseException):
+    pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_that_died_is_replaced(
+    logger: AuditLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer thread ended by a bug must not leave later events queued for nobody: the
+    next event starts a new writer (the hot path joins an open batch without checking)."""
+    logger.log("first", user_id="u", tier="T")
+    worker = logger._worker
+    assert worker is not None and worker.thread is not None
+
+    def broken(_batch: object) -> None:
+        raise _WriterBug
+
+    monkeypatch.setattr(logger, "_write", broken)
+    logger.queue("lost", user_id="u", tier="T")  # its batch is the one the bug drops
+    worker.thread.join(5)
+    assert not worker.thread.is_alive() and logger._worker is None
+    monkeypatch.undo()
+    logger.queue("after", user_id="u", tier="T")
+    logger.flush()
+    assert [e["event"] for e in logger.query()] == ["first", "after"]

@@ -765,6 +765,25 @@ def _close_all() -> None:
         raise ExceptionGroup("audit events could not be written at exit", errors)
 
 
+def _reset_in_child() -> None:
+    """After ``fork``: the parent's writer thread does not exist here, and its locks may
+    have been held by a thread that does not either. Events queued in the parent but not
+    yet written are the parent's to write; the child starts with none, a new writer, new
+    locks and its own file description (``flock`` locks belong to one)."""
+    for logger in list(_live):
+        logger._lock = threading.RLock()
+        logger._cond = threading.Condition(logger._lock)
+        logger._sink_lock = threading.Lock()
+        logger._worker = None
+        sink, logger._sink = logger._sink, None
+        if sink is not None:
+            with contextlib.suppress(OSError):
+                sink.close()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     """The outcome of :meth:`AuditLogger.verify`; true when the chain is intact."""
@@ -815,7 +834,9 @@ class AuditLogger:
         self.log_file = self.log_file.expanduser().absolute()
         self.sync = bool(sync)
         self.max_bytes = max_bytes
-        self._cond = threading.Condition()
+        # The condition's own lock, taken directly (a C context manager) by the hot path.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._worker: _Worker | None = None
         # The open file, shared by the writer thread and callers that commit in their own
         # thread; whoever holds the lock takes the queued batch and writes it, so batches
@@ -999,6 +1020,25 @@ class AuditLogger:
     ) -> _Batch:
         """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
         writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write."""
+        if future is None and not urgent:
+            # Every audited read comes here: while the writer has a batch open (it polls
+            # for it), joining it takes the lock for an append and nothing more.
+            with self._lock:
+                worker = self._worker
+                batch = None if worker is None else worker.batch
+                if batch is not None and not self._lost:
+                    ts = time.time()
+                    if ts < self._last_ts:  # taken under the lock: never going backwards
+                        ts = self._last_ts
+                    self._last_ts = ts
+                    entries = batch.entries
+                    entries.append((ts, body))
+                    if self.sync:
+                        batch.fsync = True
+                    if len(entries) >= _LINGER_EVENTS and not batch.urgent:
+                        batch.urgent = True
+                        self._cond.notify_all()
+                    return batch
         with self._cond:
             if self._lost:
                 lost, self._lost = self._lost, 0
@@ -1033,6 +1073,14 @@ class AuditLogger:
         return worker
 
     def _run(self, worker: _Worker) -> None:
+        try:
+            self._serve(worker)
+        finally:
+            with self._cond:  # ended by a bug: let the next event start a new writer
+                if self._worker is worker:
+                    self._worker = None
+
+    def _serve(self, worker: _Worker) -> None:
         while True:
             with self._cond:
                 while not worker.stopping:
