@@ -71,3 +71,44 @@ async def test_only_steward_deletes_long_term(mock_config: MemoryConfig) -> None
     assert await steward.delete_pattern(stored["pattern_id"]) is False
     await validator.aclose()
     await steward.aclose()
+
+
+@pytest.mark.parametrize("tier", list(AccessTier))
+async def test_recall_checks_closed_and_audits_once_on_its_fast_path(
+    mock_config: MemoryConfig, tier: AccessTier
+) -> None:
+    """recall_pattern skips the access coroutine when its tier needs no event of its own:
+    it must still refuse a closed memory and leave exactly its one read event."""
+    from attune import AttuneError
+    from attune.memory import access
+
+    async with AsyncUnifiedMemory("writer", mock_config) as writer:
+        stored = await writer.persist_pattern("Prefer composition", "architecture")
+    reader = AsyncUnifiedMemory("reader", mock_config, access_tier=tier)
+    assert "recall_pattern" in access.QUIET[tier]  # every tier reads without an access event
+    assert (await reader.recall_pattern(stored["pattern_id"]) or {})["content"] == (
+        "Prefer composition"
+    )
+    with pytest.raises(ValidationError):
+        await reader.recall_pattern("")
+    await reader.aclose()
+    with pytest.raises(AttuneError, match="closed"):
+        await reader.recall_pattern(stored["pattern_id"])
+    audit = reader.pipeline.audit_logger
+    events = [e for e in audit.query() if e["user_id"] == "reader"]
+    assert [(e["event"], e["tier"], e["target_id"]) for e in events] == [
+        ("pattern.retrieve", tier.name, stored["pattern_id"])
+    ]
+
+
+def test_quiet_actions_are_the_allowed_ones_without_an_event_of_their_own() -> None:
+    from attune.memory import access
+
+    assert access.QUIET[AccessTier.OBSERVER] == {
+        "retrieve",
+        "recall_pattern",
+        "get_staged_patterns",
+    }
+    assert "stash" in access.QUIET[AccessTier.CONTRIBUTOR]
+    assert "persist_pattern" not in access.QUIET[AccessTier.STEWARD]  # audited when allowed
+    assert "stash" not in access.QUIET[AccessTier.OBSERVER]  # denied: audited

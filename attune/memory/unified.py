@@ -405,19 +405,23 @@ class AsyncUnifiedMemory:
 
     async def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
         """The long-term pattern with this id, or None if unknown or past its retention."""
-        await self._require("recall_pattern", pattern_id)
+        # The hot read path: an allowed read needs no event of its own, so no coroutine.
+        if self._closed or "recall_pattern" not in access.QUIET[self.access_tier]:
+            await self._require("recall_pattern", pattern_id)
         if not isinstance(pattern_id, str) or not pattern_id:
             raise ValidationError("pattern_id must be a non-empty string")
         record = await self.long_term.get(pattern_id, _now_ms())
         if record is None:
             return None
         content, metadata = self.pipeline.unseal(record)
-        self.pipeline.audit_queued(  # a read: its event is queued, not waited for
+        # A read: its event is queued, not waited for. ``_name_``: the member's name
+        # without the ``name`` property's call.
+        self.pipeline.audit_read(
             "pattern.retrieve",
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            target_id=pattern_id,
-            classification=record.classification,
+            self.user_id,
+            self.access_tier._name_,
+            pattern_id,
+            record.classification,
         )
         return {
             "pattern_id": record.pattern_id,

@@ -917,6 +917,29 @@ class AuditLogger:
             body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
         self._submit(body, None, urgent=False)
 
+    def queue_read(
+        self,
+        event: str,
+        user_id: str,
+        tier: str,
+        target_id: str,
+        classification: str | None,
+    ) -> None:
+        """:meth:`queue` for a successful read's event (outcome ``success``, no details),
+        with positional arguments: every audited read pays for this call."""
+        if (
+            type(event) is str
+            and type(user_id) is str
+            and type(tier) is str
+            and (classification is None or type(classification) is str)
+        ):
+            body: Body = self._templates.body(
+                event, user_id, tier, target_id, classification, "success"
+            )
+        else:
+            body = _event_fields(event, user_id, tier, target_id, classification, "success", None)
+        self._submit(body, None, urgent=False)
+
     def stage(self, event: AuditEvent) -> AuditTicket:
         """Queue a prepared event behind everything queued so far; :meth:`commit` the
         ticket to make it durable. Thread-safe."""

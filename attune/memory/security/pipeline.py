@@ -461,6 +461,18 @@ class SecurityPipeline:
             details=details,
         )
 
+    def audit_read(
+        self,
+        event: str,
+        user_id: str,
+        tier: str,
+        target_id: str,
+        classification: str | None,
+    ) -> None:
+        """:meth:`audit_queued` for a successful read (no details), positional: every
+        recall pays for this call."""
+        self.audit_logger.queue_read(event, user_id, tier, target_id, classification)
+
     def audit_on_commit(
         self,
         event: str,
