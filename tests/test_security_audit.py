@@ -913,12 +913,40 @@ def test_a_queued_read_is_encoded_as_any_other_event(
 def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger) -> None:
     logger.queue("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_\u00e9")
     logger.queue("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_2", details={"n": 1})
+    # A read's event: joined by the writer (plain id), or validated at once (others).
+    logger.queue_read("pattern.retrieve", 'a"b', "T", 'pat_"\u00e9\\', "PUBLIC")
+    logger.queue_read("pattern.retrieve", 'a"b', "T", "pat_\x07bell", "PUBLIC")
     logger.flush()
     events = [json.loads(line) for line in logger.log_file.read_bytes().splitlines()]
     assert [(e["user_id"], e["target_id"], e["details"]) for e in events] == [
         ('a"b', "pat_\u00e9", {}),
         ('a"b', "pat_2", {"n": 1}),
+        ('a"b', 'pat_"\u00e9\\', {}),
+        ('a"b', "pat_bell", {}),  # control characters dropped, as for any event
     ]
+    line = logger.log_file.read_bytes().splitlines()[2]  # the bytes the general path writes
+    assert line.split(b'"seq":3,')[1].split(b',"prev"')[0] == audit_module._encode_body(
+        audit_module._event_fields(
+            "pattern.retrieve", 'a"b', "T", 'pat_"\u00e9\\', "PUBLIC", "success", None
+        )
+    ).encode("ascii")
+
+
+@pytest.mark.parametrize("target", ["", "x" * 257, 7, None])
+def test_a_read_event_with_an_odd_target_is_validated_at_once(
+    logger: AuditLogger, target: Any
+) -> None:
+    """queue_read takes its shortcut for plain ids only; any other target goes the general
+    way: refused now (empty or None are kept, as for any event)."""
+    if target in ("", None):
+        logger.queue_read("pattern.retrieve", "u", "T", target, None)
+        logger.flush()
+        assert [e["target_id"] for e in logger.query()] == [target]
+    else:
+        with pytest.raises(ValidationError):
+            logger.queue_read("pattern.retrieve", "u", "T", target, None)
+        logger.flush()
+        assert logger.query() == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -24,10 +24,15 @@ def second_text(second: int) -> str:
     return text
 
 
+#: ``.mmm+00:00`` for every millisecond: a tuple index instead of formatting a number.
+_MILLI_SUFFIX = tuple(f".{milli:03d}+00:00" for milli in range(1000))
+
+
 def iso_ms(ms: int) -> str:
-    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``."""
+    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``.
+    Every recalled pattern's dates pay for this."""
     second, milli = divmod(ms, 1000)
-    return f"{second_text(second)}.{milli:03d}+00:00"
+    return (_SECONDS.get(second) or second_text(second)) + _MILLI_SUFFIX[milli]
 
 
 def iso_us_z(ts: float) -> str:

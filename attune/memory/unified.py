@@ -428,9 +428,9 @@ class AsyncUnifiedMemory:
             "content": content,
             "pattern_type": record.pattern_type,
             "classification": record.classification,
-            "created_at": _iso(record.created_at_ms),
+            "created_at": iso_ms(record.created_at_ms),
             "created_by": record.created_by,
-            "expires_at": _iso(record.expires_at_ms),
+            "expires_at": None if record.expires_at_ms is None else iso_ms(record.expires_at_ms),
             "encrypted": record.encrypted,
             "metadata": metadata,
         }

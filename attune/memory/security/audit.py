@@ -237,16 +237,25 @@ def _body_encoder() -> Callable[[dict[str, Any]], str]:
 _encode_body = _body_encoder()
 
 
-#: An event's middle as queued: its fields, or their JSON already (see ``_ReadTemplates``).
-Body = dict[str, Any] | str
+#: An event's middle as queued: its fields, their JSON already, or a read's JSON in three
+#: parts (head, target id validated but not yet escaped, tail; see ``_ReadTemplates``)
+#: for the writer to join, off the reader's path.
+Body = dict[str, Any] | str | tuple[str, str, str]
 
 
 def _encode(entries: list[tuple[float, Body]]) -> list[tuple[str, str]]:
     """Queued events as (timestamp text, compact JSON body) for the sink."""
-    return [
-        (iso_us_z(ts), body if isinstance(body, str) else _encode_body(body))
-        for ts, body in entries
-    ]
+    return [(iso_us_z(ts), _body_text(body)) for ts, body in entries]
+
+
+def _body_text(body: Body) -> str:
+    if type(body) is str:
+        return body
+    if type(body) is tuple:
+        head, target, tail = body
+        return head + _json_text(target) + tail
+    assert isinstance(body, dict)
+    return _encode_body(body)
 
 
 class _ReadTemplates:
@@ -263,15 +272,15 @@ class _ReadTemplates:
     def __init__(self) -> None:
         self._texts: dict[tuple[str, str, str, str | None, str], tuple[str, str]] = {}
 
-    def body(
+    def parts(
         self,
         event: str,
         user_id: str,
         tier: str,
-        target_id: str | None,
         classification: str | None,
         outcome: str,
-    ) -> str:
+    ) -> tuple[str, str]:
+        """The JSON before and after the target id's value; validates the fields once."""
         key = (event, user_id, tier, classification, outcome)
         parts = self._texts.get(key)
         if parts is None:
@@ -281,8 +290,20 @@ class _ReadTemplates:
             if len(self._texts) >= self._KEPT:
                 self._texts.clear()
             parts = self._texts[key] = (head + '"target_id":', tail)
+        return parts
+
+    def body(
+        self,
+        event: str,
+        user_id: str,
+        tier: str,
+        target_id: str | None,
+        classification: str | None,
+        outcome: str,
+    ) -> str:
+        head, tail = self.parts(event, user_id, tier, classification, outcome)
         target = _id(target_id, "target_id", required=False)
-        return parts[0] + ("null" if target is None else _json_text(target)) + parts[1]
+        return head + ("null" if target is None else _json_text(target)) + tail
 
 
 def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
@@ -926,19 +947,27 @@ class AuditLogger:
         classification: str | None,
     ) -> None:
         """:meth:`queue` for a successful read's event (outcome ``success``, no details),
-        with positional arguments: every audited read pays for this call."""
+        with positional arguments: every audited read pays for this call. A plain target
+        id is checked here and escaped by the writer thread, which joins the line."""
         if (
             type(event) is str
             and type(user_id) is str
             and type(tier) is str
             and (classification is None or type(classification) is str)
+            and type(target_id) is str
+            and 0 < len(target_id) <= MAX_ID_LENGTH
+            and target_id.isprintable()  # what _id would keep unchanged
         ):
-            body: Body = self._templates.body(
-                event, user_id, tier, target_id, classification, "success"
-            )
+            head, tail = self._templates.parts(event, user_id, tier, classification, "success")
+            self._submit((head, target_id, tail), None, urgent=False)
         else:
-            body = _event_fields(event, user_id, tier, target_id, classification, "success", None)
-        self._submit(body, None, urgent=False)
+            self.queue(
+                event,
+                user_id=user_id,
+                tier=tier,
+                target_id=target_id,
+                classification=classification,
+            )
 
     def stage(self, event: AuditEvent) -> AuditTicket:
         """Queue a prepared event behind everything queued so far; :meth:`commit` the

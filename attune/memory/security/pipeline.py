@@ -331,7 +331,10 @@ class SecurityPipeline:
     def unseal(self, record: PatternRecord) -> tuple[str, dict[str, Any]]:
         """(content, metadata) of a stored record, decrypting it if needed."""
         if not record.encrypted:
-            return record.content.decode("utf-8"), dict(json.loads(record.metadata_json))
+            metadata = json.loads(record.metadata_json)
+            if type(metadata) is not dict:  # the store holds what persist wrote: an object
+                metadata = dict(metadata)
+            return record.content.decode("utf-8"), metadata
         if record.key_id is None or record.wrapped_key is None or record.nonce is None:
             raise DecryptionError(
                 f"pattern {record.pattern_id} is marked encrypted but its key is gone "
