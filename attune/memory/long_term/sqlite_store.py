@@ -108,6 +108,8 @@ class _Connection:
     """One aiosqlite connection of one event loop, with its group-commit queue."""
 
     db: aiosqlite.Connection
+    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`_in_thread`).
+    raw: sqlite3.Connection
     queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
@@ -156,7 +158,7 @@ class SQLiteLongTermStore:
         except BaseException:
             await db.close()
             raise
-        return _Connection(db)
+        return _Connection(db, db._conn)
 
     async def _replay_outbox(self, db: aiosqlite.Connection) -> None:
         """Rows left by a writer that died (or lost its journal's unsynced tail): replay
@@ -414,10 +416,12 @@ class SQLiteLongTermStore:
         return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
-        # Every recall pays for this: one hand-off, no coroutine on the way but its own.
+        # Every recall pays for this: one hand-off (aiosqlite's primitive, as _in_thread
+        # uses it), no coroutine on the way but its own.
         conn = self._conns.current() or await self._conns.get()
         try:
-            row = await _in_thread(conn.db, _select_one, pattern_id, now_ms)
+            execute = conn.db._execute
+            row = await execute(_select_one, conn.raw, pattern_id, now_ms)  # type: ignore[no-untyped-call]
         except sqlite3.Error as exc:
             raise self._unavailable("cannot read", exc) from None
         return None if row is None else _to_record(row)
@@ -609,7 +613,7 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     ``call_soon_threadsafe`` back); ``Connection._execute`` is the one primitive they are
     all built on. Its presence is checked when a connection opens (see :func:`_check_api`).
     """
-    result: T = await conn._execute(lambda: fn(conn._conn, *args))  # type: ignore[no-untyped-call]
+    result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
     return result
 
 

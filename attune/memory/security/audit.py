@@ -244,18 +244,19 @@ Body = dict[str, Any] | str | tuple[str, str, str]
 
 
 def _encode(entries: list[tuple[float, Body]]) -> list[tuple[str, str]]:
-    """Queued events as (timestamp text, compact JSON body) for the sink."""
-    return [(iso_us_z(ts), _body_text(body)) for ts, body in entries]
-
-
-def _body_text(body: Body) -> str:
-    if type(body) is str:
-        return body
-    if type(body) is tuple:
-        head, target, tail = body
-        return head + _json_text(target) + tail
-    assert isinstance(body, dict)
-    return _encode_body(body)
+    """Queued events as (timestamp text, compact JSON body) for the sink (one loop, no
+    call per event but the formatting: the writer runs it for every audited read)."""
+    encoded = []
+    for ts, body in entries:
+        if type(body) is tuple:
+            text = body[0] + _json_text(body[1]) + body[2]
+        elif type(body) is str:
+            text = body
+        else:
+            assert isinstance(body, dict)
+            text = _encode_body(body)
+        encoded.append((iso_us_z(ts), text))
+    return encoded
 
 
 class _ReadTemplates:
@@ -572,14 +573,14 @@ class _Sink:
         """Append as many entries as fit in the locked file; return how many are done."""
         (dev, ino, size), seq, prev = self._tail(fd)
         lines: list[bytes] = []
-        used = size
+        used, limit, sha256 = size, self.max_bytes, hashlib.sha256
         for ts, body in entries[done:]:
             line = _line(ts, seq + 1, body, prev)
-            if used > 0 and used + len(line) + 1 > self.max_bytes:
+            if used > 0 and used + len(line) + 1 > limit:
                 break
             lines.append(line)
             used += len(line) + 1
-            seq, prev = seq + 1, _digest(line)
+            seq, prev = seq + 1, sha256(line).hexdigest()  # _digest, inline: every event
         if lines:
             data = b"\n".join(lines) + b"\n"
             try:
