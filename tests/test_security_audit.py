@@ -879,7 +879,15 @@ _ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1,
 _names = st.from_regex(r"[A-Za-z0-9_.:\-]{1,12}", fullmatch=True)
 
 
-@settings(max_examples=300, deadline=None)
+def _body_text(body: Any) -> str:
+    """A queued body's JSON, as the writer encodes it."""
+    return str(audit_module._encode([(0.0, body)])[0][1])
+
+
+_detail_values = st.none() | st.booleans() | st.integers(-2, 2) | _names | _ids | st.floats()
+
+
+@settings(max_examples=400, deadline=None)
 @given(
     event=_names,
     user_id=_ids,
@@ -887,27 +895,40 @@ _names = st.from_regex(r"[A-Za-z0-9_.:\-]{1,12}", fullmatch=True)
     target_id=st.none() | _ids,
     classification=st.none() | _names,
     outcome=_names,
+    details=st.none() | st.dictionaries(_names | _ids, _detail_values, max_size=4),
 )
-def test_a_queued_read_is_encoded_as_any_other_event(
+def test_an_event_from_a_template_is_encoded_as_any_other_event(
     event: str,
     user_id: str,
     tier: str,
     target_id: str | None,
     classification: str | None,
     outcome: str,
+    details: dict[str, Any] | None,
 ) -> None:
-    """Events without details are encoded from a per-(event, user, tier, ...) template with
-    the target spliced in: the text must be what encoding the fields gives."""
-    args = (event, user_id, tier, target_id, classification, outcome)
+    """Events without details, or with flat ones, are encoded from a per-(event, user,
+    tier, ..., details) template with the target spliced in: the text must be what
+    encoding the fields gives, from a fresh template or a cached one."""
+    args = (event, user_id, tier, target_id, classification, outcome, details)
     try:
-        expected = audit_module._encode_body(audit_module._event_fields(*args, None))
+        expected = audit_module._encode_body(audit_module._event_fields(*args))
     except ValidationError:
         with pytest.raises(ValidationError):
             audit_module._ReadTemplates().body(*args)
         return
     templates = audit_module._ReadTemplates()
-    assert templates.body(*args) == expected
-    assert templates.body(*args) == expected  # from the cache
+    assert _body_text(templates.body(*args)) == expected
+    assert _body_text(templates.body(*args)) == expected  # from the cache
+
+
+def test_a_template_never_confuses_true_with_one() -> None:
+    templates = audit_module._ReadTemplates()
+    first = templates.body("e", "u", "T", None, None, "ok", {"auto": True})
+    second = templates.body("e", "u", "T", None, None, "ok", {"auto": 1})
+    third = templates.body("e", "u", "T", None, None, "ok", {"auto": 1.0})
+    texts = [_body_text(b) for b in (first, second, third)]
+    assert [json.loads("{" + t + "}")["details"]["auto"] for t in texts] == [True, 1, 1.0]
+    assert '"auto":true' in texts[0] and '"auto":1}' in texts[1]
 
 
 def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger) -> None:

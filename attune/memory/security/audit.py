@@ -259,19 +259,40 @@ def _encode(entries: list[tuple[float, Body]]) -> list[tuple[str, str]]:
     return encoded
 
 
+#: Flat details as a template key: (name, value) pairs, values str, bool or None only.
+FlatDetails = tuple[tuple[str, str | bool | None], ...]
+
+
+def _flat(details: Mapping[str, Any]) -> FlatDetails | None:
+    """``details`` as a hashable key if it is a plain dict of plain str keys whose values
+    are plain str, bool or None; else None. Never an int: ``1 == True`` would share a key."""
+    if type(details) is not dict:
+        return None
+    for name, value in details.items():
+        if type(name) is not str or (
+            type(value) is not str and type(value) is not bool and value is not None
+        ):
+            return None
+    return tuple(details.items())
+
+
 class _ReadTemplates:
-    """The JSON of events without details, all but their target id (bounded cache).
+    """The JSON of events, all but their target id (bounded cache).
 
     An audited read queues one such event per call, and its fields differ from the last
     one's in the target only: validating and encoding the rest once per (event, user,
-    tier, classification, outcome) leaves the target to escape and two strings to join.
+    tier, classification, outcome, flat details) leaves the target to escape and two
+    strings to join. Decisions with a few identifier details (an allowed access check, a
+    classification decision) repeat the same way.
     """
 
     _KEPT = 1024
     _TARGET = '"target_id":null'
 
     def __init__(self) -> None:
-        self._texts: dict[tuple[str, str, str, str | None, str], tuple[str, str]] = {}
+        self._texts: dict[
+            tuple[str, str, str, str | None, str, FlatDetails | None], tuple[str, str]
+        ] = {}
 
     def parts(
         self,
@@ -280,12 +301,21 @@ class _ReadTemplates:
         tier: str,
         classification: str | None,
         outcome: str,
+        details: FlatDetails | None = None,
     ) -> tuple[str, str]:
         """The JSON before and after the target id's value; validates the fields once."""
-        key = (event, user_id, tier, classification, outcome)
+        key = (event, user_id, tier, classification, outcome, details)
         parts = self._texts.get(key)
         if parts is None:
-            fields = _event_fields(event, user_id, tier, None, classification, outcome, None)
+            fields = _event_fields(
+                event,
+                user_id,
+                tier,
+                None,
+                classification,
+                outcome,
+                None if details is None else dict(details),
+            )
             head, found, tail = _encode_body(fields).partition(self._TARGET)
             assert found  # keys are ours and values are escaped: it occurs exactly once
             if len(self._texts) >= self._KEPT:
@@ -295,16 +325,29 @@ class _ReadTemplates:
 
     def body(
         self,
-        event: str,
-        user_id: str,
-        tier: str,
-        target_id: str | None,
-        classification: str | None,
-        outcome: str,
-    ) -> str:
-        head, tail = self.parts(event, user_id, tier, classification, outcome)
-        target = _id(target_id, "target_id", required=False)
-        return head + ("null" if target is None else _json_text(target)) + tail
+        event: object,
+        user_id: object,
+        tier: object,
+        target_id: object,
+        classification: object,
+        outcome: object,
+        details: Mapping[str, Any] | None,
+    ) -> Body:
+        """The event's body: from a template when its fields are plain strings and its
+        details none or flat, else validated and left for the writer to encode."""
+        flat = None if details is None else _flat(details)
+        if (
+            (details is None or flat is not None)
+            and type(event) is str
+            and type(user_id) is str
+            and type(tier) is str
+            and type(outcome) is str
+            and (classification is None or type(classification) is str)
+        ):
+            head, tail = self.parts(event, user_id, tier, classification, outcome, flat)
+            target = _id(target_id, "target_id", required=False)
+            return head + ("null" if target is None else _json_text(target)) + tail
+        return _event_fields(event, user_id, tier, target_id, classification, outcome, details)
 
 
 def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
@@ -925,18 +968,9 @@ class AuditLogger:
         """Validate and queue one event without waiting for it: a read's, or a decision a
         later durable event of the same operation covers (the writer keeps order). Plain
         call, no ticket: every audited read pays for this."""
-        body: Body
-        if (
-            details is None
-            and type(event) is str
-            and type(user_id) is str
-            and type(tier) is str
-            and type(outcome) is str
-            and (classification is None or type(classification) is str)
-        ):
-            body = self._templates.body(event, user_id, tier, target_id, classification, outcome)
-        else:
-            body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        body = self._templates.body(
+            event, user_id, tier, target_id, classification, outcome, details
+        )
         self._submit(body, None, urgent=False)
 
     def queue_read(
@@ -1016,7 +1050,9 @@ class AuditLogger:
         ``wait=False`` only queues the event: for a decision that a later event of the
         same operation follows, whose durability then covers it (the writer keeps order).
         """
-        body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        body = self._templates.body(
+            event, user_id, tier, target_id, classification, outcome, details
+        )
         if not (self.sync and wait):
             self._submit(body, None, urgent=False)
             return
