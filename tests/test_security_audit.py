@@ -855,13 +855,12 @@ _json_values = st.recursive(
 def test_the_body_encoder_matches_the_generic_json_encoder(fields: dict[str, Any]) -> None:
     """Lines are encoded by a C encoder built once; its text must be what the generic
     compact ASCII encoder gives (the line format is what verify() and readers parse)."""
-    assert audit_module._encode_body(fields) == audit_module._compact_ascii_json(fields)[1:-1]
+    generic = json.dumps(fields, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    assert audit_module._encode_body(fields) == generic[1:-1]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), object()])
 def test_the_body_encoder_refuses_what_json_cannot_hold(bad: object) -> None:
-    with pytest.raises((ValueError, TypeError)):
-        audit_module._compact_ascii_json({"x": bad})
     with pytest.raises((ValueError, TypeError)):
         audit_module._encode_body({"x": bad})
 

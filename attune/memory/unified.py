@@ -101,15 +101,18 @@ class AsyncUnifiedMemory:
         allowed = access.is_allowed(self.access_tier, action)
         if allowed and not access.audit_when_allowed(action):
             return
-        await self.pipeline.audit_access(
-            action,
-            allowed=allowed,
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            target_id=target_id if isinstance(target_id, str) else None,  # bad ids fail later
-            required=access.REQUIRED_TIER[action].name,
+        target = target_id if isinstance(target_id, str) else None  # bad ids fail later
+        required = access.REQUIRED_TIER[action].name
+        tier = self.access_tier.name
+        if allowed:  # queued: the operation's own final event makes it durable
+            self.pipeline.audit_allowed(
+                action, user_id=self.user_id, tier=tier, target_id=target, required=required
+            )
+            return
+        await self.pipeline.audit_denied(
+            action, user_id=self.user_id, tier=tier, target_id=target, required=required
         )
-        access.require(self.access_tier, action)
+        access.require(self.access_tier, action)  # raises AccessDeniedError
 
     def _agent(self, agent_id: str | None) -> str:
         if agent_id is None:

@@ -7,12 +7,12 @@ problem without echoing the value.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
 from attune.errors import SerializationError, ValidationError, ValueTooLargeError
+from attune.memory.compact_json import compact_encoder
 
 _AGENT_ID = re.compile(r"^[^\s{}\x00-\x1f\x7f]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -62,8 +62,7 @@ def ttl_to_ms(
     return max(1, round(seconds * 1000))
 
 
-#: ``json.dumps`` with options builds a new encoder per call; one shared instance saves that.
-_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_compact_json = compact_encoder(ensure_ascii=False)
 
 
 def encode_json(value: Any, max_bytes: int, what: str = "value") -> bytes:

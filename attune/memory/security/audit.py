@@ -43,13 +43,14 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from attune.errors import ConfigurationError, SecurityPipelineError, ValidationError
+from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.timestamps import iso_us_z
 
@@ -208,12 +209,6 @@ def _event_fields(
     }
 
 
-#: One encoder for every line (``json.dumps`` with options builds a new one per call).
-_compact_ascii_json = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=True, allow_nan=False
-).encode
-
-
 #: A str as a JSON string literal, ASCII only (what the encoders use for every string).
 _json_text = json.encoder.encode_basestring_ascii
 
@@ -222,19 +217,14 @@ def _unencodable(value: object) -> object:
     raise TypeError(f"an audit event cannot hold {type(value).__name__}")
 
 
-def _body_encoder() -> Callable[[dict[str, Any]], str]:
-    """``_compact_ascii_json`` for an event's fields, minus the braces: the C encoder built
-    once (``JSONEncoder.encode`` builds it again on every call, a third of its cost). The
-    fields are freshly sanitised dicts, so no cycle check is needed."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (another Python): the generic encoder
-        return lambda fields: _compact_ascii_json(fields)[1:-1]
-    # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
-    chunks = make(None, _unencodable, _json_text, None, ":", ",", False, False, False)
-    return lambda fields: "".join(chunks(fields, 0))[1:-1]
+#: One encoder for every line and outbox payload.
+_compact_ascii_json = compact_encoder(ensure_ascii=True, default=_unencodable)
 
 
-_encode_body = _body_encoder()
+def _encode_body(fields: dict[str, Any]) -> str:
+    """An event's fields as compact ASCII JSON, minus the braces (the line adds its own).
+    The fields are freshly sanitised dicts: no cycle check is needed."""
+    return _compact_ascii_json(fields)[1:-1]
 
 
 #: An event's middle as queued: its fields, their JSON already, or a read's JSON in three

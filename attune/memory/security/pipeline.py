@@ -32,6 +32,7 @@ from attune.errors import (
     SecurityPipelineError,
     ValidationError,
 )
+from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import OutboxHook, PatternRecord, WrappedKey
 from attune.memory.security.audit import AuditLogger
@@ -233,7 +234,8 @@ class SecurityPipeline:
         prepared = await self._guard(
             run, user_id=user_id, tier=tier, target_id=target_id, event="pattern.store"
         )
-        await self.audit_event(
+        # Queued: the operation's final event follows and is awaited.
+        self.audit_queued(
             "classification.decision",
             user_id=user_id,
             tier=tier,
@@ -244,7 +246,6 @@ class SecurityPipeline:
                 "term": _identifier(prepared.decision.term),
                 "auto": explicit is None and auto_classify,
             },
-            wait=False,  # the operation's final event follows and is awaited
         )
         return prepared
 
@@ -511,26 +512,31 @@ class SecurityPipeline:
         # A store with an outbox commits the event with the record (one fsync for both).
         return OutboxHook(logger, prepared, on_commit)
 
-    async def audit_access(
-        self,
-        action: str,
-        *,
-        allowed: bool,
-        user_id: str,
-        tier: str,
-        target_id: str | None,
-        required: str,
+    def audit_allowed(
+        self, action: str, *, user_id: str, tier: str, target_id: str | None, required: str
     ) -> None:
-        """An access-control check. A denial is awaited (the call ends there); an allowed
-        check is queued, and the operation's own final event makes it durable."""
+        """An allowed access check: queued, the operation's own final event makes it
+        durable. A plain call: every audited write pays for it."""
+        self.audit_queued(
+            "access.check",
+            user_id=user_id,
+            tier=tier,
+            target_id=target_id,
+            outcome="allowed",
+            details={"action": action, "required": required},
+        )
+
+    async def audit_denied(
+        self, action: str, *, user_id: str, tier: str, target_id: str | None, required: str
+    ) -> None:
+        """A denied access check: awaited, the call ends there."""
         await self.audit_event(
             "access.check",
             user_id=user_id,
             tier=tier,
             target_id=target_id,
-            outcome="allowed" if allowed else "denied",
+            outcome="denied",
             details={"action": action, "required": required},
-            wait=not allowed,
         )
 
     async def audit_staged(
@@ -594,7 +600,8 @@ def _identifier(term: str | None) -> str | None:
 
 
 #: One encoder, not one per call (``json.dumps`` with options builds a new one each time).
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: Sealed content and metadata: validated JSON values already (no NaN, no cycles).
+_json = compact_encoder(ensure_ascii=False)
 
 
 def _b64(data: bytes) -> str:
