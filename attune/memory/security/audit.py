@@ -923,7 +923,7 @@ class AuditLogger:
         no hand-off to the writer thread and back.
         """
         body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
-        ticket = AuditTicket(self._submit(body, None, urgent=False))
+        ticket = AuditTicket(self._enqueue(body))
         if self.sync:
             self.commit(ticket)
 
@@ -961,7 +961,7 @@ class AuditLogger:
         body = self._templates.body(
             event, user_id, tier, target_id, classification, outcome, details
         )
-        self._submit(body, None, urgent=False)
+        self._enqueue(body)
 
     def queue_read(
         self,
@@ -984,7 +984,7 @@ class AuditLogger:
             and target_id.isprintable()  # what _id would keep unchanged
         ):
             head, tail = self._templates.parts(event, user_id, tier, classification, "success")
-            self._submit((head, target_id, tail), None, urgent=False)
+            self._enqueue((head, target_id, tail))
         else:
             self.queue(
                 event,
@@ -997,7 +997,7 @@ class AuditLogger:
     def stage(self, event: AuditEvent) -> AuditTicket:
         """Queue a prepared event behind everything queued so far; :meth:`commit` the
         ticket to make it durable. Thread-safe."""
-        return AuditTicket(self._submit(event.fields, None, urgent=False))
+        return AuditTicket(self._enqueue(event.fields))
 
     def commit(self, ticket: AuditTicket) -> None:
         """Block until the ticket's events are written (and fsynced when ``sync=True``).
@@ -1044,7 +1044,7 @@ class AuditLogger:
             event, user_id, tier, target_id, classification, outcome, details
         )
         if not (self.sync and wait):
-            self._submit(body, None, urgent=False)
+            self._enqueue(body)
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -1098,26 +1098,8 @@ class AuditLogger:
         urgent: bool,
     ) -> _Batch:
         """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
-        writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write."""
-        if future is None and not urgent:
-            # Every audited read comes here: while the writer has a batch open (it polls
-            # for it), joining it takes the lock for an append and nothing more.
-            with self._lock:
-                worker = self._worker
-                batch = None if worker is None else worker.batch
-                if batch is not None and not self._lost:
-                    ts = time.time()
-                    if ts < self._last_ts:  # taken under the lock: never going backwards
-                        ts = self._last_ts
-                    self._last_ts = ts
-                    entries = batch.entries
-                    entries.append((ts, body))
-                    if self.sync:
-                        batch.fsync = True
-                    if len(entries) >= _LINGER_EVENTS and not batch.urgent:
-                        batch.urgent = True
-                        self._cond.notify_all()
-                    return batch
+        writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write.
+        Events nobody waits for go through :meth:`_enqueue`, which falls back to this."""
         with self._cond:
             if self._lost:
                 lost, self._lost = self._lost, 0
@@ -1138,6 +1120,28 @@ class AuditLogger:
             if batch.urgent or (fresh and worker.idle):
                 self._cond.notify_all()
             return batch
+
+    def _enqueue(self, body: Body) -> _Batch:
+        """Queue one event nobody waits for. Every audited read comes here: while the
+        writer has a batch open (it polls for one), joining it takes the lock for an
+        append and nothing more; else :meth:`_submit` opens one (and starts the writer)."""
+        with self._lock:
+            worker = self._worker
+            batch = None if worker is None else worker.batch
+            if batch is not None and not self._lost:
+                ts = time.time()
+                if ts < self._last_ts:  # taken under the lock: never going backwards
+                    ts = self._last_ts
+                self._last_ts = ts
+                entries = batch.entries
+                entries.append((ts, body))
+                if self.sync:
+                    batch.fsync = True
+                if len(entries) >= _LINGER_EVENTS and not batch.urgent:
+                    batch.urgent = True
+                    self._cond.notify_all()
+                return batch
+        return self._submit(body, None, urgent=False)
 
     def _running_worker(self) -> _Worker:
         """The writer thread, started on first use (called with ``_cond`` held)."""
