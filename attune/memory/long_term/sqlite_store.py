@@ -95,7 +95,8 @@ _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound paramet
 OutboxReplay = Callable[[list[str]], None]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
+@dataclass(slots=True)
 class _Insert:
     """A queued insert and what to run once its transaction committed."""
 

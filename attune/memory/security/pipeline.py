@@ -89,7 +89,8 @@ def close_shared() -> None:
         logger.close()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
+@dataclass(slots=True)
 class Prepared:
     """What a pattern write stores after steps 1-3."""
 
@@ -111,7 +112,8 @@ class Prepared:
         return {"rule": self.decision.rule, "pii": dict(self.pii_counts)}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
+@dataclass(slots=True)
 class Sealed:
     """Content as it goes to storage: ciphertext and its key material, or plain UTF-8."""
 
