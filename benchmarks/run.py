@@ -16,7 +16,7 @@ Redis and the same disk: raw ``redis.asyncio`` and raw sync ``redis`` (compact J
 encode + ``SET PX`` / ``GET`` + decode) and raw ``aiosqlite`` (WAL, ``synchronous=FULL``,
 ``BEGIN``/``INSERT``/``COMMIT`` per row; select by primary key). "64 concurrent" is 64
 asyncio tasks each running its share in order. The persist / recall comparisons run in
-three independent passes (own event loop, files and connections) and report the median of
+five independent passes (own event loop, files and connections) and report the median of
 the passes' ratios: one hand-off to an aiosqlite connection's thread costs about 60 or about
 95 µs on these VMs, a draw kept for the connection's life (``profile_ops.py --hops``).
 
@@ -138,7 +138,7 @@ FULL = Sizes(
     rss_total=1_000_000,
     pipeline_number=300,
     pipeline_repeat=7,
-    passes=3,
+    passes=5,
 )
 QUICK = Sizes(
     rounds=2,
