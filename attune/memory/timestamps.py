@@ -35,13 +35,19 @@ def iso_ms(ms: int) -> str:
     return (_SECONDS.get(second) or second_text(second)) + _MILLI_SUFFIX[milli]
 
 
+#: ``000`` ... ``999``: the microseconds as two table lookups instead of formatting.
+_THREE_DIGITS = tuple(f"{n:03d}" for n in range(1000))
+
+
 def iso_us_z(ts: float) -> str:
     """``datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` (``ts`` >= 0),
     rounded to the microsecond as datetime rounds it (half to even on the fraction), without
-    building a datetime: every audit line pays for this."""
+    building a datetime: every audit line pays for this, on the writer thread."""
     fraction, whole = math.modf(ts)
     micro = round(fraction * 1e6)
     second = int(whole)
     if micro >= 1_000_000:
         second, micro = second + 1, micro - 1_000_000
-    return f"{second_text(second)}.{micro:06d}Z"
+    milli, rest = divmod(micro, 1000)
+    digits = _THREE_DIGITS
+    return (_SECONDS.get(second) or second_text(second)) + "." + digits[milli] + digits[rest] + "Z"
