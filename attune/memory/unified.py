@@ -433,7 +433,7 @@ class AsyncUnifiedMemory:
             "classification": record.classification,
             "created_at": iso_ms(record.created_at_ms),
             "created_by": record.created_by,
-            "expires_at": None if record.expires_at_ms is None else iso_ms(record.expires_at_ms),
+            "expires_at": _iso(record.expires_at_ms),
             "encrypted": record.encrypted,
             "metadata": metadata,
         }

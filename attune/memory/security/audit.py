@@ -324,7 +324,9 @@ class _ReadTemplates:
         details: Mapping[str, Any] | None,
     ) -> Body:
         """The event's body: from a template when its fields are plain strings and its
-        details none or flat, else validated and left for the writer to encode."""
+        details none or flat, else validated and left for the writer to encode. A plain
+        target id (one :func:`_id` keeps as it is) is left for the writer to escape and
+        splice in, off the caller's path."""
         flat = None if details is None else _flat(details)
         if (
             (details is None or flat is not None)
@@ -335,6 +337,12 @@ class _ReadTemplates:
             and (classification is None or type(classification) is str)
         ):
             head, tail = self.parts(event, user_id, tier, classification, outcome, flat)
+            if (
+                type(target_id) is str
+                and len(target_id) <= MAX_ID_LENGTH
+                and target_id.isprintable()
+            ):
+                return (head, target_id, tail)
             target = _id(target_id, "target_id", required=False)
             return head + ("null" if target is None else _json_text(target)) + tail
         return _event_fields(event, user_id, tier, target_id, classification, outcome, details)
@@ -923,7 +931,9 @@ class AuditLogger:
         The calling thread writes the queued batch itself when no writer is busy with it:
         no hand-off to the writer thread and back.
         """
-        body = _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        body = self._templates.body(
+            event, user_id, tier, target_id, classification, outcome, details
+        )
         ticket = AuditTicket(self._enqueue(body))
         if self.sync:
             self.commit(ticket)
@@ -973,27 +983,10 @@ class AuditLogger:
         classification: str | None,
     ) -> None:
         """:meth:`queue` for a successful read's event (outcome ``success``, no details),
-        with positional arguments: every audited read pays for this call. A plain target
-        id is checked here and escaped by the writer thread, which joins the line."""
-        if (
-            type(event) is str
-            and type(user_id) is str
-            and type(tier) is str
-            and (classification is None or type(classification) is str)
-            and type(target_id) is str
-            and 0 < len(target_id) <= MAX_ID_LENGTH
-            and target_id.isprintable()  # what _id would keep unchanged
-        ):
-            head, tail = self._templates.parts(event, user_id, tier, classification, "success")
-            self._enqueue((head, target_id, tail))
-        else:
-            self.queue(
-                event,
-                user_id=user_id,
-                tier=tier,
-                target_id=target_id,
-                classification=classification,
-            )
+        with positional arguments: every audited read pays for this call."""
+        self._enqueue(
+            self._templates.body(event, user_id, tier, target_id, classification, "success", None)
+        )
 
     def stage(self, event: AuditEvent) -> AuditTicket:
         """Queue a prepared event behind everything queued so far; :meth:`commit` the
