@@ -353,6 +353,24 @@ def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
     logger.close()
 
 
+def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) -> None:
+    """A steady stream of persists (each queues a decision, then commits its outbox write)
+    never leaves the writer a quiet linger: their lines must still be fsynced about a
+    linger after they were appended, or the store's outbox rows pile up."""
+    logger = AuditLogger(log_path)
+    first = None
+    deadline = time.monotonic() + 50 * audit_module._LINGER_S
+    while time.monotonic() < deadline and not (first is not None and first.durable()):
+        write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+        write.finish(committed=True)
+        first = first or write
+        logger.queue("access.check", user_id="u", tier="T")  # the next persist's decision
+        time.sleep(audit_module._LINGER_S / 20)
+    assert first is not None and first.durable()
+    logger.close()
+    assert len(_events(log_path)) >= 2
+
+
 def test_a_failed_append_poisons_the_write_and_reports(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

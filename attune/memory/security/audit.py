@@ -788,11 +788,18 @@ class _Worker:
     idle: bool = False
     #: Lines were appended without fsync (an outbox write): fsync them after a linger.
     unsynced: bool = False
+    #: ``time.monotonic()`` when ``unsynced`` last became true.
+    unsynced_at: float = 0.0
 
     def open_batch(self) -> _Batch:
         if self.batch is None:
             self.batch = _Batch()
         return self.batch
+
+    def mark_unsynced(self) -> None:
+        if not self.unsynced:
+            self.unsynced = True
+            self.unsynced_at = time.monotonic()
 
 
 def _failure_message(path: Path, exc: Exception) -> str:
@@ -1162,20 +1169,27 @@ class AuditLogger:
             with self._cond:
                 while not worker.stopping:
                     batch = worker.batch
-                    if batch is None:
+                    if batch is None and not worker.unsynced:
                         # Poll for one linger period (events tend to keep coming, and then
-                        # submitters need not wake this thread); after a quiet one, fsync
-                        # what outbox writes left unsynced, else sleep.
-                        if not self._cond.wait(timeout=_LINGER_S) and worker.batch is None:
-                            if worker.unsynced:
-                                break
+                        # submitters need not wake this thread); after a quiet one, sleep.
+                        quiet = not self._cond.wait(timeout=_LINGER_S)
+                        if quiet and worker.batch is None and not worker.unsynced:
                             worker.idle = True
                             self._cond.wait()
                             worker.idle = False
                         continue
-                    remaining = batch.created + _LINGER_S - time.monotonic()
-                    if batch.urgent or remaining <= 0:
-                        break  # someone waits, or it lingered long enough: write it
+                    if batch is not None and batch.urgent:
+                        break  # someone waits for it, or it is full: write it now
+                    # Due a linger after the batch's first event or after the oldest line
+                    # appended without fsync (outbox lines: their rows wait for it), even
+                    # while new events keep coming.
+                    due = min(
+                        batch.created if batch is not None else math.inf,
+                        worker.unsynced_at if worker.unsynced else math.inf,
+                    )
+                    remaining = due + _LINGER_S - time.monotonic()
+                    if remaining <= 0:
+                        break
                     self._cond.wait(timeout=remaining)
             with self._sink_lock:
                 with self._cond:
@@ -1254,7 +1268,7 @@ class AuditLogger:
                     sink.release()
                     with self._cond:
                         worker = self._running_worker()
-                        worker.unsynced = True
+                        worker.mark_unsynced()
                         if worker.idle:
                             self._cond.notify_all()
                 if batch is not None:  # committed with the outbox row: durable
