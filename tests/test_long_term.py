@@ -226,6 +226,34 @@ async def test_opening_gives_up_on_other_errors(
         await store.aclose()
 
 
+async def test_each_connection_gets_the_configured_page_cache(tmp_path: Path) -> None:
+    """Recalls pick records at random: SQLite's 2 MiB default would send most of them to
+    the OS once a store holds a few thousand patterns."""
+    from attune.memory.long_term import SQLiteLongTermStore
+    from attune.memory.long_term.sqlite_store import DEFAULT_CACHE_MIB
+
+    for store, mib in (
+        (SQLiteLongTermStore(tmp_path), DEFAULT_CACHE_MIB),
+        (SQLiteLongTermStore(tmp_path, cache_mib=3), 3),
+    ):
+        try:
+            rows = await store._read("PRAGMA cache_size", ())
+            assert rows[0][0] == -mib * 1024  # negative: KiB
+        finally:
+            await store.aclose()
+    assert DEFAULT_CACHE_MIB > 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "64", True, None])
+def test_a_bad_page_cache_size_is_refused(tmp_path: Path, bad: Any) -> None:
+    from attune.errors import ConfigurationError
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    with pytest.raises(ConfigurationError, match="cache_mib"):
+        SQLiteLongTermStore(tmp_path, cache_mib=bad)
+    assert not (tmp_path / DB_FILENAME).exists()  # nothing opened or created
+
+
 async def test_commit_hooks_run_after_the_commit_and_share_completions(
     mock_config: MemoryConfig,
 ) -> None:
