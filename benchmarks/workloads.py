@@ -199,6 +199,20 @@ def raw_sqlite_insert(db: aiosqlite.Connection, content: bytes, ids: list[str]) 
     return op
 
 
+async def top_up_raw(db: aiosqlite.Connection, content: bytes, ids: list[str], rows: int) -> None:
+    """Grow the raw table to ``rows`` rows in one transaction (set-up, not timed), so the
+    raw select searches a table as large as attune's."""
+    now_ms = time.time_ns() // 1_000_000
+    extra = [
+        (uuid7_hex(), "best_practice", "PUBLIC", "bench-raw", now_ms, '{"source":"bench"}', content)
+        for _ in range(rows - len(ids))
+    ]
+    await db.execute("BEGIN")
+    await db.executemany(RAW_INSERT, extra)
+    await db.execute("COMMIT")
+    ids.extend(row[0] for row in extra)
+
+
 def raw_sqlite_select(db: aiosqlite.Connection, ids: list[str]) -> AsyncOp:
     """Select one row by primary key and decode its content and metadata."""
 
