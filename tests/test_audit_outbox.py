@@ -5,6 +5,7 @@ if the writer died or the log lost its unsynced tail."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -63,12 +64,14 @@ def _record(pattern_id: str) -> PatternRecord:
 
 async def test_a_persist_commits_its_events_with_the_record(mock_config: MemoryConfig) -> None:
     """Inside the transaction: the record and an outbox row holding the operation's events.
-    The line is in the log when persist returns; the row goes once the log was fsynced."""
+    A reader that locks the log sees the line when persist returns; the row goes once the
+    writer has appended and fsynced it."""
     storage = mock_config.ensure_storage_dir()
     path = storage / "audit.jsonl"
     async with AsyncUnifiedMemory("agent-1", mock_config) as mem:
         stored = await mem.persist_pattern("Prefer small commits", "style")
-        assert _stored_ids(path) == [stored["pattern_id"]]  # appended before returning
+        logged = mem.pipeline.audit_logger.query(event_type="pattern.store")
+        assert [e["target_id"] for e in logged] == [stored["pattern_id"]]
         rows = _outbox_rows(storage)
         assert len(rows) == 1
         log, *entries = rows[0].split("\n")
@@ -342,14 +345,48 @@ def test_an_outbox_write_that_did_not_commit_writes_only_what_was_queued(
 
 
 def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
+    """The writer appends and fsyncs committed outbox lines a linger later, on its own;
+    until then the log's lock stays held, so a reader that locks it waits for them."""
     logger = AuditLogger(log_path)
     write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
     write.finish(committed=True)
-    assert [e["event"] for e in _events(log_path)] == ["pattern.store"]  # visible at once
+    assert [e["event"] for e in AuditLogger(log_path).query()] == ["pattern.store"]
     deadline = time.monotonic() + 5
     while not write.durable() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert write.durable()
+    assert [e["event"] for e in _events(log_path)] == ["pattern.store"]
+    logger.close()
+
+
+def test_outbox_lines_wait_for_the_writer_and_keep_the_lock(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed outbox lines are appended by the writer, together, not one write per
+    commit (appending right after each commit slowed the next one): until then the file
+    stays locked, so nobody else can append between them and the chain."""
+    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    logger = AuditLogger(log_path)
+    logger.log("first", user_id="u", tier="T")
+    writes = []
+    for i in range(3):
+        write = logger.begin(
+            [logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}")]
+        )
+        write.finish(committed=True)
+        writes.append(write)
+    assert [e["event"] for e in _events(log_path)] == ["first"]  # none appended yet
+    fd = os.open(log_path, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):  # another writer (or reader) must wait
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        logger.flush()  # the writer appends them in one write, fsyncs, and lets go
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    assert [e.get("target_id") for e in _events(log_path)] == [None, "p0", "p1", "p2"]
+    assert all(write.durable() for write in writes)
+    assert AuditLogger(log_path).verify().ok
     logger.close()
 
 
@@ -371,6 +408,25 @@ def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) ->
     assert len(_events(log_path)) >= 2
 
 
+def test_another_writer_waits_for_pending_lines_and_chains_after_them(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second logger of the same file (as another process would be) waits for the
+    lock while outbox lines are pending, at most about a linger, then appends after
+    them; a replay of their rows finds them instead of repeating them."""
+    monkeypatch.setattr(audit_module, "_LINGER_S", 0.05)
+    holder = AuditLogger(log_path)
+    write = holder.begin([holder.prepare("pattern.store", user_id="u", tier="T", target_id="p")])
+    write.finish(committed=True)
+    other = AuditLogger(log_path)
+    other.log("later", user_id="v", tier="T")  # blocks until the holder's writer let go
+    replay_outbox([write.payload])  # finds the line: not repeated
+    assert [e["event"] for e in _events(log_path)] == ["pattern.store", "later"]
+    assert AuditLogger(log_path).verify().ok
+    other.close()
+    holder.close()
+
+
 def test_a_failed_append_poisons_the_write_and_reports(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -379,19 +435,49 @@ def test_a_failed_append_poisons_the_write_and_reports(
     logger = AuditLogger(log_path)
     logger.log("before", user_id="u", tier="T")
     write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+    write.finish(committed=True)  # pending: the writer appends it
 
     def disk_full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(audit_module, "_write_all", disk_full)
     with pytest.raises(SecurityPipelineError, match="could not be written"):
-        write.finish(committed=True)
+        logger.flush()
     monkeypatch.undo()
-    logger.flush()
     assert not write.durable()  # its row must stay for replay
     logger.log("after", user_id="u", tier="T")  # the logger recovers for later events
     assert [e["event"] for e in _events(log_path)] == ["before", "after"]
+    assert AuditLogger(log_path).verify().ok
     logger.close()
+
+
+def test_a_failed_append_reaches_the_next_call(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer fails on its own (nobody waits): the next event's caller hears of it,
+    once, with what to do; the events are not in the log, and their write not durable."""
+    import errno
+
+    monkeypatch.setattr(audit_module, "_LINGER_S", 0.01)
+    logger = AuditLogger(log_path)
+    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit_module, "_write_all", disk_full)
+    write.finish(committed=True)
+    deadline = time.monotonic() + 5
+    while logger._failure is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    monkeypatch.undo()
+    with pytest.raises(SecurityPipelineError, match="outbox") as raised:
+        logger.queue("next", user_id="u", tier="T")
+    assert "free space" in str(raised.value)
+    logger.queue("after", user_id="u", tier="T")  # reported once
+    logger.close()
+    assert not write.durable()
+    assert [e["event"] for e in _events(log_path)] == ["after"]
 
 
 # -- crashes --------------------------------------------------------------------------------------
@@ -402,11 +488,16 @@ from attune import EmpathyOS
 from attune.memory import MemoryConfig
 from attune.memory.security import audit
 if sys.argv[2] == "before-append":
-    # die right after the COMMIT, before the line is appended
+    # die right after the COMMIT, before the line is handed to the writer
     audit.OutboxWrite.finish = lambda self, committed: os._exit(0) if committed else None
 cfg = MemoryConfig(redis_mock=True, storage_dir=sys.argv[1])
 agent = EmpathyOS(user_id="crasher", config=cfg)
 result = agent.persist_pattern("Survives a crash", "durability", classification="PUBLIC")
+if sys.argv[2] == "after-append":  # the writer has appended the line (row not deleted)
+    import pathlib, time
+    log = pathlib.Path(sys.argv[1]) / "audit.jsonl"
+    while not log.exists() or result["pattern_id"] not in log.read_text():
+        time.sleep(0.005)
 print(result["pattern_id"], flush=True)
 sys.stdin.read()  # wait to be killed
 """

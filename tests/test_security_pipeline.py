@@ -12,6 +12,8 @@ import base64
 import errno
 import json
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -494,55 +496,77 @@ async def test_a_cached_audit_logger_is_replaced_after_close_shared(
 async def test_a_persist_returns_with_its_events_on_disk_in_order(
     mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The final event is written right after the record's commit by the store's thread,
-    behind the operation's queued decisions: all of them are on disk when persist returns
-    (the writer thread is told to linger for a minute, so it is not the one writing)."""
+    """When persist returns, its events are on disk, in order, behind the operation's
+    queued decisions: in the outbox row committed with the record (the writer thread is
+    told to linger for a minute, so it has not appended them yet). A reader that locks
+    the log, like query(), sees them there at once: the writer appends them first."""
     from attune.memory.security import audit as audit_module
 
     monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
     path = mock_config.storage_dir / "audit.jsonl"
     async with memory(mock_config) as mem:
+        logger = mem.pipeline.audit_logger
         for round_ in range(2):
             stored = await mem.persist_pattern(f"Round {round_}: prefer small commits", "style")
-            events = _read_events(path)  # a fresh descriptor: what any reader sees
-            mine = [e for e in events if e.get("target_id") == stored["pattern_id"]]
+            kept = _outbox_events(mock_config)  # a fresh connection: what a crash leaves
+            mine = [e for e in kept if e.get("target_id") == stored["pattern_id"]]
             assert [e["event"] for e in mine] == ["classification.decision", "pattern.store"]
-            assert events[-1]["event"] == "pattern.store"
+            assert kept[-1]["event"] == "pattern.store"
+            logged = logger.query(event_type="pattern.store")
+            assert logged[-1]["target_id"] == stored["pattern_id"]
+            assert _read_events(path)[-1]["event"] == "pattern.store"
         results = await asyncio.gather(
             *(mem.persist_pattern(f"Concurrent {i}", "style") for i in range(32))
         )
-        stored_ids = {e["target_id"] for e in _read_events(path) if e["event"] == "pattern.store"}
+        kept_ids = {e["target_id"] for e in _outbox_events(mock_config)}
+        assert {r["pattern_id"] for r in results} <= kept_ids
+        stored_ids = {e["target_id"] for e in logger.query(event_type="pattern.store")}
         assert {r["pattern_id"] for r in results} <= stored_ids
     assert AuditLogger(log_file=path).verify().ok
 
 
-async def test_a_failed_audit_write_fails_the_persist(
+def _outbox_events(config: MemoryConfig) -> list[dict[str, Any]]:
+    """The events kept in the store's outbox rows, oldest first."""
+    with closing(sqlite3.connect(config.storage_dir / "patterns.db")) as db:
+        payloads = [row[0] for row in db.execute("SELECT payload FROM audit_outbox")]
+    entries = [line.split(" ", 1) for p in payloads for line in p.split("\n")[1:]]
+    entries.sort(key=lambda entry: entry[0])  # by timestamp (rows are in id order)
+    return [json.loads("{" + body + "}") for _ts, body in entries]
+
+
+async def test_a_failed_audit_append_loses_nothing_and_is_reported(
     mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the final event cannot be written, persist raises (the write is not confirmed).
-    The record is committed with its event in the outbox, so the next open of the store
-    appends the event: the log ends up complete, with a valid chain."""
+    """The log cannot be appended to after a persist returned (disk full): its events
+    stay in the outbox, the failure reaches the logger's next call, and the next open of
+    the store appends the events: the log ends up complete, with a valid chain."""
     from attune.memory.security import audit as audit_module
 
     async with memory(mock_config) as mem:
         await mem.persist_pattern("Warm up", "style")
+        logger = mem.pipeline.audit_logger
+        logger.flush()
 
         def disk_full(fd: int, data: bytes) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with monkeypatch.context() as patch:
             patch.setattr(audit_module, "_write_all", disk_full)
+            kept = await mem.persist_pattern("Kept in the outbox", "style")
             with pytest.raises(SecurityPipelineError, match="could not be written"):
-                await mem.persist_pattern("Refused confirmation", "style")
+                logger.flush()  # the writer's append fails; the next call hears of it
+        assert await mem.long_term.count() == 2
+        assert kept["pattern_id"] in {e["target_id"] for e in _outbox_events(mock_config)}
     security_pipeline.close_shared()
     path = mock_config.storage_dir / "audit.jsonl"
     stored_before = {e["target_id"] for e in _read_events(path) if e["event"] == "pattern.store"}
-    assert len(stored_before) == 1  # the warm-up only
+    assert kept["pattern_id"] not in stored_before
     async with memory(mock_config) as mem:  # opening the store replays the outbox
         assert await mem.long_term.count() == 2
     events = audit_events(mock_config)
     stored = [e["target_id"] for e in events if e["event"] == "pattern.store"]
     assert len(stored) == len(set(stored)) == 2
+    assert kept["pattern_id"] in stored
     assert AuditLogger(log_file=path).verify().ok
 
 

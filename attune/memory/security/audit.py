@@ -18,10 +18,14 @@ is an operator action, accepted by ``verify(allow_pruned=True)``.
 
 A long-term write's events take a shorter path (:meth:`AuditLogger.begin`): the store
 keeps them in an *outbox* row of the record's own transaction, so one fsync makes both
-durable; under the file's lock, held from before that ``COMMIT``, the lines are appended
-without fsync, and the writer fsyncs them a linger later, after which the row is deleted.
-A store that finds rows left over (a writer died, or the log lost its unsynced tail) hands
-them to :func:`replay_outbox`, which appends the lines the log lacks.
+durable. The lines are chained under the file's lock, taken before that ``COMMIT``, and
+the lock stays held until the writer appends them a linger later, together with the
+lines of the writes committed meanwhile, and fsyncs them; then the row is deleted. So a
+reader that locks the file (``query``, ``verify``) sees every confirmed write's events,
+and one that does not sees them a linger late. A failed append is reported to the
+logger's next call. A store that finds rows left over (a writer died, or the log lost
+its unsynced tail) hands them to :func:`replay_outbox`, which appends the lines the log
+lacks.
 
 Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every
 later line too, and an edit of the very last line goes unnoticed until a next event
@@ -470,7 +474,16 @@ class _Reserved:
 
 
 class _Sink:
-    """Appends chained lines to the log; used by one thread at a time (``_sink_lock``)."""
+    """Appends chained lines to the log; used by one thread at a time (``_sink_lock``).
+
+    Lines an outbox write committed are *pending*: chained onto the file's tail but not
+    yet written, and the file's lock stays held, so nobody else can append or rotate in
+    between and the chain stays true. The next append, :meth:`sync` (the writer thread,
+    a linger later) or :meth:`drain` writes them, all in one ``write``, then lets the lock
+    go. Appending each persist's lines right after its commit made the next ``COMMIT``
+    about 36 µs slower (176 -> 140 µs measured without it): the store's fsync then has the
+    log's fresh data to flush as well.
+    """
 
     def __init__(self, path: Path, max_bytes: int, marks: _SyncMarks | None = None) -> None:
         self.path = path
@@ -482,8 +495,17 @@ class _Sink:
         self._cache: tuple[tuple[int, int, int], int, str] | None = None
         self._reserved: _Reserved | None = None
         self._locked: os.stat_result | None = None  # fstat of the file as _acquire locked it
+        #: Committed outbox lines not written yet (the lock is held while there are any).
+        self._pending: list[bytes] = []
+        self._pending_from = 0  # the file's size before them
 
     def close(self) -> None:
+        """Close the file (dropping its lock); pending lines are left to the outbox rows:
+        call :meth:`drain` first to write them."""
+        if self._pending:
+            self.marks.lost = self.marks.appended
+            self._pending.clear()
+            self._cache = None
         self._locked = None
         if self._fd is not None:
             os.close(self._fd)
@@ -500,9 +522,39 @@ class _Sink:
         self._cache = None
 
     def sync(self) -> None:
+        """Write pending lines (letting the lock go), then fsync what was written."""
+        self.drain()
         if self._dirty and self._fd is not None:
             self._fsync(self._fd)
         self._dirty = False
+
+    @property
+    def holding(self) -> bool:
+        """Whether committed outbox lines wait to be written (the lock is held for them)."""
+        return bool(self._pending)
+
+    def drain(self) -> None:
+        """Write pending lines, if any, and let the file's lock go."""
+        if self._pending:
+            assert self._fd is not None  # pending lines keep the file open and locked
+            try:
+                self._write_pending(self._fd)
+            finally:
+                self.release()
+
+    def _write_pending(self, fd: int) -> None:
+        """Write the pending lines to the locked file ``fd`` (keeping the lock)."""
+        if not self._pending:
+            return
+        try:
+            _write_all(fd, b"".join(self._pending))
+        except OSError:
+            with contextlib.suppress(OSError):  # leave no partial batch behind
+                os.ftruncate(fd, self._pending_from)
+            raise
+        self._pending.clear()
+        self._dirty = True
+        self._locked = os.fstat(fd)  # the file as it now ends, for _tail
 
     def _fsync(self, fd: int) -> None:
         """fsync the file every earlier append went to (older files were synced when left)."""
@@ -518,7 +570,7 @@ class _Sink:
 
         They go to one file, rotated first if they would not fit (a batch larger than
         ``max_bytes`` gets a fresh file to itself). The lock stays held until
-        :meth:`write_reserved` or :meth:`release`.
+        :meth:`release` (and after it while lines are pending).
         """
         while True:
             fd = self._acquire()
@@ -541,32 +593,33 @@ class _Sink:
             return
 
     def write_reserved(self) -> int:
-        """Append the reserved lines without fsync; returns their mark for ``marks.synced``."""
+        """Make the reserved lines pending (see the class); returns their mark for
+        ``marks.synced``. The lock stays held until they are written."""
         reserved, self._reserved = self._reserved, None
         assert reserved is not None
-        try:
-            _write_all(reserved.fd, reserved.data)
-        except OSError:
-            with contextlib.suppress(OSError):  # leave no partial batch behind
-                os.ftruncate(reserved.fd, reserved.size)
-            raise
-        self._dirty = True
+        if not self._pending:
+            self._pending_from = reserved.size
+        self._pending.append(reserved.data)
         self._cache = reserved.cache
         self.marks.appended += 1
         return self.marks.appended
 
     def release(self) -> None:
-        """Drop a reservation (if any) and the file's lock."""
+        """Drop a reservation (if any), and the file's lock unless lines are pending."""
         self._reserved = None
+        if self._pending:
+            return
         self._locked = None
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
-        """Chain and append ``entries`` (timestamp, body), rotating as needed."""
+        """Chain and append ``entries`` (timestamp, body) after any pending lines,
+        rotating as needed."""
         if entries:
             fd = self._acquire()
             try:
+                self._write_pending(fd)
                 self.append_locked(fd, entries, fsync)
             finally:
                 self.release()
@@ -593,7 +646,11 @@ class _Sink:
         return fd
 
     def _acquire(self) -> int:
-        """The current file, exclusively locked (reopened if another writer rotated it)."""
+        """The current file, exclusively locked (reopened if another writer rotated it).
+        While lines are pending it is still locked: nobody else has appended or rotated."""
+        if self._pending:
+            assert self._fd is not None
+            return self._fd
         while True:
             if self._fd is None:
                 self._fd = self._open()
@@ -639,7 +696,11 @@ class _Sink:
 
     def _tail(self, fd: int) -> tuple[tuple[int, int, int], int, str]:
         """((st_dev, st_ino, size), seq, hash) of the file ``_acquire`` locked: where it
-        ends once a torn last line is dropped, and the head of its chain."""
+        ends once a torn last line is dropped (and pending lines written), and the head of
+        its chain."""
+        if self._pending:
+            assert self._cache is not None  # set with them, and the lock kept it true
+            return self._cache
         assert self._locked is not None  # _acquire's fstat: the lock keeps it true
         key = (self._locked.st_dev, self._locked.st_ino, self._repair(fd, self._locked))
         return (key, *self._head(fd, key))
@@ -672,6 +733,7 @@ class _Sink:
 
     def _rotate(self, fd: int) -> None:
         """Shift ``.N`` to ``.N+1`` and the current file to ``.1`` (under its lock)."""
+        self._write_pending(fd)  # chained onto this file, and sized to fit it
         self.sync()
         for older in _rotated(self.path)[::-1]:
             number = int(older.name.rsplit(".", 1)[1])
@@ -749,21 +811,20 @@ class OutboxWrite:
     """Audit lines a store's transaction keeps in its outbox (:meth:`AuditLogger.begin`).
 
     The store inserts :attr:`payload` in the transaction, commits, then calls
-    :meth:`finish`. The lines are appended without fsync: the outbox row keeps them
-    durable until the logger's writer fsyncs the log (a linger later), after which
-    :meth:`durable` is true and the store may delete the row.
+    :meth:`finish`. The outbox row keeps the lines durable until the logger's writer has
+    appended and fsynced them (a linger later), after which :meth:`durable` is true and
+    the store may delete the row.
     """
 
     logger: AuditLogger
     batch: _Batch | None
     payload: str
-    mark: int | None = None  # set once the lines are appended
+    mark: int | None = None  # set once the lines are committed (pending in the sink)
 
     def finish(self, committed: bool) -> None:
-        """After the transaction: append the lines if it committed, else only the events
-        queued before this write (this write's own events never happened). Releases the
-        locks. Raises :class:`SecurityPipelineError` if the lines could not be appended;
-        the committed outbox row then keeps them for :func:`replay_outbox`."""
+        """After the transaction: leave the lines to the writer if it committed (the
+        file's lock stays held for them), else write only the events queued before this
+        write (this write's own events never happened). Releases the logger's lock."""
         self.logger._finish_outbox(self, committed)
 
     def durable(self) -> bool:
@@ -800,6 +861,15 @@ class _Worker:
         if not self.unsynced:
             self.unsynced = True
             self.unsynced_at = time.monotonic()
+
+
+def _pending_lost_message(path: Path, exc: Exception) -> str:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    return (
+        f"the audit log {path} could not be written ({why}): the events of writes already "
+        "confirmed stay in the store's outbox and are appended when it next opens. Check "
+        "the free space and permissions of its directory."
+    )
 
 
 def _failure_message(path: Path, exc: Exception) -> str:
@@ -917,6 +987,9 @@ class AuditLogger:
         self._marks = _SyncMarks()
         self._templates = _ReadTemplates()
         self._lost = 0  # sync=False events whose write failed, not yet reported
+        #: Pending outbox lines that could not be written (their rows keep them), not yet
+        #: reported: the next call raises it.
+        self._failure: str | None = None
         self._last_ts = 0.0
         _live.add(self)
 
@@ -1077,6 +1150,7 @@ class AuditLogger:
             worker.thread.join()
         with self._sink_lock:
             if self._sink is not None:
+                self._sync_sink()  # outbox lines pending since the writer's last write
                 self._sink.close()
                 self._sink = None
         if batch is not None:
@@ -1086,10 +1160,22 @@ class AuditLogger:
         batch.done.wait()
         with self._cond:
             lost, self._lost = self._lost, 0
+            failure, self._failure = self._failure, None
         if batch.error is not None:
             raise SecurityPipelineError(batch.error)
         if lost:
             raise SecurityPipelineError(_lost_message(lost))
+        if failure is not None:
+            raise SecurityPipelineError(failure)
+
+    def _raise_unreported(self) -> None:
+        """(``_cond`` held) Raise, once, a failure not yet reported."""
+        if self._lost:
+            lost, self._lost = self._lost, 0
+            raise SecurityPipelineError(_lost_message(lost))
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise SecurityPipelineError(failure)
 
     def _submit(
         self,
@@ -1102,9 +1188,7 @@ class AuditLogger:
         writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write.
         Events nobody waits for go through :meth:`_enqueue`, which falls back to this."""
         with self._cond:
-            if self._lost:
-                lost, self._lost = self._lost, 0
-                raise SecurityPipelineError(_lost_message(lost))
+            self._raise_unreported()
             worker = self._running_worker()
             fresh = worker.batch is None
             batch = worker.open_batch()
@@ -1129,7 +1213,7 @@ class AuditLogger:
         with self._lock:
             worker = self._worker
             batch = None if worker is None else worker.batch
-            if batch is not None and not self._lost:
+            if batch is not None and not self._lost and self._failure is None:
                 ts = time.time()
                 if ts < self._last_ts:  # taken under the lock: never going backwards
                     ts = self._last_ts
@@ -1204,14 +1288,28 @@ class AuditLogger:
                 return
 
     def _sync_sink(self) -> None:
-        """fsync lines appended without it (``_sink_lock`` held); a failure leaves their
-        outbox rows for the next store to replay."""
+        """Write pending outbox lines and fsync them (``_sink_lock`` held); a failure
+        leaves their outbox rows for the next store to replay, and is reported to the
+        logger's next call."""
         if self._sink is None:
             return
         try:
             self._sink.sync()
-        except OSError:
-            self._sink.reset()
+        except OSError as exc:
+            self._reset_sink(exc)
+
+    def _reset_sink(self, exc: Exception) -> None:
+        """Forget the sink's file after ``exc`` (``_sink_lock`` held); pending outbox lines
+        it could not write are left to their rows, and the next call is told."""
+        assert self._sink is not None
+        lost = self._sink.holding  # written lines are no longer pending
+        self._sink.reset()
+        if lost:
+            self._pending_lost(exc)
+
+    def _pending_lost(self, exc: Exception) -> None:
+        with self._cond:
+            self._failure = _pending_lost_message(self.log_file, exc)
 
     # -- lines kept in a store's outbox ------------------------------------------------------
 
@@ -1242,7 +1340,7 @@ class AuditLogger:
             try:
                 self._sink.reserve(encoded)
             except Exception as exc:
-                self._sink.reset()
+                self._reset_sink(exc)
                 raise SecurityPipelineError(_failure_message(self.log_file, exc)) from None
         except BaseException:
             try:
@@ -1255,24 +1353,21 @@ class AuditLogger:
 
     def _finish_outbox(self, write: OutboxWrite, committed: bool) -> None:
         """See :meth:`OutboxWrite.finish` (``_sink_lock`` held, released here)."""
-        sink, batch, error = self._sink, write.batch, None
+        sink, batch = self._sink, write.batch
         assert sink is not None  # begin() made it, and the lock kept it
         try:
             if committed:
-                try:
-                    write.mark = sink.write_reserved()
-                except OSError as exc:
-                    sink.reset()
-                    error = _failure_message(self.log_file, exc)
-                else:
-                    sink.release()
-                    with self._cond:
-                        worker = self._running_worker()
-                        worker.mark_unsynced()
-                        if worker.idle:
-                            self._cond.notify_all()
+                # Pending: the writer appends them a linger later, with the lines of the
+                # writes committed meanwhile, and fsyncs them (see _Sink).
+                write.mark = sink.write_reserved()
+                sink.release()
+                with self._cond:
+                    worker = self._running_worker()
+                    worker.mark_unsynced()
+                    if worker.idle:
+                        self._cond.notify_all()
                 if batch is not None:  # committed with the outbox row: durable
-                    batch.finish(error)
+                    batch.finish(None)
             else:
                 sink.release()
                 if batch is not None:  # the others' events: written as if never taken
@@ -1280,8 +1375,6 @@ class AuditLogger:
                     self._write(batch)
         finally:
             self._sink_lock.release()
-        if error is not None:
-            raise SecurityPipelineError(error)
 
     def _write(self, batch: _Batch) -> None:
         """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
@@ -1292,7 +1385,7 @@ class AuditLogger:
             self._sink.commit(_encode(batch.entries), batch.fsync)
         except Exception as exc:
             error = _failure_message(self.log_file, exc)
-            self._sink.reset()
+            self._reset_sink(exc)
             if not self.sync:
                 with self._cond:
                     self._lost += len(batch.entries)
@@ -1307,12 +1400,13 @@ class AuditLogger:
             sink = self._sink
             fd = sink._acquire()
             try:
+                sink._write_pending(fd)  # the log as it stands, before looking for lines
                 missing = _missing_lines(self.log_file, entries)
                 if missing:
                     fd = sink.append_locked(fd, missing, True)
                 sink._fsync(fd)  # lines another writer appended, found but maybe unsynced
             except Exception as exc:
-                sink.reset()
+                self._reset_sink(exc)
                 raise SecurityPipelineError(_failure_message(self.log_file, exc)) from None
             finally:
                 sink.release()
