@@ -1284,9 +1284,10 @@ class AuditLogger:
                         continue
                     if batch is not None and batch.urgent:
                         break  # someone waits for it, or it is full: write it now
-                    # Due a linger after the batch's first event or after the oldest line
-                    # appended without fsync (outbox lines: their rows wait for it), even
-                    # while new events keep coming.
+                    # Due a linger after the batch's first event or after the oldest
+                    # outbox line left to this thread (pending, or appended without fsync:
+                    # its row and the file's lock wait for it), even while events keep
+                    # coming.
                     due = min(
                         batch.created if batch is not None else math.inf,
                         worker.unsynced_at if worker.unsynced else math.inf,
