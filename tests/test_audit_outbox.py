@@ -427,6 +427,49 @@ def test_another_writer_waits_for_pending_lines_and_chains_after_them(
     holder.close()
 
 
+def test_with_another_writer_active_lines_are_appended_at_once(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once lines of another writer show up in the log, holding the lock for pending
+    lines would stall that writer (and, through the database's write lock, this one):
+    outbox lines are then appended right after their commit and the lock let go, until
+    the other writer has been quiet for a while."""
+    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_module, "_SHARED_S", 0.2)
+    logger = AuditLogger(log_path)
+    first = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p0")])
+    first.finish(committed=True)
+    logger.flush()  # appended by the writer: alone so far, it held them
+    other = AuditLogger(log_path)
+    other.log("foreign", user_id="v", tier="T")  # another process's line
+    other.close()
+    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p1")])
+    write.finish(committed=True)
+    assert [e.get("target_id") for e in _events(log_path)] == ["p0", None, "p1"]  # at once
+    fd = os.open(log_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # and the lock is free
+    finally:
+        os.close(fd)
+    time.sleep(0.3)  # the other writer stays quiet longer than _SHARED_S
+    logger.flush()
+    for i in (2, 3):  # alone again: held pending until the writer appends them
+        later = logger.begin(
+            [logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}")]
+        )
+        later.finish(committed=True)
+    assert len(_events(log_path)) == 3
+    fd = os.open(log_path, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    logger.close()
+    assert [e.get("target_id") for e in _events(log_path)] == ["p0", None, "p1", "p2", "p3"]
+    assert AuditLogger(log_path).verify().ok
+
+
 def test_a_failed_append_poisons_the_write_and_reports(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,9 @@ _TAIL_CHUNK = 4096
 #: after at most this long, or once this many are queued: one write and fsync for many.
 _LINGER_S = 0.02
 _LINGER_EVENTS = 256
+#: Once another writer's lines are seen in the log, outbox lines are appended at once
+#: (not held pending, see :class:`_Sink`) until it has been quiet this long.
+_SHARED_S = 1.0
 
 _TRUNCATED = "incomplete line (truncated or torn write)"
 _GARBLED = "not a valid audit event (garbled line or foreign writer)"
@@ -476,13 +479,19 @@ class _Reserved:
 class _Sink:
     """Appends chained lines to the log; used by one thread at a time (``_sink_lock``).
 
-    Lines an outbox write committed are *pending*: chained onto the file's tail but not
-    yet written, and the file's lock stays held, so nobody else can append or rotate in
-    between and the chain stays true. The next append, :meth:`sync` (the writer thread,
-    a linger later) or :meth:`drain` writes them, all in one ``write``, then lets the lock
-    go. Appending each persist's lines right after its commit made the next ``COMMIT``
-    about 36 µs slower (176 -> 140 µs measured without it): the store's fsync then has the
-    log's fresh data to flush as well.
+    While this logger is the log's only writer, lines an outbox write committed are
+    *pending*: chained onto the file's tail but not yet written, and the file's lock stays
+    held, so nobody else can append or rotate in between and the chain stays true. The
+    next append, :meth:`sync` (the writer thread, a linger later) or :meth:`drain` writes
+    them, all in one ``write``, then lets the lock go. Appending each persist's lines right
+    after its commit made the next ``COMMIT`` about 36 µs slower (176 -> 140 µs measured
+    without it): the store's fsync then has the log's fresh data to flush as well.
+
+    Another writer (another process) would have to wait for that lock, and a store of its
+    holds the database's write lock meanwhile, which this process's next transaction then
+    waits for: a stall until the writer thread appends. So once :meth:`_acquire` finds lines
+    it did not write, outbox lines are appended right after their commit, and the lock let
+    go, until no foreign line has been seen for ``_SHARED_S``.
     """
 
     def __init__(self, path: Path, max_bytes: int, marks: _SyncMarks | None = None) -> None:
@@ -498,6 +507,8 @@ class _Sink:
         #: Committed outbox lines not written yet (the lock is held while there are any).
         self._pending: list[bytes] = []
         self._pending_from = 0  # the file's size before them
+        #: Until then (``time.monotonic()``) another writer counts as active: no pending.
+        self._shared_until = 0.0
 
     def close(self) -> None:
         """Close the file (dropping its lock); pending lines are left to the outbox rows:
@@ -594,13 +605,23 @@ class _Sink:
             return
 
     def write_reserved(self) -> int:
-        """Make the reserved lines pending (see the class); returns their mark for
-        ``marks.synced``. The lock stays held until they are written."""
+        """Make the reserved lines pending, with the lock held until they are written, or
+        append them now if another writer is active (see the class); returns their mark
+        for ``marks.synced``. Never fsyncs."""
         reserved, self._reserved = self._reserved, None
         assert reserved is not None
-        if not self._pending:
-            self._pending_from = reserved.size
-        self._pending.append(reserved.data)
+        if self._pending or time.monotonic() >= self._shared_until:
+            if not self._pending:
+                self._pending_from = reserved.size
+            self._pending.append(reserved.data)
+        else:
+            try:
+                _write_all(reserved.fd, reserved.data)
+            except OSError:
+                with contextlib.suppress(OSError):  # leave no partial batch behind
+                    os.ftruncate(reserved.fd, reserved.size)
+                raise
+            self._dirty = True
         self._cache = reserved.cache
         self.marks.appended += 1
         return self.marks.appended
@@ -663,6 +684,9 @@ class _Sink:
                 named = None
             if named is not None and (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
                 self._locked = mine
+                cache = self._cache
+                if cache is not None and cache[0] != (mine.st_dev, mine.st_ino, mine.st_size):
+                    self._shared_until = time.monotonic() + _SHARED_S  # not our lines
                 return self._fd
             self.sync()  # what we wrote there is still ours to make durable
             self.close()
@@ -743,6 +767,7 @@ class _Sink:
         _fsync_dir(self.path.parent)
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.close()
+        self._cache = None  # the fresh file continues the chain from .1 (see _head)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -841,8 +866,11 @@ class OutboxWrite:
 
     def finish(self, committed: bool) -> None:
         """After the transaction: leave the lines to the writer if it committed (the
-        file's lock stays held for them), else write only the events queued before this
-        write (this write's own events never happened). Releases the logger's lock."""
+        file's lock stays held for them; with another writer of the file active, they are
+        appended now), else write only the events queued before this write (this write's
+        own events never happened). Releases the logger's lock. Raises
+        :class:`SecurityPipelineError` if lines appended now could not be; the committed
+        outbox row then keeps them for :func:`replay_outbox`."""
         self.logger._finish_outbox(self, committed)
 
     def durable(self) -> bool:
@@ -1374,21 +1402,27 @@ class AuditLogger:
 
     def _finish_outbox(self, write: OutboxWrite, committed: bool) -> None:
         """See :meth:`OutboxWrite.finish` (``_sink_lock`` held, released here)."""
-        sink, batch = self._sink, write.batch
+        sink, batch, error = self._sink, write.batch, None
         assert sink is not None  # begin() made it, and the lock kept it
         try:
             if committed:
-                # Pending: the writer appends them a linger later, with the lines of the
-                # writes committed meanwhile, and fsyncs them (see _Sink).
-                write.mark = sink.write_reserved()
-                sink.release()
-                with self._cond:
-                    worker = self._running_worker()
-                    worker.mark_unsynced()
-                    if worker.idle:
-                        self._cond.notify_all()
+                # Pending (or, with another writer active, appended now): the writer
+                # appends them a linger later with the lines of the writes committed
+                # meanwhile, and fsyncs them (see _Sink).
+                try:
+                    write.mark = sink.write_reserved()
+                except OSError as exc:
+                    sink.reset()
+                    error = _failure_message(self.log_file, exc)
+                else:
+                    sink.release()
+                    with self._cond:
+                        worker = self._running_worker()
+                        worker.mark_unsynced()
+                        if worker.idle:
+                            self._cond.notify_all()
                 if batch is not None:  # committed with the outbox row: durable
-                    batch.finish(None)
+                    batch.finish(error)
             else:
                 sink.release()
                 if batch is not None:  # the others' events: written as if never taken
@@ -1396,6 +1430,8 @@ class AuditLogger:
                     self._write(batch)
         finally:
             self._sink_lock.release()
+        if error is not None:
+            raise SecurityPipelineError(error)
 
     def _write(self, batch: _Batch) -> None:
         """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
