@@ -470,6 +470,35 @@ def test_with_another_writer_active_lines_are_appended_at_once(
     assert AuditLogger(log_path).verify().ok
 
 
+def test_with_another_writer_active_a_failed_append_fails_its_caller(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appended at once (another writer active), a failed append fails the write that
+    made it; its row keeps the lines, and the logger recovers for later events."""
+    import errno
+
+    logger = AuditLogger(log_path)
+    logger.log("before", user_id="u", tier="T")
+    other = AuditLogger(log_path)
+    other.log("foreign", user_id="v", tier="T")
+    other.close()
+    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit_module, "_write_all", disk_full)
+    with pytest.raises(SecurityPipelineError, match="could not be written"):
+        write.finish(committed=True)
+    monkeypatch.undo()
+    logger.flush()
+    assert not write.durable()
+    logger.log("after", user_id="u", tier="T")
+    assert [e["event"] for e in _events(log_path)] == ["before", "foreign", "after"]
+    assert AuditLogger(log_path).verify().ok
+    logger.close()
+
+
 def test_a_failed_append_poisons_the_write_and_reports(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -610,20 +610,13 @@ class _Sink:
         for ``marks.synced``. Never fsyncs."""
         reserved, self._reserved = self._reserved, None
         assert reserved is not None
-        if self._pending or time.monotonic() >= self._shared_until:
-            if not self._pending:
-                self._pending_from = reserved.size
-            self._pending.append(reserved.data)
-        else:
-            try:
-                _write_all(reserved.fd, reserved.data)
-            except OSError:
-                with contextlib.suppress(OSError):  # leave no partial batch behind
-                    os.ftruncate(reserved.fd, reserved.size)
-                raise
-            self._dirty = True
+        if not self._pending:
+            self._pending_from = reserved.size
+        self._pending.append(reserved.data)
         self._cache = reserved.cache
         self.marks.appended += 1
+        if time.monotonic() < self._shared_until:  # another writer is active
+            self._write_pending(reserved.fd)  # (nothing older pends: see _acquire)
         return self.marks.appended
 
     def release(self) -> None:
