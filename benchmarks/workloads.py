@@ -182,19 +182,22 @@ async def open_raw_sqlite(path: Path) -> aiosqlite.Connection:
     return db
 
 
+def _raw_row(content: bytes, now_ms: int) -> tuple[Any, ...]:
+    """A row of the raw table (``RAW_INSERT``'s parameters) under a fresh id in attune's own
+    scheme, so the two tables grow alike."""
+    metadata = '{"source":"bench"}'
+    return (uuid7_hex(), "best_practice", "PUBLIC", "bench-raw", now_ms, metadata, content)
+
+
 def raw_sqlite_insert(db: aiosqlite.Connection, content: bytes, ids: list[str]) -> AsyncOp:
     """One row per call, in its own explicit transaction (BEGIN / INSERT / COMMIT)."""
 
     async def op(_i: int) -> None:
-        row_id = uuid7_hex()  # attune's own id scheme: the two tables grow alike
-        now_ms = time.time_ns() // 1_000_000
+        row = _raw_row(content, time.time_ns() // 1_000_000)
         await db.execute("BEGIN")
-        await db.execute(
-            RAW_INSERT,
-            (row_id, "best_practice", "PUBLIC", "bench-raw", now_ms, '{"source":"bench"}', content),
-        )
+        await db.execute(RAW_INSERT, row)
         await db.execute("COMMIT")
-        ids.append(row_id)
+        ids.append(row[0])
 
     return op
 
@@ -203,10 +206,7 @@ async def top_up_raw(db: aiosqlite.Connection, content: bytes, ids: list[str], r
     """Grow the raw table to ``rows`` rows in one transaction (set-up, not timed), so the
     raw select searches a table as large as attune's."""
     now_ms = time.time_ns() // 1_000_000
-    extra = [
-        (uuid7_hex(), "best_practice", "PUBLIC", "bench-raw", now_ms, '{"source":"bench"}', content)
-        for _ in range(rows - len(ids))
-    ]
+    extra = [_raw_row(content, now_ms) for _ in range(rows - len(ids))]
     await db.execute("BEGIN")
     await db.executemany(RAW_INSERT, extra)
     await db.execute("COMMIT")
