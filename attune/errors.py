@@ -52,6 +52,19 @@ class PatternNotFoundError(AttuneError, LookupError):
     """The pattern does not exist, has expired, or was already promoted or rejected."""
 
 
+class CorruptRecordError(AttuneError):
+    """A stored record (long-term pattern, staged pattern or stashed value) cannot be read:
+    it was altered or damaged outside attune. ``record_id`` names it; nothing is echoed."""
+
+    def __init__(self, record_id: str, reason: str) -> None:
+        self.record_id = record_id
+        self.reason = reason
+        super().__init__(
+            f"record {record_id!r} is corrupt ({reason}); it cannot be read. Restore it "
+            "from a backup or delete it; other records are unaffected"
+        )
+
+
 class MemoryUnavailableError(AttuneError, ConnectionError):
     """A memory tier cannot be reached."""
 
@@ -61,6 +74,25 @@ class ShortTermUnavailableError(MemoryUnavailableError):
 
     The long-term tier keeps working; :meth:`health_check` reports the reason.
     """
+
+
+class PromotionCommittedError(ShortTermUnavailableError):
+    """A promotion was committed to long-term memory (``pattern_id``), but Redis failed
+    before the staged entry (``staged_pattern_id``) could be removed.
+
+    The promotion stands: do not retry it. The leftover staged entry is never listed
+    as awaiting review and is removed on its next touch.
+    """
+
+    def __init__(self, staged_pattern_id: str, pattern_id: str, cause: str) -> None:
+        self.staged_pattern_id = staged_pattern_id
+        self.pattern_id = pattern_id
+        super().__init__(
+            f"staged pattern {staged_pattern_id!r} was promoted and committed to long-term "
+            f"memory as {pattern_id!r}, but removing it from the staging area failed "
+            f"({cause}). The promotion stands; do not retry it. The leftover staged entry "
+            "is not listed for review and is removed on its next touch"
+        )
 
 
 class ShortTermCommandError(AttuneError):

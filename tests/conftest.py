@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from faults import RedisProcess, ReplyDroppingProxy, redis_process, reply_dropping_proxy
 
 from attune.memory import MemoryConfig
 from attune.memory.security import pipeline as security_pipeline
@@ -142,3 +143,21 @@ def config(request: pytest.FixtureRequest) -> MemoryConfig:
 def closed_port_url() -> str:
     """A Redis URL where nothing listens."""
     return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A redis-server of this test's own (to kill, freeze or restart), stopped by pid."""
+    if shutil.which("redis-server") is None:
+        if CI:
+            pytest.fail("redis-server is not installed (CI=true makes this a failure)")
+        pytest.skip("redis-server is not installed")
+    with redis_process() as server:
+        yield server
+
+
+@pytest.fixture
+def reply_proxy(own_redis: RedisProcess) -> Iterator[ReplyDroppingProxy]:
+    """A proxy in front of ``own_redis`` that can swallow the server's replies."""
+    with reply_dropping_proxy(own_redis.port) as proxy:
+        yield proxy
