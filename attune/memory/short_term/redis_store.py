@@ -26,7 +26,7 @@ from attune.errors import (
 )
 from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
-from attune.memory.short_term.autopipeline import AutoPipeline
+from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
 from attune.memory.short_term.fast_packing import use_fast_packing
 
 T = TypeVar("T")
@@ -108,17 +108,39 @@ class RedisShortTermMemory:
     def safe_url(self) -> str:
         return "in-process" if self.url is None else redact_url(self.url)
 
-    async def _run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """Run ``op`` on this loop's client (multi-key and transactional operations)."""
+    async def _run(
+        self,
+        op: Callable[[aioredis.Redis], Awaitable[T]],
+        *,
+        idempotent: bool = False,
+        command: str = "transaction",
+    ) -> T:
+        """Run ``op`` on this loop's client (multi-key and transactional operations).
+
+        The whole of it, a retry included, is bounded by ``redis_socket_timeout``. Pass
+        ``idempotent=True`` only if running ``op`` twice leaves Redis, and its result, as
+        running it once: then a connection-level failure (a restart, a reset) drops the
+        idle pooled connections and runs ``op`` once more, on a fresh connection.
+        """
         conn = await self._clients.get()
         try:
             async with asyncio.timeout(self.config.redis_socket_timeout):
+                try:
+                    return await op(conn.redis)
+                except Exception as exc:
+                    if not (idempotent and is_reconnectable(exc)):
+                        raise
+                await reconnect(conn.redis)
                 return await op(conn.redis)
         except (redis_errors.RedisError, OSError) as exc:
-            raise self._translate(exc, "transaction") from None
+            raise self._translate(exc, command) from None
 
     async def _call(self, *args: Any) -> Any:
-        """One single-key command, coalesced with concurrent ones (see :mod:`.autopipeline`)."""
+        """One single-key command, coalesced with concurrent ones (see :mod:`.autopipeline`).
+
+        A command safe to repeat is retried once after a connection-level failure; every
+        call is bounded by ``redis_socket_timeout`` from now, retry included.
+        """
         conn = await self._clients.get()
         try:
             return await conn.pipeline.execute(*args)
@@ -215,7 +237,7 @@ class RedisShortTermMemory:
         report: dict[str, Any] = {"backend": self.backend, "url": self.safe_url}
         start = time.perf_counter()
         try:
-            await self._run(lambda r: r.ping())
+            await self._run(lambda r: r.ping(), idempotent=True, command="PING")
         except ShortTermUnavailableError as exc:
             report.update(available=False, error=str(exc))
         except Exception as exc:  # health never raises
