@@ -330,3 +330,47 @@ async def test_after_a_hang_the_next_calls_work(own_redis: RedisProcess, tmp_pat
         if own_redis.frozen:
             own_redis.thaw()
         await store.aclose()
+
+
+# -- item 10b: a timeout says what timed out and after how long -------------------------------
+
+
+async def test_health_of_a_hung_server_names_the_timeout(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    store = store_on(own_redis.url(), tmp_path, timeout=1.0)
+    try:
+        await store.stash("a", "k", b"v", TTL_MS)
+        own_redis.freeze()
+        start = time.monotonic()
+        report = await store.health()
+        assert time.monotonic() - start < 1.0 + SLACK
+        assert report["available"] is False
+        error = report["error"]
+        assert f"Redis at redis://127.0.0.1:{own_redis.port}/0 did not answer" in error
+        assert "within 1.0 s (redis_socket_timeout)" in error
+        assert "TimeoutError" not in error
+
+        # the same for a normal call and a transaction
+        for call in (store.retrieve("a", "k"), store.list_staged(0)):
+            with pytest.raises(ShortTermUnavailableError) as info:
+                await call
+            assert "did not answer within 1.0 s (redis_socket_timeout)" in str(info.value)
+            assert "TimeoutError" not in str(info.value)
+    finally:
+        own_redis.thaw()
+        await store.aclose()
+
+
+def test_no_error_renders_as_a_bare_class_name(tmp_path: Path) -> None:
+    store = store_on("redis://127.0.0.1:6399/0", tmp_path, timeout=2.5)
+    timeout = str(store._translate(TimeoutError(), "GET"))
+    assert "did not answer within 2.5 s (redis_socket_timeout) to a GET command" in timeout
+    assert "TimeoutError" not in timeout
+    connecting = redis_errors.TimeoutError("Timeout connecting to server")
+    connect = str(store._translate(connecting, "GET"))
+    assert "could not connect to Redis at redis://127.0.0.1:6399/0 within 2.0 s" in connect
+    assert "(redis_connect_timeout)" in connect
+    reset = str(store._translate(ConnectionResetError(), "GET"))
+    assert "(ConnectionResetError)" in reset
+    assert "ConnectionResetError: ConnectionResetError" not in reset

@@ -149,7 +149,7 @@ class RedisShortTermMemory:
 
     def _translate(self, exc: BaseException, command: str) -> AttuneError:
         """A redis-py error as ours: what failed, where, what to do (never the data)."""
-        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        line, what = _first_line(exc), _describe(exc)
         if isinstance(exc, redis_errors.AuthenticationError):
             return ShortTermUnavailableError(
                 f"Redis at {self.safe_url} refused the credentials ({what}); "
@@ -160,6 +160,21 @@ class RedisShortTermMemory:
                 f"Redis at {self.safe_url} refused a {command} command ({what}); nothing was "
                 "changed by it. Another client may have written a different type under "
                 f"attune's key prefix {self.keys.prefix!r}: give attune its own prefix"
+            )
+        if isinstance(exc, redis_errors.TimeoutError) and "connect" in line.lower():
+            return ShortTermUnavailableError(
+                f"short-term memory unavailable: could not connect to Redis at {self.safe_url} "
+                f"within {float(self.config.redis_connect_timeout)!r} s "
+                "(redis_connect_timeout). Check that the server is running and reachable and "
+                "that REDIS_URL is right; long-term memory keeps working."
+            )
+        if isinstance(exc, (TimeoutError, redis_errors.TimeoutError)):
+            return ShortTermUnavailableError(
+                f"short-term memory unavailable: Redis at {self.safe_url} did not answer "
+                f"within {float(self.config.redis_socket_timeout)!r} s (redis_socket_timeout) "
+                f"to a {command} command; a write may or may not have been applied. Check "
+                "that the server is not overloaded or stopped, or raise redis_socket_timeout; "
+                "long-term memory keeps working."
             )
         return ShortTermUnavailableError(
             f"short-term memory unavailable: cannot reach Redis at {self.safe_url} "
@@ -241,7 +256,7 @@ class RedisShortTermMemory:
         except ShortTermUnavailableError as exc:
             report.update(available=False, error=str(exc))
         except Exception as exc:  # health never raises
-            report.update(available=False, error=f"{type(exc).__name__}: {_first_line(exc)}")
+            report.update(available=False, error=_describe(exc))
         else:
             report.update(available=True, latency_ms=round((time.perf_counter() - start) * 1000, 3))
         return report
@@ -268,5 +283,12 @@ def _raw(value: bytes | str | None) -> bytes | None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of the message ("" if there is none: never the class name again)."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return text[0][:200] if text else ""
+
+
+def _describe(exc: BaseException) -> str:
+    """``Class: first line``, or just ``Class`` when there is no message."""
+    line = _first_line(exc)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
