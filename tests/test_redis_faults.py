@@ -84,6 +84,22 @@ async def test_the_first_call_after_a_restart_succeeds(
         await store.aclose()
 
 
+async def test_an_idle_client_survives_a_restart_while_its_loop_runs(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """The loop sees the old connections close (as an idle service would): still no error."""
+    store = store_on(own_redis.url(), tmp_path)
+    try:
+        for _round in range(5):
+            await fill_pool(store)
+            await store.stash("a", "k", b"v", TTL_MS)
+            await asyncio.to_thread(own_redis.restart)
+            await asyncio.sleep(0.2)  # idle: the closed connections are noticed meanwhile
+            assert await store.retrieve("a", "k") is None
+    finally:
+        await store.aclose()
+
+
 async def test_a_step_that_is_not_safe_to_repeat_is_not_retried(
     own_redis: RedisProcess, tmp_path: Path
 ) -> None:
