@@ -15,17 +15,103 @@ Semantics do not change:
 * **Errors**: the pipeline runs with ``raise_on_error=False``, so a command Redis
   refuses fails only its own caller; a connection error fails the batch it hit.
 * **Cancellation**: a caller cancelled before its batch is sent is left out of it.
+
+Two guarantees hold under faults:
+
+* **Bound**: every call fails with :class:`TimeoutError` at ``timeout`` seconds after
+  it was issued, whether it went out alone, waits in the queue behind a round trip that
+  hangs, or is in a batch in flight. One watchdog timer serves every call.
+* **Reconnect**: when a round trip fails at the connection level (the server restarted,
+  the connection was reset), the idle pooled connections are dropped and each command of
+  it that is safe to repeat (:func:`is_idempotent`) is sent once more on a fresh
+  connection, ahead of anything issued after it and inside its own bound. Other commands,
+  a refused command (``ResponseError``) and a timeout are never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
+import math
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+#: A queued command: its arguments, its caller's future, its deadline (loop time), and
+#: whether it is already a retry.
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float, bool]
+
+#: Commands whose effect does not change when Redis runs them twice in a row: reads, and
+#: writes that set a state rather than change it. A repeat can lower a count in the reply
+#: (DEL, UNLINK, PERSIST: the first run already did it), never the state left behind.
+_IDEMPOTENT = frozenset(
+    {
+        "GET", "MGET", "EXISTS", "PTTL", "TTL", "PEXPIRETIME", "EXPIRETIME", "TYPE",
+        "STRLEN", "GETRANGE", "HGET", "HMGET", "HGETALL", "HEXISTS", "HLEN", "HKEYS",
+        "HVALS", "ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZSCORE",
+        "ZMSCORE", "ZCARD", "ZCOUNT", "ZRANK", "ZREVRANK", "SMEMBERS", "SISMEMBER",
+        "SMISMEMBER", "SCARD", "LRANGE", "LLEN", "LINDEX", "PING", "ECHO", "DBSIZE",
+        "DEL", "UNLINK", "PEXPIREAT", "EXPIREAT", "PERSIST",
+    }
+)  # fmt: skip
+#: SET options that keep it idempotent, and how many arguments each takes (itself included).
+_SET_OPTIONS = {"EX": 2, "PX": 2, "EXAT": 2, "PXAT": 2, "KEEPTTL": 1, "XX": 1}
+
+#: Connection-level failures a retry can cure. Not: a refused command (ResponseError),
+#: our own deadline (the builtin TimeoutError), refused credentials or permissions.
+_RECONNECTABLE: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,  # connecting timed out: nothing was sent
+    ConnectionError,  # builtin: reset, refused, broken pipe
+)
+_NOT_RECONNECTABLE: tuple[type[BaseException], ...] = (
+    redis_errors.AuthenticationError,
+    redis_errors.AuthorizationError,
+    redis_errors.MaxConnectionsError,
+)
+
+
+def _name(word: Any) -> str:
+    if isinstance(word, bytes):
+        return word.decode("ascii", "replace").upper()
+    return word.upper() if isinstance(word, str) else ""
+
+
+def is_idempotent(args: tuple[Any, ...]) -> bool:
+    """Whether running the command ``args`` twice leaves Redis, and its reply, as once.
+
+    ``SET`` qualifies only with ``EX``/``PX``/``EXAT``/``PXAT``/``KEEPTTL``/``XX``: ``NX``
+    (a claim), ``GET`` and the compare-and-set options reply differently the second time.
+    """
+    if not args:
+        return False
+    name = _name(args[0])
+    if name != "SET":
+        return name in _IDEMPOTENT
+    i = 3
+    while i < len(args):
+        width = _SET_OPTIONS.get(_name(args[i]))
+        if width is None:
+            return False
+        i += width
+    return len(args) >= 3
+
+
+def is_reconnectable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection-level failure that reconnecting may cure."""
+    return isinstance(exc, _RECONNECTABLE) and not isinstance(exc, _NOT_RECONNECTABLE)
+
+
+async def reconnect(client: aioredis.Redis) -> None:
+    """Drop the idle pooled connections of ``client``: after a restart they are all dead.
+
+    Connections in use are left alone; redis-py already dropped the one that failed.
+    """
+    await client.connection_pool.disconnect(inuse_connections=False)
+
+
+def _retryable(args: tuple[Any, ...], exc: BaseException) -> bool:
+    return is_reconnectable(exc) and is_idempotent(args)
 
 
 class AutoPipeline:
@@ -33,13 +119,24 @@ class AutoPipeline:
 
     def __init__(self, client: aioredis.Redis, timeout: float) -> None:
         self.client = client
-        #: Bounds each round trip (a lone command or a whole batch) to ``timeout`` seconds.
-        self._deadline = _SharedDeadline(timeout)
+        #: Each call fails ``timeout`` seconds after it was issued.
+        self.timeout = timeout
         self._pending: list[_Call] = []
+        #: The batch in flight (its callers wait on their futures).
+        self._inflight: list[_Call] = []
         #: The task draining the queue; held here, since the loop keeps only a weak reference.
         self._flusher: asyncio.Task[None] | None = None
         #: True while a command or batch is in flight: new commands queue behind it.
         self._busy = False
+        # The round trip in flight: the task awaiting it (the lone caller, or the flusher),
+        # when it must end, the task's cancellation count before it, whether the watchdog
+        # cancelled it.
+        self._task: asyncio.Task[Any] | None = None
+        self._ends_at = 0.0
+        self._cancelling = 0
+        self._fired = False
+        #: The one watchdog timer, armed at or before the earliest deadline outstanding.
+        self._timer: asyncio.TimerHandle | None = None
         #: Batches sent and commands in them (for tests and benchmarks).
         self.batches = 0
         self.commands = 0
@@ -49,20 +146,61 @@ class AutoPipeline:
 
         On an idle connection it goes out at once, alone: a sequential caller pays no
         batching delay. Otherwise it joins the queue, sent as one pipeline as soon as
-        what is in flight returns.
+        what is in flight returns. Either way it fails with :class:`TimeoutError`
+        ``timeout`` seconds after this call.
         """
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + self.timeout
+        if self._timer is None:  # every deadline outstanding is earlier than this one
+            self._timer = loop.call_at(ends_at, self._expire)
         if self._busy:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._pending.append((args, future))
+            future: asyncio.Future[Any] = loop.create_future()
+            self._pending.append((args, future, ends_at, False))
             return await future
         self._busy = True
+        task = asyncio.current_task()
+        assert task is not None, "commands run inside a task"
+        self._task, self._ends_at, self._cancelling = task, ends_at, task.cancelling()
         try:
             self.batches += 1
             self.commands += 1
-            async with self._deadline:
+            try:
                 return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                if not _retryable(args, exc):
+                    raise
+            await self._reconnect()
+            self.batches += 1
+            self.commands += 1
+            return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            if self._withdraw(task):
+                raise TimeoutError(self._message) from None
+            raise
         finally:
+            if self._task is task:  # the round trip ended without the watchdog's cancellation
+                self._withdraw(task)
             self._hand_over()
+
+    @property
+    def _message(self) -> str:
+        return f"Redis did not answer within {self.timeout!r} s"
+
+    def _withdraw(self, task: asyncio.Task[Any]) -> bool:
+        """End the round trip of ``task``: whether the watchdog's cancellation is its only one.
+
+        ``uncancel()`` runs whenever the watchdog fired: it withdraws the watchdog's
+        request, so a caller cancelled by someone else stays cancelled (the rule of
+        ``asyncio.timeout``).
+        """
+        self._task = None
+        if not self._fired:
+            return False
+        self._fired = False
+        return task.uncancel() <= self._cancelling
+
+    async def _reconnect(self) -> None:
+        await reconnect(self.client)
 
     def _hand_over(self) -> None:
         """After a send: drain what queued meanwhile in a flusher task, or go idle."""
@@ -86,21 +224,43 @@ class AutoPipeline:
         self.batches += 1
         self.commands += len(batch)
         pipe = self.client.pipeline(transaction=False)
-        for args, _ in batch:
-            pipe.execute_command(*args)
+        for call in batch:
+            pipe.execute_command(*call[0])
+        task = asyncio.current_task()
+        assert task is not None
+        # The round trip lasts until the last caller of the batch gives up; the watchdog
+        # fails each earlier caller at its own deadline meanwhile.
+        self._inflight = batch
+        self._task, self._ends_at, self._cancelling = task, batch[-1][2], task.cancelling()
         try:
-            async with self._deadline:
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
+            if self._withdraw(task):  # the batch's bound passed: its callers have failed
+                self._fail(batch, TimeoutError(self._message))
+                return
+            for call in batch:
+                call[1].cancel()
             raise
         except Exception as exc:  # the connection failed: every command of the batch
-            for _, future in batch:
-                if not future.done():
+            self._withdraw(task)
+            again: list[_Call] = []
+            for args, future, ends_at, retried in batch:
+                if future.done():
+                    continue
+                if not retried and _retryable(args, exc):
+                    again.append((args, future, ends_at, True))
+                else:
                     future.set_exception(exc)
+            if again:
+                self._pending[:0] = again  # ahead of everything issued after them
+                await self._reconnect()
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
+        finally:
+            self._inflight = []
+            if self._task is task:
+                self._withdraw(task)
+        for call, reply in zip(batch, replies, strict=True):
+            future = call[1]
             if future.done():
                 continue
             if isinstance(reply, Exception):
@@ -108,60 +268,32 @@ class AutoPipeline:
             else:
                 future.set_result(reply)
 
-
-class _SharedDeadline:
-    """``asyncio.timeout`` for round trips that never overlap, with one timer for all.
-
-    ``asyncio.timeout`` arms and cancels a timer per use, which costs as much as a few
-    percent of a loopback round trip. Here each round trip only records its deadline; one
-    watchdog timer, armed when none is, re-arms itself for the round trip in flight when it
-    fires early, and cancels the waiting task once that round trip is past its deadline.
-    Leaving the block turns that cancellation into :class:`TimeoutError`, unless someone
-    else cancelled the task too -- the same rule as ``asyncio.timeout``.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelling = 0
-        self._ends_at = 0.0
-        self._fired = False
-        self._timer: asyncio.TimerHandle | None = None
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "round trips run inside a task"
-        loop = task.get_loop()
-        self._task, self._cancelling, self._fired = task, task.cancelling(), False
-        self._ends_at = loop.time() + self.seconds
-        if self._timer is None:
-            self._timer = loop.call_at(self._ends_at, self._expire)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        fired, self._fired = self._fired, False
-        # uncancel() runs whenever the watchdog fired: it withdraws the watchdog's request.
-        if (
-            fired
-            and task is not None
-            and task.uncancel() <= self._cancelling
-            and exc_type is asyncio.CancelledError
-        ):
-            raise TimeoutError(f"Redis did not answer within {self.seconds:g} s") from exc
+    @staticmethod
+    def _fail(calls: list[_Call], exc: BaseException) -> None:
+        for call in calls:
+            if not call[1].done():
+                call[1].set_exception(exc)
 
     def _expire(self) -> None:
+        """The watchdog: fail every call past its deadline, re-arm for the next one."""
         self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        next_at = math.inf
+        for calls in (self._inflight, self._pending):
+            for _, future, ends_at, _ in calls:  # in issue order, so in deadline order
+                if future.done():
+                    continue
+                if ends_at > now:
+                    next_at = min(next_at, ends_at)
+                    break
+                future.set_exception(TimeoutError(self._message))
         task = self._task
-        if task is None:  # idle: the next round trip arms a new timer
-            return
-        loop = task.get_loop()
-        if loop.time() < self._ends_at:  # a later round trip is in flight: wait for it
-            self._timer = loop.call_at(self._ends_at, self._expire)
-            return
-        self._fired = True
-        task.cancel()
+        if task is not None and not self._fired:
+            if self._ends_at <= now:
+                self._fired = True
+                task.cancel()
+            else:
+                next_at = min(next_at, self._ends_at)
+        if next_at < math.inf:
+            self._timer = loop.call_at(next_at, self._expire)

@@ -26,7 +26,7 @@ from attune.errors import (
 )
 from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
-from attune.memory.short_term.autopipeline import AutoPipeline
+from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
 from attune.memory.short_term.fast_packing import use_fast_packing
 
 T = TypeVar("T")
@@ -108,17 +108,39 @@ class RedisShortTermMemory:
     def safe_url(self) -> str:
         return "in-process" if self.url is None else redact_url(self.url)
 
-    async def _run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """Run ``op`` on this loop's client (multi-key and transactional operations)."""
+    async def _run(
+        self,
+        op: Callable[[aioredis.Redis], Awaitable[T]],
+        *,
+        idempotent: bool = False,
+        command: str = "transaction",
+    ) -> T:
+        """Run ``op`` on this loop's client (multi-key and transactional operations).
+
+        The whole of it, a retry included, is bounded by ``redis_socket_timeout``. Pass
+        ``idempotent=True`` only if running ``op`` twice leaves Redis, and its result, as
+        running it once: then a connection-level failure (a restart, a reset) drops the
+        idle pooled connections and runs ``op`` once more, on a fresh connection.
+        """
         conn = await self._clients.get()
         try:
             async with asyncio.timeout(self.config.redis_socket_timeout):
+                try:
+                    return await op(conn.redis)
+                except Exception as exc:
+                    if not (idempotent and is_reconnectable(exc)):
+                        raise
+                await reconnect(conn.redis)
                 return await op(conn.redis)
         except (redis_errors.RedisError, OSError) as exc:
-            raise self._translate(exc, "transaction") from None
+            raise self._translate(exc, command) from None
 
     async def _call(self, *args: Any) -> Any:
-        """One single-key command, coalesced with concurrent ones (see :mod:`.autopipeline`)."""
+        """One single-key command, coalesced with concurrent ones (see :mod:`.autopipeline`).
+
+        A command safe to repeat is retried once after a connection-level failure; every
+        call is bounded by ``redis_socket_timeout`` from now, retry included.
+        """
         conn = await self._clients.get()
         try:
             return await conn.pipeline.execute(*args)
@@ -127,7 +149,7 @@ class RedisShortTermMemory:
 
     def _translate(self, exc: BaseException, command: str) -> AttuneError:
         """A redis-py error as ours: what failed, where, what to do (never the data)."""
-        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        line, what = _first_line(exc), _describe(exc)
         if isinstance(exc, redis_errors.AuthenticationError):
             return ShortTermUnavailableError(
                 f"Redis at {self.safe_url} refused the credentials ({what}); "
@@ -138,6 +160,21 @@ class RedisShortTermMemory:
                 f"Redis at {self.safe_url} refused a {command} command ({what}); nothing was "
                 "changed by it. Another client may have written a different type under "
                 f"attune's key prefix {self.keys.prefix!r}: give attune its own prefix"
+            )
+        if isinstance(exc, redis_errors.TimeoutError) and "connect" in line.lower():
+            return ShortTermUnavailableError(
+                f"short-term memory unavailable: could not connect to Redis at {self.safe_url} "
+                f"within {float(self.config.redis_connect_timeout)!r} s "
+                "(redis_connect_timeout). Check that the server is running and reachable and "
+                "that REDIS_URL is right; long-term memory keeps working."
+            )
+        if isinstance(exc, (TimeoutError, redis_errors.TimeoutError)):
+            return ShortTermUnavailableError(
+                f"short-term memory unavailable: Redis at {self.safe_url} did not answer "
+                f"within {float(self.config.redis_socket_timeout)!r} s (redis_socket_timeout) "
+                f"to a {command} command; a write may or may not have been applied. Check "
+                "that the server is not overloaded or stopped, or raise redis_socket_timeout; "
+                "long-term memory keeps working."
             )
         return ShortTermUnavailableError(
             f"short-term memory unavailable: cannot reach Redis at {self.safe_url} "
@@ -215,11 +252,11 @@ class RedisShortTermMemory:
         report: dict[str, Any] = {"backend": self.backend, "url": self.safe_url}
         start = time.perf_counter()
         try:
-            await self._run(lambda r: r.ping())
+            await self._run(lambda r: r.ping(), idempotent=True, command="PING")
         except ShortTermUnavailableError as exc:
             report.update(available=False, error=str(exc))
         except Exception as exc:  # health never raises
-            report.update(available=False, error=f"{type(exc).__name__}: {_first_line(exc)}")
+            report.update(available=False, error=_describe(exc))
         else:
             report.update(available=True, latency_ms=round((time.perf_counter() - start) * 1000, 3))
         return report
@@ -246,5 +283,12 @@ def _raw(value: bytes | str | None) -> bytes | None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of the message ("" if there is none: never the class name again)."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return text[0][:200] if text else ""
+
+
+def _describe(exc: BaseException) -> str:
+    """``Class: first line``, or just ``Class`` when there is no message."""
+    line = _first_line(exc)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
