@@ -12,9 +12,9 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from faults import RedisProcess, ReplyDroppingProxy
@@ -27,8 +27,10 @@ from attune.errors import (
     SecurityPipelineError,
     ShortTermUnavailableError,
 )
-from attune.memory import AccessTier, AsyncUnifiedMemory, MemoryConfig
+from attune.memory import AccessTier, AsyncUnifiedMemory, MemoryConfig, staging
 from attune.memory.security import pipeline as security_pipeline
+
+T = TypeVar("T")
 
 #: Short, so a fault costs the test about a second; generous for a loaded machine.
 FAULT_TIMEOUT_S = 1.0
@@ -110,6 +112,13 @@ def silent_proxy(own_redis: RedisProcess) -> Iterator[_SilentProxy]:
         proxy.stop()
 
 
+async def _after_yields(count: int, call: Awaitable[T]) -> T:
+    """``call``, started ``count`` event-loop turns late."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+    return await call
+
+
 # -- item 2: one fate per staged pattern ----------------------------------------------------------
 
 
@@ -123,7 +132,8 @@ async def test_promote_and_reject_race_gives_one_fate(config: MemoryConfig) -> N
         )
         promote = promoter.promote_pattern(staged_id)
         reject = rejecter.reject_pattern(staged_id)
-        calls = (promote, reject) if round_no % 2 == 0 else (reject, promote)
+        first, second = (promote, reject) if round_no % 2 == 0 else (reject, promote)
+        calls = (first, _after_yields(round_no % 7, second))  # vary the interleaving
         results = await asyncio.gather(*calls, return_exceptions=True)
         promoted, rejected = results if round_no % 2 == 0 else results[::-1]
         pattern_id = _pattern_id(staged_id)
@@ -205,6 +215,45 @@ async def test_failed_promotion_releases_the_claim(config: MemoryConfig) -> None
     assert await validator.reject_pattern(staged_id) is True
     await contributor.aclose()
     await validator.aclose()
+
+
+async def test_a_lapsed_claim_frees_the_entry_and_its_holder_loses(
+    config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claimer that stalls past its lease (as a crashed one would) blocks the entry only
+    for the lease; the holder, if it resumes, finds out before committing anything."""
+    monkeypatch.setattr(staging, "CLAIM_LEASE_MS", 300)
+    contributor = AsyncUnifiedMemory("code_reviewer", config)
+    promoter, rejecter = _validator(config, "promoter"), _validator(config, "rejecter")
+    staged_id = await contributor.stage_pattern({"content": "Time out every call"}, "ops")
+    claimed, rejected = asyncio.Event(), asyncio.Event()
+    real_prepare = promoter.pipeline.prepare_pattern
+
+    async def stalled_prepare(*args: Any, **kwargs: Any) -> Any:
+        claimed.set()  # the promoter holds the claim now, and stalls
+        await asyncio.wait_for(rejected.wait(), 30)
+        return await real_prepare(*args, **kwargs)
+
+    promoter.pipeline.prepare_pattern = stalled_prepare  # type: ignore[method-assign]
+    promotion = asyncio.create_task(promoter.promote_pattern(staged_id))
+    await asyncio.wait_for(claimed.wait(), 30)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert await rejecter.reject_pattern(staged_id) is True
+            break
+        except PatternNotFoundError as exc:
+            assert "another agent is promoting it" in str(exc)
+            assert time.monotonic() < deadline, "the lapsed claim never freed the entry"
+            await asyncio.sleep(0.05)
+    rejected.set()
+    with pytest.raises(PatternNotFoundError, match="claim on it ran out"):
+        await promotion
+    assert await promoter.recall_pattern(_pattern_id(staged_id)) is None
+    with pytest.raises(PatternNotFoundError, match="already rejected"):
+        await promoter.promote_pattern(staged_id)
+    for m in (contributor, promoter, rejecter):
+        await m.aclose()
 
 
 # -- item 3: Redis fails between the long-term commit and the unstage step ------------------------
@@ -309,10 +358,11 @@ async def test_lost_reply_on_stage_keeps_its_audit_event(
     contributor = AsyncUnifiedMemory("code_reviewer", config)
     assert await _staged_ids(contributor) == []  # connected: the handshake is done
     reply_proxy.drop_next_reply()
-    with pytest.raises(ShortTermUnavailableError):
+    with pytest.raises(ShortTermUnavailableError) as caught:
         await contributor.stage_pattern({"content": "Validate at the edge"}, "security")
     # The command ran, only its reply was lost: the pattern is staged ...
     [staged_id] = await _staged_ids(contributor)
+    assert any(staged_id in note for note in caught.value.__notes__)
     # ... and the audit log holds its stage event, then the unknown outcome.
     events = _events(contributor, event_type="pattern.stage", target_id=staged_id)
     assert [e["outcome"] for e in events] == ["success", "unknown"]

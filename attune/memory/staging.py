@@ -346,6 +346,11 @@ async def audit_write_failed(
     when Redis refused it (nothing changed), ``unknown`` when it may have run. Never
     raises: the caller re-raises the command's own error."""
     outcome = "failed" if isinstance(exc, ShortTermCommandError) else "unknown"
+    if outcome == "unknown":
+        exc.add_note(
+            f"{event} of {target_id!r}: the command may have run (its reply never came); "
+            "the audit log records the outcome as unknown"
+        )
     fields: dict[str, Any] = {
         "user_id": user_id,
         "tier": tier,
