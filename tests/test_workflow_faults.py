@@ -526,3 +526,39 @@ async def test_index_member_without_an_entry_is_not_listed(config: MemoryConfig)
     good = await contributor.stage_pattern({"content": "Still listed"}, "misc")
     assert await _staged_ids(contributor) == [good]
     await contributor.aclose()
+
+
+async def test_staged_key_of_another_type_is_corrupt(config: MemoryConfig) -> None:
+    contributor, validator = AsyncUnifiedMemory("code_reviewer", config), _validator(config)
+    keys = contributor.short_term.keys  # type: ignore[attr-defined]
+    expires = int(time.time() * 1000) + 600_000
+
+    async def op(r: Any) -> None:
+        await r.hset(keys.staged_pattern(BAD_ID), "content", "a hash, not a string")
+        await r.zadd(keys.staging_index(), {BAD_ID: expires})
+
+    await contributor.short_term._run(op)  # type: ignore[attr-defined]
+    good = await contributor.stage_pattern({"content": "Still listed"}, "misc")
+    assert await _staged_ids(validator) == [good]
+    for _ in range(2):  # the claim is released: the same error, not "being promoted"
+        with pytest.raises(CorruptRecordError, match=BAD_ID):
+            await validator.promote_pattern(BAD_ID)
+    with pytest.raises(CorruptRecordError, match=BAD_ID):
+        await validator.reject_pattern(BAD_ID)
+    await contributor.aclose()
+    await validator.aclose()
+
+
+async def test_an_unknown_id_leaves_no_claim_behind(config: MemoryConfig) -> None:
+    validator = _validator(config)
+    keys = validator.short_term.keys  # type: ignore[attr-defined]
+    for call in (validator.promote_pattern, validator.reject_pattern):
+        with pytest.raises(PatternNotFoundError, match="not found"):
+            await call(BAD_ID)
+
+    async def op(r: Any) -> int:
+        found: int = await r.exists(keys.staging_claim(BAD_ID))
+        return found
+
+    assert await validator.short_term._run(op) == 0  # type: ignore[attr-defined]
+    await validator.aclose()

@@ -62,6 +62,7 @@ _REASONS = {
     "malformed": "fields missing or of the wrong type",
     "undecryptable": "its sealed part cannot be decrypted",
     "id_mismatch": "it holds another staged pattern's id",
+    "wrong_type": "its key holds another Redis type",
 }
 _CODES = {text: code for code, text in _REASONS.items()}
 _READ_ERRORS = (ValueError, KeyError, TypeError, AttributeError, DecryptionError)
@@ -191,6 +192,8 @@ class StagingArea:
             await self._lost(staged_id, pattern_id, found)
         claimed = Claimed(staged_id, pattern_id, token, {}, found.expires_at_ms, started)
         try:
+            if found.wrong_type:
+                raise _corrupt(staged_id, "wrong_type")
             if found.payload is None:  # the claim is released below
                 if await self.long_term.existing([pattern_id]):
                     raise _already_promoted(staged_id, pattern_id)

@@ -29,6 +29,8 @@ class StagedClaim(NamedTuple):
     payload: bytes | None
     #: Its expiry as indexed, or None if it is not in the index.
     expires_at_ms: int | None
+    #: True if the entry's key holds another Redis type (``payload`` is None then).
+    wrong_type: bool = False
 
 
 @runtime_checkable

@@ -212,8 +212,13 @@ class RedisShortTermMemory:
                 pipe.get(name)
                 pipe.get(keys.staged_pattern(staged_id))
                 pipe.zscore(keys.staging_index(), staged_id)
-                won, holder, payload, score = await pipe.execute()
+                won, holder, payload, score = await pipe.execute(raise_on_error=False)
+            for reply in (won, holder, score):
+                if isinstance(reply, Exception):
+                    raise reply
             expires = None if score is None else int(score)
+            if isinstance(payload, redis_errors.ResponseError):  # the claim was still set
+                return StagedClaim(bool(won), _raw(holder), None, expires, wrong_type=True)
             return StagedClaim(bool(won), _raw(holder), _raw(payload), expires)
 
         return await self._run(op)
