@@ -562,3 +562,16 @@ async def test_an_unknown_id_leaves_no_claim_behind(config: MemoryConfig) -> Non
 
     assert await validator.short_term._run(op) == 0  # type: ignore[attr-defined]
     await validator.aclose()
+
+
+async def test_a_corrupt_entry_with_an_overlong_id_does_not_break_the_listing(
+    config: MemoryConfig,
+) -> None:
+    contributor = AsyncUnifiedMemory("code_reviewer", config)
+    long_id = "stg_" + "a" * 400
+    await _plant(contributor, long_id, b"not json")
+    good = await contributor.stage_pattern({"content": "Still listed"}, "misc")
+    assert await _staged_ids(contributor) == [good]
+    [reported] = _events(contributor, event_type="staging.corrupt")
+    assert reported["target_id"].startswith("stg_aaaa")
+    await contributor.aclose()

@@ -65,6 +65,8 @@ _REASONS = {
     "wrong_type": "its key holds another Redis type",
 }
 _CODES = {text: code for code, text in _REASONS.items()}
+#: Index members are anyone's text: a reported id is cut to what an audit id may hold.
+_MAX_REPORTED_ID = 128
 _READ_ERRORS = (ValueError, KeyError, TypeError, AttributeError, DecryptionError)
 
 
@@ -144,21 +146,25 @@ class StagingArea:
 
     def report_corrupt(self, error: CorruptRecordError) -> None:
         """A staged entry that cannot be read: a log warning and a queued audit event,
-        with its id and the kind of damage only."""
+        with its id (shortened if need be) and the kind of damage only; never raises."""
+        record_id = error.record_id[:_MAX_REPORTED_ID]
         log.warning(
-            "staged pattern %s is corrupt (%s); it was skipped. Reject it once restored, "
+            "staged pattern %r is corrupt (%s) and was skipped; restore it from a backup "
             "or delete its key",
-            error.record_id,
+            record_id,
             error.reason,
         )
-        self.pipeline.audit_queued(
-            "staging.corrupt",
-            user_id=self.user_id,
-            tier=self.tier,
-            target_id=error.record_id,
-            outcome="skipped",
-            details={"reason": _CODES.get(error.reason, "malformed")},
-        )
+        try:
+            self.pipeline.audit_queued(
+                "staging.corrupt",
+                user_id=self.user_id,
+                tier=self.tier,
+                target_id=record_id,
+                outcome="skipped",
+                details={"reason": _CODES.get(error.reason, "malformed")},
+            )
+        except AttuneError as exc:  # an id the audit log refuses: the warning stands
+            log.warning("could not audit the corrupt staged pattern (%s)", type(exc).__name__)
 
     async def listing(self, entries: list[StagedEntry]) -> list[dict[str, Any]]:
         """The entries awaiting review: leftovers of committed promotions are removed,
