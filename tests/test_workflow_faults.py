@@ -575,3 +575,33 @@ async def test_a_corrupt_entry_with_an_overlong_id_does_not_break_the_listing(
     [reported] = _events(contributor, event_type="staging.corrupt")
     assert reported["target_id"].startswith("stg_aaaa")
     await contributor.aclose()
+
+
+async def test_long_term_existing_counts_expired_records_and_pages(
+    mock_config: MemoryConfig,
+) -> None:
+    """The source of truth for a promotion: which ids are stored, expired or not."""
+    from attune.memory.long_term import PatternRecord, SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        stored = [f"pat_{i:04d}" for i in range(0, 1300, 2)]
+        records = [
+            PatternRecord(
+                pattern_id=pattern_id,
+                pattern_type="misc",
+                classification="PUBLIC",
+                created_by="agent",
+                created_at_ms=1,
+                expires_at_ms=2,  # long expired
+                metadata_json="{}",
+                content=b"body",
+            )
+            for pattern_id in stored
+        ]
+        assert all(await asyncio.gather(*(store.insert(r) for r in records)))
+        asked = [f"pat_{i:04d}" for i in range(1300)]
+        assert await store.existing(asked) == set(stored)
+        assert await store.existing([]) == set()
+    finally:
+        await store.aclose()
