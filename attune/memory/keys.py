@@ -7,6 +7,9 @@ land in the same slot and MULTI/EXEC stays valid on a cluster.
     attune:{agent:<agent_id>}:stash:<key>     working data of one agent
     attune:{staging}:pattern:<staged_id>      one staged pattern (JSON, with TTL)
     attune:{staging}:index                    sorted set: staged_id -> expiry (ms)
+    attune:{staging}:claim:<staged_id>        who is deciding its fate (a lease), then
+                                              the fate ("promoted:<pattern_id>" or
+                                              "rejected") for the entry's remaining life
 """
 
 from __future__ import annotations
@@ -26,3 +29,6 @@ class KeySpace:
 
     def staging_index(self) -> str:
         return f"{self.prefix}:{{staging}}:index"
+
+    def staging_claim(self, staged_id: str) -> str:
+        return f"{self.prefix}:{{staging}}:claim:{staged_id}"

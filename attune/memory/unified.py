@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,6 +28,14 @@ from attune.memory.security import randomness
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
+from attune.memory.staging import (
+    PATTERN_PREFIX,
+    STAGED_PREFIX,
+    Claimed,
+    StagingArea,
+    audit_write_failed,
+    promoted_id,
+)
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import AccessTier, Classification
 
@@ -40,7 +48,7 @@ _STAGED_RESERVED = (
     "classification",
 )
 _MAX_CONTENT_CHARS = 1_000_000
-_STAGED_PREFIX, _PATTERN_PREFIX = "stg_", "pat_"
+_STAGED_PREFIX, _PATTERN_PREFIX = STAGED_PREFIX, PATTERN_PREFIX
 
 
 def _now_ms() -> int:
@@ -113,6 +121,15 @@ class AsyncUnifiedMemory:
             action, user_id=self.user_id, tier=tier, target_id=target, required=required
         )
         access.require(self.access_tier, action)  # raises AccessDeniedError
+
+    def _staging(self) -> StagingArea:
+        return StagingArea(
+            self.short_term,
+            self.long_term,
+            self.pipeline,
+            user_id=self.user_id,
+            tier=self.access_tier.name,
+        )
 
     def _agent(self, agent_id: str | None) -> str:
         if agent_id is None:
@@ -192,18 +209,27 @@ class AsyncUnifiedMemory:
         }
         payload = self.pipeline.seal_staged(envelope, prepared)
         encoded = validation.encode_json(payload, self.config.max_value_bytes, "pattern_data")
-        await self.short_term.stage(staged_id, encoded, now + ttl_ms)
+        # Audited ahead: the event is durable before Redis sees the entry, so the trail
+        # does not depend on a reply arriving, and a broken audit log stages nothing.
+        tier = self.access_tier.name
         await self.pipeline.audit_staged(
-            staged_id, user_id=self.user_id, tier=self.access_tier.name, prepared=prepared
+            staged_id, user_id=self.user_id, tier=tier, prepared=prepared
         )
+        try:
+            await self.short_term.stage(staged_id, encoded, now + ttl_ms)
+        except BaseException as exc:
+            await audit_write_failed(
+                self.pipeline, "pattern.stage", staged_id, exc, self.user_id, tier
+            )
+            raise
         return staged_id
 
     async def get_staged_patterns(self) -> list[dict[str, Any]]:
         """Every staged pattern not yet expired: its data fields at the top level,
         next to ``pattern_id``, ``pattern_type``, ``staged_by``, ``staged_at``, ``expires_at``."""
         await self._require("get_staged_patterns")
-        raw = await self.short_term.list_staged(_now_ms())
-        staged = [self._open_staged(item) for item in raw]
+        entries = await self.short_term.list_staged(_now_ms())
+        staged = await self._staging().listing(entries)
         self.pipeline.audit_queued(  # a read: its event is queued, not waited for
             "staging.list",
             user_id=self.user_id,
@@ -212,25 +238,14 @@ class AsyncUnifiedMemory:
         )
         return staged
 
-    def _open_staged(self, raw: bytes) -> dict[str, Any]:
-        stored = json.loads(raw)
-        envelope, data = self.pipeline.open_staged(stored)
-        return {**data, **envelope}
-
-    async def _load_staged(self, staged_pattern_id: str) -> dict[str, Any]:
+    async def _claim_staged(self, staged_pattern_id: str, action: str) -> Claimed:
         if not isinstance(staged_pattern_id, str) or not staged_pattern_id.startswith(
             _STAGED_PREFIX
         ):
             raise PatternNotFoundError(
                 f"no staged pattern {staged_pattern_id!r}: staged ids look like 'stg_...'"
             )
-        raw = await self.short_term.get_staged(staged_pattern_id)
-        if raw is None:
-            raise PatternNotFoundError(
-                f"staged pattern {staged_pattern_id!r} not found: it expired, "
-                "or was already promoted or rejected"
-            )
-        return self._open_staged(raw)
+        return await self._staging().claim(staged_pattern_id, action)
 
     async def promote_pattern(
         self,
@@ -239,13 +254,17 @@ class AsyncUnifiedMemory:
     ) -> dict[str, Any]:
         """Move a staged pattern into long-term memory; returns what persist_pattern returns.
 
-        Exactly one of several concurrent promotions of the same pattern succeeds;
-        the others raise :class:`PatternNotFoundError`.
+        A staged pattern is promoted or rejected, once: of concurrent promotions and
+        rejections, one wins and the others raise :class:`PatternNotFoundError`. If Redis
+        fails after the long-term commit, :class:`PromotionCommittedError` names the
+        committed pattern; the promotion stands.
         """
         await self._require("promote_pattern", staged_pattern_id)
         if classification is not None:
             classification = Classification.parse(classification)
-        staged = await self._load_staged(staged_pattern_id)
+        staging = self._staging()
+        claimed = await self._claim_staged(staged_pattern_id, "promote")
+        staged = claimed.staged
         content = staged["content"]
         metadata = {k: v for k, v in staged.items() if k not in ("content", *_STAGED_RESERVED)}
         metadata.update(
@@ -253,44 +272,44 @@ class AsyncUnifiedMemory:
             staged_by=staged["staged_by"],
             promoted_by=self.user_id,
         )
-        # The long-term id derives from the staged id, so the primary key admits one winner.
-        pattern_id = _PATTERN_PREFIX + staged_pattern_id.removeprefix(_STAGED_PREFIX)
-        result = await self._persist(
-            pattern_id,
-            content=content,
-            pattern_type=staged["pattern_type"],
-            classification=classification,
-            auto_classify=True,
-            metadata=metadata,
-            event="pattern.promote",
-        )
-        if result is None:
-            await self.short_term.unstage(staged_pattern_id)
-            raise PatternNotFoundError(
-                f"staged pattern {staged_pattern_id!r} was already promoted (as {pattern_id})"
+        # The long-term id derives from the staged id: the primary key admits one winner,
+        # and the long-term store tells whether a staged pattern was promoted.
+        pattern_id = promoted_id(staged_pattern_id)
+        try:
+            result = await self._persist(
+                pattern_id,
+                content=content,
+                pattern_type=staged["pattern_type"],
+                classification=classification,
+                auto_classify=True,
+                metadata=metadata,
+                event="pattern.promote",
+                before_insert=lambda: staging.check_claim(claimed),
             )
-        await self.short_term.unstage(staged_pattern_id)
+        except BaseException:
+            await staging.promotion_failed(claimed)
+            raise
+        if result is None:  # committed by another agent after this call's lease ran out
+            await staging.promotion_failed(claimed)
+            raise PatternNotFoundError(
+                f"staged pattern {staged_pattern_id!r} not found: it was already promoted "
+                f"(as {pattern_id})"
+            )
+        await staging.settle_promoted(claimed)
         result["staged_pattern_id"] = staged_pattern_id
         return result
 
     async def reject_pattern(self, staged_pattern_id: str, reason: str | None = None) -> bool:
         """Drop a staged pattern without promoting it. ``reason`` is for the caller's
-        records only; the audit log keeps the decision, not the text."""
+        records only; the audit log keeps the decision, not the text.
+
+        Raises :class:`PatternNotFoundError` if it was promoted or rejected already, or
+        another agent is deciding it right now."""
         await self._require("reject_pattern", staged_pattern_id)
         if reason is not None and not isinstance(reason, str):
             raise ValidationError("reason must be a string")
-        await self._load_staged(staged_pattern_id)
-        if not await self.short_term.unstage(staged_pattern_id):
-            raise PatternNotFoundError(
-                f"staged pattern {staged_pattern_id!r} was promoted or rejected meanwhile"
-            )
-        await self.pipeline.audit_event(
-            "pattern.reject",
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            target_id=staged_pattern_id,
-            details={"has_reason": reason is not None},
-        )
+        claimed = await self._claim_staged(staged_pattern_id, "reject")
+        await self._staging().reject(claimed, has_reason=reason is not None)
         return True
 
     # -- long-term ------------------------------------------------------------------------------
@@ -341,6 +360,7 @@ class AsyncUnifiedMemory:
         auto_classify: bool,
         metadata: Mapping[str, Any] | None,
         event: str,
+        before_insert: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any] | None:
         if not isinstance(content, str) or not content.strip():
             raise ValidationError("content must be a non-empty string")
@@ -394,6 +414,8 @@ class AsyncUnifiedMemory:
             classification=record.classification,
             details={"encrypted": sealed.encrypted, **prepared.audit_details},
         )
+        if before_insert is not None:
+            await before_insert()
         if not await self.long_term.insert(record, audited):
             return None
         return {

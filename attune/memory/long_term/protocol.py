@@ -116,6 +116,11 @@ class LongTermStore(Protocol):
         """The record, or None when unknown or expired at ``now_ms``."""
         ...
 
+    async def existing(self, pattern_ids: list[str]) -> set[str]:
+        """Which of ``pattern_ids`` are stored, expired or not (the fate of staged patterns:
+        a promoted one's id derives from its staged id)."""
+        ...
+
     async def delete(self, pattern_id: str) -> bool:
         """Remove a record and its wrapped key (crypto-shredding); True if it existed."""
         ...

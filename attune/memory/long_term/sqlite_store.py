@@ -442,6 +442,18 @@ class SQLiteLongTermStore:
             raise self._unavailable("cannot read", exc) from None
         return None if row is None else _to_record(row)
 
+    async def existing(self, pattern_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(pattern_ids), _INSERT_CHUNK):
+            chunk = pattern_ids[start : start + _INSERT_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read(
+                f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
+                tuple(chunk),
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
     async def delete(self, pattern_id: str) -> bool:
         def op(db: sqlite3.Connection) -> bool:
             rows = db.execute(

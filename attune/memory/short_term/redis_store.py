@@ -28,6 +28,7 @@ from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
 from attune.memory.short_term.fast_packing import use_fast_packing
+from attune.memory.short_term.protocol import StagedClaim, StagedEntry
 
 T = TypeVar("T")
 
@@ -214,19 +215,23 @@ class RedisShortTermMemory:
 
         await self._run(op)
 
-    async def list_staged(self, now_ms: int) -> list[bytes]:
+    async def list_staged(self, now_ms: int) -> list[StagedEntry]:
         index = self.keys.staging_index()
 
-        async def op(r: aioredis.Redis) -> list[bytes]:
+        async def op(r: aioredis.Redis) -> list[StagedEntry]:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(index, "-inf", now_ms)
-                pipe.zrange(index, 0, -1)
+                pipe.zrange(index, 0, -1, withscores=True)
                 _, members = await pipe.execute()
-            if not members:
+            ids = _staged_ids(members)
+            if not ids:
                 return []
-            names = [self.keys.staged_pattern(m.decode()) for m in members]
-            values = await r.mget(names)
-            return [b for v in values if (b := _raw(v)) is not None]
+            values = await r.mget([self.keys.staged_pattern(i) for i, _ in ids])
+            return [
+                StagedEntry(staged_id, raw, expires)
+                for (staged_id, expires), v in zip(ids, values, strict=True)
+                if (raw := _raw(v)) is not None
+            ]
 
         return await self._run(op)
 
@@ -234,15 +239,70 @@ class RedisShortTermMemory:
         name = self.keys.staged_pattern(staged_id)
         return _raw(await self._call("GET", name))
 
-    async def unstage(self, staged_id: str) -> bool:
-        item, index = self.keys.staged_pattern(staged_id), self.keys.staging_index()
+    async def claim_staged(self, staged_id: str, claim: str, lease_ms: int) -> StagedClaim:
+        keys = self.keys
+        name = keys.staging_claim(staged_id)
+
+        async def op(r: aioredis.Redis) -> StagedClaim:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.set(name, claim, nx=True, px=lease_ms)
+                pipe.get(name)
+                pipe.get(keys.staged_pattern(staged_id))
+                pipe.zscore(keys.staging_index(), staged_id)
+                won, holder, payload, score = await pipe.execute(raise_on_error=False)
+            for reply in (won, holder, score):
+                if isinstance(reply, Exception):
+                    raise reply
+            expires = None if score is None else int(score)
+            if isinstance(payload, redis_errors.ResponseError):  # the claim was still set
+                return StagedClaim(bool(won), _raw(holder), None, expires, wrong_type=True)
+            return StagedClaim(bool(won), _raw(holder), _raw(payload), expires)
+
+        return await self._run(op)
+
+    async def staged_claim(self, staged_id: str) -> bytes | None:
+        return _raw(await self._call("GET", self.keys.staging_claim(staged_id)))
+
+    async def release_staged_claim(self, staged_id: str, claim: str) -> bool:
+        name = self.keys.staging_claim(staged_id)
+
+        async def op(r: aioredis.Redis) -> bool:
+            # Compare-and-delete with WATCH/MULTI (no Lua: the stand-in need not run it).
+            async with r.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(name)
+                    if _raw(await pipe.get(name)) != claim.encode():
+                        return False
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(name)
+                    await pipe.execute()
+                except redis_errors.WatchError:
+                    return False
+            return True
+
+        return await self._run(op)
+
+    async def settle_staged(
+        self, staged_id: str, fate: str, keep_until_ms: int, claim: str | None = None
+    ) -> bool:
+        keys = self.keys
+        name = keys.staging_claim(staged_id)
 
         async def op(r: aioredis.Redis) -> bool:
             async with r.pipeline(transaction=True) as pipe:
-                pipe.delete(item)
-                pipe.zrem(index, staged_id)
-                removed, _ = await pipe.execute()
-            return bool(removed)
+                try:
+                    if claim is not None:
+                        await pipe.watch(name)
+                        if _raw(await pipe.get(name)) != claim.encode():
+                            return False
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.delete(keys.staged_pattern(staged_id))
+                    pipe.zrem(keys.staging_index(), staged_id)
+                    pipe.set(name, fate, pxat=keep_until_ms)
+                    await pipe.execute()
+                except redis_errors.WatchError:
+                    return False
+            return True
 
         return await self._run(op)
 
@@ -280,6 +340,19 @@ async def _close_client(conn: _LoopClient) -> None:
 def _raw(value: bytes | str | None) -> bytes | None:
     """Values as bytes: clients here never decode responses, but the typing allows str."""
     return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _staged_ids(members: list[tuple[bytes | str, float]]) -> list[tuple[str, int]]:
+    """Index members as (id, expiry); one that is not UTF-8 text cannot name an entry
+    attune wrote (its ids are ASCII), so it is left out rather than break the listing."""
+    ids: list[tuple[str, int]] = []
+    for member, score in members:
+        try:
+            text = member if isinstance(member, str) else member.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        ids.append((text, int(score)))
+    return ids
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,383 @@
+"""The staging workflow's rules: every staged pattern has exactly one fate.
+
+A staged pattern ends promoted or rejected, never both, whatever runs concurrently
+and whatever Redis does meanwhile:
+
+* **Claim first.** Promote and reject first claim the entry (``SET NX PX`` on its
+  claim key, read atomically with the entry); a loser raises
+  :class:`~attune.errors.PatternNotFoundError` naming the fate or the action under
+  way. The claim is a lease (:data:`CLAIM_LEASE_MS`), so a crashed claimer blocks
+  the entry for a minute, not forever; an action that fails before it is decided
+  releases it (compare-and-delete). Once decided, the claim key keeps the fate
+  (``promoted:<pattern_id>`` or ``rejected``) for the entry's remaining lifetime,
+  removed together with the entry in one transaction.
+* **The long-term store is the source of truth.** A promoted pattern's id derives
+  from its staged id, so a staged id whose ``pat_`` id exists is promoted, even if
+  Redis failed before the entry could be removed: such a leftover is never listed,
+  and whoever touches it next (listing, promote, reject) removes it.
+* **Audit ahead.** A stage or reject event is durable before the Redis command runs;
+  if the command then fails, a second event records ``failed`` (Redis refused it) or
+  ``unknown`` (it may have run: the reply never came). So the trail never depends on
+  whether a reply arrived, and an audit log that cannot be written stops the action
+  before anything changes.
+* **One bad entry is one bad entry.** A staged value that cannot be read is skipped
+  by the listing and reported (a ``staging.corrupt`` event, a log warning without the
+  data); promoting or rejecting it raises :class:`~attune.errors.CorruptRecordError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from attune.errors import (
+    AttuneError,
+    CorruptRecordError,
+    DecryptionError,
+    PatternNotFoundError,
+    PromotionCommittedError,
+    ShortTermCommandError,
+)
+from attune.memory.long_term.protocol import LongTermStore
+from attune.memory.security import randomness
+from attune.memory.security.pipeline import SecurityPipeline
+from attune.memory.short_term.protocol import ShortTermStore, StagedClaim, StagedEntry
+
+STAGED_PREFIX, PATTERN_PREFIX = "stg_", "pat_"
+#: How long a claim holds an entry: far longer than a promotion takes, short enough that
+#: a claimer that crashed blocks the entry only briefly.
+CLAIM_LEASE_MS = 60_000
+
+log = logging.getLogger(__name__)
+
+_REASONS = {
+    "not_json": "not valid JSON",
+    "not_an_object": "not a JSON object",
+    "malformed": "fields missing or of the wrong type",
+    "undecryptable": "its sealed part cannot be decrypted",
+    "id_mismatch": "it holds another staged pattern's id",
+    "wrong_type": "its key holds another Redis type",
+}
+_CODES = {text: code for code, text in _REASONS.items()}
+#: Index members are anyone's text: a reported id is cut to what an audit id may hold.
+_MAX_REPORTED_ID = 128
+_READ_ERRORS = (ValueError, KeyError, TypeError, AttributeError, DecryptionError)
+
+
+def promoted_id(staged_id: str) -> str:
+    """The long-term id a staged pattern gets when promoted (one per staged id)."""
+    return PATTERN_PREFIX + staged_id.removeprefix(STAGED_PREFIX)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _keep_until(expires_at_ms: int | None) -> int:
+    """How long a fate marker stays: the entry's remaining lifetime, at least a lease."""
+    return max(expires_at_ms or 0, _now_ms() + CLAIM_LEASE_MS)
+
+
+def _corrupt(staged_id: str, code: str) -> CorruptRecordError:
+    return CorruptRecordError(staged_id, _REASONS[code])
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A staged pattern this caller holds the claim on, opened."""
+
+    staged_id: str
+    pattern_id: str
+    token: str
+    staged: dict[str, Any]
+    expires_at_ms: int | None
+    started: float
+
+
+class StagingArea:
+    """The staging workflow of one agent over both tiers (see the module docstring)."""
+
+    def __init__(
+        self,
+        short_term: ShortTermStore,
+        long_term: LongTermStore,
+        pipeline: SecurityPipeline,
+        *,
+        user_id: str,
+        tier: str,
+    ) -> None:
+        self.short_term = short_term
+        self.long_term = long_term
+        self.pipeline = pipeline
+        self.user_id = user_id
+        self.tier = tier
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def open(self, staged_id: str, raw: bytes) -> dict[str, Any]:
+        """A stored entry as the caller sees it, or :class:`CorruptRecordError`."""
+        try:
+            stored = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError included
+            raise _corrupt(staged_id, "not_json") from None
+        if not isinstance(stored, Mapping):
+            raise _corrupt(staged_id, "not_an_object")
+        try:
+            envelope, data = self.pipeline.open_staged(stored)
+        except CorruptRecordError:
+            raise
+        except DecryptionError:
+            raise _corrupt(staged_id, "undecryptable") from None
+        except _READ_ERRORS:
+            raise _corrupt(staged_id, "malformed") from None
+        if envelope.get("pattern_id") != staged_id:
+            raise _corrupt(staged_id, "id_mismatch")
+        content = data.get("content")
+        fields = (content, *(envelope.get(k) for k in ("pattern_type", "staged_by", "staged_at")))
+        if not content or not all(isinstance(f, str) for f in fields):
+            raise _corrupt(staged_id, "malformed")
+        return {**data, **envelope}
+
+    def report_corrupt(self, error: CorruptRecordError) -> None:
+        """A staged entry that cannot be read: a log warning and a queued audit event,
+        with its id (shortened if need be) and the kind of damage only; never raises."""
+        record_id = error.record_id[:_MAX_REPORTED_ID]
+        log.warning(
+            "staged pattern %r is corrupt (%s) and was skipped; restore it from a backup "
+            "or delete its key",
+            record_id,
+            error.reason,
+        )
+        try:
+            self.pipeline.audit_queued(
+                "staging.corrupt",
+                user_id=self.user_id,
+                tier=self.tier,
+                target_id=record_id,
+                outcome="skipped",
+                details={"reason": _CODES.get(error.reason, "malformed")},
+            )
+        except AttuneError as exc:  # an id the audit log refuses: the warning stands
+            log.warning("could not audit the corrupt staged pattern (%s)", type(exc).__name__)
+
+    async def listing(self, entries: list[StagedEntry]) -> list[dict[str, Any]]:
+        """The entries awaiting review: leftovers of committed promotions are removed,
+        corrupt ones skipped and reported."""
+        if not entries:
+            return []
+        promoted = await self.long_term.existing([promoted_id(e.staged_id) for e in entries])
+        staged: list[dict[str, Any]] = []
+        for entry in entries:
+            pattern_id = promoted_id(entry.staged_id)
+            if pattern_id in promoted:
+                await self._remove_leftover(entry.staged_id, pattern_id, entry.expires_at_ms)
+                continue
+            try:
+                staged.append(self.open(entry.staged_id, entry.payload))
+            except CorruptRecordError as exc:
+                self.report_corrupt(exc)
+        return staged
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def claim(self, staged_id: str, action: str) -> Claimed:
+        """Claim the entry for ``action`` ("promote" or "reject") and open it; or raise
+        :class:`PatternNotFoundError` (its fate is decided, or another agent holds it) or
+        :class:`CorruptRecordError`."""
+        token = f"{action}:{self.user_id}:{randomness.uuid7_hex()}"
+        found = await self.short_term.claim_staged(staged_id, token, CLAIM_LEASE_MS)
+        started = time.monotonic()
+        pattern_id = promoted_id(staged_id)
+        if not found.won:
+            await self._lost(staged_id, pattern_id, found)
+        claimed = Claimed(staged_id, pattern_id, token, {}, found.expires_at_ms, started)
+        try:
+            if found.wrong_type:
+                raise _corrupt(staged_id, "wrong_type")
+            if found.payload is None:  # the claim is released below
+                if await self.long_term.existing([pattern_id]):
+                    raise _already_promoted(staged_id, pattern_id)
+                raise PatternNotFoundError(
+                    f"staged pattern {staged_id!r} not found: it expired, "
+                    "or was already promoted or rejected"
+                )
+            if await self.long_term.existing([pattern_id]):  # Redis failed after a commit
+                await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)
+                raise _already_promoted(staged_id, pattern_id)
+            claimed.staged = self.open(staged_id, found.payload)
+        except asyncio.CancelledError:
+            raise  # the lease frees the entry
+        except BaseException:
+            await self.release(claimed)
+            raise
+        return claimed
+
+    async def _lost(self, staged_id: str, pattern_id: str, found: StagedClaim) -> None:
+        """Raise why another caller's claim or an earlier fate keeps this one out."""
+        holder = (found.holder or b"").decode("utf-8", "replace")
+        if holder.startswith("promoted:"):
+            raise _already_promoted(staged_id, pattern_id)
+        if holder == "rejected":
+            raise PatternNotFoundError(
+                f"staged pattern {staged_id!r} not found: it was already rejected"
+            )
+        if await self.long_term.existing([pattern_id]):  # promoted; maybe a leftover
+            if found.payload is not None:
+                await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)
+            raise _already_promoted(staged_id, pattern_id)
+        doing = "rejecting" if holder.startswith("reject:") else "promoting"
+        raise PatternNotFoundError(
+            f"staged pattern {staged_id!r} not found for this call: another agent is "
+            f"{doing} it right now; list the staged patterns again to see what is left"
+        )
+
+    async def release(self, claimed: Claimed) -> None:
+        """Give the claim up (only if still ours); on failure the lease frees it later."""
+        with contextlib.suppress(AttuneError):
+            await self.short_term.release_staged_claim(claimed.staged_id, claimed.token)
+
+    async def check_claim(self, claimed: Claimed) -> None:
+        """Before the long-term commit: raise if the lease may have run out and another
+        agent has taken over (only asked once half the lease has passed)."""
+        if time.monotonic() - claimed.started < CLAIM_LEASE_MS / 2000:
+            return
+        holder = await self.short_term.staged_claim(claimed.staged_id)
+        if holder != claimed.token.encode():
+            raise PatternNotFoundError(
+                f"staged pattern {claimed.staged_id!r} was not promoted: this call's claim "
+                f"on it ran out ({CLAIM_LEASE_MS // 1000} s) and another agent took over"
+            )
+
+    async def _remove_leftover(self, staged_id: str, pattern_id: str, expires: int | None) -> None:
+        """Remove an entry whose promotion is committed (its fate is decided)."""
+        await self.short_term.settle_staged(
+            staged_id, f"promoted:{pattern_id}", _keep_until(expires)
+        )
+        self.pipeline.audit_queued(
+            "staging.cleanup",
+            user_id=self.user_id,
+            tier=self.tier,
+            target_id=staged_id,
+            details={"promoted_as": pattern_id},
+        )
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    async def settle_promoted(self, claimed: Claimed) -> None:
+        """After the long-term commit: remove the entry, or raise
+        :class:`PromotionCommittedError` (the promotion stands)."""
+        fate = f"promoted:{claimed.pattern_id}"
+        try:
+            await self.short_term.settle_staged(
+                claimed.staged_id, fate, _keep_until(claimed.expires_at_ms)
+            )
+        except AttuneError as exc:
+            raise PromotionCommittedError(
+                claimed.staged_id, claimed.pattern_id, type(exc).__name__
+            ) from exc
+
+    async def promotion_failed(self, claimed: Claimed) -> None:
+        """The promotion raised: if its record is committed anyway, its fate is decided;
+        otherwise the entry stays staged and the claim is released."""
+        try:
+            committed = bool(await self.long_term.existing([claimed.pattern_id]))
+        except AttuneError:
+            return  # unknown: keep the claim; the lease, then the next touch, decide
+        if committed:
+            with contextlib.suppress(AttuneError):
+                await self._remove_leftover(
+                    claimed.staged_id, claimed.pattern_id, claimed.expires_at_ms
+                )
+        else:
+            await self.release(claimed)
+
+    async def reject(self, claimed: Claimed, *, has_reason: bool) -> None:
+        """Audit the rejection (durably), then remove the entry and record the fate."""
+        try:
+            await self.pipeline.audit_event(
+                "pattern.reject",
+                user_id=self.user_id,
+                tier=self.tier,
+                target_id=claimed.staged_id,
+                details={"has_reason": has_reason},
+            )
+        except BaseException:
+            await self.release(claimed)
+            raise
+        try:
+            settled = await self.short_term.settle_staged(
+                claimed.staged_id, "rejected", _keep_until(claimed.expires_at_ms), claimed.token
+            )
+        except BaseException as exc:
+            await audit_write_failed(
+                self.pipeline, "pattern.reject", claimed.staged_id, exc, self.user_id, self.tier
+            )
+            if isinstance(exc, Exception):
+                await self.release(claimed)
+            raise
+        if not settled:
+            await self.pipeline.audit_event(
+                "pattern.reject",
+                user_id=self.user_id,
+                tier=self.tier,
+                target_id=claimed.staged_id,
+                outcome="failed",
+                details={"error": "claim_lost"},
+            )
+            raise PatternNotFoundError(
+                f"staged pattern {claimed.staged_id!r} was not rejected: this call's claim on "
+                f"it ran out ({CLAIM_LEASE_MS // 1000} s) and another agent took over"
+            )
+
+
+def _already_promoted(staged_id: str, pattern_id: str) -> PatternNotFoundError:
+    return PatternNotFoundError(
+        f"staged pattern {staged_id!r} not found: it was already promoted (as {pattern_id}); "
+        "recall it by that id"
+    )
+
+
+async def audit_write_failed(
+    pipeline: SecurityPipeline,
+    event: str,
+    target_id: str,
+    exc: BaseException,
+    user_id: str,
+    tier: str,
+) -> None:
+    """The second event of a write audited ahead: the Redis command failed. ``failed``
+    when Redis refused it (nothing changed), ``unknown`` when it may have run. Never
+    raises: the caller re-raises the command's own error."""
+    outcome = "failed" if isinstance(exc, ShortTermCommandError) else "unknown"
+    if outcome == "unknown":
+        exc.add_note(
+            f"{event} of {target_id!r}: the command may have run (its reply never came); "
+            "the audit log records the outcome as unknown"
+        )
+    fields: dict[str, Any] = {
+        "user_id": user_id,
+        "tier": tier,
+        "target_id": target_id,
+        "outcome": outcome,
+        "details": {"error": type(exc).__name__},
+    }
+    try:
+        if isinstance(exc, Exception):
+            await pipeline.audit_event(event, **fields)
+        else:  # cancelled: queue it, do not wait
+            pipeline.audit_queued(event, **fields)
+    except Exception as audit_exc:
+        log.warning(
+            "could not audit the %s outcome of %s for %s (%s)",
+            event,
+            outcome,
+            target_id,
+            type(audit_exc).__name__,
+        )
+        exc.add_note(f"the audit log lacks the {outcome!r} outcome of this {event} event")
