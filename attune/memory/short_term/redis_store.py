@@ -213,7 +213,8 @@ class RedisShortTermMemory:
                 pipe.zadd(index, {staged_id: expires_at_ms})
                 await pipe.execute()
 
-        await self._run(op)
+        # The same SET and ZADD twice leave the same entry: safe to repeat after a reconnect.
+        await self._run(op, idempotent=True)
 
     async def list_staged(self, now_ms: int) -> list[StagedEntry]:
         index = self.keys.staging_index()
@@ -233,7 +234,8 @@ class RedisShortTermMemory:
                 if (raw := _raw(v)) is not None
             ]
 
-        return await self._run(op)
+        # Dropping expired members and reading: safe to repeat after a reconnect.
+        return await self._run(op, idempotent=True)
 
     async def get_staged(self, staged_id: str) -> bytes | None:
         name = self.keys.staged_pattern(staged_id)
