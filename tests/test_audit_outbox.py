@@ -566,9 +566,23 @@ cfg = MemoryConfig(redis_mock=True, storage_dir=sys.argv[1])
 agent = EmpathyOS(user_id="crasher", config=cfg)
 result = agent.persist_pattern("Survives a crash", "durability", classification="PUBLIC")
 if sys.argv[2] == "after-append":  # the writer has appended the line (row not deleted)
-    import pathlib, time
+    import json, pathlib, time
     log = pathlib.Path(sys.argv[1]) / "audit.jsonl"
-    while not log.exists() or result["pattern_id"] not in log.read_text():
+
+    def appended():
+        # The persist's own event, not just its id: the queued classification.decision
+        # carries the id too, and the writer may append it alone a linger earlier.
+        for line in (log.read_bytes() if log.exists() else b"").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            mine = event.get("target_id") == result["pattern_id"]
+            if mine and event.get("event") == "pattern.store":
+                return True
+        return False
+
+    while not appended():
         time.sleep(0.005)
 print(result["pattern_id"], flush=True)
 sys.stdin.read()  # wait to be killed
