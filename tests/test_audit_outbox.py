@@ -69,6 +69,10 @@ async def test_a_persist_commits_its_events_with_the_record(mock_config: MemoryC
     storage = mock_config.ensure_storage_dir()
     path = storage / "audit.jsonl"
     async with AsyncUnifiedMemory("agent-1", mock_config) as mem:
+        # Open the store first: opening it inside the persist takes longer than the
+        # writer's linger, which then appends the queued decisions on its own, before
+        # the outbox could take them (the test failed under CPU load).
+        await mem.long_term.count()  # type: ignore[attr-defined]
         stored = await mem.persist_pattern("Prefer small commits", "style")
         logged = mem.pipeline.audit_logger.query(event_type="pattern.store")
         assert [e["target_id"] for e in logged] == [stored["pattern_id"]]
