@@ -181,18 +181,56 @@ async def test_the_store_keeps_the_payload_until_the_journal_is_durable(
     assert replayed == []
 
 
-async def test_a_journal_that_cannot_begin_falls_back_to_the_hook(
+async def test_a_journal_that_cannot_begin_refuses_its_records(
     mock_config: MemoryConfig,
 ) -> None:
+    """The journal cannot take the events (its log is garbled or cannot be written): the
+    records they describe are taken out of the transaction before COMMIT and their
+    callers get the journal's error; the rest of the group commit is stored."""
     journal = _Journal(fail_begin=True)
     calls: list[str] = []
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
-        assert await store.insert(_record("pat_a"), _hook(journal, "a", calls))
+        await store.count()  # open first, so both inserts share one transaction
+        refused, plain = await asyncio.gather(
+            store.insert(_record("pat_a"), _hook(journal, "a", calls)),
+            store.insert(_record("pat_b")),
+            return_exceptions=True,
+        )
+        assert isinstance(refused, SecurityPipelineError) and "cannot lock" in str(refused)
+        assert plain is True
+        assert await store.get("pat_a", 0) is None
+        assert await store.get("pat_b", 0) is not None
+        assert await store.insert(_record("pat_a"))  # the id was never taken
     finally:
         await store.aclose()
-    assert calls == ["fallback a"]
+    assert journal.calls == ["begin ['a']"]
+    assert calls == []  # the hook never ran: nothing was stored for it to record
     assert _outbox_rows(mock_config.storage_dir) == []
+
+
+async def test_each_journal_gets_a_transaction_of_its_own(mock_config: MemoryConfig) -> None:
+    """Inserts whose events go to two journals (two audit logs) in one group commit: each
+    journal's events go into the outbox of its own transaction, none falls back to a hook
+    after the commit."""
+    first, second = _Journal(payload="row 1"), _Journal(payload="row 2")
+    calls: list[str] = []
+    storage = mock_config.ensure_storage_dir()
+    store = SQLiteLongTermStore(storage, outbox_replay=lambda payloads: None)
+    try:
+        await store.count()
+        assert await asyncio.gather(
+            store.insert(_record("pat_a"), _hook(first, "a", calls)),
+            store.insert(_record("pat_b"), _hook(second, "b", calls)),
+            store.insert(_record("pat_c"), _hook(first, "c", calls)),
+        ) == [True, True, True]
+        # Split where the journal changes: [a], then [b], then [c].
+        assert sorted(_outbox_rows(storage)) == ["row 1", "row 1", "row 2"]
+    finally:
+        await store.aclose()
+    assert calls == []
+    assert first.calls[0] == "begin ['a']" and second.calls[0] == "begin ['b']"
+    assert first.calls[2] == "begin ['c']"
 
 
 async def test_a_failed_outbox_insert_rolls_back_the_batch(mock_config: MemoryConfig) -> None:

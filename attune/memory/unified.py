@@ -450,6 +450,7 @@ class AsyncUnifiedMemory:
             tier=self.access_tier.name,
             target_id=pattern_id,
             outcome="success" if deleted else "not_found",
+            done="the delete",
         )
         return deleted
 
@@ -466,6 +467,7 @@ class AsyncUnifiedMemory:
             user_id=self.user_id,
             tier=self.access_tier.name,
             details={"purged": purged},
+            done="the purge",
         )
         return purged
 
@@ -489,6 +491,7 @@ class AsyncUnifiedMemory:
             user_id=self.user_id,
             tier=self.access_tier.name,
             details={"key_id": new_key_id, "rewrapped": rewrapped},
+            done="the key rotation",
         )
         return {"key_id": new_key_id, "rewrapped": rewrapped}
 
