@@ -280,28 +280,58 @@ async def test_a_read_refused_for_the_log_says_read(
 # -- operations whose event follows them ----------------------------------------------------------
 
 
+def _operations(mem: AsyncUnifiedMemory, pattern_id: str) -> dict[str, Any]:
+    return {
+        "delete": lambda: mem.delete_pattern(pattern_id),
+        "purge": mem.purge_expired,
+        "rotate": mem.rotate_keys,
+    }
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("operation", ["delete", "purge", "rotate"])
-async def test_an_operation_done_before_its_event_never_says_refused(
+async def test_an_operation_the_log_cannot_take_is_refused_before_it_runs(
     mock_config: MemoryConfig, fault: str, operation: str
 ) -> None:
+    """Delete, purge and key rotation write their event after they ran: a log known not
+    to take it (garbled, cannot be opened) refuses them first, and nothing is changed."""
     async with _memory(mock_config) as mem:
         stored = await mem.persist_pattern("Short lived", "style", classification="SENSITIVE")
+        key_id = mem.pipeline.cipher.ring.active_key_id
         mem.pipeline.audit_logger.flush()
         _break(_log(mock_config), fault)
-        calls = {
-            "delete": lambda: mem.delete_pattern(stored["pattern_id"]),
-            "purge": mem.purge_expired,
-            "rotate": mem.rotate_keys,
-        }
         with pytest.raises(SecurityPipelineError) as raised:
-            await calls[operation]()
+            await _operations(mem, stored["pattern_id"])[operation]()
         text = str(raised.value)
-        if operation == "delete" and _rows(mock_config) == [stored["pattern_id"]]:
-            assert "refused" in text and "nothing was deleted" in text, text
-        else:  # done: the error must say so
-            assert "refused" not in text, text
-            assert "done" in text and "audit event could not be written" in text, text
-            assert isinstance(raised.value, AuditLogError) and raised.value.committed
+        assert "refused" in text and "nothing was stored, changed or read" in text, text
+        assert isinstance(raised.value, AuditLogError) and not raised.value.committed
+        assert _rows(mock_config) == [stored["pattern_id"]]
+        assert mem.pipeline.cipher.ring.active_key_id == key_id
         _repair(_log(mock_config), fault)
+        await _operations(mem, stored["pattern_id"])[operation]()  # fine once repaired
+    security_pipeline.close_shared()
+
+
+@pytest.mark.parametrize("operation", ["delete", "purge", "rotate"])
+async def test_an_operation_done_before_its_event_failed_never_says_refused(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    """The disk fills between the check and the event: the operation is done, and the
+    error says so."""
+    async with _memory(mock_config) as mem:
+        stored = await mem.persist_pattern("Short lived", "style", classification="SENSITIVE")
+        key_id = mem.pipeline.cipher.ring.active_key_id
+        mem.pipeline.audit_logger.flush()
+        monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+        with pytest.raises(SecurityPipelineError) as raised:
+            await _operations(mem, stored["pattern_id"])[operation]()
+        monkeypatch.undo()
+        text = str(raised.value)
+        assert "refused" not in text, text
+        assert "WAS done, but its audit event could not be written" in text, text
+        assert isinstance(raised.value, AuditLogError) and raised.value.committed
+        if operation == "delete":
+            assert _rows(mock_config) == []
+        if operation == "rotate":
+            assert mem.pipeline.cipher.ring.active_key_id != key_id
     security_pipeline.close_shared()

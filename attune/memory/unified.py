@@ -443,6 +443,7 @@ class AsyncUnifiedMemory:
         await self._require("delete_pattern", pattern_id)
         if not isinstance(pattern_id, str) or not pattern_id:
             raise ValidationError("pattern_id must be a non-empty string")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         deleted = await self.long_term.delete(pattern_id)
         await self.pipeline.audit_event(
             "pattern.delete",
@@ -461,6 +462,7 @@ class AsyncUnifiedMemory:
         purging also drops their wrapped keys, so their content is unrecoverable.
         """
         await self._require("purge_expired")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         purged = await self.long_term.purge_expired(_now_ms())
         await self.pipeline.audit_event(
             "pattern.purge",
@@ -478,6 +480,7 @@ class AsyncUnifiedMemory:
         await self._require("rotate_keys")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValidationError("batch_size must be a positive integer")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         new_key_id = self.pipeline.cipher.ring.add_key()
         rewrapped = 0
         after = ""

@@ -1468,6 +1468,29 @@ class AuditLogger:
             raise
         return OutboxWrite(self, batch, _outbox_payload(self.log_file, encoded))
 
+    def check(self) -> None:
+        """Raise :class:`~attune.errors.AuditLogError` (the call refused) unless the log can
+        be extended now: for an operation whose event can only be written after it ran
+        (a delete), to be refused before it runs. Locks the file and reads its tail (a
+        garbled last line, a file that cannot be opened fail here) and appends lines
+        kept from a failed append first (see :meth:`begin`); a full disk is found only by
+        writing, so it can still fail the event afterwards. Blocks on the disk."""
+        with self._sink_lock:
+            if self._sink is None:
+                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+            try:
+                if self._unwritten:
+                    self._append_unwritten()
+                fd = self._sink._acquire()
+                try:
+                    self._sink._tail(fd)
+                finally:
+                    self._sink.release()
+            except Exception as exc:
+                self._reset_sink(exc)
+                reason, advice = _describe(self.log_file, exc)
+                raise AuditLogError(reason, CALL_REFUSED, advice) from None
+
     def _append_unwritten(self) -> None:
         """Append and fsync the lines of committed outbox writes that could not be
         appended (``_sink_lock`` held). Until this succeeds :meth:`begin` refuses writes,

@@ -17,6 +17,7 @@ unscrubbed data is never stored as a fallback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -471,6 +472,14 @@ class SecurityPipeline:
                 "the log). Do not retry it",
                 committed=True,
             ) from None
+
+    async def audit_ready(self) -> None:
+        """Refuse (:class:`~attune.errors.AuditLogError`) an operation whose event is
+        written after it runs (delete, purge, key rotation) if the audit log cannot be
+        extended now, before it changes anything. One thread hop: those calls are rare."""
+        logger = self.audit_logger
+        logger.report_failures()
+        await asyncio.to_thread(logger.check)
 
     def audit_queued(
         self,
