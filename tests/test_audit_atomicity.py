@@ -335,3 +335,35 @@ async def test_an_operation_done_before_its_event_failed_never_says_refused(
         if operation == "rotate":
             assert mem.pipeline.cipher.ring.active_key_id != key_id
     security_pipeline.close_shared()
+
+
+# -- health ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [*FAULTS, "disk_full"])
+async def test_health_reports_a_log_that_cannot_be_written(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    async with _memory(mock_config) as mem:
+        await mem.persist_pattern("Prefer small commits", "style")
+        mem.pipeline.audit_logger.flush()
+        assert (await mem.health_check())["audit"]["available"] is True
+        if fault == "disk_full":  # a committed write's lines cannot be appended
+            monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+            await mem.persist_pattern("Kept in the outbox", "style")
+            await _wait_for_failure(mem.pipeline.audit_logger)
+        else:
+            _break(_log(mock_config), fault)
+        health = (await mem.health_check())["audit"]
+        assert health["available"] is False
+        assert health["path"] == str(_log(mock_config).resolve())
+        why = {"garbled": "not an audit event", "unwritable": "Is a directory"}
+        assert why.get(fault, "No space left on device") in health["error"]
+        assert "refused" not in health["error"]
+        assert health["held_events"] == (3 if fault == "disk_full" else 0)
+        monkeypatch.undo()
+        if fault != "disk_full":
+            _repair(_log(mock_config), fault)
+        health = (await mem.health_check())["audit"]
+        assert health["available"] is True and health["held_events"] == 0
+    security_pipeline.close_shared()

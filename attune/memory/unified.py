@@ -501,10 +501,13 @@ class AsyncUnifiedMemory:
     # -- health and lifecycle ----------------------------------------------------------------------
 
     async def health_check(self) -> dict[str, Any]:
-        """The state of both tiers; never raises (a tier that is down reports why)."""
+        """The state of both tiers and of the audit log (``audit``: whether it can be
+        written now, why not, and ``held_events`` of stored writes waiting for it); never
+        raises (a tier that is down reports why)."""
         return {
             "short_term": await self.short_term.health(),
             "long_term": await self.long_term.health(),
+            "audit": await self.pipeline.audit_health(),
             "environment": self.environment.value,
             "user_id": self.user_id,
             "access_tier": self.access_tier.name,

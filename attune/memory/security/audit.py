@@ -1468,6 +1468,12 @@ class AuditLogger:
             raise
         return OutboxWrite(self, batch, _outbox_payload(self.log_file, encoded))
 
+    @property
+    def held_events(self) -> int:
+        """Events of committed writes that could not be appended yet (their store's outbox
+        keeps them; the next write, :meth:`check` or a reopened store appends them)."""
+        return len(self._unwritten)
+
     def check(self) -> None:
         """Raise :class:`~attune.errors.AuditLogError` (the call refused) unless the log can
         be extended now: for an operation whose event can only be written after it ran

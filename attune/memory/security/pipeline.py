@@ -481,6 +481,27 @@ class SecurityPipeline:
         logger.report_failures()
         await asyncio.to_thread(logger.check)
 
+    async def audit_health(self) -> dict[str, Any]:
+        """The audit log's part of ``health_check`` (never raises): whether it can be
+        extended now (:meth:`AuditLogger.check`, which also appends events a failed append
+        left behind), why not, and how many committed events wait for it. A log not
+        written yet is not created."""
+        report: dict[str, Any] = {}
+        try:
+            logger = self.audit_logger
+            report["path"] = str(logger.log_file)
+            if logger.held_events or logger.log_file.exists():
+                await asyncio.to_thread(logger.check)
+        except AuditLogError as exc:
+            report.update(available=False, error=f"{exc.reason}. {exc.advice}".rstrip())
+        except Exception as exc:  # health never raises
+            report.update(available=False, error=f"{type(exc).__name__}: {exc}")
+        else:
+            report["available"] = True
+        if "path" in report:
+            report["held_events"] = logger.held_events
+        return report
+
     def audit_queued(
         self,
         event: str,
