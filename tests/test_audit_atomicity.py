@@ -141,6 +141,31 @@ async def test_a_promotion_the_log_cannot_take_stays_staged(
     assert AuditLogger(_log(mock_config)).verify().ok
 
 
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_concurrent_promotions_the_log_cannot_take_leave_the_pattern_staged(
+    mock_config: MemoryConfig, fault: str
+) -> None:
+    """Two promotions of one staged pattern in one group commit: the second one's insert
+    loses to the first inside the transaction. When the log refuses the first, the
+    second must not be told "already promoted" (which would drop the staged entry)."""
+    async with _memory(mock_config) as mem:
+        staged = await mem.stage_pattern({"content": "Review before merging"}, "process")
+        await mem.long_term.count()  # type: ignore[attr-defined]
+        mem.pipeline.audit_logger.flush()
+        _break(_log(mock_config), fault)
+        outcomes = await asyncio.gather(
+            mem.promote_pattern(staged), mem.promote_pattern(staged), return_exceptions=True
+        )
+        for outcome in outcomes:
+            assert isinstance(outcome, AuditLogError), outcome
+            _refused(outcome)
+        assert _rows(mock_config) == []
+        assert await mem.short_term.get_staged(staged) is not None
+        _repair(_log(mock_config), fault)
+        promoted = await mem.promote_pattern(staged)
+    assert await _reopen_and_close(mock_config) == [promoted["pattern_id"]]
+
+
 # -- a failure found only after COMMIT --------------------------------------------------------
 
 

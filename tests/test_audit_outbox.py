@@ -209,6 +209,25 @@ async def test_a_journal_that_cannot_begin_refuses_its_records(
     assert _outbox_rows(mock_config.storage_dir) == []
 
 
+async def test_a_duplicate_of_a_refused_record_is_refused_too(mock_config: MemoryConfig) -> None:
+    """Two inserts of one id in one transaction (two promotions of one staged pattern):
+    the second loses to the first. If the journal refuses the first, the second must not
+    be told the id exists (a promotion would then drop its staged pattern)."""
+    journal = _Journal(fail_begin=True)
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        await store.count()
+        outcomes = await asyncio.gather(
+            store.insert(_record("pat_a"), _hook(journal, "a", [])),
+            store.insert(_record("pat_a"), _hook(journal, "a", [])),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, SecurityPipelineError) for o in outcomes), outcomes
+        assert await store.count() == 0
+    finally:
+        await store.aclose()
+
+
 async def test_each_journal_gets_a_transaction_of_its_own(mock_config: MemoryConfig) -> None:
     """Inserts whose events go to two journals (two audit logs) in one group commit: each
     journal's events go into the outbox of its own transaction, none falls back to a hook

@@ -356,9 +356,15 @@ class SQLiteLongTermStore:
                 # be written): their records are taken out again before COMMIT, so nothing
                 # of those writes is stored, and their callers hear the journal's error.
                 error, refused = refusal
-                _delete_records(db, [_inserted_id(ops[i]) for i in refused])
-                for i in refused:
-                    outcomes[i] = (None, error)
+                ids = {_inserted_id(ops[i]) for i in refused}
+                _delete_records(db, sorted(ids))
+                for i, op in enumerate(ops):
+                    # A later insert of one of those ids lost to it inside this transaction
+                    # ("exists"): it is refused too, or a promotion told its pattern was
+                    # promoted already would drop the staged entry.
+                    duplicate = isinstance(op, _Insert) and op.record.pattern_id in ids
+                    if i in refused or (duplicate and outcomes[i] == (False, None)):
+                        outcomes[i] = (None, error)
             if write is None:
                 db.execute("COMMIT")
             else:
