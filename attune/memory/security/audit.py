@@ -22,10 +22,20 @@ durable. The lines are chained under the file's lock, taken before that ``COMMIT
 the lock stays held until the writer appends them a linger later, together with the
 lines of the writes committed meanwhile, and fsyncs them; then the row is deleted. So a
 reader that locks the file (``query``, ``verify``) sees every confirmed write's events,
-and one that does not sees them a linger late. A failed append is reported to the
-logger's next call. A store that finds rows left over (a writer died, or the log lost
-its unsynced tail) hands them to :func:`replay_outbox`, which appends the lines the log
-lacks.
+and one that does not sees them a linger late. A store that finds rows left over (a
+writer died, or the log lost its unsynced tail) hands them to :func:`replay_outbox`,
+which appends the lines the log lacks.
+
+Failures (:class:`~attune.errors.AuditLogError`; its message says what became of the
+operation, never "refused" for something that was done). A log that cannot be extended
+(a garbled last line, a file that cannot be opened) fails :meth:`AuditLogger.begin`
+before the store's COMMIT: the store takes the records out again, nothing is stored. An
+append that fails after the COMMIT (a full disk) leaves the lines in the outbox row, and
+this logger keeps them too: its next ``begin`` (or :meth:`AuditLogger.check`) appends
+them first, or refuses the write, so writes are refused until the log has caught up,
+and the store's next open finds the lines instead of repeating them. Events nobody
+waits for (reads'; with ``sync=False``, all) that cannot be written are reported, and
+the call that hears of it refused, by the logger's next call.
 
 Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every
 later line too, and an edit of the very last line goes unnoticed until a next event
@@ -878,8 +888,9 @@ class OutboxWrite:
         file's lock stays held for them; with another writer of the file active, they are
         appended now), else write only the events queued before this write (this write's
         own events never happened). Releases the logger's lock. Raises
-        :class:`SecurityPipelineError` if lines appended now could not be; the committed
-        outbox row then keeps them for :func:`replay_outbox`."""
+        :class:`~attune.errors.AuditLogError` with ``committed`` true if lines appended now
+        could not be: the write is stored, the committed outbox row keeps the lines for
+        :func:`replay_outbox`, and the logger keeps them for its next :meth:`begin`."""
         self.logger._finish_outbox(self, committed)
 
     def durable(self) -> bool:
@@ -1039,9 +1050,10 @@ class AuditLogger:
     Nothing is opened until the first event, so constructing does not touch the file.
     With ``sync=True`` (default) :meth:`log` / :meth:`alog` return once the event is
     fsynced; with ``sync=False`` they only queue it, and :meth:`flush` / :meth:`close`
-    make it durable. A failed write raises :class:`SecurityPipelineError` to its caller
-    (``sync=False``: to the next call). After :meth:`close`, logging again starts a
-    new writer, so a closed logger stays usable.
+    make it durable. A failed write raises :class:`~attune.errors.AuditLogError` (a
+    :class:`SecurityPipelineError`) to its caller (``sync=False``: to the next call).
+    After :meth:`close`, logging again starts a new writer, so a closed logger stays
+    usable.
     """
 
     def __init__(
