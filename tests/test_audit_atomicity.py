@@ -22,6 +22,7 @@ import pytest
 
 from attune.errors import AuditLogError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
+from attune.memory.long_term import CommitHook, OutboxHook, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security import audit as audit_module
 from attune.memory.security import pipeline as security_pipeline
@@ -391,4 +392,34 @@ async def test_health_reports_a_log_that_cannot_be_written(
             _repair(_log(mock_config), fault)
         health = (await mem.health_check())["audit"]
         assert health["available"] is True and health["held_events"] == 0
+    security_pipeline.close_shared()
+
+
+class _StoreWithoutOutbox(SQLiteLongTermStore):
+    """A long-term store that runs commit hooks but keeps no outbox (as a third-party
+    backend may): the audit event is written after the COMMIT."""
+
+    async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
+        if isinstance(on_commit, OutboxHook):
+            on_commit = on_commit.fallback
+        return await super().insert(record, on_commit)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_without_an_outbox_a_failed_event_says_the_write_was_stored(
+    mock_config: MemoryConfig, fault: str
+) -> None:
+    store = _StoreWithoutOutbox(mock_config.ensure_storage_dir())
+    async with AsyncUnifiedMemory("agent-1", mock_config, long_term=store) as mem:
+        await mem.persist_pattern("Prefer small commits", "style")
+        mem.pipeline.audit_logger.flush()
+        _break(_log(mock_config), fault)
+        with pytest.raises(SecurityPipelineError) as raised:
+            await mem.persist_pattern("Stored, but not logged", "style")
+        text = str(raised.value)
+        assert "refused" not in text and "WAS stored" in text, text
+        assert isinstance(raised.value, AuditLogError) and raised.value.committed
+        assert len(_rows(mock_config)) == 2
+        _repair(_log(mock_config), fault)
+    await store.aclose()
     security_pipeline.close_shared()
