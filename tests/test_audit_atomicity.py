@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 import sqlite3
 import time
 from contextlib import closing
@@ -423,3 +424,36 @@ async def test_without_an_outbox_a_failed_event_says_the_write_was_stored(
         _repair(_log(mock_config), fault)
     await store.aclose()
     security_pipeline.close_shared()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_leaves_held_lines_to_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines a failed append left with the logger are the parent's to append: a forked
+    child appending them too would log those events twice."""
+    log = tmp_path / "audit.jsonl"
+    logger = AuditLogger(log)
+    logger.log("before", user_id="u", tier="T")
+    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p")])
+    monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+    write.finish(committed=True)
+    with pytest.raises(SecurityPipelineError):
+        logger.flush()  # the writer's append fails: the logger keeps the lines
+    monkeypatch.undo()
+    assert logger.held_events == 1
+    pid = os.fork()
+    if pid == 0:  # the child checks the log (which appends held lines), then leaves
+        code = 1
+        try:
+            logger.check()
+            code = 0 if logger.held_events == 0 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    logger.check()
+    assert logger.held_events == 0
+    assert [e["event"] for e in logger.query()] == ["before", "pattern.store"]
+    assert logger.verify().ok
+    logger.close()

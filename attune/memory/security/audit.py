@@ -1009,6 +1009,7 @@ def _reset_in_child() -> None:
         logger._cond = threading.Condition(logger._lock)
         logger._sink_lock = threading.Lock()
         logger._worker = None
+        logger._unwritten = []  # the parent's to append (twice would duplicate events)
         sink, logger._sink = logger._sink, None
         if sink is not None:
             with contextlib.suppress(OSError):
