@@ -457,3 +457,17 @@ def test_a_forked_child_leaves_held_lines_to_the_parent(
     assert [e["event"] for e in logger.query()] == ["before", "pattern.store"]
     assert logger.verify().ok
     logger.close()
+
+
+def test_verify_and_query_of_a_log_that_cannot_be_read_raise_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.mkdir()  # where the file should be: opening it for reading fails (EISDIR)
+    logger = AuditLogger(log)
+    for call in (logger.verify, logger.query):
+        with pytest.raises(AuditLogError) as raised:
+            call()
+        text = str(raised.value)
+        assert "could not be read (Is a directory)" in text and "permissions" in text, text
+    logger.close()

@@ -1616,8 +1616,11 @@ class AuditLogger:
         are written first; other loggers' (other processes') only once they flush.
         """
         self._flush_pending()
-        with self._read_lock():
-            return _verify(self.files(), allow_pruned)
+        try:
+            with self._read_lock():
+                return _verify(self.files(), allow_pruned)
+        except OSError as exc:
+            raise _unreadable(self.log_file, exc, "it was not verified") from None
 
     def query(
         self,
@@ -1649,13 +1652,16 @@ class AuditLogger:
         after = None if since is None else _utc_text(since)
         self._flush_pending()
         found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
-        with self._read_lock():
-            for _path, _number, raw in _lines(self.files()):
-                record = _record(raw)
-                if record is None or any(record.get(k) != v for k, v in wanted.items()):
-                    continue
-                if after is None or str(record.get("ts", "")) >= after:
-                    found.append(record)
+        try:
+            with self._read_lock():
+                for _path, _number, raw in _lines(self.files()):
+                    record = _record(raw)
+                    if record is None or any(record.get(k) != v for k, v in wanted.items()):
+                        continue
+                    if after is None or str(record.get("ts", "")) >= after:
+                        found.append(record)
+        except OSError as exc:
+            raise _unreadable(self.log_file, exc, "nothing was returned") from None
         return list(found)
 
     def _flush_pending(self) -> None:
@@ -1693,6 +1699,15 @@ def _default_path() -> Path:
     if from_env:
         return Path(from_env)
     return MemoryConfig().ensure_storage_dir() / "audit.jsonl"
+
+
+def _unreadable(path: Path, exc: OSError, outcome: str) -> AuditLogError:
+    why = exc.strerror or type(exc).__name__
+    return AuditLogError(
+        f"the audit log {path} could not be read ({why})",
+        outcome,
+        "Check that it is a file and the permissions of it and its directory.",
+    )
 
 
 def _record(raw: bytes) -> dict[str, Any] | None:
