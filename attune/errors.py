@@ -126,7 +126,33 @@ class SecretsDetectedError(SecurityError, ValueError):
 
 
 class SecurityPipelineError(SecurityError):
-    """A step of the security pipeline could not run; the write was refused (fail closed)."""
+    """A step of the security pipeline could not run; the write was refused (fail closed).
+
+    The one exception is :class:`AuditLogError` with ``committed`` true: read its message.
+    """
+
+
+class AuditLogError(SecurityPipelineError):
+    """The audit log cannot be written (a full disk, a file that cannot be opened for
+    writing, a last line that is not an audit event).
+
+    ``reason`` says what is wrong with the log, ``outcome`` what became of the operation,
+    ``advice`` what to do. ``committed`` is false when the operation was refused and
+    nothing was stored or changed; true when it *was* carried out and only its audit event
+    is missing from the log (``outcome`` says whether the event is held for replay):
+    do not retry it then.
+    """
+
+    def __init__(self, reason: str, outcome: str, advice: str, *, committed: bool = False) -> None:
+        self.reason = reason
+        self.outcome = outcome
+        self.advice = advice
+        self.committed = committed
+        super().__init__(f"{reason}; {outcome}. {advice}".rstrip())
+
+    def retold(self, outcome: str, *, committed: bool = False) -> AuditLogError:
+        """The same failure, for an operation whose fate ``outcome`` tells."""
+        return AuditLogError(self.reason, outcome, self.advice, committed=committed)
 
 
 class DecryptionError(SecurityError):

@@ -69,6 +69,10 @@ async def test_a_persist_commits_its_events_with_the_record(mock_config: MemoryC
     storage = mock_config.ensure_storage_dir()
     path = storage / "audit.jsonl"
     async with AsyncUnifiedMemory("agent-1", mock_config) as mem:
+        # Open the store first: opening it inside the persist takes longer than the
+        # writer's linger, which then appends the queued decisions on its own, before
+        # the outbox could take them (the test failed under CPU load).
+        await mem.long_term.count()  # type: ignore[attr-defined]
         stored = await mem.persist_pattern("Prefer small commits", "style")
         logged = mem.pipeline.audit_logger.query(event_type="pattern.store")
         assert [e["target_id"] for e in logged] == [stored["pattern_id"]]
@@ -177,18 +181,75 @@ async def test_the_store_keeps_the_payload_until_the_journal_is_durable(
     assert replayed == []
 
 
-async def test_a_journal_that_cannot_begin_falls_back_to_the_hook(
+async def test_a_journal_that_cannot_begin_refuses_its_records(
     mock_config: MemoryConfig,
 ) -> None:
+    """The journal cannot take the events (its log is garbled or cannot be written): the
+    records they describe are taken out of the transaction before COMMIT and their
+    callers get the journal's error; the rest of the group commit is stored."""
     journal = _Journal(fail_begin=True)
     calls: list[str] = []
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
-        assert await store.insert(_record("pat_a"), _hook(journal, "a", calls))
+        await store.count()  # open first, so both inserts share one transaction
+        refused, plain = await asyncio.gather(
+            store.insert(_record("pat_a"), _hook(journal, "a", calls)),
+            store.insert(_record("pat_b")),
+            return_exceptions=True,
+        )
+        assert isinstance(refused, SecurityPipelineError) and "cannot lock" in str(refused)
+        assert plain is True
+        assert await store.get("pat_a", 0) is None
+        assert await store.get("pat_b", 0) is not None
+        assert await store.insert(_record("pat_a"))  # the id was never taken
     finally:
         await store.aclose()
-    assert calls == ["fallback a"]
+    assert journal.calls == ["begin ['a']"]
+    assert calls == []  # the hook never ran: nothing was stored for it to record
     assert _outbox_rows(mock_config.storage_dir) == []
+
+
+async def test_a_duplicate_of_a_refused_record_is_refused_too(mock_config: MemoryConfig) -> None:
+    """Two inserts of one id in one transaction (two promotions of one staged pattern):
+    the second loses to the first. If the journal refuses the first, the second must not
+    be told the id exists (a promotion would then drop its staged pattern)."""
+    journal = _Journal(fail_begin=True)
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        await store.count()
+        outcomes = await asyncio.gather(
+            store.insert(_record("pat_a"), _hook(journal, "a", [])),
+            store.insert(_record("pat_a"), _hook(journal, "a", [])),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, SecurityPipelineError) for o in outcomes), outcomes
+        assert await store.count() == 0
+    finally:
+        await store.aclose()
+
+
+async def test_each_journal_gets_a_transaction_of_its_own(mock_config: MemoryConfig) -> None:
+    """Inserts whose events go to two journals (two audit logs) in one group commit: each
+    journal's events go into the outbox of its own transaction, none falls back to a hook
+    after the commit."""
+    first, second = _Journal(payload="row 1"), _Journal(payload="row 2")
+    calls: list[str] = []
+    storage = mock_config.ensure_storage_dir()
+    store = SQLiteLongTermStore(storage, outbox_replay=lambda payloads: None)
+    try:
+        await store.count()
+        assert await asyncio.gather(
+            store.insert(_record("pat_a"), _hook(first, "a", calls)),
+            store.insert(_record("pat_b"), _hook(second, "b", calls)),
+            store.insert(_record("pat_c"), _hook(first, "c", calls)),
+        ) == [True, True, True]
+        # Split where the journal changes: [a], then [b], then [c].
+        assert sorted(_outbox_rows(storage)) == ["row 1", "row 1", "row 2"]
+    finally:
+        await store.aclose()
+    assert calls == []
+    assert first.calls[0] == "begin ['a']" and second.calls[0] == "begin ['b']"
+    assert first.calls[2] == "begin ['c']"
 
 
 async def test_a_failed_outbox_insert_rolls_back_the_batch(mock_config: MemoryConfig) -> None:
@@ -566,9 +627,23 @@ cfg = MemoryConfig(redis_mock=True, storage_dir=sys.argv[1])
 agent = EmpathyOS(user_id="crasher", config=cfg)
 result = agent.persist_pattern("Survives a crash", "durability", classification="PUBLIC")
 if sys.argv[2] == "after-append":  # the writer has appended the line (row not deleted)
-    import pathlib, time
+    import json, pathlib, time
     log = pathlib.Path(sys.argv[1]) / "audit.jsonl"
-    while not log.exists() or result["pattern_id"] not in log.read_text():
+
+    def appended():
+        # The persist's own event, not just its id: the queued classification.decision
+        # carries the id too, and the writer may append it alone a linger earlier.
+        for line in (log.read_bytes() if log.exists() else b"").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            mine = event.get("target_id") == result["pattern_id"]
+            if mine and event.get("event") == "pattern.store":
+                return True
+        return False
+
+    while not appended():
         time.sleep(0.005)
 print(result["pattern_id"], flush=True)
 sys.stdin.read()  # wait to be killed

@@ -465,6 +465,7 @@ class AsyncUnifiedMemory:
         await self._require("delete_pattern", pattern_id)
         if not isinstance(pattern_id, str) or not pattern_id:
             raise ValidationError("pattern_id must be a non-empty string")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         deleted = await self.long_term.delete(pattern_id)
         await self.pipeline.audit_event(
             "pattern.delete",
@@ -472,6 +473,7 @@ class AsyncUnifiedMemory:
             tier=self.access_tier.name,
             target_id=pattern_id,
             outcome="success" if deleted else "not_found",
+            done="the delete",
         )
         return deleted
 
@@ -482,12 +484,14 @@ class AsyncUnifiedMemory:
         purging also drops their wrapped keys, so their content is unrecoverable.
         """
         await self._require("purge_expired")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         purged = await self.long_term.purge_expired(_now_ms())
         await self.pipeline.audit_event(
             "pattern.purge",
             user_id=self.user_id,
             tier=self.access_tier.name,
             details={"purged": purged},
+            done="the purge",
         )
         return purged
 
@@ -498,6 +502,7 @@ class AsyncUnifiedMemory:
         await self._require("rotate_keys")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValidationError("batch_size must be a positive integer")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         new_key_id = self.pipeline.cipher.ring.add_key()
         rewrapped = 0
         after = ""
@@ -511,16 +516,20 @@ class AsyncUnifiedMemory:
             user_id=self.user_id,
             tier=self.access_tier.name,
             details={"key_id": new_key_id, "rewrapped": rewrapped},
+            done="the key rotation",
         )
         return {"key_id": new_key_id, "rewrapped": rewrapped}
 
     # -- health and lifecycle ----------------------------------------------------------------------
 
     async def health_check(self) -> dict[str, Any]:
-        """The state of both tiers; never raises (a tier that is down reports why)."""
+        """The state of both tiers and of the audit log (``audit``: whether it can be
+        written now, why not, and ``held_events`` of stored writes waiting for it); never
+        raises (a tier that is down reports why)."""
         return {
             "short_term": await self.short_term.health(),
             "long_term": await self.long_term.health(),
+            "audit": await self.pipeline.audit_health(),
             "environment": self.environment.value,
             "user_id": self.user_id,
             "access_tier": self.access_tier.name,

@@ -26,7 +26,9 @@ class JournalWrite(Protocol):
     payload: str
 
     def finish(self, committed: bool) -> None:
-        """Right after the transaction's COMMIT (or its failure), on the same thread."""
+        """Right after the transaction's COMMIT (or its failure), on the same thread. If
+        it raises after a COMMIT, the records are stored and the outbox row keeps the
+        lines: the store tells the callers so (never that the write was refused)."""
         ...
 
     def durable(self) -> bool:
@@ -43,7 +45,10 @@ class Journal(Protocol):
     inside its own transaction, so a write costs one fsync instead of two."""
 
     def begin(self, events: list[Any]) -> JournalWrite:
-        """Lock the journal for events the coming COMMIT makes durable."""
+        """Lock the journal for events the coming COMMIT makes durable. Raises if the
+        journal cannot take them (the audit log is garbled or cannot be written): the
+        store then takes the records those events describe out of the transaction and
+        fails their callers with that error, so nothing of those writes is stored."""
         ...
 
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from attune._loop_local import LoopLocal
-from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.errors import AuditLogError, ConfigurationError, LongTermUnavailableError
 from attune.memory.long_term.protocol import (
     CommitHook,
     JournalWrite,
@@ -291,6 +291,10 @@ class SQLiteLongTermStore:
         statement): each hand-off costs two thread wake-ups, as much as a statement.
         """
         live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
+        live, later = _one_journal(live)
+        if later:  # their own transaction, right after this one (see _one_journal)
+            conn.queue[:0] = later
+            batch = live
         try:
             outcomes = await _in_thread(conn.db, self._run_batch, conn, [op for op, _fut in live])
         except Exception as exc:  # rolled back: nothing of the batch was written
@@ -346,7 +350,21 @@ class SQLiteLongTermStore:
                         raise
                     outcomes.append((None, self._unavailable("cannot write to", exc)))
                 start += 1
-            write, journaled = _begin_journal(ops, outcomes)
+            write, journaled, refusal = _begin_journal(ops, outcomes)
+            if refusal is not None:
+                # The journal cannot take their events (the audit log is garbled or cannot
+                # be written): their records are taken out again before COMMIT, so nothing
+                # of those writes is stored, and their callers hear the journal's error.
+                error, refused = refusal
+                ids = {_inserted_id(ops[i]) for i in refused}
+                _delete_records(db, sorted(ids))
+                for i, op in enumerate(ops):
+                    # A later insert of one of those ids lost to it inside this transaction
+                    # ("exists"): it is refused too, or a promotion told its pattern was
+                    # promoted already would drop the staged entry.
+                    duplicate = isinstance(op, _Insert) and op.record.pattern_id in ids
+                    if i in refused or (duplicate and outcomes[i] == (False, None)):
+                        outcomes[i] = (None, error)
             if write is None:
                 db.execute("COMMIT")
             else:
@@ -370,8 +388,9 @@ class SQLiteLongTermStore:
             try:
                 write.finish(committed=True)
             except Exception as exc:  # the row stays: replayed when the store next opens
+                held = _committed_error(exc)
                 for i in journaled:
-                    outcomes[i] = (True, exc)
+                    outcomes[i] = (True, held)
             else:
                 assert row is not None
                 conn.outbox.append((write, row))
@@ -527,12 +546,29 @@ def _audit_replay() -> OutboxReplay:
     return replay_outbox
 
 
+def _one_journal(batch: list[Queued]) -> tuple[list[Queued], list[Queued]]:
+    """The batch split where an insert's outbox hook names a second journal: one
+    transaction keeps the events of one journal only (locking two audit logs at once could
+    deadlock on two loggers of one file), so the rest is committed right after, and every
+    record's events still go into the outbox of its own transaction. Almost always one
+    journal: a pass over the batch, nothing split."""
+    journal = None
+    for n, (op, _fut) in enumerate(batch):
+        if isinstance(op, _Insert) and isinstance(op.on_commit, OutboxHook):
+            if journal is None:
+                journal = op.on_commit.journal
+            elif op.on_commit.journal is not journal:
+                return batch[:n], batch[n:]
+    return batch, []
+
+
 def _begin_journal(
     ops: list[_Insert | WriteOp], outcomes: list[Outcome]
-) -> tuple[JournalWrite | None, set[int]]:
-    """Before COMMIT: the journal write for new records' outbox events (those of the
-    first journal met; others, if any, use their hooks after the commit), and which
-    ops it covers. A journal that fails to begin leaves its events to the hooks too."""
+) -> tuple[JournalWrite | None, set[int], tuple[Exception, set[int]] | None]:
+    """Before COMMIT: the journal write for new records' outbox events, and which ops it
+    covers (one journal per batch, see :func:`_one_journal`). A journal that cannot begin
+    (its log cannot be extended) refuses them: returned as (its error, those ops), for
+    the caller to take their records out of the transaction."""
     hooks = [
         (i, op.on_commit)
         for i, op in enumerate(ops)
@@ -541,14 +577,43 @@ def _begin_journal(
         and outcomes[i] == (True, None)
     ]
     if not hooks:
-        return None, set()
+        return None, set(), None
     journal = hooks[0][1].journal
     mine = [(i, hook) for i, hook in hooks if hook.journal is journal]
     try:
         write = journal.begin([hook.event for _i, hook in mine])
-    except Exception:
-        return None, set()
-    return write, {i for i, _hook in mine}
+    except Exception as exc:
+        return None, set(), (exc, {i for i, _hook in mine})
+    return write, {i for i, _hook in mine}, None
+
+
+def _inserted_id(op: _Insert | WriteOp) -> str:
+    assert isinstance(op, _Insert)
+    return op.record.pattern_id
+
+
+def _delete_records(db: sqlite3.Connection, ids: list[str]) -> None:
+    """Take records inserted in this transaction out of it again (they were new, so
+    deleting them leaves the table as it was)."""
+    for chunk in range(0, len(ids), _INSERT_CHUNK):
+        part = ids[chunk : chunk + _INSERT_CHUNK]
+        marks = ",".join("?" * len(part))
+        db.execute(f"DELETE FROM patterns WHERE pattern_id IN ({marks})", part)  # noqa: S608
+
+
+def _committed_error(exc: Exception) -> Exception:
+    """What the callers of committed records hear when their journal failed after the
+    COMMIT: that their records are stored and the events held in the outbox, never that
+    the write was refused."""
+    if isinstance(exc, AuditLogError) and exc.committed:
+        return exc
+    return AuditLogError(
+        f"the audit journal failed right after the commit ({exc})",
+        "the write WAS stored, and its events are held in the store's outbox: they are "
+        "appended to the log when the store next opens. Do not retry the write",
+        "",
+        committed=True,
+    )
 
 
 def _delete_delivered(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> set[int]:

@@ -22,10 +22,20 @@ durable. The lines are chained under the file's lock, taken before that ``COMMIT
 the lock stays held until the writer appends them a linger later, together with the
 lines of the writes committed meanwhile, and fsyncs them; then the row is deleted. So a
 reader that locks the file (``query``, ``verify``) sees every confirmed write's events,
-and one that does not sees them a linger late. A failed append is reported to the
-logger's next call. A store that finds rows left over (a writer died, or the log lost
-its unsynced tail) hands them to :func:`replay_outbox`, which appends the lines the log
-lacks.
+and one that does not sees them a linger late. A store that finds rows left over (a
+writer died, or the log lost its unsynced tail) hands them to :func:`replay_outbox`,
+which appends the lines the log lacks.
+
+Failures (:class:`~attune.errors.AuditLogError`; its message says what became of the
+operation, never "refused" for something that was done). A log that cannot be extended
+(a garbled last line, a file that cannot be opened) fails :meth:`AuditLogger.begin`
+before the store's COMMIT: the store takes the records out again, nothing is stored. An
+append that fails after the COMMIT (a full disk) leaves the lines in the outbox row, and
+this logger keeps them too: its next ``begin`` (or :meth:`AuditLogger.check`) appends
+them first, or refuses the write, so writes are refused until the log has caught up,
+and the store's next open finds the lines instead of repeating them. Events nobody
+waits for (reads'; with ``sync=False``, all) that cannot be written are reported, and
+the call that hears of it refused, by the logger's next call.
 
 Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every
 later line too, and an edit of the very last line goes unnoticed until a next event
@@ -53,7 +63,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from attune.errors import ConfigurationError, SecurityPipelineError, ValidationError
+from attune.errors import (
+    AuditLogError,
+    ConfigurationError,
+    SecurityPipelineError,
+    ValidationError,
+)
 from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.timestamps import iso_us_z
@@ -474,6 +489,9 @@ class _Reserved:
     size: int
     data: bytes
     cache: tuple[tuple[int, int, int], int, str]
+    #: The (timestamp, body) entries of ``data``: kept by the logger if they cannot be
+    #: written, to append them once the log can be written again.
+    entries: list[tuple[str, str]]
 
 
 class _Sink:
@@ -506,6 +524,7 @@ class _Sink:
         self._locked: os.stat_result | None = None  # fstat of the file as _acquire locked it
         #: Committed outbox lines not written yet (the lock is held while there are any).
         self._pending: list[bytes] = []
+        self._pending_entries: list[tuple[str, str]] = []  # theirs, unchained
         self._pending_from = 0  # the file's size before them
         #: Until then (``time.monotonic()``) another writer counts as active: no pending.
         self._shared_until = 0.0
@@ -516,14 +535,17 @@ class _Sink:
         if self._pending:
             self.marks.lost = self.marks.appended
             self._pending.clear()
+            self._pending_entries.clear()
             self._cache = None
         self._locked = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
-    def reset(self) -> None:
-        """Forget the open file and the cached head (after an error)."""
+    def reset(self) -> list[tuple[str, str]]:
+        """Forget the open file and the cached head (after an error); returns the entries
+        of the pending lines dropped (committed outbox lines not written)."""
+        dropped = list(self._pending_entries)
         if self._dirty:  # unsynced appends may now never be fsynced by this logger
             self.marks.lost = self.marks.appended
         self._reserved = None
@@ -531,6 +553,7 @@ class _Sink:
             self.close()
         self._dirty = False
         self._cache = None
+        return dropped
 
     def sync(self) -> None:
         """Write pending lines (letting the lock go), then fsync what was written."""
@@ -564,6 +587,7 @@ class _Sink:
                 os.ftruncate(fd, self._pending_from)
             raise
         self._pending.clear()
+        self._pending_entries.clear()
         self._dirty = True
         self._locked = os.fstat(fd)  # the file as it now ends, for _tail
 
@@ -601,7 +625,7 @@ class _Sink:
                 self.release()
                 raise
             key = (dev, ino, size + len(data))
-            self._reserved = _Reserved(fd, size, data, (key, seq, prev))
+            self._reserved = _Reserved(fd, size, data, (key, seq, prev), entries)
             return
 
     def write_reserved(self) -> int:
@@ -613,6 +637,7 @@ class _Sink:
         if not self._pending:
             self._pending_from = reserved.size
         self._pending.append(reserved.data)
+        self._pending_entries.extend(reserved.entries)
         self._cache = reserved.cache
         self.marks.appended += 1
         if time.monotonic() < self._shared_until:  # another writer is active
@@ -807,10 +832,11 @@ class _Batch:
     urgent: bool = False
     #: When its first event was queued: it is written by this + _LINGER_S at the latest.
     created: float = field(default_factory=time.monotonic)
-    error: str | None = None
+    #: Why the batch could not be written: (reason, advice), see :func:`_describe`.
+    error: Failure | None = None
     done: _Latch = field(default_factory=_Latch)
 
-    def finish(self, error: str | None) -> None:
+    def finish(self, error: Failure | None) -> None:
         self.error = error
         self.done.open()
         for loop, future in self.futures:
@@ -818,13 +844,13 @@ class _Batch:
                 loop.call_soon_threadsafe(_settle, future, error)
 
 
-def _settle(future: asyncio.Future[None], error: str | None) -> None:
+def _settle(future: asyncio.Future[None], error: Failure | None) -> None:
     if future.done():  # the caller was cancelled; the event is still logged
         return
     if error is None:
         future.set_result(None)
     else:
-        future.set_exception(SecurityPipelineError(error))
+        future.set_exception(AuditLogError(error[0], NOT_LOGGED, error[1]))
 
 
 # Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
@@ -862,8 +888,9 @@ class OutboxWrite:
         file's lock stays held for them; with another writer of the file active, they are
         appended now), else write only the events queued before this write (this write's
         own events never happened). Releases the logger's lock. Raises
-        :class:`SecurityPipelineError` if lines appended now could not be; the committed
-        outbox row then keeps them for :func:`replay_outbox`."""
+        :class:`~attune.errors.AuditLogError` with ``committed`` true if lines appended now
+        could not be: the write is stored, the committed outbox row keeps the lines for
+        :func:`replay_outbox`, and the logger keeps them for its next :meth:`begin`."""
         self.logger._finish_outbox(self, committed)
 
     def durable(self) -> bool:
@@ -902,29 +929,56 @@ class _Worker:
             self.unsynced_at = time.monotonic()
 
 
-def _pending_lost_message(path: Path, exc: Exception) -> str:
-    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-    return (
-        f"the audit log {path} could not be written ({why}): the events of writes already "
-        "confirmed stay in the store's outbox and are appended when it next opens. Check "
-        "the free space and permissions of its directory."
-    )
+#: What went wrong with the log, and what to do about it (an :class:`AuditLogError`'s
+#: ``reason`` and ``advice``); what became of the operation is said where it is known.
+Failure = tuple[str, str]
+
+#: Outcomes, as an :class:`AuditLogError` tells them. Each says what happened to the
+#: operation: never "refused" for something that was done.
+REFUSED = "the write was refused and nothing was stored"
+CALL_REFUSED = "this call was refused: nothing was stored, changed or read"
+NOT_LOGGED = "the event was not logged"
+HELD = (
+    "the write WAS stored, and its audit events are held in the store's outbox: they are "
+    "appended to the log once it can be written again (at the latest when the store next "
+    "opens). Do not retry the write"
+)
+NOT_REPLAYED = (
+    "the audit events a store kept in its outbox could not be appended, so the store was "
+    "not opened (the events stay in the outbox)"
+)
 
 
-def _failure_message(path: Path, exc: Exception) -> str:
+def _describe(path: Path, exc: BaseException) -> Failure:
+    """Why the log ``path`` could not be extended (``exc``), and what to do; no data."""
     if isinstance(exc, _CorruptTailError):
         return (
-            f"the last line of the audit log {path} is not an audit event, so the hash chain "
-            "cannot be extended; the write was refused. Run AuditLogger.verify() and restore "
-            "the file from a backup."
+            f"the last line of the audit log {path} is not an audit event (a garbled line "
+            "or a foreign writer), so its hash chain cannot be extended",
+            "Run AuditLogger.verify() to find the line, then restore the file from a backup "
+            "or move it aside (a fresh file starts a new chain), and retry.",
         )
     if isinstance(exc, OSError):
         why = exc.strerror or type(exc).__name__
         return (
-            f"the audit log {path} could not be written ({why}); the write was refused. "
-            "Check the free space and permissions of its directory."
+            f"the audit log {path} could not be written ({why})",
+            "Check the free space and permissions of its directory, then retry.",
         )
-    return f"the audit writer failed ({type(exc).__name__}); the write was refused"
+    return (f"the audit writer failed ({type(exc).__name__})", "")
+
+
+def _pending_lost(failure: Failure) -> Failure:
+    """A failure to append lines whose outbox rows keep them."""
+    return (
+        f"{failure[0]}, so events already committed with their records wait in the store's "
+        "outbox until it can be",
+        failure[1],
+    )
+
+
+def _lost_events(count: int, failure: Failure) -> Failure:
+    """A failure to write ``count`` events nobody waited for (they are gone)."""
+    return (f"{count} audit event(s) were lost: {failure[0]}", failure[1])
 
 
 # -- the logger ----------------------------------------------------------------------------------
@@ -955,6 +1009,7 @@ def _reset_in_child() -> None:
         logger._cond = threading.Condition(logger._lock)
         logger._sink_lock = threading.Lock()
         logger._worker = None
+        logger._unwritten = []  # the parent's to append (twice would duplicate events)
         sink, logger._sink = logger._sink, None
         if sink is not None:
             with contextlib.suppress(OSError):
@@ -996,9 +1051,10 @@ class AuditLogger:
     Nothing is opened until the first event, so constructing does not touch the file.
     With ``sync=True`` (default) :meth:`log` / :meth:`alog` return once the event is
     fsynced; with ``sync=False`` they only queue it, and :meth:`flush` / :meth:`close`
-    make it durable. A failed write raises :class:`SecurityPipelineError` to its caller
-    (``sync=False``: to the next call). After :meth:`close`, logging again starts a
-    new writer, so a closed logger stays usable.
+    make it durable. A failed write raises :class:`~attune.errors.AuditLogError` (a
+    :class:`SecurityPipelineError`) to its caller (``sync=False``: to the next call).
+    After :meth:`close`, logging again starts a new writer, so a closed logger stays
+    usable.
     """
 
     def __init__(
@@ -1025,10 +1081,16 @@ class AuditLogger:
         self._sink: _Sink | None = None
         self._marks = _SyncMarks()
         self._templates = _ReadTemplates()
-        self._lost = 0  # sync=False events whose write failed, not yet reported
+        #: Events nobody waited for (reads; with sync=False, all) whose write failed, not
+        #: yet reported, and why they failed: the next call raises it.
+        self._lost = 0
+        self._lost_failure: Failure = ("", "")
         #: Pending outbox lines that could not be written (their rows keep them), not yet
         #: reported: the next call raises it.
-        self._failure: str | None = None
+        self._failure: Failure | None = None
+        #: Entries of committed outbox lines that could not be appended (their rows keep
+        #: them too): the next :meth:`begin` appends them first, or refuses its write.
+        self._unwritten: list[tuple[str, str]] = []
         self._last_ts = 0.0
         _live.add(self)
 
@@ -1107,10 +1169,12 @@ class AuditLogger:
             self._templates.body(event, user_id, tier, target_id, classification, "success", None)
         )
 
-    def stage(self, event: AuditEvent) -> AuditTicket:
+    def stage(self, event: AuditEvent, *, report: bool = True) -> AuditTicket:
         """Queue a prepared event behind everything queued so far; :meth:`commit` the
-        ticket to make it durable. Thread-safe."""
-        return AuditTicket(self._enqueue(event.fields))
+        ticket to make it durable. Thread-safe. ``report=False`` leaves an earlier failure
+        (see :meth:`report_failures`) for a later call: for an event whose operation is
+        done already, which must not be told it was refused."""
+        return AuditTicket(self._enqueue(event.fields, report=report))
 
     def commit(self, ticket: AuditTicket) -> None:
         """Block until the ticket's events are written (and fsynced when ``sync=True``).
@@ -1133,6 +1197,7 @@ class AuditLogger:
                         self._cond.notify_all()
                 if mine:
                     batch.fsync = batch.fsync or self.sync
+                    batch.urgent = True  # waited for: a failure is told here (see _write)
                     self._write(batch)
         self._finish_wait(batch)
 
@@ -1201,20 +1266,30 @@ class AuditLogger:
             lost, self._lost = self._lost, 0
             failure, self._failure = self._failure, None
         if batch.error is not None:
-            raise SecurityPipelineError(batch.error)
-        if lost:
-            raise SecurityPipelineError(_lost_message(lost))
+            raise AuditLogError(batch.error[0], NOT_LOGGED, batch.error[1])
+        if lost:  # this call's own events were written
+            failure = _lost_events(lost, self._lost_failure)
         if failure is not None:
-            raise SecurityPipelineError(failure)
+            raise AuditLogError(failure[0], "this call's own events were logged", failure[1])
+
+    def report_failures(self) -> None:
+        """Raise, once, a failure to write events that nobody waited for (reads, and with
+        ``sync=False`` every event), or to append committed outbox lines: the call it
+        interrupts is refused (:class:`~attune.errors.AuditLogError`). Nothing to do, and
+        no lock taken, when there is none."""
+        if self._lost or self._failure is not None:
+            with self._cond:
+                self._raise_unreported()
 
     def _raise_unreported(self) -> None:
         """(``_cond`` held) Raise, once, a failure not yet reported."""
         if self._lost:
             lost, self._lost = self._lost, 0
-            raise SecurityPipelineError(_lost_message(lost))
+            failure = _lost_events(lost, self._lost_failure)
+            raise AuditLogError(failure[0], CALL_REFUSED, failure[1])
         if self._failure is not None:
             failure, self._failure = self._failure, None
-            raise SecurityPipelineError(failure)
+            raise AuditLogError(failure[0], CALL_REFUSED, failure[1])
 
     def _submit(
         self,
@@ -1222,12 +1297,14 @@ class AuditLogger:
         future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
         *,
         urgent: bool,
+        report: bool = True,
     ) -> _Batch:
         """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
         writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write.
         Events nobody waits for go through :meth:`_enqueue`, which falls back to this."""
         with self._cond:
-            self._raise_unreported()
+            if report:
+                self._raise_unreported()
             worker = self._running_worker()
             fresh = worker.batch is None
             batch = worker.open_batch()
@@ -1245,7 +1322,7 @@ class AuditLogger:
                 self._cond.notify_all()
             return batch
 
-    def _enqueue(self, body: Body) -> _Batch:
+    def _enqueue(self, body: Body, *, report: bool = True) -> _Batch:
         """Queue one event nobody waits for. Every audited read comes here: while the
         writer has a batch open (it polls for one), joining it takes the lock for an
         append and nothing more; else :meth:`_submit` opens one (and starts the writer)."""
@@ -1265,7 +1342,7 @@ class AuditLogger:
                     batch.urgent = True
                     self._cond.notify_all()
                 return batch
-        return self._submit(body, None, urgent=False)
+        return self._submit(body, None, urgent=False, report=report)
 
     def _running_worker(self) -> _Worker:
         """The writer thread, started on first use (called with ``_cond`` held). A writer
@@ -1340,18 +1417,17 @@ class AuditLogger:
         except OSError as exc:
             self._reset_sink(exc)
 
-    def _reset_sink(self, exc: Exception) -> None:
-        """Forget the sink's file after ``exc`` (``_sink_lock`` held); pending outbox lines
-        it could not write are left to their rows, and the next call is told."""
+    def _reset_sink(self, exc: Exception, *, report: bool = True) -> None:
+        """Forget the sink's file after ``exc`` (``_sink_lock`` held). Pending outbox lines
+        it could not write are left to their rows, kept for the next :meth:`begin` to
+        append (until then it refuses writes), and (``report``) the next call is told."""
         assert self._sink is not None
-        lost = self._sink.holding  # written lines are no longer pending
-        self._sink.reset()
-        if lost:
-            self._pending_lost(exc)
-
-    def _pending_lost(self, exc: Exception) -> None:
-        with self._cond:
-            self._failure = _pending_lost_message(self.log_file, exc)
+        dropped = self._sink.reset()
+        if dropped:
+            self._unwritten.extend(dropped)
+            if report:
+                with self._cond:
+                    self._failure = _pending_lost(_describe(self.log_file, exc))
 
     # -- lines kept in a store's outbox ------------------------------------------------------
 
@@ -1363,7 +1439,13 @@ class AuditLogger:
         right after the transaction's ``COMMIT`` (or its failure), from the same thread.
         Anyone who takes the file's lock therefore finds each committed outbox row's
         lines in the log, or its writer dead; :func:`replay_outbox` relies on that.
-        Raises :class:`SecurityPipelineError` if the log cannot be locked or extended.
+
+        This is where the log's health is checked before the store's ``COMMIT``: the lock
+        is taken and the tail read (a garbled last line or a file that cannot be opened
+        fails here), and lines of earlier writes that could not be appended after their
+        commit (a full disk) are appended first, with an fsync. If any of that fails it
+        raises :class:`~attune.errors.AuditLogError` saying the write was refused and
+        nothing stored: the store must then not commit the records these events describe.
         """
         self._sink_lock.acquire()
         batch = None
@@ -1380,18 +1462,68 @@ class AuditLogger:
                 self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
             encoded = _encode(entries)
             try:
+                if self._unwritten:  # the log failed after earlier commits: catch up first
+                    self._append_unwritten()
                 self._sink.reserve(encoded)
             except Exception as exc:
                 self._reset_sink(exc)
-                raise SecurityPipelineError(_failure_message(self.log_file, exc)) from None
+                with self._cond:  # the caller hears of the failure: nothing is left unreported
+                    self._lost = 0
+                reason, advice = _describe(self.log_file, exc)
+                raise AuditLogError(reason, REFUSED, advice) from None
         except BaseException:
             try:
                 if batch is not None:  # the events queued before: written as if never taken
+                    batch.urgent = True  # (the caller hears of a failure: not "lost" too)
                     self._write(batch)
             finally:
                 self._sink_lock.release()
             raise
         return OutboxWrite(self, batch, _outbox_payload(self.log_file, encoded))
+
+    @property
+    def held_events(self) -> int:
+        """Events of committed writes that could not be appended yet (their store's outbox
+        keeps them; the next write, :meth:`check` or a reopened store appends them)."""
+        return len(self._unwritten)
+
+    def check(self) -> None:
+        """Raise :class:`~attune.errors.AuditLogError` (the call refused) unless the log can
+        be extended now: for an operation whose event can only be written after it ran
+        (a delete), to be refused before it runs. Locks the file and reads its tail (a
+        garbled last line, a file that cannot be opened fail here) and appends lines
+        kept from a failed append first (see :meth:`begin`); a full disk is found only by
+        writing, so it can still fail the event afterwards. Blocks on the disk."""
+        with self._sink_lock:
+            if self._sink is None:
+                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+            try:
+                if self._unwritten:
+                    self._append_unwritten()
+                fd = self._sink._acquire()
+                try:
+                    self._sink._tail(fd)
+                finally:
+                    self._sink.release()
+            except Exception as exc:
+                self._reset_sink(exc)
+                reason, advice = _describe(self.log_file, exc)
+                raise AuditLogError(reason, CALL_REFUSED, advice) from None
+
+    def _append_unwritten(self) -> None:
+        """Append and fsync the lines of committed outbox writes that could not be
+        appended (``_sink_lock`` held). Until this succeeds :meth:`begin` refuses writes,
+        so a log that failed (a full disk) stores nothing new until it has caught up. Their
+        outbox rows stay until the store next opens, whose replay finds these lines."""
+        sink = self._sink
+        assert sink is not None
+        fd = sink._acquire()
+        try:
+            sink._write_pending(fd)
+            sink.append_locked(fd, self._unwritten, True)
+        finally:
+            sink.release()
+        self._unwritten.clear()
 
     def _finish_outbox(self, write: OutboxWrite, committed: bool) -> None:
         """See :meth:`OutboxWrite.finish` (``_sink_lock`` held, released here)."""
@@ -1405,8 +1537,11 @@ class AuditLogger:
                 try:
                     write.mark = sink.write_reserved()
                 except OSError as exc:
-                    sink.reset()
-                    error = _failure_message(self.log_file, exc)
+                    # Committed: the outbox row holds the lines, and so does this logger,
+                    # whose next begin() appends them (or refuses its write). The caller
+                    # is told the write was stored, never that it was refused.
+                    self._reset_sink(exc, report=False)
+                    error = _describe(self.log_file, exc)
                 else:
                     sink.release()
                     with self._cond:
@@ -1424,7 +1559,7 @@ class AuditLogger:
         finally:
             self._sink_lock.release()
         if error is not None:
-            raise SecurityPipelineError(error)
+            raise AuditLogError(error[0], HELD, error[1], committed=True)
 
     def _write(self, batch: _Batch) -> None:
         """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
@@ -1434,11 +1569,15 @@ class AuditLogger:
         try:
             self._sink.commit(_encode(batch.entries), batch.fsync)
         except Exception as exc:
-            error = _failure_message(self.log_file, exc)
+            error = _describe(self.log_file, exc)
             self._reset_sink(exc)
-            if not self.sync:
+            if not self.sync or not batch.urgent:
+                # Nobody waits for these events (reads'; with sync=False, every one): the
+                # next call is told, and refused (an audited read is never served unlogged
+                # without someone hearing of it).
                 with self._cond:
                     self._lost += len(batch.entries)
+                    self._lost_failure = error
         batch.finish(error)
 
     def _replay(self, entries: list[tuple[str, str]]) -> None:
@@ -1457,7 +1596,8 @@ class AuditLogger:
                 sink._fsync(fd)  # lines another writer appended, found but maybe unsynced
             except Exception as exc:
                 self._reset_sink(exc)
-                raise SecurityPipelineError(_failure_message(self.log_file, exc)) from None
+                reason, advice = _describe(self.log_file, exc)
+                raise AuditLogError(reason, NOT_REPLAYED, advice) from None
             finally:
                 sink.release()
 
@@ -1476,8 +1616,11 @@ class AuditLogger:
         are written first; other loggers' (other processes') only once they flush.
         """
         self._flush_pending()
-        with self._read_lock():
-            return _verify(self.files(), allow_pruned)
+        try:
+            with self._read_lock():
+                return _verify(self.files(), allow_pruned)
+        except OSError as exc:
+            raise _unreadable(self.log_file, exc, "it was not verified") from None
 
     def query(
         self,
@@ -1509,13 +1652,16 @@ class AuditLogger:
         after = None if since is None else _utc_text(since)
         self._flush_pending()
         found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
-        with self._read_lock():
-            for _path, _number, raw in _lines(self.files()):
-                record = _record(raw)
-                if record is None or any(record.get(k) != v for k, v in wanted.items()):
-                    continue
-                if after is None or str(record.get("ts", "")) >= after:
-                    found.append(record)
+        try:
+            with self._read_lock():
+                for _path, _number, raw in _lines(self.files()):
+                    record = _record(raw)
+                    if record is None or any(record.get(k) != v for k, v in wanted.items()):
+                        continue
+                    if after is None or str(record.get("ts", "")) >= after:
+                        found.append(record)
+        except OSError as exc:
+            raise _unreadable(self.log_file, exc, "nothing was returned") from None
         return list(found)
 
     def _flush_pending(self) -> None:
@@ -1555,10 +1701,12 @@ def _default_path() -> Path:
     return MemoryConfig().ensure_storage_dir() / "audit.jsonl"
 
 
-def _lost_message(count: int) -> str:
-    return (
-        f"{count} queued audit event(s) could not be written (see the earlier error); "
-        "check the free space and permissions of the audit log directory"
+def _unreadable(path: Path, exc: OSError, outcome: str) -> AuditLogError:
+    why = exc.strerror or type(exc).__name__
+    return AuditLogError(
+        f"the audit log {path} could not be read ({why})",
+        outcome,
+        "Check that it is a file and the permissions of it and its directory.",
     )
 
 

@@ -17,6 +17,7 @@ unscrubbed data is never stored as a fallback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 from attune.errors import (
     AttuneError,
+    AuditLogError,
     DecryptionError,
     SecretsDetectedError,
     SecurityPipelineError,
@@ -35,7 +37,7 @@ from attune.errors import (
 from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import OutboxHook, PatternRecord, WrappedKey
-from attune.memory.security.audit import AuditLogger
+from attune.memory.security.audit import AuditLogger, AuditTicket
 from attune.memory.security.classifier import ClassificationDecision, decide
 from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
 from attune.memory.security.pii import PIIScrubber
@@ -45,6 +47,18 @@ from attune.memory.types import Classification
 T = TypeVar("T")
 
 _TYPE_CACHE_SIZE = 256
+
+#: Events of reads: a read the audit log refuses says "read", not "write".
+_READ_EVENTS = frozenset({"pattern.retrieve", "staging.list"})
+_READ_REFUSED = (
+    "the read was refused: every read is audited, and reads are served again once the "
+    "log can be written"
+)
+_WRITE_REFUSED = "the write was refused and nothing was stored"
+_STORED_UNLOGGED = (
+    "the write WAS stored, but its audit event could not be written (it is not in the "
+    "log). Do not retry the write"
+)
 
 _registry_lock = threading.Lock()
 _audit_loggers: dict[Path, AuditLogger] = {}
@@ -430,19 +444,63 @@ class SecurityPipeline:
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
         wait: bool = True,
+        done: str | None = None,
     ) -> None:
         """Audit one event; ``wait=False`` for a decision the operation's final event follows
-        (that one's durability covers it: one fsync per operation, not per event)."""
-        await self.audit_logger.alog(
-            event,
-            user_id=user_id,
-            tier=tier,
-            target_id=target_id,
-            classification=classification,
-            outcome=outcome,
-            details=details,
-            wait=wait,
-        )
+        (that one's durability covers it: one fsync per operation, not per event).
+
+        ``done`` names an operation already carried out (``"the delete"``): if the event
+        cannot be written, the :class:`~attune.errors.AuditLogError` says that operation
+        was done and its event is missing (``committed``), never that it was refused.
+        """
+        try:
+            await self.audit_logger.alog(
+                event,
+                user_id=user_id,
+                tier=tier,
+                target_id=target_id,
+                classification=classification,
+                outcome=outcome,
+                details=details,
+                wait=wait,
+            )
+        except AuditLogError as exc:
+            if done is None:
+                raise
+            raise exc.retold(
+                f"{done} WAS done, but its audit event could not be written (it is not in "
+                "the log). Do not retry it",
+                committed=True,
+            ) from None
+
+    async def audit_ready(self) -> None:
+        """Refuse (:class:`~attune.errors.AuditLogError`) an operation whose event is
+        written after it runs (delete, purge, key rotation) if the audit log cannot be
+        extended now, before it changes anything. One thread hop: those calls are rare."""
+        logger = self.audit_logger
+        logger.report_failures()
+        await asyncio.to_thread(logger.check)
+
+    async def audit_health(self) -> dict[str, Any]:
+        """The audit log's part of ``health_check`` (never raises): whether it can be
+        extended now (:meth:`AuditLogger.check`, which also appends events a failed append
+        left behind), why not, and how many committed events wait for it. A log not
+        written yet is not created."""
+        report: dict[str, Any] = {}
+        try:
+            logger = self.audit_logger
+            report["path"] = str(logger.log_file)
+            if logger.held_events or logger.log_file.exists():
+                await asyncio.to_thread(logger.check)
+        except AuditLogError as exc:
+            report.update(available=False, error=f"{exc.reason}. {exc.advice}".rstrip())
+        except Exception as exc:  # health never raises
+            report.update(available=False, error=f"{type(exc).__name__}: {exc}")
+        else:
+            report["available"] = True
+        if "path" in report:
+            report["held_events"] = logger.held_events
+        return report
 
     def audit_queued(
         self,
@@ -456,16 +514,22 @@ class SecurityPipeline:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         """Queue an event without waiting (a read's, or a decision a durable event follows);
-        plain call, no coroutine: reads pay for this on every call."""
-        self.audit_logger.queue(
-            event,
-            user_id=user_id,
-            tier=tier,
-            target_id=target_id,
-            classification=classification,
-            outcome=outcome,
-            details=details,
-        )
+        plain call, no coroutine: reads pay for this on every call. A failure to write
+        earlier events refuses the call (see :meth:`AuditLogger.report_failures`)."""
+        try:
+            self.audit_logger.queue(
+                event,
+                user_id=user_id,
+                tier=tier,
+                target_id=target_id,
+                classification=classification,
+                outcome=outcome,
+                details=details,
+            )
+        except AuditLogError as exc:
+            if event not in _READ_EVENTS:
+                raise  # before the operation did anything: "this call was refused"
+            raise exc.retold(_READ_REFUSED) from None
 
     def audit_read(
         self,
@@ -476,8 +540,11 @@ class SecurityPipeline:
         classification: str | None,
     ) -> None:
         """:meth:`audit_queued` for a successful read (no details), positional: every
-        recall pays for this call."""
-        self.audit_logger.queue_read(event, user_id, tier, target_id, classification)
+        recall pays for this call (the ``try`` costs nothing until it catches)."""
+        try:
+            self.audit_logger.queue_read(event, user_id, tier, target_id, classification)
+        except AuditLogError as exc:
+            raise exc.retold(_READ_REFUSED) from None
 
     def audit_on_commit(
         self,
@@ -492,7 +559,13 @@ class SecurityPipeline:
         """A store commit hook that makes a write's final event durable right after the
         write's transaction, on the store's thread: no hand-off to the audit writer and
         back to the event loop, and one audit fsync for a whole group commit. The event
-        is validated now, and queued only once the write is durable."""
+        is validated now, and queued only once the write is durable.
+
+        A store with an outbox checks the log before its COMMIT (:meth:`AuditLogger.begin`)
+        and stores nothing if the log cannot take the event. Without one (or with
+        ``audit_sync=False``) an audit failure not yet reported refuses the write here,
+        before anything is stored; a failure after the commit says the write was stored.
+        """
         logger = self.audit_logger
         prepared = logger.prepare(
             event,
@@ -502,12 +575,24 @@ class SecurityPipeline:
             classification=classification,
             details=details,
         )
+        try:
+            logger.report_failures()  # no lock, nothing done, unless a failure waits
+        except AuditLogError as exc:
+            raise exc.retold(_WRITE_REFUSED) from None
+
+        def commit(ticket: AuditTicket) -> None:
+            try:
+                logger.commit(ticket)
+            except AuditLogError as exc:
+                raise exc.retold(_STORED_UNLOGGED, committed=True) from None
 
         def on_commit() -> Callable[[], None] | None:
-            ticket = logger.stage(prepared)
+            # After the commit: an earlier failure is left for a later call to report
+            # (this write must not be told it was refused).
+            ticket = logger.stage(prepared, report=False)
             if not logger.sync:  # audit_sync=False: queued only, like every other event
                 return None
-            return lambda: logger.commit(ticket)
+            return lambda: commit(ticket)
 
         if not logger.sync:
             return on_commit
