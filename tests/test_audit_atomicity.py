@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from attune.errors import AuditLogError, SecurityPipelineError
+from attune.errors import AuditLogError, PatternNotFoundError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import CommitHook, OutboxHook, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
@@ -147,9 +147,10 @@ async def test_a_promotion_the_log_cannot_take_stays_staged(
 async def test_concurrent_promotions_the_log_cannot_take_leave_the_pattern_staged(
     mock_config: MemoryConfig, fault: str
 ) -> None:
-    """Two promotions of one staged pattern in one group commit: the second one's insert
-    loses to the first inside the transaction. When the log refuses the first, the
-    second must not be told "already promoted" (which would drop the staged entry)."""
+    """Two promotions of one staged pattern at once: one claims it, the other loses the
+    claim. When the log refuses the claimer, nothing is stored, the loser is not told
+    "already promoted", and the entry stays staged for a retry. (Two inserts of one id
+    in one group commit are covered at the store level in test_audit_outbox.py.)"""
     async with _memory(mock_config) as mem:
         staged = await mem.stage_pattern({"content": "Review before merging"}, "process")
         await mem.long_term.count()  # type: ignore[attr-defined]
@@ -158,9 +159,12 @@ async def test_concurrent_promotions_the_log_cannot_take_leave_the_pattern_stage
         outcomes = await asyncio.gather(
             mem.promote_pattern(staged), mem.promote_pattern(staged), return_exceptions=True
         )
-        for outcome in outcomes:
-            assert isinstance(outcome, AuditLogError), outcome
-            _refused(outcome)
+        refused = [o for o in outcomes if isinstance(o, AuditLogError)]
+        assert len(refused) == 1, outcomes
+        _refused(refused[0])
+        (lost,) = [o for o in outcomes if o is not refused[0]]
+        assert isinstance(lost, PatternNotFoundError), lost
+        assert "already promoted" not in str(lost)
         assert _rows(mock_config) == []
         assert await mem.short_term.get_staged(staged) is not None
         _repair(_log(mock_config), fault)
