@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from attune._loop_local import LoopLocal
-from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.errors import ConfigurationError, CorruptRecordError, LongTermUnavailableError
 from attune.memory.long_term.protocol import (
     CommitHook,
     JournalWrite,
@@ -79,12 +79,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    3: (
+        # How each record was laid out and sealed (attune.memory.types.RECORD_FORMAT):
+        # rows written before this column existed are format 1, whose ciphertext does not
+        # authenticate the format; new rows bind it (and the encrypted flag) into theirs.
+        "ALTER TABLE patterns ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _COLUMNS = (
     "pattern_id, pattern_type, classification, created_by, created_at_ms, expires_at_ms, "
-    "metadata, content, encrypted, key_id, wrapped_key, nonce"
+    "metadata, content, encrypted, key_id, wrapped_key, nonce, format"
 )
 
 WriteOp = Callable[[sqlite3.Connection], Any]
@@ -94,7 +100,7 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 Queued = tuple["_Insert | WriteOp", "asyncio.Future[Any]"]
 #: A queued write's outcome: its result, or the error that failed it alone.
 Outcome = tuple[Any, BaseException | None]
-_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
 #: Replays an outbox's payloads into their journals (default: the audit log's replay).
 OutboxReplay = Callable[[list[str]], None]
@@ -228,7 +234,7 @@ class SQLiteLongTermStore:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version]:
-                    await db.execute(statement)
+                    await _apply(db, statement)
             if not rows:
                 await db.execute(
                     "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
@@ -507,6 +513,16 @@ class SQLiteLongTermStore:
         await self._conns.aclose()
 
 
+async def _apply(db: aiosqlite.Connection, statement: str) -> None:
+    """One migration statement; a column it adds that a file has already (its version row
+    was set back, or a later attune ran on it) is left as it is."""
+    try:
+        await db.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if not ("ADD COLUMN" in statement and "duplicate column name" in str(exc)):
+            raise
+
+
 def _audit_replay() -> OutboxReplay:
     """The default replay: the core's audit log (imported late: the store needs it only
     when rows are left over)."""
@@ -619,6 +635,7 @@ def _params(record: PatternRecord) -> tuple[Any, ...]:
         record.key_id,
         record.wrapped_key,
         record.nonce,
+        record.record_format,
     )
 
 
@@ -668,9 +685,17 @@ def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
 
 def _to_record(row: Any) -> PatternRecord:
     """A row of :data:`_COLUMNS` as a record. Every recall builds one: the tuple is made
-    directly, without the keyword frame of the NamedTuple's constructor."""
+    directly, without the keyword frame of the NamedTuple's constructor.
+
+    The encrypted flag decides how the record is read, so anything but INTEGER 0 / 1 there
+    is damage (:class:`CorruptRecordError`), not a truthy value."""
     fields = list(row)
-    fields[8] = bool(fields[8])  # stored as INTEGER 0 / 1
+    flag = fields[8]
+    if type(flag) is not int or (flag != 0 and flag != 1):
+        raise CorruptRecordError(
+            str(fields[0]), "its encrypted flag is neither 0 nor 1, so how to read it is unknown"
+        )
+    fields[8] = flag == 1
     record: PatternRecord = _new_tuple(PatternRecord, fields)
     return record
 
