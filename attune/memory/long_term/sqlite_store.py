@@ -29,6 +29,7 @@ import aiosqlite
 
 from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, CorruptRecordError, LongTermUnavailableError
+from attune.memory import store_marker
 from attune.memory.long_term.protocol import (
     CommitHook,
     JournalWrite,
@@ -155,9 +156,15 @@ class SQLiteLongTermStore:
         self._outbox_replay = outbox_replay
         self._migrated = False
         self._migrate_lock = threading.Lock()
-        self._conns: LoopLocal[_Connection] = LoopLocal(self._open, self._close)
+        self._conns: LoopLocal[_Connection] = LoopLocal(self._checked_open, self._close)
 
     # -- connections -----------------------------------------------------------------------
+
+    async def _checked_open(self) -> _Connection:
+        """:meth:`_open`, unless the file is missing or empty where a database existed
+        (:class:`ConfigurationError`, the file untouched): never a silent fresh store."""
+        store_marker.check_database(self.path)
+        return await self._open()
 
     async def _open(self) -> _Connection:
         try:
@@ -227,6 +234,8 @@ class SQLiteLongTermStore:
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             rows = list(await db.execute_fetchall("SELECT version FROM schema_version"))
             current = int(rows[0][0]) if rows else 0
+            if not rows:  # a new database: not where the directory says one existed
+                store_marker.refuse_schemaless_database(self.path)
             if current > SCHEMA_VERSION:
                 raise LongTermUnavailableError(
                     f"{self.path} has schema version {current}, newer than this attune "
@@ -245,6 +254,7 @@ class SQLiteLongTermStore:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
+        store_marker.note(self.path.parent, long_term=True)
         with self._migrate_lock:
             self._migrated = True
 

@@ -51,6 +51,7 @@ from attune.errors import (
     CorruptRecordError,
     DecryptionError,
 )
+from attune.memory import store_marker
 from attune.memory.config import Environment
 from attune.memory.security import randomness
 from attune.memory.types import RECORD_FORMAT, Classification
@@ -124,7 +125,10 @@ class KeyRing:
         """The ring of a deployment: ``ATTUNE_MASTER_KEY`` (active) plus the key file's keys.
 
         The key file is ``key_file`` or ``<storage_dir>/master.key``. In development, with
-        neither an environment key nor a key file, the file is created once with a new key.
+        neither an environment key nor a key file, the file is created once with a new key,
+        unless ``storage_dir`` shows data was encrypted there before (see
+        :mod:`attune.memory.store_marker`): then :class:`ConfigurationError` says how to
+        restore the key, and nothing is created.
         In staging and production the ring may stay empty: encrypting then raises
         :class:`ConfigurationError` while PUBLIC writes keep working.
         """
@@ -133,6 +137,8 @@ class KeyRing:
         env_key = _env_master_key()
         stored = _read_key_file_if_present(path)
         if stored is None and env_key is None and env is Environment.DEVELOPMENT:
+            # Never a silent new key over data encrypted under a lost one.
+            store_marker.check_new_key(storage_dir.expanduser(), path)
             stored = _create_key_file(path)
         ring = cls(key_file=path)
         if stored is not None:

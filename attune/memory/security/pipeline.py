@@ -33,6 +33,7 @@ from attune.errors import (
     SecurityPipelineError,
     ValidationError,
 )
+from attune.memory import store_marker
 from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import OutboxHook, PatternRecord, WrappedKey
@@ -74,6 +75,9 @@ def shared_keyring(storage_dir: Path, environment: str, key_file: Path | None) -
         ring = _keyrings.get(key)
         if ring is None:
             ring = KeyRing.load(storage_dir=key[0], environment=environment, key_file=key_file)
+            # Remember the keys in use here: losing them later is refused, not papered over.
+            if ring.key_ids:
+                store_marker.note(key[0], key_ids=ring.key_ids)
             _keyrings[key] = ring
         return ring
 
