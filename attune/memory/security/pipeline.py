@@ -344,49 +344,48 @@ class SecurityPipeline:
         :class:`~attune.errors.CorruptCiphertextError`); a missing or wrong master key raises
         :class:`DecryptionError`. Never a builtin exception, never garbage.
         """
-        if not record.encrypted:
+        # One unpacking instead of an attribute lookup per field: every recall runs this.
+        (pattern_id, _, label, _, _, _, metadata_json, stored, encrypted, key_id, wrapped_key,
+         nonce, record_format) = record  # fmt: skip
+        if not encrypted:
             # A plain record has no key material and is never SENSITIVE: a flipped flag
             # or label shows here, before its bytes are trusted as text.
             if (
-                record.key_id is not None
-                or record.nonce is not None
-                or record.wrapped_key is not None
-                or record.classification not in _PLAIN_LABELS
-                or record.record_format not in RECORD_FORMATS
+                key_id is not None
+                or nonce is not None
+                or wrapped_key is not None
+                or label not in _PLAIN_LABELS
+                or record_format not in RECORD_FORMATS
             ):
-                raise _inconsistent(record)
+                raise _inconsistent(pattern_id)
             try:
-                metadata = json.loads(record.metadata_json)
-                content: str = record.content.decode("utf-8")
+                metadata = json.loads(metadata_json)
+                content: str = stored.decode("utf-8")
             except (ValueError, TypeError, AttributeError, RecursionError):
                 raise CorruptRecordError(
-                    record.pattern_id, "its content is not UTF-8 text or its metadata is not JSON"
+                    pattern_id, "its content is not UTF-8 text or its metadata is not JSON"
                 ) from None
             if type(metadata) is not dict:  # persist writes an object
-                raise CorruptRecordError(record.pattern_id, "its metadata is not a JSON object")
+                raise CorruptRecordError(pattern_id, "its metadata is not a JSON object")
             return content, metadata
-        key_id, wrapped_key, nonce = record.key_id, record.wrapped_key, record.nonce
         if (
             type(key_id) is not str
             or type(wrapped_key) is not bytes
             or type(nonce) is not bytes
-            or type(record.content) is not bytes
-            or record.classification not in _LABELS
+            or type(stored) is not bytes
+            or label not in _LABELS
         ):
-            raise _inconsistent(record)
-        blob = EncryptedBlob(key_id, wrapped_key, nonce, record.content)
+            raise _inconsistent(pattern_id)
+        blob = EncryptedBlob(key_id, wrapped_key, nonce, stored)
         plaintext = self.cipher.decrypt(
-            blob,
-            record_id=record.pattern_id,
-            classification=record.classification,
-            record_format=record.record_format,
+            blob, record_id=pattern_id, classification=label, record_format=record_format
         )
         opened = _loads_object(plaintext)
         text = opened.get("content") if opened is not None else None
         fields = opened.get("metadata") if opened is not None else None
         if type(text) is not str or type(fields) is not dict:
             raise CorruptRecordError(
-                record.pattern_id, "its decrypted content is not the JSON attune writes"
+                pattern_id, "its decrypted content is not the JSON attune writes"
             )
         return text, fields
 
@@ -695,9 +694,9 @@ _STAGED_VISIBLE = ("pattern_id", "pattern_type", "staged_at", "expires_at")
 _UNNAMED_STAGED = "(a staged pattern without a readable id)"
 
 
-def _inconsistent(record: PatternRecord) -> CorruptRecordError:
+def _inconsistent(pattern_id: str) -> CorruptRecordError:
     return CorruptRecordError(
-        record.pattern_id,
+        pattern_id,
         "its encrypted flag, key material, classification or format do not agree (a flag "
         "or label was changed outside attune)",
     )
