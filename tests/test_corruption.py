@@ -437,3 +437,18 @@ async def test_a_sealed_entry_of_the_old_format_still_opens(
     assert (envelope["staged_by"], data) == ("a", {"content": "old"})
     with pytest.raises(CorruptRecordError):
         pipe.open_staged({**entry, "v": 2})
+
+
+async def test_a_corrupt_recall_is_audited_without_its_label(mock_config: MemoryConfig) -> None:
+    pattern_id = await stored(mock_config, "PUBLIC")
+    update(
+        mock_config, "UPDATE patterns SET classification = '<x>' WHERE pattern_id = ?", pattern_id
+    )
+    assert_corrupt(await recall_error(mock_config, pattern_id), pattern_id)
+    security_pipeline.close_shared()
+    lines = (mock_config.storage_dir / "audit.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    corrupt = [e for e in events if e["outcome"] == "corrupt"]
+    assert [(e["event"], e["target_id"], e["classification"]) for e in corrupt] == [
+        ("pattern.retrieve", pattern_id, None)
+    ]
