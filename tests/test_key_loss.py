@@ -9,6 +9,7 @@ afresh (every id recalled as None). Now a directory that shows it held data refu
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sqlite3
 from contextlib import closing
@@ -229,3 +230,37 @@ def test_the_demo_runs_twice_in_one_directory(
     security_pipeline.close_shared()
     assert main(["demo", "--storage-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("Audit log: audit log intact") == 2
+
+
+# -- the marker ----------------------------------------------------------------------------------
+
+
+async def test_the_marker_records_the_database_and_the_keys_in_use(
+    mock_config: MemoryConfig,
+) -> None:
+    await write_some(mock_config)
+    doc = json.loads((mock_config.storage_dir / MARKER).read_text())
+    key_file = json.loads((mock_config.storage_dir / "master.key").read_text())
+    assert doc["long_term"] is True
+    assert doc["key_ids"] == [key_file["active"]]
+    assert (mock_config.storage_dir / MARKER).stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("damage", [b"", b"{not json", b'{"long_term": true, "key_ids": "k"}'])
+async def test_a_damaged_marker_still_counts_and_is_repaired(
+    mock_config: MemoryConfig, damage: bytes
+) -> None:
+    storage = mock_config.storage_dir
+    public, _sensitive = await write_some(mock_config)
+    (storage / MARKER).write_bytes(damage)
+    async with memory(mock_config) as mem:  # everything present: works, marker rewritten
+        assert await mem.recall_pattern(public) is not None
+        await mem.persist_pattern("Patient intake", "clinical", classification="SENSITIVE")
+    security_pipeline.close_shared()
+    doc = json.loads((storage / MARKER).read_text())
+    assert doc["long_term"] is True and all(k.startswith("k_") for k in doc["key_ids"])
+    (storage / MARKER).write_bytes(damage)
+    (storage / "patterns.db").write_bytes(b"")
+    async with memory(mock_config) as mem:
+        with pytest.raises(ConfigurationError, match="0 bytes"):
+            await mem.recall_pattern(public)

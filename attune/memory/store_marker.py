@@ -56,6 +56,8 @@ _CHUNK = 1 << 20
 class Marker:
     long_term: bool
     key_ids: tuple[str, ...]
+    #: The file exists but cannot be parsed: it says the directory held everything.
+    damaged: bool = False
 
 
 def marker_path(storage_dir: Path) -> Path:
@@ -75,11 +77,13 @@ def read(storage_dir: Path) -> Marker | None:
         doc = json.loads(raw)
         long_term = doc["long_term"]
         key_ids = doc["key_ids"]
-        if type(long_term) is not bool or not all(type(k) is str for k in key_ids):
+        if type(long_term) is not bool or type(key_ids) is not list:
+            raise TypeError
+        if not all(type(k) is str for k in key_ids):
             raise TypeError
         return Marker(long_term, tuple(key_ids))
     except (ValueError, TypeError, KeyError):
-        return Marker(True, ("(unknown: the marker is damaged)",))
+        return Marker(True, ("(unknown: the marker is damaged)",), damaged=True)
 
 
 def note(storage_dir: Path, *, long_term: bool = False, key_ids: Iterable[str] = ()) -> None:
@@ -87,18 +91,19 @@ def note(storage_dir: Path, *, long_term: bool = False, key_ids: Iterable[str] =
     written loses this protection, not its data, so failures are logged, not raised."""
     wanted = tuple(key_ids)
     current = read(storage_dir)
-    known = current is not None and (current.long_term or not long_term)
-    if known and current is not None and set(wanted) <= set(current.key_ids):
+    if _covers(current, long_term, wanted):
         return  # the common case: nothing new, nothing written
     try:
         with _locked(storage_dir):
-            current = read(storage_dir) or Marker(False, ())
-            merged = Marker(
-                current.long_term or long_term,
-                tuple(dict.fromkeys((*current.key_ids, *wanted))),
-            )
-            if merged == current and marker_path(storage_dir).exists():
+            current = read(storage_dir)
+            if _covers(current, long_term, wanted):
                 return
+            base = Marker(False, ()) if current is None else current
+            if base.damaged:  # rewritten from what is known now, without made-up key ids
+                base = Marker(True, ())
+            merged = Marker(
+                base.long_term or long_term, tuple(dict.fromkeys((*base.key_ids, *wanted)))
+            )
             doc = {
                 "version": _VERSION,
                 "created_at": _created_at(storage_dir),
@@ -124,6 +129,13 @@ def _created_at(storage_dir: Path) -> str:
         if type(value) is str:
             return value
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _covers(marker: Marker | None, long_term: bool, key_ids: tuple[str, ...]) -> bool:
+    """Whether ``marker`` already records these facts."""
+    if marker is None or marker.damaged or (long_term and not marker.long_term):
+        return False
+    return set(key_ids) <= set(marker.key_ids)
 
 
 # -- the checks ---------------------------------------------------------------------------------
