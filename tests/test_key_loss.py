@@ -264,3 +264,24 @@ async def test_a_damaged_marker_still_counts_and_is_repaired(
     async with memory(mock_config) as mem:
         with pytest.raises(ConfigurationError, match="0 bytes"):
             await mem.recall_pattern(public)
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+async def test_outside_development_a_lost_key_is_named_not_replaced(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    """No key is ever created there; the error says to restore it (not to generate one)."""
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    _public, sensitive = await write_some(mock_config)
+    monkeypatch.delenv("ATTUNE_MASTER_KEY")
+    config = MemoryConfig(
+        environment=environment,
+        redis_url="redis://127.0.0.1:1/0",  # never reached: only the long-term tier is used
+        storage_dir=mock_config.storage_dir,
+    )
+    async with memory(config) as mem:
+        with pytest.raises(ConfigurationError, match="Restore the key file from a backup"):
+            await mem.recall_pattern(sensitive)
+        with pytest.raises(ConfigurationError, match="Restore the key file from a backup"):
+            await mem.persist_pattern("Patient intake", "clinical", classification="SENSITIVE")
+    assert not (mock_config.storage_dir / "master.key").exists()

@@ -13,8 +13,9 @@ The *marker*, ``<storage_dir>/attune-store.json``, records what the directory ha
 that were used here. It is written (merged, atomically, under a lock on the directory) the
 first time each fact becomes true, never on a hot path.
 
-Before creating a database over a missing or empty file, or a new development key, attune
-looks for evidence and refuses with :class:`ConfigurationError` when it finds any:
+Before creating a database over a missing or empty file, or going on without a master key
+(in development: creating a new one), attune looks for evidence and refuses with
+:class:`ConfigurationError` when it finds any:
 
 - the marker;
 - for a key: encrypted rows in ``patterns.db``;
@@ -185,9 +186,9 @@ def refuse_schemaless_database(db_path: Path) -> None:
         )
 
 
-def check_new_key(storage_dir: Path, key_file: Path) -> None:
-    """Refuse to create a new master key (development) when ``storage_dir`` shows data was
-    encrypted here under a key this process does not have."""
+def check_key_missing(storage_dir: Path, key_file: Path) -> None:
+    """Refuse to go on without a master key (development: to create a new one) when
+    ``storage_dir`` shows data was encrypted here under a key this process does not have."""
     found: list[str] = []
     marker = read(storage_dir)
     if marker is not None and marker.key_ids:
@@ -203,10 +204,10 @@ def check_new_key(storage_dir: Path, key_file: Path) -> None:
         raise ConfigurationError(
             f"the master key file {key_file} is missing and ATTUNE_MASTER_KEY is not set, "
             f"but {storage_dir} holds data encrypted with a master key ({'; '.join(found)}). "
-            "attune did not create a new key: that would leave the earlier encrypted records "
-            "unreadable. Restore the key file from a backup (or point ATTUNE_KEY_FILE at it), "
-            "or set ATTUNE_MASTER_KEY to the key. To start over deliberately, move the "
-            f"storage directory {storage_dir} aside"
+            "Those records cannot be read without it and a new key would not open them, so "
+            "attune created none. Restore the key file from a backup (or point "
+            "ATTUNE_KEY_FILE at it), or set ATTUNE_MASTER_KEY to the key. To start over "
+            f"deliberately, move the storage directory {storage_dir} aside"
         )
 
 

@@ -124,22 +124,22 @@ class KeyRing:
     def load(cls, *, storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
         """The ring of a deployment: ``ATTUNE_MASTER_KEY`` (active) plus the key file's keys.
 
-        The key file is ``key_file`` or ``<storage_dir>/master.key``. In development, with
-        neither an environment key nor a key file, the file is created once with a new key,
-        unless ``storage_dir`` shows data was encrypted there before (see
-        :mod:`attune.memory.store_marker`): then :class:`ConfigurationError` says how to
-        restore the key, and nothing is created.
-        In staging and production the ring may stay empty: encrypting then raises
-        :class:`ConfigurationError` while PUBLIC writes keep working.
+        The key file is ``key_file`` or ``<storage_dir>/master.key``. With neither an
+        environment key nor a key file where ``storage_dir`` shows data was encrypted before
+        (see :mod:`attune.memory.store_marker`), :class:`ConfigurationError` says how to
+        restore the key, and nothing is created. Otherwise, in development, the file is
+        created once with a new key; in staging and production the ring stays empty:
+        encrypting then raises :class:`ConfigurationError` while PUBLIC writes keep working.
         """
         env = _parse_environment(environment)
         path = (key_file if key_file is not None else storage_dir / KEY_FILE_NAME).expanduser()
         env_key = _env_master_key()
         stored = _read_key_file_if_present(path)
-        if stored is None and env_key is None and env is Environment.DEVELOPMENT:
-            # Never a silent new key over data encrypted under a lost one.
-            store_marker.check_new_key(storage_dir.expanduser(), path)
-            stored = _create_key_file(path)
+        if stored is None and env_key is None:
+            # Data encrypted here under a key that is gone: say so, never a silent new key.
+            store_marker.check_key_missing(storage_dir.expanduser(), path)
+            if env is Environment.DEVELOPMENT:
+                stored = _create_key_file(path)
         ring = cls(key_file=path)
         if stored is not None:
             ring._install_file(stored)
