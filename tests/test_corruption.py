@@ -365,6 +365,10 @@ def test_open_staged_accepts_raw_json_and_names_the_staged_id(pipe: SecurityPipe
     assert info.value.record_id == "stg_2"
     with pytest.raises(CorruptRecordError, match="stg_1"):
         pipe.open_staged({**PLAIN, "data": None})
+    with pytest.raises(CorruptRecordError, match="does not match") as info:
+        pipe.open_staged(PLAIN, staged_id="stg_other")  # an entry copied under another key
+    assert info.value.record_id == "stg_other"
+    assert pipe.open_staged(PLAIN, staged_id="stg_1")[0]["staged_by"] == "a"
 
 
 async def sealed_entry(config: MemoryConfig) -> dict[str, Any]:
