@@ -157,3 +157,11 @@ class AuditLogError(SecurityPipelineError):
 
 class DecryptionError(SecurityError):
     """A stored record could not be decrypted: wrong key, missing key, or tampered data."""
+
+
+class CorruptCiphertextError(CorruptRecordError, DecryptionError):
+    """An encrypted record's key opened, but its content (or nonce, or a field bound to it:
+    id, classification, format) failed authentication: the record was altered or damaged.
+
+    Both a :class:`CorruptRecordError` (damage, not a key problem: restore the record from
+    a backup or delete it) and a :class:`DecryptionError` (as tampered data was before)."""

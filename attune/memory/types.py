@@ -6,6 +6,14 @@ import enum
 
 from attune.errors import ValidationError
 
+#: How a long-term record (and a staged pattern's ``"v"``) is laid out and sealed.
+#: 1: before the version was stored; an encrypted record's content is authenticated together
+#: with its id and classification. 2: the format and the encrypted flag are authenticated
+#: too, so neither can be changed without the record failing to open.
+RECORD_FORMAT = 2
+#: Every format this version reads.
+RECORD_FORMATS = frozenset((1, 2))
+
 
 class Classification(enum.StrEnum):
     """How sensitive a long-term pattern is; decides encryption and retention."""

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from attune.errors import (
     AttuneError,
+    CorruptRecordError,
     PatternNotFoundError,
     SecretsDetectedError,
     ValidationError,
@@ -153,8 +154,16 @@ class AsyncUnifiedMemory:
         """The value stashed under ``key`` (by this agent, or by ``agent_id``), or None."""
         await self._require("retrieve")
         key = validation.check_key(key, self.config.max_key_length)
-        payload = await self.short_term.retrieve(self._agent(agent_id), key)
-        return None if payload is None else json.loads(payload)
+        agent = self._agent(agent_id)
+        payload = await self.short_term.retrieve(agent, key)
+        if payload is None:
+            return None
+        try:
+            return json.loads(payload)
+        except (ValueError, TypeError, RecursionError):  # written past attune: not its JSON
+            raise CorruptRecordError(
+                key, f"the value stashed under this key by agent {agent!r} is not valid JSON"
+            ) from None
 
     async def forget(self, key: str) -> bool:
         """Remove this agent's value under ``key``; True if it existed."""
@@ -438,7 +447,17 @@ class AsyncUnifiedMemory:
         record = await self.long_term.get(pattern_id, _now_ms())
         if record is None:
             return None
-        content, metadata = self.pipeline.unseal(record)
+        try:
+            content, metadata = self.pipeline.unseal(record)
+        except CorruptRecordError:
+            self.pipeline.audit_queued(  # tampering shows in the audit log, not only here
+                "pattern.retrieve",
+                user_id=self.user_id,
+                tier=self.access_tier.name,
+                target_id=pattern_id,
+                outcome="corrupt",
+            )
+            raise
         # A read: its event is queued, not waited for. ``_name_``: the member's name
         # without the ``name`` property's call.
         self.pipeline.audit_read(

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from attune.memory.types import RECORD_FORMAT
+
 #: Run by the store right after the transaction holding a new record committed, on the
 #: store's own thread (it may block); it may return a completion, which the store runs
 #: once every hook of that transaction has run, so work for many records can be shared
@@ -86,13 +88,17 @@ class PatternRecord(NamedTuple):
     key_id: str | None = None
     wrapped_key: bytes | None = None
     nonce: bytes | None = None
+    #: How it was laid out and sealed (:data:`~attune.memory.types.RECORD_FORMAT`); records
+    #: stored before the format existed read back as 1.
+    record_format: int = RECORD_FORMAT
 
     def __repr__(self) -> str:  # content and key material stay out of logs and tracebacks
         return (
             f"PatternRecord(pattern_id={self.pattern_id!r}, pattern_type={self.pattern_type!r}, "
             f"classification={self.classification!r}, created_by={self.created_by!r}, "
             f"created_at_ms={self.created_at_ms!r}, expires_at_ms={self.expires_at_ms!r}, "
-            f"encrypted={self.encrypted!r}, key_id={self.key_id!r})"
+            f"encrypted={self.encrypted!r}, key_id={self.key_id!r}, "
+            f"record_format={self.record_format!r})"
         )
 
 

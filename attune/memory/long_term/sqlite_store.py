@@ -28,7 +28,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from attune._loop_local import LoopLocal
-from attune.errors import AuditLogError, ConfigurationError, LongTermUnavailableError
+from attune.errors import (
+    AuditLogError,
+    ConfigurationError,
+    CorruptRecordError,
+    LongTermUnavailableError,
+)
+from attune.memory import store_marker
 from attune.memory.long_term.protocol import (
     CommitHook,
     JournalWrite,
@@ -79,12 +85,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    3: (
+        # How each record was laid out and sealed (attune.memory.types.RECORD_FORMAT):
+        # rows written before this column existed are format 1, whose ciphertext does not
+        # authenticate the format; new rows bind it (and the encrypted flag) into theirs.
+        "ALTER TABLE patterns ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _COLUMNS = (
     "pattern_id, pattern_type, classification, created_by, created_at_ms, expires_at_ms, "
-    "metadata, content, encrypted, key_id, wrapped_key, nonce"
+    "metadata, content, encrypted, key_id, wrapped_key, nonce, format"
 )
 
 WriteOp = Callable[[sqlite3.Connection], Any]
@@ -94,7 +106,7 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 Queued = tuple["_Insert | WriteOp", "asyncio.Future[Any]"]
 #: A queued write's outcome: its result, or the error that failed it alone.
 Outcome = tuple[Any, BaseException | None]
-_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
 #: Replays an outbox's payloads into their journals (default: the audit log's replay).
 OutboxReplay = Callable[[list[str]], None]
@@ -149,9 +161,15 @@ class SQLiteLongTermStore:
         self._outbox_replay = outbox_replay
         self._migrated = False
         self._migrate_lock = threading.Lock()
-        self._conns: LoopLocal[_Connection] = LoopLocal(self._open, self._close)
+        self._conns: LoopLocal[_Connection] = LoopLocal(self._checked_open, self._close)
 
     # -- connections -----------------------------------------------------------------------
+
+    async def _checked_open(self) -> _Connection:
+        """:meth:`_open`, unless the file is missing or empty where a database existed
+        (:class:`ConfigurationError`, the file untouched): never a silent fresh store."""
+        store_marker.check_database(self.path)
+        return await self._open()
 
     async def _open(self) -> _Connection:
         try:
@@ -221,6 +239,8 @@ class SQLiteLongTermStore:
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             rows = list(await db.execute_fetchall("SELECT version FROM schema_version"))
             current = int(rows[0][0]) if rows else 0
+            if not rows:  # a new database: not where the directory says one existed
+                store_marker.refuse_schemaless_database(self.path)
             if current > SCHEMA_VERSION:
                 raise LongTermUnavailableError(
                     f"{self.path} has schema version {current}, newer than this attune "
@@ -228,7 +248,7 @@ class SQLiteLongTermStore:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version]:
-                    await db.execute(statement)
+                    await _apply(db, statement)
             if not rows:
                 await db.execute(
                     "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
@@ -239,6 +259,7 @@ class SQLiteLongTermStore:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
+        store_marker.note(self.path.parent, long_term=True)
         with self._migrate_lock:
             self._migrated = True
 
@@ -538,6 +559,16 @@ class SQLiteLongTermStore:
         await self._conns.aclose()
 
 
+async def _apply(db: aiosqlite.Connection, statement: str) -> None:
+    """One migration statement; a column it adds that a file has already (its version row
+    was set back, or a later attune ran on it) is left as it is."""
+    try:
+        await db.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if not ("ADD COLUMN" in statement and "duplicate column name" in str(exc)):
+            raise
+
+
 def _audit_replay() -> OutboxReplay:
     """The default replay: the core's audit log (imported late: the store needs it only
     when rows are left over)."""
@@ -696,6 +727,7 @@ def _params(record: PatternRecord) -> tuple[Any, ...]:
         record.key_id,
         record.wrapped_key,
         record.nonce,
+        record.record_format,
     )
 
 
@@ -745,9 +777,17 @@ def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
 
 def _to_record(row: Any) -> PatternRecord:
     """A row of :data:`_COLUMNS` as a record. Every recall builds one: the tuple is made
-    directly, without the keyword frame of the NamedTuple's constructor."""
+    directly, without the keyword frame of the NamedTuple's constructor.
+
+    The encrypted flag decides how the record is read, so anything but INTEGER 0 / 1 there
+    is damage (:class:`CorruptRecordError`), not a truthy value."""
     fields = list(row)
-    fields[8] = bool(fields[8])  # stored as INTEGER 0 / 1
+    flag = fields[8]
+    if type(flag) is not int or (flag != 0 and flag != 1):
+        raise CorruptRecordError(
+            str(fields[0]), "its encrypted flag is neither 0 nor 1, so how to read it is unknown"
+        )
+    fields[8] = flag == 1
     record: PatternRecord = _new_tuple(PatternRecord, fields)
     return record
 

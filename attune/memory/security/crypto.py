@@ -1,8 +1,11 @@
 """Envelope encryption (AES-256-GCM) and master-key management.
 
 Every record gets its own random 256-bit *data key*. The content is encrypted with it
-(AES-GCM, random 96-bit nonce) and the associated data binds the record id and the
-classification, so a blob copied onto another record or relabelled does not open. The data
+(AES-GCM, random 96-bit nonce) and the associated data binds the record id, the
+classification and (record format 2 on) the record's format version and its encrypted flag,
+so a blob copied onto another record, relabelled, or read under another format does not
+open. Format 1 records (written before the format was stored) keep their own associated
+data and stay readable. The data
 key is then *wrapped* by the ring's active *master key* (AES-GCM again, own random nonce,
 stored as ``wrap_nonce || ciphertext+tag``); that associated data also binds the master key
 id. Encodings of associated data are length-prefixed, so they are unambiguous.
@@ -42,10 +45,16 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from attune.errors import ConfigurationError, DecryptionError
+from attune.errors import (
+    ConfigurationError,
+    CorruptCiphertextError,
+    CorruptRecordError,
+    DecryptionError,
+)
+from attune.memory import store_marker
 from attune.memory.config import Environment
 from attune.memory.security import randomness
-from attune.memory.types import Classification
+from attune.memory.types import RECORD_FORMAT, Classification
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +67,12 @@ _TAG_BYTES = 16
 _WRAPPED_BYTES = _NONCE_BYTES + _KEY_BYTES + _TAG_BYTES
 _FILE_VERSION = 1
 _CONTENT_AAD = b"attune.content.v1"
+#: Format 2 on: the purpose names the format, and the format and the encrypted flag (always
+#: set for a record that is decrypted) follow the id and the classification.
+_CONTENT_AAD_V2 = b"attune.content.v2"
+_FLAG_AND_FORMAT_V2 = b"".join(
+    len(part).to_bytes(4, "big") + part for part in (b"format=2", b"encrypted=1")
+)
 _WRAP_AAD = b"attune.wrap.v1"
 _GENERATE_HINT = (
     "generate one with `openssl rand -base64 32` or "
@@ -109,17 +124,22 @@ class KeyRing:
     def load(cls, *, storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
         """The ring of a deployment: ``ATTUNE_MASTER_KEY`` (active) plus the key file's keys.
 
-        The key file is ``key_file`` or ``<storage_dir>/master.key``. In development, with
-        neither an environment key nor a key file, the file is created once with a new key.
-        In staging and production the ring may stay empty: encrypting then raises
-        :class:`ConfigurationError` while PUBLIC writes keep working.
+        The key file is ``key_file`` or ``<storage_dir>/master.key``. With neither an
+        environment key nor a key file where ``storage_dir`` shows data was encrypted before
+        (see :mod:`attune.memory.store_marker`), :class:`ConfigurationError` says how to
+        restore the key, and nothing is created. Otherwise, in development, the file is
+        created once with a new key; in staging and production the ring stays empty:
+        encrypting then raises :class:`ConfigurationError` while PUBLIC writes keep working.
         """
         env = _parse_environment(environment)
         path = (key_file if key_file is not None else storage_dir / KEY_FILE_NAME).expanduser()
         env_key = _env_master_key()
         stored = _read_key_file_if_present(path)
-        if stored is None and env_key is None and env is Environment.DEVELOPMENT:
-            stored = _create_key_file(path)
+        if stored is None and env_key is None:
+            # Data encrypted here under a key that is gone: say so, never a silent new key.
+            store_marker.check_key_missing(storage_dir.expanduser(), path)
+            if env is Environment.DEVELOPMENT:
+                stored = _create_key_file(path)
         ring = cls(key_file=path)
         if stored is not None:
             ring._install_file(stored)
@@ -429,33 +449,49 @@ class EnvelopeCipher:
         self.ring = ring
 
     def encrypt(
-        self, plaintext: bytes, *, record_id: str, classification: str | Classification
+        self,
+        plaintext: bytes,
+        *,
+        record_id: str,
+        classification: str | Classification,
+        record_format: int = RECORD_FORMAT,
     ) -> EncryptedBlob:
         label = _label(classification)
+        aad = _content_aad(record_id, label, record_format)
         kid, master = self.ring._active_key()
         # One draw for the data key and both nonces, from the block-buffered OS source (a
         # syscall each would cost more than the encryption of a small record).
         fresh = randomness.token_bytes(_KEY_BYTES + 2 * _NONCE_BYTES)
         data_key, nonce = fresh[:_KEY_BYTES], fresh[_KEY_BYTES : _KEY_BYTES + _NONCE_BYTES]
         wrap_nonce = fresh[_KEY_BYTES + _NONCE_BYTES :]
-        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _content_aad(record_id, label))
+        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, aad)
         wrapped = _wrap(master, kid, data_key, record_id, label, wrap_nonce)
         return EncryptedBlob(kid, wrapped, nonce, ciphertext)
 
     def decrypt(
-        self, blob: EncryptedBlob, *, record_id: str, classification: str | Classification
+        self,
+        blob: EncryptedBlob,
+        *,
+        record_id: str,
+        classification: str | Classification,
+        record_format: int = RECORD_FORMAT,
     ) -> bytes:
+        """The plaintext. A missing or wrong master key raises :class:`DecryptionError`;
+        bytes that fail authentication once the data key opened (content, nonce, or the
+        format / id / classification bound to them) raise :class:`CorruptCiphertextError`."""
         label = _label(classification)
+        aad = _content_aad(record_id, label, record_format)
         data_key = self._unwrap(blob, record_id, label)
         if not _has_length(blob.nonce, _NONCE_BYTES):
-            raise DecryptionError(_tampered(record_id, "its nonce is malformed"))
+            raise CorruptCiphertextError(record_id, _altered("its nonce is malformed"))
+        if not isinstance(blob.ciphertext, bytes):
+            raise CorruptCiphertextError(record_id, _altered("its ciphertext is not bytes"))
         try:
-            return AESGCM(data_key).decrypt(
-                blob.nonce, blob.ciphertext, _content_aad(record_id, label)
-            )
+            return AESGCM(data_key).decrypt(blob.nonce, blob.ciphertext, aad)
         except InvalidTag:
-            raise DecryptionError(
-                _tampered(record_id, "its ciphertext or nonce failed authentication")
+            raise CorruptCiphertextError(
+                record_id,
+                _altered("its ciphertext, nonce or format failed authentication"),
             ) from None
 
     def rewrap(
@@ -485,7 +521,7 @@ class EnvelopeCipher:
             )
         wrapped = blob.wrapped_key
         if not _has_length(wrapped, _WRAPPED_BYTES):
-            raise DecryptionError(_tampered(record_id, "its wrapped data key is malformed"))
+            raise CorruptCiphertextError(record_id, _altered("its wrapped data key is malformed"))
         aad = _wrap_aad(record_id, label, blob.key_id)
         try:
             return AESGCM(master).decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], aad)
@@ -506,11 +542,8 @@ def _has_length(value: object, length: int) -> bool:
     return isinstance(value, bytes) and len(value) == length
 
 
-def _tampered(record_id: str, what: str) -> str:
-    return (
-        f"cannot decrypt record {record_id!r}: {what}, so the stored record was altered or "
-        "corrupted (or belongs to another record). Restore it from a backup"
-    )
+def _altered(what: str) -> str:
+    return f"{what}, so the stored record was altered or damaged, or belongs to another record"
 
 
 def _wrap(
@@ -520,8 +553,15 @@ def _wrap(
     return nonce + AESGCM(master).encrypt(nonce, data_key, _wrap_aad(record_id, label, kid))
 
 
-def _content_aad(record_id: str, label: str) -> bytes:
-    return _aad(_CONTENT_AAD, record_id, label)
+def _content_aad(record_id: str, label: str, record_format: object) -> bytes:
+    """The content's associated data for a record of ``record_format``."""
+    if record_format == 2 and type(record_format) is int:
+        return _aad(_CONTENT_AAD_V2, record_id, label) + _FLAG_AND_FORMAT_V2
+    if record_format == 1 and type(record_format) is int:
+        return _aad(_CONTENT_AAD, record_id, label)
+    raise CorruptRecordError(
+        str(record_id), "its stored format version is not one this version of attune reads"
+    )
 
 
 def _wrap_aad(record_id: str, label: str, kid: str) -> bytes:
