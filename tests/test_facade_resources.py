@@ -3,9 +3,21 @@ sharing idiom of the seed (``EmpathyOS(short_term_memory=other.short_term_memory
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from attune import AsyncEmpathyOS, EmpathyOS, ValidationError
@@ -103,3 +115,184 @@ def test_facade_takes_long_term_and_pipeline_like_the_core(mock_config: MemoryCo
     with UnifiedMemory("b", mock_config, long_term=store) as other:
         assert other.recall_pattern(stored["pattern_id"]) is not None
     run_sync(store.aclose())
+
+
+# -- item 11: resources of the blocking facade ---------------------------------------------------
+
+
+def _sqlite_threads() -> list[threading.Thread]:
+    """aiosqlite's connection threads (0.20: the connection is the thread; later: a worker)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if isinstance(t, aiosqlite.Connection) or "_connection_worker_thread" in t.name
+    ]
+
+
+def _fds(path: Path | None = None) -> int:
+    """Open file descriptors of this process (those open on ``path`` only, if given)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        count += path is None or target == str(path)
+    return count
+
+
+def _entries(mem: UnifiedMemory) -> int:
+    core = mem.async_memory
+    return len(core.long_term._conns) + len(core.short_term._clients)  # type: ignore[attr-defined]
+
+
+def _use(mem: UnifiedMemory, i: int) -> str:
+    mem.stash(f"k{i}", i)
+    stored = mem.persist_pattern(f"Pattern number {i}", "misc")
+    recalled = mem.recall_pattern(stored["pattern_id"])
+    assert recalled is not None and recalled["content"] == f"Pattern number {i}"
+    return str(stored["pattern_id"])
+
+
+@pytest.mark.parametrize("concurrent", [False, True], ids=["one_after_another", "together"])
+def test_threads_that_ended_release_their_resources(config: MemoryConfig, concurrent: bool) -> None:
+    before = len(_sqlite_threads())
+    mem = UnifiedMemory("agent", config)
+    db_file = mem.async_memory.long_term.path  # type: ignore[attr-defined]
+    ids = [_use(mem, 0)]  # the baseline: one thread (this one) has used the facade
+    gc.collect()
+    threads0, fds0, entries0 = len(_sqlite_threads()), _fds(), _entries(mem)
+    db_fds0 = _fds(db_file)
+    active0 = threading.active_count()
+    assert threads0 == before + 1 and entries0 == 2
+
+    workers = [threading.Thread(target=lambda i=i: ids.append(_use(mem, i))) for i in range(1, 21)]
+    for t in workers:
+        t.start()
+        if not concurrent:
+            t.join()
+    for t in workers:
+        t.join()
+    gc.collect()
+
+    assert len(ids) == 21
+    assert len(_sqlite_threads()) == threads0
+    assert _entries(mem) == entries0
+    assert threading.active_count() == active0
+    if concurrent:
+        # SQLite keeps the descriptor of a closed connection open while another connection
+        # of the process holds a lock on the file (closing it would drop that lock), and
+        # hands it to the next connection it opens: at most one per connection that was
+        # open at once. Everything else is back to the baseline.
+        assert _fds() - _fds(db_file) <= fds0 - db_fds0 + 2
+        assert _fds(db_file) <= db_fds0 + 20
+    else:
+        assert _fds() <= fds0 + 2
+    # Nothing written by the threads was lost when their connections closed, and their
+    # connections settled their audit outbox as close() does: the log has the events
+    # (fsynced), so only the rows of this thread's own open connection may be left.
+    with contextlib.closing(sqlite3.connect(db_file)) as raw:
+        assert raw.execute("SELECT count(*) FROM audit_outbox").fetchone()[0] <= 1
+    logged = mem.async_memory.pipeline.audit_logger.query(event_type="pattern.store")
+    assert sorted(e["target_id"] for e in logged) == sorted(ids)
+    assert all(mem.recall_pattern(pattern_id) is not None for pattern_id in ids)
+    assert all(mem.retrieve(f"k{i}") == i for i in range(21))
+    mem.close()
+    assert len(_sqlite_threads()) == before
+    assert _fds(db_file) == 0
+
+
+def test_close_inside_async_def_after_awaiting_the_core(config: MemoryConfig) -> None:
+    mem = UnifiedMemory("agent", config)
+    core = mem.async_memory
+    threads0 = len(_sqlite_threads())
+
+    async def main() -> tuple[float, str, Any]:
+        await core.stash("k", 1)
+        stored = await core.persist_pattern("Closing never stalls", "misc")
+        db = core.long_term._conns.peek().db  # type: ignore[attr-defined]
+        started = time.monotonic()
+        mem.close()
+        elapsed = time.monotonic() - started
+        assert db._connection is None  # closed by the time close() returned
+        assert len(_sqlite_threads()) == threads0
+        await asyncio.sleep(0.05)  # this loop's Redis client closes once the loop runs again
+        return elapsed, str(stored["pattern_id"]), db
+
+    elapsed, pattern_id, _db = asyncio.run(main())
+    assert elapsed < 1.0
+    assert _entries(mem) == 0
+    with UnifiedMemory("agent", config) as again:
+        assert again.recall_pattern(pattern_id) is not None
+        assert again.retrieve("k") == 1
+
+
+def test_close_inside_async_def_after_blocking_calls(config: MemoryConfig) -> None:
+    """The blocking calls ran on the portal; close() from the same loop closes them there."""
+    mem = UnifiedMemory("agent", config)
+
+    async def main() -> float:
+        _use(mem, 1)
+        await mem.async_memory.stash("own_loop", 1)
+        started = time.monotonic()
+        mem.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 1.0
+    assert _entries(mem) == 0
+
+
+def test_close_from_a_plain_thread_with_other_threads_idle(config: MemoryConfig) -> None:
+    """Threads that used the facade and still live (a pool): close() does not wait on them."""
+    before = len(_sqlite_threads())
+    mem = UnifiedMemory("agent", config)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: _use(mem, i), range(8)))
+        started = time.monotonic()
+        mem.close()
+        assert time.monotonic() - started < 1.0
+        assert _entries(mem) == 0
+        assert len(_sqlite_threads()) == before
+
+
+_FORGETFUL_SCRIPT = """
+import sys, threading
+from attune import EmpathyOS
+from attune.memory import MemoryConfig, UnifiedMemory
+config = MemoryConfig(redis_mock=True, storage_dir=sys.argv[1])
+agent = EmpathyOS(user_id="script", config=config)
+mem = UnifiedMemory("script", config)
+ids = [agent.persist_pattern("Written by the main thread", "misc")["pattern_id"]]
+assert agent.recall_pattern(ids[0]) is not None
+worker = threading.Thread(
+    target=lambda: ids.append(mem.persist_pattern("Written by a worker", "misc")["pattern_id"])
+)
+worker.start()
+worker.join()
+def also():
+    ids.append(agent.persist_pattern("Also", "misc")["pattern_id"])
+other = threading.Thread(target=also)
+other.start()
+other.join()
+ids.append(mem.persist_pattern("Written last", "misc")["pattern_id"])
+print(" ".join(ids))
+# no close(): the interpreter must still exit
+"""
+
+
+def test_a_script_that_forgets_close_exits(tmp_path: Path) -> None:
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", _FORGETFUL_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert time.monotonic() - started < 15
+    assert "Traceback" not in out.stderr, out.stderr
+    ids = out.stdout.split()
+    assert len(ids) == 4
+    config = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
+    with UnifiedMemory("script", config) as mem:
+        assert all(mem.recall_pattern(pattern_id) is not None for pattern_id in ids)
