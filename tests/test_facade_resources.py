@@ -296,3 +296,14 @@ def test_a_script_that_forgets_close_exits(tmp_path: Path) -> None:
     config = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
     with UnifiedMemory("script", config) as mem:
         assert all(mem.recall_pattern(pattern_id) is not None for pattern_id in ids)
+
+
+def test_an_aiosqlite_without_the_internals_the_store_drives_is_refused() -> None:
+    from attune.errors import LongTermUnavailableError
+    from attune.memory.long_term.sqlite_store import _check_api
+
+    class Lacking:  # no worker thread: a forgotten close() could not be made to exit
+        async def _execute(self, *args: Any) -> None: ...
+
+    with pytest.raises(LongTermUnavailableError, match="pyproject"):
+        _check_api(Lacking())  # type: ignore[arg-type]

@@ -523,8 +523,9 @@ async def _close_connection(conn: _Connection) -> None:
         thread = _worker_thread(conn.db)
         # Its last job is done: it ends within microseconds (waited for, so a closed
         # store leaves no thread behind; bounded, in case it is stuck in a callback).
-        deadline = time.monotonic() + 2.0
-        while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+        for _ in range(4000):  # 2 s at most
+            if thread is None or not thread.is_alive():
+                break
             await asyncio.sleep(0.0005)
 
 
