@@ -202,6 +202,11 @@ def test_threads_that_ended_release_their_resources(config: MemoryConfig, concur
     assert _fds(db_file) == 0
 
 
+def _connected(pool: Any) -> int:
+    conns = [*pool._available_connections, *pool._in_use_connections]
+    return sum(1 for c in conns if c.is_connected)
+
+
 def test_close_inside_async_def_after_awaiting_the_core(config: MemoryConfig) -> None:
     mem = UnifiedMemory("agent", config)
     core = mem.async_memory
@@ -211,12 +216,16 @@ def test_close_inside_async_def_after_awaiting_the_core(config: MemoryConfig) ->
         await core.stash("k", 1)
         stored = await core.persist_pattern("Closing never stalls", "misc")
         db = core.long_term._conns.peek().db  # type: ignore[attr-defined]
+        pool = core.short_term._clients.peek().redis.connection_pool  # type: ignore[attr-defined]
+        real = core.short_term.backend == "redis"  # the stand-in never disconnects
+        assert not real or _connected(pool) > 0
         started = time.monotonic()
         mem.close()
         elapsed = time.monotonic() - started
         assert db._connection is None  # closed by the time close() returned
         assert len(_sqlite_threads()) == threads0
         await asyncio.sleep(0.05)  # this loop's Redis client closes once the loop runs again
+        assert not real or _connected(pool) == 0
         return elapsed, str(stored["pattern_id"]), db
 
     elapsed, pattern_id, _db = asyncio.run(main())
