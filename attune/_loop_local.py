@@ -68,17 +68,21 @@ class LoopLocal(Generic[T]):
         last = self._last
         if last is not None and last[0]() is loop:
             return last[1]
+        stale: list[asyncio.AbstractEventLoop] = []
         with self._lock:
             fut = self._items.get(loop)
             owner = fut is None
             if fut is None:
                 fut = loop.create_future()
                 self._items[loop] = fut
+                stale = [other for other in self._items if other.is_closed()]
         if not owner:
             value = await asyncio.shield(fut)
             self._last = (weakref.ref(loop), value)
             return value
         try:
+            if stale:  # loops closed by their owners (asyncio.run): release theirs first
+                await self._release_closed(stale)
             value = await self._create()
         except BaseException as exc:
             with self._lock:
@@ -147,6 +151,14 @@ class LoopLocal(Generic[T]):
             # cannot: the resource is dropped, and its sockets close when collected.
             with contextlib.suppress(RuntimeError):
                 owner.call_soon_threadsafe(_start_close, self._close, value)
+
+    async def _release_closed(self, loops: list[asyncio.AbstractEventLoop]) -> None:
+        """Release the resources of loops that were closed (a closed loop cannot run its
+        own close; its entry would otherwise keep it, and its resource, alive)."""
+        for loop in loops:
+            for owner, value in self._take(loop):
+                with contextlib.suppress(Exception):  # not this caller's failure
+                    await self._release(owner, value)
 
     async def aclose(self) -> None:
         """Close every resource, from this loop, without waiting on any other loop.

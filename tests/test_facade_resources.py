@@ -245,7 +245,9 @@ def test_close_inside_async_def_after_blocking_calls(config: MemoryConfig) -> No
         await mem.async_memory.stash("own_loop", 1)
         started = time.monotonic()
         mem.close()
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.05)  # this loop's Redis client closes once the loop runs again
+        return elapsed
 
     assert asyncio.run(main()) < 1.0
     assert _entries(mem) == 0
@@ -316,3 +318,23 @@ def test_an_aiosqlite_without_the_internals_the_store_drives_is_refused() -> Non
 
     with pytest.raises(LongTermUnavailableError, match="pyproject"):
         _check_api(Lacking())  # type: ignore[arg-type]
+
+
+def test_connections_of_closed_loops_are_released_by_the_next_loop(config: MemoryConfig) -> None:
+    """``asyncio.run`` per call (or a test framework's loop per test): a loop that was closed
+    cannot close its own connections; the next loop that uses the store releases them."""
+    before = len(_sqlite_threads())
+    core = AsyncUnifiedMemory("agent", config)
+    ids = [
+        asyncio.run(core.persist_pattern(f"Run number {i}", "misc"))["pattern_id"] for i in range(6)
+    ]
+    assert len(_sqlite_threads()) == before + 1  # the last loop's
+    assert len(core.long_term._conns) == 1  # type: ignore[attr-defined]
+
+    async def last() -> None:
+        for pattern_id in ids:
+            assert await core.recall_pattern(pattern_id) is not None
+        await core.aclose()
+
+    asyncio.run(last())
+    assert len(_sqlite_threads()) == before
