@@ -338,3 +338,29 @@ def test_connections_of_closed_loops_are_released_by_the_next_loop(config: Memor
 
     asyncio.run(last())
     assert len(_sqlite_threads()) == before
+
+
+def test_blocking_calls_and_close_from_the_portal_itself(config: MemoryConfig) -> None:
+    """Code running on the portal (say, a callback of attune's own) that calls the blocking
+    API: the portal cannot wait on itself, so the call runs on a thread of its own."""
+    from attune import _runner
+
+    before = len(_sqlite_threads())
+    mem = UnifiedMemory("agent", config)
+
+    async def on_portal() -> object:
+        mem.stash("p", 1)
+        value = mem.retrieve("p")
+        started = time.monotonic()
+        mem.close()
+        assert time.monotonic() - started < 1.0
+        return value
+
+    async def main() -> object:
+        _use(mem, 1)  # blocking calls inside a loop: they run on the portal
+        portal = asyncio.run_coroutine_threadsafe(on_portal(), _runner._portal())
+        return await asyncio.wait_for(asyncio.wrap_future(portal), 10)
+
+    assert asyncio.run(main()) == 1
+    assert _entries(mem) == 0
+    assert len(_sqlite_threads()) == before
