@@ -41,7 +41,12 @@ def get_redis_memory(
 
 
 class AsyncEmpathyOS:
-    """One agent with two-tier memory; every operation is awaitable."""
+    """One agent with two-tier memory; every operation is awaitable.
+
+    ``short_term_memory`` shares one short-term store between agents: a store
+    (:func:`get_redis_memory`), or another agent or memory object whose store to use
+    (``short_term_memory=other.memory``). The agent that created a store closes it.
+    """
 
     def __init__(
         self,
@@ -114,7 +119,11 @@ class AsyncEmpathyOS:
 
 
 class EmpathyOS:
-    """Blocking face of :class:`AsyncEmpathyOS`; same methods, same arguments."""
+    """Blocking face of :class:`AsyncEmpathyOS`; same methods, same arguments.
+
+    Usable from any thread: each thread runs the calls on an event loop of its own, whose
+    connections are released when the thread ends; :meth:`close` releases the rest.
+    """
 
     def __init__(
         self,

@@ -304,6 +304,9 @@ def test_a_script_that_forgets_close_exits(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr, out.stderr
     ids = out.stdout.split()
     assert len(ids) == 4
+    # The audit writer was flushed at exit (before anything here reopens the store).
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert sum('"event":"pattern.store"' in line for line in lines) == 4
     config = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
     with UnifiedMemory("script", config) as mem:
         assert all(mem.recall_pattern(pattern_id) is not None for pattern_id in ids)

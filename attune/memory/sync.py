@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 
 class UnifiedMemory:
-    """Blocking face of :class:`AsyncUnifiedMemory`; same methods, same arguments."""
+    """Blocking face of :class:`AsyncUnifiedMemory`; same methods, same arguments.
+
+    Usable from any thread: each thread runs the calls on an event loop of its own, whose
+    connections are released when the thread ends; :meth:`close` releases the rest.
+    """
 
     def __init__(
         self,
