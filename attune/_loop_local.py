@@ -30,6 +30,17 @@ _registry: weakref.WeakSet[LoopLocal[Any]] = weakref.WeakSet()
 _registry_lock = threading.Lock()
 #: Close tasks handed to other loops (a loop keeps only a weak reference to its tasks).
 _handed_off: set[asyncio.Task[None]] = set()
+#: Runs a coroutine on another loop if that loop is idle and may be run from here (the
+#: blocking facade's per-thread loops; see :func:`set_idle_runner`), else returns False.
+IdleRunner = Callable[[asyncio.AbstractEventLoop, Callable[[], Awaitable[None]]], Awaitable[bool]]
+_idle_runner: IdleRunner | None = None
+
+
+def set_idle_runner(runner: IdleRunner) -> None:
+    """Let :meth:`LoopLocal.aclose` close a loop-bound resource of an idle loop by running
+    that loop (the blocking facade registers this for the loops of its threads)."""
+    global _idle_runner
+    _idle_runner = runner
 
 
 class LoopLocal(Generic[T]):
@@ -146,9 +157,12 @@ class LoopLocal(Generic[T]):
         elif self._close_elsewhere is not None:
             await self._close_elsewhere(value)
         else:
-            # Bound to its loop: that loop closes it when it next runs (at once if it is
-            # running; when its thread ends for a facade thread's loop). A closed loop
-            # cannot: the resource is dropped, and its sockets close when collected.
+            # Bound to its loop. The idle loop of a facade thread is run here to close it;
+            # any other loop closes it when it next runs (at once if it is running). A
+            # closed loop cannot: the resource is dropped, its sockets close when collected.
+            close = self._close
+            if _idle_runner is not None and await _idle_runner(owner, lambda: close(value)):
+                return
             with contextlib.suppress(RuntimeError):
                 owner.call_soon_threadsafe(_start_close, self._close, value)
 

@@ -32,10 +32,10 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from attune._loop_local import release_loop
+from attune._loop_local import release_loop, set_idle_runner
 
 T = TypeVar("T")
 
@@ -48,23 +48,69 @@ _RELEASE_WAIT_S = 10.0
 _SETTLE_S = 5.0
 
 
+#: The lock of each thread's loop, held while its thread runs it: whoever else holds it
+#: may run the idle loop (to close its connections) without its thread starting it too.
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class _ThreadLoop:
     """The event loop of one plain thread, held only by the thread's local storage."""
 
-    __slots__ = ("__weakref__", "loop")
+    __slots__ = ("__weakref__", "lock", "loop")
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.lock = threading.Lock()
+        _loop_locks[self.loop] = self.lock
         finalizer = weakref.finalize(self, _release_thread_loop, self.loop)
         finalizer.atexit = False  # at exit, threads are not waited for (see module doc)
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
+def _thread_loop() -> _ThreadLoop:
     own: _ThreadLoop | None = getattr(_local, "own", None)
     if own is None or own.loop.is_closed():
         own = _ThreadLoop()
         _local.own = own
-    return own.loop
+    return own
+
+
+async def _run_on_idle_loop(
+    loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[None]]
+) -> bool:
+    """Run ``work()`` on ``loop``, the idle loop of a live thread, from a helper thread;
+    False (nothing done) if ``loop`` is not such a loop or its thread is running it."""
+    lock = _loop_locks.get(loop)
+    if lock is None or not lock.acquire(blocking=False):
+        return False
+    waiter = asyncio.get_running_loop()
+    done: asyncio.Future[None] = waiter.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            if not loop.is_closed():
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(work())
+        finally:
+            lock.release()
+            with contextlib.suppress(RuntimeError):  # the waiting loop closed meanwhile
+                waiter.call_soon_threadsafe(finish)
+
+    try:
+        threading.Thread(target=run, name="attune-release", daemon=True).start()
+    except BaseException:
+        lock.release()
+        raise
+    await done
+    return True
+
+
+set_idle_runner(_run_on_idle_loop)
 
 
 def _release_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -91,6 +137,9 @@ def _release_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 def _close_loop(loop: asyncio.AbstractEventLoop, done: threading.Event) -> None:
     """(Helper thread) Close every resource of ``loop``, then the loop itself."""
+    lock = _loop_locks.get(loop)
+    # A close() elsewhere may be running the loop (see _run_on_idle_loop): wait for it.
+    locked = lock is not None and lock.acquire(timeout=_RELEASE_WAIT_S)
     try:
         if loop.is_closed():  # closed by its owner: release what can be from elsewhere
             with contextlib.closing(asyncio.new_event_loop()) as other:
@@ -105,6 +154,9 @@ def _close_loop(loop: asyncio.AbstractEventLoop, done: threading.Event) -> None:
     except Exception:  # noqa: S110 -- nobody to report to; writes that returned are committed
         pass
     finally:
+        if locked:
+            assert lock is not None
+            lock.release()
         done.set()
 
 
@@ -143,7 +195,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
-        return _thread_loop().run_until_complete(coro)
+        own = _thread_loop()
+        with own.lock:
+            return own.loop.run_until_complete(coro)
     if running is _portal_loop:  # called from the portal itself: it cannot wait on itself
         return _in_new_thread(coro)
     return asyncio.run_coroutine_threadsafe(coro, _portal()).result()
