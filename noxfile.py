@@ -14,6 +14,19 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+@nox.parametrize("version", ["0.20.0", "0.21.0"])
+def aiosqlite(session: nox.Session, version: str) -> None:
+    """The store on the older aiosqlite releases the pin admits (CI tests the newest)."""
+    session.install("-e", ".[test]", f"aiosqlite=={version}")
+    files = [
+        "tests/test_long_term.py",
+        "tests/test_sync_facade.py",
+        "tests/test_facade_resources.py",
+    ]
+    session.run("python", "-m", "pytest", *files, *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "attune", "attune_llm", "tests", "benchmarks")

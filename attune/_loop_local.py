@@ -7,56 +7,93 @@ test, an application may run several), so every tier keeps one resource per
 loop, created lazily on first use in that loop. Nothing in the core ever
 waits on a loop other than the one it runs in, which is what makes the sync
 facade deadlock-free.
+
+Every :class:`LoopLocal` is registered here, so the resources of one loop can be
+released together when the loop's owner is done with it
+(:func:`release_loop`: the blocking facade calls it for the loop of a thread
+that ended), without waiting for ``close()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+#: Every LoopLocal alive, to release one loop's resources in all of them.
+_registry: weakref.WeakSet[LoopLocal[Any]] = weakref.WeakSet()
+_registry_lock = threading.Lock()
+#: Close tasks handed to other loops (a loop keeps only a weak reference to its tasks).
+_handed_off: set[asyncio.Task[None]] = set()
+#: Runs a coroutine on another loop if that loop is idle and may be run from here (the
+#: blocking facade's per-thread loops; see :func:`set_idle_runner`), else returns False.
+IdleRunner = Callable[[asyncio.AbstractEventLoop, Callable[[], Awaitable[None]]], Awaitable[bool]]
+_idle_runner: IdleRunner | None = None
+
+
+def set_idle_runner(runner: IdleRunner) -> None:
+    """Let :meth:`LoopLocal.aclose` close a loop-bound resource of an idle loop by running
+    that loop (the blocking facade registers this for the loops of its threads)."""
+    global _idle_runner
+    _idle_runner = runner
 
 
 class LoopLocal(Generic[T]):
     """Holds one ``T`` per running event loop.
 
     ``create`` makes the resource inside the loop that needs it; ``close``
-    releases it. Concurrent first uses in the same loop share one creation.
+    releases it there. ``close_elsewhere``, if given, releases it from any other
+    loop (for a resource whose own loop cannot run it: closed, or blocked by the
+    caller); without it, the close is handed to the resource's own loop and not
+    waited for. Concurrent first uses in the same loop share one creation.
     """
 
     def __init__(
         self,
         create: Callable[[], Awaitable[T]],
         close: Callable[[T], Awaitable[None]],
+        *,
+        close_elsewhere: Callable[[T], Awaitable[None]] | None = None,
     ) -> None:
         self._create = create
         self._close = close
+        self._close_elsewhere = close_elsewhere
         self._lock = threading.Lock()
+        # Values refer to their loop (futures, transports), so an entry keeps its loop
+        # alive: entries leave by release_running_loop / aclose, not by collection.
         self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[T]] = (
             weakref.WeakKeyDictionary()
         )
         #: The last loop served and its resource: the hot path skips the lock and the dict.
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], T] | None = None
+        with _registry_lock:
+            _registry.add(self)
 
     async def get(self) -> T:
         loop = asyncio.get_running_loop()
         last = self._last
         if last is not None and last[0]() is loop:
             return last[1]
+        stale: list[asyncio.AbstractEventLoop] = []
         with self._lock:
             fut = self._items.get(loop)
             owner = fut is None
             if fut is None:
                 fut = loop.create_future()
                 self._items[loop] = fut
+                stale = [other for other in self._items if other.is_closed()]
         if not owner:
             value = await asyncio.shield(fut)
             self._last = (weakref.ref(loop), value)
             return value
         try:
+            if stale:  # loops closed by their owners (asyncio.run): release theirs first
+                await self._release_closed(stale)
             value = await self._create()
         except BaseException as exc:
             with self._lock:
@@ -91,28 +128,64 @@ class LoopLocal(Generic[T]):
             return None
         return fut.result()
 
-    async def aclose(self) -> None:
-        """Close every resource: directly in this loop, by hand-off in other running loops.
-
-        A resource of a loop that is closed already, or idle in another thread,
-        is dropped (its sockets close when it is collected).
-        """
-        current = asyncio.get_running_loop()
+    def _take(
+        self, loop: asyncio.AbstractEventLoop | None = None
+    ) -> list[tuple[asyncio.AbstractEventLoop, T]]:
+        """Remove the entries of ``loop`` (None: of every loop); return those that hold a
+        resource. Whoever takes an entry closes it: nobody else sees it any more."""
         with self._lock:
-            items = list(self._items.items())
-            self._items.clear()
-            self._last = None
+            if loop is None:
+                items = list(self._items.items())
+                self._items.clear()
+                self._last = None
+            else:
+                fut = self._items.pop(loop, None)
+                items = [] if fut is None else [(loop, fut)]
+                last = self._last
+                if last is not None and last[0]() in (loop, None):
+                    self._last = None
+        return [
+            (owner, fut.result())
+            for owner, fut in items
+            if fut.done() and not fut.cancelled() and fut.exception() is None
+        ]
+
+    async def _release(self, owner: asyncio.AbstractEventLoop, value: T) -> None:
+        """Close ``value`` of loop ``owner`` from the running loop, never waiting on another."""
+        if owner is asyncio.get_running_loop():
+            await self._close(value)
+        elif self._close_elsewhere is not None:
+            await self._close_elsewhere(value)
+        else:
+            # Bound to its loop. The idle loop of a facade thread is run here to close it;
+            # any other loop closes it when it next runs (at once if it is running). A
+            # closed loop cannot: the resource is dropped, its sockets close when collected.
+            close = self._close
+            if _idle_runner is not None and await _idle_runner(owner, lambda: close(value)):
+                return
+            with contextlib.suppress(RuntimeError):
+                owner.call_soon_threadsafe(_start_close, self._close, value)
+
+    async def _release_closed(self, loops: list[asyncio.AbstractEventLoop]) -> None:
+        """Release the resources of loops that were closed (a closed loop cannot run its
+        own close; its entry would otherwise keep it, and its resource, alive)."""
+        for loop in loops:
+            for owner, value in self._take(loop):
+                with contextlib.suppress(Exception):  # not this caller's failure
+                    await self._release(owner, value)
+
+    async def aclose(self) -> None:
+        """Close every resource, from this loop, without waiting on any other loop.
+
+        This loop's resources close here. Another loop's close here too if the resource
+        can be closed from elsewhere (``close_elsewhere``); else the close is handed to
+        that loop, which runs it when it next runs: a loop that is busy, or blocked by
+        the caller (a blocking ``close()`` inside ``async def``), never stalls this.
+        """
         errors: list[BaseException] = []
-        for loop, fut in items:
-            if not fut.done() or fut.cancelled() or fut.exception() is not None:
-                continue
-            value = fut.result()
+        for owner, value in self._take():
             try:
-                if loop is current:
-                    await self._close(value)
-                elif loop.is_running() and not loop.is_closed():
-                    handoff = asyncio.run_coroutine_threadsafe(_call(self._close, value), loop)
-                    await asyncio.wait_for(asyncio.wrap_future(handoff), timeout=5)
+                await self._release(owner, value)
             except Exception as exc:  # close what we can, report the first failure
                 errors.append(exc)
         if errors:
@@ -123,5 +196,30 @@ class LoopLocal(Generic[T]):
             return len(self._items)
 
 
+def _start_close(close: Callable[[T], Awaitable[None]], value: T) -> None:
+    """(On the resource's own loop) run a close handed over from another loop."""
+    task = asyncio.get_running_loop().create_task(_call(close, value))
+    _handed_off.add(task)
+    task.add_done_callback(_handed_off.discard)
+
+
 async def _call(fn: Callable[[T], Awaitable[None]], value: T) -> None:
-    await fn(value)
+    with contextlib.suppress(Exception):  # nobody waits for it to report to
+        await fn(value)
+
+
+def _instances() -> list[LoopLocal[Any]]:
+    with _registry_lock:
+        return list(_registry)
+
+
+async def release_loop(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Close the resources of ``loop`` (default: the running loop) in every LoopLocal,
+    from the running loop, as their owner is done with that loop (the thread that drove
+    it ended). Failures are not raised: nobody is left to report them to, and every write
+    that returned was committed already."""
+    running = asyncio.get_running_loop()
+    for local in _instances():
+        for owner, value in local._take(running if loop is None else loop):
+            with contextlib.suppress(Exception):
+                await local._release(owner, value)

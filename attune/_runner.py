@@ -14,28 +14,162 @@ Three callers must work and never deadlock:
 The async core keeps its connections per event loop (see
 :mod:`attune._loop_local`) and never waits on another loop, so none of these
 paths can raise "attached to a different loop" or wait on a blocked loop.
+
+A thread's loop, and every connection opened on it, is released when the thread
+ends -- not at ``close()``: a facade used from many short-lived threads holds the
+connections of the live ones only. The thread's local storage is cleared as it
+ends, before ``join()`` returns; the loop's holder is collected then, and its
+finalizer closes the loop's connections (a write that returned is committed
+already: nothing is lost) on a helper thread and waits for that. A thread still
+alive at interpreter exit is not waited for: its connections' threads are daemons.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import threading
-from collections.abc import Coroutine
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+
+from attune._loop_local import release_loop, set_idle_runner
 
 T = TypeVar("T")
 
 _local = threading.local()
 _portal_lock = threading.Lock()
 _portal_loop: asyncio.AbstractEventLoop | None = None
+#: How long a thread that ends waits for its connections to close (they close in ms).
+_RELEASE_WAIT_S = 10.0
+#: How long closes handed to a released loop may take before they are cancelled.
+_SETTLE_S = 5.0
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-    return loop
+#: The lock of each thread's loop, held while its thread runs it: whoever else holds it
+#: may run the idle loop (to close its connections) without its thread starting it too.
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _ThreadLoop:
+    """The event loop of one plain thread, held only by the thread's local storage."""
+
+    __slots__ = ("__weakref__", "lock", "loop")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.lock = threading.Lock()
+        _loop_locks[self.loop] = self.lock
+        finalizer = weakref.finalize(self, _release_thread_loop, self.loop)
+        finalizer.atexit = False  # at exit, threads are not waited for (see module doc)
+
+
+def _thread_loop() -> _ThreadLoop:
+    own: _ThreadLoop | None = getattr(_local, "own", None)
+    if own is None or own.loop.is_closed():
+        own = _ThreadLoop()
+        _local.own = own
+    return own
+
+
+async def _run_on_idle_loop(
+    loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[None]]
+) -> bool:
+    """Run ``work()`` on ``loop``, the idle loop of a live thread, from a helper thread;
+    False (nothing done) if ``loop`` is not such a loop or its thread is running it."""
+    lock = _loop_locks.get(loop)
+    if lock is None or not lock.acquire(blocking=False):
+        return False
+    waiter = asyncio.get_running_loop()
+    done: asyncio.Future[None] = waiter.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            if not loop.is_closed():
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(work())
+        finally:
+            lock.release()
+            with contextlib.suppress(RuntimeError):  # the waiting loop closed meanwhile
+                waiter.call_soon_threadsafe(finish)
+
+    try:
+        threading.Thread(target=run, name="attune-release", daemon=True).start()
+    except BaseException:
+        lock.release()
+        raise
+    await done
+    return True
+
+
+set_idle_runner(_run_on_idle_loop)
+
+
+def _release_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The finalizer of a thread's loop: runs in that thread as it ends (or where its
+    holder is replaced). The loop is run to close its connections on a helper thread:
+    the ending thread's own state is being torn down."""
+    if sys.is_finalizing():
+        return
+    done = threading.Event()
+    helper = threading.Thread(
+        target=_close_loop, args=(loop, done), name="attune-release", daemon=True
+    )
+    try:
+        helper.start()
+    except RuntimeError:  # the interpreter is shutting down
+        return
+    # Not helper.join(): it would look up current_thread(), which an ending thread no
+    # longer is, and register a dummy thread for it.
+    if done.wait(_RELEASE_WAIT_S):
+        deadline = time.monotonic() + 1.0
+        while helper.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.0002)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, done: threading.Event) -> None:
+    """(Helper thread) Close every resource of ``loop``, then the loop itself."""
+    lock = _loop_locks.get(loop)
+    # A close() elsewhere may be running the loop (see _run_on_idle_loop): wait for it.
+    locked = lock is not None and lock.acquire(timeout=_RELEASE_WAIT_S)
+    try:
+        if loop.is_closed():  # closed by its owner: release what can be from elsewhere
+            with contextlib.closing(asyncio.new_event_loop()) as other:
+                other.run_until_complete(release_loop(loop))
+            return
+        try:
+            loop.run_until_complete(release_loop())
+            loop.run_until_complete(_settle_tasks())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+    except Exception:  # noqa: S110 -- nobody to report to; writes that returned are committed
+        pass
+    finally:
+        if locked:
+            assert lock is not None
+            lock.release()
+        done.set()
+
+
+async def _settle_tasks() -> None:
+    """Let what still runs on a released loop finish (closes handed to it), bounded."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=_SETTLE_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _portal() -> asyncio.AbstractEventLoop:
@@ -59,7 +193,31 @@ def _portal() -> asyncio.AbstractEventLoop:
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion and return its result, from any calling context."""
     try:
-        asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
     except RuntimeError:
-        return _thread_loop().run_until_complete(coro)
+        own = _thread_loop()
+        with own.lock:
+            return own.loop.run_until_complete(coro)
+    if running is _portal_loop:  # called from the portal itself: it cannot wait on itself
+        return _in_new_thread(coro)
     return asyncio.run_coroutine_threadsafe(coro, _portal()).result()
+
+
+def _in_new_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a thread of its own (its loop is released when it ends)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, run_sync(coro)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="attune-call", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    result: T = value
+    return result

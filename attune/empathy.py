@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from attune._runner import run_sync
 from attune.memory.config import MemoryConfig
@@ -17,7 +17,10 @@ from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.sync import UnifiedMemory
 from attune.memory.types import AccessTier, Classification
-from attune.memory.unified import AsyncUnifiedMemory
+from attune.memory.unified import AsyncUnifiedMemory, shared_short_term
+
+if TYPE_CHECKING:
+    from attune.memory.unified import Sharer
 
 _DEPRECATED_SHORT_TERM = (
     "empathy.short_term_memory is deprecated; use empathy.stash()/retrieve() "
@@ -38,7 +41,12 @@ def get_redis_memory(
 
 
 class AsyncEmpathyOS:
-    """One agent with two-tier memory; every operation is awaitable."""
+    """One agent with two-tier memory; every operation is awaitable.
+
+    ``short_term_memory`` shares one short-term store between agents: a store
+    (:func:`get_redis_memory`), or another agent or memory object whose store to use
+    (``short_term_memory=other.memory``). The agent that created a store closes it.
+    """
 
     def __init__(
         self,
@@ -46,10 +54,13 @@ class AsyncEmpathyOS:
         *,
         access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
         config: MemoryConfig | None = None,
-        short_term_memory: ShortTermStore | None = None,
+        short_term_memory: ShortTermStore | Sharer | None = None,
     ) -> None:
         self.memory = AsyncUnifiedMemory(
-            user_id, config, access_tier=access_tier, short_term=short_term_memory
+            user_id,
+            config,
+            access_tier=access_tier,
+            short_term=shared_short_term(short_term_memory, "short_term_memory"),
         )
 
     @property
@@ -108,7 +119,11 @@ class AsyncEmpathyOS:
 
 
 class EmpathyOS:
-    """Blocking face of :class:`AsyncEmpathyOS`; same methods, same arguments."""
+    """Blocking face of :class:`AsyncEmpathyOS`; same methods, same arguments.
+
+    Usable from any thread: each thread runs the calls on an event loop of its own, whose
+    connections are released when the thread ends; :meth:`close` releases the rest.
+    """
 
     def __init__(
         self,
@@ -116,7 +131,7 @@ class EmpathyOS:
         *,
         access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
         config: MemoryConfig | None = None,
-        short_term_memory: ShortTermStore | None = None,
+        short_term_memory: ShortTermStore | Sharer | None = None,
     ) -> None:
         self._core = AsyncEmpathyOS(
             user_id, access_tier=access_tier, config=config, short_term_memory=short_term_memory

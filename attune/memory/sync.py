@@ -10,17 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from attune._runner import run_sync
 from attune.memory.config import Environment, MemoryConfig
+from attune.memory.long_term.protocol import LongTermStore
+from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.types import AccessTier, Classification
 from attune.memory.unified import AsyncUnifiedMemory
 
+if TYPE_CHECKING:
+    from attune.memory.unified import Sharer
+
 
 class UnifiedMemory:
-    """Blocking face of :class:`AsyncUnifiedMemory`; same methods, same arguments."""
+    """Blocking face of :class:`AsyncUnifiedMemory`; same methods, same arguments.
+
+    Usable from any thread: each thread runs the calls on an event loop of its own, whose
+    connections are released when the thread ends; :meth:`close` releases the rest.
+    """
 
     def __init__(
         self,
@@ -28,10 +37,17 @@ class UnifiedMemory:
         config: MemoryConfig | None = None,
         *,
         access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
-        short_term: ShortTermStore | None = None,
+        short_term: ShortTermStore | Sharer | None = None,
+        long_term: LongTermStore | Sharer | None = None,
+        pipeline: SecurityPipeline | None = None,
     ) -> None:
         self._core = AsyncUnifiedMemory(
-            user_id, config, access_tier=access_tier, short_term=short_term
+            user_id,
+            config,
+            access_tier=access_tier,
+            short_term=short_term,
+            long_term=long_term,
+            pipeline=pipeline,
         )
 
     @classmethod

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from attune.errors import (
     AttuneError,
@@ -40,6 +40,13 @@ from attune.memory.staging import (
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import AccessTier, Classification
 
+if TYPE_CHECKING:
+    from attune.empathy import AsyncEmpathyOS, EmpathyOS
+    from attune.memory.sync import UnifiedMemory
+
+    #: A memory or agent object whose stores another one may share (see ``short_term``).
+    Sharer: TypeAlias = "AsyncUnifiedMemory | UnifiedMemory | AsyncEmpathyOS | EmpathyOS"
+
 _STAGED_RESERVED = (
     "pattern_id",
     "pattern_type",
@@ -64,7 +71,9 @@ class AsyncUnifiedMemory:
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
-    Pass ``short_term`` to share one short-term store between agents.
+    Pass ``short_term`` to share one short-term store between agents: a store, or a
+    memory or agent object whose store to share (likewise ``long_term``); a shared
+    store is left open by :meth:`aclose`.
     Use ``async with`` or ``await memory.aclose()`` to release connections.
     """
 
@@ -74,14 +83,16 @@ class AsyncUnifiedMemory:
         config: MemoryConfig | None = None,
         *,
         access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
-        short_term: ShortTermStore | None = None,
-        long_term: LongTermStore | None = None,
+        short_term: ShortTermStore | Sharer | None = None,
+        long_term: LongTermStore | Sharer | None = None,
         pipeline: SecurityPipeline | None = None,
     ) -> None:
         self.user_id = validation.check_agent_id(user_id)
         self.access_tier = AccessTier.parse(access_tier)
         self.config = config if config is not None else MemoryConfig()
         self.environment = self.config.environment
+        short_term = shared_short_term(short_term, "short_term")
+        long_term = shared_long_term(long_term, "long_term")
         self._owns_short_term = short_term is None
         self.short_term: ShortTermStore = (
             short_term if short_term is not None else RedisShortTermMemory(self.config)
@@ -574,6 +585,52 @@ class AsyncUnifiedMemory:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+_SHARERS = "a UnifiedMemory, AsyncUnifiedMemory, EmpathyOS or AsyncEmpathyOS"
+
+
+def _memory_of(value: object) -> AsyncUnifiedMemory | None:
+    """The async core behind a memory or agent object (to share its stores), else None."""
+    # Imported here: those modules build on this one.
+    from attune.empathy import AsyncEmpathyOS, EmpathyOS
+    from attune.memory.sync import UnifiedMemory
+
+    if isinstance(value, EmpathyOS):
+        value = value.async_os
+    if isinstance(value, AsyncEmpathyOS):
+        value = value.memory
+    if isinstance(value, UnifiedMemory):
+        value = value.async_memory
+    return value if isinstance(value, AsyncUnifiedMemory) else None
+
+
+def shared_short_term(value: object, name: str) -> ShortTermStore | None:
+    """``value`` as a short-term store to share: a store itself, or the store of a memory
+    or agent object (``EmpathyOS(short_term_memory=other.short_term_memory)``); None for
+    None. Anything else is refused here, at construction, not at the first operation."""
+    if value is None or isinstance(value, ShortTermStore):
+        return value
+    memory = _memory_of(value)
+    if memory is not None:
+        return memory.short_term
+    raise ValidationError(
+        f"{name} must be a ShortTermStore (such as attune.get_redis_memory()) or {_SHARERS} "
+        f"whose short-term store to share; got {type(value).__name__}"
+    )
+
+
+def shared_long_term(value: object, name: str) -> LongTermStore | None:
+    """As :func:`shared_short_term`, for the long-term store."""
+    if value is None or isinstance(value, LongTermStore):
+        return value
+    memory = _memory_of(value)
+    if memory is not None:
+        return memory.long_term
+    raise ValidationError(
+        f"{name} must be a LongTermStore (such as SQLiteLongTermStore) or {_SHARERS} "
+        f"whose long-term store to share; got {type(value).__name__}"
+    )
 
 
 def _check_pattern_type(pattern_type: Any) -> str:

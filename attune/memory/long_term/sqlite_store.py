@@ -161,7 +161,9 @@ class SQLiteLongTermStore:
         self._outbox_replay = outbox_replay
         self._migrated = False
         self._migrate_lock = threading.Lock()
-        self._conns: LoopLocal[_Connection] = LoopLocal(self._checked_open, self._close)
+        self._conns: LoopLocal[_Connection] = LoopLocal(
+            self._checked_open, self._close, close_elsewhere=self._close_elsewhere
+        )
 
     # -- connections -----------------------------------------------------------------------
 
@@ -265,16 +267,17 @@ class SQLiteLongTermStore:
 
     @staticmethod
     async def _close(conn: _Connection) -> None:
+        """Close a connection from its own loop: its queued writes commit first."""
         while conn.draining is not None:
             await asyncio.shield(conn.draining)
-        try:
-            if conn.outbox:
-                # Only cleanup: the rows' lines are in the log; rows left here are replayed
-                # (found, not repeated) by the next open, so a busy file must not fail close.
-                with contextlib.suppress(sqlite3.Error):
-                    await _in_thread(conn.db, _settle_outbox, conn.outbox)
-        finally:
-            await conn.db.close()
+        await _close_connection(conn)
+
+    @staticmethod
+    async def _close_elsewhere(conn: _Connection) -> None:
+        """Close a connection from another loop than its own (closed, or blocked by the
+        caller). aiosqlite's thread runs what it is given in order, so a batch in flight
+        commits before the close; writes queued on the other loop after it fail."""
+        await _close_connection(conn)
 
     def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
         return LongTermUnavailableError(
@@ -569,6 +572,25 @@ async def _apply(db: aiosqlite.Connection, statement: str) -> None:
             raise
 
 
+async def _close_connection(conn: _Connection) -> None:
+    """Settle the outbox, close the connection and wait for its thread to end."""
+    try:
+        # Only cleanup: the rows' lines are in the log; rows left here are replayed
+        # (found, not repeated) by the next open, so a busy file must not fail close.
+        # conn.outbox is read on the connection's thread, behind any batch in flight.
+        with contextlib.suppress(sqlite3.Error):
+            await _in_thread(conn.db, lambda db: _settle_outbox(db, conn.outbox))
+    finally:
+        await conn.db.close()
+        thread = _worker_thread(conn.db)
+        # Its last job is done: it ends within microseconds (waited for, so a closed
+        # store leaves no thread behind; bounded, in case it is stuck in a callback).
+        for _ in range(4000):  # 2 s at most
+            if thread is None or not thread.is_alive():
+                break
+            await asyncio.sleep(0.0005)
+
+
 def _audit_replay() -> OutboxReplay:
     """The default replay: the core's audit log (imported late: the store needs it only
     when rows are left over)."""
@@ -671,6 +693,8 @@ def _delete_outbox_rows(db: sqlite3.Connection, ids: list[int]) -> None:
 def _settle_outbox(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> None:
     """At close: make the journals durable and delete the rows they now cover (a row
     whose journal fails stays, for the next open to replay)."""
+    if not outbox:
+        return
     for write, _row in outbox:
         if not write.durable():
             with contextlib.suppress(Exception):
@@ -738,16 +762,36 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     ``call_soon_threadsafe`` back); ``Connection._execute`` is the one primitive they are
     all built on. Its presence is checked when a connection opens (see :func:`_check_api`).
     """
-    result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
+    try:
+        result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
+    except ValueError:
+        if getattr(conn, "_connection", None) is None:  # closed meanwhile (by close())
+            raise LongTermUnavailableError(
+                "long-term memory is closed: its connection was closed by close() while "
+                "this operation waited; create a new memory object"
+            ) from None
+        raise
     return result
 
 
+def _worker_thread(conn: aiosqlite.Connection) -> threading.Thread | None:
+    """The thread a connection runs on: aiosqlite 0.20 makes the connection a thread,
+    later versions give it one (``_thread``)."""
+    if isinstance(conn, threading.Thread):
+        return conn
+    thread = getattr(conn, "_thread", None)
+    return thread if isinstance(thread, threading.Thread) else None
+
+
 def _check_api(conn: aiosqlite.Connection) -> None:
-    if not callable(getattr(conn, "_execute", None)):
+    """The store drives aiosqlite through ``_execute``, ``_conn`` and its thread (see
+    :func:`_in_thread`, :func:`_daemonize`); refuse a version without them at open,
+    rather than fail later or hang the interpreter at exit."""
+    if not callable(getattr(conn, "_execute", None)) or _worker_thread(conn) is None:
         raise LongTermUnavailableError(
-            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute, which attune's "
-            "SQLite store runs its transactions on; install a supported aiosqlite (see "
-            "pyproject.toml)"
+            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute or its thread, "
+            "which attune's SQLite store runs its transactions on; install a supported "
+            "aiosqlite (see pyproject.toml)"
         )
 
 
@@ -759,8 +803,8 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
     ``close()`` would hang the process. Every write that returned is committed
     and fsynced already, so ending that idle thread with the process loses nothing.
     """
-    thread = getattr(conn, "_thread", None)
-    if isinstance(thread, threading.Thread) and not thread.is_alive():
+    thread = _worker_thread(conn)
+    if thread is not None and not thread.is_alive():
         thread.daemon = True
 
 
