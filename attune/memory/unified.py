@@ -40,6 +40,8 @@ _STAGED_RESERVED = (
     "classification",
 )
 _MAX_CONTENT_CHARS = 1_000_000
+#: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
+_MAX_BATCH_SIZE = 100_000
 _STAGED_PREFIX, _PATTERN_PREFIX = "stg_", "pat_"
 
 
@@ -71,6 +73,10 @@ class AsyncUnifiedMemory:
     ) -> None:
         self.user_id = validation.check_agent_id(user_id)
         self.access_tier = AccessTier.parse(access_tier)
+        validation.check_instance(config, MemoryConfig, "config")
+        validation.check_instance(short_term, ShortTermStore, "short_term")
+        validation.check_instance(long_term, LongTermStore, "long_term")
+        validation.check_instance(pipeline, SecurityPipeline, "pipeline")
         self.config = config if config is not None else MemoryConfig()
         self.environment = self.config.environment
         self._owns_short_term = short_term is None
@@ -243,6 +249,7 @@ class AsyncUnifiedMemory:
         the others raise :class:`PatternNotFoundError`.
         """
         await self._require("promote_pattern", staged_pattern_id)
+        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
         if classification is not None:
             classification = Classification.parse(classification)
         staged = await self._load_staged(staged_pattern_id)
@@ -277,8 +284,9 @@ class AsyncUnifiedMemory:
         """Drop a staged pattern without promoting it. ``reason`` is for the caller's
         records only; the audit log keeps the decision, not the text."""
         await self._require("reject_pattern", staged_pattern_id)
-        if reason is not None and not isinstance(reason, str):
-            raise ValidationError("reason must be a string")
+        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
+        if reason is not None:
+            validation.check_text(reason, "reason", allow_empty=True)
         await self._load_staged(staged_pattern_id)
         if not await self.short_term.unstage(staged_pattern_id):
             raise PatternNotFoundError(
@@ -346,12 +354,13 @@ class AsyncUnifiedMemory:
             raise ValidationError("content must be a non-empty string")
         if len(content) > _MAX_CONTENT_CHARS:
             raise ValidationError(f"content is longer than {_MAX_CONTENT_CHARS} characters")
+        validation.check_text(content, "content")
         pattern_type = _check_pattern_type(pattern_type)
         if metadata is None:
             metadata = {}
         if not isinstance(metadata, Mapping):
             raise ValidationError("metadata must be a dict")
-        validation.encode_json(dict(metadata), self.config.max_value_bytes, "metadata")
+        validation.check_json(dict(metadata), "metadata", self.config.max_value_bytes)
         if not isinstance(auto_classify, bool):
             raise ValidationError("auto_classify must be True or False")
         explicit = None if classification is None else Classification.parse(classification)
@@ -411,8 +420,7 @@ class AsyncUnifiedMemory:
         # The hot read path: an allowed read needs no event of its own, so no coroutine.
         if self._closed or "recall_pattern" not in access.QUIET[self.access_tier]:
             await self._require("recall_pattern", pattern_id)
-        if not isinstance(pattern_id, str) or not pattern_id:
-            raise ValidationError("pattern_id must be a non-empty string")
+        validation.check_text(pattern_id, "pattern_id")
         record = await self.long_term.get(pattern_id, _now_ms())
         if record is None:
             return None
@@ -441,8 +449,7 @@ class AsyncUnifiedMemory:
     async def delete_pattern(self, pattern_id: str) -> bool:
         """Delete a long-term pattern (STEWARD only); True if it existed."""
         await self._require("delete_pattern", pattern_id)
-        if not isinstance(pattern_id, str) or not pattern_id:
-            raise ValidationError("pattern_id must be a non-empty string")
+        validation.check_text(pattern_id, "pattern_id")
         deleted = await self.long_term.delete(pattern_id)
         await self.pipeline.audit_event(
             "pattern.delete",
@@ -474,8 +481,7 @@ class AsyncUnifiedMemory:
         (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
         staged patterns and backups remain readable. Returns the new key id and counts."""
         await self._require("rotate_keys")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError("batch_size must be a positive integer")
+        validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
         new_key_id = self.pipeline.cipher.ring.add_key()
         rewrapped = 0
         after = ""
@@ -554,4 +560,6 @@ def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
         )
     if not all(isinstance(k, str) for k in data):
         raise ValidationError("pattern_data keys must be strings")
+    # Before the pipeline runs: what JSON or UTF-8 cannot hold (at any depth) fails here.
+    validation.check_json(data, "pattern_data")
     return data
