@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attune import AsyncEmpathyOS, EmpathyOS
-from attune.errors import AttuneError, ConfigurationError, ValidationError
+from attune.errors import AttuneError, ConfigurationError, SerializationError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 from attune.memory.short_term.redis_store import shared_fake_server
 from attune.memory.types import AccessTier, Classification
@@ -679,6 +679,31 @@ async def test_surrogate_reason_on_reject(
     staged_id = await steward.stage_pattern({"content": "Cache for 5 min"}, "note")
     await _refused(Store(config), steward.reject_pattern(staged_id, "why" + SURROGATE))
     assert [p["pattern_id"] for p in await steward.get_staged_patterns()] == [staged_id]
+
+
+@pytest.mark.parametrize("depth", [101, 500, 980])
+@pytest.mark.parametrize("method", ["persist_pattern", "stage_pattern"])
+async def test_deep_nesting_is_a_validation_error(
+    steward: AsyncUnifiedMemory, config: MemoryConfig, method: str, depth: int
+) -> None:
+    """Deep pattern data or metadata used to reach the pipeline's recursive walk and fail
+    there (SecurityPipelineError), or pass, depending on the caller's stack depth."""
+    deep = _deep_list(depth)
+    call = (
+        steward.persist_pattern("c", "note", metadata={"m": deep})
+        if method == "persist_pattern"
+        else steward.stage_pattern({"content": "c", "m": deep}, "note")
+    )
+    # Deeper than the JSON encoder can go, it is the encoder's SerializationError.
+    error = await _refused(Store(config), call, (ValidationError, SerializationError))
+    assert "nested" in str(error)
+
+
+async def test_nesting_within_the_limit_is_stored(steward: AsyncUnifiedMemory) -> None:
+    result = await steward.persist_pattern("c", "note", metadata={"m": _deep_list(98)})
+    assert (await steward.recall_pattern(result["pattern_id"]) or {})["metadata"] == {
+        "m": _deep_list(98)
+    }
 
 
 @pytest.mark.parametrize(

@@ -150,10 +150,27 @@ def encode_json(value: Any, max_bytes: int, what: str = "value") -> bytes:
     return data
 
 
+#: Deepest nesting of pattern data and metadata: the security pipeline walks them
+#: recursively, so a deeper value would fail there (or on the caller's stack) instead.
+MAX_NESTING = 100
+
+
 def check_json(value: Any, what: str, max_bytes: int = sys.maxsize) -> bytes:
-    """Refuse what JSON or UTF-8 cannot hold, at any depth, before the security pipeline
-    sees ``value``."""
-    return encode_json(value, max_bytes, what)
+    """Refuse what JSON or UTF-8 cannot hold, at any depth, and anything nested more than
+    :data:`MAX_NESTING` levels, before the security pipeline sees ``value``."""
+    data = encode_json(value, max_bytes, what)
+    # After encoding, so ``value`` is known to be a finite tree: the walk is bounded by
+    # the JSON just built (a cycle would not end, sharing would blow up exponentially).
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ValidationError(
+                f"{what} is nested more than {MAX_NESTING} levels deep; flatten it"
+            )
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+    return data
 
 
 def _reason(exc: BaseException) -> str:
