@@ -706,6 +706,33 @@ async def test_nesting_within_the_limit_is_stored(steward: AsyncUnifiedMemory) -
     }
 
 
+def _shared(levels: int) -> list[Any]:
+    """2**levels references to one string in ``levels`` small lists (tiny in memory, huge
+    as JSON: every reference is written out)."""
+    value: list[Any] = ["x"]
+    for _ in range(levels):
+        value = [value, value]
+    return value
+
+
+@pytest.mark.parametrize("data", ["shared", "cycle"])
+async def test_stage_refuses_huge_or_circular_data_before_the_pipeline(
+    config: MemoryConfig, monkeypatch: pytest.MonkeyPatch, data: str
+) -> None:
+    """What cannot be stored fails before the pipeline walks it: a value with shared
+    sub-objects used to be encoded (and PII-scrubbed) in full, 2**levels elements."""
+    small = config.model_copy(update={"max_value_bytes": 65_536})
+    async with AsyncUnifiedMemory(AGENT, small, access_tier="STEWARD") as memory:
+
+        def entered(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the pipeline ran on data that cannot be stored")
+
+        monkeypatch.setattr(memory.pipeline, "prepare_staged", entered)
+        value = _shared(20) if data == "shared" else _cycle()
+        with pytest.raises((ValidationError, SerializationError)):
+            await memory.stage_pattern({"content": "c", "m": value}, "note")
+
+
 @pytest.mark.parametrize(
     "batch_size",
     [10**400, 2**63, True, 2.0, float("nan"), "10", 0],

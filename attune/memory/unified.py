@@ -176,7 +176,7 @@ class AsyncUnifiedMemory:
         and shown next to it. It expires after ``ttl_hours`` unless promoted.
         """
         await self._require("stage_pattern")
-        data = _check_pattern_data(pattern_data)
+        data = _check_pattern_data(pattern_data, self.config.max_value_bytes)
         pattern_type = _check_pattern_type(pattern_type)
         hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
@@ -542,7 +542,7 @@ def _check_pattern_type(pattern_type: Any) -> str:
     return pattern_type
 
 
-def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
+def _check_pattern_data(pattern_data: Any, max_bytes: int) -> dict[str, Any]:
     if not isinstance(pattern_data, Mapping):
         raise ValidationError("pattern_data must be a dict with at least a 'content' string")
     data = dict(pattern_data)
@@ -560,6 +560,6 @@ def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
         )
     if not all(isinstance(k, str) for k in data):
         raise ValidationError("pattern_data keys must be strings")
-    # Before the pipeline runs: what JSON or UTF-8 cannot hold (at any depth) fails here.
-    validation.check_json(data, "pattern_data")
+    # Before the pipeline walks it: what cannot be stored, at any depth, fails here.
+    validation.check_json(data, "pattern_data", max_bytes, sized=False)
     return data

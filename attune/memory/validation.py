@@ -155,22 +155,32 @@ def encode_json(value: Any, max_bytes: int, what: str = "value") -> bytes:
 MAX_NESTING = 100
 
 
-def check_json(value: Any, what: str, max_bytes: int = sys.maxsize) -> bytes:
-    """Refuse what JSON or UTF-8 cannot hold, at any depth, and anything nested more than
-    :data:`MAX_NESTING` levels, before the security pipeline sees ``value``."""
-    data = encode_json(value, max_bytes, what)
-    # After encoding, so ``value`` is known to be a finite tree: the walk is bounded by
-    # the JSON just built (a cycle would not end, sharing would blow up exponentially).
+def check_json(value: Any, what: str, max_bytes: int, *, sized: bool = True) -> None:
+    """Refuse what cannot be stored before the security pipeline walks ``value``: nesting
+    deeper than :data:`MAX_NESTING` (or circular), more elements than ``max_bytes`` (each
+    is at least a byte of JSON), what JSON or UTF-8 cannot hold at any depth, and, if
+    ``sized``, JSON longer than ``max_bytes`` (unsized: the pipeline may still shrink it).
+    """
+    # Walked before it is encoded: a cycle ends at the nesting limit, and a sub-object
+    # shared many times (the JSON repeats it each time) ends at the element budget,
+    # where the encoder would build all of it first.
+    budget = max_bytes
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_NESTING:
             raise ValidationError(
-                f"{what} is nested more than {MAX_NESTING} levels deep; flatten it"
+                f"{what} is nested more than {MAX_NESTING} levels deep (or is circular); flatten it"
             )
         children = item.values() if isinstance(item, dict) else item
+        budget -= len(children)
+        if budget < 0:
+            raise ValueTooLargeError(
+                f"{what} has too many elements to fit in {max_bytes} bytes as JSON "
+                "(max_value_bytes)"
+            )
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
-    return data
+    encode_json(value, max_bytes if sized else sys.maxsize, what)
 
 
 def _reason(exc: BaseException) -> str:
