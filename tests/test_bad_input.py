@@ -787,3 +787,64 @@ def test_snapshot_sees_writes(config: MemoryConfig) -> None:
         memory.persist_pattern("Log the request id", "note")
     assert len(changes(before, store.snapshot())) == 2
     store.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"short_term": "redis://localhost"},
+        {"long_term": object()},
+        {"pipeline": {}},
+    ],
+    ids=["short_term", "long_term", "pipeline"],
+)
+def test_wrong_store_types_fail_at_construction(
+    mock_config: MemoryConfig, kwargs: dict[str, Any]
+) -> None:
+    """They used to be accepted and fail on first use with AttributeError."""
+    with pytest.raises(ConfigurationError):
+        AsyncUnifiedMemory(AGENT, mock_config, **kwargs)
+    if "short_term" in kwargs:
+        with pytest.raises(ConfigurationError):
+            EmpathyOS(AGENT, config=mock_config, short_term_memory=kwargs["short_term"])
+        with pytest.raises(ConfigurationError):
+            UnifiedMemory(AGENT, mock_config, short_term=kwargs["short_term"])
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"storage_dir": "/tmp/attune-" + SURROGATE},
+        {"audit_log_file": "/tmp/audit-" + SURROGATE},
+        {"master_key_file": "/tmp/key-" + SURROGATE},
+        {"redis_url": "redis://h" + SURROGATE + ":6379/0"},
+        {"retention_days_public": 10**400},
+        {"retention_days_internal": 10**10},
+        {"retention_days_sensitive": 10**15},
+        {"max_ttl_seconds": 10**400},
+        {"default_ttl_seconds": 10**400},
+        {"staging_ttl_hours": float("inf")},
+        {"staging_ttl_hours": 1e300},
+    ],
+    ids=[
+        "storage_dir",
+        "audit_log_file",
+        "master_key_file",
+        "redis_url",
+        "retention-huge",
+        "retention-past-year-9999",
+        "retention-past-sqlite-int",
+        "max_ttl-huge",
+        "default_ttl-huge",
+        "staging_ttl-inf",
+        "staging_ttl-huge",
+    ],
+)
+def test_config_values_that_failed_later_are_configuration_errors(
+    storage_dir: Path, field: dict[str, Any]
+) -> None:
+    """Each was accepted, then failed on first use with UnicodeEncodeError, OverflowError
+    or ValueError (year out of range), or echoed a surrogate in an error message."""
+    with pytest.raises(ConfigurationError) as info:
+        MemoryConfig(**{"redis_mock": True, "storage_dir": storage_dir, **field})
+    assert not has_surrogate(str(info.value))
