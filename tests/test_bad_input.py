@@ -14,6 +14,7 @@ flagged) without editing the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import reprlib
 import sqlite3
@@ -492,7 +493,7 @@ def test_every_async_method_refuses_bad_input_cleanly(async_harness: Harness) ->
     enumerated = {(owner, name) for owner, name, _ in async_harness.methods()}
     assert ("AsyncUnifiedMemory", "rotate_keys") in enumerated  # the enumeration works
 
-    @settings(_PROPERTY, max_examples=300)
+    @settings(_PROPERTY, max_examples=500)
     @given(call=_calls(async_harness))
     def check(call: tuple[str, str, str, Bad]) -> None:
         async_harness.check(*call)
@@ -503,7 +504,7 @@ def test_every_async_method_refuses_bad_input_cleanly(async_harness: Harness) ->
 def test_blocking_api_refuses_bad_input_cleanly(blocking_harness: Harness) -> None:
     """A smaller sample through the blocking UnifiedMemory and EmpathyOS."""
 
-    @settings(_PROPERTY, max_examples=60)
+    @settings(_PROPERTY, max_examples=120)
     @given(call=_calls(blocking_harness))
     def check(call: tuple[str, str, str, Bad]) -> None:
         blocking_harness.check(*call)
@@ -518,7 +519,7 @@ def test_constructors_refuse_bad_input_cleanly(mock_config: MemoryConfig) -> Non
     store = Store(mock_config)
     runner = asyncio.Runner()
 
-    @settings(_PROPERTY, max_examples=80)
+    @settings(_PROPERTY, max_examples=150)
     @given(
         cls=st.sampled_from(_CONSTRUCTORS),
         param=st.sampled_from(["user_id", "access_tier", "config"]),
@@ -555,6 +556,76 @@ def test_constructors_refuse_bad_input_cleanly(mock_config: MemoryConfig) -> Non
     finally:
         runner.close()
         store.close()
+
+
+#: Fields whose accepted values are only constructed, never used: paths (a relative one
+#: would write into the working directory), the user's Claude memory, the Redis URL.
+_CONSTRUCT_ONLY = {
+    "storage_dir",
+    "audit_log_file",
+    "master_key_file",
+    "load_claude_memory",
+    "redis_url",
+}
+
+
+def config_values(field: str) -> st.SearchStrategy[Bad]:
+    annotation = str(MemoryConfig.model_fields[field].annotation)
+    if "dict" in annotation:
+        near_misses = [st.dictionaries(any_text, any_text, max_size=2), json_with_poison]
+    elif "tuple" in annotation:
+        near_misses = [st.lists(any_text, max_size=3).map(tuple), st.lists(wrong_types)]
+    elif "int" in annotation or "float" in annotation:
+        near_misses = [huge_numbers, numbers]
+    else:
+        near_misses = [plain_strings, surrogate_text]
+    branches = [anything_bad, *near_misses]
+    return st.sampled_from(branches).flatmap(lambda branch: branch.map(Bad))
+
+
+async def _use(config: MemoryConfig) -> None:
+    """Construct an agent on ``config`` and write through every path; AttuneError is fine."""
+    async with AsyncUnifiedMemory(AGENT, config, access_tier="STEWARD") as memory:
+        for call in (
+            lambda: memory.stash("k", {"n": 1}),
+            lambda: memory.persist_pattern("Log the request id", "note", "SENSITIVE"),
+            lambda: memory.stage_pattern({"content": "Cache for 5 min"}, "note"),
+        ):
+            with contextlib.suppress(AttuneError):
+                await call()
+
+
+def test_config_fields_refuse_bad_values_cleanly(storage_dir: Path, key_prefix: str) -> None:
+    """Every MemoryConfig field, bad values: ConfigurationError at construction, or, if
+    the value is accepted, only AttuneError from an agent that uses it (on the stand-in)."""
+    runner = asyncio.Runner()
+
+    @settings(_PROPERTY, max_examples=200)
+    @given(field=st.sampled_from(sorted(MemoryConfig.model_fields)), data=st.data())
+    def check(field: str, data: st.DataObject) -> None:
+        bad = data.draw(config_values(field)).value
+        kwargs = {"redis_mock": True, "storage_dir": storage_dir, "key_prefix": key_prefix}
+        call = f"MemoryConfig({field}={describe(bad)})"
+        try:
+            config = MemoryConfig(**{**kwargs, field: bad})
+        except AttuneError as exc:
+            assert not has_surrogate(str(exc)), f"{call}: the message echoes a surrogate"
+            return
+        except Exception as exc:
+            pytest.fail(f"{call} raised {type(exc).__name__}, not an AttuneError subclass")
+        if field in _CONSTRUCT_ONLY:
+            return
+        try:
+            runner.run(_use(config))
+        except AttuneError:
+            pass
+        except Exception as exc:
+            pytest.fail(f"an agent on {call} raised {type(exc).__name__}, not an AttuneError")
+
+    try:
+        check()
+    finally:
+        runner.close()
 
 
 # -- the issue's exact cases ----------------------------------------------------------------
