@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import reprlib
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -72,8 +73,14 @@ class Store:
             value: object
             if kind == b"string":
                 value = self.client.get(key)
-            elif kind == b"zset":
-                value = tuple(self.client.zrange(key, 0, -1, withscores=True))
+            elif kind == b"zset":  # the staging index: member -> expiry (ms)
+                # Entries about to expire may be dropped by any later call (cleanup).
+                soon = time.time() * 1000 + _EXPIRY_SLACK_MS
+                value = tuple(
+                    (member, score)
+                    for member, score in self.client.zrange(key, 0, -1, withscores=True)
+                    if score > soon
+                )
             elif kind == b"hash":
                 value = tuple(sorted(self.client.hgetall(key).items()))
             elif kind == b"set":
