@@ -52,6 +52,8 @@ ENV_VARS: dict[str, str] = {
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+_CENTURY_DAYS = 36_500
+_CENTURY_S = _CENTURY_DAYS * 24 * 3600
 
 
 def default_storage_dir() -> Path:
@@ -106,8 +108,10 @@ class MemoryConfig(BaseSettings):
     encryption_enabled: bool = True
     load_claude_memory: bool = False
 
-    default_ttl_seconds: int = Field(3600, gt=0)
-    staging_ttl_hours: float = Field(24, gt=0)
+    # Upper bounds (about a century) keep expiry times within what Redis, SQLite and
+    # datetime can hold; a larger value used to fail on first use, as a builtin error.
+    default_ttl_seconds: int = Field(3600, gt=0, le=_CENTURY_S)
+    staging_ttl_hours: float = Field(24, gt=0, le=_CENTURY_S // 3600)
     key_prefix: str = Field(
         "attune",
         min_length=1,
@@ -120,16 +124,16 @@ class MemoryConfig(BaseSettings):
     #: Longest key ``stash`` accepts, in characters.
     max_key_length: int = Field(256, gt=0, le=4096)
     #: Longest TTL ``stash`` accepts: short-term memory is for minutes to days.
-    max_ttl_seconds: int = Field(30 * 24 * 3600, gt=0)
+    max_ttl_seconds: int = Field(30 * 24 * 3600, gt=0, le=_CENTURY_S)
     #: Seconds to wait for Redis to accept a connection / answer a command.
     redis_connect_timeout: float = Field(2.0, gt=0)
     redis_socket_timeout: float = Field(5.0, gt=0)
 
     # -- security pipeline ---------------------------------------------------------------
     #: Retention of long-term patterns by classification, in days.
-    retention_days_public: int = Field(365, gt=0)
-    retention_days_internal: int = Field(180, gt=0)
-    retention_days_sensitive: int = Field(90, gt=0)
+    retention_days_public: int = Field(365, gt=0, le=_CENTURY_DAYS)
+    retention_days_internal: int = Field(180, gt=0, le=_CENTURY_DAYS)
+    retention_days_sensitive: int = Field(90, gt=0, le=_CENTURY_DAYS)
     #: Audit log file; default ``<storage_dir>/audit.jsonl``.
     audit_log_file: Path | None = None
     #: True: a write returns only once its audit event is fsynced (safe default; costs
@@ -149,6 +153,8 @@ class MemoryConfig(BaseSettings):
         if value is None:
             return None
         value = value.strip()
+        if not value.isascii() and _has_surrogate(value):
+            raise ValueError("the Redis URL contains a lone surrogate; it cannot be encoded")
         try:
             parts = urlsplit(value)
             port = parts.port  # raises ValueError on a bad port
@@ -164,6 +170,19 @@ class MemoryConfig(BaseSettings):
         if parts.scheme == "unix" and not parts.path:
             raise ValueError("a unix:// Redis URL needs a socket path")
         del port
+        return value
+
+    @field_validator("storage_dir", "audit_log_file", "master_key_file")
+    @classmethod
+    def _check_path(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:  # undecodable bytes from the environment (surrogateescape) round-trip
+            os.fsencode(value)
+        except UnicodeEncodeError:
+            raise ValueError(
+                "the path contains a lone surrogate, which the file system cannot encode"
+            ) from None
         return value
 
     def __init__(self, **values: Any) -> None:
@@ -231,6 +250,11 @@ class _AttuneEnvironment(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {name: value for name, var in ENV_VARS.items() if (value := os.environ.get(var))}
+
+
+def _has_surrogate(text: str) -> bool:
+    """A lone UTF-16 half (e.g. from a bad decode): no UTF-8 encoder accepts it."""
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _describe(exc: ValidationError, explicit: set[str]) -> str:

@@ -32,8 +32,12 @@ class Classification(enum.StrEnum):
                 return cls[value.strip().upper()]
             except KeyError:
                 pass
+        # The value is not echoed: it may be huge, deep, or hold what a log cannot encode.
         names = ", ".join(c.name for c in cls)
-        raise ValidationError(f"invalid classification {value!r}: expected one of {names}")
+        raise ValidationError(
+            f"invalid classification ({_kind(value)}): expected one of {names}, "
+            "as a Classification or its name"
+        )
 
 
 class AccessTier(enum.IntEnum):
@@ -65,7 +69,19 @@ class AccessTier(enum.IntEnum):
             except ValueError:
                 pass
         names = ", ".join(t.name for t in cls)
-        raise ValidationError(f"invalid access tier {value!r}: expected one of {names}")
+        raise ValidationError(
+            f"invalid access tier ({_kind(value)}): expected one of {names}, "
+            "as an AccessTier, its name or its number"
+        )
 
     def __str__(self) -> str:
         return self.name
+
+
+def _kind(value: object) -> str:
+    """What was passed, without its content: 'an unknown name' or its type."""
+    if isinstance(value, str):
+        return "an unknown name"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an unknown number"
+    return f"a value of type {type(value).__name__}"

@@ -56,6 +56,8 @@ _STAGED_RESERVED = (
     "classification",
 )
 _MAX_CONTENT_CHARS = 1_000_000
+#: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
+_MAX_BATCH_SIZE = 100_000
 _STAGED_PREFIX, _PATTERN_PREFIX = STAGED_PREFIX, PATTERN_PREFIX
 
 
@@ -89,6 +91,8 @@ class AsyncUnifiedMemory:
     ) -> None:
         self.user_id = validation.check_agent_id(user_id)
         self.access_tier = AccessTier.parse(access_tier)
+        validation.check_instance(config, MemoryConfig, "config")
+        validation.check_instance(pipeline, SecurityPipeline, "pipeline")
         self.config = config if config is not None else MemoryConfig()
         self.environment = self.config.environment
         short_term = shared_short_term(short_term, "short_term")
@@ -207,7 +211,7 @@ class AsyncUnifiedMemory:
         and shown next to it. It expires after ``ttl_hours`` unless promoted.
         """
         await self._require("stage_pattern")
-        data = _check_pattern_data(pattern_data)
+        data = _check_pattern_data(pattern_data, self.config.max_value_bytes)
         pattern_type = _check_pattern_type(pattern_type)
         hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
@@ -280,6 +284,7 @@ class AsyncUnifiedMemory:
         committed pattern; the promotion stands.
         """
         await self._require("promote_pattern", staged_pattern_id)
+        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
         if classification is not None:
             classification = Classification.parse(classification)
         staging = self._staging()
@@ -326,8 +331,9 @@ class AsyncUnifiedMemory:
         Raises :class:`PatternNotFoundError` if it was promoted or rejected already, or
         another agent is deciding it right now."""
         await self._require("reject_pattern", staged_pattern_id)
-        if reason is not None and not isinstance(reason, str):
-            raise ValidationError("reason must be a string")
+        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
+        if reason is not None:
+            validation.check_text(reason, "reason", allow_empty=True)
         claimed = await self._claim_staged(staged_pattern_id, "reject")
         await self._staging().reject(claimed, has_reason=reason is not None)
         return True
@@ -386,12 +392,13 @@ class AsyncUnifiedMemory:
             raise ValidationError("content must be a non-empty string")
         if len(content) > _MAX_CONTENT_CHARS:
             raise ValidationError(f"content is longer than {_MAX_CONTENT_CHARS} characters")
+        validation.check_text(content, "content")
         pattern_type = _check_pattern_type(pattern_type)
         if metadata is None:
             metadata = {}
         if not isinstance(metadata, Mapping):
             raise ValidationError("metadata must be a dict")
-        validation.encode_json(dict(metadata), self.config.max_value_bytes, "metadata")
+        validation.check_json(dict(metadata), "metadata", self.config.max_value_bytes)
         if not isinstance(auto_classify, bool):
             raise ValidationError("auto_classify must be True or False")
         explicit = None if classification is None else Classification.parse(classification)
@@ -453,8 +460,7 @@ class AsyncUnifiedMemory:
         # The hot read path: an allowed read needs no event of its own, so no coroutine.
         if self._closed or "recall_pattern" not in access.QUIET[self.access_tier]:
             await self._require("recall_pattern", pattern_id)
-        if not isinstance(pattern_id, str) or not pattern_id:
-            raise ValidationError("pattern_id must be a non-empty string")
+        validation.check_text(pattern_id, "pattern_id")
         record = await self.long_term.get(pattern_id, _now_ms())
         if record is None:
             return None
@@ -493,8 +499,7 @@ class AsyncUnifiedMemory:
     async def delete_pattern(self, pattern_id: str) -> bool:
         """Delete a long-term pattern (STEWARD only); True if it existed."""
         await self._require("delete_pattern", pattern_id)
-        if not isinstance(pattern_id, str) or not pattern_id:
-            raise ValidationError("pattern_id must be a non-empty string")
+        validation.check_text(pattern_id, "pattern_id")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         deleted = await self.long_term.delete(pattern_id)
         await self.pipeline.audit_event(
@@ -530,8 +535,7 @@ class AsyncUnifiedMemory:
         (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
         staged patterns and backups remain readable. Returns the new key id and counts."""
         await self._require("rotate_keys")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError("batch_size must be a positive integer")
+        validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         new_key_id = self.pipeline.cipher.ring.add_key()
         rewrapped = 0
@@ -643,7 +647,7 @@ def _check_pattern_type(pattern_type: Any) -> str:
     return pattern_type
 
 
-def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
+def _check_pattern_data(pattern_data: Any, max_bytes: int) -> dict[str, Any]:
     if not isinstance(pattern_data, Mapping):
         raise ValidationError("pattern_data must be a dict with at least a 'content' string")
     data = dict(pattern_data)
@@ -661,4 +665,6 @@ def _check_pattern_data(pattern_data: Any) -> dict[str, Any]:
         )
     if not all(isinstance(k, str) for k in data):
         raise ValidationError("pattern_data keys must be strings")
+    # Before the pipeline walks it: what cannot be stored, at any depth, fails here.
+    validation.check_json(data, "pattern_data", max_bytes, sized=False)
     return data

@@ -9,13 +9,73 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Any
 
-from attune.errors import SerializationError, ValidationError, ValueTooLargeError
+from attune.errors import (
+    ConfigurationError,
+    PatternNotFoundError,
+    SerializationError,
+    ValidationError,
+    ValueTooLargeError,
+)
 from attune.memory.compact_json import compact_encoder
 
-_AGENT_ID = re.compile(r"^[^\s{}\x00-\x1f\x7f]{1,128}$")
+_AGENT_ID = re.compile(r"^[^\s{}\x00-\x1f\x7f\ud800-\udfff]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: A lone UTF-16 half: valid in a Python str, but no UTF-8 encoder (Redis key names,
+#: SQLite, the JSON sent to Redis) accepts it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _surrogate_error(what: str) -> ValidationError:
+    return ValidationError(
+        f"{what} contains a lone surrogate (half of a UTF-16 pair, e.g. from a bad decode), "
+        "which cannot be stored as UTF-8; decode the source text with errors='replace' "
+        "or remove it"
+    )
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (ASCII text, the common case, is one check)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def check_text(value: object, what: str, *, allow_empty: bool = False) -> str:
+    """A string that UTF-8 can encode (ids, reasons), non-empty unless ``allow_empty``."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
+    if not value and not allow_empty:
+        raise ValidationError(f"{what} must not be empty")
+    if has_surrogate(value):
+        raise _surrogate_error(what)
+    return value
+
+
+def check_staged_id(value: object, prefix: str) -> None:
+    """A staged id is a string (else no such pattern exists) that UTF-8 can encode."""
+    if not isinstance(value, str):
+        raise PatternNotFoundError(
+            f"no such staged pattern: staged ids are strings like '{prefix}...', "
+            f"not {type(value).__name__}"
+        )
+    if has_surrogate(value):
+        raise _surrogate_error("staged_pattern_id")
+
+
+def check_count(value: object, what: str, maximum: int) -> int:
+    """A whole number from 1 to ``maximum`` (not a bool, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValidationError(f"{what} must be a whole number from 1 to {maximum}")
+    return value
+
+
+def check_instance(value: object, cls: type, what: str) -> None:
+    """A constructor argument is None or a ``cls`` (else it fails late, as a builtin)."""
+    if value is not None and not isinstance(value, cls):
+        raise ConfigurationError(
+            f"{what} must be a {cls.__name__} or None, not {type(value).__name__}"
+        )
 
 
 def check_agent_id(value: object, what: str = "user_id") -> str:
@@ -23,6 +83,8 @@ def check_agent_id(value: object, what: str = "user_id") -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
     if not _AGENT_ID.match(value):
+        if has_surrogate(value):
+            raise _surrogate_error(what)
         raise ValidationError(
             f"invalid {what}: use 1-128 characters without whitespace, braces "
             "or control characters (for example 'analyst@company.com')"
@@ -41,6 +103,8 @@ def check_key(key: object, max_length: int) -> str:
         )
     if _CONTROL.search(key):
         raise ValidationError("key must not contain control characters")
+    if not key.isascii() and _SURROGATE.search(key):
+        raise _surrogate_error("key")
     return key
 
 
@@ -51,12 +115,13 @@ def ttl_to_ms(
     unit = "hours" if unit_seconds == 3600 else "seconds"
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise ValidationError(f"{what} must be a number of {unit}, not {type(ttl).__name__}")
-    if not math.isfinite(ttl) or ttl <= 0:
+    # An int is compared as an int: a float conversion (math.isfinite) overflows on 10**400.
+    if (isinstance(ttl, float) and not math.isfinite(ttl)) or ttl <= 0:
         raise ValidationError(f"{what} must be a positive number of {unit}")
     seconds = ttl * unit_seconds
     if seconds > max_seconds:
         raise ValidationError(
-            f"{what}={ttl:g} exceeds the limit of {max_seconds} seconds (max_ttl_seconds); "
+            f"{what} exceeds the limit of {max_seconds} seconds (max_ttl_seconds); "
             "long-lived data belongs in long-term memory (persist_pattern)"
         )
     return max(1, round(seconds * 1000))
@@ -74,12 +139,48 @@ def encode_json(value: Any, max_bytes: int, what: str = "value") -> bytes:
             f"{what} is not JSON-serialisable ({_reason(exc)}); store dicts, lists, "
             "strings, numbers, booleans and None"
         ) from None
-    data = text.encode("utf-8")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in a string or a dict key, at any depth
+        raise _surrogate_error(what) from None
     if len(data) > max_bytes:
         raise ValueTooLargeError(
             f"{what} is {len(data)} bytes as JSON; the limit is {max_bytes} (max_value_bytes)"
         )
     return data
+
+
+#: Deepest nesting of pattern data and metadata: the security pipeline walks them
+#: recursively, so a deeper value would fail there (or on the caller's stack) instead.
+MAX_NESTING = 100
+
+
+def check_json(value: Any, what: str, max_bytes: int, *, sized: bool = True) -> None:
+    """Refuse what cannot be stored before the security pipeline walks ``value``: nesting
+    deeper than :data:`MAX_NESTING` (or circular), more elements than ``max_bytes`` (each
+    is at least a byte of JSON), what JSON or UTF-8 cannot hold at any depth, and, if
+    ``sized``, JSON longer than ``max_bytes`` (unsized: the pipeline may still shrink it).
+    """
+    # Walked before it is encoded: a cycle ends at the nesting limit, and a sub-object
+    # shared many times (the JSON repeats it each time) ends at the element budget,
+    # where the encoder would build all of it first.
+    budget = max_bytes
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ValidationError(
+                f"{what} is nested more than {MAX_NESTING} levels deep (or is circular); flatten it"
+            )
+        children = item.values() if isinstance(item, dict) else item
+        budget -= len(children)
+        if budget < 0:
+            raise ValueTooLargeError(
+                f"{what} has too many elements to fit in {max_bytes} bytes as JSON "
+                "(max_value_bytes)"
+            )
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+    encode_json(value, max_bytes if sized else sys.maxsize, what)
 
 
 def _reason(exc: BaseException) -> str:
@@ -90,6 +191,8 @@ def _reason(exc: BaseException) -> str:
         return "circular reference"
     if "Out of range float" in msg:
         return "NaN or infinity"
+    if "integer string conversion" in msg:
+        return "an integer with too many digits"
     match = re.search(r"Object of type (\w+)", msg)
     if match:
         return f"contains a {match.group(1)}"
