@@ -738,6 +738,36 @@ async def test_surrogate_in_staged_id_is_a_validation_error(
     assert [p["pattern_id"] for p in await steward.get_staged_patterns()] == [staged_id]
 
 
+@pytest.mark.parametrize("method", ["promote_pattern", "reject_pattern"])
+@pytest.mark.parametrize(
+    "bad_id",
+    ["stg_" + "a" * 5000, "stg_\x00abc", "pat_0123", "stg_x\ny"],
+    ids=["overlong", "nul", "wrong-prefix", "newline"],
+)
+async def test_a_staged_id_that_cannot_exist_is_not_found_without_echo(
+    steward: AsyncUnifiedMemory, config: MemoryConfig, method: str, bad_id: str
+) -> None:
+    """Not a message naming the audit log's internals, and never the id echoed back."""
+    from attune.errors import PatternNotFoundError
+
+    staged_id = await steward.stage_pattern({"content": "Cache for 5 min"}, "note")
+    error = await _refused(Store(config), getattr(steward, method)(bad_id), PatternNotFoundError)
+    assert "audit" not in str(error) and bad_id not in str(error) and len(str(error)) < 300
+    assert [p["pattern_id"] for p in await steward.get_staged_patterns()] == [staged_id]
+
+
+@pytest.mark.parametrize("method", ["delete_pattern", "recall_pattern"])
+async def test_a_pattern_id_that_cannot_exist_is_refused_before_the_store(
+    steward: AsyncUnifiedMemory, config: MemoryConfig, method: str
+) -> None:
+    """An overlong id used to reach the delete and fail only at its audit event, after
+    the store ran; now it is refused first, naming the limit and not the audit log."""
+    stored = await steward.persist_pattern("Cache for 5 min", "note")
+    error = await _refused(Store(config), getattr(steward, method)("pat_" + "0" * 300))
+    assert "audit" not in str(error) and "256" in str(error)
+    assert await steward.recall_pattern(stored["pattern_id"]) is not None
+
+
 @pytest.mark.parametrize(
     "classification",
     ["PUBLIC" + SURROGATE, 42, b"PUBLIC", _deep_list(5000)],

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeGuard
 
 from attune.errors import (
     AttuneError,
@@ -125,7 +125,9 @@ class AsyncUnifiedMemory:
         allowed = access.is_allowed(self.access_tier, action)
         if allowed and not access.audit_when_allowed(action):
             return
-        target = target_id if isinstance(target_id, str) else None  # bad ids fail later
+        # A bad id (not a string, too long for the audit log, unprintable) is audited as
+        # none: the operation's own check refuses it right after, with a clear error.
+        target = target_id if _auditable_id(target_id) else None
         required = access.REQUIRED_TIER[action].name
         tier = self.access_tier.name
         if allowed:  # queued: the operation's own final event makes it durable
@@ -263,12 +265,7 @@ class AsyncUnifiedMemory:
         return staged
 
     async def _claim_staged(self, staged_pattern_id: str, action: str) -> Claimed:
-        if not isinstance(staged_pattern_id, str) or not staged_pattern_id.startswith(
-            _STAGED_PREFIX
-        ):
-            raise PatternNotFoundError(
-                f"no staged pattern {staged_pattern_id!r}: staged ids look like 'stg_...'"
-            )
+        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
         return await self._staging().claim(staged_pattern_id, action)
 
     async def promote_pattern(
@@ -460,7 +457,7 @@ class AsyncUnifiedMemory:
         # The hot read path: an allowed read needs no event of its own, so no coroutine.
         if self._closed or "recall_pattern" not in access.QUIET[self.access_tier]:
             await self._require("recall_pattern", pattern_id)
-        validation.check_text(pattern_id, "pattern_id")
+        validation.check_pattern_id(pattern_id)
         record = await self.long_term.get(pattern_id, _now_ms())
         if record is None:
             return None
@@ -499,7 +496,7 @@ class AsyncUnifiedMemory:
     async def delete_pattern(self, pattern_id: str) -> bool:
         """Delete a long-term pattern (STEWARD only); True if it existed."""
         await self._require("delete_pattern", pattern_id)
-        validation.check_text(pattern_id, "pattern_id")
+        validation.check_pattern_id(pattern_id)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         deleted = await self.long_term.delete(pattern_id)
         await self.pipeline.audit_event(
@@ -634,6 +631,15 @@ def shared_long_term(value: object, name: str) -> LongTermStore | None:
     raise ValidationError(
         f"{name} must be a LongTermStore (such as SQLiteLongTermStore) or {_SHARERS} "
         f"whose long-term store to share; got {type(value).__name__}"
+    )
+
+
+def _auditable_id(value: object) -> TypeGuard[str]:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= validation.MAX_PATTERN_ID
+        and value.isprintable()
+        and not validation.has_surrogate(value)
     )
 
 

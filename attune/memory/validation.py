@@ -52,8 +52,31 @@ def check_text(value: object, what: str, *, allow_empty: bool = False) -> str:
     return value
 
 
+#: The longest id the audit log records (``audit.MAX_ID_LENGTH``).
+MAX_PATTERN_ID = 256
+
+
+def check_pattern_id(value: object) -> str:
+    """A long-term pattern id: a non-empty string of at most 256 printable characters
+    (attune's own are 'pat_' + 32 hex digits); longer or unprintable ones cannot exist."""
+    check_text(value, "pattern_id")
+    assert isinstance(value, str)
+    if len(value) > MAX_PATTERN_ID or not value.isprintable():
+        raise ValidationError(
+            f"pattern_id must be 1-{MAX_PATTERN_ID} printable characters "
+            "(ids look like 'pat_' followed by 32 hex digits)"
+        )
+    return value
+
+
+#: Longer than any staged id attune makes ("stg_" + 32 hex digits), with room to spare.
+_MAX_STAGED_ID = 128
+
+
 def check_staged_id(value: object, prefix: str) -> None:
-    """A staged id is a string (else no such pattern exists) that UTF-8 can encode."""
+    """A staged id is a string (else no such pattern exists) that UTF-8 can encode, starts
+    with ``prefix`` and is short and printable: anything else cannot name a staged pattern
+    (:class:`PatternNotFoundError`, without echoing the value)."""
     if not isinstance(value, str):
         raise PatternNotFoundError(
             f"no such staged pattern: staged ids are strings like '{prefix}...', "
@@ -61,6 +84,11 @@ def check_staged_id(value: object, prefix: str) -> None:
         )
     if has_surrogate(value):
         raise _surrogate_error("staged_pattern_id")
+    if not value.startswith(prefix) or len(value) > _MAX_STAGED_ID or not value.isprintable():
+        raise PatternNotFoundError(
+            f"no such staged pattern: staged ids look like '{prefix}' followed by 32 hex "
+            "digits (as stage_pattern returns them)"
+        )
 
 
 def check_count(value: object, what: str, maximum: int) -> int:
