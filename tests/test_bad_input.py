@@ -958,3 +958,21 @@ def test_config_values_that_failed_later_are_configuration_errors(
     with pytest.raises(ConfigurationError) as info:
         MemoryConfig(**{"redis_mock": True, "storage_dir": storage_dir, **field})
     assert not has_surrogate(str(info.value))
+
+
+def test_a_redis_url_with_an_unknown_option_is_refused_at_construction() -> None:
+    """redis-py accepted it and raised TypeError at the first command."""
+    from attune.memory.short_term.redis_store import RedisShortTermMemory
+
+    with pytest.raises(ConfigurationError, match=r"does not accept \(foo\)") as info:
+        RedisShortTermMemory(MemoryConfig(redis_url="redis://u:hunter2@127.0.0.1:1/0?foo=1"))
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigurationError):
+        AsyncUnifiedMemory(AGENT, MemoryConfig(redis_url="redis://127.0.0.1:1/0?foo=1"))
+
+
+@pytest.mark.parametrize("core", [object(), "memory", None])
+def test_wrap_refuses_what_is_not_an_async_core(core: Any) -> None:
+    """It used to accept anything and fail at the first call with AttributeError."""
+    with pytest.raises(ValidationError):
+        UnifiedMemory.wrap(core)

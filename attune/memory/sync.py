@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from attune._runner import run_sync
+from attune.errors import ValidationError
 from attune.memory.config import Environment, MemoryConfig
 from attune.memory.long_term.protocol import LongTermStore
 from attune.memory.security.pipeline import SecurityPipeline
@@ -53,6 +54,10 @@ class UnifiedMemory:
     @classmethod
     def wrap(cls, core: AsyncUnifiedMemory) -> UnifiedMemory:
         """A blocking face over an existing async core (they share connections and state)."""
+        if not isinstance(core, AsyncUnifiedMemory):
+            raise ValidationError(
+                f"UnifiedMemory.wrap needs an AsyncUnifiedMemory, not {type(core).__name__}"
+            )
         self = cls.__new__(cls)
         self._core = core
         return self

@@ -8,6 +8,7 @@ differs. One client per event loop (see :mod:`attune._loop_local`).
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -76,6 +77,8 @@ class RedisShortTermMemory:
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
         self.keys = KeySpace(config.key_prefix)
+        if self.url is not None:
+            _check_url(self.url)
         self._clients: LoopLocal[_LoopClient] = LoopLocal(self._connect, _close_client)
 
     # -- connection ----------------------------------------------------------------------
@@ -325,6 +328,24 @@ class RedisShortTermMemory:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _check_url(url: str) -> None:
+    """Refuse, at construction, a URL redis-py would only fail on at the first command (an
+    unknown query option is a ``TypeError`` when a connection is made). Nothing connects."""
+    try:
+        pool = aioredis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (ValueError, TypeError) as exc:
+        unknown = re.search(r"unexpected keyword argument '(\w{1,64})'", str(exc))
+        if unknown:
+            reason = f"it has an option redis-py does not accept ({unknown.group(1)})"
+        else:
+            reason = "an option has a value redis-py cannot use"
+        raise ConfigurationError(
+            f"invalid REDIS_URL {redact_url(url).split('?')[0]}: {reason}; use "
+            "redis://[user:password@]host:port/db with only the options redis-py documents"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
