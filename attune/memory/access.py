@@ -41,18 +41,6 @@ def audit_when_allowed(action: str) -> bool:
     return action not in WORKING_DATA and REQUIRED_TIER[action] > AccessTier.OBSERVER
 
 
-#: tier -> the actions it may perform with no event of their own (see above): a read
-#: checks one set membership instead of two lookups and a comparison.
-QUIET: dict[AccessTier, frozenset[str]] = {
-    tier: frozenset(
-        action
-        for action in REQUIRED_TIER
-        if is_allowed(tier, action) and not audit_when_allowed(action)
-    )
-    for tier in AccessTier
-}
-
-
 def require(tier: AccessTier, action: str) -> None:
     """Raise :class:`AccessDeniedError` unless ``tier`` may perform ``action``."""
     needed = REQUIRED_TIER[action]

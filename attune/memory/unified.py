@@ -454,9 +454,7 @@ class AsyncUnifiedMemory:
 
     async def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
         """The long-term pattern with this id, or None if unknown or past its retention."""
-        # The hot read path: an allowed read needs no event of its own, so no coroutine.
-        if self._closed or "recall_pattern" not in access.QUIET[self.access_tier]:
-            await self._require("recall_pattern", pattern_id)
+        await self._require("recall_pattern", pattern_id)
         validation.check_pattern_id(pattern_id)
         record = await self.long_term.get(pattern_id, _now_ms())
         if record is None:
@@ -472,12 +470,11 @@ class AsyncUnifiedMemory:
                 outcome="corrupt",
             )
             raise
-        # A read: its event is queued, not waited for. ``_name_``: the member's name
-        # without the ``name`` property's call.
+        # A read: its event is queued, not waited for.
         self.pipeline.audit_read(
             "pattern.retrieve",
             self.user_id,
-            self.access_tier._name_,
+            self.access_tier.name,
             pattern_id,
             record.classification,
         )
