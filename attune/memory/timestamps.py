@@ -24,30 +24,18 @@ def second_text(second: int) -> str:
     return text
 
 
-#: ``.mmm+00:00`` for every millisecond: a tuple index instead of formatting a number.
-_MILLI_SUFFIX = tuple(f".{milli:03d}+00:00" for milli in range(1000))
-
-
 def iso_ms(ms: int) -> str:
-    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``.
-    Every recalled pattern's dates pay for this."""
+    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``."""
     second, milli = divmod(ms, 1000)
-    return (_SECONDS.get(second) or second_text(second)) + _MILLI_SUFFIX[milli]
-
-
-#: ``000`` ... ``999``: the microseconds as two table lookups instead of formatting.
-_THREE_DIGITS = tuple(f"{n:03d}" for n in range(1000))
+    return f"{second_text(second)}.{milli:03d}+00:00"
 
 
 def iso_us_z(ts: float) -> str:
     """``datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` (``ts`` >= 0),
-    rounded to the microsecond as datetime rounds it (half to even on the fraction), without
-    building a datetime: every audit line pays for this, on the writer thread."""
+    rounded to the microsecond as datetime rounds it (half to even on the fraction)."""
     fraction, whole = math.modf(ts)
     micro = round(fraction * 1e6)
     second = int(whole)
     if micro >= 1_000_000:
         second, micro = second + 1, micro - 1_000_000
-    milli, rest = divmod(micro, 1000)
-    digits = _THREE_DIGITS
-    return (_SECONDS.get(second) or second_text(second)) + "." + digits[milli] + digits[rest] + "Z"
+    return f"{second_text(second)}.{micro:06d}Z"
