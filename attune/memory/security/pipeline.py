@@ -108,8 +108,7 @@ def close_shared() -> None:
         logger.close()
 
 
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Prepared:
     """What a pattern write stores after steps 1-3."""
 
@@ -131,8 +130,7 @@ class Prepared:
         return {"rule": self.decision.rule, "pii": dict(self.pii_counts)}
 
 
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Sealed:
     """Content as it goes to storage: ciphertext and its key material, or plain UTF-8."""
 
