@@ -152,3 +152,21 @@ def test_config_is_immutable() -> None:
     cfg = MemoryConfig()
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         cfg.key_prefix = "other"  # type: ignore[misc]
+
+
+def test_backends_are_chosen_from_configuration_in_one_place(tmp_path: Path) -> None:
+    """The core asks the registry; it names the backends it knows when asked for another."""
+    from attune.errors import ConfigurationError
+    from attune.memory import backends
+    from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
+    from attune.memory.short_term.redis_store import RedisShortTermMemory
+
+    config = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
+    short, long = backends.open_short_term(config), backends.open_long_term(config)
+    assert isinstance(short, RedisShortTermMemory) and short.backend == "fakeredis"
+    assert isinstance(long, SQLiteLongTermStore) and long.path.parent == tmp_path
+    with pytest.raises(ConfigurationError, match="known: sqlite"):
+        backends._pick(backends.LONG_TERM, "postgres", "long-term")
+    prod = MemoryConfig(environment="production", redis_mock=True, storage_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="refused in production"):
+        backends.open_short_term(prod)

@@ -21,14 +21,12 @@ from attune.errors import (
     SecretsDetectedError,
     ValidationError,
 )
-from attune.memory import access, validation
+from attune.memory import access, backends, validation
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import LongTermStore, PatternRecord
-from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
 from attune.memory.security import randomness
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore
-from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.staging import (
     PATTERN_PREFIX,
     STAGED_PREFIX,
@@ -99,13 +97,11 @@ class AsyncUnifiedMemory:
         long_term = shared_long_term(long_term, "long_term")
         self._owns_short_term = short_term is None
         self.short_term: ShortTermStore = (
-            short_term if short_term is not None else RedisShortTermMemory(self.config)
+            short_term if short_term is not None else backends.open_short_term(self.config)
         )
         self._owns_long_term = long_term is None
         self.long_term: LongTermStore = (
-            long_term
-            if long_term is not None
-            else SQLiteLongTermStore(self.config.ensure_storage_dir())
+            long_term if long_term is not None else backends.open_long_term(self.config)
         )
         self.pipeline = pipeline if pipeline is not None else SecurityPipeline(self.config)
         self._closed = False

@@ -1,0 +1,73 @@
+"""Which backend serves each tier: chosen from the configuration, in this one place.
+
+The core asks for "the short-term store of this configuration" and "the long-term store
+of this configuration" and never imports a backend itself. A new backend (PostgreSQL,
+Redis Cluster) is a module implementing the tier's protocol plus one entry in a table
+below, and the rule in ``*_backend_name`` that selects it.
+
+Backends are imported only when chosen, so an optional backend's driver is needed only
+by the deployments that use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from attune.errors import ConfigurationError
+from attune.memory.config import MemoryConfig
+from attune.memory.long_term.protocol import LongTermStore
+from attune.memory.short_term.protocol import ShortTermStore
+
+T = TypeVar("T")
+
+
+def _redis(config: MemoryConfig) -> ShortTermStore:
+    """Redis through redis.asyncio; also the in-process stand-in (same client code)."""
+    from attune.memory.short_term.redis_store import RedisShortTermMemory
+
+    return RedisShortTermMemory(config)
+
+
+def _sqlite(config: MemoryConfig) -> LongTermStore:
+    """One SQLite file, ``<storage_dir>/patterns.db``."""
+    from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
+
+    return SQLiteLongTermStore(config.ensure_storage_dir())
+
+
+#: backend name -> factory. ``redis`` serves both a real Redis and the stand-in ("mock").
+SHORT_TERM: dict[str, Callable[[MemoryConfig], ShortTermStore]] = {"redis": _redis, "mock": _redis}
+LONG_TERM: dict[str, Callable[[MemoryConfig], LongTermStore]] = {"sqlite": _sqlite}
+
+
+def short_term_backend_name(config: MemoryConfig) -> str:
+    """The short-term backend ``config`` selects (raises ConfigurationError if refused)."""
+    return config.short_term_backend
+
+
+def long_term_backend_name(config: MemoryConfig) -> str:
+    """The long-term backend ``config`` selects: SQLite, the embedded default."""
+    del config  # one backend today; a database URL will select the next one
+    return "sqlite"
+
+
+def open_short_term(config: MemoryConfig) -> ShortTermStore:
+    """A new short-term store for ``config`` (it connects lazily, on first use)."""
+    return _pick(SHORT_TERM, short_term_backend_name(config), "short-term")(config)
+
+
+def open_long_term(config: MemoryConfig) -> LongTermStore:
+    """A new long-term store for ``config`` (it opens lazily, on first use)."""
+    return _pick(LONG_TERM, long_term_backend_name(config), "long-term")(config)
+
+
+def _pick(
+    table: Mapping[str, Callable[[MemoryConfig], T]], name: str, tier: str
+) -> Callable[[MemoryConfig], T]:
+    try:
+        return table[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"no {tier} backend named {name!r}; known: {', '.join(sorted(table))}"
+        ) from None
