@@ -271,7 +271,8 @@ PAIRS = [(AsyncUnifiedMemory, UnifiedMemory), (AsyncEmpathyOS, EmpathyOS)]
 
 @pytest.mark.parametrize(("core", "facade"), PAIRS, ids=lambda c: c.__name__)
 def test_the_facade_is_an_exact_twin_of_its_core(core: type, facade: type) -> None:
-    assert drift(core, Face.of(facade)) == []
+    problems = drift(core, Face.of(facade))
+    assert not problems, f"{facade.__name__} drifted from {core.__name__}:\n" + "\n".join(problems)
 
 
 def test_the_facade_methods_show_the_coroutines_docstrings() -> None:
