@@ -105,6 +105,8 @@ def _annotation(value: Any) -> str:
 
 
 def _parameters(fn: Any) -> list[tuple[str, str, str, str]]:
+    if fn is None:
+        return []
     return [
         (
             p.name,
@@ -214,13 +216,17 @@ def drift(core: type, face: Face, core_tree: ast.ClassDef | None = None) -> list
 
     # 2. __init__ takes the core's parameters and passes each on unchanged.
     init = functions.get("__init__")
-    if _parameters(facade.__init__) != _parameters(core.__init__):
+    core_init = vars(core)["__init__"]
+    facade_params, core_params = _parameters(vars(facade).get("__init__")), _parameters(core_init)
+    if facade_params != core_params:
         problems.append(
-            f"{where}.__init__ parameters {_parameters(facade.__init__)} differ from "
-            f"{core.__name__}.__init__ {_parameters(core.__init__)}"
+            f"{where}.__init__ parameters {facade_params} differ from "
+            f"{core.__name__}.__init__ {core_params}"
         )
-    elif init is not None:
-        params = list(inspect.signature(core.__init__).parameters.values())[1:]
+    elif init is None:
+        problems.append(f"{where}.__init__ is not defined in the class statement")
+    else:
+        params = list(inspect.signature(core_init).parameters.values())[1:]
         build = ast.unparse(init.body[0]) if init.body else ""
         passed = ", ".join(
             p.name if p.kind is p.POSITIONAL_OR_KEYWORD else f"{p.name}={p.name}" for p in params
