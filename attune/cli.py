@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         from attune.memory.security.audit import AuditLogger
 
         config = MemoryConfig()
-        path = args.log_file or config.audit_log_file or config.storage_dir / "audit.jsonl"
+        path = args.log_file or config.audit_log_path
         result = AuditLogger(log_file=path).verify()
         print(result)
         return 0 if result.ok else 1

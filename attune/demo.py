@@ -8,7 +8,6 @@ run would, and prints what each agent does.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from attune import AccessTier, EmpathyOS, get_redis_memory
 from attune.memory.security.audit import AuditLogger
@@ -110,7 +109,7 @@ async def knowledge_building_demo() -> dict[str, object]:
     print(f"Short-term: {health['short_term']['available']} ({health['short_term']['backend']})")
     print(f"Long-term: {health['long_term']['available']} ({health['long_term']['path']})")
     print(f"Environment: {health['environment']}")
-    audit = AuditLogger(log_file=Path(health["long_term"]["path"]).with_name("audit.jsonl"))
+    audit = AuditLogger(log_file=architect.memory.config.audit_log_path)
     print(f"Audit log: {audit.verify()}")
 
     for agent in (security_agent, performance_agent, architect):

@@ -15,7 +15,7 @@ from attune._runner import run_sync
 from attune.memory.config import MemoryConfig
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
-from attune.memory.sync import UnifiedMemory
+from attune.memory.sync import UnifiedMemory, docs_from
 from attune.memory.types import AccessTier, Classification
 from attune.memory.unified import AsyncUnifiedMemory, shared_short_term
 
@@ -40,6 +40,7 @@ def get_redis_memory(
     return RedisShortTermMemory(config, url=url)
 
 
+@docs_from(AsyncUnifiedMemory)
 class AsyncEmpathyOS:
     """One agent with two-tier memory; every operation is awaitable.
 
@@ -118,6 +119,7 @@ class AsyncEmpathyOS:
         await self.aclose()
 
 
+@docs_from(AsyncEmpathyOS)
 class EmpathyOS:
     """Blocking face of :class:`AsyncEmpathyOS`; same methods, same arguments.
 

@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from attune.errors import ConfigurationError
+from attune.memory.store_marker import AUDIT_NAME
 
 
 class Environment(enum.StrEnum):
@@ -134,7 +135,7 @@ class MemoryConfig(BaseSettings):
     retention_days_public: int = Field(365, gt=0, le=_CENTURY_DAYS)
     retention_days_internal: int = Field(180, gt=0, le=_CENTURY_DAYS)
     retention_days_sensitive: int = Field(90, gt=0, le=_CENTURY_DAYS)
-    #: Audit log file; default ``<storage_dir>/audit.jsonl``.
+    #: Audit log file; default ``<storage_dir>/audit.jsonl`` (see :attr:`audit_log_path`).
     audit_log_file: Path | None = None
     #: True: a write returns only once its audit event is fsynced (safe default; costs
     #: one batched fsync). False: events are buffered and a crash may lose the last ones.
@@ -217,6 +218,17 @@ class MemoryConfig(BaseSettings):
                 "the in-process stand-in is only for development"
             )
         return "redis"
+
+    @property
+    def audit_log_path(self) -> Path:
+        """The audit log this configuration selects: ``audit_log_file`` (``ATTUNE_AUDIT_LOG``),
+        else ``<storage_dir>/audit.jsonl``; user-expanded and absolute (a relative path is
+        taken from the current directory, now). The one place that decides it; nothing is
+        created here."""
+        path = self.audit_log_file
+        if path is None:
+            path = self.storage_dir.expanduser() / AUDIT_NAME
+        return path.expanduser().resolve()
 
     @property
     def redacted_redis_url(self) -> str | None:

@@ -4,13 +4,20 @@ Each method runs the same-named coroutine of :class:`AsyncUnifiedMemory` to
 completion through :func:`attune._runner.run_sync` -- no logic lives here.
 It works from plain scripts, from several threads, and from code already
 inside a running event loop.
+
+The methods are written out (one line each) so that type checkers and editors see
+their signatures; ``tests/test_facade_parity.py`` fails when one drifts from its
+coroutine (a missing method or parameter, another default or annotation, anything
+but ``run_sync(self._core.<same name>(<same arguments>))``). Their docstrings are
+the coroutines' own, copied by :func:`docs_from`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from attune._runner import run_sync
 from attune.errors import ValidationError
@@ -25,6 +32,27 @@ if TYPE_CHECKING:
     from attune.memory.unified import Sharer
 
 
+#: Blocking name -> the coroutine it runs, where the two differ.
+ASYNC_NAMES = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
+
+_C = TypeVar("_C", bound=type)
+
+
+def docs_from(source: type) -> Callable[[_C], _C]:
+    """Class decorator: each method without a docstring gets the one of the same-named
+    method of ``source`` (``close`` that of ``aclose``), so ``help()`` shows it."""
+
+    def decorate(cls: _C) -> _C:
+        for name, member in vars(cls).items():
+            twin = getattr(source, ASYNC_NAMES.get(name, name), None)
+            if inspect.isfunction(member) and not member.__doc__ and twin is not None:
+                member.__doc__ = twin.__doc__
+        return cls
+
+    return decorate
+
+
+@docs_from(AsyncUnifiedMemory)
 class UnifiedMemory:
     """Blocking face of :class:`AsyncUnifiedMemory`; same methods, same arguments.
 

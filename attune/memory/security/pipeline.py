@@ -175,8 +175,9 @@ class SecurityPipeline:
         if cached is not None and cached[0] == _generation:
             return cached[1]
         if self._audit_path is None:
-            path = self.config.audit_log_file or (self.config.ensure_storage_dir() / "audit.jsonl")
-            self._audit_path = Path(path).expanduser().resolve()
+            if self.config.audit_log_file is None:  # it lives there: a clear error if unusable
+                self.config.ensure_storage_dir()
+            self._audit_path = self.config.audit_log_path
         generation = _generation  # read first: a concurrent close_shared() forces a new lookup
         logger = shared_audit_logger(self._audit_path, self.config.audit_sync)
         self._audit = (generation, logger)
