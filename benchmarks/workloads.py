@@ -247,7 +247,8 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
     its three audit lines, lock the log, commit (the one fsync), append the lines, unlock.
     attune's persist does this plus the pipeline (and, once per linger, an fsync of the log
     and a DELETE of delivered rows); the ratio of this to the raw insert caps that figure."""
-    from attune.memory.long_term.sqlite_store import _INSERT, _in_thread
+    from attune.memory.long_term.aiosqlite_compat import in_thread
+    from attune.memory.long_term.sqlite_store import _INSERT
     from attune.memory.types import RECORD_FORMAT
 
     line = b'{"event":"pattern.store",' + b"x" * 220 + b"}\n"
@@ -270,6 +271,6 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     async def op(_i: int) -> None:
-        await _in_thread(db, work)
+        await in_thread(db, work)
 
     return op

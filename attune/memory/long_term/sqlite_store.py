@@ -35,6 +35,8 @@ from attune.errors import (
     LongTermUnavailableError,
 )
 from attune.memory import store_marker
+from attune.memory.long_term import aiosqlite_compat
+from attune.memory.long_term.aiosqlite_compat import in_thread
 from attune.memory.long_term.protocol import (
     CommitHook,
     JournalWrite,
@@ -126,8 +128,10 @@ class _Connection:
     """One aiosqlite connection of one event loop, with its group-commit queue."""
 
     db: aiosqlite.Connection
-    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`_in_thread`).
+    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`in_thread`).
     raw: sqlite3.Connection
+    #: ``db``'s one-hop primitive (:func:`aiosqlite_compat.executor`), for the recall path.
+    execute: aiosqlite_compat.Executor
     queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
@@ -176,12 +180,7 @@ class SQLiteLongTermStore:
     async def _open(self) -> _Connection:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            pending = aiosqlite.connect(
-                self.path, isolation_level=None, timeout=self.busy_timeout_s
-            )
-            _check_api(pending)
-            _daemonize(pending)
-            db = await pending
+            db = await aiosqlite_compat.connect(self.path, busy_timeout_s=self.busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise self._unavailable("cannot open", exc) from None
         try:
@@ -193,7 +192,7 @@ class SQLiteLongTermStore:
         except BaseException:
             await db.close()
             raise
-        return _Connection(db, db._conn)
+        return _Connection(db, aiosqlite_compat.raw_connection(db), aiosqlite_compat.executor(db))
 
     async def _replay_outbox(self, db: aiosqlite.Connection) -> None:
         """Rows left by a writer that died (or lost its journal's unsynced tail): replay
@@ -204,8 +203,8 @@ class SQLiteLongTermStore:
             return
         replay = self._outbox_replay or _audit_replay()
         payloads = [str(row[1]) for row in rows]
-        await _in_thread(db, lambda _db: replay(payloads))
-        await _in_thread(db, _delete_outbox_rows, [int(row[0]) for row in rows])
+        await in_thread(db, lambda _db: replay(payloads))
+        await in_thread(db, _delete_outbox_rows, [int(row[0]) for row in rows])
 
     async def _prepare(self, db: aiosqlite.Connection) -> None:
         """Pragmas and schema; retried while other connections hold the file's lock.
@@ -320,7 +319,7 @@ class SQLiteLongTermStore:
             conn.queue[:0] = later
             batch = live
         try:
-            outcomes = await _in_thread(conn.db, self._run_batch, conn, [op for op, _fut in live])
+            outcomes = await in_thread(conn.db, self._run_batch, conn, [op for op, _fut in live])
         except Exception as exc:  # rolled back: nothing of the batch was written
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | OSError):
@@ -475,12 +474,11 @@ class SQLiteLongTermStore:
         return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
-        # Every recall pays for this: one hand-off (aiosqlite's primitive, as _in_thread
+        # Every recall pays for this: one hand-off (aiosqlite's primitive, as in_thread
         # uses it), no coroutine on the way but its own.
         conn = self._conns.current() or await self._conns.get()
         try:
-            execute = conn.db._execute
-            row = await execute(_select_one, conn.raw, pattern_id, now_ms)  # type: ignore[no-untyped-call]
+            row = await conn.execute(_select_one, conn.raw, pattern_id, now_ms)
         except sqlite3.Error as exc:
             raise self._unavailable("cannot read", exc) from None
         return None if row is None else _to_record(row)
@@ -579,16 +577,9 @@ async def _close_connection(conn: _Connection) -> None:
         # (found, not repeated) by the next open, so a busy file must not fail close.
         # conn.outbox is read on the connection's thread, behind any batch in flight.
         with contextlib.suppress(sqlite3.Error):
-            await _in_thread(conn.db, lambda db: _settle_outbox(db, conn.outbox))
+            await in_thread(conn.db, lambda db: _settle_outbox(db, conn.outbox))
     finally:
-        await conn.db.close()
-        thread = _worker_thread(conn.db)
-        # Its last job is done: it ends within microseconds (waited for, so a closed
-        # store leaves no thread behind; bounded, in case it is stuck in a callback).
-        for _ in range(4000):  # 2 s at most
-            if thread is None or not thread.is_alive():
-                break
-            await asyncio.sleep(0.0005)
+        await aiosqlite_compat.close(conn.db)
 
 
 def _audit_replay() -> OutboxReplay:
@@ -753,59 +744,6 @@ def _params(record: PatternRecord) -> tuple[Any, ...]:
         record.nonce,
         record.record_format,
     )
-
-
-async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop.
-
-    aiosqlite's public methods each take one hop (a queue put, a thread wake-up, a
-    ``call_soon_threadsafe`` back); ``Connection._execute`` is the one primitive they are
-    all built on. Its presence is checked when a connection opens (see :func:`_check_api`).
-    """
-    try:
-        result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
-    except ValueError:
-        if getattr(conn, "_connection", None) is None:  # closed meanwhile (by close())
-            raise LongTermUnavailableError(
-                "long-term memory is closed: its connection was closed by close() while "
-                "this operation waited; create a new memory object"
-            ) from None
-        raise
-    return result
-
-
-def _worker_thread(conn: aiosqlite.Connection) -> threading.Thread | None:
-    """The thread a connection runs on: aiosqlite 0.20 makes the connection a thread,
-    later versions give it one (``_thread``)."""
-    if isinstance(conn, threading.Thread):
-        return conn
-    thread = getattr(conn, "_thread", None)
-    return thread if isinstance(thread, threading.Thread) else None
-
-
-def _check_api(conn: aiosqlite.Connection) -> None:
-    """The store drives aiosqlite through ``_execute``, ``_conn`` and its thread (see
-    :func:`_in_thread`, :func:`_daemonize`); refuse a version without them at open,
-    rather than fail later or hang the interpreter at exit."""
-    if not callable(getattr(conn, "_execute", None)) or _worker_thread(conn) is None:
-        raise LongTermUnavailableError(
-            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute or its thread, "
-            "which attune's SQLite store runs its transactions on; install a supported "
-            "aiosqlite (see pyproject.toml)"
-        )
-
-
-def _daemonize(conn: aiosqlite.Connection) -> None:
-    """Let a script that never closes its memory still exit.
-
-    aiosqlite runs each connection on a non-daemon thread, which the interpreter
-    joins at exit before any ``atexit`` hook could close it: a forgotten
-    ``close()`` would hang the process. Every write that returned is committed
-    and fsynced already, so ending that idle thread with the process loses nothing.
-    """
-    thread = _worker_thread(conn)
-    if thread is not None and not thread.is_alive():
-        thread.daemon = True
 
 
 _SELECT_ONE = (
