@@ -183,6 +183,36 @@ def _record(pattern_id: str) -> Any:
     )
 
 
+def test_rows_are_read_and_written_in_the_records_field_order(tmp_path: Path) -> None:
+    """Records are built from rows by position: the columns follow the record's fields, and
+    what an insert binds is what a select of those columns reads back."""
+    from attune.memory.long_term import PatternRecord
+    from attune.memory.long_term.sqlite_store import (
+        _COLUMNS,
+        _INSERT,
+        _SELECT_ONE,
+        MIGRATIONS,
+        _params,
+        _to_record,
+    )
+
+    columns = [c.strip() for c in _COLUMNS.split(",")]
+    assert len(columns) == len(PatternRecord._fields)
+    for column, name in zip(columns, PatternRecord._fields, strict=True):
+        assert column == {"metadata_json": "metadata", "record_format": "format"}.get(name, name)
+    record = _record("pat_order")._replace(
+        expires_at_ms=9, encrypted=True, key_id="k", wrapped_key=b"w", nonce=b"n"
+    )
+    assert _to_record(_params(record)) == record
+    db = sqlite3.connect(tmp_path / "order.db")
+    for version in sorted(MIGRATIONS):
+        for statement in MIGRATIONS[version]:
+            db.execute(statement)
+    db.execute(_INSERT, _params(record))
+    assert _to_record(db.execute(_SELECT_ONE, ("pat_order", 0)).fetchone()) == record
+    db.close()
+
+
 async def test_opening_retries_a_lock_reported_without_waiting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

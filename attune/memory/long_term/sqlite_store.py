@@ -96,10 +96,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
-_COLUMNS = (
-    "pattern_id, pattern_type, classification, created_by, created_at_ms, expires_at_ms, "
-    "metadata, content, encrypted, key_id, wrapped_key, nonce, format"
-)
+#: The ``patterns`` column of each :class:`PatternRecord` field whose name differs.
+_COLUMN_OF = {"metadata_json": "metadata", "record_format": "format"}
+#: The record's fields as columns, in the record's order: rows selected with them are
+#: records field by field (:func:`_to_record`), and :func:`_params` binds them.
+_COLUMNS = ", ".join(_COLUMN_OF.get(name, name) for name in PatternRecord._fields)
 
 WriteOp = Callable[[sqlite3.Connection], Any]
 #: What a writer queues: a record to insert (batched with its neighbours into one
@@ -108,14 +109,16 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 Queued = tuple["_Insert | WriteOp", "asyncio.Future[Any]"]
 #: A queued write's outcome: its result, or the error that failed it alone.
 Outcome = tuple[Any, BaseException | None]
-_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_INSERT = (
+    f"INSERT INTO patterns ({_COLUMNS}) "  # noqa: S608 (constant columns)
+    f"VALUES ({','.join('?' * len(PatternRecord._fields))})"
+)
 _INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
 #: Replays an outbox's payloads into their journals (default: the audit log's replay).
 OutboxReplay = Callable[[list[str]], None]
 
 
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Insert:
     """A queued insert and what to run once its transaction committed."""
 
@@ -758,8 +761,7 @@ def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
 
 
 def _to_record(row: Any) -> PatternRecord:
-    """A row of :data:`_COLUMNS` as a record. Every recall builds one: the tuple is made
-    directly, without the keyword frame of the NamedTuple's constructor.
+    """A row of :data:`_COLUMNS` as a record (they are the record's fields, in order).
 
     The encrypted flag decides how the record is read, so anything but INTEGER 0 / 1 there
     is damage (:class:`CorruptRecordError`), not a truthy value."""
@@ -770,8 +772,4 @@ def _to_record(row: Any) -> PatternRecord:
             str(fields[0]), "its encrypted flag is neither 0 nor 1, so how to read it is unknown"
         )
     fields[8] = flag == 1
-    record: PatternRecord = _new_tuple(PatternRecord, fields)
-    return record
-
-
-_new_tuple = tuple.__new__
+    return PatternRecord._make(fields)
