@@ -29,11 +29,13 @@ without these pieces is refused when a connection opens (:func:`check_api`), wit
 error, rather than failing later or hanging the interpreter at exit.
 
 Why not an own single-thread executor instead (a thread, a ``queue.SimpleQueue``,
-``call_soon_threadsafe`` back)? Measured with ``benchmarks/sqlite_executor.py``, both in
-the same run: own / aiosqlite per hand-off was 0.95 to 1.00 sequential and 0.90 to 1.07
-with 64 concurrent callers over the three versions, within the noise. It is the same
-mechanism; owning it would add connection setup, close and error handling to maintain
-for no measurable gain, so aiosqlite stays, its private API fenced in here.
+``call_soon_threadsafe`` back)? Measured with ``benchmarks/sqlite_executor.py``, both
+interleaved in one run, sequential and with 64 concurrent callers, on each of the three
+versions (twice, on a shared 2-CPU machine): own / aiosqlite per hand-off ranged from
+0.88 to 1.30, with no consistent winner in either shape (medians about 30-55 us
+sequential, 7-28 us concurrent). It is the same mechanism; owning it would add
+connection setup, close and error handling to maintain for no measurable gain, so
+aiosqlite stays, its private API fenced in here.
 """
 
 from __future__ import annotations
