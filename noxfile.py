@@ -20,6 +20,8 @@ def aiosqlite(session: nox.Session, version: str) -> None:
     session.install("-e", ".[test]", f"aiosqlite=={version}")
     files = [
         "tests/test_long_term.py",
+        "tests/test_audit_outbox.py",
+        "tests/test_audit_atomicity.py",
         "tests/test_sync_facade.py",
         "tests/test_facade_resources.py",
     ]

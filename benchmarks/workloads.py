@@ -247,7 +247,8 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
     its three audit lines, lock the log, commit (the one fsync), append the lines, unlock.
     attune's persist does this plus the pipeline (and, once per linger, an fsync of the log
     and a DELETE of delivered rows); the ratio of this to the raw insert caps that figure."""
-    from attune.memory.long_term.sqlite_store import _INSERT, _in_thread
+    from attune.memory.long_term.aiosqlite_compat import in_thread
+    from attune.memory.long_term.sqlite_schema import INSERT
     from attune.memory.types import RECORD_FORMAT
 
     line = b'{"event":"pattern.store",' + b"x" * 220 + b"}\n"
@@ -259,7 +260,7 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
         row_id = "pat_" + uuid7_hex()
         meta = '{"source":"bench"}'
         row = (row_id, "best_practice", "PUBLIC", "bench-floor", 1, None, meta, content)
-        conn.execute(_INSERT, (*row, 0, None, None, None, RECORD_FORMAT))
+        conn.execute(INSERT, (*row, 0, None, None, None, RECORD_FORMAT))
         outbox_id = int.from_bytes(os.urandom(8)) >> 1
         conn.execute("INSERT INTO audit_outbox (id, payload) VALUES (?, ?)", (outbox_id, payload))
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -270,6 +271,6 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     async def op(_i: int) -> None:
-        await _in_thread(db, work)
+        await in_thread(db, work)
 
     return op

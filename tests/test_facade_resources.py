@@ -313,13 +313,13 @@ def test_a_script_that_forgets_close_exits(tmp_path: Path) -> None:
 
 def test_an_aiosqlite_without_the_internals_the_store_drives_is_refused() -> None:
     from attune.errors import LongTermUnavailableError
-    from attune.memory.long_term.sqlite_store import _check_api
+    from attune.memory.long_term.aiosqlite_compat import check_api
 
     class Lacking:  # no worker thread: a forgotten close() could not be made to exit
         async def _execute(self, *args: Any) -> None: ...
 
     with pytest.raises(LongTermUnavailableError, match="pyproject"):
-        _check_api(Lacking())  # type: ignore[arg-type]
+        check_api(Lacking())  # type: ignore[arg-type]
 
 
 def test_connections_of_closed_loops_are_released_by_the_next_loop(config: MemoryConfig) -> None:

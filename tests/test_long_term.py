@@ -183,6 +183,36 @@ def _record(pattern_id: str) -> Any:
     )
 
 
+def test_rows_are_read_and_written_in_the_records_field_order(tmp_path: Path) -> None:
+    """Records are built from rows by position: the columns follow the record's fields, and
+    what an insert binds is what a select of those columns reads back."""
+    from attune.memory.long_term import PatternRecord
+    from attune.memory.long_term.sqlite_schema import (
+        COLUMNS,
+        INSERT,
+        MIGRATIONS,
+        SELECT_ONE,
+        params,
+        to_record,
+    )
+
+    columns = [c.strip() for c in COLUMNS.split(",")]
+    assert len(columns) == len(PatternRecord._fields)
+    for column, name in zip(columns, PatternRecord._fields, strict=True):
+        assert column == {"metadata_json": "metadata", "record_format": "format"}.get(name, name)
+    record = _record("pat_order")._replace(
+        expires_at_ms=9, encrypted=True, key_id="k", wrapped_key=b"w", nonce=b"n"
+    )
+    assert to_record(params(record)) == record
+    db = sqlite3.connect(tmp_path / "order.db")
+    for version in sorted(MIGRATIONS):
+        for statement in MIGRATIONS[version]:
+            db.execute(statement)
+    db.execute(INSERT, params(record))
+    assert to_record(db.execute(SELECT_ONE, ("pat_order", 0)).fetchone()) == record
+    db.close()
+
+
 async def test_opening_retries_a_lock_reported_without_waiting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -328,14 +358,13 @@ async def test_a_failing_commit_hook_fails_only_its_caller(mock_config: MemoryCo
 async def test_no_commit_hook_runs_when_the_insert_fails(
     mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attune.memory.long_term import SQLiteLongTermStore
-    from attune.memory.long_term import sqlite_store as store_module
+    from attune.memory.long_term import SQLiteLongTermStore, sqlite_batch
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     ran: list[str] = []
     try:
         await store.insert(_record("pat_warm"))  # open and migrate first
-        monkeypatch.setattr(store_module, "_INSERT", "INSERT INTO no_such_table VALUES (?)")
+        monkeypatch.setattr(sqlite_batch, "INSERT", "INSERT INTO no_such_table VALUES (?)")
         with pytest.raises(LongTermUnavailableError):
             await store.insert(_record("pat_x"), lambda: ran.append("hook"))  # type: ignore[func-returns-value]
         assert ran == []

@@ -54,8 +54,7 @@ class Journal(Protocol):
         ...
 
 
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class OutboxHook:
     """A :data:`CommitHook` whose event a store with an outbox table may keep in the
     record's own transaction instead (see :class:`Journal`); a store without one just

@@ -9,41 +9,55 @@ drain task commits everything queued in one transaction (one fsync), then
 answers every caller. Concurrent writers therefore share the cost of a commit,
 and writers on one connection never see each other's transactions.
 
-The schema carries a version table; :data:`MIGRATIONS` upgrades a file in place.
+This module holds the store: its connections (one per event loop), the group commit
+and the records' operations. The rest of the SQLite backend, by job:
+
+* :mod:`~attune.memory.long_term.sqlite_schema`: :data:`MIGRATIONS` (which upgrade a
+  file in place) and how a record lies in a row;
+* :mod:`~attune.memory.long_term.sqlite_batch`: one batch's transaction, run on the
+  connection's thread;
+* :mod:`~attune.memory.long_term.sqlite_outbox`: the audit outbox's rows;
+* :mod:`~attune.memory.long_term.aiosqlite_compat`: every use of aiosqlite's private API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
 from attune._loop_local import LoopLocal
-from attune.errors import (
-    AuditLogError,
-    ConfigurationError,
-    CorruptRecordError,
-    LongTermUnavailableError,
-)
+from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory import store_marker
-from attune.memory.long_term.protocol import (
-    CommitHook,
-    JournalWrite,
-    OutboxHook,
-    PatternRecord,
-    WrappedKey,
+from attune.memory.long_term import aiosqlite_compat, sqlite_batch, sqlite_outbox, sqlite_schema
+from attune.memory.long_term.aiosqlite_compat import in_thread
+from attune.memory.long_term.protocol import CommitHook, PatternRecord, WrappedKey
+from attune.memory.long_term.sqlite_batch import Insert, Queued, WriteOp
+from attune.memory.long_term.sqlite_outbox import OutboxReplay, Pending
+from attune.memory.long_term.sqlite_schema import (
+    ID_CHUNK,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SELECT_ONE,
+    to_record,
 )
 
-T = TypeVar("T")
+__all__ = [
+    "DB_FILENAME",
+    "DEFAULT_CACHE_MIB",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "OutboxReplay",
+    "SQLiteLongTermStore",
+]
+
 
 DB_FILENAME = "patterns.db"
 #: Page cache per connection, in MiB (SQLite's own default is 2 MiB). Recalls pick records
@@ -52,87 +66,22 @@ DB_FILENAME = "patterns.db"
 #: memory is taken as pages are read, never up front.
 DEFAULT_CACHE_MIB = 64
 
-#: version -> statements that bring the schema from version-1 to version.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """
-        CREATE TABLE patterns (
-            pattern_id     TEXT PRIMARY KEY,
-            pattern_type   TEXT NOT NULL,
-            classification TEXT NOT NULL,
-            created_by     TEXT NOT NULL,
-            created_at_ms  INTEGER NOT NULL,
-            expires_at_ms  INTEGER,
-            metadata       TEXT NOT NULL,
-            content        BLOB NOT NULL,
-            encrypted      INTEGER NOT NULL DEFAULT 0,
-            key_id         TEXT,
-            wrapped_key    BLOB,
-            nonce          BLOB
-        ) WITHOUT ROWID
-        """,
-        "CREATE INDEX patterns_expiry ON patterns (expires_at_ms) WHERE expires_at_ms IS NOT NULL",
-    ),
-    2: (
-        # Audit lines committed with the records they describe (see OutboxHook); a row
-        # lives until the audit log has fsynced its lines. Ids are random 63-bit numbers,
-        # never max+1: a deleted id is not handed to a later writer, so deleting "my
-        # delivered rows" cannot hit someone else's (and no sqlite_sequence page to write).
-        """
-        CREATE TABLE audit_outbox (
-            id      INTEGER PRIMARY KEY,
-            payload TEXT NOT NULL
-        )
-        """,
-    ),
-    3: (
-        # How each record was laid out and sealed (attune.memory.types.RECORD_FORMAT):
-        # rows written before this column existed are format 1, whose ciphertext does not
-        # authenticate the format; new rows bind it (and the encrypted flag) into theirs.
-        "ALTER TABLE patterns ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
-    ),
-}
-SCHEMA_VERSION = max(MIGRATIONS)
-
-_COLUMNS = (
-    "pattern_id, pattern_type, classification, created_by, created_at_ms, expires_at_ms, "
-    "metadata, content, encrypted, key_id, wrapped_key, nonce, format"
-)
-
-WriteOp = Callable[[sqlite3.Connection], Any]
-#: What a writer queues: a record to insert (batched with its neighbours into one
-#: ``executemany``), or any other write as a function of the connection. Either runs
-#: on the connection's thread, inside the batch's transaction.
-Queued = tuple["_Insert | WriteOp", "asyncio.Future[Any]"]
-#: A queued write's outcome: its result, or the error that failed it alone.
-Outcome = tuple[Any, BaseException | None]
-_INSERT = f"INSERT INTO patterns ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
-_INSERT_CHUNK = 500  # ids per "already there?" query (SQLite caps bound parameters)
-#: Replays an outbox's payloads into their journals (default: the audit log's replay).
-OutboxReplay = Callable[[list[str]], None]
-
-
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
-class _Insert:
-    """A queued insert and what to run once its transaction committed."""
-
-    record: PatternRecord
-    on_commit: CommitHook | None = None
-
 
 @dataclass
 class _Connection:
     """One aiosqlite connection of one event loop, with its group-commit queue."""
 
     db: aiosqlite.Connection
-    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`_in_thread`).
+    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`in_thread`).
     raw: sqlite3.Connection
+    #: ``db``'s one-hop primitive (:func:`aiosqlite_compat.executor`), for the recall path.
+    execute: aiosqlite_compat.Executor
     queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
-    #: This connection's outbox rows (id) not yet known durable in their journal.
-    outbox: list[tuple[JournalWrite, int]] = field(default_factory=list)
+    #: This connection's outbox rows not yet known durable in their journal (read and
+    #: changed on its thread only).
+    outbox: Pending = field(default_factory=list)
 
 
 class SQLiteLongTermStore:
@@ -176,36 +125,19 @@ class SQLiteLongTermStore:
     async def _open(self) -> _Connection:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            pending = aiosqlite.connect(
-                self.path, isolation_level=None, timeout=self.busy_timeout_s
-            )
-            _check_api(pending)
-            _daemonize(pending)
-            db = await pending
+            db = await aiosqlite_compat.connect(self.path, busy_timeout_s=self.busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise self._unavailable("cannot open", exc) from None
         try:
             await self._prepare(db)
-            await self._replay_outbox(db)
+            await sqlite_outbox.replay_left_rows(db, self._outbox_replay)
         except (OSError, sqlite3.Error) as exc:
             await db.close()
             raise self._unavailable("cannot prepare", exc) from None
         except BaseException:
             await db.close()
             raise
-        return _Connection(db, db._conn)
-
-    async def _replay_outbox(self, db: aiosqlite.Connection) -> None:
-        """Rows left by a writer that died (or lost its journal's unsynced tail): replay
-        them into their journal, then delete them. Rows of live writers replay harmlessly
-        (their lines are found, not repeated)."""
-        rows = list(await db.execute_fetchall("SELECT id, payload FROM audit_outbox ORDER BY id"))
-        if not rows:
-            return
-        replay = self._outbox_replay or _audit_replay()
-        payloads = [str(row[1]) for row in rows]
-        await _in_thread(db, lambda _db: replay(payloads))
-        await _in_thread(db, _delete_outbox_rows, [int(row[0]) for row in rows])
+        return _Connection(db, aiosqlite_compat.raw_connection(db), aiosqlite_compat.executor(db))
 
     async def _prepare(self, db: aiosqlite.Connection) -> None:
         """Pragmas and schema; retried while other connections hold the file's lock.
@@ -236,32 +168,7 @@ class SQLiteLongTermStore:
             delay = min(delay * 2, 0.2)
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            rows = list(await db.execute_fetchall("SELECT version FROM schema_version"))
-            current = int(rows[0][0]) if rows else 0
-            if not rows:  # a new database: not where the directory says one existed
-                store_marker.refuse_schemaless_database(self.path)
-            if current > SCHEMA_VERSION:
-                raise LongTermUnavailableError(
-                    f"{self.path} has schema version {current}, newer than this attune "
-                    f"understands ({SCHEMA_VERSION}); upgrade attune"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    await _apply(db, statement)
-            if not rows:
-                await db.execute(
-                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
-                )
-            elif current != SCHEMA_VERSION:
-                await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        store_marker.note(self.path.parent, long_term=True)
+        await sqlite_schema.migrate(db, self.path)
         with self._migrate_lock:
             self._migrated = True
 
@@ -287,7 +194,7 @@ class SQLiteLongTermStore:
 
     # -- group commit ------------------------------------------------------------------------
 
-    async def _write(self, op: _Insert | WriteOp) -> Any:
+    async def _write(self, op: Insert | WriteOp) -> Any:
         conn = await self._conns.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.queue.append((op, fut))
@@ -315,12 +222,18 @@ class SQLiteLongTermStore:
         statement): each hand-off costs two thread wake-ups, as much as a statement.
         """
         live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
-        live, later = _one_journal(live)
-        if later:  # their own transaction, right after this one (see _one_journal)
+        live, later = sqlite_batch.one_journal(live)
+        if later:  # their own transaction, right after this one (see one_journal)
             conn.queue[:0] = later
             batch = live
         try:
-            outcomes = await _in_thread(conn.db, self._run_batch, conn, [op for op, _fut in live])
+            outcomes = await in_thread(
+                conn.db,
+                sqlite_batch.run_batch,
+                conn.outbox,
+                [op for op, _fut in live],
+                self._unavailable,
+            )
         except Exception as exc:  # rolled back: nothing of the batch was written
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | OSError):
@@ -338,129 +251,6 @@ class SQLiteLongTermStore:
             else:
                 fut.set_exception(exc2)
 
-    def _run_batch(
-        self, db: sqlite3.Connection, conn: _Connection, ops: list[_Insert | WriteOp]
-    ) -> list[Outcome]:
-        """The batch's transaction, on the connection's thread.
-
-        Consecutive inserts go to SQLite as one ``executemany``; other writes run one by
-        one, in queue order. A failed statement fails its own callers; a failed commit
-        fails the whole batch (nothing of it was written), raised from here. New records'
-        audit events go into the outbox in the same transaction (one fsync for both).
-        """
-        outcomes: list[Outcome] = []
-        write: JournalWrite | None = None
-        journaled: set[int] = set()
-        row: int | None = None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            delivered = _delete_delivered(db, conn.outbox)
-            start = 0
-            while start < len(ops):
-                end = start
-                while end < len(ops) and isinstance(ops[end], _Insert):
-                    end += 1
-                if end > start:
-                    run = [op.record for op in ops[start:end] if isinstance(op, _Insert)]
-                    outcomes += self._insert_run(db, run)
-                    start = end
-                    continue
-                op = ops[start]
-                assert not isinstance(op, _Insert)
-                try:
-                    outcomes.append((op(db), None))
-                except sqlite3.Error as exc:
-                    if not db.in_transaction:
-                        raise
-                    outcomes.append((None, self._unavailable("cannot write to", exc)))
-                start += 1
-            write, journaled, refusal = _begin_journal(ops, outcomes)
-            if refusal is not None:
-                # The journal cannot take their events (the audit log is garbled or cannot
-                # be written): their records are taken out again before COMMIT, so nothing
-                # of those writes is stored, and their callers hear the journal's error.
-                error, refused = refusal
-                ids = {_inserted_id(ops[i]) for i in refused}
-                _delete_records(db, sorted(ids))
-                for i, op in enumerate(ops):
-                    # A later insert of one of those ids lost to it inside this transaction
-                    # ("exists"): it is refused too, or a promotion told its pattern was
-                    # promoted already would drop the staged entry.
-                    duplicate = isinstance(op, _Insert) and op.record.pattern_id in ids
-                    if i in refused or (duplicate and outcomes[i] == (False, None)):
-                        outcomes[i] = (None, error)
-            if write is None:
-                db.execute("COMMIT")
-            else:
-                try:
-                    row = secrets.randbits(63)  # once per batch
-                    db.execute(
-                        "INSERT INTO audit_outbox (id, payload) VALUES (?, ?)", (row, write.payload)
-                    )
-                    db.execute("COMMIT")
-                except BaseException:
-                    write.finish(committed=False)
-                    raise
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-        if delivered:
-            conn.outbox = [item for item in conn.outbox if item[1] not in delivered]
-        if write is not None:
-            try:
-                write.finish(committed=True)
-            except Exception as exc:  # the row stays: replayed when the store next opens
-                held = _committed_error(exc)
-                for i in journaled:
-                    outcomes[i] = (True, held)
-            else:
-                assert row is not None
-                conn.outbox.append((write, row))
-        _run_commit_hooks(ops, outcomes, journaled)
-        return outcomes
-
-    def _insert_run(self, db: sqlite3.Connection, records: list[PatternRecord]) -> list[Outcome]:
-        """Insert consecutive records; each caller learns whether its id was new.
-
-        Inside the IMMEDIATE transaction nobody else writes, so "which ids exist" stays
-        true until the insert; a duplicate within the run (two promotions of one staged
-        pattern) loses to the first.
-        """
-        try:
-            if len(records) == 1:  # the sequential case: one statement
-                rows = db.execute(
-                    f"{_INSERT} ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id",
-                    _params(records[0]),
-                ).fetchall()
-                return [(bool(rows), None)]
-            taken: set[str] = set()
-            for chunk in range(0, len(records), _INSERT_CHUNK):
-                ids = [r.pattern_id for r in records[chunk : chunk + _INSERT_CHUNK]]
-                marks = ",".join("?" * len(ids))
-                rows = db.execute(
-                    f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
-                    ids,
-                ).fetchall()
-                taken.update(row[0] for row in rows)
-            fresh: list[tuple[Any, ...]] = []
-            results: list[bool] = []
-            for record in records:
-                new = record.pattern_id not in taken
-                taken.add(record.pattern_id)
-                results.append(new)
-                if new:
-                    fresh.append(_params(record))
-            if fresh:
-                db.executemany(_INSERT, fresh)
-        except sqlite3.Error as exc:
-            if not db.in_transaction:
-                raise
-            error = self._unavailable("cannot write to", exc)
-            return [(None, error) for _r in records]
-        return [(new, None) for new in results]
-
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
         try:
@@ -471,24 +261,23 @@ class SQLiteLongTermStore:
     # -- records ------------------------------------------------------------------------------
 
     async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
-        inserted: bool = await self._write(_Insert(record, on_commit))
+        inserted: bool = await self._write(Insert(record, on_commit))
         return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
-        # Every recall pays for this: one hand-off (aiosqlite's primitive, as _in_thread
+        # Every recall pays for this: one hand-off (aiosqlite's primitive, as in_thread
         # uses it), no coroutine on the way but its own.
         conn = self._conns.current() or await self._conns.get()
         try:
-            execute = conn.db._execute
-            row = await execute(_select_one, conn.raw, pattern_id, now_ms)  # type: ignore[no-untyped-call]
+            row = await conn.execute(_select_one, conn.raw, pattern_id, now_ms)
         except sqlite3.Error as exc:
             raise self._unavailable("cannot read", exc) from None
-        return None if row is None else _to_record(row)
+        return None if row is None else to_record(row)
 
     async def existing(self, pattern_ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(pattern_ids), _INSERT_CHUNK):
-            chunk = pattern_ids[start : start + _INSERT_CHUNK]
+        for start in range(0, len(pattern_ids), ID_CHUNK):
+            chunk = pattern_ids[start : start + ID_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = await self._read(
                 f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
@@ -562,16 +351,6 @@ class SQLiteLongTermStore:
         await self._conns.aclose()
 
 
-async def _apply(db: aiosqlite.Connection, statement: str) -> None:
-    """One migration statement; a column it adds that a file has already (its version row
-    was set back, or a later attune ran on it) is left as it is."""
-    try:
-        await db.execute(statement)
-    except sqlite3.OperationalError as exc:
-        if not ("ADD COLUMN" in statement and "duplicate column name" in str(exc)):
-            raise
-
-
 async def _close_connection(conn: _Connection) -> None:
     """Settle the outbox, close the connection and wait for its thread to end."""
     try:
@@ -579,261 +358,11 @@ async def _close_connection(conn: _Connection) -> None:
         # (found, not repeated) by the next open, so a busy file must not fail close.
         # conn.outbox is read on the connection's thread, behind any batch in flight.
         with contextlib.suppress(sqlite3.Error):
-            await _in_thread(conn.db, lambda db: _settle_outbox(db, conn.outbox))
+            await in_thread(conn.db, sqlite_outbox.settle, conn.outbox)
     finally:
-        await conn.db.close()
-        thread = _worker_thread(conn.db)
-        # Its last job is done: it ends within microseconds (waited for, so a closed
-        # store leaves no thread behind; bounded, in case it is stuck in a callback).
-        for _ in range(4000):  # 2 s at most
-            if thread is None or not thread.is_alive():
-                break
-            await asyncio.sleep(0.0005)
-
-
-def _audit_replay() -> OutboxReplay:
-    """The default replay: the core's audit log (imported late: the store needs it only
-    when rows are left over)."""
-    from attune.memory.security.audit import replay_outbox
-
-    return replay_outbox
-
-
-def _one_journal(batch: list[Queued]) -> tuple[list[Queued], list[Queued]]:
-    """The batch split where an insert's outbox hook names a second journal: one
-    transaction keeps the events of one journal only (locking two audit logs at once could
-    deadlock on two loggers of one file), so the rest is committed right after, and every
-    record's events still go into the outbox of its own transaction. Almost always one
-    journal: a pass over the batch, nothing split."""
-    journal = None
-    for n, (op, _fut) in enumerate(batch):
-        if isinstance(op, _Insert) and isinstance(op.on_commit, OutboxHook):
-            if journal is None:
-                journal = op.on_commit.journal
-            elif op.on_commit.journal is not journal:
-                return batch[:n], batch[n:]
-    return batch, []
-
-
-def _begin_journal(
-    ops: list[_Insert | WriteOp], outcomes: list[Outcome]
-) -> tuple[JournalWrite | None, set[int], tuple[Exception, set[int]] | None]:
-    """Before COMMIT: the journal write for new records' outbox events, and which ops it
-    covers (one journal per batch, see :func:`_one_journal`). A journal that cannot begin
-    (its log cannot be extended) refuses them: returned as (its error, those ops), for
-    the caller to take their records out of the transaction."""
-    hooks = [
-        (i, op.on_commit)
-        for i, op in enumerate(ops)
-        if isinstance(op, _Insert)
-        and isinstance(op.on_commit, OutboxHook)
-        and outcomes[i] == (True, None)
-    ]
-    if not hooks:
-        return None, set(), None
-    journal = hooks[0][1].journal
-    mine = [(i, hook) for i, hook in hooks if hook.journal is journal]
-    try:
-        write = journal.begin([hook.event for _i, hook in mine])
-    except Exception as exc:
-        return None, set(), (exc, {i for i, _hook in mine})
-    return write, {i for i, _hook in mine}, None
-
-
-def _inserted_id(op: _Insert | WriteOp) -> str:
-    assert isinstance(op, _Insert)
-    return op.record.pattern_id
-
-
-def _delete_records(db: sqlite3.Connection, ids: list[str]) -> None:
-    """Take records inserted in this transaction out of it again (they were new, so
-    deleting them leaves the table as it was)."""
-    for chunk in range(0, len(ids), _INSERT_CHUNK):
-        part = ids[chunk : chunk + _INSERT_CHUNK]
-        marks = ",".join("?" * len(part))
-        db.execute(f"DELETE FROM patterns WHERE pattern_id IN ({marks})", part)  # noqa: S608
-
-
-def _committed_error(exc: Exception) -> Exception:
-    """What the callers of committed records hear when their journal failed after the
-    COMMIT: that their records are stored and the events held in the outbox, never that
-    the write was refused."""
-    if isinstance(exc, AuditLogError) and exc.committed:
-        return exc
-    return AuditLogError(
-        f"the audit journal failed right after the commit ({exc})",
-        "the write WAS stored, and its events are held in the store's outbox: they are "
-        "appended to the log when the store next opens. Do not retry the write",
-        "",
-        committed=True,
-    )
-
-
-def _delete_delivered(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> set[int]:
-    """Delete this connection's outbox rows whose lines their journal has made durable.
-
-    A journal makes its writes durable in order, so while neither the oldest nor the newest
-    pending write is durable, none is (the common case: checked in O(1) per batch). A write
-    whose lines the journal lost stays pending for good; its row waits for a replay.
-    """
-    if not outbox or not (outbox[0][0].durable() or outbox[-1][0].durable()):
-        return set()
-    ready = [row for write, row in outbox if write.durable()]
-    _delete_outbox_rows(db, ready)
-    return set(ready)
-
-
-def _delete_outbox_rows(db: sqlite3.Connection, ids: list[int]) -> None:
-    for chunk in range(0, len(ids), _INSERT_CHUNK):
-        part = ids[chunk : chunk + _INSERT_CHUNK]
-        marks = ",".join("?" * len(part))
-        db.execute(f"DELETE FROM audit_outbox WHERE id IN ({marks})", part)  # noqa: S608
-
-
-def _settle_outbox(db: sqlite3.Connection, outbox: list[tuple[JournalWrite, int]]) -> None:
-    """At close: make the journals durable and delete the rows they now cover (a row
-    whose journal fails stays, for the next open to replay)."""
-    if not outbox:
-        return
-    for write, _row in outbox:
-        if not write.durable():
-            with contextlib.suppress(Exception):
-                write.sync()
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        _delete_delivered(db, outbox)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-
-
-def _run_commit_hooks(
-    ops: list[_Insert | WriteOp], outcomes: list[Outcome], skip: set[int]
-) -> None:
-    """After the commit, on the connection's thread: each new record's hook (except
-    those in ``skip``, whose events the outbox took), then the completions they returned
-    (so records of one batch share, say, one audit fsync). A hook's error fails its own
-    caller; the record stays stored."""
-    completions: list[tuple[int, Callable[[], None]]] = []
-    for i, op in enumerate(ops):
-        if not isinstance(op, _Insert) or op.on_commit is None or outcomes[i] != (True, None):
-            continue
-        if i in skip:
-            continue
-        try:
-            done = op.on_commit()
-        except Exception as exc:
-            outcomes[i] = (True, exc)
-            continue
-        if done is not None:
-            completions.append((i, done))
-    for i, done in completions:
-        try:
-            done()
-        except Exception as exc:
-            outcomes[i] = (True, exc)
-
-
-def _params(record: PatternRecord) -> tuple[Any, ...]:
-    """A record as the values of ``INSERT INTO patterns ({_COLUMNS})``."""
-    return (
-        record.pattern_id,
-        record.pattern_type,
-        record.classification,
-        record.created_by,
-        record.created_at_ms,
-        record.expires_at_ms,
-        record.metadata_json,
-        record.content,
-        int(record.encrypted),
-        record.key_id,
-        record.wrapped_key,
-        record.nonce,
-        record.record_format,
-    )
-
-
-async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop.
-
-    aiosqlite's public methods each take one hop (a queue put, a thread wake-up, a
-    ``call_soon_threadsafe`` back); ``Connection._execute`` is the one primitive they are
-    all built on. Its presence is checked when a connection opens (see :func:`_check_api`).
-    """
-    try:
-        result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
-    except ValueError:
-        if getattr(conn, "_connection", None) is None:  # closed meanwhile (by close())
-            raise LongTermUnavailableError(
-                "long-term memory is closed: its connection was closed by close() while "
-                "this operation waited; create a new memory object"
-            ) from None
-        raise
-    return result
-
-
-def _worker_thread(conn: aiosqlite.Connection) -> threading.Thread | None:
-    """The thread a connection runs on: aiosqlite 0.20 makes the connection a thread,
-    later versions give it one (``_thread``)."""
-    if isinstance(conn, threading.Thread):
-        return conn
-    thread = getattr(conn, "_thread", None)
-    return thread if isinstance(thread, threading.Thread) else None
-
-
-def _check_api(conn: aiosqlite.Connection) -> None:
-    """The store drives aiosqlite through ``_execute``, ``_conn`` and its thread (see
-    :func:`_in_thread`, :func:`_daemonize`); refuse a version without them at open,
-    rather than fail later or hang the interpreter at exit."""
-    if not callable(getattr(conn, "_execute", None)) or _worker_thread(conn) is None:
-        raise LongTermUnavailableError(
-            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute or its thread, "
-            "which attune's SQLite store runs its transactions on; install a supported "
-            "aiosqlite (see pyproject.toml)"
-        )
-
-
-def _daemonize(conn: aiosqlite.Connection) -> None:
-    """Let a script that never closes its memory still exit.
-
-    aiosqlite runs each connection on a non-daemon thread, which the interpreter
-    joins at exit before any ``atexit`` hook could close it: a forgotten
-    ``close()`` would hang the process. Every write that returned is committed
-    and fsynced already, so ending that idle thread with the process loses nothing.
-    """
-    thread = _worker_thread(conn)
-    if thread is not None and not thread.is_alive():
-        thread.daemon = True
-
-
-_SELECT_ONE = (
-    f"SELECT {_COLUMNS} FROM patterns WHERE pattern_id = ? "  # noqa: S608 (constant columns)
-    "AND (expires_at_ms IS NULL OR expires_at_ms > ?)"
-)
+        await aiosqlite_compat.close(conn.db)
 
 
 def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
     """The live record's row, or None (on the connection's thread)."""
-    return db.execute(_SELECT_ONE, (pattern_id, now_ms)).fetchone()
-
-
-def _to_record(row: Any) -> PatternRecord:
-    """A row of :data:`_COLUMNS` as a record. Every recall builds one: the tuple is made
-    directly, without the keyword frame of the NamedTuple's constructor.
-
-    The encrypted flag decides how the record is read, so anything but INTEGER 0 / 1 there
-    is damage (:class:`CorruptRecordError`), not a truthy value."""
-    fields = list(row)
-    flag = fields[8]
-    if type(flag) is not int or (flag != 0 and flag != 1):
-        raise CorruptRecordError(
-            str(fields[0]), "its encrypted flag is neither 0 nor 1, so how to read it is unknown"
-        )
-    fields[8] = flag == 1
-    record: PatternRecord = _new_tuple(PatternRecord, fields)
-    return record
-
-
-_new_tuple = tuple.__new__
+    return db.execute(SELECT_ONE, (pattern_id, now_ms)).fetchone()

@@ -1,0 +1,141 @@
+"""Every use of aiosqlite's private API, in one place.
+
+The SQLite store runs each transaction as *one* hand-off to the connection's thread: a
+whole batch (BEGIN, the statements, the outbox row, COMMIT, the commit hooks) is one
+Python function run there. aiosqlite's public methods take one hand-off per statement
+(a queue put, a thread wake-up, a ``call_soon_threadsafe`` back: about as much as the
+statement itself), so a transaction of five statements would cost five. Its private
+primitive does it in one; this module is the only code that touches it.
+
+Private pieces used, and why:
+
+* ``Connection._execute(fn, *args)``: queue ``fn(*args)`` on the connection's thread and
+  await its result; every public method is built on it. Used by :func:`in_thread` and
+  handed out by :func:`executor` (the recall path awaits it directly: no coroutine of
+  ours on the way).
+* ``Connection._conn``: the ``sqlite3.Connection``, passed to those functions (used only
+  on the connection's thread).
+* ``Connection._connection``: ``None`` once ``close()`` ran, to tell "closed while this
+  waited" (``_execute`` then raises a bare ``ValueError``) from other errors.
+* The worker thread: aiosqlite 0.20 and 0.21 make the ``Connection`` itself a
+  ``threading.Thread``; 0.22 gives it one in ``Connection._thread``. Found by
+  :func:`worker_thread`, to mark it daemon before it starts (:func:`daemonize`: a script
+  that forgets ``close()`` still exits) and to wait for it to end at close (a closed store
+  leaves no thread behind).
+
+Verified on aiosqlite 0.20.0, 0.21.0 and 0.22.1 (the range pyproject.toml allows): the
+long-term, outbox, audit-atomicity and facade-resource tests pass on each. A version
+without these pieces is refused when a connection opens (:func:`check_api`), with a clear
+error, rather than failing later or hanging the interpreter at exit.
+
+Why not an own single-thread executor instead (a thread, a ``queue.SimpleQueue``,
+``call_soon_threadsafe`` back)? Measured with ``benchmarks/sqlite_executor.py``, both
+interleaved in one run, sequential and with 64 concurrent callers, on each of the three
+versions (twice, on a shared 2-CPU machine): own / aiosqlite per hand-off ranged from
+0.88 to 1.30, with no consistent winner in either shape (medians about 30-55 us
+sequential, 7-28 us concurrent). It is the same mechanism; owning it would add
+connection setup, close and error handling to maintain for no measurable gain, so
+aiosqlite stays, its private API fenced in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from attune.errors import LongTermUnavailableError
+
+T = TypeVar("T")
+
+#: Runs ``fn(*args)`` on the connection's thread, in one hand-off (``Connection._execute``).
+Executor = Callable[..., Awaitable[Any]]
+
+
+async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
+    """An autocommit connection (``isolation_level=None``: the store writes BEGIN and
+    COMMIT itself) whose thread is a daemon; refused if this aiosqlite lacks the pieces
+    above."""
+    pending = aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_s)
+    check_api(pending)
+    daemonize(pending)
+    db: aiosqlite.Connection = await pending
+    return db
+
+
+def raw_connection(db: aiosqlite.Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under ``db``: use it only on ``db``'s thread."""
+    raw: sqlite3.Connection = db._conn
+    return raw
+
+
+def executor(db: aiosqlite.Connection) -> Executor:
+    """``db``'s one-hop primitive: ``await executor(db)(fn, raw, *args)`` runs
+    ``fn(raw, *args)`` on its thread. Raises ``ValueError`` once ``db`` is closed."""
+    execute: Executor = db._execute
+    return execute
+
+
+async def in_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop;
+    :class:`LongTermUnavailableError` if ``db`` was closed meanwhile."""
+    try:
+        result: T = await db._execute(fn, db._conn, *args)  # type: ignore[no-untyped-call]
+    except ValueError:
+        if getattr(db, "_connection", None) is None:  # closed meanwhile (by close())
+            raise LongTermUnavailableError(
+                "long-term memory is closed: its connection was closed by close() while "
+                "this operation waited; create a new memory object"
+            ) from None
+        raise
+    return result
+
+
+async def close(db: aiosqlite.Connection) -> None:
+    """Close ``db`` and wait for its thread to end."""
+    await db.close()
+    thread = worker_thread(db)
+    # Its last job is done: it ends within microseconds (waited for, so a closed store
+    # leaves no thread behind; bounded, in case it is stuck in a callback).
+    for _ in range(4000):  # 2 s at most
+        if thread is None or not thread.is_alive():
+            break
+        await asyncio.sleep(0.0005)
+
+
+def worker_thread(db: aiosqlite.Connection) -> threading.Thread | None:
+    """The thread a connection runs on: aiosqlite 0.20 and 0.21 make the connection a
+    thread, 0.22 gives it one (``_thread``)."""
+    if isinstance(db, threading.Thread):
+        return db
+    thread = getattr(db, "_thread", None)
+    return thread if isinstance(thread, threading.Thread) else None
+
+
+def check_api(db: aiosqlite.Connection) -> None:
+    """Refuse, at open, an aiosqlite without ``_execute`` or a worker thread (see the
+    module docstring), rather than fail later or hang the interpreter at exit."""
+    if not callable(getattr(db, "_execute", None)) or worker_thread(db) is None:
+        raise LongTermUnavailableError(
+            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute or its thread, "
+            "which attune's SQLite store runs its transactions on; install a supported "
+            "aiosqlite (see pyproject.toml)"
+        )
+
+
+def daemonize(db: aiosqlite.Connection) -> None:
+    """Let a script that never closes its memory still exit.
+
+    aiosqlite runs each connection on a non-daemon thread, which the interpreter joins
+    at exit before any ``atexit`` hook could close it: a forgotten ``close()`` would hang
+    the process. Every write that returned is committed and fsynced already, so ending
+    that idle thread with the process loses nothing. Only before the thread starts.
+    """
+    thread = worker_thread(db)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
