@@ -32,33 +32,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import operator
 import os
-import platform
 import random
 import re
-import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import bench_pipeline
 import redis
 import redis.asyncio as aioredis
-from bench_pipeline import text_of
+from harness import (
+    FULL,
+    PUBLIC_TEXT,
+    QUICK,
+    SENSITIVE_TEXT,
+    TASKS,
+    TTL_S,
+    Bench,
+    Sizes,
+    bench_environment,
+    delete_matching,
+)
+from report import Figure, Target, machine_info, print_report, throughput, write_json
 from workloads import (
     AsyncOp,
-    Comparison,
     Side,
     compare,
     compare_sync,
@@ -76,18 +82,13 @@ from workloads import (
 )
 
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
-from attune.memory.config import redact_url
 from attune.memory.keys import KeySpace
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security.pipeline import close_shared
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "latest.json"
-TASKS = 64
-TTL_S = 600  # every benchmark key expires on its own even if the cleanup never runs
 STAGED = 100
-PUBLIC_TEXT = text_of(200)  # 200 characters of prose with one e-mail address (scrubbed)
-SENSITIVE_TEXT = ("Patient follow-up: " + text_of(200))[:200]
 FILL_BATCH = 50_000
 FILL_INSERT = (
     "INSERT INTO patterns (pattern_id, pattern_type, classification, created_by, created_at_ms, "
@@ -99,164 +100,6 @@ FILL_HOW = (
     f"in {FILL_BATCH:,}-row transactions, as copies of that record's stored columns under "
     "fresh ids spread uniformly over the uuid4-hex space (inserted in id order)"
 )
-
-
-@dataclass(frozen=True)
-class Sizes:
-    rounds: int
-    kv_ops: int
-    kv_ops_concurrent: int
-    sync_ops: int
-    persist_ops: int
-    persist_ops_concurrent: int
-    recall_ops: int
-    unrelated_keys: int
-    staged_calls: int
-    patterns_small: int
-    patterns_large: int
-    recall_samples: int
-    rss_first: int
-    rss_total: int
-    pipeline_number: int
-    pipeline_repeat: int
-    #: Independent passes of the persist / recall comparisons (see :func:`combine_passes`).
-    passes: int
-
-
-FULL = Sizes(
-    rounds=5,
-    kv_ops=4_000,
-    kv_ops_concurrent=16_000,
-    sync_ops=4_000,
-    persist_ops=300,
-    persist_ops_concurrent=1_280,
-    recall_ops=3_000,
-    unrelated_keys=1_000_000,
-    staged_calls=50,
-    patterns_small=10_000,
-    patterns_large=1_000_000,
-    recall_samples=2_000,
-    rss_first=10_000,
-    rss_total=1_000_000,
-    pipeline_number=300,
-    pipeline_repeat=7,
-    passes=5,
-)
-QUICK = Sizes(
-    rounds=2,
-    kv_ops=200,
-    kv_ops_concurrent=640,
-    sync_ops=200,
-    persist_ops=30,
-    persist_ops_concurrent=128,
-    recall_ops=200,
-    unrelated_keys=1_000,
-    staged_calls=20,
-    patterns_small=100,
-    patterns_large=1_000,
-    recall_samples=200,
-    rss_first=1_000,
-    rss_total=10_000,
-    pipeline_number=20,
-    pipeline_repeat=3,
-    passes=2,
-)
-
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    "<": operator.lt,
-}
-
-
-@dataclass(frozen=True)
-class Target:
-    """A bound on a figure's ratio (``on="ratio"``) or on its own value (``on="ours"``)."""
-
-    op: str
-    value: float
-    on: str = "ratio"
-    unit: str = "x"
-
-    def met(self, ratio: float, ours: float) -> bool:
-        return _COMPARE[self.op](ratio if self.on == "ratio" else ours, self.value)
-
-    def __str__(self) -> str:
-        if self.on == "ratio":
-            return f"{self.op} {self.value:g}x"
-        return f"p50 {self.op} {self.value:g} {self.unit}"
-
-
-@dataclass
-class Figure:
-    id: str
-    title: str
-    unit: str
-    ours: float
-    baseline: float
-    baseline_name: str
-    ratio: float
-    ratio_kind: str
-    target: Target | None = None
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        if self.target is None:
-            return "INFO"
-        return "PASS" if self.target.met(self.ratio, self.ours) else "MISS"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "unit": self.unit,
-            "ours": self.ours,
-            "baseline": self.baseline,
-            "baseline_name": self.baseline_name,
-            "ratio": self.ratio,
-            "ratio_kind": self.ratio_kind,
-            "target": None if self.target is None else str(self.target),
-            "status": self.status,
-            "samples": self.samples,
-            "notes": self.notes,
-            **self.extra,
-        }
-
-
-def throughput(
-    fid: str, title: str, comp: Comparison, baseline_name: str, target: Target | None
-) -> Figure:
-    return Figure(
-        id=fid,
-        title=title,
-        unit="ops/s",
-        ours=comp.ours_median,
-        baseline=comp.baseline_median,
-        baseline_name=baseline_name,
-        ratio=comp.ours_median / comp.baseline_median,
-        ratio_kind="throughput ours / baseline (higher is better)",
-        target=target,
-        samples={"ours_ops_per_s": comp.ours, "baseline_ops_per_s": comp.baseline},
-    )
-
-
-@dataclass(frozen=True)
-class Bench:
-    """Where one run writes: its Redis URL and key prefix, its temporary directory."""
-
-    url: str
-    prefix: str
-    tmp: Path
-    sizes: Sizes
-
-    def config(self, name: str, **overrides: Any) -> MemoryConfig:
-        """A fresh storage directory; everything else at the product's defaults."""
-        return MemoryConfig(
-            redis_url=self.url, storage_dir=self.tmp / name, key_prefix=self.prefix, **overrides
-        )
 
 
 # -- short-term: stash / retrieve --------------------------------------------------------------
@@ -625,24 +468,6 @@ async def load_unrelated(client: aioredis.Redis, prefix: str, count: int) -> flo
     return time.perf_counter() - start
 
 
-async def delete_matching(url: str, pattern: str) -> int:
-    """SCAN + UNLINK every key matching ``pattern``, in batches of 1,000."""
-    client = aioredis.Redis.from_url(url)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=pattern, count=10_000):
-            batch.append(key)
-            if len(batch) == 1_000:
-                deleted += await client.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += await client.unlink(*batch)
-    finally:
-        await client.aclose()
-    return deleted
-
-
 async def staged_figure(b: Bench) -> Figure:
     s = b.sizes
     client = aioredis.Redis.from_url(b.url)
@@ -856,81 +681,6 @@ def pipeline_figures(b: Bench) -> list[Figure]:
     ]
 
 
-# -- report -------------------------------------------------------------------------------------
-
-
-def machine_info(url: str) -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-    client = redis.Redis.from_url(url)
-    try:
-        server = client.info("server")
-    finally:
-        client.close()
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model or platform.processor() or "unknown",
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "redis_server": server.get("redis_version"),
-        "redis_url": redact_url(url),
-    }
-
-
-def fmt(value: float, unit: str) -> str:
-    if unit == "ops/s":
-        return f"{value:,.0f} ops/s"
-    if unit == "ms":
-        return f"{value:.3f} ms"
-    return f"{value:,.1f} {unit}"
-
-
-def table(figures: list[Figure]) -> str:
-    head = ("figure", "ours", "baseline", "ratio", "target", "result")
-    rows = [
-        (
-            f.title,
-            fmt(f.ours, f.unit),
-            fmt(f.baseline, f.unit),
-            f"{f.ratio:.2f}x",
-            str(f.target) if f.target else "-",
-            f.status,
-        )
-        for f in figures
-    ]
-    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
-    lines = [" | ".join(_cells(r, widths)) for r in [head, *rows]]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _cells(row: tuple[str, ...], widths: list[int]) -> list[str]:
-    """The first column left-aligned, the numbers right-aligned."""
-    return [
-        cell.ljust(w) if c == 0 else cell.rjust(w)
-        for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-    ]
-
-
-@contextmanager
-def bench_environment(url: str, tmp_parent: Path | None, sizes: Sizes) -> Iterator[Bench]:
-    """A fresh prefix and directory; afterwards, their keys and files are gone."""
-    bench = Bench(
-        url=url,
-        prefix=f"attune-bench-{uuid.uuid4().hex[:12]}",
-        tmp=Path(tempfile.mkdtemp(prefix="attune-bench-", dir=tmp_parent)),
-        sizes=sizes,
-    )
-    try:
-        yield bench
-    finally:
-        close_shared()
-        deleted = asyncio.run(delete_matching(url, f"{bench.prefix}:*"))
-        shutil.rmtree(bench.tmp, ignore_errors=True)
-        print(f"cleanup: deleted {deleted:,} keys under {bench.prefix}:*, removed {bench.tmp}")
-
-
 def run_all(bench: Bench) -> list[Figure]:
     sections: list[tuple[str, Callable[[], list[Figure]]]] = [
         ("stash / retrieve (async)", lambda: asyncio.run(short_term_figures(bench))),
@@ -974,28 +724,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         figures = run_all(bench)
     elapsed = time.time() - started
-    print(f"\n{table(figures)}\n")
-    for f in figures:
-        if f.notes and not f.id.startswith("pipeline_"):
-            print(f"- {f.title}: {f.notes}")
-    if args.quick:
-        print("\nQUICK run: tiny sizes, the ratios and PASS/MISS are not meaningful.")
-    result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "quick": args.quick,
-        "elapsed_s": round(elapsed, 1),
-        "machine": machine,
-        "settings": {
+    print_report(figures, args.quick)
+    write_json(
+        args.output,
+        started=started,
+        quick=args.quick,
+        elapsed=elapsed,
+        machine=machine,
+        settings={
             "audit_sync": audit_sync,
             "tasks": TASKS,
             "key_prefix": bench.prefix,
             "scratch_dir": str(bench.tmp),
             **asdict(sizes),
         },
-        "figures": [f.as_json() for f in figures],
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
+        figures=figures,
+    )
     print(f"\nJSON: {args.output} ({elapsed:.0f} s)")
     return 0
 
