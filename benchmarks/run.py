@@ -38,7 +38,6 @@ import re
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,29 +47,22 @@ from pathlib import Path
 from typing import Any
 
 import bench_pipeline
-import redis
-import redis.asyncio as aioredis
+import short_term
 from harness import (
     FULL,
     PUBLIC_TEXT,
     QUICK,
     SENSITIVE_TEXT,
     TASKS,
-    TTL_S,
     Bench,
     Sizes,
     bench_environment,
-    delete_matching,
 )
 from report import Figure, Target, machine_info, print_report, throughput, write_json
 from workloads import (
     AsyncOp,
     Side,
     compare,
-    compare_sync,
-    decode,
-    encode,
-    json_value,
     open_persist_floor,
     open_raw_sqlite,
     paired_latencies,
@@ -81,14 +73,12 @@ from workloads import (
     top_up_raw,
 )
 
-from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
-from attune.memory.keys import KeySpace
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security.pipeline import close_shared
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "latest.json"
-STAGED = 100
 FILL_BATCH = 50_000
 FILL_INSERT = (
     "INSERT INTO patterns (pattern_id, pattern_type, classification, created_by, created_at_ms, "
@@ -100,118 +90,6 @@ FILL_HOW = (
     f"in {FILL_BATCH:,}-row transactions, as copies of that record's stored columns under "
     "fresh ids spread uniformly over the uuid4-hex space (inserted in id order)"
 )
-
-
-# -- short-term: stash / retrieve --------------------------------------------------------------
-
-
-async def short_term_figures(b: Bench) -> list[Figure]:
-    s, value = b.sizes, json_value(200)
-    names = [f"k{i}" for i in range(1_000)]
-    # The raw client writes keys of the same shape and length as attune's.
-    raw_names = [KeySpace(b.prefix).stash("bench-rawcli", k) for k in names]
-    raw = aioredis.Redis.from_url(b.url, max_connections=TASKS)
-    memory = AsyncUnifiedMemory("bench-async", b.config("short-term"))
-    try:
-
-        async def ours_stash(i: int) -> None:
-            await memory.stash(names[i % len(names)], value, ttl_seconds=TTL_S)
-
-        async def ours_retrieve(i: int) -> None:
-            await memory.retrieve(names[i % len(names)])
-
-        async def raw_stash(i: int) -> None:
-            await raw.set(raw_names[i % len(raw_names)], encode(value), px=TTL_S * 1000)
-
-        async def raw_retrieve(i: int) -> None:
-            decode(await raw.get(raw_names[i % len(raw_names)]))
-
-        for i in range(len(names)):
-            await ours_stash(i)
-            await raw_stash(i)
-        if await memory.retrieve(names[0]) != value:
-            raise RuntimeError("retrieve did not return the stashed value: check the core")
-        figures = []
-        for verb, ours, base in (
-            ("stash", ours_stash, raw_stash),
-            ("retrieve", ours_retrieve, raw_retrieve),
-        ):
-            comp = await compare(Side(ours, s.kv_ops), Side(base, s.kv_ops), s.rounds)
-            figures.append(
-                throughput(
-                    f"async_{verb}_sequential",
-                    f"async {verb}, sequential, vs raw redis.asyncio",
-                    comp,
-                    "raw redis.asyncio, one connection, compact JSON "
-                    + ("encode + SET PX" if verb == "stash" else "GET + decode"),
-                    Target(">=", 0.85),
-                )
-            )
-        for verb, ours, base in (
-            ("stash", ours_stash, raw_stash),
-            ("retrieve", ours_retrieve, raw_retrieve),
-        ):
-            n = s.kv_ops_concurrent
-            comp = await compare(Side(ours, n, TASKS), Side(base, n, TASKS), s.rounds)
-            figures.append(
-                throughput(
-                    f"async_{verb}_concurrent",
-                    f"async {verb}, {TASKS} tasks, vs raw redis.asyncio {TASKS} tasks",
-                    comp,
-                    f"raw redis.asyncio, {TASKS} tasks on a pool of {TASKS} connections",
-                    Target(">=", 2.5),
-                )
-            )
-        return figures
-    finally:
-        await memory.aclose()
-        await raw.aclose()
-
-
-def sync_figures(b: Bench) -> list[Figure]:
-    s, value = b.sizes, json_value(200)
-    names = [f"s{i}" for i in range(1_000)]
-    raw_names = [KeySpace(b.prefix).stash("bench-rawsync", k) for k in names]
-    raw = redis.Redis.from_url(b.url)
-    memory = UnifiedMemory("bench-sync", b.config("sync"))
-    try:
-
-        def ours_stash(i: int) -> None:
-            memory.stash(names[i % len(names)], value, ttl_seconds=TTL_S)
-
-        def ours_retrieve(i: int) -> None:
-            memory.retrieve(names[i % len(names)])
-
-        def raw_stash(i: int) -> None:
-            raw.set(raw_names[i % len(raw_names)], encode(value), px=TTL_S * 1000)
-
-        def raw_retrieve(i: int) -> None:
-            decode(raw.get(raw_names[i % len(raw_names)]))
-
-        for i in range(len(names)):
-            ours_stash(i)
-            raw_stash(i)
-        stash = compare_sync(ours_stash, raw_stash, s.sync_ops, s.rounds)
-        retrieve = compare_sync(ours_retrieve, raw_retrieve, s.sync_ops, s.rounds)
-        return [
-            throughput(
-                "sync_stash_sequential",
-                "sync facade stash, sequential, vs raw sync redis",
-                stash,
-                "raw sync redis-py, compact JSON encode + SET PX",
-                None,
-            ),
-            throughput(
-                "sync_retrieve_sequential",
-                "sync facade retrieve, sequential, vs raw sync redis",
-                retrieve,
-                "raw sync redis-py, GET + JSON decode",
-                Target(">=", 0.6),
-            ),
-        ]
-    finally:
-        memory.close()
-        raw.close()
 
 
 # -- long-term: persist / recall ---------------------------------------------------------------
@@ -454,72 +332,6 @@ async def _check_persist(memory: AsyncUnifiedMemory) -> None:
             raise RuntimeError(f"persist_pattern did not store a {label} pattern as expected")
 
 
-# -- get_staged_patterns among 1M unrelated keys -----------------------------------------------
-
-
-async def load_unrelated(client: aioredis.Redis, prefix: str, count: int) -> float:
-    """``count`` small keys (1 h TTL) in pipelined batches; returns the seconds it took."""
-    start = time.perf_counter()
-    for low in range(0, count, 10_000):
-        async with client.pipeline(transaction=False) as pipe:
-            for i in range(low, min(count, low + 10_000)):
-                pipe.set(f"{prefix}:unrelated:{i}", b"0123456789abcdef", ex=3600)
-            await pipe.execute()
-    return time.perf_counter() - start
-
-
-async def staged_figure(b: Bench) -> Figure:
-    s = b.sizes
-    client = aioredis.Redis.from_url(b.url)
-    try:
-        async with AsyncUnifiedMemory("bench-staged", b.config("staged")) as memory:
-            staged_ids = [
-                await memory.stage_pattern(
-                    {"content": PUBLIC_TEXT, "source": "bench"}, "best_practice"
-                )
-                for _ in range(STAGED)
-            ]
-            names = [KeySpace(b.prefix).staged_pattern(i) for i in staged_ids]
-
-            async def ours(_i: int) -> None:
-                if len(await memory.get_staged_patterns()) != STAGED:
-                    raise RuntimeError("get_staged_patterns did not list every staged pattern")
-
-            async def raw(_i: int) -> None:
-                for value in await client.mget(names):
-                    decode(value)
-
-            before, _ = await paired_latencies(ours, raw, s.staged_calls, warmup=5)
-            load_s = await load_unrelated(client, b.prefix, s.unrelated_keys)
-            ours_ms, raw_ms = await paired_latencies(ours, raw, s.staged_calls, warmup=5)
-    finally:
-        await client.aclose()
-        await delete_matching(b.url, f"{b.prefix}:unrelated:*")
-    return Figure(
-        id="staged_list_among_unrelated",
-        title=f"get_staged_patterns, {STAGED} staged among {s.unrelated_keys:,} keys",
-        unit="ms",
-        ours=percentile(ours_ms, 50),
-        baseline=percentile(raw_ms, 50),
-        baseline_name=f"raw redis.asyncio MGET of the same {STAGED} keys + JSON decode",
-        ratio=percentile(ours_ms, 50) / percentile(raw_ms, 50),
-        ratio_kind="latency p50 ours / baseline (lower is better)",
-        target=Target("<", 5.0, on="ours", unit="ms"),
-        samples={"ours_ms": ours_ms, "baseline_ms": raw_ms},
-        notes=(
-            f"{s.staged_calls} calls, alternating with the baseline; the {s.unrelated_keys:,} "
-            f"unrelated keys took {load_s:.1f} s to load (pipelined SET EX)"
-        ),
-        extra={
-            "ours_p95_ms": percentile(ours_ms, 95),
-            "baseline_p95_ms": percentile(raw_ms, 95),
-            "ours_p50_ms_before_unrelated_keys": percentile(before, 50),
-            "unrelated_keys": s.unrelated_keys,
-            "unrelated_load_s": load_s,
-        },
-    )
-
-
 # -- recall latency at 10k and at 1M stored patterns -------------------------------------------
 
 
@@ -612,51 +424,6 @@ def recall_scaling_figure(b: Bench) -> Figure:
     )
 
 
-# -- resident memory ---------------------------------------------------------------------------
-
-
-def rss_figure(b: Bench) -> Figure:
-    s = b.sizes
-    command = [
-        sys.executable,
-        str(HERE / "rss_probe.py"),
-        "--redis-url",
-        b.url,
-        "--key-prefix",
-        b.prefix,
-        "--storage-dir",
-        str(b.tmp / "rss"),
-        "--first",
-        str(s.rss_first),
-        "--total",
-        str(s.rss_total),
-        "--keys",
-        "10000",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"rss_probe.py failed:\n{done.stderr}")
-    probe = json.loads(done.stdout)
-    first, total = probe["rss_first_kib"] / 1024, probe["rss_total_kib"] / 1024
-    return Figure(
-        id="rss_stash_scaling",
-        title=f"RSS after {s.rss_total:,} vs {s.rss_first:,} stash ops",
-        unit="MiB",
-        ours=total,
-        baseline=first,
-        baseline_name=f"the same process after its first {s.rss_first:,} stash operations",
-        ratio=total / first,
-        ratio_kind="memory ours / baseline (lower is better)",
-        target=Target("<=", 1.5),
-        notes=(
-            f"fresh interpreter, {TASKS} tasks, 200-byte JSON values on 10,000 rotating keys "
-            f"(60 s TTL, so Redis holds at most 10,000); VmRSS from /proc/self/status; "
-            f"{probe['ops_per_s']:,} ops/s"
-        ),
-        extra={"probe": probe},
-    )
-
-
 # -- the security pipeline's cost per write (benchmarks/bench_pipeline.py) ----------------------
 
 
@@ -683,12 +450,12 @@ def pipeline_figures(b: Bench) -> list[Figure]:
 
 def run_all(bench: Bench) -> list[Figure]:
     sections: list[tuple[str, Callable[[], list[Figure]]]] = [
-        ("stash / retrieve (async)", lambda: asyncio.run(short_term_figures(bench))),
-        ("stash / retrieve (sync facade)", lambda: sync_figures(bench)),
+        ("stash / retrieve (async)", lambda: short_term.stash_retrieve_async(bench)),
+        ("stash / retrieve (sync facade)", lambda: short_term.stash_retrieve_sync(bench)),
         ("persist / recall", lambda: long_term_passes(bench)),
-        ("get_staged_patterns", lambda: [asyncio.run(staged_figure(bench))]),
+        ("get_staged_patterns", lambda: short_term.staged_listing(bench)),
         ("recall latency scaling", lambda: [recall_scaling_figure(bench)]),
-        ("RSS", lambda: [rss_figure(bench)]),
+        ("RSS", lambda: short_term.rss(bench)),
         ("security pipeline steps", lambda: pipeline_figures(bench)),
     ]
     figures: list[Figure] = []
