@@ -25,13 +25,25 @@ Isolation. Redis is ``--redis-url`` (default ``$ATTUNE_BENCH_REDIS_URL``, else
 ``redis://127.0.0.1:6379/13``); every key goes under a fresh prefix
 ``attune-bench-<random>`` and is deleted at the end with SCAN + UNLINK (never a flush).
 Files go to a fresh temporary directory (under ``--tmp-dir``), removed at the end.
+
+Layout. This file is the command line: options, the environment line, the sections in
+order, the report. Each section is a function of the run's :class:`harness.Bench` that
+returns its figures:
+
+- ``short_term.py``: stash / retrieve (async, 64 tasks, sync facade), the staged listing
+  among 1M keys, RSS (through the child process ``rss_probe.py``);
+- ``long_term.py``: persist / recall and their floors, 64 callers, ``audit_sync=False``;
+- ``long_term_scaling.py``: recall latency at 1M vs 10k stored patterns;
+- ``bench_pipeline.py``: the security pipeline's steps against a Redis round trip;
+- ``harness.py``: sizes, the run's prefix and scratch directory, their cleanup;
+- ``workloads.py``: the timing machinery and the raw baselines;
+- ``report.py``: figures, targets, the table and the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import time
@@ -43,41 +55,11 @@ import bench_pipeline
 import long_term
 import long_term_scaling
 import short_term
-from harness import (
-    FULL,
-    QUICK,
-    TASKS,
-    Bench,
-    bench_environment,
-)
+from harness import FULL, QUICK, TASKS, Bench, bench_environment
 from report import Figure, machine_info, print_report, write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "latest.json"
-
-
-# -- the security pipeline's cost per write (benchmarks/bench_pipeline.py) ----------------------
-
-
-def pipeline_figures(b: Bench) -> list[Figure]:
-    s = b.sizes
-    rtt, rows = bench_pipeline.measure(
-        b.url, s.pipeline_number, s.pipeline_repeat, rtt_key=f"{b.prefix}:rtt"
-    )
-    return [
-        Figure(
-            id=f"pipeline_{row['size']}_{re.sub(r'[^a-z]+', '_', row['step'].lower()).strip('_')}",
-            title=f"pipeline step {row['step']}, {row['size']:,} B text",
-            unit="us",
-            ours=row["us"],
-            baseline=rtt,
-            baseline_name="one Redis GET round trip (redis.asyncio)",
-            ratio=row["us"] / rtt,
-            ratio_kind="cost per write / one Redis round trip",
-            notes="from benchmarks/bench_pipeline.py (median of timed batches)",
-        )
-        for row in rows
-    ]
 
 
 def run_all(bench: Bench) -> list[Figure]:
@@ -88,7 +70,7 @@ def run_all(bench: Bench) -> list[Figure]:
         ("get_staged_patterns", lambda: short_term.staged_listing(bench)),
         ("recall latency scaling", lambda: long_term_scaling.recall_scaling(bench)),
         ("RSS", lambda: short_term.rss(bench)),
-        ("security pipeline steps", lambda: pipeline_figures(bench)),
+        ("security pipeline steps", lambda: bench_pipeline.step_figures(bench)),
     ]
     figures: list[Figure] = []
     for name, section in sections:
