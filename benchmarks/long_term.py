@@ -4,12 +4,14 @@ Figures (``audit_sync=True``, the default, unless the id says otherwise):
 
 - ``persist_{public,sensitive}_sequential``: ``persist_pattern`` of a 200-character text
   vs a raw aiosqlite insert with attune's durability (WAL, ``synchronous=FULL``,
-  ``BEGIN``/``INSERT``/``COMMIT`` per row);
+  ``BEGIN``/``INSERT``/``COMMIT`` per row; target >= 0.5x);
 - ``persist_floor_sequential`` (info): the least a durable, audited persist must do (record
   and outbox row in one commit, the audit lines appended) vs the same raw insert;
-- ``persist_{public,sensitive}_concurrent``: 64 callers vs the same persist sequential;
+- ``persist_{public,sensitive}_concurrent``: 64 callers vs the same persist sequential
+  (SENSITIVE: target >= 4x; PUBLIC: info);
 - ``recall_{public,sensitive}_sequential``: ``recall_pattern`` vs a raw select by primary
-  key + decode, from a raw table grown to as many rows as attune's;
+  key + decode, from a raw table grown to as many rows as attune's (PUBLIC: target
+  >= 0.8x; SENSITIVE: info);
 - ``recall_floor_sequential`` (info): ``store.get`` + decode on attune's own connection vs
   the same raw select;
 - ``persist_sensitive_{sequential,concurrent}_no_audit_fsync`` (info): the SENSITIVE

@@ -47,6 +47,9 @@ HERE = Path(__file__).resolve().parent
 STAGED = 100
 
 
+# -- stash / retrieve, async and through the sync facade ---------------------------------------
+
+
 def stash_retrieve_async(b: Bench) -> list[Figure]:
     """Async stash / retrieve, sequential and by 64 tasks, vs raw ``redis.asyncio``."""
     return asyncio.run(_stash_retrieve_async(b))
@@ -229,10 +232,6 @@ async def _staged_listing(b: Bench) -> Figure:
 
 def rss(b: Bench) -> list[Figure]:
     """Resident memory of a fresh interpreter (``rss_probe.py``) under the stash load."""
-    return [_rss(b)]
-
-
-def _rss(b: Bench) -> Figure:
     s = b.sizes
     command = [
         sys.executable,
@@ -255,7 +254,7 @@ def _rss(b: Bench) -> Figure:
         raise RuntimeError(f"rss_probe.py failed:\n{done.stderr}")
     probe = json.loads(done.stdout)
     first, total = probe["rss_first_kib"] / 1024, probe["rss_total_kib"] / 1024
-    return Figure(
+    figure = Figure(
         id="rss_stash_scaling",
         title=f"RSS after {s.rss_total:,} vs {s.rss_first:,} stash ops",
         unit="MiB",
@@ -272,3 +271,4 @@ def _rss(b: Bench) -> Figure:
         ),
         extra={"probe": probe},
     )
+    return [figure]
