@@ -9,10 +9,6 @@ a persist, for a 200-byte and a 10 KB text with a little PII in it. The baseline
 is one ``GET`` round trip to Redis (``REDIS_URL``, default ``redis://127.0.0.1:6379/15``)
 through ``redis.asyncio``, as the short-term tier does it. Results also go to
 ``benchmarks/results/pipeline.json``.
-
-In ``run.py`` the same measurement gives the ``pipeline_<size>_<step>`` figures
-(:func:`step_figures`), each against the Redis round trip of that run; they are
-informational, with no target.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -30,17 +25,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
-from report import Figure
 
 from attune.memory import Classification, MemoryConfig
 from attune.memory.security.classifier import classify
 from attune.memory.security.pipeline import SecurityPipeline
-
-if TYPE_CHECKING:
-    from harness import Bench  # harness imports this module (text_of)
 
 SENTENCES = (
     "When a request fails, log the request_id and the upstream status before retrying. ",
@@ -120,26 +111,6 @@ def measure(
                     }
                 )
     return rtt, rows
-
-
-def step_figures(b: Bench) -> list[Figure]:
-    """:func:`measure` at ``b``'s sizes, one figure per row, against the Redis round trip."""
-    s = b.sizes
-    rtt, rows = measure(b.url, s.pipeline_number, s.pipeline_repeat, rtt_key=f"{b.prefix}:rtt")
-    return [
-        Figure(
-            id=f"pipeline_{row['size']}_{re.sub(r'[^a-z]+', '_', row['step'].lower()).strip('_')}",
-            title=f"pipeline step {row['step']}, {row['size']:,} B text",
-            unit="us",
-            ours=row["us"],
-            baseline=rtt,
-            baseline_name="one Redis GET round trip (redis.asyncio)",
-            ratio=row["us"] / rtt,
-            ratio_kind="cost per write / one Redis round trip",
-            notes="from benchmarks/bench_pipeline.py (median of timed batches)",
-        )
-        for row in rows
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,8 @@ returns its figures:
   among 1M keys, RSS (through the child process ``rss_probe.py``);
 - ``long_term.py``: persist / recall and their floors, 64 callers, ``audit_sync=False``;
 - ``long_term_scaling.py``: recall latency at 1M vs 10k stored patterns;
-- ``bench_pipeline.py``: the security pipeline's steps against a Redis round trip;
+- ``pipeline_steps.py``: the security pipeline's steps against a Redis round trip (the
+  measurement is ``bench_pipeline.py``'s);
 - ``harness.py``: sizes, the run's prefix and scratch directory, their cleanup;
 - ``workloads.py``: the timing machinery and the raw baselines;
 - ``report.py``: figures, targets, the table and the JSON.
@@ -51,9 +52,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import bench_pipeline
 import long_term
 import long_term_scaling
+import pipeline_steps
 import short_term
 from harness import FULL, QUICK, TASKS, Bench, bench_environment
 from report import Figure, machine_info, print_report, write_json
@@ -62,20 +63,23 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "latest.json"
 
 
+#: The sections in the order they run (the order is part of the method: keep it).
+SECTIONS: list[tuple[str, Callable[[Bench], list[Figure]]]] = [
+    ("stash / retrieve (async)", short_term.stash_retrieve_async),
+    ("stash / retrieve (sync facade)", short_term.stash_retrieve_sync),
+    ("persist / recall", long_term.persist_recall),
+    ("get_staged_patterns", short_term.staged_listing),
+    ("recall latency scaling", long_term_scaling.recall_scaling),
+    ("RSS", short_term.rss),
+    ("security pipeline steps", pipeline_steps.step_figures),
+]
+
+
 def run_all(bench: Bench) -> list[Figure]:
-    sections: list[tuple[str, Callable[[], list[Figure]]]] = [
-        ("stash / retrieve (async)", lambda: short_term.stash_retrieve_async(bench)),
-        ("stash / retrieve (sync facade)", lambda: short_term.stash_retrieve_sync(bench)),
-        ("persist / recall", lambda: long_term.persist_recall(bench)),
-        ("get_staged_patterns", lambda: short_term.staged_listing(bench)),
-        ("recall latency scaling", lambda: long_term_scaling.recall_scaling(bench)),
-        ("RSS", lambda: short_term.rss(bench)),
-        ("security pipeline steps", lambda: bench_pipeline.step_figures(bench)),
-    ]
     figures: list[Figure] = []
-    for name, section in sections:
+    for name, section in SECTIONS:
         start = time.perf_counter()
-        figures += section()
+        figures += section(bench)
         print(f"  {name}: {time.perf_counter() - start:.1f} s", flush=True)
     return figures
 
