@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from run import PUBLIC_TEXT, SENSITIVE_TEXT, TASKS
+from harness import PUBLIC_TEXT, SENSITIVE_TEXT, TASKS
 from workloads import open_raw_sqlite, raw_sqlite_insert, raw_sqlite_select
 
 from attune.memory import AsyncUnifiedMemory, MemoryConfig

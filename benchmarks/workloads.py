@@ -1,4 +1,5 @@
-"""Timing machinery and raw baselines for ``run.py``.
+"""Timing machinery and raw baselines for the sections of ``run.py`` (``short_term.py``,
+``long_term.py``, ``long_term_scaling.py``).
 
 A comparison runs two sides -- attune and a raw-client baseline doing the same work --
 alternately, round after round, after a warm-up of each; it keeps every round's
