@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from attune.memory.security import audit as audit_module
 from attune.memory.security.audit import GENESIS, AuditLogger, replay_outbox
+from attune.memory.security.audit import writer as audit_writer
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "audit_golden.jsonl"
@@ -125,7 +125,7 @@ def test_the_same_events_are_written_as_the_golden_lines(
 ) -> None:
     """Written again, every line is the golden one but for its time (and so its prev)."""
     # The writer leaves the queued decision for begin() to take, however slow the machine.
-    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     log = tmp_path / "audit.jsonl"
     logger = AuditLogger(log)
     try:
