@@ -9,6 +9,7 @@ may be regenerated: they are what logs and outbox rows on disk look like.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from attune.memory.security import audit as audit_package
 from attune.memory.security.audit import GENESIS, AuditLogger, replay_outbox
 from attune.memory.security.audit import writer as audit_writer
 
@@ -165,3 +167,23 @@ def test_a_golden_outbox_row_is_replayed_into_the_golden_lines(tmp_path: Path) -
     assert log.read_bytes() == golden
     replay_outbox([payload])  # found: not repeated
     assert log.read_bytes() == golden
+
+
+def test_only_the_codec_knows_the_format() -> None:
+    """Lines and outbox rows are encoded, hashed and parsed in ``codec`` alone: no other
+    module of the package imports ``json`` or ``hashlib``."""
+    package = Path(audit_package.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        tree = ast.parse(module.read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        if module.name != "codec.py":
+            assert not imported & {"json", "hashlib"}, module.name

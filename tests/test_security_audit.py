@@ -1021,3 +1021,26 @@ def test_a_writer_that_died_is_replaced(
     logger.queue("after", user_id="u", tier="T")
     logger.flush()
     assert [e["event"] for e in logger.query()] == ["first", "after"]
+
+
+def test_the_package_exports_its_public_names() -> None:
+    """Every name the audit log's users import comes from the package itself, whichever
+    module of it defines the name."""
+    import attune.memory.security.audit as audit
+
+    assert set(audit.__all__) == {
+        "AuditEvent",
+        "AuditLogger",
+        "AuditTicket",
+        "FIELDS",
+        "GENESIS",
+        "MAX_DETAIL_DEPTH",
+        "MAX_ID_LENGTH",
+        "OutboxWrite",
+        "REDACTED",
+        "VerifyResult",
+        "replay_outbox",
+        "sanitize_details",
+    }
+    for name in audit.__all__:
+        assert getattr(audit, name) is not None

@@ -195,9 +195,13 @@ def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
     return f'{{"ts":"{ts}","seq":{seq},{body},"prev":"{prev}"}}'.encode("ascii")
 
 
+#: The chain's hash function: a line's ``prev`` is its hex digest of the line before.
+_chain_hash = hashlib.sha256
+
+
 def _digest(line: bytes) -> str:
     """The chain hash of a line (without its newline): the next line's ``prev``."""
-    return hashlib.sha256(line).hexdigest()
+    return _chain_hash(line).hexdigest()
 
 
 def _parse(line: bytes) -> tuple[int, str] | None:

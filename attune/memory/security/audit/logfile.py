@@ -9,22 +9,21 @@ rotated files are never deleted. Several processes (or several loggers) appendin
 file keep one valid chain, since each reads the real head under the lock. Readers take a
 shared lock (:func:`_read_lock`) so nobody appends or rotates while they read.
 
-One job, the file, so a little over 300 lines: the sink's lock, repair, rotation and
-durability marks depend on each other.
+About 450 lines, but one job (the file): the sink's lock, pending lines, tail repair,
+rotation and fsync marks share one state and do not split.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from attune.memory.security.audit.codec import GENESIS, _digest, _head_of, _line
+from attune.memory.security.audit.codec import GENESIS, _chain_hash, _digest, _head_of, _line
 
 _TAIL_CHUNK = 4096
 #: Once another writer's lines are seen in the log, outbox lines are appended at once
@@ -346,7 +345,7 @@ class _Sink:
         """Append as many entries as fit in the locked file; return how many are done."""
         (dev, ino, size), seq, prev = self._tail(fd)
         lines: list[bytes] = []
-        used, limit, sha256 = size, self.max_bytes, hashlib.sha256
+        used, limit, sha256 = size, self.max_bytes, _chain_hash
         for ts, body in entries[done:]:
             line = _line(ts, seq + 1, body, prev)
             if used > 0 and used + len(line) + 1 > limit:

@@ -13,7 +13,7 @@ Also here: closing every logger at exit, and a forked child's fresh writer, lock
 file. :class:`_LogWriter` is :class:`~.logger.AuditLogger`'s base: its state and the
 machinery below the public API.
 
-One job, the queue and its thread, so a little over 300 lines.
+About 390 lines, but one job (the queue and its thread).
 """
 
 from __future__ import annotations
