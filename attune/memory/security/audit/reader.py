@@ -1,10 +1,10 @@
 """Reading the log back: :meth:`~.logger.AuditLogger.verify` and ``query``.
 
 Verification recomputes the hash chain over every file, oldest first, and reports the
-first altered, removed, inserted, reordered or torn line (:class:`VerifyResult`). A line
-is parsed by :mod:`.codec`; an edit shows as a ``prev`` that does not match the line
-before, and when the next line still links to the edited one, the line before it is
-blamed (it is the one that changed).
+first altered, removed, inserted, reordered or torn line (:class:`VerifyResult`). Lines
+are parsed by :mod:`.codec`. An edit shows as a ``prev`` that does not match the line
+before it: if the line after still links to the line whose ``prev`` fails, that line is
+genuine and the one before it was altered; else it was itself inserted or altered.
 
 Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every later
 line too, and an edit of the very last line goes unnoticed until a next event is chained
