@@ -25,9 +25,9 @@ from attune.errors import AuditLogError, PatternNotFoundError, SecurityPipelineE
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import CommitHook, OutboxHook, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
-from attune.memory.security import audit as audit_module
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditLogger
+from attune.memory.security.audit import logfile as audit_logfile
 from attune.memory.types import AccessTier
 
 FAULTS = ["garbled", "unwritable"]
@@ -190,7 +190,7 @@ async def test_after_a_failed_append_writes_are_refused_until_the_log_takes_them
         await mem.persist_pattern("Warm up", "style")
         logger.flush()
         with monkeypatch.context() as patch:
-            patch.setattr(audit_module, "_write_all", _disk_full)
+            patch.setattr(audit_logfile, "_write_all", _disk_full)
             kept = await mem.persist_pattern("Kept in the outbox", "style")
             with pytest.raises(SecurityPipelineError):
                 logger.flush()  # the writer's append fails
@@ -228,7 +228,7 @@ async def test_an_append_failing_right_after_commit_says_the_write_was_stored(
         other.log("foreign", user_id="v", tier="T")
         other.close()
         with monkeypatch.context() as patch:
-            patch.setattr(audit_module, "_write_all", _disk_full)
+            patch.setattr(audit_logfile, "_write_all", _disk_full)
             with pytest.raises(SecurityPipelineError) as raised:
                 await mem.persist_pattern("Stored, event in the outbox", "style")
         text = str(raised.value)
@@ -290,7 +290,7 @@ async def test_a_read_refused_for_the_log_says_read(
             _break(_log(mock_config), "unwritable")
             await mem.recall_pattern(stored["pattern_id"])  # its event cannot be written
         else:
-            monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+            monkeypatch.setattr(audit_logfile, "_write_all", _disk_full)
             await mem.persist_pattern("Kept in the outbox", "style")
         await _wait_for_failure(logger)
         for read in (lambda: mem.recall_pattern(stored["pattern_id"]), mem.get_staged_patterns):
@@ -353,7 +353,7 @@ async def test_an_operation_done_before_its_event_failed_never_says_refused(
         stored = await mem.persist_pattern("Short lived", "style", classification="SENSITIVE")
         key_id = mem.pipeline.cipher.ring.active_key_id
         mem.pipeline.audit_logger.flush()
-        monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+        monkeypatch.setattr(audit_logfile, "_write_all", _disk_full)
         with pytest.raises(SecurityPipelineError) as raised:
             await _operations(mem, stored["pattern_id"])[operation]()
         monkeypatch.undo()
@@ -380,7 +380,7 @@ async def test_health_reports_a_log_that_cannot_be_written(
         mem.pipeline.audit_logger.flush()
         assert (await mem.health_check())["audit"]["available"] is True
         if fault == "disk_full":  # a committed write's lines cannot be appended
-            monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+            monkeypatch.setattr(audit_logfile, "_write_all", _disk_full)
             await mem.persist_pattern("Kept in the outbox", "style")
             await _wait_for_failure(mem.pipeline.audit_logger)
         else:
@@ -440,7 +440,7 @@ def test_a_forked_child_leaves_held_lines_to_the_parent(
     logger = AuditLogger(log)
     logger.log("before", user_id="u", tier="T")
     write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p")])
-    monkeypatch.setattr(audit_module, "_write_all", _disk_full)
+    monkeypatch.setattr(audit_logfile, "_write_all", _disk_full)
     write.finish(committed=True)
     with pytest.raises(SecurityPipelineError):
         logger.flush()  # the writer's append fails: the logger keeps the lines

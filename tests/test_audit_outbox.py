@@ -23,9 +23,11 @@ from attune.errors import LongTermUnavailableError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import OutboxHook, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
-from attune.memory.security import audit as audit_module
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditLogger, replay_outbox
+from attune.memory.security.audit import codec as audit_codec
+from attune.memory.security.audit import logfile as audit_logfile
+from attune.memory.security.audit import writer as audit_writer
 
 
 @pytest.fixture
@@ -323,14 +325,14 @@ def _entries(logger: AuditLogger, count: int, start: int = 0) -> list[tuple[str,
         (time.time(), logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}"))
         for i in range(start, start + count)
     ]
-    return audit_module._encode([(ts, event.fields) for ts, event in stamped])
+    return audit_codec._encode([(ts, event.fields) for ts, event in stamped])
 
 
 def test_replay_appends_missing_lines_once_and_chains_them(log_path: Path) -> None:
     logger = AuditLogger(log_path)
     logger.log("first", user_id="u", tier="T")
     entries = _entries(logger, 3)
-    payload = audit_module._outbox_payload(log_path.resolve(), entries)
+    payload = audit_codec._outbox_payload(log_path.resolve(), entries)
     replay_outbox([payload])
     replay_outbox([payload])  # idempotent: found, not repeated
     events = _events(log_path)
@@ -347,7 +349,7 @@ def test_replay_finds_lines_already_written_and_in_rotated_files(log_path: Path)
     logger = AuditLogger(log_path)
     present = _entries(logger, 2)
     missing = _entries(logger, 1, start=2)
-    sink = audit_module._Sink(log_path, 10 * 1024 * 1024)  # a live writer's append
+    sink = audit_logfile._Sink(log_path, 10 * 1024 * 1024)  # a live writer's append
     sink.commit(present, fsync=False)
     sink.close()
     logger.close()
@@ -355,7 +357,7 @@ def test_replay_finds_lines_already_written_and_in_rotated_files(log_path: Path)
     after = AuditLogger(log_path)
     after.log("after_rotation", user_id="u", tier="T")
     after.close()
-    replay_outbox([audit_module._outbox_payload(log_path, present + missing)])
+    replay_outbox([audit_codec._outbox_payload(log_path, present + missing)])
     rotated = _events(log_path.with_name(log_path.name + ".1"))
     current = _events(log_path)
     assert [e["target_id"] for e in rotated] == ["p0", "p1"]
@@ -375,7 +377,7 @@ def test_replay_restores_a_lost_unsynced_tail(log_path: Path) -> None:
     logger.close()
     kept = log_path.read_bytes().splitlines(keepends=True)[0]
     log_path.write_bytes(kept)  # the tail is gone
-    replay_outbox([audit_module._outbox_payload(log_path, entries)])
+    replay_outbox([audit_codec._outbox_payload(log_path, entries)])
     assert [e.get("target_id") for e in _events(log_path)] == [None, "p0", "p1"]
     assert AuditLogger(log_path).verify().ok
 
@@ -426,7 +428,7 @@ def test_outbox_lines_wait_for_the_writer_and_keep_the_lock(
     """Committed outbox lines are appended by the writer, together, not one write per
     commit (appending right after each commit slowed the next one): until then the file
     stays locked, so nobody else can append between them and the chain."""
-    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     logger = AuditLogger(log_path)
     logger.log("first", user_id="u", tier="T")
     writes = []
@@ -457,13 +459,13 @@ def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) ->
     linger after they were appended, or the store's outbox rows pile up."""
     logger = AuditLogger(log_path)
     first = None
-    deadline = time.monotonic() + 50 * audit_module._LINGER_S
+    deadline = time.monotonic() + 50 * audit_writer._LINGER_S
     while time.monotonic() < deadline and not (first is not None and first.durable()):
         write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
         write.finish(committed=True)
         first = first or write
         logger.queue("access.check", user_id="u", tier="T")  # the next persist's decision
-        time.sleep(audit_module._LINGER_S / 20)
+        time.sleep(audit_writer._LINGER_S / 20)
     assert first is not None and first.durable()
     logger.close()
     assert len(_events(log_path)) >= 2
@@ -475,7 +477,7 @@ def test_another_writer_waits_for_pending_lines_and_chains_after_them(
     """A second logger of the same file (as another process would be) waits for the
     lock while outbox lines are pending, at most about a linger, then appends after
     them; a replay of their rows finds them instead of repeating them."""
-    monkeypatch.setattr(audit_module, "_LINGER_S", 0.05)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.05)
     holder = AuditLogger(log_path)
     write = holder.begin([holder.prepare("pattern.store", user_id="u", tier="T", target_id="p")])
     write.finish(committed=True)
@@ -495,8 +497,8 @@ def test_with_another_writer_active_lines_are_appended_at_once(
     lines would stall that writer (and, through the database's write lock, this one):
     outbox lines are then appended right after their commit and the lock let go, until
     the other writer has been quiet for a while."""
-    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
-    monkeypatch.setattr(audit_module, "_SHARED_S", 0.2)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_logfile, "_SHARED_S", 0.2)
     logger = AuditLogger(log_path)
     first = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p0")])
     first.finish(committed=True)
@@ -548,7 +550,7 @@ def test_with_another_writer_active_a_failed_append_fails_its_caller(
     def disk_full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(audit_module, "_write_all", disk_full)
+    monkeypatch.setattr(audit_logfile, "_write_all", disk_full)
     with pytest.raises(SecurityPipelineError, match="could not be written"):
         write.finish(committed=True)
     monkeypatch.undo()
@@ -573,7 +575,7 @@ def test_a_failed_append_poisons_the_write_and_reports(
     def disk_full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(audit_module, "_write_all", disk_full)
+    monkeypatch.setattr(audit_logfile, "_write_all", disk_full)
     with pytest.raises(SecurityPipelineError, match="could not be written"):
         logger.flush()
     monkeypatch.undo()
@@ -591,14 +593,14 @@ def test_a_failed_append_reaches_the_next_call(
     once, with what to do; the events are not in the log, and their write not durable."""
     import errno
 
-    monkeypatch.setattr(audit_module, "_LINGER_S", 0.01)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.01)
     logger = AuditLogger(log_path)
     write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
 
     def disk_full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(audit_module, "_write_all", disk_full)
+    monkeypatch.setattr(audit_logfile, "_write_all", disk_full)
     write.finish(committed=True)
     deadline = time.monotonic() + 5
     while logger._failure is None and time.monotonic() < deadline:

@@ -23,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attune.errors import AttuneError, SecurityPipelineError, ValidationError
-from attune.memory.security import audit as audit_module
 from attune.memory.security.audit import (
     FIELDS,
     GENESIS,
@@ -32,6 +31,9 @@ from attune.memory.security.audit import (
     VerifyResult,
     sanitize_details,
 )
+from attune.memory.security.audit import codec as audit_codec
+from attune.memory.security.audit import events as audit_events
+from attune.memory.security.audit import writer as audit_writer
 from attune.memory.timestamps import iso_us_z
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -689,7 +691,7 @@ async def test_reads_of_the_log_see_queued_events(tmp_path: Path) -> None:
 def long_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer thread leaves queued events alone for a minute (it would take them
     after 20 ms, which a slow CI machine can exceed between two lines)."""
-    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
 
 
 @pytest.mark.usefixtures("long_linger")
@@ -801,7 +803,7 @@ def test_a_busy_writer_polls_and_an_idle_one_is_woken(
 ) -> None:
     """Queued events are written without any flush whether the writer thread was asleep
     (woken by the first event) or polling (no wake-up per event while events keep coming)."""
-    monkeypatch.setattr(audit_module, "_LINGER_S", 0.4)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.4)
     path = tmp_path / "audit.jsonl"
     logger = AuditLogger(log_file=path)
     notified = 0
@@ -856,13 +858,13 @@ def test_the_body_encoder_matches_the_generic_json_encoder(fields: dict[str, Any
     """Lines are encoded by a C encoder built once; its text must be what the generic
     compact ASCII encoder gives (the line format is what verify() and readers parse)."""
     generic = json.dumps(fields, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    assert audit_module._encode_body(fields) == generic[1:-1]
+    assert audit_codec._encode_body(fields) == generic[1:-1]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), object()])
 def test_the_body_encoder_refuses_what_json_cannot_hold(bad: object) -> None:
     with pytest.raises((ValueError, TypeError)):
-        audit_module._encode_body({"x": bad})
+        audit_codec._encode_body({"x": bad})
 
 
 def test_queue_validates_at_once_and_writes_with_the_next_flush(logger: AuditLogger) -> None:
@@ -880,7 +882,7 @@ _names = st.from_regex(r"[A-Za-z0-9_.:\-]{1,12}", fullmatch=True)
 
 def _body_text(body: Any) -> str:
     """A queued body's JSON, as the writer encodes it."""
-    return str(audit_module._encode([(0.0, body)])[0][1])
+    return str(audit_codec._encode([(0.0, body)])[0][1])
 
 
 _detail_values = st.none() | st.booleans() | st.integers(-2, 2) | _names | _ids | st.floats()
@@ -910,18 +912,18 @@ def test_an_event_from_a_template_is_encoded_as_any_other_event(
     encoding the fields gives, from a fresh template or a cached one."""
     args = (event, user_id, tier, target_id, classification, outcome, details)
     try:
-        expected = audit_module._encode_body(audit_module._event_fields(*args))
+        expected = audit_codec._encode_body(audit_events._event_fields(*args))
     except ValidationError:
         with pytest.raises(ValidationError):
-            audit_module._ReadTemplates().body(*args)
+            audit_codec._ReadTemplates().body(*args)
         return
-    templates = audit_module._ReadTemplates()
+    templates = audit_codec._ReadTemplates()
     assert _body_text(templates.body(*args)) == expected
     assert _body_text(templates.body(*args)) == expected  # from the cache
 
 
 def test_a_template_never_confuses_true_with_one() -> None:
-    templates = audit_module._ReadTemplates()
+    templates = audit_codec._ReadTemplates()
     first = templates.body("e", "u", "T", None, None, "ok", {"auto": True})
     second = templates.body("e", "u", "T", None, None, "ok", {"auto": 1})
     third = templates.body("e", "u", "T", None, None, "ok", {"auto": 1.0})
@@ -945,8 +947,8 @@ def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger)
         ('a"b', "pat_bell", {}),  # control characters dropped, as for any event
     ]
     line = logger.log_file.read_bytes().splitlines()[2]  # the bytes the general path writes
-    assert line.split(b'"seq":3,')[1].split(b',"prev"')[0] == audit_module._encode_body(
-        audit_module._event_fields(
+    assert line.split(b'"seq":3,')[1].split(b',"prev"')[0] == audit_codec._encode_body(
+        audit_events._event_fields(
             "pattern.retrieve", 'a"b', "T", 'pat_"\u00e9\\', "PUBLIC", "success", None
         )
     ).encode("ascii")
@@ -1019,3 +1021,26 @@ def test_a_writer_that_died_is_replaced(
     logger.queue("after", user_id="u", tier="T")
     logger.flush()
     assert [e["event"] for e in logger.query()] == ["first", "after"]
+
+
+def test_the_package_exports_its_public_names() -> None:
+    """Every name the audit log's users import comes from the package itself, whichever
+    module of it defines the name."""
+    import attune.memory.security.audit as audit
+
+    assert set(audit.__all__) == {
+        "AuditEvent",
+        "AuditLogger",
+        "AuditTicket",
+        "FIELDS",
+        "GENESIS",
+        "MAX_DETAIL_DEPTH",
+        "MAX_ID_LENGTH",
+        "OutboxWrite",
+        "REDACTED",
+        "VerifyResult",
+        "replay_outbox",
+        "sanitize_details",
+    }
+    for name in audit.__all__:
+        assert getattr(audit, name) is not None

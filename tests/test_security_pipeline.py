@@ -500,9 +500,9 @@ async def test_a_persist_returns_with_its_events_on_disk_in_order(
     queued decisions: in the outbox row committed with the record (the writer thread is
     told to linger for a minute, so it has not appended them yet). A reader that locks
     the log, like query(), sees them there at once: the writer appends them first."""
-    from attune.memory.security import audit as audit_module
+    from attune.memory.security.audit import writer as audit_writer
 
-    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     path = mock_config.storage_dir / "audit.jsonl"
     async with memory(mock_config) as mem:
         logger = mem.pipeline.audit_logger
@@ -540,7 +540,7 @@ async def test_a_failed_audit_append_loses_nothing_and_is_reported(
     """The log cannot be appended to after a persist returned (disk full): its events
     stay in the outbox, the failure reaches the logger's next call, and the next open of
     the store appends the events: the log ends up complete, with a valid chain."""
-    from attune.memory.security import audit as audit_module
+    from attune.memory.security.audit import logfile as audit_logfile
 
     async with memory(mock_config) as mem:
         await mem.persist_pattern("Warm up", "style")
@@ -551,7 +551,7 @@ async def test_a_failed_audit_append_loses_nothing_and_is_reported(
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with monkeypatch.context() as patch:
-            patch.setattr(audit_module, "_write_all", disk_full)
+            patch.setattr(audit_logfile, "_write_all", disk_full)
             kept = await mem.persist_pattern("Kept in the outbox", "style")
             with pytest.raises(SecurityPipelineError, match="could not be written"):
                 logger.flush()  # the writer's append fails; the next call hears of it
@@ -580,9 +580,9 @@ async def test_with_audit_sync_off_a_persist_only_queues_its_event(
 ) -> None:
     """audit_sync=False: the final event is queued behind the commit, not written by it;
     a flush (here close_shared) writes it."""
-    from attune.memory.security import audit as audit_module
+    from attune.memory.security.audit import writer as audit_writer
 
-    monkeypatch.setattr(audit_module, "_LINGER_S", 60.0)
+    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     config = MemoryConfig(
         redis_mock=True, storage_dir=storage_dir, key_prefix=key_prefix, audit_sync=False
     )

@@ -1,0 +1,303 @@
+"""The audit log's formats: the one place that knows what a line and an outbox row hold.
+
+A line is compact ASCII JSON, keys in :data:`FIELDS` order::
+
+    {"ts":"<UTC, microseconds, Z>","seq":<n>,<body>,"prev":"<SHA-256 hex of the line before>"}
+
+where the *body* is the event's fields from ``event`` to ``details`` (see :mod:`.events`)
+and ``prev`` of the first line is :data:`GENESIS`. An outbox row (what a store's
+transaction keeps, see :mod:`.outbox`) is the log's path as a JSON string, then one
+``<ts> <body>`` per line. Everything here is pure: encoding bodies and lines, the chain
+hash, parsing a line back, and the timestamps lines carry. The writer, the outbox replay
+and :meth:`~.logger.AuditLogger.verify` all go through these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from attune.errors import SecurityPipelineError, ValidationError
+from attune.memory.compact_json import compact_encoder
+from attune.memory.security.audit.events import MAX_ID_LENGTH, _event_fields, _id
+from attune.memory.timestamps import iso_us_z
+
+GENESIS = "0" * 64
+FIELDS = (
+    "ts",
+    "seq",
+    "event",
+    "user_id",
+    "tier",
+    "target_id",
+    "classification",
+    "outcome",
+    "details",
+    "prev",
+)
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+#: A str as a JSON string literal, ASCII only (what the encoders use for every string).
+_json_text = json.encoder.encode_basestring_ascii
+
+
+def _unencodable(value: object) -> object:
+    raise TypeError(f"an audit event cannot hold {type(value).__name__}")
+
+
+#: One encoder for every line and outbox payload.
+_compact_ascii_json = compact_encoder(ensure_ascii=True, default=_unencodable)
+
+
+def _encode_body(fields: dict[str, Any]) -> str:
+    """An event's fields as compact ASCII JSON, minus the braces (the line adds its own).
+    The fields are freshly sanitised dicts: no cycle check is needed."""
+    return _compact_ascii_json(fields)[1:-1]
+
+
+#: An event's middle as queued: its fields, their JSON already, or a read's JSON in three
+#: parts (head, target id validated but not yet escaped, tail; see ``_ReadTemplates``)
+#: for the writer to join, off the reader's path.
+Body = dict[str, Any] | str | tuple[str, str, str]
+
+
+def _encode(entries: list[tuple[float, Body]]) -> list[tuple[str, str]]:
+    """Queued events as (timestamp text, compact JSON body) for the sink (one loop, no
+    call per event but the formatting: the writer runs it for every audited read)."""
+    encoded = []
+    for ts, body in entries:
+        if type(body) is tuple:
+            text = body[0] + _json_text(body[1]) + body[2]
+        elif type(body) is str:
+            text = body
+        else:
+            assert isinstance(body, dict)
+            text = _encode_body(body)
+        encoded.append((iso_us_z(ts), text))
+    return encoded
+
+
+#: Flat details as a template key: (name, value) pairs, values str, bool or None only.
+FlatDetails = tuple[tuple[str, str | bool | None], ...]
+
+
+def _flat(details: Mapping[str, Any]) -> FlatDetails | None:
+    """``details`` as a hashable key if it is a plain dict of plain str keys whose values
+    are plain str, bool or None; else None. Never an int: ``1 == True`` would share a key."""
+    if type(details) is not dict:
+        return None
+    for name, value in details.items():
+        if type(name) is not str or (
+            type(value) is not str and type(value) is not bool and value is not None
+        ):
+            return None
+    return tuple(details.items())
+
+
+class _ReadTemplates:
+    """The JSON of events, all but their target id (bounded cache).
+
+    An audited read queues one such event per call, and its fields differ from the last
+    one's in the target only: validating and encoding the rest once per (event, user,
+    tier, classification, outcome, flat details) leaves the target to escape and two
+    strings to join. Decisions with a few identifier details (an allowed access check, a
+    classification decision) repeat the same way.
+    """
+
+    _KEPT = 1024
+    _TARGET = '"target_id":null'
+
+    def __init__(self) -> None:
+        self._texts: dict[
+            tuple[str, str, str, str | None, str, FlatDetails | None], tuple[str, str]
+        ] = {}
+
+    def parts(
+        self,
+        event: str,
+        user_id: str,
+        tier: str,
+        classification: str | None,
+        outcome: str,
+        details: FlatDetails | None = None,
+    ) -> tuple[str, str]:
+        """The JSON before and after the target id's value; validates the fields once."""
+        key = (event, user_id, tier, classification, outcome, details)
+        parts = self._texts.get(key)
+        if parts is None:
+            fields = _event_fields(
+                event,
+                user_id,
+                tier,
+                None,
+                classification,
+                outcome,
+                None if details is None else dict(details),
+            )
+            head, found, tail = _encode_body(fields).partition(self._TARGET)
+            assert found  # keys are ours and values are escaped: it occurs exactly once
+            if len(self._texts) >= self._KEPT:
+                self._texts.clear()
+            parts = self._texts[key] = (head + '"target_id":', tail)
+        return parts
+
+    def body(
+        self,
+        event: object,
+        user_id: object,
+        tier: object,
+        target_id: object,
+        classification: object,
+        outcome: object,
+        details: Mapping[str, Any] | None,
+    ) -> Body:
+        """The event's body: from a template when its fields are plain strings and its
+        details none or flat, else validated and left for the writer to encode. A plain
+        target id (one :func:`_id` keeps as it is) is left for the writer to escape and
+        splice in, off the caller's path."""
+        flat = None if details is None else _flat(details)
+        if (
+            (details is None or flat is not None)
+            and type(event) is str
+            and type(user_id) is str
+            and type(tier) is str
+            and type(outcome) is str
+            and (classification is None or type(classification) is str)
+        ):
+            head, tail = self.parts(event, user_id, tier, classification, outcome, flat)
+            if (
+                type(target_id) is str
+                and len(target_id) <= MAX_ID_LENGTH
+                and target_id.isprintable()
+            ):
+                return (head, target_id, tail)
+            target = _id(target_id, "target_id", required=False)
+            return head + ("null" if target is None else _json_text(target)) + tail
+        return _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+
+
+# -- lines ---------------------------------------------------------------------------------------
+
+
+def _line(ts: str, seq: int, body: str, prev: str) -> bytes:
+    """One line of the log, without its newline."""
+    return f'{{"ts":"{ts}","seq":{seq},{body},"prev":"{prev}"}}'.encode("ascii")
+
+
+#: The chain's hash function: a line's ``prev`` is its hex digest of the line before.
+_chain_hash = hashlib.sha256
+
+
+def _digest(line: bytes) -> str:
+    """The chain hash of a line (without its newline): the next line's ``prev``."""
+    return _chain_hash(line).hexdigest()
+
+
+def _parse(line: bytes) -> tuple[int, str] | None:
+    """(seq, prev) of a well-formed audit line, else None."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.keys() != set(FIELDS):
+        return None
+    seq, prev = record["seq"], record["prev"]
+    if type(seq) is not int or not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+        return None
+    return seq, prev
+
+
+class _CorruptTailError(Exception):
+    """The last line of the log is not an audit event: its chain cannot be extended."""
+
+
+def _head_of(line: bytes) -> tuple[int, str]:
+    """(seq, hash) of the log's last line, the head its next line chains onto."""
+    parsed = _parse(line)
+    if parsed is None:
+        raise _CorruptTailError
+    return parsed[0], _digest(line)
+
+
+def _record(raw: bytes) -> dict[str, Any] | None:
+    """A raw line (newline kept) as a dict, if it is a complete, well-formed audit line."""
+    if not raw.endswith(b"\n") or _parse(raw[:-1]) is None:
+        return None
+    record: dict[str, Any] = json.loads(raw)
+    return record
+
+
+def _entry_of(raw: bytes, oldest: str) -> tuple[str, str] | None:
+    """(timestamp text, body) of a log line stamped at or after ``oldest``, else None."""
+    if not raw.startswith(b'{"ts":"'):
+        return None
+    line = raw.rstrip(b"\n").decode("ascii", "replace")
+    end = line.find('"', 7)
+    ts = line[7:end]
+    if ts < oldest or not line.startswith(',"seq":', end + 1):
+        return None
+    start = line.find(",", end + 8) + 1
+    stop = line.rfind(',"prev":"')
+    if start <= 0 or stop < start:
+        return None
+    return ts, line[start:stop]
+
+
+# -- timestamps ----------------------------------------------------------------------------------
+
+
+def _utc_text(when: datetime | str) -> str:
+    """``when`` in the log's timestamp format (a naive datetime is taken as UTC)."""
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError:
+            raise ValidationError("since must be an ISO-8601 date or datetime") from None
+    if not isinstance(when, datetime):
+        raise ValidationError("since must be a datetime or an ISO-8601 string")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def _seconds(ts: str) -> float:
+    """A line's timestamp text as a POSIX time."""
+    return datetime.strptime(ts, _TS_FORMAT).replace(tzinfo=UTC).timestamp()
+
+
+# -- outbox rows ---------------------------------------------------------------------------------
+
+
+def _outbox_payload(log_file: Path, entries: list[tuple[str, str]]) -> str:
+    """An outbox row: the log's path as a JSON string, then one ``<ts> <body>`` per line
+    (a body is one line of ASCII JSON; a timestamp has no space)."""
+    lines = [f"{ts} {body}" for ts, body in entries]
+    return "\n".join([_compact_ascii_json(str(log_file)), *lines])
+
+
+def _outbox_entries(payload: str) -> tuple[str, list[tuple[str, str]]]:
+    """The log's path and the (timestamp, body) entries of an outbox row."""
+    try:
+        head, *lines = payload.split("\n")
+        log = json.loads(head)
+        entries = [(ts, body) for ts, body in (line.split(" ", 1) for line in lines)]
+        datetime.strptime(min(ts for ts, _ in entries), _TS_FORMAT)
+    except (ValueError, TypeError):
+        raise SecurityPipelineError(
+            "an audit outbox row of the long-term store is not readable, so its audit "
+            "events cannot be replayed; restore patterns.db from a backup"
+        ) from None
+    if not isinstance(log, str) or not Path(log).is_absolute():
+        raise SecurityPipelineError("an audit outbox row names no absolute audit log path")
+    return log, entries

@@ -1,0 +1,342 @@
+"""The public :class:`AuditLogger`: logging, the outbox entry point, verifying, querying.
+
+Every method here is API; the machinery beneath lives in the modules it names: the event
+model (:mod:`.events`), the formats (:mod:`.codec`), the file (:mod:`.logfile`), the
+queue and writer thread (:mod:`.writer`, the logger's base class), outbox writes and
+their replay (:mod:`.outbox`) and reading back (:mod:`.reader`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from attune.errors import AuditLogError, ConfigurationError, ValidationError
+from attune.memory.config import MemoryConfig
+from attune.memory.security.audit.codec import _ReadTemplates, _utc_text
+from attune.memory.security.audit.events import AuditEvent, AuditTicket, _event_fields
+from attune.memory.security.audit.failures import CALL_REFUSED, _describe, _unreadable
+from attune.memory.security.audit.logfile import _read_lock, _rotated, _Sink
+from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
+from attune.memory.security.audit.reader import VerifyResult, _matching, _verify
+from attune.memory.security.audit.writer import _live, _LogWriter
+
+
+class AuditLogger(_LogWriter):
+    """Append-only, hash-chained audit log of security decisions.
+
+    ``log_file`` defaults to ``$ATTUNE_AUDIT_LOG``, else ``<storage_dir>/audit.jsonl``.
+    Nothing is opened until the first event, so constructing does not touch the file.
+    With ``sync=True`` (default) :meth:`log` / :meth:`alog` return once the event is
+    fsynced; with ``sync=False`` they only queue it, and :meth:`flush` / :meth:`close`
+    make it durable. A failed write raises :class:`~attune.errors.AuditLogError` (a
+    :class:`SecurityPipelineError`) to its caller (``sync=False``: to the next call).
+    After :meth:`close`, logging again starts a new writer, so a closed logger stays
+    usable.
+    """
+
+    def __init__(
+        self,
+        log_file: str | Path | None = None,
+        *,
+        sync: bool = True,
+        max_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ConfigurationError("max_bytes of the audit log must be a positive integer")
+        path = _default_path() if log_file is None else Path(log_file)
+        super().__init__(path.expanduser().absolute(), bool(sync), max_bytes)
+        self._templates = _ReadTemplates()
+        _live.add(self)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def log(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record one event (blocks until durable when ``sync=True``).
+
+        The calling thread writes the queued batch itself when no writer is busy with it:
+        no hand-off to the writer thread and back.
+        """
+        body = self._templates.body(
+            event, user_id, tier, target_id, classification, outcome, details
+        )
+        ticket = AuditTicket(self._enqueue(body))
+        if self.sync:
+            self.commit(ticket)
+
+    def prepare(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """Validate an event now, to :meth:`stage` later: a bad event fails its caller
+        before the operation it records has happened."""
+        return AuditEvent(
+            _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+        )
+
+    def queue(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Validate and queue one event without waiting for it: a read's, or a decision a
+        later durable event of the same operation covers (the writer keeps order). Plain
+        call, no ticket: every audited read pays for this."""
+        body = self._templates.body(
+            event, user_id, tier, target_id, classification, outcome, details
+        )
+        self._enqueue(body)
+
+    def queue_read(
+        self,
+        event: str,
+        user_id: str,
+        tier: str,
+        target_id: str,
+        classification: str | None,
+    ) -> None:
+        """:meth:`queue` for a successful read's event (outcome ``success``, no details),
+        with positional arguments: every audited read pays for this call."""
+        self._enqueue(
+            self._templates.body(event, user_id, tier, target_id, classification, "success", None)
+        )
+
+    def stage(self, event: AuditEvent, *, report: bool = True) -> AuditTicket:
+        """Queue a prepared event behind everything queued so far; :meth:`commit` the
+        ticket to make it durable. Thread-safe. ``report=False`` leaves an earlier failure
+        (see :meth:`report_failures`) for a later call: for an event whose operation is
+        done already, which must not be told it was refused."""
+        return AuditTicket(self._enqueue(event.fields, report=report))
+
+    def commit(self, ticket: AuditTicket) -> None:
+        """Block until the ticket's events are written (and fsynced when ``sync=True``).
+
+        If no writer has taken them yet, this thread writes the whole queued batch itself;
+        tickets of one batch share that write and fsync. For threads that may block, never
+        an event loop's. Raises :class:`SecurityPipelineError` if the write failed.
+        """
+        batch = ticket.batch
+        if not batch.done.is_open:
+            with self._sink_lock:
+                with self._cond:
+                    worker = self._worker
+                    mine = worker is not None and worker.batch is batch
+                    if mine:
+                        assert worker is not None
+                        worker.batch = None
+                    elif not batch.done.is_open:  # a stopping writer still owns it
+                        batch.urgent = True
+                        self._cond.notify_all()
+                if mine:
+                    batch.fsync = batch.fsync or self.sync
+                    batch.urgent = True  # waited for: a failure is told here (see _write)
+                    self._write(batch)
+        self._finish_wait(batch)
+
+    async def alog(
+        self,
+        event: str,
+        *,
+        user_id: str,
+        tier: str,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Like :meth:`log`, awaiting durability without blocking the event loop.
+
+        ``wait=False`` only queues the event: for a decision that a later event of the
+        same operation follows, whose durability then covers it (the writer keeps order).
+        """
+        body = self._templates.body(
+            event, user_id, tier, target_id, classification, outcome, details
+        )
+        if not (self.sync and wait):
+            self._enqueue(body)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._submit(body, (loop, future), urgent=True)
+        await future
+
+    def flush(self) -> None:
+        """Wait until everything queued so far is written and fsynced."""
+        with self._cond:
+            worker = self._worker
+            batch = None
+            if worker is not None:
+                batch = worker.open_batch()
+                batch.fsync = batch.urgent = True
+                self._cond.notify_all()
+        if batch is not None:
+            self._finish_wait(batch)
+
+    def close(self) -> None:
+        """Flush, then stop the writer thread. Idempotent; a later event starts a new one."""
+        with self._cond:
+            worker, self._worker = self._worker, None
+            batch = None
+            if worker is not None:
+                batch = worker.open_batch()
+                batch.fsync = batch.urgent = worker.stopping = True
+                self._cond.notify_all()
+        if worker is not None and worker.thread is not None:
+            worker.thread.join()
+        with self._sink_lock:
+            if self._sink is not None:
+                self._sync_sink()  # outbox lines pending since the writer's last write
+                self._sink.close()
+                self._sink = None
+        if batch is not None:
+            self._finish_wait(batch)
+
+    def report_failures(self) -> None:
+        """Raise, once, a failure to write events that nobody waited for (reads, and with
+        ``sync=False`` every event), or to append committed outbox lines: the call it
+        interrupts is refused (:class:`~attune.errors.AuditLogError`). Nothing to do, and
+        no lock taken, when there is none."""
+        if self._lost or self._failure is not None:
+            with self._cond:
+                self._raise_unreported()
+
+    def begin(self, events: list[AuditEvent]) -> OutboxWrite:
+        """Start writing ``events`` (and everything queued before them) for a store whose
+        transaction will keep them, as :attr:`OutboxWrite.payload`, in an outbox table.
+
+        Holds this logger and the file's lock until :meth:`OutboxWrite.finish`: call it
+        right after the transaction's ``COMMIT`` (or its failure), from the same thread.
+        Anyone who takes the file's lock therefore finds each committed outbox row's
+        lines in the log, or its writer dead; :func:`replay_outbox` relies on that.
+
+        This is where the log's health is checked before the store's ``COMMIT``: the lock
+        is taken and the tail read (a garbled last line or a file that cannot be opened
+        fails here), and lines of earlier writes that could not be appended after their
+        commit (a full disk) are appended first, with an fsync. If any of that fails it
+        raises :class:`~attune.errors.AuditLogError` saying the write was refused and
+        nothing stored: the store must then not commit the records these events describe.
+        """
+        return _begin(self, events)
+
+    @property
+    def held_events(self) -> int:
+        """Events of committed writes that could not be appended yet (their store's outbox
+        keeps them; the next write, :meth:`check` or a reopened store appends them)."""
+        return len(self._unwritten)
+
+    def check(self) -> None:
+        """Raise :class:`~attune.errors.AuditLogError` (the call refused) unless the log can
+        be extended now: for an operation whose event can only be written after it ran
+        (a delete), to be refused before it runs. Locks the file and reads its tail (a
+        garbled last line, a file that cannot be opened fail here) and appends lines
+        kept from a failed append first (see :meth:`begin`); a full disk is found only by
+        writing, so it can still fail the event afterwards. Blocks on the disk."""
+        with self._sink_lock:
+            if self._sink is None:
+                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+            try:
+                if self._unwritten:
+                    _append_unwritten(self)
+                self._sink.check()
+            except Exception as exc:
+                self._reset_sink(exc)
+                reason, advice = _describe(self.log_file, exc)
+                raise AuditLogError(reason, CALL_REFUSED, advice) from None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """The log's files, oldest first (rotated ``.N`` ... ``.1``, then the current one)."""
+        current = [self.log_file] if self.log_file.exists() else []
+        return _rotated(self.log_file)[::-1] + current
+
+    def verify(self, *, allow_pruned: bool = False) -> VerifyResult:
+        """Recompute the hash chain over every file and report the first problem.
+
+        ``allow_pruned=True`` accepts a log whose oldest files were deleted: the first
+        remaining line is trusted as the start of the chain. This logger's queued events
+        are written first; other loggers' (other processes') only once they flush.
+        """
+        self._flush_pending()
+        try:
+            with _read_lock(self.log_file):
+                return _verify(self.files(), allow_pruned)
+        except OSError as exc:
+            raise _unreadable(self.log_file, exc, "it was not verified") from None
+
+    def query(
+        self,
+        *,
+        event_type: str | None = None,
+        user_id: str | None = None,
+        since: datetime | str | None = None,
+        outcome: str | None = None,
+        target_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events matching every filter given, oldest first, across rotated files.
+
+        ``since`` keeps events at or after that time (a naive datetime is UTC);
+        ``limit`` keeps the most recent matches. Lines that are not valid events are
+        skipped (:meth:`verify` reports them).
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValidationError("limit must be a non-negative integer")
+        if limit is not None and limit < 0:
+            raise ValidationError("limit must be a non-negative integer")
+        wanted = {
+            "event": event_type,
+            "user_id": user_id,
+            "outcome": outcome,
+            "target_id": target_id,
+        }
+        wanted = {k: v for k, v in wanted.items() if v is not None}
+        after = None if since is None else _utc_text(since)
+        self._flush_pending()
+        try:
+            with _read_lock(self.log_file):
+                return _matching(self.files(), wanted, after, limit)
+        except OSError as exc:
+            raise _unreadable(self.log_file, exc, "nothing was returned") from None
+
+    def _flush_pending(self) -> None:
+        """Write this logger's queued events, so a read sees everything logged before it."""
+        with self._cond:
+            idle = self._worker is None
+        if not idle:
+            self.flush()
+
+
+def _default_path() -> Path:
+    from_env = os.environ.get("ATTUNE_AUDIT_LOG")
+    if from_env:
+        return Path(from_env)
+    return MemoryConfig().ensure_storage_dir() / "audit.jsonl"

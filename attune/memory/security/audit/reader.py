@@ -1,0 +1,135 @@
+"""Reading the log back: :meth:`~.logger.AuditLogger.verify` and ``query``.
+
+Verification recomputes the hash chain over every file, oldest first, and reports the
+first altered, removed, inserted, reordered or torn line (:class:`VerifyResult`). Lines
+are parsed by :mod:`.codec`. An edit shows as a ``prev`` that does not match the line
+before it: if the line after still links to the line whose ``prev`` fails, that line is
+genuine and the one before it was altered; else it was itself inserted or altered.
+
+Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every later
+line too, and an edit of the very last line goes unnoticed until a next event is chained
+to it. Record :attr:`VerifyResult.head` elsewhere to anchor a checkpoint.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attune.memory.security.audit.codec import GENESIS, _digest, _parse, _record
+
+_TRUNCATED = "incomplete line (truncated or torn write)"
+_GARBLED = "not a valid audit event (garbled line or foreign writer)"
+_ALTERED = "hash chain broken (line altered: the next line's prev does not match it)"
+_FORGED = "hash chain broken (line inserted or altered: its prev does not match the line before)"
+_NO_GENESIS = "the chain does not start here (the first prev is not the genesis hash)"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of :meth:`AuditLogger.verify`; true when the chain is intact."""
+
+    ok: bool
+    lines_checked: int = 0
+    #: The file and 1-based line of the first problem, and what it is.
+    file: Path | None = None
+    line: int | None = None
+    reason: str | None = None
+    files: int = 0
+    #: SHA-256 of the last line checked: record it elsewhere to anchor a checkpoint.
+    head: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if self.ok:
+            files = "file" if self.files == 1 else "files"
+            return f"audit log intact: {self.lines_checked} events in {self.files} {files}"
+        where = self.file.name if self.file is not None else "?"
+        return f"audit log TAMPERED at {where} line {self.line}: {self.reason}"
+
+
+def _matching(
+    files: list[Path], wanted: Mapping[str, object], after: str | None, limit: int | None
+) -> list[dict[str, Any]]:
+    """The events of ``files`` whose fields hold every ``wanted`` value, stamped at or
+    after ``after`` (a timestamp text), oldest first; the last ``limit`` of them. Lines
+    that are not valid events are skipped."""
+    found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
+    for _path, _number, raw in _lines(files):
+        record = _record(raw)
+        if record is None or any(record.get(k) != v for k, v in wanted.items()):
+            continue
+        if after is None or str(record.get("ts", "")) >= after:
+            found.append(record)
+    return list(found)
+
+
+def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
+    """Every raw line (newline kept, if any) of ``files`` in order, with its 1-based number."""
+    for path in files:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            continue
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                yield path, number, raw
+
+
+def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
+    """The chain over ``files`` (oldest first) checked line by line: the first problem."""
+    checked = 0
+    expected_seq: int | None = None if allow_pruned else 1
+    expected_prev: str | None = None if allow_pruned else GENESIS
+    previous: tuple[Path, int] | None = None
+    lines = _lines(files)
+    current = next(lines, None)
+    while current is not None:
+        path, number, raw = current
+        upcoming = next(lines, None)
+        where, reason = (path, number), None
+        parsed = _parse(raw[:-1]) if raw.endswith(b"\n") else None
+        if parsed is None:
+            reason = _GARBLED if raw.endswith(b"\n") else _TRUNCATED
+        elif expected_seq is not None and parsed[0] != expected_seq:
+            reason = _seq_reason(expected_seq, parsed[0], first=previous is None)
+        elif expected_prev is not None and parsed[1] != expected_prev:
+            if previous is None:
+                reason = _NO_GENESIS
+            elif _chains_from(raw[:-1], parsed[0], upcoming):
+                where, reason, checked = previous, _ALTERED, checked - 1
+            else:
+                reason = _FORGED
+        if reason is not None or parsed is None:
+            return VerifyResult(False, checked, where[0], where[1], reason, len(files))
+        checked += 1
+        expected_seq, expected_prev = parsed[0] + 1, _digest(raw[:-1])
+        previous = where
+        current = upcoming
+    return VerifyResult(True, checked, files=len(files), head=expected_prev)
+
+
+def _seq_reason(expected: int, found: int, *, first: bool) -> str:
+    if first:
+        return (
+            f"the chain does not start here (seq {found}, not 1): older files were deleted "
+            "or lines removed; verify(allow_pruned=True) accepts a pruned log"
+        )
+    return (
+        f"sequence broken (expected seq {expected}, found {found}): "
+        "a line was removed, inserted or reordered"
+    )
+
+
+def _chains_from(line: bytes, seq: int, upcoming: tuple[Path, int, bytes] | None) -> bool:
+    """Whether the next line links to ``line``: then ``line`` is genuine and the one
+    before it was altered. A last line gets the benefit of the doubt likewise."""
+    if upcoming is None:
+        return True
+    after = _parse(upcoming[2][:-1]) if upcoming[2].endswith(b"\n") else None
+    return after is not None and after == (seq + 1, _digest(line))

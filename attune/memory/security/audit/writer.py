@@ -1,0 +1,392 @@
+"""The writer: each logger's queue of events and the daemon thread that writes it.
+
+Writing never serialises callers on the disk. Callers append to an open *batch*; the
+writer (or, for :meth:`~.logger.AuditLogger.commit`, the calling thread itself, when no
+writer is busy with the batch) writes a whole batch with one ``write()`` and one
+``fsync`` (group commit), then wakes everyone waiting on it: blocking callers on the
+batch's latch, ``alog`` callers on a future of their own loop (``call_soon_threadsafe``).
+Events nobody waits for are written together after at most :data:`_LINGER_S`, or once
+:data:`_LINGER_EVENTS` are queued. Failures of events nobody waited for are kept and
+told to the logger's next call.
+
+Also here: closing every logger at exit, and a forked child's fresh writer, locks and
+file. :class:`_LogWriter` is :class:`~.logger.AuditLogger`'s base: its state and the
+machinery below the public API.
+
+About 390 lines, but one job (the queue and its thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import math
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from attune.errors import AuditLogError, SecurityPipelineError
+from attune.memory.security.audit.codec import Body, _encode
+from attune.memory.security.audit.failures import (
+    CALL_REFUSED,
+    NOT_LOGGED,
+    Failure,
+    _describe,
+    _lost_events,
+    _pending_lost,
+)
+from attune.memory.security.audit.logfile import _Sink, _SyncMarks
+
+if TYPE_CHECKING:
+    from attune.memory.security.audit.logger import AuditLogger
+
+#: Events nobody waits for (reads, queued decisions, sync=False) are written together
+#: after at most this long, or once this many are queued: one write and fsync for many.
+_LINGER_S = 0.02
+_LINGER_EVENTS = 256
+
+
+class _Latch:
+    """A gate opened once, then passed by any number of waiters: what a batch's waiters
+    need of ``threading.Event`` at a fifth of its cost (every persist opens a batch)."""
+
+    __slots__ = ("_gate", "is_open")
+
+    def __init__(self) -> None:
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self.is_open = False
+
+    def open(self) -> None:
+        if not self.is_open:
+            self.is_open = True
+            self._gate.release()
+
+    def wait(self) -> None:
+        if not self.is_open:
+            with self._gate:  # released by open(); each waiter passes it on
+                pass
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    """Events committed together; everyone waiting on it is woken once."""
+
+    entries: list[tuple[float, Body]] = field(default_factory=list)
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
+        default_factory=list
+    )
+    fsync: bool = False
+    #: Someone waits for this batch (or it is full): write it without lingering.
+    urgent: bool = False
+    #: When its first event was queued: it is written by this + _LINGER_S at the latest.
+    created: float = field(default_factory=time.monotonic)
+    #: Why the batch could not be written: (reason, advice), see :func:`_describe`.
+    error: Failure | None = None
+    done: _Latch = field(default_factory=_Latch)
+
+    def finish(self, error: Failure | None) -> None:
+        self.error = error
+        self.done.open()
+        for loop, future in self.futures:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, error)
+
+
+def _settle(future: asyncio.Future[None], error: Failure | None) -> None:
+    if future.done():  # the caller was cancelled; the event is still logged
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(AuditLogError(error[0], NOT_LOGGED, error[1]))
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    """One writer thread and the batch it will commit next."""
+
+    thread: threading.Thread | None = None
+    batch: _Batch | None = None
+    #: close() asked it to write what is queued and end.
+    stopping: bool = False
+    #: Asleep until notified (no events for a linger period); else it polls.
+    idle: bool = False
+    #: Lines were appended without fsync (an outbox write): fsync them after a linger.
+    unsynced: bool = False
+    #: ``time.monotonic()`` when ``unsynced`` last became true.
+    unsynced_at: float = 0.0
+
+    def open_batch(self) -> _Batch:
+        if self.batch is None:
+            self.batch = _Batch()
+        return self.batch
+
+    def mark_unsynced(self) -> None:
+        if not self.unsynced:
+            self.unsynced = True
+            self.unsynced_at = time.monotonic()
+
+
+# -- every logger of the process -----------------------------------------------------------------
+
+_live: weakref.WeakSet[AuditLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Flush every open logger when the interpreter exits."""
+    errors = []
+    for logger in list(_live):
+        try:
+            logger.close()
+        except SecurityPipelineError as exc:
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup("audit events could not be written at exit", errors)
+
+
+def _reset_in_child() -> None:
+    """After ``fork``: the parent's writer thread does not exist here, and its locks may
+    have been held by a thread that does not either. Events queued in the parent but not
+    yet written are the parent's to write; the child starts with none, a new writer, new
+    locks and its own file description (``flock`` locks belong to one)."""
+    for logger in list(_live):
+        logger._lock = threading.RLock()
+        logger._cond = threading.Condition(logger._lock)
+        logger._sink_lock = threading.Lock()
+        logger._worker = None
+        logger._unwritten = []  # the parent's to append (twice would duplicate events)
+        sink, logger._sink = logger._sink, None
+        if sink is not None:
+            with contextlib.suppress(OSError):
+                sink.close()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
+
+
+# -- one logger's queue and writer thread --------------------------------------------------------
+
+
+class _LogWriter:
+    """A logger below its API: the queue of events, the writer thread that writes them,
+    the sink it writes with, and the failures not yet told (see the module)."""
+
+    def __init__(self, log_file: Path, sync: bool, max_bytes: int) -> None:
+        self.log_file = log_file
+        self.sync = sync
+        self.max_bytes = max_bytes
+        # The condition's own lock, taken directly (a C context manager) by the hot path.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._worker: _Worker | None = None
+        # The open file, shared by the writer thread and callers that commit in their own
+        # thread; whoever holds the lock takes the queued batch and writes it, so batches
+        # reach the file in the order they were queued.
+        self._sink_lock = threading.Lock()
+        self._sink: _Sink | None = None
+        self._marks = _SyncMarks()
+        #: Events nobody waited for (reads; with sync=False, all) whose write failed, not
+        #: yet reported, and why they failed: the next call raises it.
+        self._lost = 0
+        self._lost_failure: Failure = ("", "")
+        #: Pending outbox lines that could not be written (their rows keep them), not yet
+        #: reported: the next call raises it.
+        self._failure: Failure | None = None
+        #: Entries of committed outbox lines that could not be appended (their rows keep
+        #: them too): the next :meth:`begin` appends them first, or refuses its write.
+        self._unwritten: list[tuple[str, str]] = []
+        self._last_ts = 0.0
+
+    # -- queueing ----------------------------------------------------------------------------
+
+    def _submit(
+        self,
+        body: Body,
+        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
+        *,
+        urgent: bool,
+        report: bool = True,
+    ) -> _Batch:
+        """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
+        writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write.
+        Events nobody waits for go through :meth:`_enqueue`, which falls back to this."""
+        with self._cond:
+            if report:
+                self._raise_unreported()
+            worker = self._running_worker()
+            fresh = worker.batch is None
+            batch = worker.open_batch()
+            # Taken under the lock, so timestamps never go backwards within a logger.
+            ts = max(time.time(), self._last_ts)
+            self._last_ts = ts
+            batch.entries.append((ts, body))
+            if future is not None:
+                batch.futures.append(future)
+            batch.fsync = batch.fsync or self.sync
+            batch.urgent = batch.urgent or urgent or len(batch.entries) >= _LINGER_EVENTS
+            # Wake the writer if someone waits, or if it sleeps without a timeout (after a
+            # quiet period); a polling writer finds the batch by its deadline on its own.
+            if batch.urgent or (fresh and worker.idle):
+                self._cond.notify_all()
+            return batch
+
+    def _enqueue(self, body: Body, *, report: bool = True) -> _Batch:
+        """Queue one event nobody waits for. Every audited read comes here: while the
+        writer has a batch open (it polls for one), joining it takes the lock for an
+        append and nothing more; else :meth:`_submit` opens one (and starts the writer)."""
+        with self._lock:
+            worker = self._worker
+            batch = None if worker is None else worker.batch
+            if batch is not None and not self._lost and self._failure is None:
+                ts = time.time()
+                if ts < self._last_ts:  # taken under the lock: never going backwards
+                    ts = self._last_ts
+                self._last_ts = ts
+                entries = batch.entries
+                entries.append((ts, body))
+                if self.sync:
+                    batch.fsync = True
+                if len(entries) >= _LINGER_EVENTS and not batch.urgent:
+                    batch.urgent = True
+                    self._cond.notify_all()
+                return batch
+        return self._submit(body, None, urgent=False, report=report)
+
+    def _running_worker(self) -> _Worker:
+        """The writer thread, started on first use (called with ``_cond`` held). A writer
+        that ends, even by a bug, detaches itself (:meth:`_run`), and a forked child
+        starts afresh (:func:`_reset_in_child`): a set ``_worker`` is a live one."""
+        worker = self._worker
+        if worker is None:
+            worker = _Worker()
+            worker.thread = threading.Thread(
+                target=self._run, args=(worker,), name="attune-audit-writer", daemon=True
+            )
+            worker.thread.start()
+            self._worker = worker
+        return worker
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self, worker: _Worker) -> None:
+        try:
+            self._serve(worker)
+        finally:
+            with self._cond:  # ended by a bug: let the next event start a new writer
+                if self._worker is worker:
+                    self._worker = None
+
+    def _serve(self, worker: _Worker) -> None:
+        while True:
+            with self._cond:
+                while not worker.stopping:
+                    batch = worker.batch
+                    if batch is None and not worker.unsynced:
+                        # Poll for one linger period (events tend to keep coming, and then
+                        # submitters need not wake this thread); after a quiet one, sleep.
+                        quiet = not self._cond.wait(timeout=_LINGER_S)
+                        if quiet and worker.batch is None and not worker.unsynced:
+                            worker.idle = True
+                            self._cond.wait()
+                            worker.idle = False
+                        continue
+                    if batch is not None and batch.urgent:
+                        break  # someone waits for it, or it is full: write it now
+                    # Due a linger after the batch's first event or after the oldest
+                    # outbox line left to this thread (pending, or appended without fsync:
+                    # its row and the file's lock wait for it), even while events keep
+                    # coming.
+                    due = min(
+                        batch.created if batch is not None else math.inf,
+                        worker.unsynced_at if worker.unsynced else math.inf,
+                    )
+                    remaining = due + _LINGER_S - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(timeout=remaining)
+            with self._sink_lock:
+                with self._cond:
+                    batch, worker.batch = worker.batch, None
+                    stopping = worker.stopping
+                    unsynced, worker.unsynced = worker.unsynced, False
+                if batch is not None:  # else a caller's commit() took it meanwhile
+                    self._write(batch)
+                if unsynced:
+                    self._sync_sink()
+            if stopping:
+                return
+
+    def _write(self, batch: _Batch) -> None:
+        """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
+        if self._sink is None:
+            self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+        error = None
+        try:
+            self._sink.commit(_encode(batch.entries), batch.fsync)
+        except Exception as exc:
+            error = _describe(self.log_file, exc)
+            self._reset_sink(exc)
+            if not self.sync or not batch.urgent:
+                # Nobody waits for these events (reads'; with sync=False, every one): the
+                # next call is told, and refused (an audited read is never served unlogged
+                # without someone hearing of it).
+                with self._cond:
+                    self._lost += len(batch.entries)
+                    self._lost_failure = error
+        batch.finish(error)
+
+    def _sync_sink(self) -> None:
+        """Write pending outbox lines and fsync them (``_sink_lock`` held); a failure
+        leaves their outbox rows for the next store to replay, and is reported to the
+        logger's next call."""
+        if self._sink is None:
+            return
+        try:
+            self._sink.sync()
+        except OSError as exc:
+            self._reset_sink(exc)
+
+    def _reset_sink(self, exc: Exception, *, report: bool = True) -> None:
+        """Forget the sink's file after ``exc`` (``_sink_lock`` held). Pending outbox lines
+        it could not write are left to their rows, kept for the next :meth:`begin` to
+        append (until then it refuses writes), and (``report``) the next call is told."""
+        assert self._sink is not None
+        dropped = self._sink.reset()
+        if dropped:
+            self._unwritten.extend(dropped)
+            if report:
+                with self._cond:
+                    self._failure = _pending_lost(_describe(self.log_file, exc))
+
+    # -- failures told to callers -----------------------------------------------------------
+
+    def _finish_wait(self, batch: _Batch) -> None:
+        """Wait until ``batch`` is written; raise if it failed, or if events nobody waited
+        for (or committed outbox lines) failed meanwhile: this caller is told."""
+        batch.done.wait()
+        with self._cond:
+            lost, self._lost = self._lost, 0
+            failure, self._failure = self._failure, None
+        if batch.error is not None:
+            raise AuditLogError(batch.error[0], NOT_LOGGED, batch.error[1])
+        if lost:  # this call's own events were written
+            failure = _lost_events(lost, self._lost_failure)
+        if failure is not None:
+            raise AuditLogError(failure[0], "this call's own events were logged", failure[1])
+
+    def _raise_unreported(self) -> None:
+        """(``_cond`` held) Raise, once, a failure not yet reported."""
+        if self._lost:
+            lost, self._lost = self._lost, 0
+            failure = _lost_events(lost, self._lost_failure)
+            raise AuditLogError(failure[0], CALL_REFUSED, failure[1])
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise AuditLogError(failure[0], CALL_REFUSED, failure[1])
