@@ -9,7 +9,6 @@ their replay (:mod:`.outbox`) and reading back (:mod:`.reader`).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -336,7 +335,9 @@ class AuditLogger(_LogWriter):
 
 
 def _default_path() -> Path:
-    from_env = os.environ.get("ATTUNE_AUDIT_LOG")
-    if from_env:
-        return Path(from_env)
-    return MemoryConfig().ensure_storage_dir() / "audit.jsonl"
+    """The configuration's audit log (``MemoryConfig.audit_log_path``), creating the storage
+    directory when the log lives there."""
+    config = MemoryConfig()
+    if config.audit_log_file is None:
+        config.ensure_storage_dir()
+    return config.audit_log_path
