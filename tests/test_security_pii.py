@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import importlib.util
-import random
+import re
 import string
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from attune.errors import ConfigurationError, ValidationError
@@ -532,10 +531,14 @@ def test_generated_pii_never_survives(items: list[tuple[str, str]]) -> None:
             assert value not in output
 
 
-# -- differential test against the frozen reference implementation --------------------------------
+# -- golden corpus ---------------------------------------------------------------------------------
 #
-# tests/data/pii_reference.py is the module as it was before its detectors were reworked for
-# speed. The rework must not change any output: same text, same counts, for every input.
+# tests/data/pii_golden.jsonl holds inputs of every kind, near-misses, long texts and slices of
+# them, each with the exact output (text and counts per kind) the scrubber must give under three
+# configurations. It was recorded once from the scrubber as it was before its detectors were
+# reworked for speed, so the rework, and any later change, cannot alter an output unnoticed.
+# tests/data/regen_pii_golden.py describes the format and regenerates the expectations from the
+# current scrubber when a change of output is intended; review such a regeneration as a diff.
 
 HERE = Path(__file__).resolve().parent
 
@@ -549,118 +552,86 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-reference = _load("pii_reference", HERE / "data" / "pii_reference.py")
-bench = _load("bench_pipeline", HERE.parent / "benchmarks" / "bench_pipeline.py")
-
-CUSTOM = {"ticket": r"T-\d{4}", "shout": r"\b[A-Z]{4,}\b"}
-PAIRS = [
-    (SCRUBBER, reference.PIIScrubber()),
-    (
-        PIIScrubber(disabled=("ip", "phone"), custom_patterns=CUSTOM),
-        reference.PIIScrubber(disabled=("ip", "phone"), custom_patterns=CUSTOM),
-    ),
-    (
-        PIIScrubber(disabled=("credit_card", "ssn")),
-        reference.PIIScrubber(disabled=("credit_card", "ssn")),
-    ),
-]
+golden = _load("regen_pii_golden", HERE / "data" / "regen_pii_golden.py")
+GOLDEN_CASES = golden.load()
+GOLDEN_SCRUBBERS = golden.scrubbers(PIIScrubber)
 
 
-def assert_same_as_reference(text: str) -> None:
-    for new, old in PAIRS:
-        got, want = new.scrub(text), old.scrub(text)
-        assert (got.text, got.counts) == (want.text, want.counts), text
+def _section(why: str) -> str:
+    return re.sub(r"\[[^\]]*\]", "[...]", why).split(":")[0]
 
 
-def _strings_in_this_file() -> list[str]:
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    found = {
-        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-    }
-    return sorted(found)
+SECTIONS = sorted({_section(case.why) for _, case in GOLDEN_CASES})
 
 
-def _dense_pii_text(size: int) -> str:
-    lines = [
-        "Contact alice.smith@example.com or (555) 123-4567 about the order.",
-        "Card 4111 1111 1111 1111 was charged; SSN 123-45-6789 on file.",
-        "Wire to DE89 3704 0044 0532 0130 00 from 83.12.45.201 and fe80::1 yesterday.",
-        "Ship to 123 Main St, Springfield, IL 62704 before Friday 10:30:00.",
-        "Patient MRN: 00123456, DOB: 01/02/1980, phone +447911123456.",
-        "Nothing personal in this line, just prose about caching rules.",
-    ]
-    out, i = "", 0
-    while len(out) < size:
-        out += lines[i % len(lines)] + "\n"
-        i += 1
-    return out[:size]
+def _difference(want: str, got: str) -> str:
+    at = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
+    if at is None:
+        at = min(len(want), len(got))
+    lo = max(0, at - 40)
+    return f"first difference at {at}: want {want[lo : at + 40]!r}, got {got[lo : at + 40]!r}"
 
 
-def _sparse_pii_text(seed: int) -> str:
-    """PII far apart, with gaps around the reference's window reach (72 + 256 characters)."""
-    rng = random.Random(seed)
-    items = [
-        "SSN 078-05-1120",
-        "4111-1111-1111-1111",
-        "born on January 2, 1980",
-        "MRN A12345",
-        "77 Sunset Blvd #12, Los Angeles, CA 90028",
-        "10.0.0.1",
-        "555.123.4567",
-        "GB82WEST12345698765432",
-        "a@b.io",
-        "patient id P-998877",
-        "12 4111 1111 1111 1111",
-        "pat\u0131ent id 4455",
-        "\u0130D 7",
-        "\u017f\u017fn 123-45-6789 and social",
-    ]
-    out = ""
-    for _ in range(24):
-        out += (
-            rng.choice(items)
-            + " "
-            + "lorem ipsum " * rng.randint(20, 32)
-            + "x" * rng.randint(0, 12)
-        )
-    return out
+@pytest.mark.parametrize("config", list(golden.CONFIGS))
+@pytest.mark.parametrize("section", SECTIONS)
+def test_same_as_golden(section: str, config: str) -> None:
+    scrubber = GOLDEN_SCRUBBERS[config]
+    failures = []
+    for line, case in GOLDEN_CASES:
+        if _section(case.why) != section:
+            continue
+        assert case.expected is not None, f"line {line} has no expectations: regenerate"
+        want_text, want_counts = case.expected[config]
+        result = scrubber.scrub(case.input)
+        if (result.text, result.counts) != (want_text, want_counts):
+            failures.append(
+                f"pii_golden.jsonl line {line} ({case.why}), input {case.input[:160]!r}:\n"
+                f"  counts: want {want_counts}, got {result.counts}\n"
+                f"  {_difference(want_text, result.text)}"
+            )
+    assert not failures, f"{len(failures)} cases differ under {config!r}:\n" + "\n".join(
+        failures[:8]
+    )
 
 
-BIG_TEXTS = [
-    bench.text_of(200),
-    bench.text_of(10240),
-    _dense_pii_text(10240),
-    *(_sparse_pii_text(seed) for seed in range(4)),
-    # An "İ" far from a label spelled with a dotless i: only the window holding it is scanned
-    # whole by the reference, so this label stays (it has no label word to open a region).
-    "\u0130D 7 " + "lorem " * 80 + "pat\u0131ent id 4455 and patient id 5566",
-]
+def test_golden_file_is_canonical() -> None:
+    # A regeneration rewrites every line through golden.dump: a hand edit that it would
+    # undo, or a case without expectations, must not sit in the file unnoticed.
+    lines = (HERE / "data" / "pii_golden.jsonl").read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""
+    for n, text in enumerate(lines[:-1], start=1):
+        case = golden.parse(text)
+        assert golden.dump(case) == text, f"line {n} is not in canonical form"
+        assert case.expected is not None and list(case.expected) == list(golden.CONFIGS), n
+    inputs = [case.input for _, case in GOLDEN_CASES]
+    assert len(set(inputs)) == len(inputs), "an input is in the golden file twice"
 
 
-@pytest.mark.parametrize("text", _strings_in_this_file())
-def test_same_as_reference_on_every_example(text: str) -> None:
-    assert_same_as_reference(text)
+def test_golden_file_covers_every_kind() -> None:
+    # Each kind is found in many cases and under each configuration that enables it; many
+    # cases are near-misses with nothing to find. Trimming the corpus must not go unnoticed.
+    found: dict[tuple[str, str], int] = {}
+    nothing = 0
+    for _, case in GOLDEN_CASES:
+        assert case.expected is not None
+        for config, (_, counts) in case.expected.items():
+            for kind in counts:
+                found[config, kind] = found.get((config, kind), 0) + 1
+        nothing += not case.expected["default"][1]
+    assert nothing >= 500
+    for config, kwargs in golden.CONFIGS.items():
+        enabled = set(KINDS) - set(kwargs.get("disabled", ()))
+        kinds = enabled | set(kwargs.get("custom_patterns", {}))
+        for kind in kinds:
+            least = 50 if kind in KINDS else 10
+            assert found.get((config, kind), 0) >= least, (config, kind)
+        assert {kind for c, kind in found if c == config} == kinds, config
 
 
-@pytest.mark.parametrize(
-    "text",
-    BIG_TEXTS,
-    ids=["bench200", "bench10k", "dense", "sparse0", "sparse1", "sparse2", "sparse3", "odd"],
-)
-def test_same_as_reference_on_benchmark_texts(text: str) -> None:
-    assert_same_as_reference(text)
+# -- generated text in every configuration ---------------------------------------------------------
 
-
-@settings(max_examples=150, deadline=None)
-@given(st.sampled_from(BIG_TEXTS), st.integers(0, 10240), st.integers(1, 1500))
-def test_same_as_reference_on_slices(text: str, start: int, length: int) -> None:
-    start %= len(text)
-    assert_same_as_reference(text[start : start + length])
-
-
-def _luhn_any(digits: str) -> str:
-    return _luhn_complete(digits)
-
+PLAIN_LETTERS = str.maketrans({"\u0131": "i", "\u017f": "s"})
+ADJACENT_SPACED_IBANS = re.compile(r"[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{1,4})+ {1,2}[A-Z]{2}[0-9]{2}")
 
 ibans = st.sampled_from(
     [
@@ -748,5 +719,30 @@ mixed = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(mixed, st.sampled_from(["", " ", "  ", "\n", ", "]))
-def test_same_as_reference_on_generated_text(parts: list[str], sep: str) -> None:
-    assert_same_as_reference(sep.join(parts))
+def test_generated_text_is_a_fixed_point_in_every_configuration(parts: list[str], sep: str) -> None:
+    # Labels spelled with a dotless i or a long s, and spaced IBANs one right after another,
+    # are left out: see the xfail tests below.
+    text = sep.join(parts).translate(PLAIN_LETTERS)
+    assume(not ADJACENT_SPACED_IBANS.search(text))
+    for scrubber in GOLDEN_SCRUBBERS.values():
+        once = scrubber.scrub(text)
+        assert scrubber.scrub(once.text) == ScrubResult(once.text, {})
+
+
+@pytest.mark.xfail(strict=True, reason="known: a label with a dotless i is found only near another")
+def test_label_with_a_dotless_i_is_a_fixed_point() -> None:
+    # "pat\u0131ent" matches the patient label case-insensitively, but it has no label word of
+    # its own to open a region for the label scan: it is found only inside the region of
+    # another label. Replacing the long email moves it into the region of "MRN", so a second
+    # scrub finds what the first did not. The golden file records today's output.
+    once = SCRUBBER.scrub("MRN. " + "x" * 50 + "@example.com pat\u0131ent id 4455")
+    assert SCRUBBER.scrub(once.text) == ScrubResult(once.text, {})
+
+
+@pytest.mark.xfail(strict=True, reason="known: a spaced IBAN right after another one is left")
+def test_spaced_iban_right_after_another_is_replaced() -> None:
+    # The second IBAN is not replaced by the first scrub (a second scrub replaces it). With a
+    # custom pattern configured, the extra pass it forces replaces it. The golden file
+    # records today's output.
+    result = SCRUBBER.scrub("BE68 5390 0754 7034 DE89 3704 0044 0532 0130 00")
+    assert result == ScrubResult("[IBAN] [IBAN]", {"iban": 2})
