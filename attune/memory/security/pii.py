@@ -581,12 +581,17 @@ def _labelled_values(text: str, matches: Iterable[re.Match[str]]) -> Iterator[_S
 
 
 def _find_ibans(text: str, folded: str) -> Iterator[_Span]:
-    for m in _matches_at(_IBAN, text, _starts(_IBAN_CHECK_DIGITS, folded, range(2, 3))):
+    end = 0
+    for start in _starts(_IBAN_CHECK_DIGITS, folded, range(2, 3)):
+        if start < end or not (m := _IBAN.match(text, start)):
+            continue
         parts = m.group().split(" ")
-        # A spaced IBAN may have swallowed a short word after it: drop trailing parts.
+        # A spaced IBAN may have swallowed a short word, or the groups of a second IBAN,
+        # after it: drop trailing parts, and search on from where the valid one ends.
         for count in range(len(parts), 0, -1):
             if _iban_ok("".join(parts[:count])):
-                yield m.start(), m.start() + len(" ".join(parts[:count])), "iban"
+                end = m.start() + len(" ".join(parts[:count]))
+                yield m.start(), end, "iban"
                 break
 
 
