@@ -28,18 +28,16 @@ A directory with none of these (a fresh one) starts as before.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import sqlite3
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from attune.errors import ConfigurationError
+from attune.memory import files
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +93,7 @@ def note(storage_dir: Path, *, long_term: bool = False, key_ids: Iterable[str] =
     if _covers(current, long_term, wanted):
         return  # the common case: nothing new, nothing written
     try:
-        with _locked(storage_dir):
+        with files.exclusive_lock(storage_dir):
             current = read(storage_dir)
             if _covers(current, long_term, wanted):
                 return
@@ -113,7 +111,9 @@ def note(storage_dir: Path, *, long_term: bool = False, key_ids: Iterable[str] =
                 "long_term": merged.long_term,
                 "key_ids": list(merged.key_ids),
             }
-            _replace(marker_path(storage_dir), (json.dumps(doc, indent=2) + "\n").encode())
+            files.replace_atomically(
+                marker_path(storage_dir), (json.dumps(doc, indent=2) + "\n").encode()
+            )
     except OSError as exc:
         logger.warning(
             "cannot write %s (%s); attune cannot detect a lost database or key in %s",
@@ -255,33 +255,3 @@ def _audit_mentions(storage_dir: Path, needles: tuple[bytes, ...]) -> bool:
         except OSError:
             continue
     return False
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive inter-process lock on the directory itself (no lock file left)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -29,16 +29,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import secrets
-import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,7 +48,7 @@ from attune.errors import (
     CorruptRecordError,
     DecryptionError,
 )
-from attune.memory import store_marker
+from attune.memory import files, store_marker
 from attune.memory.config import Environment
 from attune.memory.security import randomness
 from attune.memory.types import RECORD_FORMAT, Classification
@@ -363,7 +360,7 @@ def _create_key_file(path: Path) -> _KeyFile:
     stored = _KeyFile(key_id(key), {key_id(key): key})
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = _write_temp(path.parent, _encode_key_file(stored))
+        temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
         try:
             os.link(temp, path)
         except FileExistsError:
@@ -372,7 +369,7 @@ def _create_key_file(path: Path) -> _KeyFile:
             temp.unlink(missing_ok=True)
     except OSError as exc:
         raise _write_error(path, exc) from None
-    _fsync_dir(path.parent)
+    files.fsync_dir(path.parent)
     return stored
 
 
@@ -380,56 +377,20 @@ def _add_to_key_file(path: Path, kid: str, key: bytes) -> _KeyFile:
     """Merge ``key`` into the key file as the active key; returns what was written."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _file_lock(path):
+        with files.exclusive_lock(Path(f"{path}.lock"), create=True):
             current = _read_key_file_if_present(path)
             keys = dict(current.keys) if current is not None else {}
             keys[kid] = key
             stored = _KeyFile(kid, keys)
-            temp = _write_temp(path.parent, _encode_key_file(stored))
+            temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
             try:
                 os.replace(temp, path)
             finally:
                 temp.unlink(missing_ok=True)
     except OSError as exc:
         raise _write_error(path, exc) from None
-    _fsync_dir(path.parent)
+    files.fsync_dir(path.parent)
     return stored
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock on ``<key file>.lock`` for read-modify-write."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _write_temp(directory: Path, data: bytes) -> Path:
-    """A new owner-only (0600) file in ``directory`` holding ``data``, flushed to disk."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{KEY_FILE_NAME}-", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename/link durable; best effort where directories cannot be fsynced."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_error(path: Path, exc: OSError) -> ConfigurationError:
