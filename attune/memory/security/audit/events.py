@@ -4,9 +4,9 @@ An event holds ids, counts and kinds only. Its identifiers (event, tier, outcome
 classification) must match ``[A-Za-z0-9_.:-]{1,64}``; its user and target ids lose their
 control characters (so no id can break a line) and are at most :data:`MAX_ID_LENGTH`
 characters; its ``details`` are reduced by :func:`sanitize_details` to what cannot be
-content, whatever the caller passes. Validation runs on the caller's thread, so a bad
-event fails its caller before the operation it records has happened; encoding is
-:mod:`.codec`'s.
+content, whatever the caller passes. An :class:`AuditEvent` validates itself when it is
+made, on the caller's thread, so a bad event fails its caller before the operation it
+records has happened; encoding is :mod:`.codec`'s, on the writer's thread.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from attune.errors import ValidationError
@@ -125,38 +126,67 @@ def _clean_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, object]:
     return dict(sorted(out.items()))
 
 
-def _event_fields(
-    event: object,
-    user_id: object,
-    tier: object,
-    target_id: object,
-    classification: object,
-    outcome: object,
-    details: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The validated middle of a line, from ``event`` to ``details`` (checked by the caller's
-    thread, so a bad event fails its caller; encoded by the writer)."""
-    return {
-        "event": _identifier(event, "event"),
-        "user_id": _id(user_id, "user_id", required=True),
-        "tier": _identifier(tier, "tier"),
-        "target_id": _id(target_id, "target_id", required=False),
-        "classification": _identifier(classification, "classification", required=False),
-        "outcome": _identifier(outcome, "outcome"),
-        "details": sanitize_details(details),
-    }
+class Durability(Enum):
+    """How long :meth:`~attune.memory.security.pipeline.SecurityPipeline.audit` waits."""
+
+    #: Queued, nobody waits: a read's event, or a decision a durable event of the same
+    #: operation follows (the writer keeps order, so that one's durability covers it).
+    QUEUED = "queued"
+    #: Awaited until written (and fsynced, with ``audit_sync=True``).
+    DURABLE = "durable"
 
 
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """An event validated by :meth:`AuditLogger.prepare`, not yet queued."""
+    """One audit event, validated and sanitised when it is made: a bad event fails its
+    caller before the operation it records has happened.
 
-    fields: dict[str, Any]
+    ``name`` is the line's ``event`` field. Identifiers (``name``, ``tier``, ``outcome``,
+    ``classification``; a str enum gives its value) must match ``[A-Za-z0-9_.:-]{1,64}``;
+    ``user_id`` and ``target_id`` lose their control characters and are at most
+    :data:`MAX_ID_LENGTH` characters; ``details`` is reduced by :func:`sanitize_details`
+    (and kept as that new dict, never the caller's).
+    """
+
+    name: str
+    user_id: str
+    tier: str
+    target_id: str | None = None
+    classification: str | None = None
+    outcome: str = "success"
+    details: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # Normalised in place, once, while the instance is being made (the frozen
+        # dataclass idiom); each field is reassigned only when validation changed it.
+        for name, value in (
+            ("name", _identifier(self.name, "event")),
+            ("user_id", _id(self.user_id, "user_id", required=True)),
+            ("tier", _identifier(self.tier, "tier")),
+            ("target_id", _id(self.target_id, "target_id", required=False)),
+            ("classification", _identifier(self.classification, "classification", required=False)),
+            ("outcome", _identifier(self.outcome, "outcome")),
+        ):
+            if value is not getattr(self, name):
+                object.__setattr__(self, name, value)
+        if self.details is not None:
+            object.__setattr__(self, "details", sanitize_details(self.details) or None)
+
+    def fields(self) -> dict[str, Any]:
+        """The line's fields from ``event`` to ``details``, in line order."""
+        return {
+            "event": self.name,
+            "user_id": self.user_id,
+            "tier": self.tier,
+            "target_id": self.target_id,
+            "classification": self.classification,
+            "outcome": self.outcome,
+            "details": {} if self.details is None else self.details,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class AuditTicket:
-    """A staged event's place in the queue; :meth:`AuditLogger.commit` makes it durable."""
+    """A submitted event's place in the queue; :meth:`AuditLogger.wait` makes it durable."""
 
     batch: _Batch
