@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from attune.errors import ValidationError
 
@@ -157,16 +157,46 @@ class AuditEvent:
     details: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        # Normalised in place, once, while the instance is being made (the frozen
-        # dataclass idiom); each field is reassigned only when validation changed it.
-        for name, value in (
-            ("name", _identifier(self.name, "event")),
-            ("user_id", _id(self.user_id, "user_id", required=True)),
-            ("tier", _identifier(self.tier, "tier")),
-            ("target_id", _id(self.target_id, "target_id", required=False)),
-            ("classification", _identifier(self.classification, "classification", required=False)),
-            ("outcome", _identifier(self.outcome, "outcome")),
+        # The common case (plain str fields seen valid before, plain ids, no details)
+        # checks without a call per field: every audited read makes one of these.
+        valid = _VALID_IDENTIFIERS
+        name, tier, outcome, label = self.name, self.tier, self.outcome, self.classification
+        user, target = self.user_id, self.target_id
+        if (
+            self.details is None
+            and type(name) is str
+            and type(tier) is str
+            and type(outcome) is str
+            and type(user) is str
+            and name in valid
+            and tier in valid
+            and outcome in valid
+            and name
+            and tier
+            and outcome
+            and (label is None or (type(label) is str and label and label in valid))
+            and 0 < len(user) <= MAX_ID_LENGTH
+            and user.isprintable()
+            and (
+                target is None
+                or (type(target) is str and len(target) <= MAX_ID_LENGTH and target.isprintable())
+            )
         ):
+            return
+        self._normalise()
+
+    def _normalise(self) -> None:
+        """Validate every field, reassigning those validation changed (while the instance
+        is being made: the frozen dataclass idiom)."""
+        checked = {
+            "name": _identifier(self.name, "event"),
+            "user_id": _id(self.user_id, "user_id", required=True),
+            "tier": _identifier(self.tier, "tier"),
+            "target_id": _id(self.target_id, "target_id", required=False),
+            "classification": _identifier(self.classification, "classification", required=False),
+            "outcome": _identifier(self.outcome, "outcome"),
+        }
+        for name, value in checked.items():
             if value is not getattr(self, name):
                 object.__setattr__(self, name, value)
         if self.details is not None:
@@ -185,8 +215,8 @@ class AuditEvent:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class AuditTicket:
-    """A submitted event's place in the queue; :meth:`AuditLogger.wait` makes it durable."""
+class AuditTicket(NamedTuple):
+    """A submitted event's place in the queue; :meth:`AuditLogger.wait` makes it durable.
+    Immutable (a named tuple: every audited read gets one)."""
 
     batch: _Batch
