@@ -16,11 +16,8 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from attune.memory.security import audit as audit_package
 from attune.memory.security.audit import GENESIS, AuditEvent, AuditLogger, replay_outbox
-from attune.memory.security.audit import writer as audit_writer
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "audit_golden.jsonl"
@@ -136,14 +133,11 @@ def test_a_log_written_before_the_split_verifies_and_is_extended(tmp_path: Path)
     assert AuditLogger(log).verify().lines_checked == len(golden) + 1
 
 
-def test_the_same_events_are_written_as_the_golden_lines(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_same_events_are_written_as_the_golden_lines(tmp_path: Path) -> None:
     """Written again, every line is the golden one but for its time (and so its prev)."""
     # The writer leaves the queued decision for begin() to take, however slow the machine.
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     log = tmp_path / "audit.jsonl"
-    logger = AuditLogger(log)
+    logger = AuditLogger(log, linger_s=60.0)
     try:
         payload = write_golden_events(logger)
     finally:

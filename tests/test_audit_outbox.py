@@ -422,14 +422,11 @@ def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
     logger.close()
 
 
-def test_outbox_lines_wait_for_the_writer_and_keep_the_lock(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_outbox_lines_wait_for_the_writer_and_keep_the_lock(log_path: Path) -> None:
     """Committed outbox lines are appended by the writer, together, not one write per
     commit (appending right after each commit slowed the next one): until then the file
     stays locked, so nobody else can append between them and the chain."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
-    logger = AuditLogger(log_path)
+    logger = AuditLogger(log_path, linger_s=60.0)
     logger.log(AuditEvent("first", user_id="u", tier="T"))
     writes = []
     for i in range(3):
@@ -473,14 +470,11 @@ def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) ->
     assert len(_events(log_path)) >= 2
 
 
-def test_another_writer_waits_for_pending_lines_and_chains_after_them(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_another_writer_waits_for_pending_lines_and_chains_after_them(log_path: Path) -> None:
     """A second logger of the same file (as another process would be) waits for the
     lock while outbox lines are pending, at most about a linger, then appends after
     them; a replay of their rows finds them instead of repeating them."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.05)
-    holder = AuditLogger(log_path)
+    holder = AuditLogger(log_path, linger_s=0.05)
     write = holder.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p")])
     write.finish(committed=True)
     other = AuditLogger(log_path)
@@ -499,9 +493,8 @@ def test_with_another_writer_active_lines_are_appended_at_once(
     lines would stall that writer (and, through the database's write lock, this one):
     outbox lines are then appended right after their commit and the lock let go, until
     the other writer has been quiet for a while."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     monkeypatch.setattr(audit_logfile, "_SHARED_S", 0.2)
-    logger = AuditLogger(log_path)
+    logger = AuditLogger(log_path, linger_s=60.0)
     first = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p0")])
     first.finish(committed=True)
     logger.flush()  # appended by the writer: alone so far, it held them
@@ -595,8 +588,7 @@ def test_a_failed_append_reaches_the_next_call(
     once, with what to do; the events are not in the log, and their write not durable."""
     import errno
 
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.01)
-    logger = AuditLogger(log_path)
+    logger = AuditLogger(log_path, linger_s=0.01)
     write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
 
     def disk_full(fd: int, data: bytes) -> None:

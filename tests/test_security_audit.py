@@ -137,6 +137,20 @@ def test_default_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
     assert AuditLogger().log_file == tmp_path / "store" / "audit.jsonl"
 
 
+@pytest.mark.parametrize("linger", [0, -1.0, True, "0.02", float("nan")])
+def test_bad_linger_is_a_configuration_error(tmp_path: Path, linger: Any) -> None:
+    with pytest.raises(AttuneError, match="linger_s"):
+        AuditLogger(tmp_path / "a.jsonl", linger_s=linger)
+
+
+def test_only_an_audit_event_is_logged(logger: AuditLogger) -> None:
+    with pytest.raises(ValidationError):
+        logger.log({"event": "e", "user_id": "u", "tier": "T"})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        logger.begin([("e", "u", "T")])  # type: ignore[list-item]
+    assert logger.query() == []
+
+
 def test_bad_max_bytes_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(AttuneError, match="max_bytes"):
         AuditLogger(tmp_path / "a.jsonl", max_bytes=0)
@@ -815,14 +829,11 @@ def test_timestamp_text_matches_strftime(ts: float, nearby: float) -> None:
         assert iso_us_z(when) == expected
 
 
-def test_a_busy_writer_polls_and_an_idle_one_is_woken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_busy_writer_polls_and_an_idle_one_is_woken(tmp_path: Path) -> None:
     """Queued events are written without any flush whether the writer thread was asleep
     (woken by the first event) or polling (no wake-up per event while events keep coming)."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.4)
     path = tmp_path / "audit.jsonl"
-    logger = AuditLogger(log_file=path)
+    logger = AuditLogger(log_file=path, linger_s=0.4)
     notified = 0
     real_notify = logger._cond.notify_all
 
@@ -897,9 +908,14 @@ _ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1,
 _names = st.from_regex(r"[A-Za-z0-9_.:\-]{1,12}", fullmatch=True)
 
 
-def _body_text(body: Any) -> str:
-    """A queued body's JSON, as the writer encodes it."""
-    return str(audit_codec._encode([(0.0, body)])[0][1])
+def _body_text(event: AuditEvent) -> str:
+    """An event's JSON as the writer encodes it: from a fresh template, from a cached one
+    and without any must give the same text."""
+    templates = audit_codec._Templates()
+    texts = {audit_codec._encode([(0.0, event)], templates)[0][1] for _ in range(2)}
+    texts.add(audit_codec._encode([(0.0, event)])[0][1])
+    assert len(texts) == 1
+    return texts.pop()
 
 
 _detail_values = st.none() | st.booleans() | st.integers(-2, 2) | _names | _ids | st.floats()

@@ -79,22 +79,33 @@ class _Templates:
     def __init__(self) -> None:
         self._texts: dict[tuple[str, str, str, str | None, str], tuple[str, str]] = {}
 
-    def body(self, event: AuditEvent) -> str:
-        """The event's body, as :func:`_encode_body` gives it."""
-        if event.details is not None:
-            return _encode_body(event)
-        key = (event.name, event.user_id, event.tier, event.classification, event.outcome)
-        parts = self._texts.get(key)
-        if parts is None:
-            fields = event.fields()
-            fields["target_id"] = None
-            head, found, tail = _encode_body_fields(fields).partition(self._TARGET)
-            assert found  # keys are ours and values escaped: it occurs exactly once
-            if len(self._texts) >= self._KEPT:
-                self._texts.clear()
-            parts = self._texts[key] = (head + '"target_id":', tail)
-        target = event.target_id
-        return parts[0] + ("null" if target is None else _json_text(target)) + parts[1]
+    def encode(self, entries: list[tuple[float, AuditEvent]]) -> list[tuple[str, str]]:
+        """:func:`_encode` of ``entries``, events without details from their template."""
+        texts, json_text, encoded = self._texts, _json_text, []
+        for ts, event in entries:
+            if event.details is not None:
+                encoded.append((iso_us_z(ts), _encode_body(event)))
+                continue
+            key = (event.name, event.user_id, event.tier, event.classification, event.outcome)
+            parts = texts.get(key)
+            if parts is None:
+                parts = self._make(key, event)
+            target = event.target_id
+            text = parts[0] + ("null" if target is None else json_text(target)) + parts[1]
+            encoded.append((iso_us_z(ts), text))
+        return encoded
+
+    def _make(
+        self, key: tuple[str, str, str, str | None, str], event: AuditEvent
+    ) -> tuple[str, str]:
+        fields = event.fields()
+        fields["target_id"] = None
+        head, found, tail = _encode_body_fields(fields).partition(self._TARGET)
+        assert found  # keys are ours and values escaped: it occurs exactly once
+        if len(self._texts) >= self._KEPT:
+            self._texts.clear()
+        parts = self._texts[key] = (head + '"target_id":', tail)
+        return parts
 
 
 def _encode_body_fields(fields: dict[str, Any]) -> str:
@@ -106,8 +117,9 @@ def _encode(
 ) -> list[tuple[str, str]]:
     """Queued events as (timestamp text, compact JSON body) for the sink; the writer
     thread runs it, off the callers' path."""
-    body = _encode_body if templates is None else templates.body
-    return [(iso_us_z(ts), body(event)) for ts, event in entries]
+    if templates is not None:
+        return templates.encode(entries)
+    return [(iso_us_z(ts), _encode_body(event)) for ts, event in entries]
 
 
 # -- lines ---------------------------------------------------------------------------------------
