@@ -61,64 +61,9 @@ def _encode_body(event: AuditEvent) -> str:
     return _compact_ascii_json(event.fields())[1:-1]
 
 
-#: A str as a JSON string literal, ASCII only (what the encoder gives every string).
-_json_text = json.encoder.encode_basestring_ascii
-
-
-class _Templates:
-    """The JSON of events without details, all but their target id, per (event, user,
-    tier, classification, outcome): bounded, one per writer. An audited read's event
-    differs from the last one's in the target only, so the writer escapes the target
-    and joins three strings instead of encoding the fields (kept because it measured:
-    without it recall_pattern ran at 0.78x raw aiosqlite instead of 0.88x,
-    ``benchmarks/ab_audit_api.py``)."""
-
-    _KEPT = 1024
-    _TARGET = '"target_id":null'
-
-    def __init__(self) -> None:
-        self._texts: dict[tuple[str, str, str, str | None, str], tuple[str, str]] = {}
-
-    def encode(self, entries: list[tuple[float, AuditEvent]]) -> list[tuple[str, str]]:
-        """:func:`_encode` of ``entries``, events without details from their template."""
-        texts, json_text, encoded = self._texts, _json_text, []
-        for ts, event in entries:
-            if event.details is not None:
-                encoded.append((iso_us_z(ts), _encode_body(event)))
-                continue
-            key = (event.name, event.user_id, event.tier, event.classification, event.outcome)
-            parts = texts.get(key)
-            if parts is None:
-                parts = self._make(key, event)
-            target = event.target_id
-            text = parts[0] + ("null" if target is None else json_text(target)) + parts[1]
-            encoded.append((iso_us_z(ts), text))
-        return encoded
-
-    def _make(
-        self, key: tuple[str, str, str, str | None, str], event: AuditEvent
-    ) -> tuple[str, str]:
-        fields = event.fields()
-        fields["target_id"] = None
-        head, found, tail = _encode_body_fields(fields).partition(self._TARGET)
-        assert found  # keys are ours and values escaped: it occurs exactly once
-        if len(self._texts) >= self._KEPT:
-            self._texts.clear()
-        parts = self._texts[key] = (head + '"target_id":', tail)
-        return parts
-
-
-def _encode_body_fields(fields: dict[str, Any]) -> str:
-    return _compact_ascii_json(fields)[1:-1]
-
-
-def _encode(
-    entries: list[tuple[float, AuditEvent]], templates: _Templates | None = None
-) -> list[tuple[str, str]]:
+def _encode(entries: list[tuple[float, AuditEvent]]) -> list[tuple[str, str]]:
     """Queued events as (timestamp text, compact JSON body) for the sink; the writer
     thread runs it, off the callers' path."""
-    if templates is not None:
-        return templates.encode(entries)
     return [(iso_us_z(ts), _encode_body(event)) for ts, event in entries]
 
 

@@ -75,7 +75,7 @@ class AuditLogger(_LogWriter):
         loop; with ``sync=False`` it is only queued."""
         _check(event)
         if not self.sync:
-            self._enqueue(event)
+            self._submit(event)
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -90,7 +90,7 @@ class AuditLogger(_LogWriter):
         (:meth:`report_failures`); ``report=False`` leaves it for a later call: for an event
         whose operation is done already, which must not be told it was refused."""
         _check(event)
-        return AuditTicket(self._enqueue(event, report=report))
+        return AuditTicket(self._submit(event, report=report))
 
     def wait(self, ticket: AuditTicket) -> None:
         """Block until the ticket's events are written (and fsynced when ``sync=True``).

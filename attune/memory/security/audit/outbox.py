@@ -123,7 +123,7 @@ def _begin(logger: AuditLogger, events: list[AuditEvent]) -> OutboxWrite:
             entries.extend((logger._stamp(), event) for event in events)
         if logger._sink is None:
             logger._sink = _Sink(logger.log_file, logger.max_bytes, logger._marks)
-        encoded = _encode(entries, logger._templates)
+        encoded = _encode(entries)
         try:
             if logger._unwritten:  # the log failed after earlier commits: catch up first
                 _append_unwritten(logger)

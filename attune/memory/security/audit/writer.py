@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attune.errors import AuditLogError, SecurityPipelineError
-from attune.memory.security.audit.codec import _encode, _Templates
+from attune.memory.security.audit.codec import _encode
 from attune.memory.security.audit.failures import (
     CALL_REFUSED,
     NOT_LOGGED,
@@ -186,7 +186,7 @@ class _LogWriter:
         self.max_bytes = max_bytes
         #: How long events nobody waits for may wait to share a write (see the module).
         self.linger_s = linger_s
-        # The condition's own lock, taken directly (a C context manager) by the hot path.
+        # The condition and its lock (``_raise_unreported`` and the fork handler use both).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._worker: _Worker | None = None
@@ -195,8 +195,6 @@ class _LogWriter:
         # reach the file in the order they were queued.
         self._sink_lock = threading.Lock()
         self._sink: _Sink | None = None
-        #: Encodes queued events (``_sink_lock`` held, like the sink).
-        self._templates = _Templates()
         self._marks = _SyncMarks()
         #: Events nobody waited for (reads; with sync=False, all) whose write failed, not
         #: yet reported, and why they failed: the next call raises it.
@@ -215,14 +213,13 @@ class _LogWriter:
     def _submit(
         self,
         event: AuditEvent,
-        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
+        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None,
         *,
-        urgent: bool,
+        urgent: bool = False,
         report: bool = True,
     ) -> _Batch:
         """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
-        writer lingers up to ``linger_s`` (or ``_LINGER_EVENTS``) to share one write.
-        Events nobody waits for go through :meth:`_enqueue`, which falls back to this."""
+        writer lingers up to ``linger_s`` (or ``_LINGER_EVENTS``) to share one write."""
         with self._cond:
             if report:
                 self._raise_unreported()
@@ -239,26 +236,6 @@ class _LogWriter:
             if batch.urgent or (fresh and worker.idle):
                 self._cond.notify_all()
             return batch
-
-    def _enqueue(self, event: AuditEvent, *, report: bool = True) -> _Batch:
-        """Queue one event nobody waits for. Every audited read comes here: while the
-        writer has a batch open (it polls for one), joining it takes the lock for an
-        append and nothing more; else :meth:`_submit` opens one (and starts the writer).
-        Kept because it measured: about 1.5 us less per audited read than :meth:`_submit`
-        (``benchmarks/ab_audit_api.py``, see the report of issue 14)."""
-        with self._lock:
-            worker = self._worker
-            batch = None if worker is None else worker.batch
-            if batch is not None and not self._lost and self._failure is None:
-                entries = batch.entries
-                entries.append((self._stamp(), event))
-                if self.sync:
-                    batch.fsync = True
-                if len(entries) >= _LINGER_EVENTS and not batch.urgent:
-                    batch.urgent = True
-                    self._cond.notify_all()
-                return batch
-        return self._submit(event, None, urgent=False, report=report)
 
     def _stamp(self) -> float:
         """The next event's time (``_lock`` held): never before the previous one's, so
@@ -339,7 +316,7 @@ class _LogWriter:
             self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
         error = None
         try:
-            self._sink.commit(_encode(batch.entries, self._templates), batch.fsync)
+            self._sink.commit(_encode(batch.entries), batch.fsync)
         except Exception as exc:
             error = _describe(self.log_file, exc)
             self._reset_sink(exc)
