@@ -186,7 +186,7 @@ class _LogWriter:
         self.max_bytes = max_bytes
         #: How long events nobody waits for may wait to share a write (see the module).
         self.linger_s = linger_s
-        # The condition and its lock (``_raise_unreported`` and the fork handler use both).
+        # The condition and its lock (``_submit`` takes the lock itself: every event does).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._worker: _Worker | None = None
@@ -220,10 +220,10 @@ class _LogWriter:
     ) -> _Batch:
         """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
         writer lingers up to ``linger_s`` (or ``_LINGER_EVENTS``) to share one write."""
-        with self._cond:
-            if report:
+        with self._lock:  # the condition's lock, without the condition's Python-level enter
+            if report and (self._lost or self._failure is not None):
                 self._raise_unreported()
-            worker = self._running_worker()
+            worker = self._worker or self._running_worker()
             fresh = worker.batch is None
             batch = worker.open_batch()
             batch.entries.append((self._stamp(), event))
