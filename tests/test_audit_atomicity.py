@@ -26,7 +26,7 @@ from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import CommitHook, OutboxHook, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security import pipeline as security_pipeline
-from attune.memory.security.audit import AuditLogger
+from attune.memory.security.audit import AuditEvent, AuditLogger
 from attune.memory.security.audit import logfile as audit_logfile
 from attune.memory.types import AccessTier
 
@@ -225,7 +225,7 @@ async def test_an_append_failing_right_after_commit_says_the_write_was_stored(
         await mem.persist_pattern("Warm up", "style")
         mem.pipeline.audit_logger.flush()
         other = AuditLogger(_log(mock_config))  # another process's logger, as it were
-        other.log("foreign", user_id="v", tier="T")
+        other.log(AuditEvent("foreign", user_id="v", tier="T"))
         other.close()
         with monkeypatch.context() as patch:
             patch.setattr(audit_logfile, "_write_all", _disk_full)
@@ -438,8 +438,8 @@ def test_a_forked_child_leaves_held_lines_to_the_parent(
     child appending them too would log those events twice."""
     log = tmp_path / "audit.jsonl"
     logger = AuditLogger(log)
-    logger.log("before", user_id="u", tier="T")
-    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p")])
+    logger.log(AuditEvent("before", user_id="u", tier="T"))
+    write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p")])
     monkeypatch.setattr(audit_logfile, "_write_all", _disk_full)
     write.finish(committed=True)
     with pytest.raises(SecurityPipelineError):

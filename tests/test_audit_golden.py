@@ -16,11 +16,8 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from attune.memory.security import audit as audit_package
-from attune.memory.security.audit import GENESIS, AuditLogger, replay_outbox
-from attune.memory.security.audit import writer as audit_writer
+from attune.memory.security.audit import GENESIS, AuditEvent, AuditLogger, replay_outbox
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "audit_golden.jsonl"
@@ -43,44 +40,56 @@ def write_golden_events(logger: AuditLogger) -> str:
     """The events of the golden log, by every way of writing one; returns the payload of
     the outbox write (its last two lines)."""
     logger.log(
-        "pattern.store",
-        user_id="alice",
-        tier="CONTRIBUTOR",
-        target_id="pat_1",
-        classification="INTERNAL",
-        details={
-            "pii_count": 2,
-            "kinds": ["email", "phone"],
-            "encrypted": True,
-            "ratio": 1.5,
-            "nested": {"b": None, "a": [1, {"x": "y"}]},
-            "bad key!": "x",
-            "free": "text with spaces",
-            "inf": float("inf"),
-        },
+        AuditEvent(
+            "pattern.store",
+            user_id="alice",
+            tier="CONTRIBUTOR",
+            target_id="pat_1",
+            classification="INTERNAL",
+            details={
+                "pii_count": 2,
+                "kinds": ["email", "phone"],
+                "encrypted": True,
+                "ratio": 1.5,
+                "nested": {"b": None, "a": [1, {"x": "y"}]},
+                "bad key!": "x",
+                "free": "text with spaces",
+                "inf": float("inf"),
+            },
+        )
     )
-    logger.queue_read("pattern.retrieve", "bob", "OBSERVER", "pat_\u00fc\u2603", None)
-    logger.queue_read("pattern.retrieve", "bob", "OBSERVER", 'pat_"q\\', "PUBLIC")
-    logger.queue(
-        "access.check", user_id="bob", tier="OBSERVER", outcome="denied", details={"reason": "tier"}
+    logger.submit(AuditEvent("pattern.retrieve", "bob", "OBSERVER", "pat_\u00fc\u2603", None))
+    logger.submit(AuditEvent("pattern.retrieve", "bob", "OBSERVER", 'pat_"q\\', "PUBLIC"))
+    logger.submit(
+        AuditEvent(
+            "access.check",
+            user_id="bob",
+            tier="OBSERVER",
+            outcome="denied",
+            details={"reason": "tier"},
+        )
     )
     logger.flush()
     logger.log(
-        "pattern.delete",
-        user_id='ca"r\\ol\u00e9',
-        tier="STEWARD",
-        target_id="p\x00q\x07",
-        outcome="success",
+        AuditEvent(
+            "pattern.delete",
+            user_id='ca"r\\ol\u00e9',
+            tier="STEWARD",
+            target_id="p\x00q\x07",
+            outcome="success",
+        )
     )
-    logger.queue(
-        "classification.decision",
-        user_id="alice",
-        tier="CONTRIBUTOR",
-        target_id="pat_2",
-        classification="SENSITIVE",
-        details={"auto": True, "rule": "health"},
+    logger.submit(
+        AuditEvent(
+            "classification.decision",
+            user_id="alice",
+            tier="CONTRIBUTOR",
+            target_id="pat_2",
+            classification="SENSITIVE",
+            details={"auto": True, "rule": "health"},
+        )
     )
-    stored = logger.prepare(
+    stored = AuditEvent(
         "pattern.store",
         user_id="alice",
         tier="CONTRIBUTOR",
@@ -112,7 +121,9 @@ def test_a_log_written_before_the_split_verifies_and_is_extended(tmp_path: Path)
         result = logger.verify()
         assert result.ok and result.lines_checked == len(golden) == 7
         assert result.head == hashlib.sha256(golden[-1]).hexdigest()
-        logger.log("pattern.retrieve", user_id="bob", tier="OBSERVER", target_id="pat_1")
+        logger.log(
+            AuditEvent("pattern.retrieve", user_id="bob", tier="OBSERVER", target_id="pat_1")
+        )
     finally:
         logger.close()
     lines = log.read_bytes().splitlines()
@@ -122,14 +133,11 @@ def test_a_log_written_before_the_split_verifies_and_is_extended(tmp_path: Path)
     assert AuditLogger(log).verify().lines_checked == len(golden) + 1
 
 
-def test_the_same_events_are_written_as_the_golden_lines(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_same_events_are_written_as_the_golden_lines(tmp_path: Path) -> None:
     """Written again, every line is the golden one but for its time (and so its prev)."""
     # The writer leaves the queued decision for begin() to take, however slow the machine.
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     log = tmp_path / "audit.jsonl"
-    logger = AuditLogger(log)
+    logger = AuditLogger(log, linger_s=60.0)
     try:
         payload = write_golden_events(logger)
     finally:

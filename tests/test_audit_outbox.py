@@ -24,7 +24,7 @@ from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import OutboxHook, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security import pipeline as security_pipeline
-from attune.memory.security.audit import AuditLogger, replay_outbox
+from attune.memory.security.audit import AuditEvent, AuditLogger, replay_outbox
 from attune.memory.security.audit import codec as audit_codec
 from attune.memory.security.audit import logfile as audit_logfile
 from attune.memory.security.audit import writer as audit_writer
@@ -322,15 +322,15 @@ async def test_a_replay_that_fails_refuses_to_open_and_keeps_the_rows(
 def _entries(logger: AuditLogger, count: int, start: int = 0) -> list[tuple[str, str]]:
     """(ts, body) entries as an outbox holds them."""
     stamped = [
-        (time.time(), logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}"))
+        (time.time(), AuditEvent("pattern.store", user_id="u", tier="T", target_id=f"p{i}"))
         for i in range(start, start + count)
     ]
-    return audit_codec._encode([(ts, event.fields) for ts, event in stamped])
+    return audit_codec._encode(stamped)
 
 
 def test_replay_appends_missing_lines_once_and_chains_them(log_path: Path) -> None:
     logger = AuditLogger(log_path)
-    logger.log("first", user_id="u", tier="T")
+    logger.log(AuditEvent("first", user_id="u", tier="T"))
     entries = _entries(logger, 3)
     payload = audit_codec._outbox_payload(log_path.resolve(), entries)
     replay_outbox([payload])
@@ -355,7 +355,7 @@ def test_replay_finds_lines_already_written_and_in_rotated_files(log_path: Path)
     logger.close()
     log_path.rename(log_path.with_name(log_path.name + ".1"))
     after = AuditLogger(log_path)
-    after.log("after_rotation", user_id="u", tier="T")
+    after.log(AuditEvent("after_rotation", user_id="u", tier="T"))
     after.close()
     replay_outbox([audit_codec._outbox_payload(log_path, present + missing)])
     rotated = _events(log_path.with_name(log_path.name + ".1"))
@@ -370,7 +370,7 @@ def test_replay_restores_a_lost_unsynced_tail(log_path: Path) -> None:
     """The machine lost the log's unsynced tail: the rows bring those lines back, after the
     last surviving line, so the chain stays valid."""
     logger = AuditLogger(log_path)
-    logger.log("kept", user_id="u", tier="T")
+    logger.log(AuditEvent("kept", user_id="u", tier="T"))
     entries = _entries(logger, 2)
     logger.flush()
     logger._sink.commit(entries, fsync=False)  # type: ignore[union-attr]
@@ -396,9 +396,9 @@ def test_an_outbox_write_that_did_not_commit_writes_only_what_was_queued(
     log_path: Path,
 ) -> None:
     logger = AuditLogger(log_path)
-    queued = logger.prepare("access.check", user_id="u", tier="T")
-    logger.stage(queued)
-    final = logger.prepare("pattern.store", user_id="u", tier="T", target_id="p")
+    queued = AuditEvent("access.check", user_id="u", tier="T")
+    logger.submit(queued)
+    final = AuditEvent("pattern.store", user_id="u", tier="T", target_id="p")
     write = logger.begin([final])
     assert "pattern.store" in write.payload and "access.check" in write.payload
     write.finish(committed=False)
@@ -411,7 +411,7 @@ def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
     """The writer appends and fsyncs committed outbox lines a linger later, on its own;
     until then the log's lock stays held, so a reader that locks it waits for them."""
     logger = AuditLogger(log_path)
-    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+    write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
     write.finish(committed=True)
     assert [e["event"] for e in AuditLogger(log_path).query()] == ["pattern.store"]
     deadline = time.monotonic() + 5
@@ -422,19 +422,16 @@ def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
     logger.close()
 
 
-def test_outbox_lines_wait_for_the_writer_and_keep_the_lock(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_outbox_lines_wait_for_the_writer_and_keep_the_lock(log_path: Path) -> None:
     """Committed outbox lines are appended by the writer, together, not one write per
     commit (appending right after each commit slowed the next one): until then the file
     stays locked, so nobody else can append between them and the chain."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
-    logger = AuditLogger(log_path)
-    logger.log("first", user_id="u", tier="T")
+    logger = AuditLogger(log_path, linger_s=60.0)
+    logger.log(AuditEvent("first", user_id="u", tier="T"))
     writes = []
     for i in range(3):
         write = logger.begin(
-            [logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}")]
+            [AuditEvent("pattern.store", user_id="u", tier="T", target_id=f"p{i}")]
         )
         write.finish(committed=True)
         writes.append(write)
@@ -461,28 +458,27 @@ def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) ->
     first = None
     deadline = time.monotonic() + 50 * audit_writer._LINGER_S
     while time.monotonic() < deadline and not (first is not None and first.durable()):
-        write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+        write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
         write.finish(committed=True)
         first = first or write
-        logger.queue("access.check", user_id="u", tier="T")  # the next persist's decision
+        logger.submit(
+            AuditEvent("access.check", user_id="u", tier="T")
+        )  # the next persist's decision
         time.sleep(audit_writer._LINGER_S / 20)
     assert first is not None and first.durable()
     logger.close()
     assert len(_events(log_path)) >= 2
 
 
-def test_another_writer_waits_for_pending_lines_and_chains_after_them(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_another_writer_waits_for_pending_lines_and_chains_after_them(log_path: Path) -> None:
     """A second logger of the same file (as another process would be) waits for the
     lock while outbox lines are pending, at most about a linger, then appends after
     them; a replay of their rows finds them instead of repeating them."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.05)
-    holder = AuditLogger(log_path)
-    write = holder.begin([holder.prepare("pattern.store", user_id="u", tier="T", target_id="p")])
+    holder = AuditLogger(log_path, linger_s=0.05)
+    write = holder.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p")])
     write.finish(committed=True)
     other = AuditLogger(log_path)
-    other.log("later", user_id="v", tier="T")  # blocks until the holder's writer let go
+    other.log(AuditEvent("later", user_id="v", tier="T"))  # blocks until the holder's writer let go
     replay_outbox([write.payload])  # finds the line: not repeated
     assert [e["event"] for e in _events(log_path)] == ["pattern.store", "later"]
     assert AuditLogger(log_path).verify().ok
@@ -497,16 +493,15 @@ def test_with_another_writer_active_lines_are_appended_at_once(
     lines would stall that writer (and, through the database's write lock, this one):
     outbox lines are then appended right after their commit and the lock let go, until
     the other writer has been quiet for a while."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     monkeypatch.setattr(audit_logfile, "_SHARED_S", 0.2)
-    logger = AuditLogger(log_path)
-    first = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p0")])
+    logger = AuditLogger(log_path, linger_s=60.0)
+    first = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p0")])
     first.finish(committed=True)
     logger.flush()  # appended by the writer: alone so far, it held them
     other = AuditLogger(log_path)
-    other.log("foreign", user_id="v", tier="T")  # another process's line
+    other.log(AuditEvent("foreign", user_id="v", tier="T"))  # another process's line
     other.close()
-    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T", target_id="p1")])
+    write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p1")])
     write.finish(committed=True)
     assert [e.get("target_id") for e in _events(log_path)] == ["p0", None, "p1"]  # at once
     fd = os.open(log_path, os.O_RDONLY)
@@ -518,7 +513,7 @@ def test_with_another_writer_active_lines_are_appended_at_once(
     logger.flush()
     for i in (2, 3):  # alone again: held pending until the writer appends them
         later = logger.begin(
-            [logger.prepare("pattern.store", user_id="u", tier="T", target_id=f"p{i}")]
+            [AuditEvent("pattern.store", user_id="u", tier="T", target_id=f"p{i}")]
         )
         later.finish(committed=True)
     assert len(_events(log_path)) == 3
@@ -541,11 +536,11 @@ def test_with_another_writer_active_a_failed_append_fails_its_caller(
     import errno
 
     logger = AuditLogger(log_path)
-    logger.log("before", user_id="u", tier="T")
+    logger.log(AuditEvent("before", user_id="u", tier="T"))
     other = AuditLogger(log_path)
-    other.log("foreign", user_id="v", tier="T")
+    other.log(AuditEvent("foreign", user_id="v", tier="T"))
     other.close()
-    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+    write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
 
     def disk_full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -556,7 +551,7 @@ def test_with_another_writer_active_a_failed_append_fails_its_caller(
     monkeypatch.undo()
     logger.flush()
     assert not write.durable()
-    logger.log("after", user_id="u", tier="T")
+    logger.log(AuditEvent("after", user_id="u", tier="T"))
     assert [e["event"] for e in _events(log_path)] == ["before", "foreign", "after"]
     assert AuditLogger(log_path).verify().ok
     logger.close()
@@ -568,8 +563,8 @@ def test_a_failed_append_poisons_the_write_and_reports(
     import errno
 
     logger = AuditLogger(log_path)
-    logger.log("before", user_id="u", tier="T")
-    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+    logger.log(AuditEvent("before", user_id="u", tier="T"))
+    write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
     write.finish(committed=True)  # pending: the writer appends it
 
     def disk_full(fd: int, data: bytes) -> None:
@@ -580,7 +575,7 @@ def test_a_failed_append_poisons_the_write_and_reports(
         logger.flush()
     monkeypatch.undo()
     assert not write.durable()  # its row must stay for replay
-    logger.log("after", user_id="u", tier="T")  # the logger recovers for later events
+    logger.log(AuditEvent("after", user_id="u", tier="T"))  # the logger recovers for later events
     assert [e["event"] for e in _events(log_path)] == ["before", "after"]
     assert AuditLogger(log_path).verify().ok
     logger.close()
@@ -593,9 +588,8 @@ def test_a_failed_append_reaches_the_next_call(
     once, with what to do; the events are not in the log, and their write not durable."""
     import errno
 
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.01)
-    logger = AuditLogger(log_path)
-    write = logger.begin([logger.prepare("pattern.store", user_id="u", tier="T")])
+    logger = AuditLogger(log_path, linger_s=0.01)
+    write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
 
     def disk_full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -607,9 +601,9 @@ def test_a_failed_append_reaches_the_next_call(
         time.sleep(0.005)
     monkeypatch.undo()
     with pytest.raises(SecurityPipelineError, match="outbox") as raised:
-        logger.queue("next", user_id="u", tier="T")
+        logger.submit(AuditEvent("next", user_id="u", tier="T"))
     assert "free space" in str(raised.value)
-    logger.queue("after", user_id="u", tier="T")  # reported once
+    logger.submit(AuditEvent("after", user_id="u", tier="T"))  # reported once
     logger.close()
     assert not write.durable()
     assert [e["event"] for e in _events(log_path)] == ["after"]

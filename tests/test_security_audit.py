@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -27,12 +28,12 @@ from attune.memory.security.audit import (
     FIELDS,
     GENESIS,
     REDACTED,
+    AuditEvent,
     AuditLogger,
     VerifyResult,
     sanitize_details,
 )
 from attune.memory.security.audit import codec as audit_codec
-from attune.memory.security.audit import events as audit_events
 from attune.memory.security.audit import writer as audit_writer
 from attune.memory.timestamps import iso_us_z
 
@@ -73,7 +74,7 @@ def fill(audit: AuditLogger, count: int, **overrides: Any) -> None:
             "details": {"n": i},
         }
         fields.update(overrides)
-        audit.log("pattern.store", **fields)
+        audit.log(AuditEvent("pattern.store", **fields))
 
 
 # -- format and chain ------------------------------------------------------------------------------
@@ -81,14 +82,16 @@ def fill(audit: AuditLogger, count: int, **overrides: Any) -> None:
 
 def test_every_field_present_and_chain_valid(logger: AuditLogger, log_path: Path) -> None:
     logger.log(
-        "pattern.store",
-        user_id="agent-1",
-        tier="CONTRIBUTOR",
-        target_id="pat_1",
-        classification="SENSITIVE",
-        details={"rule": "credentials", "pii": {"email": 2}},
+        AuditEvent(
+            "pattern.store",
+            user_id="agent-1",
+            tier="CONTRIBUTOR",
+            target_id="pat_1",
+            classification="SENSITIVE",
+            details={"rule": "credentials", "pii": {"email": 2}},
+        )
     )
-    logger.log("access.check", user_id="agent-2", tier="OBSERVER", outcome="denied")
+    logger.log(AuditEvent("access.check", user_id="agent-2", tier="OBSERVER", outcome="denied"))
     lines = raw_lines(log_path)
     records = [json.loads(line) for line in lines]
     assert [list(r) for r in records] == [list(FIELDS)] * 2
@@ -110,7 +113,9 @@ def test_every_field_present_and_chain_valid(logger: AuditLogger, log_path: Path
 def test_str_enum_values_are_logged_as_their_value(logger: AuditLogger, log_path: Path) -> None:
     from attune.memory.types import Classification
 
-    logger.log("pattern.store", user_id="a", tier="T", classification=Classification.PUBLIC)
+    logger.log(
+        AuditEvent("pattern.store", user_id="a", tier="T", classification=Classification.PUBLIC)
+    )
     assert json.loads(raw_lines(log_path)[0])["classification"] == "PUBLIC"
 
 
@@ -132,6 +137,20 @@ def test_default_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
     assert AuditLogger().log_file == tmp_path / "store" / "audit.jsonl"
 
 
+@pytest.mark.parametrize("linger", [0, -1.0, True, "0.02", float("nan")])
+def test_bad_linger_is_a_configuration_error(tmp_path: Path, linger: Any) -> None:
+    with pytest.raises(AttuneError, match="linger_s"):
+        AuditLogger(tmp_path / "a.jsonl", linger_s=linger)
+
+
+def test_only_an_audit_event_is_logged(logger: AuditLogger) -> None:
+    with pytest.raises(ValidationError):
+        logger.log({"event": "e", "user_id": "u", "tier": "T"})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        logger.begin([("e", "u", "T")])  # type: ignore[list-item]
+    assert logger.query() == []
+
+
 def test_bad_max_bytes_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(AttuneError, match="max_bytes"):
         AuditLogger(tmp_path / "a.jsonl", max_bytes=0)
@@ -140,7 +159,7 @@ def test_bad_max_bytes_is_a_configuration_error(tmp_path: Path) -> None:
 def test_permissions_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "audit.jsonl"
     audit = AuditLogger(path)
-    audit.log("x", user_id="u", tier="T")
+    audit.log(AuditEvent("x", user_id="u", tier="T"))
     audit.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -309,10 +328,12 @@ def test_pruned_oldest_file_is_a_break_unless_allowed(tmp_path: Path) -> None:
 
 
 def test_query_filters(logger: AuditLogger) -> None:
-    logger.log("pattern.store", user_id="alice", tier="T", target_id="p1")
-    logger.log("pattern.retrieve", user_id="bob", tier="T", target_id="p1")
-    logger.log("access.check", user_id="bob", tier="T", target_id="p2", outcome="denied")
-    logger.log("pattern.store", user_id="alice", tier="T", target_id="p3")
+    logger.log(AuditEvent("pattern.store", user_id="alice", tier="T", target_id="p1"))
+    logger.log(AuditEvent("pattern.retrieve", user_id="bob", tier="T", target_id="p1"))
+    logger.log(
+        AuditEvent("access.check", user_id="bob", tier="T", target_id="p2", outcome="denied")
+    )
+    logger.log(AuditEvent("pattern.store", user_id="alice", tier="T", target_id="p3"))
     every = logger.query()
     assert [r["seq"] for r in every] == [1, 2, 3, 4]
 
@@ -386,10 +407,12 @@ def test_details_keep_counts_and_kinds_only() -> None:
 
 def test_free_text_never_reaches_the_file(logger: AuditLogger, log_path: Path) -> None:
     logger.log(
-        "pattern.store",
-        user_id="u",
-        tier="T",
-        details={"note": "alice@example.com called 555-0100", "long": "a" * 100, "count": 3},
+        AuditEvent(
+            "pattern.store",
+            user_id="u",
+            tier="T",
+            details={"note": "alice@example.com called 555-0100", "long": "a" * 100, "count": 3},
+        )
     )
     data = log_path.read_bytes()
     # (Not just b"555": the line's own timestamp may hold those digits, as 1 run in ~200 did.)
@@ -432,7 +455,12 @@ def test_sanitised_details_hold_only_identifiers_and_numbers(details: dict[str, 
 def test_newline_in_ids_cannot_forge_a_line(logger: AuditLogger, log_path: Path) -> None:
     forged = '{"ts":"2025-01-01T00:00:00.000000Z","seq":2,"event":"pattern.delete"}'
     logger.log(
-        "access.check", user_id=f"mallory\n{forged}", tier="T", target_id="p\r\n1\u2028\u202e\x00"
+        AuditEvent(
+            "access.check",
+            user_id=f"mallory\n{forged}",
+            tier="T",
+            target_id="p\r\n1\u2028\u202e\x00",
+        )
     )
     lines = raw_lines(log_path)
     assert len(lines) == 1
@@ -462,7 +490,7 @@ def test_invalid_fields_are_rejected(
 ) -> None:
     fields: dict[str, Any] = {"event": "e", "user_id": "u", "tier": "T", **kwargs}
     with pytest.raises(ValidationError) as info:
-        logger.log(fields.pop("event"), **fields)
+        logger.log(AuditEvent(fields.pop("event"), **fields))
     assert "rm -rf" not in str(info.value) and "free text" not in str(info.value)
     assert not log_path.exists()
 
@@ -472,18 +500,18 @@ def test_invalid_fields_are_rejected(
 
 def test_sync_log_is_on_disk_when_it_returns(logger: AuditLogger, log_path: Path) -> None:
     for i in range(3):
-        logger.log("e", user_id="u", tier="T", target_id=f"t{i}")
+        logger.log(AuditEvent("e", user_id="u", tier="T", target_id=f"t{i}"))
         with open(log_path, "rb") as f:  # a fresh descriptor: what any reader sees
             assert json.loads(f.read().splitlines()[-1])["target_id"] == f"t{i}"
 
 
 async def test_unsynced_logger_flushes_on_demand(log_path: Path) -> None:
     audit = AuditLogger(log_path, sync=False)
-    await audit.alog("e", user_id="u", tier="T")
-    audit.log("e", user_id="u", tier="T")
+    await audit.alog(AuditEvent("e", user_id="u", tier="T"))
+    audit.log(AuditEvent("e", user_id="u", tier="T"))
     audit.flush()
     assert len(raw_lines(log_path)) == 2
-    audit.log("e", user_id="u", tier="T")
+    audit.log(AuditEvent("e", user_id="u", tier="T"))
     audit.close()
     assert audit.verify().lines_checked == 3
 
@@ -502,10 +530,10 @@ async def test_writer_error_surfaces_as_attune_error(tmp_path: Path) -> None:
     blocker.write_text("")
     audit = AuditLogger(blocker / "audit.jsonl")
     with pytest.raises(SecurityPipelineError, match="could not be written") as info:
-        audit.log("e", user_id="secret-user", tier="T")
+        audit.log(AuditEvent("e", user_id="secret-user", tier="T"))
     assert isinstance(info.value, AttuneError) and "secret-user" not in str(info.value)
     with pytest.raises(SecurityPipelineError):
-        await audit.alog("e", user_id="u", tier="T")
+        await audit.alog(AuditEvent("e", user_id="u", tier="T"))
     audit.close()
 
 
@@ -513,16 +541,16 @@ def test_unsynced_writer_error_is_reported_by_flush_close_or_next_call(tmp_path:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("")
     audit = AuditLogger(blocker / "audit.jsonl", sync=False)
-    audit.log("e", user_id="u", tier="T")  # only queued: returns
+    audit.log(AuditEvent("e", user_id="u", tier="T"))  # only queued: returns
     with pytest.raises(SecurityPipelineError, match="could not be written"):
         audit.flush()
-    audit.log("e", user_id="u", tier="T")
+    audit.log(AuditEvent("e", user_id="u", tier="T"))
     with pytest.raises(SecurityPipelineError, match="could not be written"):
         audit.close()
-    audit.log("e", user_id="u", tier="T")
+    audit.log(AuditEvent("e", user_id="u", tier="T"))
     for _ in range(500):  # once the writer has failed, the next call reports it
         try:
-            audit.log("e", user_id="u", tier="T")
+            audit.log(AuditEvent("e", user_id="u", tier="T"))
         except SecurityPipelineError as exc:
             assert "could not be written" in str(exc)
             break
@@ -534,7 +562,7 @@ def test_unsynced_writer_error_is_reported_by_flush_close_or_next_call(tmp_path:
 
 
 async def test_cancelled_alog_still_logs(logger: AuditLogger) -> None:
-    task = asyncio.create_task(logger.alog("e", user_id="u", tier="T"))
+    task = asyncio.create_task(logger.alog(AuditEvent("e", user_id="u", tier="T")))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -556,7 +584,7 @@ def _assert_complete(audit: AuditLogger, count: int) -> None:
 def test_many_threads(logger: AuditLogger) -> None:
     def work(n: int) -> None:
         for i in range(25):
-            logger.log("e", user_id=f"thread-{n}", tier="T", target_id=f"{n}-{i}")
+            logger.log(AuditEvent("e", user_id=f"thread-{n}", tier="T", target_id=f"{n}-{i}"))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for t in threads:
@@ -571,7 +599,7 @@ def test_many_threads(logger: AuditLogger) -> None:
 
 async def test_gather_of_200_alogs(logger: AuditLogger) -> None:
     await asyncio.gather(
-        *(logger.alog("e", user_id="u", tier="T", target_id=str(i)) for i in range(200))
+        *(logger.alog(AuditEvent("e", user_id="u", tier="T", target_id=str(i))) for i in range(200))
     )
     _assert_complete(logger, 200)
     assert {r["target_id"] for r in logger.query()} == {str(i) for i in range(200)}
@@ -579,7 +607,9 @@ async def test_gather_of_200_alogs(logger: AuditLogger) -> None:
 
 def test_several_event_loops_in_threads(logger: AuditLogger) -> None:
     async def burst(n: int) -> None:
-        await asyncio.gather(*(logger.alog("e", user_id=f"l{n}", tier="T") for _ in range(40)))
+        await asyncio.gather(
+            *(logger.alog(AuditEvent("e", user_id=f"l{n}", tier="T")) for _ in range(40))
+        )
 
     threads = [threading.Thread(target=asyncio.run, args=(burst(n),)) for n in range(4)]
     for t in threads:
@@ -596,7 +626,7 @@ def test_two_loggers_on_one_file(log_path: Path, max_bytes: int) -> None:
 
     def work(audit: AuditLogger, name: str) -> None:
         for i in range(40):
-            audit.log("e", user_id=name, tier="T", target_id=str(i))
+            audit.log(AuditEvent("e", user_id=name, tier="T", target_id=str(i)))
 
     threads = [threading.Thread(target=work, args=pair) for pair in ((one, "one"), (two, "two"))]
     for t in threads:
@@ -613,16 +643,16 @@ def test_two_loggers_on_one_file(log_path: Path, max_bytes: int) -> None:
 def test_another_process_appends_to_the_same_chain(log_path: Path) -> None:
     script = (
         "import sys\n"
-        "from attune.memory.security.audit import AuditLogger\n"
+        "from attune.memory.security.audit import AuditEvent, AuditLogger\n"
         "a = AuditLogger(sys.argv[1], max_bytes=3000)\n"
-        "for i in range(30): a.log('e', user_id='child', tier='T')\n"
+        "for i in range(30): a.log(AuditEvent('e', user_id='child', tier='T'))\n"
         "a.close()\n"
     )
     audit = AuditLogger(log_path, max_bytes=3000)
-    audit.log("e", user_id="parent", tier="T")  # creates the directory
+    audit.log(AuditEvent("e", user_id="parent", tier="T"))  # creates the directory
     child = subprocess.Popen([sys.executable, "-c", script, str(log_path)])
     for _ in range(30):
-        audit.log("e", user_id="parent", tier="T")
+        audit.log(AuditEvent("e", user_id="parent", tier="T"))
     assert child.wait(timeout=60) == 0
     audit.close()
     _assert_complete(audit, 61)
@@ -632,9 +662,9 @@ def test_another_process_appends_to_the_same_chain(log_path: Path) -> None:
 def test_queued_events_are_flushed_at_exit(log_path: Path) -> None:
     script = (
         "import sys\n"
-        "from attune.memory.security.audit import AuditLogger\n"
+        "from attune.memory.security.audit import AuditEvent, AuditLogger\n"
         "a = AuditLogger(sys.argv[1], sync=False)\n"
-        "for i in range(50): a.log('e', user_id='u', tier='T')\n"
+        "for i in range(50): a.log(AuditEvent('e', user_id='u', tier='T'))\n"
     )
     subprocess.run([sys.executable, "-c", script, str(log_path)], check=True, timeout=60)
     assert AuditLogger(log_path).verify().lines_checked == 50
@@ -645,8 +675,8 @@ async def test_unawaited_event_is_durable_once_a_later_one_returns(tmp_path: Pat
     path = tmp_path / "audit.jsonl"
     logger = AuditLogger(log_file=path)
     try:
-        await logger.alog("classification.decision", user_id="u", tier="CONTRIBUTOR", wait=False)
-        await logger.alog("pattern.store", user_id="u", tier="CONTRIBUTOR")
+        logger.submit(AuditEvent("classification.decision", user_id="u", tier="CONTRIBUTOR"))
+        await logger.alog(AuditEvent("pattern.store", user_id="u", tier="CONTRIBUTOR"))
         events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
         assert events == ["classification.decision", "pattern.store"]
     finally:
@@ -659,7 +689,7 @@ async def test_events_nobody_waits_for_are_written_soon_after(tmp_path: Path) ->
     logger = AuditLogger(log_file=path)
     try:
         for i in range(5):
-            await logger.alog("pattern.retrieve", user_id=f"u{i}", tier="OBSERVER", wait=False)
+            logger.submit(AuditEvent("pattern.retrieve", user_id=f"u{i}", tier="OBSERVER"))
         for _ in range(200):  # up to 2 s; the linger is 20 ms
             if path.exists() and len(path.read_text().splitlines()) == 5:
                 break
@@ -675,9 +705,9 @@ async def test_events_nobody_waits_for_are_written_soon_after(tmp_path: Path) ->
 async def test_reads_of_the_log_see_queued_events(tmp_path: Path) -> None:
     logger = AuditLogger(log_file=tmp_path / "audit.jsonl")
     try:
-        await logger.alog("pattern.retrieve", user_id="u", tier="OBSERVER", wait=False)
+        logger.submit(AuditEvent("pattern.retrieve", user_id="u", tier="OBSERVER"))
         assert [e["event"] for e in logger.query()] == ["pattern.retrieve"]
-        await logger.alog("staging.list", user_id="u", tier="OBSERVER", wait=False)
+        logger.submit(AuditEvent("staging.list", user_id="u", tier="OBSERVER"))
         result = logger.verify()
         assert result.ok and result.lines_checked == 2
     finally:
@@ -708,18 +738,18 @@ def test_commit_writes_the_queued_batch_in_order_from_the_calling_thread(
         real_write(batch)
 
     logger._write = spy  # type: ignore[method-assign]
-    asyncio.run(logger.alog("first", user_id="u", tier="T", wait=False))  # queued, lingering
-    prepared = logger.prepare("final", user_id="u", tier="T", target_id="t1")
+    logger.submit(AuditEvent("first", user_id="u", tier="T"))  # queued, lingering
+    prepared = AuditEvent("final", user_id="u", tier="T", target_id="t1")
     assert not log_path.exists() or b"final" not in log_path.read_bytes()  # not queued yet
-    ticket = logger.stage(prepared)
-    worker = threading.Thread(target=logger.commit, args=(ticket,), name="store-thread")
+    ticket = logger.submit(prepared)
+    worker = threading.Thread(target=logger.wait, args=(ticket,), name="store-thread")
     worker.start()
     worker.join()
     with open(log_path, "rb") as f:
         events = [json.loads(line)["event"] for line in f.read().splitlines()]
     assert events == ["first", "final"]
     assert writers == ["store-thread"]
-    logger.commit(ticket)  # committing again is a no-op once durable
+    logger.wait(ticket)  # committing again is a no-op once durable
     assert len(raw_lines(log_path)) == 2 and logger.verify()
 
 
@@ -734,11 +764,10 @@ def test_tickets_of_one_batch_share_one_write(logger: AuditLogger, log_path: Pat
 
     logger._write = spy  # type: ignore[method-assign]
     tickets = [
-        logger.stage(logger.prepare("e", user_id="u", tier="T", target_id=f"t{i}"))
-        for i in range(5)
+        logger.submit(AuditEvent("e", user_id="u", tier="T", target_id=f"t{i}")) for i in range(5)
     ]
     for ticket in tickets:
-        logger.commit(ticket)
+        logger.wait(ticket)
     assert batches == [5]
     assert [r["target_id"] for r in logger.query()] == [f"t{i}" for i in range(5)]
 
@@ -747,7 +776,7 @@ def test_prepare_rejects_a_bad_event_before_anything_is_queued(
     logger: AuditLogger, log_path: Path
 ) -> None:
     with pytest.raises(ValidationError):
-        logger.prepare("not an identifier!", user_id="u", tier="T")
+        AuditEvent("not an identifier!", user_id="u", tier="T")
     logger.flush()
     assert not log_path.exists()
 
@@ -758,10 +787,12 @@ def test_commits_racing_the_writer_thread_keep_one_chain(logger: AuditLogger) ->
 
     def committer(n: int) -> None:
         for _ in range(40):
-            logger.commit(logger.stage(logger.prepare("c", user_id=f"c{n}", tier="T")))
+            logger.wait(logger.submit(AuditEvent("c", user_id=f"c{n}", tier="T")))
 
     async def waiters() -> None:
-        await asyncio.gather(*(logger.alog("a", user_id="w", tier="T") for _ in range(80)))
+        await asyncio.gather(
+            *(logger.alog(AuditEvent("a", user_id="w", tier="T")) for _ in range(80))
+        )
 
     threads = [threading.Thread(target=committer, args=(n,)) for n in range(4)]
     for t in threads:
@@ -776,12 +807,12 @@ def test_commit_reports_a_failed_write(tmp_path: Path) -> None:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("")
     audit = AuditLogger(blocker / "audit.jsonl")
-    ticket = audit.stage(audit.prepare("e", user_id="secret-user", tier="T"))
+    ticket = audit.submit(AuditEvent("e", user_id="secret-user", tier="T"))
     with pytest.raises(SecurityPipelineError, match="could not be written") as info:
-        audit.commit(ticket)
+        audit.wait(ticket)
     assert "secret-user" not in str(info.value)
     with pytest.raises(SecurityPipelineError):  # the ticket keeps its outcome
-        audit.commit(ticket)
+        audit.wait(ticket)
     audit.close()
 
 
@@ -798,14 +829,11 @@ def test_timestamp_text_matches_strftime(ts: float, nearby: float) -> None:
         assert iso_us_z(when) == expected
 
 
-def test_a_busy_writer_polls_and_an_idle_one_is_woken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_busy_writer_polls_and_an_idle_one_is_woken(tmp_path: Path) -> None:
     """Queued events are written without any flush whether the writer thread was asleep
     (woken by the first event) or polling (no wake-up per event while events keep coming)."""
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 0.4)
     path = tmp_path / "audit.jsonl"
-    logger = AuditLogger(log_file=path)
+    logger = AuditLogger(log_file=path, linger_s=0.4)
     notified = 0
     real_notify = logger._cond.notify_all
 
@@ -823,18 +851,18 @@ def test_a_busy_writer_polls_and_an_idle_one_is_woken(
             time.sleep(0.005)
 
     try:
-        logger.stage(logger.prepare("e", user_id="u", tier="T"))  # starts the writer
+        logger.submit(AuditEvent("e", user_id="u", tier="T"))  # starts the writer
         wait_for(1)
         # Busy: an event every 20 ms, several batches; the polling writer needs no wake-up.
         notified = 0
         for _ in range(30):
-            logger.stage(logger.prepare("e", user_id="u", tier="T"))
+            logger.submit(AuditEvent("e", user_id="u", tier="T"))
             time.sleep(0.02)
         wait_for(31)
         assert notified == 0
         # Quiet for longer than a linger: the writer sleeps; the next event wakes it.
         time.sleep(1.2)
-        logger.stage(logger.prepare("e", user_id="u", tier="T"))
+        logger.submit(AuditEvent("e", user_id="u", tier="T"))
         wait_for(32)
         assert notified == 1
         assert logger.verify().ok
@@ -858,19 +886,19 @@ def test_the_body_encoder_matches_the_generic_json_encoder(fields: dict[str, Any
     """Lines are encoded by a C encoder built once; its text must be what the generic
     compact ASCII encoder gives (the line format is what verify() and readers parse)."""
     generic = json.dumps(fields, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    assert audit_codec._encode_body(fields) == generic[1:-1]
+    assert audit_codec._compact_ascii_json(fields) == generic
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), object()])
 def test_the_body_encoder_refuses_what_json_cannot_hold(bad: object) -> None:
     with pytest.raises((ValueError, TypeError)):
-        audit_codec._encode_body({"x": bad})
+        audit_codec._compact_ascii_json({"x": bad})
 
 
 def test_queue_validates_at_once_and_writes_with_the_next_flush(logger: AuditLogger) -> None:
     with pytest.raises(ValidationError):
-        logger.queue("not an identifier!", user_id="u", tier="T")
-    logger.queue("pattern.retrieve", user_id="u", tier="T", target_id="pat_1")
+        logger.submit(AuditEvent("not an identifier!", user_id="u", tier="T"))
+    logger.submit(AuditEvent("pattern.retrieve", user_id="u", tier="T", target_id="pat_1"))
     logger.flush()
     events = [json.loads(line) for line in logger.log_file.read_bytes().splitlines()]
     assert [(e["event"], e["target_id"]) for e in events] == [("pattern.retrieve", "pat_1")]
@@ -880,9 +908,9 @@ _ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1,
 _names = st.from_regex(r"[A-Za-z0-9_.:\-]{1,12}", fullmatch=True)
 
 
-def _body_text(body: Any) -> str:
-    """A queued body's JSON, as the writer encodes it."""
-    return str(audit_codec._encode([(0.0, body)])[0][1])
+def _body_text(event: AuditEvent) -> str:
+    """An event's JSON, as the writer encodes it."""
+    return str(audit_codec._encode([(0.0, event)])[0][1])
 
 
 _detail_values = st.none() | st.booleans() | st.integers(-2, 2) | _names | _ids | st.floats()
@@ -898,7 +926,7 @@ _detail_values = st.none() | st.booleans() | st.integers(-2, 2) | _names | _ids 
     outcome=_names,
     details=st.none() | st.dictionaries(_names | _ids, _detail_values, max_size=4),
 )
-def test_an_event_from_a_template_is_encoded_as_any_other_event(
+def test_an_event_is_encoded_as_the_generic_encoder_encodes_its_fields(
     event: str,
     user_id: str,
     tier: str,
@@ -907,37 +935,39 @@ def test_an_event_from_a_template_is_encoded_as_any_other_event(
     outcome: str,
     details: dict[str, Any] | None,
 ) -> None:
-    """Events without details, or with flat ones, are encoded from a per-(event, user,
-    tier, ..., details) template with the target spliced in: the text must be what
-    encoding the fields gives, from a fresh template or a cached one."""
-    args = (event, user_id, tier, target_id, classification, outcome, details)
+    """An event validates itself when made (or refuses to be made); the writer encodes
+    its sanitised fields, in line order, exactly as the generic compact ASCII encoder does."""
     try:
-        expected = audit_codec._encode_body(audit_events._event_fields(*args))
+        made = AuditEvent(event, user_id, tier, target_id, classification, outcome, details)
     except ValidationError:
-        with pytest.raises(ValidationError):
-            audit_codec._ReadTemplates().body(*args)
         return
-    templates = audit_codec._ReadTemplates()
-    assert _body_text(templates.body(*args)) == expected
-    assert _body_text(templates.body(*args)) == expected  # from the cache
+    fields = made.fields()
+    assert list(fields) == list(FIELDS[2:-1])
+    generic = json.dumps(fields, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    assert _body_text(made) == generic[1:-1]
+    assert fields["details"] == sanitize_details(details)
 
 
-def test_a_template_never_confuses_true_with_one() -> None:
-    templates = audit_codec._ReadTemplates()
-    first = templates.body("e", "u", "T", None, None, "ok", {"auto": True})
-    second = templates.body("e", "u", "T", None, None, "ok", {"auto": 1})
-    third = templates.body("e", "u", "T", None, None, "ok", {"auto": 1.0})
-    texts = [_body_text(b) for b in (first, second, third)]
+def test_an_event_never_confuses_true_with_one() -> None:
+    events = [AuditEvent("e", "u", "T", None, None, "ok", {"auto": v}) for v in (True, 1, 1.0)]
+    texts = [_body_text(e) for e in events]
     assert [json.loads("{" + t + "}")["details"]["auto"] for t in texts] == [True, 1, 1.0]
     assert '"auto":true' in texts[0] and '"auto":1}' in texts[1]
 
 
+def test_an_event_is_frozen() -> None:
+    event = AuditEvent("e", "u", "T")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.name = "f"  # type: ignore[misc]
+
+
 def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger) -> None:
-    logger.queue("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_\u00e9")
-    logger.queue("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_2", details={"n": 1})
-    # A read's event: joined by the writer (plain id), or validated at once (others).
-    logger.queue_read("pattern.retrieve", 'a"b', "T", 'pat_"\u00e9\\', "PUBLIC")
-    logger.queue_read("pattern.retrieve", 'a"b', "T", "pat_\x07bell", "PUBLIC")
+    logger.submit(AuditEvent("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_\u00e9"))
+    logger.submit(
+        AuditEvent("pattern.retrieve", user_id='a"b', tier="T", target_id="pat_2", details={"n": 1})
+    )
+    logger.submit(AuditEvent("pattern.retrieve", 'a"b', "T", 'pat_"\u00e9\\', "PUBLIC"))
+    logger.submit(AuditEvent("pattern.retrieve", 'a"b', "T", "pat_\x07bell", "PUBLIC"))
     logger.flush()
     events = [json.loads(line) for line in logger.log_file.read_bytes().splitlines()]
     assert [(e["user_id"], e["target_id"], e["details"]) for e in events] == [
@@ -946,27 +976,27 @@ def test_queue_keeps_the_event_text_whichever_path_it_takes(logger: AuditLogger)
         ('a"b', 'pat_"\u00e9\\', {}),
         ('a"b', "pat_bell", {}),  # control characters dropped, as for any event
     ]
-    line = logger.log_file.read_bytes().splitlines()[2]  # the bytes the general path writes
-    assert line.split(b'"seq":3,')[1].split(b',"prev"')[0] == audit_codec._encode_body(
-        audit_events._event_fields(
-            "pattern.retrieve", 'a"b', "T", 'pat_"\u00e9\\', "PUBLIC", "success", None
-        )
-    ).encode("ascii")
+    line = logger.log_file.read_bytes().splitlines()[2]  # the bytes the writer writes
+    assert line.split(b'"seq":3,')[1].split(b',"prev"')[0] == (
+        b'"event":"pattern.retrieve","user_id":"a\\"b","tier":"T",'
+        b'"target_id":"pat_\\"\\u00e9\\\\","classification":"PUBLIC","outcome":"success",'
+        b'"details":{}'
+    )
 
 
 @pytest.mark.parametrize("target", ["", "x" * 257, 7, None])
 def test_a_read_event_with_an_odd_target_is_validated_at_once(
     logger: AuditLogger, target: Any
 ) -> None:
-    """queue_read takes its shortcut for plain ids only; any other target goes the general
-    way: refused now (empty or None are kept, as for any event)."""
+    """A read's target is validated when its event is made: an odd one is refused then
+    (empty or None are kept, as for any event)."""
     if target in ("", None):
-        logger.queue_read("pattern.retrieve", "u", "T", target, None)
+        logger.submit(AuditEvent("pattern.retrieve", "u", "T", target, None))
         logger.flush()
         assert [e["target_id"] for e in logger.query()] == [target]
     else:
         with pytest.raises(ValidationError):
-            logger.queue_read("pattern.retrieve", "u", "T", target, None)
+            logger.submit(AuditEvent("pattern.retrieve", "u", "T", target, None))
         logger.flush()
         assert logger.query() == []
 
@@ -975,14 +1005,16 @@ def test_a_read_event_with_an_odd_target_is_validated_at_once(
 def test_a_forked_child_logs_with_a_writer_of_its_own(logger: AuditLogger) -> None:
     """The child gets no writer thread from fork: its events must still be written, by a
     new writer, and the events the parent had queued are written once (by the parent)."""
-    logger.log("parent.before", user_id="u", tier="T")
-    logger.queue("parent.queued", user_id="u", tier="T")  # a batch open, not written yet
+    logger.log(AuditEvent("parent.before", user_id="u", tier="T"))
+    logger.submit(
+        AuditEvent("parent.queued", user_id="u", tier="T")
+    )  # a batch open, not written yet
     pid = os.fork()
     if pid == 0:  # the child: log one event the durable way, then leave at once
         code = 1
         try:
-            logger.queue("child.queued", user_id="u", tier="T")
-            logger.log("child.logged", user_id="u", tier="T")
+            logger.submit(AuditEvent("child.queued", user_id="u", tier="T"))
+            logger.log(AuditEvent("child.logged", user_id="u", tier="T"))
             code = 0
         finally:
             os._exit(code)
@@ -1006,7 +1038,7 @@ def test_a_writer_that_died_is_replaced(
 ) -> None:
     """A writer thread ended by a bug must not leave later events queued for nobody: the
     next event starts a new writer (the hot path joins an open batch without checking)."""
-    logger.log("first", user_id="u", tier="T")
+    logger.log(AuditEvent("first", user_id="u", tier="T"))
     worker = logger._worker
     assert worker is not None and worker.thread is not None
 
@@ -1014,11 +1046,11 @@ def test_a_writer_that_died_is_replaced(
         raise _WriterBug
 
     monkeypatch.setattr(logger, "_write", broken)
-    logger.queue("lost", user_id="u", tier="T")  # its batch is the one the bug drops
+    logger.submit(AuditEvent("lost", user_id="u", tier="T"))  # its batch is the one the bug drops
     worker.thread.join(5)
     assert not worker.thread.is_alive() and logger._worker is None
     monkeypatch.undo()
-    logger.queue("after", user_id="u", tier="T")
+    logger.submit(AuditEvent("after", user_id="u", tier="T"))
     logger.flush()
     assert [e["event"] for e in logger.query()] == ["first", "after"]
 
@@ -1032,6 +1064,7 @@ def test_the_package_exports_its_public_names() -> None:
         "AuditEvent",
         "AuditLogger",
         "AuditTicket",
+        "Durability",
         "FIELDS",
         "GENESIS",
         "MAX_DETAIL_DEPTH",

@@ -46,6 +46,7 @@ from attune.errors import (
 )
 from attune.memory.long_term.protocol import LongTermStore
 from attune.memory.security import randomness
+from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore, StagedClaim, StagedEntry
 
@@ -144,7 +145,20 @@ class StagingArea:
             raise _corrupt(staged_id, "malformed")
         return {**data, **envelope}
 
-    def report_corrupt(self, error: CorruptRecordError) -> None:
+    def _event(
+        self,
+        name: str,
+        target_id: str | None = None,
+        *,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """An audit event of this agent (its user id and tier filled in)."""
+        return AuditEvent(
+            name, self.user_id, self.tier, target_id, outcome=outcome, details=details
+        )
+
+    async def report_corrupt(self, error: CorruptRecordError) -> None:
         """A staged entry that cannot be read: a log warning and a queued audit event,
         with its id (shortened if need be) and the kind of damage only; never raises."""
         record_id = error.record_id[:_MAX_REPORTED_ID]
@@ -155,14 +169,11 @@ class StagingArea:
             error.reason,
         )
         try:
-            self.pipeline.audit_queued(
-                "staging.corrupt",
-                user_id=self.user_id,
-                tier=self.tier,
-                target_id=record_id,
-                outcome="skipped",
-                details={"reason": _CODES.get(error.reason, "malformed")},
+            reason = _CODES.get(error.reason, "malformed")
+            event = self._event(
+                "staging.corrupt", record_id, outcome="skipped", details={"reason": reason}
             )
+            await self.pipeline.audit(event, Durability.QUEUED)
         except AttuneError as exc:  # an id the audit log refuses: the warning stands
             log.warning("could not audit the corrupt staged pattern (%s)", type(exc).__name__)
 
@@ -181,7 +192,7 @@ class StagingArea:
             try:
                 staged.append(self.open(entry.staged_id, entry.payload))
             except CorruptRecordError as exc:
-                self.report_corrupt(exc)
+                await self.report_corrupt(exc)
         return staged
 
     # -- claiming ----------------------------------------------------------------------------
@@ -259,13 +270,8 @@ class StagingArea:
         await self.short_term.settle_staged(
             staged_id, f"promoted:{pattern_id}", _keep_until(expires)
         )
-        self.pipeline.audit_queued(
-            "staging.cleanup",
-            user_id=self.user_id,
-            tier=self.tier,
-            target_id=staged_id,
-            details={"promoted_as": pattern_id},
-        )
+        event = self._event("staging.cleanup", staged_id, details={"promoted_as": pattern_id})
+        await self.pipeline.audit(event, Durability.QUEUED)
 
     # -- deciding ----------------------------------------------------------------------------
 
@@ -300,13 +306,10 @@ class StagingArea:
     async def reject(self, claimed: Claimed, *, has_reason: bool) -> None:
         """Audit the rejection (durably), then remove the entry and record the fate."""
         try:
-            await self.pipeline.audit_event(
-                "pattern.reject",
-                user_id=self.user_id,
-                tier=self.tier,
-                target_id=claimed.staged_id,
-                details={"has_reason": has_reason},
+            event = self._event(
+                "pattern.reject", claimed.staged_id, details={"has_reason": has_reason}
             )
+            await self.pipeline.audit(event)
         except BaseException:
             await self.release(claimed)
             raise
@@ -322,14 +325,13 @@ class StagingArea:
                 await self.release(claimed)
             raise
         if not settled:
-            await self.pipeline.audit_event(
+            event = self._event(
                 "pattern.reject",
-                user_id=self.user_id,
-                tier=self.tier,
-                target_id=claimed.staged_id,
+                claimed.staged_id,
                 outcome="failed",
                 details={"error": "claim_lost"},
             )
+            await self.pipeline.audit(event)
             raise PatternNotFoundError(
                 f"staged pattern {claimed.staged_id!r} was not rejected: this call's claim on "
                 f"it ran out ({CLAIM_LEASE_MS // 1000} s) and another agent took over"
@@ -360,18 +362,13 @@ async def audit_write_failed(
             f"{event} of {target_id!r}: the command may have run (its reply never came); "
             "the audit log records the outcome as unknown"
         )
-    fields: dict[str, Any] = {
-        "user_id": user_id,
-        "tier": tier,
-        "target_id": target_id,
-        "outcome": outcome,
-        "details": {"error": type(exc).__name__},
-    }
     try:
-        if isinstance(exc, Exception):
-            await pipeline.audit_event(event, **fields)
-        else:  # cancelled: queue it, do not wait
-            pipeline.audit_queued(event, **fields)
+        failed = AuditEvent(
+            event, user_id, tier, target_id, outcome=outcome, details={"error": type(exc).__name__}
+        )
+        # Cancelled: queue it, do not wait.
+        durability = Durability.DURABLE if isinstance(exc, Exception) else Durability.QUEUED
+        await pipeline.audit(failed, durability)
     except Exception as audit_exc:
         log.warning(
             "could not audit the %s outcome of %s for %s (%s)",

@@ -25,6 +25,7 @@ from attune.memory import access, backends, validation
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import LongTermStore, PatternRecord
 from attune.memory.security import randomness
+from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.staging import (
@@ -114,6 +115,20 @@ class AsyncUnifiedMemory:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _event(
+        self,
+        name: str,
+        *,
+        target_id: str | None = None,
+        classification: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """An audit event of this agent (its user id and tier filled in)."""
+        return AuditEvent(
+            name, self.user_id, self.access_tier.name, target_id, classification, outcome, details
+        )
+
     async def _require(self, action: str, target_id: object = None) -> None:
         """Check (and audit) that this agent's tier allows ``action``; before any I/O."""
         if self._closed:
@@ -126,14 +141,18 @@ class AsyncUnifiedMemory:
         target = target_id if _auditable_id(target_id) else None
         required = access.REQUIRED_TIER[action].name
         tier = self.access_tier.name
-        if allowed:  # queued: the operation's own final event makes it durable
-            self.pipeline.audit_allowed(
-                action, user_id=self.user_id, tier=tier, target_id=target, required=required
-            )
-            return
-        await self.pipeline.audit_denied(
-            action, user_id=self.user_id, tier=tier, target_id=target, required=required
+        checked = AuditEvent(
+            "access.check",
+            self.user_id,
+            tier,
+            target,
+            outcome="allowed" if allowed else "denied",
+            details={"action": action, "required": required},
         )
+        if allowed:  # queued: the operation's own final event makes it durable
+            await self.pipeline.audit(checked, Durability.QUEUED)
+            return
+        await self.pipeline.audit(checked)  # denied: awaited, the call ends there
         access.require(self.access_tier, action)  # raises AccessDeniedError
 
     def _staging(self) -> StagingArea:
@@ -234,9 +253,16 @@ class AsyncUnifiedMemory:
         # Audited ahead: the event is durable before Redis sees the entry, so the trail
         # does not depend on a reply arriving, and a broken audit log stages nothing.
         tier = self.access_tier.name
-        await self.pipeline.audit_staged(
-            staged_id, user_id=self.user_id, tier=tier, prepared=prepared
+        staged = self._event(
+            "pattern.stage",
+            target_id=staged_id,
+            classification=prepared.classification.value,
+            details={
+                **prepared.audit_details,
+                "encrypted": prepared.classification is Classification.SENSITIVE,
+            },
         )
+        await self.pipeline.audit(staged)
         try:
             await self.short_term.stage(staged_id, encoded, now + ttl_ms)
         except BaseException as exc:
@@ -252,12 +278,8 @@ class AsyncUnifiedMemory:
         await self._require("get_staged_patterns")
         entries = await self.short_term.list_staged(_now_ms())
         staged = await self._staging().listing(entries)
-        self.pipeline.audit_queued(  # a read: its event is queued, not waited for
-            "staging.list",
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            details={"patterns": len(staged)},
-        )
+        listed = self._event("staging.list", details={"patterns": len(staged)})
+        await self.pipeline.audit(listed, Durability.QUEUED)  # a read: nobody waits
         return staged
 
     async def _claim_staged(self, staged_pattern_id: str, action: str) -> Claimed:
@@ -426,13 +448,13 @@ class AsyncUnifiedMemory:
         )
         # The final event is written (and fsynced) by the store's thread right after the
         # commit, behind this operation's queued decisions; insert returns once both are.
-        audited = self.pipeline.audit_on_commit(
-            event,
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            target_id=pattern_id,
-            classification=record.classification,
-            details={"encrypted": sealed.encrypted, **prepared.audit_details},
+        audited = self.pipeline.commit_hook(
+            self._event(
+                event,
+                target_id=pattern_id,
+                classification=record.classification,
+                details={"encrypted": sealed.encrypted, **prepared.audit_details},
+            )
         )
         if before_insert is not None:
             await before_insert()
@@ -458,22 +480,19 @@ class AsyncUnifiedMemory:
         try:
             content, metadata = self.pipeline.unseal(record)
         except CorruptRecordError:
-            self.pipeline.audit_queued(  # tampering shows in the audit log, not only here
-                "pattern.retrieve",
-                user_id=self.user_id,
-                tier=self.access_tier.name,
-                target_id=pattern_id,
-                outcome="corrupt",
-            )
+            # Tampering shows in the audit log, not only here.
+            corrupt = self._event("pattern.retrieve", target_id=pattern_id, outcome="corrupt")
+            await self.pipeline.audit(corrupt, Durability.QUEUED)
             raise
         # A read: its event is queued, not waited for.
-        self.pipeline.audit_read(
+        read = AuditEvent(
             "pattern.retrieve",
             self.user_id,
             self.access_tier.name,
             pattern_id,
             record.classification,
         )
+        await self.pipeline.audit(read, Durability.QUEUED)
         return {
             "pattern_id": record.pattern_id,
             "content": content,
@@ -492,14 +511,9 @@ class AsyncUnifiedMemory:
         validation.check_pattern_id(pattern_id)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         deleted = await self.long_term.delete(pattern_id)
-        await self.pipeline.audit_event(
-            "pattern.delete",
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            target_id=pattern_id,
-            outcome="success" if deleted else "not_found",
-            done="the delete",
-        )
+        outcome = "success" if deleted else "not_found"
+        event = self._event("pattern.delete", target_id=pattern_id, outcome=outcome)
+        await self.pipeline.audit(event, done="the delete")
         return deleted
 
     async def purge_expired(self) -> int:
@@ -511,13 +525,8 @@ class AsyncUnifiedMemory:
         await self._require("purge_expired")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         purged = await self.long_term.purge_expired(_now_ms())
-        await self.pipeline.audit_event(
-            "pattern.purge",
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            details={"purged": purged},
-            done="the purge",
-        )
+        event = self._event("pattern.purge", details={"purged": purged})
+        await self.pipeline.audit(event, done="the purge")
         return purged
 
     async def rotate_keys(self, batch_size: int = 500) -> dict[str, Any]:
@@ -535,13 +544,8 @@ class AsyncUnifiedMemory:
             if updates:
                 rewrapped += await self.long_term.replace_wrapped_keys(updates)
             after = page[-1].pattern_id
-        await self.pipeline.audit_event(
-            "keys.rotate",
-            user_id=self.user_id,
-            tier=self.access_tier.name,
-            details={"key_id": new_key_id, "rewrapped": rewrapped},
-            done="the key rotation",
-        )
+        event = self._event("keys.rotate", details={"key_id": new_key_id, "rewrapped": rewrapped})
+        await self.pipeline.audit(event, done="the key rotation")
         return {"key_id": new_key_id, "rewrapped": rewrapped}
 
     # -- health and lifecycle ----------------------------------------------------------------------

@@ -39,7 +39,7 @@ from attune.memory import store_marker
 from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import OutboxHook, PatternRecord, WrappedKey
-from attune.memory.security.audit import AuditLogger, AuditTicket
+from attune.memory.security.audit import AuditEvent, AuditLogger, AuditTicket, Durability
 from attune.memory.security.classifier import ClassificationDecision, decide
 from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
 from attune.memory.security.pii import PIIScrubber
@@ -217,13 +217,15 @@ class SecurityPipeline:
         try:
             return action()
         except SecretsDetectedError as exc:
-            await self.audit_event(
-                "security.violation",
-                user_id=user_id,
-                tier=tier,
-                target_id=target_id,
-                outcome="blocked",
-                details={"kinds": exc.kinds, "during": event},
+            await self.audit(
+                AuditEvent(
+                    "security.violation",
+                    user_id,
+                    tier,
+                    target_id,
+                    outcome="blocked",
+                    details={"kinds": exc.kinds, "during": event},
+                )
             )
             raise
 
@@ -255,18 +257,19 @@ class SecurityPipeline:
             run, user_id=user_id, tier=tier, target_id=target_id, event="pattern.store"
         )
         # Queued: the operation's final event follows and is awaited.
-        self.audit_queued(
+        decided = AuditEvent(
             "classification.decision",
-            user_id=user_id,
-            tier=tier,
-            target_id=target_id,
-            classification=prepared.classification.value,
+            user_id,
+            tier,
+            target_id,
+            prepared.classification.value,
             details={
                 "rule": prepared.decision.rule,
                 "term": _identifier(prepared.decision.term),
                 "auto": explicit is None and auto_classify,
             },
         )
+        await self.audit(decided, Durability.QUEUED)
         return prepared
 
     async def prepare_staged(
@@ -508,45 +511,42 @@ class SecurityPipeline:
 
     # -- step 5: audit ---------------------------------------------------------------------------
 
-    async def audit_event(
+    async def audit(
         self,
-        event: str,
+        event: AuditEvent,
+        durability: Durability = Durability.DURABLE,
         *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-        wait: bool = True,
         done: str | None = None,
     ) -> None:
-        """Audit one event; ``wait=False`` for a decision the operation's final event follows
-        (that one's durability covers it: one fsync per operation, not per event).
+        """Audit one event: the one way in for every operation's events but a long-term
+        write's own (:meth:`commit_hook`).
+
+        ``Durability.DURABLE`` returns once the event is written (fsynced, with
+        ``audit_sync=True``); ``Durability.QUEUED`` only queues it: a read's event, or a
+        decision the operation's durable event follows (that one's durability covers it:
+        one fsync per operation, not per event). A failure to write earlier events nobody
+        waited for refuses the call; a read's event says the read was refused.
 
         ``done`` names an operation already carried out (``"the delete"``): if the event
         cannot be written, the :class:`~attune.errors.AuditLogError` says that operation
         was done and its event is missing (``committed``), never that it was refused.
         """
+        logger = self.audit_logger
         try:
-            await self.audit_logger.alog(
-                event,
-                user_id=user_id,
-                tier=tier,
-                target_id=target_id,
-                classification=classification,
-                outcome=outcome,
-                details=details,
-                wait=wait,
-            )
+            if durability is Durability.QUEUED:
+                logger.submit(event)
+            else:
+                await logger.alog(event)
         except AuditLogError as exc:
-            if done is None:
-                raise
-            raise exc.retold(
-                f"{done} WAS done, but its audit event could not be written (it is not in "
-                "the log). Do not retry it",
-                committed=True,
-            ) from None
+            if done is not None:
+                raise exc.retold(
+                    f"{done} WAS done, but its audit event could not be written (it is not "
+                    "in the log). Do not retry it",
+                    committed=True,
+                ) from None
+            if event.name in _READ_EVENTS:
+                raise exc.retold(_READ_REFUSED) from None
+            raise
 
     async def audit_ready(self) -> None:
         """Refuse (:class:`~attune.errors.AuditLogError`) an operation whose event is
@@ -577,64 +577,12 @@ class SecurityPipeline:
             report["held_events"] = logger.held_events
         return report
 
-    def audit_queued(
-        self,
-        event: str,
-        *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Queue an event without waiting (a read's, or a decision a durable event follows);
-        plain call, no coroutine: reads pay for this on every call. A failure to write
-        earlier events refuses the call (see :meth:`AuditLogger.report_failures`)."""
-        try:
-            self.audit_logger.queue(
-                event,
-                user_id=user_id,
-                tier=tier,
-                target_id=target_id,
-                classification=classification,
-                outcome=outcome,
-                details=details,
-            )
-        except AuditLogError as exc:
-            if event not in _READ_EVENTS:
-                raise  # before the operation did anything: "this call was refused"
-            raise exc.retold(_READ_REFUSED) from None
-
-    def audit_read(
-        self,
-        event: str,
-        user_id: str,
-        tier: str,
-        target_id: str,
-        classification: str | None,
-    ) -> None:
-        """:meth:`audit_queued` for a successful read (no details), positional: every
-        recall pays for this call (the ``try`` costs nothing until it catches)."""
-        try:
-            self.audit_logger.queue_read(event, user_id, tier, target_id, classification)
-        except AuditLogError as exc:
-            raise exc.retold(_READ_REFUSED) from None
-
-    def audit_on_commit(
-        self,
-        event: str,
-        *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> Callable[[], Callable[[], None] | None]:
-        """A store commit hook that makes a write's final event durable right after the
-        write's transaction, on the store's thread: no hand-off to the audit writer and
-        back to the event loop, and one audit fsync for a whole group commit. The event
-        is validated now, and queued only once the write is durable.
+    def commit_hook(self, event: AuditEvent) -> Callable[[], Callable[[], None] | None]:
+        """A long-term write's final event, committed with its record: a store commit hook
+        that makes the event durable right after the write's transaction, on the store's
+        thread (no hand-off to the audit writer and back to the event loop, one audit
+        fsync for a whole group commit). The event is queued only once the write is
+        durable.
 
         A store with an outbox checks the log before its COMMIT (:meth:`AuditLogger.begin`)
         and stores nothing if the log cannot take the event. Without one (or with
@@ -642,79 +590,29 @@ class SecurityPipeline:
         before anything is stored; a failure after the commit says the write was stored.
         """
         logger = self.audit_logger
-        prepared = logger.prepare(
-            event,
-            user_id=user_id,
-            tier=tier,
-            target_id=target_id,
-            classification=classification,
-            details=details,
-        )
         try:
             logger.report_failures()  # no lock, nothing done, unless a failure waits
         except AuditLogError as exc:
             raise exc.retold(_WRITE_REFUSED) from None
 
-        def commit(ticket: AuditTicket) -> None:
+        def wait(ticket: AuditTicket) -> None:
             try:
-                logger.commit(ticket)
+                logger.wait(ticket)
             except AuditLogError as exc:
                 raise exc.retold(_STORED_UNLOGGED, committed=True) from None
 
         def on_commit() -> Callable[[], None] | None:
             # After the commit: an earlier failure is left for a later call to report
             # (this write must not be told it was refused).
-            ticket = logger.stage(prepared, report=False)
+            ticket = logger.submit(event, report=False)
             if not logger.sync:  # audit_sync=False: queued only, like every other event
                 return None
-            return lambda: commit(ticket)
+            return lambda: wait(ticket)
 
         if not logger.sync:
             return on_commit
         # A store with an outbox commits the event with the record (one fsync for both).
-        return OutboxHook(logger, prepared, on_commit)
-
-    def audit_allowed(
-        self, action: str, *, user_id: str, tier: str, target_id: str | None, required: str
-    ) -> None:
-        """An allowed access check: queued, the operation's own final event makes it
-        durable. A plain call: every audited write pays for it."""
-        self.audit_queued(
-            "access.check",
-            user_id=user_id,
-            tier=tier,
-            target_id=target_id,
-            outcome="allowed",
-            details={"action": action, "required": required},
-        )
-
-    async def audit_denied(
-        self, action: str, *, user_id: str, tier: str, target_id: str | None, required: str
-    ) -> None:
-        """A denied access check: awaited, the call ends there."""
-        await self.audit_event(
-            "access.check",
-            user_id=user_id,
-            tier=tier,
-            target_id=target_id,
-            outcome="denied",
-            details={"action": action, "required": required},
-        )
-
-    async def audit_staged(
-        self, staged_id: str, *, user_id: str, tier: str, prepared: Prepared
-    ) -> None:
-        await self.audit_event(
-            "pattern.stage",
-            user_id=user_id,
-            tier=tier,
-            target_id=staged_id,
-            classification=prepared.classification.value,
-            details={
-                **prepared.audit_details,
-                "encrypted": prepared.classification is Classification.SENSITIVE,
-            },
-        )
+        return OutboxHook(logger, event, on_commit)
 
 
 def _step(name: str, fn: Callable[[], T]) -> T:

@@ -43,7 +43,8 @@ is chained to it. Record ``VerifyResult.head`` elsewhere to anchor a checkpoint.
 
 The modules, one job each (the names below are re-exported here):
 
-- :mod:`.events`: the event model: validation and sanitising, ``AuditEvent``, ``AuditTicket``;
+- :mod:`.events`: the event model: ``AuditEvent`` (validated and sanitised when made),
+  ``Durability``, ``AuditTicket``;
 - :mod:`.codec`: the line and outbox-row formats, the chain hash, parsing a line back;
 - :mod:`.logfile`: the JSONL file: locking, tail repair, rotation, appends, fsync;
 - :mod:`.writer`: each logger's queue and writer thread, batches, exit and fork handling;
@@ -60,6 +61,7 @@ from attune.memory.security.audit.events import (
     REDACTED,
     AuditEvent,
     AuditTicket,
+    Durability,
     sanitize_details,
 )
 from attune.memory.security.audit.logger import AuditLogger
@@ -75,6 +77,7 @@ __all__ = [
     "AuditEvent",
     "AuditLogger",
     "AuditTicket",
+    "Durability",
     "OutboxWrite",
     "VerifyResult",
     "replay_outbox",

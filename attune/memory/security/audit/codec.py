@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from attune.errors import SecurityPipelineError, ValidationError
 from attune.memory.compact_json import compact_encoder
-from attune.memory.security.audit.events import MAX_ID_LENGTH, _event_fields, _id
+from attune.memory.security.audit.events import AuditEvent
 from attune.memory.timestamps import iso_us_z
 
 GENESIS = "0" * 64
@@ -48,10 +47,6 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # -- bodies --------------------------------------------------------------------------------------
 
 
-#: A str as a JSON string literal, ASCII only (what the encoders use for every string).
-_json_text = json.encoder.encode_basestring_ascii
-
-
 def _unencodable(value: object) -> object:
     raise TypeError(f"an audit event cannot hold {type(value).__name__}")
 
@@ -60,131 +55,29 @@ def _unencodable(value: object) -> object:
 _compact_ascii_json = compact_encoder(ensure_ascii=True, default=_unencodable)
 
 
-def _encode_body(fields: dict[str, Any]) -> str:
-    """An event's fields as compact ASCII JSON, minus the braces (the line adds its own).
-    The fields are freshly sanitised dicts: no cycle check is needed."""
-    return _compact_ascii_json(fields)[1:-1]
+#: A str as a JSON string literal, ASCII only (what the encoder gives every string).
+_json_text = json.encoder.encode_basestring_ascii
 
 
-#: An event's middle as queued: its fields, their JSON already, or a read's JSON in three
-#: parts (head, target id validated but not yet escaped, tail; see ``_ReadTemplates``)
-#: for the writer to join, off the reader's path.
-Body = dict[str, Any] | str | tuple[str, str, str]
+def _encode_body(event: AuditEvent) -> str:
+    """An event's fields as compact ASCII JSON, minus the braces (the line adds its own):
+    what ``_compact_ascii_json(event.fields())[1:-1]`` gives (a test checks it), written
+    out field by field, without building the dict, as the writer does for every event.
+    Its details are a freshly sanitised dict: no cycle check is needed."""
+    text, target, label, details = _json_text, event.target_id, event.classification, event.details
+    return (
+        f'"event":{text(event.name)},"user_id":{text(event.user_id)},"tier":{text(event.tier)},'
+        f'"target_id":{"null" if target is None else text(target)},'
+        f'"classification":{"null" if label is None else text(label)},'
+        f'"outcome":{text(event.outcome)},'
+        f'"details":{"{}" if details is None else _compact_ascii_json(details)}'
+    )
 
 
-def _encode(entries: list[tuple[float, Body]]) -> list[tuple[str, str]]:
-    """Queued events as (timestamp text, compact JSON body) for the sink (one loop, no
-    call per event but the formatting: the writer runs it for every audited read)."""
-    encoded = []
-    for ts, body in entries:
-        if type(body) is tuple:
-            text = body[0] + _json_text(body[1]) + body[2]
-        elif type(body) is str:
-            text = body
-        else:
-            assert isinstance(body, dict)
-            text = _encode_body(body)
-        encoded.append((iso_us_z(ts), text))
-    return encoded
-
-
-#: Flat details as a template key: (name, value) pairs, values str, bool or None only.
-FlatDetails = tuple[tuple[str, str | bool | None], ...]
-
-
-def _flat(details: Mapping[str, Any]) -> FlatDetails | None:
-    """``details`` as a hashable key if it is a plain dict of plain str keys whose values
-    are plain str, bool or None; else None. Never an int: ``1 == True`` would share a key."""
-    if type(details) is not dict:
-        return None
-    for name, value in details.items():
-        if type(name) is not str or (
-            type(value) is not str and type(value) is not bool and value is not None
-        ):
-            return None
-    return tuple(details.items())
-
-
-class _ReadTemplates:
-    """The JSON of events, all but their target id (bounded cache).
-
-    An audited read queues one such event per call, and its fields differ from the last
-    one's in the target only: validating and encoding the rest once per (event, user,
-    tier, classification, outcome, flat details) leaves the target to escape and two
-    strings to join. Decisions with a few identifier details (an allowed access check, a
-    classification decision) repeat the same way.
-    """
-
-    _KEPT = 1024
-    _TARGET = '"target_id":null'
-
-    def __init__(self) -> None:
-        self._texts: dict[
-            tuple[str, str, str, str | None, str, FlatDetails | None], tuple[str, str]
-        ] = {}
-
-    def parts(
-        self,
-        event: str,
-        user_id: str,
-        tier: str,
-        classification: str | None,
-        outcome: str,
-        details: FlatDetails | None = None,
-    ) -> tuple[str, str]:
-        """The JSON before and after the target id's value; validates the fields once."""
-        key = (event, user_id, tier, classification, outcome, details)
-        parts = self._texts.get(key)
-        if parts is None:
-            fields = _event_fields(
-                event,
-                user_id,
-                tier,
-                None,
-                classification,
-                outcome,
-                None if details is None else dict(details),
-            )
-            head, found, tail = _encode_body(fields).partition(self._TARGET)
-            assert found  # keys are ours and values are escaped: it occurs exactly once
-            if len(self._texts) >= self._KEPT:
-                self._texts.clear()
-            parts = self._texts[key] = (head + '"target_id":', tail)
-        return parts
-
-    def body(
-        self,
-        event: object,
-        user_id: object,
-        tier: object,
-        target_id: object,
-        classification: object,
-        outcome: object,
-        details: Mapping[str, Any] | None,
-    ) -> Body:
-        """The event's body: from a template when its fields are plain strings and its
-        details none or flat, else validated and left for the writer to encode. A plain
-        target id (one :func:`_id` keeps as it is) is left for the writer to escape and
-        splice in, off the caller's path."""
-        flat = None if details is None else _flat(details)
-        if (
-            (details is None or flat is not None)
-            and type(event) is str
-            and type(user_id) is str
-            and type(tier) is str
-            and type(outcome) is str
-            and (classification is None or type(classification) is str)
-        ):
-            head, tail = self.parts(event, user_id, tier, classification, outcome, flat)
-            if (
-                type(target_id) is str
-                and len(target_id) <= MAX_ID_LENGTH
-                and target_id.isprintable()
-            ):
-                return (head, target_id, tail)
-            target = _id(target_id, "target_id", required=False)
-            return head + ("null" if target is None else _json_text(target)) + tail
-        return _event_fields(event, user_id, tier, target_id, classification, outcome, details)
+def _encode(entries: list[tuple[float, AuditEvent]]) -> list[tuple[str, str]]:
+    """Queued events as (timestamp text, compact JSON body) for the sink; the writer
+    thread runs it, off the callers' path."""
+    return [(iso_us_z(ts), _encode_body(event)) for ts, event in entries]
 
 
 # -- lines ---------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ An event holds ids, counts and kinds only. Its identifiers (event, tier, outcome
 classification) must match ``[A-Za-z0-9_.:-]{1,64}``; its user and target ids lose their
 control characters (so no id can break a line) and are at most :data:`MAX_ID_LENGTH`
 characters; its ``details`` are reduced by :func:`sanitize_details` to what cannot be
-content, whatever the caller passes. Validation runs on the caller's thread, so a bad
-event fails its caller before the operation it records has happened; encoding is
-:mod:`.codec`'s.
+content, whatever the caller passes. An :class:`AuditEvent` validates itself when it is
+made, on the caller's thread, so a bad event fails its caller before the operation it
+records has happened; encoding is :mod:`.codec`'s, on the writer's thread.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from attune.errors import ValidationError
 
@@ -125,38 +126,97 @@ def _clean_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, object]:
     return dict(sorted(out.items()))
 
 
-def _event_fields(
-    event: object,
-    user_id: object,
-    tier: object,
-    target_id: object,
-    classification: object,
-    outcome: object,
-    details: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The validated middle of a line, from ``event`` to ``details`` (checked by the caller's
-    thread, so a bad event fails its caller; encoded by the writer)."""
-    return {
-        "event": _identifier(event, "event"),
-        "user_id": _id(user_id, "user_id", required=True),
-        "tier": _identifier(tier, "tier"),
-        "target_id": _id(target_id, "target_id", required=False),
-        "classification": _identifier(classification, "classification", required=False),
-        "outcome": _identifier(outcome, "outcome"),
-        "details": sanitize_details(details),
-    }
+class Durability(Enum):
+    """How long :meth:`~attune.memory.security.pipeline.SecurityPipeline.audit` waits."""
 
-
-# Not frozen (built per write: a frozen constructor costs 4x); treat as immutable.
-@dataclass(slots=True)
-class AuditEvent:
-    """An event validated by :meth:`AuditLogger.prepare`, not yet queued."""
-
-    fields: dict[str, Any]
+    #: Queued, nobody waits: a read's event, or a decision a durable event of the same
+    #: operation follows (the writer keeps order, so that one's durability covers it).
+    QUEUED = "queued"
+    #: Awaited until written (and fsynced, with ``audit_sync=True``).
+    DURABLE = "durable"
 
 
 @dataclass(frozen=True, slots=True)
-class AuditTicket:
-    """A staged event's place in the queue; :meth:`AuditLogger.commit` makes it durable."""
+class AuditEvent:
+    """One audit event, validated and sanitised when it is made: a bad event fails its
+    caller before the operation it records has happened.
+
+    ``name`` is the line's ``event`` field. Identifiers (``name``, ``tier``, ``outcome``,
+    ``classification``; a str enum gives its value) must match ``[A-Za-z0-9_.:-]{1,64}``;
+    ``user_id`` and ``target_id`` lose their control characters and are at most
+    :data:`MAX_ID_LENGTH` characters; ``details`` is reduced by :func:`sanitize_details`
+    (and kept as that new dict, never the caller's).
+    """
+
+    name: str
+    user_id: str
+    tier: str
+    target_id: str | None = None
+    classification: str | None = None
+    outcome: str = "success"
+    details: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # The common case (plain str fields seen valid before, plain ids, no details)
+        # checks without a call per field: every audited read makes one of these.
+        valid = _VALID_IDENTIFIERS
+        name, tier, outcome, label = self.name, self.tier, self.outcome, self.classification
+        user, target = self.user_id, self.target_id
+        if (
+            self.details is None
+            and type(name) is str
+            and type(tier) is str
+            and type(outcome) is str
+            and type(user) is str
+            and name in valid
+            and tier in valid
+            and outcome in valid
+            and name
+            and tier
+            and outcome
+            and (label is None or (type(label) is str and label and label in valid))
+            and 0 < len(user) <= MAX_ID_LENGTH
+            and user.isprintable()
+            and (
+                target is None
+                or (type(target) is str and len(target) <= MAX_ID_LENGTH and target.isprintable())
+            )
+        ):
+            return
+        self._normalise()
+
+    def _normalise(self) -> None:
+        """Validate every field, reassigning those validation changed (while the instance
+        is being made: the frozen dataclass idiom)."""
+        checked = {
+            "name": _identifier(self.name, "event"),
+            "user_id": _id(self.user_id, "user_id", required=True),
+            "tier": _identifier(self.tier, "tier"),
+            "target_id": _id(self.target_id, "target_id", required=False),
+            "classification": _identifier(self.classification, "classification", required=False),
+            "outcome": _identifier(self.outcome, "outcome"),
+        }
+        for name, value in checked.items():
+            if value is not getattr(self, name):
+                object.__setattr__(self, name, value)
+        if self.details is not None:
+            object.__setattr__(self, "details", sanitize_details(self.details) or None)
+
+    def fields(self) -> dict[str, Any]:
+        """The line's fields from ``event`` to ``details``, in line order."""
+        return {
+            "event": self.name,
+            "user_id": self.user_id,
+            "tier": self.tier,
+            "target_id": self.target_id,
+            "classification": self.classification,
+            "outcome": self.outcome,
+            "details": {} if self.details is None else self.details,
+        }
+
+
+class AuditTicket(NamedTuple):
+    """A submitted event's place in the queue; :meth:`AuditLogger.wait` makes it durable.
+    Immutable (a named tuple: every audited read gets one)."""
 
     batch: _Batch

@@ -9,15 +9,15 @@ their replay (:mod:`.outbox`) and reading back (:mod:`.reader`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from attune.errors import AuditLogError, ConfigurationError, ValidationError
 from attune.memory.config import MemoryConfig
-from attune.memory.security.audit.codec import _ReadTemplates, _utc_text
-from attune.memory.security.audit.events import AuditEvent, AuditTicket, _event_fields
+from attune.memory.security.audit import writer
+from attune.memory.security.audit.codec import _utc_text
+from attune.memory.security.audit.events import AuditEvent, AuditTicket
 from attune.memory.security.audit.failures import CALL_REFUSED, _describe, _unreadable
 from attune.memory.security.audit.logfile import _read_lock, _rotated, _Sink
 from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
@@ -32,8 +32,10 @@ class AuditLogger(_LogWriter):
     Nothing is opened until the first event, so constructing does not touch the file.
     With ``sync=True`` (default) :meth:`log` / :meth:`alog` return once the event is
     fsynced; with ``sync=False`` they only queue it, and :meth:`flush` / :meth:`close`
-    make it durable. A failed write raises :class:`~attune.errors.AuditLogError` (a
-    :class:`SecurityPipelineError`) to its caller (``sync=False``: to the next call).
+    make it durable. ``linger_s`` (default 0.02) is how long events nobody waits for may
+    wait to share one write and fsync. A failed write raises
+    :class:`~attune.errors.AuditLogError` (a :class:`SecurityPipelineError`) to its caller
+    (``sync=False``: to the next call).
     After :meth:`close`, logging again starts a new writer, so a closed logger stays
     usable.
     """
@@ -44,97 +46,53 @@ class AuditLogger(_LogWriter):
         *,
         sync: bool = True,
         max_bytes: int = 10 * 1024 * 1024,
+        linger_s: float | None = None,
     ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ConfigurationError("max_bytes of the audit log must be a positive integer")
+        linger = writer._LINGER_S if linger_s is None else linger_s
+        if isinstance(linger, bool) or not isinstance(linger, int | float) or not linger > 0:
+            raise ConfigurationError("linger_s of the audit log must be a positive number")
         path = _default_path() if log_file is None else Path(log_file)
-        super().__init__(path.expanduser().absolute(), bool(sync), max_bytes)
-        self._templates = _ReadTemplates()
+        super().__init__(path.expanduser().absolute(), bool(sync), max_bytes, float(linger))
         _live.add(self)
 
     # -- writing ----------------------------------------------------------------------------
 
-    def log(
-        self,
-        event: str,
-        *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record one event (blocks until durable when ``sync=True``).
+    def log(self, event: AuditEvent) -> None:
+        """Record one event, blocking until it is durable (``sync=True``): for scripts and
+        threads that may block, never an event loop's.
 
         The calling thread writes the queued batch itself when no writer is busy with it:
         no hand-off to the writer thread and back.
         """
-        body = self._templates.body(
-            event, user_id, tier, target_id, classification, outcome, details
-        )
-        ticket = AuditTicket(self._enqueue(body))
+        ticket = self.submit(event)
         if self.sync:
-            self.commit(ticket)
+            self.wait(ticket)
 
-    def prepare(
-        self,
-        event: str,
-        *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-    ) -> AuditEvent:
-        """Validate an event now, to :meth:`stage` later: a bad event fails its caller
-        before the operation it records has happened."""
-        return AuditEvent(
-            _event_fields(event, user_id, tier, target_id, classification, outcome, details)
-        )
+    async def alog(self, event: AuditEvent) -> None:
+        """Record one event, awaiting durability (``sync=True``) without blocking the event
+        loop; with ``sync=False`` it is only queued."""
+        _check(event)
+        if not self.sync:
+            self._submit(event)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._submit(event, (loop, future), urgent=True)
+        await future
 
-    def queue(
-        self,
-        event: str,
-        *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Validate and queue one event without waiting for it: a read's, or a decision a
-        later durable event of the same operation covers (the writer keeps order). Plain
-        call, no ticket: every audited read pays for this."""
-        body = self._templates.body(
-            event, user_id, tier, target_id, classification, outcome, details
-        )
-        self._enqueue(body)
+    def submit(self, event: AuditEvent, *, report: bool = True) -> AuditTicket:
+        """Queue one event behind everything queued so far, without waiting (a read's, or a
+        decision a later durable event of the same operation covers: the writer keeps
+        order); :meth:`wait` for the ticket to make it durable. Thread-safe, never blocks
+        on the disk. A failure to write earlier events nobody waited for refuses this call
+        (:meth:`report_failures`); ``report=False`` leaves it for a later call: for an event
+        whose operation is done already, which must not be told it was refused."""
+        _check(event)
+        return AuditTicket(self._submit(event, report=report))
 
-    def queue_read(
-        self,
-        event: str,
-        user_id: str,
-        tier: str,
-        target_id: str,
-        classification: str | None,
-    ) -> None:
-        """:meth:`queue` for a successful read's event (outcome ``success``, no details),
-        with positional arguments: every audited read pays for this call."""
-        self._enqueue(
-            self._templates.body(event, user_id, tier, target_id, classification, "success", None)
-        )
-
-    def stage(self, event: AuditEvent, *, report: bool = True) -> AuditTicket:
-        """Queue a prepared event behind everything queued so far; :meth:`commit` the
-        ticket to make it durable. Thread-safe. ``report=False`` leaves an earlier failure
-        (see :meth:`report_failures`) for a later call: for an event whose operation is
-        done already, which must not be told it was refused."""
-        return AuditTicket(self._enqueue(event.fields, report=report))
-
-    def commit(self, ticket: AuditTicket) -> None:
+    def wait(self, ticket: AuditTicket) -> None:
         """Block until the ticket's events are written (and fsynced when ``sync=True``).
 
         If no writer has taken them yet, this thread writes the whole queued batch itself;
@@ -158,34 +116,6 @@ class AuditLogger(_LogWriter):
                     batch.urgent = True  # waited for: a failure is told here (see _write)
                     self._write(batch)
         self._finish_wait(batch)
-
-    async def alog(
-        self,
-        event: str,
-        *,
-        user_id: str,
-        tier: str,
-        target_id: str | None = None,
-        classification: str | None = None,
-        outcome: str = "success",
-        details: Mapping[str, Any] | None = None,
-        wait: bool = True,
-    ) -> None:
-        """Like :meth:`log`, awaiting durability without blocking the event loop.
-
-        ``wait=False`` only queues the event: for a decision that a later event of the
-        same operation follows, whose durability then covers it (the writer keeps order).
-        """
-        body = self._templates.body(
-            event, user_id, tier, target_id, classification, outcome, details
-        )
-        if not (self.sync and wait):
-            self._enqueue(body)
-            return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._submit(body, (loop, future), urgent=True)
-        await future
 
     def flush(self) -> None:
         """Wait until everything queued so far is written and fsynced."""
@@ -243,6 +173,8 @@ class AuditLogger(_LogWriter):
         raises :class:`~attune.errors.AuditLogError` saying the write was refused and
         nothing stored: the store must then not commit the records these events describe.
         """
+        for event in events:
+            _check(event)
         return _begin(self, events)
 
     @property
@@ -332,6 +264,12 @@ class AuditLogger(_LogWriter):
             idle = self._worker is None
         if not idle:
             self.flush()
+
+
+def _check(event: object) -> None:
+    """Refuse anything but an :class:`AuditEvent` (which validated itself when made)."""
+    if type(event) is not AuditEvent:
+        raise ValidationError("an audit event must be an AuditEvent")
 
 
 def _default_path() -> Path:

@@ -21,7 +21,6 @@ left over (a writer died, or the log lost its unsynced tail) hands them to
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,10 +120,7 @@ def _begin(logger: AuditLogger, events: list[AuditEvent]) -> OutboxWrite:
             worker = logger._running_worker()
             batch, worker.batch = worker.batch, None
             entries = list(batch.entries) if batch is not None else []
-            for event in events:
-                ts = max(time.time(), logger._last_ts)
-                logger._last_ts = ts
-                entries.append((ts, event.fields))
+            entries.extend((logger._stamp(), event) for event in events)
         if logger._sink is None:
             logger._sink = _Sink(logger.log_file, logger.max_bytes, logger._marks)
         encoded = _encode(entries)

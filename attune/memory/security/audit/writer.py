@@ -1,11 +1,12 @@
 """The writer: each logger's queue of events and the daemon thread that writes it.
 
 Writing never serialises callers on the disk. Callers append to an open *batch*; the
-writer (or, for :meth:`~.logger.AuditLogger.commit`, the calling thread itself, when no
+writer (or, for :meth:`~.logger.AuditLogger.wait`, the calling thread itself, when no
 writer is busy with the batch) writes a whole batch with one ``write()`` and one
 ``fsync`` (group commit), then wakes everyone waiting on it: blocking callers on the
 batch's latch, ``alog`` callers on a future of their own loop (``call_soon_threadsafe``).
-Events nobody waits for are written together after at most :data:`_LINGER_S`, or once
+Events nobody waits for are written together after at most the logger's ``linger_s``
+(default :data:`_LINGER_S`), or once
 :data:`_LINGER_EVENTS` are queued. Failures of events nobody waited for are kept and
 told to the logger's next call.
 
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from attune.errors import AuditLogError, SecurityPipelineError
-from attune.memory.security.audit.codec import Body, _encode
+from attune.memory.security.audit.codec import _encode
 from attune.memory.security.audit.failures import (
     CALL_REFUSED,
     NOT_LOGGED,
@@ -43,6 +44,7 @@ from attune.memory.security.audit.failures import (
 from attune.memory.security.audit.logfile import _Sink, _SyncMarks
 
 if TYPE_CHECKING:
+    from attune.memory.security.audit.events import AuditEvent
     from attune.memory.security.audit.logger import AuditLogger
 
 #: Events nobody waits for (reads, queued decisions, sync=False) are written together
@@ -77,14 +79,14 @@ class _Latch:
 class _Batch:
     """Events committed together; everyone waiting on it is woken once."""
 
-    entries: list[tuple[float, Body]] = field(default_factory=list)
+    entries: list[tuple[float, AuditEvent]] = field(default_factory=list)
     futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list
     )
     fsync: bool = False
     #: Someone waits for this batch (or it is full): write it without lingering.
     urgent: bool = False
-    #: When its first event was queued: it is written by this + _LINGER_S at the latest.
+    #: When its first event was queued: it is written by this + the logger's linger at the latest.
     created: float = field(default_factory=time.monotonic)
     #: Why the batch could not be written: (reason, advice), see :func:`_describe`.
     error: Failure | None = None
@@ -178,11 +180,13 @@ class _LogWriter:
     """A logger below its API: the queue of events, the writer thread that writes them,
     the sink it writes with, and the failures not yet told (see the module)."""
 
-    def __init__(self, log_file: Path, sync: bool, max_bytes: int) -> None:
+    def __init__(self, log_file: Path, sync: bool, max_bytes: int, linger_s: float) -> None:
         self.log_file = log_file
         self.sync = sync
         self.max_bytes = max_bytes
-        # The condition's own lock, taken directly (a C context manager) by the hot path.
+        #: How long events nobody waits for may wait to share a write (see the module).
+        self.linger_s = linger_s
+        # The condition and its lock (``_submit`` takes the lock itself: every event does).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._worker: _Worker | None = None
@@ -208,25 +212,21 @@ class _LogWriter:
 
     def _submit(
         self,
-        body: Body,
-        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
+        event: AuditEvent,
+        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None,
         *,
-        urgent: bool,
+        urgent: bool = False,
         report: bool = True,
     ) -> _Batch:
         """Queue one event. ``urgent``: someone waits for it, write the batch now; else the
-        writer lingers up to ``_LINGER_S`` (or ``_LINGER_EVENTS``) to share one write.
-        Events nobody waits for go through :meth:`_enqueue`, which falls back to this."""
-        with self._cond:
-            if report:
+        writer lingers up to ``linger_s`` (or ``_LINGER_EVENTS``) to share one write."""
+        with self._lock:  # the condition's lock, without the condition's Python-level enter
+            if report and (self._lost or self._failure is not None):
                 self._raise_unreported()
-            worker = self._running_worker()
+            worker = self._worker or self._running_worker()
             fresh = worker.batch is None
             batch = worker.open_batch()
-            # Taken under the lock, so timestamps never go backwards within a logger.
-            ts = max(time.time(), self._last_ts)
-            self._last_ts = ts
-            batch.entries.append((ts, body))
+            batch.entries.append((self._stamp(), event))
             if future is not None:
                 batch.futures.append(future)
             batch.fsync = batch.fsync or self.sync
@@ -237,27 +237,14 @@ class _LogWriter:
                 self._cond.notify_all()
             return batch
 
-    def _enqueue(self, body: Body, *, report: bool = True) -> _Batch:
-        """Queue one event nobody waits for. Every audited read comes here: while the
-        writer has a batch open (it polls for one), joining it takes the lock for an
-        append and nothing more; else :meth:`_submit` opens one (and starts the writer)."""
-        with self._lock:
-            worker = self._worker
-            batch = None if worker is None else worker.batch
-            if batch is not None and not self._lost and self._failure is None:
-                ts = time.time()
-                if ts < self._last_ts:  # taken under the lock: never going backwards
-                    ts = self._last_ts
-                self._last_ts = ts
-                entries = batch.entries
-                entries.append((ts, body))
-                if self.sync:
-                    batch.fsync = True
-                if len(entries) >= _LINGER_EVENTS and not batch.urgent:
-                    batch.urgent = True
-                    self._cond.notify_all()
-                return batch
-        return self._submit(body, None, urgent=False, report=report)
+    def _stamp(self) -> float:
+        """The next event's time (``_lock`` held): never before the previous one's, so
+        timestamps never go backwards within a logger."""
+        ts = time.time()
+        if ts < self._last_ts:
+            ts = self._last_ts
+        self._last_ts = ts
+        return ts
 
     def _running_worker(self) -> _Worker:
         """The writer thread, started on first use (called with ``_cond`` held). A writer
@@ -291,7 +278,7 @@ class _LogWriter:
                     if batch is None and not worker.unsynced:
                         # Poll for one linger period (events tend to keep coming, and then
                         # submitters need not wake this thread); after a quiet one, sleep.
-                        quiet = not self._cond.wait(timeout=_LINGER_S)
+                        quiet = not self._cond.wait(timeout=self.linger_s)
                         if quiet and worker.batch is None and not worker.unsynced:
                             worker.idle = True
                             self._cond.wait()
@@ -307,7 +294,7 @@ class _LogWriter:
                         batch.created if batch is not None else math.inf,
                         worker.unsynced_at if worker.unsynced else math.inf,
                     )
-                    remaining = due + _LINGER_S - time.monotonic()
+                    remaining = due + self.linger_s - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(timeout=remaining)
