@@ -1,4 +1,6 @@
-"""Bytes from the operating system's CSPRNG, drawn in blocks.
+"""Bytes from the operating system's CSPRNG, drawn in blocks, for public values only
+(record ids, AES-GCM nonces). Key material never comes from here: data keys are drawn
+with ``os.urandom`` directly (``crypto._new_data_key``), so no future key waits in memory.
 
 ``os.urandom`` releases the GIL on every call. While other threads are busy (the SQLite
 connection's thread, the audit writer) each release hands them the GIL, and the caller
