@@ -136,7 +136,9 @@ class ReplyDroppingProxy:
 
     ``drop_replies = True`` makes it swallow whatever the server sends back from then
     on (the commands still reach the server and run). ``drop_next_reply()`` swallows
-    only the next chunk the server sends, then forwards again. ``cut()`` closes every
+    only the next chunk the server sends, then forwards again. ``silent = True``
+    swallows traffic both ways: the server never sees the commands (unlike a frozen
+    server, which runs them from its buffer on thaw). ``cut()`` closes every
     connection it carries.
     """
 
@@ -144,6 +146,7 @@ class ReplyDroppingProxy:
         self.target_port = target_port
         self.port = 0
         self.drop_replies = False
+        self.silent = False
         self._drop_next = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -196,7 +199,7 @@ class ReplyDroppingProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
             try:
                 while data := await src.read(65536):
-                    if replies and self._take_drop():
+                    if self.silent or (replies and self._take_drop()):
                         continue
                     dst.write(data)
                     await dst.drain()

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,44 +72,6 @@ def _fault_config(url: str, storage_dir: Path, key_prefix: str) -> MemoryConfig:
         key_prefix=key_prefix,
         redis_socket_timeout=FAULT_TIMEOUT_S,
     )
-
-
-class _SilentProxy(ReplyDroppingProxy):
-    """A proxy that, once ``silent``, swallows traffic both ways: the server never sees
-    the commands (unlike a frozen server, which runs them from its buffer on thaw)."""
-
-    silent = False
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    if self.silent:
-                        continue
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-@pytest.fixture
-def silent_proxy(own_redis: RedisProcess) -> Iterator[_SilentProxy]:
-    proxy = _SilentProxy(own_redis.port).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 async def _after_yields(count: int, call: Awaitable[T]) -> T:
@@ -262,12 +224,12 @@ async def test_a_lapsed_claim_frees_the_entry_and_its_holder_loses(
 @pytest.mark.parametrize("first_touch", ["listing", "reject", "promote"])
 async def test_redis_lost_after_the_commit(
     own_redis: RedisProcess,
-    silent_proxy: _SilentProxy,
+    reply_proxy: ReplyDroppingProxy,
     storage_dir: Path,
     key_prefix: str,
     first_touch: str,
 ) -> None:
-    config = _fault_config(silent_proxy.url(), storage_dir, key_prefix)
+    config = _fault_config(reply_proxy.url(), storage_dir, key_prefix)
     contributor, validator = AsyncUnifiedMemory("code_reviewer", config), _validator(config)
     other = _validator(config, "second_opinion")
     staged_id = await contributor.stage_pattern({"content": "Use idempotency keys"}, "api")
@@ -276,7 +238,7 @@ async def test_redis_lost_after_the_commit(
 
     async def insert_then_go_silent(*args: Any, **kwargs: Any) -> bool:
         inserted = await real_insert(*args, **kwargs)
-        silent_proxy.silent = True  # Redis hears nothing from now on
+        reply_proxy.silent = True  # Redis hears nothing from now on
         return inserted
 
     validator.long_term.insert = insert_then_go_silent  # type: ignore[method-assign]
@@ -287,7 +249,7 @@ async def test_redis_lost_after_the_commit(
     assert caught.value.pattern_id == pattern_id
     assert caught.value.staged_pattern_id == staged_id
     assert pattern_id in str(caught.value)
-    silent_proxy.silent = False
+    reply_proxy.silent = False
 
     # The fault was real: the entry is still in Redis, and the promotion is committed.
     assert await _raw_keys(other, staged_id) == (True, True)
