@@ -411,6 +411,10 @@ def _garbage(staged_id: str) -> dict[str, bytes]:
         "data_not_object": json.dumps(
             {**envelope, "classification": "PUBLIC", "staged_by": "x", "data": 7}
         ).encode(),
+        # Damaged beyond its id: still reported under the id it is stored under.
+        "other_id_malformed": json.dumps(
+            {**envelope, "pattern_id": "stg_" + "1" * 32, "staged_by": "x", "data": 7}
+        ).encode(),
         "other_id": json.dumps(
             {
                 **envelope,

@@ -68,7 +68,6 @@ _REASONS = {
 _CODES = {text: code for code, text in _REASONS.items()}
 #: Index members are anyone's text: a reported id is cut to what an audit id may hold.
 _MAX_REPORTED_ID = 128
-_READ_ERRORS = (ValueError, KeyError, TypeError, AttributeError, DecryptionError)
 
 
 def promoted_id(staged_id: str) -> str:
@@ -129,19 +128,15 @@ class StagingArea:
             raise _corrupt(staged_id, "not_json") from None
         if not isinstance(stored, Mapping):
             raise _corrupt(staged_id, "not_an_object")
+        if stored.get("pattern_id") != staged_id:  # before the pipeline names it by that id
+            raise _corrupt(staged_id, "id_mismatch")
         try:
-            envelope, data = self.pipeline.open_staged(stored)
+            envelope, data = self.pipeline.open_staged(stored, staged_id=staged_id)
         except CorruptRecordError:
             raise
         except DecryptionError:
             raise _corrupt(staged_id, "undecryptable") from None
-        except _READ_ERRORS:
-            raise _corrupt(staged_id, "malformed") from None
-        if envelope.get("pattern_id") != staged_id:
-            raise _corrupt(staged_id, "id_mismatch")
-        content = data.get("content")
-        fields = (content, *(envelope.get(k) for k in ("pattern_type", "staged_by", "staged_at")))
-        if not content or not all(isinstance(f, str) for f in fields):
+        if not data["content"]:  # open_staged checked every field is a string
             raise _corrupt(staged_id, "malformed")
         return {**data, **envelope}
 
