@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeGuard
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from attune.errors import (
     AttuneError,
@@ -31,7 +31,6 @@ from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.staging import (
     PATTERN_PREFIX,
     STAGED_PREFIX,
-    Claimed,
     StagingArea,
     audit_write_failed,
     promoted_id,
@@ -57,7 +56,6 @@ _STAGED_RESERVED = (
 _MAX_CONTENT_CHARS = 1_000_000
 #: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
 _MAX_BATCH_SIZE = 100_000
-_STAGED_PREFIX, _PATTERN_PREFIX = STAGED_PREFIX, PATTERN_PREFIX
 
 
 def _now_ms() -> int:
@@ -138,14 +136,11 @@ class AsyncUnifiedMemory:
             return
         # A bad id (not a string, too long for the audit log, unprintable) is audited as
         # none: the operation's own check refuses it right after, with a clear error.
-        target = target_id if _auditable_id(target_id) else None
+        target = target_id if validation.is_recordable_id(target_id) else None
         required = access.REQUIRED_TIER[action].name
-        tier = self.access_tier.name
-        checked = AuditEvent(
+        checked = self._event(
             "access.check",
-            self.user_id,
-            tier,
-            target,
+            target_id=target,
             outcome="allowed" if allowed else "denied",
             details={"action": action, "required": required},
         )
@@ -232,7 +227,7 @@ class AsyncUnifiedMemory:
         pattern_type = _check_pattern_type(pattern_type)
         hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
-        staged_id = _STAGED_PREFIX + randomness.uuid7_hex()
+        staged_id = STAGED_PREFIX + randomness.uuid7_hex()
         prepared = await self.pipeline.prepare_staged(
             data,
             pattern_type,
@@ -282,10 +277,6 @@ class AsyncUnifiedMemory:
         await self.pipeline.audit(listed, Durability.QUEUED)  # a read: nobody waits
         return staged
 
-    async def _claim_staged(self, staged_pattern_id: str, action: str) -> Claimed:
-        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
-        return await self._staging().claim(staged_pattern_id, action)
-
     async def promote_pattern(
         self,
         staged_pattern_id: str,
@@ -299,11 +290,11 @@ class AsyncUnifiedMemory:
         committed pattern; the promotion stands.
         """
         await self._require("promote_pattern", staged_pattern_id)
-        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
+        validation.check_staged_id(staged_pattern_id, STAGED_PREFIX)
         if classification is not None:
             classification = Classification.parse(classification)
         staging = self._staging()
-        claimed = await self._claim_staged(staged_pattern_id, "promote")
+        claimed = await staging.claim(staged_pattern_id, "promote")
         staged = claimed.staged
         content = staged["content"]
         metadata = {k: v for k, v in staged.items() if k not in ("content", *_STAGED_RESERVED)}
@@ -346,10 +337,10 @@ class AsyncUnifiedMemory:
         Raises :class:`PatternNotFoundError` if it was promoted or rejected already, or
         another agent is deciding it right now."""
         await self._require("reject_pattern", staged_pattern_id)
-        validation.check_staged_id(staged_pattern_id, _STAGED_PREFIX)
+        validation.check_staged_id(staged_pattern_id, STAGED_PREFIX)
         if reason is not None:
             validation.check_text(reason, "reason", allow_empty=True)
-        claimed = await self._claim_staged(staged_pattern_id, "reject")
+        claimed = await self._staging().claim(staged_pattern_id, "reject")
         await self._staging().reject(claimed, has_reason=reason is not None)
         return True
 
@@ -370,7 +361,7 @@ class AsyncUnifiedMemory:
         holds a credential (nothing is stored then).
         """
         await self._require("persist_pattern")
-        pattern_id = _PATTERN_PREFIX + randomness.uuid7_hex()
+        pattern_id = PATTERN_PREFIX + randomness.uuid7_hex()
         try:
             result = await self._persist(
                 pattern_id,
@@ -485,12 +476,8 @@ class AsyncUnifiedMemory:
             await self.pipeline.audit(corrupt, Durability.QUEUED)
             raise
         # A read: its event is queued, not waited for.
-        read = AuditEvent(
-            "pattern.retrieve",
-            self.user_id,
-            self.access_tier.name,
-            pattern_id,
-            record.classification,
+        read = self._event(
+            "pattern.retrieve", target_id=pattern_id, classification=record.classification
         )
         await self.pipeline.audit(read, Durability.QUEUED)
         return {
@@ -628,15 +615,6 @@ def shared_long_term(value: object, name: str) -> LongTermStore | None:
     raise ValidationError(
         f"{name} must be a LongTermStore (such as SQLiteLongTermStore) or {_SHARERS} "
         f"whose long-term store to share; got {type(value).__name__}"
-    )
-
-
-def _auditable_id(value: object) -> TypeGuard[str]:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= validation.MAX_PATTERN_ID
-        and value.isprintable()
-        and not validation.has_surrogate(value)
     )
 
 

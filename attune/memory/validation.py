@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from typing import Any
+from typing import Any, TypeGuard
 
 from attune.errors import (
     ConfigurationError,
@@ -56,17 +56,27 @@ def check_text(value: object, what: str, *, allow_empty: bool = False) -> str:
 MAX_PATTERN_ID = 256
 
 
+def is_recordable_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` can name a record in the audit log: a string of 1-256 printable
+    characters that UTF-8 can encode."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_PATTERN_ID
+        and value.isprintable()
+        and not has_surrogate(value)
+    )
+
+
 def check_pattern_id(value: object) -> str:
     """A long-term pattern id: a non-empty string of at most 256 printable characters
     (attune's own are 'pat_' + 32 hex digits); longer or unprintable ones cannot exist."""
-    check_text(value, "pattern_id")
-    assert isinstance(value, str)
-    if len(value) > MAX_PATTERN_ID or not value.isprintable():
+    text = check_text(value, "pattern_id")
+    if not is_recordable_id(text):
         raise ValidationError(
             f"pattern_id must be 1-{MAX_PATTERN_ID} printable characters "
             "(ids look like 'pat_' followed by 32 hex digits)"
         )
-    return value
+    return text
 
 
 #: Longer than any staged id attune makes ("stg_" + 32 hex digits), with room to spare.
