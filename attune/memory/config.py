@@ -234,6 +234,13 @@ class MemoryConfig(BaseSettings):
     def redacted_redis_url(self) -> str | None:
         return None if self.redis_url is None else redact_url(self.redis_url)
 
+    def ensure_audit_log_path(self) -> Path:
+        """:attr:`audit_log_path`, creating the storage directory first when the log lives
+        there (a clear ConfigurationError if it cannot be used)."""
+        if self.audit_log_file is None:
+            self.ensure_storage_dir()
+        return self.audit_log_path
+
     def ensure_storage_dir(self) -> Path:
         """Create the storage directory (owner-only) if needed and return it."""
         path = self.storage_dir.expanduser()

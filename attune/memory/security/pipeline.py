@@ -175,9 +175,7 @@ class SecurityPipeline:
         if cached is not None and cached[0] == _generation:
             return cached[1]
         if self._audit_path is None:
-            if self.config.audit_log_file is None:  # it lives there: a clear error if unusable
-                self.config.ensure_storage_dir()
-            self._audit_path = self.config.audit_log_path
+            self._audit_path = self.config.ensure_audit_log_path()
         generation = _generation  # read first: a concurrent close_shared() forces a new lookup
         logger = shared_audit_logger(self._audit_path, self.config.audit_sync)
         self._audit = (generation, logger)

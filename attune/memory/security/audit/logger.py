@@ -273,9 +273,5 @@ def _check(event: object) -> None:
 
 
 def _default_path() -> Path:
-    """The configuration's audit log (``MemoryConfig.audit_log_path``), creating the storage
-    directory when the log lives there."""
-    config = MemoryConfig()
-    if config.audit_log_file is None:
-        config.ensure_storage_dir()
-    return config.audit_log_path
+    """The configuration's audit log (``MemoryConfig.ensure_audit_log_path``)."""
+    return MemoryConfig().ensure_audit_log_path()
