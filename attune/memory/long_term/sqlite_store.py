@@ -111,18 +111,15 @@ class SQLiteLongTermStore:
         self._migrated = False
         self._migrate_lock = threading.Lock()
         self._conns: LoopLocal[_Connection] = LoopLocal(
-            self._checked_open, self._close, close_elsewhere=self._close_elsewhere
+            self._open, self._close, close_elsewhere=self._close_elsewhere
         )
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _checked_open(self) -> _Connection:
-        """:meth:`_open`, unless the file is missing or empty where a database existed
-        (:class:`ConfigurationError`, the file untouched): never a silent fresh store."""
-        store_marker.check_database(self.path)
-        return await self._open()
-
     async def _open(self) -> _Connection:
+        # A file missing or empty where a database existed is refused (ConfigurationError,
+        # the file untouched) before connecting could create it: never a silent fresh store.
+        store_marker.check_database(self.path)
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             db = await aiosqlite_compat.connect(self.path, busy_timeout_s=self.busy_timeout_s)
