@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from attune.errors import ConfigurationError
 from attune.memory.store_marker import AUDIT_NAME
+from attune.memory.validation import has_surrogate
 
 
 class Environment(enum.StrEnum):
@@ -154,7 +155,7 @@ class MemoryConfig(BaseSettings):
         if value is None:
             return None
         value = value.strip()
-        if not value.isascii() and _has_surrogate(value):
+        if has_surrogate(value):
             raise ValueError("the Redis URL contains a lone surrogate; it cannot be encoded")
         try:
             parts = urlsplit(value)
@@ -269,11 +270,6 @@ class _AttuneEnvironment(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {name: value for name, var in ENV_VARS.items() if (value := os.environ.get(var))}
-
-
-def _has_surrogate(text: str) -> bool:
-    """A lone UTF-16 half (e.g. from a bad decode): no UTF-8 encoder accepts it."""
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _describe(exc: ValidationError, explicit: set[str]) -> str:
