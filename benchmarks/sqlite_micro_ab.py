@@ -59,32 +59,30 @@ def via_constructor(row: tuple[Any, ...]) -> PatternRecord:
 @dataclass(slots=True)
 class PlainPair:
     record: Any
-    on_commit: Any = None
+    audit: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class FrozenPair:
     record: Any
-    on_commit: Any = None
+    audit: Any = None
 
 
 class TuplePair(NamedTuple):
     record: Any
-    on_commit: Any = None
+    audit: Any = None
 
 
 @dataclass(slots=True)
-class PlainTriple:
+class PlainAudited:
     journal: Any
     event: Any
-    fallback: Any
 
 
 @dataclass(frozen=True, slots=True)
-class FrozenTriple:
+class FrozenAudited:
     journal: Any
     event: Any
-    fallback: Any
 
 
 def main(number: int = 200_000, rounds: int = 9) -> None:
@@ -100,14 +98,14 @@ def main(number: int = 200_000, rounds: int = 9) -> None:
             "_make": lambda: via_make(ROW),
             "constructor": lambda: via_constructor(ROW),
         },
-        "_Insert (per write)": {
+        "InsertOp (per write)": {
             "dataclass": lambda: PlainPair(record, hook),
             "frozen": lambda: FrozenPair(record, hook),
             "NamedTuple": lambda: TuplePair(record, hook),
         },
-        "OutboxHook (per persist)": {
-            "dataclass": lambda: PlainTriple(1, 2, hook),
-            "frozen": lambda: FrozenTriple(1, 2, hook),
+        "Audited (per persist)": {
+            "dataclass": lambda: PlainAudited(1, 2),
+            "frozen": lambda: FrozenAudited(1, 2),
         },
     }
     for name, variants in cases.items():

@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 
 from attune.errors import AuditLogError, PatternNotFoundError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
-from attune.memory.long_term import CommitHook, OutboxHook, PatternRecord, SQLiteLongTermStore
+from attune.memory.long_term import Audited, InsertOp, Journal, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditEvent, AuditLogger
@@ -400,14 +401,56 @@ async def test_health_reports_a_log_that_cannot_be_written(
     security_pipeline.close_shared()
 
 
-class _StoreWithoutOutbox(SQLiteLongTermStore):
-    """A long-term store that runs commit hooks but keeps no outbox (as a third-party
-    backend may): the audit event is written after the COMMIT."""
+class _NoOutbox:
+    """A journal seen by a store that keeps no outbox: ``begin`` declines, so the events
+    are appended after the COMMIT."""
 
-    async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
-        if isinstance(on_commit, OutboxHook):
-            on_commit = on_commit.fallback
-        return await super().insert(record, on_commit)
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def begin(self, events: Sequence[Any]) -> None:
+        return None
+
+    async def append(self, events: Sequence[Any]) -> None:
+        await self.journal.append(events)
+
+
+class _StoreWithoutOutbox(SQLiteLongTermStore):
+    """A long-term store that keeps no outbox (as a third-party backend may): the audit
+    event is appended (awaited) after the COMMIT."""
+
+    def __init__(self, storage_dir: Path) -> None:
+        super().__init__(storage_dir)
+        # One wrapper per journal: a batch's events are grouped by journal identity.
+        self._journals: dict[int, tuple[Journal, _NoOutbox]] = {}
+
+    async def write(self, op: Any) -> Any:
+        if isinstance(op, InsertOp) and op.audit is not None:
+            journal = op.audit.journal
+            _kept, wrapper = self._journals.setdefault(id(journal), (journal, _NoOutbox(journal)))
+            op = InsertOp(op.record, Audited(wrapper, op.audit.event))
+        return await super().write(op)
+
+
+async def test_without_an_outbox_the_event_is_durable_when_the_write_returns(
+    mock_config: MemoryConfig,
+) -> None:
+    """A store that keeps no outbox awaits the journal's append after its COMMIT: the
+    write's events are in the log (fsynced: read back by another reader at once) when
+    persist returns, behind the operation's queued decisions, and no outbox row exists."""
+    store = _StoreWithoutOutbox(mock_config.ensure_storage_dir())
+    async with AsyncUnifiedMemory("agent-1", mock_config, long_term=store) as mem:
+        stored = await mem.persist_pattern("Prefer small commits", "style")
+        assert stored is not None
+        lines = [json.loads(line) for line in _log(mock_config).read_bytes().splitlines()]
+        names = [(line["event"], line["target_id"]) for line in lines]
+        assert names[-1] == ("pattern.store", stored["pattern_id"])
+        # The operation's queued decision is written before it.
+        assert ("classification.decision", stored["pattern_id"]) in names[:-1]
+        assert _rows(mock_config) == [stored["pattern_id"]]
+        assert _outbox(mock_config) == 0
+    await store.aclose()
+    security_pipeline.close_shared()
 
 
 @pytest.mark.parametrize("fault", FAULTS)

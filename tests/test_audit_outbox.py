@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 
 from attune.errors import LongTermUnavailableError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
-from attune.memory.long_term import OutboxHook, PatternRecord, SQLiteLongTermStore
+from attune.memory.long_term import Audited, InsertOp, PatternRecord, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditEvent, AuditLogger, replay_outbox
@@ -152,33 +153,28 @@ class _Journal:
             raise SecurityPipelineError("cannot lock the log (test)")
         return _Write(self, self.payload)
 
-
-def _hook(journal: _Journal, event: str, calls: list[str]) -> OutboxHook:
-    def fallback() -> Any:
-        calls.append(f"fallback {event}")
-        return None
-
-    return OutboxHook(journal, event, fallback)
+    async def append(self, events: Sequence[Any]) -> None:
+        self.calls.append(f"append {list(events)}")
 
 
 async def test_the_store_keeps_the_payload_until_the_journal_is_durable(
     mock_config: MemoryConfig,
 ) -> None:
     journal = _Journal()
-    fallback_calls: list[str] = []
     replayed: list[list[str]] = []
     storage = mock_config.ensure_storage_dir()
     store = SQLiteLongTermStore(storage, outbox_replay=replayed.append)
     try:
-        assert await store.insert(_record("pat_a"), _hook(journal, "a", fallback_calls))
+        assert await store.write(InsertOp(_record("pat_a"), Audited(journal, "a")))
         assert journal.calls == ["begin ['a']", "finish committed=True"]
         assert _outbox_rows(storage) == ["payload"]
         # A duplicate id stores nothing, so it has nothing to record.
-        assert not await store.insert(_record("pat_a"), _hook(journal, "dup", fallback_calls))
+        assert not await store.write(InsertOp(_record("pat_a"), Audited(journal, "dup")))
         assert len(journal.calls) == 2
     finally:
         await store.aclose()
-    assert fallback_calls == []  # the outbox took the event: the hook itself never ran
+    # The outbox took the event: nothing was appended after the commit.
+    assert journal.calls == ["begin ['a']", "finish committed=True"]
     assert _outbox_rows(storage) == []  # closing synced the journal and deleted the row
     assert replayed == []
 
@@ -190,24 +186,22 @@ async def test_a_journal_that_cannot_begin_refuses_its_records(
     records they describe are taken out of the transaction before COMMIT and their
     callers get the journal's error; the rest of the group commit is stored."""
     journal = _Journal(fail_begin=True)
-    calls: list[str] = []
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
         await store.count()  # open first, so both inserts share one transaction
         refused, plain = await asyncio.gather(
-            store.insert(_record("pat_a"), _hook(journal, "a", calls)),
-            store.insert(_record("pat_b")),
+            store.write(InsertOp(_record("pat_a"), Audited(journal, "a"))),
+            store.write(InsertOp(_record("pat_b"))),
             return_exceptions=True,
         )
         assert isinstance(refused, SecurityPipelineError) and "cannot lock" in str(refused)
         assert plain is True
         assert await store.get("pat_a", 0) is None
         assert await store.get("pat_b", 0) is not None
-        assert await store.insert(_record("pat_a"))  # the id was never taken
+        assert await store.write(InsertOp(_record("pat_a")))  # the id was never taken
     finally:
         await store.aclose()
-    assert journal.calls == ["begin ['a']"]
-    assert calls == []  # the hook never ran: nothing was stored for it to record
+    assert journal.calls == ["begin ['a']"]  # no append: nothing was stored to record
     assert _outbox_rows(mock_config.storage_dir) == []
 
 
@@ -220,8 +214,8 @@ async def test_a_duplicate_of_a_refused_record_is_refused_too(mock_config: Memor
     try:
         await store.count()
         outcomes = await asyncio.gather(
-            store.insert(_record("pat_a"), _hook(journal, "a", [])),
-            store.insert(_record("pat_a"), _hook(journal, "a", [])),
+            store.write(InsertOp(_record("pat_a"), Audited(journal, "a"))),
+            store.write(InsertOp(_record("pat_a"), Audited(journal, "a"))),
             return_exceptions=True,
         )
         assert all(isinstance(o, SecurityPipelineError) for o in outcomes), outcomes
@@ -232,24 +226,23 @@ async def test_a_duplicate_of_a_refused_record_is_refused_too(mock_config: Memor
 
 async def test_each_journal_gets_a_transaction_of_its_own(mock_config: MemoryConfig) -> None:
     """Inserts whose events go to two journals (two audit logs) in one group commit: each
-    journal's events go into the outbox of its own transaction, none falls back to a hook
-    after the commit."""
+    journal's events go into the outbox of its own transaction, none is appended after
+    the commit."""
     first, second = _Journal(payload="row 1"), _Journal(payload="row 2")
-    calls: list[str] = []
     storage = mock_config.ensure_storage_dir()
     store = SQLiteLongTermStore(storage, outbox_replay=lambda payloads: None)
     try:
         await store.count()
         assert await asyncio.gather(
-            store.insert(_record("pat_a"), _hook(first, "a", calls)),
-            store.insert(_record("pat_b"), _hook(second, "b", calls)),
-            store.insert(_record("pat_c"), _hook(first, "c", calls)),
+            store.write(InsertOp(_record("pat_a"), Audited(first, "a"))),
+            store.write(InsertOp(_record("pat_b"), Audited(second, "b"))),
+            store.write(InsertOp(_record("pat_c"), Audited(first, "c"))),
         ) == [True, True, True]
         # Split where the journal changes: [a], then [b], then [c].
         assert sorted(_outbox_rows(storage)) == ["row 1", "row 1", "row 2"]
     finally:
         await store.aclose()
-    assert calls == []
+    assert not [c for c in first.calls + second.calls if c.startswith("append")]
     assert first.calls[0] == "begin ['a']" and second.calls[0] == "begin ['b']"
     assert first.calls[2] == "begin ['c']"
 
@@ -262,10 +255,10 @@ async def test_a_failed_outbox_insert_rolls_back_the_batch(mock_config: MemoryCo
     store = SQLiteLongTermStore(storage)
     try:
         with pytest.raises(LongTermUnavailableError, match="cannot commit"):
-            await store.insert(_record("pat_a"), _hook(journal, "a", []))
+            await store.write(InsertOp(_record("pat_a"), Audited(journal, "a")))
         assert journal.calls == ["begin ['a']", "finish committed=False"]
         assert await store.count() == 0
-        assert await store.insert(_record("pat_a"))  # the store still works
+        assert await store.write(InsertOp(_record("pat_a")))  # the store still works
     finally:
         await store.aclose()
     assert _outbox_rows(storage) == []
@@ -281,7 +274,7 @@ async def test_a_failed_append_fails_the_caller_and_keeps_the_row_for_replay(
     store = SQLiteLongTermStore(storage, outbox_replay=replayed.append)
     try:
         with pytest.raises(SecurityPipelineError, match="could not be written"):
-            await store.insert(_record("pat_a"), _hook(journal, "a", []))
+            await store.write(InsertOp(_record("pat_a"), Audited(journal, "a")))
         assert await store.count() == 1  # the record is stored
     finally:
         await store.aclose()
@@ -708,10 +701,10 @@ async def test_rows_go_as_their_lines_become_durable_and_a_lost_one_stays(
     store = SQLiteLongTermStore(storage, outbox_replay=lambda payloads: None)
     try:
         for i in range(3):
-            assert await store.insert(_record(f"pat_{i}"), _hook(journals[i], "e", []))
+            assert await store.write(InsertOp(_record(f"pat_{i}"), Audited(journals[i], "e")))
         assert sorted(_outbox_rows(storage)) == ["row 0", "row 1", "row 2"]
         writes[1].synced = writes[2].synced = True  # row 0's lines were lost: never durable
-        assert await store.insert(_record("pat_3"), _hook(journals[3], "e", []))
+        assert await store.write(InsertOp(_record("pat_3"), Audited(journals[3], "e")))
         assert sorted(_outbox_rows(storage)) == ["row 0", "row 3"]
     finally:
         for write in writes:

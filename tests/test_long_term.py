@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attune.errors import LongTermUnavailableError, ValidationError
+from attune.errors import AuditLogError, LongTermUnavailableError, ValidationError
 from attune.memory import AsyncUnifiedMemory, Classification, MemoryConfig
+from attune.memory.long_term import Audited, InsertOp
 from attune.memory.long_term.sqlite_store import DB_FILENAME, SCHEMA_VERSION
 
 
@@ -156,10 +158,10 @@ async def test_batched_inserts_answer_each_caller(mock_config: MemoryConfig) -> 
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
-        await store.insert(_record("pat_existing"))
+        await store.write(InsertOp(_record("pat_existing")))
 
         ids = ["pat_existing", "pat_a", "pat_b", "pat_a", "pat_c", "pat_b"]
-        results = await asyncio.gather(*(store.insert(_record(i)) for i in ids))
+        results = await asyncio.gather(*(store.write(InsertOp(_record(i))) for i in ids))
         assert results == [False, True, True, False, True, False]
         assert await store.count() == 4
         got = await store.get("pat_c", 0)
@@ -232,7 +234,7 @@ async def test_opening_retries_a_lock_reported_without_waiting(
     monkeypatch.setattr(SQLiteLongTermStore, "_migrate", flaky)
     store = SQLiteLongTermStore(tmp_path)
     try:
-        assert await store.insert(_record("pat_after_retries"))
+        assert await store.write(InsertOp(_record("pat_after_retries")))
         assert await store.count() == 1
         assert next(failures, None) is None  # all three were met and retried
     finally:
@@ -284,91 +286,108 @@ def test_a_bad_page_cache_size_is_refused(tmp_path: Path, bad: Any) -> None:
     assert not (tmp_path / DB_FILENAME).exists()  # nothing opened or created
 
 
-async def test_commit_hooks_run_after_the_commit_and_share_completions(
+class _AppendingJournal:
+    """A journal that takes no outbox (as a store without one, or ``audit_sync=False``):
+    the store appends a batch's events once its COMMIT is done, on the event loop."""
+
+    def __init__(self, store_path: Path, fail: Exception | None = None) -> None:
+        self.store_path, self.fail = store_path, fail
+        self.appends: list[tuple[list[Any], list[int], int]] = []
+
+    def begin(self, events: Sequence[Any]) -> None:
+        return None
+
+    async def append(self, events: Sequence[Any]) -> None:
+        import threading
+
+        with sqlite3.connect(self.store_path) as other:  # what a fresh connection sees
+            visible = [
+                other.execute(
+                    "SELECT count(*) FROM patterns WHERE pattern_id = ?", (event,)
+                ).fetchone()[0]
+                for event in events
+            ]
+        self.appends.append((list(events), visible, threading.get_ident()))
+        if self.fail is not None:
+            raise self.fail
+
+
+async def test_events_without_an_outbox_are_appended_once_per_batch_after_the_commit(
     mock_config: MemoryConfig,
 ) -> None:
-    """Each new record's hook runs on the store's thread once its transaction committed
-    (a fresh connection sees the record), then the completions, after every hook of the batch."""
+    """A journal that keeps no outbox gets the events of a group commit's new records in
+    one awaited ``append``, after the COMMIT (a fresh connection sees the records), on the
+    event loop (no hook blocks the store's thread), before the callers are answered."""
     import threading
 
     from attune.memory.long_term import SQLiteLongTermStore
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
-    calls: list[str] = []
-    loop_thread = threading.get_ident()
-
-    def hook(pattern_id: str) -> Any:
-        def on_commit() -> Any:
-            assert threading.get_ident() != loop_thread  # the store's thread, not the loop's
-            with sqlite3.connect(store.path) as other:
-                visible = other.execute(
-                    "SELECT count(*) FROM patterns WHERE pattern_id = ?", (pattern_id,)
-                ).fetchone()[0]
-            calls.append(f"hook {pattern_id} visible={visible}")
-            return lambda: calls.append(f"done {pattern_id}")
-
-        return on_commit
-
+    journal = _AppendingJournal(store.path)
     try:
-        await store.insert(_record("pat_existing"))
+        await store.write(InsertOp(_record("pat_existing")))
         ids = ["pat_existing", "pat_a", "pat_b", "pat_a"]
-        results = await asyncio.gather(*(store.insert(_record(i), hook(i)) for i in ids))
+        results = await asyncio.gather(
+            *(store.write(InsertOp(_record(i), Audited(journal, i))) for i in ids)
+        )
         assert results == [False, True, True, False]
-        # Only the new records' hooks ran (a duplicate id stores nothing, so nothing to record).
-        assert calls == [
-            "hook pat_a visible=1",
-            "hook pat_b visible=1",
-            "done pat_a",
-            "done pat_b",
-        ]
+        # Only the new records' events (a duplicate id stores nothing, so nothing to record).
+        assert journal.appends == [(["pat_a", "pat_b"], [1, 1], threading.get_ident())]
     finally:
         await store.aclose()
 
 
-async def test_a_failing_commit_hook_fails_only_its_caller(mock_config: MemoryConfig) -> None:
+async def test_a_failing_append_tells_its_callers_the_write_was_stored(
+    mock_config: MemoryConfig,
+) -> None:
     from attune.memory.long_term import SQLiteLongTermStore
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
-
-    def broken_hook() -> Any:
-        raise RuntimeError("hook failed")
-
-    def broken_completion() -> Any:
-        def done() -> None:
-            raise OSError("completion failed")
-
-        return done
-
+    journal = _AppendingJournal(store.path, fail=OSError("append failed"))
     try:
+        await store.count()  # open first, so the three share one transaction
         results = await asyncio.gather(
-            store.insert(_record("pat_1"), broken_hook),
-            store.insert(_record("pat_2"), broken_completion),
-            store.insert(_record("pat_3"), lambda: None),
+            store.write(InsertOp(_record("pat_1"), Audited(journal, "pat_1"))),
+            store.write(InsertOp(_record("pat_2"), Audited(journal, "pat_2"))),
+            store.write(InsertOp(_record("pat_3"))),
             return_exceptions=True,
         )
-        assert isinstance(results[0], RuntimeError)
-        assert isinstance(results[1], OSError)
+        for failed in results[:2]:
+            assert isinstance(failed, AuditLogError) and failed.committed, failed
+            assert "WAS stored" in str(failed) and "refused" not in str(failed)
         assert results[2] is True
-        # The records are committed all the same: the hooks run after the commit.
+        # The records are committed all the same: the events follow the commit.
         assert await store.count() == 3
     finally:
         await store.aclose()
 
 
-async def test_no_commit_hook_runs_when_the_insert_fails(
+async def test_nothing_is_appended_when_the_insert_fails(
     mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from attune.memory.long_term import SQLiteLongTermStore, sqlite_batch
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
-    ran: list[str] = []
+    journal = _AppendingJournal(store.path)
     try:
-        await store.insert(_record("pat_warm"))  # open and migrate first
+        await store.write(InsertOp(_record("pat_warm")))  # open and migrate first
         monkeypatch.setattr(sqlite_batch, "INSERT", "INSERT INTO no_such_table VALUES (?)")
         with pytest.raises(LongTermUnavailableError):
-            await store.insert(_record("pat_x"), lambda: ran.append("hook"))  # type: ignore[func-returns-value]
-        assert ran == []
+            await store.write(InsertOp(_record("pat_x"), Audited(journal, "pat_x")))
+        assert journal.appends == []
         assert await store.get("pat_x", 0) is None
+    finally:
+        await store.aclose()
+
+
+async def test_a_store_refuses_what_is_not_a_write_operation(mock_config: MemoryConfig) -> None:
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
+    try:
+        with pytest.raises(TypeError, match="not a long-term write: PatternRecord"):
+            await store.write(_record("pat_a"))  # type: ignore[call-overload]
+        assert await store.count() == 0
     finally:
         await store.aclose()
 
@@ -388,30 +407,32 @@ def test_result_dates_match_isoformat(values: list[int]) -> None:
 
 
 async def test_an_unexpected_error_in_a_batch_fails_its_callers_and_rolls_back(
-    mock_config: MemoryConfig,
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write that raises something other than a database error must not leave callers
     waiting forever: the batch rolls back and every caller in it gets the error."""
-    from attune.memory.long_term import SQLiteLongTermStore
+    from attune.memory.long_term import DeleteOp, SQLiteLongTermStore, sqlite_batch
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
 
-    def broken(db: sqlite3.Connection) -> None:
+    def broken(db: sqlite3.Connection, op: Any) -> None:
         raise RuntimeError("a bug in a write")
 
     try:
-        await store.insert(_record("pat_before"))
+        await store.write(InsertOp(_record("pat_before")))
+        monkeypatch.setattr(sqlite_batch, "execute", broken)  # a bug, injected
         results = await asyncio.wait_for(
             asyncio.gather(
-                store.insert(_record("pat_same_batch")),
-                store._write(broken),
+                store.write(InsertOp(_record("pat_same_batch"))),
+                store.write(DeleteOp("pat_before")),
                 return_exceptions=True,
             ),
             timeout=10,
         )
         assert all(isinstance(r, RuntimeError) for r in results)
+        monkeypatch.undo()
         assert await store.get("pat_same_batch", 0) is None  # rolled back with the batch
-        assert await store.insert(_record("pat_after")) is True  # the store still works
+        assert await store.write(InsertOp(_record("pat_after"))) is True  # the store still works
         assert await store.count() == 2
     finally:
         await store.aclose()
@@ -424,13 +445,13 @@ async def test_a_sequential_writer_keeps_one_drain_task(mock_config: MemoryConfi
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
-        assert await store.insert(_record("pat_1"))
+        assert await store.write(InsertOp(_record("pat_1")))
         conn = store._conns.peek()
         assert conn is not None
         first = conn.draining
         assert first is not None  # still alive for one more loop iteration
         for i in range(2, 6):
-            assert await store.insert(_record(f"pat_{i}"))
+            assert await store.write(InsertOp(_record(f"pat_{i}")))
             assert conn.draining is first
         assert conn.commits == 5
         await asyncio.sleep(0)

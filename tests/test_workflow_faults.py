@@ -160,7 +160,7 @@ async def test_failed_promotion_releases_the_claim(config: MemoryConfig) -> None
     staged_id = await contributor.stage_pattern({"content": "Prefer small PRs"}, "process")
     with pytest.raises(ValueError, match="classification"):
         await validator.promote_pattern(staged_id, classification="NOT_A_LEVEL")
-    real_insert = validator.long_term.insert
+    real_insert = validator.long_term.write
     calls = 0
 
     async def broken_insert(*args: Any, **kwargs: Any) -> bool:
@@ -168,11 +168,11 @@ async def test_failed_promotion_releases_the_claim(config: MemoryConfig) -> None
         calls += 1
         raise OSError("disk on fire")
 
-    validator.long_term.insert = broken_insert  # type: ignore[method-assign]
+    validator.long_term.write = broken_insert  # type: ignore[method-assign]
     with pytest.raises(OSError, match="disk on fire"):
         await validator.promote_pattern(staged_id)
     assert calls == 1
-    validator.long_term.insert = real_insert  # type: ignore[method-assign]
+    validator.long_term.write = real_insert  # type: ignore[method-assign]
     assert await _staged_ids(validator) == [staged_id]
     assert await validator.reject_pattern(staged_id) is True
     await contributor.aclose()
@@ -234,14 +234,14 @@ async def test_redis_lost_after_the_commit(
     other = _validator(config, "second_opinion")
     staged_id = await contributor.stage_pattern({"content": "Use idempotency keys"}, "api")
     pattern_id = _pattern_id(staged_id)
-    real_insert = validator.long_term.insert
+    real_insert = validator.long_term.write
 
     async def insert_then_go_silent(*args: Any, **kwargs: Any) -> bool:
         inserted = await real_insert(*args, **kwargs)
         reply_proxy.silent = True  # Redis hears nothing from now on
         return inserted
 
-    validator.long_term.insert = insert_then_go_silent  # type: ignore[method-assign]
+    validator.long_term.write = insert_then_go_silent  # type: ignore[method-assign]
     started = time.monotonic()
     with pytest.raises(PromotionCommittedError) as caught:
         await validator.promote_pattern(staged_id)
@@ -285,14 +285,14 @@ async def test_redis_frozen_after_the_commit(
     contributor, validator = AsyncUnifiedMemory("code_reviewer", config), _validator(config)
     staged_id = await contributor.stage_pattern({"content": "Log request ids"}, "ops")
     pattern_id = _pattern_id(staged_id)
-    real_insert = validator.long_term.insert
+    real_insert = validator.long_term.write
 
     async def insert_then_freeze(*args: Any, **kwargs: Any) -> bool:
         inserted = await real_insert(*args, **kwargs)
         own_redis.freeze()
         return inserted
 
-    validator.long_term.insert = insert_then_freeze  # type: ignore[method-assign]
+    validator.long_term.write = insert_then_freeze  # type: ignore[method-assign]
     try:
         with pytest.raises(PromotionCommittedError) as caught:
             await validator.promote_pattern(staged_id)
@@ -547,7 +547,7 @@ async def test_long_term_existing_counts_expired_records_and_pages(
     mock_config: MemoryConfig,
 ) -> None:
     """The source of truth for a promotion: which ids are stored, expired or not."""
-    from attune.memory.long_term import PatternRecord, SQLiteLongTermStore
+    from attune.memory.long_term import InsertOp, PatternRecord, SQLiteLongTermStore
 
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
@@ -565,7 +565,7 @@ async def test_long_term_existing_counts_expired_records_and_pages(
             )
             for pattern_id in stored
         ]
-        assert all(await asyncio.gather(*(store.insert(r) for r in records)))
+        assert all(await asyncio.gather(*(store.write(InsertOp(r)) for r in records)))
         asked = [f"pat_{i:04d}" for i in range(1300)]
         assert await store.existing(asked) == set(stored)
         assert await store.existing([]) == set()

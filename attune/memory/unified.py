@@ -23,7 +23,14 @@ from attune.errors import (
 )
 from attune.memory import access, backends, validation
 from attune.memory.config import MemoryConfig
-from attune.memory.long_term.protocol import LongTermStore, PatternRecord
+from attune.memory.long_term.protocol import (
+    DeleteOp,
+    InsertOp,
+    LongTermStore,
+    PatternRecord,
+    PurgeOp,
+    RewrapOp,
+)
 from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
@@ -437,9 +444,10 @@ class AsyncUnifiedMemory:
             wrapped_key=sealed.wrapped_key,
             nonce=sealed.nonce,
         )
-        # The final event is written (and fsynced) by the store's thread right after the
-        # commit, behind this operation's queued decisions; insert returns once both are.
-        audited = self.pipeline.commit_hook(
+        # The final event is made durable with the record, behind this operation's queued
+        # decisions (the store's outbox, or right after its commit): write returns once
+        # both are.
+        audited = self.pipeline.audited(
             self._event(
                 event,
                 target_id=pattern_id,
@@ -449,7 +457,7 @@ class AsyncUnifiedMemory:
         )
         if before_insert is not None:
             await before_insert()
-        if not await self.long_term.insert(record, audited):
+        if not await self.long_term.write(InsertOp(record, audited)):
             return None
         return {
             "pattern_id": pattern_id,
@@ -497,7 +505,7 @@ class AsyncUnifiedMemory:
         await self._require("delete_pattern", pattern_id)
         validation.check_pattern_id(pattern_id)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        deleted = await self.long_term.delete(pattern_id)
+        deleted = await self.long_term.write(DeleteOp(pattern_id))
         outcome = "success" if deleted else "not_found"
         event = self._event("pattern.delete", target_id=pattern_id, outcome=outcome)
         await self.pipeline.audit(event, done="the delete")
@@ -511,7 +519,7 @@ class AsyncUnifiedMemory:
         """
         await self._require("purge_expired")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        purged = await self.long_term.purge_expired(_now_ms())
+        purged = await self.long_term.write(PurgeOp(_now_ms()))
         event = self._event("pattern.purge", details={"purged": purged})
         await self.pipeline.audit(event, done="the purge")
         return purged
@@ -529,7 +537,7 @@ class AsyncUnifiedMemory:
         while page := await self.long_term.wrapped_keys(after, batch_size):
             updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
             if updates:
-                rewrapped += await self.long_term.replace_wrapped_keys(updates)
+                rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
             after = page[-1].pattern_id
         event = self._event("keys.rotate", details={"key_id": new_key_id, "rewrapped": rewrapped})
         await self.pipeline.audit(event, done="the key rotation")

@@ -7,30 +7,23 @@ by the security pipeline. A PostgreSQL backend is a new module implementing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, overload, runtime_checkable
 
 from attune.memory.types import RECORD_FORMAT
 
-#: Run by the store right after the transaction holding a new record committed, on the
-#: store's own thread (it may block); it may return a completion, which the store runs
-#: once every hook of that transaction has run, so work for many records can be shared
-#: (the core writes the records' audit events with one fsync). An exception from either
-#: fails that record's ``insert`` call; the record stays stored.
-CommitHook = Callable[[], Callable[[], None] | None]
-
 
 class JournalWrite(Protocol):
-    """Lines of a :class:`Journal` that a store's transaction keeps in its outbox."""
+    """Events of a :class:`Journal` that a store's transaction keeps in its outbox."""
 
     #: What the store inserts into its outbox in the transaction.
     payload: str
 
     def finish(self, committed: bool) -> None:
-        """Right after the transaction's COMMIT (or its failure), on the same thread. If
-        it raises after a COMMIT, the records are stored and the outbox row keeps the
-        lines: the store tells the callers so (never that the write was refused)."""
+        """Right after the transaction's COMMIT (or its failure). If it raises after a
+        COMMIT, the records are stored and the outbox row keeps the lines: the store tells
+        the callers so (never that the write was refused)."""
         ...
 
     def durable(self) -> bool:
@@ -43,29 +36,46 @@ class JournalWrite(Protocol):
 
 
 class Journal(Protocol):
-    """An append-only log (the core's audit log) whose events a store can make durable
-    inside its own transaction, so a write costs one fsync instead of two."""
+    """Where a write's audit events become durable together with the write: the core's
+    audit log, as a store sees it.
 
-    def begin(self, events: list[Any]) -> JournalWrite:
-        """Lock the journal for events the coming COMMIT makes durable. Raises if the
-        journal cannot take them (the audit log is garbled or cannot be written): the
-        store then takes the records those events describe out of the transaction and
-        fails their callers with that error, so nothing of those writes is stored."""
+    A store makes an :class:`InsertOp`'s event durable in one of two ways, its own choice:
+
+    * **in its transaction** (an outbox): :meth:`begin` before the COMMIT, the returned
+      payload stored in the transaction, :meth:`JournalWrite.finish` after it: one fsync
+      for the record and its events (the SQLite store does this; a PostgreSQL store may
+      keep its events in a table of the same transaction);
+    * **right after its COMMIT**: ``await`` :meth:`append` with the events of the records
+      it committed, before answering their callers.
+
+    Either way ``write`` returns once the record and its event are durable. Nothing runs
+    on a store's thread on the journal's behalf and nothing is bound to a thread: an
+    asyncpg store awaits :meth:`append` on its own event loop.
+    """
+
+    def begin(self, events: Sequence[Any]) -> JournalWrite | None:
+        """Lock the journal for events the coming COMMIT makes durable; None when this
+        journal takes no outbox (it only queues events): then :meth:`append` them after the
+        COMMIT. Raises if the journal cannot take them (the audit log is garbled or cannot
+        be written): the store then takes the records those events describe out of the
+        transaction and fails their callers with that error, so nothing of those writes
+        is stored. May block briefly (a file lock): an outbox store calls it where it may
+        block, in its transaction."""
+        ...
+
+    async def append(self, events: Sequence[Any]) -> None:
+        """Make the events of records just committed durable, in order. Raises
+        :class:`~attune.errors.AuditLogError` with ``committed`` true if it could not: the
+        records are stored, and their callers are told so."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxHook:
-    """A :data:`CommitHook` whose event a store with an outbox table may keep in the
-    record's own transaction instead (see :class:`Journal`); a store without one just
-    calls it, and the journal makes the event durable after the commit."""
+class Audited:
+    """A write's audit event and the journal that records it (see :class:`Journal`)."""
 
     journal: Journal
     event: Any
-    fallback: CommitHook
-
-    def __call__(self) -> Callable[[], None] | None:
-        return self.fallback()
 
 
 class PatternRecord(NamedTuple):
@@ -111,15 +121,64 @@ class WrappedKey:
     wrapped_key: bytes = field(repr=False)
 
 
+# -- operations: what a store executes -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InsertOp:
+    """Store a new record; the result is False (nothing written) if its id exists already.
+    With ``audit``, the record and that event are durable together when it returns."""
+
+    record: PatternRecord
+    audit: Audited | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOp:
+    """Remove a record and its wrapped key (crypto-shredding); True if it existed."""
+
+    pattern_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeOp:
+    """Delete every record expired at ``now_ms``; the result is how many."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapOp:
+    """Replace encrypted records' data keys (key rotation), in one transaction; the result
+    is how many records changed."""
+
+    updates: tuple[WrappedKey, ...]
+
+
+#: Every change a store makes is one of these values, handed to :meth:`LongTermStore.write`:
+#: a store may queue, batch and reorder nothing but what they say.
+WriteOp = InsertOp | DeleteOp | PurgeOp | RewrapOp
+
+
 @runtime_checkable
 class LongTermStore(Protocol):
+    """A long-term backend: writes are :data:`WriteOp` values it executes (durably, with
+    their audit events, see :class:`Journal`); reads are plain methods (a recall is one
+    round trip, the hot path)."""
+
     #: A short name for health reports, e.g. "sqlite".
     backend: str
 
-    async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
-        """Store a new record durably; False (and nothing written) if the id exists already.
+    @overload
+    async def write(self, op: InsertOp | DeleteOp) -> bool: ...
 
-        ``on_commit`` runs once the new record is committed (see :data:`CommitHook`)."""
+    @overload
+    async def write(self, op: PurgeOp | RewrapOp) -> int: ...
+
+    async def write(self, op: WriteOp) -> bool | int:
+        """Execute one write durably and return its result (see each operation). Concurrent
+        writes may share a transaction (group commit); each caller gets its own result or
+        error."""
         ...
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
@@ -131,20 +190,8 @@ class LongTermStore(Protocol):
         a promoted one's id derives from its staged id)."""
         ...
 
-    async def delete(self, pattern_id: str) -> bool:
-        """Remove a record and its wrapped key (crypto-shredding); True if it existed."""
-        ...
-
-    async def purge_expired(self, now_ms: int) -> int:
-        """Delete every record expired at ``now_ms``; returns how many."""
-        ...
-
     async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
         """Encrypted records' key material, by id after ``after_id`` (paging for rotation)."""
-        ...
-
-    async def replace_wrapped_keys(self, updates: list[WrappedKey]) -> int:
-        """Store re-wrapped data keys in one transaction; returns how many records changed."""
         ...
 
     async def health(self) -> dict[str, Any]: ...

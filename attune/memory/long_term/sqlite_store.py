@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import aiosqlite
 
@@ -38,8 +38,17 @@ from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory import store_marker
 from attune.memory.long_term import aiosqlite_compat, sqlite_batch, sqlite_outbox, sqlite_schema
 from attune.memory.long_term.aiosqlite_compat import in_thread
-from attune.memory.long_term.protocol import CommitHook, PatternRecord, WrappedKey
-from attune.memory.long_term.sqlite_batch import Insert, Queued, WriteOp
+from attune.memory.long_term.protocol import (
+    DeleteOp,
+    InsertOp,
+    Journal,
+    PatternRecord,
+    PurgeOp,
+    RewrapOp,
+    WrappedKey,
+    WriteOp,
+)
+from attune.memory.long_term.sqlite_batch import Queued
 from attune.memory.long_term.sqlite_outbox import OutboxReplay, Pending
 from attune.memory.long_term.sqlite_schema import (
     ID_CHUNK,
@@ -191,13 +200,23 @@ class SQLiteLongTermStore:
 
     # -- group commit ------------------------------------------------------------------------
 
-    async def _write(self, op: Insert | WriteOp) -> Any:
+    @overload
+    async def write(self, op: InsertOp | DeleteOp) -> bool: ...
+
+    @overload
+    async def write(self, op: PurgeOp | RewrapOp) -> int: ...
+
+    async def write(self, op: WriteOp) -> bool | int:
+        """Queue ``op`` for the next group commit and return its result once durable."""
+        if not isinstance(op, InsertOp | DeleteOp | PurgeOp | RewrapOp):
+            raise TypeError(f"not a long-term write: {type(op).__name__}")
         conn = await self._conns.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.queue.append((op, fut))
         if conn.draining is None:
             conn.draining = asyncio.create_task(self._drain(conn))
-        return await fut
+        result: bool | int = await fut
+        return result
 
     async def _drain(self, conn: _Connection) -> None:
         try:
@@ -224,7 +243,7 @@ class SQLiteLongTermStore:
             conn.queue[:0] = later
             batch = live
         try:
-            outcomes = await in_thread(
+            outcomes, after = await in_thread(
                 conn.db,
                 sqlite_batch.run_batch,
                 conn.outbox,
@@ -240,6 +259,8 @@ class SQLiteLongTermStore:
                     fut.set_exception(error)
             return
         conn.commits += 1
+        if after:  # events whose journal keeps no outbox: appended now, awaited
+            await _append_events([live[i][0] for i in after], after, outcomes)
         for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
             if fut.done():
                 continue
@@ -256,10 +277,6 @@ class SQLiteLongTermStore:
             raise self._unavailable("cannot read", exc) from None
 
     # -- records ------------------------------------------------------------------------------
-
-    async def insert(self, record: PatternRecord, on_commit: CommitHook | None = None) -> bool:
-        inserted: bool = await self._write(Insert(record, on_commit))
-        return inserted
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
         # Every recall pays for this: one hand-off (aiosqlite's primitive, as in_thread
@@ -283,28 +300,6 @@ class SQLiteLongTermStore:
             found.update(str(r[0]) for r in rows)
         return found
 
-    async def delete(self, pattern_id: str) -> bool:
-        def op(db: sqlite3.Connection) -> bool:
-            rows = db.execute(
-                "DELETE FROM patterns WHERE pattern_id = ? RETURNING pattern_id", (pattern_id,)
-            ).fetchall()
-            return bool(rows)
-
-        deleted: bool = await self._write(op)
-        return deleted
-
-    async def purge_expired(self, now_ms: int) -> int:
-        def op(db: sqlite3.Connection) -> int:
-            rows = db.execute(
-                "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
-                "RETURNING pattern_id",
-                (now_ms,),
-            ).fetchall()
-            return len(rows)
-
-        purged: int = await self._write(op)
-        return purged
-
     async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
         rows = await self._read(
             "SELECT pattern_id, classification, key_id, wrapped_key FROM patterns "
@@ -312,21 +307,6 @@ class SQLiteLongTermStore:
             (after_id, limit),
         )
         return [WrappedKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
-
-    async def replace_wrapped_keys(self, updates: list[WrappedKey]) -> int:
-        def op(db: sqlite3.Connection) -> int:
-            changed = 0
-            for u in updates:
-                cursor = db.execute(
-                    "UPDATE patterns SET key_id = ?, wrapped_key = ? "
-                    "WHERE pattern_id = ? AND encrypted = 1",
-                    (u.key_id, u.wrapped_key, u.pattern_id),
-                )
-                changed += cursor.rowcount
-            return changed
-
-        changed: int = await self._write(op)
-        return changed
 
     async def count(self) -> int:
         rows = await self._read("SELECT count(*) FROM patterns", ())
@@ -346,6 +326,25 @@ class SQLiteLongTermStore:
 
     async def aclose(self) -> None:
         await self._conns.aclose()
+
+
+async def _append_events(ops: list[WriteOp], which: list[int], outcomes: list[Any]) -> None:
+    """After the commit, on the event loop: the events of the committed inserts ``ops``
+    (at ``which`` in the batch), appended to their journal in one awaited call (one
+    fsync for the batch). A failure tells their callers the records are stored."""
+    events = []
+    journal: Journal | None = None
+    for op in ops:
+        assert isinstance(op, InsertOp) and op.audit is not None
+        journal = op.audit.journal  # one journal per batch (sqlite_batch.one_journal)
+        events.append(op.audit.event)
+    assert journal is not None
+    try:
+        await journal.append(events)
+    except Exception as exc:
+        error = sqlite_batch.committed_error(exc, held=False)
+        for i in which:
+            outcomes[i] = (True, error)
 
 
 async def _close_connection(conn: _Connection) -> None:

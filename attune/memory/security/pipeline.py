@@ -38,8 +38,8 @@ from attune.errors import (
 from attune.memory import store_marker
 from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
-from attune.memory.long_term.protocol import OutboxHook, PatternRecord, WrappedKey
-from attune.memory.security.audit import AuditEvent, AuditLogger, AuditTicket, Durability
+from attune.memory.long_term.protocol import Audited, PatternRecord, WrappedKey
+from attune.memory.security.audit import AuditEvent, AuditLogger, Durability
 from attune.memory.security.classifier import ClassificationDecision, decide
 from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
 from attune.memory.security.pii import PIIScrubber
@@ -57,10 +57,6 @@ _READ_REFUSED = (
     "log can be written"
 )
 _WRITE_REFUSED = "the write was refused and nothing was stored"
-_STORED_UNLOGGED = (
-    "the write WAS stored, but its audit event could not be written (it is not in the "
-    "log). Do not retry the write"
-)
 
 _registry_lock = threading.Lock()
 _audit_loggers: dict[Path, AuditLogger] = {}
@@ -575,42 +571,25 @@ class SecurityPipeline:
             report["held_events"] = logger.held_events
         return report
 
-    def commit_hook(self, event: AuditEvent) -> Callable[[], Callable[[], None] | None]:
-        """A long-term write's final event, committed with its record: a store commit hook
-        that makes the event durable right after the write's transaction, on the store's
-        thread (no hand-off to the audit writer and back to the event loop, one audit
-        fsync for a whole group commit). The event is queued only once the write is
-        durable.
+    def audited(self, event: AuditEvent) -> Audited:
+        """A long-term write's final event, for the store to make durable together with
+        the record (``InsertOp(record, pipeline.audited(event))``; see
+        :class:`~attune.memory.long_term.Journal`): the SQLite store keeps it in the
+        record's own transaction (one fsync for both, shared by a whole group commit); a
+        store without an outbox (or ``audit_sync=False``) appends it right after the
+        commit. Either way the event is written only once the write is durable.
 
-        A store with an outbox checks the log before its COMMIT (:meth:`AuditLogger.begin`)
-        and stores nothing if the log cannot take the event. Without one (or with
-        ``audit_sync=False``) an audit failure not yet reported refuses the write here,
-        before anything is stored; a failure after the commit says the write was stored.
+        An audit failure not yet reported refuses the write here, before anything is
+        stored; a store with an outbox checks the log again before its COMMIT
+        (:meth:`AuditLogger.begin`) and stores nothing if the log cannot take the event;
+        a failure after the commit says the write was stored.
         """
         logger = self.audit_logger
         try:
             logger.report_failures()  # no lock, nothing done, unless a failure waits
         except AuditLogError as exc:
             raise exc.retold(_WRITE_REFUSED) from None
-
-        def wait(ticket: AuditTicket) -> None:
-            try:
-                logger.wait(ticket)
-            except AuditLogError as exc:
-                raise exc.retold(_STORED_UNLOGGED, committed=True) from None
-
-        def on_commit() -> Callable[[], None] | None:
-            # After the commit: an earlier failure is left for a later call to report
-            # (this write must not be told it was refused).
-            ticket = logger.submit(event, report=False)
-            if not logger.sync:  # audit_sync=False: queued only, like every other event
-                return None
-            return lambda: wait(ticket)
-
-        if not logger.sync:
-            return on_commit
-        # A store with an outbox commits the event with the record (one fsync for both).
-        return OutboxHook(logger, event, on_commit)
+        return Audited(logger.journal, event)
 
 
 def _step(name: str, fn: Callable[[], T]) -> T:

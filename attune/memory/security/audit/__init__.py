@@ -50,6 +50,7 @@ The modules, one job each (the names below are re-exported here):
 - :mod:`.writer`: each logger's queue and writer thread, batches, exit and fork handling;
 - :mod:`.failures`: what an ``AuditLogError`` says went wrong and became of the call;
 - :mod:`.outbox`: ``OutboxWrite``, ``begin``'s work, ``replay_outbox``;
+- :mod:`.journal`: ``StoreJournal``, the log as a long-term store's journal;
 - :mod:`.reader`: ``verify`` (``VerifyResult``) and ``query``;
 - :mod:`.logger`: the public ``AuditLogger``.
 """
@@ -64,6 +65,7 @@ from attune.memory.security.audit.events import (
     Durability,
     sanitize_details,
 )
+from attune.memory.security.audit.journal import StoreJournal
 from attune.memory.security.audit.logger import AuditLogger
 from attune.memory.security.audit.outbox import OutboxWrite, replay_outbox
 from attune.memory.security.audit.reader import VerifyResult
@@ -79,6 +81,7 @@ __all__ = [
     "AuditTicket",
     "Durability",
     "OutboxWrite",
+    "StoreJournal",
     "VerifyResult",
     "replay_outbox",
     "sanitize_details",

@@ -24,6 +24,10 @@ Failure = tuple[str, str]
 REFUSED = "the write was refused and nothing was stored"
 CALL_REFUSED = "this call was refused: nothing was stored, changed or read"
 NOT_LOGGED = "the event was not logged"
+STORED_UNLOGGED = (
+    "the write WAS stored, but its audit event could not be written (it is not in the "
+    "log). Do not retry the write"
+)
 HELD = (
     "the write WAS stored, and its audit events are held in the store's outbox: they are "
     "appended to the log once it can be written again (at the latest when the store next "

@@ -19,6 +19,7 @@ from attune.memory.security.audit import writer
 from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent, AuditTicket
 from attune.memory.security.audit.failures import CALL_REFUSED, _describe, _unreadable
+from attune.memory.security.audit.journal import StoreJournal
 from attune.memory.security.audit.logfile import _read_lock, _rotated, _Sink
 from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
 from attune.memory.security.audit.reader import VerifyResult, _matching, _verify
@@ -55,6 +56,9 @@ class AuditLogger(_LogWriter):
             raise ConfigurationError("linger_s of the audit log must be a positive number")
         path = _default_path() if log_file is None else Path(log_file)
         super().__init__(path.expanduser().absolute(), bool(sync), max_bytes, float(linger))
+        #: This log as a long-term store's journal: where a write's final event becomes
+        #: durable with its record (``InsertOp(record, Audited(logger.journal, event))``).
+        self.journal = StoreJournal(self)
         _live.add(self)
 
     # -- writing ----------------------------------------------------------------------------
@@ -70,16 +74,16 @@ class AuditLogger(_LogWriter):
         if self.sync:
             self.wait(ticket)
 
-    async def alog(self, event: AuditEvent) -> None:
+    async def alog(self, event: AuditEvent, *, report: bool = True) -> None:
         """Record one event, awaiting durability (``sync=True``) without blocking the event
-        loop; with ``sync=False`` it is only queued."""
+        loop; with ``sync=False`` it is only queued. ``report=False``: see :meth:`submit`."""
         _check(event)
         if not self.sync:
-            self._submit(event)
+            self._submit(event, report=report)
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._submit(event, (loop, future), urgent=True)
+        self._submit(event, (loop, future), urgent=True, report=report)
         await future
 
     def submit(self, event: AuditEvent, *, report: bool = True) -> AuditTicket:
