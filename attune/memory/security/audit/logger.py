@@ -166,7 +166,9 @@ class AuditLogger(_LogWriter):
         transaction will keep them, as :attr:`OutboxWrite.payload`, in an outbox table.
 
         Holds this logger and the file's lock until :meth:`OutboxWrite.finish`: call it
-        right after the transaction's ``COMMIT`` (or its failure), from the same thread.
+        right after the transaction's ``COMMIT`` (or its failure), from any thread (a
+        ``threading.Lock`` and an ``flock`` on the log's descriptor: neither is bound to
+        the thread that took it).
         Anyone who takes the file's lock therefore finds each committed outbox row's
         lines in the log, or its writer dead; :func:`replay_outbox` relies on that.
 
