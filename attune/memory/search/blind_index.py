@@ -1,0 +1,68 @@
+"""Keyed blind-index tokens: how encrypted records are searched without decrypting them.
+
+An encrypted record's terms (:mod:`.terms`) are indexed as *tokens*: HMAC-SHA256 of the
+term under a search key, cut to :data:`TOKEN_BYTES` bytes and written in hex. A query's
+terms are turned into tokens the same way, so the store finds matching records by token
+equality alone; without the key a token says nothing about its word. What tokens do
+reveal to whoever reads the database is stated in docs/security.md: which records share
+a word, and how often a word occurs (as deterministic encryption does).
+
+The search key is derived by HKDF-SHA256 from master key material; metadata filters on
+encrypted records use *facet* tokens of ``key=value`` pairs under the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+#: Bytes of HMAC output kept per token: 64 bits, so two different words share a token
+#: with probability about 2**-64 per pair (a false match is filtered out after decryption).
+TOKEN_BYTES = 8
+_INFO = b"attune search index v1"
+_TERM = b"term\x00"
+_FACET = b"facet\x00"
+
+
+def derive_search_key(master_key: bytes) -> bytes:
+    """The 32-byte search key of a master key (HKDF-SHA256, fixed info, no salt)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(master_key)
+
+
+class BlindIndex:
+    """Tokens for terms and metadata facets under one search key."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, search_key: bytes) -> None:
+        if len(search_key) != 32:
+            raise ValueError("a search key is 32 bytes")
+        self._key = search_key
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        return "BlindIndex(<key>)"
+
+    def token(self, term: str) -> str:
+        """The token of one term (already folded by :func:`.terms.fold`)."""
+        return self._mac(_TERM + term.encode("utf-8"))
+
+    def tokens(self, terms: list[str]) -> list[str]:
+        return [self.token(term) for term in terms]
+
+    def facet(self, key: str, value: Any) -> str:
+        """The token of one top-level metadata pair, for equality filters."""
+        return self._mac(_FACET + facet_text(key, value).encode("utf-8"))
+
+    def _mac(self, message: bytes) -> str:
+        return hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES].hex()
+
+
+def facet_text(key: str, value: Any) -> str:
+    """A metadata pair as one canonical text (JSON of the value, keys sorted), so equal
+    values give equal facets whatever their key order or spacing."""
+    return key + "\x00" + json.dumps(value, sort_keys=True, separators=(",", ":"))
