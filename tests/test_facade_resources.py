@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
+from waiting import await_until
 
 from attune import AsyncEmpathyOS, EmpathyOS, ValidationError
 from attune._runner import run_sync
@@ -216,8 +217,8 @@ def test_close_inside_async_def_after_awaiting_the_core(config: MemoryConfig) ->
         elapsed = time.monotonic() - started
         assert db._connection is None  # closed by the time close() returned
         assert len(_sqlite_threads()) == threads0
-        await asyncio.sleep(0.05)  # this loop's Redis client closes once the loop runs again
-        assert not real or _connected(pool) == 0
+        # This loop's Redis client closes once the loop runs again.
+        await await_until(lambda: not real or _connected(pool) == 0, "the Redis client closing")
         return elapsed, str(stored["pattern_id"]), db
 
     elapsed, pattern_id, _db = asyncio.run(main())
@@ -234,11 +235,15 @@ def test_close_inside_async_def_after_blocking_calls(config: MemoryConfig) -> No
 
     async def main() -> float:
         _use(mem, 1)
-        await mem.async_memory.stash("own_loop", 1)
+        core = mem.async_memory
+        await core.stash("own_loop", 1)
+        pool = core.short_term._clients.peek().redis.connection_pool  # type: ignore[attr-defined]
+        real = core.short_term.backend == "redis"  # the stand-in never disconnects
         started = time.monotonic()
         mem.close()
         elapsed = time.monotonic() - started
-        await asyncio.sleep(0.05)  # this loop's Redis client closes once the loop runs again
+        # This loop's Redis client closes once the loop runs again.
+        await await_until(lambda: not real or _connected(pool) == 0, "the Redis client closing")
         return elapsed
 
     assert asyncio.run(main()) < 1.0
