@@ -17,6 +17,7 @@ from attune.memory.short_term.redis_store import RedisShortTermMemory
 def pipeline_of(mem: AsyncUnifiedMemory) -> AutoPipeline:
     store = mem.short_term
     assert isinstance(store, RedisShortTermMemory)
+    # Private on purpose: the pipeline's round-trip counters are internal (no public API).
     conn = store._clients.peek()
     assert conn is not None
     return conn.pipeline

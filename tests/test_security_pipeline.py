@@ -305,6 +305,7 @@ async def test_expired_patterns_are_hidden_then_purged(
     async with memory(mock_config) as writer, memory(mock_config, AccessTier.STEWARD) as steward:
         public = await writer.persist_pattern("Prefer pure functions", "style")
         sensitive = await writer.persist_pattern("Patient handoff protocol", "clinical")
+        # The core's clock has no public seam yet (unified.py; see the tests-seams report).
         real_now = unified_module._now_ms
         day = 86_400_000
         monkeypatch.setattr(unified_module, "_now_ms", lambda: real_now() + 91 * day)
@@ -471,6 +472,7 @@ async def test_pattern_type_verdicts_are_cached_only_when_clean(mock_config: Mem
                 await mem.stage_pattern({"content": "Retry with backoff"}, bad_type)
             stored = await mem.persist_pattern("Retry with backoff", "best_practice")
             assert "pattern_id" in stored
+        # The cache is the subject and internal (pipeline.py: no public size/contents).
         assert mem.pipeline._clean_types == {"best_practice"}
         # Bounded: many distinct types never grow the cache past its limit.
         for n in range(security_pipeline._TYPE_CACHE_SIZE + 10):
