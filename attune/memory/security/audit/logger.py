@@ -81,12 +81,13 @@ class AuditLogger(_LogWriter):
     @property
     def on_write(self) -> Callable[[int], None] | None:
         """The hook given as ``on_write``: called with the number of events each time a
-        batch of them was written (and fsynced, if it needed to be), before anyone waiting
-        for them returns, in the thread that wrote them (the writer thread's, or a caller's
-        of :meth:`log` / :meth:`wait`), for metrics (batch sizes) and tests. It runs with
-        the file held: keep it short, and never log to this logger from it. What it
-        raises is logged (``logging``) and otherwise ignored; failed writes are not told
-        to it (their callers are).
+        batch of queued events was written (and fsynced, if it needed to be), before
+        anyone waiting for them returns, in the thread that wrote them (the writer
+        thread, or a caller's: :meth:`log`, :meth:`wait`, :meth:`begin` and its
+        ``finish``), for metrics (group-commit batch sizes) and tests. It runs with the
+        file held: keep it short, and never log to this logger from it. What it raises
+        is logged (``logging``) and otherwise ignored. Not told: failed writes (their
+        callers are), and events that go out as an outbox write's lines (:meth:`begin`).
         """
         return self._on_write
 
