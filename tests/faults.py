@@ -10,6 +10,7 @@ reply never arrives (what a dropped connection or a partition does to a client).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -211,14 +212,18 @@ class ReplyDroppingProxy:
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
 
     def cut(self) -> None:
-        """Close every connection through the proxy (clients see a reset)."""
+        """Close every connection through the proxy (clients see a reset); returns once
+        their sockets are closed, so a client's next command meets the closed connection."""
 
-        def close_all() -> None:
-            for w in self._writers:
+        async def close_all() -> None:
+            writers, self._writers = self._writers, []
+            for w in writers:
                 w.close()
-            self._writers.clear()
+            for w in writers:
+                with contextlib.suppress(OSError):
+                    await w.wait_closed()
 
-        self._loop.call_soon_threadsafe(close_all)
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
 
     def stop(self) -> None:
         def shutdown() -> None:

@@ -17,6 +17,7 @@ from attune.memory.short_term.redis_store import RedisShortTermMemory
 def pipeline_of(mem: AsyncUnifiedMemory) -> AutoPipeline:
     store = mem.short_term
     assert isinstance(store, RedisShortTermMemory)
+    # Private on purpose: the pipeline's round-trip counters are internal (no public API).
     conn = store._clients.peek()
     assert conn is not None
     return conn.pipeline
@@ -181,9 +182,12 @@ async def test_a_caller_cancelled_while_waiting_is_cancelled_not_timed_out(
     tmp_path: Path,
 ) -> None:
     held: list[asyncio.StreamWriter] = []
+    asked = asyncio.Event()
 
-    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
+        if await reader.read(1):  # a command arrived: its caller waits for the reply now
+            asked.set()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -191,7 +195,8 @@ async def test_a_caller_cancelled_while_waiting_is_cancelled_not_timed_out(
     try:
         async with AsyncUnifiedMemory("agent", config) as mem:
             task = asyncio.create_task(mem.stash("k", 1))
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(asked.wait(), 10)
+            assert not task.done()  # waiting, well inside the socket timeout
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

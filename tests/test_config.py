@@ -166,6 +166,7 @@ def test_backends_are_chosen_from_configuration_in_one_place(tmp_path: Path) -> 
     assert isinstance(short, RedisShortTermMemory) and short.backend == "fakeredis"
     assert isinstance(long, SQLiteLongTermStore) and long.path.parent == tmp_path
     with pytest.raises(ConfigurationError, match="known: sqlite"):
+        # Asked directly: no configuration can select another long-term backend yet.
         backends._pick(backends.LONG_TERM, "postgres", "long-term")
     prod = MemoryConfig(environment="production", redis_mock=True, storage_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="refused in production"):

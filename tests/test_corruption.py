@@ -217,6 +217,8 @@ async def test_records_of_the_old_format_stay_readable(mock_config: MemoryConfig
     them: after the upgrade they read, and a new record next to them does too."""
     storage = mock_config.ensure_storage_dir()
     ring = KeyRing.load(storage_dir=storage, environment="development", key_file=None)
+    # Forging an old-format record needs the master key and the raw key wrap: private on
+    # purpose (no public API hands out key material or wraps under an arbitrary key).
     kid, master = ring._active_key()
     data_key, nonce = os.urandom(32), os.urandom(12)
     plaintext = json.dumps({"content": "Old sealed", "metadata": {"n": 1}}).encode()
@@ -424,6 +426,7 @@ async def test_a_sealed_entry_of_the_old_format_still_opens(
 ) -> None:
     """Staged before the entry version was bound: ``"v": 1``, the old associated data."""
     entry = await sealed_entry(mock_config)
+    # Private on purpose: forging needs key material no public API hands out (see above).
     kid, master = pipe.cipher.ring._active_key()
     data_key, nonce = os.urandom(32), os.urandom(12)
     secret = json.dumps({"staged_by": "a", "data": {"content": "old"}}).encode()

@@ -16,6 +16,7 @@ from attune.memory.short_term.fast_packing import packable, use_fast_packing
 pytestmark = pytest.mark.skipif(fast_packing.hiredis is None, reason="hiredis not installed")
 
 _plain = Connection()
+# The internal mixin is the unit under test (applied by use_fast_packing, not exported).
 _fast = fast_packing._HiredisPacking  # the mixin, bound to a connection class below
 
 
@@ -74,5 +75,6 @@ async def test_a_real_redis_client_packs_with_hiredis(redis_config: MemoryConfig
     async with AsyncUnifiedMemory("packer", redis_config) as mem:
         await mem.stash("k", {"text": "héllo", "n": 2**40})
         assert await mem.retrieve("k") == {"text": "héllo", "n": 2**40}
+        # Private on purpose: which connection class the store's client uses is internal.
         client = mem.short_term._clients.peek().redis  # type: ignore[attr-defined]
         assert issubclass(client.connection_pool.connection_class, fast_packing._HiredisPacking)

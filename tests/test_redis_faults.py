@@ -108,6 +108,7 @@ async def test_a_step_that_is_not_safe_to_repeat_is_not_retried(
         await store.stash("a", "k", b"v", TTL_MS)
         own_redis.restart()
         # SET NX (a claim) and INCR change their reply when repeated: never retried.
+        # _call/_run are the store's command paths whose retry policy is the subject.
         with pytest.raises(ShortTermUnavailableError):
             await store._call("SET", store.keys.stash("a", "claim"), b"me", "NX", "PX", TTL_MS)
         await store.retrieve("a", "k")  # a live connection again, for the next restart
@@ -261,13 +262,11 @@ async def test_a_cut_connection_reconnects_for_commands_safe_to_repeat(
         for step in steps * 2:
             await fill_pool(store)
             await store.stash("a", "k", b"v", TTL_MS)
-            reply_proxy.cut()
-            await asyncio.sleep(0.1)  # the proxy closes every connection
+            reply_proxy.cut()  # returns once the proxy closed every connection
             await step()
         # concurrent callers on a cut connection: the whole batch comes back
         await store.stash("a", "k", b"v", TTL_MS)
         reply_proxy.cut()
-        await asyncio.sleep(0.1)
         got = await asyncio.gather(*(store.retrieve("a", "k") for _ in range(20)))
         assert got == [b"v"] * 20
     finally:
@@ -380,6 +379,7 @@ async def test_health_of_a_hung_server_names_the_timeout(
 
 def test_no_error_renders_as_a_bare_class_name(tmp_path: Path) -> None:
     store = store_on("redis://127.0.0.1:6399/0", tmp_path, timeout=2.5)
+    # The translation itself is the unit (raising each error for real needs its fault).
     timeout = str(store._translate(TimeoutError(), "GET"))
     assert "did not answer within 2.5 s (redis_socket_timeout) to a GET command" in timeout
     assert "TimeoutError" not in timeout

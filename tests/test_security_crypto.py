@@ -159,7 +159,7 @@ def test_wrong_master_key_is_refused(tmp_path: Path, cipher: EnvelopeCipher) -> 
 def test_blob_repr_hides_bytes_and_ring_repr_hides_keys(cipher: EnvelopeCipher) -> None:
     blob = cipher.encrypt(b"x", record_id="r", classification=SENSITIVE)
     assert repr(blob) == f"EncryptedBlob(key_id={blob.key_id!r})"
-    master = cipher.ring._active_key()[1]
+    master = cipher.ring._active_key()[1]  # key bytes: no public accessor, by design
     assert b64(master) not in repr(cipher.ring)
     assert repr(master) not in repr(cipher.ring)
     assert cipher.ring.active_key_id in repr(cipher.ring)
@@ -322,7 +322,7 @@ def test_losing_the_creation_race_adopts_the_winner(storage: Path) -> None:
     winner = load(storage)
     path = storage / "master.key"
     content = path.read_bytes()
-    adopted = crypto._create_key_file(path)
+    adopted = crypto._create_key_file(path)  # the racing step itself: internal to load()
     assert adopted.active == winner.active_key_id
     assert path.read_bytes() == content
     assert [p.name for p in storage.iterdir()] == ["master.key"]
@@ -346,7 +346,7 @@ def test_env_master_key_is_active_and_has_a_source_independent_id(
 ) -> None:
     dev = load(storage)
     blob = EnvelopeCipher(dev).encrypt(b"portable", record_id="r", classification=SENSITIVE)
-    file_key = dev._active_key()[1]
+    file_key = dev._active_key()[1]  # key bytes: no public accessor, by design
 
     monkeypatch.setenv("ATTUNE_MASTER_KEY", b64(file_key))
     prod = load(tmp_path / "prod", "production")
@@ -407,7 +407,7 @@ def test_add_key_with_env_key_persists_and_warns(
         new_kid = ring.add_key()
     assert ring.active_key_id == new_kid
     assert "set ATTUNE_MASTER_KEY to the new key" in caplog.text
-    new_key = ring._active_key()[1]
+    new_key = ring._active_key()[1]  # key bytes: no public accessor, by design
     assert b64(new_key) not in caplog.text
     path = storage / "master.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

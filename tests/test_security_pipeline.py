@@ -305,6 +305,7 @@ async def test_expired_patterns_are_hidden_then_purged(
     async with memory(mock_config) as writer, memory(mock_config, AccessTier.STEWARD) as steward:
         public = await writer.persist_pattern("Prefer pure functions", "style")
         sensitive = await writer.persist_pattern("Patient handoff protocol", "clinical")
+        # The core's clock has no public seam yet (unified.py; see the tests-seams report).
         real_now = unified_module._now_ms
         day = 86_400_000
         monkeypatch.setattr(unified_module, "_now_ms", lambda: real_now() + 91 * day)
@@ -471,6 +472,7 @@ async def test_pattern_type_verdicts_are_cached_only_when_clean(mock_config: Mem
                 await mem.stage_pattern({"content": "Retry with backoff"}, bad_type)
             stored = await mem.persist_pattern("Retry with backoff", "best_practice")
             assert "pattern_id" in stored
+        # The cache is the subject and internal (pipeline.py: no public size/contents).
         assert mem.pipeline._clean_types == {"best_practice"}
         # Bounded: many distinct types never grow the cache past its limit.
         for n in range(security_pipeline._TYPE_CACHE_SIZE + 10):
@@ -494,18 +496,16 @@ async def test_a_cached_audit_logger_is_replaced_after_close_shared(
 
 
 async def test_a_persist_returns_with_its_events_on_disk_in_order(
-    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+    mock_config: MemoryConfig,
 ) -> None:
     """When persist returns, its events are on disk, in order, behind the operation's
     queued decisions: in the outbox row committed with the record (the writer thread is
     told to linger for a minute, so it has not appended them yet). A reader that locks
     the log, like query(), sees them there at once: the writer appends them first."""
-    from attune.memory.security.audit import writer as audit_writer
-
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     path = mock_config.storage_dir / "audit.jsonl"
     async with memory(mock_config) as mem:
         logger = mem.pipeline.audit_logger
+        logger.linger_s = 60.0  # the shared logger's writer, before anything is persisted
         for round_ in range(2):
             stored = await mem.persist_pattern(f"Round {round_}: prefer small commits", "style")
             kept = _outbox_events(mock_config)  # a fresh connection: what a crash leaves
@@ -548,6 +548,8 @@ async def test_a_failed_audit_append_loses_nothing_and_is_reported(
         logger.flush()
 
         def disk_full(fd: int, data: bytes) -> None:
+            # Over the private logfile._write_all: an OS error inside the file sink's
+            # write is a fault no public seam should be able to inject.
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with monkeypatch.context() as patch:
@@ -576,18 +578,16 @@ def _read_events(path: Path) -> list[dict[str, Any]]:
 
 
 async def test_with_audit_sync_off_a_persist_only_queues_its_event(
-    key_prefix: str, storage_dir: Path, monkeypatch: pytest.MonkeyPatch
+    key_prefix: str, storage_dir: Path
 ) -> None:
     """audit_sync=False: the final event is queued behind the commit, not written by it;
     a flush (here close_shared) writes it."""
-    from attune.memory.security.audit import writer as audit_writer
-
-    monkeypatch.setattr(audit_writer, "_LINGER_S", 60.0)
     config = MemoryConfig(
         redis_mock=True, storage_dir=storage_dir, key_prefix=key_prefix, audit_sync=False
     )
     path = storage_dir / "audit.jsonl"
     async with memory(config) as mem:
+        mem.pipeline.audit_logger.linger_s = 60.0  # the writer leaves queued events alone
         stored = await mem.persist_pattern("Prefer small commits", "style")
         assert not path.exists() or stored["pattern_id"] not in path.read_text()
     events = audit_events(config)

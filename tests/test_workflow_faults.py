@@ -12,11 +12,13 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import fakeredis
 import pytest
+import redis.asyncio as aioredis
 from faults import RedisProcess, ReplyDroppingProxy
 from redis.asyncio.client import Pipeline
 
@@ -29,6 +31,7 @@ from attune.errors import (
 )
 from attune.memory import AccessTier, AsyncUnifiedMemory, MemoryConfig, staging
 from attune.memory.security import pipeline as security_pipeline
+from attune.memory.short_term.redis_store import shared_fake_server
 
 T = TypeVar("T")
 
@@ -52,6 +55,22 @@ async def _staged_ids(memory: AsyncUnifiedMemory) -> list[str]:
     return [p["pattern_id"] for p in await memory.get_staged_patterns()]
 
 
+async def _raw(memory: AsyncUnifiedMemory, op: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``op`` with a Redis client of the test's own on the memory's server (for the
+    stand-in, its in-process server): the raw keys are the subject here, which no public
+    API reads or plants, so this goes beside the store rather than through it."""
+    config = memory.config
+    client: Any = (
+        fakeredis.FakeAsyncRedis(server=shared_fake_server())
+        if config.short_term_backend == "mock"
+        else aioredis.Redis.from_url(config.redis_url or "", socket_timeout=10)
+    )
+    try:
+        return await op(client)
+    finally:
+        await client.aclose()
+
+
 async def _raw_keys(memory: AsyncUnifiedMemory, staged_id: str) -> tuple[bool, bool]:
     """(whether the staged entry's key exists, whether the index holds its id)."""
     keys = memory.short_term.keys  # type: ignore[attr-defined]
@@ -61,8 +80,7 @@ async def _raw_keys(memory: AsyncUnifiedMemory, staged_id: str) -> tuple[bool, b
         score = await r.zscore(keys.staging_index(), staged_id)
         return bool(exists), score is not None
 
-    result: tuple[bool, bool] = await memory.short_term._run(op)  # type: ignore[attr-defined]
-    return result
+    return await _raw(memory, op)
 
 
 def _fault_config(url: str, storage_dir: Path, key_prefix: str) -> MemoryConfig:
@@ -446,7 +464,7 @@ async def _plant(memory: AsyncUnifiedMemory, staged_id: str, value: bytes) -> No
         await r.set(keys.staged_pattern(staged_id), value, pxat=expires)
         await r.zadd(keys.staging_index(), {staged_id: expires})
 
-    await memory.short_term._run(op)  # type: ignore[attr-defined]
+    await _raw(memory, op)
 
 
 @pytest.mark.parametrize("kind", list(_garbage(BAD_ID)))
@@ -488,7 +506,7 @@ async def test_index_member_without_an_entry_is_not_listed(config: MemoryConfig)
         await r.zadd(keys.staging_index(), {b"\xff-not-an-id": expires})
         await r.zadd(keys.staging_index(), {BAD_ID: expires})
 
-    await contributor.short_term._run(op)  # type: ignore[attr-defined]
+    await _raw(contributor, op)
     good = await contributor.stage_pattern({"content": "Still listed"}, "misc")
     assert await _staged_ids(contributor) == [good]
     await contributor.aclose()
@@ -503,7 +521,7 @@ async def test_staged_key_of_another_type_is_corrupt(config: MemoryConfig) -> No
         await r.hset(keys.staged_pattern(BAD_ID), "content", "a hash, not a string")
         await r.zadd(keys.staging_index(), {BAD_ID: expires})
 
-    await contributor.short_term._run(op)  # type: ignore[attr-defined]
+    await _raw(contributor, op)
     good = await contributor.stage_pattern({"content": "Still listed"}, "misc")
     assert await _staged_ids(validator) == [good]
     for _ in range(2):  # the claim is released: the same error, not "being promoted"
@@ -526,7 +544,7 @@ async def test_an_unknown_id_leaves_no_claim_behind(config: MemoryConfig) -> Non
         found: int = await r.exists(keys.staging_claim(BAD_ID))
         return found
 
-    assert await validator.short_term._run(op) == 0  # type: ignore[attr-defined]
+    assert await _raw(validator, op) == 0
     await validator.aclose()
 
 

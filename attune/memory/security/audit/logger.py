@@ -9,6 +9,7 @@ their replay (:mod:`.outbox`) and reading back (:mod:`.reader`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ class AuditLogger(_LogWriter):
     With ``sync=True`` (default) :meth:`log` / :meth:`alog` return once the event is
     fsynced; with ``sync=False`` they only queue it, and :meth:`flush` / :meth:`close`
     make it durable. ``linger_s`` (default 0.02) is how long events nobody waits for may
-    wait to share one write and fsync. A failed write raises
+    wait to share one write and fsync (also a settable property). ``on_write``, if given,
+    is called with the number of events of each batch written (see :attr:`on_write`).
+    A failed write raises
     :class:`~attune.errors.AuditLogError` (a :class:`SecurityPipelineError`) to its caller
     (``sync=False``: to the next call).
     After :meth:`close`, logging again starts a new writer, so a closed logger stays
@@ -48,18 +51,49 @@ class AuditLogger(_LogWriter):
         sync: bool = True,
         max_bytes: int = 10 * 1024 * 1024,
         linger_s: float | None = None,
+        on_write: Callable[[int], None] | None = None,
     ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ConfigurationError("max_bytes of the audit log must be a positive integer")
-        linger = writer._LINGER_S if linger_s is None else linger_s
-        if isinstance(linger, bool) or not isinstance(linger, int | float) or not linger > 0:
-            raise ConfigurationError("linger_s of the audit log must be a positive number")
+        linger = _checked_linger(writer._LINGER_S if linger_s is None else linger_s)
+        if on_write is not None and not callable(on_write):
+            raise ConfigurationError("on_write of the audit log must be callable")
         path = _default_path() if log_file is None else Path(log_file)
-        super().__init__(path.expanduser().absolute(), bool(sync), max_bytes, float(linger))
+        super().__init__(path.expanduser().absolute(), bool(sync), max_bytes, linger, on_write)
         #: This log as a long-term store's journal: where a write's final event becomes
         #: durable with its record (``InsertOp(record, Audited(logger.journal, event))``).
         self.journal = StoreJournal(self)
         _live.add(self)
+
+    @property
+    def linger_s(self) -> float:
+        """How long events nobody waits for may wait to share one write and fsync.
+
+        Settable (a positive number of seconds), also on a logger that is running, such as
+        a pipeline's shared one: the writer thread uses the new value from its next wait
+        on, which setting it starts at once.
+        """
+        return self._linger_s
+
+    @linger_s.setter
+    def linger_s(self, value: float) -> None:
+        linger = _checked_linger(value)
+        with self._cond:
+            self._linger_s = linger
+            self._cond.notify_all()
+
+    @property
+    def on_write(self) -> Callable[[int], None] | None:
+        """The hook given as ``on_write``: called with the number of events each time a
+        batch of queued events was written (and fsynced, if it needed to be), before
+        anyone waiting for them returns, in the thread that wrote them (the writer
+        thread, or a caller's: :meth:`log`, :meth:`wait`, :meth:`begin` and its
+        ``finish``), for metrics (group-commit batch sizes) and tests. It runs with the
+        file held: keep it short, and never log to this logger from it. What it raises
+        is logged (``logging``) and otherwise ignored. Not told: failed writes (their
+        callers are), and events that go out as an outbox write's lines (:meth:`begin`).
+        """
+        return self._on_write
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -184,6 +218,13 @@ class AuditLogger(_LogWriter):
         return _begin(self, events)
 
     @property
+    def failure_pending(self) -> bool:
+        """Whether a failure is waiting to be told: a write of events nobody waited for
+        failed, or committed outbox lines could not be appended. The next call is refused
+        with it; :meth:`report_failures` raises it now. Never blocks."""
+        return bool(self._lost) or self._failure is not None
+
+    @property
     def held_events(self) -> int:
         """Events of committed writes that could not be appended yet (their store's outbox
         keeps them; the next write, :meth:`check` or a reopened store appends them)."""
@@ -270,6 +311,13 @@ class AuditLogger(_LogWriter):
             idle = self._worker is None
         if not idle:
             self.flush()
+
+
+def _checked_linger(value: object) -> float:
+    """``linger_s`` as a float, or :class:`ConfigurationError` unless a positive number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError("linger_s of the audit log must be a positive number")
+    return float(value)
 
 
 def _check(event: object) -> None:

@@ -14,7 +14,7 @@ Also here: closing every logger at exit, and a forked child's fresh writer, lock
 file. :class:`_LogWriter` is :class:`~.logger.AuditLogger`'s base: its state and the
 machinery below the public API.
 
-About 390 lines, but one job (the queue and its thread).
+About 400 lines, but one job (the queue and its thread).
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import math
 import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +48,8 @@ from attune.memory.security.audit.logfile import _Sink, _SyncMarks
 if TYPE_CHECKING:
     from attune.memory.security.audit.events import AuditEvent
     from attune.memory.security.audit.logger import AuditLogger
+
+_log = logging.getLogger(__name__)
 
 #: Events nobody waits for (reads, queued decisions, sync=False) are written together
 #: after at most this long, or once this many are queued: one write and fsync for many.
@@ -180,12 +184,22 @@ class _LogWriter:
     """A logger below its API: the queue of events, the writer thread that writes them,
     the sink it writes with, and the failures not yet told (see the module)."""
 
-    def __init__(self, log_file: Path, sync: bool, max_bytes: int, linger_s: float) -> None:
+    def __init__(
+        self,
+        log_file: Path,
+        sync: bool,
+        max_bytes: int,
+        linger_s: float,
+        on_write: Callable[[int], None] | None,
+    ) -> None:
         self.log_file = log_file
         self.sync = sync
         self.max_bytes = max_bytes
-        #: How long events nobody waits for may wait to share a write (see the module).
-        self.linger_s = linger_s
+        #: How long events nobody waits for may wait to share a write (see the module);
+        #: read by the writer at each wait, set through ``AuditLogger.linger_s``.
+        self._linger_s = linger_s
+        #: Told the number of events of each batch written, in the writing thread.
+        self._on_write = on_write
         # The condition and its lock (``_submit`` takes the lock itself: every event does).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -278,7 +292,7 @@ class _LogWriter:
                     if batch is None and not worker.unsynced:
                         # Poll for one linger period (events tend to keep coming, and then
                         # submitters need not wake this thread); after a quiet one, sleep.
-                        quiet = not self._cond.wait(timeout=self.linger_s)
+                        quiet = not self._cond.wait(timeout=self._linger_s)
                         if quiet and worker.batch is None and not worker.unsynced:
                             worker.idle = True
                             self._cond.wait()
@@ -294,7 +308,7 @@ class _LogWriter:
                         batch.created if batch is not None else math.inf,
                         worker.unsynced_at if worker.unsynced else math.inf,
                     )
-                    remaining = due + self.linger_s - time.monotonic()
+                    remaining = due + self._linger_s - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(timeout=remaining)
@@ -327,7 +341,17 @@ class _LogWriter:
                 with self._cond:
                     self._lost += len(batch.entries)
                     self._lost_failure = error
+        if error is None and self._on_write is not None:
+            self._tell_written(self._on_write, len(batch.entries))
         batch.finish(error)
+
+    def _tell_written(self, on_write: Callable[[int], None], count: int) -> None:
+        """Call the ``on_write`` hook before the batch's waiters are woken; what it raises
+        is logged, never lets the batch fail (its events are written)."""
+        try:
+            on_write(count)
+        except Exception:
+            _log.exception("the on_write hook of the audit log %s raised", self.log_file)
 
     def _sync_sink(self) -> None:
         """Write pending outbox lines and fsync them (``_sink_lock`` held); a failure
