@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from attune.errors import LongTermUnavailableError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -28,7 +29,6 @@ from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditEvent, AuditLogger, replay_outbox
 from attune.memory.security.audit import codec as audit_codec
 from attune.memory.security.audit import logfile as audit_logfile
-from attune.memory.security.audit import writer as audit_writer
 
 
 @pytest.fixture
@@ -89,8 +89,10 @@ async def test_a_persist_commits_its_events_with_the_record(mock_config: MemoryC
             "classification.decision",
             "pattern.store",
         ]
-        await asyncio.sleep(0.2)  # the writer fsyncs the log a linger later...
-        await mem.persist_pattern("Name things plainly", "style")  # ...then rows go
+        # Once the log has fsynced the lines (the writer does a linger later; a flush at
+        # once), the next transaction deletes their row.
+        await asyncio.to_thread(mem.pipeline.audit_logger.flush)
+        await mem.persist_pattern("Name things plainly", "style")
         assert len(_outbox_rows(storage)) == 1  # only the newest write's row remains
     assert _outbox_rows(storage) == []  # closing settles the rest
     assert AuditLogger(log_file=path).verify().ok
@@ -407,10 +409,7 @@ def test_outbox_lines_become_durable_a_linger_later(log_path: Path) -> None:
     write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
     write.finish(committed=True)
     assert [e["event"] for e in AuditLogger(log_path).query()] == ["pattern.store"]
-    deadline = time.monotonic() + 5
-    while not write.durable() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert write.durable()
+    wait_until(write.durable, "the writer fsyncing the outbox lines a linger later")
     assert [e["event"] for e in _events(log_path)] == ["pattern.store"]
     logger.close()
 
@@ -449,7 +448,7 @@ def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) ->
     linger after they were appended, or the store's outbox rows pile up."""
     logger = AuditLogger(log_path)
     first = None
-    deadline = time.monotonic() + 50 * audit_writer._LINGER_S
+    deadline = time.monotonic() + 50 * logger.linger_s
     while time.monotonic() < deadline and not (first is not None and first.durable()):
         write = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T")])
         write.finish(committed=True)
@@ -457,7 +456,7 @@ def test_outbox_lines_become_durable_while_events_keep_coming(log_path: Path) ->
         logger.submit(
             AuditEvent("access.check", user_id="u", tier="T")
         )  # the next persist's decision
-        time.sleep(audit_writer._LINGER_S / 20)
+        time.sleep(logger.linger_s / 20)  # the pace of the stream is the scenario
     assert first is not None and first.durable()
     logger.close()
     assert len(_events(log_path)) >= 2
@@ -486,6 +485,8 @@ def test_with_another_writer_active_lines_are_appended_at_once(
     lines would stall that writer (and, through the database's write lock, this one):
     outbox lines are then appended right after their commit and the lock let go, until
     the other writer has been quiet for a while."""
+    # The quiet period is an internal policy constant, not a setting: shortened here so
+    # the test need not wait a second.
     monkeypatch.setattr(audit_logfile, "_SHARED_S", 0.2)
     logger = AuditLogger(log_path, linger_s=60.0)
     first = logger.begin([AuditEvent("pattern.store", user_id="u", tier="T", target_id="p0")])
@@ -589,9 +590,7 @@ def test_a_failed_append_reaches_the_next_call(
 
     monkeypatch.setattr(audit_logfile, "_write_all", disk_full)
     write.finish(committed=True)
-    deadline = time.monotonic() + 5
-    while logger._failure is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: logger.failure_pending, "the writer's failed append")
     monkeypatch.undo()
     with pytest.raises(SecurityPipelineError, match="outbox") as raised:
         logger.submit(AuditEvent("next", user_id="u", tier="T"))
@@ -632,7 +631,10 @@ if sys.argv[2] == "after-append":  # the writer has appended the line (row not d
                 return True
         return False
 
+    deadline = time.monotonic() + 30
     while not appended():
+        if time.monotonic() > deadline:
+            sys.exit("the line was never appended")
         time.sleep(0.005)
 print(result["pattern_id"], flush=True)
 sys.stdin.read()  # wait to be killed
@@ -737,11 +739,11 @@ def test_processes_sharing_a_store_log_every_event_once(tmp_path: Path) -> None:
         for name in ("writer-a", "writer-b")
     ]
     log = storage / "audit.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (
-        not log.exists() or log.read_bytes().count(b"pattern.store") < 10
-    ):
-        time.sleep(0.005)
+    wait_until(
+        lambda: log.exists() and log.read_bytes().count(b"pattern.store") >= 10,
+        "ten persists of the two writers",
+        timeout=60,
+    )
     midway = asyncio.run(_open_and_count(storage))  # replays whatever rows are pending now
     assert midway >= 10
     for proc in writers:

@@ -113,6 +113,7 @@ async def test_concurrent_persists_share_commits(mock_config: MemoryConfig) -> N
         )
         assert len({r["pattern_id"] for r in results}) == 64
         assert await mem.long_term.count() == 64  # type: ignore[attr-defined]
+        # Private: how many transactions the group commit made is internal (no counter).
         conn = mem.long_term._conns.peek()  # type: ignore[attr-defined]
         assert conn is not None and conn.commits < 64  # group commit batched them
 
@@ -222,6 +223,7 @@ async def test_opening_retries_a_lock_reported_without_waiting(
     WAL, recovering the WAL index) instead of waiting: opening retries, then succeeds."""
     from attune.memory.long_term import SQLiteLongTermStore
 
+    # Private: a busy file at this point cannot be produced on demand; injected instead.
     real = SQLiteLongTermStore._migrate
     failures = iter([sqlite3.OperationalError("database is locked")] * 3)
 
@@ -249,7 +251,7 @@ async def test_opening_gives_up_on_other_errors(
     async def broken(self: SQLiteLongTermStore, db: Any) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(SQLiteLongTermStore, "_migrate", broken)
+    monkeypatch.setattr(SQLiteLongTermStore, "_migrate", broken)  # an I/O error, injected
     store = SQLiteLongTermStore(tmp_path)
     try:
         with pytest.raises(LongTermUnavailableError, match="disk I/O error"):
@@ -269,6 +271,7 @@ async def test_each_connection_gets_the_configured_page_cache(tmp_path: Path) ->
         (SQLiteLongTermStore(tmp_path, cache_mib=3), 3),
     ):
         try:
+            # Private: the connection's pragmas have no public reader.
             rows = await store._read("PRAGMA cache_size", ())
             assert rows[0][0] == -mib * 1024  # negative: KiB
         finally:
@@ -371,6 +374,7 @@ async def test_nothing_is_appended_when_the_insert_fails(
     journal = _AppendingJournal(store.path)
     try:
         await store.write(InsertOp(_record("pat_warm")))  # open and migrate first
+        # A failing statement, injected (module constant: no public seam for a fault).
         monkeypatch.setattr(sqlite_batch, "INSERT", "INSERT INTO no_such_table VALUES (?)")
         with pytest.raises(LongTermUnavailableError):
             await store.write(InsertOp(_record("pat_x"), Audited(journal, "pat_x")))
@@ -446,7 +450,7 @@ async def test_a_sequential_writer_keeps_one_drain_task(mock_config: MemoryConfi
     store = SQLiteLongTermStore(mock_config.ensure_storage_dir())
     try:
         assert await store.write(InsertOp(_record("pat_1")))
-        conn = store._conns.peek()
+        conn = store._conns.peek()  # private: the drain task is internal
         assert conn is not None
         first = conn.draining
         assert first is not None  # still alive for one more loop iteration
@@ -515,7 +519,7 @@ async def test_a_failing_read_is_a_clear_error(
         def broken(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
             raise sqlite3.OperationalError("disk I/O error")
 
-        monkeypatch.setattr(sqlite_store, "_select_one", broken)
+        monkeypatch.setattr(sqlite_store, "_select_one", broken)  # an I/O error, injected
         with pytest.raises(LongTermUnavailableError, match=r"cannot read.*disk I/O error"):
             await mem.recall_pattern(stored["pattern_id"])
         monkeypatch.undo()
@@ -531,6 +535,7 @@ def test_each_event_loop_reads_through_its_own_connection(mock_config: MemoryCon
 
     async def read() -> tuple[Any, str | None]:
         pattern = await mem.recall_pattern(stored["pattern_id"])
+        # Private: which connection served the read is internal (one per event loop).
         return mem.long_term._conns.current(), None if pattern is None else pattern["content"]
 
     first, second = asyncio.run(read()), asyncio.run(read())
