@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from attune._facade import AsyncResource
 from attune.errors import (
     AttuneError,
     CorruptRecordError,
@@ -73,7 +73,7 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else iso_ms(ms)
 
 
-class AsyncUnifiedMemory:
+class AsyncUnifiedMemory(AsyncResource):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
@@ -567,17 +567,6 @@ class AsyncUnifiedMemory:
             await self.short_term.aclose()
         if self._owns_long_term:
             await self.long_term.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 _SHARERS = "a UnifiedMemory, AsyncUnifiedMemory, EmpathyOS or AsyncEmpathyOS"
