@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 
 from attune._facade import AsyncResource, BlockingFacade, Mirror, blocking, built_from, forwarded
 from attune.memory.config import MemoryConfig
+from attune.memory.sharing import shared_short_term
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.sync import UnifiedMemory
 from attune.memory.types import AccessTier
-from attune.memory.unified import AsyncUnifiedMemory, shared_short_term
+from attune.memory.unified import AsyncUnifiedMemory
 
 if TYPE_CHECKING:
-    from attune.memory.unified import Sharer
+    from attune.memory.sharing import Sharer
 
 _DEPRECATED_SHORT_TERM = (
     "empathy.short_term_memory is deprecated; use empathy.stash()/retrieve() "
