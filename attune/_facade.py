@@ -41,12 +41,16 @@ CoreT = TypeVar("CoreT", bound="AsyncResource")
 ASYNC_NAMES = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 
 
+#: Set on a generated method until the class that holds it names it after its place there.
+_UNNAMED = "__attune_unnamed__"
+
+
 def _name_twins(cls: type) -> None:
-    """Name each generated method of ``cls`` after its place there (``UnifiedMemory.close``,
-    not ``AsyncUnifiedMemory.aclose``); an alias (``delete = forget``) keeps its first name."""
+    """Name each method generated for ``cls`` after its place there (``UnifiedMemory.close``,
+    not ``AsyncUnifiedMemory.aclose``), once: an alias (``delete = forget``), or a generated
+    method reused by a subclass, keeps its first name."""
     for name, member in vars(cls).items():
-        generated = inspect.isfunction(member) and hasattr(member, "__wrapped__")
-        if generated and not member.__qualname__.startswith(f"{cls.__qualname__}."):
+        if inspect.isfunction(member) and vars(member).pop(_UNNAMED, False):
             member.__name__ = name
             member.__qualname__ = f"{cls.__qualname__}.{name}"
             member.__module__ = cls.__module__
@@ -101,6 +105,13 @@ class Mirror(Generic[T]):
         raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only")
 
 
+def _generated(twin: Callable[P, R], coroutine: Callable[..., Any]) -> Callable[P, R]:
+    """``twin``, showing the signature and docstring of ``coroutine`` (its ``__wrapped__``)."""
+    functools.update_wrapper(twin, coroutine)
+    setattr(twin, _UNNAMED, True)
+    return twin
+
+
 def blocking(
     coroutine: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[Any, P], R]:
@@ -112,7 +123,7 @@ def blocking(
         method: Callable[P, Coroutine[Any, Any, R]] = getattr(self._core, name)
         return run_sync(method(*args, **kwargs))
 
-    return functools.wraps(coroutine)(twin)
+    return _generated(twin, coroutine)
 
 
 def forwarded(
@@ -126,7 +137,7 @@ def forwarded(
         method: Callable[P, Coroutine[Any, Any, R]] = getattr(getattr(self, to), name)
         return await method(*args, **kwargs)
 
-    return functools.wraps(coroutine)(twin)
+    return _generated(twin, coroutine)
 
 
 def built_from(
@@ -140,10 +151,13 @@ def built_from(
         def __init__(self: F, /, *args: P.args, **kwargs: P.kwargs) -> None:
             attach(self, core_type(*args, **kwargs))
 
-        __init__.__signature__ = inspect.signature(core_type.__init__)  # type: ignore[attr-defined]
-        __init__.__doc__ = attach.__doc__
-        __init__.attach = attach  # type: ignore[attr-defined]
-        __init__.core_type = core_type  # type: ignore[attr-defined]
+        vars(__init__).update(
+            __signature__=inspect.signature(core_type.__init__),
+            attach=attach,
+            core_type=core_type,
+            **{_UNNAMED: True},
+        )
+        __init__.__doc__ = f"Build the core ({core_type.__name__}) from these arguments; face it."
         return __init__
 
     return decorate
@@ -161,15 +175,21 @@ class BlockingFacade(Generic[CoreT]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _name_twins(cls)
-        init = vars(cls).get("__init__")
-        if init is not None:
-            init.__qualname__ = f"{cls.__qualname__}.__init__"
-            init.__module__ = cls.__module__
+
+    @classmethod
+    def _built_from(cls) -> Any:
+        """The ``__init__`` made by :func:`built_from`: it knows the core's type and how to
+        keep a core (a subclass may have an ``__init__`` of its own above it)."""
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            if hasattr(init, "core_type"):
+                return init
+        raise TypeError(f"{cls.__name__} has no __init__ made by built_from")
 
     @classmethod
     def wrap(cls, core: CoreT) -> Self:
         """A blocking face over an existing async core (they share connections and state)."""
-        made: Any = cls.__init__  # by built_from: it knows the core's type and how to keep it
+        made = cls._built_from()
         if not isinstance(core, made.core_type):
             raise ValidationError(
                 f"{cls.__name__}.wrap needs an {made.core_type.__name__}, not {type(core).__name__}"
@@ -193,3 +213,6 @@ class BlockingFacade(Generic[CoreT]):
 
     def __repr__(self) -> str:
         return repr(self._core).replace(type(self._core).__name__, type(self).__name__, 1)
+
+
+_name_twins(BlockingFacade)  # its own close (a subclass's are named as it is made)

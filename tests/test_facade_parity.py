@@ -527,3 +527,21 @@ def test_an_unmutated_copy_passes() -> None:
     namespace = _mutant(attune.empathy, "class EmpathyOS(", "class EmpathyOS(")
     assert _empathy_drift(namespace) == []
     assert forwarding_drift(namespace["AsyncEmpathyOS"]) == []
+
+
+def test_a_subclass_keeps_the_facade_working_and_its_names() -> None:
+    """Generated methods are named once, by the class that declares them: a subclass (or an
+    alias) reusing one does not rename it, and wrap still finds the generated __init__."""
+
+    class Mine(UnifiedMemory):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+        fetch = UnifiedMemory.retrieve
+
+    assert Mine.fetch is UnifiedMemory.retrieve
+    assert UnifiedMemory.retrieve.__qualname__ == "UnifiedMemory.retrieve"
+    assert UnifiedMemory.delete.__name__ == "forget"
+    assert BlockingFacade.close.__qualname__ == "BlockingFacade.close"
+    core = AsyncUnifiedMemory.__new__(AsyncUnifiedMemory)
+    assert Mine.wrap(core).async_memory is core
