@@ -24,8 +24,27 @@ if TYPE_CHECKING:
 _SHARERS = "a UnifiedMemory, AsyncUnifiedMemory, EmpathyOS or AsyncEmpathyOS"
 
 
-def _memory_of(value: object) -> AsyncUnifiedMemory | None:
-    """The async core behind a memory or agent object (to share its stores), else None."""
+def shared_short_term(value: object, name: str) -> ShortTermStore | None:
+    """``value`` as a short-term store to share: a store itself, or the store of a memory
+    or agent object (``EmpathyOS(short_term_memory=other.short_term_memory)``); None for
+    None. Anything else is refused here, at construction, not at the first operation."""
+    if value is None or isinstance(value, ShortTermStore):
+        return value
+    store = "a ShortTermStore (such as attune.get_redis_memory())"
+    return _sharer(value, name, store, "short-term").short_term
+
+
+def shared_long_term(value: object, name: str) -> LongTermStore | None:
+    """As :func:`shared_short_term`, for the long-term store."""
+    if value is None or isinstance(value, LongTermStore):
+        return value
+    store = "a LongTermStore (such as SQLiteLongTermStore)"
+    return _sharer(value, name, store, "long-term").long_term
+
+
+def _sharer(value: object, name: str, store: str, tier: str) -> AsyncUnifiedMemory:
+    """The async core behind the memory or agent object ``value``, whose ``tier`` store to
+    share; anything else is refused (``name``: the parameter, ``store``: what else it takes)."""
     # Imported here: those modules build on this one.
     from attune.empathy import AsyncEmpathyOS, EmpathyOS
     from attune.memory.sync import UnifiedMemory
@@ -37,32 +56,9 @@ def _memory_of(value: object) -> AsyncUnifiedMemory | None:
         value = value.memory
     if isinstance(value, UnifiedMemory):
         value = value.async_memory
-    return value if isinstance(value, AsyncUnifiedMemory) else None
-
-
-def shared_short_term(value: object, name: str) -> ShortTermStore | None:
-    """``value`` as a short-term store to share: a store itself, or the store of a memory
-    or agent object (``EmpathyOS(short_term_memory=other.short_term_memory)``); None for
-    None. Anything else is refused here, at construction, not at the first operation."""
-    if value is None or isinstance(value, ShortTermStore):
+    if isinstance(value, AsyncUnifiedMemory):
         return value
-    memory = _memory_of(value)
-    if memory is not None:
-        return memory.short_term
     raise ValidationError(
-        f"{name} must be a ShortTermStore (such as attune.get_redis_memory()) or {_SHARERS} "
-        f"whose short-term store to share; got {type(value).__name__}"
-    )
-
-
-def shared_long_term(value: object, name: str) -> LongTermStore | None:
-    """As :func:`shared_short_term`, for the long-term store."""
-    if value is None or isinstance(value, LongTermStore):
-        return value
-    memory = _memory_of(value)
-    if memory is not None:
-        return memory.long_term
-    raise ValidationError(
-        f"{name} must be a LongTermStore (such as SQLiteLongTermStore) or {_SHARERS} "
-        f"whose long-term store to share; got {type(value).__name__}"
+        f"{name} must be {store} or {_SHARERS} whose {tier} store to share; "
+        f"got {type(value).__name__}"
     )
