@@ -1,26 +1,27 @@
 """The agent-level API: :class:`AsyncEmpathyOS` and its blocking face :class:`EmpathyOS`.
 
 An EmpathyOS is one agent (``user_id``, ``access_tier``) with a unified memory
-(``.memory``) and convenience methods for the common operations.
+(``.memory``) and convenience methods for the common operations: those are its
+memory's coroutines (:func:`attune._facade.forwarded`), and the blocking face's
+methods are their twins (:func:`attune._facade.blocking`) -- nothing is written twice.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING
 
-from attune._runner import run_sync
+from attune._facade import AsyncResource, BlockingFacade, Mirror, blocking, built_from, forwarded
 from attune.memory.config import MemoryConfig
+from attune.memory.sharing import shared_short_term
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.short_term.redis_store import RedisShortTermMemory
-from attune.memory.sync import UnifiedMemory, docs_from
-from attune.memory.types import AccessTier, Classification
-from attune.memory.unified import AsyncUnifiedMemory, shared_short_term
+from attune.memory.sync import UnifiedMemory
+from attune.memory.types import AccessTier
+from attune.memory.unified import AsyncUnifiedMemory
 
 if TYPE_CHECKING:
-    from attune.memory.unified import Sharer
+    from attune.memory.sharing import Sharer
 
 _DEPRECATED_SHORT_TERM = (
     "empathy.short_term_memory is deprecated; use empathy.stash()/retrieve() "
@@ -40,8 +41,7 @@ def get_redis_memory(
     return RedisShortTermMemory(config, url=url)
 
 
-@docs_from(AsyncUnifiedMemory)
-class AsyncEmpathyOS:
+class AsyncEmpathyOS(AsyncResource):
     """One agent with two-tier memory; every operation is awaitable.
 
     ``short_term_memory`` shares one short-term store between agents: a store
@@ -64,13 +64,8 @@ class AsyncEmpathyOS:
             short_term=shared_short_term(short_term_memory, "short_term_memory"),
         )
 
-    @property
-    def user_id(self) -> str:
-        return self.memory.user_id
-
-    @property
-    def access_tier(self) -> AccessTier:
-        return self.memory.access_tier
+    user_id = Mirror[str]("memory")
+    access_tier = Mirror[AccessTier]("memory")
 
     @property
     def short_term_memory(self) -> AsyncUnifiedMemory:
@@ -83,74 +78,30 @@ class AsyncEmpathyOS:
             f"{type(self).__name__}(user_id={self.user_id!r}, access_tier={self.access_tier.name})"
         )
 
-    async def stash(self, key: str, value: Any, ttl_seconds: float | None = None) -> bool:
-        return await self.memory.stash(key, value, ttl_seconds)
-
-    async def retrieve(self, key: str, agent_id: str | None = None) -> Any:
-        return await self.memory.retrieve(key, agent_id)
-
-    async def persist_pattern(
-        self,
-        content: str,
-        pattern_type: str,
-        classification: Classification | str | None = None,
-        auto_classify: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return await self.memory.persist_pattern(
-            content, pattern_type, classification, auto_classify, metadata
-        )
-
-    async def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
-        return await self.memory.recall_pattern(pattern_id)
-
-    async def aclose(self) -> None:
-        await self.memory.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    stash = forwarded(AsyncUnifiedMemory.stash, to="memory")
+    retrieve = forwarded(AsyncUnifiedMemory.retrieve, to="memory")
+    persist_pattern = forwarded(AsyncUnifiedMemory.persist_pattern, to="memory")
+    recall_pattern = forwarded(AsyncUnifiedMemory.recall_pattern, to="memory")
+    aclose = forwarded(AsyncUnifiedMemory.aclose, to="memory")
 
 
-@docs_from(AsyncEmpathyOS)
-class EmpathyOS:
-    """Blocking face of :class:`AsyncEmpathyOS`; same methods, same arguments.
-
-    Usable from any thread: each thread runs the calls on an event loop of its own, whose
-    connections are released when the thread ends; :meth:`close` releases the rest.
+class EmpathyOS(BlockingFacade[AsyncEmpathyOS]):
+    """One agent with two-tier memory, as :class:`AsyncEmpathyOS` but blocking: the same
+    methods and arguments. Usable from any thread, like its ``.memory`` (a
+    :class:`UnifiedMemory`); :meth:`close` releases what the threads leave open.
     """
 
-    def __init__(
-        self,
-        user_id: str,
-        *,
-        access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
-        config: MemoryConfig | None = None,
-        short_term_memory: ShortTermStore | Sharer | None = None,
-    ) -> None:
-        self._core = AsyncEmpathyOS(
-            user_id, access_tier=access_tier, config=config, short_term_memory=short_term_memory
-        )
-        self.memory = UnifiedMemory.wrap(self._core.memory)
+    @built_from(AsyncEmpathyOS)
+    def __init__(self, core: AsyncEmpathyOS) -> None:
+        self._core = core
+        self.memory = UnifiedMemory.wrap(core.memory)
 
     @property
     def async_os(self) -> AsyncEmpathyOS:
         return self._core
 
-    @property
-    def user_id(self) -> str:
-        return self._core.user_id
-
-    @property
-    def access_tier(self) -> AccessTier:
-        return self._core.access_tier
+    user_id = Mirror[str]()
+    access_tier = Mirror[AccessTier]()
 
     @property
     def short_term_memory(self) -> UnifiedMemory:
@@ -158,42 +109,8 @@ class EmpathyOS:
         warnings.warn(_DEPRECATED_SHORT_TERM, DeprecationWarning, stacklevel=2)
         return self.memory
 
-    def __repr__(self) -> str:
-        return repr(self._core).replace("AsyncEmpathyOS", "EmpathyOS", 1)
-
-    def stash(self, key: str, value: Any, ttl_seconds: float | None = None) -> bool:
-        return run_sync(self._core.stash(key, value, ttl_seconds))
-
-    def retrieve(self, key: str, agent_id: str | None = None) -> Any:
-        return run_sync(self._core.retrieve(key, agent_id))
-
-    def persist_pattern(
-        self,
-        content: str,
-        pattern_type: str,
-        classification: Classification | str | None = None,
-        auto_classify: bool = True,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return run_sync(
-            self._core.persist_pattern(
-                content, pattern_type, classification, auto_classify, metadata
-            )
-        )
-
-    def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
-        return run_sync(self._core.recall_pattern(pattern_id))
-
-    def close(self) -> None:
-        run_sync(self._core.aclose())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    stash = blocking(AsyncEmpathyOS.stash)
+    retrieve = blocking(AsyncEmpathyOS.retrieve)
+    persist_pattern = blocking(AsyncEmpathyOS.persist_pattern)
+    recall_pattern = blocking(AsyncEmpathyOS.recall_pattern)
+    close = blocking(AsyncEmpathyOS.aclose)

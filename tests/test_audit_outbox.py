@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from records import pattern_record as _record
 from waiting import wait_until
 
 from attune.errors import LongTermUnavailableError, SecurityPipelineError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
-from attune.memory.long_term import Audited, InsertOp, PatternRecord, SQLiteLongTermStore
+from attune.memory.long_term import Audited, InsertOp, SQLiteLongTermStore
 from attune.memory.long_term.sqlite_store import DB_FILENAME
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditEvent, AuditLogger, replay_outbox
@@ -47,19 +48,6 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 def _stored_ids(path: Path) -> list[str]:
     return [e["target_id"] for e in _events(path) if e["event"] == "pattern.store"]
-
-
-def _record(pattern_id: str) -> PatternRecord:
-    return PatternRecord(
-        pattern_id=pattern_id,
-        pattern_type="style",
-        classification="PUBLIC",
-        created_by="agent",
-        created_at_ms=1,
-        expires_at_ms=None,
-        metadata_json="{}",
-        content=b"body",
-    )
 
 
 # -- the write path ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from records import pattern_record as _record
 
 from attune.errors import AuditLogError, LongTermUnavailableError, ValidationError
 from attune.memory import AsyncUnifiedMemory, Classification, MemoryConfig
@@ -169,21 +170,6 @@ async def test_batched_inserts_answer_each_caller(mock_config: MemoryConfig) -> 
         assert isinstance(got, PatternRecord) and got.content == b"body of pat_c"
     finally:
         await store.aclose()
-
-
-def _record(pattern_id: str) -> Any:
-    from attune.memory.long_term import PatternRecord
-
-    return PatternRecord(
-        pattern_id=pattern_id,
-        pattern_type="style",
-        classification="PUBLIC",
-        created_by="agent",
-        created_at_ms=1,
-        expires_at_ms=None,
-        metadata_json="{}",
-        content=f"body of {pattern_id}".encode(),
-    )
 
 
 def test_rows_are_read_and_written_in_the_records_field_order(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from attune import AsyncEmpathyOS, EmpathyOS
+import pytest
+
+from attune import AsyncEmpathyOS, EmpathyOS, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 
 
@@ -80,6 +82,21 @@ def test_same_object_used_from_script_loop_and_async_code(config: MemoryConfig) 
     assert facade.retrieve("from_loop_2") == 2
     assert facade.retrieve("facade_in_loop_1") == 1
     facade.close()
+
+
+def test_an_agent_facade_wraps_an_async_agent(config: MemoryConfig) -> None:
+    """EmpathyOS.wrap is UnifiedMemory.wrap's counterpart: one agent, two faces."""
+    core = AsyncEmpathyOS("wrapped", config=config)
+    agent = EmpathyOS.wrap(core)
+    assert agent.async_os is core and agent.memory.async_memory is core.memory
+    assert repr(agent) == repr(core).replace("AsyncEmpathyOS", "EmpathyOS", 1)
+    agent.stash("k", 1)
+    assert agent.memory.retrieve("k") == 1
+    with pytest.raises(ValidationError, match=r"EmpathyOS\.wrap needs an AsyncEmpathyOS"):
+        EmpathyOS.wrap(core.memory)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError, match="read-only"):
+        agent.user_id = "other"  # type: ignore[misc]
+    agent.close()
 
 
 async def test_async_empathy_os(config: MemoryConfig) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 from attune.errors import ValidationError
 
@@ -13,6 +14,8 @@ from attune.errors import ValidationError
 RECORD_FORMAT = 2
 #: Every format this version reads.
 RECORD_FORMATS = frozenset((1, 2))
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 class Classification(enum.StrEnum):
@@ -25,19 +28,7 @@ class Classification(enum.StrEnum):
     @classmethod
     def parse(cls, value: Classification | str) -> Classification:
         """Accept the enum or its name in any case; anything else is a ValidationError."""
-        if isinstance(value, Classification):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                pass
-        # The value is not echoed: it may be huge, deep, or hold what a log cannot encode.
-        names = ", ".join(c.name for c in cls)
-        raise ValidationError(
-            f"invalid classification ({_kind(value)}): expected one of {names}, "
-            "as a Classification or its name"
-        )
+        return _parse(cls, value, "classification", "a Classification or its name")
 
 
 class AccessTier(enum.IntEnum):
@@ -56,26 +47,33 @@ class AccessTier(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: AccessTier | str | int) -> AccessTier:
-        if isinstance(value, AccessTier):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                pass
-        elif isinstance(value, int) and not isinstance(value, bool):
-            try:
-                return cls(value)
-            except ValueError:
-                pass
-        names = ", ".join(t.name for t in cls)
-        raise ValidationError(
-            f"invalid access tier ({_kind(value)}): expected one of {names}, "
-            "as an AccessTier, its name or its number"
+        """Accept the enum, its name in any case or its number; else a ValidationError."""
+        return _parse(
+            cls, value, "access tier", "an AccessTier, its name or its number", numbered=True
         )
 
     def __str__(self) -> str:
         return self.name
+
+
+def _parse(cls: type[E], value: object, what: str, forms: str, *, numbered: bool = False) -> E:
+    """The member of ``cls`` that ``value`` is, or names in any case (or numbers, if
+    ``numbered``); anything else is a ValidationError saying which ``forms`` are accepted."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return cls[value.strip().upper()]
+        except KeyError:
+            pass
+    elif numbered and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return cls(value)
+        except ValueError:
+            pass
+    # The value is not echoed: it may be huge, deep, or hold what a log cannot encode.
+    names = ", ".join(member.name for member in cls)
+    raise ValidationError(f"invalid {what} ({_kind(value)}): expected one of {names}, as {forms}")
 
 
 def _kind(value: object) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any
 
+from attune._facade import AsyncResource
 from attune.errors import (
     AttuneError,
     CorruptRecordError,
@@ -34,6 +34,7 @@ from attune.memory.long_term.protocol import (
 from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
+from attune.memory.sharing import shared_long_term, shared_short_term
 from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.staging import (
     PATTERN_PREFIX,
@@ -46,11 +47,7 @@ from attune.memory.timestamps import iso_ms
 from attune.memory.types import AccessTier, Classification
 
 if TYPE_CHECKING:
-    from attune.empathy import AsyncEmpathyOS, EmpathyOS
-    from attune.memory.sync import UnifiedMemory
-
-    #: A memory or agent object whose stores another one may share (see ``short_term``).
-    Sharer: TypeAlias = "AsyncUnifiedMemory | UnifiedMemory | AsyncEmpathyOS | EmpathyOS"
+    from attune.memory.sharing import Sharer
 
 _STAGED_RESERVED = (
     "pattern_id",
@@ -73,7 +70,7 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else iso_ms(ms)
 
 
-class AsyncUnifiedMemory:
+class AsyncUnifiedMemory(AsyncResource):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
@@ -567,63 +564,6 @@ class AsyncUnifiedMemory:
             await self.short_term.aclose()
         if self._owns_long_term:
             await self.long_term.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-_SHARERS = "a UnifiedMemory, AsyncUnifiedMemory, EmpathyOS or AsyncEmpathyOS"
-
-
-def _memory_of(value: object) -> AsyncUnifiedMemory | None:
-    """The async core behind a memory or agent object (to share its stores), else None."""
-    # Imported here: those modules build on this one.
-    from attune.empathy import AsyncEmpathyOS, EmpathyOS
-    from attune.memory.sync import UnifiedMemory
-
-    if isinstance(value, EmpathyOS):
-        value = value.async_os
-    if isinstance(value, AsyncEmpathyOS):
-        value = value.memory
-    if isinstance(value, UnifiedMemory):
-        value = value.async_memory
-    return value if isinstance(value, AsyncUnifiedMemory) else None
-
-
-def shared_short_term(value: object, name: str) -> ShortTermStore | None:
-    """``value`` as a short-term store to share: a store itself, or the store of a memory
-    or agent object (``EmpathyOS(short_term_memory=other.short_term_memory)``); None for
-    None. Anything else is refused here, at construction, not at the first operation."""
-    if value is None or isinstance(value, ShortTermStore):
-        return value
-    memory = _memory_of(value)
-    if memory is not None:
-        return memory.short_term
-    raise ValidationError(
-        f"{name} must be a ShortTermStore (such as attune.get_redis_memory()) or {_SHARERS} "
-        f"whose short-term store to share; got {type(value).__name__}"
-    )
-
-
-def shared_long_term(value: object, name: str) -> LongTermStore | None:
-    """As :func:`shared_short_term`, for the long-term store."""
-    if value is None or isinstance(value, LongTermStore):
-        return value
-    memory = _memory_of(value)
-    if memory is not None:
-        return memory.long_term
-    raise ValidationError(
-        f"{name} must be a LongTermStore (such as SQLiteLongTermStore) or {_SHARERS} "
-        f"whose long-term store to share; got {type(value).__name__}"
-    )
 
 
 def _check_pattern_type(pattern_type: Any) -> str:

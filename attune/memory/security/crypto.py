@@ -35,7 +35,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -360,13 +360,10 @@ def _create_key_file(path: Path) -> _KeyFile:
     stored = _KeyFile(key_id(key), {key_id(key): key})
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
         try:
-            os.link(temp, path)
+            _put_key_file(path, stored, os.link)
         except FileExistsError:
             return _read_key_file(path)
-        finally:
-            temp.unlink(missing_ok=True)
     except OSError as exc:
         raise _write_error(path, exc) from None
     files.fsync_dir(path.parent)
@@ -382,15 +379,21 @@ def _add_to_key_file(path: Path, kid: str, key: bytes) -> _KeyFile:
             keys = dict(current.keys) if current is not None else {}
             keys[kid] = key
             stored = _KeyFile(kid, keys)
-            temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
-            try:
-                os.replace(temp, path)
-            finally:
-                temp.unlink(missing_ok=True)
+            _put_key_file(path, stored, os.replace)
     except OSError as exc:
         raise _write_error(path, exc) from None
     files.fsync_dir(path.parent)
     return stored
+
+
+def _put_key_file(path: Path, stored: _KeyFile, place: Callable[[Path, Path], None]) -> None:
+    """Write ``stored`` to a private temp file beside ``path`` and ``place`` it there
+    (``os.link``: only if none is; ``os.replace``: over it), never leaving the temp file."""
+    temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
+    try:
+        place(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def _write_error(path: Path, exc: OSError) -> ConfigurationError:
