@@ -13,6 +13,17 @@ the steps run in this order, each a small unit of its own module:
 The pipeline *fails closed*: if a step raises something unexpected or returns
 something unusable, the write is refused with :class:`SecurityPipelineError`;
 unscrubbed data is never stored as a fallback.
+
+Here: the order of the steps, the :class:`SecurityPipeline` methods the core and the
+staging area call, and the audit entry point (``audit``, ``commit_hook``). Beside it,
+one job each:
+
+- :mod:`.steps`: what steps 1-3 share (``Prepared``, running a step fail-closed, the
+  text the secrets detector scans);
+- :mod:`.records`: a long-term record's stored form (``seal``/``unseal``: plain or one
+  ciphertext, and the consistency checks on the way back);
+- :mod:`.staged`: a staged pattern's JSON entry in Redis (``seal_staged``/``open_staged``);
+- :mod:`.shared`: the process's shared audit loggers and key rings (``close_shared``).
 """
 
 from __future__ import annotations
@@ -20,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +52,7 @@ from attune.memory.security.records import Sealed
 from attune.memory.security.secrets import SecretsDetector
 from attune.memory.security.shared import close_shared as close_shared  # pipeline.close_shared()
 from attune.memory.security.shared import shared_audit_logger, shared_keyring
+from attune.memory.security.steps import Prepared, _as_lines, _step
 from attune.memory.types import Classification
 
 T = TypeVar("T")
@@ -55,28 +66,6 @@ _READ_REFUSED = (
     "log can be written"
 )
 _WRITE_REFUSED = "the write was refused and nothing was stored"
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What a pattern write stores after steps 1-3."""
-
-    content: str
-    data: dict[str, Any]
-    decision: ClassificationDecision
-    pii_counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def classification(self) -> Classification:
-        return self.decision.classification
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.data
-
-    @property
-    def audit_details(self) -> dict[str, Any]:
-        return {"rule": self.decision.rule, "pii": dict(self.pii_counts)}
 
 
 class SecurityPipeline:
@@ -409,45 +398,6 @@ class SecurityPipeline:
         except AuditLogError as exc:
             raise exc.retold(_WRITE_REFUSED) from None
         return Audited(logger.journal, event)
-
-
-def _step(name: str, fn: Callable[[], T]) -> T:
-    """Run one pipeline step; anything unexpected refuses the write (fail closed)."""
-    try:
-        return fn()
-    except AttuneError:
-        raise
-    except Exception as exc:
-        raise SecurityPipelineError(
-            f"security step '{name}' failed ({type(exc).__name__}); the write was refused"
-        ) from None
-
-
-def _as_lines(value: Any) -> str:
-    """Every string of ``value`` (keys included) as one text for the secrets detector.
-
-    A string under a key reads ``key: value``, as it would in a config file, so a
-    credential is found by its field name too (``{"api_key": "..."}``); one scan of
-    one text instead of one per string.
-    """
-    lines: list[str] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, str):
-            lines.append(item)
-        elif isinstance(item, Mapping):
-            for key, child in item.items():
-                if isinstance(key, str) and isinstance(child, str):
-                    lines.append(f"{key}: {child}")
-                else:
-                    walk(key)
-                    walk(child)
-        elif isinstance(item, list | tuple):
-            for child in item:
-                walk(child)
-
-    walk(value)
-    return "\n".join(lines)
 
 
 def _identifier(term: str | None) -> str | None:

@@ -23,7 +23,7 @@ from attune.memory.security.records import _PLAIN_LABELS, Encrypt, _json, _loads
 from attune.memory.types import RECORD_FORMAT, RECORD_FORMATS, Classification
 
 if TYPE_CHECKING:
-    from attune.memory.security.pipeline import Prepared
+    from attune.memory.security.steps import Prepared
 
 #: The readable part of a staged entry, sealed or not.
 _STAGED_VISIBLE = ("pattern_id", "pattern_type", "staged_at", "expires_at")
