@@ -37,9 +37,9 @@ from attune.memory.security.audit.failures import HELD, NOT_REPLAYED, REFUSED, _
 from attune.memory.security.audit.logfile import _rotated, _Sink
 
 if TYPE_CHECKING:
+    from attune.memory.security.audit.batch import _Batch
     from attune.memory.security.audit.events import AuditEvent
     from attune.memory.security.audit.logger import AuditLogger
-    from attune.memory.security.audit.writer import _Batch
 
 
 @dataclass(eq=False, slots=True)
