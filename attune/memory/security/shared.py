@@ -15,7 +15,7 @@ from pathlib import Path
 
 from attune.memory import store_marker
 from attune.memory.security.audit import AuditLogger
-from attune.memory.security.crypto import KeyRing
+from attune.memory.security.keyring import KeyRing
 
 _registry_lock = threading.Lock()
 _audit_loggers: dict[Path, AuditLogger] = {}
