@@ -7,7 +7,8 @@ the steps run in this order, each a small unit of its own module:
    metadata / pattern data: any finding blocks the write;
 2. **scrub PII** (:mod:`.pii`) from the same strings;
 3. **classify** (:mod:`.classifier`): explicit, or auto-detected from the rule table;
-4. **encrypt** (:mod:`.crypto`): SENSITIVE always, INTERNAL when ``encryption_enabled``;
+4. **encrypt** (:mod:`.crypto`, master keys in :mod:`.keyring`): SENSITIVE always,
+   INTERNAL when ``encryption_enabled``;
 5. **audit** (:mod:`.audit`): every decision, with counts and kinds only.
 
 The pipeline *fails closed*: if a step raises something unexpected or returns
@@ -15,7 +16,7 @@ something unusable, the write is refused with :class:`SecurityPipelineError`;
 unscrubbed data is never stored as a fallback.
 
 Here: the order of the steps, the :class:`SecurityPipeline` methods the core and the
-staging area call, and the audit entry point (``audit``, ``commit_hook``). Beside it,
+staging area call, and the audit entry point (``audit``, ``audited``). Beside it,
 one job each:
 
 - :mod:`.steps`: what steps 1-3 share (``Prepared``, running a step fail-closed, the
@@ -112,6 +113,8 @@ class SecurityPipeline:
         return self._open_cipher()
 
     def _open_cipher(self) -> EnvelopeCipher:
+        """The cipher, opening the shared key ring on first use: what :mod:`.records` and
+        :mod:`.staged` are given, and call only for an encrypted entry."""
         with self._lock:
             if self._cipher is None:
                 ring = shared_keyring(
