@@ -2,7 +2,8 @@
 
 from attune.memory.security.audit import AuditLogger
 from attune.memory.security.classifier import ClassificationDecision, classify
-from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
+from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher
+from attune.memory.security.keyring import KeyRing
 from attune.memory.security.pii import PIIScrubber, ScrubResult
 from attune.memory.security.secrets import SecretFinding, SecretsDetector
 

@@ -1,4 +1,4 @@
-"""Envelope encryption (AES-256-GCM) and master-key management.
+"""Envelope encryption (AES-256-GCM): a record's content under its own data key.
 
 Every record gets its own random 256-bit *data key*. The content is encrypted with it
 (AES-GCM, random 96-bit nonce) and the associated data binds the record id, the
@@ -10,11 +10,9 @@ key is then *wrapped* by the ring's active *master key* (AES-GCM again, own rand
 stored as ``wrap_nonce || ciphertext+tag``); that associated data also binds the master key
 id. Encodings of associated data are length-prefixed, so they are unambiguous.
 
-Master keys live in a :class:`KeyRing`. A key id is derived from the key material, so the
-same key has the same id whether it comes from ``ATTUNE_MASTER_KEY`` or from the key file
-(JSON ``{"version": 1, "active": kid, "keys": {kid: base64}}``, owner-only, replaced
-atomically). Development creates that file once, race-safely, and reuses it; staging and
-production never invent a key: without one only PUBLIC data can be written.
+The master keys, the key file and ``ATTUNE_MASTER_KEY`` are :mod:`.keyring`'s; its public
+names (``KeyRing``, ``generate_master_key``, ``key_id``, ``ENV_VAR``, ``KEY_FILE_NAME``)
+stay importable from here.
 
 Rotation: :meth:`KeyRing.add_key` makes a new key active; :meth:`EnvelopeCipher.rewrap` moves
 a record's data key under it without touching the content. Rotate before a master key has
@@ -27,42 +25,25 @@ ciphertext.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
-import logging
 import os
-import secrets
-import threading
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from attune.errors import (
-    ConfigurationError,
-    CorruptCiphertextError,
-    CorruptRecordError,
-    DecryptionError,
-)
-from attune.memory import files, store_marker
-from attune.memory.config import Environment
+from attune.errors import CorruptCiphertextError, CorruptRecordError, DecryptionError
 from attune.memory.security import randomness
+from attune.memory.security.keyring import _KEY_BYTES
+from attune.memory.security.keyring import ENV_VAR as ENV_VAR
+from attune.memory.security.keyring import KEY_FILE_NAME as KEY_FILE_NAME
+from attune.memory.security.keyring import KeyRing as KeyRing
+from attune.memory.security.keyring import generate_master_key as generate_master_key
+from attune.memory.security.keyring import key_id as key_id
 from attune.memory.types import RECORD_FORMAT, Classification
 
-logger = logging.getLogger(__name__)
-
-ENV_VAR = "ATTUNE_MASTER_KEY"
-KEY_FILE_NAME = "master.key"
-
-_KEY_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _WRAPPED_BYTES = _NONCE_BYTES + _KEY_BYTES + _TAG_BYTES
-_FILE_VERSION = 1
 _CONTENT_AAD = b"attune.content.v1"
 #: Format 2 on: the purpose names the format, and the format and the encrypted flag (always
 #: set for a record that is decrypted) follow the id and the classification.
@@ -71,11 +52,6 @@ _FLAG_AND_FORMAT_V2 = b"".join(
     len(part).to_bytes(4, "big") + part for part in (b"format=2", b"encrypted=1")
 )
 _WRAP_AAD = b"attune.wrap.v1"
-_GENERATE_HINT = (
-    "generate one with `openssl rand -base64 32` or "
-    "`python -c 'from attune.memory.security.crypto import generate_master_key; "
-    "print(generate_master_key())'`"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,324 +62,6 @@ class EncryptedBlob:
     wrapped_key: bytes = field(repr=False)
     nonce: bytes = field(repr=False)
     ciphertext: bytes = field(repr=False)
-
-
-def generate_master_key() -> str:
-    """A fresh master key: base64 of 32 random bytes (the ``ATTUNE_MASTER_KEY`` format)."""
-    return base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode("ascii")
-
-
-def key_id(key: bytes) -> str:
-    """The id of a master key, derived from its material (same key, same id, any source)."""
-    return "k_" + hashlib.sha256(b"attune-master-key-id:" + key).hexdigest()[:16]
-
-
-# -- key ring --------------------------------------------------------------------------------
-
-
-class KeyRing:
-    """Master keys by id, one of them active (the one new data keys are wrapped with).
-
-    Thread-safe. Build one with :meth:`load`; ``KeyRing(keys)`` makes an in-memory ring
-    whose last key is active (``key_file=`` makes :meth:`add_key` persist there).
-    """
-
-    def __init__(self, keys: Iterable[bytes] = (), *, key_file: Path | None = None) -> None:
-        self._lock = threading.Lock()
-        self._keys: dict[str, bytes] = {}
-        self._active: str | None = None
-        self._key_file = key_file
-        self._env_key_id: str | None = None
-        for key in keys:
-            self._install(_checked_key(key))
-
-    @classmethod
-    def load(cls, *, storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
-        """The ring of a deployment: ``ATTUNE_MASTER_KEY`` (active) plus the key file's keys.
-
-        The key file is ``key_file`` or ``<storage_dir>/master.key``. With neither an
-        environment key nor a key file where ``storage_dir`` shows data was encrypted before
-        (see :mod:`attune.memory.store_marker`), :class:`ConfigurationError` says how to
-        restore the key, and nothing is created. Otherwise, in development, the file is
-        created once with a new key; in staging and production the ring stays empty:
-        encrypting then raises :class:`ConfigurationError` while PUBLIC writes keep working.
-        """
-        env = _parse_environment(environment)
-        path = (key_file if key_file is not None else storage_dir / KEY_FILE_NAME).expanduser()
-        env_key = _env_master_key()
-        stored = _read_key_file_if_present(path)
-        if stored is None and env_key is None:
-            # Data encrypted here under a key that is gone: say so, never a silent new key.
-            store_marker.check_key_missing(storage_dir.expanduser(), path)
-            if env is Environment.DEVELOPMENT:
-                stored = _create_key_file(path)
-        ring = cls(key_file=path)
-        if stored is not None:
-            ring._install_file(stored)
-        if env_key is not None:
-            ring._env_key_id = ring._install(env_key)
-        return ring
-
-    @property
-    def active_key_id(self) -> str:
-        """Id of the active master key (ConfigurationError when the ring is empty)."""
-        return self._active_key()[0]
-
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(self._keys)
-
-    @property
-    def key_file(self) -> Path | None:
-        return self._key_file
-
-    def add_key(self, key: bytes | None = None) -> str:
-        """Add ``key`` (or a new random one), make it active and return its id.
-
-        A file-backed ring writes it to the key file first (atomic replace, 0600, merged
-        under a file lock with keys other processes added), so no data is ever encrypted
-        under a key that a restart would lose. If ``ATTUNE_MASTER_KEY`` is set, that
-        variable still decides the active key on the next start: the new key is active in
-        this ring only, until the operator sets ``ATTUNE_MASTER_KEY`` to it (its base64 is
-        in the key file). Keep the old key available until every record is rewrapped.
-        """
-        material = _checked_key(secrets.token_bytes(_KEY_BYTES) if key is None else key)
-        kid = key_id(material)
-        with self._lock:
-            if self._key_file is not None:
-                stored = _add_to_key_file(self._key_file, kid, material)
-                for other_kid, other in stored.keys.items():
-                    self._keys.setdefault(other_kid, other)
-            self._install(material)
-        if self._env_key_id is not None and self._env_key_id != kid:
-            logger.warning(
-                "master key %s was added to %s and is active in this process only; %s still "
-                "names key %s, which becomes active again on restart: set %s to the new key",
-                kid,
-                self._key_file,
-                ENV_VAR,
-                self._env_key_id,
-                ENV_VAR,
-            )
-        return kid
-
-    def __repr__(self) -> str:
-        with self._lock:
-            return f"KeyRing(active={self._active!r}, key_ids={tuple(self._keys)!r})"
-
-    # -- used by EnvelopeCipher ------------------------------------------------------------
-
-    def _active_key(self) -> tuple[str, bytes]:
-        with self._lock:
-            if self._active is None:
-                raise ConfigurationError(_no_key_message(self._key_file))
-            return self._active, self._keys[self._active]
-
-    def _key(self, kid: str) -> bytes | None:
-        """The master key ``kid``; re-reads the key file once if another process added it."""
-        with self._lock:
-            found = self._keys.get(kid)
-        if found is not None or self._key_file is None:
-            return found
-        stored = _read_key_file_if_present(self._key_file)
-        if stored is None:
-            return None
-        with self._lock:
-            for other_kid, other in stored.keys.items():
-                self._keys.setdefault(other_kid, other)
-            return self._keys.get(kid)
-
-    def _install(self, key: bytes) -> str:
-        kid = key_id(key)
-        self._keys[kid] = key
-        self._active = kid
-        return kid
-
-    def _install_file(self, stored: _KeyFile) -> None:
-        for kid, key in stored.keys.items():
-            if kid != stored.active:
-                self._install(key)
-        self._install(stored.keys[stored.active])
-
-
-def _checked_key(key: bytes) -> bytes:
-    if not isinstance(key, bytes) or len(key) != _KEY_BYTES:
-        raise ConfigurationError(f"a master key must be exactly {_KEY_BYTES} bytes")
-    return key
-
-
-def _no_key_message(path: Path | None) -> str:
-    where = f" (the key file {path} does not exist)" if path is not None else ""
-    return (
-        f"no master key configured{where}: set {ENV_VAR} (base64 of 32 random bytes; "
-        f"{_GENERATE_HINT}) or ATTUNE_KEY_FILE to a key file. Until then only PUBLIC "
-        "patterns can be written"
-    )
-
-
-def _parse_environment(value: str) -> Environment:
-    try:
-        return Environment(value)
-    except ValueError:
-        names = ", ".join(e.value for e in Environment)
-        raise ConfigurationError(
-            f"unknown environment {value!r} for the key ring: expected one of {names}"
-        ) from None
-
-
-def _decode_key(text: object) -> bytes | None:
-    """Strict base64 of exactly 32 bytes, or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return key if len(key) == _KEY_BYTES else None
-
-
-def _env_master_key() -> bytes | None:
-    value = os.environ.get(ENV_VAR, "")
-    if not value.strip():
-        return None
-    key = _decode_key(value)
-    if key is None:
-        raise ConfigurationError(
-            f"{ENV_VAR} is not a valid master key: it must be the base64 encoding of exactly "
-            f"{_KEY_BYTES} random bytes ({_GENERATE_HINT})"
-        )
-    return key
-
-
-# -- key file ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyFile:
-    active: str
-    keys: dict[str, bytes] = field(repr=False)
-
-
-def _encode_key_file(stored: _KeyFile) -> bytes:
-    keys = {kid: base64.b64encode(key).decode("ascii") for kid, key in stored.keys.items()}
-    doc = {"version": _FILE_VERSION, "active": stored.active, "keys": keys}
-    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
-
-
-def _parse_key_file(raw: bytes, path: Path) -> _KeyFile:
-    def corrupt(why: str) -> ConfigurationError:
-        return ConfigurationError(
-            f"the master key file {path} is corrupt ({why}); restore it from a backup. "
-            'Expected JSON {"version": 1, "active": "<key id>", "keys": {"<key id>": "<base64>"}}'
-        )
-
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise corrupt("not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise corrupt("not a JSON object")
-    version = doc.get("version")
-    if type(version) is not int or version != _FILE_VERSION:
-        raise corrupt(f"missing or unsupported version, expected {_FILE_VERSION}")
-    entries = doc.get("keys")
-    if not isinstance(entries, dict) or not entries:
-        raise corrupt("'keys' must be a non-empty object")
-    keys: dict[str, bytes] = {}
-    for number, (kid, encoded) in enumerate(entries.items(), start=1):
-        key = _decode_key(encoded)
-        if key is None or key_id(key) != kid:
-            raise corrupt(f"entry {number} of 'keys' is not a 32-byte base64 key under its own id")
-        keys[kid] = key
-    active = doc.get("active")
-    if not isinstance(active, str) or active not in keys:
-        raise corrupt("'active' does not name one of its keys")
-    return _KeyFile(active, keys)
-
-
-def _read_key_file(path: Path) -> _KeyFile:
-    """Read and validate the key file; FileNotFoundError when it does not exist."""
-    try:
-        with path.open("rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if mode & 0o077:
-                raise ConfigurationError(
-                    f"the master key file {path} is accessible by other users "
-                    f"(mode {mode & 0o777:o}): run `chmod 600 {path}`"
-                )
-            raw = handle.read()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read the master key file {path} ({exc.strerror}); check the path "
-            "(ATTUNE_KEY_FILE) and that it is a file readable by this user"
-        ) from None
-    return _parse_key_file(raw, path)
-
-
-def _read_key_file_if_present(path: Path) -> _KeyFile | None:
-    try:
-        return _read_key_file(path)
-    except FileNotFoundError:
-        return None
-
-
-def _create_key_file(path: Path) -> _KeyFile:
-    """Create the key file with a new key, unless another process just did: then use its.
-
-    The content goes to a private temp file first and is hard-linked into place, which
-    fails if the file exists; so concurrent starters end with one key, never a torn file.
-    """
-    key = secrets.token_bytes(_KEY_BYTES)
-    stored = _KeyFile(key_id(key), {key_id(key): key})
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            _put_key_file(path, stored, os.link)
-        except FileExistsError:
-            return _read_key_file(path)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
-    files.fsync_dir(path.parent)
-    return stored
-
-
-def _add_to_key_file(path: Path, kid: str, key: bytes) -> _KeyFile:
-    """Merge ``key`` into the key file as the active key; returns what was written."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with files.exclusive_lock(Path(f"{path}.lock"), create=True):
-            current = _read_key_file_if_present(path)
-            keys = dict(current.keys) if current is not None else {}
-            keys[kid] = key
-            stored = _KeyFile(kid, keys)
-            _put_key_file(path, stored, os.replace)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
-    files.fsync_dir(path.parent)
-    return stored
-
-
-def _put_key_file(path: Path, stored: _KeyFile, place: Callable[[Path, Path], None]) -> None:
-    """Write ``stored`` to a private temp file beside ``path`` and ``place`` it there
-    (``os.link``: only if none is; ``os.replace``: over it), never leaving the temp file."""
-    temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
-    try:
-        place(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _write_error(path: Path, exc: OSError) -> ConfigurationError:
-    return ConfigurationError(
-        f"cannot write the master key file {path} ({exc.strerror}); make its directory "
-        f"writable, point ATTUNE_KEY_FILE elsewhere, or set {ENV_VAR}"
-    )
-
-
-# -- envelope cipher ---------------------------------------------------------------------------
 
 
 class EnvelopeCipher:

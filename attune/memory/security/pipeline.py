@@ -7,44 +7,54 @@ the steps run in this order, each a small unit of its own module:
    metadata / pattern data: any finding blocks the write;
 2. **scrub PII** (:mod:`.pii`) from the same strings;
 3. **classify** (:mod:`.classifier`): explicit, or auto-detected from the rule table;
-4. **encrypt** (:mod:`.crypto`): SENSITIVE always, INTERNAL when ``encryption_enabled``;
+4. **encrypt** (:mod:`.crypto`, master keys in :mod:`.keyring`): SENSITIVE always,
+   INTERNAL when ``encryption_enabled``;
 5. **audit** (:mod:`.audit`): every decision, with counts and kinds only.
 
 The pipeline *fails closed*: if a step raises something unexpected or returns
 something unusable, the write is refused with :class:`SecurityPipelineError`;
 unscrubbed data is never stored as a fallback.
+
+Here: the order of the steps, the :class:`SecurityPipeline` methods the core and the
+staging area call, and the audit entry point (``audit``, ``audited``). Beside it,
+one job each:
+
+- :mod:`.steps`: what steps 1-3 share (``Prepared``, running a step fail-closed, the
+  text the secrets detector scans);
+- :mod:`.records`: a long-term record's stored form (``seal``/``unseal``: plain or one
+  ciphertext, and the consistency checks on the way back);
+- :mod:`.staged`: a staged pattern's JSON entry in Redis (``seal_staged``/``open_staged``);
+- :mod:`.shared`: the process's shared audit loggers and key rings (``close_shared``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from attune.errors import (
     AttuneError,
     AuditLogError,
-    CorruptRecordError,
     SecretsDetectedError,
     SecurityPipelineError,
     ValidationError,
 )
-from attune.memory import store_marker
-from attune.memory.compact_json import compact_encoder
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import Audited, PatternRecord, WrappedKey
+from attune.memory.security import records, shared, staged
 from attune.memory.security.audit import AuditEvent, AuditLogger, Durability
 from attune.memory.security.classifier import ClassificationDecision, decide
-from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher, KeyRing
+from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher
 from attune.memory.security.pii import PIIScrubber
+from attune.memory.security.records import Sealed
 from attune.memory.security.secrets import SecretsDetector
-from attune.memory.types import RECORD_FORMAT, RECORD_FORMATS, Classification
+from attune.memory.security.shared import close_shared as close_shared  # pipeline.close_shared()
+from attune.memory.security.shared import shared_audit_logger, shared_keyring
+from attune.memory.security.steps import Prepared, _as_lines, _step
+from attune.memory.types import Classification
 
 T = TypeVar("T")
 
@@ -57,85 +67,6 @@ _READ_REFUSED = (
     "log can be written"
 )
 _WRITE_REFUSED = "the write was refused and nothing was stored"
-
-_registry_lock = threading.Lock()
-_audit_loggers: dict[Path, AuditLogger] = {}
-#: Bumped by close_shared(), so pipelines drop the loggers they cached.
-_generation = 0
-_keyrings: dict[tuple[Path, str, Path | None], KeyRing] = {}
-
-
-def shared_audit_logger(path: Path, sync: bool) -> AuditLogger:
-    """One logger per file in a process, so every writer extends the same hash chain.
-
-    The first configuration to open a file decides its ``sync`` mode.
-    """
-    with _registry_lock:
-        logger = _audit_loggers.get(path)
-        if logger is None:
-            logger = AuditLogger(log_file=path, sync=sync)
-            _audit_loggers[path] = logger
-        return logger
-
-
-def shared_keyring(storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
-    """One key ring per storage directory in a process, so rotation is seen by every agent."""
-    key = (storage_dir.expanduser().resolve(), environment, key_file)
-    with _registry_lock:
-        ring = _keyrings.get(key)
-        if ring is None:
-            ring = KeyRing.load(storage_dir=key[0], environment=environment, key_file=key_file)
-            # Remember the keys in use here: losing them later is refused, not papered over.
-            if ring.key_ids:
-                store_marker.note(key[0], key_ids=ring.key_ids)
-            _keyrings[key] = ring
-        return ring
-
-
-def close_shared() -> None:
-    """Flush and close the shared audit loggers and forget the key rings (tests, shutdown)."""
-    global _generation
-    with _registry_lock:
-        loggers = list(_audit_loggers.values())
-        _audit_loggers.clear()
-        _generation += 1
-        _keyrings.clear()
-    for logger in loggers:
-        logger.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What a pattern write stores after steps 1-3."""
-
-    content: str
-    data: dict[str, Any]
-    decision: ClassificationDecision
-    pii_counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def classification(self) -> Classification:
-        return self.decision.classification
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.data
-
-    @property
-    def audit_details(self) -> dict[str, Any]:
-        return {"rule": self.decision.rule, "pii": dict(self.pii_counts)}
-
-
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    """Content as it goes to storage: ciphertext and its key material, or plain UTF-8."""
-
-    content: bytes
-    encrypted: bool
-    metadata_json: str
-    key_id: str | None = None
-    wrapped_key: bytes | None = None
-    nonce: bytes | None = None
 
 
 class SecurityPipeline:
@@ -168,17 +99,22 @@ class SecurityPipeline:
     def audit_logger(self) -> AuditLogger:
         # Cached until close_shared() closes the shared loggers; then looked up afresh.
         cached = self._audit
-        if cached is not None and cached[0] == _generation:
+        if cached is not None and cached[0] == shared.generation:
             return cached[1]
         if self._audit_path is None:
             self._audit_path = self.config.ensure_audit_log_path()
-        generation = _generation  # read first: a concurrent close_shared() forces a new lookup
+        generation = shared.generation  # read first: a close_shared() meanwhile forces a lookup
         logger = shared_audit_logger(self._audit_path, self.config.audit_sync)
         self._audit = (generation, logger)
         return logger
 
     @property
     def cipher(self) -> EnvelopeCipher:
+        return self._open_cipher()
+
+    def _open_cipher(self) -> EnvelopeCipher:
+        """The cipher, opening the shared key ring on first use: what :mod:`.records` and
+        :mod:`.staged` are given, and call only for an encrypted entry."""
         with self._lock:
             if self._cipher is None:
                 ring = shared_keyring(
@@ -325,13 +261,10 @@ class SecurityPipeline:
         content: str,
         metadata: Mapping[str, Any],
     ) -> Sealed:
-        """Content and metadata as they go to storage. An encrypted record keeps both inside
-        the ciphertext: nothing of it stays readable next to it (the metadata column is ``{}``)."""
-        if not self.needs_encryption(classification):
-            return Sealed(content.encode("utf-8"), False, _json(metadata))
-        plaintext = _json({"content": content, "metadata": metadata}).encode("utf-8")
-        blob = self._encrypt(plaintext, record_id, classification)
-        return Sealed(blob.ciphertext, True, "{}", blob.key_id, blob.wrapped_key, blob.nonce)
+        """Content and metadata as they go to storage (:func:`.records.seal`), encrypted
+        when the classification needs it."""
+        encrypt = self._encrypt if self.needs_encryption(classification) else None
+        return records.seal(record_id, classification, content, metadata, encrypt)
 
     def _encrypt(
         self, plaintext: bytes, record_id: str, classification: Classification
@@ -347,57 +280,9 @@ class SecurityPipeline:
             ) from None
 
     def unseal(self, record: PatternRecord) -> tuple[str, dict[str, Any]]:
-        """(content, metadata) of a stored record, decrypting it if needed.
-
-        A record altered or damaged outside attune raises :class:`CorruptRecordError`
-        naming it (an encrypted one whose bytes fail authentication:
-        :class:`~attune.errors.CorruptCiphertextError`); a missing or wrong master key raises
-        :class:`DecryptionError`. Never a builtin exception, never garbage.
-        """
-        # One unpacking instead of an attribute lookup per field: every recall runs this.
-        (pattern_id, _, label, _, _, _, metadata_json, stored, encrypted, key_id, wrapped_key,
-         nonce, record_format) = record  # fmt: skip
-        if not encrypted:
-            # A plain record has no key material and is never SENSITIVE: a flipped flag
-            # or label shows here, before its bytes are trusted as text.
-            if (
-                key_id is not None
-                or nonce is not None
-                or wrapped_key is not None
-                or label not in _PLAIN_LABELS
-                or record_format not in RECORD_FORMATS
-            ):
-                raise _inconsistent(pattern_id)
-            try:
-                metadata = json.loads(metadata_json)
-                content: str = stored.decode("utf-8")
-            except (ValueError, TypeError, AttributeError, RecursionError):
-                raise CorruptRecordError(
-                    pattern_id, "its content is not UTF-8 text or its metadata is not JSON"
-                ) from None
-            if type(metadata) is not dict:  # persist writes an object
-                raise CorruptRecordError(pattern_id, "its metadata is not a JSON object")
-            return content, metadata
-        if (
-            type(key_id) is not str
-            or type(wrapped_key) is not bytes
-            or type(nonce) is not bytes
-            or type(stored) is not bytes
-            or label not in _LABELS
-        ):
-            raise _inconsistent(pattern_id)
-        blob = EncryptedBlob(key_id, wrapped_key, nonce, stored)
-        plaintext = self.cipher.decrypt(
-            blob, record_id=pattern_id, classification=label, record_format=record_format
-        )
-        opened = _loads_object(plaintext)
-        text = opened.get("content") if opened is not None else None
-        fields = opened.get("metadata") if opened is not None else None
-        if type(text) is not str or type(fields) is not dict:
-            raise CorruptRecordError(
-                pattern_id, "its decrypted content is not the JSON attune writes"
-            )
-        return text, fields
+        """(content, metadata) of a stored record, decrypting it if needed; a damaged record
+        raises :class:`~attune.errors.CorruptRecordError` (see :func:`.records.unseal`)."""
+        return records.unseal(record, self._open_cipher)
 
     def rewrap(self, key: WrappedKey) -> WrappedKey:
         """The record's data key wrapped under the active master key (content untouched)."""
@@ -407,91 +292,17 @@ class SecurityPipeline:
         return WrappedKey(key.pattern_id, key.classification, new.key_id, new.wrapped_key)
 
     def seal_staged(self, envelope: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
-        """The JSON held in Redis; a SENSITIVE pattern keeps only id, type and times readable.
-
-        ``"v"`` is the entry's format (:data:`RECORD_FORMAT`); a sealed entry binds it into
-        its ciphertext, as a long-term record does."""
-        classification = prepared.classification
-        if classification is not Classification.SENSITIVE:
-            return {
-                "v": RECORD_FORMAT,
-                **envelope,
-                "classification": classification.value,
-                "data": prepared.data,
-            }
-        secret = {"staged_by": envelope["staged_by"], "data": prepared.data}
-        plaintext = _json(secret).encode("utf-8")
-        blob = self._encrypt(plaintext, envelope["pattern_id"], classification)
-        visible = {k: envelope[k] for k in _STAGED_VISIBLE}
-        return {
-            "v": RECORD_FORMAT,
-            **visible,
-            "sealed": {
-                "key_id": blob.key_id,
-                "wrapped_key": _b64(blob.wrapped_key),
-                "nonce": _b64(blob.nonce),
-                "ciphertext": _b64(blob.ciphertext),
-            },
-        }
+        """The JSON held in Redis for a staged pattern (:func:`.staged.seal_staged`); a
+        SENSITIVE pattern keeps only id, type and times readable."""
+        return staged.seal_staged(envelope, prepared, self._encrypt)
 
     def open_staged(
         self, stored: Mapping[str, Any] | bytes | str, *, staged_id: str | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(envelope, data) of a staged pattern as held in Redis: the parsed JSON object,
-        or its raw bytes / text.
-
-        Anything malformed (not JSON, not an object, a field missing or of the wrong type,
-        an unknown version or classification, a SENSITIVE entry left unsealed, a sealed part
-        that does not authenticate) raises :class:`CorruptRecordError` naming ``staged_id``
-        (else the entry's own ``pattern_id``); a missing or wrong master key raises
-        :class:`~attune.errors.DecryptionError`. The data always holds a ``content`` string.
-        """
-        name = staged_id if staged_id is not None else _UNNAMED_STAGED
-        if isinstance(stored, bytes | bytearray | str):
-            parsed = _loads_object(stored)
-            if parsed is None:
-                raise CorruptRecordError(name, "it is not a JSON object")
-            stored = parsed
-        elif not isinstance(stored, Mapping):
-            raise CorruptRecordError(name, "it is not a JSON object")
-        own_id = stored.get("pattern_id")
-        if staged_id is None and type(own_id) is str and own_id:
-            name = own_id
-        elif own_id != staged_id and staged_id is not None:
-            raise CorruptRecordError(
-                name, "its pattern_id does not match the id it is stored under"
-            )
-        version = stored.get("v")
-        if type(version) is not int or version not in RECORD_FORMATS:
-            raise CorruptRecordError(name, "its format version is missing or unknown")
-        envelope: dict[str, Any] = {}
-        for k in _STAGED_VISIBLE:
-            value = stored.get(k)
-            if type(value) is not str or not value:
-                raise CorruptRecordError(name, f"its {k!r} field is missing or not a string")
-            envelope[k] = value
-        sealed = stored.get("sealed")
-        if sealed is None:
-            classification = stored.get("classification")
-            if classification not in _PLAIN_LABELS:  # SENSITIVE is always sealed
-                raise CorruptRecordError(
-                    name, "its classification is missing, unknown, or SENSITIVE but not sealed"
-                )
-            envelope["classification"] = classification
-            return envelope, _staged_secret(name, stored, envelope)
-        # Only SENSITIVE patterns are sealed; even the label stays out of the readable part.
-        envelope["classification"] = Classification.SENSITIVE.value
-        blob = _staged_blob(name, sealed)
-        plaintext = self.cipher.decrypt(
-            blob,
-            record_id=envelope["pattern_id"],
-            classification=Classification.SENSITIVE,
-            record_format=version,
-        )
-        secret = _loads_object(plaintext)
-        if secret is None:
-            raise CorruptRecordError(name, "its decrypted part is not the JSON attune writes")
-        return envelope, _staged_secret(name, secret, envelope)
+        """(envelope, data) of a staged pattern as held in Redis (JSON object, bytes or text);
+        anything malformed raises :class:`~attune.errors.CorruptRecordError` naming
+        ``staged_id`` (see :func:`.staged.open_staged`)."""
+        return staged.open_staged(stored, self._open_cipher, staged_id=staged_id)
 
     # -- retention -------------------------------------------------------------------------------
 
@@ -592,108 +403,6 @@ class SecurityPipeline:
         return Audited(logger.journal, event)
 
 
-def _step(name: str, fn: Callable[[], T]) -> T:
-    """Run one pipeline step; anything unexpected refuses the write (fail closed)."""
-    try:
-        return fn()
-    except AttuneError:
-        raise
-    except Exception as exc:
-        raise SecurityPipelineError(
-            f"security step '{name}' failed ({type(exc).__name__}); the write was refused"
-        ) from None
-
-
-def _as_lines(value: Any) -> str:
-    """Every string of ``value`` (keys included) as one text for the secrets detector.
-
-    A string under a key reads ``key: value``, as it would in a config file, so a
-    credential is found by its field name too (``{"api_key": "..."}``); one scan of
-    one text instead of one per string.
-    """
-    lines: list[str] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, str):
-            lines.append(item)
-        elif isinstance(item, Mapping):
-            for key, child in item.items():
-                if isinstance(key, str) and isinstance(child, str):
-                    lines.append(f"{key}: {child}")
-                else:
-                    walk(key)
-                    walk(child)
-        elif isinstance(item, list | tuple):
-            for child in item:
-                walk(child)
-
-    walk(value)
-    return "\n".join(lines)
-
-
 def _identifier(term: str | None) -> str | None:
     """A rule-table term as an audit identifier ("medical record" -> "medical_record")."""
     return None if term is None else term.replace(" ", "_")
-
-
-#: One encoder, not one per call (``json.dumps`` with options builds a new one each time).
-#: Sealed content and metadata: validated JSON values already (no NaN, no cycles).
-_json = compact_encoder(ensure_ascii=False)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-#: Labels a record may carry; those it may carry unencrypted (SENSITIVE is always sealed).
-_LABELS = frozenset(c.value for c in Classification)
-_PLAIN_LABELS = _LABELS - {Classification.SENSITIVE.value}
-#: The readable part of a staged entry, sealed or not.
-_STAGED_VISIBLE = ("pattern_id", "pattern_type", "staged_at", "expires_at")
-_UNNAMED_STAGED = "(a staged pattern without a readable id)"
-
-
-def _inconsistent(pattern_id: str) -> CorruptRecordError:
-    return CorruptRecordError(
-        pattern_id,
-        "its encrypted flag, key material, classification or format do not agree (a flag "
-        "or label was changed outside attune)",
-    )
-
-
-def _loads_object(raw: bytes | bytearray | str) -> dict[str, Any] | None:
-    """The JSON object in ``raw``, or None when it is not valid JSON or not an object."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, TypeError, RecursionError):
-        return None
-    return value if type(value) is dict else None
-
-
-def _staged_secret(
-    name: str, source: Mapping[str, Any], envelope: dict[str, Any]
-) -> dict[str, Any]:
-    """Checks ``staged_by`` and ``data`` of a staged entry (or its sealed part): puts the
-    first into ``envelope``, returns a copy of the second."""
-    staged_by, data = source.get("staged_by"), source.get("data")
-    if type(staged_by) is not str or not staged_by:
-        raise CorruptRecordError(name, "its 'staged_by' field is missing or not a string")
-    if type(data) is not dict or type(data.get("content")) is not str:
-        raise CorruptRecordError(name, "its data is missing or has no 'content' string")
-    envelope["staged_by"] = staged_by
-    return dict(data)
-
-
-def _staged_blob(name: str, sealed: object) -> EncryptedBlob:
-    """The sealed part of a staged entry as a blob (its fields base64 in JSON)."""
-    if not isinstance(sealed, Mapping):
-        raise CorruptRecordError(name, "its sealed part is not a JSON object")
-    key_id = sealed.get("key_id")
-    encoded = [e for k in ("wrapped_key", "nonce", "ciphertext") if type(e := sealed.get(k)) is str]
-    if type(key_id) is not str or len(encoded) != 3:
-        raise CorruptRecordError(name, "its sealed part lacks a key id or an encoded field")
-    try:
-        wrapped_key, nonce, ciphertext = (base64.b64decode(e, validate=True) for e in encoded)
-    except (binascii.Error, ValueError):
-        raise CorruptRecordError(name, "its sealed part is not valid base64") from None
-    return EncryptedBlob(key_id, wrapped_key, nonce, ciphertext)

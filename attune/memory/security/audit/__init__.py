@@ -46,8 +46,15 @@ The modules, one job each (the names below are re-exported here):
 - :mod:`.events`: the event model: ``AuditEvent`` (validated and sanitised when made),
   ``Durability``, ``AuditTicket``;
 - :mod:`.codec`: the line and outbox-row formats, the chain hash, parsing a line back;
-- :mod:`.logfile`: the JSONL file: locking, tail repair, rotation, appends, fsync;
-- :mod:`.writer`: each logger's queue and writer thread, batches, exit and fork handling;
+- :mod:`.logfile`: the sink: appends under the file's exclusive lock, pending outbox
+  lines, rotation, fsync marks;
+- :mod:`.files`: the files on disk: rotated names and their shift, the last line and chain
+  head, torn-line repair, directories, the readers' shared lock;
+- :mod:`.writer`: each logger's queue and writer thread: lingering, group commit, failures
+  kept for the next call;
+- :mod:`.batch`: a batch of events and its waiters (the latch, ``alog`` futures), the
+  writer thread's state;
+- :mod:`.process`: every logger of the process: closed at exit, started afresh after fork;
 - :mod:`.failures`: what an ``AuditLogError`` says went wrong and became of the call;
 - :mod:`.outbox`: ``OutboxWrite``, ``begin``'s work, ``replay_outbox``;
 - :mod:`.journal`: ``StoreJournal``, the log as a long-term store's journal;

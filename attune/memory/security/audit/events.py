@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from attune.errors import ValidationError
 
 if TYPE_CHECKING:
-    from attune.memory.security.audit.writer import _Batch
+    from attune.memory.security.audit.batch import _Batch
 
 REDACTED = "[redacted]"
 MAX_ID_LENGTH = 256

@@ -1,4 +1,4 @@
-"""The log's files: one JSON Lines file, appended to under an exclusive ``flock``.
+"""The sink: appending chained lines to the log's current file under an exclusive ``flock``.
 
 :class:`_Sink` appends chained lines (built by :mod:`.codec`) to the current file: it locks
 the file, drops a torn last line (a write that crashed, never acknowledged), reads the
@@ -6,11 +6,14 @@ chain head from the file's tail (or, for a fresh file, from the newest rotated o
 appends a whole batch with one ``write``. When a file would exceed ``max_bytes`` it is
 renamed to ``.1`` (older ones shift to ``.2``...) and the chain continues in a fresh file;
 rotated files are never deleted. Several processes (or several loggers) appending to one
-file keep one valid chain, since each reads the real head under the lock. Readers take a
-shared lock (:func:`_read_lock`) so nobody appends or rotates while they read.
+file keep one valid chain, since each reads the real head under the lock. It also holds
+an outbox write's lines between the store's COMMIT and their append (``reserve``,
+``write_reserved``, pending lines), and counts appends not yet fsynced (:class:`_SyncMarks`).
 
-About 450 lines, but one job (the file): the sink's lock, pending lines, tail repair,
-rotation and fsync marks share one state and do not split.
+What it does to the files, apart from its own state (rotated names and their shift, the
+last line, torn-line repair, directories, the readers' shared lock), is :mod:`.files`.
+The sink itself stays one class: its lock, pending lines, cached head and fsync marks
+are one state every method reads.
 """
 
 from __future__ import annotations
@@ -19,68 +22,22 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attune.memory.security.audit.codec import GENESIS, _chain_hash, _digest, _head_of, _line
+from attune.memory.security.audit.codec import _chain_hash, _digest, _line
+from attune.memory.security.audit.files import (
+    _chain_head,
+    _drop_torn_line,
+    _fsync_dir,
+    _make_dirs,
+    _shift_rotated,
+)
 
-_TAIL_CHUNK = 4096
 #: Once another writer's lines are seen in the log, outbox lines are appended at once
 #: (not held pending, see :class:`_Sink`) until it has been quiet this long.
 _SHARED_S = 1.0
-
-
-def _rotated(path: Path) -> list[Path]:
-    """Rotated files of ``path``, newest (``.1``) first."""
-    prefix = path.name + "."
-    try:
-        names = os.listdir(path.parent)
-    except FileNotFoundError:
-        return []
-    numbers = sorted(
-        int(name[len(prefix) :])
-        for name in names
-        if name.startswith(prefix) and name[len(prefix) :].isdigit()
-    )
-    return [path.with_name(f"{prefix}{n}") for n in numbers]
-
-
-def _rfind_newline(fd: int, end: int) -> int:
-    """Offset of the last ``\\n`` before ``end``, or -1."""
-    chunk = _TAIL_CHUNK
-    while end > 0:
-        start = max(0, end - chunk)
-        found = os.pread(fd, end - start, start).rfind(b"\n")
-        if found >= 0:
-            return start + found
-        end, chunk = start, chunk * 2
-    return -1
-
-
-def _last_line(fd: int, size: int) -> bytes:
-    """The last line (without newline) of a file of ``size`` bytes that ends with one."""
-    start = _rfind_newline(fd, size - 1) + 1
-    return os.pread(fd, size - 1 - start, start)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents, owner-only."""
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)
 
 
 @dataclass(slots=True)
@@ -384,36 +341,23 @@ class _Sink:
         size = stat.st_size
         if self._cache is not None and self._cache[0] == (stat.st_dev, stat.st_ino, size):
             return size  # it ends where our own last append ended, with its newline
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            size = _rfind_newline(fd, size) + 1
-            os.ftruncate(fd, size)
+        repaired = _drop_torn_line(fd, size)
+        if repaired != size:
             self._fsync(fd)
             self._cache = None
-        return size
+        return repaired
 
     def _head(self, fd: int, key: tuple[int, int, int]) -> tuple[int, str]:
         """(seq, hash) of the last event in the chain."""
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
-        size = key[2]
-        if size:
-            return _head_of(_last_line(fd, size))
-        for older in _rotated(self.path):  # a fresh file continues the newest rotated one
-            with older.open("rb") as f:
-                older_size = os.fstat(f.fileno()).st_size
-                if older_size:
-                    return _head_of(_last_line(f.fileno(), older_size))
-        return 0, GENESIS
+        return _chain_head(fd, key[2], self.path)
 
     def _rotate(self, fd: int) -> None:
         """Shift ``.N`` to ``.N+1`` and the current file to ``.1`` (under its lock)."""
         self._write_pending(fd)  # chained onto this file, and sized to fit it
         self.sync()
-        for older in _rotated(self.path)[::-1]:
-            number = int(older.name.rsplit(".", 1)[1])
-            os.rename(older, older.with_name(f"{self.path.name}.{number + 1}"))
-        os.rename(self.path, self.path.with_name(f"{self.path.name}.1"))
-        _fsync_dir(self.path.parent)
+        _shift_rotated(self.path)
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.close()
         self._cache = None  # the fresh file continues the chain from .1 (see _head)
@@ -423,26 +367,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-@contextlib.contextmanager
-def _read_lock(path: Path) -> Iterator[None]:
-    """Hold a shared lock on the current file so no writer appends or rotates meanwhile."""
-    while True:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            yield
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            mine = os.fstat(fd)
-            try:
-                named = os.stat(path)
-            except FileNotFoundError:
-                continue
-            if (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
-                yield
-                return
-        finally:
-            os.close(fd)

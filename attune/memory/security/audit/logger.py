@@ -20,11 +20,13 @@ from attune.memory.security.audit import writer
 from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent, AuditTicket
 from attune.memory.security.audit.failures import CALL_REFUSED, _describe, _unreadable
+from attune.memory.security.audit.files import _read_lock, _rotated
 from attune.memory.security.audit.journal import StoreJournal
-from attune.memory.security.audit.logfile import _read_lock, _rotated, _Sink
+from attune.memory.security.audit.logfile import _Sink
 from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
+from attune.memory.security.audit.process import _live
 from attune.memory.security.audit.reader import VerifyResult, _matching, _verify
-from attune.memory.security.audit.writer import _live, _LogWriter
+from attune.memory.security.audit.writer import _LogWriter
 
 
 class AuditLogger(_LogWriter):

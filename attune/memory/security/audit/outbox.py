@@ -34,12 +34,13 @@ from attune.memory.security.audit.codec import (
     _seconds,
 )
 from attune.memory.security.audit.failures import HELD, NOT_REPLAYED, REFUSED, _describe
-from attune.memory.security.audit.logfile import _rotated, _Sink
+from attune.memory.security.audit.files import _rotated
+from attune.memory.security.audit.logfile import _Sink
 
 if TYPE_CHECKING:
+    from attune.memory.security.audit.batch import _Batch
     from attune.memory.security.audit.events import AuditEvent
     from attune.memory.security.audit.logger import AuditLogger
-    from attune.memory.security.audit.writer import _Batch
 
 
 @dataclass(eq=False, slots=True)

@@ -6,34 +6,27 @@ writer is busy with the batch) writes a whole batch with one ``write()`` and one
 ``fsync`` (group commit), then wakes everyone waiting on it: blocking callers on the
 batch's latch, ``alog`` callers on a future of their own loop (``call_soon_threadsafe``).
 Events nobody waits for are written together after at most the logger's ``linger_s``
-(default :data:`_LINGER_S`), or once
-:data:`_LINGER_EVENTS` are queued. Failures of events nobody waited for are kept and
-told to the logger's next call.
+(default :data:`_LINGER_S`), or once :data:`_LINGER_EVENTS` are queued. Failures of
+events nobody waited for are kept and told to the logger's next call.
 
-Also here: closing every logger at exit, and a forked child's fresh writer, locks and
-file. :class:`_LogWriter` is :class:`~.logger.AuditLogger`'s base: its state and the
-machinery below the public API.
-
-About 400 lines, but one job (the queue and its thread).
+:class:`_LogWriter` is :class:`~.logger.AuditLogger`'s base: its state and the machinery
+below the public API. A batch and its waiters are :mod:`.batch`; closing every logger at
+exit and a forked child's fresh writer, locks and file are :mod:`.process`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attune.errors import AuditLogError, SecurityPipelineError
+from attune.errors import AuditLogError
+from attune.memory.security.audit.batch import _Batch, _Worker
 from attune.memory.security.audit.codec import _encode
 from attune.memory.security.audit.failures import (
     CALL_REFUSED,
@@ -47,7 +40,6 @@ from attune.memory.security.audit.logfile import _Sink, _SyncMarks
 
 if TYPE_CHECKING:
     from attune.memory.security.audit.events import AuditEvent
-    from attune.memory.security.audit.logger import AuditLogger
 
 _log = logging.getLogger(__name__)
 
@@ -55,129 +47,6 @@ _log = logging.getLogger(__name__)
 #: after at most this long, or once this many are queued: one write and fsync for many.
 _LINGER_S = 0.02
 _LINGER_EVENTS = 256
-
-
-class _Latch:
-    """A gate opened once, then passed by any number of waiters: what a batch's waiters
-    need of ``threading.Event`` at a fifth of its cost (every persist opens a batch)."""
-
-    __slots__ = ("_gate", "is_open")
-
-    def __init__(self) -> None:
-        self._gate = threading.Lock()
-        self._gate.acquire()
-        self.is_open = False
-
-    def open(self) -> None:
-        if not self.is_open:
-            self.is_open = True
-            self._gate.release()
-
-    def wait(self) -> None:
-        if not self.is_open:
-            with self._gate:  # released by open(); each waiter passes it on
-                pass
-
-
-@dataclass(eq=False, slots=True)
-class _Batch:
-    """Events committed together; everyone waiting on it is woken once."""
-
-    entries: list[tuple[float, AuditEvent]] = field(default_factory=list)
-    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
-        default_factory=list
-    )
-    fsync: bool = False
-    #: Someone waits for this batch (or it is full): write it without lingering.
-    urgent: bool = False
-    #: When its first event was queued: it is written by this + the logger's linger at the latest.
-    created: float = field(default_factory=time.monotonic)
-    #: Why the batch could not be written: (reason, advice), see :func:`_describe`.
-    error: Failure | None = None
-    done: _Latch = field(default_factory=_Latch)
-
-    def finish(self, error: Failure | None) -> None:
-        self.error = error
-        self.done.open()
-        for loop, future in self.futures:
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, error)
-
-
-def _settle(future: asyncio.Future[None], error: Failure | None) -> None:
-    if future.done():  # the caller was cancelled; the event is still logged
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(AuditLogError(error[0], NOT_LOGGED, error[1]))
-
-
-@dataclass(eq=False, slots=True)
-class _Worker:
-    """One writer thread and the batch it will commit next."""
-
-    thread: threading.Thread | None = None
-    batch: _Batch | None = None
-    #: close() asked it to write what is queued and end.
-    stopping: bool = False
-    #: Asleep until notified (no events for a linger period); else it polls.
-    idle: bool = False
-    #: Lines were appended without fsync (an outbox write): fsync them after a linger.
-    unsynced: bool = False
-    #: ``time.monotonic()`` when ``unsynced`` last became true.
-    unsynced_at: float = 0.0
-
-    def open_batch(self) -> _Batch:
-        if self.batch is None:
-            self.batch = _Batch()
-        return self.batch
-
-    def mark_unsynced(self) -> None:
-        if not self.unsynced:
-            self.unsynced = True
-            self.unsynced_at = time.monotonic()
-
-
-# -- every logger of the process -----------------------------------------------------------------
-
-_live: weakref.WeakSet[AuditLogger] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    """Flush every open logger when the interpreter exits."""
-    errors = []
-    for logger in list(_live):
-        try:
-            logger.close()
-        except SecurityPipelineError as exc:
-            errors.append(exc)
-    if errors:
-        raise ExceptionGroup("audit events could not be written at exit", errors)
-
-
-def _reset_in_child() -> None:
-    """After ``fork``: the parent's writer thread does not exist here, and its locks may
-    have been held by a thread that does not either. Events queued in the parent but not
-    yet written are the parent's to write; the child starts with none, a new writer, new
-    locks and its own file description (``flock`` locks belong to one)."""
-    for logger in list(_live):
-        logger._lock = threading.RLock()
-        logger._cond = threading.Condition(logger._lock)
-        logger._sink_lock = threading.Lock()
-        logger._worker = None
-        logger._unwritten = []  # the parent's to append (twice would duplicate events)
-        sink, logger._sink = logger._sink, None
-        if sink is not None:
-            with contextlib.suppress(OSError):
-                sink.close()
-
-
-os.register_at_fork(after_in_child=_reset_in_child)
-
-
-# -- one logger's queue and writer thread --------------------------------------------------------
 
 
 class _LogWriter:

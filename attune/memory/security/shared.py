@@ -1,0 +1,63 @@
+"""What every security pipeline of a process shares: one audit logger per log file, one
+key ring per storage directory.
+
+Every writer to a log file must extend the same hash chain, and a key rotation must be
+seen by every agent, so :class:`~.pipeline.SecurityPipeline` (cheap to create, one per
+configuration) looks both up here instead of opening its own. :func:`close_shared`
+flushes and closes the loggers and forgets the key rings (tests, shutdown); a pipeline
+notices through :data:`generation` and looks its logger up afresh.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from attune.memory import store_marker
+from attune.memory.security.audit import AuditLogger
+from attune.memory.security.keyring import KeyRing
+
+_registry_lock = threading.Lock()
+_audit_loggers: dict[Path, AuditLogger] = {}
+#: Bumped by close_shared(), so pipelines drop the loggers they cached.
+generation = 0
+_keyrings: dict[tuple[Path, str, Path | None], KeyRing] = {}
+
+
+def shared_audit_logger(path: Path, sync: bool) -> AuditLogger:
+    """One logger per file in a process, so every writer extends the same hash chain.
+
+    The first configuration to open a file decides its ``sync`` mode.
+    """
+    with _registry_lock:
+        logger = _audit_loggers.get(path)
+        if logger is None:
+            logger = AuditLogger(log_file=path, sync=sync)
+            _audit_loggers[path] = logger
+        return logger
+
+
+def shared_keyring(storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
+    """One key ring per storage directory in a process, so rotation is seen by every agent."""
+    key = (storage_dir.expanduser().resolve(), environment, key_file)
+    with _registry_lock:
+        ring = _keyrings.get(key)
+        if ring is None:
+            ring = KeyRing.load(storage_dir=key[0], environment=environment, key_file=key_file)
+            # Remember the keys in use here: losing them later is refused, not papered over.
+            if ring.key_ids:
+                store_marker.note(key[0], key_ids=ring.key_ids)
+            _keyrings[key] = ring
+        return ring
+
+
+def close_shared() -> None:
+    """Flush and close the shared audit loggers and forget the key rings (tests, shutdown)."""
+    global generation
+    with _registry_lock:
+        loggers = list(_audit_loggers.values())
+        _audit_loggers.clear()
+        generation += 1
+        _keyrings.clear()
+    for logger in loggers:
+        logger.close()
