@@ -976,3 +976,16 @@ def test_wrap_refuses_what_is_not_an_async_core(core: Any) -> None:
     """It used to accept anything and fail at the first call with AttributeError."""
     with pytest.raises(ValidationError):
         UnifiedMemory.wrap(core)
+
+
+@pytest.mark.parametrize("field", ["environment", "redis_url", "pii_custom_patterns"])
+def test_a_config_value_nested_thousands_deep_is_a_configuration_error(field: str) -> None:
+    """pydantic cannot describe such a value (RecursionError): still a clear, typed error."""
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = {}
+        inner = inner["a"]  # type: ignore[assignment]
+    with pytest.raises(ConfigurationError) as raised:
+        MemoryConfig(**{field: deep})
+    assert "{'a'" not in str(raised.value)  # the value is not echoed

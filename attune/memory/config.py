@@ -192,6 +192,11 @@ class MemoryConfig(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc, explicit=set(values))) from None
+        except RecursionError:  # pydantic describing a value nested thousands deep
+            raise ConfigurationError(
+                "a configuration value is nested too deeply to be read; pass plain "
+                "strings, numbers, booleans or paths"
+            ) from None
 
     # -- derived decisions -------------------------------------------------------------
 

@@ -324,7 +324,7 @@ class SecurityPipeline:
         done: str | None = None,
     ) -> None:
         """Audit one event: the one way in for every operation's events but a long-term
-        write's own (:meth:`commit_hook`).
+        write's own (:meth:`audited`).
 
         ``Durability.DURABLE`` returns once the event is written (fsynced, with
         ``audit_sync=True``); ``Durability.QUEUED`` only queues it: a read's event, or a
