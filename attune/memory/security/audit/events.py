@@ -157,14 +157,13 @@ class AuditEvent:
     details: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        # The common case (plain str fields seen valid before, plain ids, no details)
-        # checks without a call per field: every audited read makes one of these.
+        # The common case (plain str fields seen valid before, plain ids) checks without a
+        # call per field: every audited read makes one of these.
         valid = _VALID_IDENTIFIERS
         name, tier, outcome, label = self.name, self.tier, self.outcome, self.classification
         user, target = self.user_id, self.target_id
-        if (
-            self.details is None
-            and type(name) is str
+        if not (
+            type(name) is str
             and type(tier) is str
             and type(outcome) is str
             and type(user) is str
@@ -182,12 +181,13 @@ class AuditEvent:
                 or (type(target) is str and len(target) <= MAX_ID_LENGTH and target.isprintable())
             )
         ):
-            return
-        self._normalise()
+            self._normalise()
+        if self.details is not None:  # kept as a new, sanitised dict (never the caller's)
+            object.__setattr__(self, "details", sanitize_details(self.details) or None)
 
     def _normalise(self) -> None:
-        """Validate every field, reassigning those validation changed (while the instance
-        is being made: the frozen dataclass idiom)."""
+        """Validate every identifier and id field, reassigning those validation changed
+        (while the instance is being made: the frozen dataclass idiom)."""
         checked = {
             "name": _identifier(self.name, "event"),
             "user_id": _id(self.user_id, "user_id", required=True),
@@ -199,8 +199,6 @@ class AuditEvent:
         for name, value in checked.items():
             if value is not getattr(self, name):
                 object.__setattr__(self, name, value)
-        if self.details is not None:
-            object.__setattr__(self, "details", sanitize_details(self.details) or None)
 
     def fields(self) -> dict[str, Any]:
         """The line's fields from ``event`` to ``details``, in line order."""
