@@ -56,16 +56,19 @@ class AsyncEmpathyOS(AsyncResource):
         access_tier: AccessTier | str = AccessTier.CONTRIBUTOR,
         config: MemoryConfig | None = None,
         short_term_memory: ShortTermStore | Sharer | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.memory = AsyncUnifiedMemory(
             user_id,
             config,
             access_tier=access_tier,
             short_term=shared_short_term(short_term_memory, "short_term_memory"),
+            namespace=namespace,
         )
 
     user_id = Mirror[str]("memory")
     access_tier = Mirror[AccessTier]("memory")
+    namespace = Mirror[str]("memory")
 
     @property
     def short_term_memory(self) -> AsyncUnifiedMemory:
@@ -82,6 +85,9 @@ class AsyncEmpathyOS(AsyncResource):
     retrieve = forwarded(AsyncUnifiedMemory.retrieve, to="memory")
     persist_pattern = forwarded(AsyncUnifiedMemory.persist_pattern, to="memory")
     recall_pattern = forwarded(AsyncUnifiedMemory.recall_pattern, to="memory")
+    search_patterns = forwarded(AsyncUnifiedMemory.search_patterns, to="memory")
+    list_patterns = forwarded(AsyncUnifiedMemory.list_patterns, to="memory")
+    count_patterns = forwarded(AsyncUnifiedMemory.count_patterns, to="memory")
     aclose = forwarded(AsyncUnifiedMemory.aclose, to="memory")
 
 
@@ -102,6 +108,7 @@ class EmpathyOS(BlockingFacade[AsyncEmpathyOS]):
 
     user_id = Mirror[str]()
     access_tier = Mirror[AccessTier]()
+    namespace = Mirror[str]()
 
     @property
     def short_term_memory(self) -> UnifiedMemory:
@@ -113,4 +120,7 @@ class EmpathyOS(BlockingFacade[AsyncEmpathyOS]):
     retrieve = blocking(AsyncEmpathyOS.retrieve)
     persist_pattern = blocking(AsyncEmpathyOS.persist_pattern)
     recall_pattern = blocking(AsyncEmpathyOS.recall_pattern)
+    search_patterns = blocking(AsyncEmpathyOS.search_patterns)
+    list_patterns = blocking(AsyncEmpathyOS.list_patterns)
+    count_patterns = blocking(AsyncEmpathyOS.count_patterns)
     close = blocking(AsyncEmpathyOS.aclose)

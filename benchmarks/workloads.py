@@ -261,7 +261,7 @@ def persist_floor(db: aiosqlite.Connection, fd: int, content: bytes) -> AsyncOp:
         row_id = "pat_" + uuid7_hex()
         meta = '{"source":"bench"}'
         row = (row_id, "best_practice", "PUBLIC", "bench-floor", 1, None, meta, content)
-        conn.execute(INSERT, (*row, 0, None, None, None, RECORD_FORMAT))
+        conn.execute(INSERT, (*row, 0, None, None, None, RECORD_FORMAT, "default"))
         outbox_id = int.from_bytes(os.urandom(8)) >> 1
         conn.execute("INSERT INTO audit_outbox (id, payload) VALUES (?, ?)", (outbox_id, payload))
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -106,6 +106,15 @@ def test_reads_and_working_data_have_no_allowed_event_of_their_own() -> None:
     from attune.memory import access
 
     quiet = {a for a in access.REQUIRED_TIER if not access.audit_when_allowed(a)}
-    assert quiet == {"retrieve", "recall_pattern", "get_staged_patterns", "stash", "forget"}
+    assert quiet == {
+        "retrieve",
+        "recall_pattern",
+        "search_patterns",
+        "list_patterns",
+        "count_patterns",
+        "get_staged_patterns",
+        "stash",
+        "forget",
+    }
     assert access.audit_when_allowed("persist_pattern")  # an allowed write is audited
     assert not access.is_allowed(AccessTier.OBSERVER, "stash")  # denied: audited

@@ -95,7 +95,11 @@ class Store:
         if self.db.exists():
             con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
             try:
-                rows = tuple(con.execute("SELECT * FROM patterns ORDER BY pattern_id"))
+                # The records as stored; their search rows are written in the background
+                # (a flush interval after their insert), so search_rowid is left out.
+                from attune.memory.long_term.sqlite_schema import COLUMNS
+
+                rows = tuple(con.execute(f"SELECT {COLUMNS} FROM patterns ORDER BY pattern_id"))
             except sqlite3.OperationalError:  # the schema is not created yet
                 rows = ()
             finally:
@@ -363,6 +367,13 @@ class Harness:
         "metadata": {"source": "test"},
         "pattern_id": lambda h: h.fresh_pattern_id(),
         "batch_size": 10,
+        "query": "idempotent writes",
+        "limit": 5,
+        "created_by": AGENT,
+        "since": "2020-01-01T00:00:00+00:00",
+        "until": "2100-01-01T00:00:00+00:00",
+        "cursor": None,
+        "namespace": None,
     }
 
     def __init__(self, config: MemoryConfig, *, blocking: bool) -> None:

@@ -375,7 +375,7 @@ async def test_no_raw_secret_or_pii_anywhere_after_all_write_paths(
         assert value.encode() not in raw_redis, value
 
 
-async def test_sensitive_staged_entry_shows_only_id_type_and_times(
+async def test_sensitive_staged_entry_shows_only_id_type_times_and_namespace(
     redis_config: MemoryConfig, redis_url: str
 ) -> None:
     async with memory(redis_config) as mem:
@@ -391,6 +391,7 @@ async def test_sensitive_staged_entry_shows_only_id_type_and_times(
         stored = json.loads(raw)
         assert set(stored) == {
             "v",
+            "namespace",
             "pattern_id",
             "pattern_type",
             "staged_at",

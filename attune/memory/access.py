@@ -9,6 +9,9 @@ from attune.memory.types import AccessTier
 REQUIRED_TIER: dict[str, AccessTier] = {
     "retrieve": AccessTier.OBSERVER,
     "recall_pattern": AccessTier.OBSERVER,
+    "search_patterns": AccessTier.OBSERVER,
+    "list_patterns": AccessTier.OBSERVER,
+    "count_patterns": AccessTier.OBSERVER,
     "get_staged_patterns": AccessTier.OBSERVER,
     "stash": AccessTier.CONTRIBUTOR,
     "forget": AccessTier.CONTRIBUTOR,
@@ -19,6 +22,8 @@ REQUIRED_TIER: dict[str, AccessTier] = {
     "delete_pattern": AccessTier.STEWARD,
     "purge_expired": AccessTier.STEWARD,
     "rotate_keys": AccessTier.STEWARD,
+    # Reading a namespace other than the agent's own (namespace= on a read).
+    "read_other_namespace": AccessTier.STEWARD,
 }
 
 

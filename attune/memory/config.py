@@ -10,6 +10,8 @@ Precedence: explicit arguments beat environment variables, which beat defaults.
 | storage_dir          | ``ATTUNE_STORAGE_DIR`` | per-user data directory          |
 | encryption_enabled   | ``ATTUNE_ENCRYPTION``  | true                             |
 | load_claude_memory   | ``ATTUNE_CLAUDE_MEMORY`` | false                          |
+| namespace            | ``ATTUNE_NAMESPACE``   | default                          |
+| search_index_sensitive | ``ATTUNE_SEARCH_INDEX_SENSITIVE`` | true                |
 
 Invalid values raise :class:`~attune.errors.ConfigurationError` naming the variable.
 """
@@ -51,6 +53,8 @@ ENV_VARS: dict[str, str] = {
     "audit_log_file": "ATTUNE_AUDIT_LOG",
     "master_key_file": "ATTUNE_KEY_FILE",
     "key_prefix": "ATTUNE_KEY_PREFIX",
+    "namespace": "ATTUNE_NAMESPACE",
+    "search_index_sensitive": "ATTUNE_SEARCH_INDEX_SENSITIVE",
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -148,6 +152,13 @@ class MemoryConfig(BaseSettings):
     pii_custom_patterns: dict[str, str] = Field(default_factory=dict)
     #: Extra secret patterns (kind -> regex) that block a write.
     secret_patterns: dict[str, str] = Field(default_factory=dict)
+
+    # -- namespaces and search ------------------------------------------------------------
+    #: The namespace an agent reads and writes long-term and staged patterns in.
+    namespace: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    #: Index SENSITIVE records' words as blind-index tokens, so search finds them (what the
+    #: tokens reveal: docs/security.md). False: found by filters and listing only.
+    search_index_sensitive: bool = True
 
     @field_validator("redis_url")
     @classmethod

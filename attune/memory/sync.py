@@ -39,6 +39,7 @@ class UnifiedMemory(BlockingFacade[AsyncUnifiedMemory]):
     access_tier = Mirror[AccessTier]()
     config = Mirror[MemoryConfig]()
     environment = Mirror[Environment]()
+    namespace = Mirror[str]()
 
     # -- the operations, in the core's order ---------------------------------------------------
 
@@ -53,6 +54,9 @@ class UnifiedMemory(BlockingFacade[AsyncUnifiedMemory]):
     reject_pattern = blocking(AsyncUnifiedMemory.reject_pattern)
     persist_pattern = blocking(AsyncUnifiedMemory.persist_pattern)
     recall_pattern = blocking(AsyncUnifiedMemory.recall_pattern)
+    search_patterns = blocking(AsyncUnifiedMemory.search_patterns)
+    list_patterns = blocking(AsyncUnifiedMemory.list_patterns)
+    count_patterns = blocking(AsyncUnifiedMemory.count_patterns)
     delete_pattern = blocking(AsyncUnifiedMemory.delete_pattern)
     purge_expired = blocking(AsyncUnifiedMemory.purge_expired)
     rotate_keys = blocking(AsyncUnifiedMemory.rotate_keys)

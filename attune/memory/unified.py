@@ -19,6 +19,7 @@ from attune.errors import (
     CorruptRecordError,
     PatternNotFoundError,
     SecretsDetectedError,
+    ShortTermCommandError,
     ValidationError,
 )
 from attune.memory import access, backends, validation
@@ -31,6 +32,8 @@ from attune.memory.long_term.protocol import (
     PurgeOp,
     RewrapOp,
 )
+from attune.memory.long_term.queries import DEFAULT_NAMESPACE
+from attune.memory.reads import LongTermReads
 from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from attune.memory.sharing import Sharer
 
 _STAGED_RESERVED = (
+    "namespace",
     "pattern_id",
     "pattern_type",
     "staged_by",
@@ -70,10 +74,12 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else iso_ms(ms)
 
 
-class AsyncUnifiedMemory(AsyncResource):
+class AsyncUnifiedMemory(LongTermReads, AsyncResource):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
+    ``namespace`` (default: the configuration's, ``ATTUNE_NAMESPACE``, else
+    ``"default"``) is where its long-term and staged patterns live and what it reads.
     Pass ``short_term`` to share one short-term store between agents: a store, or a
     memory or agent object whose store to share (likewise ``long_term``); a shared
     store is left open by :meth:`aclose`.
@@ -89,12 +95,16 @@ class AsyncUnifiedMemory(AsyncResource):
         short_term: ShortTermStore | Sharer | None = None,
         long_term: LongTermStore | Sharer | None = None,
         pipeline: SecurityPipeline | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.user_id = validation.check_agent_id(user_id)
         self.access_tier = AccessTier.parse(access_tier)
         validation.check_instance(config, MemoryConfig, "config")
         validation.check_instance(pipeline, SecurityPipeline, "pipeline")
         self.config = config if config is not None else MemoryConfig()
+        self.namespace = validation.check_namespace(
+            self.config.namespace if namespace is None else namespace
+        )
         self.environment = self.config.environment
         short_term = shared_short_term(short_term, "short_term")
         long_term = shared_long_term(long_term, "long_term")
@@ -112,7 +122,7 @@ class AsyncUnifiedMemory(AsyncResource):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(user_id={self.user_id!r}, access_tier={self.access_tier.name}, "
-            f"environment={self.environment.value!r})"
+            f"environment={self.environment.value!r}, namespace={self.namespace!r})"
         )
 
     # -- helpers ---------------------------------------------------------------------------
@@ -246,6 +256,7 @@ class AsyncUnifiedMemory(AsyncResource):
             "staged_by": self.user_id,
             "staged_at": _iso(now),
             "expires_at": _iso(now + ttl_ms),
+            "namespace": self.namespace,
         }
         payload = self.pipeline.seal_staged(envelope, prepared)
         encoded = validation.encode_json(payload, self.config.max_value_bytes, "pattern_data")
@@ -271,12 +282,19 @@ class AsyncUnifiedMemory(AsyncResource):
             raise
         return staged_id
 
-    async def get_staged_patterns(self) -> list[dict[str, Any]]:
-        """Every staged pattern not yet expired: its data fields at the top level,
-        next to ``pattern_id``, ``pattern_type``, ``staged_by``, ``staged_at``, ``expires_at``."""
+    async def get_staged_patterns(self, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every staged pattern of this agent's namespace not yet expired: its data fields at
+        the top level, next to ``pattern_id``, ``pattern_type``, ``staged_by``,
+        ``staged_at``, ``expires_at`` and ``namespace``. A STEWARD may name another
+        namespace, or ``"*"`` for all."""
         await self._require("get_staged_patterns")
+        scope = await self._scope(namespace)
         entries = await self.short_term.list_staged(_now_ms())
-        staged = await self._staging().listing(entries)
+        staged = [
+            entry
+            for entry in await self._staging().listing(entries)
+            if scope is None or entry.get("namespace") == scope
+        ]
         listed = self._event("staging.list", details={"patterns": len(staged)})
         await self.pipeline.audit(listed, Durability.QUEUED)  # a read: nobody waits
         return staged
@@ -297,6 +315,7 @@ class AsyncUnifiedMemory(AsyncResource):
         validation.check_staged_id(staged_pattern_id, STAGED_PREFIX)
         if classification is not None:
             classification = Classification.parse(classification)
+        await self._staged_in_scope(staged_pattern_id)
         staging = self._staging()
         claimed = await staging.claim(staged_pattern_id, "promote")
         staged = claimed.staged
@@ -344,9 +363,30 @@ class AsyncUnifiedMemory(AsyncResource):
         validation.check_staged_id(staged_pattern_id, STAGED_PREFIX)
         if reason is not None:
             validation.check_text(reason, "reason", allow_empty=True)
+        await self._staged_in_scope(staged_pattern_id)
         claimed = await self._staging().claim(staged_pattern_id, "reject")
         await self._staging().reject(claimed, has_reason=reason is not None)
         return True
+
+    async def _staged_in_scope(self, staged_id: str) -> None:
+        """Refuse a staged pattern of another namespace as if it did not exist
+        (:class:`PatternNotFoundError`): an agent decides its own namespace's only. An
+        entry gone or unreadable is left to the claim, which says what became of it."""
+        try:
+            raw = await self.short_term.get_staged(staged_id)
+        except ShortTermCommandError:  # not a staged entry (another type): the claim says so
+            return
+        if raw is None:
+            return
+        try:
+            stored = json.loads(raw)
+        except ValueError:
+            return
+        found = stored.get("namespace", DEFAULT_NAMESPACE) if isinstance(stored, dict) else None
+        if found is not None and found != self.namespace:
+            raise PatternNotFoundError(
+                f"staged pattern {staged_id!r} not found in namespace {self.namespace!r}"
+            )
 
     # -- long-term ------------------------------------------------------------------------------
 
@@ -440,7 +480,10 @@ class AsyncUnifiedMemory(AsyncResource):
             key_id=sealed.key_id,
             wrapped_key=sealed.wrapped_key,
             nonce=sealed.nonce,
+            namespace=self.namespace,
         )
+        index = await self._search_index() if sealed.encrypted else None
+        entry = self._entry(record, prepared.content, prepared.metadata, index)
         # The final event is made durable with the record, behind this operation's queued
         # decisions (the store's outbox, or right after its commit): write returns once
         # both are.
@@ -454,7 +497,7 @@ class AsyncUnifiedMemory(AsyncResource):
         )
         if before_insert is not None:
             await before_insert()
-        if not await self.long_term.write(InsertOp(record, audited)):
+        if not await self.long_term.write(InsertOp(record, audited, entry)):
             return None
         return {
             "pattern_id": pattern_id,
@@ -466,12 +509,16 @@ class AsyncUnifiedMemory(AsyncResource):
             "pii_scrubbed": dict(prepared.pii_counts),
         }
 
-    async def recall_pattern(self, pattern_id: str) -> dict[str, Any] | None:
-        """The long-term pattern with this id, or None if unknown or past its retention."""
+    async def recall_pattern(
+        self, pattern_id: str, *, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The long-term pattern with this id, or None if unknown, past its retention or in
+        another namespace (a STEWARD may name one, or ``"*"`` for any)."""
         await self._require("recall_pattern", pattern_id)
         validation.check_pattern_id(pattern_id)
+        scope = await self._scope(namespace)
         record = await self.long_term.get(pattern_id, _now_ms())
-        if record is None:
+        if record is None or (scope is not None and record.namespace != scope):
             return None
         try:
             content, metadata = self.pipeline.unseal(record)
@@ -495,6 +542,7 @@ class AsyncUnifiedMemory(AsyncResource):
             "expires_at": _iso(record.expires_at_ms),
             "encrypted": record.encrypted,
             "metadata": metadata,
+            "namespace": record.namespace,
         }
 
     async def delete_pattern(self, pattern_id: str) -> bool:

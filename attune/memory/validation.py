@@ -237,3 +237,15 @@ def _reason(exc: BaseException) -> str:
     if "keys must be" in msg:
         return "dict keys must be str, int, float, bool or None"
     return type(exc).__name__
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def check_namespace(value: object, what: str = "namespace") -> str:
+    """A namespace: 1-64 letters, digits, '_', '.' or '-'."""
+    if not isinstance(value, str) or _NAMESPACE.fullmatch(value) is None:
+        raise ValidationError(
+            f"{what} must be 1-64 letters, digits, '_', '.' or '-' (for example 'team-a')"
+        )
+    return value

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, overload, runtime_checkable
 
+from attune.memory.long_term.queries import DEFAULT_NAMESPACE, Found, PatternQuery, SearchEntry
 from attune.memory.types import RECORD_FORMAT
 
 
@@ -100,6 +101,8 @@ class PatternRecord(NamedTuple):
     #: How it was laid out and sealed (:data:`~attune.memory.types.RECORD_FORMAT`); records
     #: stored before the format existed read back as 1.
     record_format: int = RECORD_FORMAT
+    #: The namespace of the agent that wrote it; every read is scoped to one.
+    namespace: str = DEFAULT_NAMESPACE
 
     def __repr__(self) -> str:  # content and key material stay out of logs and tracebacks
         return (
@@ -107,7 +110,7 @@ class PatternRecord(NamedTuple):
             f"classification={self.classification!r}, created_by={self.created_by!r}, "
             f"created_at_ms={self.created_at_ms!r}, expires_at_ms={self.expires_at_ms!r}, "
             f"encrypted={self.encrypted!r}, key_id={self.key_id!r}, "
-            f"record_format={self.record_format!r})"
+            f"record_format={self.record_format!r}, namespace={self.namespace!r})"
         )
 
 
@@ -131,6 +134,25 @@ class InsertOp:
 
     record: PatternRecord
     audit: Audited | None = None
+    #: What the record is found by (None: not searchable, listed all the same).
+    index: SearchEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOp:
+    """Index records stored before search existed (:meth:`LongTermStore.unindexed`); the
+    result is how many of them were still there to index."""
+
+    entries: tuple[tuple[str, SearchEntry], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetaOp:
+    """The store's value for setting ``name``, set to ``default`` first if it has none
+    (the first writer wins, across processes); the result is the stored value."""
+
+    name: str
+    default: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +179,7 @@ class RewrapOp:
 
 #: Every change a store makes is one of these values, handed to :meth:`LongTermStore.write`:
 #: a store may queue, batch and reorder nothing but what they say.
-WriteOp = InsertOp | DeleteOp | PurgeOp | RewrapOp
+WriteOp = InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp
 
 
 @runtime_checkable
@@ -173,9 +195,12 @@ class LongTermStore(Protocol):
     async def write(self, op: InsertOp | DeleteOp) -> bool: ...
 
     @overload
-    async def write(self, op: PurgeOp | RewrapOp) -> int: ...
+    async def write(self, op: IndexOp | PurgeOp | RewrapOp) -> int: ...
 
-    async def write(self, op: WriteOp) -> bool | int:
+    @overload
+    async def write(self, op: MetaOp) -> str: ...
+
+    async def write(self, op: WriteOp) -> bool | int | str:
         """Execute one write durably and return its result (see each operation). Concurrent
         writes may share a transaction (group commit); each caller gets its own result or
         error."""
@@ -192,6 +217,18 @@ class LongTermStore(Protocol):
 
     async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
         """Encrypted records' key material, by id after ``after_id`` (paging for rotation)."""
+        ...
+
+    async def find(self, query: PatternQuery) -> list[Found]:
+        """One page of live records matching ``query`` (see :class:`PatternQuery`)."""
+        ...
+
+    async def count(self, query: PatternQuery | None = None) -> int:
+        """How many live records ``query`` matches (every stored record without one)."""
+        ...
+
+    async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
+        """Records stored before search existed, without an index entry, by id."""
         ...
 
     async def health(self) -> dict[str, Any]: ...

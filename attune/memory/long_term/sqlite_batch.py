@@ -19,11 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from attune.errors import AuditLogError, LongTermUnavailableError
-from attune.memory.long_term import sqlite_outbox
+from attune.memory.long_term import sqlite_outbox, sqlite_search
 from attune.memory.long_term.protocol import (
     DeleteOp,
+    IndexOp,
     InsertOp,
     JournalWrite,
+    MetaOp,
     PatternRecord,
     PurgeOp,
     RewrapOp,
@@ -65,8 +67,8 @@ def run_batch(
             while end < len(ops) and isinstance(ops[end], InsertOp):
                 end += 1
             if end > start:
-                run = [op.record for op in ops[start:end] if isinstance(op, InsertOp)]
-                outcomes += insert_run(db, run, unavailable)
+                inserts = [op for op in ops[start:end] if isinstance(op, InsertOp)]
+                outcomes += insert_run(db, inserts, unavailable)
                 start = end
                 continue
             op = ops[start]
@@ -121,8 +123,33 @@ def run_batch(
     return outcomes, audited
 
 
-def execute(db: sqlite3.Connection, op: DeleteOp | PurgeOp | RewrapOp) -> Any:
+def execute(db: sqlite3.Connection, op: IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp) -> Any:
     """One write other than an insert, inside the batch's transaction."""
+    if isinstance(op, MetaOp):
+        db.execute(
+            "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (op.name, op.default),
+        )
+        return str(
+            db.execute("SELECT value FROM store_meta WHERE name = ?", (op.name,)).fetchone()[0]
+        )
+    if isinstance(op, IndexOp):
+        ids = [pattern_id for pattern_id, _entry in op.entries]
+        waiting: set[str] = set()
+        for chunk in range(0, len(ids), ID_CHUNK):
+            part = ids[chunk : chunk + ID_CHUNK]
+            marks = ",".join("?" * len(part))
+            waiting.update(
+                row[0]
+                for row in db.execute(
+                    "SELECT pattern_id FROM patterns "  # noqa: S608
+                    f"WHERE search_rowid IS NULL AND pattern_id IN ({marks})",
+                    part,
+                )
+            )
+        entries = [(pid, entry) for pid, entry in op.entries if pid in waiting]
+        sqlite_search.index_records(db, entries)
+        return len(entries)
     if isinstance(op, DeleteOp):
         rows = db.execute(
             "DELETE FROM patterns WHERE pattern_id = ? RETURNING pattern_id", (op.pattern_id,)
@@ -149,14 +176,16 @@ def execute(db: sqlite3.Connection, op: DeleteOp | PurgeOp | RewrapOp) -> Any:
 
 
 def insert_run(
-    db: sqlite3.Connection, records: list[PatternRecord], unavailable: Unavailable
+    db: sqlite3.Connection, inserts: list[InsertOp], unavailable: Unavailable
 ) -> list[Outcome]:
-    """Insert consecutive records; each caller learns whether its id was new.
+    """Insert consecutive records; each caller learns whether its id was new. (Their
+    search rows follow in a later transaction: :class:`~.sqlite_search.PendingIndex`.)
 
     Inside the IMMEDIATE transaction nobody else writes, so "which ids exist" stays
     true until the insert; a duplicate within the run (two promotions of one staged
     pattern) loses to the first.
     """
+    records = [op.record for op in inserts]
     try:
         if len(records) == 1:  # the sequential case: one statement
             rows = db.execute(
@@ -164,31 +193,36 @@ def insert_run(
                 params(records[0]),
             ).fetchall()
             return [(bool(rows), None)]
-        taken: set[str] = set()
-        for chunk in range(0, len(records), ID_CHUNK):
-            ids = [r.pattern_id for r in records[chunk : chunk + ID_CHUNK]]
-            marks = ",".join("?" * len(ids))
-            rows = db.execute(
-                f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
-                ids,
-            ).fetchall()
-            taken.update(row[0] for row in rows)
-        fresh: list[tuple[Any, ...]] = []
-        results: list[bool] = []
-        for record in records:
-            new = record.pattern_id not in taken
-            taken.add(record.pattern_id)
-            results.append(new)
-            if new:
-                fresh.append(params(record))
-        if fresh:
-            db.executemany(INSERT, fresh)
+        return [(new, None) for new in _insert_many(db, records)]
     except sqlite3.Error as exc:
         if not db.in_transaction:
             raise
         error = unavailable("cannot write to", exc)
         return [(None, error) for _r in records]
-    return [(new, None) for new in results]
+
+
+def _insert_many(db: sqlite3.Connection, records: list[PatternRecord]) -> list[bool]:
+    """Several records: one "which ids exist" query and one ``executemany``."""
+    taken: set[str] = set()
+    for chunk in range(0, len(records), ID_CHUNK):
+        ids = [r.pattern_id for r in records[chunk : chunk + ID_CHUNK]]
+        marks = ",".join("?" * len(ids))
+        rows = db.execute(
+            f"SELECT pattern_id FROM patterns WHERE pattern_id IN ({marks})",  # noqa: S608
+            ids,
+        ).fetchall()
+        taken.update(row[0] for row in rows)
+    fresh: list[tuple[Any, ...]] = []
+    results: list[bool] = []
+    for record in records:
+        new = record.pattern_id not in taken
+        taken.add(record.pattern_id)
+        results.append(new)
+        if new:
+            fresh.append(params(record))
+    if fresh:
+        db.executemany(INSERT, fresh)
+    return results
 
 
 def one_journal(batch: list[Queued]) -> tuple[list[Queued], list[Queued]]:

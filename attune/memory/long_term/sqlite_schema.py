@@ -57,11 +57,37 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # authenticate the format; new rows bind it (and the encrypted flag) into theirs.
         "ALTER TABLE patterns ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
     ),
+    4: (
+        # Namespaces: every record belongs to one; those written before are "default".
+        "ALTER TABLE patterns ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default'",
+        # Search (sqlite_search.py): a record's row in pattern_search; NULL until indexed
+        # (records written before version 4 are indexed by the core on first search).
+        "ALTER TABLE patterns ADD COLUMN search_rowid INTEGER",
+        "CREATE UNIQUE INDEX IF NOT EXISTS patterns_search_rowid ON patterns (search_rowid) "
+        "WHERE search_rowid IS NOT NULL",
+        # Listing newest first, and the filters a page is asked for most.
+        "CREATE INDEX IF NOT EXISTS patterns_newest "
+        "ON patterns (namespace, created_at_ms, pattern_id)",
+        "CREATE INDEX IF NOT EXISTS patterns_by_creator ON patterns (created_by, created_at_ms)",
+        "CREATE INDEX IF NOT EXISTS patterns_by_type "
+        "ON patterns (namespace, pattern_type, created_at_ms)",
+        # Terms of plaintext records, blind-index tokens of encrypted ones, metadata facet
+        # tokens; BM25 ranks. The core folds accents and case itself; the tokenizer agrees.
+        "CREATE VIRTUAL TABLE IF NOT EXISTS pattern_search USING fts5("
+        "words, tokens, facets, tokenize = 'unicode61 remove_diacritics 2')",
+        # Settings the store keeps for the core (the search key's master key id).
+        "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        # Whatever deletes a record (delete, purge, erasure, a refused batch) drops its row.
+        "CREATE TRIGGER IF NOT EXISTS patterns_unindex AFTER DELETE ON patterns "
+        "WHEN old.search_rowid IS NOT NULL BEGIN "
+        "DELETE FROM pattern_search WHERE rowid = old.search_rowid; END",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
 #: The ``patterns`` column of each :class:`PatternRecord` field whose name differs.
 COLUMN_OF = {"metadata_json": "metadata", "record_format": "format"}
+# (The ``search_rowid`` column is the store's own: not a record field.)
 #: The record's fields as columns, in the record's order: rows selected with them are
 #: records field by field (:func:`to_record`), and :func:`params` binds them.
 COLUMNS = ", ".join(COLUMN_OF.get(name, name) for name in PatternRecord._fields)
@@ -133,6 +159,7 @@ def params(record: PatternRecord) -> tuple[Any, ...]:
         record.wrapped_key,
         record.nonce,
         record.record_format,
+        record.namespace,
     )
 
 

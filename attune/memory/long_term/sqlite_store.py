@@ -27,27 +27,37 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import aiosqlite
 
 from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory import store_marker
-from attune.memory.long_term import aiosqlite_compat, sqlite_batch, sqlite_outbox, sqlite_schema
+from attune.memory.long_term import (
+    aiosqlite_compat,
+    sqlite_batch,
+    sqlite_outbox,
+    sqlite_schema,
+    sqlite_search,
+)
 from attune.memory.long_term.aiosqlite_compat import in_thread
 from attune.memory.long_term.protocol import (
     DeleteOp,
+    IndexOp,
     InsertOp,
     Journal,
+    MetaOp,
     PatternRecord,
     PurgeOp,
     RewrapOp,
     WrappedKey,
     WriteOp,
 )
+from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.long_term.sqlite_batch import Queued
 from attune.memory.long_term.sqlite_outbox import OutboxReplay, Pending
 from attune.memory.long_term.sqlite_schema import (
@@ -67,6 +77,10 @@ __all__ = [
     "SQLiteLongTermStore",
 ]
 
+
+_T = TypeVar("_T")
+#: A queued write that only asks for the pending search rows to be written.
+_FLUSH: Any = IndexOp(())
 
 DB_FILENAME = "patterns.db"
 #: Page cache per connection, in MiB (SQLite's own default is 2 MiB). Recalls pick records
@@ -91,6 +105,9 @@ class _Connection:
     #: This connection's outbox rows not yet known durable in their journal (read and
     #: changed on its thread only).
     outbox: Pending = field(default_factory=list)
+    #: New records' search rows, written by a later transaction (on the event loop).
+    index: sqlite_search.PendingIndex = field(default_factory=sqlite_search.PendingIndex)
+    index_timer: asyncio.TimerHandle | None = None
 
 
 class SQLiteLongTermStore:
@@ -117,6 +134,7 @@ class SQLiteLongTermStore:
         self.busy_timeout_s = busy_timeout_s
         self.cache_mib = cache_mib
         self._outbox_replay = outbox_replay
+        self._index_tasks: set[asyncio.Task[None]] = set()
         self._migrated = False
         self._migrate_lock = threading.Lock()
         self._conns: LoopLocal[_Connection] = LoopLocal(
@@ -178,9 +196,13 @@ class SQLiteLongTermStore:
         with self._migrate_lock:
             self._migrated = True
 
-    @staticmethod
-    async def _close(conn: _Connection) -> None:
-        """Close a connection from its own loop: its queued writes commit first."""
+    async def _close(self, conn: _Connection) -> None:
+        """Close a connection from its own loop: its queued writes and pending search rows
+        commit first."""
+        if conn.index_timer is not None:
+            conn.index_timer.cancel()
+            conn.index_timer = None
+        await self._flush_index(conn)
         while conn.draining is not None:
             await asyncio.shield(conn.draining)
         await _close_connection(conn)
@@ -204,18 +226,21 @@ class SQLiteLongTermStore:
     async def write(self, op: InsertOp | DeleteOp) -> bool: ...
 
     @overload
-    async def write(self, op: PurgeOp | RewrapOp) -> int: ...
+    async def write(self, op: IndexOp | PurgeOp | RewrapOp) -> int: ...
 
-    async def write(self, op: WriteOp) -> bool | int:
+    @overload
+    async def write(self, op: MetaOp) -> str: ...
+
+    async def write(self, op: WriteOp) -> bool | int | str:
         """Queue ``op`` for the next group commit and return its result once durable."""
-        if not isinstance(op, InsertOp | DeleteOp | PurgeOp | RewrapOp):
+        if not isinstance(op, InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp):
             raise TypeError(f"not a long-term write: {type(op).__name__}")
         conn = await self._conns.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.queue.append((op, fut))
         if conn.draining is None:
             conn.draining = asyncio.create_task(self._drain(conn))
-        result: bool | int = await fut
+        result: bool | int | str = await fut
         return result
 
     async def _drain(self, conn: _Connection) -> None:
@@ -242,6 +267,28 @@ class SQLiteLongTermStore:
         if later:  # their own transaction, right after this one (see one_journal)
             conn.queue[:0] = later
             batch = live
+        flushes = [fut for op, fut in live if op is _FLUSH]
+        indexing = conn.index.take(force=bool(flushes))
+        live = [item for item in live if item[0] is not _FLUSH]
+        try:
+            await self._run_batch(conn, batch, live, indexing)
+        finally:
+            for fut in flushes:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _run_batch(
+        self,
+        conn: _Connection,
+        batch: list[Queued],
+        live: list[Queued],
+        indexing: IndexOp | None,
+    ) -> None:
+        if not live and indexing is None:
+            return
+        if indexing is not None:  # earlier records' search rows ride along
+            flushed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            live.append((indexing, flushed))
         try:
             outcomes, after = await in_thread(
                 conn.db,
@@ -254,11 +301,21 @@ class SQLiteLongTermStore:
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | OSError):
                 error = self._unavailable("cannot commit to", exc)
+            if indexing is not None:
+                conn.index.restore(indexing)
             for _op, fut in batch:
                 if not fut.done():
                     fut.set_exception(error)
             return
         conn.commits += 1
+        if indexing is not None:
+            if outcomes[-1][1] is not None:  # that statement failed alone: pending again
+                conn.index.restore(indexing)
+            live, outcomes = live[:-1], outcomes[:-1]
+        for (op, _fut), (result, _error) in zip(live, outcomes, strict=True):
+            if result is True and isinstance(op, InsertOp) and op.index is not None:
+                conn.index.add(op.record.pattern_id, op.index)
+        self._schedule_index(conn)
         if after:  # events whose journal keeps no outbox: appended now, awaited
             await _append_events([live[i][0] for i in after], after, outcomes)
         for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
@@ -268,6 +325,30 @@ class SQLiteLongTermStore:
                 fut.set_result(result)
             else:
                 fut.set_exception(exc2)
+
+    def _schedule_index(self, conn: _Connection) -> None:
+        """Write pending search rows a flush interval from now if no write takes them."""
+        if conn.index.entries and conn.index_timer is None:
+            loop = asyncio.get_running_loop()
+            conn.index_timer = loop.call_later(sqlite_search.FLUSH_S, self._index_due, conn, loop)
+
+    def _index_due(self, conn: _Connection, loop: asyncio.AbstractEventLoop) -> None:
+        conn.index_timer = None
+        if conn.index.entries:
+            task = loop.create_task(self._flush_index(conn))
+            self._index_tasks.add(task)
+            task.add_done_callback(self._index_tasks.discard)
+
+    async def _flush_index(self, conn: _Connection) -> None:
+        """Write this connection's pending search rows now (a search reads them next)."""
+        if not conn.index.entries:
+            return
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.queue.append((_FLUSH, fut))
+        if conn.draining is None:
+            conn.draining = asyncio.create_task(self._drain(conn))
+        with contextlib.suppress(Exception):  # the rows stay pending; the next write retries
+            await fut
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
@@ -308,9 +389,34 @@ class SQLiteLongTermStore:
         )
         return [WrappedKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
-    async def count(self) -> int:
-        rows = await self._read("SELECT count(*) FROM patterns", ())
-        return int(rows[0][0])
+    async def find(self, query: PatternQuery) -> list[Found]:
+        await self._index_for(query)
+        return await self._on_thread(sqlite_search.find, query)
+
+    async def count(self, query: PatternQuery | None = None) -> int:
+        if query is None:
+            rows = await self._read("SELECT count(*) FROM patterns", ())
+            return int(rows[0][0])
+        await self._index_for(query)
+        counted: int = await self._on_thread(sqlite_search.count, query)
+        return counted
+
+    async def _index_for(self, query: PatternQuery) -> None:
+        """A query that uses the search index first writes this loop's pending rows."""
+        if query.match is not None or query.facets:
+            conn = await self._conns.get()
+            await self._flush_index(conn)
+
+    async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
+        return await self._on_thread(sqlite_search.unindexed, after_id, limit)
+
+    async def _on_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """A read run as one function on the connection's thread (one hand-off)."""
+        conn = await self._conns.get()
+        try:
+            return await in_thread(conn.db, fn, *args)
+        except sqlite3.Error as exc:
+            raise self._unavailable("cannot read", exc) from None
 
     # -- lifecycle ------------------------------------------------------------------------------
 

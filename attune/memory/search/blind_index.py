@@ -8,7 +8,8 @@ reveal to whoever reads the database is stated in docs/security.md: which record
 a word, and how often a word occurs (as deterministic encryption does).
 
 The search key is derived by HKDF-SHA256 from master key material; metadata filters on
-encrypted records use *facet* tokens of ``key=value`` pairs under the same key.
+encrypted records use *facet* tokens of ``key=value`` pairs under the same key (a
+plaintext record's facets are unkeyed hashes of the same text: :func:`plain_facet`).
 """
 
 from __future__ import annotations
@@ -37,19 +38,23 @@ def derive_search_key(master_key: bytes) -> bytes:
 class BlindIndex:
     """Tokens for terms and metadata facets under one search key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_term")
 
     def __init__(self, search_key: bytes) -> None:
         if len(search_key) != 32:
             raise ValueError("a search key is 32 bytes")
         self._key = search_key
+        # Keyed once; each term's MAC copies it (a persist tokenises every word).
+        self._term = hmac.new(search_key, _TERM, hashlib.sha256)
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         return "BlindIndex(<key>)"
 
     def token(self, term: str) -> str:
         """The token of one term (already folded by :func:`.terms.fold`)."""
-        return self._mac(_TERM + term.encode("utf-8"))
+        mac = self._term.copy()
+        mac.update(term.encode("utf-8"))
+        return mac.digest()[:TOKEN_BYTES].hex()
 
     def tokens(self, terms: list[str]) -> list[str]:
         return [self.token(term) for term in terms]
@@ -60,6 +65,13 @@ class BlindIndex:
 
     def _mac(self, message: bytes) -> str:
         return hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES].hex()
+
+
+def plain_facet(key: str, value: Any) -> str:
+    """The facet of a plaintext record's metadata pair: unkeyed (its metadata is readable
+    in the database anyway), so it needs no master key; same shape as a keyed one."""
+    message = _FACET + facet_text(key, value).encode("utf-8")
+    return hashlib.sha256(message).digest()[:TOKEN_BYTES].hex()
 
 
 def facet_text(key: str, value: Any) -> str:

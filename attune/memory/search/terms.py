@@ -47,6 +47,10 @@ def fold(word: str) -> str:
 
 def terms(text: str) -> list[str]:
     """The terms of ``text``, in order, stop-words left out (repeats kept: they count)."""
+    if text.isascii():  # nothing to decompose; lower() is casefold() here
+        return [
+            word[:MAX_TERM_CHARS] for word in _WORD.findall(text.lower()) if word not in STOP_WORDS
+        ]
     out: list[str] = []
     for match in _WORD.finditer(text):
         # A word may fold into several (a ligature, an ``ß``): split again after folding.

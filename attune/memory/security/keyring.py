@@ -30,6 +30,7 @@ from pathlib import Path
 from attune.errors import ConfigurationError
 from attune.memory import files, store_marker
 from attune.memory.config import Environment
+from attune.memory.search.blind_index import derive_search_key
 
 #: The logger of the module this code came from, so logging set up for it keeps working.
 logger = logging.getLogger("attune.memory.security.crypto")
@@ -142,6 +143,19 @@ class KeyRing:
                 ENV_VAR,
             )
         return kid
+
+    def search_key(self, kid: str) -> bytes:
+        """The search key derived from master key ``kid`` (HKDF-SHA256; see
+        :mod:`attune.memory.search.blind_index`). A ConfigurationError if the ring lacks
+        that key: encrypted records indexed under it cannot be searched without it."""
+        material = self._key(kid)
+        if material is None:
+            raise ConfigurationError(
+                f"the search index was built with master key {kid}, which is not in the key "
+                "ring: restore that key (the key file or ATTUNE_MASTER_KEY) to search "
+                "encrypted patterns"
+            )
+        return derive_search_key(material)
 
     def __repr__(self) -> str:
         with self._lock:

@@ -76,7 +76,7 @@ def unseal(
     """
     # One unpacking instead of an attribute lookup per field: every recall runs this.
     (pattern_id, _, label, _, _, _, metadata_json, stored, encrypted, key_id, wrapped_key,
-     nonce, record_format) = record  # fmt: skip
+     nonce, record_format, _namespace) = record  # fmt: skip
     if not encrypted:
         # A plain record has no key material and is never SENSITIVE: a flipped flag
         # or label shows here, before its bytes are trusted as text.

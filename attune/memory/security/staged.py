@@ -31,8 +31,8 @@ _UNNAMED_STAGED = "(a staged pattern without a readable id)"
 
 
 def seal_staged(envelope: dict[str, Any], prepared: Prepared, encrypt: Encrypt) -> dict[str, Any]:
-    """The JSON held in Redis; a SENSITIVE pattern keeps only id, type and times readable
-    (its secret part encrypted with ``encrypt``).
+    """The JSON held in Redis; a SENSITIVE pattern keeps only id, type, times and namespace
+    readable (its secret part encrypted with ``encrypt``).
 
     ``"v"`` is the entry's format (:data:`RECORD_FORMAT`); a sealed entry binds it into
     its ciphertext, as a long-term record does."""
@@ -47,7 +47,7 @@ def seal_staged(envelope: dict[str, Any], prepared: Prepared, encrypt: Encrypt) 
     secret = {"staged_by": envelope["staged_by"], "data": prepared.data}
     plaintext = _json(secret).encode("utf-8")
     blob = encrypt(plaintext, envelope["pattern_id"], classification)
-    visible = {k: envelope[k] for k in _STAGED_VISIBLE}
+    visible = {k: envelope[k] for k in (*_STAGED_VISIBLE, "namespace") if k in envelope}
     return {
         "v": RECORD_FORMAT,
         **visible,
@@ -97,6 +97,11 @@ def open_staged(
         if type(value) is not str or not value:
             raise CorruptRecordError(name, f"its {k!r} field is missing or not a string")
         envelope[k] = value
+    # Entries staged before namespaces existed belong to the default one.
+    namespace = stored.get("namespace", "default")
+    if type(namespace) is not str or not namespace:
+        raise CorruptRecordError(name, "its 'namespace' field is not a string")
+    envelope["namespace"] = namespace
     sealed = stored.get("sealed")
     if sealed is None:
         classification = stored.get("classification")

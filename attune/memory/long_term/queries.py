@@ -1,0 +1,76 @@
+"""What a long-term store is asked to find, and what it indexes records by.
+
+The core computes everything that needs a key or a policy (terms, blind-index tokens,
+metadata facets, the namespace scope, the retention cut-off); a store only matches and
+ranks what it is given, with its own engine (SQLite FTS5, PostgreSQL ``tsvector``...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from attune.memory.long_term.protocol import PatternRecord
+
+#: Namespace of records written before namespaces existed, and of agents given none.
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchEntry:
+    """What one record is found by, as the store indexes it.
+
+    ``words``: the folded terms of a plaintext record's content and metadata, in order;
+    ``tokens``: the same for an encrypted record, as blind-index tokens (its words are
+    never stored); ``facets``: tokens of its top-level metadata pairs (equality filters).
+    """
+
+    words: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = ()
+    facets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A search's phrases (a lone word is a phrase of one), as plaintext terms and as the
+    tokens encrypted records are indexed by (the same phrases, in the same order; empty
+    when token search is off). A record matches if it holds any phrase, in either form;
+    holding more of them ranks it higher."""
+
+    words: tuple[tuple[str, ...], ...]
+    tokens: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PatternQuery:
+    """Which live records to return, in which order, one page at a time.
+
+    Records expired at ``now_ms`` are never returned. ``namespace`` None means every
+    namespace. With ``match``, results are ranked best first (ties by id); without it,
+    newest first (ties by id, descending). ``after`` is the last result's sort key from
+    the previous page: ``(score, pattern_id)`` when ranked, ``(created_at_ms, pattern_id)``
+    when not; the page holds what sorts after it.
+    """
+
+    now_ms: int
+    namespace: str | None = DEFAULT_NAMESPACE
+    match: Match | None = None
+    pattern_type: str | None = None
+    classification: str | None = None
+    created_by: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    #: Metadata equality filters: each is the facets that satisfy it (any of them); a
+    #: record must satisfy every filter.
+    facets: tuple[tuple[str, ...], ...] = ()
+    limit: int = 10
+    after: tuple[float, str] | None = None
+
+
+class Found(NamedTuple):
+    """One result: the record as stored, and its relevance (higher is better; None when
+    the query had no ``match``)."""
+
+    record: PatternRecord
+    score: float | None

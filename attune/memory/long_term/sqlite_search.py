@@ -1,0 +1,216 @@
+"""The SQLite store's search index and its queries: FTS5, ranked with BM25.
+
+Each indexed record has one row in the FTS5 table ``pattern_search`` (schema version 4),
+whose rowid is the record's ``search_rowid``: its plaintext terms (``words``), its
+blind-index tokens (``tokens``) and its metadata facet tokens (``facets``), each column a
+space-separated list. A trigger deletes the row with its record, whatever deletes it.
+
+A query's MATCH expression is built here from terms and tokens the core computed, each
+quoted as an FTS5 string: nothing of a user's text reaches FTS5 as syntax, so it cannot
+raise an FTS5 syntax error or change what is matched. Filters (namespace, type,
+classification, creator, time range, retention) are SQL conditions on ``patterns``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from attune.memory.long_term.protocol import IndexOp, PatternRecord
+from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
+from attune.memory.long_term.sqlite_schema import COLUMNS, to_record
+
+#: The FTS5 table's columns, in order (``bm25`` weights follow it).
+FTS_COLUMNS = ("words", "tokens", "facets")
+
+
+#: New records' search rows wait at most this long, or for this many records, before they
+#: are written in one of the store's transactions: a transaction that writes FTS5 rows
+#: pays several more pages to fsync (+50-65 µs on a 150 µs commit in
+#: benchmarks/search_index_cost.py), so one such transaction per many records. A
+#: sequential SENSITIVE persist with its row written per commit ran at 0.35-0.37x of the
+#: raw insert; deferred, 0.40-0.42x (0.45-0.46x without search rows), same run.
+FLUSH_S = 0.05
+FLUSH_RECORDS = 64
+
+
+@dataclass
+class PendingIndex:
+    """A connection's new records whose search rows are not written yet.
+
+    Their ``search_rowid`` stays NULL until then, so a record whose rows were lost (the
+    process died first) is indexed again by the core's backfill, like a record stored
+    before the index existed. A search through the store writes them first (it asks for
+    :meth:`take` with ``force``), so a writer always finds its own records.
+    """
+
+    entries: list[tuple[str, SearchEntry]] = field(default_factory=list)
+    since: float = 0.0
+
+    def add(self, pattern_id: str, entry: SearchEntry) -> None:
+        if not self.entries:
+            self.since = time.monotonic()
+        self.entries.append((pattern_id, entry))
+
+    def take(self, *, force: bool = False) -> IndexOp | None:
+        """The rows to write in the coming transaction, if they are due (or ``force``)."""
+        if not self.entries:
+            return None
+        due = len(self.entries) >= FLUSH_RECORDS or time.monotonic() >= self.since + FLUSH_S
+        if not (due or force):
+            return None
+        op = IndexOp(tuple(self.entries))
+        self.entries = []
+        return op
+
+    def restore(self, op: IndexOp) -> None:
+        """Rows whose transaction failed: pending again, first."""
+        self.entries[:0] = op.entries
+        self.since = time.monotonic()
+
+
+def next_rowid(db: sqlite3.Connection) -> int:
+    """The next free ``search_rowid`` (inside the batch's IMMEDIATE transaction, where
+    nobody else writes)."""
+    top = db.execute(
+        "SELECT max(search_rowid) FROM patterns WHERE search_rowid IS NOT NULL"
+    ).fetchone()[0]
+    return int(top or 0) + 1
+
+
+def add_rows(db: sqlite3.Connection, rows: Sequence[tuple[int, SearchEntry]]) -> None:
+    """The search rows of records just inserted with these ``search_rowid`` values."""
+    values = [
+        (rowid, " ".join(e.words), " ".join(e.tokens), " ".join(e.facets)) for rowid, e in rows
+    ]
+    if len(values) == 1:
+        db.execute(_ADD, values[0])
+    elif values:
+        db.executemany(_ADD, values)
+
+
+_ADD = "INSERT INTO pattern_search (rowid, words, tokens, facets) VALUES (?, ?, ?, ?)"
+
+
+def index_records(db: sqlite3.Connection, entries: Sequence[tuple[str, SearchEntry]]) -> None:
+    """Index records stored before the index existed: each gets the next free
+    ``search_rowid`` and its row in ``pattern_search``."""
+    if not entries:
+        return
+    first = next_rowid(db)
+    rows = [(first + n, entry) for n, (_pid, entry) in enumerate(entries)]
+    add_rows(db, rows)
+    db.executemany(
+        "UPDATE patterns SET search_rowid = ? WHERE pattern_id = ?",
+        [(rowid, pid) for (rowid, _e), (pid, _e2) in zip(rows, entries, strict=True)],
+    )
+
+
+def match_expression(match: Match | None, facets: Sequence[Sequence[str]]) -> str | None:
+    """The FTS5 MATCH text for a query's phrases (any of them, in either column) and its
+    metadata filters (each satisfied by any of its facets; all of them), or None when
+    neither is given."""
+    parts = []
+    if match is not None:
+        alternatives = [f"words : {_phrase(p)}" for p in match.words]
+        alternatives += [f"tokens : {_phrase(p)}" for p in match.tokens]
+        parts.append("(" + " OR ".join(alternatives) + ")")
+    for choices in facets:
+        parts.append("(" + " OR ".join(f"facets : {_phrase((f,))}" for f in choices) + ")")
+    return " AND ".join(parts) if parts else None
+
+
+def _phrase(terms: Sequence[str]) -> str:
+    """Terms as one FTS5 string (a phrase): double quotes inside are doubled, so nothing
+    in a term is read as syntax."""
+    return '"' + " ".join(term.replace('"', '""') for term in terms) + '"'
+
+
+def _filters(query: PatternQuery) -> tuple[list[str], list[Any]]:
+    """SQL conditions on ``p`` (the patterns table) and their parameters."""
+    where = ["(p.expires_at_ms IS NULL OR p.expires_at_ms > ?)"]
+    args: list[Any] = [query.now_ms]
+    for column, value in (
+        ("namespace", query.namespace),
+        ("pattern_type", query.pattern_type),
+        ("classification", query.classification),
+        ("created_by", query.created_by),
+    ):
+        if value is not None:
+            where.append(f"p.{column} = ?")
+            args.append(value)
+    if query.since_ms is not None:
+        where.append("p.created_at_ms >= ?")
+        args.append(query.since_ms)
+    if query.until_ms is not None:
+        where.append("p.created_at_ms < ?")
+        args.append(query.until_ms)
+    return where, args
+
+
+_RECORD = ", ".join(f"p.{column.strip()}" for column in COLUMNS.split(","))
+
+
+def find(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
+    """One page of ``query``'s results (on the connection's thread)."""
+    where, args = _filters(query)
+    expression = match_expression(query.match, query.facets)
+    if query.match is not None:
+        assert expression is not None
+        # bm25() is lower for better matches; the score handed out is its negation.
+        sql = (
+            f"SELECT {_RECORD}, -bm25(pattern_search) AS score "  # noqa: S608
+            "FROM pattern_search JOIN patterns p ON p.search_rowid = pattern_search.rowid "
+            f"WHERE pattern_search MATCH ? AND {' AND '.join(where)}"
+        )
+        args = [expression, *args]
+        if query.after is not None:
+            sql = f"SELECT * FROM ({sql}) WHERE score < ? OR (score = ? AND pattern_id > ?)"  # noqa: S608
+            args += [query.after[0], query.after[0], query.after[1]]
+            order = "score DESC, pattern_id"
+        else:
+            order = "score DESC, p.pattern_id"
+        sql += f" ORDER BY {order} LIMIT ?"
+        args.append(query.limit)
+        rows = db.execute(sql, args).fetchall()
+        return [Found(to_record(row[:-1]), float(row[-1])) for row in rows]
+    if expression is not None:  # facets only: a filter on the indexed records
+        where.append(
+            "p.search_rowid IN (SELECT rowid FROM pattern_search WHERE pattern_search MATCH ?)"
+        )
+        args.append(expression)
+    if query.after is not None:
+        where.append("(p.created_at_ms < ? OR (p.created_at_ms = ? AND p.pattern_id < ?))")
+        args += [query.after[0], query.after[0], query.after[1]]
+    sql = (
+        f"SELECT {_RECORD} FROM patterns p WHERE {' AND '.join(where)} "  # noqa: S608
+        "ORDER BY p.created_at_ms DESC, p.pattern_id DESC LIMIT ?"
+    )
+    args.append(query.limit)
+    return [Found(to_record(row), None) for row in db.execute(sql, args).fetchall()]
+
+
+def count(db: sqlite3.Connection, query: PatternQuery) -> int:
+    """How many live records ``query`` matches (its limit and ``after`` aside)."""
+    where, args = _filters(query)
+    expression = match_expression(query.match, query.facets)
+    if expression is not None:
+        where.append(
+            "p.search_rowid IN (SELECT rowid FROM pattern_search WHERE pattern_search MATCH ?)"
+        )
+        args.append(expression)
+    sql = f"SELECT count(*) FROM patterns p WHERE {' AND '.join(where)}"  # noqa: S608
+    return int(db.execute(sql, args).fetchone()[0])
+
+
+def unindexed(db: sqlite3.Connection, after_id: str, limit: int) -> list[PatternRecord]:
+    """Records without a search row (stored before the index existed), by id."""
+    rows = db.execute(
+        f"SELECT {_RECORD} FROM patterns p WHERE p.search_rowid IS NULL "  # noqa: S608
+        "AND p.pattern_id > ? ORDER BY p.pattern_id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [to_record(row) for row in rows]

@@ -1,0 +1,455 @@
+"""The one governed read path of long-term memory: search, list and count.
+
+Every read method of :class:`~attune.memory.unified.AsyncUnifiedMemory` that returns
+long-term records goes through :meth:`LongTermReads._scope` (the access check, the
+namespace scope: an agent sees its own namespace, a STEWARD may name another or ``"*"``)
+and asks the store with the retention cut-off (:attr:`PatternQuery.now_ms`: expired
+records are never returned), then opens each record through the security pipeline and
+audits the read (result ids and counts; a query's text never, only a keyed hash of it).
+``tests/test_governed_reads.py`` enumerates the public read methods and checks each one.
+
+Pages: a result is a :class:`PatternPage`, a list of dicts shaped like
+``recall_pattern``'s (plus ``score`` for a search), with ``next_cursor``: pass it back as
+``cursor=`` for the next page (None on the last page). A cursor holds the last result's
+sort key and a fingerprint of the query; it is refused (:class:`ValidationError`) for
+another query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from attune.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    CorruptRecordError,
+    ValidationError,
+)
+from attune.memory import validation
+from attune.memory.long_term.protocol import IndexOp, LongTermStore, MetaOp
+from attune.memory.long_term.queries import Found, PatternQuery
+from attune.memory.search import entries
+from attune.memory.search.blind_index import BlindIndex
+from attune.memory.search.terms import parse_query
+from attune.memory.security.audit import AuditEvent, Durability
+from attune.memory.timestamps import iso_ms
+from attune.memory.types import AccessTier, Classification
+
+if TYPE_CHECKING:
+    from attune.memory.security.pipeline import SecurityPipeline
+
+#: Largest page a read returns.
+MAX_LIMIT = 1_000
+#: Most metadata equality filters one read may carry.
+MAX_METADATA_FILTERS = 16
+#: ``namespace="*"``: every namespace (STEWARD only).
+ALL_NAMESPACES = "*"
+_SEARCH_KEY_META = "search_key_id"
+_BACKFILL_PAGE = 200
+
+
+class PatternPage(list[dict[str, Any]]):
+    """One page of results (a plain list of result dicts), with the cursor of the next
+    page (``next_cursor``; None when this is the last)."""
+
+    next_cursor: str | None = None
+
+
+class LongTermReads:
+    """The core's long-term reads (a mixin of ``AsyncUnifiedMemory``)."""
+
+    # What the core provides (see attune.memory.unified).
+    user_id: str
+    access_tier: AccessTier
+    namespace: str
+    long_term: LongTermStore
+    pipeline: SecurityPipeline
+    _search: tuple[BlindIndex | None] | None = None
+    _indexed = False
+
+    if TYPE_CHECKING:  # the core's own
+
+        async def _require(self, action: str, target_id: object = None) -> None: ...
+
+        def _event(
+            self,
+            name: str,
+            *,
+            target_id: str | None = None,
+            classification: str | None = None,
+            outcome: str = "success",
+            details: Mapping[str, Any] | None = None,
+        ) -> AuditEvent: ...
+
+    # -- public reads ------------------------------------------------------------------------
+
+    async def search_patterns(
+        self,
+        query: str | None = None,
+        pattern_type: str | None = None,
+        classification: Classification | str | None = None,
+        limit: int = 10,
+        *,
+        created_by: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        cursor: str | None = None,
+        namespace: str | None = None,
+    ) -> PatternPage:
+        """Long-term patterns matching ``query`` (ranked keyword search: more of its words
+        rank higher; ``"quoted phrases"`` match as phrases; case and accents do not
+        matter), best first, each with a relevance ``score``; encrypted records are found
+        too. Without ``query``, newest first. Filters: ``pattern_type``,
+        ``classification``, ``created_by``, ``since`` / ``until`` (creation time),
+        ``metadata`` (equality on top-level keys). ``limit`` results per page; pass the
+        page's ``next_cursor`` as ``cursor`` for the next. Only this agent's namespace, unless a
+        STEWARD names another (or ``"*"``)."""
+        await self._require("search_patterns")
+        parsed = None if query is None else parse_query(query)
+        return await self._page(
+            "pattern.search",
+            parsed_query=parsed,
+            pattern_type=pattern_type,
+            classification=classification,
+            limit=limit,
+            created_by=created_by,
+            since=since,
+            until=until,
+            metadata=metadata,
+            cursor=cursor,
+            namespace=namespace,
+        )
+
+    async def list_patterns(
+        self,
+        pattern_type: str | None = None,
+        classification: Classification | str | None = None,
+        limit: int = 50,
+        *,
+        created_by: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        cursor: str | None = None,
+        namespace: str | None = None,
+    ) -> PatternPage:
+        """Long-term patterns, newest first, with the filters of :meth:`search_patterns`;
+        the cursor stays correct while records are inserted (a page never repeats or
+        skips a record that existed when the first page was read)."""
+        await self._require("list_patterns")
+        return await self._page(
+            "pattern.list",
+            parsed_query=None,
+            pattern_type=pattern_type,
+            classification=classification,
+            limit=limit,
+            created_by=created_by,
+            since=since,
+            until=until,
+            metadata=metadata,
+            cursor=cursor,
+            namespace=namespace,
+        )
+
+    async def count_patterns(
+        self,
+        pattern_type: str | None = None,
+        classification: Classification | str | None = None,
+        *,
+        created_by: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+    ) -> int:
+        """How many live long-term patterns the filters of :meth:`list_patterns` match."""
+        await self._require("count_patterns")
+        store_query, _fingerprint = await self._query(
+            None, pattern_type, classification, 1, created_by, since, until, metadata, namespace
+        )
+        counted = await self.long_term.count(store_query)
+        event = self._event("pattern.count", details={"count": counted})
+        await self.pipeline.audit(event, Durability.QUEUED)
+        return counted
+
+    # -- the governed path -------------------------------------------------------------------
+
+    async def _page(
+        self,
+        event_name: str,
+        *,
+        parsed_query: Any,
+        pattern_type: Any,
+        classification: Any,
+        limit: Any,
+        created_by: Any,
+        since: Any,
+        until: Any,
+        metadata: Any,
+        cursor: Any,
+        namespace: Any,
+    ) -> PatternPage:
+        store_query, fingerprint = await self._query(
+            parsed_query,
+            pattern_type,
+            classification,
+            limit,
+            created_by,
+            since,
+            until,
+            metadata,
+            namespace,
+        )
+        if cursor is not None:
+            after = _read_cursor(cursor, fingerprint)
+            store_query = _with_after(store_query, after)
+        # One more than asked: whether a next page exists, without a count.
+        found = await self.long_term.find(_with_limit(store_query, store_query.limit + 1))
+        more = len(found) > store_query.limit
+        found = found[: store_query.limit]
+        page = PatternPage(self._open(item, parsed_query) for item in found)
+        if more and found:
+            last = found[-1]
+            key = last.score if last.score is not None else float(last.record.created_at_ms)
+            page.next_cursor = _make_cursor(key, last.record.pattern_id, fingerprint)
+        details: dict[str, Any] = {
+            "results": len(page),
+            "ids": [item["pattern_id"] for item in page],
+        }
+        if parsed_query is not None:
+            details["query"] = self._query_digest(parsed_query)
+        await self.pipeline.audit(self._event(event_name, details=details), Durability.QUEUED)
+        return page
+
+    async def _query(
+        self,
+        parsed_query: Any,
+        pattern_type: Any,
+        classification: Any,
+        limit: Any,
+        created_by: Any,
+        since: Any,
+        until: Any,
+        metadata: Any,
+        namespace: Any,
+    ) -> tuple[PatternQuery, str]:
+        """Validate the arguments and build the store's query (scope and retention
+        included), and the fingerprint a cursor of it carries."""
+        limit = validation.check_count(limit, "limit", MAX_LIMIT)
+        kind = None if pattern_type is None else _check_type(pattern_type)
+        label = None if classification is None else Classification.parse(classification).value
+        creator = (
+            None if created_by is None else validation.check_agent_id(created_by, "created_by")
+        )
+        since_ms = None if since is None else _time_ms(since, "since")
+        until_ms = None if until is None else _time_ms(until, "until")
+        filters = _check_metadata(metadata)
+        scope = await self._scope(namespace)
+        index = await self._search_index() if (parsed_query is not None or filters) else None
+        if parsed_query is not None or filters:
+            await self._backfill(index)
+        store_query = PatternQuery(
+            now_ms=time.time_ns() // 1_000_000,
+            namespace=scope,
+            match=None if parsed_query is None else entries.match(parsed_query, index),
+            pattern_type=kind,
+            classification=label,
+            created_by=creator,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            facets=entries.facets(filters, index),
+            limit=limit,
+        )
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                [
+                    None if parsed_query is None else parsed_query.phrases,
+                    kind,
+                    label,
+                    creator,
+                    since_ms,
+                    until_ms,
+                    store_query.facets,
+                    scope,
+                ]
+            ).encode()
+        ).hexdigest()[:16]
+        return store_query, fingerprint
+
+    async def _scope(self, namespace: Any) -> str | None:
+        """The namespace a read sees: this agent's, or (STEWARD) the one named; None is
+        every namespace (``"*"``). Another agent naming a namespace not its own is denied
+        (audited), even an existing one."""
+        if namespace is None or namespace == self.namespace:
+            return self.namespace
+        if namespace != ALL_NAMESPACES:
+            validation.check_namespace(namespace)
+        if self.access_tier < AccessTier.STEWARD:
+            await self._require("read_other_namespace")
+            raise AccessDeniedError("read_other_namespace", self.access_tier.name, "STEWARD")
+        return None if namespace == ALL_NAMESPACES else str(namespace)
+
+    def _open(self, found: Found, parsed_query: Any) -> dict[str, Any]:
+        """A result as recall_pattern shapes it (decrypted), with its score."""
+        record = found.record
+        content, metadata = self.pipeline.unseal(record)
+        result: dict[str, Any] = {
+            "pattern_id": record.pattern_id,
+            "content": content,
+            "pattern_type": record.pattern_type,
+            "classification": record.classification,
+            "created_at": iso_ms(record.created_at_ms),
+            "created_by": record.created_by,
+            "expires_at": None if record.expires_at_ms is None else iso_ms(record.expires_at_ms),
+            "encrypted": record.encrypted,
+            "metadata": metadata,
+            "namespace": record.namespace,
+        }
+        if parsed_query is not None:
+            result["score"] = found.score
+        return result
+
+    # -- the search key and the index of older records --------------------------------------
+
+    async def _search_index(self) -> BlindIndex | None:
+        """The blind index of this store's search key, or None without a master key (then
+        only plaintext records can match). The key's master key id is kept in the store,
+        so key rotation leaves search working (old master keys stay in the ring)."""
+        if self._search is None:
+            ring = self.pipeline.cipher.ring
+            try:
+                active = ring.active_key_id
+            except ConfigurationError:
+                return None  # no master key: nothing is encrypted, nothing to tokenise
+            kid = await self.long_term.write(MetaOp(_SEARCH_KEY_META, active))
+            self._search = (BlindIndex(ring.search_key(kid)),)
+        return self._search[0]
+
+    async def _backfill(self, index: BlindIndex | None) -> None:
+        """Index records stored before search existed (once per memory object)."""
+        if self._indexed:
+            return
+        after = ""
+        while page := await self.long_term.unindexed(after, _BACKFILL_PAGE):
+            built = []
+            for record in page:
+                try:
+                    content, metadata = self.pipeline.unseal(record)
+                except (CorruptRecordError, ConfigurationError):
+                    continue  # unreadable: left unindexed (recall reports it)
+                if record.encrypted and index is None:
+                    continue
+                built.append((record.pattern_id, self._entry(record, content, metadata, index)))
+            if built:
+                await self.long_term.write(IndexOp(tuple(built)))
+            after = page[-1].pattern_id
+        self._indexed = True
+
+    def _entry(
+        self, record: Any, content: str, metadata: Mapping[str, Any], index: BlindIndex | None
+    ) -> Any:
+        return entries.entry(
+            content,
+            metadata,
+            encrypted=record.encrypted,
+            index=index,
+            tokens=record.classification != "SENSITIVE"
+            or self.pipeline.config.search_index_sensitive,
+        )
+
+    def _query_digest(self, parsed_query: Any) -> str:
+        """A keyed digest of the query for the audit log (never its text)."""
+        index = self._search[0] if self._search is not None else None
+        words = " ".join(" ".join(phrase) for phrase in parsed_query.phrases)
+        token = index.token(words) if index is not None else "unkeyed"
+        return "q_" + token
+
+
+def _with_limit(query: PatternQuery, limit: int) -> PatternQuery:
+    return PatternQuery(**{**_fields(query), "limit": limit})
+
+
+def _with_after(query: PatternQuery, after: tuple[float, str]) -> PatternQuery:
+    return PatternQuery(**{**_fields(query), "after": after})
+
+
+def _fields(query: PatternQuery) -> dict[str, Any]:
+    return {name: getattr(query, name) for name in query.__dataclass_fields__}
+
+
+def _make_cursor(key: float, pattern_id: str, fingerprint: str) -> str:
+    raw = json.dumps([key, pattern_id, fingerprint], separators=(",", ":")).encode()
+    return "c1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
+    bad = ValidationError(
+        "cursor is not one this query returned (pass a page's next_cursor back unchanged, "
+        "with the same query and filters)"
+    )
+    if not isinstance(cursor, str) or not cursor.startswith("c1.") or len(cursor) > 512:
+        raise bad
+    body = cursor[3:]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        key, pattern_id, mark = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise bad from None
+    if (
+        mark != fingerprint
+        or not isinstance(pattern_id, str)
+        or isinstance(key, bool)
+        or not isinstance(key, int | float)
+    ):
+        raise bad
+    return float(key), pattern_id
+
+
+def _check_type(pattern_type: Any) -> str:
+    if not isinstance(pattern_type, str) or not pattern_type.strip() or len(pattern_type) > 64:
+        raise ValidationError("pattern_type must be 1-64 letters, digits, '_' or '-'")
+    if not pattern_type.replace("_", "").replace("-", "").isalnum():
+        raise ValidationError("pattern_type must be 1-64 letters, digits, '_' or '-'")
+    return pattern_type
+
+
+def _time_ms(value: Any, name: str) -> int:
+    """A datetime (naive means UTC) or an ISO 8601 string, as epoch milliseconds."""
+    if isinstance(value, str):
+        if len(value) > 64:
+            raise ValidationError(f"{name} must be a datetime or an ISO 8601 string")
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(f"{name} must be a datetime or an ISO 8601 string") from None
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{name} must be a datetime or an ISO 8601 string")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError("metadata must be a dict of top-level keys and values to match")
+    if len(metadata) > MAX_METADATA_FILTERS:
+        raise ValidationError(f"metadata may hold at most {MAX_METADATA_FILTERS} filters")
+    filters = dict(metadata)
+    if not all(isinstance(key, str) and key for key in filters):
+        raise ValidationError("metadata filter keys must be non-empty strings")
+    validation.check_json(filters, "metadata", 64 * 1024)
+    return filters
+
+
+def _creator(created_by: Any) -> str:
+    return validation.check_agent_id(created_by, "created_by")

@@ -1,0 +1,84 @@
+"""What a record is indexed by, and what a search asks for: built from terms and tokens.
+
+:func:`entry` turns a record's scrubbed content and metadata into a
+:class:`~attune.memory.long_term.queries.SearchEntry`: plaintext terms for a plaintext
+record; keyed tokens for an encrypted one (or nothing, where token indexing is turned
+off for its classification); facets of its top-level metadata pairs either way.
+:func:`match` and :func:`facets` build the query side the same way, so one query finds a
+record whichever form it is indexed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from attune.memory.long_term.queries import Match, SearchEntry
+from attune.memory.search.blind_index import BlindIndex, plain_facet
+from attune.memory.search.terms import Query, terms
+
+#: Most terms indexed per record: a huge record is found by its first ones.
+MAX_ENTRY_TERMS = 20_000
+
+
+def entry(
+    content: str,
+    metadata: Mapping[str, Any],
+    *,
+    encrypted: bool,
+    index: BlindIndex | None,
+    tokens: bool = True,
+) -> SearchEntry:
+    """The index entry of one record. ``index`` is required for an encrypted record
+    (its terms and facets are keyed); ``tokens=False`` leaves its words out entirely.
+    Metadata keys are facets as JSON stores them (as text)."""
+    words = terms(content)
+    for text in _strings(metadata):
+        if len(words) >= MAX_ENTRY_TERMS:
+            break
+        words.extend(terms(text))
+    words = words[:MAX_ENTRY_TERMS]
+    if not encrypted:
+        return SearchEntry(
+            words=tuple(words),
+            facets=tuple(plain_facet(str(k), v) for k, v in metadata.items()),
+        )
+    if index is None:
+        raise ValueError("an encrypted record's entry needs the search key")
+    return SearchEntry(
+        tokens=tuple(index.tokens(words)) if tokens else (),
+        facets=tuple(index.facet(str(k), v) for k, v in metadata.items()),
+    )
+
+
+def match(query: Query, index: BlindIndex | None) -> Match:
+    """A parsed query as the store matches it: plaintext phrases, and (with a key) the
+    same phrases as tokens."""
+    return Match(
+        words=query.phrases,
+        tokens=()
+        if index is None
+        else tuple(tuple(index.token(term) for term in phrase) for phrase in query.phrases),
+    )
+
+
+def facets(metadata: Mapping[str, Any], index: BlindIndex | None) -> tuple[tuple[str, ...], ...]:
+    """Each metadata filter pair as the facets that satisfy it (its plain form, and with a
+    key its keyed form): a record must hold one of each pair's facets."""
+    return tuple(
+        (plain_facet(k, v),) if index is None else (plain_facet(k, v), index.facet(k, v))
+        for k, v in metadata.items()
+    )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, keys included, depth first."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
