@@ -22,7 +22,8 @@ import binascii
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +34,11 @@ from attune.errors import (
     ValidationError,
 )
 from attune.memory import validation
-from attune.memory.long_term.protocol import IndexOp, LongTermStore, MetaOp
+from attune.memory.long_term.protocol import IndexOp, LongTermStore, MetaOp, PatternRecord
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
-from attune.memory.search.terms import parse_query
+from attune.memory.search.terms import Query, parse_query
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import AccessTier, Classification
@@ -53,6 +54,18 @@ MAX_METADATA_FILTERS = 16
 ALL_NAMESPACES = "*"
 _SEARCH_KEY_META = "search_key_id"
 _BACKFILL_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    """A read's filters as the caller passed them (checked by ``_query``)."""
+
+    pattern_type: Any
+    classification: Any
+    created_by: Any
+    since: Any
+    until: Any
+    metadata: Any
 
 
 class PatternPage(list[dict[str, Any]]):
@@ -74,19 +87,9 @@ class LongTermReads:
     _search: tuple[BlindIndex | None] | None = None
     _indexed = False
 
-    if TYPE_CHECKING:  # the core's own
-
-        async def _require(self, action: str, target_id: object = None) -> None: ...
-
-        def _event(
-            self,
-            name: str,
-            *,
-            target_id: str | None = None,
-            classification: str | None = None,
-            outcome: str = "success",
-            details: Mapping[str, Any] | None = None,
-        ) -> AuditEvent: ...
+    # The core's own (AsyncUnifiedMemory._require, ._event).
+    _require: Callable[..., Awaitable[None]]
+    _event: Callable[..., AuditEvent]
 
     # -- public reads ------------------------------------------------------------------------
 
@@ -114,19 +117,8 @@ class LongTermReads:
         STEWARD names another (or ``"*"``)."""
         await self._require("search_patterns")
         parsed = None if query is None else parse_query(query)
-        return await self._page(
-            "pattern.search",
-            parsed_query=parsed,
-            pattern_type=pattern_type,
-            classification=classification,
-            limit=limit,
-            created_by=created_by,
-            since=since,
-            until=until,
-            metadata=metadata,
-            cursor=cursor,
-            namespace=namespace,
-        )
+        wanted = _Filters(pattern_type, classification, created_by, since, until, metadata)
+        return await self._page("pattern.search", parsed, wanted, limit, cursor, namespace)
 
     async def list_patterns(
         self,
@@ -145,19 +137,8 @@ class LongTermReads:
         the cursor stays correct while records are inserted (a page never repeats or
         skips a record that existed when the first page was read)."""
         await self._require("list_patterns")
-        return await self._page(
-            "pattern.list",
-            parsed_query=None,
-            pattern_type=pattern_type,
-            classification=classification,
-            limit=limit,
-            created_by=created_by,
-            since=since,
-            until=until,
-            metadata=metadata,
-            cursor=cursor,
-            namespace=namespace,
-        )
+        wanted = _Filters(pattern_type, classification, created_by, since, until, metadata)
+        return await self._page("pattern.list", None, wanted, limit, cursor, namespace)
 
     async def count_patterns(
         self,
@@ -172,9 +153,8 @@ class LongTermReads:
     ) -> int:
         """How many live long-term patterns the filters of :meth:`list_patterns` match."""
         await self._require("count_patterns")
-        store_query, _fingerprint = await self._query(
-            None, pattern_type, classification, 1, created_by, since, until, metadata, namespace
-        )
+        wanted = _Filters(pattern_type, classification, created_by, since, until, metadata)
+        store_query, _fingerprint = await self._query(None, wanted, 1, namespace)
         counted = await self.long_term.count(store_query)
         event = self._event("pattern.count", details={"count": counted})
         await self.pipeline.audit(event, Durability.QUEUED)
@@ -185,29 +165,13 @@ class LongTermReads:
     async def _page(
         self,
         event_name: str,
-        *,
-        parsed_query: Any,
-        pattern_type: Any,
-        classification: Any,
+        parsed_query: Query | None,
+        wanted: _Filters,
         limit: Any,
-        created_by: Any,
-        since: Any,
-        until: Any,
-        metadata: Any,
         cursor: Any,
         namespace: Any,
     ) -> PatternPage:
-        store_query, fingerprint = await self._query(
-            parsed_query,
-            pattern_type,
-            classification,
-            limit,
-            created_by,
-            since,
-            until,
-            metadata,
-            namespace,
-        )
+        store_query, fingerprint = await self._query(parsed_query, wanted, limit, namespace)
         if cursor is not None:
             after = _read_cursor(cursor, fingerprint)
             store_query = _with_after(store_query, after)
@@ -230,28 +194,21 @@ class LongTermReads:
         return page
 
     async def _query(
-        self,
-        parsed_query: Any,
-        pattern_type: Any,
-        classification: Any,
-        limit: Any,
-        created_by: Any,
-        since: Any,
-        until: Any,
-        metadata: Any,
-        namespace: Any,
+        self, parsed_query: Query | None, wanted: _Filters, limit: Any, namespace: Any
     ) -> tuple[PatternQuery, str]:
         """Validate the arguments and build the store's query (scope and retention
         included), and the fingerprint a cursor of it carries."""
         limit = validation.check_count(limit, "limit", MAX_LIMIT)
-        kind = None if pattern_type is None else _check_type(pattern_type)
-        label = None if classification is None else Classification.parse(classification).value
-        creator = (
-            None if created_by is None else validation.check_agent_id(created_by, "created_by")
+        kind = None if wanted.pattern_type is None else _check_type(wanted.pattern_type)
+        label = (
+            None
+            if wanted.classification is None
+            else Classification.parse(wanted.classification).value
         )
-        since_ms = None if since is None else _time_ms(since, "since")
-        until_ms = None if until is None else _time_ms(until, "until")
-        filters = _check_metadata(metadata)
+        creator = None if wanted.created_by is None else _creator(wanted.created_by)
+        since_ms = None if wanted.since is None else _time_ms(wanted.since, "since")
+        until_ms = None if wanted.until is None else _time_ms(wanted.until, "until")
+        filters = _check_metadata(wanted.metadata)
         scope = await self._scope(namespace)
         index = await self._search_index() if (parsed_query is not None or filters) else None
         if parsed_query is not None or filters:
@@ -299,20 +256,8 @@ class LongTermReads:
 
     def _open(self, found: Found, parsed_query: Any) -> dict[str, Any]:
         """A result as recall_pattern shapes it (decrypted), with its score."""
-        record = found.record
-        content, metadata = self.pipeline.unseal(record)
-        result: dict[str, Any] = {
-            "pattern_id": record.pattern_id,
-            "content": content,
-            "pattern_type": record.pattern_type,
-            "classification": record.classification,
-            "created_at": iso_ms(record.created_at_ms),
-            "created_by": record.created_by,
-            "expires_at": None if record.expires_at_ms is None else iso_ms(record.expires_at_ms),
-            "encrypted": record.encrypted,
-            "metadata": metadata,
-            "namespace": record.namespace,
-        }
+        content, metadata = self.pipeline.unseal(found.record)
+        result = pattern_result(found.record, content, metadata)
         if parsed_query is not None:
             result["score"] = found.score
         return result
@@ -371,6 +316,22 @@ class LongTermReads:
         words = " ".join(" ".join(phrase) for phrase in parsed_query.phrases)
         token = index.token(words) if index is not None else "unkeyed"
         return "q_" + token
+
+
+def pattern_result(record: PatternRecord, content: str, metadata: Any) -> dict[str, Any]:
+    """A long-term record as every read returns it (``recall_pattern``'s shape)."""
+    return {
+        "pattern_id": record.pattern_id,
+        "content": content,
+        "pattern_type": record.pattern_type,
+        "classification": record.classification,
+        "created_at": iso_ms(record.created_at_ms),
+        "created_by": record.created_by,
+        "expires_at": None if record.expires_at_ms is None else iso_ms(record.expires_at_ms),
+        "encrypted": record.encrypted,
+        "metadata": metadata,
+        "namespace": record.namespace,
+    }
 
 
 def _with_limit(query: PatternQuery, limit: int) -> PatternQuery:

@@ -33,7 +33,7 @@ from attune.memory.long_term.protocol import (
     RewrapOp,
 )
 from attune.memory.long_term.queries import DEFAULT_NAMESPACE
-from attune.memory.reads import LongTermReads
+from attune.memory.reads import LongTermReads, pattern_result
 from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
@@ -532,18 +532,7 @@ class AsyncUnifiedMemory(LongTermReads, AsyncResource):
             "pattern.retrieve", target_id=pattern_id, classification=record.classification
         )
         await self.pipeline.audit(read, Durability.QUEUED)
-        return {
-            "pattern_id": record.pattern_id,
-            "content": content,
-            "pattern_type": record.pattern_type,
-            "classification": record.classification,
-            "created_at": iso_ms(record.created_at_ms),
-            "created_by": record.created_by,
-            "expires_at": _iso(record.expires_at_ms),
-            "encrypted": record.encrypted,
-            "metadata": metadata,
-            "namespace": record.namespace,
-        }
+        return pattern_result(record, content, metadata)
 
     async def delete_pattern(self, pattern_id: str) -> bool:
         """Delete a long-term pattern (STEWARD only); True if it existed."""
