@@ -374,3 +374,48 @@ async def test_new_records_are_found_at_once_and_their_rows_written_soon(
         assert sqlite_search.FLUSH_S < 1
     finally:
         await store.aclose()
+
+
+async def test_a_damaged_record_is_left_out_of_a_page_and_reported(
+    mock_config: MemoryConfig,
+) -> None:
+    from attune.errors import CorruptRecordError
+
+    async with _agent(mock_config) as mem:
+        good = await mem.persist_pattern("Albatross sightings log", "note")
+        bad = await mem.persist_pattern(
+            "Albatross nesting codes", "note", classification="SENSITIVE"
+        )
+        await mem.search_patterns("albatross")  # their search rows are written
+        with closing(sqlite3.connect(mock_config.storage_dir / DB_FILENAME)) as db, db:
+            db.execute(
+                "UPDATE patterns SET content = zeroblob(length(content)) WHERE pattern_id = ?",
+                (bad["pattern_id"],),
+            )
+        assert [r["pattern_id"] for r in await mem.search_patterns("albatross")] == [
+            good["pattern_id"]
+        ]
+        assert [r["pattern_id"] for r in await mem.list_patterns()] == [good["pattern_id"]]
+        with pytest.raises(CorruptRecordError):
+            await mem.recall_pattern(bad["pattern_id"])
+        reported = mem.pipeline.audit_logger.query(event_type="pattern.retrieve", outcome="corrupt")
+        assert {e["target_id"] for e in reported} == {bad["pattern_id"]}
+
+
+def test_the_backfill_reads_only_records_without_a_search_row(tmp_path: Any) -> None:
+    """Finding records to index uses the partial index, not a scan of every record."""
+    from attune.memory.long_term.sqlite_schema import MIGRATIONS
+
+    with closing(sqlite3.connect(tmp_path / "plan.db")) as db:
+        for version in sorted(MIGRATIONS):
+            for statement in MIGRATIONS[version]:
+                db.execute(statement)
+        plan = " ".join(
+            str(row[-1])
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT pattern_id FROM patterns WHERE search_rowid IS NULL "
+                "AND pattern_id > ? ORDER BY pattern_id LIMIT 10",
+                ("",),
+            )
+        )
+        assert "patterns_unindexed" in plan, plan

@@ -179,7 +179,14 @@ class LongTermReads:
         found = await self.long_term.find(_with_limit(store_query, store_query.limit + 1))
         more = len(found) > store_query.limit
         found = found[: store_query.limit]
-        page = PatternPage(self._open(item, parsed_query) for item in found)
+        page = PatternPage()
+        for item in found:
+            try:
+                page.append(self._open(item, parsed_query))
+            except CorruptRecordError:  # reported, skipped: one damaged record breaks no page
+                pid = item.record.pattern_id
+                corrupt = self._event("pattern.retrieve", target_id=pid, outcome="corrupt")
+                await self.pipeline.audit(corrupt, Durability.QUEUED)
         if more and found:
             last = found[-1]
             key = last.score if last.score is not None else float(last.record.created_at_ms)

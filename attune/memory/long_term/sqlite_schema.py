@@ -65,6 +65,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE patterns ADD COLUMN search_rowid INTEGER",
         "CREATE UNIQUE INDEX IF NOT EXISTS patterns_search_rowid ON patterns (search_rowid) "
         "WHERE search_rowid IS NOT NULL",
+        # Records whose search row is not written yet (the core's backfill finds them
+        # without reading the whole table).
+        "CREATE INDEX IF NOT EXISTS patterns_unindexed ON patterns (pattern_id) "
+        "WHERE search_rowid IS NULL",
         # Listing newest first, and the filters a page is asked for most.
         "CREATE INDEX IF NOT EXISTS patterns_newest "
         "ON patterns (namespace, created_at_ms, pattern_id)",

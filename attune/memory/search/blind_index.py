@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 #: Bytes of HMAC output kept per token: 64 bits, so two different words share a token
-#: with probability about 2**-64 per pair (a false match is filtered out after decryption).
+#: with probability about 2**-64 per pair (a vocabulary of a million words: about one
+#: chance in 10**7 that any two do, and then a search for one also finds the other).
 TOKEN_BYTES = 8
 _INFO = b"attune search index v1"
 _TERM = b"term\x00"
