@@ -186,3 +186,32 @@ def test_run_leaves_no_keys_and_no_scratch_files(
     finally:
         client.close()
     assert not Path(result["settings"]["scratch_dir"]).exists()
+
+
+def test_the_search_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
+    """``benchmarks/search_scaling.py`` end to end on 300 records: every figure is there and
+    the scan it compares against really is slower than the indexed search."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "benchmarks" / "search_scaling.py"),
+            "--records",
+            "300",
+            "--queries",
+            "20",
+            "--scans",
+            "1",
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "search.json").read_text())
+    assert figures["records"] == 300
+    for name in ("search_p50_ms", "linear_scan_p50_ms", "sensitive_p50_ms", "list_page_50_p50_ms"):
+        assert figures[name] > 0, name
+    assert figures["search_vs_scan"] > 1
