@@ -17,25 +17,32 @@ another query.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from attune.errors import (
     AccessDeniedError,
     ConfigurationError,
     CorruptRecordError,
-    ValidationError,
 )
 from attune.memory import validation
 from attune.memory.long_term.protocol import IndexOp, LongTermStore, MetaOp, PatternRecord
 from attune.memory.long_term.queries import Found, PatternQuery
+from attune.memory.read_args import (
+    MAX_LIMIT,
+    Filters,
+    check_creator,
+    check_metadata,
+    check_type,
+    make_cursor,
+    read_cursor,
+    time_ms,
+)
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.search.terms import Query, parse_query
@@ -46,26 +53,10 @@ from attune.memory.types import AccessTier, Classification
 if TYPE_CHECKING:
     from attune.memory.security.pipeline import SecurityPipeline
 
-#: Largest page a read returns.
-MAX_LIMIT = 1_000
-#: Most metadata equality filters one read may carry.
-MAX_METADATA_FILTERS = 16
 #: ``namespace="*"``: every namespace (STEWARD only).
 ALL_NAMESPACES = "*"
 _SEARCH_KEY_META = "search_key_id"
 _BACKFILL_PAGE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class _Filters:
-    """A read's filters as the caller passed them (checked by ``_query``)."""
-
-    pattern_type: Any
-    classification: Any
-    created_by: Any
-    since: Any
-    until: Any
-    metadata: Any
 
 
 class PatternPage(list[dict[str, Any]]):
@@ -117,7 +108,7 @@ class LongTermReads:
         STEWARD names another (or ``"*"``)."""
         await self._require("search_patterns")
         parsed = None if query is None else parse_query(query)
-        wanted = _Filters(pattern_type, classification, created_by, since, until, metadata)
+        wanted = Filters(pattern_type, classification, created_by, since, until, metadata)
         return await self._page("pattern.search", parsed, wanted, limit, cursor, namespace)
 
     async def list_patterns(
@@ -137,7 +128,7 @@ class LongTermReads:
         the cursor stays correct while records are inserted (a page never repeats or
         skips a record that existed when the first page was read)."""
         await self._require("list_patterns")
-        wanted = _Filters(pattern_type, classification, created_by, since, until, metadata)
+        wanted = Filters(pattern_type, classification, created_by, since, until, metadata)
         return await self._page("pattern.list", None, wanted, limit, cursor, namespace)
 
     async def count_patterns(
@@ -153,7 +144,7 @@ class LongTermReads:
     ) -> int:
         """How many live long-term patterns the filters of :meth:`list_patterns` match."""
         await self._require("count_patterns")
-        wanted = _Filters(pattern_type, classification, created_by, since, until, metadata)
+        wanted = Filters(pattern_type, classification, created_by, since, until, metadata)
         store_query, _fingerprint = await self._query(None, wanted, 1, namespace)
         counted = await self.long_term.count(store_query)
         event = self._event("pattern.count", details={"count": counted})
@@ -166,17 +157,17 @@ class LongTermReads:
         self,
         event_name: str,
         parsed_query: Query | None,
-        wanted: _Filters,
+        wanted: Filters,
         limit: Any,
         cursor: Any,
         namespace: Any,
     ) -> PatternPage:
         store_query, fingerprint = await self._query(parsed_query, wanted, limit, namespace)
         if cursor is not None:
-            after = _read_cursor(cursor, fingerprint)
-            store_query = _with_after(store_query, after)
+            after = read_cursor(cursor, fingerprint)
+            store_query = replace(store_query, after=after)
         # One more than asked: whether a next page exists, without a count.
-        found = await self.long_term.find(_with_limit(store_query, store_query.limit + 1))
+        found = await self.long_term.find(replace(store_query, limit=store_query.limit + 1))
         more = len(found) > store_query.limit
         found = found[: store_query.limit]
         page = PatternPage()
@@ -190,7 +181,7 @@ class LongTermReads:
         if more and found:
             last = found[-1]
             key = last.score if last.score is not None else float(last.record.created_at_ms)
-            page.next_cursor = _make_cursor(key, last.record.pattern_id, fingerprint)
+            page.next_cursor = make_cursor(key, last.record.pattern_id, fingerprint)
         details: dict[str, Any] = {
             "results": len(page),
             "ids": [item["pattern_id"] for item in page],
@@ -201,21 +192,21 @@ class LongTermReads:
         return page
 
     async def _query(
-        self, parsed_query: Query | None, wanted: _Filters, limit: Any, namespace: Any
+        self, parsed_query: Query | None, wanted: Filters, limit: Any, namespace: Any
     ) -> tuple[PatternQuery, str]:
         """Validate the arguments and build the store's query (scope and retention
         included), and the fingerprint a cursor of it carries."""
         limit = validation.check_count(limit, "limit", MAX_LIMIT)
-        kind = None if wanted.pattern_type is None else _check_type(wanted.pattern_type)
+        kind = None if wanted.pattern_type is None else check_type(wanted.pattern_type)
         label = (
             None
             if wanted.classification is None
             else Classification.parse(wanted.classification).value
         )
-        creator = None if wanted.created_by is None else _creator(wanted.created_by)
-        since_ms = None if wanted.since is None else _time_ms(wanted.since, "since")
-        until_ms = None if wanted.until is None else _time_ms(wanted.until, "until")
-        filters = _check_metadata(wanted.metadata)
+        creator = None if wanted.created_by is None else check_creator(wanted.created_by)
+        since_ms = None if wanted.since is None else time_ms(wanted.since, "since")
+        until_ms = None if wanted.until is None else time_ms(wanted.until, "until")
+        filters = check_metadata(wanted.metadata)
         scope = await self._scope(namespace)
         index = await self._search_index() if (parsed_query is not None or filters) else None
         if parsed_query is not None or filters:
@@ -339,85 +330,3 @@ def pattern_result(record: PatternRecord, content: str, metadata: Any) -> dict[s
         "metadata": metadata,
         "namespace": record.namespace,
     }
-
-
-def _with_limit(query: PatternQuery, limit: int) -> PatternQuery:
-    return PatternQuery(**{**_fields(query), "limit": limit})
-
-
-def _with_after(query: PatternQuery, after: tuple[float, str]) -> PatternQuery:
-    return PatternQuery(**{**_fields(query), "after": after})
-
-
-def _fields(query: PatternQuery) -> dict[str, Any]:
-    return {name: getattr(query, name) for name in query.__dataclass_fields__}
-
-
-def _make_cursor(key: float, pattern_id: str, fingerprint: str) -> str:
-    raw = json.dumps([key, pattern_id, fingerprint], separators=(",", ":")).encode()
-    return "c1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
-    bad = ValidationError(
-        "cursor is not one this query returned (pass a page's next_cursor back unchanged, "
-        "with the same query and filters)"
-    )
-    if not isinstance(cursor, str) or not cursor.startswith("c1.") or len(cursor) > 512:
-        raise bad
-    body = cursor[3:]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        key, pattern_id, mark = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise bad from None
-    if (
-        mark != fingerprint
-        or not isinstance(pattern_id, str)
-        or isinstance(key, bool)
-        or not isinstance(key, int | float)
-    ):
-        raise bad
-    return float(key), pattern_id
-
-
-def _check_type(pattern_type: Any) -> str:
-    if not isinstance(pattern_type, str) or not pattern_type.strip() or len(pattern_type) > 64:
-        raise ValidationError("pattern_type must be 1-64 letters, digits, '_' or '-'")
-    if not pattern_type.replace("_", "").replace("-", "").isalnum():
-        raise ValidationError("pattern_type must be 1-64 letters, digits, '_' or '-'")
-    return pattern_type
-
-
-def _time_ms(value: Any, name: str) -> int:
-    """A datetime (naive means UTC) or an ISO 8601 string, as epoch milliseconds."""
-    if isinstance(value, str):
-        if len(value) > 64:
-            raise ValidationError(f"{name} must be a datetime or an ISO 8601 string")
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValidationError(f"{name} must be a datetime or an ISO 8601 string") from None
-    if not isinstance(value, datetime):
-        raise ValidationError(f"{name} must be a datetime or an ISO 8601 string")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
-
-
-def _check_metadata(metadata: Any) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise ValidationError("metadata must be a dict of top-level keys and values to match")
-    if len(metadata) > MAX_METADATA_FILTERS:
-        raise ValidationError(f"metadata may hold at most {MAX_METADATA_FILTERS} filters")
-    filters = dict(metadata)
-    if not all(isinstance(key, str) and key for key in filters):
-        raise ValidationError("metadata filter keys must be non-empty strings")
-    validation.check_json(filters, "metadata", 64 * 1024)
-    return filters
-
-
-def _creator(created_by: Any) -> str:
-    return validation.check_agent_id(created_by, "created_by")
