@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from attune.errors import AccessDeniedError, ValidationError
+from attune.errors import AccessDeniedError, AttuneError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 from attune.memory.long_term.sqlite_schema import COLUMNS
 from attune.memory.long_term.sqlite_store import DB_FILENAME
@@ -195,7 +195,6 @@ def _drop_manifest(out: Path) -> None:
 async def test_a_damaged_or_altered_export_imports_nothing(
     mock_config: MemoryConfig, tmp_path: Path, tamper: Any
 ) -> None:
-    from attune.errors import AttuneError
 
     await _seed(mock_config)
     out = tmp_path / "export.jsonl"
@@ -306,3 +305,39 @@ def test_the_blocking_facade_exports_and_imports(mock_config: MemoryConfig, tmp_
         assert admin.import_patterns(out)["imported"] == 1
         recalled = admin.recall_pattern(stored["pattern_id"])
         assert recalled is not None and recalled["content"] == "Blocking export works"
+
+
+async def test_an_export_is_refused_where_its_master_key_is_not(
+    mock_config: MemoryConfig, tmp_path: Path
+) -> None:
+    await _seed(mock_config)
+    out = tmp_path / "export.jsonl"
+    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
+        await admin.export_patterns(out)
+    elsewhere = MemoryConfig(
+        redis_mock=True, storage_dir=tmp_path / "elsewhere", key_prefix=mock_config.key_prefix
+    )
+    async with AsyncUnifiedMemory("admin", elsewhere, access_tier="STEWARD") as admin:
+        with pytest.raises(AttuneError):
+            await admin.import_patterns(out)  # its own new key cannot open the SENSITIVE one
+        assert await admin.count_patterns(namespace="*") == 0
+
+
+async def test_export_pages_through_every_record(
+    mock_config: MemoryConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune.memory import transfer
+
+    monkeypatch.setattr(transfer, "_PAGE", 2)
+    monkeypatch.setattr(transfer, "_INSERT_CHUNK", 3)
+    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
+        stored = {
+            (await admin.persist_pattern(f"Record number {n}", "note"))["pattern_id"]
+            for n in range(7)
+        }
+        out = tmp_path / "export.jsonl"
+        assert (await admin.export_patterns(out))["records"] == 7
+    target = _other_store(mock_config, tmp_path)
+    async with AsyncUnifiedMemory("admin", target, access_tier="STEWARD") as admin:
+        assert (await admin.import_patterns(out))["imported"] == 7
+        assert {r["pattern_id"] for r in await admin.list_patterns(limit=100)} == stored
