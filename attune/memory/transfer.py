@@ -129,9 +129,11 @@ class PatternTransfer:
         """Insert the records of an export made by :meth:`export_patterns` (STEWARD only),
         each in the namespace it was exported from. The whole file is checked first (its
         manifest and digest, every line, that every record opens with this store's master
-        keys): a damaged or altered export raises :class:`ValidationError` and imports
-        nothing. Returns ``imported``, ``skipped`` (ids already stored) and ``expired``
-        (records past their retention, not imported)."""
+        keys): a damaged or altered export raises :class:`ValidationError` (a record that
+        does not open: the error its recall would raise, e.g. :class:`DecryptionError` when
+        this store lacks its master key) and imports nothing. Returns ``imported``,
+        ``skipped`` (ids already stored) and ``expired`` (records past their retention,
+        not imported)."""
         await self._require("import_patterns")
         source = _check_path(path)
         data, manifest = await _io("read the export", _read_export, source)
@@ -142,12 +144,12 @@ class PatternTransfer:
         now = time.time_ns() // 1_000_000
         live = [r for r in records if r.expires_at_ms is None or r.expires_at_ms > now]
         imported = 0
+        self._indexed = False  # whatever gets written, this object's next search indexes it
         for start in range(0, len(live), _INSERT_CHUNK):
             chunk = live[start : start + _INSERT_CHUNK]
             results = await asyncio.gather(*(self.long_term.write(InsertOp(r)) for r in chunk))
             imported += sum(results)
         if imported:  # indexed now, so every reader's search finds them
-            self._indexed = False
             await self._backfill(await self._search_index())
         counts = {
             "imported": imported,
