@@ -6,6 +6,10 @@
     attune keys generate        print a new master key for ATTUNE_MASTER_KEY
     attune keys rotate          new master key; re-wrap every record's data key under it
     attune purge                delete long-term patterns past their retention
+    attune export [--namespace N] [--out FILE]
+                                write long-term records, as stored, to FILE (JSON Lines)
+                                and FILE.manifest.json; every namespace unless one is named
+    attune import FILE          insert the records of an export (ids already stored skipped)
 
 Every command reads the usual environment (``ATTUNE_*``, ``REDIS_URL``);
 ``--storage-dir`` overrides ``ATTUNE_STORAGE_DIR``.
@@ -33,6 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="run the multi-agent knowledge-building workflow")
     sub.add_parser("health", parents=[common], help="report both memory tiers' health as JSON")
     sub.add_parser("purge", parents=[common], help="delete patterns past their retention")
+    export = sub.add_parser(
+        "export", parents=[common], help="write long-term records, as stored, to a JSONL file"
+    )
+    export.add_argument(
+        "--namespace", default="*", help="the namespace to export (default: every one, '*')"
+    )
+    export.add_argument(
+        "--out", help="the JSONL file (default: attune-export-<UTC time>.jsonl here)"
+    )
+    imported = sub.add_parser(
+        "import", parents=[common], help="insert the records of an export (skips stored ids)"
+    )
+    imported.add_argument("file", help="the JSONL file export wrote (its manifest beside it)")
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True
@@ -77,6 +94,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "purge":
         with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
             print(json.dumps({"purged": agent.memory.purge_expired()}))
+        return 0
+    if args.command == "export":
+        from datetime import UTC, datetime
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = args.out or f"attune-export-{stamp}.jsonl"
+        with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
+            manifest = agent.memory.export_patterns(out, namespace=args.namespace)
+        print(json.dumps({"file": out, **manifest}))
+        return 0
+    if args.command == "import":
+        with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
+            print(json.dumps(agent.memory.import_patterns(args.file)))
         return 0
     if args.command == "audit":
         from attune.memory.config import MemoryConfig

@@ -374,6 +374,8 @@ class Harness:
         "until": "2100-01-01T00:00:00+00:00",
         "cursor": None,
         "namespace": None,
+        # A fresh export (export_patterns replaces it; import_patterns reads it back).
+        "path": lambda h: h.fresh_export(),
     }
 
     def __init__(self, config: MemoryConfig, *, blocking: bool) -> None:
@@ -403,6 +405,13 @@ class Harness:
         staged_id = self.run(self.memory.stage_pattern({"content": "Cache for 5 min"}, "note"))
         assert isinstance(staged_id, str)
         return staged_id
+
+    def fresh_export(self) -> str:
+        exports = Path(self.config.storage_dir).parent / "exports"
+        exports.mkdir(exist_ok=True)
+        path = exports / f"export-{len(list(exports.iterdir()))}.jsonl"
+        self.run(self.memory.export_patterns(path))
+        return str(path)
 
     def fresh_pattern_id(self) -> str:
         result = self.run(self.memory.persist_pattern("Log the request id", "note"))
@@ -469,14 +478,20 @@ async def _awaited(result: Awaitable[Any]) -> Any:
 
 
 @pytest.fixture
-def async_harness(config: MemoryConfig) -> Iterator[Harness]:
+def async_harness(
+    config: MemoryConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
+    monkeypatch.chdir(tmp_path)  # a bad relative path= exports into the test's directory
     harness = Harness(config, blocking=False)
     yield harness
     harness.close()
 
 
 @pytest.fixture
-def blocking_harness(config: MemoryConfig) -> Iterator[Harness]:
+def blocking_harness(
+    config: MemoryConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
+    monkeypatch.chdir(tmp_path)  # a bad relative path= exports into the test's directory
     harness = Harness(config, blocking=True)
     yield harness
     harness.close()

@@ -88,3 +88,36 @@ def test_keys_generate_and_rotate(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rotated["key_id"].startswith("k_") and rotated["rewrapped"] >= 1
     assert main(["purge", "--storage-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == {"purged": 0}
+
+
+def test_export_and_import_between_two_storage_dirs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    assert main(["demo", "--storage-dir", str(source)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "backup.jsonl"
+    assert main(["export", "--storage-dir", str(source), "--out", str(out)]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["file"] == str(out) and manifest["namespace"] == "*"
+    assert manifest["records"] >= 2 and manifest["by_classification"]["SENSITIVE"] >= 1
+    assert (tmp_path / "backup.jsonl.manifest.json").exists()
+    monkeypatch.setenv("ATTUNE_KEY_FILE", str(source / "master.key"))  # the same master key
+    assert main(["import", str(out), "--storage-dir", str(target)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"imported": manifest["records"], "skipped": 0, "expired": 0}
+    assert main(["import", str(out), "--storage-dir", str(target)]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == manifest["records"]
+    out.write_bytes(out.read_bytes().replace(b"pat_", b"pbt_", 1))
+    assert main(["import", str(out), "--storage-dir", str(target)]) == 2
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_export_defaults_to_a_timestamped_file_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--storage-dir", str(tmp_path / "store"), "--namespace", "default"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["file"].startswith("attune-export-") and manifest["records"] == 0
+    assert (tmp_path / manifest["file"]).read_bytes() == b""

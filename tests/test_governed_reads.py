@@ -7,9 +7,11 @@ from __future__ import annotations
 import inspect
 import json
 import sqlite3
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +58,16 @@ async def _count(mem: AsyncUnifiedMemory, ids: list[str]) -> set[str]:
     return {f"count:{await mem.count_patterns()}"}  # a count names no ids
 
 
+@_read("export_patterns")
+async def _export(mem: AsyncUnifiedMemory, ids: list[str]) -> set[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "export.jsonl"
+        await mem.export_patterns(out)
+        return {json.loads(line)["pattern_id"] for line in out.read_bytes().splitlines()}
+
+
+#: Reads only a STEWARD may make (checked with a STEWARD reader).
+STEWARD_ONLY = {"export_patterns"}
 #: The staged listing: namespace-scoped, checked below.
 STAGED_READS = {"get_staged_patterns"}
 #: Reads of this agent's own working data (per agent by key; no long-term records).
@@ -72,6 +84,7 @@ OTHERS = {
     "delete",
     "purge_expired",
     "rotate_keys",
+    "import_patterns",
     "health_check",
     "aclose",
 }
@@ -113,14 +126,13 @@ async def test_each_read_sees_its_namespace_only_and_nothing_expired(
     mock_config: MemoryConfig, method: str
 ) -> None:
     ids = await _scenario(mock_config)
-    async with AsyncUnifiedMemory(
-        "reader", mock_config, access_tier="OBSERVER", namespace="a"
-    ) as reader:
+    tier = "STEWARD" if method in STEWARD_ONLY else "OBSERVER"
+    async with AsyncUnifiedMemory("reader", mock_config, access_tier=tier, namespace="a") as reader:
         expected = {"count:1"} if method == "count_patterns" else {ids[0]}
         assert await LONG_TERM_READS[method](reader, ids) == expected
         events = reader.pipeline.audit_logger.query(user_id="reader")
         assert events, f"{method} left no audit event"
-        assert all(e["tier"] == "OBSERVER" for e in events)
+        assert all(e["tier"] == tier for e in events)
     async with AsyncUnifiedMemory(
         "steward", mock_config, access_tier="STEWARD", namespace="b"
     ) as steward:
@@ -128,7 +140,7 @@ async def test_each_read_sees_its_namespace_only_and_nothing_expired(
         assert seen <= {ids[1], "count:1"} and seen != {"count:0"}  # its own namespace: b
 
 
-@pytest.mark.parametrize("method", sorted(set(LONG_TERM_READS) - {"recall_pattern"}))
+@pytest.mark.parametrize("method", sorted(set(LONG_TERM_READS) - {"recall_pattern"} - STEWARD_ONLY))
 async def test_naming_another_namespace_needs_a_steward(
     mock_config: MemoryConfig, method: str
 ) -> None:

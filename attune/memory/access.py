@@ -22,6 +22,8 @@ REQUIRED_TIER: dict[str, AccessTier] = {
     "delete_pattern": AccessTier.STEWARD,
     "purge_expired": AccessTier.STEWARD,
     "rotate_keys": AccessTier.STEWARD,
+    "export_patterns": AccessTier.STEWARD,
+    "import_patterns": AccessTier.STEWARD,
     # Reading a namespace other than the agent's own (namespace= on a read).
     "read_other_namespace": AccessTier.STEWARD,
 }

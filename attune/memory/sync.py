@@ -60,4 +60,6 @@ class UnifiedMemory(BlockingFacade[AsyncUnifiedMemory]):
     delete_pattern = blocking(AsyncUnifiedMemory.delete_pattern)
     purge_expired = blocking(AsyncUnifiedMemory.purge_expired)
     rotate_keys = blocking(AsyncUnifiedMemory.rotate_keys)
+    export_patterns = blocking(AsyncUnifiedMemory.export_patterns)
+    import_patterns = blocking(AsyncUnifiedMemory.import_patterns)
     health_check = blocking(AsyncUnifiedMemory.health_check)

@@ -47,6 +47,7 @@ from attune.memory.staging import (
     promoted_id,
 )
 from attune.memory.timestamps import iso_ms
+from attune.memory.transfer import PatternTransfer
 from attune.memory.types import AccessTier, Classification
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else iso_ms(ms)
 
 
-class AsyncUnifiedMemory(LongTermReads, AsyncResource):
+class AsyncUnifiedMemory(LongTermReads, PatternTransfer, AsyncResource):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
