@@ -37,7 +37,7 @@ from attune.errors import ValidationError
 from attune.memory import files, validation
 from attune.memory.long_term.protocol import InsertOp, LongTermStore, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
-from attune.memory.reads import _check_type as check_type
+from attune.memory.read_args import check_type
 from attune.memory.security.audit import AuditEvent
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import RECORD_FORMATS, AccessTier, Classification
