@@ -10,6 +10,15 @@
                                 write long-term records, as stored, to FILE (JSON Lines)
                                 and FILE.manifest.json; every namespace unless one is named
     attune import FILE          insert the records of an export (ids already stored skipped)
+    attune search QUERY [filters]   ranked keyword search of long-term patterns (JSON lines)
+    attune list [filters]       long-term patterns, newest first (JSON lines)
+    attune show ID              one long-term pattern (JSON)
+
+``search`` and ``list`` read as an OBSERVER in ``--namespace`` (default: ATTUNE_NAMESPACE,
+else "default"; ``*`` for every namespace reads as a STEWARD); filters: ``--type``,
+``--classification``, ``--created-by``, ``--since``, ``--until``, ``--limit``. Each result is
+one JSON line; a last line ``{"next_cursor": ...}`` tells how to ask for the next page
+(``--cursor``).
 
 Every command reads the usual environment (``ATTUNE_*``, ``REDIS_URL``);
 ``--storage-dir`` overrides ``ATTUNE_STORAGE_DIR``.
@@ -50,6 +59,22 @@ def _parser() -> argparse.ArgumentParser:
         "import", parents=[common], help="insert the records of an export (skips stored ids)"
     )
     imported.add_argument("file", help="the JSONL file export wrote (its manifest beside it)")
+
+    reading = argparse.ArgumentParser(add_help=False, parents=[common])
+    reading.add_argument("--namespace", help="the namespace to read ('*': every one)")
+    reading.add_argument("--type", dest="pattern_type", help="only this pattern type")
+    reading.add_argument("--classification", help="PUBLIC, INTERNAL or SENSITIVE")
+    reading.add_argument("--created-by", help="only patterns this agent wrote")
+    reading.add_argument("--since", help="created at or after this ISO 8601 time")
+    reading.add_argument("--until", help="created before this ISO 8601 time")
+    reading.add_argument("--limit", type=int, default=20, help="results per page (default 20)")
+    reading.add_argument("--cursor", help="the next_cursor of the previous page")
+    search = sub.add_parser("search", parents=[reading], help="ranked search of long-term patterns")
+    search.add_argument("query", help='words to find; "quoted words" as a phrase')
+    sub.add_parser("list", parents=[reading], help="long-term patterns, newest first")
+    show = sub.add_parser("show", parents=[common], help="one long-term pattern, as JSON")
+    show.add_argument("pattern_id")
+    show.add_argument("--namespace", help="the namespace it is in ('*': any)")
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True
@@ -108,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
         with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
             print(json.dumps(agent.memory.import_patterns(args.file)))
         return 0
+    if args.command in ("search", "list", "show"):
+        return _read(args)
     if args.command == "audit":
         from attune.memory.config import MemoryConfig
         from attune.memory.security.audit import AuditLogger
@@ -127,6 +154,43 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(agent.memory.rotate_keys()))
         return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
+
+
+def _read(args: argparse.Namespace) -> int:
+    """search / list / show: an OBSERVER of the namespace, a STEWARD to read another."""
+    from attune import AccessTier, EmpathyOS
+
+    own = args.namespace in (None, "*")
+    tier = AccessTier.STEWARD if args.namespace == "*" else AccessTier.OBSERVER
+    namespace = None if own else args.namespace
+    with EmpathyOS(user_id="attune-cli", access_tier=tier, namespace=namespace) as agent:
+        scope = "*" if args.namespace == "*" else None
+        if args.command == "show":
+            found = agent.memory.recall_pattern(args.pattern_id, namespace=scope)
+            if found is None:
+                print(f"attune: no pattern {args.pattern_id!r} here", file=sys.stderr)
+                return 1
+            print(json.dumps(found, indent=2))
+            return 0
+        filters = {
+            "created_by": args.created_by,
+            "since": args.since,
+            "until": args.until,
+            "cursor": args.cursor,
+            "namespace": scope,
+        }
+        if args.command == "search":
+            page = agent.memory.search_patterns(
+                args.query, args.pattern_type, args.classification, args.limit, **filters
+            )
+        else:
+            page = agent.memory.list_patterns(
+                args.pattern_type, args.classification, args.limit, **filters
+            )
+        for result in page:
+            print(json.dumps(result))
+        print(json.dumps({"next_cursor": page.next_cursor}))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

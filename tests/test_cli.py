@@ -121,3 +121,31 @@ def test_export_defaults_to_a_timestamped_file_here(
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["file"].startswith("attune-export-") and manifest["records"] == 0
     assert (tmp_path / manifest["file"]).read_bytes() == b""
+
+
+def test_search_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    assert main(["list", "--limit", "1", *storage]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and lines[-1]["next_cursor"]  # one result, then the cursor
+    first = lines[0]
+    assert main(["list", "--limit", "1", "--cursor", lines[-1]["next_cursor"], *storage]) == 0
+    second = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert second["pattern_id"] != first["pattern_id"]
+    word = first["content"].split()[-1].strip(".,;")
+    assert main(["search", word, *storage]) == 0
+    found = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert first["pattern_id"] in [r["pattern_id"] for r in found]
+    assert all("score" in r for r in found)
+    assert main(["show", first["pattern_id"], *storage]) == 0
+    assert json.loads(capsys.readouterr().out)["content"] == first["content"]
+    assert main(["show", "pat_missing", *storage]) == 1
+    assert "no pattern" in capsys.readouterr().err
+    assert main(["search", "the and", *storage]) == 2  # no searchable word: a clear error
+    assert "no words" in capsys.readouterr().err
+    assert main(["list", "--namespace", "other", *storage]) == 0  # another namespace: empty
+    assert capsys.readouterr().out.splitlines() == ['{"next_cursor": null}']
+    assert main(["list", "--namespace", "*", "--limit", "1", *storage]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
