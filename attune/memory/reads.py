@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,8 @@ from attune.errors import (
     CorruptRecordError,
 )
 from attune.memory import validation
-from attune.memory.long_term.protocol import IndexOp, LongTermStore, MetaOp, PatternRecord
+from attune.memory.core_parts import CoreParts
+from attune.memory.long_term.protocol import IndexOp, MetaOp, PatternRecord
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.read_args import (
     MAX_LIMIT,
@@ -46,12 +47,12 @@ from attune.memory.read_args import (
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.search.terms import Query, parse_query
-from attune.memory.security.audit import AuditEvent, Durability
+from attune.memory.security.audit import Durability
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import AccessTier, Classification
 
 if TYPE_CHECKING:
-    from attune.memory.security.pipeline import SecurityPipeline
+    pass
 
 #: ``namespace="*"``: every namespace (STEWARD only).
 ALL_NAMESPACES = "*"
@@ -66,21 +67,12 @@ class PatternPage(list[dict[str, Any]]):
     next_cursor: str | None = None
 
 
-class LongTermReads:
+class LongTermReads(CoreParts):
     """The core's long-term reads (a mixin of ``AsyncUnifiedMemory``)."""
 
     # What the core provides (see attune.memory.unified).
-    user_id: str
-    access_tier: AccessTier
-    namespace: str
-    long_term: LongTermStore
-    pipeline: SecurityPipeline
     _search: tuple[BlindIndex | None] | None = None
     _indexed = False
-
-    # The core's own (AsyncUnifiedMemory._require, ._event).
-    _require: Callable[..., Awaitable[None]]
-    _event: Callable[..., AuditEvent]
 
     # -- public reads ------------------------------------------------------------------------
 

@@ -35,15 +35,15 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from attune.errors import ValidationError
 from attune.memory import files, validation
-from attune.memory.long_term.protocol import InsertOp, LongTermStore, PatternRecord
+from attune.memory.core_parts import CoreParts
+from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
 from attune.memory.read_args import check_type
-from attune.memory.security.audit import AuditEvent
 from attune.memory.timestamps import iso_ms
-from attune.memory.types import RECORD_FORMATS, AccessTier, Classification
+from attune.memory.types import RECORD_FORMATS, Classification
 
 if TYPE_CHECKING:
-    from attune.memory.security.pipeline import SecurityPipeline
+    pass
 
 #: The layout of an export (the manifest's ``"format"``).
 EXPORT_FORMAT = 1
@@ -60,18 +60,11 @@ _BYTES_FIELDS = ("wrapped_key", "nonce")
 _T = TypeVar("_T")
 
 
-class PatternTransfer:
+class PatternTransfer(CoreParts):
     """The core's export and import (a mixin of ``AsyncUnifiedMemory``)."""
 
-    # What the core provides (see attune.memory.unified and attune.memory.reads).
-    user_id: str
-    access_tier: AccessTier
-    namespace: str
-    long_term: LongTermStore
-    pipeline: SecurityPipeline
+    # From the reads (attune.memory.reads), beside CoreParts.
     _indexed: bool
-    _require: Callable[..., Awaitable[None]]
-    _event: Callable[..., AuditEvent]
     _scope: Callable[[Any], Awaitable[str | None]]
     _search_index: Callable[[], Awaitable[Any]]
     _backfill: Callable[[Any], Awaitable[None]]

@@ -1,0 +1,15 @@
+"""The core's clock: now in epoch milliseconds, and a time as the results show it."""
+
+from __future__ import annotations
+
+import time
+
+from attune.memory.timestamps import iso_ms
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso_or_none(ms: int | None) -> str | None:
+    return None if ms is None else iso_ms(ms)
