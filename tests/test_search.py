@@ -341,7 +341,7 @@ async def test_records_of_an_older_store_are_indexed_on_first_search(
 
 
 async def test_new_records_are_found_at_once_and_their_rows_written_soon(
-    mock_config: MemoryConfig,
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A record's search row follows in a later transaction (shared by many records); a
     search through the store writes pending rows first, and without one they are written
@@ -362,16 +362,19 @@ async def test_new_records_are_found_at_once_and_their_rows_written_soon(
                 ).fetchone()[0]
             )
 
+    entry = SearchEntry(words=("harbour",))
+    query = PatternQuery(now_ms=0, match=Match(words=(("harbour",),)))
     try:
-        entry = SearchEntry(words=("harbour",))
+        # A long interval: the row waits for a search (the check cannot race a timer).
+        monkeypatch.setattr(sqlite_search, "FLUSH_S", 60.0)
         assert await store.write(InsertOp(pattern_record("pat_a"), index=entry))
-        query = PatternQuery(now_ms=0, match=Match(words=(("harbour",),)))
+        assert indexed() == 0  # pending
         assert [f.record.pattern_id for f in await store.find(query)] == ["pat_a"]
         assert indexed() == 1
+        # The real interval: written by the timer, with no search asking.
+        monkeypatch.setattr(sqlite_search, "FLUSH_S", 0.05)
         assert await store.write(InsertOp(pattern_record("pat_b"), index=entry))
-        assert indexed() == 1  # pending: no search asked for it yet
         await await_until(lambda: indexed() == 2, "the pending search row being written")
-        assert sqlite_search.FLUSH_S < 1
     finally:
         await store.aclose()
 
@@ -419,3 +422,25 @@ def test_the_backfill_reads_only_records_without_a_search_row(tmp_path: Any) -> 
             )
         )
         assert "patterns_unindexed" in plan, plan
+
+
+def test_a_record_written_on_a_loop_that_ended_is_found_from_the_next(
+    mock_config: MemoryConfig,
+) -> None:
+    """``asyncio.run`` per call: the first loop's pending search rows are written when its
+    connection is released, so the next loop's search finds the record."""
+    import asyncio
+
+    mem = _agent(mock_config)
+
+    async def first() -> str:
+        await mem.search_patterns("anything")  # the backfill has run for this object
+        stored = await mem.persist_pattern("Kestrel migration notes", "note")
+        return str(stored["pattern_id"])
+
+    async def second() -> list[str]:
+        return [r["pattern_id"] for r in await mem.search_patterns("kestrel")]
+
+    pid = asyncio.run(first())
+    assert asyncio.run(second()) == [pid]
+    asyncio.run(mem.aclose())

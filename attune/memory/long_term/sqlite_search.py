@@ -72,6 +72,21 @@ class PendingIndex:
         self.since = time.monotonic()
 
 
+def write_rows(db: sqlite3.Connection, op: IndexOp) -> None:
+    """Pending search rows as a transaction of their own (a connection closing from
+    another loop). Only records still stored and still without a row get one."""
+    from attune.memory.long_term.sqlite_batch import execute  # (it imports this module)
+
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        execute(db, op)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def next_rowid(db: sqlite3.Connection) -> int:
     """The next free ``search_rowid`` (inside the batch's IMMEDIATE transaction, where
     nobody else writes)."""

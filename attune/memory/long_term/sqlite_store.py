@@ -211,7 +211,13 @@ class SQLiteLongTermStore:
     async def _close_elsewhere(conn: _Connection) -> None:
         """Close a connection from another loop than its own (closed, or blocked by the
         caller). aiosqlite's thread runs what it is given in order, so a batch in flight
-        commits before the close; writes queued on the other loop after it fail."""
+        commits before the close; writes queued on the other loop after it fail. Its
+        pending search rows are written first, on its thread, as a batch of their own."""
+        pending = conn.index.take(force=True)
+        if pending is not None:
+            with contextlib.suppress(sqlite3.Error, LongTermUnavailableError):
+                # Lost only if this fails: the backfill indexes those records later.
+                await in_thread(conn.db, sqlite_search.write_rows, pending)
         await _close_connection(conn)
 
     def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
@@ -327,7 +333,11 @@ class SQLiteLongTermStore:
                 fut.set_exception(exc2)
 
     def _schedule_index(self, conn: _Connection) -> None:
-        """Write pending search rows a flush interval from now if no write takes them."""
+        """Write pending search rows a flush interval from now if no write takes them (a
+        timer of rows written meanwhile is dropped)."""
+        if not conn.index.entries and conn.index_timer is not None:
+            conn.index_timer.cancel()
+            conn.index_timer = None
         if conn.index.entries and conn.index_timer is None:
             loop = asyncio.get_running_loop()
             conn.index_timer = loop.call_later(sqlite_search.FLUSH_S, self._index_due, conn, loop)
@@ -408,6 +418,8 @@ class SQLiteLongTermStore:
             await self._flush_index(conn)
 
     async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
+        # This loop's pending rows are about to be written, not missing: write them first.
+        await self._flush_index(await self._conns.get())
         return await self._on_thread(sqlite_search.unindexed, after_id, limit)
 
     async def _on_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
