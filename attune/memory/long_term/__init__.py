@@ -2,35 +2,45 @@
 
 :mod:`.protocol` is what the core needs from a backend (:class:`LongTermStore`, the
 write operations it executes and the :class:`Journal` that makes a write's audit event
-durable with it); :mod:`.sqlite_store` is the SQLite backend.
+durable with it), :mod:`.queries` what a read asks a store for and what a record is
+indexed by; :mod:`.sqlite_store` is the SQLite backend.
 """
 
 from attune.memory.long_term.protocol import (
     Audited,
     DeleteOp,
+    IndexOp,
     InsertOp,
     Journal,
     JournalWrite,
     LongTermStore,
+    MetaOp,
     PatternRecord,
     PurgeOp,
     RewrapOp,
     WrappedKey,
     WriteOp,
 )
+from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
 from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
 
 __all__ = [
     "Audited",
     "DeleteOp",
+    "Found",
+    "IndexOp",
     "InsertOp",
     "Journal",
     "JournalWrite",
     "LongTermStore",
+    "Match",
+    "MetaOp",
+    "PatternQuery",
     "PatternRecord",
     "PurgeOp",
     "RewrapOp",
     "SQLiteLongTermStore",
+    "SearchEntry",
     "WrappedKey",
     "WriteOp",
 ]
