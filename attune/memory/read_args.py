@@ -65,14 +65,6 @@ def read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
     return float(key), pattern_id
 
 
-def check_type(pattern_type: Any) -> str:
-    if not isinstance(pattern_type, str) or not pattern_type.strip() or len(pattern_type) > 64:
-        raise ValidationError("pattern_type must be 1-64 letters, digits, '_' or '-'")
-    if not pattern_type.replace("_", "").replace("-", "").isalnum():
-        raise ValidationError("pattern_type must be 1-64 letters, digits, '_' or '-'")
-    return pattern_type
-
-
 def time_ms(value: Any, name: str) -> int:
     """A datetime (naive means UTC) or an ISO 8601 string, as epoch milliseconds."""
     if isinstance(value, str):

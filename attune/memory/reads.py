@@ -31,6 +31,7 @@ from attune.errors import (
     CorruptRecordError,
 )
 from attune.memory import validation
+from attune.memory.clock import iso_or_none
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import IndexOp, MetaOp, PatternRecord
 from attune.memory.long_term.queries import Found, PatternQuery
@@ -39,7 +40,6 @@ from attune.memory.read_args import (
     Filters,
     check_creator,
     check_metadata,
-    check_type,
     make_cursor,
     read_cursor,
     time_ms,
@@ -189,7 +189,11 @@ class LongTermReads(CoreParts):
         """Validate the arguments and build the store's query (scope and retention
         included), and the fingerprint a cursor of it carries."""
         limit = validation.check_count(limit, "limit", MAX_LIMIT)
-        kind = None if wanted.pattern_type is None else check_type(wanted.pattern_type)
+        kind = (
+            None
+            if wanted.pattern_type is None
+            else validation.check_pattern_type(wanted.pattern_type)
+        )
         label = (
             None
             if wanted.classification is None
@@ -317,7 +321,7 @@ def pattern_result(record: PatternRecord, content: str, metadata: Any) -> dict[s
         "classification": record.classification,
         "created_at": iso_ms(record.created_at_ms),
         "created_by": record.created_by,
-        "expires_at": None if record.expires_at_ms is None else iso_ms(record.expires_at_ms),
+        "expires_at": iso_or_none(record.expires_at_ms),
         "encrypted": record.encrypted,
         "metadata": metadata,
         "namespace": record.namespace,

@@ -60,7 +60,7 @@ class StagedPatterns(CoreParts):
         """
         await self._require("stage_pattern")
         data = check_pattern_data(pattern_data, self.config.max_value_bytes)
-        pattern_type = check_pattern_type(pattern_type)
+        pattern_type = validation.check_pattern_type(pattern_type)
         hours = self.config.staging_ttl_hours if ttl_hours is None else ttl_hours
         ttl_ms = validation.ttl_to_ms(hours, self.config.max_ttl_seconds, "ttl_hours", 3600)
         staged_id = STAGED_PREFIX + randomness.uuid7_hex()
@@ -209,16 +209,6 @@ class StagedPatterns(CoreParts):
             raise PatternNotFoundError(
                 f"staged pattern {staged_id!r} not found in namespace {self.namespace!r}"
             )
-
-
-def check_pattern_type(pattern_type: Any) -> str:
-    if not isinstance(pattern_type, str) or not pattern_type.strip():
-        raise ValidationError("pattern_type must be a non-empty string")
-    if len(pattern_type) > 64 or not pattern_type.replace("_", "").replace("-", "").isalnum():
-        raise ValidationError(
-            "pattern_type must be 1-64 letters, digits, '_' or '-' (for example 'best_practice')"
-        )
-    return pattern_type
 
 
 def check_pattern_data(pattern_data: Any, max_bytes: int) -> dict[str, Any]:

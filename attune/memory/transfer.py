@@ -38,7 +38,6 @@ from attune.memory import files, validation
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
-from attune.memory.read_args import check_type
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
@@ -285,7 +284,7 @@ def _load(line: bytes) -> PatternRecord:
         raise ValidationError("not a record of an attune export (unexpected fields)")
     record = PatternRecord(
         pattern_id=validation.check_pattern_id(fields["pattern_id"]),
-        pattern_type=check_type(fields["pattern_type"]),
+        pattern_type=validation.check_pattern_type(fields["pattern_type"]),
         classification=_classification(fields["classification"]),
         created_by=validation.check_agent_id(fields["created_by"], "created_by"),
         created_at_ms=_check(fields["created_at_ms"], int, "created_at_ms"),

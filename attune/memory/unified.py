@@ -40,7 +40,6 @@ from attune.memory.short_term.protocol import ShortTermStore
 from attune.memory.staged_patterns import (
     MAX_CONTENT_CHARS,
     StagedPatterns,
-    check_pattern_type,
 )
 from attune.memory.staging import (
     PATTERN_PREFIX,
@@ -260,7 +259,7 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, AsyncRe
         if len(content) > MAX_CONTENT_CHARS:
             raise ValidationError(f"content is longer than {MAX_CONTENT_CHARS} characters")
         validation.check_text(content, "content")
-        pattern_type = check_pattern_type(pattern_type)
+        pattern_type = validation.check_pattern_type(pattern_type)
         if metadata is None:
             metadata = {}
         if not isinstance(metadata, Mapping):

@@ -249,3 +249,14 @@ def check_namespace(value: object, what: str = "namespace") -> str:
             f"{what} must be 1-64 letters, digits, '_', '.' or '-' (for example 'team-a')"
         )
     return value
+
+
+def check_pattern_type(pattern_type: Any) -> str:
+    """A pattern type: 1-64 letters, digits, '_' or '-'."""
+    if not isinstance(pattern_type, str) or not pattern_type.strip():
+        raise ValidationError("pattern_type must be a non-empty string")
+    if len(pattern_type) > 64 or not pattern_type.replace("_", "").replace("-", "").isalnum():
+        raise ValidationError(
+            "pattern_type must be 1-64 letters, digits, '_' or '-' (for example 'best_practice')"
+        )
+    return pattern_type
