@@ -21,7 +21,7 @@ import aiosqlite
 
 from attune.memory.long_term.aiosqlite_compat import in_thread
 from attune.memory.long_term.protocol import JournalWrite
-from attune.memory.long_term.sqlite_schema import ID_CHUNK
+from attune.memory.long_term.sqlite_schema import ID_CHUNK, in_own_transaction
 
 #: Replays an outbox's payloads into their journals (default: the audit log's replay).
 OutboxReplay = Callable[[list[str]], None]
@@ -90,11 +90,4 @@ def settle(db: sqlite3.Connection, outbox: Pending) -> None:
         if not write.durable():
             with contextlib.suppress(Exception):
                 write.sync()
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        delete_delivered(db, outbox)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+    in_own_transaction(db, lambda db: delete_delivered(db, outbox))

@@ -9,6 +9,7 @@ selected with :data:`COLUMNS` is a record field by field (:func:`to_record`).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,19 @@ async def _apply(db: aiosqlite.Connection, statement: str) -> None:
     except sqlite3.OperationalError as exc:
         if not ("ADD COLUMN" in statement and "duplicate column name" in str(exc)):
             raise
+
+
+def in_own_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> None:
+    """Run ``work`` as one IMMEDIATE transaction of its own (on the connection's thread):
+    committed if it returns, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def params(record: PatternRecord) -> tuple[Any, ...]:

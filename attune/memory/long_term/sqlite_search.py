@@ -21,7 +21,7 @@ from typing import Any
 
 from attune.memory.long_term.protocol import IndexOp, PatternRecord
 from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
-from attune.memory.long_term.sqlite_schema import COLUMNS, to_record
+from attune.memory.long_term.sqlite_schema import COLUMNS, in_own_transaction, to_record
 
 #: The FTS5 table's columns, in order (``bm25`` weights follow it).
 FTS_COLUMNS = ("words", "tokens", "facets")
@@ -77,14 +77,7 @@ def write_rows(db: sqlite3.Connection, op: IndexOp) -> None:
     another loop). Only records still stored and still without a row get one."""
     from attune.memory.long_term.sqlite_batch import execute  # (it imports this module)
 
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        execute(db, op)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+    in_own_transaction(db, lambda db: execute(db, op))
 
 
 def next_rowid(db: sqlite3.Connection) -> int:
