@@ -71,6 +71,15 @@ async def _seed(config: MemoryConfig) -> dict[str, str]:
     return ids
 
 
+async def _seed_and_export(config: MemoryConfig, tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """:func:`_seed`, then a STEWARD's export of it to ``tmp_path/export.jsonl``."""
+    ids = await _seed(config)
+    out = tmp_path / "export.jsonl"
+    async with AsyncUnifiedMemory("admin", config, access_tier="STEWARD") as admin:
+        await admin.export_patterns(out)
+    return ids, out
+
+
 async def test_round_trip_to_a_fresh_store_recalls_identically_and_is_searchable(
     mock_config: MemoryConfig, tmp_path: Path
 ) -> None:
@@ -109,10 +118,7 @@ async def test_round_trip_to_a_fresh_store_recalls_identically_and_is_searchable
 async def test_the_importer_finds_what_it_imported_after_searching_before(
     mock_config: MemoryConfig, tmp_path: Path
 ) -> None:
-    ids = await _seed(mock_config)
-    out = tmp_path / "export.jsonl"
-    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
-        await admin.export_patterns(out)
+    ids, out = await _seed_and_export(mock_config, tmp_path)
     target = _other_store(mock_config, tmp_path)
     async with AsyncUnifiedMemory("admin", target, access_tier="STEWARD") as admin:
         assert list(await admin.search_patterns("lighthouse")) == []
@@ -260,10 +266,7 @@ async def test_export_keeps_to_its_namespace_and_leaves_expired_records_out(
 async def test_records_expired_by_import_time_are_not_imported(
     mock_config: MemoryConfig, tmp_path: Path
 ) -> None:
-    ids = await _seed(mock_config)
-    out = tmp_path / "export.jsonl"
-    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
-        await admin.export_patterns(out)
+    ids, out = await _seed_and_export(mock_config, tmp_path)
     _expire(out, ids["PUBLIC"])
     target = _other_store(mock_config, tmp_path)
     async with AsyncUnifiedMemory("admin", target, access_tier="STEWARD") as admin:
@@ -310,10 +313,7 @@ def test_the_blocking_facade_exports_and_imports(mock_config: MemoryConfig, tmp_
 async def test_an_export_is_refused_where_its_master_key_is_not(
     mock_config: MemoryConfig, tmp_path: Path
 ) -> None:
-    await _seed(mock_config)
-    out = tmp_path / "export.jsonl"
-    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
-        await admin.export_patterns(out)
+    _ids, out = await _seed_and_export(mock_config, tmp_path)
     elsewhere = MemoryConfig(
         redis_mock=True, storage_dir=tmp_path / "elsewhere", key_prefix=mock_config.key_prefix
     )
