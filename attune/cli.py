@@ -13,6 +13,12 @@
     attune search QUERY [filters]   ranked keyword search of long-term patterns (JSON lines)
     attune list [filters]       long-term patterns, newest first (JSON lines)
     attune show ID              one long-term pattern (JSON)
+    attune erase-user ID --yes  erase everything a user wrote, in both tiers, and the secret
+                                of their audit pseudonym (right to be forgotten)
+    attune audit query [--user ID] [--event E] [--outcome O] [--target ID] [--since T]
+                       [--limit N]
+                                audit events as JSON lines, oldest first; ``--user`` finds
+                                a user's events by their pseudonym
 
 ``search`` and ``list`` read as an OBSERVER in ``--namespace`` (default: ATTUNE_NAMESPACE,
 else "default"; ``*`` for every namespace reads as a STEWARD); filters: ``--type``,
@@ -79,10 +85,24 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True
     )
-    verify = audit.add_parser("verify", parents=[common], help="verify the audit log's hash chain")
-    verify.add_argument(
+    log_file = argparse.ArgumentParser(add_help=False, parents=[common])
+    log_file.add_argument(
         "--log-file", help="audit log (default: ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)"
     )
+    audit.add_parser("verify", parents=[log_file], help="verify the audit log's hash chain")
+    query = audit.add_parser("query", parents=[log_file], help="audit events as JSON lines")
+    query.add_argument("--user", help="a user id: their events, by their audit pseudonym")
+    query.add_argument("--event", help="an event name, e.g. pattern.store")
+    query.add_argument("--outcome", help="an outcome, e.g. denied")
+    query.add_argument("--target", help="a pattern or staged pattern id")
+    query.add_argument("--since", help="at or after this ISO 8601 time")
+    query.add_argument("--limit", type=int, help="only the most recent N events")
+
+    erase = sub.add_parser(
+        "erase-user", parents=[common], help="erase everything a user wrote (both tiers)"
+    )
+    erase.add_argument("user_id", help="the user (agent id) to forget")
+    erase.add_argument("--yes", action="store_true", help="confirm: erasure cannot be undone")
 
     keys = sub.add_parser("keys", help="master keys").add_subparsers(dest="action", required=True)
     keys.add_parser("generate", help="print a new random master key (base64) for ATTUNE_MASTER_KEY")
@@ -136,14 +156,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("search", "list", "show"):
         return _read(args)
     if args.command == "audit":
-        from attune.memory.config import MemoryConfig
-        from attune.memory.security.audit import AuditLogger
-
-        config = MemoryConfig()
-        path = args.log_file or config.audit_log_path
-        result = AuditLogger(log_file=path).verify()
-        print(result)
-        return 0 if result.ok else 1
+        return _audit(args)
+    if args.command == "erase-user":
+        if not args.yes:
+            print(
+                "attune: erase-user deletes everything this user wrote and cannot be undone; "
+                "run it again with --yes",
+                file=sys.stderr,
+            )
+            return 2
+        with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
+            print(json.dumps(agent.memory.erase_user(args.user_id)))
+        return 0
     if args.command == "keys":
         if args.action == "generate":
             from attune.memory.security.crypto import generate_master_key
@@ -154,6 +178,47 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(agent.memory.rotate_keys()))
         return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """audit verify / query, on the configured log (or ``--log-file``)."""
+    from attune import AccessTier, EmpathyOS
+    from attune.memory.config import MemoryConfig
+    from attune.memory.security.audit import AuditLogger
+
+    path = args.log_file or MemoryConfig().audit_log_path
+    log = AuditLogger(log_file=path)
+    try:
+        if args.action == "verify":
+            result = log.verify()
+            print(result)
+            return 0 if result.ok else 1
+        names: list[str | None] = [None]
+        if args.user is not None:
+            with EmpathyOS(user_id="attune-cli", access_tier=AccessTier.STEWARD) as agent:
+                pseudonym = agent.memory.audit_pseudonym(args.user)
+            # Lines written before pseudonyms named users in clear.
+            names = [args.user] if pseudonym is None else [pseudonym, args.user]
+        events = [
+            event
+            for name in names
+            for event in log.query(
+                user_id=name,
+                event_type=args.event,
+                outcome=args.outcome,
+                target_id=args.target,
+                since=args.since,
+                limit=args.limit,
+            )
+        ]
+        events.sort(key=lambda event: (str(event.get("ts", "")), int(event.get("seq", 0))))
+        if args.limit is not None:  # the most recent of both names together
+            events = events[len(events) - args.limit :] if args.limit else []
+        for event in events:
+            print(json.dumps(event))
+        return 0
+    finally:
+        log.close()
 
 
 def _read(args: argparse.Namespace) -> int:

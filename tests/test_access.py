@@ -92,11 +92,12 @@ async def test_recall_refuses_a_closed_memory_and_audits_once(
     )
     with pytest.raises(ValidationError):
         await reader.recall_pattern("")
+    name = await reader.audit_pseudonym()  # how the log names the reader (quiet: no event)
     await reader.aclose()
     with pytest.raises(AttuneError, match="closed"):
         await reader.recall_pattern(stored["pattern_id"])
     audit = reader.pipeline.audit_logger
-    events = [e for e in audit.query() if e["user_id"] == "reader"]
+    events = [e for e in audit.query() if e["user_id"] == name]
     assert [(e["event"], e["tier"], e["target_id"]) for e in events] == [
         ("pattern.retrieve", tier.name, stored["pattern_id"])
     ]
@@ -113,6 +114,7 @@ def test_reads_and_working_data_have_no_allowed_event_of_their_own() -> None:
         "list_patterns",
         "count_patterns",
         "get_staged_patterns",
+        "audit_pseudonym",
         "stash",
         "forget",
     }

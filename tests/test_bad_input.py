@@ -376,6 +376,8 @@ class Harness:
         "namespace": None,
         # A fresh export (export_patterns replaces it; import_patterns reads it back).
         "path": lambda h: h.fresh_export(),
+        # A user who wrote nothing (erase_user, audit_pseudonym).
+        "user_id": "someone-else",
     }
 
     def __init__(self, config: MemoryConfig, *, blocking: bool) -> None:

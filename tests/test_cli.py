@@ -149,3 +149,37 @@ def test_search_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out.splitlines() == ['{"next_cursor": null}']
     assert main(["list", "--namespace", "*", "--limit", "1", *storage]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_audit_query_by_user_and_erase_user(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    assert main(["list", "--namespace", "*", "--limit", "100", *storage]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]
+    author = listed[0]["created_by"]
+    theirs = [r["pattern_id"] for r in listed if r["created_by"] == author]
+    assert main(["audit", "query", "--user", author, *storage]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    written = {"pattern.store", "pattern.promote"}
+    assert {e["target_id"] for e in events if e["event"] in written} >= set(theirs)
+    assert all(e["user_id"].startswith("u_") and author not in e["user_id"] for e in events)
+    assert main(["audit", "query", "--user", author, "--limit", "1", *storage]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+    assert main(["erase-user", author, *storage]) == 2  # not confirmed: nothing erased
+    assert "--yes" in capsys.readouterr().err
+    assert main(["show", theirs[0], "--namespace", "*", *storage]) == 0
+    capsys.readouterr()
+    assert main(["erase-user", author, "--yes", *storage]) == 0
+    erased = json.loads(capsys.readouterr().out)
+    # (and any pattern another agent promoted from one they staged)
+    assert erased["patterns"] >= len(theirs) and erased["pseudonym_erased"] is True
+    assert main(["show", theirs[0], "--namespace", "*", *storage]) == 1
+    capsys.readouterr()
+    assert main(["audit", "query", "--user", author, *storage]) == 0
+    assert capsys.readouterr().out == ""  # nothing links the log to them any more
+    assert main(["erase-user", "bad id", "--yes", *storage]) == 2
+    assert "invalid user_id" in capsys.readouterr().err

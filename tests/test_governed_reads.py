@@ -85,6 +85,8 @@ OTHERS = {
     "purge_expired",
     "rotate_keys",
     "import_patterns",
+    "erase_user",
+    "audit_pseudonym",
     "health_check",
     "aclose",
 }
@@ -130,7 +132,7 @@ async def test_each_read_sees_its_namespace_only_and_nothing_expired(
     async with AsyncUnifiedMemory("reader", mock_config, access_tier=tier, namespace="a") as reader:
         expected = {"count:1"} if method == "count_patterns" else {ids[0]}
         assert await LONG_TERM_READS[method](reader, ids) == expected
-        events = reader.pipeline.audit_logger.query(user_id="reader")
+        events = reader.pipeline.audit_logger.query(user_id=await reader.audit_pseudonym())
         assert events, f"{method} left no audit event"
         assert all(e["tier"] == tier for e in events)
     async with AsyncUnifiedMemory(

@@ -186,13 +186,16 @@ async def test_a_database_without_its_tables_is_refused(mock_config: MemoryConfi
 async def test_an_audit_log_of_staging_only_does_not_block_a_first_database(
     mock_config: MemoryConfig,
 ) -> None:
-    """Events in the audit log, no patterns.db: only a stored pattern proves one existed."""
+    """Events in the audit log, no patterns.db: only a stored pattern proves one existed.
+    (Staging keeps only the agent's audit pseudonym in patterns.db; here that file is gone,
+    as on a deployment that staged before it kept pseudonyms there.)"""
     storage = mock_config.storage_dir
     async with memory(mock_config) as mem:
         await mem.stage_pattern({"content": "Try smaller batches"}, "process")
     security_pipeline.close_shared()
     assert (storage / "audit.jsonl").stat().st_size > 0
-    assert not (storage / "patterns.db").exists()
+    for name in ("patterns.db", "patterns.db-wal", "patterns.db-shm"):
+        (storage / name).unlink(missing_ok=True)
     (storage / MARKER).unlink(missing_ok=True)
     async with memory(mock_config) as mem:
         stored = await mem.persist_pattern("Prefer small commits", "process")

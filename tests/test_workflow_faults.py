@@ -30,6 +30,7 @@ from attune.errors import (
     ShortTermUnavailableError,
 )
 from attune.memory import AccessTier, AsyncUnifiedMemory, MemoryConfig, staging
+from attune.memory.long_term import InsertOp
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.short_term.redis_store import shared_fake_server
 
@@ -254,9 +255,10 @@ async def test_redis_lost_after_the_commit(
     pattern_id = _pattern_id(staged_id)
     real_insert = validator.long_term.write
 
-    async def insert_then_go_silent(*args: Any, **kwargs: Any) -> bool:
-        inserted = await real_insert(*args, **kwargs)
-        reply_proxy.silent = True  # Redis hears nothing from now on
+    async def insert_then_go_silent(op: Any) -> Any:
+        inserted = await real_insert(op)
+        if isinstance(op, InsertOp):
+            reply_proxy.silent = True  # Redis hears nothing from now on
         return inserted
 
     validator.long_term.write = insert_then_go_silent  # type: ignore[method-assign]
@@ -305,9 +307,10 @@ async def test_redis_frozen_after_the_commit(
     pattern_id = _pattern_id(staged_id)
     real_insert = validator.long_term.write
 
-    async def insert_then_freeze(*args: Any, **kwargs: Any) -> bool:
-        inserted = await real_insert(*args, **kwargs)
-        own_redis.freeze()
+    async def insert_then_freeze(op: Any) -> Any:
+        inserted = await real_insert(op)
+        if isinstance(op, InsertOp):
+            own_redis.freeze()
         return inserted
 
     validator.long_term.write = insert_then_freeze  # type: ignore[method-assign]

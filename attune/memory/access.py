@@ -24,6 +24,9 @@ REQUIRED_TIER: dict[str, AccessTier] = {
     "rotate_keys": AccessTier.STEWARD,
     "export_patterns": AccessTier.STEWARD,
     "import_patterns": AccessTier.STEWARD,
+    "erase_user": AccessTier.STEWARD,
+    "audit_pseudonym": AccessTier.OBSERVER,
+    "audit_pseudonym_of_other": AccessTier.STEWARD,
     # Reading a namespace other than the agent's own (namespace= on a read).
     "read_other_namespace": AccessTier.STEWARD,
 }

@@ -36,3 +36,9 @@ class CoreParts:
     _require: Callable[..., Awaitable[None]]
     #: An audit event of this agent (``AsyncUnifiedMemory``).
     _event: Callable[..., AuditEvent]
+    #: This agent's audit pseudonym, once known (``AsyncUnifiedMemory``).
+    _subject: str | None
+    #: This agent's audit pseudonym, once ``_require`` has run (``AsyncUnifiedMemory``).
+    _audit_subject: Callable[[], str]
+    #: A user's audit pseudonym, or None when it has none and ``create`` is false.
+    _pseudonym_of: Callable[..., Awaitable[str | None]]

@@ -24,6 +24,11 @@ class KeySpace:
     def stash(self, agent_id: str, key: str) -> str:
         return f"{self.prefix}:{{agent:{agent_id}}}:stash:{key}"
 
+    def agent_pattern(self, agent_id: str) -> str:
+        """A SCAN ``MATCH`` pattern for every working-data key of one agent (glob
+        characters in the id escaped): all of them share the agent's hash tag."""
+        return f"{_glob_escaped(self.prefix)}:{{agent:{_glob_escaped(agent_id)}}}:*"
+
     def staged_pattern(self, staged_id: str) -> str:
         return f"{self.prefix}:{{staging}}:pattern:{staged_id}"
 
@@ -32,3 +37,8 @@ class KeySpace:
 
     def staging_claim(self, staged_id: str) -> str:
         return f"{self.prefix}:{{staging}}:claim:{staged_id}"
+
+
+def _glob_escaped(text: str) -> str:
+    """``text`` matched literally by a Redis glob pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -67,7 +67,7 @@ class StagedPatterns(CoreParts):
         prepared = await self.pipeline.prepare_staged(
             data,
             pattern_type,
-            user_id=self.user_id,
+            subject=self._audit_subject(),
             tier=self.access_tier.name,
             staged_id=staged_id,
         )
@@ -99,7 +99,7 @@ class StagedPatterns(CoreParts):
             await self.short_term.stage(staged_id, encoded, now + ttl_ms)
         except BaseException as exc:
             await audit_write_failed(
-                self.pipeline, "pattern.stage", staged_id, exc, self.user_id, tier
+                self.pipeline, "pattern.stage", staged_id, exc, self._audit_subject(), tier
             )
             raise
         return staged_id

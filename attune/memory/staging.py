@@ -109,13 +109,14 @@ class StagingArea:
         long_term: LongTermStore,
         pipeline: SecurityPipeline,
         *,
-        user_id: str,
+        subject: str,
         tier: str,
     ) -> None:
         self.short_term = short_term
         self.long_term = long_term
         self.pipeline = pipeline
-        self.user_id = user_id
+        #: The agent's audit pseudonym (:mod:`attune.memory.security.pseudonyms`).
+        self.subject = subject
         self.tier = tier
 
     # -- reading -----------------------------------------------------------------------------
@@ -148,9 +149,9 @@ class StagingArea:
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """An audit event of this agent (its user id and tier filled in)."""
+        """An audit event of this agent (its pseudonym and tier filled in)."""
         return AuditEvent(
-            name, self.user_id, self.tier, target_id, outcome=outcome, details=details
+            name, self.subject, self.tier, target_id, outcome=outcome, details=details
         )
 
     async def report_corrupt(self, error: CorruptRecordError) -> None:
@@ -190,13 +191,31 @@ class StagingArea:
                 await self.report_corrupt(exc)
         return staged
 
+    async def erase(self, entries: list[StagedEntry], user_id: str) -> int:
+        """Remove the entries ``user_id`` staged (its erasure); returns how many. Each is
+        claimed first, as a promotion claims it: one being promoted right now is left to
+        that promotion (its record is then the user's, erased with the long-term ones)."""
+        erased = 0
+        for entry in await self.listing(entries):
+            if entry.get("staged_by") != user_id:
+                continue
+            try:
+                claimed = await self.claim(entry["pattern_id"], "erase")
+            except PatternNotFoundError:
+                continue
+            if await self.short_term.settle_staged(
+                claimed.staged_id, "erased", _keep_until(claimed.expires_at_ms), claimed.token
+            ):
+                erased += 1
+        return erased
+
     # -- claiming ----------------------------------------------------------------------------
 
     async def claim(self, staged_id: str, action: str) -> Claimed:
         """Claim the entry for ``action`` ("promote" or "reject") and open it; or raise
         :class:`PatternNotFoundError` (its fate is decided, or another agent holds it) or
         :class:`CorruptRecordError`."""
-        token = f"{action}:{self.user_id}:{randomness.uuid7_hex()}"
+        token = f"{action}:{self.subject}:{randomness.uuid7_hex()}"
         found = await self.short_term.claim_staged(staged_id, token, CLAIM_LEASE_MS)
         started = time.monotonic()
         pattern_id = promoted_id(staged_id)
@@ -314,7 +333,7 @@ class StagingArea:
             )
         except BaseException as exc:
             await audit_write_failed(
-                self.pipeline, "pattern.reject", claimed.staged_id, exc, self.user_id, self.tier
+                self.pipeline, "pattern.reject", claimed.staged_id, exc, self.subject, self.tier
             )
             if isinstance(exc, Exception):
                 await self.release(claimed)
@@ -345,7 +364,7 @@ async def audit_write_failed(
     event: str,
     target_id: str,
     exc: BaseException,
-    user_id: str,
+    subject: str,
     tier: str,
 ) -> None:
     """The second event of a write audited ahead: the Redis command failed. ``failed``
@@ -359,7 +378,7 @@ async def audit_write_failed(
         )
     try:
         failed = AuditEvent(
-            event, user_id, tier, target_id, outcome=outcome, details={"error": type(exc).__name__}
+            event, subject, tier, target_id, outcome=outcome, details={"error": type(exc).__name__}
         )
         # Cancelled: queue it, do not wait.
         durability = Durability.DURABLE if isinstance(exc, Exception) else Durability.QUEUED

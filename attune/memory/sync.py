@@ -62,4 +62,6 @@ class UnifiedMemory(BlockingFacade[AsyncUnifiedMemory]):
     rotate_keys = blocking(AsyncUnifiedMemory.rotate_keys)
     export_patterns = blocking(AsyncUnifiedMemory.export_patterns)
     import_patterns = blocking(AsyncUnifiedMemory.import_patterns)
+    erase_user = blocking(AsyncUnifiedMemory.erase_user)
+    audit_pseudonym = blocking(AsyncUnifiedMemory.audit_pseudonym)
     health_check = blocking(AsyncUnifiedMemory.health_check)

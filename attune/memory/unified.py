@@ -30,9 +30,11 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    SubjectOp,
 )
+from attune.memory.people import PeopleData
 from attune.memory.reads import LongTermReads, pattern_result
-from attune.memory.security import randomness
+from attune.memory.security import pseudonyms, randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.sharing import shared_long_term, shared_short_term
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 _MAX_BATCH_SIZE = 100_000
 
 
-class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, AsyncResource):
+class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleData, AsyncResource):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
@@ -99,6 +101,9 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, AsyncRe
         )
         self.pipeline = pipeline if pipeline is not None else SecurityPipeline(self.config)
         self._closed = False
+        #: How the audit log names this agent (:mod:`.security.pseudonyms`); set by the
+        #: first call that audits.
+        self._subject: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -117,16 +122,32 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, AsyncRe
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """An audit event of this agent (its user id and tier filled in)."""
+        """An audit event of this agent (its pseudonym and tier filled in)."""
         return AuditEvent(
-            name, self.user_id, self.access_tier.name, target_id, classification, outcome, details
+            name,
+            self._audit_subject(),
+            self.access_tier.name,
+            target_id,
+            classification,
+            outcome,
+            details,
         )
 
+    def _audit_subject(self) -> str:
+        """This agent's audit pseudonym; :meth:`_require` has set it for any call that
+        audits."""
+        if self._subject is None:
+            raise AssertionError("an audit event before _require: call _require first")
+        return self._subject
+
     async def _require(self, action: str, target_id: object = None) -> None:
-        """Check (and audit) that this agent's tier allows ``action``; before any I/O."""
+        """Check (and audit) that this agent's tier allows ``action``; before any I/O but
+        the pseudonym's lookup (once per object, for a call that audits)."""
         if self._closed:
             raise AttuneError(f"{type(self).__name__} is closed; create a new one")
         allowed = access.is_allowed(self.access_tier, action)
+        if self._subject is None and not (allowed and action in access.WORKING_DATA):
+            self._subject = await self._pseudonym_of(self.user_id, create=True)
         if allowed and not access.audit_when_allowed(action):
             return
         # A bad id (not a string, too long for the audit log, unprintable) is audited as
@@ -145,12 +166,22 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, AsyncRe
         await self.pipeline.audit(checked)  # denied: awaited, the call ends there
         access.require(self.access_tier, action)  # raises AccessDeniedError
 
+    async def _pseudonym_of(self, user_id: str, *, create: bool) -> str | None:
+        """``user_id``'s audit pseudonym; its secret is made now if it has none and
+        ``create`` (else None)."""
+        secret = await self.long_term.subject_secret(user_id)
+        if secret is None:
+            if not create:
+                return None
+            secret = await self.long_term.write(SubjectOp(user_id, pseudonyms.new_secret()))
+        return pseudonyms.pseudonym(secret, user_id)
+
     def _staging(self) -> StagingArea:
         return StagingArea(
             self.short_term,
             self.long_term,
             self.pipeline,
-            user_id=self.user_id,
+            subject=self._audit_subject(),
             tier=self.access_tier.name,
         )
 
@@ -275,7 +306,7 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, AsyncRe
             dict(metadata),
             explicit,
             auto_classify,
-            user_id=self.user_id,
+            subject=self._audit_subject(),
             tier=self.access_tier.name,
             target_id=pattern_id,
         )

@@ -9,6 +9,7 @@ indexed by; :mod:`.sqlite_store` is the SQLite backend.
 from attune.memory.long_term.protocol import (
     Audited,
     DeleteOp,
+    EraseOp,
     IndexOp,
     InsertOp,
     Journal,
@@ -18,6 +19,7 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    SubjectOp,
     WrappedKey,
     WriteOp,
 )
@@ -27,6 +29,7 @@ from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
 __all__ = [
     "Audited",
     "DeleteOp",
+    "EraseOp",
     "Found",
     "IndexOp",
     "InsertOp",
@@ -41,6 +44,7 @@ __all__ = [
     "RewrapOp",
     "SQLiteLongTermStore",
     "SearchEntry",
+    "SubjectOp",
     "WrappedKey",
     "WriteOp",
 ]

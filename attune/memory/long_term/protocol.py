@@ -177,9 +177,30 @@ class RewrapOp:
     updates: tuple[WrappedKey, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectOp:
+    """The secret of ``user_id``'s audit pseudonym, set to ``secret`` first if it has none
+    (the first writer wins, across processes); the result is the stored secret."""
+
+    user_id: str
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EraseOp:
+    """Erase a person (right to be forgotten): delete every record ``user_id`` created and
+    the records ``pattern_ids`` (their content, found by the core), with their search rows
+    and wrapped keys, and the secret of the user's audit pseudonym; the result is how many
+    records were deleted. When it returns, none of it is left in the store's files (the
+    SQLite store overwrites deleted rows, merges its search index and empties its WAL)."""
+
+    user_id: str
+    pattern_ids: tuple[str, ...] = ()
+
+
 #: Every change a store makes is one of these values, handed to :meth:`LongTermStore.write`:
 #: a store may queue, batch and reorder nothing but what they say.
-WriteOp = InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp
+WriteOp = InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp | SubjectOp | EraseOp
 
 
 @runtime_checkable
@@ -195,12 +216,15 @@ class LongTermStore(Protocol):
     async def write(self, op: InsertOp | DeleteOp) -> bool: ...
 
     @overload
-    async def write(self, op: IndexOp | PurgeOp | RewrapOp) -> int: ...
+    async def write(self, op: IndexOp | PurgeOp | RewrapOp | EraseOp) -> int: ...
 
     @overload
     async def write(self, op: MetaOp) -> str: ...
 
-    async def write(self, op: WriteOp) -> bool | int | str:
+    @overload
+    async def write(self, op: SubjectOp) -> bytes: ...
+
+    async def write(self, op: WriteOp) -> bool | int | str | bytes:
         """Execute one write durably and return its result (see each operation). Concurrent
         writes may share a transaction (group commit); each caller gets its own result or
         error."""
@@ -229,6 +253,11 @@ class LongTermStore(Protocol):
 
     async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
         """Records stored before search existed, without an index entry, by id."""
+        ...
+
+    async def subject_secret(self, user_id: str) -> bytes | None:
+        """The secret of ``user_id``'s audit pseudonym (:class:`SubjectOp`), or None when it
+        has none (never seen, or erased)."""
         ...
 
     async def health(self) -> dict[str, Any]: ...

@@ -22,6 +22,7 @@ from attune.errors import AuditLogError, LongTermUnavailableError
 from attune.memory.long_term import sqlite_outbox, sqlite_search
 from attune.memory.long_term.protocol import (
     DeleteOp,
+    EraseOp,
     IndexOp,
     InsertOp,
     JournalWrite,
@@ -29,6 +30,7 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    SubjectOp,
     WriteOp,
 )
 from attune.memory.long_term.sqlite_outbox import Pending
@@ -123,7 +125,10 @@ def run_batch(
     return outcomes, audited
 
 
-def execute(db: sqlite3.Connection, op: IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp) -> Any:
+def execute(
+    db: sqlite3.Connection,
+    op: IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp | SubjectOp | EraseOp,
+) -> Any:
     """One write other than an insert, inside the batch's transaction."""
     if isinstance(op, MetaOp):
         db.execute(
@@ -172,7 +177,32 @@ def execute(db: sqlite3.Connection, op: IndexOp | MetaOp | DeleteOp | PurgeOp | 
             )
             changed += cursor.rowcount
         return changed
+    if isinstance(op, SubjectOp):
+        db.execute(
+            "INSERT INTO audit_subjects (user_id, secret) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO NOTHING",
+            (op.user_id, op.secret),
+        )
+        row = db.execute(
+            "SELECT secret FROM audit_subjects WHERE user_id = ?", (op.user_id,)
+        ).fetchone()
+        return bytes(row[0])
+    if isinstance(op, EraseOp):
+        return _erase(db, op)
     raise TypeError(f"not a long-term write: {type(op).__name__}")
+
+
+def _erase(db: sqlite3.Connection, op: EraseOp) -> int:
+    """A user's records, the records named, and the user's pseudonym secret (the
+    connection overwrites deleted rows: ``secure_delete``; the trigger drops search rows)."""
+    erased = len(
+        db.execute(
+            "DELETE FROM patterns WHERE created_by = ? RETURNING pattern_id", (op.user_id,)
+        ).fetchall()
+    )
+    erased += _delete_records(db, list(op.pattern_ids))
+    db.execute("DELETE FROM audit_subjects WHERE user_id = ?", (op.user_id,))
+    return erased
 
 
 def insert_run(
@@ -282,11 +312,15 @@ def _refuse(
             outcomes[i] = (None, error)
 
 
-def _delete_records(db: sqlite3.Connection, ids: list[str]) -> None:
+def _delete_records(db: sqlite3.Connection, ids: list[str]) -> int:
+    """Delete the records ``ids``; returns how many there were."""
+    deleted = 0
     for chunk in range(0, len(ids), ID_CHUNK):
         part = ids[chunk : chunk + ID_CHUNK]
         marks = ",".join("?" * len(part))
-        db.execute(f"DELETE FROM patterns WHERE pattern_id IN ({marks})", part)  # noqa: S608
+        cursor = db.execute(f"DELETE FROM patterns WHERE pattern_id IN ({marks})", part)  # noqa: S608
+        deleted += cursor.rowcount
+    return deleted
 
 
 def committed_error(exc: Exception, *, held: bool = True) -> Exception:

@@ -87,6 +87,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "WHEN old.search_rowid IS NOT NULL BEGIN "
         "DELETE FROM pattern_search WHERE rowid = old.search_rowid; END",
     ),
+    5: (
+        # The secret of each user's audit pseudonym (the audit log names users by it);
+        # erasing a user deletes it, and the log no longer links events to the person.
+        "CREATE TABLE IF NOT EXISTS audit_subjects ("
+        "user_id TEXT PRIMARY KEY, secret BLOB NOT NULL) WITHOUT ROWID",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

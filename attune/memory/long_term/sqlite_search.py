@@ -80,6 +80,21 @@ def write_rows(db: sqlite3.Connection, op: IndexOp) -> None:
     in_own_transaction(db, lambda db: execute(db, op))
 
 
+def compact(db: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Leave nothing of deleted records in the file (after an erasure, on the connection's
+    thread). Their rows are overwritten as they are deleted (``secure_delete``), but the
+    search index keeps a deleted record's terms in its segments until they are merged:
+    ``optimize`` merges them all (the pages it frees are overwritten too). Then the WAL,
+    which still holds the old pages, is checkpointed and truncated; readers of other
+    connections can hold it back, so it is retried until ``busy_timeout_s``."""
+    db.execute("INSERT INTO pattern_search (pattern_search) VALUES ('optimize')")
+    deadline = time.monotonic() + busy_timeout_s
+    while db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError("the WAL is held by other connections' readers")
+        time.sleep(0.01)
+
+
 def next_rowid(db: sqlite3.Connection) -> int:
     """The next free ``search_rowid`` (inside the batch's IMMEDIATE transaction, where
     nobody else writes)."""

@@ -47,6 +47,7 @@ from attune.memory.long_term import (
 from attune.memory.long_term.aiosqlite_compat import in_thread
 from attune.memory.long_term.protocol import (
     DeleteOp,
+    EraseOp,
     IndexOp,
     InsertOp,
     Journal,
@@ -54,6 +55,7 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    SubjectOp,
     WrappedKey,
     WriteOp,
 )
@@ -79,6 +81,7 @@ __all__ = [
 
 
 _T = TypeVar("_T")
+_WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
 #: A queued write that only asks for the pending search rows to be written.
 _FLUSH: Any = IndexOp(())
 
@@ -232,22 +235,35 @@ class SQLiteLongTermStore:
     async def write(self, op: InsertOp | DeleteOp) -> bool: ...
 
     @overload
-    async def write(self, op: IndexOp | PurgeOp | RewrapOp) -> int: ...
+    async def write(self, op: IndexOp | PurgeOp | RewrapOp | EraseOp) -> int: ...
 
     @overload
     async def write(self, op: MetaOp) -> str: ...
 
-    async def write(self, op: WriteOp) -> bool | int | str:
+    @overload
+    async def write(self, op: SubjectOp) -> bytes: ...
+
+    async def write(self, op: WriteOp) -> bool | int | str | bytes:
         """Queue ``op`` for the next group commit and return its result once durable."""
-        if not isinstance(op, InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp):
+        if not isinstance(op, _WRITE_OPS):
             raise TypeError(f"not a long-term write: {type(op).__name__}")
         conn = await self._conns.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.queue.append((op, fut))
         if conn.draining is None:
             conn.draining = asyncio.create_task(self._drain(conn))
-        result: bool | int | str = await fut
+        result: bool | int | str | bytes = await fut
+        if isinstance(op, EraseOp):
+            await self._leave_no_trace(conn)
         return result
+
+    async def _leave_no_trace(self, conn: _Connection) -> None:
+        """After an erasure: what its deleted rows left in the file goes too (see
+        :func:`sqlite_search.compact`)."""
+        try:
+            await in_thread(conn.db, sqlite_search.compact, self.busy_timeout_s)
+        except sqlite3.Error as exc:
+            raise self._unavailable("cannot compact", exc) from None
 
     async def _drain(self, conn: _Connection) -> None:
         try:
@@ -421,6 +437,10 @@ class SQLiteLongTermStore:
         # This loop's pending rows are about to be written, not missing: write them first.
         await self._flush_index(await self._conns.get())
         return await self._on_thread(sqlite_search.unindexed, after_id, limit)
+
+    async def subject_secret(self, user_id: str) -> bytes | None:
+        rows = await self._read("SELECT secret FROM audit_subjects WHERE user_id = ?", (user_id,))
+        return bytes(rows[0][0]) if rows else None
 
     async def _on_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """A read run as one function on the connection's thread (one hand-off)."""

@@ -142,7 +142,7 @@ class SecurityPipeline:
         return scrubbed, {str(k): int(v) for k, v in counts.items()}
 
     async def _guard(
-        self, action: Callable[[], T], *, user_id: str, tier: str, target_id: str, event: str
+        self, action: Callable[[], T], *, subject: str, tier: str, target_id: str, event: str
     ) -> T:
         try:
             return action()
@@ -150,7 +150,7 @@ class SecurityPipeline:
             await self.audit(
                 AuditEvent(
                     "security.violation",
-                    user_id,
+                    subject,
                     tier,
                     target_id,
                     outcome="blocked",
@@ -167,11 +167,12 @@ class SecurityPipeline:
         explicit: Classification | None,
         auto_classify: bool,
         *,
-        user_id: str,
+        subject: str,
         tier: str,
         target_id: str,
     ) -> Prepared:
-        """Steps 1-3 for a long-term write (persist or promote)."""
+        """Steps 1-3 for a long-term write (persist or promote); ``subject`` is the writer's
+        audit pseudonym (:mod:`.pseudonyms`)."""
 
         def run() -> Prepared:
             self._check_pattern_type(pattern_type)
@@ -184,12 +185,12 @@ class SecurityPipeline:
             return Prepared(clean["content"], clean["metadata"], decision, counts)
 
         prepared = await self._guard(
-            run, user_id=user_id, tier=tier, target_id=target_id, event="pattern.store"
+            run, subject=subject, tier=tier, target_id=target_id, event="pattern.store"
         )
         # Queued: the operation's final event follows and is awaited.
         decided = AuditEvent(
             "classification.decision",
-            user_id,
+            subject,
             tier,
             target_id,
             prepared.classification.value,
@@ -203,7 +204,7 @@ class SecurityPipeline:
         return prepared
 
     async def prepare_staged(
-        self, data: dict[str, Any], pattern_type: str, *, user_id: str, tier: str, staged_id: str
+        self, data: dict[str, Any], pattern_type: str, *, subject: str, tier: str, staged_id: str
     ) -> Prepared:
         """Steps 1-3 for a staged pattern, before anything reaches Redis."""
 
@@ -215,7 +216,7 @@ class SecurityPipeline:
             return Prepared(clean["content"], clean, decision, counts)
 
         return await self._guard(
-            run, user_id=user_id, tier=tier, target_id=staged_id, event="pattern.stage"
+            run, subject=subject, tier=tier, target_id=staged_id, event="pattern.stage"
         )
 
     def _classify(

@@ -48,6 +48,11 @@ class ShortTermStore(Protocol):
         """Milliseconds left, -1 for no expiry, None when the key does not exist."""
         ...
 
+    async def erase_agent(self, agent_id: str) -> int:
+        """Delete every working-data key of ``agent_id`` (its own keys only: never a whole
+        keyspace's worth); returns how many."""
+        ...
+
     async def stage(self, staged_id: str, payload: bytes, expires_at_ms: int) -> None:
         """Store a staged pattern and index it, atomically; it expires at ``expires_at_ms``."""
         ...

@@ -205,6 +205,21 @@ class RedisShortTermMemory:
         left: int = await self._call("PTTL", name)
         return None if left == -2 else left
 
+    async def erase_agent(self, agent_id: str) -> int:
+        pattern = self.keys.agent_pattern(agent_id)
+        erased = 0
+        cursor: int = 0
+        while True:
+            # One bounded round per page (a large keyspace takes many), each safe to repeat.
+            async def page(r: aioredis.Redis, at: int = cursor) -> tuple[int, int]:
+                following, names = await r.scan(at, match=pattern, count=_SCAN_COUNT)
+                return int(following), (await r.unlink(*names) if names else 0)
+
+            cursor, removed = await self._run(page, idempotent=True, command="SCAN")
+            erased += removed
+            if cursor == 0:
+                return erased
+
     # -- staging area ----------------------------------------------------------------------
 
     async def stage(self, staged_id: str, payload: bytes, expires_at_ms: int) -> None:
@@ -328,6 +343,10 @@ class RedisShortTermMemory:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+#: Keys a SCAN round looks at (Redis's hint): larger rounds, fewer round trips.
+_SCAN_COUNT = 1000
 
 
 def _check_url(url: str) -> None:

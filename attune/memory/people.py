@@ -1,0 +1,112 @@
+"""What attune keeps about a person, and how it forgets them: audit pseudonyms and erasure.
+
+The audit log names each agent by a keyed pseudonym (:mod:`.security.pseudonyms`), so it
+can be kept whole after a person asks to be forgotten. :meth:`PeopleData.erase_user`
+(STEWARD) removes everything a user wrote, in this order:
+
+1. their staged patterns (each claimed first, as a promotion claims it);
+2. their working data: only their own keys (the agent's hash tag), never a keyspace scan
+   of everyone's;
+3. their long-term records in every namespace: those they created, and those promoted
+   from a pattern they staged (found by the ``staged_by`` metadata every promotion
+   records), with search rows and wrapped keys; and the secret of their pseudonym, so
+   the log can no longer be linked to them. The store leaves no trace in its files.
+
+A validator's erasure removes the patterns it promoted too: its id is part of each
+(``created_by``, ``promoted_by``). Erase a user whose agents have stopped: an agent still
+running holds its pseudonym and would write it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from attune.memory import validation
+from attune.memory.core_parts import CoreParts
+from attune.memory.long_term.protocol import EraseOp
+from attune.memory.long_term.queries import Found, PatternQuery
+from attune.memory.search import entries
+from attune.memory.search.blind_index import BlindIndex
+from attune.memory.staging import StagingArea
+from attune.memory.types import Classification
+
+#: Records per page while looking for a user's promoted content.
+_PAGE = 1_000
+
+
+class PeopleData(CoreParts):
+    """The core's person-level operations (a mixin of ``AsyncUnifiedMemory``)."""
+
+    # What the core provides (see attune.memory.unified and attune.memory.reads).
+    _staging: Any
+    _search_index: Any
+    _backfill: Any
+
+    async def audit_pseudonym(self, user_id: str | None = None) -> str | None:
+        """The name the audit log gives ``user_id`` (default: this agent), to find their
+        events (``AuditLogger.query(user_id=...)``); None for a user never seen or
+        erased. Naming another user takes a STEWARD."""
+        if user_id is None or user_id == self.user_id:
+            await self._require("audit_pseudonym")
+            return self._audit_subject()
+        await self._require("audit_pseudonym_of_other")
+        user = validation.check_agent_id(user_id)
+        return await self._pseudonym_of(user, create=False)
+
+    async def erase_user(self, user_id: str) -> dict[str, Any]:
+        """Erase everything ``user_id`` wrote (the right to be forgotten; STEWARD only):
+        staged patterns, working data, long-term records in every namespace (with their
+        search index entries and keys) and the secret of their audit pseudonym.
+
+        Returns ``{"user_id", "patterns", "staged_patterns", "working_data",
+        "pseudonym_erased"}`` (counts, and whether the user had a pseudonym). Run it once
+        the user's agents have stopped; running it again is harmless."""
+        await self._require("erase_user")
+        user = validation.check_agent_id(user_id)
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
+        target = await self._pseudonym_of(user, create=False)
+        staging: StagingArea = self._staging()
+        staged = await staging.erase(await self.short_term.list_staged(0), user)
+        working = await self.short_term.erase_agent(user)
+        promoted = await self._promoted_from(user)
+        patterns = await self.long_term.write(EraseOp(user, promoted))
+        counts = {"patterns": patterns, "staged_patterns": staged, "working_data": working}
+        event = self._event("user.erase", target_id=target, details=counts)
+        if user == self.user_id:
+            self._subject = None  # its secret is gone: a new pseudonym from its next call
+        await self.pipeline.audit(event, done="the erasure")
+        return {"user_id": user, **counts, "pseudonym_erased": target is not None}
+
+    async def _promoted_from(self, user: str) -> tuple[str, ...]:
+        """The ids of records promoted from patterns ``user`` staged (whoever promoted
+        them), expired ones included, in every namespace."""
+        index: BlindIndex | None = await self._search_index()
+        await self._backfill(index)
+        wanted = {"staged_by": user}
+        found = await self._every(
+            PatternQuery(now_ms=0, namespace=None, facets=entries.facets(wanted, index))
+        )
+        ids = [f.record.pattern_id for f in found]
+        if index is not None and not self.config.search_index_sensitive:
+            # SENSITIVE records carry no facets then: their metadata is read instead.
+            sensitive = Classification.SENSITIVE.value
+            for f in await self._every(
+                PatternQuery(now_ms=0, namespace=None, classification=sensitive)
+            ):
+                _content, metadata = self.pipeline.unseal(f.record)
+                if metadata.get("staged_by") == user:
+                    ids.append(f.record.pattern_id)
+        return tuple(ids)
+
+    async def _every(self, query: PatternQuery) -> list[Found]:
+        """Every record ``query`` matches, page by page (newest first)."""
+        found: list[Found] = []
+        page = replace(query, limit=_PAGE)
+        while True:
+            batch = await self.long_term.find(page)
+            found += batch
+            if len(batch) < _PAGE:
+                return found
+            last = batch[-1].record
+            page = replace(page, after=(last.created_at_ms, last.pattern_id))
