@@ -215,3 +215,31 @@ def test_the_search_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
     for name in ("search_p50_ms", "linear_scan_p50_ms", "sensitive_p50_ms", "list_page_50_p50_ms"):
         assert figures[name] > 0, name
     assert figures["search_vs_scan"] > 1
+
+
+def test_the_erase_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
+    """``benchmarks/erase_scaling.py`` end to end on 300 records, 30 of them the user's: the
+    erasure it times removed exactly those (the script checks it, and says so here)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "benchmarks" / "erase_scaling.py"),
+            "--records",
+            "300",
+            "--user-records",
+            "30",
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "erase.json").read_text())
+    assert figures["user_records"] == 30
+    assert figures["erased"]["patterns"] == 30
+    assert figures["erased"]["staged_patterns"] == 20
+    assert figures["erased"]["working_data"] == 20
+    assert figures["erase_s"] > 0
