@@ -207,8 +207,8 @@ async def test_working_data_erasure_touches_only_that_agents_keys(
 async def test_promoted_sensitive_content_is_erased_without_search_tokens(
     key_prefix: str, storage_dir: Path
 ) -> None:
-    """With ``search_index_sensitive=False`` SENSITIVE records carry no metadata facets:
-    the erasure reads their metadata to find what the user staged."""
+    """With ``search_index_sensitive=False`` SENSITIVE records carry no word tokens, but
+    their metadata facets stay: the erasure still finds what the user staged."""
     config = MemoryConfig(
         redis_mock=True,
         storage_dir=storage_dir,
@@ -250,3 +250,26 @@ async def test_an_erased_agent_that_writes_again_gets_a_new_pseudonym(
         await steward.persist_pattern("A new note", "process")
         new = await steward.audit_pseudonym()
         assert new is not None and new != old
+
+
+async def test_a_promotion_whose_search_row_is_not_written_yet_is_erased(
+    mock_config: MemoryConfig,
+) -> None:
+    """Another process's new record has no search row for up to 50 ms: the erasure indexes
+    such records first, even on a memory object that searched (and backfilled) before."""
+    async with (
+        AsyncUnifiedMemory(ALICE, mock_config) as alice,
+        AsyncUnifiedMemory("bob", mock_config, access_tier="VALIDATOR") as bob,
+        AsyncUnifiedMemory("dpo", mock_config, access_tier="STEWARD") as steward,
+    ):
+        staged = await alice.stage_pattern({"content": "Rotate the pager weekly"}, "process")
+        promoted = (await bob.promote_pattern(staged))["pattern_id"]
+        assert await steward.search_patterns("pager")  # indexed; the steward has backfilled
+        with closing(sqlite3.connect(mock_config.storage_dir / DB_FILENAME)) as db, db:
+            (rowid,) = db.execute(
+                "SELECT search_rowid FROM patterns WHERE pattern_id = ?", (promoted,)
+            ).fetchone()
+            db.execute("UPDATE patterns SET search_rowid = NULL WHERE pattern_id = ?", (promoted,))
+            db.execute("DELETE FROM pattern_search WHERE rowid = ?", (rowid,))
+        assert (await steward.erase_user(ALICE))["patterns"] == 1
+        assert await steward.recall_pattern(promoted) is None

@@ -29,7 +29,6 @@ from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.staging import StagingArea
-from attune.memory.types import Classification
 
 #: Records per page while looking for a user's promoted content.
 _PAGE = 1_000
@@ -80,24 +79,17 @@ class PeopleData(CoreParts):
 
     async def _promoted_from(self, user: str) -> tuple[str, ...]:
         """The ids of records promoted from patterns ``user`` staged (whoever promoted
-        them), expired ones included, in every namespace."""
+        them), expired ones included, in every namespace: found by their ``staged_by``
+        facet, which every record carries whatever its classification (records another
+        process committed moments ago, whose search rows are not written yet, are indexed
+        first)."""
         index: BlindIndex | None = await self._search_index()
-        await self._backfill(index)
+        await self._backfill(index, again=True)
         wanted = {"staged_by": user}
         found = await self._every(
             PatternQuery(now_ms=0, namespace=None, facets=entries.facets(wanted, index))
         )
-        ids = [f.record.pattern_id for f in found]
-        if index is not None and not self.config.search_index_sensitive:
-            # SENSITIVE records carry no facets then: their metadata is read instead.
-            sensitive = Classification.SENSITIVE.value
-            for f in await self._every(
-                PatternQuery(now_ms=0, namespace=None, classification=sensitive)
-            ):
-                _content, metadata = self.pipeline.unseal(f.record)
-                if metadata.get("staged_by") == user:
-                    ids.append(f.record.pattern_id)
-        return tuple(ids)
+        return tuple(f.record.pattern_id for f in found)
 
     async def _every(self, query: PatternQuery) -> list[Found]:
         """Every record ``query`` matches, page by page (newest first)."""

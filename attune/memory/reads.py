@@ -272,9 +272,10 @@ class LongTermReads(CoreParts):
             self._search = (BlindIndex(ring.search_key(kid)),)
         return self._search[0]
 
-    async def _backfill(self, index: BlindIndex | None) -> None:
-        """Index records stored before search existed (once per memory object)."""
-        if self._indexed:
+    async def _backfill(self, index: BlindIndex | None, *, again: bool = False) -> None:
+        """Index records stored before search existed (once per memory object, unless
+        ``again``: then also records whose rows another process has not written yet)."""
+        if self._indexed and not again:
             return
         after = ""
         while page := await self.long_term.unindexed(after, _BACKFILL_PAGE):
