@@ -64,7 +64,9 @@ class _ThreadLoop:
         self.loop = asyncio.new_event_loop()
         self.lock = threading.Lock()
         _loop_locks[self.loop] = self.lock
-        finalizer = weakref.finalize(self, _release_thread_loop, self.loop)
+        finalizer = weakref.finalize(
+            self, _release_thread_loop, self.loop, threading.current_thread()
+        )
         finalizer.atexit = False  # at exit, threads are not waited for (see module doc)
 
 
@@ -74,6 +76,11 @@ def _thread_loop() -> _ThreadLoop:
         own = _ThreadLoop()
         _local.own = own
     return own
+
+
+def _thread_loop_parts() -> tuple[asyncio.AbstractEventLoop, threading.Lock]:
+    own = _thread_loop()
+    return own.loop, own.lock
 
 
 async def _run_on_idle_loop(
@@ -113,10 +120,15 @@ async def _run_on_idle_loop(
 set_idle_runner(_run_on_idle_loop)
 
 
-def _release_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """The finalizer of a thread's loop: runs in that thread as it ends (or where its
-    holder is replaced). The loop is run to close its connections on a helper thread:
-    the ending thread's own state is being torn down."""
+def _release_thread_loop(loop: asyncio.AbstractEventLoop, owner: threading.Thread) -> None:
+    """The finalizer of a thread's loop: runs in that thread (``owner``) as it ends, or
+    where its holder is replaced. The loop is run to close its connections on a helper
+    thread: the ending thread's own state is being torn down. The owner waits for it, so
+    a thread that ended has released everything. A finalizer that the garbage collector
+    runs in another thread does not wait: that thread may be a store's, in the middle of
+    a transaction whose lock the close needs (it waited out the busy timeout, 30 s). The
+    ident alone does not tell: a new thread reuses a dead one's at once; but the owner is
+    alive (its state not yet deleted) while its own finalizers run."""
     if sys.is_finalizing():
         return
     done = threading.Event()
@@ -126,6 +138,8 @@ def _release_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
     try:
         helper.start()
     except RuntimeError:  # the interpreter is shutting down
+        return
+    if threading.get_ident() != owner.ident or not owner.is_alive():
         return
     # Not helper.join(): it would look up current_thread(), which an ending thread no
     # longer is, and register a dummy thread for it.
@@ -195,9 +209,18 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
-        own = _thread_loop()
-        with own.lock:
-            return own.loop.run_until_complete(coro)
+        running = None
+    if running is None:
+        # The thread's loop is released when its holder (_ThreadLoop) dies with the
+        # thread. An error raised by the call keeps this frame alive in a reference cycle
+        # (asyncio's task holds the error, whose traceback holds the frames), so the frame
+        # holds the loop, never its holder: else the holder would be freed by the garbage
+        # collector, in whatever thread it runs (once a store's thread inside a
+        # transaction, which deadlocked until the busy timeout). For the same reason this
+        # runs outside the except block: the error would chain its RuntimeError.
+        loop, lock = _thread_loop_parts()
+        with lock:
+            return loop.run_until_complete(coro)
     if running is _portal_loop:  # called from the portal itself: it cannot wait on itself
         return _in_new_thread(coro)
     return asyncio.run_coroutine_threadsafe(coro, _portal()).result()

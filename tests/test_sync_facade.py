@@ -126,3 +126,50 @@ def test_plain_script_process(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == "PUBLIC"
     assert "Traceback" not in out.stderr
+
+
+def test_an_error_from_a_blocking_call_chains_nothing_of_the_runner(
+    mock_config: MemoryConfig,
+) -> None:
+    """The facade runs the call outside any ``except`` block of its own: an error raised by
+    the call carries no ``__context__`` from the runner, whose traceback would hold the
+    thread's event loop in a reference cycle (freed then by the garbage collector, in
+    whatever thread it runs: once a store's thread inside a transaction, which deadlocked
+    until the busy timeout)."""
+    memory = UnifiedMemory("agent", mock_config)
+    try:
+        with pytest.raises(ValidationError) as caught:
+            memory.recall_pattern("")
+        assert caught.value.__context__ is None
+    finally:
+        memory.close()
+
+
+def test_a_thread_that_ends_releases_its_loop_without_the_garbage_collector(
+    mock_config: MemoryConfig,
+) -> None:
+    import gc
+
+    from attune import _runner
+
+    memory = UnifiedMemory("agent", mock_config)
+    memory.persist_pattern("Warm up this thread's connections", "note")
+
+    def use() -> None:
+        memory.persist_pattern("Written from a thread of its own", "note")
+        with pytest.raises(ValidationError):
+            memory.recall_pattern("")  # an error on the way: no cycle either
+
+    loops = {id(o) for o in gc.get_objects() if isinstance(o, _runner._ThreadLoop)}
+    gc.disable()
+    try:
+        worker = threading.Thread(target=use)
+        worker.start()
+        worker.join()
+        left = [
+            o for o in gc.get_objects() if isinstance(o, _runner._ThreadLoop) and id(o) not in loops
+        ]
+        assert left == []  # freed by reference counting, in the thread, as it ended
+    finally:
+        gc.enable()
+        memory.close()
