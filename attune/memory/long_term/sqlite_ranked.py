@@ -3,9 +3,10 @@
 A page is read off FTS5's matches in rank order, a batch at a time: only those batches
 are joined to ``patterns`` and filtered, until the page is full or the matches run out.
 The plain query (:func:`full_page`) joined every match to its whole row and sorted them
-all: at 1,000,000 records its p50 was 25-42 ms; batched, about 6.6 ms
-(benchmarks/search_scaling.py). What is left grows with the number of matches: FTS5
-computes bm25 for each of them before it hands out the best (4 ms p50 of the 6.6).
+all: at 1,000,000 records a 2-word query's p50 was 23-24 ms (42 ms on another run);
+batched, 6 ms (benchmarks/search_scaling.py). What is left grows with the number of
+matches: FTS5 computes bm25 for every match before it hands out the best (4 ms of the 6
+at 1M, 0.47 ms at 100,000 records).
 
 A page is exactly the plain query's: the same records, order and scores. The stream is
 ordered by the same ``bm25()`` the plain query scores with, so a score is bit for bit
