@@ -188,26 +188,25 @@ def test_run_leaves_no_keys_and_no_scratch_files(
     assert not Path(result["settings"]["scratch_dir"]).exists()
 
 
-def test_the_search_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
-    """``benchmarks/search_scaling.py`` end to end on 300 records: every figure is there and
-    the scan it compares against really is slower than the indexed search."""
-    done = subprocess.run(
+def _search_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             str(Path(__file__).parents[1] / "benchmarks" / "search_scaling.py"),
-            "--records",
-            "300",
-            "--queries",
-            "20",
-            "--scans",
-            "1",
-            "--output",
-            str(tmp_path),
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def test_the_search_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
+    """``benchmarks/search_scaling.py`` end to end on 300 records: every figure is there and
+    the scan it compares against really is slower than the indexed search."""
+    done = _search_benchmark(
+        "--records", "300", "--queries", "20", "--scans", "1", "--output", str(tmp_path)
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads((tmp_path / "search.json").read_text())
@@ -243,3 +242,23 @@ def test_the_erase_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
     assert figures["erased"]["staged_patterns"] == 20
     assert figures["erased"]["working_data"] == 20
     assert figures["erase_s"] > 0
+
+
+def test_the_search_benchmark_fills_a_store_once_and_reuses_it(tmp_path: Path) -> None:
+    """``--store DIR``: the first run fills DIR, the next measures the same records without
+    filling again; a run asking for another size is refused."""
+    store, out = tmp_path / "store", tmp_path / "out"
+    common = ("--queries", "4", "--scans", "0", "--store", str(store), "--output", str(out))
+    first = _search_benchmark("--records", "100", *common)
+    assert first.returncode == 0, first.stderr
+    filled = json.loads((out / "search.json").read_text())
+    db = store / "patterns.db"
+    size = db.stat().st_size
+    again = _search_benchmark("--records", "100", *common)
+    assert again.returncode == 0, again.stderr
+    reused = json.loads((out / "search.json").read_text())
+    assert reused["fill_seconds"] == filled["fill_seconds"]
+    assert reused["linear_scan_p50_ms"] is None and reused["search_p50_ms"] > 0
+    assert db.stat().st_size == size  # nothing was added
+    other = _search_benchmark("--records", "200", *common)
+    assert other.returncode != 0 and "not 200 records" in other.stderr

@@ -9,6 +9,7 @@ A query's MATCH expression is built here from terms and tokens the core computed
 quoted as an FTS5 string: nothing of a user's text reaches FTS5 as syntax, so it cannot
 raise an FTS5 syntax error or change what is matched. Filters (namespace, type,
 classification, creator, time range, retention) are SQL conditions on ``patterns``.
+Pages of a query with a match are ranked in :mod:`.sqlite_ranked`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from attune.memory.long_term import sqlite_ranked
 from attune.memory.long_term.protocol import IndexOp, PatternRecord
 from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
 from attune.memory.long_term.sqlite_schema import COLUMNS, in_own_transaction, to_record
@@ -183,23 +185,7 @@ def find(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
     expression = match_expression(query.match, query.facets)
     if query.match is not None:
         assert expression is not None
-        # bm25() is lower for better matches; the score handed out is its negation.
-        sql = (
-            f"SELECT {_RECORD}, -bm25(pattern_search) AS score "  # noqa: S608
-            "FROM pattern_search JOIN patterns p ON p.search_rowid = pattern_search.rowid "
-            f"WHERE pattern_search MATCH ? AND {' AND '.join(where)}"
-        )
-        args = [expression, *args]
-        if query.after is not None:
-            sql = f"SELECT * FROM ({sql}) WHERE score < ? OR (score = ? AND pattern_id > ?)"  # noqa: S608
-            args += [query.after[0], query.after[0], query.after[1]]
-            order = "score DESC, pattern_id"
-        else:
-            order = "score DESC, p.pattern_id"
-        sql += f" ORDER BY {order} LIMIT ?"
-        args.append(query.limit)
-        rows = db.execute(sql, args).fetchall()
-        return [Found(to_record(row[:-1]), float(row[-1])) for row in rows]
+        return sqlite_ranked.find_ranked(db, query, expression, where, args, _RECORD)
     if expression is not None:  # facets only: a filter on the indexed records
         where.append(
             "p.search_rowid IN (SELECT rowid FROM pattern_search WHERE pattern_search MATCH ?)"

@@ -1,0 +1,195 @@
+"""Ranked search pages taken from FTS5's best matches in batches are exactly the plain
+query's: the same records, order and scores, ties by id, page after page.
+
+A seeded corpus of a few thousand records, written straight into a store's tables, with
+few distinct words (so matches tie in large groups) and filters that keep few matches (a
+rare namespace, type, classification or creator, time windows, expired records)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from attune.memory.long_term import PatternRecord, sqlite_ranked, sqlite_search
+from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
+from attune.memory.long_term.sqlite_schema import INSERT, MIGRATIONS, params
+
+NOW = 1_000_000
+WORDS = [f"w{n}" for n in range(30)]
+RECORDS = 3000
+
+
+def _token(word: str) -> str:
+    """A stand-in blind-index token: 16 hex characters, one per word."""
+    return hashlib.sha256(word.encode()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+    """The corpus: a third plaintext, the rest tokens; words by a Zipf law."""
+    rng = random.Random(7)
+    path: Path = tmp_path_factory.mktemp("ranked") / "ranked.db"
+    with closing(sqlite3.connect(path)) as conn:
+        for version in sorted(MIGRATIONS):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+        weights = [1 / rank for rank in range(1, len(WORDS) + 1)]
+        rows = []
+        for n in range(RECORDS):
+            words = rng.choices(WORDS, weights=weights, k=rng.choice((6, 6, 6, 8)))
+            encrypted = n % 3 != 0
+            record = PatternRecord(
+                pattern_id=f"pat_{rng.getrandbits(40):010x}",
+                pattern_type="rare" if n % 50 == 0 else ("a", "b")[n % 2],
+                classification=("PUBLIC", "INTERNAL", "SENSITIVE")[n % 3],
+                created_by="solo" if n % 97 == 0 else "agent",
+                created_at_ms=rng.randrange(0, 1000),
+                expires_at_ms=rng.choice((None, None, None, NOW - 1, NOW + 1)),
+                metadata_json="{}",
+                content=b"x",
+                encrypted=encrypted,
+                namespace="small" if n % 40 == 0 else "default",
+            )
+            conn.execute(INSERT, params(record))
+            conn.execute(
+                "UPDATE patterns SET search_rowid = ? WHERE pattern_id = ?", (n + 1, record[0])
+            )
+            entry = (
+                SearchEntry(tokens=tuple(_token(w) for w in words), facets=(f"f{n % 4}",))
+                if encrypted
+                else SearchEntry(words=tuple(words), facets=(f"f{n % 4}",))
+            )
+            rows.append((n + 1, entry))
+        sqlite_search.add_rows(conn, rows)
+        conn.commit()
+        yield conn
+
+
+def _match(*phrases: tuple[str, ...]) -> Match:
+    return Match(words=phrases, tokens=tuple(tuple(_token(w) for w in p) for p in phrases))
+
+
+#: Filters that keep most, some or very few of the matches.
+FILTERS: list[dict[str, object]] = [
+    {},
+    {"namespace": None},
+    {"namespace": "small"},
+    {"pattern_type": "rare"},
+    {"classification": "SENSITIVE"},
+    {"classification": "PUBLIC", "namespace": "small"},
+    {"created_by": "solo"},
+    {"since_ms": 990},
+    {"since_ms": 300, "until_ms": 310},
+    {"facets": (("f1", "f2"),)},
+    {"namespace": "nowhere"},
+]
+MATCHES = [
+    _match(("w0",)),
+    _match(("w0",), ("w1",)),
+    _match(("w3",), ("w17",)),
+    _match(("w29",)),
+    _match(("w2", "w5")),
+    _match(("nothing",)),
+]
+
+
+def _plain(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
+    where, args = sqlite_search._filters(query)
+    expression = sqlite_search.match_expression(query.match, query.facets)
+    assert expression is not None
+    return sqlite_ranked.full_page(db, query, expression, where, args, sqlite_search._RECORD)
+
+
+def _queries() -> Iterator[PatternQuery]:
+    for match in MATCHES:
+        for filters in FILTERS:
+            for limit in (1, 7, 11, 50):
+                yield PatternQuery(now_ms=NOW, match=match, limit=limit, **filters)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("first", "most", "keep"),
+    [
+        (sqlite_ranked.FIRST_BATCH, sqlite_ranked.MAX_CANDIDATES, sqlite_ranked.PROBE_KEEP),
+        (1, 10**9, 0),
+        (2, 40, 0),
+        (2, 10**9, 10**9),
+    ],
+    ids=["defaults", "batches-to-the-end", "plain-query-past-max", "plain-query-when-thin"],
+)
+def test_a_ranked_page_is_the_plain_querys_page(
+    db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, first: int, most: int, keep: int
+) -> None:
+    """Records, order and scores equal the plain query's, for every match, filter and
+    limit; with tiny batches (ties cross batch edges), and with the plain query taking
+    over past the most matches read or after the probe."""
+    monkeypatch.setattr(sqlite_ranked, "FIRST_BATCH", first)
+    monkeypatch.setattr(sqlite_ranked, "MAX_CANDIDATES", most)
+    monkeypatch.setattr(sqlite_ranked, "PROBE_KEEP", keep)
+    nonempty = 0
+    for query in _queries():
+        page = sqlite_search.find(db, query)
+        assert page == _plain(db, query), query
+        nonempty += bool(page)
+    assert nonempty > len(MATCHES) * len(FILTERS) * 2  # the corpus does match
+
+
+@pytest.mark.parametrize("first", [sqlite_ranked.FIRST_BATCH, 1])
+def test_pages_joined_by_cursors_are_the_whole_ordered_result(
+    db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, first: int
+) -> None:
+    """Following ``after`` page by page gives every live match once, best first, ties by
+    id: the plain query's full result (a tie group much larger than a page included)."""
+    monkeypatch.setattr(sqlite_ranked, "FIRST_BATCH", first)
+    monkeypatch.setattr(sqlite_ranked, "PROBE_KEEP", 0)  # batches all the way
+    tied = 0
+    for match in MATCHES[:3]:
+        for filters in FILTERS[:8]:
+            whole = _plain(db, PatternQuery(now_ms=NOW, match=match, limit=10**6, **filters))  # type: ignore[arg-type]
+            paged: list[Found] = []
+            query = PatternQuery(now_ms=NOW, match=match, limit=41, **filters)  # type: ignore[arg-type]
+            while True:
+                page = sqlite_search.find(db, query)
+                assert page == _plain(db, query)
+                paged += page
+                if len(page) < query.limit:
+                    break
+                last = page[-1]
+                assert last.score is not None
+                query = replace(query, after=(last.score, last.record.pattern_id))
+            assert paged == whole, (match, filters)
+            tied += len(whole) - len({found.score for found in whole})
+    assert tied > 1000  # ties are common
+
+
+def test_scores_tie_in_groups_larger_than_a_batch(db: sqlite3.Connection) -> None:
+    """The corpus really exercises ties across batch edges."""
+    query = PatternQuery(now_ms=NOW, match=MATCHES[0], limit=10**6, namespace=None)
+    scores = [found.score for found in _plain(db, query)]
+    assert max(scores.count(score) for score in set(scores)) > 2 * sqlite_ranked.FIRST_BATCH
+
+
+def test_matches_reach_their_records_by_index_never_by_a_filters_index(
+    db: sqlite3.Connection,
+) -> None:
+    """Batches and the probe go from each match to its record (by the search_rowid index,
+    then the primary key), never walk a filter's index instead (a namespace index would
+    read most of the table)."""
+    query = PatternQuery(now_ms=NOW, match=MATCHES[0], pattern_type="a", created_by="agent")
+    where, args = sqlite_search._filters(query)
+
+    def plan(sql: str, *params: object) -> str:
+        return " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+    assert "COVERING INDEX patterns_search_rowid" in plan(sqlite_ranked.IDS, "[1]")
+    joined = plan(sqlite_ranked.join_sql(where, sqlite_search._RECORD), '["x"]', *args)
+    assert "PRIMARY KEY (pattern_id=?)" in joined, joined
+    probed = plan(sqlite_ranked.probe_sql(where), '"w0"', 10, *args)
+    assert "patterns_search_rowid" in probed, probed
