@@ -532,3 +532,15 @@ def test_progress_bar_draws_on_a_terminal_past_the_threshold() -> None:
     bar(PROGRESS_THRESHOLD + 100, PROGRESS_THRESHOLD + 100)
     bar.stop()
     assert bar.started and "Exporting" in screen.getvalue()
+
+
+def test_stored_text_is_shown_as_text_not_markup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
+    with UnifiedMemory("writer", config) as memory:
+        stored = memory.persist_pattern("Wrap [bold]names[/bold] in [brackets]", "note")
+    assert main(["list", "--storage-dir", str(tmp_path)]) == 0
+    assert "Wrap [bold]names[/bold] in [brackets]" in capsys.readouterr().out
+    assert main(["show", stored["pattern_id"], "--storage-dir", str(tmp_path)]) == 0
+    assert "Wrap [bold]names[/bold] in [brackets]" in capsys.readouterr().out

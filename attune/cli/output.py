@@ -106,7 +106,7 @@ class Output:
         if not self._live:
             yield
             return
-        with self.err.status(text):
+        with self.err.status(Text(text)):
             yield
 
     @contextlib.contextmanager
@@ -208,15 +208,20 @@ def patterns_table(
 
 def fields_table(fields: Mapping[str, Any], title: str | None = None) -> Table:
     """One thing's fields, a row each (show, health, the counts of a command)."""
-    table = Table(box=box.ROUNDED, show_header=False, title=title, title_justify="left")
+    table = Table(
+        box=box.ROUNDED,
+        show_header=False,
+        title=None if title is None else cell(title),
+        title_justify="left",
+    )
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for name, value in fields.items():
         if isinstance(value, bool):
             shown = Text(str(value).lower(), style="green" if value else "red")
-            table.add_row(name, shown)
+            table.add_row(cell(name), shown)
         else:
-            table.add_row(name, cell(value))
+            table.add_row(cell(name), cell(value))
     return table
 
 
