@@ -378,6 +378,8 @@ class Harness:
         "path": lambda h: h.fresh_export(),
         # A user who wrote nothing (erase_user, audit_pseudonym).
         "user_id": "someone-else",
+        # No callback (a callable one is tested in test_export_import and test_cli).
+        "progress": None,
     }
 
     def __init__(self, config: MemoryConfig, *, blocking: bool) -> None:

@@ -1,16 +1,46 @@
-"""The console entry point: ``attune demo`` and ``attune health``."""
+"""The ``attune`` command: readable tables by default, one JSON document with ``--json``,
+global options before or after the subcommand, exit codes, and the progress callbacks of
+the core that its progress bars draw from."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from attune.cli import main
+from attune.errors import ValidationError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
+from attune.memory.long_term.sqlite_schema import COLUMNS
+from attune.memory.long_term.sqlite_store import DB_FILENAME
+
+#: The start of every ANSI escape sequence (colour, cursor movement).
+ESC = "\x1b"
+
+
+@pytest.fixture(autouse=True)
+def _plain_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No variable of the caller's shell forces colour or a width on the captured output."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _rows(config: MemoryConfig) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(config.storage_dir / DB_FILENAME)) as db:
+        return list(db.execute(f"SELECT {COLUMNS} FROM patterns ORDER BY pattern_id"))
 
 
 def test_demo_runs_the_documented_workflow(
@@ -34,9 +64,13 @@ def test_demo_runs_the_documented_workflow(
 
 
 def test_health_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["health", "--storage-dir", str(tmp_path)]) == 0
+    assert main(["health", "--json", "--storage-dir", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["short_term"]["available"] is True
+    assert main(["health", "--storage-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "short-term" in out and "long-term" in out and "fakeredis" in out
+    assert "healthy" in out and ESC not in out
 
 
 def test_bad_configuration_is_reported_not_raised(
@@ -55,6 +89,11 @@ def test_console_script_installed(tmp_path: Path) -> None:
     out = subprocess.run([str(exe), "demo"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "PROMOTED" in out.stdout
+    piped = subprocess.run(
+        [str(exe), "--json", "list"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert len(json.loads(piped.stdout)["results"]) == 4  # a pipe gets the bare document
 
 
 def test_audit_verify_command_detects_tampering(
@@ -83,11 +122,18 @@ def test_keys_generate_and_rotate(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert len(base64.b64decode(capsys.readouterr().out.strip())) == 32
     assert main(["demo", "--storage-dir", str(tmp_path)]) == 0
     capsys.readouterr()
-    assert main(["keys", "rotate", "--storage-dir", str(tmp_path)]) == 0
+    assert main(["keys", "rotate", "--json", "--storage-dir", str(tmp_path)]) == 0
     rotated = json.loads(capsys.readouterr().out)
     assert rotated["key_id"].startswith("k_") and rotated["rewrapped"] >= 1
-    assert main(["purge", "--storage-dir", str(tmp_path)]) == 0
+    assert main(["keys", "rotate", "--storage-dir", str(tmp_path)]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("New master key k_") and f"re-wrapped {rotated['rewrapped']}" in line
+    assert main(["--json", "purge", "--storage-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == {"purged": 0}
+    assert main(["purge", "--storage-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "Purged 0 expired pattern(s).\n"
+    assert main(["keys", "generate", "--json"]) == 0
+    assert len(base64.b64decode(json.loads(capsys.readouterr().out)["master_key"])) == 32
 
 
 def test_export_and_import_between_two_storage_dirs(
@@ -97,89 +143,404 @@ def test_export_and_import_between_two_storage_dirs(
     assert main(["demo", "--storage-dir", str(source)]) == 0
     capsys.readouterr()
     out = tmp_path / "backup.jsonl"
-    assert main(["export", "--storage-dir", str(source), "--out", str(out)]) == 0
+    assert main(["--json", "export", "--storage-dir", str(source), "--out", str(out)]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["file"] == str(out) and manifest["namespace"] == "*"
     assert manifest["records"] >= 2 and manifest["by_classification"]["SENSITIVE"] >= 1
     assert (tmp_path / "backup.jsonl.manifest.json").exists()
     monkeypatch.setenv("ATTUNE_KEY_FILE", str(source / "master.key"))  # the same master key
-    assert main(["import", str(out), "--storage-dir", str(target)]) == 0
+    assert main(["import", str(out), "--storage-dir", str(target), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result == {"imported": manifest["records"], "skipped": 0, "expired": 0}
     assert main(["import", str(out), "--storage-dir", str(target)]) == 0
-    assert json.loads(capsys.readouterr().out)["skipped"] == manifest["records"]
+    assert capsys.readouterr().out == (
+        f"Imported 0 record(s); skipped {manifest['records']} already stored, "
+        "0 past their retention.\n"
+    )
     out.write_bytes(out.read_bytes().replace(b"pat_", b"pbt_", 1))
-    assert main(["import", str(out), "--storage-dir", str(target)]) == 2
-    assert "sha256" in capsys.readouterr().err
+    assert main(["import", str(out), "--storage-dir", str(target), "--json"]) == 2
+    failed = capsys.readouterr()
+    assert "sha256" in failed.err and failed.out == ""  # an error: nothing on stdout
 
 
 def test_export_defaults_to_a_timestamped_file_here(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "--storage-dir", str(tmp_path / "store"), "--namespace", "default"]) == 0
+    store = ["--storage-dir", str(tmp_path / "store")]
+    assert main(["export", *store, "--namespace", "default", "--json"]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["file"].startswith("attune-export-") and manifest["records"] == 0
     assert (tmp_path / manifest["file"]).read_bytes() == b""
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> Any:
+    """The one JSON document a ``--json`` command printed (json.loads refuses any more)."""
+    captured = capsys.readouterr()
+    assert ESC not in captured.out
+    return json.loads(captured.out)
 
 
 def test_search_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     storage = ["--storage-dir", str(tmp_path)]
     assert main(["demo", *storage]) == 0
     capsys.readouterr()
-    assert main(["list", "--limit", "1", *storage]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(lines) == 2 and lines[-1]["next_cursor"]  # one result, then the cursor
-    first = lines[0]
-    assert main(["list", "--limit", "1", "--cursor", lines[-1]["next_cursor"], *storage]) == 0
-    second = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert main(["list", "--limit", "1", "--json", *storage]) == 0
+    page = _json(capsys)
+    assert set(page) == {"results", "next_cursor"}
+    assert len(page["results"]) == 1 and page["next_cursor"]
+    first = page["results"][0]
+    assert main(["list", "--limit", "1", "--cursor", page["next_cursor"], "--json", *storage]) == 0
+    second = _json(capsys)["results"][0]
     assert second["pattern_id"] != first["pattern_id"]
     word = first["content"].split()[-1].strip(".,;")
-    assert main(["search", word, *storage]) == 0
-    found = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert main(["--json", "search", word, *storage]) == 0
+    found = _json(capsys)["results"]
     assert first["pattern_id"] in [r["pattern_id"] for r in found]
     assert all("score" in r for r in found)
-    assert main(["show", first["pattern_id"], *storage]) == 0
-    assert json.loads(capsys.readouterr().out)["content"] == first["content"]
+    assert main(["show", first["pattern_id"], "--json", *storage]) == 0
+    assert _json(capsys)["content"] == first["content"]
+    assert main(["show", "pat_missing", "--json", *storage]) == 1
+    missing = capsys.readouterr()
+    assert json.loads(missing.out) is None and "no pattern" in missing.err
     assert main(["show", "pat_missing", *storage]) == 1
-    assert "no pattern" in capsys.readouterr().err
+    missing = capsys.readouterr()
+    assert missing.out == "" and "no pattern" in missing.err
     assert main(["search", "the and", *storage]) == 2  # no searchable word: a clear error
     assert "no words" in capsys.readouterr().err
-    assert main(["list", "--namespace", "other", *storage]) == 0  # another namespace: empty
-    assert capsys.readouterr().out.splitlines() == ['{"next_cursor": null}']
-    assert main(["list", "--namespace", "*", "--limit", "1", *storage]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["list", "--namespace", "other", "--json", *storage]) == 0  # empty
+    assert _json(capsys) == {"results": [], "next_cursor": None}
+    assert main(["list", "--namespace", "*", "--limit", "1", "--json", *storage]) == 0
+    assert len(_json(capsys)["results"]) == 1
+
+
+def test_tables_for_people(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --json: tables with the ids and values, a line for the next page, no
+    colour codes when the output is not a terminal."""
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    assert main(["list", "--limit", "100", "--json", *storage]) == 0
+    patterns = _json(capsys)["results"]
+    assert main(["list", "--limit", "100", *storage]) == 0
+    table = capsys.readouterr().out
+    assert ESC not in table
+    header = table.splitlines()[0].split()
+    assert header[:4] == ["id", "type", "classification", "namespace"]
+    assert "creator" in header and "content" in header
+    for pattern in patterns:
+        row = next(line for line in table.splitlines() if pattern["pattern_id"] in line)
+        for field in ("pattern_type", "classification", "namespace", "created_by"):
+            assert pattern[field] in row
+        assert pattern["created_at"][:10] in row
+        assert pattern["content"][:30] in row
+    assert "--cursor" not in table  # one page holds them all
+
+    assert main(["list", "--limit", "1", *storage]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("More: run it again with --cursor c1.")
+    cursor = lines[-1].rsplit(" ", 1)[-1]
+    assert main(["list", "--limit", "1", "--cursor", cursor, *storage]) == 0
+    assert patterns[1]["pattern_id"] in capsys.readouterr().out
+
+    word = patterns[0]["content"].split()[-1].strip(".,;")
+    assert main(["search", word, *storage]) == 0
+    table = capsys.readouterr().out
+    assert ESC not in table and "score" in table.splitlines()[0]
+    assert patterns[0]["pattern_id"] in table
+
+    assert main(["show", patterns[0]["pattern_id"], *storage]) == 0
+    panel = capsys.readouterr().out
+    assert ESC not in panel
+    for field in ("pattern_id", "content", "classification", "created_by", "metadata"):
+        assert field in panel
+    assert patterns[0]["content"] in panel
+
+    assert main(["audit", "query", "--limit", "3", *storage]) == 0
+    table = capsys.readouterr().out
+    assert ESC not in table
+    assert table.splitlines()[0].split() == [
+        "ts", "(UTC)", "seq", "event", "user", "tier", "target", "outcome",
+    ]  # fmt: skip
+    assert len([line for line in table.splitlines() if line.startswith("20")]) == 3
+    assert main(["audit", "query", "--event", "no.such.event", *storage]) == 0
+    assert "No audit events match." in capsys.readouterr().out
+
+
+def test_narrow_terminal_tables_keep_every_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["list", "--json", *storage]) == 0
+    ids = [r["pattern_id"] for r in _json(capsys)["results"]]
+    assert main(["list", *storage]) == 0
+    table = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in table.splitlines())
+    assert all(pattern_id in table for pattern_id in ids)
+    assert main(["audit", "query", "--limit", "2", *storage]) == 0
+    assert all(len(line) <= 80 for line in capsys.readouterr().out.splitlines())
+
+
+def test_every_command_prints_one_json_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json: exactly one document on stdout, of the documented shape, for every command."""
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", "--json", *storage]) == 0
+    demo = capsys.readouterr()
+    assert set(json.loads(demo.out)) == {"staged", "promoted", "health"}
+    assert "PROMOTED" in demo.err  # its story goes to stderr
+    assert main(["health", "--json", *storage]) == 0
+    assert {"short_term", "long_term", "audit", "access_tier"} <= set(_json(capsys))
+    assert main(["list", "--json", *storage]) == 0
+    listed = _json(capsys)
+    assert set(listed) == {"results", "next_cursor"}
+    assert main(["search", "SQL", "--json", *storage]) == 0
+    assert set(_json(capsys)) == {"results", "next_cursor"}
+    assert main(["show", listed["results"][0]["pattern_id"], "--json", *storage]) == 0
+    assert _json(capsys)["pattern_id"] == listed["results"][0]["pattern_id"]
+    assert main(["audit", "verify", "--json", *storage]) == 0
+    verified = _json(capsys)
+    assert verified["ok"] is True and verified["lines_checked"] > 0
+    assert main(["audit", "query", "--json", *storage]) == 0
+    events = _json(capsys)
+    assert isinstance(events, list) and events and "event" in events[0]
+    out = tmp_path / "e.jsonl"
+    assert main(["export", "--out", str(out), "--json", *storage]) == 0
+    assert _json(capsys)["file"] == str(out)
+    assert main(["import", str(out), "--json", *storage]) == 0
+    assert set(_json(capsys)) == {"imported", "skipped", "expired"}
+    assert main(["purge", "--json", *storage]) == 0
+    assert _json(capsys) == {"purged": 0}
+    assert main(["keys", "rotate", "--json", *storage]) == 0
+    assert set(_json(capsys)) == {"key_id", "rewrapped"}
+    assert main(["keys", "generate", "--json"]) == 0
+    assert set(_json(capsys)) == {"master_key"}
+    assert main(["erase-user", "nobody", "--yes", "--json", *storage]) == 0
+    assert _json(capsys)["user_id"] == "nobody"
+
+
+def test_global_options_go_before_or_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = str(tmp_path)
+    assert main(["--storage-dir", storage, "demo"]) == 0
+    capsys.readouterr()
+    forms = [
+        ["--storage-dir", storage, "--json", "health"],
+        ["--json", "health", "--storage-dir", storage],
+        ["health", "--json", "--storage-dir", storage],
+        ["--storage-dir", storage, "health", "--json"],
+    ]
+    for argv in forms:
+        assert main(argv) == 0, argv
+        assert _json(capsys)["long_term"]["path"] == str(tmp_path / "patterns.db"), argv
+    for argv in (
+        ["--json", "--storage-dir", storage, "audit", "verify"],
+        ["audit", "--json", "verify", "--storage-dir", storage],
+        ["audit", "verify", "--json", "--storage-dir", storage],
+    ):
+        assert main(argv) == 0, argv
+        assert _json(capsys)["ok"] is True, argv
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    import attune
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"attune {attune.__version__}"
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "exit status" in text and "--json" in text
+    with pytest.raises(SystemExit) as exited:
+        main(["no-such-command"])
+    assert exited.value.code == 2  # a usage error
 
 
 def test_audit_query_by_user_and_erase_user(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    storage = ["--storage-dir", str(tmp_path)]
+    storage = ["--storage-dir", str(tmp_path), "--json"]
     assert main(["demo", *storage]) == 0
     capsys.readouterr()
     assert main(["list", "--namespace", "*", "--limit", "100", *storage]) == 0
-    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]
+    listed = _json(capsys)["results"]
     author = listed[0]["created_by"]
     theirs = [r["pattern_id"] for r in listed if r["created_by"] == author]
     assert main(["audit", "query", "--user", author, *storage]) == 0
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    events = _json(capsys)
     written = {"pattern.store", "pattern.promote"}
     assert {e["target_id"] for e in events if e["event"] in written} >= set(theirs)
     assert all(e["user_id"].startswith("u_") and author not in e["user_id"] for e in events)
     assert main(["audit", "query", "--user", author, "--limit", "1", *storage]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert len(_json(capsys)) == 1
 
     assert main(["erase-user", author, *storage]) == 2  # not confirmed: nothing erased
-    assert "--yes" in capsys.readouterr().err
+    refused = capsys.readouterr()
+    assert "--yes" in refused.err and refused.out == ""
     assert main(["show", theirs[0], "--namespace", "*", *storage]) == 0
     capsys.readouterr()
     assert main(["erase-user", author, "--yes", *storage]) == 0
-    erased = json.loads(capsys.readouterr().out)
+    erased = _json(capsys)
     # (and any pattern another agent promoted from one they staged)
     assert erased["patterns"] >= len(theirs) and erased["pseudonym_erased"] is True
     assert main(["show", theirs[0], "--namespace", "*", *storage]) == 1
     capsys.readouterr()
     assert main(["audit", "query", "--user", author, *storage]) == 0
-    assert capsys.readouterr().out == ""  # nothing links the log to them any more
+    assert _json(capsys) == []  # nothing links the log to them any more
     assert main(["erase-user", "bad id", "--yes", *storage]) == 2
     assert "invalid user_id" in capsys.readouterr().err
+    assert main(["erase-user", "someone", "--yes", "--storage-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("Erased user someone: 0 pattern(s)")
+
+
+# -- progress: the core's callbacks that the command's progress bars draw from -------------
+
+RECORDS = 600
+
+
+async def _seeded(config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("writer", config) as memory:
+        for start in range(0, RECORDS, 100):
+            await asyncio.gather(
+                *(
+                    memory.persist_pattern(f"Record number {n}", "note", "SENSITIVE")
+                    for n in range(start, start + 100)
+                )
+            )
+
+
+def _rising(calls: list[tuple[int, int | None]], total: int | None) -> None:
+    dones = [done for done, _ in calls]
+    assert dones[0] == 0 and dones[-1] == RECORDS
+    assert all(a < b for a, b in itertools.pairwise(dones)), dones
+    assert len(calls) >= 3  # more than one page or batch
+    assert {reported for _, reported in calls} == {total}
+
+
+async def test_progress_is_reported_with_rising_counts(
+    mock_config: MemoryConfig, tmp_path: Path
+) -> None:
+    await _seeded(mock_config)
+    out = tmp_path / "export.jsonl"
+    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
+        calls: list[tuple[int, int | None]] = []
+        manifest = await admin.export_patterns(out, progress=lambda d, t: calls.append((d, t)))
+        assert manifest["records"] == RECORDS
+        _rising(calls, RECORDS)
+        calls.clear()
+        rotated = await admin.rotate_keys(progress=lambda d, t: calls.append((d, t)))
+        assert rotated["rewrapped"] == RECORDS
+        _rising(calls, None)  # the total is not counted beforehand
+    other = MemoryConfig(
+        redis_mock=True,
+        storage_dir=tmp_path / "other",
+        key_prefix=mock_config.key_prefix + "other",
+        master_key_file=mock_config.storage_dir / "master.key",
+    )
+    async with AsyncUnifiedMemory("admin", other, access_tier="STEWARD") as admin:
+        calls.clear()
+        result = await admin.import_patterns(out, progress=lambda d, t: calls.append((d, t)))
+        assert result["imported"] == RECORDS
+        _rising(calls, RECORDS)
+
+
+def test_the_blocking_facade_reports_progress(mock_config: MemoryConfig, tmp_path: Path) -> None:
+    asyncio.run(_seeded(mock_config))
+    with UnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
+        calls: list[tuple[int, int | None]] = []
+        admin.export_patterns(tmp_path / "e.jsonl", progress=lambda d, t: calls.append((d, t)))
+        _rising(calls, RECORDS)
+
+
+@pytest.mark.parametrize("bad", ["print", 3, object(), ["a"]])
+async def test_a_bad_progress_is_refused_before_anything_is_written(
+    mock_config: MemoryConfig, tmp_path: Path, bad: Any
+) -> None:
+    await _seeded(mock_config)
+    out = tmp_path / "export.jsonl"
+    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
+        await admin.export_patterns(out)
+        keys = (mock_config.storage_dir / "master.key").read_bytes()
+        rows = _rows(mock_config)
+        with pytest.raises(ValidationError, match="progress"):
+            await admin.export_patterns(tmp_path / "again.jsonl", progress=bad)
+        with pytest.raises(ValidationError, match="progress"):
+            await admin.rotate_keys(progress=bad)
+        with pytest.raises(ValidationError, match="progress"):
+            await admin.import_patterns(out, progress=bad)
+        assert _listing(tmp_path) == [
+            "export.jsonl",
+            "export.jsonl.manifest.json",
+            mock_config.storage_dir.name,
+        ]
+        assert (mock_config.storage_dir / "master.key").read_bytes() == keys  # no new key
+        assert _rows(mock_config) == rows
+
+
+async def test_a_progress_callback_that_raises_is_logged_and_ignored(
+    mock_config: MemoryConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operation completes (and is audited) as if there were no callback; the callback
+    is not called again after it raised."""
+    await _seeded(mock_config)
+    calls: list[int] = []
+
+    def failing(done: int, total: int | None) -> None:
+        calls.append(done)
+        if done:
+            raise RuntimeError("the screen went away")
+
+    out = tmp_path / "export.jsonl"
+    async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
+        with caplog.at_level("WARNING", logger="attune.memory.progress"):
+            assert (await admin.export_patterns(out, progress=failing))["records"] == RECORDS
+        assert calls == [0, 500] and "RuntimeError" in caplog.text
+        assert len(out.read_bytes().splitlines()) == RECORDS
+        calls.clear()
+        assert (await admin.rotate_keys(progress=failing))["rewrapped"] == RECORDS
+        assert calls == [0, 500]
+        assert (await admin.import_patterns(out, progress=failing))["skipped"] == RECORDS
+    log = (mock_config.storage_dir / "audit.jsonl").read_text()
+    assert '"pattern.export"' in log and '"keys.rotate"' in log and '"pattern.import"' in log
+
+
+def test_progress_bar_draws_on_a_terminal_past_the_threshold() -> None:
+    """The command's bar starts only past a few hundred records, and draws on stderr."""
+    import io
+
+    from rich.console import Console
+
+    from attune.cli.output import PROGRESS_THRESHOLD, ProgressBar
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    small = ProgressBar(console, "Exporting")
+    small(0, 10)
+    small(10, 10)
+    small.stop()
+    assert not small.started and screen.getvalue() == ""
+    bar = ProgressBar(console, "Exporting")
+    bar(0, PROGRESS_THRESHOLD + 100)
+    bar(PROGRESS_THRESHOLD + 100, PROGRESS_THRESHOLD + 100)
+    bar.stop()
+    assert bar.started and "Exporting" in screen.getvalue()
+
+
+def test_stored_text_is_shown_as_text_not_markup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
+    with UnifiedMemory("writer", config) as memory:
+        stored = memory.persist_pattern("Wrap [bold]names[/bold] in [brackets]", "note")
+    assert main(["list", "--storage-dir", str(tmp_path)]) == 0
+    assert "Wrap [bold]names[/bold] in [brackets]" in capsys.readouterr().out
+    assert main(["show", stored["pattern_id"], "--storage-dir", str(tmp_path)]) == 0
+    assert "Wrap [bold]names[/bold] in [brackets]" in capsys.readouterr().out

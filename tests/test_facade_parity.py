@@ -302,7 +302,8 @@ def test_the_facade_methods_show_the_coroutines_signatures_and_docstrings() -> N
     assert EmpathyOS.persist_pattern.__doc__ == AsyncUnifiedMemory.persist_pattern.__doc__
     assert AsyncEmpathyOS.recall_pattern.__doc__ == AsyncUnifiedMemory.recall_pattern.__doc__
     assert str(inspect.signature(UnifiedMemory.rotate_keys)) == (
-        "(self, batch_size: 'int' = 500) -> 'dict[str, Any]'"
+        "(self, batch_size: 'int' = 500, *, progress: 'ProgressCallback | None' = None)"
+        " -> 'dict[str, Any]'"
     )
     assert inspect.signature(UnifiedMemory) == inspect.signature(AsyncUnifiedMemory)
     assert inspect.signature(EmpathyOS) == inspect.signature(AsyncEmpathyOS)

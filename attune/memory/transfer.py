@@ -38,6 +38,7 @@ from attune.memory import files, validation
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
+from attune.memory.progress import ProgressCallback, Reporter, check_progress
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
@@ -69,22 +70,36 @@ class PatternTransfer(CoreParts):
     _backfill: Callable[[Any], Awaitable[None]]
 
     async def export_patterns(
-        self, path: str | os.PathLike[str], *, namespace: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        namespace: str | None = None,
+        progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """Write this agent's namespace's live long-term records (``namespace``: another,
         or ``"*"`` for all) to ``path`` as JSON Lines, exactly as stored (encrypted
         records stay encrypted), and ``<path>.manifest.json`` (STEWARD only). An existing
         file is replaced. Returns the manifest: ``format``, ``records``, ``sha256``,
-        ``namespace``, ``exported_at``, ``by_classification``."""
+        ``namespace``, ``exported_at``, ``by_classification``.
+
+        ``progress(done, total)``, if given, is called with the records written so far
+        and how many there are, first with ``done=0`` and then after each page (see
+        :mod:`attune.memory.progress`: an exception it raises is logged and ignored)."""
         await self._require("export_patterns")
         target = _check_path(path)
+        report = Reporter(check_progress(progress), "export_patterns")
         scope = await self._scope(namespace)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         now = time.time_ns() // 1_000_000
+        total = None
+        if progress is not None:  # an estimate: a record may expire or arrive meanwhile
+            total = await self.long_term.count(PatternQuery(now_ms=now, namespace=scope))
         spool = await _io("write the export file", _Spool.open, target)
         try:
             counts = dict.fromkeys((c.value for c in Classification), 0)
             after: tuple[float, str] | None = None
+            done = 0
+            report(done, total)
             while True:
                 query = PatternQuery(now_ms=now, namespace=scope, limit=_PAGE, after=after)
                 page = await self.long_term.find(query)
@@ -97,6 +112,8 @@ class PatternTransfer(CoreParts):
                         counts.get(found.record.classification, 0) + 1
                     )
                 await _io("write the export file", spool.write, b"".join(lines))
+                done += len(page)
+                report(done, max(total, done) if total is not None else None)
                 last = page[-1].record
                 after = (float(last.created_at_ms), last.pattern_id)
             manifest = {
@@ -117,7 +134,9 @@ class PatternTransfer(CoreParts):
         await self.pipeline.audit(event, done="the export")
         return manifest
 
-    async def import_patterns(self, path: str | os.PathLike[str]) -> dict[str, int]:
+    async def import_patterns(
+        self, path: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+    ) -> dict[str, int]:
         """Insert the records of an export made by :meth:`export_patterns` (STEWARD only),
         each in the namespace it was exported from. The whole file is checked first (its
         manifest and digest, every line, that every record opens with this store's master
@@ -125,9 +144,15 @@ class PatternTransfer(CoreParts):
         does not open: the error its recall would raise, e.g. :class:`DecryptionError` when
         this store lacks its master key) and imports nothing. Returns ``imported``,
         ``skipped`` (ids already stored) and ``expired`` (records past their retention,
-        not imported)."""
+        not imported).
+
+        ``progress(done, total)``, if given, is called with the live records inserted or
+        skipped so far and how many there are, first with ``done=0`` and then after each
+        batch is written (see :mod:`attune.memory.progress`: an exception it raises is
+        logged and ignored)."""
         await self._require("import_patterns")
         source = _check_path(path)
+        report = Reporter(check_progress(progress), "import_patterns")
         data, manifest = await _io("read the export", _read_export, source)
         records = await asyncio.to_thread(_parse, data, manifest)
         for record in records:
@@ -137,10 +162,12 @@ class PatternTransfer(CoreParts):
         live = [r for r in records if r.expires_at_ms is None or r.expires_at_ms > now]
         imported = 0
         self._indexed = False  # whatever gets written, this object's next search indexes it
+        report(0, len(live))
         for start in range(0, len(live), _INSERT_CHUNK):
             chunk = live[start : start + _INSERT_CHUNK]
             results = await asyncio.gather(*(self.long_term.write(InsertOp(r)) for r in chunk))
             imported += sum(results)
+            report(start + len(chunk), len(live))
         if imported:  # indexed now, so every reader's search finds them
             await self._backfill(await self._search_index())
         counts = {

@@ -33,6 +33,7 @@ from attune.memory.long_term.protocol import (
     SubjectOp,
 )
 from attune.memory.people import PeopleData
+from attune.memory.progress import ProgressCallback, Reporter, check_progress
 from attune.memory.reads import LongTermReads, pattern_result
 from attune.memory.security import pseudonyms, randomness
 from attune.memory.security.audit import AuditEvent, Durability
@@ -405,21 +406,33 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
         await self.pipeline.audit(event, done="the purge")
         return purged
 
-    async def rotate_keys(self, batch_size: int = 500) -> dict[str, Any]:
+    async def rotate_keys(
+        self, batch_size: int = 500, *, progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
         """Make a new master key active and re-wrap every record's data key under it
         (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
-        staged patterns and backups remain readable. Returns the new key id and counts."""
+        staged patterns and backups remain readable. Returns the new key id and counts.
+
+        ``progress(done, None)``, if given, is called with the encrypted records handled
+        so far (their total is not counted beforehand), first with ``done=0`` and then
+        after each batch is written (see :mod:`attune.memory.progress`: an exception it
+        raises is logged and ignored)."""
         await self._require("rotate_keys")
         validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
+        report = Reporter(check_progress(progress), "rotate_keys")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         new_key_id = self.pipeline.cipher.ring.add_key()
         rewrapped = 0
         after = ""
+        done = 0
+        report(done, None)
         while page := await self.long_term.wrapped_keys(after, batch_size):
             updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
             if updates:
                 rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
             after = page[-1].pattern_id
+            done += len(page)
+            report(done, None)
         event = self._event("keys.rotate", details={"key_id": new_key_id, "rewrapped": rewrapped})
         await self.pipeline.audit(event, done="the key rotation")
         return {"key_id": new_key_id, "rewrapped": rewrapped}

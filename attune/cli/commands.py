@@ -1,0 +1,249 @@
+"""The ``attune`` subcommands: each returns its exit status and prints through
+:class:`~attune.cli.output.Output` (one JSON document with ``--json``, tables otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Any
+
+from attune.cli.output import Output, events_table, fields_table, patterns_table
+
+OK, NO, ERROR = 0, 1, 2
+_CLI_USER = "attune-cli"
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    command = args.command
+    if command == "demo":
+        return _demo(out)
+    if command == "health":
+        return _health(out)
+    if command in ("purge", "export", "import", "erase-user"):
+        return _transfer(args, out)
+    if command in ("search", "list", "show"):
+        return _read(args, out)
+    if command == "audit":
+        return _audit(args, out)
+    if command == "keys":
+        return _keys(args, out)
+    raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+
+def _steward() -> Any:
+    from attune import AccessTier, EmpathyOS
+
+    return EmpathyOS(user_id=_CLI_USER, access_tier=AccessTier.STEWARD)
+
+
+def _demo(out: Output) -> int:
+    from attune.demo import run as run_demo
+
+    if not out.as_json:
+        run_demo()
+        return OK
+    with contextlib.redirect_stdout(sys.stderr):  # its story to stderr, its result as JSON
+        result = run_demo()
+    out.document(result)
+    return OK
+
+
+def _health(out: Output) -> int:
+    from attune import AccessTier, EmpathyOS
+
+    with EmpathyOS(user_id=_CLI_USER, access_tier=AccessTier.OBSERVER) as agent:
+        report = agent.memory.health_check()
+    healthy = report["short_term"]["available"] and report["long_term"]["available"]
+    if out.as_json:
+        out.document(report)
+    else:
+        for tier in ("short_term", "long_term", "audit"):
+            out.table(fields_table(report[tier], title=tier.replace("_", "-")))
+        out.line(
+            f"environment {report['environment']}, as {report['user_id']} "
+            f"({report['access_tier']}): " + ("healthy" if healthy else "a tier is DOWN"),
+            style=None if healthy else "bold red",
+        )
+    return OK if healthy else NO
+
+
+def _transfer(args: argparse.Namespace, out: Output) -> int:
+    """purge, export, import, erase-user: STEWARD work with a count to tell."""
+    if args.command == "erase-user" and not args.yes:
+        out.error(
+            "erase-user deletes everything this user wrote and cannot be undone; "
+            "run it again with --yes"
+        )
+        return ERROR
+    with _steward() as agent:
+        memory = agent.memory
+        if args.command == "purge":
+            with out.status("Purging expired patterns…"):
+                result: dict[str, Any] = {"purged": memory.purge_expired()}
+            summary = f"Purged {result['purged']} expired pattern(s)."
+        elif args.command == "export":
+            from datetime import UTC, datetime
+
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            path = args.out or f"attune-export-{stamp}.jsonl"
+            with out.progress("Exporting") as progress:
+                manifest = memory.export_patterns(path, namespace=args.namespace, progress=progress)
+            result = {"file": path, **manifest}
+            counts = ", ".join(f"{n} {c}" for c, n in manifest["by_classification"].items())
+            summary = (
+                f"Exported {manifest['records']} record(s) ({counts}) of namespace "
+                f"{manifest['namespace']!r} to {path} (manifest: {path}.manifest.json)."
+            )
+        elif args.command == "import":
+            with out.progress("Importing") as progress:
+                result = memory.import_patterns(args.file, progress=progress)
+            summary = (
+                f"Imported {result['imported']} record(s); skipped {result['skipped']} "
+                f"already stored, {result['expired']} past their retention."
+            )
+        else:
+            with out.status(f"Erasing {args.user_id}…"):
+                result = memory.erase_user(args.user_id)
+            summary = (
+                f"Erased user {result['user_id']}: {result['patterns']} pattern(s), "
+                f"{result['staged_patterns']} staged pattern(s), {result['working_data']} "
+                "working-data key(s); audit pseudonym "
+                + ("erased." if result["pseudonym_erased"] else "not found.")
+            )
+    if out.as_json:
+        out.document(result)
+    else:
+        out.line(summary)
+    return OK
+
+
+def _keys(args: argparse.Namespace, out: Output) -> int:
+    if args.action == "generate":
+        from attune.memory.security.crypto import generate_master_key
+
+        key = generate_master_key()
+        if out.as_json:
+            out.document({"master_key": key})
+        else:
+            sys.stdout.write(key + "\n")  # the bare key, to paste or to pipe
+        return OK
+    with _steward() as agent, out.progress("Re-wrapping data keys") as progress:
+        result = agent.memory.rotate_keys(progress=progress)
+    if out.as_json:
+        out.document(result)
+    else:
+        out.line(
+            f"New master key {result['key_id']} active; "
+            f"re-wrapped {result['rewrapped']} data key(s)."
+        )
+    return OK
+
+
+def _audit(args: argparse.Namespace, out: Output) -> int:
+    """audit verify / query, on the configured log (or ``--log-file``)."""
+    from attune.memory.config import MemoryConfig
+    from attune.memory.security.audit import AuditLogger
+
+    path = args.log_file or MemoryConfig().audit_log_path
+    log = AuditLogger(log_file=path)
+    try:
+        if args.action == "verify":
+            result = log.verify()
+            if out.as_json:
+                out.document(
+                    {
+                        "ok": result.ok,
+                        "lines_checked": result.lines_checked,
+                        "files": result.files,
+                        "file": None if result.file is None else str(result.file),
+                        "line": result.line,
+                        "reason": result.reason,
+                        "head": result.head,
+                    }
+                )
+            else:
+                out.line(str(result), style="green" if result.ok else "bold red")
+            return OK if result.ok else NO
+        events = _events(args, log)
+        if out.as_json:
+            out.document(events)
+        elif events:
+            out.table(events_table(events, width=out.out.width))
+        else:
+            out.note("No audit events match.")
+        return OK
+    finally:
+        log.close()
+
+
+def _events(args: argparse.Namespace, log: Any) -> list[dict[str, Any]]:
+    names: list[str | None] = [None]
+    if args.user is not None:
+        with _steward() as agent:
+            pseudonym = agent.memory.audit_pseudonym(args.user)
+        # Lines written before pseudonyms named users in clear.
+        names = [args.user] if pseudonym is None else [pseudonym, args.user]
+    events = [
+        event
+        for name in names
+        for event in log.query(
+            user_id=name,
+            event_type=args.event,
+            outcome=args.outcome,
+            target_id=args.target,
+            since=args.since,
+            limit=args.limit,
+        )
+    ]
+    events.sort(key=lambda event: (str(event.get("ts", "")), int(event.get("seq", 0))))
+    if args.limit is not None:  # the most recent of both names together
+        events = events[len(events) - args.limit :] if args.limit else []
+    return events
+
+
+def _read(args: argparse.Namespace, out: Output) -> int:
+    """search / list / show: an OBSERVER of the namespace, a STEWARD to read another."""
+    from attune import AccessTier, EmpathyOS
+
+    own = args.namespace in (None, "*")
+    tier = AccessTier.STEWARD if args.namespace == "*" else AccessTier.OBSERVER
+    namespace = None if own else args.namespace
+    with EmpathyOS(user_id=_CLI_USER, access_tier=tier, namespace=namespace) as agent:
+        scope = "*" if args.namespace == "*" else None
+        if args.command == "show":
+            found = agent.memory.recall_pattern(args.pattern_id, namespace=scope)
+            if out.as_json:
+                out.document(found)
+            elif found is not None:
+                out.table(fields_table(found, title=args.pattern_id))
+            if found is None:
+                out.error(f"no pattern {args.pattern_id!r} here")
+                return NO
+            return OK
+        filters = {
+            "created_by": args.created_by,
+            "since": args.since,
+            "until": args.until,
+            "cursor": args.cursor,
+            "namespace": scope,
+        }
+        if args.command == "search":
+            page = agent.memory.search_patterns(
+                args.query, args.pattern_type, args.classification, args.limit, **filters
+            )
+        else:
+            page = agent.memory.list_patterns(
+                args.pattern_type, args.classification, args.limit, **filters
+            )
+    results = list(page)
+    if out.as_json:
+        out.document({"results": results, "next_cursor": page.next_cursor})
+        return OK
+    if results:
+        out.table(patterns_table(results, scored=args.command == "search", width=out.out.width))
+    else:
+        out.note("No patterns match.")
+    if page.next_cursor:
+        out.note(f"More: run it again with --cursor {page.next_cursor}")
+    return OK
