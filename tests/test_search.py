@@ -444,3 +444,41 @@ def test_a_record_written_on_a_loop_that_ended_is_found_from_the_next(
     pid = asyncio.run(first())
     assert asyncio.run(second()) == [pid]
     asyncio.run(mem.aclose())
+
+
+@pytest.mark.parametrize("classification", ["PUBLIC", "INTERNAL", "SENSITIVE"])
+async def test_a_classification_filter_gives_what_filtering_the_unfiltered_search_gives(
+    mock_config: MemoryConfig, classification: str
+) -> None:
+    """A PUBLIC- or SENSITIVE-only search leaves out the phrases in the form those records
+    are never stored in (plaintext words, blind-index tokens): the same records, in the same
+    order, with the same scores as the unfiltered search's records of that classification."""
+    async with _agent(mock_config) as mem:
+        for label in ("PUBLIC", "INTERNAL", "SENSITIVE"):
+            await _fill(mem, label)
+        for query in ("database", "user input templates", '"bulk inserts"', "retry jitter"):
+            everything = await mem.search_patterns(query, limit=100)
+            expected = [
+                (r["pattern_id"], r["score"])
+                for r in everything
+                if r["classification"] == classification
+            ]
+            only = await mem.search_patterns(query, classification=classification, limit=100)
+            assert [(r["pattern_id"], r["score"]) for r in only] == expected, query
+            assert expected  # every label holds the corpus: the comparison is not vacuous
+            counted = await mem.count_patterns(classification=classification)
+            assert counted == len(CORPUS)
+
+
+async def test_a_match_with_no_phrase_matches_nothing(mock_config: MemoryConfig) -> None:
+    """A SENSITIVE-only search where no query token exists (no master key: nothing is
+    encrypted) narrows to a match of no phrase: the store answers with nothing, never
+    with every record and never with an FTS5 syntax error."""
+    from attune.memory.long_term.queries import Match, PatternQuery
+
+    async with _agent(mock_config) as mem:
+        await _fill(mem, "PUBLIC")
+        empty = PatternQuery(now_ms=time.time_ns() // 1_000_000, match=Match(words=()))
+        assert await mem.long_term.find(empty) == []
+        assert await mem.long_term.count(empty) == 0
+        assert await mem.long_term.count(PatternQuery(now_ms=empty.now_ms)) == len(CORPUS)

@@ -210,7 +210,9 @@ class LongTermReads(CoreParts):
         store_query = PatternQuery(
             now_ms=time.time_ns() // 1_000_000,
             namespace=scope,
-            match=None if parsed_query is None else entries.match(parsed_query, index),
+            match=None
+            if parsed_query is None
+            else entries.narrowed(entries.match(parsed_query, index), label),
             pattern_type=kind,
             classification=label,
             created_by=creator,

@@ -35,11 +35,16 @@ class SearchEntry:
 class Match:
     """A search's phrases (a lone word is a phrase of one), as plaintext terms and as the
     tokens encrypted records are indexed by (the same phrases, in the same order; empty
-    when token search is off). A record matches if it holds any phrase, in either form;
-    holding more of them ranks it higher."""
+    when token search is off, or when the records asked for are all plaintext). A record
+    matches if it holds any phrase, in either form; holding more of them ranks it higher.
+    With no phrase in either form it matches nothing."""
 
     words: tuple[tuple[str, ...], ...]
     tokens: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.words or self.tokens)
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,6 +181,8 @@ _RECORD = ", ".join(f"p.{column.strip()}" for column in COLUMNS.split(","))
 
 def find(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
     """One page of ``query``'s results (on the connection's thread)."""
+    if query.match is not None and query.match.is_empty:
+        return []
     where, args = _filters(query)
     expression = match_expression(query.match, query.facets)
     if query.match is not None:
@@ -204,6 +206,8 @@ def find(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
 
 def count(db: sqlite3.Connection, query: PatternQuery) -> int:
     """How many live records ``query`` matches (its limit and ``after`` aside)."""
+    if query.match is not None and query.match.is_empty:
+        return 0
     where, args = _filters(query)
     expression = match_expression(query.match, query.facets)
     if expression is not None:
