@@ -62,7 +62,11 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]
                 "UPDATE patterns SET search_rowid = ? WHERE pattern_id = ?", (n + 1, record[0])
             )
             entry = (
-                SearchEntry(tokens=tuple(_token(w) for w in words), facets=(f"f{n % 4}",))
+                SearchEntry(
+                    tokens=tuple(_token(w) for w in words),
+                    facets=(f"f{n % 4}",),
+                    sensitive=record.classification == "SENSITIVE",
+                )
                 if encrypted
                 else SearchEntry(words=tuple(words), facets=(f"f{n % 4}",))
             )
@@ -102,7 +106,7 @@ MATCHES = [
 
 def _plain(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
     where, args = sqlite_search._filters(query)
-    expression = sqlite_search.match_expression(query.match, query.facets)
+    expression = sqlite_search.match_expression(query.match, query.facets, query.classification)
     assert expression is not None
     return sqlite_ranked.full_page(db, query, expression, where, args, sqlite_search._RECORD)
 

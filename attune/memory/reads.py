@@ -305,6 +305,7 @@ class LongTermReads(CoreParts):
             index=index,
             tokens=record.classification != "SENSITIVE"
             or self.pipeline.config.search_index_sensitive,
+            sensitive=record.classification == "SENSITIVE",
         )
 
     def _query_digest(self, parsed_query: Any) -> str:

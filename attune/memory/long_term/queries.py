@@ -24,11 +24,14 @@ class SearchEntry:
     ``words``: the folded terms of a plaintext record's content and metadata, in order;
     ``tokens``: the same for an encrypted record, as blind-index tokens (its words are
     never stored); ``facets``: tokens of its top-level metadata pairs (equality filters).
+    ``sensitive``: the record is SENSITIVE, so a store may keep its tokens apart from
+    INTERNAL records' and a SENSITIVE-only search reads only those.
     """
 
     words: tuple[str, ...] = ()
     tokens: tuple[str, ...] = ()
     facets: tuple[str, ...] = ()
+    sensitive: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,13 @@ from attune.memory import store_marker
 from attune.memory.long_term.protocol import PatternRecord
 
 #: version -> statements that bring the schema from version-1 to version.
+
+#: Whatever deletes a record (delete, purge, erasure, a refused batch) drops its search row.
+_UNINDEX_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS patterns_unindex AFTER DELETE ON patterns "
+    "WHEN old.search_rowid IS NOT NULL BEGIN "
+    "DELETE FROM pattern_search WHERE rowid = old.search_rowid; END"
+)
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         """
@@ -82,16 +89,30 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "words, tokens, facets, tokenize = 'unicode61 remove_diacritics 2')",
         # Settings the store keeps for the core (the search key's master key id).
         "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        # Whatever deletes a record (delete, purge, erasure, a refused batch) drops its row.
-        "CREATE TRIGGER IF NOT EXISTS patterns_unindex AFTER DELETE ON patterns "
-        "WHEN old.search_rowid IS NOT NULL BEGIN "
-        "DELETE FROM pattern_search WHERE rowid = old.search_rowid; END",
+        _UNINDEX_TRIGGER,
     ),
     5: (
         # The secret of each user's audit pseudonym (the audit log names users by it);
         # erasing a user deletes it, and the log no longer links events to the person.
         "CREATE TABLE IF NOT EXISTS audit_subjects ("
         "user_id TEXT PRIMARY KEY, secret BLOB NOT NULL) WITHOUT ROWID",
+    ),
+    6: (
+        # SENSITIVE records' tokens apart from INTERNAL records' (sensitive_tokens), so a
+        # SENSITIVE-only search reads only their posting lists and rows. FTS5 cannot add a
+        # column: the table is rebuilt from its own rows, split by the record's class.
+        "CREATE VIRTUAL TABLE pattern_search_v6 USING fts5("
+        "words, tokens, sensitive_tokens, facets, "
+        "tokenize = 'unicode61 remove_diacritics 2')",
+        "INSERT INTO pattern_search_v6 (rowid, words, tokens, sensitive_tokens, facets) "
+        "SELECT s.rowid, s.words, "
+        "CASE WHEN p.classification = 'SENSITIVE' THEN '' ELSE s.tokens END, "
+        "CASE WHEN p.classification = 'SENSITIVE' THEN s.tokens ELSE '' END, s.facets "
+        "FROM pattern_search s JOIN patterns p ON p.search_rowid = s.rowid",
+        "DROP TRIGGER patterns_unindex",  # (it names the table: renaming checks it)
+        "DROP TABLE pattern_search",
+        "ALTER TABLE pattern_search_v6 RENAME TO pattern_search",
+        _UNINDEX_TRIGGER,
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -28,6 +28,7 @@ def entry(
     encrypted: bool,
     index: BlindIndex | None,
     tokens: bool = True,
+    sensitive: bool = False,
 ) -> SearchEntry:
     """The index entry of one record. ``index`` is required for an encrypted record
     (its terms and facets are keyed); ``tokens=False`` leaves its words out entirely.
@@ -48,6 +49,7 @@ def entry(
     return SearchEntry(
         tokens=tuple(index.tokens(words)) if tokens else (),
         facets=tuple(index.facet(str(k), v) for k, v in metadata.items()),
+        sensitive=sensitive,
     )
 
 
