@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from attune.errors import ValidationError
-from attune.memory.search.blind_index import BlindIndex, derive_search_key
+from attune.memory.search.blind_index import TOKEN_BYTES, BlindIndex, derive_search_key
 from attune.memory.search.terms import (
     MAX_QUERY_CHARS,
     MAX_QUERY_TERMS,
@@ -109,3 +112,10 @@ def test_facets_do_not_depend_on_key_order_or_spacing() -> None:
 def test_a_search_key_has_32_bytes() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         BlindIndex(b"short")
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_a_token_is_the_hmac_of_its_term(term: str) -> None:
+    key = derive_search_key(b"k" * 32)
+    mac = hmac.new(key, b"term\x00" + term.encode("utf-8"), hashlib.sha256)
+    assert BlindIndex(key).token(term) == mac.digest()[:TOKEN_BYTES].hex()
