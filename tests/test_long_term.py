@@ -388,7 +388,7 @@ def test_result_dates_match_isoformat(values: list[int]) -> None:
     """The cached-second formatting of result dates is isoformat's text exactly."""
     from datetime import UTC, datetime
 
-    from attune.memory.unified import _iso
+    from attune.memory.clock import iso_or_none as _iso
 
     for ms in values + values[::-1]:
         expected = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

@@ -29,8 +29,7 @@ from attune.errors import (
     SecurityPipelineError,
     ValidationError,
 )
-from attune.memory import AsyncUnifiedMemory, Classification, Environment, MemoryConfig
-from attune.memory import unified as unified_module
+from attune.memory import AsyncUnifiedMemory, Classification, Environment, MemoryConfig, clock
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.audit import AuditLogger
 
@@ -305,12 +304,15 @@ async def test_expired_patterns_are_hidden_then_purged(
     async with memory(mock_config) as writer, memory(mock_config, AccessTier.STEWARD) as steward:
         public = await writer.persist_pattern("Prefer pure functions", "style")
         sensitive = await writer.persist_pattern("Patient handoff protocol", "clinical")
-        # The core's clock has no public seam yet (unified.py; see the tests-seams report).
-        real_now = unified_module._now_ms
+        real_now = clock.now_ms
         day = 86_400_000
-        monkeypatch.setattr(unified_module, "_now_ms", lambda: real_now() + 91 * day)
+        monkeypatch.setattr(clock, "now_ms", lambda: real_now() + 91 * day)
         assert await writer.recall_pattern(sensitive["pattern_id"]) is None  # 90 days
         assert await writer.recall_pattern(public["pattern_id"]) is not None  # 365 days
+        # Every read sees the same clock: a search does not return it either.
+        found = await writer.search_patterns("handoff", namespace=None)
+        assert sensitive["pattern_id"] not in [r["pattern_id"] for r in found]
+        assert await writer.count_patterns() == 1
         with pytest.raises(AccessDeniedError):
             await writer.purge_expired()
         assert await steward.purge_expired() == 1

@@ -1,4 +1,8 @@
-"""The core's clock: now in epoch milliseconds, and a time as the results show it."""
+"""The core's clock: now in epoch milliseconds, and a time as the results show it.
+
+Every part of the core asks :func:`now_ms` through this module (``clock.now_ms()``), so
+retention, purge, staging leases and every read see one clock, and a test may move it
+(``monkeypatch.setattr(clock, "now_ms", ...)``) without reaching into the core."""
 
 from __future__ import annotations
 

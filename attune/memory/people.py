@@ -24,10 +24,11 @@ from typing import Any
 
 from attune.memory import validation
 from attune.memory.core_parts import CoreParts
-from attune.memory.long_term.protocol import EraseOp
+from attune.memory.long_term.protocol import EraseOp, SubjectOp
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
+from attune.memory.security import pseudonyms
 from attune.memory.staging import StagingArea
 
 #: Records per page while looking for a user's promoted content.
@@ -41,6 +42,23 @@ class PeopleData(CoreParts):
     _staging: Any
     _search_index: Any
     _backfill: Any
+
+    def _audit_subject(self) -> str:
+        """This agent's audit pseudonym; :meth:`_require` has set it for any call that
+        audits."""
+        if self._subject is None:
+            raise AssertionError("an audit event before _require: call _require first")
+        return self._subject
+
+    async def _pseudonym_of(self, user_id: str, *, create: bool) -> str | None:
+        """``user_id``'s audit pseudonym; its secret is made now if it has none and
+        ``create`` (else None)."""
+        secret = await self.long_term.subject_secret(user_id)
+        if secret is None:
+            if not create:
+                return None
+            secret = await self.long_term.write(SubjectOp(user_id, pseudonyms.new_secret()))
+        return pseudonyms.pseudonym(secret, user_id)
 
     async def audit_pseudonym(self, user_id: str | None = None) -> str | None:
         """The name the audit log gives ``user_id`` (default: this agent), to find their

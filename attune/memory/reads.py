@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -30,7 +29,7 @@ from attune.errors import (
     ConfigurationError,
     CorruptRecordError,
 )
-from attune.memory import validation
+from attune.memory import clock, validation
 from attune.memory.clock import iso_or_none
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import IndexOp, MetaOp, PatternRecord
@@ -208,7 +207,7 @@ class LongTermReads(CoreParts):
         if parsed_query is not None or filters:
             await self._backfill(index)
         store_query = PatternQuery(
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=clock.now_ms(),
             namespace=scope,
             match=None
             if parsed_query is None

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from attune.errors import PatternNotFoundError, ShortTermCommandError, ValidationError
-from attune.memory import validation
-from attune.memory.clock import iso_or_none, now_ms
+from attune.memory import clock, validation
+from attune.memory.clock import iso_or_none
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.queries import DEFAULT_NAMESPACE
 from attune.memory.security import randomness
@@ -71,7 +71,7 @@ class StagedPatterns(CoreParts):
             tier=self.access_tier.name,
             staged_id=staged_id,
         )
-        now = now_ms()
+        now = clock.now_ms()
         envelope = {
             "pattern_id": staged_id,
             "pattern_type": pattern_type,
@@ -111,7 +111,7 @@ class StagedPatterns(CoreParts):
         namespace, or ``"*"`` for all."""
         await self._require("get_staged_patterns")
         scope = await self._scope(namespace)
-        entries = await self.short_term.list_staged(now_ms())
+        entries = await self.short_term.list_staged(clock.now_ms())
         staged = [
             entry
             for entry in await self._staging().listing(entries)

@@ -44,6 +44,7 @@ from attune.errors import (
     PromotionCommittedError,
     ShortTermCommandError,
 )
+from attune.memory import clock
 from attune.memory.long_term.protocol import LongTermStore
 from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
@@ -75,13 +76,9 @@ def promoted_id(staged_id: str) -> str:
     return PATTERN_PREFIX + staged_id.removeprefix(STAGED_PREFIX)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _keep_until(expires_at_ms: int | None) -> int:
     """How long a fate marker stays: the entry's remaining lifetime, at least a lease."""
-    return max(expires_at_ms or 0, _now_ms() + CLAIM_LEASE_MS)
+    return max(expires_at_ms or 0, clock.now_ms() + CLAIM_LEASE_MS)
 
 
 def _corrupt(staged_id: str, code: str) -> CorruptRecordError:

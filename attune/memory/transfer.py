@@ -28,13 +28,12 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from attune.errors import ValidationError
-from attune.memory import files, validation
+from attune.memory import clock, files, validation
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
@@ -90,7 +89,7 @@ class PatternTransfer(CoreParts):
         report = Reporter(check_progress(progress), "export_patterns")
         scope = await self._scope(namespace)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         total = None
         if progress is not None:  # an estimate: a record may expire or arrive meanwhile
             total = await self.long_term.count(PatternQuery(now_ms=now, namespace=scope))
@@ -158,7 +157,7 @@ class PatternTransfer(CoreParts):
         for record in records:
             self.pipeline.unseal(record)  # readable here, or refused before any write
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         live = [r for r in records if r.expires_at_ms is None or r.expires_at_ms > now]
         imported = 0
         self._indexed = False  # whatever gets written, this object's next search indexes it

@@ -19,23 +19,16 @@ from attune.errors import (
     SecretsDetectedError,
     ValidationError,
 )
-from attune.memory import access, backends, validation
-from attune.memory.clock import iso_or_none as _iso
-from attune.memory.clock import now_ms as _now_ms
+from attune.memory import access, backends, clock, validation
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import (
-    DeleteOp,
     InsertOp,
     LongTermStore,
     PatternRecord,
-    PurgeOp,
-    RewrapOp,
-    SubjectOp,
 )
 from attune.memory.people import PeopleData
-from attune.memory.progress import ProgressCallback, Reporter, check_progress
 from attune.memory.reads import LongTermReads, pattern_result
-from attune.memory.security import pseudonyms, randomness
+from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.sharing import shared_long_term, shared_short_term
@@ -50,15 +43,15 @@ from attune.memory.staging import (
 )
 from attune.memory.transfer import PatternTransfer
 from attune.memory.types import AccessTier, Classification
+from attune.memory.upkeep import LongTermUpkeep
 
 if TYPE_CHECKING:
     from attune.memory.sharing import Sharer
 
-#: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
-_MAX_BATCH_SIZE = 100_000
 
-
-class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleData, AsyncResource):
+class AsyncUnifiedMemory(
+    StagedPatterns, LongTermReads, LongTermUpkeep, PatternTransfer, PeopleData, AsyncResource
+):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
     ``user_id`` identifies the agent; ``access_tier`` limits what it may do.
@@ -134,13 +127,6 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
             details,
         )
 
-    def _audit_subject(self) -> str:
-        """This agent's audit pseudonym; :meth:`_require` has set it for any call that
-        audits."""
-        if self._subject is None:
-            raise AssertionError("an audit event before _require: call _require first")
-        return self._subject
-
     async def _require(self, action: str, target_id: object = None) -> None:
         """Check (and audit) that this agent's tier allows ``action``; before any I/O but
         the pseudonym's lookup (once per object, for a call that audits)."""
@@ -166,16 +152,6 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
             return
         await self.pipeline.audit(checked)  # denied: awaited, the call ends there
         access.require(self.access_tier, action)  # raises AccessDeniedError
-
-    async def _pseudonym_of(self, user_id: str, *, create: bool) -> str | None:
-        """``user_id``'s audit pseudonym; its secret is made now if it has none and
-        ``create`` (else None)."""
-        secret = await self.long_term.subject_secret(user_id)
-        if secret is None:
-            if not create:
-                return None
-            secret = await self.long_term.write(SubjectOp(user_id, pseudonyms.new_secret()))
-        return pseudonyms.pseudonym(secret, user_id)
 
     def _staging(self) -> StagingArea:
         return StagingArea(
@@ -311,7 +287,7 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
             tier=self.access_tier.name,
             target_id=pattern_id,
         )
-        now = _now_ms()
+        now = clock.now_ms()
         sealed = self.pipeline.seal(
             pattern_id, prepared.classification, prepared.content, prepared.metadata
         )
@@ -351,8 +327,8 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
             "pattern_id": pattern_id,
             "classification": record.classification,
             "encrypted": sealed.encrypted,
-            "created_at": _iso(now),
-            "expires_at": _iso(record.expires_at_ms),
+            "created_at": clock.iso_or_none(now),
+            "expires_at": clock.iso_or_none(record.expires_at_ms),
             "pattern_type": pattern_type,
             "pii_scrubbed": dict(prepared.pii_counts),
         }
@@ -365,7 +341,7 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
         await self._require("recall_pattern", pattern_id)
         validation.check_pattern_id(pattern_id)
         scope = await self._scope(namespace)
-        record = await self.long_term.get(pattern_id, _now_ms())
+        record = await self.long_term.get(pattern_id, clock.now_ms())
         if record is None or (scope is not None and record.namespace != scope):
             return None
         try:
@@ -381,61 +357,6 @@ class AsyncUnifiedMemory(StagedPatterns, LongTermReads, PatternTransfer, PeopleD
         )
         await self.pipeline.audit(read, Durability.QUEUED)
         return pattern_result(record, content, metadata)
-
-    async def delete_pattern(self, pattern_id: str) -> bool:
-        """Delete a long-term pattern (STEWARD only); True if it existed."""
-        await self._require("delete_pattern", pattern_id)
-        validation.check_pattern_id(pattern_id)
-        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        deleted = await self.long_term.write(DeleteOp(pattern_id))
-        outcome = "success" if deleted else "not_found"
-        event = self._event("pattern.delete", target_id=pattern_id, outcome=outcome)
-        await self.pipeline.audit(event, done="the delete")
-        return deleted
-
-    async def purge_expired(self) -> int:
-        """Delete every long-term pattern past its retention (STEWARD only); returns how many.
-
-        Expired patterns are never returned by :meth:`recall_pattern` even before a purge;
-        purging also drops their wrapped keys, so their content is unrecoverable.
-        """
-        await self._require("purge_expired")
-        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        purged = await self.long_term.write(PurgeOp(_now_ms()))
-        event = self._event("pattern.purge", details={"purged": purged})
-        await self.pipeline.audit(event, done="the purge")
-        return purged
-
-    async def rotate_keys(
-        self, batch_size: int = 500, *, progress: ProgressCallback | None = None
-    ) -> dict[str, Any]:
-        """Make a new master key active and re-wrap every record's data key under it
-        (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
-        staged patterns and backups remain readable. Returns the new key id and counts.
-
-        ``progress(done, None)``, if given, is called with the encrypted records handled
-        so far (their total is not counted beforehand), first with ``done=0`` and then
-        after each batch is written (see :mod:`attune.memory.progress`: an exception it
-        raises is logged and ignored)."""
-        await self._require("rotate_keys")
-        validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
-        report = Reporter(check_progress(progress), "rotate_keys")
-        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        new_key_id = self.pipeline.cipher.ring.add_key()
-        rewrapped = 0
-        after = ""
-        done = 0
-        report(done, None)
-        while page := await self.long_term.wrapped_keys(after, batch_size):
-            updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
-            if updates:
-                rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
-            after = page[-1].pattern_id
-            done += len(page)
-            report(done, None)
-        event = self._event("keys.rotate", details={"key_id": new_key_id, "rewrapped": rewrapped})
-        await self.pipeline.audit(event, done="the key rotation")
-        return {"key_id": new_key_id, "rewrapped": rewrapped}
 
     # -- health and lifecycle ----------------------------------------------------------------------
 

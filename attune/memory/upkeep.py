@@ -1,0 +1,78 @@
+"""Upkeep of long-term memory, for STEWARDs: delete a pattern, purge expired ones, rotate
+the master key (a mixin of ``AsyncUnifiedMemory``).
+
+Each announces its event first (:meth:`SecurityPipeline.audit_ready`: refused before any
+change if the audit log cannot take it), changes the store with one operation value per
+transaction, then awaits its event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attune.memory import clock, validation
+from attune.memory.core_parts import CoreParts
+from attune.memory.long_term.protocol import DeleteOp, PurgeOp, RewrapOp
+from attune.memory.progress import ProgressCallback, Reporter, check_progress
+
+#: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
+_MAX_BATCH_SIZE = 100_000
+
+
+class LongTermUpkeep(CoreParts):
+    """The core's long-term upkeep (a mixin of ``AsyncUnifiedMemory``)."""
+
+    async def delete_pattern(self, pattern_id: str) -> bool:
+        """Delete a long-term pattern (STEWARD only); True if it existed."""
+        await self._require("delete_pattern", pattern_id)
+        validation.check_pattern_id(pattern_id)
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
+        deleted = await self.long_term.write(DeleteOp(pattern_id))
+        outcome = "success" if deleted else "not_found"
+        event = self._event("pattern.delete", target_id=pattern_id, outcome=outcome)
+        await self.pipeline.audit(event, done="the delete")
+        return deleted
+
+    async def purge_expired(self) -> int:
+        """Delete every long-term pattern past its retention (STEWARD only); returns how many.
+
+        Expired patterns are never returned by :meth:`recall_pattern` even before a purge;
+        purging also drops their wrapped keys, so their content is unrecoverable.
+        """
+        await self._require("purge_expired")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
+        purged = await self.long_term.write(PurgeOp(clock.now_ms()))
+        event = self._event("pattern.purge", details={"purged": purged})
+        await self.pipeline.audit(event, done="the purge")
+        return purged
+
+    async def rotate_keys(
+        self, batch_size: int = 500, *, progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
+        """Make a new master key active and re-wrap every record's data key under it
+        (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
+        staged patterns and backups remain readable. Returns the new key id and counts.
+
+        ``progress(done, None)``, if given, is called with the encrypted records handled
+        so far (their total is not counted beforehand), first with ``done=0`` and then
+        after each batch is written (see :mod:`attune.memory.progress`: an exception it
+        raises is logged and ignored)."""
+        await self._require("rotate_keys")
+        validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
+        report = Reporter(check_progress(progress), "rotate_keys")
+        await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
+        new_key_id = self.pipeline.cipher.ring.add_key()
+        rewrapped = 0
+        after = ""
+        done = 0
+        report(done, None)
+        while page := await self.long_term.wrapped_keys(after, batch_size):
+            updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
+            if updates:
+                rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
+            after = page[-1].pattern_id
+            done += len(page)
+            report(done, None)
+        event = self._event("keys.rotate", details={"key_id": new_key_id, "rewrapped": rewrapped})
+        await self.pipeline.audit(event, done="the key rotation")
+        return {"key_id": new_key_id, "rewrapped": rewrapped}
