@@ -6,6 +6,7 @@ and no scratch file behind. Nothing here looks at timings: quick sizes mean noth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 import redis
+
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
@@ -262,3 +265,53 @@ def test_the_search_benchmark_fills_a_store_once_and_reuses_it(tmp_path: Path) -
     assert db.stat().st_size == size  # nothing was added
     other = _search_benchmark("--records", "200", *common)
     assert other.returncode != 0 and "not 200 records" in other.stderr
+
+
+def test_the_search_index_persist_benchmark_runs(tmp_path: Path) -> None:
+    """``benchmarks/search_index_persist.py`` on a few persists: every figure, each a ratio
+    of two positive rates (its baseline really skips the search entry: see the script)."""
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "benchmarks" / "search_index_persist.py"),
+            *("--passes", "1", "--ops", "20", "--rounds", "1", "--output", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures) == {
+        "SENSITIVE sequential",
+        "SENSITIVE 64 callers",
+        "PUBLIC sequential",
+        "PUBLIC 64 callers",
+    }
+    assert all(f["ratio"] > 0 and len(f["passes"]) == 1 for f in figures.values())
+
+
+def test_the_search_index_baseline_stores_no_search_entry(mock_config: MemoryConfig) -> None:
+    """The benchmark's baseline is the core without search entries: its records are stored
+    and recalled, and have no search row (the real core's do)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        from search_index_persist import WithoutSearch
+    finally:
+        sys.path.pop(0)
+
+    async def scenario() -> None:
+        async with WithoutSearch("plain", mock_config) as plain:
+            stored = await plain.persist_pattern("Lighthouse rota", "note")
+            assert await plain.recall_pattern(stored["pattern_id"]) is not None
+            waiting = await plain.long_term.unindexed("", 10)
+            assert [r.pattern_id for r in waiting] == [stored["pattern_id"]]
+        async with AsyncUnifiedMemory("indexed", mock_config) as indexed:
+            await indexed.persist_pattern("Lighthouse keepers", "note")
+            # (its search also indexes the baseline's record: the backfill's job)
+            assert len(await indexed.search_patterns("lighthouse")) == 2
+            assert await indexed.long_term.unindexed("", 10) == []
+
+    asyncio.run(scenario())
