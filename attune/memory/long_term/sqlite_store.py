@@ -4,14 +4,14 @@ One database file under ``storage_dir`` in WAL mode with ``synchronous=FULL``:
 a write that returned has been fsynced and survives the process being killed
 (or the machine losing power) right after.
 
-Writes go through a *group commit*: each connection has a queue, and one
-drain task commits everything queued in one transaction (one fsync), then
-answers every caller. Concurrent writers therefore share the cost of a commit,
-and writers on one connection never see each other's transactions.
+Writes go through a *group commit* (:mod:`~attune.memory.long_term.sqlite_commit`):
+concurrent writers share one transaction and one fsync.
 
-This module holds the store: its connections (one per event loop), the group commit
-and the records' operations. The rest of the SQLite backend, by job:
+This module holds the store: its connections (one per event loop), their opening and
+closing, and the reads. The rest of the SQLite backend, by job:
 
+* :mod:`~attune.memory.long_term.sqlite_commit`: the group commit (a queue per
+  connection, one transaction per batch, new records' search rows riding along);
 * :mod:`~attune.memory.long_term.sqlite_schema`: :data:`MIGRATIONS` (which upgrade a
   file in place) and how a record lies in a row;
 * :mod:`~attune.memory.long_term.sqlite_batch`: one batch's transaction, run on the
@@ -28,7 +28,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -39,7 +38,7 @@ from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory import store_marker
 from attune.memory.long_term import (
     aiosqlite_compat,
-    sqlite_batch,
+    sqlite_commit,
     sqlite_outbox,
     sqlite_schema,
     sqlite_search,
@@ -50,7 +49,6 @@ from attune.memory.long_term.protocol import (
     EraseOp,
     IndexOp,
     InsertOp,
-    Journal,
     MetaOp,
     PatternRecord,
     PurgeOp,
@@ -60,8 +58,8 @@ from attune.memory.long_term.protocol import (
     WriteOp,
 )
 from attune.memory.long_term.queries import Found, PatternQuery
-from attune.memory.long_term.sqlite_batch import Queued
-from attune.memory.long_term.sqlite_outbox import OutboxReplay, Pending
+from attune.memory.long_term.sqlite_commit import Connection
+from attune.memory.long_term.sqlite_outbox import OutboxReplay
 from attune.memory.long_term.sqlite_schema import (
     ID_CHUNK,
     MIGRATIONS,
@@ -82,8 +80,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 _WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
-#: A queued write that only asks for the pending search rows to be written.
-_FLUSH: Any = IndexOp(())
 
 DB_FILENAME = "patterns.db"
 #: Page cache per connection, in MiB (SQLite's own default is 2 MiB). Recalls pick records
@@ -91,26 +87,6 @@ DB_FILENAME = "patterns.db"
 #: leaves back from the OS on every recall. 64 MiB holds about 130,000 patterns; the
 #: memory is taken as pages are read, never up front.
 DEFAULT_CACHE_MIB = 64
-
-
-@dataclass
-class _Connection:
-    """One aiosqlite connection of one event loop, with its group-commit queue."""
-
-    db: aiosqlite.Connection
-    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`in_thread`).
-    raw: sqlite3.Connection
-    #: ``db``'s one-hop primitive (:func:`aiosqlite_compat.executor`), for the recall path.
-    execute: aiosqlite_compat.Executor
-    queue: list[Queued] = field(default_factory=list)
-    draining: asyncio.Task[None] | None = None
-    commits: int = 0
-    #: This connection's outbox rows not yet known durable in their journal (read and
-    #: changed on its thread only).
-    outbox: Pending = field(default_factory=list)
-    #: New records' search rows, written by a later transaction (on the event loop).
-    index: sqlite_search.PendingIndex = field(default_factory=sqlite_search.PendingIndex)
-    index_timer: asyncio.TimerHandle | None = None
 
 
 class SQLiteLongTermStore:
@@ -137,16 +113,16 @@ class SQLiteLongTermStore:
         self.busy_timeout_s = busy_timeout_s
         self.cache_mib = cache_mib
         self._outbox_replay = outbox_replay
-        self._index_tasks: set[asyncio.Task[None]] = set()
+        self._commit = sqlite_commit.GroupCommit(self._unavailable)
         self._migrated = False
         self._migrate_lock = threading.Lock()
-        self._conns: LoopLocal[_Connection] = LoopLocal(
+        self._conns: LoopLocal[Connection] = LoopLocal(
             self._open, self._close, close_elsewhere=self._close_elsewhere
         )
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> Connection:
         # A file missing or empty where a database existed is refused (ConfigurationError,
         # the file untouched) before connecting could create it: never a silent fresh store.
         store_marker.check_database(self.path)
@@ -164,7 +140,7 @@ class SQLiteLongTermStore:
         except BaseException:
             await db.close()
             raise
-        return _Connection(db, aiosqlite_compat.raw_connection(db), aiosqlite_compat.executor(db))
+        return Connection(db, aiosqlite_compat.raw_connection(db), aiosqlite_compat.executor(db))
 
     async def _prepare(self, db: aiosqlite.Connection) -> None:
         """Pragmas and schema; retried while other connections hold the file's lock.
@@ -199,19 +175,19 @@ class SQLiteLongTermStore:
         with self._migrate_lock:
             self._migrated = True
 
-    async def _close(self, conn: _Connection) -> None:
+    async def _close(self, conn: Connection) -> None:
         """Close a connection from its own loop: its queued writes and pending search rows
         commit first."""
         if conn.index_timer is not None:
             conn.index_timer.cancel()
             conn.index_timer = None
-        await self._flush_index(conn)
+        await self._commit.flush_index(conn)
         while conn.draining is not None:
             await asyncio.shield(conn.draining)
         await _close_connection(conn)
 
     @staticmethod
-    async def _close_elsewhere(conn: _Connection) -> None:
+    async def _close_elsewhere(conn: Connection) -> None:
         """Close a connection from another loop than its own (closed, or blocked by the
         caller). aiosqlite's thread runs what it is given in order, so a batch in flight
         commits before the close; writes queued on the other loop after it fail. Its
@@ -248,133 +224,18 @@ class SQLiteLongTermStore:
         if not isinstance(op, _WRITE_OPS):
             raise TypeError(f"not a long-term write: {type(op).__name__}")
         conn = await self._conns.get()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.queue.append((op, fut))
-        if conn.draining is None:
-            conn.draining = asyncio.create_task(self._drain(conn))
-        result: bool | int | str | bytes = await fut
+        result: bool | int | str | bytes = await self._commit.submit(conn, op)
         if isinstance(op, EraseOp):
             await self._leave_no_trace(conn)
         return result
 
-    async def _leave_no_trace(self, conn: _Connection) -> None:
+    async def _leave_no_trace(self, conn: Connection) -> None:
         """After an erasure: what its deleted rows left in the file goes too (see
         :func:`sqlite_search.compact`)."""
         try:
             await in_thread(conn.db, sqlite_search.compact, self.busy_timeout_s)
         except sqlite3.Error as exc:
             raise self._unavailable("cannot compact", exc) from None
-
-    async def _drain(self, conn: _Connection) -> None:
-        try:
-            while conn.queue:
-                while conn.queue:
-                    batch, conn.queue = conn.queue, []
-                    await self._commit_batch(conn, batch)
-                # Callers just answered often write again at once (a sequential writer
-                # does): one more loop iteration takes those into this same task instead
-                # of ending it and starting a new one per write.
-                await asyncio.sleep(0)
-        finally:
-            conn.draining = None
-
-    async def _commit_batch(self, conn: _Connection, batch: list[Queued]) -> None:
-        """Run a batch in one transaction (one fsync) and answer every caller.
-
-        The whole transaction is one hand-off to the connection's thread (not one per
-        statement): each hand-off costs two thread wake-ups, as much as a statement.
-        """
-        live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
-        live, later = sqlite_batch.one_journal(live)
-        if later:  # their own transaction, right after this one (see one_journal)
-            conn.queue[:0] = later
-            batch = live
-        flushes = [fut for op, fut in live if op is _FLUSH]
-        indexing = conn.index.take(force=bool(flushes))
-        live = [item for item in live if item[0] is not _FLUSH]
-        try:
-            await self._run_batch(conn, batch, live, indexing)
-        finally:
-            for fut in flushes:
-                if not fut.done():
-                    fut.set_result(None)
-
-    async def _run_batch(
-        self,
-        conn: _Connection,
-        batch: list[Queued],
-        live: list[Queued],
-        indexing: IndexOp | None,
-    ) -> None:
-        if not live and indexing is None:
-            return
-        if indexing is not None:  # earlier records' search rows ride along
-            flushed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            live.append((indexing, flushed))
-        try:
-            outcomes, after = await in_thread(
-                conn.db,
-                sqlite_batch.run_batch,
-                conn.outbox,
-                [op for op, _fut in live],
-                self._unavailable,
-            )
-        except Exception as exc:  # rolled back: nothing of the batch was written
-            error: BaseException = exc
-            if isinstance(exc, sqlite3.Error | OSError):
-                error = self._unavailable("cannot commit to", exc)
-            if indexing is not None:
-                conn.index.restore(indexing)
-            for _op, fut in batch:
-                if not fut.done():
-                    fut.set_exception(error)
-            return
-        conn.commits += 1
-        if indexing is not None:
-            if outcomes[-1][1] is not None:  # that statement failed alone: pending again
-                conn.index.restore(indexing)
-            live, outcomes = live[:-1], outcomes[:-1]
-        for (op, _fut), (result, _error) in zip(live, outcomes, strict=True):
-            if result is True and isinstance(op, InsertOp) and op.index is not None:
-                conn.index.add(op.record.pattern_id, op.index)
-        self._schedule_index(conn)
-        if after:  # events whose journal keeps no outbox: appended now, awaited
-            await _append_events([live[i][0] for i in after], after, outcomes)
-        for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
-            if fut.done():
-                continue
-            if exc2 is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(exc2)
-
-    def _schedule_index(self, conn: _Connection) -> None:
-        """Write pending search rows a flush interval from now if no write takes them (a
-        timer of rows written meanwhile is dropped)."""
-        if not conn.index.entries and conn.index_timer is not None:
-            conn.index_timer.cancel()
-            conn.index_timer = None
-        if conn.index.entries and conn.index_timer is None:
-            loop = asyncio.get_running_loop()
-            conn.index_timer = loop.call_later(sqlite_search.FLUSH_S, self._index_due, conn, loop)
-
-    def _index_due(self, conn: _Connection, loop: asyncio.AbstractEventLoop) -> None:
-        conn.index_timer = None
-        if conn.index.entries:
-            task = loop.create_task(self._flush_index(conn))
-            self._index_tasks.add(task)
-            task.add_done_callback(self._index_tasks.discard)
-
-    async def _flush_index(self, conn: _Connection) -> None:
-        """Write this connection's pending search rows now (a search reads them next)."""
-        if not conn.index.entries:
-            return
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.queue.append((_FLUSH, fut))
-        if conn.draining is None:
-            conn.draining = asyncio.create_task(self._drain(conn))
-        with contextlib.suppress(Exception):  # the rows stay pending; the next write retries
-            await fut
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
@@ -431,11 +292,11 @@ class SQLiteLongTermStore:
         """A query that uses the search index first writes this loop's pending rows."""
         if query.match is not None or query.facets:
             conn = await self._conns.get()
-            await self._flush_index(conn)
+            await self._commit.flush_index(conn)
 
     async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
         # This loop's pending rows are about to be written, not missing: write them first.
-        await self._flush_index(await self._conns.get())
+        await self._commit.flush_index(await self._conns.get())
         return await self._on_thread(sqlite_search.unindexed, after_id, limit)
 
     async def subject_secret(self, user_id: str) -> bytes | None:
@@ -466,26 +327,7 @@ class SQLiteLongTermStore:
         await self._conns.aclose()
 
 
-async def _append_events(ops: list[WriteOp], which: list[int], outcomes: list[Any]) -> None:
-    """After the commit, on the event loop: the events of the committed inserts ``ops``
-    (at ``which`` in the batch), appended to their journal in one awaited call (one
-    fsync for the batch). A failure tells their callers the records are stored."""
-    events = []
-    journal: Journal | None = None
-    for op in ops:
-        assert isinstance(op, InsertOp) and op.audit is not None
-        journal = op.audit.journal  # one journal per batch (sqlite_batch.one_journal)
-        events.append(op.audit.event)
-    assert journal is not None
-    try:
-        await journal.append(events)
-    except Exception as exc:
-        error = sqlite_batch.committed_error(exc, held=False)
-        for i in which:
-            outcomes[i] = (True, error)
-
-
-async def _close_connection(conn: _Connection) -> None:
+async def _close_connection(conn: Connection) -> None:
     """Settle the outbox, close the connection and wait for its thread to end."""
     try:
         # Only cleanup: the rows' lines are in the log; rows left here are replayed
