@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import tree_medians
+
 _HERE = Path(__file__).resolve().parent
 _TEXT = "Retry the deployment after the health check passes; page the on-call if not. " * 2
 
@@ -153,14 +155,8 @@ def main() -> None:
             print(f"pass {r + 1} {name:9s} {shown}", flush=True)
     print()
     for figure in figures:
-        medians = {n: statistics.median(ratios[n][figure]) for n in names}
         unit = " us" if figure == "read_audit_us" else "x raw"
-        line = "  ".join(f"{n} {m:.3f}{unit}" for n, m in medians.items())
-        if len(names) >= 2:
-            line += "  |  " + "  ".join(
-                f"{n}/{names[0]} {medians[n] / medians[names[0]]:.3f}" for n in names[1:]
-            )
-        print(f"{figure:8s} {line}")
+        print(tree_medians(figure, {n: ratios[n][figure] for n in names}, unit, 8))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from report import tree_medians
 
 _HERE = Path(__file__).resolve().parent
 #: The figures shown per pass (all are summarised at the end).
@@ -84,13 +85,8 @@ def main() -> None:
             print(f"pass {r + 1} {name:8s} {shown}", flush=True)
     print()
     for fid in passes[names[0]][0]:
-        medians = {n: statistics.median(p[fid][0] for p in passes[n]) for n in names}
-        line = "  ".join(f"{n} {m:.3f}x" for n, m in medians.items())
-        if len(names) >= 2:
-            line += "  |  " + "  ".join(
-                f"{n}/{names[0]} {medians[n] / medians[names[0]]:.3f}" for n in names[1:]
-            )
-        print(f"{fid:44s} {line}")
+        values = {n: [p[fid][0] for p in passes[n]] for n in names}
+        print(tree_medians(fid, values, "x", 44))
 
 
 if __name__ == "__main__":

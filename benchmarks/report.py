@@ -15,6 +15,7 @@ import json
 import operator
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -227,3 +228,17 @@ def write_json(
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
+
+
+def tree_medians(figure: str, values: dict[str, list[float]], unit: str, width: int) -> str:
+    """One line of a source-tree A/B: each tree's median of ``values`` (tree -> per-pass
+    values, in the order given) and, with two trees or more, each one's quotient by the
+    first (``benchmarks/ab_*.py``)."""
+    medians = {name: statistics.median(v) for name, v in values.items()}
+    names = list(medians)
+    line = "  ".join(f"{n} {m:.3f}{unit}" for n, m in medians.items())
+    if len(names) >= 2:
+        line += "  |  " + "  ".join(
+            f"{n}/{names[0]} {medians[n] / medians[names[0]]:.3f}" for n in names[1:]
+        )
+    return f"{figure:{width}s} {line}"

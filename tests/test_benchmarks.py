@@ -191,18 +191,19 @@ def test_run_leaves_no_keys_and_no_scratch_files(
     assert not Path(result["settings"]["scratch_dir"]).exists()
 
 
-def _search_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<name>`` with ``args`` in a child process."""
     return subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).parents[1] / "benchmarks" / "search_scaling.py"),
-            *args,
-        ],
+        [sys.executable, str(Path(__file__).parents[1] / "benchmarks" / name), *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def _search_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    return _script("search_scaling.py", *args)
 
 
 def test_the_search_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
@@ -222,21 +223,8 @@ def test_the_search_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
 def test_the_erase_benchmark_runs_on_a_small_store(tmp_path: Path) -> None:
     """``benchmarks/erase_scaling.py`` end to end on 300 records, 30 of them the user's: the
     erasure it times removed exactly those (the script checks it, and says so here)."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).parents[1] / "benchmarks" / "erase_scaling.py"),
-            "--records",
-            "300",
-            "--user-records",
-            "30",
-            "--output",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = _script(
+        "erase_scaling.py", "--records", "300", "--user-records", "30", "--output", str(tmp_path)
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads((tmp_path / "erase.json").read_text())
@@ -271,16 +259,9 @@ def test_the_search_index_persist_benchmark_runs(tmp_path: Path) -> None:
     """``benchmarks/search_index_persist.py`` on a few persists: every figure, each a ratio
     of two positive rates (its baseline really skips the search entry: see the script)."""
     out = tmp_path / "figures.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).parents[1] / "benchmarks" / "search_index_persist.py"),
-            *("--passes", "1", "--ops", "20", "--rounds", "1", "--output", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = _script(
+        "search_index_persist.py",
+        *("--passes", "1", "--ops", "20", "--rounds", "1", "--output", str(out)),
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
