@@ -31,8 +31,8 @@ GOALS = {
     "PII false scrubs": 0.02,
 }
 FLOORS = {
-    "secrets recall overall": 0.85,
-    "secrets recall, worst kind": 0.40,
+    "secrets recall overall": 0.98,
+    "secrets recall, worst kind": 0.92,
     "secrets false-positive rate": 0.02,
     "PII leaked overall": 0.25,
     "PII leaked, worst kind": 0.85,
@@ -89,8 +89,8 @@ def test_detector_holds_its_floors(figures: dict[str, float]) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 17 goals not reached yet: secrets recall ~0.87 (worst kind ~0.45), "
-    "PII leaked ~0.19 (worst kind ~0.73)",
+    reason="issue 17 goals not reached yet: PII leaked ~0.19 (worst kind ~0.79); "
+    "secrets are met (recall >= 0.995, worst kind >= 0.955, no false positive)",
 )
 def test_detector_meets_the_issue_goals(figures: dict[str, float]) -> None:
     misses = _misses(figures, GOALS)
