@@ -2,8 +2,9 @@
 
 The seed is new each run (``DETECTION_SEED=<n>`` replays one) and is printed in every failure
 message; ``benchmarks/detection_quality.py --seed <n>`` prints the per kind x container table.
-The goals are issue 17's; ``FLOORS`` are what the detector reaches today, so a regression fails
-even while a goal is still out of reach.
+The goals are issue 17's: secrets recall >= 0.98 overall and >= 0.95 for every kind at a
+false-positive rate <= 0.02; PII leaked <= 0.01 overall and <= 0.02 for every kind, with
+false scrubs <= 0.02.
 """
 
 from __future__ import annotations
@@ -28,14 +29,6 @@ GOALS = {
     "secrets false-positive rate": 0.02,
     "PII leaked overall": 0.01,
     "PII leaked, worst kind": 0.02,
-    "PII false scrubs": 0.02,
-}
-FLOORS = {
-    "secrets recall overall": 0.98,
-    "secrets recall, worst kind": 0.92,
-    "secrets false-positive rate": 0.02,
-    "PII leaked overall": 0.25,
-    "PII leaked, worst kind": 0.85,
     "PII false scrubs": 0.02,
 }
 
@@ -82,16 +75,6 @@ def test_corpus_is_reproducible_from_its_seed() -> None:
     assert dc.generate(SEED, 1) == dc.generate(SEED, 1)
 
 
-def test_detector_holds_its_floors(figures: dict[str, float]) -> None:
-    misses = _misses(figures, FLOORS)
-    assert not misses, f"seed {SEED} (replay: DETECTION_SEED={SEED}): {misses}"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 goals not reached yet: PII leaked ~0.19 (worst kind ~0.79); "
-    "secrets are met (recall >= 0.995, worst kind >= 0.955, no false positive)",
-)
 def test_detector_meets_the_issue_goals(figures: dict[str, float]) -> None:
     misses = _misses(figures, GOALS)
     assert not misses, f"seed {SEED} (replay: DETECTION_SEED={SEED}): {misses}"

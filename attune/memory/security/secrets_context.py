@@ -32,6 +32,7 @@ from attune.memory.security.secrets_rules import (
     _entropy,
     _is_placeholder,
     _names_a_secret,
+    _random_letters,
 )
 
 _MAX_WORDS: Final = 6
@@ -82,17 +83,20 @@ _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AWS_CONTEXT = re.compile(r"secret[ _.-]?access[ _.-]?key")
 
 
-def _key_material(word: str) -> bool:
-    """Whether a word read after a context word is plausibly the secret itself."""
+def _key_material(word: str, aws: bool) -> bool:
+    """Whether a word read after a context word is plausibly the secret itself (``aws``:
+    after "secret access key", where 40 base64 characters are one even if they hold "/")."""
     if len(word) < _MIN_LEN or "://" in word or "@" in word:
-        return False
-    if not (any(c.isdigit() for c in word) and any(c.isalpha() for c in word)):
-        return False
-    if _UUID.fullmatch(word) or _PATH.fullmatch(word):
         return False
     if _REFERENCE.search(word) or _is_placeholder(word) or _DEFAULT_PASSWORD.fullmatch(word):
         return False
     if _WORDY.search(word):
+        return False
+    if aws and _AWS_SECRET.fullmatch(word):
+        return _char_classes(word) >= 3
+    if not any(c.isdigit() for c in word):
+        return _random_letters(word)
+    if not any(c.isalpha() for c in word) or _UUID.fullmatch(word) or _PATH.fullmatch(word):
         return False
     return _char_classes(word) >= 2 and _entropy(word) >= _MIN_ENTROPY
 
@@ -115,17 +119,17 @@ def context_secrets(text: str, folded: str) -> Iterator[tuple[str, int, int]]:
     for m in _CONTEXT.finditer(folded):
         if m.start() < after or not _starts_a_context(text, folded, m.start(), m.end()):
             continue
-        found = _value_after(text, folded, m.end())
+        aws = _AWS_CONTEXT.match(folded, m.start()) is not None
+        found = _value_after(text, folded, m.end(), aws)
         if found is None:
             continue
         start, end = found
-        value = text[start:end]
-        aws = _AWS_SECRET.fullmatch(value) and _AWS_CONTEXT.search(folded, m.start(), start)
+        aws = aws and _AWS_SECRET.fullmatch(text, start, end) is not None
         yield ("aws_secret_access_key" if aws else "generic_secret"), start, end
         after = end
 
 
-def _value_after(text: str, folded: str, at: int) -> tuple[int, int] | None:
+def _value_after(text: str, folded: str, at: int, aws: bool) -> tuple[int, int] | None:
     limit = min(len(text), at + _MAX_REACH)
     line_end = text.find("\n", at, limit)
     if line_end >= 0:
@@ -143,7 +147,7 @@ def _value_after(text: str, folded: str, at: int) -> tuple[int, int] | None:
             return None  # another name=value: the context word's value is not here
         if core.lower() in _BLOCKERS or core.startswith(_PUBLIC_KEY_PREFIXES):
             return None
-        if core and _key_material(core):
+        if core and _key_material(core, aws):
             offset = raw.find(core)
             return w.start() + offset, w.start() + offset + len(core)
         if raw.endswith((".", "!", "?")) and core.lower() not in ("e.g", "i.e"):

@@ -58,6 +58,9 @@ _PLACEHOLDER = re.compile(
 )
 # an identifier: snake_case, UPPER_CASE, camelCase or PascalCase (not random mixed case)
 _IDENT = r"(?:[a-z_][a-z0-9_]*|[A-Z_][A-Z0-9_]*|[a-z]+(?:[A-Z][a-z0-9]+)+|(?:[A-Z][a-z0-9]+)+)"
+_IDENT_RE = re.compile(_IDENT)
+_MIN_RANDOM_LETTERS = 16
+_MIN_RANDOM_ENTROPY = 3.5
 _REFERENCE = re.compile(
     r"^[$%<{\[*&@:]|\$\{|\{\{|%\(|(?i:os\.environ|process\.env|getenv|env\[)"
     rf"|^{_IDENT}(?:\.{_IDENT})+$"  # attribute access: settings.API_KEY, self.dbPassword
@@ -126,8 +129,21 @@ def _looks_like_credential(value: str) -> bool:
     if _WORDY.search(value):  # random key material has no such words: "idpexamplesecret456"
         return False
     if not any(c.isdigit() or (not c.isalnum() and c not in "_-.") for c in value):
-        return False  # letters only: a word or an identifier (NextToken, accessToken)
+        # letters only: a word or an identifier (NextToken, accessToken), unless random
+        return _random_letters(value)
     return _char_classes(value) >= 2 and _entropy(value) >= _MIN_ENTROPY
+
+
+def _random_letters(value: str) -> bool:
+    """Letters (and ``_-``) that are no identifier: 16+ of them, mixed case but neither
+    camelCase nor PascalCase nor snake_case, and high entropy (``BNdigyyKctfhgstBOUpkEEsD``)."""
+    return (
+        len(value) >= _MIN_RANDOM_LETTERS
+        and all(c.isalpha() or c in "_-" for c in value)
+        and _char_classes(value) >= 2
+        and _IDENT_RE.fullmatch(value) is None
+        and _entropy(value) >= _MIN_RANDOM_ENTROPY
+    )
 
 
 def _names_a_secret(text: str, start: int, end: int) -> bool:
@@ -164,6 +180,11 @@ def _mixed_token(m: re.Match[str]) -> Span | None:
     return m.span()
 
 
+def _stripe(m: re.Match[str]) -> Span | None:
+    """A Stripe key: a mixed body, or random letters (one in a few hundred real keys)."""
+    return _mixed_token(m) or (m.span() if _random_letters(m["body"]) else None)
+
+
 def _aws_secret(m: re.Match[str]) -> Span | None:
     body = m["body"]
     if _is_placeholder(body) or _char_classes(body) < 2:
@@ -194,7 +215,8 @@ def _private_key(m: re.Match[str]) -> Span | None:
 def _url_password(m: re.Match[str]) -> Span | None:
     """The password of ``scheme://user:password@host``, unless a placeholder or reference."""
     value = m["body"]
-    if _REFERENCE.search(value) or _DEFAULT_PASSWORD.fullmatch(value):
+    # a leading "*", "&" or ":" is a character of the password here, not a dereference
+    if _REFERENCE.search(value.lstrip("*&:")) or _DEFAULT_PASSWORD.fullmatch(value):
         return None
     return None if _PLACEHOLDER.search(value) else m.span("body")
 
@@ -316,7 +338,7 @@ _RULES: tuple[_Rule, ...] = (
     _pattern(
         "stripe_key",
         r"(?:(?:sk|rk)_(?:live|test)|whsec)_(?P<body>[A-Za-z0-9]{16,250}+)(?![A-Za-z0-9])",
-        _mixed_token,
+        _stripe,
         "_live_",
         "_test_",
         "whsec_",
