@@ -98,6 +98,11 @@ NEGATIVE_SHAPES: tuple[str, ...] = (
     "date",
     "price",
     "mention",
+    "object_key",
+    "identifier",
+    "data_uri",
+    "epoch_ms",
+    "build",
 )
 
 
@@ -357,6 +362,36 @@ class _Values:
                     f"{self.digits(3)}.99 USD",
                 ]
             )
+        if shape == "object_key":  # a storage key or cache key, not a credential
+            return self.pick(
+                [
+                    f"uploads/2026/{rng.randint(10, 12)}/invoice-{self.digits(6)}.pdf",
+                    f"user:{self.digits(6)}:profile:v{rng.randint(2, 9)}",
+                    f"tenants/t-{self.digits(4)}/exports/report_{self.digits(8)}.csv.gz",
+                ]
+            )
+        if shape == "identifier":  # what follows "token" and "key" words that is no secret
+            return self.pick(
+                [
+                    "client_credentials",
+                    "refreshTokenExpiresInSeconds",
+                    "Bearer",
+                    "AccessKeyRotationPolicy",
+                    f"kms-key-{self.digits(2)}-primary",
+                ]
+            )
+        if shape == "data_uri":
+            return "data:image/png;base64,iVBORw0KGgo" + r(60, BASE64)
+        if shape == "epoch_ms":
+            return str(rng.randint(1_600_000_000_000, 1_800_000_000_000))
+        if shape == "build":
+            return self.pick(
+                [
+                    f"{rng.randint(2024, 2026)}.{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+                    f".{self.digits(4)}",
+                    f"build-{self.digits(5)}-{r(7, HEX)}",
+                ]
+            )
         if shape == "mention":
             return self.pick(
                 [
@@ -495,6 +530,11 @@ _NEGATIVE_NAMES: dict[str, tuple[str, ...]] = {
     "date": ("created", "updated_at", "due_date"),
     "price": ("price", "total", "amount"),
     "mention": ("note", "comment", "status"),
+    "object_key": ("key", "s3_key", "cache_key", "object_key"),
+    "identifier": ("grant_type", "token_field", "key_policy", "token_type"),
+    "data_uri": ("avatar", "logo", "icon"),
+    "epoch_ms": ("ts", "created_ms", "token_issued_at"),
+    "build": ("build", "build_id", "key_version"),
 }
 _NEGATIVE_PHRASES: dict[str, tuple[str, ...]] = {
     "sha1": ("fixed in commit {v}", "the secret rotation landed in commit {v}"),
@@ -512,6 +552,11 @@ _NEGATIVE_PHRASES: dict[str, tuple[str, ...]] = {
     "date": ("the token expires on {v}", "password last changed {v}"),
     "price": ("the plan costs {v} per year", "total due: {v}"),
     "mention": ("the password was {v}", "the api key is {v}", "the token was {v}"),
+    "object_key": ("the key is {v}", "cache key {v} evicted", "uploaded the secret report to {v}"),
+    "identifier": ("token type: {v}", "the key policy is {v}", "grant type {v} for the token"),
+    "data_uri": ("the avatar is {v}", "key visual: {v}"),
+    "epoch_ms": ("token issued at {v}", "password changed at {v} ms"),
+    "build": ("the key was created by build {v}", "deployed {v} with the new token"),
 }
 
 # -- containers ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import urllib.parse
 
 import pytest
 
+from attune.memory.security.pii import PIIScrubber
 from attune.memory.security.secrets import SecretsDetector
 from attune.memory.security.unescape import decode, decoded_layers
 
@@ -161,3 +162,21 @@ def test_delimited_names_without_a_credential_are_clean(detector: SecretsDetecto
 def test_documented_example_still_holds(detector: SecretsDetector) -> None:
     text = "API key: sk-" + "proj-abc123..."
     assert _found(detector, text) == [("openai_api_key", "sk-" + "proj-abc123")]
+
+
+def test_pathological_escapes_and_context_words_finish(detector: SecretsDetector) -> None:
+    # Decoding is linear per layer and there are at most three layers; the context scan
+    # reads a bounded window after each word (pytest-timeout guards).
+    scrubber = PIIScrubber()
+    for text in (
+        "\\\\" * 50_000,
+        "%25" * 30_000,
+        "%2525" * 10_000 + "41",
+        "\\u0041" * 20_000,
+        "password " * 20_000,
+        "key" * 30_000,
+        "Pwd+" * 20_000,
+        "the secret is " + "a1" * 50_000,
+    ):
+        detector.detect(text)
+        scrubber.scrub(text)

@@ -21,10 +21,11 @@ Design
   :data:`_BUILTIN_DETECTORS` is their rank.
 
 Delimited data: commas, tabs, pipes and quotes are boundaries, digits are not, so a card or an
-SSN between two CSV fields is found (``63249,4204 8701 4039 6047,11/29``); a comma is part of
-a number only in a decimal (``.``) or a thousands group of three digits, which no card, SSN
-or street number is. Labels may be spelled as keys (``patient_id``, ``"dob": "..."``,
-``date_of_birth=``, a ``mrn,<value>`` row).
+SSN between two CSV fields is found (``63249,4204 8701 4039 6047,11/29``). Only a ``.``
+between digits joins them into one number (a decimal); a comma never does, so thousands
+groups (three digits) are too short for a card and ``1,234 Main St`` scrubs ``234 Main St``.
+Labels may be spelled as keys (``patient_id``, ``"dob": "..."``, ``date_of_birth=``, a
+``mrn,<value>`` row).
 
 Deliberate false-positive trade-offs: a dotted quad with valid octets is an IP unless a
 version marker (``version``, ``v``, ``==``...) precedes it or all four parts are single

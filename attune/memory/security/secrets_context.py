@@ -21,11 +21,13 @@ anything else a ``generic_secret``. Findings rank below every rule of the table.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 from typing import Final
 
 from attune.memory.security.secrets_rules import (
     _DEFAULT_PASSWORD,
+    _KEY_QUALIFIERS,
     _REFERENCE,
     _WORDY,
     _char_classes,
@@ -61,6 +63,7 @@ _BLOCKERS: Final = frozenset(
         "trace",
         "version",
         "release",
+        "build",
         "file",
         "path",
         "name",
@@ -78,7 +81,19 @@ _BLOCKERS: Final = frozenset(
 #: an SSH public key: its algorithm, then a base64 blob that starts with "AAAA"
 _PUBLIC_KEY_PREFIXES: Final = ("ssh-", "ecdsa-", "sk-ssh-", "sk-ecdsa-", "AAAA")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_PATH = re.compile(r"(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+/?")
+# a path: absolute, or relative with lower-case segments or a file extension
+_PATH = re.compile(
+    r"(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+/?"
+    r"|[a-z0-9_.:-]+(?:/[a-z0-9_.:-]+)+/?"
+    r"|[\w.:-]+(?:/[\w.:-]+)+\.[a-z][a-z0-9]{0,3}"
+)
+# a slug or an identifier: segments of lower-case letters, digits or short hex
+# (``kms-key-74-primary``, ``build-51737-4919e11``, ``report_2026.csv``)
+_SLUG_PART = re.compile(r"[a-z]+|[0-9]+|[0-9a-f]{1,12}")
+_SLUG_SEP = re.compile(r"[-_.:]")
+_BLOB_CHARS: Final = frozenset(string.ascii_letters + string.digits + "_-+/=")
+_MAX_NAME: Final = 40
+_URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AWS_CONTEXT = re.compile(r"secret[ _.-]?access[ _.-]?key")
 
@@ -86,8 +101,8 @@ _AWS_CONTEXT = re.compile(r"secret[ _.-]?access[ _.-]?key")
 def _key_material(word: str, aws: bool) -> bool:
     """Whether a word read after a context word is plausibly the secret itself (``aws``:
     after "secret access key", where 40 base64 characters are one even if they hold "/")."""
-    if len(word) < _MIN_LEN or "://" in word or "@" in word:
-        return False
+    if len(word) < _MIN_LEN or "://" in word or "@" in word or _URL_ESCAPE.search(word):
+        return False  # an escaped word is read in the decoded layer
     if _REFERENCE.search(word) or _is_placeholder(word) or _DEFAULT_PASSWORD.fullmatch(word):
         return False
     if _WORDY.search(word):
@@ -98,6 +113,8 @@ def _key_material(word: str, aws: bool) -> bool:
         return _random_letters(word)
     if not any(c.isalpha() for c in word) or _UUID.fullmatch(word) or _PATH.fullmatch(word):
         return False
+    if all(_SLUG_PART.fullmatch(part) for part in _SLUG_SEP.split(word) if part):
+        return False
     return _char_classes(word) >= 2 and _entropy(word) >= _MIN_ENTROPY
 
 
@@ -107,9 +124,38 @@ def _starts_a_context(text: str, folded: str, start: int, end: int) -> bool:
         return False  # inside a lower-case word: monkey, turnkey
     if end < len(text) and folded[end].isalpha() and folded[end] != "s":
         return False  # secretary, keyboard; passwords, tokens and keys count
+    if _inside_a_blob(text, start, end):
+        return False  # "...AAAAIfgPwd2YX7..." in a base64 blob is no context word
     if folded[max(0, start - 7) : start].rstrip(" _-").endswith("public"):
         return False
+    if folded[start:end] == "key" and start > 0 and (text[start - 1] in "_-" or text[start] == "K"):
+        # the end of a longer name (s3_key, cacheKey): only a credential's name counts
+        name = folded[max(0, start - 16) : start].rstrip("_-")
+        if not name.endswith(_KEY_QUALIFIERS):
+            return False
+    if end < len(text) and text[end] in "_-" and not _continues_to_a_secret(folded, end):
+        return False  # token_type, key_policy, password_reset_url
     return _names_a_secret(text, start, end)
+
+
+def _inside_a_blob(text: str, start: int, end: int) -> bool:
+    """Whether the word holding ``text[start:end]`` is base64 or longer than a name."""
+    lo, hi = start, end  # bounded: a long run of name characters is a blob anyway
+    while lo > 0 and start - lo <= _MAX_NAME and text[lo - 1] in _BLOB_CHARS:
+        lo -= 1
+    while hi < len(text) and hi - end <= _MAX_NAME and text[hi] in _BLOB_CHARS:
+        hi += 1
+    word = text[lo:hi].rstrip("=")
+    return len(word) > _MAX_NAME or "+" in word or "/" in word
+
+
+def _continues_to_a_secret(folded: str, end: int) -> bool:
+    """Whether the name that goes on after a context word ends with one (secret_access_key)."""
+    at, limit = end, min(len(folded), end + _MAX_NAME)
+    while at < limit and (folded[at].isalnum() or folded[at] in "_-"):
+        at += 1
+    tail = folded[end:at].rstrip("s")
+    return tail.endswith(("key", "secret", "token", "password", "passwd", "passphrase"))
 
 
 def context_secrets(text: str, folded: str) -> Iterator[tuple[str, int, int]]:

@@ -57,16 +57,24 @@ _PLACEHOLDER = re.compile(
     r"|EXAMPLE|(.)\1{5}|\.\.\.|\u2026|\*\*\*"
 )
 # an identifier: snake_case, UPPER_CASE, camelCase or PascalCase (not random mixed case)
-_IDENT = r"(?:[a-z_][a-z0-9_]*|[A-Z_][A-Z0-9_]*|[a-z]+(?:[A-Z][a-z0-9]+)+|(?:[A-Z][a-z0-9]+)+)"
+_IDENT = (
+    r"(?:[a-z_][a-z0-9_]*|[A-Z_][A-Z0-9_]*"
+    r"|[a-z]{2,}(?:[A-Z][a-z]{2,}[0-9]*)+|(?:[A-Z][a-z]{2,}[0-9]*)+)"
+)
 _IDENT_RE = re.compile(_IDENT)
 _MIN_RANDOM_LETTERS = 16
 _MIN_RANDOM_ENTROPY = 3.5
-_REFERENCE = re.compile(
+_TEMPLATE_REFERENCE = (
     r"^[$%<{\[*&@:]|\$\{|\{\{|%\(|(?i:os\.environ|process\.env|getenv|env\[)"
-    rf"|^{_IDENT}(?:\.{_IDENT})+$"  # attribute access: settings.API_KEY, self.dbPassword
     r"|^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$"  # environment variable name: OPENAI_API_KEY
-    r"|^[A-Za-z][A-Za-z0-9+.-]*:"  # scheme-prefixed reference: vault:..., arn:..., op://
 )
+_REFERENCE = re.compile(
+    _TEMPLATE_REFERENCE
+    + rf"|^{_IDENT}(?:\.{_IDENT})+$"  # attribute access: settings.API_KEY, self.dbPassword
+    + r"|^[A-Za-z][A-Za-z0-9+.-]*:"  # scheme-prefixed reference: vault:..., arn:..., op://
+)
+# in a URL's password only a template is a reference: "pIyqM8Dm.jX6" is no attribute access
+_URL_REFERENCE = re.compile(_TEMPLATE_REFERENCE)
 _DEFAULT_PASSWORD = re.compile(  # with up to 6 digits and a little punctuation around
     r"(?i)(?:pass(?:word|wd)?|pwd|changeme|change_me|secret|admin|root|test|guest|default"
     r"|letmein|welcome|qwerty|postgres|mysql|redis|user|foo|bar|baz|foobar)"
@@ -216,14 +224,23 @@ def _url_password(m: re.Match[str]) -> Span | None:
     """The password of ``scheme://user:password@host``, unless a placeholder or reference."""
     value = m["body"]
     # a leading "*", "&" or ":" is a character of the password here, not a dereference
-    if _REFERENCE.search(value.lstrip("*&:")) or _DEFAULT_PASSWORD.fullmatch(value):
+    if _URL_REFERENCE.search(value.lstrip("*&:")) or _DEFAULT_PASSWORD.fullmatch(value):
         return None
     return None if _PLACEHOLDER.search(value) else m.span("body")
 
 
 def _assignment(m: re.Match[str]) -> Span | None:
-    """The value of ``password = "..."`` and friends."""
-    return _assigned_value(m) if _names_a_secret(m.string, m.start(), m.end("name")) else None
+    """The value of ``password = "..."`` and friends; in a delimited row (``name,value``)
+    only a whole field that is no ``name=value`` of its own."""
+    if not _names_a_secret(m.string, m.start(), m.end("name")):
+        return None
+    separator = m.string[m.end("name") : m.start(m.lastgroup or 0)]
+    if not any(c in separator for c in ":=") and any(c in separator for c in ",|\t"):
+        value = m[m.lastgroup or 0]
+        after = m.string[m.end() : m.end() + 1]
+        if "=" in value or (after and after not in ",|\t\r\n \"'"):
+            return None
+    return _assigned_value(m)
 
 
 def _assigned_value(m: re.Match[str]) -> Span | None:
