@@ -93,6 +93,7 @@ _SLUG_PART = re.compile(r"[a-z]+|[0-9]+|[0-9a-f]{1,12}")
 _SLUG_SEP = re.compile(r"[-_.:]")
 _BLOB_CHARS: Final = frozenset(string.ascii_letters + string.digits + "_-+/=")
 _MAX_NAME: Final = 40
+_LONG_WORD = re.compile(rf"[^\s]{{{_MIN_LEN},}}")
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AWS_CONTEXT = re.compile(r"secret[ _.-]?access[ _.-]?key")
@@ -163,7 +164,9 @@ def context_secrets(text: str, folded: str) -> Iterator[tuple[str, int, int]]:
     lower-cased, of the same length)."""
     after = 0
     for m in _CONTEXT.finditer(folded):
-        if m.start() < after or not _starts_a_context(text, folded, m.start(), m.end()):
+        if m.start() < after or not _LONG_WORD.search(text, m.end(), m.end() + _MAX_REACH):
+            continue  # cheap first: no word long enough to be key material follows
+        if not _starts_a_context(text, folded, m.start(), m.end()):
             continue
         aws = _AWS_CONTEXT.match(folded, m.start()) is not None
         found = _value_after(text, folded, m.end(), aws)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
 from typing import Final
 
 MAX_LAYERS: Final = 3
@@ -25,35 +24,48 @@ _ESCAPE = re.compile(r"""\\(?:u(?P<u>[0-9A-Fa-f]{4})|(?P<c>[ntr"'\\/bf]))|%(?P<x
 _SIMPLE: Final = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 
 
-@dataclass(frozen=True, slots=True)
 class Decoded:
-    """``text`` decoded from ``source``. Pieces are literal runs (one character for one) or
-    escapes (one character for several): ``starts[i]`` is where piece ``i`` begins in ``text``,
-    ``origins[i]`` where it begins in ``source``, ``widths[i]`` its width there (0: literal)."""
+    """``text`` decoded from ``source``, and the way back (:meth:`span`).
 
-    text: str
-    source: str
-    starts: tuple[int, ...]
-    origins: tuple[int, ...]
-    widths: tuple[int, ...]
+    The map is built on first use (findings are rare): pieces are literal runs (one
+    character for one) or escapes (one character for several); ``starts[i]`` is where piece
+    ``i`` begins in ``text``, ``origins[i]`` where it begins in ``source``, ``widths[i]`` its
+    width there (0: a literal run).
+    """
 
-    def _origin(self, at: int, end: bool) -> int:
-        i = bisect_right(self.starts, at) - 1
-        offset = at - self.starts[i]
-        if self.widths[i] == 0:  # literal run
-            return self.origins[i] + offset + (1 if end else 0)
-        return self.origins[i] + (self.widths[i] if end else 0)
+    __slots__ = ("_below", "_pieces", "source", "text")
+
+    def __init__(self, text: str, source: str, below: Decoded | None = None) -> None:
+        self.text = text
+        self.source = source  # what ``span`` maps to: the original text
+        self._below = below  # the layer this one was decoded from, if any
+        self._pieces: tuple[list[int], list[int], list[int]] | None = None
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The span of ``source`` that ``text[start:end]`` (non-empty) was decoded from."""
-        return self._origin(start, False), self._origin(end - 1, True)
+        lo, hi = self._origin(start, False), self._origin(end - 1, True)
+        return (lo, hi) if self._below is None else self._below.span(lo, hi)
+
+    def _origin(self, at: int, end: bool) -> int:
+        if self._pieces is None:
+            self._pieces = _pieces(self._below.text if self._below else self.source)
+        starts, origins, widths = self._pieces
+        i = bisect_right(starts, at) - 1
+        if widths[i] == 0:  # literal run
+            return origins[i] + at - starts[i] + (1 if end else 0)
+        return origins[i] + (widths[i] if end else 0)
 
 
-def decode(source: str) -> Decoded | None:
-    """``source`` with its escapes decoded, or ``None`` when it holds none."""
-    if "\\" not in source and "%" not in source:
-        return None
-    parts: list[str] = []
+def _char(m: re.Match[str]) -> str:
+    if m["u"] is not None:
+        return chr(int(m["u"], 16))
+    if m["x"] is not None:
+        return chr(int(m["x"], 16))
+    return _SIMPLE.get(m["c"], m["c"])
+
+
+def _pieces(source: str) -> tuple[list[int], list[int], list[int]]:
+    """The pieces of ``source`` decoded (see :class:`Decoded`)."""
     starts: list[int] = []
     origins: list[int] = []
     widths: list[int] = []
@@ -63,28 +75,27 @@ def decode(source: str) -> Decoded | None:
             starts.append(out)
             origins.append(at)
             widths.append(0)
-            parts.append(source[at : m.start()])
             out += m.start() - at
-        if m["u"] is not None:
-            char = chr(int(m["u"], 16))
-        elif m["x"] is not None:
-            char = chr(int(m["x"], 16))
-        else:
-            char = _SIMPLE.get(m["c"], m["c"])
         starts.append(out)
         origins.append(m.start())
         widths.append(m.end() - m.start())
-        parts.append(char)
         out += 1
         at = m.end()
-    if not widths or all(w == 0 for w in widths):
+    starts.append(out)  # the rest (possibly empty: never looked up then)
+    origins.append(at)
+    widths.append(0)
+    return starts, origins, widths
+
+
+def decode(source: str, below: Decoded | None = None) -> Decoded | None:
+    """``source`` with its escapes decoded, or ``None`` when it holds none (``below``: the
+    layer ``source`` is the text of, so that spans map through it)."""
+    if "\\" not in source and "%" not in source:
         return None
-    if at < len(source):
-        starts.append(out)
-        origins.append(at)
-        widths.append(0)
-        parts.append(source[at:])
-    return Decoded("".join(parts), source, tuple(starts), tuple(origins), tuple(widths))
+    text = _ESCAPE.sub(_char, source)
+    if text == source:
+        return None  # no escape, or only ones that decode to themselves (none do)
+    return Decoded(text, below.source if below else source, below)
 
 
 def decoded_layers(source: str) -> list[Decoded]:
@@ -93,26 +104,9 @@ def decoded_layers(source: str) -> list[Decoded]:
     layers: list[Decoded] = []
     text = source
     for _ in range(MAX_LAYERS):
-        layer = decode(text)
+        layer = decode(text, layers[-1] if layers else None)
         if layer is None:
             break
-        if layers:  # compose: this layer's pieces map to the previous text, not to source
-            layer = _composed(layer, layers[-1])
         layers.append(layer)
         text = layer.text
     return layers
-
-
-def _composed(layer: Decoded, below: Decoded) -> Decoded:
-    """``layer`` (decoded from ``below.text``) with its pieces mapped through ``below`` to
-    ``below.source``: every character of ``layer.text`` becomes its own piece."""
-    starts: list[int] = []
-    origins: list[int] = []
-    widths: list[int] = []
-    for i in range(len(layer.text)):
-        lo, hi = layer.span(i, i + 1)
-        src_lo, src_hi = below.span(lo, hi)
-        starts.append(i)
-        origins.append(src_lo)
-        widths.append(src_hi - src_lo)
-    return Decoded(layer.text, below.source, tuple(starts), tuple(origins), tuple(widths))
