@@ -296,3 +296,13 @@ def test_the_search_index_baseline_stores_no_search_entry(mock_config: MemoryCon
             assert await indexed.long_term.unindexed("", 10) == []
 
     asyncio.run(scenario())
+
+
+def test_the_detection_quality_benchmark_prints_every_table() -> None:
+    """``benchmarks/detection_quality.py`` on a small corpus: the four tables, every kind."""
+    done = _script("detection_quality.py", "--seed", "5", "--per-cell", "1")
+    assert done.returncode == 0, done.stderr
+    for title in ("secrets: detected", "PII: leaked", "flagged as secrets", "PII scrubber"):
+        assert title in done.stdout
+    for kind in ("private_key", "generic_secret", "credit_card", "order_number"):
+        assert f"\n{kind} " in done.stdout

@@ -191,7 +191,7 @@ def test_pathological_inputs_finish_without_findings_or_errors(detector: Secrets
 
 
 def test_extra_patterns_block_too() -> None:
-    text = "the internal token is itk_0123456789abcdef for the build bot"
+    text = "the build bot signs in with itk_0123456789abcdef every night"
     assert SecretsDetector().detect(text) == []
     detector = SecretsDetector(extra_patterns={"internal_token": r"itk_[0-9a-f]{16}"})
     assert _covered(text, detector.detect(text)) == [("internal_token", "itk_0123456789abcdef")]

@@ -9,6 +9,9 @@ they find:
   IPv6, IPv4, phone, address (the order of ``_BUILTIN_DETECTORS``), then custom patterns
   in their given order. So a card is never half-eaten by the phone rule, an IBAN by the
   card rule, or an IP by the phone rule.
+* Escaped text: each layer of JSON and URL escapes is decoded (:mod:`.unescape`) and
+  scanned too, after the text as written; what is found there is replaced where it is
+  written (``email=john%40example.com`` -> ``email=[EMAIL]``).
 * Idempotence: a match never overlaps a placeholder, and :meth:`PIIScrubber.scrub` runs
   another pass whenever a replacement may have changed what a match can see (a partly
   overlapped loser, a value glued to other text, any custom pattern). Each pass shrinks the
@@ -33,6 +36,7 @@ from attune.memory.security.pii_detectors import (
     _fold_digits,
     _Span,
 )
+from attune.memory.security.unescape import Decoded, decoded_layers
 
 KINDS: Final = ("email", "ssn", "phone", "credit_card", "ip", "iban", "address", "mrn", "dob")
 PLACEHOLDERS: Final[Mapping[str, str]] = {
@@ -147,20 +151,15 @@ class PIIScrubber:
         return value
 
     def _find(self, text: str) -> tuple[list[_Span], bool]:
-        """One pass: the accepted matches by position, and whether one lost a partial overlap."""
-        folded = _fold_digits(text)
-        has_digit = "0" in folded
-        if not (self._custom or "@" in text or ":" in text or has_digit):
-            return [], False  # every built-in kind needs an '@', a digit or a colon
+        """One pass: the accepted matches by position, and whether one lost a partial overlap.
+
+        The text as written first, then each layer of its JSON and URL escapes decoded
+        (``john%40example.com``, ``\\n123-45-6789``), with spans mapped back to the text.
+        """
         masked = _Disjoint(self._placeholder_re.finditer(text) if "[" in text else ())
         chosen = _Disjoint(())
         clash = False
-        for detector in self._detectors:
-            if detector.needs_digit and not has_digit:
-                continue
-            found = list(detector.find(text, folded))
-            if len(found) > 1:
-                found.sort(key=_leftmost_longest)
+        for found in (self._found(text), *(self._decoded(layer) for layer in decoded_layers(text))):
             for start, end, kind in found:
                 if kind not in self._enabled or masked.overlapping(start, end):
                     continue
@@ -170,6 +169,26 @@ class PIIScrubber:
                 elif not any(chosen.covers(i, start, end) for i in rivals):
                     clash = True
         return chosen.spans, clash
+
+    def _found(self, text: str) -> list[_Span]:
+        """Every detector's matches in ``text``: by rank, then leftmost-longest."""
+        folded = _fold_digits(text)
+        has_digit = "0" in folded
+        if not (self._custom or "@" in text or ":" in text or has_digit):
+            return []  # every built-in kind needs an '@', a digit or a colon
+        spans: list[_Span] = []
+        for detector in self._detectors:
+            if detector.needs_digit and not has_digit:
+                continue
+            found = list(detector.find(text, folded))
+            if len(found) > 1:
+                found.sort(key=_leftmost_longest)
+            spans += found
+        return spans
+
+    def _decoded(self, layer: Decoded) -> list[_Span]:
+        """The matches in a decoded layer, as spans of the text it was decoded from."""
+        return [(*layer.span(start, end), kind) for start, end, kind in self._found(layer.text)]
 
     def _replace(self, text: str, spans: list[_Span]) -> str:
         parts: list[str] = []

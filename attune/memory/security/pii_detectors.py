@@ -20,6 +20,13 @@ Design
   (precedence, placeholders, another pass) is :class:`~.pii.PIIScrubber`'s. The order of
   :data:`_BUILTIN_DETECTORS` is their rank.
 
+Delimited data: commas, tabs, pipes and quotes are boundaries, digits are not, so a card or an
+SSN between two CSV fields is found (``63249,4204 8701 4039 6047,11/29``). Only a ``.``
+between digits joins them into one number (a decimal); a comma never does, so thousands
+groups (three digits) are too short for a card and ``1,234 Main St`` scrubs ``234 Main St``.
+Labels may be spelled as keys (``patient_id``, ``"dob": "..."``, ``date_of_birth=``, a
+``mrn,<value>`` row).
+
 Deliberate false-positive trade-offs: a dotted quad with valid octets is an IP unless a
 version marker (``version``, ``v``, ``==``...) precedes it or all four parts are single
 digits (``1.2.3.4`` reads as a version; such IPs are public resolvers like ``8.8.8.8``, not
@@ -55,13 +62,21 @@ _EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[^\W\d_]{2,
 _EMAIL_LOCAL_REVERSED = re.compile(r"[\w.%+-]{1,65}")
 
 # -- labelled values: MRN, date of birth, SSN --------------------------------------------------
-_SEP = r"[ \t]{0,3}(?:[:#=-]{1,2}[ \t]{0,3}|(?i:is|was|no\.?)[ \t]{1,3})?"
+# Between a label and its value: closing quotes, maybe then a bracket (``"dob": "...``,
+# ``["MRN"] =``, escaped ``\"``; a bare ``]`` would read ``[MRN] 1234`` as a label), a
+# separator (``:``, ``=``, ``#``, ``-``; in delimited rows ``,`` and ``|``; a tab is a blank)
+# or a word (``is``), and an opening quote.
+_SEP = (
+    r"""(?:(?:\\?["'`]){1,2}\]?)?[ \t]{0,3}"""
+    r"""(?:[:#=,|-]{1,2}[ \t]{0,3}|(?i:is|was|no\.?)[ \t]{1,3})?"""
+    r"""(?:\\?["'`])?"""
+)
 _MRN_LABEL = (
-    r"(?i:mrn|medical[ ]record(?:[ ](?:number|num|no\.?|id|\#))?"
-    r"|patient[ ](?:id|identifier|number|num|no\.?)|patient[ ]?\#)"
+    r"(?i:mrn|medical[ _-]record(?:[ _-](?:number|num|no\.?|id|\#))?"
+    r"|patient[ _-]?(?:id|identifier|number|num|no\.?)|patient[ ]?\#)"
 )
 _MRN_VALUE = r"(?=[A-Za-z0-9-]{0,23}[0-9])[A-Za-z0-9][A-Za-z0-9-]{2,23}(?![\w-])"
-_DOB_LABEL = r"(?i:dob|d\.o\.b\.?|date[ ]of[ ]birth|birth[ ]?date|born(?:[ ]on)?)"
+_DOB_LABEL = r"(?i:dob|d\.o\.b\.?|date[ _-]of[ _-]birth|birth[ _-]?date|born(?:[ ]on)?)"
 _MONTH = (
     r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
@@ -73,8 +88,8 @@ _DATE = (
     rf"|{_MONTH}\.?[ ]{_DAY},?[ ][0-9]{{4}}"
     rf"|{_DAY}[ ](?:of[ ])?{_MONTH}\.?,?[ ][0-9]{{4}})(?![0-9])"
 )
-_SSN_LABEL = r"(?i:ssn|social[ ]security(?:[ ](?:number|num|no\.?|\#))?)"
-_SSN_VALUE = r"[0-9]{3}(?P<ssn_sep>[ -]?)[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-]|[.,][0-9])"
+_SSN_LABEL = r"(?i:ssn|social[ _-]security(?:[ _-](?:number|num|no\.?|\#))?)"
+_SSN_VALUE = r"[0-9]{3}(?P<ssn_sep>[ -]?)[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-]|\.[0-9])"
 # Every label contains one of these words (lowercased), at most _LABEL_LEAD characters after
 # its start ("date of birth"); label, separator and value end within _LABEL_REACH of that word.
 # The regex's case folding also lets these letters stand for "i" and "s" in a label, which
@@ -107,7 +122,7 @@ _IBAN_CHECK_DIGITS = re.compile(r"0(?<=[A-Z]{2}0)(?=0)")  # two places after an 
 
 # -- cards: maximal runs of digit groups joined by one space or dash; windows are tried later --
 _CARD_RUN = re.compile(
-    r"[0-9](?<![\w+][0-9])(?<![0-9][.,][0-9])(?<![A-Za-z0-9_]-[0-9])[0-9]*+(?:[ -][0-9]++)*+"
+    r"[0-9](?<![\w+][0-9])(?<![0-9][.][0-9])(?<![A-Za-z0-9_]-[0-9])[0-9]*+(?:[ -][0-9]++)*+"
 )
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 # A run shorter than 13 characters holds no card, nor does one starting inside it (it ends
@@ -115,9 +130,7 @@ _DIGIT_GROUP = re.compile(r"[0-9]+")
 _CARD_START = re.compile(r"0(?<![\w+]0)(?=[0 -]{12})")
 
 # -- SSN: 123-45-6789 or 123 45 6789 (ranges checked in Python) -------------------------------
-_SSN = re.compile(
-    r"([0-9](?<![\w.+-][0-9])[0-9]{2})([ -])([0-9]{2})\2([0-9]{4})(?![\w-]|[.,][0-9])"
-)
+_SSN = re.compile(r"([0-9](?<![\w.+-][0-9])[0-9]{2})([ -])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])")
 _SSN_NEEDLES: Final = ("0-00-0000", "0 00 0000")  # two characters after the start
 
 # -- IP addresses -----------------------------------------------------------------------------
@@ -159,7 +172,7 @@ _STREET_SUFFIX = (
 )
 _UNIT = r"(?:(?i:apt|apartment|suite|ste|unit|room|rm|floor|fl)\.?[ ]{0,2}\#?|\#[ ]?)"
 _ADDRESS = re.compile(
-    r"[0-9](?<![\w.,$-][0-9])[0-9]{0,5}(?:-[0-9]{1,4})?[A-Za-z]?[ ]{1,2}"
+    r"[0-9](?<![\w.$-][0-9])[0-9]{0,5}(?:-[0-9]{1,4})?[A-Za-z]?[ ]{1,2}"
     r"(?:(?:[NSEW]\.?|North|South|East|West)[ ]{1,2})?"
     rf"(?:{_WORD}|[0-9]{{1,3}}(?:st|nd|rd|th))(?:[ ]{{1,2}}{_WORD}){{0,2}}"
     rf"[ ]{{1,2}}{_STREET_SUFFIX}\b(?:[ ]{{1,2}}(?:[NS][EW]?|[EW])\b)?"
@@ -168,7 +181,7 @@ _ADDRESS = re.compile(
     r"[0-9]{5}(?:-[0-9]{4})?(?![0-9-]))?"
 )
 # The number, then a direction, a capitalised word or an ordinal.
-_ADDRESS_START = re.compile(r"0(?<![\w.,$-]0)(?=0{0,5}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0])")
+_ADDRESS_START = re.compile(r"0(?<![\w.$-]0)(?=0{0,5}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +279,7 @@ def _plausible_ipv6(address: str) -> bool:
 def _continues_token(text: str, end: int) -> bool:
     """True when the digits ending at ``end`` are glued to a word or a decimal part."""
     nxt = text[end : end + 1]
-    return nxt.isalnum() or nxt == "_" or (nxt in (".", ",") and text[end + 1 : end + 2].isdigit())
+    return nxt.isalnum() or nxt == "_" or (nxt == "." and text[end + 1 : end + 2].isdigit())
 
 
 # -- detectors -----------------------------------------------------------------------------------

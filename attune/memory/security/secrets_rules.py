@@ -1,0 +1,446 @@
+"""The secrets detector's rule table and value tests (see :mod:`.secrets` for the design).
+
+Each rule is a compiled regex plus a *locator* that validates a match and returns the span of
+the secret, or ``None`` to reject it; the value tests (placeholders, references, entropy,
+default passwords, names that are not credentials) are shared with the prose scan in
+:mod:`.secrets_context`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from attune.errors import ConfigurationError
+
+Span = tuple[int, int]
+Locator = Callable[[re.Match[str]], Span | None]
+
+_TOKEN_CHARS = string.ascii_letters + string.digits + "_-"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One detection rule: a pattern rule or a keyword rule (see the module docstring)."""
+
+    kind: str
+    pattern: re.Pattern[str]
+    locate: Locator
+    rank: int  # specificity: the higher rank wins an overlap
+    #: pattern rule: ``pattern`` runs only if one of these occurs in the text (none: always).
+    needles: tuple[str, ...] = ()
+    #: keyword rule: ``pattern`` is matched at each occurrence of these, in any case.
+    keywords: tuple[str, ...] = ()
+    #: keyword rule: a cheap check of what follows the keyword, before the full match is
+    #: tried ("the token expired" and ``token_id = 1`` fail it).
+    tail: re.Pattern[str] | None = None
+    #: a pattern match preceded by one of these characters is inside a longer word.
+    boundary: str = _TOKEN_CHARS
+
+
+# -- value tests ---------------------------------------------------------------------------------
+
+_MIN_CREDENTIAL_LEN = 8
+_MIN_DISTINCT = 5
+_MIN_ENTROPY = 2.5  # bits per character
+
+_PLACEHOLDER = re.compile(
+    r"(?i:(?:^|[-_.\s])(?:your|example|sample|placeholder|redacted|dummy|insert|replace"
+    r"|changeme|here|x{3,})(?:[-_.\s]|$))"
+    r"|EXAMPLE|(.)\1{5}|\.\.\.|\u2026|\*\*\*"
+)
+# an identifier: snake_case, UPPER_CASE, camelCase or PascalCase (not random mixed case)
+_IDENT = (
+    r"(?:[a-z_][a-z0-9_]*|[A-Z_][A-Z0-9_]*"
+    r"|[a-z]{2,}(?:[A-Z][a-z]{2,}[0-9]*)+|(?:[A-Z][a-z]{2,}[0-9]*)+)"
+)
+_IDENT_RE = re.compile(_IDENT)
+_MIN_RANDOM_LETTERS = 16
+_MIN_RANDOM_ENTROPY = 3.5
+_TEMPLATE_REFERENCE = (
+    r"^[$%<{\[*&@:]|\$\{|\{\{|%\(|(?i:os\.environ|process\.env|getenv|env\[)"
+    r"|^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$"  # environment variable name: OPENAI_API_KEY
+)
+_REFERENCE = re.compile(
+    _TEMPLATE_REFERENCE
+    + rf"|^{_IDENT}(?:\.{_IDENT})+$"  # attribute access: settings.API_KEY, self.dbPassword
+    + r"|^[A-Za-z][A-Za-z0-9+.-]*:"  # scheme-prefixed reference: vault:..., arn:..., op://
+)
+# in a URL's password only a template is a reference: "pIyqM8Dm.jX6" is no attribute access
+_URL_REFERENCE = re.compile(_TEMPLATE_REFERENCE)
+_DEFAULT_PASSWORD = re.compile(  # with up to 6 digits and a little punctuation around
+    r"(?i)(?:pass(?:word|wd)?|pwd|changeme|change_me|secret|admin|root|test|guest|default"
+    r"|letmein|welcome|qwerty|postgres|mysql|redis|user|foo|bar|baz|foobar)"
+    r"[\W_]{0,3}\d{0,6}[\W_]{0,3}"
+)
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_.-")
+_MAX_NAME_SCAN = 64
+_NOT_SECRET_TOKENS = tuple(
+    f"{kind}token"
+    for kind in (
+        "next",
+        "page",
+        "continuation",
+        "pagination",
+        "sync",
+        "resume",
+        "client",
+        "request",
+        "idempotency",
+        "lock",
+        "creation",
+        "change",
+        "update",
+        "cancellation",
+        "publickey",
+    )
+)
+_WORDY = re.compile(
+    r"(?i)example|sample|dummy|placeholder|passw(?:or)?d|secret|token|changeme|your"
+)
+
+
+def _is_placeholder(value: str) -> bool:
+    """Example values, masks and low-variety filler rather than real key material."""
+    return len(set(value)) < _MIN_DISTINCT or _PLACEHOLDER.search(value) is not None
+
+
+def _char_classes(value: str) -> int:
+    """How many of lower, upper, digit, symbol occur (``_ - .`` are separators, not symbols)."""
+    return (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+        + any(not c.isalnum() and c not in "_-." for c in value)
+    )
+
+
+def _entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def _looks_like_credential(value: str) -> bool:
+    """Whether an assigned value is plausibly a real credential (see the module docstring)."""
+    if len(value) < _MIN_CREDENTIAL_LEN or any(c.isspace() for c in value):
+        return False
+    if _REFERENCE.search(value) or _is_placeholder(value) or _DEFAULT_PASSWORD.fullmatch(value):
+        return False
+    if _WORDY.search(value):  # random key material has no such words: "idpexamplesecret456"
+        return False
+    if not any(c.isdigit() or (not c.isalnum() and c not in "_-.") for c in value):
+        # letters only: a word or an identifier (NextToken, accessToken), unless random
+        return _random_letters(value)
+    return _char_classes(value) >= 2 and _entropy(value) >= _MIN_ENTROPY
+
+
+def _random_letters(value: str) -> bool:
+    """Letters (and ``_-``) that are no identifier: 16+ of them, mixed case but neither
+    camelCase nor PascalCase nor snake_case, and high entropy (``BNdigyyKctfhgstBOUpkEEsD``)."""
+    return (
+        len(value) >= _MIN_RANDOM_LETTERS
+        and all(c.isalpha() or c in "_-" for c in value)
+        and _char_classes(value) >= 2
+        and _IDENT_RE.fullmatch(value) is None
+        and _entropy(value) >= _MIN_RANDOM_ENTROPY
+    )
+
+
+def _names_a_secret(text: str, start: int, end: int) -> bool:
+    """Whether the key name ending with the keyword at ``start:end`` names a credential.
+
+    Not when it is a segment of ``A::B`` or ``arn:...:secret:...``, nor a token that is
+    an identifier rather than a credential (``NextToken``, ``idempotency_token``,
+    ``nextForwardToken`` ...).
+    """
+    i = start
+    while i > 0 and start - i < _MAX_NAME_SCAN and text[i - 1] in _NAME_CHARS:
+        i -= 1
+    if i >= 2 and text[i - 1] == ":" and not (text[i - 2].isspace() or text[i - 2] in "{(,["):
+        return False
+    name = "".join(c for c in text[i:end].lower() if c.isalnum())
+    return not (name.endswith(_NOT_SECRET_TOKENS) or name.startswith(("next", "prev")))
+
+
+# -- locators ------------------------------------------------------------------------------------
+
+
+def _token(m: re.Match[str]) -> Span | None:
+    """A provider token: the whole match, unless its random part is a placeholder."""
+    return None if _is_placeholder(m["body"]) else m.span()
+
+
+def _mixed_token(m: re.Match[str]) -> Span | None:
+    """A token without a distinctive prefix body: must also mix letters and digits."""
+    body = m["body"]
+    if _is_placeholder(body) or not (
+        any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
+    ):
+        return None
+    return m.span()
+
+
+def _stripe(m: re.Match[str]) -> Span | None:
+    """A Stripe key: a mixed body, or random letters (one in a few hundred real keys)."""
+    return _mixed_token(m) or (m.span() if _random_letters(m["body"]) else None)
+
+
+def _aws_secret(m: re.Match[str]) -> Span | None:
+    body = m["body"]
+    if _is_placeholder(body) or _char_classes(body) < 2:
+        return None
+    return m.span("body")
+
+
+def _jwt(m: re.Match[str]) -> Span | None:
+    header = m["header"]
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError, RecursionError):  # bad base64/UTF-8/JSON, deep nesting
+        return None
+    if not isinstance(decoded, dict) or "alg" not in decoded or _is_placeholder(m["sig"]):
+        return None
+    return m.span()
+
+
+def _private_key(m: re.Match[str]) -> Span | None:
+    """A PEM block with real key material (64+ base64 characters) after its header."""
+    material = "".join(m["body"].split())
+    if len(material) < 64 or _is_placeholder(material):
+        return None
+    end = m.end("footer") if m["footer"] else m.start("body") + len(m["body"].rstrip())
+    return m.start(), end
+
+
+def _url_password(m: re.Match[str]) -> Span | None:
+    """The password of ``scheme://user:password@host``, unless a placeholder or reference."""
+    value = m["body"]
+    # a leading "*", "&" or ":" is a character of the password here, not a dereference
+    if _URL_REFERENCE.search(value.lstrip("*&:")) or _DEFAULT_PASSWORD.fullmatch(value):
+        return None
+    return None if _PLACEHOLDER.search(value) else m.span("body")
+
+
+def _assignment(m: re.Match[str]) -> Span | None:
+    """The value of ``password = "..."`` and friends; in a delimited row (``name,value``)
+    only a whole field that is no ``name=value`` of its own."""
+    if not _names_a_secret(m.string, m.start(), m.end("name")):
+        return None
+    separator = m.string[m.end("name") : m.start(m.lastgroup or 0)]
+    if not any(c in separator for c in ":=") and any(c in separator for c in ",|\t"):
+        value = m[m.lastgroup or 0]
+        after = m.string[m.end() : m.end() + 1]
+        if "=" in value or (after and after not in ",|\t\r\n \"'"):
+            return None
+    return _assigned_value(m)
+
+
+def _assigned_value(m: re.Match[str]) -> Span | None:
+    """The value group (dq, sq, bq or bare) of ``m``, if it looks like a credential."""
+    group = m.lastgroup  # dq, sq, bq or bare: the value's only capturing groups
+    if group is None or not _looks_like_credential(m[group]):
+        return None
+    return m.span(group)
+
+
+def _whole(m: re.Match[str]) -> Span | None:
+    return m.span() if m.end() > m.start() else None
+
+
+# -- the rule table ------------------------------------------------------------------------------
+
+_RANK_PROVIDER = 4
+_RANK_CONNECTION = 3
+_RANK_EXTRA = 2
+_RANK_GENERIC = 1
+
+_E = r"(?![A-Za-z0-9_-])"  # token end boundary
+# = := => anywhere; a colon only as in JSON ("key": v) or YAML (key: v), not in a::b or arn:x
+# a closing quote or bracket may come first (os.environ["APIKEY"] = ...); in delimited data
+# (CSV, TSV, Markdown and SQL rows of name/value pairs) a comma, pipe or tab separates them.
+_SEP = (
+    r"""(?:["']?\]?[ \t]{0,4}+(?::=|=>|=)|["']\]?[ \t]{0,4}+:|[ \t]{0,4}+:(?=[ \t])"""
+    r"""|["']?(?:[ ]{0,4}+[,|]|\t))[ \t]{0,4}+"""
+)
+
+
+_KEY_QUALIFIERS = ("api", "access", "secret", "private", "signing", "encryption", "master")
+
+
+def _pattern(
+    kind: str,
+    regex: str,
+    locate: Locator,
+    *needles: str,
+    rank: int = _RANK_PROVIDER,
+    boundary: str = _TOKEN_CHARS,
+) -> _Rule:
+    return _Rule(kind, re.compile(regex), locate, rank, needles=needles, boundary=boundary)
+
+
+def _keyword(
+    kind: str, regex: str, locate: Locator, *keywords: str, rank: int, tail: str | None = None
+) -> _Rule:
+    return _Rule(
+        kind,
+        re.compile(regex),
+        locate,
+        rank,
+        keywords=keywords,
+        tail=None if tail is None else re.compile(tail),
+        boundary="",
+    )
+
+
+_RULES: tuple[_Rule, ...] = (
+    _pattern(
+        "anthropic_api_key",
+        r"sk-ant-(?:[a-z]{3,8}\d{2}-)?(?P<body>[A-Za-z0-9_-]{20,300}+)" + _E,
+        _token,
+        "sk-",
+    ),
+    _pattern(
+        "openai_api_key",
+        r"sk-(?:proj|svcacct|admin)-"
+        r"(?P<body>[A-Za-z0-9]{6}[A-Za-z0-9_-]{0,300}+|[A-Za-z0-9_-]{20,300}+)" + _E,
+        _token,
+        "sk-",
+    ),
+    _pattern("openai_api_key", r"sk-(?P<body>[A-Za-z0-9]{20,300}+)" + _E, _mixed_token, "sk-"),
+    _pattern(
+        "aws_access_key_id",
+        r"A(?:KIA|SIA)(?P<body>[A-Z2-7]{16})(?![A-Za-z0-9])",
+        _token,
+        boundary=string.ascii_letters + string.digits,
+    ),
+    _pattern(
+        "github_token",
+        r"gh[pousr]_(?P<body>[A-Za-z0-9]{36,251}+)(?![A-Za-z0-9_])",
+        _token,
+        "gh",
+    ),
+    _pattern(
+        "github_token",
+        r"github_pat_(?P<body>[A-Za-z0-9_]{50,251}+)(?![A-Za-z0-9_])",
+        _token,
+        "github_pat_",
+    ),
+    _pattern(
+        "gitlab_token",
+        r"gl(?:pat|dt|rt|ptt|ft|cbt|soat|oas)-(?P<body>[A-Za-z0-9_-]{20,300}+)" + _E,
+        _token,
+        "gl",
+    ),
+    _pattern(
+        "slack_token",
+        r"xox(?:e\.xox)?[abeoprs]-(?P<body>\d[A-Za-z0-9-]{8,250}+)" + _E,
+        _mixed_token,
+        "xox",
+    ),
+    _pattern(
+        "slack_webhook",
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<body>[A-Za-z0-9_/-]{20,250}+)",
+        _token,
+        "hooks.slack.com/",
+        boundary="",
+    ),
+    _pattern(
+        "stripe_key",
+        r"(?:(?:sk|rk)_(?:live|test)|whsec)_(?P<body>[A-Za-z0-9]{16,250}+)(?![A-Za-z0-9])",
+        _stripe,
+        "_live_",
+        "_test_",
+        "whsec_",
+    ),
+    _pattern("google_api_key", r"AIza(?P<body>[A-Za-z0-9_-]{35})" + _E, _token, "AIza"),
+    _pattern(
+        "private_key",
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----\s{0,8}+"
+        r"(?:[A-Za-z-]{1,32}:[^\r\n]{0,256}+\s{1,8}+){0,8}+"  # Proc-Type:, DEK-Info:, Version:
+        r"(?P<body>[A-Za-z0-9+/=\s]{0,65536}+)"
+        r"(?P<footer>-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
+        _private_key,
+        "PRIVATE KEY",
+        boundary="",
+    ),
+    _pattern(
+        "jwt",
+        r"(?P<header>eyJ[A-Za-z0-9_-]{8,2048}+)\.[A-Za-z0-9_-]{8,16384}+\."
+        r"(?P<sig>[A-Za-z0-9_-]{16,2048}+)" + _E,
+        _jwt,
+        "eyJ",
+    ),
+    _pattern(
+        "connection_string_password",
+        r"://[^\s:/@]{0,128}+:(?P<body>[^\s/@]{1,256}+)@(?=[A-Za-z0-9\[])",
+        _url_password,
+        "://",
+        rank=_RANK_CONNECTION,
+        boundary="",
+    ),
+    _keyword(
+        "aws_secret_access_key",
+        r"(?i:secret[_.-]?access[_.-]?key|(?:(?<=aws)|(?<=aws[_.-]))secret[_.-]?key)"
+        + _SEP
+        + r"""["']?(?P<body>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])""",
+        _aws_secret,
+        "secret",
+        rank=_RANK_PROVIDER,
+        tail=r"""[a-z_.-]{0,12}+["']?\]?(?:[ \t]{0,4}+[:=,|]|\t)""",  # _access_key = ...
+    ),
+    _keyword(
+        "generic_secret",
+        r"(?i:(?P<name>pass(?:word|wd|phrase)|pwd|secret|token|credentials?|"
+        + "(?:"
+        + "|".join(f"(?<={q})|(?<={q}[ _-])" for q in _KEY_QUALIFIERS)  # api_key, apiKey ...
+        + ")key))"
+        + _SEP
+        + r"""(?:"(?P<dq>[^"\r\n]{1,256}+)"|'(?P<sq>[^'\r\n]{1,256}+)'|`(?P<bq>[^`\r\n]{1,256}+)`"""
+        r"""|(?P<bare>[^\s"'`,;&()\[\]{}<>]{1,256}+)(?![(\[]))""",
+        _assignment,
+        *("pass", "pwd", "secret", "token", "credential", "key"),
+        rank=_RANK_GENERIC,
+        # (pass)phrase = ..., (credential)s: ..., ["apikey"] = ..., password,<value>
+        tail=r"""[a-z]{0,6}+["']?\]?(?:[ \t]{0,4}+[:=,|]|\t)""",
+    ),
+    _keyword(
+        "generic_secret",
+        r"(?i:bearer|authorization:[ \t]{0,4}+(?:basic|token))[ \t]{1,4}+"
+        r"(?P<bare>[A-Za-z0-9._~+/-]{8,4096}+=*)",
+        _assigned_value,
+        "bearer",
+        "authorization",
+        rank=_RANK_GENERIC,
+    ),
+)
+
+_KIND_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+_MAX_KIND_LEN = 64
+
+
+def _extra_rule(kind: object, regex: object) -> _Rule:
+    """Compile one user pattern; errors name the kind but never echo the regex."""
+    if not isinstance(kind, str) or len(kind) > _MAX_KIND_LEN or not _KIND_NAME.fullmatch(kind):
+        shown = repr(kind[:_MAX_KIND_LEN]) if isinstance(kind, str) else type(kind).__name__
+        raise ConfigurationError(
+            f"secret pattern name {shown} is not a snake_case identifier of at most "
+            f"{_MAX_KIND_LEN} characters; rename it (for example 'internal_token')"
+        )
+    if not isinstance(regex, str):
+        raise ConfigurationError(f"secret pattern {kind!r} must be a regular expression string")
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise ConfigurationError(
+            f"secret pattern {kind!r} is not a valid regular expression "
+            f"({exc.msg} at position {exc.pos}); fix or remove it"
+        ) from None
+    return _Rule(kind, pattern, _whole, _RANK_EXTRA, boundary="")
