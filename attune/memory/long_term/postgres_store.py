@@ -1,0 +1,552 @@
+"""The PostgreSQL long-term store, over ``asyncpg`` (``pip install 'attune[postgres]'``).
+
+One connection pool per event loop (:class:`~attune._loop_local.LoopLocal`, as the SQLite
+store keeps one connection per loop): asyncpg's connections are bound to the loop that
+opened them, and the blocking facade drives one loop per thread. Nothing here blocks a
+loop: every statement is awaited.
+
+Writes go through a *group commit*: each loop's pool has a queue, and one drain task
+runs everything queued in one transaction (one COMMIT, one WAL flush), then answers every
+caller. Consecutive inserts are one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+NOTHING RETURNING``: a duplicate id is False for its caller only. A statement that
+fails aborts a PostgreSQL transaction, so a batch whose statement failed is rolled back
+and its writes are run again one transaction each: a failed write fails its own caller
+only. A failed COMMIT (or a lost connection) fails the batch: nothing of it is retried,
+since a COMMIT whose answer was lost may have happened.
+
+Audit events: an :class:`~attune.memory.long_term.protocol.InsertOp`'s event is made
+durable by awaiting its journal's ``append`` right after the COMMIT, before the callers
+are answered (one call per batch and journal). If that fails, the records are stored and
+their callers are told so (:func:`~.sqlite_batch.committed_error`), never that the write
+was refused.
+
+Search rows are the records' own columns, written in the insert's statement (no deferral
+as in SQLite): :mod:`.postgres_search`. The schema is migrated on first use:
+:mod:`.postgres_schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+import asyncpg
+
+from attune._loop_local import LoopLocal
+from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.memory.config import redact_url
+from attune.memory.long_term import postgres_schema, postgres_search
+from attune.memory.long_term.postgres_schema import (
+    INSERT_MANY,
+    SCHEMA_VERSION,
+    SELECT_ONE,
+    TABLES,
+    to_record,
+)
+from attune.memory.long_term.protocol import (
+    DeleteOp,
+    EraseOp,
+    IndexOp,
+    InsertOp,
+    Journal,
+    MetaOp,
+    PatternRecord,
+    PurgeOp,
+    RewrapOp,
+    SubjectOp,
+    WrappedKey,
+    WriteOp,
+)
+from attune.memory.long_term.queries import Found, PatternQuery
+from attune.memory.long_term.sqlite_batch import committed_error, one_journal
+
+__all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
+
+_T = TypeVar("_T")
+_WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
+#: A queued write and its caller's future.
+_Queued = tuple[WriteOp, "asyncio.Future[Any]"]
+#: A write's outcome: its result, or the error that failed it alone.
+_Outcome = tuple[Any, BaseException | None]
+#: What a failed statement raises (the server's error, or a value asyncpg cannot send);
+#: the connection is still usable and the transaction is rolled back.
+_STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg.DataError, ValueError, TypeError)
+#: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
+#: (connection, authentication, database name): shown in full. Others show their code.
+_CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
+
+
+@dataclass
+class _Pool:
+    """One asyncpg pool of one event loop, with its group-commit queue."""
+
+    pool: asyncpg.Pool
+    queue: list[_Queued] = field(default_factory=list)
+    draining: asyncio.Task[None] | None = None
+    commits: int = 0
+
+
+class PostgresLongTermStore:
+    """Long-term patterns in a PostgreSQL database (``dsn``: ``postgresql://...``).
+
+    ``pool_size``: connections per event loop at most (writes of one loop share one
+    transaction at a time; reads take the others).
+    """
+
+    backend = "postgres"
+
+    def __init__(self, dsn: str, *, pool_size: int = 4, connect_timeout_s: float = 10.0) -> None:
+        if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError(
+                "a PostgreSQL URL starts with postgresql:// or postgres:// "
+                "(for example postgresql://attune@localhost:5432/attune)"
+            )
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigurationError(
+                f"pool_size must be a whole number, at least 1 (got {pool_size!r})"
+            )
+        self._dsn = dsn
+        self.url = redact_url(dsn)
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self._migrated = False
+        self._pools: LoopLocal[_Pool] = LoopLocal(
+            self._open, self._close, close_elsewhere=self._close_elsewhere
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresLongTermStore({self.url!r})"
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _open(self) -> _Pool:
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout_s,
+                command_timeout=None,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable("cannot connect to", exc) from None
+        except ValueError as exc:  # a DSN asyncpg cannot parse
+            raise ConfigurationError(
+                f"the PostgreSQL URL {self.url} is not valid ({type(exc).__name__}); "
+                "check ATTUNE_DATABASE_URL"
+            ) from None
+        try:
+            if not self._migrated:
+                async with pool.acquire() as conn:
+                    await postgres_schema.migrate(conn)
+                self._migrated = True
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, _STATEMENT_ERRORS | OSError | asyncpg.InterfaceError):
+                raise self._unavailable("cannot prepare", exc) from None
+            raise
+        return _Pool(pool)
+
+    async def _close(self, res: _Pool) -> None:
+        """Close a loop's pool from that loop: queued writes commit first."""
+        while res.draining is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(res.draining)
+        await res.pool.close()
+
+    @staticmethod
+    async def _close_elsewhere(res: _Pool) -> None:
+        """A pool of a loop that cannot run (closed, or blocked by the caller): its
+        connections are closed at once (a transaction in flight is rolled back by the
+        server; its callers' loop is gone)."""
+        res.pool.terminate()
+
+    def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
+        return LongTermUnavailableError(
+            f"long-term memory unavailable: {what} PostgreSQL at {self.url} "
+            f"({_describe(exc)}); check ATTUNE_DATABASE_URL names a reachable server and "
+            "a database this user may create tables in"
+        )
+
+    # -- group commit ------------------------------------------------------------------------
+
+    @overload
+    async def write(self, op: InsertOp | DeleteOp) -> bool: ...
+
+    @overload
+    async def write(self, op: IndexOp | PurgeOp | RewrapOp | EraseOp) -> int: ...
+
+    @overload
+    async def write(self, op: MetaOp) -> str: ...
+
+    @overload
+    async def write(self, op: SubjectOp) -> bytes: ...
+
+    async def write(self, op: WriteOp) -> bool | int | str | bytes:
+        """Queue ``op`` for the next group commit and return its result once durable."""
+        if not isinstance(op, _WRITE_OPS):
+            raise TypeError(f"not a long-term write: {type(op).__name__}")
+        res = await self._pools.get()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        res.queue.append((op, fut))
+        if res.draining is None:
+            res.draining = asyncio.create_task(self._drain(res))
+        result: bool | int | str | bytes = await fut
+        if isinstance(op, EraseOp):
+            await self._vacuum(res)
+        return result
+
+    async def _vacuum(self, res: _Pool) -> None:
+        """After an erasure: VACUUM the tables it touched (outside any transaction), so
+        the deleted rows' space is reclaimed in the tables and their indexes now rather
+        than by autovacuum later (what that does and does not remove: the README)."""
+        try:
+            async with res.pool.acquire() as conn:
+                for table in TABLES:
+                    await conn.execute(f"VACUUM {table}")
+        except (*_STATEMENT_ERRORS, OSError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable("cannot vacuum", exc) from None
+
+    async def _drain(self, res: _Pool) -> None:
+        try:
+            while res.queue:
+                while res.queue:
+                    batch, res.queue = res.queue, []
+                    await self._commit_batch(res, batch)
+                await asyncio.sleep(0)  # callers just answered often write again at once
+        finally:
+            res.draining = None
+
+    async def _commit_batch(self, res: _Pool, batch: list[_Queued]) -> None:
+        live = [item for item in batch if not item[1].cancelled()]
+        live, later = one_journal(live)
+        if later:  # another journal's events: their own transaction, right after
+            res.queue[:0] = later
+        if not live:
+            return
+        ops = [op for op, _fut in live]
+        try:
+            outcomes = await self._run(res, ops)
+        except Exception as exc:  # nothing of the batch was written
+            error: BaseException = exc
+            if isinstance(exc, _STATEMENT_ERRORS | OSError | asyncpg.InterfaceError):
+                error = self._unavailable("cannot commit to", exc)
+            for _op, fut in live:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        res.commits += 1
+        audited = [
+            i
+            for i, op in enumerate(ops)
+            if isinstance(op, InsertOp) and op.audit is not None and outcomes[i] == (True, None)
+        ]
+        if audited:
+            await _append_events(ops, audited, outcomes)
+        for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
+            if fut.done():
+                continue
+            if exc2 is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc2)
+
+    async def _run(self, res: _Pool, ops: list[WriteOp]) -> list[_Outcome]:
+        """The batch as one transaction; if one of its statements fails, each write again
+        in a transaction of its own (the failed one fails its caller alone)."""
+        async with res.pool.acquire() as conn:
+            try:
+                return await _transaction(conn, ops)
+            except _Failed:
+                pass
+            outcomes: list[_Outcome] = []
+            for op in ops:
+                try:
+                    outcomes += await _transaction(conn, [op])
+                except _Failed as failed:
+                    outcomes.append((None, self._unavailable("cannot write to", failed.cause)))
+            return outcomes
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def _read(
+        self, call: Callable[[asyncpg.Pool], Awaitable[_T]], what: str = "cannot read"
+    ) -> _T:
+        res = self._pools.current() or await self._pools.get()
+        try:
+            return await call(res.pool)
+        except (*_STATEMENT_ERRORS, OSError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable(what, exc) from None
+
+    async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
+        row = await self._read(lambda pool: pool.fetchrow(SELECT_ONE, pattern_id, now_ms))
+        return None if row is None else to_record(row)
+
+    async def existing(self, pattern_ids: list[str]) -> set[str]:
+        rows = await self._read(
+            lambda pool: pool.fetch(
+                "SELECT pattern_id FROM patterns WHERE pattern_id = ANY($1::text[])",
+                list(pattern_ids),
+            )
+        )
+        return {str(r[0]) for r in rows}
+
+    async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
+        rows = await self._read(
+            lambda pool: pool.fetch(
+                "SELECT pattern_id, classification, key_id, wrapped_key FROM patterns "
+                "WHERE encrypted AND pattern_id > $1 ORDER BY pattern_id LIMIT $2",
+                after_id,
+                limit,
+            )
+        )
+        return [WrappedKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def find(self, query: PatternQuery) -> list[Found]:
+        if query.match is not None and query.match.is_empty:
+            return []
+        built = postgres_search.find_sql(query)
+        if built is None:
+            return []
+        sql, args = built
+        rows = await self._read(lambda pool: pool.fetch(sql, *args))
+        return [
+            Found(to_record(row), None if row["score"] is None else float(row["score"]))
+            for row in rows
+        ]
+
+    async def count(self, query: PatternQuery | None = None) -> int:
+        args: list[Any]
+        if query is None:
+            sql, args = "SELECT count(*) FROM patterns", []
+        else:
+            if query.match is not None and query.match.is_empty:
+                return 0
+            built = postgres_search.count_sql(query)
+            if built is None:
+                return 0
+            sql, args = built
+        value = await self._read(lambda pool: pool.fetchval(sql, *args))
+        return int(value)
+
+    async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
+        rows = await self._read(
+            lambda pool: pool.fetch(
+                f"SELECT {postgres_schema.RECORD} FROM patterns p "  # noqa: S608
+                "WHERE NOT p.indexed AND p.pattern_id > $1 ORDER BY p.pattern_id LIMIT $2",
+                after_id,
+                limit,
+            )
+        )
+        return [to_record(row) for row in rows]
+
+    async def subject_secret(self, user_id: str) -> bytes | None:
+        value = await self._read(
+            lambda pool: pool.fetchval(
+                "SELECT secret FROM audit_subjects WHERE user_id = $1", user_id
+            )
+        )
+        return None if value is None else bytes(value)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"backend": self.backend, "url": self.url}
+        try:
+            report["patterns"] = await self.count()
+        except Exception as exc:  # health never raises
+            report.update(available=False, error=str(exc))
+        else:
+            report.update(available=True, schema_version=SCHEMA_VERSION)
+        return report
+
+    async def aclose(self) -> None:
+        await self._pools.aclose()
+
+
+# -- one transaction ---------------------------------------------------------------------------
+
+
+class _Failed(Exception):
+    """A statement of the transaction failed (it was rolled back; the connection is fine)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+async def _transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[_Outcome]:
+    """``ops`` in one transaction: consecutive inserts as one statement, other writes one
+    by one, in queue order. Raises :class:`_Failed` (rolled back) if a statement failed;
+    a failed COMMIT or connection raises as it is."""
+    tx = conn.transaction()
+    await tx.start()
+    outcomes: list[_Outcome] = []
+    try:
+        start = 0
+        while start < len(ops):
+            end = start
+            while end < len(ops) and isinstance(ops[end], InsertOp):
+                end += 1
+            if end > start:
+                inserts = [op for op in ops[start:end] if isinstance(op, InsertOp)]
+                outcomes += [(new, None) for new in await _insert(conn, inserts)]
+                start = end
+                continue
+            op = ops[start]
+            assert not isinstance(op, InsertOp)
+            outcomes.append((await _execute(conn, op), None))
+            start += 1
+    except _STATEMENT_ERRORS as exc:
+        if isinstance(exc, asyncpg.PostgresConnectionError):
+            await _rollback(tx)
+            raise
+        await _rollback(tx)
+        raise _Failed(exc) from None
+    except BaseException:
+        await _rollback(tx)
+        raise
+    await tx.commit()
+    return outcomes
+
+
+async def _rollback(tx: Any) -> None:
+    with contextlib.suppress(Exception):
+        await tx.rollback()
+
+
+async def _insert(conn: asyncpg.Connection, inserts: list[InsertOp]) -> list[bool]:
+    """Insert records; each caller learns whether its id was new. A duplicate within the
+    run (two promotions of one staged pattern) loses to the first."""
+    first: dict[str, int] = {}
+    for n, op in enumerate(inserts):
+        first.setdefault(op.record.pattern_id, n)
+    fresh = [op for n, op in enumerate(inserts) if first[op.record.pattern_id] == n]
+    search = [postgres_search.row(op.index) for op in fresh]
+    args = postgres_schema.columns([op.record for op in fresh])
+    args += [list(values) for values in zip(*search, strict=True)]
+    rows = await conn.fetch(INSERT_MANY, *args)
+    new = {row[0] for row in rows}
+    return [
+        first[op.record.pattern_id] == n and op.record.pattern_id in new
+        for n, op in enumerate(inserts)
+    ]
+
+
+async def _execute(
+    conn: asyncpg.Connection,
+    op: IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp | SubjectOp | EraseOp,
+) -> Any:
+    """One write other than an insert, inside the batch's transaction."""
+    if isinstance(op, MetaOp):
+        await conn.execute(
+            "INSERT INTO store_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            op.name,
+            op.default,
+        )
+        return str(await conn.fetchval("SELECT value FROM store_meta WHERE name = $1", op.name))
+    if isinstance(op, IndexOp):
+        entries = dict(op.entries)  # one row per id (the last entry given)
+        if not entries:
+            return 0
+        rows = [postgres_search.row(entry) for entry in entries.values()]
+        _ix, words, tokens, sensitive, facets = (list(col) for col in zip(*rows, strict=True))
+        changed = await conn.fetch(
+            "UPDATE patterns p SET indexed = true, words = u.w::tsvector, "
+            "tokens = u.t::tsvector, sensitive_tokens = u.st::tsvector, "
+            "facets = ARRAY(SELECT jsonb_array_elements_text(u.f::jsonb)) "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+            "AS u(id, w, t, st, f) WHERE p.pattern_id = u.id AND NOT p.indexed "
+            "RETURNING p.pattern_id",
+            list(entries),
+            words,
+            tokens,
+            sensitive,
+            facets,
+        )
+        return len(changed)
+    if isinstance(op, DeleteOp):
+        gone = await conn.fetch(
+            "DELETE FROM patterns WHERE pattern_id = $1 RETURNING pattern_id", op.pattern_id
+        )
+        return bool(gone)
+    if isinstance(op, PurgeOp):
+        status = await conn.execute(
+            "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= $1",
+            op.now_ms,
+        )
+        return _rows_of(status)
+    if isinstance(op, RewrapOp):
+        if not op.updates:
+            return 0
+        status = await conn.execute(
+            "UPDATE patterns p SET key_id = u.k, wrapped_key = u.w "
+            "FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(id, k, w) "
+            "WHERE p.pattern_id = u.id AND p.encrypted",
+            [u.pattern_id for u in op.updates],
+            [u.key_id for u in op.updates],
+            [u.wrapped_key for u in op.updates],
+        )
+        return _rows_of(status)
+    if isinstance(op, SubjectOp):
+        await conn.execute(
+            "INSERT INTO audit_subjects (user_id, secret) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO NOTHING",
+            op.user_id,
+            op.secret,
+        )
+        secret = await conn.fetchval(
+            "SELECT secret FROM audit_subjects WHERE user_id = $1", op.user_id
+        )
+        return bytes(secret)
+    if isinstance(op, EraseOp):
+        status = await conn.execute(
+            "DELETE FROM patterns WHERE created_by = $1 OR pattern_id = ANY($2::text[])",
+            op.user_id,
+            list(op.pattern_ids),
+        )
+        await conn.execute("DELETE FROM audit_subjects WHERE user_id = $1", op.user_id)
+        return _rows_of(status)
+    raise TypeError(f"not a long-term write: {type(op).__name__}")
+
+
+def _rows_of(status: str) -> int:
+    """The row count of a command status such as ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _append_events(ops: Sequence[WriteOp], which: list[int], outcomes: list[Any]) -> None:
+    """After the COMMIT: the events of the committed inserts at ``which``, appended to
+    their journal in one awaited call. A failure tells their callers the records are
+    stored (never that the write was refused)."""
+    events = []
+    journal: Journal | None = None
+    for i in which:
+        op = ops[i]
+        assert isinstance(op, InsertOp) and op.audit is not None
+        journal = op.audit.journal  # one journal per batch (sqlite_batch.one_journal)
+        events.append(op.audit.event)
+    assert journal is not None
+    try:
+        await journal.append(events)
+    except Exception as exc:
+        error = committed_error(exc, held=False)
+        for i in which:
+            outcomes[i] = (True, error)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as its kind and code: a server message can quote a row's values, so only
+    those about the connection and configuration are shown in full."""
+    name = type(exc).__name__
+    code = getattr(exc, "sqlstate", None)
+    if isinstance(exc, OSError | TimeoutError):
+        return f"{name}: {exc.strerror or exc}" if isinstance(exc, OSError) else name
+    if code is None:
+        return name
+    if str(code).startswith(_CONFIG_CLASSES):
+        return f"{name}, SQLSTATE {code}: {exc}"
+    return f"{name}, SQLSTATE {code}"
