@@ -74,6 +74,8 @@ _Outcome = tuple[Any, BaseException | None]
 #: What a failed statement raises (the server's error, or a value asyncpg cannot send);
 #: the connection is still usable and the transaction is rolled back.
 _STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg.DataError, ValueError, TypeError)
+#: Every error of the database or the way to it (what becomes LongTermUnavailableError).
+_DB_ERRORS = (*_STATEMENT_ERRORS, OSError, asyncpg.InterfaceError)
 #: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
 #: (connection, authentication, database name): shown in full. Others show their code.
 _CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
@@ -113,9 +115,10 @@ class PostgresLongTermStore:
         self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
         self._migrated = False
-        self._pools: LoopLocal[_Pool] = LoopLocal(
-            self._open, self._close, close_elsewhere=self._close_elsewhere
-        )
+        # asyncpg's connections belong to their loop: another loop's pool is closed by
+        # that loop (LoopLocal hands it over; an idle facade thread's loop is run to close
+        # it); a loop closed without releasing it leaves its sockets to be collected.
+        self._pools: LoopLocal[_Pool] = LoopLocal(self._open, self._close)
 
     def __repr__(self) -> str:
         return f"PostgresLongTermStore({self.url!r})"
@@ -145,7 +148,7 @@ class PostgresLongTermStore:
                 self._migrated = True
         except BaseException as exc:
             await pool.close()
-            if isinstance(exc, _STATEMENT_ERRORS | OSError | asyncpg.InterfaceError):
+            if isinstance(exc, _DB_ERRORS):
                 raise self._unavailable("cannot prepare", exc) from None
             raise
         return _Pool(pool)
@@ -156,13 +159,6 @@ class PostgresLongTermStore:
             with contextlib.suppress(Exception):
                 await asyncio.shield(res.draining)
         await res.pool.close()
-
-    @staticmethod
-    async def _close_elsewhere(res: _Pool) -> None:
-        """A pool of a loop that cannot run (closed, or blocked by the caller): its
-        connections are closed at once (a transaction in flight is rolled back by the
-        server; its callers' loop is gone)."""
-        res.pool.terminate()
 
     def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
         return LongTermUnavailableError(
@@ -207,7 +203,7 @@ class PostgresLongTermStore:
             async with res.pool.acquire() as conn:
                 for table in TABLES:
                     await conn.execute(f"VACUUM {table}")
-        except (*_STATEMENT_ERRORS, OSError, asyncpg.InterfaceError) as exc:
+        except _DB_ERRORS as exc:
             raise self._unavailable("cannot vacuum", exc) from None
 
     async def _drain(self, res: _Pool) -> None:
@@ -232,7 +228,7 @@ class PostgresLongTermStore:
             outcomes = await self._run(res, ops)
         except Exception as exc:  # nothing of the batch was written
             error: BaseException = exc
-            if isinstance(exc, _STATEMENT_ERRORS | OSError | asyncpg.InterfaceError):
+            if isinstance(exc, _DB_ERRORS):
                 error = self._unavailable("cannot commit to", exc)
             for _op, fut in live:
                 if not fut.done():
@@ -278,7 +274,7 @@ class PostgresLongTermStore:
         res = self._pools.current() or await self._pools.get()
         try:
             return await call(res.pool)
-        except (*_STATEMENT_ERRORS, OSError, asyncpg.InterfaceError) as exc:
+        except _DB_ERRORS as exc:
             raise self._unavailable(what, exc) from None
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:

@@ -1,0 +1,159 @@
+"""What only the PostgreSQL store has: its connection errors, its migrations under an
+advisory lock, failed statements in a shared transaction, pools per event loop, the
+VACUUM after an erasure. (Everything a long-term store does, it is tested for in
+test_long_term_conformance.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from conftest import POSTGRES_ADMIN_URL, _postgres_admin, free_port
+from records import pattern_record
+
+from attune._loop_local import release_loop
+from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.memory.long_term import EraseOp, InsertOp, PatternQuery
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from attune.memory.long_term import postgres_schema  # noqa: E402
+from attune.memory.long_term.postgres_store import PostgresLongTermStore  # noqa: E402
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@pytest.fixture
+async def fresh_url(postgres_session_url: str) -> AsyncIterator[str]:
+    """A database of this test's own, with no schema yet; dropped afterwards."""
+    name = f"attune_test_{uuid.uuid4().hex[:12]}"
+    await _postgres_admin(f'CREATE DATABASE "{name}"')
+    yield _with_db(POSTGRES_ADMIN_URL, name)
+    await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    url = f"postgresql://attune:hunter2-secret@127.0.0.1:{free_port()}/attune"
+    store = PostgresLongTermStore(url, connect_timeout_s=2)
+    assert "hunter2" not in repr(store)
+    with pytest.raises(LongTermUnavailableError) as raised:
+        await store.get("pat_1", 0)
+    text = str(raised.value)
+    assert "hunter2" not in text and "***" in text
+    assert "cannot connect" in text and "ATTUNE_DATABASE_URL" in text
+    assert (await store.health())["available"] is False
+    await store.aclose()
+
+
+@pytest.mark.parametrize("url", ["mysql://x@h/db", "sqlite:///tmp/x", "", 42])
+def test_a_url_of_another_kind_is_refused(url: object) -> None:
+    with pytest.raises(ConfigurationError, match="postgresql://"):
+        PostgresLongTermStore(url)  # type: ignore[arg-type]
+
+
+async def test_several_stores_migrate_a_fresh_database_at_once(fresh_url: str) -> None:
+    stores = [PostgresLongTermStore(fresh_url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(s.get("pat_1", 0) for s in stores))
+        results = await asyncio.gather(
+            *(s.write(InsertOp(pattern_record(f"pat_{n}"))) for n, s in enumerate(stores))
+        )
+        assert results == [True] * 6
+    finally:
+        for s in stores:
+            await s.aclose()
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_version")
+        assert [r[0] for r in versions] == [postgres_schema.SCHEMA_VERSION]
+    finally:
+        await conn.close()
+
+
+async def test_a_newer_schema_is_refused(fresh_url: str) -> None:
+    store = PostgresLongTermStore(fresh_url)
+    await store.write(InsertOp(pattern_record("pat_1")))
+    await store.aclose()
+    conn = await asyncpg.connect(fresh_url)
+    await conn.execute("UPDATE schema_version SET version = 999")
+    await conn.close()
+    store = PostgresLongTermStore(fresh_url)
+    with pytest.raises(LongTermUnavailableError, match="upgrade attune"):
+        await store.get("pat_1", 0)
+    await store.aclose()
+
+
+async def test_a_failed_statement_fails_its_own_caller_only(postgres_url: str) -> None:
+    """PostgreSQL aborts a transaction at its first error: the batch is run again one
+    write per transaction, so the others of a group commit are stored; the error says
+    what failed without quoting the value."""
+    store = PostgresLongTermStore(postgres_url)
+    try:
+        bad = pattern_record("pat_bad")._replace(pattern_type="nul\x00secret-value")
+        ops = [InsertOp(pattern_record("pat_1")), InsertOp(bad), InsertOp(pattern_record("pat_2"))]
+        results = await asyncio.gather(*(store.write(op) for op in ops), return_exceptions=True)
+        assert results[0] is True and results[2] is True
+        assert isinstance(results[1], LongTermUnavailableError)
+        assert "secret-value" not in str(results[1]) and "cannot write" in str(results[1])
+        assert await store.existing(["pat_1", "pat_bad", "pat_2"]) == {"pat_1", "pat_2"}
+    finally:
+        await store.aclose()
+
+
+async def test_concurrent_writes_share_transactions(postgres_url: str) -> None:
+    store = PostgresLongTermStore(postgres_url)
+    try:
+        await store.count()
+        results = await asyncio.gather(
+            *(store.write(InsertOp(pattern_record(f"pat_{n:02}"))) for n in range(64))
+        )
+        assert all(results)
+        pool = store._pools.peek()
+        assert pool is not None and pool.commits < 64
+    finally:
+        await store.aclose()
+
+
+def test_each_event_loop_and_thread_gets_its_own_pool(postgres_url: str) -> None:
+    store = PostgresLongTermStore(postgres_url)
+
+    async def write_and_read(pid: str) -> int:
+        await store.write(InsertOp(pattern_record(pid)))
+        try:
+            return await store.count(PatternQuery(now_ms=0))
+        finally:
+            await release_loop()  # what the blocking facade does as a thread ends
+
+    assert asyncio.run(write_and_read("pat_1")) == 1
+    assert asyncio.run(write_and_read("pat_2")) == 2
+    counts: list[int] = []
+    thread = threading.Thread(target=lambda: counts.append(asyncio.run(write_and_read("pat_3"))))
+    thread.start()
+    thread.join()
+    assert counts == [3]
+    asyncio.run(store.aclose())
+
+
+async def test_an_erasure_vacuums_the_tables_it_touched(postgres_url: str) -> None:
+    store = PostgresLongTermStore(postgres_url)
+    try:
+        for n in range(5):
+            await store.write(InsertOp(pattern_record(f"pat_{n}")._replace(created_by="alice")))
+        assert await store.write(EraseOp("alice")) == 5
+    finally:
+        await store.aclose()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT last_vacuum, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'patterns'"
+        )
+        assert row["last_vacuum"] is not None
+    finally:
+        await conn.close()
