@@ -17,6 +17,7 @@ from records import pattern_record
 
 from attune._loop_local import release_loop
 from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import EraseOp, InsertOp, PatternQuery
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -157,3 +158,29 @@ async def test_an_erasure_vacuums_the_tables_it_touched(postgres_url: str) -> No
         assert row["last_vacuum"] is not None
     finally:
         await conn.close()
+
+
+async def test_attune_database_url_puts_long_term_memory_in_postgresql(
+    postgres_url: str, mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
+    config = MemoryConfig(
+        redis_mock=True, storage_dir=mock_config.storage_dir, key_prefix=mock_config.key_prefix
+    )
+    async with AsyncUnifiedMemory("agent", config) as mem:
+        assert isinstance(mem.long_term, PostgresLongTermStore)
+        stored = await mem.persist_pattern("Kept in PostgreSQL", "note", classification="SENSITIVE")
+        health = await mem.health_check()
+        assert health["long_term"]["backend"] == "postgres"
+        assert health["long_term"]["available"] is True
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT encrypted, content FROM patterns WHERE pattern_id = $1", stored["pattern_id"]
+        )
+        assert row["encrypted"] is True and b"PostgreSQL" not in row["content"]
+    finally:
+        await conn.close()
+    async with AsyncUnifiedMemory("reader", config) as reader:
+        pattern = await reader.recall_pattern(stored["pattern_id"])
+        assert pattern is not None and pattern["content"] == "Kept in PostgreSQL"
