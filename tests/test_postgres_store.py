@@ -9,6 +9,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -18,7 +19,14 @@ from records import pattern_record
 from attune._loop_local import release_loop
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
-from attune.memory.long_term import EraseOp, InsertOp, PatternQuery
+from attune.memory.long_term import (
+    EraseOp,
+    InsertOp,
+    Match,
+    PatternQuery,
+    SearchEntry,
+    SubjectOp,
+)
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -142,22 +150,63 @@ def test_each_event_loop_and_thread_gets_its_own_pool(postgres_url: str) -> None
     asyncio.run(store.aclose())
 
 
-async def test_an_erasure_vacuums_the_tables_it_touched(postgres_url: str) -> None:
+async def _relation_files(conn: Any) -> dict[str, bytes]:
+    """Every table's, index's and TOAST table's file of the database, as written to disk
+    (superuser only: pg_read_binary_file)."""
+    await conn.execute("CHECKPOINT")
+    rels = await conn.fetch(
+        "SELECT c.oid::regclass::text AS name FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't') "
+        "AND pg_relation_filenode(c.oid) IS NOT NULL AND c.relpersistence = 'p' "
+        "AND (n.nspname = 'public' OR c.oid IN "
+        "(SELECT reltoastrelid FROM pg_class WHERE relname = 'patterns') OR c.oid IN "
+        "(SELECT indexrelid FROM pg_index WHERE indrelid = "
+        "(SELECT reltoastrelid FROM pg_class WHERE relname = 'patterns')))"
+    )
+    files = {}
+    for rel in rels:
+        path = await conn.fetchval("SELECT pg_relation_filepath($1::regclass)", rel["name"])
+        files[rel["name"]] = await conn.fetchval("SELECT pg_read_binary_file($1)", path)
+    return files
+
+
+async def test_an_erasure_leaves_nothing_of_the_user_in_the_database_files(
+    postgres_url: str,
+) -> None:
+    """After an erasure (VACUUM of the tables, the indexes holding words, tokens, facets
+    or the creator rebuilt), no table or index file holds the user's id, content, words
+    or facets. (The WAL and files PostgreSQL unlinked still may: see the README.)"""
+    needles = (b"zqxjcontent", b"zqxjword", b"alicezqxj", b"zqxjfacet")
     store = PostgresLongTermStore(postgres_url)
-    try:
-        for n in range(5):
-            await store.write(InsertOp(pattern_record(f"pat_{n}")._replace(created_by="alice")))
-        assert await store.write(EraseOp("alice")) == 5
-    finally:
-        await store.aclose()
     conn = await asyncpg.connect(postgres_url)
     try:
-        row = await conn.fetchrow(
-            "SELECT last_vacuum, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'patterns'"
-        )
-        assert row["last_vacuum"] is not None
+        if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            pytest.skip("reading the database's files takes a superuser")
+        await store.write(SubjectOp("alicezqxj", b"\x01" * 32))
+        for n in range(20):
+            mine = n < 5
+            record = pattern_record(f"pat_{n}")._replace(
+                created_by="alicezqxj" if mine else "bob",
+                content=b"zqxjcontent %d" % n if mine else b"other",
+            )
+            entry = SearchEntry(
+                words=("zqxjword",) if mine else ("other",),
+                facets=("zqxjfacet",) if mine else ("f",),
+            )
+            await store.write(InsertOp(record, index=entry))
+        before = await _relation_files(conn)
+        assert all(any(n in data for data in before.values()) for n in needles)
+        assert await store.write(EraseOp("alicezqxj")) == 5
+        after = await _relation_files(conn)
+        left = {name: [n for n in needles if n in data] for name, data in after.items()}
+        assert {name: hits for name, hits in left.items() if hits} == {}
+        assert await store.count() == 15
+        found = await store.find(PatternQuery(now_ms=0, match=Match((("other",),)), limit=50))
+        assert len(found) == 15  # the rebuilt indexes still find the others
     finally:
         await conn.close()
+        await store.aclose()
 
 
 async def test_attune_database_url_puts_long_term_memory_in_postgresql(

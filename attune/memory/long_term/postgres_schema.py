@@ -75,8 +75,25 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-#: The tables a store writes (what a test empties, what an erasure vacuums).
-TABLES = ("patterns", "store_meta", "audit_subjects")
+#: The indexes that hold a record's words, tokens, facets or creator: rebuilt after an
+#: erasure (a GIN index never drops a key from its entry tree, and a B-tree page keeps a
+#: deleted entry's bytes in its free space; measured: tests/test_postgres_store.py).
+ERASURE_INDEXES = (
+    "patterns_words",
+    "patterns_tokens",
+    "patterns_sensitive_tokens",
+    "patterns_facets",
+    "patterns_by_creator",
+)
+#: What runs after an erasure, outside a transaction (see ``PostgresLongTermStore``):
+#: dead rows and their index entries removed, then those indexes rebuilt from live rows.
+AFTER_ERASURE = (
+    "VACUUM (INDEX_CLEANUP ON) patterns",
+    "VACUUM (INDEX_CLEANUP ON) audit_subjects",
+    *(f"REINDEX INDEX CONCURRENTLY {name}" for name in ERASURE_INDEXES),
+    "REINDEX TABLE CONCURRENTLY audit_subjects",
+)
+
 
 #: The ``patterns`` column of each :class:`PatternRecord` field whose name differs.
 COLUMN_OF = {"metadata_json": "metadata", "record_format": "format"}

@@ -43,7 +43,6 @@ from attune.memory.long_term.postgres_schema import (
     INSERT_MANY,
     SCHEMA_VERSION,
     SELECT_ONE,
-    TABLES,
     to_record,
 )
 from attune.memory.long_term.protocol import (
@@ -196,13 +195,16 @@ class PostgresLongTermStore:
         return result
 
     async def _vacuum(self, res: _Pool) -> None:
-        """After an erasure: VACUUM the tables it touched (outside any transaction), so
-        the deleted rows' space is reclaimed in the tables and their indexes now rather
-        than by autovacuum later (what that does and does not remove: the README)."""
+        """After an erasure, outside any transaction: VACUUM the tables it deleted from,
+        which removes the dead rows and their index entries from the files' pages, and
+        rebuild the search indexes (GIN never drops a key once in its entry tree: an
+        erased record's words would stay in ``patterns_words`` otherwise). Runs once
+        the rows are deleted and committed; what PostgreSQL still holds after it (WAL,
+        unlinked files, backups) is in the README."""
         try:
             async with res.pool.acquire() as conn:
-                for table in TABLES:
-                    await conn.execute(f"VACUUM {table}")
+                for statement in postgres_schema.AFTER_ERASURE:
+                    await conn.execute(statement)
         except _DB_ERRORS as exc:
             raise self._unavailable("cannot vacuum", exc) from None
 
