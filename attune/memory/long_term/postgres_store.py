@@ -368,6 +368,10 @@ class PostgresLongTermStore:
 # -- one transaction ---------------------------------------------------------------------------
 
 
+#: Writes that are one statement (the others read back what they wrote, or write twice).
+_ONE_STATEMENT = (InsertOp, DeleteOp, PurgeOp, RewrapOp, IndexOp)
+
+
 class _Failed(Exception):
     """A statement of the transaction failed (it was rolled back; the connection is fine)."""
 
@@ -379,7 +383,18 @@ class _Failed(Exception):
 async def _transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[_Outcome]:
     """``ops`` in one transaction: consecutive inserts as one statement, other writes one
     by one, in queue order. Raises :class:`_Failed` (rolled back) if a statement failed;
-    a failed COMMIT or connection raises as it is."""
+    a failed COMMIT or connection raises as it is. A write of one statement alone is sent
+    as that statement (its own implicit transaction: one round trip, not three)."""
+    if len(ops) == 1 and isinstance(ops[0], _ONE_STATEMENT):
+        only = ops[0]
+        try:
+            if isinstance(only, InsertOp):
+                return [(new, None) for new in await _insert(conn, [only])]
+            return [(await _execute(conn, only), None)]
+        except _STATEMENT_ERRORS as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                raise
+            raise _Failed(exc) from None
     tx = conn.transaction()
     await tx.start()
     outcomes: list[_Outcome] = []
