@@ -222,3 +222,23 @@ def test_a_bad_database_url_names_the_variable_never_the_password(
     with pytest.raises(ConfigurationError, match="argument 'database_url'") as info:
         MemoryConfig(database_url=url)
     assert "pw-hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("postgresql://u:pw-hunter2@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db?password=pw-hunter2", "postgresql://u@h/db?password=***"),
+        (
+            "postgresql://u@h/db?sslmode=require&PASSWORD=pw-hunter2&sslpassword=pw-hunter2",
+            "postgresql://u@h/db?sslmode=require&PASSWORD=***&sslpassword=***",
+        ),
+        ("postgresql://u@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
+        ("redis://h:6379/0?password=pw-hunter2", "redis://h:6379/0?password=***"),
+        ("postgresql://u:pw-hunter2@h:notaport/db", "<unparseable url>"),
+    ],
+)
+def test_a_redacted_url_holds_no_password_in_its_user_part_or_query(
+    url: str, redacted: str
+) -> None:
+    assert redact_url(url) == redacted

@@ -233,3 +233,22 @@ async def test_attune_database_url_puts_long_term_memory_in_postgresql(
     async with AsyncUnifiedMemory("reader", config) as reader:
         pattern = await reader.recall_pattern(stored["pattern_id"])
         assert pattern is not None and pattern["content"] == "Kept in PostgreSQL"
+
+
+async def test_concurrent_erasures_from_two_stores_all_finish(postgres_url: str) -> None:
+    """Each erasure's VACUUM and REINDEX CONCURRENTLY wait for one another (their locks
+    conflict), never fail or deadlock."""
+    one, two = PostgresLongTermStore(postgres_url), PostgresLongTermStore(postgres_url)
+    try:
+        users = [f"user-{n}" for n in range(4)]
+        for n in range(40):
+            record = pattern_record(f"pat_{n:02}")._replace(created_by=users[n % 4])
+            await one.write(InsertOp(record, index=SearchEntry(words=(f"w{n}",))))
+        erased = await asyncio.gather(
+            *(store.write(EraseOp(user)) for store, user in zip([one, two] * 2, users, strict=True))
+        )
+        assert erased == [10, 10, 10, 10]
+        assert await two.count() == 0
+    finally:
+        await one.aclose()
+        await two.aclose()

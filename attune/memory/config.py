@@ -70,20 +70,34 @@ def default_storage_dir() -> Path:
     return Path(platformdirs.user_data_dir("attune", appauthor=False))
 
 
+#: Query parameters of a URL that carry a password (libpq / asyncpg, redis-py).
+_SECRET_PARAMS = ("password", "sslpassword")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for messages and health reports)."""
+    """The URL with any password replaced by ``***``, in its user part or as a query
+    parameter (``?password=``) (safe for messages and health reports)."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparseable url>"
+    query = "&".join(
+        f"{piece.split('=', 1)[0]}=***"
+        if piece.split("=", 1)[0].lower() in _SECRET_PARAMS
+        else piece
+        for piece in parts.query.split("&")
+    )
     if parts.password is None:
-        return url
+        if query == parts.query:
+            return url
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     user = parts.username or ""
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class MemoryConfig(BaseSettings):

@@ -31,6 +31,10 @@ from attune.memory.long_term.protocol import PatternRecord
 #: The advisory lock migrations hold (a constant of attune's own: "attune" as an int8).
 MIGRATION_LOCK = 0x617474756E65
 
+#: The advisory lock the clean-up after an erasure holds (one at a time: two sessions
+#: that REINDEX CONCURRENTLY one table's indexes together deadlock).
+ERASURE_LOCK = MIGRATION_LOCK + 1
+
 #: version -> statements that bring the schema from version-1 to version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (

@@ -159,11 +159,17 @@ class PostgresLongTermStore:
                 await asyncio.shield(res.draining)
         await res.pool.close()
 
-    def _unavailable(self, what: str, exc: BaseException) -> LongTermUnavailableError:
+    def _unavailable(
+        self, what: str, exc: BaseException, hint: str | None = None
+    ) -> LongTermUnavailableError:
+        if hint is None:
+            hint = (
+                "check ATTUNE_DATABASE_URL names a reachable server and a database this "
+                "user may create tables in"
+            )
         return LongTermUnavailableError(
             f"long-term memory unavailable: {what} PostgreSQL at {self.url} "
-            f"({_describe(exc)}); check ATTUNE_DATABASE_URL names a reachable server and "
-            "a database this user may create tables in"
+            f"({_describe(exc)}); {hint}"
         )
 
     # -- group commit ------------------------------------------------------------------------
@@ -203,10 +209,29 @@ class PostgresLongTermStore:
         unlinked files, backups) is in the README."""
         try:
             async with res.pool.acquire() as conn:
-                for statement in postgres_schema.AFTER_ERASURE:
-                    await conn.execute(statement)
+                # Two sessions rebuilding one table's indexes at once deadlock: one clean-up
+                # at a time, across processes (a session lock: no transaction is open). Not
+                # waited for inside pg_advisory_lock: REINDEX CONCURRENTLY waits for every
+                # statement in progress, so a session blocked there would deadlock with it.
+                delay = 0.01
+                while not await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", postgres_schema.ERASURE_LOCK
+                ):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                try:
+                    for statement in postgres_schema.AFTER_ERASURE:
+                        await conn.execute(statement)
+                finally:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock($1)", postgres_schema.ERASURE_LOCK
+                    )
         except _DB_ERRORS as exc:
-            raise self._unavailable("cannot vacuum", exc) from None
+            raise self._unavailable(
+                "cannot clean up after an erasure in",
+                exc,
+                "the records ARE erased; erase the user again to retry the VACUUM and REINDEX",
+            ) from None
 
     async def _drain(self, res: _Pool) -> None:
         try:
