@@ -6,6 +6,7 @@ test_long_term_conformance.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -252,3 +253,29 @@ async def test_concurrent_erasures_from_two_stores_all_finish(postgres_url: str)
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_a_store_recovers_when_the_server_drops_its_connections(postgres_url: str) -> None:
+    """Connections the server ends (a restart, pg_terminate_backend) fail at most the
+    writes and reads in flight, with attune's error; the next ones get new connections."""
+    store = PostgresLongTermStore(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        assert await store.write(InsertOp(pattern_record("pat_1")))
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for pid in ("pat_2", "pat_3", "pat_4"):
+            try:
+                await store.write(InsertOp(pattern_record(pid)))
+            except LongTermUnavailableError as exc:
+                assert "lost the connection" in str(exc) or "cannot" in str(exc)
+        with contextlib.suppress(LongTermUnavailableError):
+            await store.get("pat_1", 0)
+        assert await store.write(InsertOp(pattern_record("pat_5")))
+        assert await store.get("pat_5", 0) is not None
+        assert "pat_5" in await store.existing(["pat_1", "pat_5"])
+    finally:
+        await admin.close()
+        await store.aclose()

@@ -75,6 +75,8 @@ _Outcome = tuple[Any, BaseException | None]
 _STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg.DataError, ValueError, TypeError)
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
 _DB_ERRORS = (*_STATEMENT_ERRORS, OSError, asyncpg.InterfaceError)
+#: The connection went away mid-write: what the server did with it is unknown.
+_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 #: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
 #: (connection, authentication, database name): shown in full. Others show their code.
 _CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
@@ -255,8 +257,15 @@ class PostgresLongTermStore:
             outcomes = await self._run(res, ops)
         except Exception as exc:  # nothing of the batch was written
             error: BaseException = exc
-            if isinstance(exc, _DB_ERRORS):
-                error = self._unavailable("cannot commit to", exc)
+            if isinstance(exc, _LOST):
+                error = self._unavailable(
+                    "lost the connection while writing to",
+                    exc,
+                    "whether the write was stored is unknown (a COMMIT may have been under "
+                    "way): read it back before writing it again",
+                )
+            elif isinstance(exc, _DB_ERRORS):
+                error = self._unavailable("cannot commit to", exc, "nothing of it was stored")
             for _op, fut in live:
                 if not fut.done():
                     fut.set_exception(error)
