@@ -75,9 +75,16 @@ _WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp,
 #: A queued write and its caller's future.
 _Queued = tuple[WriteOp, "asyncio.Future[Any]"]
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
-_DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError)
+_DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: The connection went away mid-write: what the server did with it is unknown.
-_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+#: (asyncpg reports a connection the server ended while it was idle as an internal error
+#: on its next use: "cannot switch to state ...; another operation is in progress".)
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 #: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
 #: (connection, authentication, database name): shown in full. Others show their code.
 _CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
@@ -292,16 +299,21 @@ class PostgresLongTermStore:
         in a transaction of its own (the failed one fails its caller alone)."""
         async with res.pool.acquire() as conn:
             try:
-                return await transaction(conn, ops)
-            except Failed:
-                pass
-            outcomes: list[Outcome] = []
-            for op in ops:
                 try:
-                    outcomes += await transaction(conn, [op])
-                except Failed as failed:
-                    outcomes.append((None, self._unavailable("cannot write to", failed.cause)))
-            return outcomes
+                    return await transaction(conn, ops)
+                except Failed:
+                    pass
+                outcomes: list[Outcome] = []
+                for op in ops:
+                    try:
+                        outcomes += await transaction(conn, [op])
+                    except Failed as failed:
+                        error = self._unavailable("cannot write to", failed.cause)
+                        outcomes.append((None, error))
+                return outcomes
+            except _LOST:
+                conn.terminate()  # never back into the pool: the next write opens another
+                raise
 
     # -- reads ---------------------------------------------------------------------------------
 
