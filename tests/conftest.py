@@ -12,13 +12,14 @@ its keys are deleted afterwards. Nothing here ever flushes a database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +31,10 @@ from attune.memory import MemoryConfig
 from attune.memory.security import pipeline as security_pipeline
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The PostgreSQL server tests create their database on (a user that may CREATE DATABASE).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ATTUNE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 _CALLER_REDIS_URL = os.environ.get("REDIS_URL")
 TEST_DB = int(os.environ.get("ATTUNE_TEST_REDIS_DB", "15"))
 
@@ -161,3 +166,53 @@ def reply_proxy(own_redis: RedisProcess) -> Iterator[ReplyDroppingProxy]:
     """A proxy in front of ``own_redis`` that can swallow the server's replies."""
     with reply_dropping_proxy(own_redis.port) as proxy:
         yield proxy
+
+
+async def _postgres_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url() -> Iterator[str]:
+    """A database of this test session's own (``attune_test_<hex>``) on the PostgreSQL at
+    ``ATTUNE_TEST_POSTGRES_URL`` (default: user postgres on 127.0.0.1:5432), dropped at
+    the end; skip when there is none -- fail under ``CI=true``."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        if CI:
+            pytest.fail("asyncpg is not installed (CI=true makes this a failure)")
+        pytest.skip("asyncpg is not installed: pip install 'attune[postgres]'")
+    name = f"attune_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        reason = f"no PostgreSQL at {POSTGRES_ADMIN_URL} ({type(exc).__name__}: {exc})"
+        if CI:
+            pytest.fail(f"{reason} (CI=true makes this a failure)")
+        pytest.skip(reason)
+    parts = urlsplit(POSTGRES_ADMIN_URL)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def postgres_url(postgres_session_url: str) -> AsyncIterator[str]:
+    """The session's PostgreSQL database, emptied for this test (its tables truncated)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_session_url, timeout=5)
+    try:
+        await conn.execute(
+            "DO $$ BEGIN IF to_regclass('patterns') IS NOT NULL THEN "
+            "TRUNCATE patterns, store_meta, audit_subjects; END IF; END $$"
+        )
+    finally:
+        await conn.close()
+    yield postgres_session_url

@@ -165,9 +165,80 @@ def test_backends_are_chosen_from_configuration_in_one_place(tmp_path: Path) -> 
     short, long = backends.open_short_term(config), backends.open_long_term(config)
     assert isinstance(short, RedisShortTermMemory) and short.backend == "fakeredis"
     assert isinstance(long, SQLiteLongTermStore) and long.path.parent == tmp_path
-    with pytest.raises(ConfigurationError, match="known: sqlite"):
-        # Asked directly: no configuration can select another long-term backend yet.
-        backends._pick(backends.LONG_TERM, "postgres", "long-term")
+    with pytest.raises(ConfigurationError, match="known: postgres, sqlite"):
+        # Asked directly for a backend no configuration selects.
+        backends._pick(backends.LONG_TERM, "oracle", "long-term")
     prod = MemoryConfig(environment="production", redis_mock=True, storage_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="refused in production"):
         backends.open_short_term(prod)
+
+
+# -- the long-term backend: ATTUNE_DATABASE_URL ---------------------------------------------
+
+
+def test_sqlite_is_the_long_term_default(tmp_path: Path) -> None:
+    from attune.memory import backends
+    from attune.memory.long_term import SQLiteLongTermStore
+
+    cfg = MemoryConfig(storage_dir=tmp_path)
+    assert cfg.database_url is None and cfg.long_term_backend == "sqlite"
+    assert backends.long_term_backend_name(cfg) == "sqlite"
+    assert isinstance(backends.open_long_term(cfg), SQLiteLongTermStore)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    pytest.importorskip("asyncpg")
+    from attune.memory import backends
+    from attune.memory.long_term.postgres_store import PostgresLongTermStore
+
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", f"{scheme}://attune:pw-hunter2@db.example:5432/mem")
+    cfg = MemoryConfig()
+    assert cfg.database_url == f"{scheme}://attune:pw-hunter2@db.example:5432/mem"
+    assert cfg.long_term_backend == "postgres"
+    assert cfg.redacted_database_url == f"{scheme}://attune:***@db.example:5432/mem"
+    assert "pw-hunter2" not in repr(cfg)
+    store = backends.open_long_term(cfg)  # connects lazily: nothing is reached here
+    assert isinstance(store, PostgresLongTermStore)
+    assert "pw-hunter2" not in repr(store) and "pw-hunter2" not in store.url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://attune:pw-hunter2@db:3306/mem",
+        "sqlite:///tmp/patterns.db",
+        "db.example:5432/mem",
+        "postgresql://attune:pw-hunter2@db:notaport/mem",
+    ],
+)
+def test_a_bad_database_url_names_the_variable_never_the_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", url)
+    with pytest.raises(ConfigurationError, match="ATTUNE_DATABASE_URL") as info:
+        MemoryConfig()
+    assert "pw-hunter2" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="argument 'database_url'") as info:
+        MemoryConfig(database_url=url)
+    assert "pw-hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("postgresql://u:pw-hunter2@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db?password=pw-hunter2", "postgresql://u@h/db?password=***"),
+        (
+            "postgresql://u@h/db?sslmode=require&PASSWORD=pw-hunter2&sslpassword=pw-hunter2",
+            "postgresql://u@h/db?sslmode=require&PASSWORD=***&sslpassword=***",
+        ),
+        ("postgresql://u@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
+        ("redis://h:6379/0?password=pw-hunter2", "redis://h:6379/0?password=***"),
+        ("postgresql://u:pw-hunter2@h:notaport/db", "<unparseable url>"),
+    ],
+)
+def test_a_redacted_url_holds_no_password_in_its_user_part_or_query(
+    url: str, redacted: str
+) -> None:
+    assert redact_url(url) == redacted

@@ -36,9 +36,25 @@ def _sqlite(config: MemoryConfig) -> LongTermStore:
     return SQLiteLongTermStore(config.ensure_storage_dir())
 
 
+def _postgres(config: MemoryConfig) -> LongTermStore:
+    """A PostgreSQL database, ``database_url`` (``ATTUNE_DATABASE_URL``), over asyncpg."""
+    assert config.database_url is not None
+    try:
+        from attune.memory.long_term.postgres_store import PostgresLongTermStore
+    except ImportError:
+        raise ConfigurationError(
+            "ATTUNE_DATABASE_URL selects the PostgreSQL long-term store, which needs asyncpg: "
+            "pip install 'attune[postgres]'"
+        ) from None
+    return PostgresLongTermStore(config.database_url)
+
+
 #: backend name -> factory. ``redis`` serves both a real Redis and the stand-in ("mock").
 SHORT_TERM: dict[str, Callable[[MemoryConfig], ShortTermStore]] = {"redis": _redis, "mock": _redis}
-LONG_TERM: dict[str, Callable[[MemoryConfig], LongTermStore]] = {"sqlite": _sqlite}
+LONG_TERM: dict[str, Callable[[MemoryConfig], LongTermStore]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 def short_term_backend_name(config: MemoryConfig) -> str:
@@ -47,9 +63,9 @@ def short_term_backend_name(config: MemoryConfig) -> str:
 
 
 def long_term_backend_name(config: MemoryConfig) -> str:
-    """The long-term backend ``config`` selects: SQLite, the embedded default."""
-    del config  # one backend today; a database URL will select the next one
-    return "sqlite"
+    """The long-term backend ``config`` selects: PostgreSQL when ``database_url`` is set,
+    else SQLite, the embedded default."""
+    return config.long_term_backend
 
 
 def open_short_term(config: MemoryConfig) -> ShortTermStore:

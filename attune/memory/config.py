@@ -12,6 +12,7 @@ Precedence: explicit arguments beat environment variables, which beat defaults.
 | load_claude_memory   | ``ATTUNE_CLAUDE_MEMORY`` | false                          |
 | namespace            | ``ATTUNE_NAMESPACE``   | default                          |
 | search_index_sensitive | ``ATTUNE_SEARCH_INDEX_SENSITIVE`` | true                |
+| database_url         | ``ATTUNE_DATABASE_URL`` | none (SQLite under storage_dir) |
 
 Invalid values raise :class:`~attune.errors.ConfigurationError` naming the variable.
 """
@@ -55,9 +56,11 @@ ENV_VARS: dict[str, str] = {
     "key_prefix": "ATTUNE_KEY_PREFIX",
     "namespace": "ATTUNE_NAMESPACE",
     "search_index_sensitive": "ATTUNE_SEARCH_INDEX_SENSITIVE",
+    "database_url": "ATTUNE_DATABASE_URL",
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+_DATABASE_SCHEMES = ("postgresql", "postgres")
 _CENTURY_DAYS = 36_500
 _CENTURY_S = _CENTURY_DAYS * 24 * 3600
 
@@ -67,20 +70,34 @@ def default_storage_dir() -> Path:
     return Path(platformdirs.user_data_dir("attune", appauthor=False))
 
 
+#: Query parameters of a URL that carry a password (libpq / asyncpg, redis-py).
+_SECRET_PARAMS = ("password", "sslpassword")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for messages and health reports)."""
+    """The URL with any password replaced by ``***``, in its user part or as a query
+    parameter (``?password=``) (safe for messages and health reports)."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparseable url>"
+    query = "&".join(
+        f"{piece.split('=', 1)[0]}=***"
+        if piece.split("=", 1)[0].lower() in _SECRET_PARAMS
+        else piece
+        for piece in parts.query.split("&")
+    )
     if parts.password is None:
-        return url
+        if query == parts.query:
+            return url
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     user = parts.username or ""
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class MemoryConfig(BaseSettings):
@@ -159,6 +176,34 @@ class MemoryConfig(BaseSettings):
     #: Index SENSITIVE records' words as blind-index tokens, so search finds them (what the
     #: tokens reveal: docs/security.md). False: found by filters and listing only.
     search_index_sensitive: bool = True
+
+    # -- long-term backend -----------------------------------------------------------------
+    #: A PostgreSQL URL (``postgresql://user:password@host:5432/db``) keeps long-term
+    #: memory there (needs ``pip install 'attune[postgres]'``); None: the SQLite file under
+    #: ``storage_dir``. Kept out of the repr: it may hold a password.
+    database_url: str | None = Field(None, repr=False)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if has_surrogate(value):
+            raise ValueError("the database URL contains a lone surrogate; it cannot be encoded")
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"malformed database URL ({exc})") from None
+        if parts.scheme not in _DATABASE_SCHEMES:
+            raise ValueError(
+                "a database URL starts with postgresql:// or postgres:// "
+                "(for example postgresql://attune@localhost:5432/attune); leave it unset "
+                "for the SQLite file under the storage directory"
+            )
+        del port
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -250,6 +295,16 @@ class MemoryConfig(BaseSettings):
     @property
     def redacted_redis_url(self) -> str | None:
         return None if self.redis_url is None else redact_url(self.redis_url)
+
+    @property
+    def long_term_backend(self) -> Literal["sqlite", "postgres"]:
+        """Which long-term backend this configuration selects: PostgreSQL when
+        ``database_url`` is set, else SQLite (the embedded default)."""
+        return "sqlite" if self.database_url is None else "postgres"
+
+    @property
+    def redacted_database_url(self) -> str | None:
+        return None if self.database_url is None else redact_url(self.database_url)
 
     def ensure_audit_log_path(self) -> Path:
         """:attr:`audit_log_path`, creating the storage directory first when the log lives

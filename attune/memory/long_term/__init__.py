@@ -3,7 +3,8 @@
 :mod:`.protocol` is what the core needs from a backend (:class:`LongTermStore`, the
 write operations it executes and the :class:`Journal` that makes a write's audit event
 durable with it), :mod:`.queries` what a read asks a store for and what a record is
-indexed by; :mod:`.sqlite_store` is the SQLite backend.
+indexed by; :mod:`.sqlite_store` is the SQLite backend, :mod:`.postgres_store` the
+PostgreSQL one (imported only when chosen: it needs ``asyncpg``, the ``postgres`` extra).
 """
 
 from attune.memory.long_term.protocol import (

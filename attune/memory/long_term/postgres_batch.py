@@ -1,0 +1,199 @@
+"""The PostgreSQL store's transaction: one batch of queued writes, on one connection.
+
+The store's group commit (:mod:`attune.memory.long_term.postgres_store`) hands a batch of
+:data:`~attune.memory.long_term.protocol.WriteOp` values to :func:`transaction`, which runs
+it as one transaction: consecutive inserts as one ``INSERT ... SELECT FROM unnest(...)``
+statement, other writes one by one, in queue order. A statement that fails aborts a
+PostgreSQL transaction: :func:`transaction` rolls it back and raises :class:`Failed`, and
+the store runs the batch's writes again one transaction each, so that a failed write
+fails its own caller only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import asyncpg
+
+from attune.memory.long_term import postgres_schema, postgres_search
+from attune.memory.long_term.postgres_schema import INSERT_MANY
+from attune.memory.long_term.protocol import (
+    DeleteOp,
+    EraseOp,
+    IndexOp,
+    InsertOp,
+    MetaOp,
+    PurgeOp,
+    RewrapOp,
+    SubjectOp,
+    WriteOp,
+)
+
+#: A write's outcome: its result, or the error that failed it alone.
+Outcome = tuple[Any, BaseException | None]
+#: What a failed statement raises (the server's error, or a value asyncpg cannot send);
+#: the connection is still usable and the transaction is rolled back.
+STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg.DataError, ValueError, TypeError)
+
+#: Writes that are one statement (the others read back what they wrote, or write twice).
+_ONE_STATEMENT = (InsertOp, DeleteOp, PurgeOp, RewrapOp, IndexOp)
+
+
+class Failed(Exception):
+    """A statement of the transaction failed (it was rolled back; the connection is fine)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outcome]:
+    """``ops`` in one transaction: consecutive inserts as one statement, other writes one
+    by one, in queue order. Raises :class:`Failed` (rolled back) if a statement failed;
+    a failed COMMIT or connection raises as it is. A write of one statement alone is sent
+    as that statement (its own implicit transaction: one round trip, not three)."""
+    if len(ops) == 1 and isinstance(ops[0], _ONE_STATEMENT):
+        only = ops[0]
+        try:
+            if isinstance(only, InsertOp):
+                return [(new, None) for new in await _insert(conn, [only])]
+            return [(await _execute(conn, only), None)]
+        except STATEMENT_ERRORS as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                raise
+            raise Failed(exc) from None
+    tx = conn.transaction()
+    await tx.start()
+    outcomes: list[Outcome] = []
+    try:
+        start = 0
+        while start < len(ops):
+            end = start
+            while end < len(ops) and isinstance(ops[end], InsertOp):
+                end += 1
+            if end > start:
+                inserts = [op for op in ops[start:end] if isinstance(op, InsertOp)]
+                outcomes += [(new, None) for new in await _insert(conn, inserts)]
+                start = end
+                continue
+            op = ops[start]
+            assert not isinstance(op, InsertOp)
+            outcomes.append((await _execute(conn, op), None))
+            start += 1
+    except STATEMENT_ERRORS as exc:
+        if isinstance(exc, asyncpg.PostgresConnectionError):
+            await _rollback(tx)
+            raise
+        await _rollback(tx)
+        raise Failed(exc) from None
+    except BaseException:
+        await _rollback(tx)
+        raise
+    await tx.commit()
+    return outcomes
+
+
+async def _rollback(tx: Any) -> None:
+    with contextlib.suppress(Exception):
+        await tx.rollback()
+
+
+async def _insert(conn: asyncpg.Connection, inserts: list[InsertOp]) -> list[bool]:
+    """Insert records; each caller learns whether its id was new. A duplicate within the
+    run (two promotions of one staged pattern) loses to the first."""
+    first: dict[str, int] = {}
+    for n, op in enumerate(inserts):
+        first.setdefault(op.record.pattern_id, n)
+    fresh = [op for n, op in enumerate(inserts) if first[op.record.pattern_id] == n]
+    search = [postgres_search.row(op.index) for op in fresh]
+    args = postgres_schema.columns([op.record for op in fresh])
+    args += [list(values) for values in zip(*search, strict=True)]
+    rows = await conn.fetch(INSERT_MANY, *args)
+    new = {row[0] for row in rows}
+    return [
+        first[op.record.pattern_id] == n and op.record.pattern_id in new
+        for n, op in enumerate(inserts)
+    ]
+
+
+async def _execute(
+    conn: asyncpg.Connection,
+    op: IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp | SubjectOp | EraseOp,
+) -> Any:
+    """One write other than an insert, inside the batch's transaction."""
+    if isinstance(op, MetaOp):
+        await conn.execute(
+            "INSERT INTO store_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            op.name,
+            op.default,
+        )
+        return str(await conn.fetchval("SELECT value FROM store_meta WHERE name = $1", op.name))
+    if isinstance(op, IndexOp):
+        entries = dict(op.entries)  # one row per id (the last entry given)
+        if not entries:
+            return 0
+        rows = [postgres_search.row(entry) for entry in entries.values()]
+        _ix, words, tokens, sensitive, facets = (list(col) for col in zip(*rows, strict=True))
+        changed = await conn.fetch(
+            "UPDATE patterns p SET indexed = true, words = u.w::tsvector, "
+            "tokens = u.t::tsvector, sensitive_tokens = u.st::tsvector, "
+            "facets = ARRAY(SELECT jsonb_array_elements_text(u.f::jsonb)) "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+            "AS u(id, w, t, st, f) WHERE p.pattern_id = u.id AND NOT p.indexed "
+            "RETURNING p.pattern_id",
+            list(entries),
+            words,
+            tokens,
+            sensitive,
+            facets,
+        )
+        return len(changed)
+    if isinstance(op, DeleteOp):
+        gone = await conn.fetch(
+            "DELETE FROM patterns WHERE pattern_id = $1 RETURNING pattern_id", op.pattern_id
+        )
+        return bool(gone)
+    if isinstance(op, PurgeOp):
+        status = await conn.execute(
+            "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= $1",
+            op.now_ms,
+        )
+        return _rows_of(status)
+    if isinstance(op, RewrapOp):
+        if not op.updates:
+            return 0
+        status = await conn.execute(
+            "UPDATE patterns p SET key_id = u.k, wrapped_key = u.w "
+            "FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(id, k, w) "
+            "WHERE p.pattern_id = u.id AND p.encrypted",
+            [u.pattern_id for u in op.updates],
+            [u.key_id for u in op.updates],
+            [u.wrapped_key for u in op.updates],
+        )
+        return _rows_of(status)
+    if isinstance(op, SubjectOp):
+        await conn.execute(
+            "INSERT INTO audit_subjects (user_id, secret) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO NOTHING",
+            op.user_id,
+            op.secret,
+        )
+        secret = await conn.fetchval(
+            "SELECT secret FROM audit_subjects WHERE user_id = $1", op.user_id
+        )
+        return bytes(secret)
+    if isinstance(op, EraseOp):
+        status = await conn.execute(
+            "DELETE FROM patterns WHERE created_by = $1 OR pattern_id = ANY($2::text[])",
+            op.user_id,
+            list(op.pattern_ids),
+        )
+        await conn.execute("DELETE FROM audit_subjects WHERE user_id = $1", op.user_id)
+        return _rows_of(status)
+    raise TypeError(f"not a long-term write: {type(op).__name__}")
+
+
+def _rows_of(status: str) -> int:
+    """The row count of a command status such as ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,183 @@
+"""The PostgreSQL store's schema: its migrations, and how a record lies in a row.
+
+:data:`MIGRATIONS` brings a database from any earlier version to :data:`SCHEMA_VERSION`
+(:func:`migrate`), in one transaction that first takes a transaction-level advisory lock
+(:data:`MIGRATION_LOCK`): several processes that open a fresh database at once apply the
+migrations once, the others wait and find them done.
+
+The ``patterns`` columns of a record follow
+:class:`~attune.memory.long_term.protocol.PatternRecord`'s fields in order, so a row
+selected with :data:`COLUMNS` is a record field by field (:func:`to_record`). Ids are
+``COLLATE "C"``: they sort by code point, as Python and SQLite order them, whatever the
+database's collation (cursors and paging by id depend on it).
+
+Search lives in the same rows (no separate table, nothing to keep in step): ``words``
+(plaintext records' folded terms), ``tokens`` / ``sensitive_tokens`` (encrypted records'
+blind-index tokens, INTERNAL / SENSITIVE) as ``tsvector`` with positions (phrases), and
+``facets`` (metadata facet tokens) as ``text[]``, each with a GIN index; ``indexed`` is
+false until a record's search columns are written (records imported or written before
+search: :meth:`~.postgres_store.PostgresLongTermStore.unindexed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from attune.errors import CorruptRecordError, LongTermUnavailableError
+from attune.memory.long_term.protocol import PatternRecord
+
+#: The advisory lock migrations hold (a constant of attune's own: "attune" as an int8).
+MIGRATION_LOCK = 0x617474756E65
+
+#: The advisory lock the clean-up after an erasure holds (one at a time: two sessions
+#: that REINDEX CONCURRENTLY one table's indexes together deadlock).
+ERASURE_LOCK = MIGRATION_LOCK + 1
+
+#: version -> statements that bring the schema from version-1 to version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE patterns (
+            pattern_id       TEXT COLLATE "C" PRIMARY KEY,
+            pattern_type     TEXT NOT NULL,
+            classification   TEXT NOT NULL,
+            created_by       TEXT NOT NULL,
+            created_at_ms    BIGINT NOT NULL,
+            expires_at_ms    BIGINT,
+            metadata         TEXT NOT NULL,
+            content          BYTEA NOT NULL,
+            encrypted        BOOLEAN NOT NULL DEFAULT false,
+            key_id           TEXT,
+            wrapped_key      BYTEA,
+            nonce            BYTEA,
+            format           INTEGER NOT NULL DEFAULT 1,
+            namespace        TEXT NOT NULL DEFAULT 'default',
+            indexed          BOOLEAN NOT NULL DEFAULT false,
+            words            TSVECTOR,
+            tokens           TSVECTOR,
+            sensitive_tokens TSVECTOR,
+            facets           TEXT[]
+        )
+        """,
+        "CREATE INDEX patterns_expiry ON patterns (expires_at_ms) WHERE expires_at_ms IS NOT NULL",
+        # Listing newest first, and the filters a page is asked for most.
+        "CREATE INDEX patterns_newest ON patterns (namespace, created_at_ms, pattern_id)",
+        "CREATE INDEX patterns_by_creator ON patterns (created_by, created_at_ms)",
+        "CREATE INDEX patterns_by_type ON patterns (namespace, pattern_type, created_at_ms)",
+        # Records whose search columns are not written yet (the core's backfill).
+        "CREATE INDEX patterns_unindexed ON patterns (pattern_id) WHERE NOT indexed",
+        "CREATE INDEX patterns_words ON patterns USING GIN (words)",
+        "CREATE INDEX patterns_tokens ON patterns USING GIN (tokens)",
+        "CREATE INDEX patterns_sensitive_tokens ON patterns USING GIN (sensitive_tokens)",
+        "CREATE INDEX patterns_facets ON patterns USING GIN (facets)",
+        # Settings the store keeps for the core (the search key's master key id).
+        "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        # The secret of each user's audit pseudonym; erasing a user deletes it.
+        "CREATE TABLE audit_subjects (user_id TEXT PRIMARY KEY, secret BYTEA NOT NULL)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+#: The indexes that hold a record's words, tokens, facets or creator: rebuilt after an
+#: erasure (a GIN index never drops a key from its entry tree, and a B-tree page keeps a
+#: deleted entry's bytes in its free space; measured: tests/test_postgres_store.py).
+ERASURE_INDEXES = (
+    "patterns_words",
+    "patterns_tokens",
+    "patterns_sensitive_tokens",
+    "patterns_facets",
+    "patterns_by_creator",
+)
+#: What runs after an erasure, outside a transaction (see ``PostgresLongTermStore``):
+#: dead rows and their index entries removed, then those indexes rebuilt from live rows.
+AFTER_ERASURE = (
+    "VACUUM (INDEX_CLEANUP ON) patterns",
+    "VACUUM (INDEX_CLEANUP ON) audit_subjects",
+    *(f"REINDEX INDEX CONCURRENTLY {name}" for name in ERASURE_INDEXES),
+    "REINDEX TABLE CONCURRENTLY audit_subjects",
+)
+
+
+#: The ``patterns`` column of each :class:`PatternRecord` field whose name differs.
+COLUMN_OF = {"metadata_json": "metadata", "record_format": "format"}
+#: The record's fields as columns, in the record's order.
+COLUMNS = ", ".join(COLUMN_OF.get(name, name) for name in PatternRecord._fields)
+#: The same on the table alias ``p``.
+RECORD = ", ".join(f"p.{COLUMN_OF.get(name, name)}" for name in PatternRecord._fields)
+SELECT_ONE = (
+    f"SELECT {COLUMNS} FROM patterns WHERE pattern_id = $1 "  # noqa: S608 (constant columns)
+    "AND (expires_at_ms IS NULL OR expires_at_ms > $2)"
+)
+
+#: Each record field's SQL type (for ``unnest`` of a batch's columns).
+_TYPES = (
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "int8",
+    "text",
+    "bytea",
+    "bool",
+    "text",
+    "bytea",
+    "bytea",
+    "int4",
+    "text",
+)
+#: New records, one array per column (and the search columns as literals, see
+#: :mod:`.postgres_search`); a duplicate id inserts nothing (RETURNING says which did).
+INSERT_MANY = (
+    f"INSERT INTO patterns ({COLUMNS}, indexed, words, tokens, sensitive_tokens, facets) "  # noqa: S608
+    f"SELECT {', '.join(f'c{n}' for n in range(len(_TYPES)))}, "
+    "ix, w::tsvector, t::tsvector, st::tsvector, "
+    "CASE WHEN f IS NULL THEN NULL ELSE "
+    "ARRAY(SELECT jsonb_array_elements_text(f::jsonb)) END "
+    "FROM unnest("
+    + ", ".join(f"${n + 1}::{t}[]" for n, t in enumerate(_TYPES))
+    + f", ${len(_TYPES) + 1}::bool[], ${len(_TYPES) + 2}::text[], ${len(_TYPES) + 3}::text[], "
+    f"${len(_TYPES) + 4}::text[], ${len(_TYPES) + 5}::text[]) AS r("
+    + ", ".join(f"c{n}" for n in range(len(_TYPES)))
+    + ", ix, w, t, st, f) "
+    "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id"
+)
+
+
+async def migrate(conn: asyncpg.Connection) -> None:
+    """Bring the database to :data:`SCHEMA_VERSION` in one transaction holding
+    :data:`MIGRATION_LOCK`; refuse a newer schema."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        rows = await conn.fetch("SELECT version FROM schema_version")
+        current = int(rows[0][0]) if rows else 0
+        if current > SCHEMA_VERSION:
+            raise LongTermUnavailableError(
+                f"the PostgreSQL database has attune schema version {current}, newer than "
+                f"this attune understands ({SCHEMA_VERSION}); upgrade attune"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                await conn.execute(statement)
+        if not rows:
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION)
+        elif current != SCHEMA_VERSION:
+            await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION)
+
+
+def columns(records: list[PatternRecord]) -> list[list[Any]]:
+    """Records as one list per field (the first :data:`INSERT_MANY` parameters)."""
+    return [list(values) for values in zip(*records, strict=True)]
+
+
+def to_record(row: Any) -> PatternRecord:
+    """A row of :data:`COLUMNS` as a record (they are the record's fields, in order)."""
+    fields = list(row[: len(PatternRecord._fields)])
+    if type(fields[8]) is not bool:
+        raise CorruptRecordError(
+            str(fields[0]),
+            "its encrypted flag is neither true nor false, so how to read it is unknown",
+        )
+    return PatternRecord._make(fields)

@@ -1,0 +1,446 @@
+"""The PostgreSQL long-term store, over ``asyncpg`` (``pip install 'attune[postgres]'``).
+
+One connection pool per event loop (:class:`~attune._loop_local.LoopLocal`, as the SQLite
+store keeps one connection per loop): asyncpg's connections are bound to the loop that
+opened them, and the blocking facade drives one loop per thread. Nothing here blocks a
+loop: every statement is awaited.
+
+Writes go through a *group commit*: each loop's pool has a queue, and one drain task
+runs everything queued in one transaction (one COMMIT, one WAL flush), then answers every
+caller. Consecutive inserts are one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+NOTHING RETURNING``: a duplicate id is False for its caller only. A statement that
+fails aborts a PostgreSQL transaction, so a batch whose statement failed is rolled back
+and its writes are run again one transaction each: a failed write fails its own caller
+only. A failed COMMIT (or a lost connection) fails the batch: nothing of it is retried,
+since a COMMIT whose answer was lost may have happened.
+
+Audit events: an :class:`~attune.memory.long_term.protocol.InsertOp`'s event is made
+durable by awaiting its journal's ``append`` right after the COMMIT, before the callers
+are answered (one call per batch and journal). If that fails, the records are stored and
+their callers are told so (:func:`~.sqlite_batch.committed_error`), never that the write
+was refused.
+
+The rest of the PostgreSQL backend, by job: :mod:`.postgres_batch` (one batch's
+transaction), :mod:`.postgres_search` (search columns, written in the insert's statement,
+no deferral as in SQLite; find and count), :mod:`.postgres_schema` (migrations, applied
+on first use; how a record lies in a row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+import asyncpg
+
+from attune._loop_local import LoopLocal
+from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.memory.config import redact_url
+from attune.memory.long_term import postgres_schema, postgres_search
+from attune.memory.long_term.postgres_batch import (
+    STATEMENT_ERRORS,
+    Failed,
+    Outcome,
+    transaction,
+)
+from attune.memory.long_term.postgres_schema import (
+    SCHEMA_VERSION,
+    SELECT_ONE,
+    to_record,
+)
+from attune.memory.long_term.protocol import (
+    DeleteOp,
+    EraseOp,
+    IndexOp,
+    InsertOp,
+    Journal,
+    MetaOp,
+    PatternRecord,
+    PurgeOp,
+    RewrapOp,
+    SubjectOp,
+    WrappedKey,
+    WriteOp,
+)
+from attune.memory.long_term.queries import Found, PatternQuery
+from attune.memory.long_term.sqlite_batch import committed_error, one_journal
+
+__all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
+
+_T = TypeVar("_T")
+_WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
+#: A queued write and its caller's future.
+_Queued = tuple[WriteOp, "asyncio.Future[Any]"]
+#: Every error of the database or the way to it (what becomes LongTermUnavailableError).
+_DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+#: The connection went away mid-write: what the server did with it is unknown.
+#: (asyncpg reports a connection the server ended while it was idle as an internal error
+#: on its next use: "cannot switch to state ...; another operation is in progress".)
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+#: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
+#: (connection, authentication, database name): shown in full. Others show their code.
+_CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
+
+
+@dataclass
+class _Pool:
+    """One asyncpg pool of one event loop, with its group-commit queue."""
+
+    pool: asyncpg.Pool
+    queue: list[_Queued] = field(default_factory=list)
+    draining: asyncio.Task[None] | None = None
+    commits: int = 0
+
+
+class PostgresLongTermStore:
+    """Long-term patterns in a PostgreSQL database (``dsn``: ``postgresql://...``).
+
+    ``pool_size``: connections per event loop at most (writes of one loop share one
+    transaction at a time; reads take the others).
+    """
+
+    backend = "postgres"
+
+    def __init__(self, dsn: str, *, pool_size: int = 4, connect_timeout_s: float = 10.0) -> None:
+        if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError(
+                "a PostgreSQL URL starts with postgresql:// or postgres:// "
+                "(for example postgresql://attune@localhost:5432/attune)"
+            )
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigurationError(
+                f"pool_size must be a whole number, at least 1 (got {pool_size!r})"
+            )
+        self._dsn = dsn
+        self.url = redact_url(dsn)
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self._migrated = False
+        # asyncpg's connections belong to their loop: another loop's pool is closed by
+        # that loop (LoopLocal hands it over; an idle facade thread's loop is run to close
+        # it); a loop closed without releasing it leaves its sockets to be collected.
+        self._pools: LoopLocal[_Pool] = LoopLocal(self._open, self._close)
+
+    def __repr__(self) -> str:
+        return f"PostgresLongTermStore({self.url!r})"
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _open(self) -> _Pool:
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout_s,
+                command_timeout=None,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable("cannot connect to", exc) from None
+        except ValueError as exc:  # a DSN asyncpg cannot parse
+            raise ConfigurationError(
+                f"the PostgreSQL URL {self.url} is not valid ({type(exc).__name__}); "
+                "check ATTUNE_DATABASE_URL"
+            ) from None
+        try:
+            if not self._migrated:
+                async with pool.acquire() as conn:
+                    await postgres_schema.migrate(conn)
+                self._migrated = True
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, _DB_ERRORS):
+                raise self._unavailable("cannot prepare", exc) from None
+            raise
+        return _Pool(pool)
+
+    async def _close(self, res: _Pool) -> None:
+        """Close a loop's pool from that loop: queued writes commit first."""
+        while res.draining is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(res.draining)
+        await res.pool.close()
+
+    def _unavailable(
+        self, what: str, exc: BaseException, hint: str | None = None
+    ) -> LongTermUnavailableError:
+        if hint is None:
+            hint = (
+                "check ATTUNE_DATABASE_URL names a reachable server and a database this "
+                "user may create tables in"
+            )
+        return LongTermUnavailableError(
+            f"long-term memory unavailable: {what} PostgreSQL at {self.url} "
+            f"({_describe(exc)}); {hint}"
+        )
+
+    # -- group commit ------------------------------------------------------------------------
+
+    @overload
+    async def write(self, op: InsertOp | DeleteOp) -> bool: ...
+
+    @overload
+    async def write(self, op: IndexOp | PurgeOp | RewrapOp | EraseOp) -> int: ...
+
+    @overload
+    async def write(self, op: MetaOp) -> str: ...
+
+    @overload
+    async def write(self, op: SubjectOp) -> bytes: ...
+
+    async def write(self, op: WriteOp) -> bool | int | str | bytes:
+        """Queue ``op`` for the next group commit and return its result once durable."""
+        if not isinstance(op, _WRITE_OPS):
+            raise TypeError(f"not a long-term write: {type(op).__name__}")
+        res = await self._pools.get()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        res.queue.append((op, fut))
+        if res.draining is None:
+            res.draining = asyncio.create_task(self._drain(res))
+        result: bool | int | str | bytes = await fut
+        if isinstance(op, EraseOp):
+            await self._vacuum(res)
+        return result
+
+    async def _vacuum(self, res: _Pool) -> None:
+        """After an erasure, outside any transaction: VACUUM the tables it deleted from,
+        which removes the dead rows and their index entries from the files' pages, and
+        rebuild the search indexes (GIN never drops a key once in its entry tree: an
+        erased record's words would stay in ``patterns_words`` otherwise). Runs once
+        the rows are deleted and committed; what PostgreSQL still holds after it (WAL,
+        unlinked files, backups) is in the README."""
+        try:
+            async with res.pool.acquire() as conn:
+                # Two sessions rebuilding one table's indexes at once deadlock: one clean-up
+                # at a time, across processes (a session lock: no transaction is open). Not
+                # waited for inside pg_advisory_lock: REINDEX CONCURRENTLY waits for every
+                # statement in progress, so a session blocked there would deadlock with it.
+                delay = 0.01
+                while not await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", postgres_schema.ERASURE_LOCK
+                ):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                try:
+                    for statement in postgres_schema.AFTER_ERASURE:
+                        await conn.execute(statement)
+                finally:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock($1)", postgres_schema.ERASURE_LOCK
+                    )
+        except _DB_ERRORS as exc:
+            raise self._unavailable(
+                "cannot clean up after an erasure in",
+                exc,
+                "the records ARE erased; erase the user again to retry the VACUUM and REINDEX",
+            ) from None
+
+    async def _drain(self, res: _Pool) -> None:
+        try:
+            while res.queue:
+                while res.queue:
+                    batch, res.queue = res.queue, []
+                    await self._commit_batch(res, batch)
+                await asyncio.sleep(0)  # callers just answered often write again at once
+        finally:
+            res.draining = None
+
+    async def _commit_batch(self, res: _Pool, batch: list[_Queued]) -> None:
+        live = [item for item in batch if not item[1].cancelled()]
+        live, later = one_journal(live)
+        if later:  # another journal's events: their own transaction, right after
+            res.queue[:0] = later
+        if not live:
+            return
+        ops = [op for op, _fut in live]
+        try:
+            outcomes = await self._run(res, ops)
+        except Exception as exc:  # nothing of the batch was written
+            error: BaseException = exc
+            if isinstance(exc, _LOST):
+                error = self._unavailable(
+                    "lost the connection while writing to",
+                    exc,
+                    "whether the write was stored is unknown (a COMMIT may have been under "
+                    "way): read it back before writing it again",
+                )
+            elif isinstance(exc, _DB_ERRORS):
+                error = self._unavailable("cannot commit to", exc, "nothing of it was stored")
+            for _op, fut in live:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        res.commits += 1
+        audited = [
+            i
+            for i, op in enumerate(ops)
+            if isinstance(op, InsertOp) and op.audit is not None and outcomes[i] == (True, None)
+        ]
+        if audited:
+            await _append_events(ops, audited, outcomes)
+        for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
+            if fut.done():
+                continue
+            if exc2 is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc2)
+
+    async def _run(self, res: _Pool, ops: list[WriteOp]) -> list[Outcome]:
+        """The batch as one transaction; if one of its statements fails, each write again
+        in a transaction of its own (the failed one fails its caller alone)."""
+        async with res.pool.acquire() as conn:
+            try:
+                try:
+                    return await transaction(conn, ops)
+                except Failed:
+                    pass
+                outcomes: list[Outcome] = []
+                for op in ops:
+                    try:
+                        outcomes += await transaction(conn, [op])
+                    except Failed as failed:
+                        error = self._unavailable("cannot write to", failed.cause)
+                        outcomes.append((None, error))
+                return outcomes
+            except _LOST:
+                conn.terminate()  # never back into the pool: the next write opens another
+                raise
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def _read(
+        self, call: Callable[[asyncpg.Pool], Awaitable[_T]], what: str = "cannot read"
+    ) -> _T:
+        res = self._pools.current() or await self._pools.get()
+        try:
+            return await call(res.pool)
+        except _DB_ERRORS as exc:
+            raise self._unavailable(what, exc) from None
+
+    async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
+        row = await self._read(lambda pool: pool.fetchrow(SELECT_ONE, pattern_id, now_ms))
+        return None if row is None else to_record(row)
+
+    async def existing(self, pattern_ids: list[str]) -> set[str]:
+        rows = await self._read(
+            lambda pool: pool.fetch(
+                "SELECT pattern_id FROM patterns WHERE pattern_id = ANY($1::text[])",
+                list(pattern_ids),
+            )
+        )
+        return {str(r[0]) for r in rows}
+
+    async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
+        rows = await self._read(
+            lambda pool: pool.fetch(
+                "SELECT pattern_id, classification, key_id, wrapped_key FROM patterns "
+                "WHERE encrypted AND pattern_id > $1 ORDER BY pattern_id LIMIT $2",
+                after_id,
+                limit,
+            )
+        )
+        return [WrappedKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def find(self, query: PatternQuery) -> list[Found]:
+        if query.match is not None and query.match.is_empty:
+            return []
+        built = postgres_search.find_sql(query)
+        if built is None:
+            return []
+        sql, args = built
+        rows = await self._read(lambda pool: pool.fetch(sql, *args))
+        return [
+            Found(to_record(row), None if row["score"] is None else float(row["score"]))
+            for row in rows
+        ]
+
+    async def count(self, query: PatternQuery | None = None) -> int:
+        args: list[Any]
+        if query is None:
+            sql, args = "SELECT count(*) FROM patterns", []
+        else:
+            if query.match is not None and query.match.is_empty:
+                return 0
+            built = postgres_search.count_sql(query)
+            if built is None:
+                return 0
+            sql, args = built
+        value = await self._read(lambda pool: pool.fetchval(sql, *args))
+        return int(value)
+
+    async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
+        rows = await self._read(
+            lambda pool: pool.fetch(
+                f"SELECT {postgres_schema.RECORD} FROM patterns p "  # noqa: S608
+                "WHERE NOT p.indexed AND p.pattern_id > $1 ORDER BY p.pattern_id LIMIT $2",
+                after_id,
+                limit,
+            )
+        )
+        return [to_record(row) for row in rows]
+
+    async def subject_secret(self, user_id: str) -> bytes | None:
+        value = await self._read(
+            lambda pool: pool.fetchval(
+                "SELECT secret FROM audit_subjects WHERE user_id = $1", user_id
+            )
+        )
+        return None if value is None else bytes(value)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"backend": self.backend, "url": self.url}
+        try:
+            report["patterns"] = await self.count()
+        except Exception as exc:  # health never raises
+            report.update(available=False, error=str(exc))
+        else:
+            report.update(available=True, schema_version=SCHEMA_VERSION)
+        return report
+
+    async def aclose(self) -> None:
+        await self._pools.aclose()
+
+
+async def _append_events(ops: Sequence[WriteOp], which: list[int], outcomes: list[Any]) -> None:
+    """After the COMMIT: the events of the committed inserts at ``which``, appended to
+    their journal in one awaited call. A failure tells their callers the records are
+    stored (never that the write was refused)."""
+    events = []
+    journal: Journal | None = None
+    for i in which:
+        op = ops[i]
+        assert isinstance(op, InsertOp) and op.audit is not None
+        journal = op.audit.journal  # one journal per batch (sqlite_batch.one_journal)
+        events.append(op.audit.event)
+    assert journal is not None
+    try:
+        await journal.append(events)
+    except Exception as exc:
+        error = committed_error(exc, held=False)
+        for i in which:
+            outcomes[i] = (True, error)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as its kind and code: a server message can quote a row's values, so only
+    those about the connection and configuration are shown in full."""
+    name = type(exc).__name__
+    code = getattr(exc, "sqlstate", None)
+    if isinstance(exc, OSError | TimeoutError):
+        return f"{name}: {exc.strerror or exc}" if isinstance(exc, OSError) else name
+    if code is None:
+        return name
+    if str(code).startswith(_CONFIG_CLASSES):
+        return f"{name}, SQLSTATE {code}: {exc}"
+    return f"{name}, SQLSTATE {code}"
