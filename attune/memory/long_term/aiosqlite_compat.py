@@ -74,18 +74,46 @@ def raw_connection(db: aiosqlite.Connection) -> sqlite3.Connection:
     return raw
 
 
+class _Job:
+    """``fn(*args)``, run on the connection's thread, whose ``repr`` names ``fn`` only.
+
+    aiosqlite logs every job it runs at DEBUG level by its ``repr``, and a job's arguments
+    are what attune keeps private: records, search terms, pattern and user ids, whatever
+    a caller passed as an id. An application that turns DEBUG logging on must not find
+    them in its logs (``tests/test_no_value_leaks.py``)."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args)
+
+    def __repr__(self) -> str:
+        return f"<attune job {getattr(self.fn, '__name__', type(self.fn).__name__)}>"
+
+
 def executor(db: aiosqlite.Connection) -> Executor:
     """``db``'s one-hop primitive: ``await executor(db)(fn, raw, *args)`` runs
     ``fn(raw, *args)`` on its thread. Raises ``ValueError`` once ``db`` is closed."""
-    execute: Executor = db._execute
-    return execute
+    execute: Callable[[_Job], Awaitable[Any]] = db._execute
+
+    def run(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        # A plain function handing back aiosqlite's awaitable: no coroutine of ours on
+        # the recall path.
+        return execute(_Job(fn, args))
+
+    return run
 
 
 async def in_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop;
     :class:`LongTermUnavailableError` if ``db`` was closed meanwhile."""
     try:
-        result: T = await db._execute(fn, db._conn, *args)  # type: ignore[no-untyped-call]
+        job = _Job(fn, (db._conn, *args))
+        result: T = await db._execute(job)  # type: ignore[no-untyped-call]
     except ValueError:
         if getattr(db, "_connection", None) is None:  # closed meanwhile (by close())
             raise LongTermUnavailableError(

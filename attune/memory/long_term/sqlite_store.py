@@ -240,7 +240,7 @@ class SQLiteLongTermStore:
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
         try:
-            return list(await conn.db.execute_fetchall(sql, params))
+            return await in_thread(conn.db, _fetch_all, sql, params)
         except sqlite3.Error as exc:
             raise self._unavailable("cannot read", exc) from None
 
@@ -342,3 +342,8 @@ async def _close_connection(conn: Connection) -> None:
 def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
     """The live record's row, or None (on the connection's thread)."""
     return db.execute(SELECT_ONE, (pattern_id, now_ms)).fetchone()
+
+
+def _fetch_all(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """Every row of one query (on the connection's thread)."""
+    return db.execute(sql, params).fetchall()
