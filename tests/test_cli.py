@@ -544,3 +544,74 @@ def test_stored_text_is_shown_as_text_not_markup(
     assert "Wrap [bold]names[/bold] in [brackets]" in capsys.readouterr().out
     assert main(["show", stored["pattern_id"], "--storage-dir", str(tmp_path)]) == 0
     assert "Wrap [bold]names[/bold] in [brackets]" in capsys.readouterr().out
+
+
+def test_db_upgrade_migrates_an_older_store_and_reports_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``attune db upgrade`` on a store left at schema version 5: migrated to this
+    version, told in a sentence or, with --json, one document."""
+    import sqlite3
+    from contextlib import closing
+
+    from attune.memory.long_term.sqlite_schema import SCHEMA_VERSION
+
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    with closing(sqlite3.connect(tmp_path / "patterns.db")) as db, db:
+        db.execute("UPDATE schema_version SET version = 5")  # version 6 only adds a column
+        db.execute("DROP TRIGGER patterns_unindex")
+        db.execute("ALTER TABLE pattern_search RENAME TO old_search")
+        db.execute(
+            "CREATE VIRTUAL TABLE pattern_search USING fts5(words, tokens, facets, "
+            "tokenize = 'unicode61 remove_diacritics 2')"
+        )
+        db.execute(
+            "INSERT INTO pattern_search (rowid, words, tokens, facets) SELECT rowid, words, "
+            "trim(tokens || ' ' || sensitive_tokens), facets FROM old_search"
+        )
+        db.execute("DROP TABLE old_search")
+        db.execute(
+            "CREATE TRIGGER patterns_unindex AFTER DELETE ON patterns "
+            "WHEN old.search_rowid IS NOT NULL BEGIN "
+            "DELETE FROM pattern_search WHERE rowid = old.search_rowid; END"
+        )
+    assert main(["db", "upgrade", "--json", *storage]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "sqlite" and report["schema_version"] == SCHEMA_VERSION
+    assert report["patterns"] == 4 and report["where"].endswith("patterns.db")
+    with closing(sqlite3.connect(tmp_path / "patterns.db")) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    assert main(["db", "upgrade", *storage]) == 0  # again: nothing to do, said in a sentence
+    assert f"schema version {SCHEMA_VERSION}" in capsys.readouterr().out
+
+
+def test_db_upgrade_of_a_newer_store_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    with closing(sqlite3.connect(tmp_path / "patterns.db")) as db, db:
+        db.execute("UPDATE schema_version SET version = 999")
+    assert main(["db", "upgrade", *storage]) == 2
+    assert "upgrade attune" in capsys.readouterr().err
+
+
+def test_db_upgrade_on_postgresql(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_session_url: str,
+) -> None:
+    from attune.memory.long_term.postgres_schema import SCHEMA_VERSION
+
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_session_url)
+    assert main(["db", "upgrade", "--json", "--storage-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "postgres" and report["schema_version"] == SCHEMA_VERSION
+    assert report["where"].startswith("postgresql://")

@@ -9,6 +9,8 @@
                                 events by their pseudonym
     attune keys generate        print a new master key for ATTUNE_MASTER_KEY
     attune keys rotate          new master key; re-wrap every record's data key under it
+    attune db upgrade           bring the long-term store's schema to this version (SQLite
+                                or PostgreSQL; also done on first use, under a lock)
     attune purge                delete long-term patterns past their retention
     attune export [--namespace N] [--out FILE]
                                 write long-term records, as stored, to FILE (JSON Lines)
@@ -44,6 +46,7 @@ records (spinners for purge and erase-user) when stderr is a terminal. For scrip
                          "pseudonym_erased"}
     keys generate       {"master_key": "..."}
     keys rotate         {"key_id", "rewrapped"}
+    db upgrade          {"backend", "where", "schema_version", "patterns"}
     demo                {"staged", "promoted", "health"} (its story goes to stderr)
 
 Exit status: 0 success; 1 a negative answer (a tier down in ``health``, a tampered audit

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _audit(args, out)
     if command == "keys":
         return _keys(args, out)
+    if command == "db":
+        return _db_upgrade(out)
     raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
 
@@ -115,6 +117,43 @@ def _transfer(args: argparse.Namespace, out: Output) -> int:
         out.document(result)
     else:
         out.line(summary)
+    return OK
+
+
+def _db_upgrade(out: Output) -> int:
+    """Open the configured long-term store, which applies its pending migrations (under
+    the store's own lock: safe while other processes start), and report its schema."""
+    from attune._runner import run_sync
+    from attune.errors import LongTermUnavailableError
+    from attune.memory import backends
+    from attune.memory.config import MemoryConfig
+
+    async def upgrade() -> dict[str, Any]:
+        store = backends.open_long_term(MemoryConfig())
+        try:
+            report: dict[str, Any] = await store.health()
+        finally:
+            await store.aclose()
+        return report
+
+    with out.status("Upgrading the long-term store"):
+        report = run_sync(upgrade())
+    if not report.get("available"):
+        raise LongTermUnavailableError(str(report.get("error", "the store did not open")))
+    where = report.get("path") or report.get("url")
+    result = {
+        "backend": report["backend"],
+        "where": where,
+        "schema_version": report["schema_version"],
+        "patterns": report["patterns"],
+    }
+    if out.as_json:
+        out.document(result)
+    else:
+        out.line(
+            f"{result['backend']} store at {where}: schema version {result['schema_version']}, "
+            f"{result['patterns']} pattern(s)."
+        )
     return OK
 
 

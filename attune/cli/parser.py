@@ -107,6 +107,15 @@ def build() -> argparse.ArgumentParser:
     erase.add_argument("user_id", help="the user (agent id) to forget")
     erase.add_argument("--yes", action="store_true", help="confirm: erasure cannot be undone")
 
+    db = sub.add_parser("db", parents=[common], help="the long-term database").add_subparsers(
+        dest="action", required=True
+    )
+    db.add_parser(
+        "upgrade",
+        parents=[common],
+        help="bring the long-term store's schema to this version (also done on first use)",
+    )
+
     keys = sub.add_parser("keys", parents=[common], help="master keys").add_subparsers(
         dest="action", required=True
     )
