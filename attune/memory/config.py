@@ -180,8 +180,8 @@ class MemoryConfig(BaseSettings):
     # -- long-term backend -----------------------------------------------------------------
     #: A PostgreSQL URL (``postgresql://user:password@host:5432/db``) keeps long-term
     #: memory there (needs ``pip install 'attune[postgres]'``); None: the SQLite file under
-    #: ``storage_dir``. Kept out of the repr: it may hold a password.
-    database_url: str | None = Field(None, repr=False)
+    #: ``storage_dir``. Shown redacted by the repr: it may hold a password.
+    database_url: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -291,6 +291,14 @@ class MemoryConfig(BaseSettings):
         if path is None:
             path = self.storage_dir.expanduser() / AUDIT_NAME
         return path.expanduser().resolve()
+
+    def __repr_args__(self) -> Any:
+        """The fields as the repr shows them: the URLs without their passwords (a config
+        lands in tracebacks, logs and debuggers)."""
+        for name, value in super().__repr_args__():
+            if name in ("redis_url", "database_url") and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
 
     @property
     def redacted_redis_url(self) -> str | None:

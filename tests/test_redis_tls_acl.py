@@ -1,0 +1,170 @@
+"""``REDIS_URL`` with an ACL user (``redis://user:password@host``) and over TLS
+(``rediss://``), each against a ``redis-server`` of the test's own (never the shared one),
+stopped by pid: the whole workflow runs, and refusals are typed errors that never echo the
+password."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import CI
+from faults import RedisProcess, free_port
+
+from attune.errors import AttuneError, ShortTermUnavailableError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
+
+PASSWORD = "s3cret-Acl-pass"
+PREFIX = "acl"
+
+
+async def _workflow(config: MemoryConfig) -> None:
+    """Working data, staging and promotion through ``config``'s Redis."""
+    async with (
+        AsyncUnifiedMemory("writer", config) as writer,
+        AsyncUnifiedMemory("reviewer", config, access_tier="VALIDATOR") as reviewer,
+    ):
+        assert await writer.stash("task", {"step": 1}) is True
+        assert await writer.retrieve("task") == {"step": 1}
+        staged = await writer.stage_pattern({"content": "Retry with backoff"}, "practice")
+        assert [p["pattern_id"] for p in await reviewer.get_staged_patterns()] == [staged]
+        promoted = await reviewer.promote_pattern(staged)
+        assert await reviewer.recall_pattern(promoted["pattern_id"]) is not None
+        assert (await writer.health_check())["short_term"]["available"] is True
+
+
+def _config(url: str, storage: Path) -> MemoryConfig:
+    return MemoryConfig(redis_url=url, storage_dir=storage, key_prefix=PREFIX)
+
+
+async def test_an_acl_user_runs_the_workflow_and_a_wrong_password_is_refused(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    admin = redis.Redis(port=own_redis.port)
+    try:
+        # Only attune's own keys: a user confined to its prefix is enough.
+        admin.execute_command(
+            "ACL", "SETUSER", "agent", "on", f">{PASSWORD}", f"~{PREFIX}:*", "+@all"
+        )
+        admin.execute_command("ACL", "SETUSER", "default", "off")  # no anonymous access
+    finally:
+        admin.close()
+    url = f"redis://agent:{PASSWORD}@127.0.0.1:{own_redis.port}/0"
+    await _workflow(_config(url, tmp_path / "ok"))
+    bad = f"redis://agent:wrong-{PASSWORD}@127.0.0.1:{own_redis.port}/0"
+    async with AsyncUnifiedMemory("writer", _config(bad, tmp_path / "bad")) as writer:
+        with pytest.raises(AttuneError) as refused:
+            await writer.stash("task", 1)
+    message = str(refused.value)
+    assert "credentials" in message and PASSWORD not in message and "wrong-" not in message
+    shown = _config(bad, tmp_path / "bad")  # a config lands in tracebacks and logs
+    assert PASSWORD not in repr(shown) and PASSWORD not in str(shown)
+    assert shown.redis_url == bad  # kept as given, shown redacted
+
+
+class TLSRedis:
+    """A ``redis-server`` that speaks TLS only, with a CA and a server certificate for
+    127.0.0.1 made for it by ``openssl``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _openssl(self, *args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=self.dir, check=True, capture_output=True)
+
+    def start(self) -> TLSRedis:
+        self._openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.crt", "-days", "2", "-subj", "/CN=attune-test-ca",
+        )  # fmt: skip
+        self._openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+            "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+        )  # fmt: skip
+        (self.dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        self._openssl(
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
+        )  # fmt: skip
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.proc = subprocess.Popen(
+            [
+                binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+                "--tls-cert-file", str(self.dir / "server.crt"),
+                "--tls-key-file", str(self.dir / "server.key"),
+                "--tls-ca-cert-file", str(self.dir / "ca.crt"),
+                "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url(), socket_connect_timeout=0.2)
+        try:
+            for _ in range(200):
+                try:
+                    client.ping()
+                    return self
+                except redis.ConnectionError:
+                    time.sleep(0.025)
+        finally:
+            client.close()
+        self.stop()
+        raise RuntimeError("the TLS redis-server did not start")
+
+    def url(self, ca: Path | None = None) -> str:
+        ca_file = ca if ca is not None else self.dir / "ca.crt"
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca_file}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+
+def _other_authority(tmp_path: Path) -> Path:
+    """The certificate of a CA the server's certificate was not signed by."""
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "o.key",
+            "-out", "o.crt", "-days", "2", "-subj", "/CN=someone-else",
+        ],
+        cwd=other, check=True, capture_output=True,
+    )  # fmt: skip
+    return other / "o.crt"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[TLSRedis]:
+    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
+        if CI:
+            pytest.fail("redis-server and openssl are needed (CI=true makes this a failure)")
+        pytest.skip("redis-server or openssl is not installed")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    server = TLSRedis(certs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_tls_runs_the_workflow_and_an_unknown_authority_is_refused(
+    tls_redis: TLSRedis, tmp_path: Path
+) -> None:
+    await _workflow(_config(tls_redis.url(), tmp_path / "ok"))
+    # A client that trusts another authority refuses the server's certificate.
+    untrusted = _config(tls_redis.url(ca=_other_authority(tmp_path)), tmp_path / "bad")
+    async with AsyncUnifiedMemory("writer", untrusted) as writer:
+        with pytest.raises(ShortTermUnavailableError):
+            await writer.stash("task", 1)
