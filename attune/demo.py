@@ -1,7 +1,7 @@
 """``attune demo``: the documentation's multi-agent knowledge-building workflow.
 
-It runs on the embedded default (in-process Redis stand-in, SQLite under the
-per-user data directory, or ``--storage-dir``), exactly as a newcomer's first
+It runs on the embedded default (in-process Redis stand-in, SQLite in a temporary
+directory removed afterwards, or under ``--storage-dir``), exactly as a newcomer's first
 run would, and prints what each agent does.
 """
 

@@ -615,3 +615,22 @@ def test_db_upgrade_on_postgresql(
     report = json.loads(capsys.readouterr().out)
     assert report["backend"] == "postgres" and report["schema_version"] == SCHEMA_VERSION
     assert report["where"].startswith("postgresql://")
+
+
+def test_the_demo_leaves_nothing_in_the_users_data_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --storage-dir (or ATTUNE_STORAGE_DIR) the demo runs in a temporary
+    directory and removes it: trying attune writes no pattern or key into the real one."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PROMOTED -> Long-term ID: pat_") == 2
+    assert "temporary directory" in out
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+    scratch = out.split("Long-term: True (")[1].split(")")[0]
+    assert not Path(scratch).exists()
+    assert "ATTUNE_STORAGE_DIR" not in os.environ

@@ -40,6 +40,27 @@ def _steward() -> Any:
 
 
 def _demo(out: Output) -> int:
+    """The demo, in a temporary storage directory unless one is given (``--storage-dir``
+    or ``ATTUNE_STORAGE_DIR``): trying it leaves nothing in the user's data directory."""
+    import os
+    import tempfile
+
+    if os.environ.get("ATTUNE_STORAGE_DIR"):
+        return _run_demo(out)
+    with tempfile.TemporaryDirectory(prefix="attune-demo-") as scratch:
+        os.environ["ATTUNE_STORAGE_DIR"] = scratch
+        try:
+            code = _run_demo(out)
+        finally:
+            del os.environ["ATTUNE_STORAGE_DIR"]
+            from attune.memory.security.pipeline import close_shared
+
+            close_shared()  # its audit log's writer, before the directory goes
+    out.note("(the demo ran in a temporary directory, now removed: --storage-dir DIR keeps it)")
+    return code
+
+
+def _run_demo(out: Output) -> int:
     from attune.demo import run as run_demo
 
     if not out.as_json:
