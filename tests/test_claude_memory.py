@@ -170,6 +170,20 @@ def test_a_missing_import_is_prose_and_a_file_reached_twice_loads_once(tree: Tre
     assert names == ["CLAUDE.md", "CLAUDE.md", "a.md", "c.md", "b.md"]
 
 
+def test_odd_tokens_are_prose_or_refused_never_a_builtin_error(tree: Tree) -> None:
+    tree.write(tree.policy, "")
+    tree.write(tree.repo / "CLAUDE.md", "@" + "a" * 5000 + " @docs/ @./ @")
+    (tree.repo / "docs").mkdir()
+    assert [f.path.name for f in load(tree.config()).files] == ["CLAUDE.md", "CLAUDE.md"]
+    tree.write(tree.repo / "CLAUDE.md", "@bad\x00name")
+    with pytest.raises(ClaudeMemoryError, match="cannot be resolved"):
+        load(tree.config())
+    (tree.repo / "loop.md").symlink_to(tree.repo / "loop.md")
+    tree.write(tree.repo / "CLAUDE.md", "@loop.md")
+    with pytest.raises(ClaudeMemoryError):
+        load(tree.config())
+
+
 def test_imports_in_code_are_ignored() -> None:
     text = (
         "real @one.md and `@span.md` and ``code @two-tick.md`` too\n"
@@ -382,6 +396,16 @@ def test_cli_show(
     assert document["files"][2]["imported_by"] == str(tree.repo / "CLAUDE.md")
     assert "the notes" in document["text"]
     assert document["total_bytes"] == sum(f["bytes"] for f in document["files"])
+
+
+def test_cli_show_with_nothing_there(
+    tree: Tree, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cm, "default_policy_file", lambda: tree.policy)  # absent
+    assert main(["claude-memory", "show"]) == 0
+    assert "No Claude memory here" in capsys.readouterr().out
+    assert main(["claude-memory", "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"files": [], "total_bytes": 0, "text": ""}
 
 
 def test_cli_show_reports_a_refusal(

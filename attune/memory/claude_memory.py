@@ -35,6 +35,7 @@ A file that holds what looks like a credential is loaded, and a warning on the l
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -191,19 +192,23 @@ class _Loader:
 
     def follow(self, importer: Path, target: str, chain: tuple[Path, ...]) -> None:
         raw = Path(target)
-        if target == "~" or target.startswith("~/"):
+        if target == "~" or target[:2] in ("~/", "~" + os.sep):
             raw = self.home / target[2:]
         path = raw if raw.is_absolute() else importer.parent / raw
         try:
             real = path.resolve()
-        except (OSError, RuntimeError):  # a symlink loop
-            raise ClaudeMemoryError(importer, f"the import @{target} cannot be resolved") from None
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL character
+            raise ClaudeMemoryError(importer, "an import cannot be resolved") from None
         self.contain(importer, real, f"the import @{target}")
         if real in chain:
             cycle = " -> ".join(str(p) for p in (*chain[chain.index(real) :], real))
             raise ClaudeMemoryError(importer, f"import cycle: {cycle}")
-        if not real.exists():
-            return  # "@someone" in prose: not a file
+        try:
+            found = real.is_file()
+        except (OSError, ValueError):  # a name too long, a NUL character
+            found = False
+        if not found:
+            return  # "@someone" in prose, a directory: not a file to import
         if len(chain) > MAX_IMPORT_DEPTH:
             raise ClaudeMemoryError(
                 importer,
@@ -260,7 +265,9 @@ def load(config: MemoryConfig, cwd: Path | None = None, home: Path | None = None
     if policy is not None:
         policy = policy.expanduser()
         if not policy.is_file():
-            raise ClaudeMemoryError(policy, "the configured policy file does not exist")
+            raise ClaudeMemoryError(
+                policy, "the configured policy file does not exist or is no file"
+            )
         loader.load(policy, "policy", contained=False)
     elif (default := default_policy_file()).is_file():
         loader.load(default, "policy", contained=False)
