@@ -23,6 +23,18 @@ class ConfigurationError(AttuneError, ValueError):
     """The configuration (arguments or environment variables) is invalid or incomplete."""
 
 
+class ClaudeMemoryError(ConfigurationError):
+    """A file of the Claude memory hierarchy (``load_claude_memory``) cannot be loaded:
+    unreadable, too big, an ``@import`` that escapes the allowed roots, goes too deep or
+    cycles. ``path`` names the file at fault and ``reason`` says why; nothing of its
+    content is ever echoed."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"Claude memory file {self.path}: {reason}")
+
+
 class ValidationError(AttuneError, ValueError):
     """An argument to a memory operation is invalid; nothing was written."""
 

@@ -19,6 +19,8 @@
     attune search QUERY [filters]   ranked keyword search of long-term patterns
     attune list [filters]       long-term patterns, newest first
     attune show ID              one long-term pattern (exit 1 if there is none)
+    attune claude-memory show   the CLAUDE.md hierarchy for this directory: its files, with
+                                their level, then the combined text
     attune erase-user ID --yes  erase everything a user wrote, in both tiers, and the secret
                                 of their audit pseudonym (right to be forgotten)
 
@@ -48,6 +50,8 @@ records (spinners for purge and erase-user) when stderr is a terminal. For scrip
     keys rotate         {"key_id", "rewrapped"}
     db upgrade          {"backend", "where", "schema_version", "patterns"}
     demo                {"staged", "promoted", "health"} (its story goes to stderr)
+    claude-memory show  {"files": [{"path", "level", "bytes", "imported_by"}, ...],
+                         "total_bytes", "text"}
 
 Exit status: 0 success; 1 a negative answer (a tier down in ``health``, a tampered audit
 log in ``audit verify``, no such pattern in ``show``); 2 a usage error or an attune error

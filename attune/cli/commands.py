@@ -8,7 +8,13 @@ import contextlib
 import sys
 from typing import Any
 
-from attune.cli.output import Output, events_table, fields_table, patterns_table
+from attune.cli.output import (
+    Output,
+    claude_files_table,
+    events_table,
+    fields_table,
+    patterns_table,
+)
 
 OK, NO, ERROR = 0, 1, 2
 _CLI_USER = "attune-cli"
@@ -30,6 +36,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _keys(args, out)
     if command == "db":
         return _db_upgrade(out)
+    if command == "claude-memory":
+        return _claude_memory(out)
     raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
 
@@ -197,6 +205,26 @@ def _keys(args: argparse.Namespace, out: Output) -> int:
             f"New master key {result['key_id']} active; "
             f"re-wrapped {result['rewrapped']} data key(s)."
         )
+    return OK
+
+
+def _claude_memory(out: Output) -> int:
+    """claude-memory show: load the hierarchy for this directory (whatever
+    ATTUNE_CLAUDE_MEMORY says: asking is enough), with the other settings as configured."""
+    from attune.memory import claude_memory
+    from attune.memory.config import MemoryConfig
+
+    loaded = claude_memory.load(MemoryConfig(load_claude_memory=True))
+    if out.as_json:
+        out.document(loaded.to_dict())
+        return OK
+    if not loaded.files:
+        out.note("No Claude memory here: no CLAUDE.md in the hierarchy.")
+        return OK
+    out.table(claude_files_table(loaded.files))
+    out.line(f"{len(loaded.files)} file(s), {loaded.total_bytes} bytes.")
+    out.line("")
+    out.line(loaded.text)
     return OK
 
 

@@ -254,3 +254,22 @@ def events_table(events: Sequence[Mapping[str, Any]], *, width: int = _PIPE_WIDT
             lines = Text("\n").join
             table.add_row(lines([ts, seq]), kind, lines([user, target]), lines([tier, outcome]))
     return table
+
+
+def claude_files_table(files: Sequence[Any]) -> Table:
+    """claude-memory show: one row a file, in precedence order (the last wins)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("level", no_wrap=True, style="cyan")
+    table.add_column("file", overflow="fold")
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("imported by", overflow="fold")
+    for number, found in enumerate(files, 1):
+        table.add_row(
+            cell(number),
+            cell(found.level),
+            cell(found.path),
+            cell(found.size),
+            cell(found.imported_by),
+        )
+    return table

@@ -127,4 +127,13 @@ def build() -> argparse.ArgumentParser:
     keys.add_parser(
         "rotate", parents=[common], help="activate a new master key and re-wrap data keys"
     )
+
+    claude = sub.add_parser(
+        "claude-memory", parents=[common], help="the CLAUDE.md hierarchy attune loads"
+    ).add_subparsers(dest="action", required=True)
+    claude.add_parser(
+        "show",
+        parents=[common],
+        help="the files (with their level) and the combined text, for this directory",
+    )
     return parser

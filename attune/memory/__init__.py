@@ -3,6 +3,7 @@
 from attune.errors import (
     AccessDeniedError,
     AttuneError,
+    ClaudeMemoryError,
     ConfigurationError,
     DecryptionError,
     PatternNotFoundError,
@@ -10,6 +11,7 @@ from attune.errors import (
     ShortTermUnavailableError,
     ValidationError,
 )
+from attune.memory.claude_memory import ClaudeMemory, ClaudeMemoryFile
 from attune.memory.config import Environment, MemoryConfig
 from attune.memory.security import AuditLogger, PIIScrubber, SecretsDetector
 from attune.memory.short_term import RedisShortTermMemory
@@ -24,6 +26,9 @@ __all__ = [
     "AttuneError",
     "AuditLogger",
     "Classification",
+    "ClaudeMemory",
+    "ClaudeMemoryError",
+    "ClaudeMemoryFile",
     "ConfigurationError",
     "DecryptionError",
     "Environment",

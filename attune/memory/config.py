@@ -10,6 +10,8 @@ Precedence: explicit arguments beat environment variables, which beat defaults.
 | storage_dir          | ``ATTUNE_STORAGE_DIR`` | per-user data directory          |
 | encryption_enabled   | ``ATTUNE_ENCRYPTION``  | true                             |
 | load_claude_memory   | ``ATTUNE_CLAUDE_MEMORY`` | false                          |
+| claude_policy_file   | ``ATTUNE_CLAUDE_POLICY_FILE`` | the platform's enterprise policy |
+| claude_import_roots  | ``ATTUNE_CLAUDE_IMPORT_ROOTS`` | none (``os.pathsep``-separated) |
 | namespace            | ``ATTUNE_NAMESPACE``   | default                          |
 | search_index_sensitive | ``ATTUNE_SEARCH_INDEX_SENSITIVE`` | true                |
 | database_url         | ``ATTUNE_DATABASE_URL`` | none (SQLite under storage_dir) |
@@ -51,6 +53,8 @@ ENV_VARS: dict[str, str] = {
     "storage_dir": "ATTUNE_STORAGE_DIR",
     "encryption_enabled": "ATTUNE_ENCRYPTION",
     "load_claude_memory": "ATTUNE_CLAUDE_MEMORY",
+    "claude_policy_file": "ATTUNE_CLAUDE_POLICY_FILE",
+    "claude_import_roots": "ATTUNE_CLAUDE_IMPORT_ROOTS",
     "audit_log_file": "ATTUNE_AUDIT_LOG",
     "master_key_file": "ATTUNE_KEY_FILE",
     "key_prefix": "ATTUNE_KEY_PREFIX",
@@ -130,6 +134,15 @@ class MemoryConfig(BaseSettings):
     storage_dir: Path = Field(default_factory=default_storage_dir)
     encryption_enabled: bool = True
     load_claude_memory: bool = False
+    #: The enterprise policy CLAUDE.md; None: the platform's (``/etc/claude-code/CLAUDE.md``
+    #: on Linux), read only if it exists (a configured file must exist).
+    claude_policy_file: Path | None = None
+    #: Directories an ``@import`` of Claude memory may reach besides the project root and
+    #: ``~/.claude`` (see :mod:`attune.memory.claude_memory`).
+    claude_import_roots: tuple[Path, ...] = ()
+    #: Largest Claude memory file, and all of them together, in bytes.
+    claude_max_file_bytes: int = Field(256 * 1024, gt=0)
+    claude_max_total_bytes: int = Field(1024 * 1024, gt=0)
 
     # Upper bounds (about a century) keep expiry times within what Redis, SQLite and
     # datetime can hold; a larger value used to fail on first use, as a builtin error.
@@ -230,7 +243,7 @@ class MemoryConfig(BaseSettings):
         del port
         return value
 
-    @field_validator("storage_dir", "audit_log_file", "master_key_file")
+    @field_validator("storage_dir", "audit_log_file", "master_key_file", "claude_policy_file")
     @classmethod
     def _check_path(cls, value: Path | None) -> Path | None:
         if value is None:
@@ -241,6 +254,26 @@ class MemoryConfig(BaseSettings):
             raise ValueError(
                 "the path contains a lone surrogate, which the file system cannot encode"
             ) from None
+        return value
+
+    @field_validator("claude_import_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """``ATTUNE_CLAUDE_IMPORT_ROOTS`` lists directories separated by ``os.pathsep``."""
+        if isinstance(value, str):
+            return tuple(part for part in value.split(os.pathsep) if part)
+        return value
+
+    @field_validator("claude_import_roots")
+    @classmethod
+    def _check_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in value:
+            try:
+                os.fsencode(root)
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "a path contains a lone surrogate, which the file system cannot encode"
+                ) from None
         return value
 
     def __init__(self, **values: Any) -> None:

@@ -14,6 +14,7 @@ editors, ``inspect.signature`` and ``help()`` see the real ones.
 from __future__ import annotations
 
 from attune._facade import BlockingFacade, Mirror, blocking, built_from
+from attune.memory.claude_memory import ClaudeMemory
 from attune.memory.config import Environment, MemoryConfig
 from attune.memory.types import AccessTier
 from attune.memory.unified import AsyncUnifiedMemory
@@ -40,6 +41,7 @@ class UnifiedMemory(BlockingFacade[AsyncUnifiedMemory]):
     config = Mirror[MemoryConfig]()
     environment = Mirror[Environment]()
     namespace = Mirror[str]()
+    claude_memory = Mirror[ClaudeMemory | None]()
 
     # -- the operations, in the core's order ---------------------------------------------------
 

@@ -19,7 +19,8 @@ from attune.errors import (
     SecretsDetectedError,
     ValidationError,
 )
-from attune.memory import access, backends, clock, validation
+from attune.memory import access, backends, claude_memory, clock, validation
+from attune.memory.claude_memory import ClaudeMemory
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import (
     InsertOp,
@@ -98,12 +99,26 @@ class AsyncUnifiedMemory(
         #: How the audit log names this agent (:mod:`.security.pseudonyms`); set by the
         #: first call that audits.
         self._subject: str | None = None
+        self._claude_memory: ClaudeMemory | None = None
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(user_id={self.user_id!r}, access_tier={self.access_tier.name}, "
             f"environment={self.environment.value!r}, namespace={self.namespace!r})"
         )
+
+    @property
+    def claude_memory(self) -> ClaudeMemory | None:
+        """The CLAUDE.md hierarchy (:mod:`attune.memory.claude_memory`) when
+        ``load_claude_memory`` is on (``ATTUNE_CLAUDE_MEMORY=true``), else None (nothing is
+        read). Loaded on first access, for the working directory of that moment, then kept;
+        a file that cannot be loaded raises :class:`~attune.errors.ClaudeMemoryError` (the
+        next access tries again). Reads a few small files: blocking, but brief."""
+        if not self.config.load_claude_memory:
+            return None
+        if self._claude_memory is None:
+            self._claude_memory = claude_memory.load(self.config)
+        return self._claude_memory
 
     # -- helpers ---------------------------------------------------------------------------
 
