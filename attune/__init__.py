@@ -4,6 +4,8 @@ from attune import EmpathyOS            # blocking API
 from attune import AsyncEmpathyOS       # the same, awaitable
 """
 
+import logging
+
 from attune.empathy import AsyncEmpathyOS, EmpathyOS, get_redis_memory
 from attune.errors import (
     AccessDeniedError,
@@ -43,3 +45,6 @@ __all__ = [
     "__version__",
     "get_redis_memory",
 ]
+
+# A library: its records go where the application sends them, nowhere by default.
+logging.getLogger("attune").addHandler(logging.NullHandler())

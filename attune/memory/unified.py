@@ -9,6 +9,7 @@ place for every write path (:mod:`attune.memory.security.pipeline`).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,10 @@ from attune.memory.upkeep import LongTermUpkeep
 
 if TYPE_CHECKING:
     from attune.memory.sharing import Sharer
+
+
+#: One record per denied call (agents are named by their audit pseudonym, as in the log).
+_log = logging.getLogger("attune.access")
 
 
 class AsyncUnifiedMemory(
@@ -166,6 +171,13 @@ class AsyncUnifiedMemory(
             await self.pipeline.audit(checked, Durability.QUEUED)
             return
         await self.pipeline.audit(checked)  # denied: awaited, the call ends there
+        _log.warning(
+            "access denied: agent %s (%s) may not %s (needs %s)",
+            self._audit_subject(),
+            self.access_tier.name,
+            action,
+            required,
+        )
         access.require(self.access_tier, action)  # raises AccessDeniedError
 
     def _staging(self) -> StagingArea:

@@ -30,6 +30,7 @@ one job each:
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -67,6 +68,9 @@ _READ_REFUSED = (
     "log can be written"
 )
 _WRITE_REFUSED = "the write was refused and nothing was stored"
+
+#: One record per refused write (the kinds of credential, never a value).
+_log = logging.getLogger("attune.security")
 
 
 class SecurityPipeline:
@@ -156,6 +160,13 @@ class SecurityPipeline:
                     outcome="blocked",
                     details={"kinds": exc.kinds, "during": event},
                 )
+            )
+            _log.warning(
+                "%s of %s refused: it holds a credential (%s); agent %s",
+                event,
+                target_id,
+                ", ".join(sorted(exc.kinds)),
+                subject,
             )
             raise
 

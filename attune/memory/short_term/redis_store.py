@@ -8,6 +8,7 @@ differs. One client per event loop (see :mod:`attune._loop_local`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -35,6 +36,8 @@ T = TypeVar("T")
 
 _fake_server_lock = threading.Lock()
 _fake_server: Any = None
+
+log = logging.getLogger("attune.short_term")
 
 
 def shared_fake_server() -> Any:
@@ -152,7 +155,13 @@ class RedisShortTermMemory:
             raise self._translate(exc, str(args[0])) from None
 
     def _translate(self, exc: BaseException, command: str) -> AttuneError:
-        """A redis-py error as ours: what failed, where, what to do (never the data)."""
+        """A redis-py error as ours (what failed, where, what to do; never the data), also
+        logged once on ``attune.short_term``."""
+        error = self._translated(exc, command)
+        log.warning("%s", error)
+        return error
+
+    def _translated(self, exc: BaseException, command: str) -> AttuneError:
         line, what = _first_line(exc), _describe(exc)
         if isinstance(exc, redis_errors.AuthenticationError):
             return ShortTermUnavailableError(
