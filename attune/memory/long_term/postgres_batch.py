@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from attune.memory.long_term import postgres_schema, postgres_search
+from attune.memory.long_term.batching import Outcome
 from attune.memory.long_term.postgres_schema import INSERT_MANY
 from attune.memory.long_term.protocol import (
     DeleteOp,
@@ -30,8 +31,6 @@ from attune.memory.long_term.protocol import (
     WriteOp,
 )
 
-#: A write's outcome: its result, or the error that failed it alone.
-Outcome = tuple[Any, BaseException | None]
 #: What a failed statement raises (the server's error, or a value asyncpg cannot send);
 #: the connection is still usable and the transaction is rolled back.
 STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg.DataError, ValueError, TypeError)

@@ -17,7 +17,7 @@ since a COMMIT whose answer was lost may have happened.
 Audit events: an :class:`~attune.memory.long_term.protocol.InsertOp`'s event is made
 durable by awaiting its journal's ``append`` right after the COMMIT, before the callers
 are answered (one call per batch and journal). If that fails, the records are stored and
-their callers are told so (:func:`~.sqlite_batch.committed_error`), never that the write
+their callers are told so (:func:`~.batching.committed_error`), never that the write
 was refused.
 
 The rest of the PostgreSQL backend, by job: :mod:`.postgres_batch` (one batch's
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -39,13 +39,9 @@ import asyncpg
 from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory.config import redact_url
-from attune.memory.long_term import postgres_schema, postgres_search
-from attune.memory.long_term.postgres_batch import (
-    STATEMENT_ERRORS,
-    Failed,
-    Outcome,
-    transaction,
-)
+from attune.memory.long_term import batching, postgres_schema, postgres_search
+from attune.memory.long_term.batching import Outcome, Queued
+from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
 from attune.memory.long_term.postgres_schema import (
     SCHEMA_VERSION,
     SELECT_ONE,
@@ -56,7 +52,6 @@ from attune.memory.long_term.protocol import (
     EraseOp,
     IndexOp,
     InsertOp,
-    Journal,
     MetaOp,
     PatternRecord,
     PurgeOp,
@@ -66,14 +61,11 @@ from attune.memory.long_term.protocol import (
     WriteOp,
 )
 from attune.memory.long_term.queries import Found, PatternQuery
-from attune.memory.long_term.sqlite_batch import committed_error, one_journal
 
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 
 _T = TypeVar("_T")
 _WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
-#: A queued write and its caller's future.
-_Queued = tuple[WriteOp, "asyncio.Future[Any]"]
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
 _DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: The connection went away mid-write: what the server did with it is unknown.
@@ -95,7 +87,7 @@ class _Pool:
     """One asyncpg pool of one event loop, with its group-commit queue."""
 
     pool: asyncpg.Pool
-    queue: list[_Queued] = field(default_factory=list)
+    queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
 
@@ -253,9 +245,9 @@ class PostgresLongTermStore:
         finally:
             res.draining = None
 
-    async def _commit_batch(self, res: _Pool, batch: list[_Queued]) -> None:
+    async def _commit_batch(self, res: _Pool, batch: list[Queued]) -> None:
         live = [item for item in batch if not item[1].cancelled()]
-        live, later = one_journal(live)
+        live, later = batching.one_journal(live)
         if later:  # another journal's events: their own transaction, right after
             res.queue[:0] = later
         if not live:
@@ -285,14 +277,8 @@ class PostgresLongTermStore:
             if isinstance(op, InsertOp) and op.audit is not None and outcomes[i] == (True, None)
         ]
         if audited:
-            await _append_events(ops, audited, outcomes)
-        for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
-            if fut.done():
-                continue
-            if exc2 is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(exc2)
+            await batching.append_events(ops, audited, outcomes)
+        batching.answer(live, outcomes)
 
     async def _run(self, res: _Pool, ops: list[WriteOp]) -> list[Outcome]:
         """The batch as one transaction; if one of its statements fails, each write again
@@ -410,26 +396,6 @@ class PostgresLongTermStore:
 
     async def aclose(self) -> None:
         await self._pools.aclose()
-
-
-async def _append_events(ops: Sequence[WriteOp], which: list[int], outcomes: list[Any]) -> None:
-    """After the COMMIT: the events of the committed inserts at ``which``, appended to
-    their journal in one awaited call. A failure tells their callers the records are
-    stored (never that the write was refused)."""
-    events = []
-    journal: Journal | None = None
-    for i in which:
-        op = ops[i]
-        assert isinstance(op, InsertOp) and op.audit is not None
-        journal = op.audit.journal  # one journal per batch (sqlite_batch.one_journal)
-        events.append(op.audit.event)
-    assert journal is not None
-    try:
-        await journal.append(events)
-    except Exception as exc:
-        error = committed_error(exc, held=False)
-        for i in which:
-            outcomes[i] = (True, error)
 
 
 def _describe(exc: BaseException) -> str:

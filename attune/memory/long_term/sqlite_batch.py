@@ -12,14 +12,14 @@ after the commit, on the event loop (:func:`run_batch` says which).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from attune.errors import AuditLogError, LongTermUnavailableError
+from attune.errors import LongTermUnavailableError
 from attune.memory.long_term import sqlite_outbox, sqlite_search
+from attune.memory.long_term.batching import Outcome, committed_error
 from attune.memory.long_term.protocol import (
     DeleteOp,
     EraseOp,
@@ -36,10 +36,6 @@ from attune.memory.long_term.protocol import (
 from attune.memory.long_term.sqlite_outbox import Pending
 from attune.memory.long_term.sqlite_schema import ID_CHUNK, INSERT, params
 
-#: A queued write and its caller's future.
-Queued = tuple[WriteOp, "asyncio.Future[Any]"]
-#: A queued write's outcome: its result, or the error that failed it alone.
-Outcome = tuple[Any, BaseException | None]
 #: The store's error for a failed statement: ``unavailable("cannot write to", exc)``.
 Unavailable = Callable[[str, BaseException], LongTermUnavailableError]
 
@@ -255,25 +251,9 @@ def _insert_many(db: sqlite3.Connection, records: list[PatternRecord]) -> list[b
     return results
 
 
-def one_journal(batch: list[Queued]) -> tuple[list[Queued], list[Queued]]:
-    """The batch split where an insert's event names a second journal: one transaction
-    keeps the events of one journal only (locking two audit logs at once could deadlock
-    on two loggers of one file), so the rest is committed right after, and every
-    record's events still become durable with its own transaction. Almost always one
-    journal: a pass over the batch, nothing split."""
-    journal = None
-    for n, (op, _fut) in enumerate(batch):
-        if isinstance(op, InsertOp) and op.audit is not None:
-            if journal is None:
-                journal = op.audit.journal
-            elif op.audit.journal is not journal:
-                return batch[:n], batch[n:]
-    return batch, []
-
-
 def _begin_journal(ops: list[WriteOp], audited: list[int]) -> JournalWrite | None:
     """Before COMMIT: the outbox write for the events of the new records ``audited``
-    (one journal per batch, see :func:`one_journal`), or None when there are none or
+    (one journal per batch, see :func:`.batching.one_journal`), or None when there are none or
     the journal takes no outbox. Raises the journal's error if it cannot take them."""
     if not audited:
         return None
@@ -321,23 +301,3 @@ def _delete_records(db: sqlite3.Connection, ids: list[str]) -> int:
         cursor = db.execute(f"DELETE FROM patterns WHERE pattern_id IN ({marks})", part)  # noqa: S608
         deleted += cursor.rowcount
     return deleted
-
-
-def committed_error(exc: Exception, *, held: bool = True) -> Exception:
-    """What the callers of committed records hear when their journal failed after the
-    COMMIT: that their records are stored (and, ``held``, their events kept in the
-    outbox), never that the write was refused."""
-    if isinstance(exc, AuditLogError) and exc.committed:
-        return exc
-    fate = (
-        "its events are held in the store's outbox: they are appended to the log when the "
-        "store next opens"
-        if held
-        else "its audit events could not be written (they are not in the log)"
-    )
-    return AuditLogError(
-        f"the audit journal failed right after the commit ({exc})",
-        f"the write WAS stored, and {fate}. Do not retry the write",
-        "",
-        committed=True,
-    )

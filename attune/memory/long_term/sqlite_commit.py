@@ -19,10 +19,11 @@ from typing import Any
 
 import aiosqlite
 
-from attune.memory.long_term import aiosqlite_compat, sqlite_batch, sqlite_search
+from attune.memory.long_term import aiosqlite_compat, batching, sqlite_batch, sqlite_search
 from attune.memory.long_term.aiosqlite_compat import in_thread
-from attune.memory.long_term.protocol import IndexOp, InsertOp, Journal, WriteOp
-from attune.memory.long_term.sqlite_batch import Queued, Unavailable
+from attune.memory.long_term.batching import Queued
+from attune.memory.long_term.protocol import IndexOp, InsertOp, WriteOp
+from attune.memory.long_term.sqlite_batch import Unavailable
 from attune.memory.long_term.sqlite_outbox import Pending
 
 #: A queued write that only asks for the pending search rows to be written.
@@ -84,7 +85,7 @@ class GroupCommit:
         statement): each hand-off costs two thread wake-ups, as much as a statement.
         """
         live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
-        live, later = sqlite_batch.one_journal(live)
+        live, later = batching.one_journal(live)
         if later:  # their own transaction, right after this one (see one_journal)
             conn.queue[:0] = later
             batch = live
@@ -138,14 +139,8 @@ class GroupCommit:
                 conn.index.add(op.record.pattern_id, op.index)
         self._schedule_index(conn)
         if after:  # events whose journal keeps no outbox: appended now, awaited
-            await _append_events([live[i][0] for i in after], after, outcomes)
-        for (_op, fut), (result, exc2) in zip(live, outcomes, strict=True):
-            if fut.done():
-                continue
-            if exc2 is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(exc2)
+            await batching.append_events([op for op, _fut in live], after, outcomes)
+        batching.answer(live, outcomes)
 
     def _schedule_index(self, conn: Connection) -> None:
         """Write pending search rows a flush interval from now if no write takes them (a
@@ -174,22 +169,3 @@ class GroupCommit:
             conn.draining = asyncio.create_task(self._drain(conn))
         with contextlib.suppress(Exception):  # the rows stay pending; the next write retries
             await fut
-
-
-async def _append_events(ops: list[WriteOp], which: list[int], outcomes: list[Any]) -> None:
-    """After the commit, on the event loop: the events of the committed inserts ``ops``
-    (at ``which`` in the batch), appended to their journal in one awaited call (one
-    fsync for the batch). A failure tells their callers the records are stored."""
-    events = []
-    journal: Journal | None = None
-    for op in ops:
-        assert isinstance(op, InsertOp) and op.audit is not None
-        journal = op.audit.journal  # one journal per batch (sqlite_batch.one_journal)
-        events.append(op.audit.event)
-    assert journal is not None
-    try:
-        await journal.append(events)
-    except Exception as exc:
-        error = sqlite_batch.committed_error(exc, held=False)
-        for i in which:
-            outcomes[i] = (True, error)
