@@ -21,6 +21,9 @@
     attune show ID              one long-term pattern (exit 1 if there is none)
     attune claude-memory show   the CLAUDE.md hierarchy for this directory: its files, with
                                 their level, then the combined text
+    attune mcp [--user ID] [--tier TIER] [--http HOST:PORT]
+                                an MCP server (stdio; streamable HTTP with --http) acting
+                                as one agent at one tier (defaults mcp-agent, CONTRIBUTOR)
     attune erase-user ID --yes  erase everything a user wrote, in both tiers, and the secret
                                 of their audit pseudonym (right to be forgotten)
 

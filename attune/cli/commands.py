@@ -38,6 +38,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _db_upgrade(out)
     if command == "claude-memory":
         return _claude_memory(out)
+    if command == "mcp":
+        return _mcp(args, out)
     raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
 
@@ -225,6 +227,18 @@ def _claude_memory(out: Output) -> int:
     out.line(f"{len(loaded.files)} file(s), {loaded.total_bytes} bytes.")
     out.line("")
     out.line(loaded.text)
+    return OK
+
+
+def _mcp(args: argparse.Namespace, out: Output) -> int:
+    """mcp: serve until the client goes (stdout is the protocol's: nothing else is
+    printed there)."""
+    try:
+        from attune import mcp_server
+    except ImportError as exc:
+        out.error(f"attune mcp needs the MCP SDK: pip install 'attune[mcp]' ({exc})")
+        return ERROR
+    mcp_server.serve(args.user, args.tier, http=args.http)
     return OK
 
 

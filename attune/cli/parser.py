@@ -136,4 +136,23 @@ def build() -> argparse.ArgumentParser:
         parents=[common],
         help="the files (with their level) and the combined text, for this directory",
     )
+    mcp = sub.add_parser(
+        "mcp",
+        parents=[common],
+        help="serve this memory to MCP clients (stdio; needs the 'mcp' extra)",
+        description="An MCP server acting as one agent: --user and --tier are fixed for "
+        "every client (no tool changes them).",
+    )
+    mcp.add_argument("--user", default="mcp-agent", help="the agent id (default: mcp-agent)")
+    mcp.add_argument(
+        "--tier",
+        default="CONTRIBUTOR",
+        help="OBSERVER, CONTRIBUTOR, VALIDATOR or STEWARD (default: CONTRIBUTOR)",
+    )
+    mcp.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (no "
+        "authentication: whoever reaches it acts as --user; bind to 127.0.0.1)",
+    )
     return parser

@@ -1,0 +1,199 @@
+"""``attune mcp`` driven through a real MCP client session over stdio.
+
+The server runs as a subprocess (``python -m attune.cli mcp``) on a temporary storage
+directory, without ``REDIS_URL``: its short-term tier is the in-process stand-in, so
+working data and staged patterns live in that process for the session. Skipped when the
+``mcp`` SDK is not installed -- except under ``CI=true``, where that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CI
+
+try:
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+except ImportError:  # pragma: no cover - depends on the environment
+    if CI:
+        raise
+    pytest.skip("the mcp SDK is not installed (pip install 'attune[mcp]')", allow_module_level=True)
+
+from attune.cli import main
+from attune.mcp_server import TOOLS
+
+REPO = Path(__file__).resolve().parents[1]
+GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+TIMEOUT = 20
+
+
+@asynccontextmanager
+async def session(storage: Path, *args: str) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "attune.cli", "mcp", *args],
+        env={"ATTUNE_STORAGE_DIR": str(storage), "PYTHONPATH": str(REPO)},
+        cwd=str(storage),
+    )
+    with open(storage / "server-stderr.log", "w") as errlog:  # noqa: ASYNC230
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write, read_timeout_seconds=TIMEOUT) as client,
+        ):
+            await client.initialize()
+            yield client
+
+
+async def call(client: ClientSession, name: str, **arguments: Any) -> Any:
+    """The tool's JSON result (it must succeed)."""
+    result = await client.call_tool(name, arguments)
+    text = "".join(getattr(block, "text", "") for block in result.content)
+    assert not result.is_error, f"{name} failed: {text}"
+    return json.loads(text)
+
+
+async def refused(client: ClientSession, name: str, **arguments: Any) -> str:
+    """The tool's error message (it must fail), without the SDK's "Error executing tool
+    NAME: " prefix."""
+    result = await client.call_tool(name, arguments)
+    assert result.is_error, f"{name} succeeded: {result.content}"
+    text = "".join(getattr(block, "text", "") for block in result.content)
+    return text.removeprefix(f"Error executing tool {name}: ")
+
+
+@pytest.mark.timeout(60)
+async def test_every_tool_over_stdio(tmp_path: Path) -> None:
+    async with session(tmp_path, "--user", "mcp-tester", "--tier", "VALIDATOR") as client:
+        listed = await client.list_tools()
+        assert sorted(tool.name for tool in listed.tools) == sorted(TOOLS)
+        for tool in listed.tools:  # no tool lets a client pick its identity or tier
+            properties = tool.input_schema.get("properties", {})
+            assert not {"user_id", "access_tier", "tier", "user"} & set(properties)
+
+        # Short-term working data.
+        assert await call(client, "stash", key="plan", value={"step": 1}) == {
+            "stored": True,
+            "key": "plan",
+        }
+        assert (await call(client, "retrieve", key="plan"))["value"] == {"step": 1}
+        assert (await call(client, "retrieve", key="nothing-here"))["value"] is None
+
+        # Staging, review, long term.
+        staged = await call(
+            client,
+            "stage_pattern",
+            pattern_data={"content": "Retry idempotent calls with jittered backoff"},
+            pattern_type="practice",
+        )
+        other = await call(
+            client,
+            "stage_pattern",
+            pattern_data={"content": "Never retry a payment"},
+            pattern_type="practice",
+        )
+        listing = (await call(client, "get_staged_patterns"))["staged"]
+        assert {p["pattern_id"] for p in listing} == {
+            staged["staged_pattern_id"],
+            other["staged_pattern_id"],
+        }
+        assert {p["staged_by"] for p in listing} == {"mcp-tester"}
+
+        promoted = await call(
+            client, "promote_pattern", staged_pattern_id=staged["staged_pattern_id"]
+        )
+        assert promoted["staged_pattern_id"] == staged["staged_pattern_id"]
+        rejected = await call(
+            client, "reject_pattern", staged_pattern_id=other["staged_pattern_id"], reason="no"
+        )
+        assert rejected == {"rejected": True, "staged_pattern_id": other["staged_pattern_id"]}
+        assert (await call(client, "get_staged_patterns"))["staged"] == []
+
+        recalled = (await call(client, "recall_pattern", pattern_id=promoted["pattern_id"]))[
+            "pattern"
+        ]
+        assert recalled["content"] == "Retry idempotent calls with jittered backoff"
+        assert recalled["created_by"] == "mcp-tester"
+
+        persisted = await call(
+            client, "persist_pattern", content="Cache DNS lookups briefly", pattern_type="tip"
+        )
+        found = await call(client, "search_patterns", query="jittered backoff")
+        assert [r["pattern_id"] for r in found["results"]] == [promoted["pattern_id"]]
+        assert found["next_cursor"] is None
+        page = await call(client, "list_patterns", limit=1)
+        assert [r["pattern_id"] for r in page["results"]] == [persisted["pattern_id"]]
+        assert page["next_cursor"]
+        rest = await call(client, "list_patterns", limit=1, cursor=page["next_cursor"])
+        assert [r["pattern_id"] for r in rest["results"]] == [promoted["pattern_id"]]
+
+        health = await call(client, "health_check")
+        assert health["user_id"] == "mcp-tester"
+        assert health["access_tier"] == "VALIDATOR"
+
+        # The library's own checks, as tool errors carrying its message.
+        blocked = await refused(
+            client, "persist_pattern", content=f"token {GITHUB_TOKEN}", pattern_type="tip"
+        )
+        assert "SecretsDetectedError" in blocked
+        assert GITHUB_TOKEN not in blocked and GITHUB_TOKEN[4:] not in blocked
+        assert (await call(client, "list_patterns"))["results"][0]["pattern_id"] == persisted[
+            "pattern_id"
+        ]  # nothing was stored
+        staged_secret = await refused(
+            client,
+            "stage_pattern",
+            pattern_data={"content": f"token {GITHUB_TOKEN}"},
+            pattern_type="tip",
+        )
+        assert GITHUB_TOKEN not in staged_secret
+        bad = await refused(client, "stash", key="", value=1)
+        assert bad.startswith("ValidationError:")
+        missing = await refused(client, "promote_pattern", staged_pattern_id="not-a-staged-id")
+        assert missing.startswith(("ValidationError:", "PatternNotFoundError:"))
+        # A VALIDATOR may not read another namespace (STEWARD only).
+        denied = await refused(client, "list_patterns", namespace="*")
+        assert denied.startswith("AccessDeniedError:")
+
+
+@pytest.mark.timeout(60)
+async def test_observer_server_refuses_writes(tmp_path: Path) -> None:
+    async with session(tmp_path, "--tier", "OBSERVER") as client:
+        health = await call(client, "health_check")
+        assert (health["user_id"], health["access_tier"]) == ("mcp-agent", "OBSERVER")
+        stash = await refused(client, "stash", key="plan", value="x")
+        persist = await refused(client, "persist_pattern", content="A tip", pattern_type="tip")
+        stage = await refused(
+            client, "stage_pattern", pattern_data={"content": "A tip"}, pattern_type="tip"
+        )
+        for message, action in ((stash, "stash"), (persist, "persist_pattern"), (stage, None)):
+            assert message.startswith("AccessDeniedError:"), message
+            assert "OBSERVER" in message and "CONTRIBUTOR" in message
+            if action:
+                assert action in message
+        # Reads are allowed.
+        assert (await call(client, "retrieve", key="plan"))["value"] is None
+        assert await call(client, "list_patterns") == {"results": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tier", "BOSS"], "invalid access tier"),
+        (["--user", ""], "user_id"),
+        (["--http", "nowhere"], "--http must be HOST:PORT"),
+    ],
+)
+def test_bad_configuration_is_refused_before_serving(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["mcp", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
