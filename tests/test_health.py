@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attune.memory import MemoryConfig, UnifiedMemory
+import pytest
+
+from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 
 
 def test_health_both_up(config: MemoryConfig) -> None:
@@ -44,3 +46,26 @@ def test_health_with_long_term_unusable(mock_config: MemoryConfig, tmp_path: Pat
     assert "error" in health["long_term"]
     assert health["short_term"]["available"] is True
     mem.close()
+
+
+async def test_the_stand_in_says_its_data_is_this_processs_alone(
+    config: MemoryConfig, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``shared_across_processes`` in the short-term report, and one log record per process
+    when the in-process stand-in is chosen (private flag reset: it is per process)."""
+    import logging
+
+    from attune.memory.short_term import redis_store
+
+    monkeypatch.setattr(redis_store, "_told_private", False)
+    caplog.set_level(logging.INFO, logger="attune.short_term")
+    async with (
+        AsyncUnifiedMemory("agent", config) as first,
+        AsyncUnifiedMemory("other", config) as second,
+    ):
+        report = (await first.health_check())["short_term"]
+        await second.health_check()
+    stand_in = report["backend"] == "fakeredis"
+    assert report["shared_across_processes"] is (not stand_in)
+    told = [r for r in caplog.records if "in-process Redis stand-in" in r.getMessage()]
+    assert len(told) == (1 if stand_in else 0)

@@ -82,6 +82,8 @@ class RedisShortTermMemory:
         self.keys = KeySpace(config.key_prefix)
         if self.url is not None:
             _check_url(self.url)
+        else:
+            _say_the_stand_in_is_private(config)
         self._clients: LoopLocal[_LoopClient] = LoopLocal(self._connect, _close_client)
 
     # -- connection ----------------------------------------------------------------------
@@ -338,7 +340,12 @@ class RedisShortTermMemory:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"backend": self.backend, "url": self.safe_url}
+        report: dict[str, Any] = {
+            "backend": self.backend,
+            "url": self.safe_url,
+            # The stand-in lives in this process: other processes see none of its data.
+            "shared_across_processes": self.url is not None,
+        }
         start = time.perf_counter()
         try:
             await self._run(lambda r: r.ping(), idempotent=True, command="PING")
@@ -352,6 +359,26 @@ class RedisShortTermMemory:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+_told_private = False
+
+
+def _say_the_stand_in_is_private(config: MemoryConfig) -> None:
+    """Once per process: the in-process stand-in's working data and staged patterns are
+    this process's alone, though the long-term tier (a file, a database) may be shared;
+    a warning when that tier is a database other hosts use."""
+    global _told_private
+    if _told_private:
+        return
+    _told_private = True
+    level = logging.WARNING if config.database_url is not None else logging.INFO
+    log.log(
+        level,
+        "short-term memory is the in-process Redis stand-in: working data and staged "
+        "patterns live in this process only, while long-term memory may be shared with "
+        "other processes; set REDIS_URL to share them too",
+    )
 
 
 #: Keys a SCAN round looks at (Redis's hint): larger rounds, fewer round trips.
