@@ -8,9 +8,12 @@ import asyncio
 import itertools
 import json
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -634,3 +637,51 @@ def test_the_demo_leaves_nothing_in_the_users_data_directory(
     scratch = out.split("Long-term: True (")[1].split(")")[0]
     assert not Path(scratch).exists()
     assert "ATTUNE_STORAGE_DIR" not in os.environ
+
+
+def test_audit_tail_prints_the_last_events_and_follows_new_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    from attune.memory.security import pipeline
+
+    pipeline.close_shared()
+    capsys.readouterr()
+    assert main(["audit", "tail", "-n", "3", "--json", *storage]) == 0
+    last = json.loads(capsys.readouterr().out)
+    assert main(["audit", "query", "--json", *storage]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert [e["seq"] for e in last] == [e["seq"] for e in every[-3:]]
+    assert main(["audit", "tail", "-n", "-1", *storage]) == 2
+    capsys.readouterr()
+
+    env = {**os.environ, "ATTUNE_STORAGE_DIR": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "attune.cli", "audit", "tail", "-n", "0", "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(1.0)  # (the follower's first look, before the new event)
+        from attune.memory import MemoryConfig, UnifiedMemory
+
+        with UnifiedMemory("writer", MemoryConfig(storage_dir=tmp_path)) as mem:
+            stored = mem.persist_pattern("Followed by tail", "note")
+        pipeline.close_shared()
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: [lines.put(x) for x in follower.stdout or ()], daemon=True
+        )
+        reader.start()
+        seen = [json.loads(lines.get(timeout=20))]  # (a deadline, never a hang)
+        while seen[-1]["event"] != "pattern.store":
+            seen.append(json.loads(lines.get(timeout=20)))
+        assert seen[-1]["target_id"] == stored["pattern_id"]
+        assert all(e["seq"] > every[-1]["seq"] for e in seen)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)

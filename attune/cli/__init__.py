@@ -7,6 +7,9 @@
                        [--limit N]
                                 audit events, oldest first; ``--user`` finds a user's
                                 events by their pseudonym
+    attune audit tail [-n N] [--follow]
+                                the last N events (10); --follow prints new ones as they
+                                are written (JSON lines with --json), until Ctrl-C
     attune keys generate        print a new master key for ATTUNE_MASTER_KEY
     attune keys rotate          new master key; re-wrap every record's data key under it
     attune db upgrade           bring the long-term store's schema to this version (SQLite

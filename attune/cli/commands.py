@@ -267,6 +267,8 @@ def _audit(args: argparse.Namespace, out: Output) -> int:
             else:
                 out.line(str(result), style="green" if result.ok else "bold red")
             return OK if result.ok else NO
+        if args.action == "tail":
+            return _tail(args, log, out)
         events = _events(args, log)
         if out.as_json:
             out.document(events)
@@ -277,6 +279,51 @@ def _audit(args: argparse.Namespace, out: Output) -> int:
         return OK
     finally:
         log.close()
+
+
+#: How often ``audit tail --follow`` looks for new events.
+_FOLLOW_S = 0.5
+
+
+def _tail(args: argparse.Namespace, log: Any, out: Output) -> int:
+    """The last ``--lines`` events; with ``--follow``, then every new one as it is written
+    (one JSON line each with ``--json``: a stream has no single document)."""
+    import time
+
+    from attune.errors import ValidationError
+
+    if args.lines < 0:
+        raise ValidationError("--lines must be 0 or more")
+    events = log.query(limit=args.lines)
+    if not args.follow:
+        if out.as_json:
+            out.document(events)
+        elif events:
+            out.table(events_table(events, width=out.out.width))
+        return OK
+    newest = log.query(limit=1)  # where following starts, even with --lines 0
+    last = int(newest[-1].get("seq", 0)) if newest else 0
+    _print_events(events, out)
+    try:
+        while True:
+            time.sleep(_FOLLOW_S)
+            new = [e for e in log.query(limit=1000) if int(e.get("seq", 0)) > last]
+            if new:
+                last = int(new[-1].get("seq", last))
+                _print_events(new, out)
+    except KeyboardInterrupt:
+        return OK
+
+
+def _print_events(events: list[dict[str, Any]], out: Output) -> None:
+    import json
+
+    for event in events:
+        if out.as_json:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+        else:
+            out.table(events_table([event], width=out.out.width))
 
 
 def _events(args: argparse.Namespace, log: Any) -> list[dict[str, Any]]:

@@ -100,6 +100,11 @@ def build() -> argparse.ArgumentParser:
     query.add_argument("--target", help="a pattern or staged pattern id")
     query.add_argument("--since", help="at or after this ISO 8601 time")
     query.add_argument("--limit", type=int, help="only the most recent N events")
+    tail = audit.add_parser("tail", parents=[log_file], help="the last events; --follow for more")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
+    tail.add_argument(
+        "--follow", action="store_true", help="then print new events as they come (Ctrl-C ends)"
+    )
 
     erase = sub.add_parser(
         "erase-user", parents=[common], help="erase everything a user wrote (both tiers)"
