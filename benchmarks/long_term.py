@@ -274,7 +274,7 @@ async def _without_audit_fsync(
         ),
     ]
     for figure in figures:
-        figure.notes = "not the default: audit events are only queued (see README, Performance)"
+        figure.notes = "not the default: audit events are only queued (see docs/performance.md)"
         figure.extra["audit_sync"] = False
     return figures
 

@@ -177,7 +177,7 @@ async def test_an_erasure_leaves_nothing_of_the_user_in_the_database_files(
 ) -> None:
     """After an erasure (VACUUM of the tables, the indexes holding words, tokens, facets
     or the creator rebuilt), no table or index file holds the user's id, content, words
-    or facets. (The WAL and files PostgreSQL unlinked still may: see the README.)"""
+    or facets. (The WAL and files PostgreSQL unlinked still may: docs/security.md, 9.)"""
     needles = (b"zqxjcontent", b"zqxjword", b"alicezqxj", b"zqxjfacet")
     store = PostgresLongTermStore(postgres_url)
     conn = await asyncpg.connect(postgres_url)

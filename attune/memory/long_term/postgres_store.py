@@ -208,7 +208,7 @@ class PostgresLongTermStore:
         rebuild the search indexes (GIN never drops a key once in its entry tree: an
         erased record's words would stay in ``patterns_words`` otherwise). Runs once
         the rows are deleted and committed; what PostgreSQL still holds after it (WAL,
-        unlinked files, backups) is in the README."""
+        unlinked files, backups) is in docs/security.md, section 9."""
         try:
             async with res.pool.acquire() as conn:
                 # Two sessions rebuilding one table's indexes at once deadlock: one clean-up
