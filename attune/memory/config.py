@@ -25,7 +25,7 @@ import enum
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
@@ -65,6 +65,23 @@ ENV_VARS: dict[str, str] = {
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _DATABASE_SCHEMES = ("postgresql", "postgres")
+
+
+def _split_url(value: str, what: str, schemes: tuple[str, ...], scheme_hint: str) -> SplitResult:
+    """``value`` split, or ``ValueError`` for what every service URL must get right: no lone
+    surrogate, a parseable port, one of ``schemes`` (``scheme_hint`` says which)."""
+    if has_surrogate(value):
+        raise ValueError(f"the {what} URL contains a lone surrogate; it cannot be encoded")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"malformed {what} URL ({exc})") from None
+    if parts.scheme not in schemes:
+        raise ValueError(scheme_hint)
+    return parts
+
+
 _CENTURY_DAYS = 36_500
 _CENTURY_S = _CENTURY_DAYS * 24 * 3600
 
@@ -202,20 +219,14 @@ class MemoryConfig(BaseSettings):
         if value is None:
             return None
         value = value.strip()
-        if has_surrogate(value):
-            raise ValueError("the database URL contains a lone surrogate; it cannot be encoded")
-        try:
-            parts = urlsplit(value)
-            port = parts.port  # raises ValueError on a bad port
-        except ValueError as exc:
-            raise ValueError(f"malformed database URL ({exc})") from None
-        if parts.scheme not in _DATABASE_SCHEMES:
-            raise ValueError(
-                "a database URL starts with postgresql:// or postgres:// "
-                "(for example postgresql://attune@localhost:5432/attune); leave it unset "
-                "for the SQLite file under the storage directory"
-            )
-        del port
+        _split_url(
+            value,
+            "database",
+            _DATABASE_SCHEMES,
+            "a database URL starts with postgresql:// or postgres:// "
+            "(for example postgresql://attune@localhost:5432/attune); leave it unset "
+            "for the SQLite file under the storage directory",
+        )
         return value
 
     @field_validator("redis_url")
@@ -224,23 +235,17 @@ class MemoryConfig(BaseSettings):
         if value is None:
             return None
         value = value.strip()
-        if has_surrogate(value):
-            raise ValueError("the Redis URL contains a lone surrogate; it cannot be encoded")
-        try:
-            parts = urlsplit(value)
-            port = parts.port  # raises ValueError on a bad port
-        except ValueError as exc:
-            raise ValueError(f"malformed Redis URL ({exc})") from None
-        if parts.scheme not in _REDIS_SCHEMES:
-            raise ValueError(
-                "a Redis URL starts with redis://, rediss:// or unix:// "
-                "(for example redis://localhost:6379/0)"
-            )
+        parts = _split_url(
+            value,
+            "Redis",
+            _REDIS_SCHEMES,
+            "a Redis URL starts with redis://, rediss:// or unix:// "
+            "(for example redis://localhost:6379/0)",
+        )
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("the Redis URL has no host (for example redis://localhost:6379/0)")
         if parts.scheme == "unix" and not parts.path:
             raise ValueError("a unix:// Redis URL needs a socket path")
-        del port
         return value
 
     @field_validator("storage_dir", "audit_log_file", "master_key_file", "claude_policy_file")

@@ -48,6 +48,7 @@ from attune.memory.long_term.postgres_schema import (
     to_record,
 )
 from attune.memory.long_term.protocol import (
+    WRITE_OPS,
     DeleteOp,
     EraseOp,
     IndexOp,
@@ -65,7 +66,6 @@ from attune.memory.long_term.queries import Found, PatternQuery
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 
 _T = TypeVar("_T")
-_WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
 _DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: The connection went away mid-write: what the server did with it is unknown.
@@ -190,7 +190,7 @@ class PostgresLongTermStore:
 
     async def write(self, op: WriteOp) -> bool | int | str | bytes:
         """Queue ``op`` for the next group commit and return its result once durable."""
-        if not isinstance(op, _WRITE_OPS):
+        if not isinstance(op, WRITE_OPS):
             raise TypeError(f"not a long-term write: {type(op).__name__}")
         res = await self._pools.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -7,6 +7,7 @@ by the security pipeline. A PostgreSQL backend is a new module implementing
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, overload, runtime_checkable
@@ -201,6 +202,8 @@ class EraseOp:
 #: Every change a store makes is one of these values, handed to :meth:`LongTermStore.write`:
 #: a store may queue, batch and reorder nothing but what they say.
 WriteOp = InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp | SubjectOp | EraseOp
+#: The same, for a store's ``isinstance`` check of what it was handed.
+WRITE_OPS = typing.get_args(WriteOp)
 
 
 @runtime_checkable

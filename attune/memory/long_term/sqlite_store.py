@@ -45,6 +45,7 @@ from attune.memory.long_term import (
 )
 from attune.memory.long_term.aiosqlite_compat import in_thread
 from attune.memory.long_term.protocol import (
+    WRITE_OPS,
     DeleteOp,
     EraseOp,
     IndexOp,
@@ -79,7 +80,6 @@ __all__ = [
 
 
 _T = TypeVar("_T")
-_WRITE_OPS = (InsertOp, IndexOp, MetaOp, DeleteOp, PurgeOp, RewrapOp, SubjectOp, EraseOp)
 
 DB_FILENAME = "patterns.db"
 #: Page cache per connection, in MiB (SQLite's own default is 2 MiB). Recalls pick records
@@ -221,7 +221,7 @@ class SQLiteLongTermStore:
 
     async def write(self, op: WriteOp) -> bool | int | str | bytes:
         """Queue ``op`` for the next group commit and return its result once durable."""
-        if not isinstance(op, _WRITE_OPS):
+        if not isinstance(op, WRITE_OPS):
             raise TypeError(f"not a long-term write: {type(op).__name__}")
         conn = await self._conns.get()
         result: bool | int | str | bytes = await self._commit.submit(conn, op)
