@@ -533,3 +533,16 @@ async def test_a_version_5_store_keeps_its_search_rows_through_the_split_of_toke
         columns = [row[1] for row in db.execute("PRAGMA table_info(pattern_search)")]
         assert columns == ["words", "tokens", "sensitive_tokens", "facets"]
         assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 6
+
+
+async def test_metadata_with_keys_of_mixed_types_is_stored_and_filtered(
+    mock_config: MemoryConfig,
+) -> None:
+    """A nested mapping with a ``None`` key beside string keys (JSON stores both as
+    strings): the write is indexed, not refused with a raw TypeError, and a filter of the
+    same value finds it (found by the bad-input property test)."""
+    nested = {"": 1, None: 2}
+    async with _agent(mock_config) as mem:
+        stored = await mem.persist_pattern("A note", "note", metadata={"content": nested})
+        found = await mem.list_patterns(metadata={"content": nested})
+        assert [r["pattern_id"] for r in found] == [stored["pattern_id"]]

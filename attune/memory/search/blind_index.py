@@ -85,5 +85,12 @@ def plain_facet(key: str, value: Any) -> str:
 
 def facet_text(key: str, value: Any) -> str:
     """A metadata pair as one canonical text (JSON of the value, keys sorted), so equal
-    values give equal facets whatever their key order or spacing."""
-    return key + "\x00" + json.dumps(value, sort_keys=True, separators=(",", ":"))
+    values give equal facets whatever their key order or spacing. A mapping whose keys mix
+    types (``None`` beside strings) cannot be sorted as given: it is taken as JSON stores
+    it, every key a string."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    except TypeError:
+        stored = json.loads(json.dumps(value))
+        text = json.dumps(stored, sort_keys=True, separators=(",", ":"))
+    return key + "\x00" + text
