@@ -30,6 +30,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def answers(client: redis.Redis) -> bool:
+    """Whether a freshly started server answers ``client`` within 5 s (the client is
+    closed after)."""
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                return True
+            except redis.ConnectionError:
+                time.sleep(0.025)
+        return False
+    finally:
+        client.close()
+
+
 class RedisProcess:
     """A ``redis-server`` of this test's own on a free loopback port."""
 
@@ -67,16 +82,8 @@ class RedisProcess:
             stderr=subprocess.DEVNULL,
         )
         self.frozen = False
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            for _ in range(200):
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    time.sleep(0.025)
-        finally:
-            client.close()
+        if answers(redis.Redis(port=self.port, socket_connect_timeout=0.2)):
+            return self
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import CI
-from faults import RedisProcess, free_port
+from faults import RedisProcess, answers, free_port
 
 from attune.errors import AttuneError, ShortTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -106,16 +105,8 @@ class TLSRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis.from_url(self.url(), socket_connect_timeout=0.2)
-        try:
-            for _ in range(200):
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    time.sleep(0.025)
-        finally:
-            client.close()
+        if answers(redis.Redis.from_url(self.url(), socket_connect_timeout=0.2)):
+            return self
         self.stop()
         raise RuntimeError("the TLS redis-server did not start")
 
