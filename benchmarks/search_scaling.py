@@ -1,7 +1,7 @@
 """Search and list latency on a filled store, against a linear scan in the same run (issue 15).
 
     .venv/bin/python benchmarks/search_scaling.py [--records 100000] [--queries 200]
-        [--store DIR] [--scans 3]
+        [--store DIR] [--scans 3] [--database-url postgresql://...]
 
 Fills a fresh store through ``persist_pattern`` (64 callers at a time, a third of the
 records each PUBLIC, INTERNAL and SENSITIVE, 16-word texts drawn from an 8,000-word
@@ -15,8 +15,10 @@ measures, alternating where two things are compared:
 - SENSITIVE-only vs PUBLIC-only searches (``classification=``), p50 each;
 - ``list_patterns`` page of 50 with a ``pattern_type`` filter: p50.
 
-Prints a table and writes ``benchmarks/results/search.json``. Timing only: nothing here is
-a unit test.
+With ``--database-url`` the long-term store is that PostgreSQL database instead of SQLite
+under the store directory (which still keeps the master key and the "filled" marker: give
+the same ``--store`` and database to reuse a fill). Prints a table and writes
+``benchmarks/results/search.json``. Timing only: nothing here is a unit test.
 """
 
 from __future__ import annotations
@@ -117,18 +119,22 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(records: int, queries: int, scans: int, store: Path | None) -> dict[str, Any]:
+async def run(
+    records: int, queries: int, scans: int, store: Path | None, database_url: str | None = None
+) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if store is None:
             store = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        return await _measure(store, records, queries, scans)
+        return await _measure(store, records, queries, scans, database_url)
 
 
-async def _measure(store: Path, records: int, queries: int, scans: int) -> dict[str, Any]:
+async def _measure(
+    store: Path, records: int, queries: int, scans: int, database_url: str | None
+) -> dict[str, Any]:
     filled = store / FILLED
     if filled.exists() and json.loads(filled.read_text())["records"] != records:
         raise SystemExit(f"{store} holds {filled.read_text().strip()}, not {records} records")
-    config = MemoryConfig(storage_dir=store, environment="development")
+    config = MemoryConfig(storage_dir=store, environment="development", database_url=database_url)
     async with AsyncUnifiedMemory("bench-search", config, access_tier="STEWARD") as mem:
         if filled.exists():
             fill_s = float(json.loads(filled.read_text())["fill_seconds"])
@@ -158,6 +164,7 @@ async def _measure(store: Path, records: int, queries: int, scans: int) -> dict[
     search_p50 = statistics.median(search)
     scan_p50 = statistics.median(scan) if scan else None
     figures = {
+        "backend": config.long_term_backend,
         "records": records,
         "fill_seconds": round(fill_s, 1),
         "search_p50_ms": search_p50,
@@ -180,9 +187,12 @@ def main() -> None:
     parser.add_argument(
         "--store", type=Path, help="a store directory: filled if empty, reused otherwise"
     )
+    parser.add_argument("--database-url", help="PostgreSQL instead of SQLite (long-term)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.records, args.queries, args.scans, args.store))
+    figures = asyncio.run(
+        run(args.records, args.queries, args.scans, args.store, args.database_url)
+    )
     for name, value in figures.items():
         shown = f"{value:,.3f}" if isinstance(value, float) else f"{value}"
         print(f"{name:<22} {shown}")

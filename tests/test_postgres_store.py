@@ -279,3 +279,27 @@ async def test_a_store_recovers_when_the_server_drops_its_connections(postgres_u
     finally:
         await admin.close()
         await store.aclose()
+
+
+async def test_a_cancelled_read_gives_its_connection_back_and_reads_go_on(
+    postgres_url: str,
+) -> None:
+    """Sequential reads share one held connection: a read cancelled mid-query hands it
+    back to the pool (which waits out the cancellation), concurrent reads take the pool's
+    other connections, and closing the store releases the held one (a pool never closes
+    while a connection is out)."""
+    store = PostgresLongTermStore(postgres_url, pool_size=2)
+    try:
+        assert await store.write(InsertOp(pattern_record("pat_1")))
+        assert await store.get("pat_1", 0) is not None
+        slow = asyncio.create_task(store._read(lambda db: db.fetchval("SELECT pg_sleep(30)")))
+        await asyncio.sleep(0.2)
+        # The held connection is busy: this read goes to the pool and still answers.
+        assert "pat_1" in await store.existing(["pat_1", "pat_2"])
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        found = await asyncio.gather(*(store.get("pat_1", 0) for _ in range(8)))
+        assert all(record is not None and record.pattern_id == "pat_1" for record in found)
+    finally:
+        await asyncio.wait_for(store.aclose(), 10)

@@ -82,6 +82,14 @@ _LOST = (
 _CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pooled connection's reset on release: nothing to send. The store leaves no session
+    state behind (no SET, LISTEN, cursor or prepared name of its own; the erasure clean-up
+    unlocks its advisory lock before release) and asyncpg still rolls back a transaction
+    left open, so asyncpg's default reset query is one round trip per read for nothing
+    (recall 0.54x -> see docs/performance.md, PostgreSQL)."""
+
+
 @dataclass
 class _Pool:
     """One asyncpg pool of one event loop, with its group-commit queue."""
@@ -90,6 +98,9 @@ class _Pool:
     queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
+    #: The connection sequential reads use (held from the pool; see ``_read``).
+    reader: asyncpg.Connection | None = None
+    reading: bool = False
 
 
 class PostgresLongTermStore:
@@ -134,6 +145,7 @@ class PostgresLongTermStore:
                 max_size=self.pool_size,
                 timeout=self.connect_timeout_s,
                 command_timeout=None,
+                reset=_keep_session,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._unavailable("cannot connect to", exc) from None
@@ -159,6 +171,10 @@ class PostgresLongTermStore:
         while res.draining is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(res.draining)
+        if res.reader is not None:
+            reader, res.reader = res.reader, None
+            with contextlib.suppress(Exception):
+                await res.pool.release(reader)
         await res.pool.close()
 
     def _unavailable(
@@ -303,22 +319,38 @@ class PostgresLongTermStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    async def _read(
-        self, call: Callable[[asyncpg.Pool], Awaitable[_T]], what: str = "cannot read"
-    ) -> _T:
+    async def _read(self, call: Callable[[Any], Awaitable[_T]], what: str = "cannot read") -> _T:
+        """``call`` on the loop's reading connection when no other read holds it, else on
+        the pool (both have asyncpg's query methods). Sequential reads (a recall after a recall) then skip the pool's acquire
+        and release (about 60 µs of a 230 µs read: docs/performance.md, PostgreSQL)."""
         res = self._pools.current() or await self._pools.get()
         try:
-            return await call(res.pool)
+            if res.reading:
+                return await call(res.pool)
+            res.reading = True
+            try:
+                if res.reader is None:
+                    res.reader = await res.pool.acquire()
+                conn = res.reader
+                try:
+                    return await call(conn)
+                except BaseException:  # a lost or cancelled query: the pool judges it
+                    res.reader = None
+                    with contextlib.suppress(Exception):
+                        await res.pool.release(conn)
+                    raise
+            finally:
+                res.reading = False
         except _DB_ERRORS as exc:
             raise self._unavailable(what, exc) from None
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
-        row = await self._read(lambda pool: pool.fetchrow(SELECT_ONE, pattern_id, now_ms))
+        row = await self._read(lambda db: db.fetchrow(SELECT_ONE, pattern_id, now_ms))
         return None if row is None else to_record(row)
 
     async def existing(self, pattern_ids: list[str]) -> set[str]:
         rows = await self._read(
-            lambda pool: pool.fetch(
+            lambda db: db.fetch(
                 "SELECT pattern_id FROM patterns WHERE pattern_id = ANY($1::text[])",
                 list(pattern_ids),
             )
@@ -327,7 +359,7 @@ class PostgresLongTermStore:
 
     async def wrapped_keys(self, after_id: str, limit: int) -> list[WrappedKey]:
         rows = await self._read(
-            lambda pool: pool.fetch(
+            lambda db: db.fetch(
                 "SELECT pattern_id, classification, key_id, wrapped_key FROM patterns "
                 "WHERE encrypted AND pattern_id > $1 ORDER BY pattern_id LIMIT $2",
                 after_id,
@@ -343,7 +375,7 @@ class PostgresLongTermStore:
         if built is None:
             return []
         sql, args = built
-        rows = await self._read(lambda pool: pool.fetch(sql, *args))
+        rows = await self._read(lambda db: db.fetch(sql, *args))
         return [
             Found(to_record(row), None if row["score"] is None else float(row["score"]))
             for row in rows
@@ -360,12 +392,12 @@ class PostgresLongTermStore:
             if built is None:
                 return 0
             sql, args = built
-        value = await self._read(lambda pool: pool.fetchval(sql, *args))
+        value = await self._read(lambda db: db.fetchval(sql, *args))
         return int(value)
 
     async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
         rows = await self._read(
-            lambda pool: pool.fetch(
+            lambda db: db.fetch(
                 f"SELECT {postgres_schema.RECORD} FROM patterns p "  # noqa: S608
                 "WHERE NOT p.indexed AND p.pattern_id > $1 ORDER BY p.pattern_id LIMIT $2",
                 after_id,
@@ -376,9 +408,7 @@ class PostgresLongTermStore:
 
     async def subject_secret(self, user_id: str) -> bytes | None:
         value = await self._read(
-            lambda pool: pool.fetchval(
-                "SELECT secret FROM audit_subjects WHERE user_id = $1", user_id
-            )
+            lambda db: db.fetchval("SELECT secret FROM audit_subjects WHERE user_id = $1", user_id)
         )
         return None if value is None else bytes(value)
 
