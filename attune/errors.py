@@ -115,7 +115,12 @@ class ShortTermCommandError(AttuneError):
 
 
 class LongTermUnavailableError(MemoryUnavailableError):
-    """The long-term tier (SQLite) cannot be opened or written."""
+    """The long-term tier (SQLite or PostgreSQL) cannot be opened or written."""
+
+
+class MigrationError(AttuneError):
+    """A copy of the long-term store (``attune migrate``) does not match its source;
+    the source is untouched and running the migration again resumes it."""
 
 
 class SecurityError(AttuneError):

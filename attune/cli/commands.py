@@ -36,6 +36,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _keys(args, out)
     if command == "db":
         return _db_upgrade(out)
+    if command == "migrate":
+        return _migrate(args, out)
     if command == "claude-memory":
         return _claude_memory(out)
     if command == "mcp":
@@ -184,6 +186,30 @@ def _db_upgrade(out: Output) -> int:
         out.line(
             f"{result['backend']} store at {where}: schema version {result['schema_version']}, "
             f"{result['patterns']} pattern(s)."
+        )
+    return OK
+
+
+def _migrate(args: argparse.Namespace, out: Output) -> int:
+    """migrate --to URL: export, load, verify, each with its progress bar."""
+    from attune._runner import run_sync
+    from attune.memory.migration import Migration
+
+    migration = Migration(args.to)
+    with out.progress("Exporting from SQLite") as progress:
+        run_sync(migration.export(progress))
+    with out.progress("Loading into PostgreSQL") as progress:
+        run_sync(migration.load(progress))
+    with out.progress("Verifying") as progress:
+        run_sync(migration.verify(progress))
+    report = migration.report
+    if out.as_json:
+        out.document(report)
+    else:
+        out.line(
+            f"Copied {report['imported']} record(s) to {report['target']} "
+            f"({report['skipped']} already there); verified {report['verified']} "
+            f"(sha256 {report['sha256'][:16]}...). Set ATTUNE_DATABASE_URL to switch over."
         )
     return OK
 

@@ -121,6 +121,19 @@ def build() -> argparse.ArgumentParser:
         help="bring the long-term store's schema to this version (also done on first use)",
     )
 
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy the SQLite long-term store into PostgreSQL (resumable, verified)",
+        description="Copies every live record as stored (encrypted records stay encrypted) "
+        "from <storage>/patterns.db into the PostgreSQL database of --to, then reads each "
+        "back and compares it. Run it again to resume an interrupted copy. The source is "
+        "left as it is; switch over by setting ATTUNE_DATABASE_URL.",
+    )
+    migrate.add_argument(
+        "--to", required=True, metavar="URL", help="the target: postgresql://user@host/db"
+    )
+
     keys = sub.add_parser("keys", parents=[common], help="master keys").add_subparsers(
         dest="action", required=True
     )

@@ -178,6 +178,13 @@ class PatternTransfer(CoreParts):
         await self.pipeline.audit(event, done="the import")
         return counts
 
+    async def _audit_migration(self, details: dict[str, Any]) -> None:
+        """The ``store.migrate`` event that ends :mod:`attune.memory.migration` (a copy
+        checked record by record), written as the import's is (STEWARD only)."""
+        await self._require("import_patterns")
+        event = self._event("store.migrate", details=details)
+        await self.pipeline.audit(event, done="the migration")
+
 
 # -- the export file ----------------------------------------------------------------------------
 

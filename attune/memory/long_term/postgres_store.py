@@ -321,8 +321,9 @@ class PostgresLongTermStore:
 
     async def _read(self, call: Callable[[Any], Awaitable[_T]], what: str = "cannot read") -> _T:
         """``call`` on the loop's reading connection when no other read holds it, else on
-        the pool (both have asyncpg's query methods). Sequential reads (a recall after a recall) then skip the pool's acquire
-        and release (about 60 µs of a 230 µs read: docs/performance.md, PostgreSQL)."""
+        the pool (both have asyncpg's query methods). Sequential reads (a recall after a
+        recall) then skip the pool's acquire and release (about 60 µs of a 230 µs read:
+        docs/performance.md, PostgreSQL)."""
         res = self._pools.current() or await self._pools.get()
         try:
             if res.reading:
