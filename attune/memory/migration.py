@@ -32,7 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attune.errors import AuditLogError, ConfigurationError, MigrationError
+from attune.errors import (
+    AuditLogError,
+    ConfigurationError,
+    LongTermUnavailableError,
+    MigrationError,
+)
 from attune.memory import clock
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import PatternRecord
@@ -116,6 +121,8 @@ class Migration:
         """The export inserted into PostgreSQL (ids already there are skipped)."""
         async with self._memory(self.target_config) as memory:
             counts = await memory.import_patterns(self.export_path, progress=progress)
+        if counts["imported"]:
+            await _analyze(self.target_url)
         self.report.update(counts)
 
     async def verify(self, progress: ProgressCallback | None = None) -> None:
@@ -165,6 +172,25 @@ class Migration:
 
     def _memory(self, config: MemoryConfig) -> AsyncUnifiedMemory:
         return AsyncUnifiedMemory(MIGRATION_USER, config, access_tier="STEWARD")
+
+
+async def _analyze(url: str) -> None:
+    """Fresh planner statistics for the rows just loaded: until autovacuum gathers them
+    (up to a minute or more), the planner takes the table for empty and sorts every
+    match of a filtered listing (44 ms instead of 0.1 ms for a page at 100k records)."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("ANALYZE patterns")
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise LongTermUnavailableError(
+            f"the records are copied, but ANALYZE failed ({type(exc).__name__}); "
+            "run ANALYZE patterns on the database, or let autovacuum do it"
+        ) from None
 
 
 def _expired(record: PatternRecord, now_ms: int) -> bool:
