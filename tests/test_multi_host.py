@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import multi_host
+_BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+sys.path.insert(0, _BENCHMARKS)
+try:
+    import multi_host
+finally:  # benchmarks/ holds modules named like ours (report, long_term): not for others
+    sys.path.remove(_BENCHMARKS)
 
 asyncpg = pytest.importorskip("asyncpg")
 
