@@ -8,15 +8,20 @@ transaction, then awaits its event.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from attune.memory import clock, validation
 from attune.memory.core_parts import CoreParts
-from attune.memory.long_term.protocol import DeleteOp, PurgeOp, RewrapOp
+from attune.memory.long_term.protocol import DeleteOp, PurgeOp, RewrapOp, WrappedKey
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
 
 #: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
 _MAX_BATCH_SIZE = 100_000
+
+
+def _rewrap(core: CoreParts, keys: list[WrappedKey]) -> list[WrappedKey]:
+    return [core.pipeline.rewrap(k) for k in keys]
 
 
 class LongTermUpkeep(CoreParts):
@@ -61,13 +66,16 @@ class LongTermUpkeep(CoreParts):
         validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
         report = Reporter(check_progress(progress), "rotate_keys")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        new_key_id = self.pipeline.cipher.ring.add_key()
+        new_key_id = await self.pipeline.new_active_key(self.long_term)
         rewrapped = 0
         after = ""
         done = 0
         report(done, None)
         while page := await self.long_term.wrapped_keys(after, batch_size):
-            updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
+            todo = [k for k in page if k.key_id != new_key_id]
+            updates = await self.pipeline.opened(
+                self.long_term, functools.partial(_rewrap, self, todo)
+            )
             if updates:
                 rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
             after = page[-1].pattern_id

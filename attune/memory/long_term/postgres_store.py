@@ -39,7 +39,12 @@ import asyncpg
 from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory.config import redact_url
-from attune.memory.long_term import batching, postgres_schema, postgres_search
+from attune.memory.long_term import (
+    batching,
+    postgres_keyring,
+    postgres_schema,
+    postgres_search,
+)
 from attune.memory.long_term.batching import Outcome, Queued
 from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
 from attune.memory.long_term.postgres_schema import (
@@ -57,6 +62,8 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    RingOp,
+    StoredRing,
     SubjectOp,
     WrappedKey,
     WriteOp,
@@ -90,6 +97,8 @@ class _Pool:
     queue: list[Queued] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     commits: int = 0
+    #: The session that hears key ring changes (opened on the first watched read).
+    ring_listener: postgres_keyring.Listener = field(default_factory=postgres_keyring.Listener)
 
 
 class PostgresLongTermStore:
@@ -159,6 +168,8 @@ class PostgresLongTermStore:
         while res.draining is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(res.draining)
+        with contextlib.suppress(*_DB_ERRORS):
+            await res.ring_listener.close()
         await res.pool.close()
 
     def _unavailable(
@@ -382,6 +393,31 @@ class PostgresLongTermStore:
         )
         return None if value is None else bytes(value)
 
+    # -- the key ring of every host (postgres_keyring) ------------------------------------------
+
+    async def key_ring(self, on_change: Callable[[], None] | None = None) -> StoredRing:
+        """The ring in the database (``root_key_id`` None until the first process with a
+        master key creates it). With ``on_change``: called after any process changes it
+        (LISTEN/NOTIFY, one session per event loop) or when that session ends."""
+        res = self._pools.current() or await self._pools.get()
+        if on_change is not None:
+            res.ring_listener.watch(on_change)
+            if not res.ring_listener.listening:
+                try:  # listening first: a change right after the read below is heard
+                    await res.ring_listener.start(self._dsn, self.connect_timeout_s)
+                except (TimeoutError, *_DB_ERRORS) as exc:
+                    raise self._unavailable("cannot listen for key ring changes on", exc) from None
+        return await self._read(
+            lambda pool: _on_connection(pool, postgres_keyring.read), "cannot read the key ring in"
+        )
+
+    async def change_key_ring(self, op: RingOp) -> StoredRing:
+        """Apply ``op`` (see :mod:`.postgres_keyring`); the ring as stored afterwards."""
+        return await self._read(
+            lambda pool: _on_connection(pool, lambda conn: postgres_keyring.change(conn, op)),
+            "cannot change the key ring in",
+        )
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
@@ -396,6 +432,13 @@ class PostgresLongTermStore:
 
     async def aclose(self) -> None:
         await self._pools.aclose()
+
+
+async def _on_connection(
+    pool: asyncpg.Pool, call: Callable[[asyncpg.Connection], Awaitable[_T]]
+) -> _T:
+    async with pool.acquire() as conn:
+        return await call(conn)
 
 
 def _describe(exc: BaseException) -> str:
