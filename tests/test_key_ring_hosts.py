@@ -21,15 +21,13 @@ from typing import Any
 import pytest
 from conftest import _postgres_admin
 
+from attune.cli import main
 from attune.errors import ConfigurationError, DecryptionError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.security import pipeline as security_pipeline
-from attune.memory.security import ring_store
 from attune.memory.security.crypto import generate_master_key, key_id
 
 asyncpg = pytest.importorskip("asyncpg")
-
-from attune.memory.long_term.postgres_store import PostgresLongTermStore  # noqa: E402
 
 HOST = Path(__file__).with_name("key_ring_host.py")
 TABLES = ("patterns", "store_meta", "audit_subjects", "key_ring", "key_ring_keys")
@@ -257,30 +255,49 @@ async def test_a_damaged_ring_is_a_typed_error_and_nothing_is_written(
     assert await _counts(postgres_url) == before
 
 
-async def test_the_root_key_can_be_changed_without_touching_records(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_root_key_is_changed_by_the_cli_without_touching_records(
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     old, new = generate_master_key(), generate_master_key()
-    pattern_id = await _first_ring(tmp_path, postgres_url, monkeypatch, old)
-    records = await _sql(postgres_url, "SELECT key_id, wrapped_key FROM patterns")
-    store = PostgresLongTermStore(postgres_url)
-    try:
-        ring = security_pipeline.SecurityPipeline(_config(tmp_path, postgres_url)).cipher.ring
-        new_id = await ring_store.reroot(ring, store, base64.b64decode(new))
-    finally:
-        await store.aclose()
+    pattern_id = asyncio.run(_first_ring(tmp_path, postgres_url, monkeypatch, old))
+    records = asyncio.run(_sql(postgres_url, "SELECT key_id, wrapped_key FROM patterns"))
+    ring_before = asyncio.run(_sql(postgres_url, "SELECT key_id, wrapped FROM key_ring_keys"))
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("ATTUNE_STORAGE_DIR", str(tmp_path / "cli"))
+    # A malformed new key: a clear error, the ring untouched.
+    monkeypatch.setenv("ATTUNE_NEW_MASTER_KEY", "not-a-key")
+    assert main(["keys", "reroot", "--json"]) == 2
+    assert "ATTUNE_NEW_MASTER_KEY" in capsys.readouterr().err
+    assert asyncio.run(_sql(postgres_url, "SELECT key_id, wrapped FROM key_ring_keys")) == (
+        ring_before
+    )
+    monkeypatch.setenv("ATTUNE_NEW_MASTER_KEY", new)
+    assert main(["keys", "reroot", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    new_id = key_id(base64.b64decode(new))
+    assert done == {"root_key_id": new_id, "keys": 2}
     security_pipeline.close_shared()
-    assert await _sql(postgres_url, "SELECT key_id, wrapped_key FROM patterns") == records
+    # Records untouched; the ring's keys the same ones, wrapped anew.
+    assert asyncio.run(_sql(postgres_url, "SELECT key_id, wrapped_key FROM patterns")) == records
+    ring_after = asyncio.run(_sql(postgres_url, "SELECT key_id, wrapped FROM key_ring_keys"))
+    assert sorted(r[0] for r in ring_after) == sorted(r[0] for r in ring_before)
+    assert not set(r[1] for r in ring_after) & set(r[1] for r in ring_before)
+
+    async def read_with(root: str, name: str) -> Any:
+        monkeypatch.setenv("ATTUNE_MASTER_KEY", root)
+        security_pipeline.close_shared()
+        async with AsyncUnifiedMemory("b", _config(tmp_path, postgres_url, name)) as mem:
+            found = await mem.recall_pattern(pattern_id)
+            return found, [r["pattern_id"] for r in await mem.search_patterns("vault")]
+
     # The old root is refused now, naming the new root; the new one reads everything.
-    async with AsyncUnifiedMemory("b", _config(tmp_path, postgres_url, "t")) as mem:
-        with pytest.raises(ConfigurationError, match=new_id):
-            await mem.recall_pattern(pattern_id)
-    security_pipeline.close_shared()
-    monkeypatch.setenv("ATTUNE_MASTER_KEY", new)
-    async with AsyncUnifiedMemory("c", _config(tmp_path, postgres_url, "u")) as mem:
-        found = await mem.recall_pattern(pattern_id)
-        assert found is not None and found["content"] == "The vault code is 4417"
-        assert [r["pattern_id"] for r in await mem.search_patterns("vault")] == [pattern_id]
+    with pytest.raises(ConfigurationError, match=new_id):
+        asyncio.run(read_with(old, "t"))
+    found, searched = asyncio.run(read_with(new, "u"))
+    assert found["content"] == "The vault code is 4417" and searched == [pattern_id]
 
 
 async def test_without_a_master_key_only_public_records_are_written(

@@ -28,6 +28,7 @@ once when a record names a key this process has not loaded (:func:`learn`).
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from attune.memory.long_term.protocol import (
     StoredRing,
 )
 from attune.memory.security import randomness
-from attune.memory.security.keyring import _KEY_BYTES, ENV_VAR, KeyRing, key_id
+from attune.memory.security.keyring import _KEY_BYTES, ENV_VAR, KeyRing, _decode_key, key_id
 
 _NONCE = 12
 _TAG = 16
@@ -152,6 +153,21 @@ async def rotate(ring: KeyRing, store: LongTermStore) -> str:
     keys, active = open_ring(stored, root)
     ring._use_store_keys(keys, active)
     return kid
+
+
+#: Where ``attune keys reroot`` reads the new root key from.
+NEW_ROOT_ENV_VAR = "ATTUNE_NEW_MASTER_KEY"
+
+
+def new_root_from_environment() -> bytes:
+    """The new root key in :data:`NEW_ROOT_ENV_VAR` (base64 of 32 bytes)."""
+    key = _decode_key(os.environ.get(NEW_ROOT_ENV_VAR, ""))
+    if key is None:
+        raise ConfigurationError(
+            f"{NEW_ROOT_ENV_VAR} must hold the new root key: the base64 encoding of exactly "
+            f"{_KEY_BYTES} random bytes (`attune keys generate` prints one)"
+        )
+    return key
 
 
 async def reroot(ring: KeyRing, store: LongTermStore, new_root: bytes) -> str:
