@@ -10,8 +10,9 @@ Every change (:func:`change`) runs in one transaction holding :data:`KEY_RING_LO
 transaction-level advisory lock, and reads the ring again under it: two processes that
 create the ring of a fresh database at once make exactly one (the second finds the
 first's), and a key added while the root is being changed is refused, not lost. A change
-ends with ``NOTIFY`` on :data:`CHANNEL` (delivered at COMMIT, to every listening session:
-:class:`Listener`), so other processes learn a new active key without waiting for a miss.
+of an existing ring ends with ``NOTIFY`` on :data:`CHANNEL` (delivered at COMMIT, to every
+listening session: :class:`Listener`), so other processes learn a new active key without
+waiting for a miss.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ async def change(conn: asyncpg.Connection, op: RingOp) -> StoredRing:
                 op.active_key_id,
                 now,
             )
-            active = op.active_key_id
+            # No NOTIFY: every process with a root key reads (or makes) the ring at start.
+            return await _current(conn)
         elif isinstance(op, RingAdd):
             if current.root_key_id != op.root_key_id:
                 return current

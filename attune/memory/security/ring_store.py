@@ -76,8 +76,9 @@ class _Link:
 
 _lock = threading.Lock()
 _links: weakref.WeakKeyDictionary[KeyRing, _Link] = weakref.WeakKeyDictionary()
-#: Stores that answered that they keep no ring (asked once each).
+#: Stores that answered whether they keep a ring (asked once each).
 _ringless: weakref.WeakSet[LongTermStore] = weakref.WeakSet()
+_ringed: weakref.WeakSet[LongTermStore] = weakref.WeakSet()
 
 
 def _link(ring: KeyRing) -> _Link:
@@ -90,11 +91,14 @@ def _link(ring: KeyRing) -> _Link:
 
 async def keeps_ring(store: LongTermStore) -> bool:
     """Whether ``store`` keeps a key ring (asked once per store object)."""
+    if store in _ringed:
+        return True
     if store in _ringless:
         return False
     if await store.key_ring() is None:
         _ringless.add(store)
         return False
+    _ringed.add(store)
     return True
 
 
