@@ -318,3 +318,32 @@ async def test_without_a_master_key_only_public_records_are_written(
         with pytest.raises(DecryptionError):
             await mem.recall_pattern(pattern_id)
         await mem.persist_pattern("Close at five", "ops", "PUBLIC")
+
+
+async def test_without_notifications_a_host_still_learns_a_rotation_from_a_miss(
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from attune.memory.long_term import postgres_keyring
+
+    async def refuse(*_args: Any) -> None:
+        raise OSError(111, "Connection refused")
+
+    monkeypatch.setattr(postgres_keyring.Listener, "start", refuse)
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
+    # Two "hosts" in one process: their own storage directories, so their own rings.
+    a = AsyncUnifiedMemory("a", _config(tmp_path, postgres_url, "a"), access_tier="STEWARD")
+    b = AsyncUnifiedMemory("b", _config(tmp_path, postgres_url, "b"))
+    async with a, b:
+        stored = await a.persist_pattern("The vault code is 4417", "ops", "SENSITIVE")
+        assert (await b.recall_pattern(stored["pattern_id"]))["content"].endswith("4417")
+        assert "cannot listen for key ring changes" in caplog.text
+        rotated = (await a.rotate_keys())["key_id"]
+        assert b.pipeline.cipher.ring.active_key_id != rotated  # nothing told it
+        assert (await b.recall_pattern(stored["pattern_id"]))["content"].endswith("4417")
+        assert b.pipeline.cipher.ring.active_key_id == rotated  # the miss did
+        written = await b.persist_pattern("Vault 9 is empty", "ops", "SENSITIVE")
+        record = await b.long_term.get(written["pattern_id"], 0)
+        assert record is not None and record.key_id == rotated

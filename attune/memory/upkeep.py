@@ -55,7 +55,9 @@ class LongTermUpkeep(CoreParts):
         self, batch_size: int = 500, *, progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
         """Make a new master key active and re-wrap every record's data key under it
-        (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
+        (STEWARD only). Content is not re-encrypted; old keys stay in the ring (the key
+        file; or, with a long-term store that keeps the ring for every host, PostgreSQL:
+        there, so every host reads the records at once and writes under the new key) so
         staged patterns and backups remain readable. Returns the new key id and counts.
 
         ``progress(done, None)``, if given, is called with the encrypted records handled

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -73,6 +74,7 @@ from attune.memory.long_term.queries import Found, PatternQuery
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
 _DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: The connection went away mid-write: what the server did with it is unknown.
@@ -398,7 +400,9 @@ class PostgresLongTermStore:
     async def key_ring(self, on_change: Callable[[], None] | None = None) -> StoredRing:
         """The ring in the database (``root_key_id`` None until the first process with a
         master key creates it). With ``on_change``: called after any process changes it
-        (LISTEN/NOTIFY, one session per event loop) or when that session ends."""
+        (LISTEN/NOTIFY, one session per event loop) or when that session ends. A session
+        that cannot listen is logged and done without: the core still reads the ring again
+        when a record names a key it lacks, and the next such read tries to listen again."""
         res = self._pools.current() or await self._pools.get()
         if on_change is not None:
             res.ring_listener.watch(on_change)
@@ -406,7 +410,12 @@ class PostgresLongTermStore:
                 try:  # listening first: a change right after the read below is heard
                     await res.ring_listener.start(self._dsn, self.connect_timeout_s)
                 except (TimeoutError, *_DB_ERRORS) as exc:
-                    raise self._unavailable("cannot listen for key ring changes on", exc) from None
+                    logger.warning(
+                        "cannot listen for key ring changes on PostgreSQL at %s (%s): other "
+                        "hosts' new active keys are learnt only when a record needs one",
+                        self.url,
+                        _describe(exc),
+                    )
         return await self._read(
             lambda pool: _on_connection(pool, postgres_keyring.read), "cannot read the key ring in"
         )

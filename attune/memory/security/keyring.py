@@ -8,6 +8,10 @@ production never invent a key: without one only PUBLIC data can be written. A ke
 was used in a storage directory and is gone is refused (:mod:`attune.memory.store_marker`),
 never silently replaced.
 
+A long-term store that many hosts share (PostgreSQL) keeps the ring itself: there the key
+above is only the *root* that opens it, and :mod:`.ring_store` fills this ring from the
+store (:meth:`KeyRing._use_store_keys`) and rotates there.
+
 Rotation: :meth:`KeyRing.add_key` makes a new key active (written to the key file first);
 :meth:`~.crypto.EnvelopeCipher.rewrap` moves a record's data key under it. What the keys
 encrypt, and how, is :mod:`.crypto`.
