@@ -347,3 +347,39 @@ async def test_without_notifications_a_host_still_learns_a_rotation_from_a_miss(
         written = await b.persist_pattern("Vault 9 is empty", "ops", "SENSITIVE")
         record = await b.long_term.get(written["pattern_id"], 0)
         assert record is not None and record.key_id == rotated
+
+
+async def test_keys_of_a_sqlite_store_are_imported_so_its_records_open_on_every_host(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune.memory.security import ring_store
+
+    sqlite = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "laptop")
+    async with AsyncUnifiedMemory("a", sqlite, access_tier="STEWARD") as mem:
+        stored = await mem.persist_pattern("The vault code is 4417", "ops", "SENSITIVE")
+        laptop = mem.pipeline.cipher.ring
+        old_key = laptop._key(laptop.active_key_id)
+        await mem.export_patterns(tmp_path / "export.jsonl")
+    assert old_key is not None
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
+    config = _config(tmp_path, postgres_url, "server")
+    async with AsyncUnifiedMemory("b", config, access_tier="STEWARD") as mem:
+        # Its records name a key the ring lacks: refused before anything is written.
+        with pytest.raises(DecryptionError):
+            await mem.import_patterns(tmp_path / "export.jsonl")
+        ring = mem.pipeline.cipher.ring
+        with pytest.raises(ConfigurationError, match="exactly 32 bytes"):
+            await ring_store.import_keys(ring, mem.long_term, [old_key[:31]])
+        assert len(ring.key_ids) == 1
+        active = ring.active_key_id
+        imported = await ring_store.import_keys(ring, mem.long_term, [old_key])
+        assert imported == [key_id(old_key)] and ring.active_key_id == active
+        assert (await mem.import_patterns(tmp_path / "export.jsonl"))["imported"] == 1
+    security_pipeline.close_shared()
+    # Another host (its own directory, the same root) reads it and finds it.
+    async with AsyncUnifiedMemory("c", _config(tmp_path, postgres_url, "other")) as mem:
+        found = await mem.recall_pattern(stored["pattern_id"])
+        assert found is not None and found["content"] == "The vault code is 4417"
+        assert [r["pattern_id"] for r in await mem.search_patterns("vault")] == [
+            stored["pattern_id"]
+        ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -149,14 +150,45 @@ async def rotate(ring: KeyRing, store: LongTermStore) -> str:
     kid = key_id(material)
     stored = await store.change_key_ring(RingAdd(root[0], RingKey(kid, wrap(root, kid, material))))
     if stored.active_key_id != kid:
-        raise ConfigurationError(
-            f"the key ring in the long-term store is no longer under root key {root[0]} (its "
-            f"root is now {stored.root_key_id}): no key was added. Restart this process with "
-            f"the new root key in {ENV_VAR}, then rotate again"
-        )
+        raise _moved(root[0], stored.root_key_id, "no key was added")
     keys, active = open_ring(stored, root)
     ring._use_store_keys(keys, active)
     return kid
+
+
+async def import_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]) -> list[str]:
+    """Add existing master keys (32 bytes each) to the store's ring without making them
+    active, so records encrypted under them elsewhere (a SQLite store's key file, copied
+    by a migration) open on every host; their ids, in order. Keys already there are left
+    as they are."""
+    materials = [bytes(k) for k in keys]
+    if any(len(k) != _KEY_BYTES for k in materials):
+        raise ConfigurationError(f"a master key to import must be exactly {_KEY_BYTES} bytes")
+    if not await keeps_ring(store):
+        raise ConfigurationError(
+            "this long-term store keeps no key ring: its master keys are in the key file"
+        )
+    await ready(ring, store)
+    root = _root_or_refuse(ring)
+    stored: StoredRing | None = None
+    for material in materials:
+        kid = key_id(material)
+        op = RingAdd(root[0], RingKey(kid, wrap(root, kid, material)), activate=False)
+        stored = await store.change_key_ring(op)
+        if stored.root_key_id != root[0]:
+            raise _moved(root[0], stored.root_key_id, "no key was imported")
+    if stored is not None:
+        keys_now, active = open_ring(stored, root)
+        ring._use_store_keys(keys_now, active)
+    return [key_id(k) for k in materials]
+
+
+def _moved(root_id: str, now: str | None, what: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"the key ring in the long-term store is no longer under root key {root_id} (its "
+        f"root is now {now}): {what}. Restart this process with the new root key in "
+        f"{ENV_VAR}, then try again"
+    )
 
 
 #: Where ``attune keys reroot`` reads the new root key from.
