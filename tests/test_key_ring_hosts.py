@@ -331,7 +331,7 @@ async def test_without_notifications_a_host_still_learns_a_rotation_from_a_miss(
     async def refuse(*_args: Any) -> None:
         raise OSError(111, "Connection refused")
 
-    monkeypatch.setattr(postgres_keyring.Listener, "start", refuse)
+    monkeypatch.setattr(postgres_keyring.Listener, "_start", refuse)
     monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
     # Two "hosts" in one process: their own storage directories, so their own rings.
     a = AsyncUnifiedMemory("a", _config(tmp_path, postgres_url, "a"), access_tier="STEWARD")
@@ -383,3 +383,30 @@ async def test_keys_of_a_sqlite_store_are_imported_so_its_records_open_on_every_
         assert [r["pattern_id"] for r in await mem.search_patterns("vault")] == [
             stored["pattern_id"]
         ]
+
+
+async def test_a_running_host_keeps_working_after_the_root_key_changes(
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from attune.memory.security import ring_store
+
+    new = generate_master_key()
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
+    a = AsyncUnifiedMemory("a", _config(tmp_path, postgres_url, "a"), access_tier="STEWARD")
+    b = AsyncUnifiedMemory("b", _config(tmp_path, postgres_url, "b"))
+    async with a, b:
+        first = await a.persist_pattern("The vault code is 4417", "ops", "SENSITIVE")
+        assert await b.recall_pattern(first["pattern_id"]) is not None  # B holds the ring
+        ring = a.pipeline.cipher.ring
+        await ring_store.reroot(ring, a.long_term, base64.b64decode(new))
+        await ring_store.reload(b.pipeline.cipher.ring, b.long_term)  # as on its NOTIFY
+        assert "moved to root key" in caplog.text
+        later = await b.persist_pattern("Vault 9 is empty", "ops", "SENSITIVE")
+    security_pipeline.close_shared()
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", new)
+    async with AsyncUnifiedMemory("c", _config(tmp_path, postgres_url, "c")) as mem:
+        for stored in (first, later):
+            assert await mem.recall_pattern(stored["pattern_id"]) is not None

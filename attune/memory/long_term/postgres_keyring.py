@@ -144,7 +144,26 @@ class Listener:
     def listening(self) -> bool:
         return self.conn is not None and not self.conn.is_closed()
 
-    async def start(self, dsn: str, connect_timeout_s: float) -> None:
+    async def watch(
+        self, on_change: Callable[[], None], dsn: str, connect_timeout_s: float
+    ) -> None:
+        """Call ``on_change`` on every change; listening from now on if not yet. A session
+        that cannot listen is logged and done without (the next watch tries again): the
+        core still reads the ring again when a record names a key it lacks."""
+        if on_change not in self.watchers:
+            self.watchers.append(on_change)
+        if self.listening:
+            return
+        try:
+            self.conn = await self._start(dsn, connect_timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            logger.warning(
+                "cannot listen for key ring changes on PostgreSQL (%s): other hosts' new "
+                "active keys are learnt only when a record needs one",
+                type(exc).__name__,
+            )
+
+    async def _start(self, dsn: str, connect_timeout_s: float) -> asyncpg.Connection:
         conn = await asyncpg.connect(dsn, timeout=connect_timeout_s)
         try:
             await conn.add_listener(CHANNEL, self._heard)
@@ -152,11 +171,7 @@ class Listener:
         except BaseException:
             conn.terminate()
             raise
-        self.conn = conn
-
-    def watch(self, on_change: Callable[[], None]) -> None:
-        if on_change not in self.watchers:
-            self.watchers.append(on_change)
+        return conn
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -74,7 +73,6 @@ from attune.memory.long_term.queries import Found, PatternQuery
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 
 _T = TypeVar("_T")
-logger = logging.getLogger(__name__)
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
 _DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: The connection went away mid-write: what the server did with it is unknown.
@@ -404,18 +402,8 @@ class PostgresLongTermStore:
         that cannot listen is logged and done without: the core still reads the ring again
         when a record names a key it lacks, and the next such read tries to listen again."""
         res = self._pools.current() or await self._pools.get()
-        if on_change is not None:
-            res.ring_listener.watch(on_change)
-            if not res.ring_listener.listening:
-                try:  # listening first: a change right after the read below is heard
-                    await res.ring_listener.start(self._dsn, self.connect_timeout_s)
-                except (TimeoutError, *_DB_ERRORS) as exc:
-                    logger.warning(
-                        "cannot listen for key ring changes on PostgreSQL at %s (%s): other "
-                        "hosts' new active keys are learnt only when a record needs one",
-                        self.url,
-                        _describe(exc),
-                    )
+        if on_change is not None:  # listening first: a change right after the read is heard
+            await res.ring_listener.watch(on_change, self._dsn, self.connect_timeout_s)
         return await self._read(
             lambda pool: _on_connection(pool, postgres_keyring.read), "cannot read the key ring in"
         )

@@ -28,6 +28,7 @@ once when a record names a key this process has not loaded (:func:`learn`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -50,6 +51,8 @@ from attune.memory.long_term.protocol import (
 )
 from attune.memory.security import randomness
 from attune.memory.security.keyring import _KEY_BYTES, ENV_VAR, KeyRing, _decode_key, key_id
+
+logger = logging.getLogger(__name__)
 
 _NONCE = 12
 _TAG = 16
@@ -134,6 +137,18 @@ async def reload(ring: KeyRing, store: LongTermStore) -> None:
         return
     if not stored.created:
         stored = await store.change_key_ring(_new_ring(root))
+    if link.attached and stored.root_key_id != root[0]:
+        # Moved to a new root while this process runs: the keys it holds are still the
+        # ring's, so what it writes stays readable everywhere; it learns no new ones.
+        logger.warning(
+            "the key ring in the long-term database was moved to root key %s; this process "
+            "(root key %s) keeps the keys it holds but cannot learn new ones: restart it "
+            "with the new root key in %s",
+            stored.root_key_id,
+            root[0],
+            ENV_VAR,
+        )
+        return
     keys, active = open_ring(stored, root)
     ring._use_store_keys(keys, active)
     link.attached = True
@@ -272,10 +287,10 @@ def open_ring(stored: StoredRing, root: tuple[str, bytes]) -> tuple[dict[str, by
     if stored.root_key_id != root[0]:
         raise ConfigurationError(
             f"this process's master key is {root[0]}, but the key ring in the long-term "
-            f"database is under root key {stored.root_key_id}: records this process wrote "
-            "could not be read by the other hosts, so it refuses to start. Set "
+            f"database is under root key {stored.root_key_id}: this process cannot open it, "
+            "so it writes nothing (what it wrote could not be read by the other hosts). Set "
             f"{ENV_VAR} (or the key file) to the same root key as every other host; after a "
-            "root key change, to the new one"
+            "root key change (attune keys reroot), to the new one"
         )
     kek = _kek(root)
     check = stored.check
