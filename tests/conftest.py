@@ -211,7 +211,9 @@ async def postgres_url(postgres_session_url: str) -> AsyncIterator[str]:
     try:
         await conn.execute(
             "DO $$ BEGIN IF to_regclass('patterns') IS NOT NULL THEN "
-            "TRUNCATE patterns, store_meta, audit_subjects; END IF; END $$"
+            "TRUNCATE patterns, store_meta, audit_subjects; END IF; "
+            "IF to_regclass('key_ring') IS NOT NULL THEN TRUNCATE key_ring, key_ring_keys; "
+            "END IF; END $$"
         )
     finally:
         await conn.close()

@@ -21,7 +21,7 @@ import pytest
 from records import pattern_record
 
 from attune._runner import run_sync
-from attune.errors import AuditLogError, ValidationError
+from attune.errors import AuditLogError, ConfigurationError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 from attune.memory.long_term import (
     Audited,
@@ -35,7 +35,12 @@ from attune.memory.long_term import (
     PatternQuery,
     PurgeOp,
     RewrapOp,
+    RingAdd,
+    RingCreate,
+    RingKey,
+    RingReroot,
     SearchEntry,
+    StoredRing,
     SubjectOp,
     WrappedKey,
 )
@@ -260,6 +265,93 @@ async def test_rotate_keys_rewraps_and_records_still_read(
     update = WrappedKey(public["pattern_id"], "PUBLIC", "k2", b"w")
     assert await store.write(RewrapOp((update,))) == 0
     assert await store.write(RewrapOp(())) == 0
+
+
+async def test_encrypted_records_are_under_the_stores_ring_when_it_keeps_one(
+    mock_config: MemoryConfig, store: LongTermStore
+) -> None:
+    async with _agent(mock_config, store, access_tier="STEWARD") as mem:
+        stored = await mem.persist_pattern("The vault code is 4417", "ops", "SENSITIVE")
+        ring = await store.key_ring()
+        local = mem.pipeline.cipher.ring
+        record = await store.get(stored["pattern_id"], 0)
+        assert record is not None
+        if ring is None:  # the key file is the ring
+            assert not local.in_store and record.key_id == local.active_key_id
+            return
+        assert ring.created and local.in_store
+        root = local._root_key()
+        assert root is not None and ring.root_key_id == root[0]
+        assert record.key_id == ring.active_key_id != root[0]
+        rotated = await mem.rotate_keys()
+        after = await store.key_ring()
+        assert after is not None and after.active_key_id == rotated["key_id"]
+        assert [k.key_id for k in after.keys] == [record.key_id, rotated["key_id"]]
+
+
+async def test_writes_and_reads_do_not_read_the_key_ring_each_time(
+    mock_config: MemoryConfig, store: LongTermStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = 0
+    read_ring = store.key_ring
+
+    async def counted(on_change: Any = None) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read_ring(on_change)
+
+    monkeypatch.setattr(store, "key_ring", counted)
+    async with _agent(mock_config, store) as mem:
+        ids = [
+            (await mem.persist_pattern(f"Vault {n} code {n}417", "ops", "SENSITIVE"))["pattern_id"]
+            for n in range(20)
+        ]
+        for pattern_id in ids:
+            assert await mem.recall_pattern(pattern_id) is not None
+        assert len(await mem.search_patterns("vault", limit=50)) == 20
+    assert reads <= 2  # whether it keeps one; then (if it does) the ring itself, once
+
+
+async def test_the_key_ring_is_kept_for_every_host_or_refused(
+    open_store: Callable[[], LongTermStore],
+) -> None:
+    store, other = open_store(), open_store()
+    create = RingCreate("k_root", b"check", "k_1", (RingKey("k_1", b"w1"),))
+    heard = asyncio.Event()
+    ring = await store.key_ring(heard.set)
+    if ring is None:  # a store of one host keeps none, and says so on a change
+        with pytest.raises(ConfigurationError, match="keeps no key ring"):
+            await store.change_key_ring(create)
+        return
+    assert not ring.created and ring.keys == () and ring.active_key_id is None
+    # Hosts creating it at once: one ring, the first writer's, for all of them.
+    rivals = [
+        RingCreate(f"k_root{n}", b"check", f"k_{n}", (RingKey(f"k_{n}", b"w"),)) for n in range(8)
+    ]
+    made = await asyncio.gather(*(open_store().change_key_ring(op) for op in rivals))
+    assert len(set(made)) == 1 and made[0].created and len(made[0].keys) == 1
+    first = made[0]
+    assert await store.change_key_ring(create) == first
+    root = first.root_key_id
+    assert root is not None
+    # A key added under another root changes nothing; under the root it becomes active.
+    assert await other.change_key_ring(RingAdd("k_other", RingKey("k_x", b"wx"))) == first
+    assert not heard.is_set()
+    added = await other.change_key_ring(RingAdd(root, RingKey("k_y", b"wy")))
+    assert added.active_key_id == "k_y" and added.keys[-1] == RingKey("k_y", b"wy")
+    await asyncio.wait_for(heard.wait(), 30)  # another store object's change was heard
+    kept = await other.change_key_ring(RingAdd(root, RingKey("k_z", b"wz"), activate=False))
+    assert kept.active_key_id == "k_y" and len(kept.keys) == 3
+    assert await store.key_ring() == kept
+    # A new root: only from the current one, only naming every key.
+    names = [k.key_id for k in kept.keys]
+    partial = tuple(RingKey(k, b"new") for k in names[:-1])
+    assert await store.change_key_ring(RingReroot(root, "k_new", b"c2", partial)) == kept
+    wrong = tuple(RingKey(k, b"new") for k in names)
+    assert await store.change_key_ring(RingReroot("k_other", "k_new", b"c2", wrong)) == kept
+    moved = await store.change_key_ring(RingReroot(root, "k_new", b"c2", wrong))
+    assert moved == StoredRing("k_new", b"c2", "k_y", wrong)
+    assert await other.key_ring() == moved
 
 
 async def test_wrapped_keys_page_by_id(store: LongTermStore) -> None:

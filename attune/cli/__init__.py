@@ -12,6 +12,8 @@
                                 are written (JSON lines with --json), until Ctrl-C
     attune keys generate        print a new master key for ATTUNE_MASTER_KEY
     attune keys rotate          new master key; re-wrap every record's data key under it
+    attune keys reroot          move the key ring kept in PostgreSQL under the root key in
+                                ATTUNE_NEW_MASTER_KEY (then give every host that key)
     attune db upgrade           bring the long-term store's schema to this version (SQLite
                                 or PostgreSQL; also done on first use, under a lock)
     attune purge                delete long-term patterns past their retention
@@ -54,6 +56,7 @@ records (spinners for purge and erase-user) when stderr is a terminal. For scrip
                          "pseudonym_erased"}
     keys generate       {"master_key": "..."}
     keys rotate         {"key_id", "rewrapped"}
+    keys reroot         {"root_key_id", "keys"}
     db upgrade          {"backend", "where", "schema_version", "patterns"}
     demo                {"staged", "promoted", "health"} (its story goes to stderr)
     claude-memory show  {"files": [{"path", "level", "bytes", "imported_by"}, ...],

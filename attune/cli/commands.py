@@ -224,6 +224,8 @@ def _keys(args: argparse.Namespace, out: Output) -> int:
         else:
             sys.stdout.write(key + "\n")  # the bare key, to paste or to pipe
         return OK
+    if args.action == "reroot":
+        return _reroot(out)
     with _steward() as agent, out.progress("Re-wrapping data keys") as progress:
         result = agent.memory.rotate_keys(progress=progress)
     if out.as_json:
@@ -232,6 +234,37 @@ def _keys(args: argparse.Namespace, out: Output) -> int:
         out.line(
             f"New master key {result['key_id']} active; "
             f"re-wrapped {result['rewrapped']} data key(s)."
+        )
+    return OK
+
+
+def _reroot(out: Output) -> int:
+    """keys reroot: the ring kept in the long-term database, re-wrapped under the root key
+    in ATTUNE_NEW_MASTER_KEY (read from the environment, never from the command line)."""
+    import asyncio
+
+    from attune.memory import MemoryConfig, backends
+    from attune.memory.security import ring_store
+    from attune.memory.security.pipeline import SecurityPipeline
+
+    config = MemoryConfig()
+    new_root = ring_store.new_root_from_environment()
+    ring = SecurityPipeline(config).cipher.ring
+
+    async def reroot() -> str:
+        store = backends.open_long_term(config)
+        try:
+            return await ring_store.reroot(ring, store, new_root)
+        finally:
+            await store.aclose()
+
+    root_key_id = asyncio.run(reroot())
+    if out.as_json:
+        out.document({"root_key_id": root_key_id, "keys": len(ring.key_ids)})
+    else:
+        out.line(
+            f"The key ring ({len(ring.key_ids)} key(s)) is now under root key {root_key_id}: "
+            "start every host with ATTUNE_MASTER_KEY set to it."
         )
     return OK
 

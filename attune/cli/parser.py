@@ -145,6 +145,12 @@ def build() -> argparse.ArgumentParser:
     keys.add_parser(
         "rotate", parents=[common], help="activate a new master key and re-wrap data keys"
     )
+    keys.add_parser(
+        "reroot",
+        parents=[common],
+        help="move the key ring kept in the database under the root key in "
+        "ATTUNE_NEW_MASTER_KEY (PostgreSQL)",
+    )
 
     claude = sub.add_parser(
         "claude-memory", parents=[common], help="the CLAUDE.md hierarchy attune loads"

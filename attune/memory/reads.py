@@ -17,6 +17,7 @@ another query.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -164,7 +165,11 @@ class LongTermReads(CoreParts):
         page = PatternPage()
         for item in found:
             try:
-                page.append(self._open(item, parsed_query))
+                page.append(
+                    await self.pipeline.opened(
+                        self.long_term, functools.partial(self._open, item, parsed_query)
+                    )
+                )
             except CorruptRecordError:  # reported, skipped: one damaged record breaks no page
                 pid = item.record.pattern_id
                 corrupt = self._event("pattern.retrieve", target_id=pid, outcome="corrupt")
@@ -270,7 +275,9 @@ class LongTermReads(CoreParts):
             except ConfigurationError:
                 return None  # no master key: nothing is encrypted, nothing to tokenise
             kid = await self.long_term.write(MetaOp(_SEARCH_KEY_META, active))
-            self._search = (BlindIndex(ring.search_key(kid)),)
+            # Any key of the ring, the same on every host; one another host made is learnt.
+            key = await self.pipeline.opened(self.long_term, lambda: ring.search_key(kid))
+            self._search = (BlindIndex(key),)
         return self._search[0]
 
     async def _backfill(self, index: BlindIndex | None, *, again: bool = False) -> None:
@@ -283,7 +290,9 @@ class LongTermReads(CoreParts):
             built = []
             for record in page:
                 try:
-                    content, metadata = self.pipeline.unseal(record)
+                    content, metadata = await self.pipeline.opened(
+                        self.long_term, functools.partial(self.pipeline.unseal, record)
+                    )
                 except (CorruptRecordError, ConfigurationError):
                     continue  # unreadable: left unindexed (recall reports it)
                 if record.encrypted and index is None:

@@ -80,6 +80,7 @@ class StagedPatterns(CoreParts):
             "expires_at": iso_or_none(now + ttl_ms),
             "namespace": self.namespace,
         }
+        await self.pipeline.keys_ready(self.long_term)  # another host's new active key
         payload = self.pipeline.seal_staged(envelope, prepared)
         encoded = validation.encode_json(payload, self.config.max_value_bytes, "pattern_data")
         # Audited ahead: the event is durable before Redis sees the entry, so the trail

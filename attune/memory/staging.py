@@ -118,7 +118,7 @@ class StagingArea:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def open(self, staged_id: str, raw: bytes) -> dict[str, Any]:
+    async def open(self, staged_id: str, raw: bytes) -> dict[str, Any]:
         """A stored entry as the caller sees it, or :class:`CorruptRecordError`."""
         try:
             stored = json.loads(raw)
@@ -129,7 +129,9 @@ class StagingArea:
         if stored.get("pattern_id") != staged_id:  # before the pipeline names it by that id
             raise _corrupt(staged_id, "id_mismatch")
         try:
-            envelope, data = self.pipeline.open_staged(stored, staged_id=staged_id)
+            envelope, data = await self.pipeline.opened(
+                self.long_term, lambda: self.pipeline.open_staged(stored, staged_id=staged_id)
+            )
         except CorruptRecordError:
             raise
         except DecryptionError:
@@ -183,7 +185,7 @@ class StagingArea:
                 await self._remove_leftover(entry.staged_id, pattern_id, entry.expires_at_ms)
                 continue
             try:
-                staged.append(self.open(entry.staged_id, entry.payload))
+                staged.append(await self.open(entry.staged_id, entry.payload))
             except CorruptRecordError as exc:
                 await self.report_corrupt(exc)
         return staged
@@ -232,7 +234,7 @@ class StagingArea:
             if await self.long_term.existing([pattern_id]):  # Redis failed after a commit
                 await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)
                 raise _already_promoted(staged_id, pattern_id)
-            claimed.staged = self.open(staged_id, found.payload)
+            claimed.staged = await self.open(staged_id, found.payload)
         except asyncio.CancelledError:
             raise  # the lease frees the entry
         except BaseException:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -154,8 +155,10 @@ class PatternTransfer(CoreParts):
         report = Reporter(check_progress(progress), "import_patterns")
         data, manifest = await _io("read the export", _read_export, source)
         records = await asyncio.to_thread(_parse, data, manifest)
-        for record in records:
-            self.pipeline.unseal(record)  # readable here, or refused before any write
+        for record in records:  # readable here, or refused before any write
+            await self.pipeline.opened(
+                self.long_term, functools.partial(self.pipeline.unseal, record)
+            )
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         now = clock.now_ms()
         live = [r for r in records if r.expires_at_ms is None or r.expires_at_ms > now]

@@ -154,6 +154,9 @@ class AsyncUnifiedMemory(
             raise AttuneError(f"{type(self).__name__} is closed; create a new one")
         allowed = access.is_allowed(self.access_tier, action)
         if self._subject is None and not (allowed and action in access.WORKING_DATA):
+            # The store's key ring first: a host with the wrong root key stops here,
+            # before its first write (the pseudonym's secret).
+            await self.pipeline.keys_ready(self.long_term)
             self._subject = await self._pseudonym_of(self.user_id, create=True)
         if allowed and not access.audit_when_allowed(action):
             return
@@ -314,6 +317,7 @@ class AsyncUnifiedMemory(
             tier=self.access_tier.name,
             target_id=pattern_id,
         )
+        await self.pipeline.keys_ready(self.long_term)  # another host's new active key
         now = clock.now_ms()
         sealed = self.pipeline.seal(
             pattern_id, prepared.classification, prepared.content, prepared.metadata
@@ -372,7 +376,9 @@ class AsyncUnifiedMemory(
         if record is None or (scope is not None and record.namespace != scope):
             return None
         try:
-            content, metadata = self.pipeline.unseal(record)
+            content, metadata = await self.pipeline.opened(
+                self.long_term, lambda: self.pipeline.unseal(record)
+            )
         except CorruptRecordError:
             # Tampering shows in the audit log, not only here.
             corrupt = self._event("pattern.retrieve", target_id=pattern_id, outcome="corrupt")

@@ -8,15 +8,20 @@ transaction, then awaits its event.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from attune.memory import clock, validation
 from attune.memory.core_parts import CoreParts
-from attune.memory.long_term.protocol import DeleteOp, PurgeOp, RewrapOp
+from attune.memory.long_term.protocol import DeleteOp, PurgeOp, RewrapOp, WrappedKey
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
 
 #: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
 _MAX_BATCH_SIZE = 100_000
+
+
+def _rewrap(core: CoreParts, keys: list[WrappedKey]) -> list[WrappedKey]:
+    return [core.pipeline.rewrap(k) for k in keys]
 
 
 class LongTermUpkeep(CoreParts):
@@ -50,7 +55,9 @@ class LongTermUpkeep(CoreParts):
         self, batch_size: int = 500, *, progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
         """Make a new master key active and re-wrap every record's data key under it
-        (STEWARD only). Content is not re-encrypted; old keys stay in the key file so
+        (STEWARD only). Content is not re-encrypted; old keys stay in the ring (the key
+        file; or, with a long-term store that keeps the ring for every host, PostgreSQL:
+        there, so every host reads the records at once and writes under the new key) so
         staged patterns and backups remain readable. Returns the new key id and counts.
 
         ``progress(done, None)``, if given, is called with the encrypted records handled
@@ -61,13 +68,16 @@ class LongTermUpkeep(CoreParts):
         validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
         report = Reporter(check_progress(progress), "rotate_keys")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        new_key_id = self.pipeline.cipher.ring.add_key()
+        new_key_id = await self.pipeline.new_active_key(self.long_term)
         rewrapped = 0
         after = ""
         done = 0
         report(done, None)
         while page := await self.long_term.wrapped_keys(after, batch_size):
-            updates = [self.pipeline.rewrap(k) for k in page if k.key_id != new_key_id]
+            todo = [k for k in page if k.key_id != new_key_id]
+            updates = await self.pipeline.opened(
+                self.long_term, functools.partial(_rewrap, self, todo)
+            )
             if updates:
                 rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
             after = page[-1].pattern_id

@@ -35,6 +35,9 @@ MIGRATION_LOCK = 0x617474756E65
 #: that REINDEX CONCURRENTLY one table's indexes together deadlock).
 ERASURE_LOCK = MIGRATION_LOCK + 1
 
+#: The advisory lock every change of the key ring holds (:mod:`.postgres_keyring`).
+KEY_RING_LOCK = MIGRATION_LOCK + 2
+
 #: version -> statements that bring the schema from version-1 to version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -76,6 +79,26 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         # The secret of each user's audit pseudonym; erasing a user deletes it.
         "CREATE TABLE audit_subjects (user_id TEXT PRIMARY KEY, secret BYTEA NOT NULL)",
+    ),
+    # The key ring of every host sharing the database (:mod:`.postgres_keyring`): one head
+    # row (root key id, its check value, the active key) and the keys wrapped under the root.
+    2: (
+        """
+        CREATE TABLE key_ring (
+            singleton     BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+            root_key_id   TEXT NOT NULL,
+            root_check    BYTEA NOT NULL,
+            active_key_id TEXT NOT NULL,
+            changed_at_ms BIGINT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE key_ring_keys (
+            key_id      TEXT COLLATE "C" PRIMARY KEY,
+            wrapped     BYTEA NOT NULL,
+            added_at_ms BIGINT NOT NULL
+        )
+        """,
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)

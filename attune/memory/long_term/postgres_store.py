@@ -39,7 +39,12 @@ import asyncpg
 from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory.config import redact_url
-from attune.memory.long_term import batching, postgres_schema, postgres_search
+from attune.memory.long_term import (
+    batching,
+    postgres_keyring,
+    postgres_schema,
+    postgres_search,
+)
 from attune.memory.long_term.batching import Outcome, Queued
 from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
 from attune.memory.long_term.postgres_schema import (
@@ -57,6 +62,8 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    RingOp,
+    StoredRing,
     SubjectOp,
     WrappedKey,
     WriteOp,
@@ -101,6 +108,8 @@ class _Pool:
     #: The connection sequential reads use (held from the pool; see ``_read``).
     reader: asyncpg.Connection | None = None
     reading: bool = False
+    #: The session that hears key ring changes (opened on the first watched read).
+    ring_listener: postgres_keyring.Listener = field(default_factory=postgres_keyring.Listener)
 
 
 class PostgresLongTermStore:
@@ -175,6 +184,8 @@ class PostgresLongTermStore:
             reader, res.reader = res.reader, None
             with contextlib.suppress(Exception):
                 await res.pool.release(reader)
+        with contextlib.suppress(*_DB_ERRORS):
+            await res.ring_listener.close()
         await res.pool.close()
 
     def _unavailable(
@@ -413,6 +424,28 @@ class PostgresLongTermStore:
         )
         return None if value is None else bytes(value)
 
+    # -- the key ring of every host (postgres_keyring) ------------------------------------------
+
+    async def key_ring(self, on_change: Callable[[], None] | None = None) -> StoredRing:
+        """The ring in the database (``root_key_id`` None until the first process with a
+        master key creates it). With ``on_change``: called after any process changes it
+        (LISTEN/NOTIFY, one session per event loop) or when that session ends. A session
+        that cannot listen is logged and done without: the core still reads the ring again
+        when a record names a key it lacks, and the next such read tries to listen again."""
+        res = self._pools.current() or await self._pools.get()
+        if on_change is not None:  # listening first: a change right after the read is heard
+            await res.ring_listener.watch(on_change, self._dsn, self.connect_timeout_s)
+        return await self._read(
+            lambda pool: _on_connection(pool, postgres_keyring.read), "cannot read the key ring in"
+        )
+
+    async def change_key_ring(self, op: RingOp) -> StoredRing:
+        """Apply ``op`` (see :mod:`.postgres_keyring`); the ring as stored afterwards."""
+        return await self._read(
+            lambda pool: _on_connection(pool, lambda conn: postgres_keyring.change(conn, op)),
+            "cannot change the key ring in",
+        )
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
@@ -427,6 +460,13 @@ class PostgresLongTermStore:
 
     async def aclose(self) -> None:
         await self._pools.aclose()
+
+
+async def _on_connection(
+    pool: asyncpg.Pool, call: Callable[[asyncpg.Connection], Awaitable[_T]]
+) -> _T:
+    async with pool.acquire() as conn:
+        return await call(conn)
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ by the security pipeline. A PostgreSQL backend is a new module implementing
 from __future__ import annotations
 
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, overload, runtime_checkable
 
@@ -206,6 +206,70 @@ WriteOp = InsertOp | IndexOp | MetaOp | DeleteOp | PurgeOp | RewrapOp | SubjectO
 WRITE_OPS = typing.get_args(WriteOp)
 
 
+# -- the key ring a store keeps for every host that shares it --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RingKey:
+    """One master key of a stored key ring: its id and its material wrapped under the root
+    key (:mod:`attune.memory.security.ring_store` says how)."""
+
+    key_id: str
+    wrapped: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRing:
+    """A key ring as a store keeps it. ``root_key_id`` is None while none was created (then
+    ``keys`` is empty); ``check`` proves a root key is that root (an AEAD check value)."""
+
+    root_key_id: str | None
+    check: bytes = field(repr=False)
+    active_key_id: str | None
+    keys: tuple[RingKey, ...] = ()
+
+    @property
+    def created(self) -> bool:
+        return self.root_key_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RingCreate:
+    """Create the store's key ring unless one exists (the first writer wins, across
+    processes): ``keys`` with ``active_key_id`` active, under root ``root_key_id``."""
+
+    root_key_id: str
+    check: bytes = field(repr=False)
+    active_key_id: str
+    keys: tuple[RingKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RingAdd:
+    """Add ``key`` to the ring (``activate``: make it the active key); done only while the
+    ring's root is ``root_key_id``."""
+
+    root_key_id: str
+    key: RingKey
+    activate: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RingReroot:
+    """Move the whole ring from root ``old_root_key_id`` to ``root_key_id``: ``keys`` are
+    every key of the ring wrapped under the new root; done only while the root is the old
+    one and ``keys`` names exactly the ring's keys."""
+
+    old_root_key_id: str
+    root_key_id: str
+    check: bytes = field(repr=False)
+    keys: tuple[RingKey, ...]
+
+
+#: A change to a stored key ring (:meth:`LongTermStore.change_key_ring`).
+RingOp = RingCreate | RingAdd | RingReroot
+
+
 @runtime_checkable
 class LongTermStore(Protocol):
     """A long-term backend: writes are :data:`WriteOp` values it executes (durably, with
@@ -261,6 +325,21 @@ class LongTermStore(Protocol):
     async def subject_secret(self, user_id: str) -> bytes | None:
         """The secret of ``user_id``'s audit pseudonym (:class:`SubjectOp`), or None when it
         has none (never seen, or erased)."""
+        ...
+
+    async def key_ring(self, on_change: Callable[[], None] | None = None) -> StoredRing | None:
+        """The key ring this store keeps for every process that shares it; None when it
+        keeps none (a store of one host: the key file is the ring). ``on_change``, if
+        given, is called (on this loop, from no particular task) after another process
+        changes the ring or when the store can no longer tell: the caller then reads the
+        ring again. A store may never call it (the core also reloads on an unknown key)."""
+        ...
+
+    async def change_key_ring(self, op: RingOp) -> StoredRing:
+        """Apply ``op`` in one transaction, serialized with every other change of the ring
+        across processes, and return the ring as stored afterwards (unchanged when its
+        condition does not hold: the caller compares). A store that keeps no key ring
+        raises :class:`~attune.errors.ConfigurationError`."""
         ...
 
     async def health(self) -> dict[str, Any]: ...

@@ -54,6 +54,8 @@ from attune.memory.long_term.protocol import (
     PatternRecord,
     PurgeOp,
     RewrapOp,
+    RingOp,
+    StoredRing,
     SubjectOp,
     WrappedKey,
     WriteOp,
@@ -302,6 +304,16 @@ class SQLiteLongTermStore:
     async def subject_secret(self, user_id: str) -> bytes | None:
         rows = await self._read("SELECT secret FROM audit_subjects WHERE user_id = ?", (user_id,))
         return bytes(rows[0][0]) if rows else None
+
+    async def key_ring(self, on_change: Callable[[], None] | None = None) -> StoredRing | None:
+        """None: a store of one host keeps no key ring (the key file beside it is the ring)."""
+        return None
+
+    async def change_key_ring(self, op: RingOp) -> StoredRing:
+        raise ConfigurationError(
+            f"the SQLite store {self.path} keeps no key ring: its master keys are in the key "
+            "file (or ATTUNE_MASTER_KEY); rotate_keys() adds keys there"
+        )
 
     async def _on_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """A read run as one function on the connection's thread (one hand-off)."""

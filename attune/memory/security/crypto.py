@@ -134,6 +134,14 @@ class EnvelopeCipher:
 
     def _unwrap(self, blob: EncryptedBlob, record_id: str, label: str) -> bytes:
         master = self.ring._key(blob.key_id) if isinstance(blob.key_id, str) else None
+        if master is None and self.ring.in_store:
+            raise DecryptionError(
+                f"cannot decrypt record {record_id!r}: it was encrypted under master key "
+                f"{blob.key_id!r}, which is not in the key ring kept in the long-term database "
+                "(nor was it there when the ring was read again). Restore the key ring's "
+                "tables from a backup, or import that key; if it was deleted on purpose the "
+                "record is unrecoverable (crypto-shredded)"
+            )
         if master is None:
             raise DecryptionError(
                 f"cannot decrypt record {record_id!r}: it was encrypted under master key "

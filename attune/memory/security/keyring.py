@@ -8,6 +8,10 @@ production never invent a key: without one only PUBLIC data can be written. A ke
 was used in a storage directory and is gone is refused (:mod:`attune.memory.store_marker`),
 never silently replaced.
 
+A long-term store that many hosts share (PostgreSQL) keeps the ring itself: there the key
+above is only the *root* that opens it, and :mod:`.ring_store` fills this ring from the
+store (:meth:`KeyRing._use_store_keys`) and rotates there.
+
 Rotation: :meth:`KeyRing.add_key` makes a new key active (written to the key file first);
 :meth:`~.crypto.EnvelopeCipher.rewrap` moves a record's data key under it. What the keys
 encrypt, and how, is :mod:`.crypto`.
@@ -70,6 +74,11 @@ class KeyRing:
         self._active: str | None = None
         self._key_file = key_file
         self._env_key_id: str | None = None
+        #: The root key (ATTUNE_MASTER_KEY, else the key file's active key): what a key ring
+        #: kept in the long-term store is wrapped under (:mod:`.ring_store`).
+        self._root: tuple[str, bytes] | None = None
+        #: Whether the keys are the long-term store's ring (then the key file is not used).
+        self._in_store = False
         for key in keys:
             self._install(_checked_key(key))
 
@@ -96,8 +105,10 @@ class KeyRing:
         ring = cls(key_file=path)
         if stored is not None:
             ring._install_file(stored)
+            ring._root = (stored.active, stored.keys[stored.active])
         if env_key is not None:
             ring._env_key_id = ring._install(env_key)
+            ring._root = (ring._env_key_id, env_key)
         return ring
 
     @property
@@ -127,6 +138,11 @@ class KeyRing:
         material = _checked_key(secrets.token_bytes(_KEY_BYTES) if key is None else key)
         kid = key_id(material)
         with self._lock:
+            if self._in_store:
+                raise ConfigurationError(
+                    "this key ring is kept in the long-term database for every host: add a "
+                    "key with rotate_keys(), which stores it there first"
+                )
             if self._key_file is not None:
                 stored = _add_to_key_file(self._key_file, kid, material)
                 for other_kid, other in stored.keys.items():
@@ -156,6 +172,24 @@ class KeyRing:
                 "encrypted patterns"
             )
         return derive_search_key(material)
+
+    @property
+    def in_store(self) -> bool:
+        """Whether the keys are the ring kept in the long-term store (see :mod:`.ring_store`)."""
+        return self._in_store
+
+    def _root_key(self) -> tuple[str, bytes] | None:
+        """(id, material) of the root key, or None when this process has no master key."""
+        return self._root
+
+    def _use_store_keys(self, keys: dict[str, bytes], active: str | None) -> None:
+        """Hold exactly ``keys`` (the store's ring, opened), ``active`` active; from now on
+        the key file is neither read nor written."""
+        with self._lock:
+            self._keys = dict(keys)
+            self._active = active
+            self._key_file = None
+            self._in_store = True
 
     def __repr__(self) -> str:
         with self._lock:

@@ -39,13 +39,15 @@ from typing import Any, TypeVar
 from attune.errors import (
     AttuneError,
     AuditLogError,
+    ConfigurationError,
+    DecryptionError,
     SecretsDetectedError,
     SecurityPipelineError,
     ValidationError,
 )
 from attune.memory.config import MemoryConfig
-from attune.memory.long_term.protocol import Audited, PatternRecord, WrappedKey
-from attune.memory.security import records, shared, staged
+from attune.memory.long_term.protocol import Audited, LongTermStore, PatternRecord, WrappedKey
+from attune.memory.security import records, ring_store, shared, staged
 from attune.memory.security.audit import AuditEvent, AuditLogger, Durability
 from attune.memory.security.classifier import ClassificationDecision, decide
 from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher
@@ -125,9 +127,37 @@ class SecurityPipeline:
                     self.config.ensure_storage_dir(),
                     self.config.environment.value,
                     self.config.master_key_file,
+                    self.config.database_url,
                 )
                 self._cipher = EnvelopeCipher(ring)
             return self._cipher
+
+    # -- the key ring a long-term store keeps (ring_store) --------------------------------------
+
+    async def keys_ready(self, store: LongTermStore) -> None:
+        """Make the key ring hold ``store``'s ring, if it keeps one (:mod:`.ring_store`):
+        read and checked on first use (a wrong root key raises ConfigurationError here,
+        before anything is written), read again after the store said it changed. Free for
+        a store that keeps none."""
+        if await ring_store.keeps_ring(store):
+            await ring_store.ready(self.cipher.ring, store)
+
+    async def opened(self, store: LongTermStore, fn: Callable[[], T]) -> T:
+        """``fn()``, which opens encrypted data; if it meets a master key this process has
+        not loaded (DecryptionError, or ConfigurationError for a search key), ``store``'s
+        key ring is read again once (another host rotated) and, if that brought keys,
+        ``fn`` runs again; else its error stands."""
+        try:
+            return fn()
+        except (DecryptionError, ConfigurationError):
+            if self._cipher is None or not await ring_store.learn(self._cipher.ring, store):
+                raise
+        return fn()
+
+    async def new_active_key(self, store: LongTermStore) -> str:
+        """A new active master key (rotation): in ``store``'s ring if it keeps one, for
+        every host at once, else in the key file; its id."""
+        return await ring_store.rotate(self.cipher.ring, store)
 
     # -- steps 1-3 -------------------------------------------------------------------------------
 

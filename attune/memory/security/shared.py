@@ -21,7 +21,7 @@ _registry_lock = threading.Lock()
 _audit_loggers: dict[Path, AuditLogger] = {}
 #: Bumped by close_shared(), so pipelines drop the loggers they cached.
 generation = 0
-_keyrings: dict[tuple[Path, str, Path | None], KeyRing] = {}
+_keyrings: dict[tuple[Path, str, Path | None, str | None], KeyRing] = {}
 
 
 def shared_audit_logger(path: Path, sync: bool) -> AuditLogger:
@@ -37,9 +37,12 @@ def shared_audit_logger(path: Path, sync: bool) -> AuditLogger:
         return logger
 
 
-def shared_keyring(storage_dir: Path, environment: str, key_file: Path | None) -> KeyRing:
-    """One key ring per storage directory in a process, so rotation is seen by every agent."""
-    key = (storage_dir.expanduser().resolve(), environment, key_file)
+def shared_keyring(
+    storage_dir: Path, environment: str, key_file: Path | None, database: str | None = None
+) -> KeyRing:
+    """One key ring per storage directory (and long-term database, which may keep the
+    ring: :mod:`.ring_store`) in a process, so rotation is seen by every agent."""
+    key = (storage_dir.expanduser().resolve(), environment, key_file, database)
     with _registry_lock:
         ring = _keyrings.get(key)
         if ring is None:
