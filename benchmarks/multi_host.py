@@ -7,7 +7,8 @@ against the same PostgreSQL database and the same Redis (issue 16, item 8).
 Each host is a process of its own (``worker`` below) with its own storage directory; both
 share only ``ATTUNE_MASTER_KEY``, ``ATTUNE_DATABASE_URL`` and ``REDIS_URL``. Phase one, on
 both hosts at once: each of 8 agents persists ``--patterns`` patterns (PUBLIC, INTERNAL and
-SENSITIVE in turn, each with a word of its own) and stages ``--staged`` patterns. Phase
+SENSITIVE in turn, each with a word of its own) and stages ``--staged`` patterns; then
+host ``a`` rotates the master keys and writes 8 SENSITIVE patterns under the new one. Phase
 two, on both at once: each host recalls every pattern the *other* wrote, finds each by its
 word with ``search_patterns``, and promotes the other's staged patterns (as a VALIDATOR).
 Prints persists per second per phase and the cross-host recall and search p50;
@@ -67,10 +68,22 @@ async def _write(host: str, patterns: int, staged: int) -> dict[str, Any]:
     started = time.perf_counter()
     results = await asyncio.gather(*(agent(a) for a in range(AGENTS)))
     elapsed = time.perf_counter() - started
+    written = [p for done, _ in results for p in done]
+    rotated = None
+    if host == "a":  # a rotation here, then SENSITIVE writes under the new key
+        async with AsyncUnifiedMemory(f"{host}-steward", access_tier="STEWARD") as mem:
+            rotated = (await mem.rotate_keys())["key_id"]
+            for n in range(AGENTS):
+                word = _word(host, 99, n)
+                text = f"after rotation host {host} wrote {word}"
+                result = await mem.persist_pattern(text, "practice", classification="SENSITIVE")
+                assert result["encrypted"]
+                written.append({"pattern_id": result["pattern_id"], "word": word, "text": text})
     return {
-        "patterns": [p for written, _ in results for p in written],
+        "patterns": written,
         "staged": [s for _, parked in results for s in parked],
         "persists_per_s": AGENTS * patterns / elapsed,
+        "rotated_to": rotated,
     }
 
 

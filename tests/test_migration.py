@@ -61,6 +61,7 @@ async def test_a_sqlite_store_is_copied_as_stored_and_found_in_postgresql(
     report = await Migration(postgres_url, _config(tmp_path)).run()
     assert report["records"] == 30 and report["imported"] == 30 and report["skipped"] == 0
     assert report["verified"] == 30 and len(report["sha256"]) == 64
+    assert report["keys_imported"] >= 1  # the key file's key, now in the database's ring
     assert report["by_classification"] == {"PUBLIC": 10, "INTERNAL": 10, "SENSITIVE": 10}
     assert list((tmp_path / "migrate").iterdir()) == [], "the export is deleted once verified"
     async with AsyncUnifiedMemory(

@@ -3,7 +3,8 @@ running 8 agents against the same PostgreSQL database and Redis, see each other'
 
 The scenario is ``benchmarks/multi_host.py`` (also a benchmark); here it runs small and
 its outcome is checked: every pattern one host wrote is recalled, with its content, and
-found by search on the other; every staged pattern is promoted once, by the other host.
+found by search on the other, including SENSITIVE ones written after a key rotation on
+that host; every staged pattern is promoted once, by the other host.
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ def test_each_host_recalls_finds_and_promotes_what_the_other_wrote(
     two_hosts: dict, postgres_url: str
 ) -> None:
     written, read = two_hosts["written"], two_hosts["read"]
-    per_host = multi_host.AGENTS * PATTERNS
+    per_host = {"a": multi_host.AGENTS * (PATTERNS + 1), "b": multi_host.AGENTS * PATTERNS}
+    assert written["a"]["rotated_to"] and written["b"]["rotated_to"] is None
+    other = {"a": "b", "b": "a"}
     for host in ("a", "b"):
-        assert len(written[host]["patterns"]) == per_host
+        assert len(written[host]["patterns"]) == per_host[host]
         assert len(written[host]["staged"]) == multi_host.AGENTS * STAGED
-        assert read[host]["recalled"] == per_host, "a pattern of the other host was not recalled"
-        assert read[host]["found"] == per_host, "search on one host missed the other's pattern"
+        # b reads a's patterns written after a's rotation too: the ring is in the database.
+        wanted = per_host[other[host]]
+        assert read[host]["recalled"] == wanted, "a pattern of the other host was not recalled"
+        assert read[host]["found"] == wanted, "search on one host missed the other's pattern"
         assert read[host]["promoted"] == multi_host.AGENTS * STAGED
     storages = {env["ATTUNE_STORAGE_DIR"] for env in two_hosts["hosts"].values()}
     assert len(storages) == 2 and not any(
@@ -55,5 +60,6 @@ def test_each_host_recalls_finds_and_promotes_what_the_other_wrote(
 
     import asyncio
 
-    # Every write once: 2 hosts x 8 agents x (patterns + staged patterns promoted once).
-    assert asyncio.run(rows()) == 2 * multi_host.AGENTS * (PATTERNS + STAGED)
+    # Every write once: 2 hosts x 8 agents x (patterns + staged patterns promoted once),
+    # and a's writes after its rotation.
+    assert asyncio.run(rows()) == multi_host.AGENTS * (2 * (PATTERNS + STAGED) + 1)

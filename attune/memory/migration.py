@@ -6,7 +6,9 @@ into the PostgreSQL database of ``target_url`` in three steps, each with its own
 1. :meth:`~Migration.export`: every live record, exactly as stored (ciphertext, wrapped
    data key and nonce; never plaintext), to ``<storage_dir>/migrate/<target>.jsonl`` with
    its manifest (:meth:`~attune.memory.transfer.PatternTransfer.export_patterns`);
-2. :meth:`~Migration.load`: that export inserted into PostgreSQL
+2. :meth:`~Migration.load`: the source's master keys added to the database's key ring
+   (wrapped under the root key, not active: :mod:`attune.memory.security.ring_store`),
+   then the export inserted into PostgreSQL
    (:meth:`~attune.memory.transfer.PatternTransfer.import_patterns`): every record is
    checked to open with the target's keys before the first write, and an id already
    stored there is skipped. An interrupted migration is resumed by running it again: the
@@ -42,6 +44,7 @@ from attune.memory import clock
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import PatternRecord
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
+from attune.memory.security import ring_store
 from attune.memory.security.audit import AuditLogger
 from attune.memory.transfer import MANIFEST_SUFFIX, _dump, _parse, _read_export
 from attune.memory.unified import AsyncUnifiedMemory
@@ -118,9 +121,18 @@ class Migration:
         )
 
     async def load(self, progress: ProgressCallback | None = None) -> None:
-        """The export inserted into PostgreSQL (ids already there are skipped)."""
-        async with self._memory(self.target_config) as memory:
+        """The source's master keys joined to the database's key ring (not active: the
+        ring's own key stays the one new data is written under), then the export inserted
+        into PostgreSQL (ids already there are skipped)."""
+        async with (
+            self._memory(self.source_config) as source,
+            self._memory(self.target_config) as memory,
+        ):
+            keys = await ring_store.import_ring(
+                memory.pipeline.cipher.ring, memory.long_term, source.pipeline.cipher.ring
+            )
             counts = await memory.import_patterns(self.export_path, progress=progress)
+        self.report["keys_imported"] = len(keys)
         if counts["imported"]:
             await _analyze(self.target_url)
         self.report.update(counts)

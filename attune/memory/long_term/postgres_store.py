@@ -436,13 +436,13 @@ class PostgresLongTermStore:
         if on_change is not None:  # listening first: a change right after the read is heard
             await res.ring_listener.watch(on_change, self._dsn, self.connect_timeout_s)
         return await self._read(
-            lambda pool: _on_connection(pool, postgres_keyring.read), "cannot read the key ring in"
+            lambda db: _on_connection(db, postgres_keyring.read), "cannot read the key ring in"
         )
 
     async def change_key_ring(self, op: RingOp) -> StoredRing:
         """Apply ``op`` (see :mod:`.postgres_keyring`); the ring as stored afterwards."""
         return await self._read(
-            lambda pool: _on_connection(pool, lambda conn: postgres_keyring.change(conn, op)),
+            lambda db: _on_connection(db, lambda conn: postgres_keyring.change(conn, op)),
             "cannot change the key ring in",
         )
 
@@ -462,10 +462,11 @@ class PostgresLongTermStore:
         await self._pools.aclose()
 
 
-async def _on_connection(
-    pool: asyncpg.Pool, call: Callable[[asyncpg.Connection], Awaitable[_T]]
-) -> _T:
-    async with pool.acquire() as conn:
+async def _on_connection(db: Any, call: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+    """``call`` on one connection: ``db`` itself (the held reader), or one of the pool's."""
+    if not isinstance(db, asyncpg.Pool):
+        return await call(db)
+    async with db.acquire() as conn:
         return await call(conn)
 
 

@@ -198,6 +198,14 @@ async def import_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]
     return [key_id(k) for k in materials]
 
 
+async def import_ring(ring: KeyRing, store: LongTermStore, source: KeyRing) -> list[str]:
+    """Every master key of ``source`` (a SQLite deployment's ring: ``ATTUNE_MASTER_KEY``
+    and its key file) added to the store's ring without becoming active, so the records
+    ``attune migrate`` copies as stored open on every host; their ids."""
+    materials = [key for kid in source.key_ids if (key := source._key(kid)) is not None]
+    return await import_keys(ring, store, materials)
+
+
 def _moved(root_id: str, now: str | None, what: str) -> ConfigurationError:
     return ConfigurationError(
         f"the key ring in the long-term store is no longer under root key {root_id} (its "
