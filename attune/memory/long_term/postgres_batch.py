@@ -12,11 +12,12 @@ fails its own caller only.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import asyncpg
 
-from attune.memory.long_term import postgres_schema, postgres_search
+from attune.memory.long_term import postgres_audit, postgres_schema, postgres_search
 from attune.memory.long_term.batching import Outcome
 from attune.memory.long_term.postgres_schema import INSERT_MANY
 from attune.memory.long_term.protocol import (
@@ -30,6 +31,7 @@ from attune.memory.long_term.protocol import (
     SubjectOp,
     WriteOp,
 )
+from attune.memory.security.audit.codec import _encode
 
 #: What a failed statement raises (the server's error, or a value asyncpg cannot send);
 #: the connection is still usable and the transaction is rolled back.
@@ -47,12 +49,19 @@ class Failed(Exception):
         self.cause = cause
 
 
-async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outcome]:
+async def transaction(
+    conn: asyncpg.Connection, ops: list[WriteOp], *, audit: bool = False
+) -> list[Outcome]:
     """``ops`` in one transaction: consecutive inserts as one statement, other writes one
     by one, in queue order. Raises :class:`Failed` (rolled back) if a statement failed;
     a failed COMMIT or connection raises as it is. A write of one statement alone is sent
-    as that statement (its own implicit transaction: one round trip, not three)."""
-    if len(ops) == 1 and isinstance(ops[0], _ONE_STATEMENT):
+    as that statement (its own implicit transaction: one round trip, not three).
+
+    ``audit``: the audit events of the inserts that stored a new record are appended to
+    the database's audit table last, in the same transaction (:func:`postgres_audit.append`,
+    which locks the chain head until the COMMIT): a record and its event commit together
+    or not at all."""
+    if len(ops) == 1 and isinstance(ops[0], _ONE_STATEMENT) and not (audit and _audited(ops[0])):
         only = ops[0]
         try:
             if isinstance(only, InsertOp):
@@ -80,6 +89,14 @@ async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outc
             assert not isinstance(op, InsertOp)
             outcomes.append((await _execute(conn, op), None))
             start += 1
+        if audit:
+            events = [
+                op.audit.event
+                for op, (new, _error) in zip(ops, outcomes, strict=True)
+                if isinstance(op, InsertOp) and op.audit is not None and new is True
+            ]
+            if events:
+                await postgres_audit.append(conn, _encode([(time.time(), e) for e in events]))
     except STATEMENT_ERRORS as exc:
         if isinstance(exc, asyncpg.PostgresConnectionError):
             await _rollback(tx)
@@ -91,6 +108,10 @@ async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outc
         raise
     await tx.commit()
     return outcomes
+
+
+def _audited(op: WriteOp) -> bool:
+    return isinstance(op, InsertOp) and op.audit is not None
 
 
 async def _rollback(tx: Any) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from attune.errors import CorruptRecordError, LongTermUnavailableError
+from attune.memory.long_term import postgres_audit
 from attune.memory.long_term.protocol import PatternRecord
 
 #: The advisory lock migrations hold (a constant of attune's own: "attune" as an int8).
@@ -77,6 +78,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The secret of each user's audit pseudonym; erasing a user deletes it.
         "CREATE TABLE audit_subjects (user_id TEXT PRIMARY KEY, secret BYTEA NOT NULL)",
     ),
+    # The audit log, one hash chain for every host: append-only events and the chain head
+    # (:mod:`.postgres_audit`).
+    2: postgres_audit.SCHEMA,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 #: The indexes that hold a record's words, tokens, facets or creator: rebuilt after an

@@ -19,10 +19,9 @@ from attune.memory.config import MemoryConfig
 from attune.memory.security.audit import writer
 from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent, AuditTicket
-from attune.memory.security.audit.failures import CALL_REFUSED, _describe, _unreadable
+from attune.memory.security.audit.failures import CALL_REFUSED, _unreadable
 from attune.memory.security.audit.files import _read_lock, _rotated
 from attune.memory.security.audit.journal import StoreJournal
-from attune.memory.security.audit.logfile import _Sink
 from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
 from attune.memory.security.audit.process import _live
 from attune.memory.security.audit.reader import VerifyResult, _matching, _verify
@@ -241,15 +240,23 @@ class AuditLogger(_LogWriter):
         writing, so it can still fail the event afterwards. Blocks on the disk."""
         with self._sink_lock:
             if self._sink is None:
-                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+                self._sink = self._new_sink()
             try:
                 if self._unwritten:
                     _append_unwritten(self)
                 self._sink.check()
             except Exception as exc:
                 self._reset_sink(exc)
-                reason, advice = _describe(self.log_file, exc)
+                reason, advice = self._failure_of(exc)
                 raise AuditLogError(reason, CALL_REFUSED, advice) from None
+
+    def where(self) -> dict[str, Any]:
+        """Where the log is, for health reports: its file (a database logger: its table)."""
+        return {"path": str(self.log_file)}
+
+    def written(self) -> bool:
+        """Whether the log exists yet (a file not written yet is not created by a check)."""
+        return self.log_file.exists()
 
     # -- reading ----------------------------------------------------------------------------
 

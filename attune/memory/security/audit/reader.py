@@ -41,14 +41,20 @@ class VerifyResult:
     files: int = 0
     #: SHA-256 of the last line checked: record it elsewhere to anchor a checkpoint.
     head: str | None = None
+    #: The database table checked instead of files (``line`` is then its row's ``seq``).
+    table: str | None = None
 
     def __bool__(self) -> bool:
         return self.ok
 
     def __str__(self) -> str:
         if self.ok:
+            if self.table is not None:
+                return f"audit log intact: {self.lines_checked} events in table {self.table}"
             files = "file" if self.files == 1 else "files"
             return f"audit log intact: {self.lines_checked} events in {self.files} {files}"
+        if self.table is not None:
+            return f"audit log TAMPERED at table {self.table} seq {self.line}: {self.reason}"
         where = self.file.name if self.file is not None else "?"
         return f"audit log TAMPERED at {where} line {self.line}: {self.reason}"
 
@@ -83,11 +89,22 @@ def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
 
 def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
     """The chain over ``files`` (oldest first) checked line by line: the first problem."""
+    return _verify_lines(_lines(files), allow_pruned, len(files))
+
+
+def _verify_lines(
+    lines: Iterator[tuple[Path | None, int, bytes]],
+    allow_pruned: bool,
+    files: int,
+    table: str | None = None,
+) -> VerifyResult:
+    """The chain over ``lines`` (raw lines, newline kept, oldest first, each with where
+    it is: a file and its line number, or None and a table row's number): the first
+    problem. The one check of a chain, for files and for a database table alike."""
     checked = 0
     expected_seq: int | None = None if allow_pruned else 1
     expected_prev: str | None = None if allow_pruned else GENESIS
-    previous: tuple[Path, int] | None = None
-    lines = _lines(files)
+    previous: tuple[Path | None, int] | None = None
     current = next(lines, None)
     while current is not None:
         path, number, raw = current
@@ -106,12 +123,12 @@ def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
             else:
                 reason = _FORGED
         if reason is not None or parsed is None:
-            return VerifyResult(False, checked, where[0], where[1], reason, len(files))
+            return VerifyResult(False, checked, where[0], where[1], reason, files, table=table)
         checked += 1
         expected_seq, expected_prev = parsed[0] + 1, _digest(raw[:-1])
         previous = where
         current = upcoming
-    return VerifyResult(True, checked, files=len(files), head=expected_prev)
+    return VerifyResult(True, checked, files=files, head=expected_prev, table=table)
 
 
 def _seq_reason(expected: int, found: int, *, first: bool) -> str:
@@ -126,7 +143,7 @@ def _seq_reason(expected: int, found: int, *, first: bool) -> str:
     )
 
 
-def _chains_from(line: bytes, seq: int, upcoming: tuple[Path, int, bytes] | None) -> bool:
+def _chains_from(line: bytes, seq: int, upcoming: tuple[Path | None, int, bytes] | None) -> bool:
     """Whether the next line links to ``line``: then ``line`` is genuine and the one
     before it was altered. A last line gets the benefit of the doubt likewise."""
     if upcoming is None:

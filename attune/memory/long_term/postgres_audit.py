@@ -1,0 +1,135 @@
+"""The audit log as a PostgreSQL table: one hash chain for every host of one database.
+
+``audit_events`` holds one row per event: its ``seq``, its timestamp text (``ts``, for
+``since``) and its ``line``, exactly the bytes a log file would hold (built by
+:mod:`attune.memory.security.audit.codec`, the one codec of files and table, so a table
+verifies with the file's check: :func:`~attune.memory.security.audit.reader._verify_lines`).
+``audit_head`` is one row, the chain head (last ``seq`` and the SHA-256 of its line).
+
+:func:`append` chains entries onto the head inside the caller's transaction: it locks the
+head row ``FOR UPDATE``, so transactions of every host and process append one at a time,
+in one order, and a transaction that rolls back leaves neither its lines nor a moved head.
+The long-term store calls it last in a group commit's transaction (the records first: the
+lock is held from there to the COMMIT only), so a record and its event commit together;
+events without a record (:class:`~.postgres_audit_log.DatabaseAuditLogger`) are appended
+in a short transaction of their own.
+
+The table is append-only for attune's role: a trigger refuses ``UPDATE``, ``DELETE`` and
+``TRUNCATE``. Erasure never needs them: lines name users by pseudonym, and erasing a user
+deletes the pseudonym's secret (``audit_subjects``), never lines. The trigger is a guard
+against mistakes, not against the table's owner or a superuser, who can drop it: that is
+what verifying the chain (and the head against its last line) and signed checkpoints of
+the head exposes (:mod:`attune.memory.security.audit.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from attune.errors import AuditLogError
+from attune.memory.security.audit.codec import GENESIS, _digest, _line
+from attune.memory.security.audit.failures import REFUSED
+
+#: The table of events, and the one-row table of the chain head.
+TABLE = "audit_events"
+HEAD = "audit_head"
+
+#: The statements of the migration that adds the tables (see ``postgres_schema``).
+SCHEMA: tuple[str, ...] = (
+    f"""
+    CREATE TABLE {TABLE} (
+        seq  BIGINT PRIMARY KEY,
+        ts   TEXT NOT NULL,
+        line TEXT NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE {HEAD} (
+        id   SMALLINT PRIMARY KEY CHECK (id = 1),
+        seq  BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )
+    """,
+    f"INSERT INTO {HEAD} (id, seq, hash) VALUES (1, 0, '{GENESIS}')",  # noqa: S608
+    """
+    CREATE FUNCTION attune_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only: % on audit_events refused', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END
+    $$
+    """,
+    f"CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON {TABLE} "
+    "FOR EACH ROW EXECUTE FUNCTION attune_audit_append_only()",
+    f"CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON {TABLE} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION attune_audit_append_only()",
+)
+
+_LOCK_HEAD = f"SELECT seq, hash FROM {HEAD} WHERE id = 1 FOR UPDATE"  # noqa: S608 (constants)
+_APPEND = (
+    f"WITH added AS (INSERT INTO {TABLE} (seq, ts, line) "  # noqa: S608 (constant names)
+    "SELECT * FROM unnest($1::int8[], $2::text[], $3::text[])) "
+    f"UPDATE {HEAD} SET seq = $4, hash = $5 WHERE id = 1"
+)
+
+
+async def append(conn: asyncpg.Connection, entries: list[tuple[str, str]]) -> tuple[int, str]:
+    """Chain ``entries`` ((timestamp text, body), as :func:`codec._encode` gives them) onto
+    the head and insert them, inside the caller's open transaction; returns the new head.
+    Holds the head's row lock until that transaction ends."""
+    row = await conn.fetchrow(_LOCK_HEAD)
+    if row is None:
+        raise AuditLogError(
+            f"the audit chain head ({HEAD}) of the database has no row, so the chain cannot "
+            "be extended",
+            REFUSED,
+            "The table was altered outside attune: run `attune audit verify`, then restore "
+            "the database from a backup.",
+        )
+    seq, prev = int(row[0]), str(row[1])
+    seqs, stamps, lines = [], [], []
+    for ts, body in entries:
+        seq += 1
+        line = _line(ts, seq, body, prev)
+        prev = _digest(line)
+        seqs.append(seq)
+        stamps.append(ts)
+        lines.append(line.decode("ascii"))
+    await conn.execute(_APPEND, seqs, stamps, lines, seq, prev)
+    return seq, prev
+
+
+async def head(conn: asyncpg.Connection) -> tuple[int, str] | None:
+    """The chain head row (seq, hash), without locking it; None if it has gone."""
+    row = await conn.fetchrow(f"SELECT seq, hash FROM {HEAD} WHERE id = 1")  # noqa: S608
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+async def page(
+    conn: asyncpg.Connection, after_seq: int, limit: int, *, newest_first: bool = False
+) -> list[tuple[int, str]]:
+    """(seq, line) of up to ``limit`` rows by ``seq``: after ``after_seq``, or
+    (``newest_first``) before it, newest first."""
+    if newest_first:
+        sql = f"SELECT seq, line FROM {TABLE} WHERE seq < $1 ORDER BY seq DESC LIMIT $2"  # noqa: S608
+    else:
+        sql = f"SELECT seq, line FROM {TABLE} WHERE seq > $1 ORDER BY seq LIMIT $2"  # noqa: S608
+    rows: list[Any] = await conn.fetch(sql, after_seq, limit)
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+async def page_since(
+    conn: asyncpg.Connection, before_seq: int, since: str, limit: int
+) -> list[tuple[int, str]]:
+    """(seq, line) of up to ``limit`` rows stamped at or after ``since``, before
+    ``before_seq``, newest first (``ts`` is a row's own column: a line is checked again)."""
+    rows: list[Any] = await conn.fetch(
+        f"SELECT seq, line FROM {TABLE} WHERE seq < $1 AND ts >= $2 "  # noqa: S608
+        "ORDER BY seq DESC LIMIT $3",
+        before_seq,
+        since,
+        limit,
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]

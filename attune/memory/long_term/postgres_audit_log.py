@@ -1,0 +1,430 @@
+"""The audit log of a PostgreSQL deployment: :class:`DatabaseAuditLogger`, whose lines go
+to the database's ``audit_events`` table (:mod:`.postgres_audit`), one chain for every host.
+
+It is an :class:`~attune.memory.security.audit.AuditLogger` with another sink: the same
+queue, writer thread, group commit and failure reporting, but a batch is written by one
+short transaction (lock the chain head, insert the lines, COMMIT: the COMMIT is the
+durability, no fsync of attune's own). asyncpg connections belong to an event loop, so
+the sink runs one private loop on a thread of its own with one connection; the writer
+thread (or a caller's, see :meth:`~.AuditLogger.wait`) hands it each batch and waits.
+Nothing blocks a caller's event loop: ``alog`` awaits a future, as with a file.
+
+A long-term write's event does not come here: :attr:`DatabaseAuditLogger.journal` is a
+:class:`TableJournal`, which the PostgreSQL store of the same database recognises and
+inserts the event in the record's own transaction (see ``postgres_store``).
+
+``mirror``: a local JSONL file that also receives this process's events (queued, its own
+chain, verified as a file). It is a convenience for local tooling, never the record: a
+failure to write it is logged (``logging``), not raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import Future
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from attune.errors import AuditLogError, ConfigurationError, ValidationError
+from attune.memory.config import redact_url
+from attune.memory.long_term import postgres_audit, postgres_schema
+from attune.memory.security.audit.codec import _record, _utc_text
+from attune.memory.security.audit.events import AuditEvent
+from attune.memory.security.audit.failures import CALL_REFUSED, REFUSED, Failure
+from attune.memory.security.audit.journal import StoreJournal
+from attune.memory.security.audit.logger import AuditLogger
+from attune.memory.security.audit.outbox import OutboxWrite
+from attune.memory.security.audit.reader import VerifyResult, _verify_lines
+from attune.memory.security.audit.writer import Sink
+
+__all__ = ["DatabaseAuditLogger", "TableJournal"]
+
+_T = TypeVar("_T")
+_log = logging.getLogger("attune.security")
+
+#: Rows read per round trip by verify and query.
+_PAGE = 5000
+_HEAD_MISMATCH = (
+    "the chain head (audit_head) does not match the last event: events were removed from "
+    "the end of the table, or the head was altered"
+)
+
+
+class TableJournal(StoreJournal):
+    """A database logger as a long-term store's journal: a PostgreSQL store of the same
+    database (``dsn``) inserts a write's events in the write's own transaction and then
+    calls :meth:`kept`; any other store appends them after its COMMIT (:meth:`append`:
+    the logger's own short transaction)."""
+
+    __slots__ = ("dsn",)
+
+    def __init__(self, logger: DatabaseAuditLogger, dsn: str) -> None:
+        super().__init__(logger)
+        self.dsn = dsn
+
+    def begin(self, events: Sequence[AuditEvent]) -> OutboxWrite | None:
+        """None: a database log keeps no outbox (see the class)."""
+        return None
+
+    def kept(self, events: Sequence[AuditEvent]) -> None:
+        """Events a store just committed in the table: copied to the local mirror, if any
+        (never blocks: queued)."""
+        logger = self.logger
+        assert isinstance(logger, DatabaseAuditLogger)
+        logger._mirror_events(events)
+
+
+class _TableSink:
+    """Writes batches to the table from one private event loop and connection (see the
+    module). Used by one thread at a time (the logger's ``_sink_lock``) for writes; reads
+    (verify, query) take a connection of their own on the same loop."""
+
+    def __init__(self, dsn: str, timeout_s: float) -> None:
+        self._dsn = dsn
+        self._timeout_s = timeout_s
+        self._conn: asyncpg.Connection | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="attune-audit-db", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, make: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a coroutine on the sink's loop and wait for its result (any thread)."""
+        if not self._thread.is_alive():
+            raise ConnectionError("the audit database thread has stopped")
+
+        async def call() -> _T:
+            return await make()
+
+        future: Future[_T] = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        return future.result()
+
+    async def connect(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s, command_timeout=None)
+        try:
+            await postgres_schema.migrate(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    async def _writer(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self.connect()
+        return self._conn
+
+    def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
+        async def write() -> None:
+            conn = await self._writer()
+            async with conn.transaction():
+                if not fsync:  # nobody waits for durability (sync=False, reads' events)
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                await postgres_audit.append(conn, entries)
+
+        self.run(write)
+
+    def check(self) -> None:
+        async def probe() -> None:
+            conn = await self._writer()
+            if await postgres_audit.head(conn) is None:
+                raise _NoHeadError
+
+        self.run(probe)
+
+    def sync(self) -> None:
+        """Nothing: a batch is durable once its COMMIT returned."""
+
+    def reset(self) -> list[tuple[str, str]]:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(conn.terminate)
+        return []
+
+    def close(self) -> None:
+        if not self._thread.is_alive():  # a forked child: the parent's thread is not here
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                self.run(conn.close)
+            except Exception:
+                self._loop.call_soon_threadsafe(conn.terminate)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class _NoHeadError(Exception):
+    """The chain head row is missing: the chain cannot be extended."""
+
+
+class DatabaseAuditLogger(AuditLogger):
+    """The audit log in a PostgreSQL database's ``audit_events`` table (see the module).
+
+    ``dsn``: the database (``postgresql://...``, as ``ATTUNE_DATABASE_URL``); ``mirror``:
+    a local JSONL file that also gets this process's events, or None. ``sync=False``
+    commits batches without waiting for the WAL flush (``synchronous_commit = off``).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        sync: bool = True,
+        mirror: str | Path | None = None,
+        linger_s: float | None = None,
+        on_write: Callable[[int], None] | None = None,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError(
+                "a PostgreSQL URL starts with postgresql:// or postgres:// "
+                "(for example postgresql://attune@localhost:5432/attune)"
+            )
+        self.dsn = dsn
+        self.url = redact_url(dsn)
+        self.connect_timeout_s = connect_timeout_s
+        #: The local copy of this process's events (its own chain), or None.
+        self.mirror = None if mirror is None else AuditLogger(mirror, sync=False)
+        where = Path(mirror) if mirror is not None else Path(f"/{postgres_audit.TABLE}")
+        super().__init__(where, sync=sync, linger_s=linger_s, on_write=on_write)
+        self.journal = TableJournal(self, dsn)
+        self._reader: _TableSink | None = None
+        self._reader_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DatabaseAuditLogger({self.url!r})"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _new_sink(self) -> Sink:
+        return _TableSink(self.dsn, self.connect_timeout_s)
+
+    def _failure_of(self, exc: BaseException) -> Failure:
+        if isinstance(exc, _NoHeadError):
+            return (
+                f"the audit chain head (audit_head) of {self.url} has no row, so the chain "
+                "cannot be extended",
+                "The table was altered outside attune: run `attune audit verify`, then "
+                "restore the database from a backup.",
+            )
+        if isinstance(exc, AuditLogError):
+            return (exc.reason, exc.advice)
+        code = getattr(exc, "sqlstate", None)
+        kind = type(exc).__name__ + (f", SQLSTATE {code}" if code else "")
+        return (
+            f"the audit table {postgres_audit.TABLE} of {self.url} could not be written ({kind})",
+            "Check that the database is reachable and that attune's role may insert into "
+            "audit_events and update audit_head, then retry.",
+        )
+
+    def _submit(
+        self,
+        event: AuditEvent,
+        future: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None,
+        *,
+        urgent: bool = False,
+        report: bool = True,
+    ) -> Any:
+        batch = super()._submit(event, future, urgent=urgent, report=report)
+        if self.mirror is not None:
+            self._mirror_events((event,))
+        return batch
+
+    def _mirror_events(self, events: Sequence[AuditEvent]) -> None:
+        mirror = self.mirror
+        if mirror is None:
+            return
+        try:
+            for event in events:
+                mirror.submit(event)
+        except AuditLogError as exc:
+            _log.warning("the local audit mirror %s failed: %s", mirror.log_file, exc.reason)
+
+    def begin(self, events: list[AuditEvent]) -> OutboxWrite:
+        raise AuditLogError(
+            "a database audit log keeps no outbox: its events go in the store's own transaction",
+            REFUSED,
+            "Use TableJournal.begin (None): append the events after the COMMIT instead.",
+        )
+
+    def check(self) -> None:
+        """Raise :class:`~attune.errors.AuditLogError` (the call refused) unless the table
+        can be extended now (the database answers and the chain head is there)."""
+        with self._sink_lock:
+            if self._sink is None:
+                self._sink = self._new_sink()
+            try:
+                self._sink.check()
+            except Exception as exc:
+                self._reset_sink(exc)
+                reason, advice = self._failure_of(exc)
+                raise AuditLogError(reason, CALL_REFUSED, advice) from None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            with self._reader_lock:
+                reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.close()
+            if self.mirror is not None:
+                self.mirror.close()
+
+    def where(self) -> dict[str, Any]:
+        return {"database": self.url, "table": postgres_audit.TABLE}
+
+    def written(self) -> bool:
+        return True
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """None: the log is a table (the mirror's files are ``mirror.files()``)."""
+        return []
+
+    def _reading(self) -> _TableSink:
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = _TableSink(self.dsn, self.connect_timeout_s)
+            return self._reader
+
+    def verify(self, *, allow_pruned: bool = False) -> VerifyResult:
+        """Recompute the hash chain over the table, in ``seq`` order, in one snapshot, with
+        the same check as a file's; then check that the chain head row names the last
+        line (events removed from the end show there, unless the head was rewritten too:
+        anchor it with a signed checkpoint, :mod:`~attune.memory.security.audit.checkpoint`).
+        This logger's queued events are written first."""
+        self._flush_pending()
+        reader = self._reading()
+        try:
+            conn = reader.run(reader.connect)
+        except Exception as exc:
+            raise self._unreadable(exc, "it was not verified") from None
+        try:
+            reader.run(lambda: conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            stored = reader.run(lambda: postgres_audit.head(conn))
+            last = [0]
+            result = _verify_lines(
+                self._rows(reader, conn, last), allow_pruned, 0, postgres_audit.TABLE
+            )
+        except Exception as exc:
+            raise self._unreadable(exc, "it was not verified") from None
+        finally:
+            reader.run(lambda: _quietly_close(conn))
+        if result.ok and stored != (last[0], result.head):
+            return VerifyResult(
+                False,
+                result.lines_checked,
+                None,
+                last[0],
+                _HEAD_MISMATCH,
+                0,
+                table=postgres_audit.TABLE,
+            )
+        return result
+
+    @staticmethod
+    def _rows(
+        reader: _TableSink, conn: asyncpg.Connection, last: list[int]
+    ) -> Iterator[tuple[Path | None, int, bytes]]:
+        """Every row's line (newline added, as a file's) in ``seq`` order, page by page;
+        ``last[0]`` follows the last seq read."""
+        after = 0
+        while True:
+            rows = reader.run(lambda: postgres_audit.page(conn, after, _PAGE))  # noqa: B023
+            if not rows:
+                return
+            for seq, line in rows:
+                last[0] = seq
+                yield None, seq, line.encode("ascii", "replace") + b"\n"
+            after = rows[-1][0]
+
+    def query(
+        self,
+        *,
+        event_type: str | None = None,
+        user_id: str | None = None,
+        since: datetime | str | None = None,
+        outcome: str | None = None,
+        target_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events matching every filter given, oldest first (see
+        :meth:`AuditLogger.query`), from the table: read newest first, page by page, until
+        ``limit`` matched. Rows that are not valid events are skipped (``verify`` reports
+        them)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValidationError("limit must be a non-negative integer")
+        if limit is not None and limit < 0:
+            raise ValidationError("limit must be a non-negative integer")
+        wanted = {
+            "event": event_type,
+            "user_id": user_id,
+            "outcome": outcome,
+            "target_id": target_id,
+        }
+        wanted = {k: v for k, v in wanted.items() if v is not None}
+        after = None if since is None else _utc_text(since)
+        if limit == 0:
+            return []
+        self._flush_pending()
+        reader = self._reading()
+        found: list[dict[str, Any]] = []
+
+        async def scan() -> None:
+            conn = await reader.connect()
+            try:
+                before = 2**63 - 1
+                while limit is None or len(found) < limit:
+                    if after is None:
+                        rows = await postgres_audit.page(conn, before, _PAGE, newest_first=True)
+                    else:
+                        rows = await postgres_audit.page_since(conn, before, after, _PAGE)
+                    if not rows:
+                        return
+                    for _seq, line in rows:
+                        record = _record(line.encode("ascii", "replace") + b"\n")
+                        if record is None or any(record.get(k) != v for k, v in wanted.items()):
+                            continue
+                        if after is not None and str(record.get("ts", "")) < after:
+                            continue
+                        found.append(record)
+                        if limit is not None and len(found) >= limit:
+                            return
+                    before = rows[-1][0]
+            finally:
+                await _quietly_close(conn)
+
+        try:
+            reader.run(scan)
+        except Exception as exc:
+            raise self._unreadable(exc, "nothing was returned") from None
+        found.reverse()
+        return found
+
+    def _unreadable(self, exc: BaseException, outcome: str) -> AuditLogError:
+        if isinstance(exc, AuditLogError):
+            return exc
+        code = getattr(exc, "sqlstate", None)
+        kind = type(exc).__name__ + (f", SQLSTATE {code}" if code else "")
+        return AuditLogError(
+            f"the audit table {postgres_audit.TABLE} of {self.url} could not be read ({kind})",
+            outcome,
+            "Check that the database is reachable and that attune's role may read it.",
+        )
+
+
+async def _quietly_close(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=5)
+    except Exception:
+        conn.terminate()
