@@ -219,7 +219,10 @@ async def postgres_url(postgres_session_url: str) -> AsyncIterator[str]:
             async with conn.transaction():
                 await conn.execute("SET LOCAL session_replication_role = replica")
                 await conn.execute("TRUNCATE audit_events")
-                await conn.execute(f"UPDATE audit_head SET seq = 0, hash = '{'0' * 64}'")
+                await conn.execute(
+                    f"INSERT INTO audit_head VALUES (1, 0, '{'0' * 64}') "
+                    "ON CONFLICT (id) DO UPDATE SET seq = 0, hash = excluded.hash"
+                )
     finally:
         await conn.close()
     yield postgres_session_url

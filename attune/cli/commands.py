@@ -243,12 +243,19 @@ def _mcp(args: argparse.Namespace, out: Output) -> int:
 
 
 def _audit(args: argparse.Namespace, out: Output) -> int:
-    """audit verify / query, on the configured log (or ``--log-file``)."""
+    """audit verify / query / tail, on the configured log: the database's table with
+    ``ATTUNE_DATABASE_URL``, else the file (``--log-file`` names a file, e.g. a mirror)."""
     from attune.memory.config import MemoryConfig
     from attune.memory.security.audit import AuditLogger
 
-    path = args.log_file or MemoryConfig().audit_log_path
-    log = AuditLogger(log_file=path)
+    config = MemoryConfig()
+    log: AuditLogger
+    if args.log_file is None and config.database_url is not None:
+        from attune.memory.long_term.postgres_audit_log import DatabaseAuditLogger
+
+        log = DatabaseAuditLogger(config.database_url)
+    else:
+        log = AuditLogger(log_file=args.log_file or config.audit_log_path)
     try:
         if args.action == "verify":
             result = log.verify()
@@ -262,6 +269,7 @@ def _audit(args: argparse.Namespace, out: Output) -> int:
                         "line": result.line,
                         "reason": result.reason,
                         "head": result.head,
+                        "table": result.table,
                     }
                 )
             else:

@@ -90,7 +90,9 @@ def build() -> argparse.ArgumentParser:
     )
     log_file = argparse.ArgumentParser(add_help=False, parents=[common])
     log_file.add_argument(
-        "--log-file", help="audit log (default: ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)"
+        "--log-file",
+        help="audit log file (default: the database's audit_events table with "
+        "ATTUNE_DATABASE_URL, else ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)",
     )
     audit.add_parser("verify", parents=[log_file], help="verify the audit log's hash chain")
     query = audit.add_parser("query", parents=[log_file], help="audit events, oldest first")

@@ -34,6 +34,7 @@ import asyncpg
 from attune.errors import AuditLogError, ConfigurationError, ValidationError
 from attune.memory.config import redact_url
 from attune.memory.long_term import postgres_audit, postgres_schema
+from attune.memory.security.audit.batch import _Batch
 from attune.memory.security.audit.codec import _record, _utc_text
 from attune.memory.security.audit.events import AuditEvent
 from attune.memory.security.audit.failures import CALL_REFUSED, REFUSED, Failure
@@ -71,6 +72,38 @@ class TableJournal(StoreJournal):
     def begin(self, events: Sequence[AuditEvent]) -> OutboxWrite | None:
         """None: a database log keeps no outbox (see the class)."""
         return None
+
+    def take_queued(self) -> _Batch | None:
+        """The logger's open batch (events queued, not yet taken by its writer), taken
+        for a store's transaction to append before the write's own events; never blocks
+        (the queue's lock only). Then :meth:`settle` it after the COMMIT, or
+        :meth:`give_back` it if there was none."""
+        logger = self.logger
+        with logger._cond:
+            worker = logger._worker
+            if worker is None or worker.batch is None:
+                return None
+            batch, worker.batch = worker.batch, None
+            return batch
+
+    def settle(self, batch: _Batch) -> None:
+        """A taken batch committed with a store's transaction: its waiters are woken."""
+        logger = self.logger
+        if logger._on_write is not None:
+            logger._tell_written(logger._on_write, len(batch.entries))
+        batch.finish(None)
+
+    def give_back(self, batch: _Batch) -> None:
+        """A taken batch whose transaction did not commit: written by a thread of its own
+        (never blocks the caller's event loop), as the writer would have written it."""
+
+        def write() -> None:
+            logger = self.logger
+            with logger._sink_lock:
+                batch.fsync = batch.fsync or logger.sync
+                logger._write(batch)
+
+        threading.Thread(target=write, name="attune-audit-give-back", daemon=True).start()
 
     def kept(self, events: Sequence[AuditEvent]) -> None:
         """Events a store just committed in the table: copied to the local mirror, if any
@@ -121,6 +154,9 @@ class _TableSink:
         return self._conn
 
     def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
+        if not entries:  # a flush with nothing queued
+            return
+
         async def write() -> None:
             conn = await self._writer()
             async with conn.transaction():

@@ -259,7 +259,7 @@ class PostgresLongTermStore:
         ops = [op for op, _fut in live]
         journal = self._table_journal(ops)
         try:
-            outcomes = await self._run(res, ops, audit=journal is not None)
+            outcomes = await self._run(res, ops, journal)
         except Exception as exc:  # nothing of the batch was written
             error: BaseException = exc
             if isinstance(exc, _LOST):
@@ -299,19 +299,21 @@ class PostgresLongTermStore:
                 return None
         return None
 
-    async def _run(self, res: _Pool, ops: list[WriteOp], *, audit: bool) -> list[Outcome]:
+    async def _run(
+        self, res: _Pool, ops: list[WriteOp], journal: TableJournal | None
+    ) -> list[Outcome]:
         """The batch as one transaction; if one of its statements fails, each write again
         in a transaction of its own (the failed one fails its caller alone)."""
         async with res.pool.acquire() as conn:
             try:
                 try:
-                    return await transaction(conn, ops, audit=audit)
+                    return await transaction(conn, ops, journal)
                 except Failed:
                     pass
                 outcomes: list[Outcome] = []
                 for op in ops:
                     try:
-                        outcomes += await transaction(conn, [op], audit=audit)
+                        outcomes += await transaction(conn, [op], journal)
                     except Failed as failed:
                         error = self._unavailable("cannot write to", failed.cause)
                         outcomes.append((None, error))
