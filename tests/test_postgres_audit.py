@@ -12,6 +12,7 @@ leaves the chain verifiable.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -238,6 +239,60 @@ def test_a_missing_head_refuses_new_events(log: DatabaseAuditLogger, postgres_ur
     assert "not logged" in str(caught.value)
     with pytest.raises(AuditLogError, match="no row"):
         log.check()
+
+
+async def _rewrite_history(url: str) -> None:
+    """What a DBA with write access can do: alter row 2, rechain every later row and move
+    the head, with the trigger off. The keyless chain alone then verifies."""
+    from test_audit_checkpoint import rechain
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT seq, line FROM audit_events ORDER BY seq")
+        lines = [str(r["line"]) for r in rows]
+        lines[1] = lines[1].replace("pat_1", "pat_X")
+        fresh = rechain(lines)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            for seq, line in enumerate(fresh, 1):
+                await conn.execute("UPDATE audit_events SET line = $2 WHERE seq = $1", seq, line)
+            await conn.execute(
+                "UPDATE audit_head SET hash = $1",
+                hashlib.sha256(fresh[-1].encode()).hexdigest(),
+            )
+    finally:
+        await conn.close()
+
+
+def test_a_signed_checkpoint_exposes_a_dba_rewriting_or_cutting_history(
+    log: DatabaseAuditLogger,
+    postgres_url: str,
+    mock_config: MemoryConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _logged(log, 5)
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
+    storage = ["--storage-dir", str(mock_config.storage_dir)]
+    point = mock_config.storage_dir / "checkpoint.json"
+    assert main(["audit", "checkpoint", "--out", str(point), *storage]) == 0
+    _logged(log, 2)
+    capsys.readouterr()
+    assert main(["audit", "verify", "--checkpoint", str(point), *storage]) == 0
+
+    asyncio.run(_rewrite_history(postgres_url))
+    assert log.verify().ok  # the chain alone cannot tell
+    assert main(["audit", "verify", "--checkpoint", str(point), *storage]) == 1
+    assert "not the one the checkpoint signed" in capsys.readouterr().out
+
+    # Cut back to before the checkpoint, head moved too: only the checkpoint tells.
+    _tamper(postgres_url, "DELETE FROM audit_events WHERE seq > 3")
+    rows = asyncio.run(_sql(postgres_url, "SELECT line FROM audit_events WHERE seq = 3"))
+    head = hashlib.sha256(rows[0][0].encode()).hexdigest()
+    asyncio.run(_sql(postgres_url, f"UPDATE audit_head SET seq = 3, hash = '{head}'"))
+    assert log.verify().ok
+    assert main(["audit", "verify", "--checkpoint", str(point), *storage]) == 1
+    assert "ends before the checkpoint (seq 5)" in capsys.readouterr().out
 
 
 # -- the CLI ---------------------------------------------------------------------------------

@@ -333,7 +333,9 @@ class DatabaseAuditLogger(AuditLogger):
                 self._reader = _TableSink(self.dsn, self.connect_timeout_s)
             return self._reader
 
-    def verify(self, *, allow_pruned: bool = False) -> VerifyResult:
+    def verify(
+        self, *, allow_pruned: bool = False, anchor: tuple[int, str] | None = None
+    ) -> VerifyResult:
         """Recompute the hash chain over the table, in ``seq`` order, in one snapshot, with
         the same check as a file's; then check that the chain head row names the last
         line (events removed from the end show there, unless the head was rewritten too:
@@ -350,7 +352,7 @@ class DatabaseAuditLogger(AuditLogger):
             stored = reader.run(lambda: postgres_audit.head(conn))
             last = [0]
             result = _verify_lines(
-                self._rows(reader, conn, last), allow_pruned, 0, postgres_audit.TABLE
+                self._rows(reader, conn, last), allow_pruned, 0, postgres_audit.TABLE, anchor
             )
         except Exception as exc:
             raise self._unreadable(exc, "it was not verified") from None

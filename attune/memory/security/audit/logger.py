@@ -265,17 +265,21 @@ class AuditLogger(_LogWriter):
         current = [self.log_file] if self.log_file.exists() else []
         return _rotated(self.log_file)[::-1] + current
 
-    def verify(self, *, allow_pruned: bool = False) -> VerifyResult:
+    def verify(
+        self, *, allow_pruned: bool = False, anchor: tuple[int, str] | None = None
+    ) -> VerifyResult:
         """Recompute the hash chain over every file and report the first problem.
 
         ``allow_pruned=True`` accepts a log whose oldest files were deleted: the first
-        remaining line is trusted as the start of the chain. This logger's queued events
-        are written first; other loggers' (other processes') only once they flush.
+        remaining line is trusted as the start of the chain. ``anchor``: (seq, hash) of a
+        checkpoint (:func:`~.checkpoint.open_checkpoint`): the chain must still hold that
+        line. This logger's queued events are written first; other loggers' (other
+        processes') only once they flush.
         """
         self._flush_pending()
         try:
             with _read_lock(self.log_file):
-                return _verify(self.files(), allow_pruned)
+                return _verify(self.files(), allow_pruned, anchor)
         except OSError as exc:
             raise _unreadable(self.log_file, exc, "it was not verified") from None
 

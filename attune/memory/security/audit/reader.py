@@ -26,6 +26,14 @@ _GARBLED = "not a valid audit event (garbled line or foreign writer)"
 _ALTERED = "hash chain broken (line altered: the next line's prev does not match it)"
 _FORGED = "hash chain broken (line inserted or altered: its prev does not match the line before)"
 _NO_GENESIS = "the chain does not start here (the first prev is not the genesis hash)"
+_NOT_ANCHORED = (
+    "the line at the checkpoint (seq {seq}) is not the one the checkpoint signed: history "
+    "up to the checkpoint was rewritten"
+)
+_SHORT_OF_ANCHOR = (
+    "the chain ends before the checkpoint (seq {seq}): events up to the checkpoint were "
+    "removed from the end"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,8 @@ class VerifyResult:
     head: str | None = None
     #: The database table checked instead of files (``line`` is then its row's ``seq``).
     table: str | None = None
+    #: The seq of the last line checked (with :attr:`head`: what a checkpoint signs).
+    head_seq: int | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -87,9 +97,11 @@ def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
                 yield path, number, raw
 
 
-def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
+def _verify(
+    files: list[Path], allow_pruned: bool, anchor: tuple[int, str] | None = None
+) -> VerifyResult:
     """The chain over ``files`` (oldest first) checked line by line: the first problem."""
-    return _verify_lines(_lines(files), allow_pruned, len(files))
+    return _verify_lines(_lines(files), allow_pruned, len(files), anchor=anchor)
 
 
 def _verify_lines(
@@ -97,10 +109,14 @@ def _verify_lines(
     allow_pruned: bool,
     files: int,
     table: str | None = None,
+    anchor: tuple[int, str] | None = None,
 ) -> VerifyResult:
     """The chain over ``lines`` (raw lines, newline kept, oldest first, each with where
     it is: a file and its line number, or None and a table row's number): the first
-    problem. The one check of a chain, for files and for a database table alike."""
+    problem. The one check of a chain, for files and for a database table alike.
+
+    ``anchor``: (seq, hash) of a checkpoint: the line at that seq must hash to it, and
+    the chain must reach it (:mod:`.checkpoint`)."""
     checked = 0
     expected_seq: int | None = None if allow_pruned else 1
     expected_prev: str | None = None if allow_pruned else GENESIS
@@ -122,13 +138,28 @@ def _verify_lines(
                 where, reason, checked = previous, _ALTERED, checked - 1
             else:
                 reason = _FORGED
+        if (
+            reason is None
+            and parsed is not None
+            and anchor is not None
+            and parsed[0] == anchor[0]
+            and _digest(raw[:-1]) != anchor[1]
+        ):
+            reason = _NOT_ANCHORED.format(seq=anchor[0])
         if reason is not None or parsed is None:
             return VerifyResult(False, checked, where[0], where[1], reason, files, table=table)
         checked += 1
         expected_seq, expected_prev = parsed[0] + 1, _digest(raw[:-1])
         previous = where
         current = upcoming
-    return VerifyResult(True, checked, files=files, head=expected_prev, table=table)
+    last = None if expected_seq is None else expected_seq - 1
+    if anchor is not None and (last is None or last < anchor[0]):
+        reason = _SHORT_OF_ANCHOR.format(seq=anchor[0])
+        where_last = previous if previous is not None else (None, None)
+        return VerifyResult(
+            False, checked, where_last[0], where_last[1], reason, files, table=table
+        )
+    return VerifyResult(True, checked, files=files, head=expected_prev, table=table, head_seq=last)
 
 
 def _seq_reason(expected: int, found: int, *, first: bool) -> str:
