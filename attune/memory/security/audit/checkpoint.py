@@ -19,9 +19,7 @@ reach it (so nothing up to it was cut off the end).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from attune.errors import AuditLogError, ValidationError
-from attune.memory.security.audit.codec import _HEX64
+from attune.memory.security.audit.codec import _HEX64, _signed_text
 from attune.memory.security.keyring import KeyRing
 
 VERSION = 1
@@ -44,8 +42,8 @@ def checkpoint_key(master_key: bytes) -> bytes:
 
 
 def _mac(key: bytes, fields: dict[str, Any]) -> str:
-    text = json.dumps({k: fields[k] for k in _FIELDS}, separators=(",", ":"), sort_keys=True)
-    return hmac.new(checkpoint_key(key), text.encode("ascii"), hashlib.sha256).hexdigest()
+    text = _signed_text({k: fields[k] for k in _FIELDS})
+    return hmac.new(checkpoint_key(key), text, "sha256").hexdigest()
 
 
 def sign_checkpoint(
