@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import Future
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +34,9 @@ import asyncpg
 
 from attune.errors import AuditLogError, ConfigurationError, ValidationError
 from attune.memory.config import redact_url
-from attune.memory.long_term import postgres_audit, postgres_schema
+from attune.memory.long_term import postgres_audit
+from attune.memory.long_term.postgres_audit_sink import NoHeadError, TableSink, quietly_close
+from attune.memory.long_term.protocol import InsertOp, WriteOp
 from attune.memory.security.audit.batch import _Batch
 from attune.memory.security.audit.codec import _record, _utc_text
 from attune.memory.security.audit.events import AuditEvent
@@ -44,7 +47,7 @@ from attune.memory.security.audit.outbox import OutboxWrite
 from attune.memory.security.audit.reader import VerifyResult, _verify_lines
 from attune.memory.security.audit.writer import Sink
 
-__all__ = ["DatabaseAuditLogger", "TableJournal"]
+__all__ = ["DatabaseAuditLogger", "TableJournal", "table_journal"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger("attune.security")
@@ -105,100 +108,42 @@ class TableJournal(StoreJournal):
 
         threading.Thread(target=write, name="attune-audit-give-back", daemon=True).start()
 
-    def kept(self, events: Sequence[AuditEvent]) -> None:
-        """Events a store just committed in the table: copied to the local mirror, if any
-        (never blocks: queued)."""
+    def kept(self, inserts: Sequence[WriteOp]) -> None:
+        """The events of audited inserts a store just committed in the table: copied to
+        the local mirror, if any (never blocks: queued)."""
         logger = self.logger
         assert isinstance(logger, DatabaseAuditLogger)
-        logger._mirror_events(events)
+        if logger.mirror is not None:
+            logger._mirror_events(
+                [op.audit.event for op in inserts if isinstance(op, InsertOp) and op.audit]
+            )
 
 
-class _TableSink:
-    """Writes batches to the table from one private event loop and connection (see the
-    module). Used by one thread at a time (the logger's ``_sink_lock``) for writes; reads
-    (verify, query) take a connection of their own on the same loop."""
-
-    def __init__(self, dsn: str, timeout_s: float) -> None:
-        self._dsn = dsn
-        self._timeout_s = timeout_s
-        self._conn: asyncpg.Connection | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="attune-audit-db", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, make: Callable[[], Awaitable[_T]]) -> _T:
-        """Run a coroutine on the sink's loop and wait for its result (any thread)."""
-        if not self._thread.is_alive():
-            raise ConnectionError("the audit database thread has stopped")
-
-        async def call() -> _T:
-            return await make()
-
-        future: Future[_T] = asyncio.run_coroutine_threadsafe(call(), self._loop)
-        return future.result()
-
-    async def connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s, command_timeout=None)
-        try:
-            await postgres_schema.migrate(conn)
-        except BaseException:
-            conn.terminate()
-            raise
-        return conn
-
-    async def _writer(self) -> asyncpg.Connection:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await self.connect()
-        return self._conn
-
-    def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
-        if not entries:  # a flush with nothing queued
-            return
-
-        async def write() -> None:
-            conn = await self._writer()
-            async with conn.transaction():
-                if not fsync:  # nobody waits for durability (sync=False, reads' events)
-                    await conn.execute("SET LOCAL synchronous_commit = off")
-                await postgres_audit.append(conn, entries)
-
-        self.run(write)
-
-    def check(self) -> None:
-        async def probe() -> None:
-            conn = await self._writer()
-            if await postgres_audit.head(conn) is None:
-                raise _NoHeadError
-
-        self.run(probe)
-
-    def sync(self) -> None:
-        """Nothing: a batch is durable once its COMMIT returned."""
-
-    def reset(self) -> list[tuple[str, str]]:
-        conn, self._conn = self._conn, None
-        if conn is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(conn.terminate)
-        return []
-
-    def close(self) -> None:
-        if not self._thread.is_alive():  # a forked child: the parent's thread is not here
-            return
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                self.run(conn.close)
-            except Exception:
-                self._loop.call_soon_threadsafe(conn.terminate)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+def table_journal(ops: Sequence[WriteOp], dsn: str) -> TableJournal | None:
+    """The journal of a batch's audited inserts if it is the audit table of the database
+    ``dsn`` (their events then go in the batch's own transaction), else None (a store
+    appends them right after its COMMIT). One journal per batch (``batching.one_journal``)."""
+    for op in ops:
+        if isinstance(op, InsertOp) and op.audit is not None:
+            journal = op.audit.journal
+            if isinstance(journal, TableJournal) and journal.dsn == dsn:
+                return journal
+            return None
+    return None
 
 
-class _NoHeadError(Exception):
-    """The chain head row is missing: the chain cannot be extended."""
+#: Every database logger, for a forked child to drop the parent's reader (its thread and
+#: connection are the parent's; the writer's sink is reset by the audit package itself).
+_loggers: weakref.WeakSet[DatabaseAuditLogger] = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for logger in list(_loggers):
+        logger._reader = None
+        logger._reader_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
 
 
 class DatabaseAuditLogger(AuditLogger):
@@ -232,8 +177,9 @@ class DatabaseAuditLogger(AuditLogger):
         where = Path(mirror) if mirror is not None else Path(f"/{postgres_audit.TABLE}")
         super().__init__(where, sync=sync, linger_s=linger_s, on_write=on_write)
         self.journal = TableJournal(self, dsn)
-        self._reader: _TableSink | None = None
+        self._reader: TableSink | None = None
         self._reader_lock = threading.Lock()
+        _loggers.add(self)
 
     def __repr__(self) -> str:
         return f"DatabaseAuditLogger({self.url!r})"
@@ -241,10 +187,10 @@ class DatabaseAuditLogger(AuditLogger):
     # -- writing ---------------------------------------------------------------------------
 
     def _new_sink(self) -> Sink:
-        return _TableSink(self.dsn, self.connect_timeout_s)
+        return TableSink(self.dsn, self.connect_timeout_s)
 
     def _failure_of(self, exc: BaseException) -> Failure:
-        if isinstance(exc, _NoHeadError):
+        if isinstance(exc, NoHeadError):
             return (
                 f"the audit chain head (audit_head) of {self.url} has no row, so the chain "
                 "cannot be extended",
@@ -327,10 +273,10 @@ class DatabaseAuditLogger(AuditLogger):
         """None: the log is a table (the mirror's files are ``mirror.files()``)."""
         return []
 
-    def _reading(self) -> _TableSink:
+    def _reading(self) -> TableSink:
         with self._reader_lock:
             if self._reader is None:
-                self._reader = _TableSink(self.dsn, self.connect_timeout_s)
+                self._reader = TableSink(self.dsn, self.connect_timeout_s)
             return self._reader
 
     def verify(
@@ -357,7 +303,7 @@ class DatabaseAuditLogger(AuditLogger):
         except Exception as exc:
             raise self._unreadable(exc, "it was not verified") from None
         finally:
-            reader.run(lambda: _quietly_close(conn))
+            reader.run(lambda: quietly_close(conn))
         if result.ok and stored != (last[0], result.head):
             return VerifyResult(
                 False,
@@ -372,7 +318,7 @@ class DatabaseAuditLogger(AuditLogger):
 
     @staticmethod
     def _rows(
-        reader: _TableSink, conn: asyncpg.Connection, last: list[int]
+        reader: TableSink, conn: asyncpg.Connection, last: list[int]
     ) -> Iterator[tuple[Path | None, int, bytes]]:
         """Every row's line (newline added, as a file's) in ``seq`` order, page by page;
         ``last[0]`` follows the last seq read."""
@@ -440,7 +386,7 @@ class DatabaseAuditLogger(AuditLogger):
                             return
                     before = rows[-1][0]
             finally:
-                await _quietly_close(conn)
+                await quietly_close(conn)
 
         try:
             reader.run(scan)
@@ -459,10 +405,3 @@ class DatabaseAuditLogger(AuditLogger):
             outcome,
             "Check that the database is reachable and that attune's role may read it.",
         )
-
-
-async def _quietly_close(conn: asyncpg.Connection) -> None:
-    try:
-        await conn.close(timeout=5)
-    except Exception:
-        conn.terminate()

@@ -44,7 +44,7 @@ from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory.config import redact_url
 from attune.memory.long_term import batching, postgres_schema, postgres_search
 from attune.memory.long_term.batching import Outcome, Queued
-from attune.memory.long_term.postgres_audit_log import TableJournal
+from attune.memory.long_term.postgres_audit_log import TableJournal, table_journal
 from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
 from attune.memory.long_term.postgres_schema import (
     SCHEMA_VERSION,
@@ -257,7 +257,7 @@ class PostgresLongTermStore:
         if not live:
             return
         ops = [op for op, _fut in live]
-        journal = self._table_journal(ops)
+        journal = table_journal(ops, self._dsn)
         try:
             outcomes = await self._run(res, ops, journal)
         except Exception as exc:  # nothing of the batch was written
@@ -282,22 +282,10 @@ class PostgresLongTermStore:
             if isinstance(op, InsertOp) and op.audit is not None and outcomes[i] == (True, None)
         ]
         if audited and journal is not None:  # committed with their records: mirror them
-            journal.kept([_event_of(ops[i]) for i in audited])
+            journal.kept([ops[i] for i in audited])
         elif audited:
             await batching.append_events(ops, audited, outcomes)
         batching.answer(live, outcomes)
-
-    def _table_journal(self, ops: list[WriteOp]) -> TableJournal | None:
-        """The batch's journal if it is this database's audit table (its events then go in
-        the batch's own transaction), else None (appended right after the COMMIT). One
-        journal per batch (:func:`batching.one_journal`)."""
-        for op in ops:
-            if isinstance(op, InsertOp) and op.audit is not None:
-                journal = op.audit.journal
-                if isinstance(journal, TableJournal) and journal.dsn == self._dsn:
-                    return journal
-                return None
-        return None
 
     async def _run(
         self, res: _Pool, ops: list[WriteOp], journal: TableJournal | None
@@ -417,12 +405,6 @@ class PostgresLongTermStore:
 
     async def aclose(self) -> None:
         await self._pools.aclose()
-
-
-def _event_of(op: WriteOp) -> Any:
-    """The audit event of an audited insert."""
-    assert isinstance(op, InsertOp) and op.audit is not None
-    return op.audit.event
 
 
 def _describe(exc: BaseException) -> str:
