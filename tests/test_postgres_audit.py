@@ -164,8 +164,10 @@ async def test_the_mirror_copies_this_processes_events_to_a_file(
         assert mirror.verify().ok
     finally:
         mirror.close()
-    # The same events (the order may differ: the table's is commit order across hosts).
-    assert sorted(e["event"] for e in in_file) == sorted(e["event"] for e in in_table)
+    # The same events, in the same order: the write's transaction took the decisions its
+    # process still queued (or waited for their batch) before its own event.
+    assert [e["event"] for e in in_file] == [e["event"] for e in in_table]
+    assert in_table[-1]["event"] == "pattern.store"
     assert stored["pattern_id"] in {e["target_id"] for e in in_file}
 
 

@@ -76,18 +76,23 @@ class TableJournal(StoreJournal):
         """None: a database log keeps no outbox (see the class)."""
         return None
 
-    def take_queued(self) -> _Batch | None:
-        """The logger's open batch (events queued, not yet taken by its writer), taken
-        for a store's transaction to append before the write's own events; never blocks
-        (the queue's lock only). Then :meth:`settle` it after the COMMIT, or
-        :meth:`give_back` it if there was none."""
+    def take_queued(self) -> tuple[_Batch | None, _Batch | None]:
+        """(the batch the logger's writer is writing now, if any; its open batch, taken):
+        for a store's transaction, which waits for the first (without blocking its loop:
+        ``done.wait`` in a worker thread) and appends the second before the write's own
+        events, so the events an operation queued before its final one are durable, and
+        chained, before it. Never blocks (the queue's lock only). Then :meth:`settle` the
+        taken batch after the COMMIT, or :meth:`give_back` it if there was none."""
         logger = self.logger
         with logger._cond:
             worker = logger._worker
-            if worker is None or worker.batch is None:
-                return None
+            if worker is None:
+                return None, None
+            writing = worker.writing
+            if writing is not None and writing.done.is_open:
+                writing = None
             batch, worker.batch = worker.batch, None
-            return batch
+            return writing, batch
 
     def settle(self, batch: _Batch) -> None:
         """A taken batch committed with a store's transaction: its waiters are woken."""

@@ -11,6 +11,7 @@ fails its own caller only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -102,7 +103,9 @@ async def transaction(
                 if isinstance(op, InsertOp) and op.audit is not None and new is True
             ]
             if events:
-                taken = journal.take_queued()
+                writing, taken = journal.take_queued()
+                if writing is not None:  # earlier events: durable and chained first
+                    await asyncio.to_thread(writing.done.wait)
                 queued = [] if taken is None else taken.entries
                 await postgres_audit.append(conn, _encode([*queued, *events]))
     except STATEMENT_ERRORS as exc:

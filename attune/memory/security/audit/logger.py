@@ -147,6 +147,7 @@ class AuditLogger(_LogWriter):
                     if mine:
                         assert worker is not None
                         worker.batch = None
+                        worker.writing = batch
                     elif not batch.done.is_open:  # a stopping writer still owns it
                         batch.urgent = True
                         self._cond.notify_all()

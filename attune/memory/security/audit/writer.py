@@ -208,6 +208,8 @@ class _LogWriter:
             with self._sink_lock:
                 with self._cond:
                     batch, worker.batch = worker.batch, None
+                    if batch is not None:
+                        worker.writing = batch
                     stopping = worker.stopping
                     unsynced, worker.unsynced = worker.unsynced, False
                 if batch is not None:  # else a caller's commit() took it meanwhile
