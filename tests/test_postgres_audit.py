@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from records import pattern_record
+from waiting import WriteRecorder
 
 from attune.cli import main
 from attune.errors import AuditLogError, LongTermUnavailableError
@@ -109,6 +110,50 @@ async def test_events_of_a_group_commit_are_in_its_transaction(
     assert targets == set(ids[:-1])
     assert await store.existing(ids) == targets
     assert log.verify().ok
+
+
+async def test_queued_events_go_with_the_write_or_are_written_without_it(
+    store: PostgresLongTermStore, postgres_url: str
+) -> None:
+    """An event queued before a write (a decision nobody waits for) is committed in the
+    write's transaction, before its event; if that transaction fails, it is still
+    written, by the logger, once."""
+    recorder = WriteRecorder()
+    log = DatabaseAuditLogger(postgres_url, linger_s=60, on_write=recorder)  # kept queued
+    try:
+        await store.count()
+        decision = AuditEvent("classification.decision", "agent", "CONTRIBUTOR")
+        log.submit(decision)
+        assert await store.write(
+            InsertOp(pattern_record("pat_1"), Audited(log.journal, _event("pat_1")))
+        )
+        assert recorder.batches == [1]  # the decision, told by the store's commit
+        assert [e["event"] for e in log.query()] == ["classification.decision", "pattern.store"]
+
+        # The event of pat_2 is refused by the table, after the queued one was taken.
+        await _sql(
+            postgres_url,
+            "CREATE FUNCTION refuse_pat_2() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF NEW.line LIKE '%pat_2%' THEN RAISE EXCEPTION 'refused'; END IF; "
+            "RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_pat_2 BEFORE INSERT ON audit_events FOR EACH ROW "
+            "EXECUTE FUNCTION refuse_pat_2()",
+        )
+        try:
+            log.submit(decision)
+            with pytest.raises(LongTermUnavailableError):
+                await store.write(
+                    InsertOp(pattern_record("pat_2"), Audited(log.journal, _event("pat_2")))
+                )
+            await asyncio.to_thread(recorder.wait_for, 2)  # given back, written by the logger
+        finally:
+            await _sql(postgres_url, "DROP TRIGGER refuse_pat_2 ON audit_events")
+        assert await store.existing(["pat_2"]) == set()
+        events = [e["event"] for e in log.query()]
+        assert events == ["classification.decision", "pattern.store", "classification.decision"]
+        assert log.verify().ok
+    finally:
+        log.close()
 
 
 async def test_an_event_that_cannot_be_chained_stores_no_record(
