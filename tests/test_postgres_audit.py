@@ -28,7 +28,12 @@ from records import pattern_record
 from waiting import WriteRecorder
 
 from attune.cli import main
-from attune.errors import AuditLogError, LongTermUnavailableError
+from attune.errors import (
+    AuditLogError,
+    ConfigurationError,
+    LongTermUnavailableError,
+    ValidationError,
+)
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.long_term import Audited, InsertOp
 from attune.memory.security import pipeline
@@ -460,3 +465,43 @@ async def test_sigkill_during_64_concurrent_persists_loses_no_acknowledged_write
     assert set(acknowledged) <= in_log
     # And no event of a record that is not there (its transaction never committed).
     assert await store.existing(sorted(in_log)) == in_log
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_with_typed_errors(
+    log: DatabaseAuditLogger, postgres_url: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="postgresql://"):
+        DatabaseAuditLogger("mysql://db/attune")
+    log.log(_event("pat_1"))
+    for limit in (-1, True, "3"):
+        with pytest.raises(ValidationError, match="limit"):
+            log.query(limit=limit)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="since"):
+        log.query(since="yesterday")
+    assert len(log.query()) == 1 and log.verify().ok  # nothing changed
+
+
+def test_an_unreachable_database_is_a_typed_error_that_names_no_password(
+    free_port_url: str,
+) -> None:
+    log = DatabaseAuditLogger(free_port_url, connect_timeout_s=2)
+    try:
+        with pytest.raises(AuditLogError) as caught:
+            log.log(_event("pat_1"))
+        assert "could not be written" in str(caught.value)
+        assert "s3cret" not in str(caught.value)
+        with pytest.raises(AuditLogError, match="could not be read") as read:
+            log.verify()
+        assert "s3cret" not in str(read.value)
+    finally:
+        log.close()
+
+
+@pytest.fixture
+def free_port_url() -> str:
+    from conftest import free_port
+
+    return f"postgresql://attune:s3cret@127.0.0.1:{free_port()}/attune"
