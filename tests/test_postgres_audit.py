@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,21 @@ async def test_the_mirror_copies_this_processes_events_to_a_file(
     assert [e["event"] for e in in_file] == [e["event"] for e in in_table]
     assert in_table[-1]["event"] == "pattern.store"
     assert stored["pattern_id"] in {e["target_id"] for e in in_file}
+
+
+def test_query_filters_and_keeps_the_most_recent(log: DatabaseAuditLogger) -> None:
+    _logged(log, 5)
+    log.log(AuditEvent("access.denied", "other", "OBSERVER", outcome="denied"))
+    assert [e["seq"] for e in log.query(limit=2)] == [5, 6]
+    assert [e["target_id"] for e in log.query(event_type="pattern.store", limit=2)] == [
+        "pat_3",
+        "pat_4",
+    ]
+    assert [e["event"] for e in log.query(user_id="other")] == ["access.denied"]
+    assert log.query(outcome="denied", target_id="pat_1") == []
+    assert len(log.query(since="2000-01-01")) == 6
+    assert log.query(since=datetime.now(UTC) + timedelta(days=1)) == []
+    assert log.query(limit=0) == []
 
 
 def test_the_table_is_append_only(log: DatabaseAuditLogger, postgres_url: str) -> None:

@@ -24,12 +24,13 @@ the head exposes (:mod:`attune.memory.security.audit.checkpoint`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
 from attune.errors import AuditLogError
-from attune.memory.security.audit.codec import GENESIS, _digest, _line
+from attune.memory.security.audit.codec import GENESIS, _digest, _line, _record
 from attune.memory.security.audit.failures import REFUSED
 
 #: The table of events, and the one-row table of the chain head.
@@ -133,3 +134,37 @@ async def page_since(
         limit,
     )
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+#: Rows read per round trip by :func:`matching` (and by verify).
+PAGE = 5000
+
+
+async def matching(
+    conn: asyncpg.Connection, wanted: Mapping[str, object], after: str | None, limit: int | None
+) -> list[dict[str, Any]]:
+    """The events whose fields hold every ``wanted`` value, stamped at or after ``after``
+    (a timestamp text), oldest first; the last ``limit`` of them. Read newest first, page
+    by page, until ``limit`` matched; each line parsed by the codec (rows that are not
+    valid events are skipped: verify reports them), as a log file's are."""
+    found: list[dict[str, Any]] = []
+    before = 2**63 - 1
+    while limit is None or len(found) < limit:
+        if after is None:
+            rows = await page(conn, before, PAGE, newest_first=True)
+        else:
+            rows = await page_since(conn, before, after, PAGE)
+        if not rows:
+            break
+        for _seq, line in rows:
+            record = _record(line.encode("ascii", "replace") + b"\n")
+            if record is None or any(record.get(k) != v for k, v in wanted.items()):
+                continue
+            if after is not None and str(record.get("ts", "")) < after:
+                continue
+            found.append(record)
+            if limit is not None and len(found) >= limit:
+                break
+        before = rows[-1][0]
+    found.reverse()
+    return found

@@ -38,7 +38,7 @@ from attune.memory.long_term import postgres_audit
 from attune.memory.long_term.postgres_audit_sink import NoHeadError, TableSink, quietly_close
 from attune.memory.long_term.protocol import InsertOp, WriteOp
 from attune.memory.security.audit.batch import _Batch
-from attune.memory.security.audit.codec import _record, _utc_text
+from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent
 from attune.memory.security.audit.failures import CALL_REFUSED, REFUSED, Failure
 from attune.memory.security.audit.journal import StoreJournal
@@ -52,8 +52,6 @@ __all__ = ["DatabaseAuditLogger", "TableJournal", "table_journal"]
 _T = TypeVar("_T")
 _log = logging.getLogger("attune.security")
 
-#: Rows read per round trip by verify and query.
-_PAGE = 5000
 _HEAD_MISMATCH = (
     "the chain head (audit_head) does not match the last event: events were removed from "
     "the end of the table, or the head was altered"
@@ -329,7 +327,7 @@ class DatabaseAuditLogger(AuditLogger):
         ``last[0]`` follows the last seq read."""
         after = 0
         while True:
-            rows = reader.run(lambda: postgres_audit.page(conn, after, _PAGE))  # noqa: B023
+            rows = reader.run(lambda: postgres_audit.page(conn, after, postgres_audit.PAGE))  # noqa: B023
             if not rows:
                 return
             for seq, line in rows:
@@ -367,38 +365,18 @@ class DatabaseAuditLogger(AuditLogger):
             return []
         self._flush_pending()
         reader = self._reading()
-        found: list[dict[str, Any]] = []
 
-        async def scan() -> None:
+        async def scan() -> list[dict[str, Any]]:
             conn = await reader.connect()
             try:
-                before = 2**63 - 1
-                while limit is None or len(found) < limit:
-                    if after is None:
-                        rows = await postgres_audit.page(conn, before, _PAGE, newest_first=True)
-                    else:
-                        rows = await postgres_audit.page_since(conn, before, after, _PAGE)
-                    if not rows:
-                        return
-                    for _seq, line in rows:
-                        record = _record(line.encode("ascii", "replace") + b"\n")
-                        if record is None or any(record.get(k) != v for k, v in wanted.items()):
-                            continue
-                        if after is not None and str(record.get("ts", "")) < after:
-                            continue
-                        found.append(record)
-                        if limit is not None and len(found) >= limit:
-                            return
-                    before = rows[-1][0]
+                return await postgres_audit.matching(conn, wanted, after, limit)
             finally:
                 await quietly_close(conn)
 
         try:
-            reader.run(scan)
+            return reader.run(scan)
         except Exception as exc:
             raise self._unreadable(exc, "nothing was returned") from None
-        found.reverse()
-        return found
 
     def _unreadable(self, exc: BaseException, outcome: str) -> AuditLogError:
         if isinstance(exc, AuditLogError):
