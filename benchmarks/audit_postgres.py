@@ -5,11 +5,11 @@ appended and fsynced right after the COMMIT, one chain per host), side by side i
     .venv/bin/python benchmarks/audit_postgres.py [--ops 300]
         [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-Creates a database of its own (``attune_bench_<hex>``, dropped at the end) and runs the
-same operations through the real core twice on it: with ``database_url`` set (the table)
-and with the store alone (the file). Figures: sequential persist p50 (ms), 64 concurrent
-persists (per second), an audited event alone (``pipeline.audit``, durable) p50 (ms), and
-verify of the whole log (ms). Timing only, nothing is asserted; the ratio column is
+Creates two databases of its own (``attune_bench_<hex>``, dropped at the end) and runs
+the same operations through the real core on both, interleaved op by op: one with
+``database_url`` set (the table), one with the store alone (the file). Figures:
+sequential persist p50 (ms), 64 concurrent persists (per second), an audited event alone
+(``pipeline.audit``, durable) p50 (ms), and verify of the whole log (ms). Timing only, nothing is asserted; the ratio column is
 table / file (a time: below 1 is faster; a rate: above 1 is faster).
 """
 
@@ -34,40 +34,47 @@ from attune.memory.security.audit import AuditEvent
 from attune.memory.security.pipeline import close_shared
 
 
-async def _p50(op: Callable[[int], Awaitable[Any]], ops: int) -> float:
-    times = []
-    for i in range(ops):
-        start = time.perf_counter()
-        await op(i)
-        times.append(time.perf_counter() - start)
+def _p50(times: list[float]) -> float:
     return statistics.median(times) * 1000
 
 
-async def measure(url: str, config: MemoryConfig, ops: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    store = PostgresLongTermStore(url)
-    try:
-        async with AsyncUnifiedMemory("bench", config, long_term=store) as mem:
-            out["persist seq p50 (ms)"] = await _p50(
-                lambda i: mem.persist_pattern(f"note number {i}", "note"), ops
-            )
-            rounds = max(1, ops // 64)
-            start = time.perf_counter()
-            for r in range(rounds):
-                await asyncio.gather(
-                    *(mem.persist_pattern(f"burst {r} {n}", "note") for n in range(64))
+async def _timed(op: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await op()
+    return time.perf_counter() - start
+
+
+async def measure(mems: dict[str, AsyncUnifiedMemory], ops: int) -> dict[str, dict[str, float]]:
+    """The same operations on every memory, interleaved op by op (ABAB...), so a machine
+    whose load drifts during the run weighs on both alike."""
+    out: dict[str, dict[str, float]] = {mode: {} for mode in mems}
+    seq: dict[str, list[float]] = {mode: [] for mode in mems}
+    burst: dict[str, list[float]] = {mode: [] for mode in mems}
+    event_times: dict[str, list[float]] = {mode: [] for mode in mems}
+    event = AuditEvent("access.denied", "bench", "OBSERVER", outcome="denied")
+    for i in range(ops):
+        for mode, mem in mems.items():
+            text = f"note {i}"
+            seq[mode].append(await _timed(lambda m=mem, t=text: m.persist_pattern(t, "note")))
+            event_times[mode].append(await _timed(lambda m=mem: m.pipeline.audit(event)))
+    for r in range(max(1, ops // 64)):
+        for mode, mem in mems.items():
+            burst[mode].append(
+                await _timed(
+                    lambda m=mem, r=r: asyncio.gather(
+                        *(m.persist_pattern(f"burst {r} {n}", "note") for n in range(64))
+                    )
                 )
-            out["persist x64 (/s)"] = 64 * rounds / (time.perf_counter() - start)
-            event = AuditEvent("access.denied", "bench", "OBSERVER", outcome="denied")
-            out["audit event p50 (ms)"] = await _p50(lambda i: mem.pipeline.audit(event), ops)
-            log = mem.pipeline.audit_logger
-            start = time.perf_counter()
-            result = await asyncio.to_thread(log.verify)
-            out["verify whole log (ms)"] = (time.perf_counter() - start) * 1000
-            assert result.ok, str(result)
-    finally:
-        await store.aclose()
-        close_shared()
+            )
+    for mode, mem in mems.items():
+        out[mode]["persist seq p50 (ms)"] = _p50(seq[mode])
+        out[mode]["persist x64 (/s)"] = 64 * len(burst[mode]) / sum(burst[mode])
+        out[mode]["audit event p50 (ms)"] = _p50(event_times[mode])
+        log = mem.pipeline.audit_logger
+        start = time.perf_counter()
+        result = await asyncio.to_thread(log.verify)
+        out[mode]["verify whole log (ms)"] = (time.perf_counter() - start) * 1000
+        assert result.ok, str(result)
     return out
 
 
@@ -80,23 +87,43 @@ async def _admin(url: str, statement: str) -> None:
 
 
 async def main(ops: int, admin_url: str) -> None:
-    results: dict[str, dict[str, float]] = {}
     parts = urlsplit(admin_url)
-    with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("file", "table"):
-            name = f"attune_bench_{uuid.uuid4().hex[:12]}"
-            url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-            await _admin(admin_url, f'CREATE DATABASE "{name}"')
-            try:
-                config = MemoryConfig(
-                    redis_mock=True,
-                    storage_dir=Path(tmp) / mode,
-                    database_url=url if mode == "table" else None,
+    names = {mode: f"attune_bench_{uuid.uuid4().hex[:12]}" for mode in ("file", "table")}
+    urls = {
+        mode: urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+        for mode, name in names.items()
+    }
+    for name in names.values():
+        await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    stores = {mode: PostgresLongTermStore(url) for mode, url in urls.items()}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            mems = {
+                mode: AsyncUnifiedMemory(
+                    "bench",
+                    MemoryConfig(
+                        redis_mock=True,
+                        storage_dir=Path(tmp) / mode,
+                        database_url=urls[mode] if mode == "table" else None,
+                    ),
+                    long_term=stores[mode],
                 )
-                results[mode] = await measure(url, config, ops)
+                for mode in names
+            }
+            for mem in mems.values():
+                await mem.__aenter__()
+            try:
+                results = await measure(mems, ops)
             finally:
-                await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(f"{ops} operations each")
+                for mem in mems.values():
+                    await mem.__aexit__(None, None, None)
+    finally:
+        for store in stores.values():
+            await store.aclose()
+        close_shared()
+        for name in names.values():
+            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"{ops} operations each, interleaved")
     print(f"{'figure':<26} {'file':>10} {'table':>10} {'table/file':>11}")
     for figure, file_value in results["file"].items():
         table_value = results["table"][figure]
