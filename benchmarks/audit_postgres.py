@@ -9,8 +9,9 @@ Creates two databases of its own (``attune_bench_<hex>``, dropped at the end) an
 the same operations through the real core on both, interleaved op by op: one with
 ``database_url`` set (the table), one with the store alone (the file). Figures:
 sequential persist p50 (ms), 64 concurrent persists (per second), an audited event alone
-(``pipeline.audit``, durable) p50 (ms), and verify of the whole log (ms). Timing only, nothing is asserted; the ratio column is
-table / file (a time: below 1 is faster; a rate: above 1 is faster).
+(``pipeline.audit``, durable) p50 (ms), and verify of the whole log (ms). Timing only,
+nothing is asserted; the ratio column is table / file (a time: below 1 is faster; a
+rate: above 1 is faster).
 """
 
 from __future__ import annotations
