@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,6 +236,40 @@ def test_query_filters_and_keeps_the_most_recent(log: DatabaseAuditLogger) -> No
     assert len(log.query(since="2000-01-01")) == 6
     assert log.query(since=datetime.now(UTC) + timedelta(days=1)) == []
     assert log.query(limit=0) == []
+
+
+@pytest.mark.parametrize("tries", [3, 0])
+def test_writers_that_move_each_others_head_keep_one_chain(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, tries: int
+) -> None:
+    """Each logger appends in one statement while the head is the one it left; another
+    writer moved it, so it reads the head again (and with ``tries`` 0, locks it first)."""
+    from attune.memory.long_term import postgres_audit
+
+    monkeypatch.setattr(postgres_audit, "_TRIES", tries)
+    logs = [DatabaseAuditLogger(postgres_url) for _ in range(2)]
+    try:
+
+        def write(log: DatabaseAuditLogger, tag: str) -> None:
+            for i in range(40):
+                log.log(_event(f"{tag}_{i}"))
+
+        threads = [
+            threading.Thread(target=write, args=(log, tag))
+            for log, tag in zip(logs, ("a", "b"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        write(logs[0], "c")  # after the other moved the head
+        result = logs[1].verify()
+        assert result.ok and result.lines_checked == 120, str(result)
+        targets = {e["target_id"] for e in logs[0].query()}
+        assert targets == {f"{t}_{i}" for t in "abc" for i in range(40)}
+    finally:
+        for log in logs:
+            log.close()
 
 
 def test_the_table_is_append_only(log: DatabaseAuditLogger, postgres_url: str) -> None:

@@ -82,14 +82,43 @@ async def append(conn: asyncpg.Connection, entries: list[tuple[str, str]]) -> tu
     Holds the head's row lock until that transaction ends."""
     row = await conn.fetchrow(_LOCK_HEAD)
     if row is None:
-        raise AuditLogError(
-            f"the audit chain head ({HEAD}) of the database has no row, so the chain cannot "
-            "be extended",
-            REFUSED,
-            "The table was altered outside attune: run `attune audit verify`, then restore "
-            "the database from a backup.",
-        )
-    seq, prev = int(row[0]), str(row[1])
+        raise _no_head()
+    seqs, stamps, lines, new = _chained((int(row[0]), str(row[1])), entries)
+    await conn.execute(_APPEND, seqs, stamps, lines, *new)
+    return new
+
+
+def _no_head() -> AuditLogError:
+    return AuditLogError(
+        f"the audit chain head ({HEAD}) of the database has no row, so the chain cannot "
+        "be extended",
+        REFUSED,
+        "The table was altered outside attune: run `attune audit verify`, then restore "
+        "the database from a backup.",
+    )
+
+
+#: One statement, so one round trip in its own implicit transaction: the lines chained onto
+#: the head the caller expects ($4, $5) are inserted and the head moved ($6, $7) only if
+#: the head is still that one (locked FOR UPDATE; a head another writer moved meanwhile is
+#: seen after its COMMIT and matches no more): no row back then, nothing written.
+_APPEND_IF_HEAD = (
+    f"WITH h AS (SELECT 1 FROM {HEAD} WHERE id = 1 AND seq = $4 AND hash = $5 FOR UPDATE), "  # noqa: S608
+    f"added AS (INSERT INTO {TABLE} (seq, ts, line) SELECT u.s, u.t, u.l "
+    "FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(s, t, l) WHERE EXISTS (SELECT 1 FROM h)) "
+    f"UPDATE {HEAD} SET seq = $6, hash = $7 WHERE id = 1 AND EXISTS (SELECT 1 FROM h) "
+    "RETURNING seq"
+)
+#: Tries of :func:`append_alone` before it takes the head's lock first (a head that keeps
+#: moving: many writers at once).
+_TRIES = 3
+
+
+def _chained(
+    start: tuple[int, str], entries: list[tuple[str, str]]
+) -> tuple[list[int], list[str], list[str], tuple[int, str]]:
+    """``entries`` as lines chained onto ``start``: their seqs, stamps, lines, new head."""
+    seq, prev = start
     seqs, stamps, lines = [], [], []
     for ts, body in entries:
         seq += 1
@@ -98,8 +127,27 @@ async def append(conn: asyncpg.Connection, entries: list[tuple[str, str]]) -> tu
         seqs.append(seq)
         stamps.append(ts)
         lines.append(line.decode("ascii"))
-    await conn.execute(_APPEND, seqs, stamps, lines, seq, prev)
-    return seq, prev
+    return seqs, stamps, lines, (seq, prev)
+
+
+async def append_alone(
+    conn: asyncpg.Connection, entries: list[tuple[str, str]], expected: tuple[int, str] | None
+) -> tuple[int, str]:
+    """``entries`` appended outside any transaction (events without a record), in one
+    statement when the head is still ``expected`` (this writer's last head): one round
+    trip, not four. Else the head is read and it is tried again; after a few misses, a
+    transaction locks the head first (:func:`append`). Returns the new head."""
+    for _ in range(_TRIES):
+        if expected is None:
+            expected = await head(conn)
+            if expected is None:
+                raise _no_head()
+        seqs, stamps, lines, new = _chained(expected, entries)
+        if await conn.fetchval(_APPEND_IF_HEAD, seqs, stamps, lines, *expected, *new) is not None:
+            return new
+        expected = None
+    async with conn.transaction():
+        return await append(conn, entries)
 
 
 async def head(conn: asyncpg.Connection) -> tuple[int, str] | None:

@@ -6,8 +6,10 @@ asyncpg connections belong to an event loop, and an audit logger is driven from 
 :class:`TableSink` runs one private loop on a daemon thread of its own, with one
 connection for writes (opened on first use, after the schema's migrations); each call
 hands it a coroutine and waits for the result, from any thread, never on a caller's
-event loop. A batch is one short transaction: lock the chain head, insert the lines,
-COMMIT (:func:`.postgres_audit.append`); the COMMIT is its durability.
+event loop. A batch is one statement in its own transaction, conditional on the chain
+head this sink left (:func:`.postgres_audit.append_alone`: one round trip while no other
+writer moved it), else a short transaction that locks the head first; the COMMIT is its
+durability.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class TableSink:
         self._dsn = dsn
         self._timeout_s = timeout_s
         self._conn: asyncpg.Connection | None = None
+        #: The head after this sink's last append: a guess (checked by the statement that
+        #: appends, see :func:`postgres_audit.append_alone`), right while nobody else wrote.
+        self._head: tuple[int, str] | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="attune-audit-db", daemon=True
@@ -73,10 +78,12 @@ class TableSink:
 
         async def write() -> None:
             conn = await self._writer()
-            async with conn.transaction():
-                if not fsync:  # nobody waits for durability (sync=False, reads' events)
-                    await conn.execute("SET LOCAL synchronous_commit = off")
-                await postgres_audit.append(conn, entries)
+            if fsync:  # one statement, its own transaction, while the head is our last
+                self._head = await postgres_audit.append_alone(conn, entries, self._head)
+                return
+            async with conn.transaction():  # nobody waits for durability (sync=False)
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                self._head = await postgres_audit.append(conn, entries)
 
         self.run(write)
 
