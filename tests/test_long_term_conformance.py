@@ -12,7 +12,7 @@ compare orders, never score values across backends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from attune.memory.long_term import (
     WrappedKey,
 )
 from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
+from attune.memory.security.audit import AuditEvent, AuditLogger
 
 OpenStore = Callable[[], LongTermStore]
 
@@ -68,9 +69,37 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, MemoryConfig], OpenStore]] 
 }
 
 
+def _file_log(request: pytest.FixtureRequest, config: MemoryConfig) -> AuditLogger:
+    return AuditLogger(config.audit_log_path)
+
+
+def _table_log(request: pytest.FixtureRequest, config: MemoryConfig) -> AuditLogger:
+    from attune.memory.long_term.postgres_audit_log import DatabaseAuditLogger
+
+    return DatabaseAuditLogger(request.getfixturevalue("postgres_url"))
+
+
+#: backend name -> the audit log a deployment of it writes (the file beside SQLite; the
+#: database's own table with PostgreSQL).
+AUDIT_LOGS: dict[str, Callable[[pytest.FixtureRequest, MemoryConfig], AuditLogger]] = {
+    "sqlite": _file_log,
+    "postgres": _table_log,
+}
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, mock_config: MemoryConfig) -> OpenStore:
     return BACKENDS[request.param](request, mock_config)
+
+
+@pytest.fixture
+def audit_log(
+    request: pytest.FixtureRequest, backend: OpenStore, mock_config: MemoryConfig
+) -> Iterator[AuditLogger]:
+    """The audit log of the backend's deployment, on this test's data."""
+    log = AUDIT_LOGS[request.node.callspec.params["backend"]](request, mock_config)
+    yield log
+    log.close()
 
 
 @pytest.fixture
@@ -474,6 +503,27 @@ async def test_a_failing_journal_tells_its_callers_the_records_are_stored(
         assert "WAS stored" in str(result)
     assert await store.existing(["pat_1", "pat_2"]) == {"pat_1", "pat_2"}
     assert sorted(e for batch in journal.appended for e in batch) == ["pat_1", "pat_2"]
+
+
+async def test_audit_events_commit_with_their_records_and_only_with_them(
+    store: LongTermStore, audit_log: AuditLogger
+) -> None:
+    """With the deployment's own audit log: every stored record has its event, and an
+    insert that stores nothing (a duplicate id) has none; the chain verifies."""
+
+    def insert(pattern_id: str) -> InsertOp:
+        event = AuditEvent("pattern.store", "agent", "CONTRIBUTOR", target_id=pattern_id)
+        return InsertOp(_rec(pattern_id), Audited(audit_log.journal, event))
+
+    assert await store.write(insert("pat_1")) is True
+    ids = ["pat_1", "pat_2", "pat_3", "pat_2", *(f"pat_x{n}" for n in range(60))]
+    results = await asyncio.gather(*(store.write(insert(i)) for i in ids))
+    assert results == [False, True, True, False] + [True] * 60
+    events = audit_log.query(event_type="pattern.store")
+    assert sorted(e["target_id"] for e in events) == sorted(set(ids))
+    assert await store.existing(sorted(set(ids))) == set(ids)
+    result = audit_log.verify()
+    assert result.ok and result.lines_checked == len(set(ids)), str(result)
 
 
 async def test_a_store_refuses_what_is_not_a_write(store: LongTermStore) -> None:

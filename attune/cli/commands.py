@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from attune.cli.output import (
@@ -302,15 +303,25 @@ def _mcp(args: argparse.Namespace, out: Output) -> int:
 
 
 def _audit(args: argparse.Namespace, out: Output) -> int:
-    """audit verify / query, on the configured log (or ``--log-file``)."""
+    """audit verify / query / tail, on the configured log: the database's table with
+    ``ATTUNE_DATABASE_URL``, else the file (``--log-file`` names a file, e.g. a mirror)."""
     from attune.memory.config import MemoryConfig
     from attune.memory.security.audit import AuditLogger
 
-    path = args.log_file or MemoryConfig().audit_log_path
-    log = AuditLogger(log_file=path)
+    config = MemoryConfig()
+    log: AuditLogger
+    if args.log_file is None and config.database_url is not None:
+        from attune.memory.long_term.postgres_audit_log import DatabaseAuditLogger
+
+        log = DatabaseAuditLogger(config.database_url)
+    else:
+        log = AuditLogger(log_file=args.log_file or config.audit_log_path)
     try:
+        if args.action == "checkpoint":
+            return _checkpoint(args, config, log, out)
         if args.action == "verify":
-            result = log.verify()
+            anchor = None if args.checkpoint is None else _anchor(args.checkpoint, config)
+            result = log.verify(anchor=anchor)
             if out.as_json:
                 out.document(
                     {
@@ -321,6 +332,7 @@ def _audit(args: argparse.Namespace, out: Output) -> int:
                         "line": result.line,
                         "reason": result.reason,
                         "head": result.head,
+                        "table": result.table,
                     }
                 )
             else:
@@ -338,6 +350,54 @@ def _audit(args: argparse.Namespace, out: Output) -> int:
         return OK
     finally:
         log.close()
+
+
+def _keyring(config: Any) -> Any:
+    from attune.memory.security.keyring import KeyRing
+
+    return KeyRing.load(
+        storage_dir=config.ensure_storage_dir(),
+        environment=config.environment.value,
+        key_file=config.master_key_file,
+    )
+
+
+def _anchor(path: str, config: Any) -> tuple[int, str]:
+    """(seq, hash) of a checkpoint file whose signature the master key confirms."""
+    import json
+
+    from attune.errors import ValidationError
+    from attune.memory.security.audit.checkpoint import open_checkpoint
+
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(
+            f"the checkpoint file {path} could not be read as JSON ({type(exc).__name__})"
+        ) from None
+    return open_checkpoint(document, _keyring(config))
+
+
+def _checkpoint(args: argparse.Namespace, config: Any, log: Any, out: Output) -> int:
+    """audit checkpoint: verify the chain, then sign its head (never a broken chain's)."""
+    import json
+
+    from attune.memory.security.audit.checkpoint import sign_checkpoint
+
+    result = log.verify()
+    if not result.ok or result.head is None or result.head_seq is None:
+        out.error(f"no checkpoint: {result}")
+        return NO
+    document = sign_checkpoint(_keyring(config), result.head_seq, result.head)
+    if args.out is None:
+        if out.as_json:
+            out.document(document)
+        else:
+            out.line(json.dumps(document))
+        return OK
+    Path(args.out).write_text(json.dumps(document) + "\n", encoding="utf-8")
+    out.note(f"checkpoint of seq {document['seq']} written to {args.out}")
+    return OK
 
 
 #: How often ``audit tail --follow`` looks for new events.

@@ -90,9 +90,22 @@ def build() -> argparse.ArgumentParser:
     )
     log_file = argparse.ArgumentParser(add_help=False, parents=[common])
     log_file.add_argument(
-        "--log-file", help="audit log (default: ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)"
+        "--log-file",
+        help="audit log file (default: the database's audit_events table with "
+        "ATTUNE_DATABASE_URL, else ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)",
     )
-    audit.add_parser("verify", parents=[log_file], help="verify the audit log's hash chain")
+    verify = audit.add_parser(
+        "verify", parents=[log_file], help="verify the audit log's hash chain"
+    )
+    verify.add_argument(
+        "--checkpoint", help="a file of `audit checkpoint`: the chain must still hold its head"
+    )
+    checkpoint = audit.add_parser(
+        "checkpoint",
+        parents=[log_file],
+        help="verify, then print a checkpoint of the chain head signed with the master key",
+    )
+    checkpoint.add_argument("--out", help="write it to this file instead of stdout")
     query = audit.add_parser("query", parents=[log_file], help="audit events, oldest first")
     query.add_argument("--user", help="a user id: their events, by their audit pseudonym")
     query.add_argument("--event", help="an event name, e.g. pattern.store")

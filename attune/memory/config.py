@@ -15,6 +15,7 @@ Precedence: explicit arguments beat environment variables, which beat defaults.
 | namespace            | ``ATTUNE_NAMESPACE``   | default                          |
 | search_index_sensitive | ``ATTUNE_SEARCH_INDEX_SENSITIVE`` | true                |
 | database_url         | ``ATTUNE_DATABASE_URL`` | none (SQLite under storage_dir) |
+| audit_mirror         | ``ATTUNE_AUDIT_MIRROR`` | false (with PostgreSQL only)    |
 
 Invalid values raise :class:`~attune.errors.ConfigurationError` naming the variable.
 """
@@ -61,6 +62,7 @@ ENV_VARS: dict[str, str] = {
     "namespace": "ATTUNE_NAMESPACE",
     "search_index_sensitive": "ATTUNE_SEARCH_INDEX_SENSITIVE",
     "database_url": "ATTUNE_DATABASE_URL",
+    "audit_mirror": "ATTUNE_AUDIT_MIRROR",
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -212,6 +214,11 @@ class MemoryConfig(BaseSettings):
     #: memory there (needs ``pip install 'attune[postgres]'``); None: the SQLite file under
     #: ``storage_dir``. Shown redacted by the repr: it may hold a password.
     database_url: str | None = None
+    #: With ``database_url``: the audit log is the database's ``audit_events`` table (one
+    #: chain for every host); True also copies this process's events to the local file
+    #: :attr:`audit_log_path` (a chain of its own, a convenience, never the record).
+    #: Without ``database_url`` the file is the log and this is ignored.
+    audit_mirror: bool = False
 
     @field_validator("database_url")
     @classmethod

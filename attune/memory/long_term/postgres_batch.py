@@ -11,13 +11,16 @@ fails its own caller only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from typing import Any
 
 import asyncpg
 
-from attune.memory.long_term import postgres_schema, postgres_search
+from attune.memory.long_term import postgres_audit, postgres_schema, postgres_search
 from attune.memory.long_term.batching import Outcome
+from attune.memory.long_term.postgres_audit_log import TableJournal
 from attune.memory.long_term.postgres_schema import INSERT_MANY
 from attune.memory.long_term.protocol import (
     DeleteOp,
@@ -30,6 +33,8 @@ from attune.memory.long_term.protocol import (
     SubjectOp,
     WriteOp,
 )
+from attune.memory.security.audit.batch import _Batch
+from attune.memory.security.audit.codec import _encode
 
 #: What a failed statement raises (the server's error, or a value asyncpg cannot send);
 #: the connection is still usable and the transaction is rolled back.
@@ -47,12 +52,22 @@ class Failed(Exception):
         self.cause = cause
 
 
-async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outcome]:
+async def transaction(
+    conn: asyncpg.Connection, ops: list[WriteOp], journal: TableJournal | None = None
+) -> list[Outcome]:
     """``ops`` in one transaction: consecutive inserts as one statement, other writes one
     by one, in queue order. Raises :class:`Failed` (rolled back) if a statement failed;
     a failed COMMIT or connection raises as it is. A write of one statement alone is sent
-    as that statement (its own implicit transaction: one round trip, not three)."""
-    if len(ops) == 1 and isinstance(ops[0], _ONE_STATEMENT):
+    as that statement (its own implicit transaction: one round trip, not three).
+
+    ``journal``: this database's audit table. The events of the inserts that stored a new
+    record are appended to it last, in the same transaction (:func:`postgres_audit.append`,
+    which locks the chain head until the COMMIT): a record and its event commit together
+    or not at all. The events the journal's logger still queues (an operation's decisions,
+    which its final event follows) are taken along, before them, so that event's
+    durability covers them, as with a log file's outbox."""
+    audit = journal is not None and any(_audited(op) for op in ops)
+    if len(ops) == 1 and isinstance(ops[0], _ONE_STATEMENT) and not audit:
         only = ops[0]
         try:
             if isinstance(only, InsertOp):
@@ -65,6 +80,7 @@ async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outc
     tx = conn.transaction()
     await tx.start()
     outcomes: list[Outcome] = []
+    taken = None
     try:
         start = 0
         while start < len(ops):
@@ -80,17 +96,47 @@ async def transaction(conn: asyncpg.Connection, ops: list[WriteOp]) -> list[Outc
             assert not isinstance(op, InsertOp)
             outcomes.append((await _execute(conn, op), None))
             start += 1
+        if journal is not None and audit:
+            events = [
+                (time.time(), op.audit.event)
+                for op, (new, _error) in zip(ops, outcomes, strict=True)
+                if isinstance(op, InsertOp) and op.audit is not None and new is True
+            ]
+            if events:
+                writing, taken = journal.take_queued()
+                if writing is not None:  # earlier events: durable and chained first
+                    await asyncio.to_thread(writing.done.wait)
+                queued = [] if taken is None else taken.entries
+                await postgres_audit.append(conn, _encode([*queued, *events]))
     except STATEMENT_ERRORS as exc:
-        if isinstance(exc, asyncpg.PostgresConnectionError):
-            await _rollback(tx)
-            raise
         await _rollback(tx)
+        _give_back(journal, taken)
+        if isinstance(exc, asyncpg.PostgresConnectionError):
+            raise
         raise Failed(exc) from None
     except BaseException:
         await _rollback(tx)
+        _give_back(journal, taken)
         raise
-    await tx.commit()
+    try:
+        await tx.commit()
+    except BaseException:
+        # Not committed, or unknown (an answer lost): the queued events are written again
+        # by the logger (a lost answer may then show them twice, never not at all).
+        _give_back(journal, taken)
+        raise
+    if journal is not None and taken is not None:
+        journal.settle(taken)
     return outcomes
+
+
+def _give_back(journal: TableJournal | None, taken: _Batch | None) -> None:
+    if journal is not None and taken is not None:
+        journal.give_back(taken)
+
+
+def _audited(op: WriteOp) -> bool:
+    return isinstance(op, InsertOp) and op.audit is not None
 
 
 async def _rollback(tx: Any) -> None:

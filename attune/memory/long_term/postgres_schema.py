@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from attune.errors import CorruptRecordError, LongTermUnavailableError
+from attune.memory.long_term import postgres_audit
 from attune.memory.long_term.protocol import PatternRecord
 
 #: The advisory lock migrations hold (a constant of attune's own: "attune" as an int8).
@@ -100,6 +101,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    # The audit log, one hash chain for every host: append-only events and the chain head
+    # (:mod:`.postgres_audit`).
+    3: postgres_audit.SCHEMA,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 #: The indexes that hold a record's words, tokens, facets or creator: rebuilt after an

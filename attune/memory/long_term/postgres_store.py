@@ -14,11 +14,14 @@ and its writes are run again one transaction each: a failed write fails its own 
 only. A failed COMMIT (or a lost connection) fails the batch: nothing of it is retried,
 since a COMMIT whose answer was lost may have happened.
 
-Audit events: an :class:`~attune.memory.long_term.protocol.InsertOp`'s event is made
-durable by awaiting its journal's ``append`` right after the COMMIT, before the callers
-are answered (one call per batch and journal). If that fails, the records are stored and
-their callers are told so (:func:`~.batching.committed_error`), never that the write
-was refused.
+Audit events: when an :class:`~attune.memory.long_term.protocol.InsertOp`'s journal is
+this database's audit table (:class:`~.postgres_audit_log.TableJournal`, what the
+pipeline uses with ``ATTUNE_DATABASE_URL``), its event is inserted in the batch's own
+transaction, last (:mod:`.postgres_audit`): no second write, and never a record without
+its event or an event without its record. Another journal (a log file) gets the events
+of the committed records by an awaited ``append`` right after the COMMIT, before the
+callers are answered (one call per batch and journal); if that fails, the records are
+stored and their callers are told so (:func:`~.batching.committed_error`).
 
 The rest of the PostgreSQL backend, by job: :mod:`.postgres_batch` (one batch's
 transaction), :mod:`.postgres_search` (search columns, written in the insert's statement,
@@ -46,6 +49,7 @@ from attune.memory.long_term import (
     postgres_search,
 )
 from attune.memory.long_term.batching import Outcome, Queued
+from attune.memory.long_term.postgres_audit_log import TableJournal, table_journal
 from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
 from attune.memory.long_term.postgres_schema import (
     SCHEMA_VERSION,
@@ -280,8 +284,9 @@ class PostgresLongTermStore:
         if not live:
             return
         ops = [op for op, _fut in live]
+        journal = table_journal(ops, self._dsn)
         try:
-            outcomes = await self._run(res, ops)
+            outcomes = await self._run(res, ops, journal)
         except Exception as exc:  # nothing of the batch was written
             error: BaseException = exc
             if isinstance(exc, _LOST):
@@ -303,23 +308,27 @@ class PostgresLongTermStore:
             for i, op in enumerate(ops)
             if isinstance(op, InsertOp) and op.audit is not None and outcomes[i] == (True, None)
         ]
-        if audited:
+        if audited and journal is not None:  # committed with their records: mirror them
+            journal.kept([ops[i] for i in audited])
+        elif audited:
             await batching.append_events(ops, audited, outcomes)
         batching.answer(live, outcomes)
 
-    async def _run(self, res: _Pool, ops: list[WriteOp]) -> list[Outcome]:
+    async def _run(
+        self, res: _Pool, ops: list[WriteOp], journal: TableJournal | None
+    ) -> list[Outcome]:
         """The batch as one transaction; if one of its statements fails, each write again
         in a transaction of its own (the failed one fails its caller alone)."""
         async with res.pool.acquire() as conn:
             try:
                 try:
-                    return await transaction(conn, ops)
+                    return await transaction(conn, ops, journal)
                 except Failed:
                     pass
                 outcomes: list[Outcome] = []
                 for op in ops:
                     try:
-                        outcomes += await transaction(conn, [op])
+                        outcomes += await transaction(conn, [op], journal)
                     except Failed as failed:
                         error = self._unavailable("cannot write to", failed.cause)
                         outcomes.append((None, error))

@@ -50,6 +50,11 @@ class Journal(Protocol):
     * **right after its COMMIT**: ``await`` :meth:`append` with the events of the records
       it committed, before answering their callers.
 
+    A journal may also be a table of the store's own database (the PostgreSQL store and
+    :class:`~attune.memory.long_term.postgres_audit_log.TableJournal`): that store then
+    inserts the events in its transaction itself, and :meth:`begin` returns None for any
+    other store, which appends them after its COMMIT.
+
     Either way ``write`` returns once the record and its event are durable. Nothing runs
     on a store's thread on the journal's behalf and nothing is bound to a thread: an
     asyncpg store awaits :meth:`append` on its own event loop.

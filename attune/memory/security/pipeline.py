@@ -55,7 +55,11 @@ from attune.memory.security.pii import PIIScrubber
 from attune.memory.security.records import Sealed
 from attune.memory.security.secrets import SecretsDetector
 from attune.memory.security.shared import close_shared as close_shared  # pipeline.close_shared()
-from attune.memory.security.shared import shared_audit_logger, shared_keyring
+from attune.memory.security.shared import (
+    shared_audit_logger,
+    shared_database_audit_logger,
+    shared_keyring,
+)
 from attune.memory.security.steps import Prepared, _as_lines, _step
 from attune.memory.types import Classification
 
@@ -107,10 +111,16 @@ class SecurityPipeline:
         cached = self._audit
         if cached is not None and cached[0] == shared.generation:
             return cached[1]
-        if self._audit_path is None:
-            self._audit_path = self.config.ensure_audit_log_path()
         generation = shared.generation  # read first: a close_shared() meanwhile forces a lookup
-        logger = shared_audit_logger(self._audit_path, self.config.audit_sync)
+        if self.config.database_url is not None:  # the database's table, one chain for all
+            mirror = self.config.ensure_audit_log_path() if self.config.audit_mirror else None
+            logger = shared_database_audit_logger(
+                self.config.database_url, self.config.audit_sync, mirror
+            )
+        else:
+            if self._audit_path is None:
+                self._audit_path = self.config.ensure_audit_log_path()
+            logger = shared_audit_logger(self._audit_path, self.config.audit_sync)
         self._audit = (generation, logger)
         return logger
 
@@ -411,8 +421,8 @@ class SecurityPipeline:
         report: dict[str, Any] = {}
         try:
             logger = self.audit_logger
-            report["path"] = str(logger.log_file)
-            if logger.held_events or logger.log_file.exists():
+            report.update(logger.where())
+            if logger.held_events or logger.written():
                 await asyncio.to_thread(logger.check)
         except AuditLogError as exc:
             report.update(available=False, error=f"{exc.reason}. {exc.advice}".rstrip())
@@ -420,7 +430,7 @@ class SecurityPipeline:
             report.update(available=False, error=f"{type(exc).__name__}: {exc}")
         else:
             report["available"] = True
-        if "path" in report:
+        if "path" in report or "database" in report:
             report["held_events"] = logger.held_events
         return report
 

@@ -19,6 +19,7 @@ from attune.memory.security.keyring import KeyRing
 
 _registry_lock = threading.Lock()
 _audit_loggers: dict[Path, AuditLogger] = {}
+_database_loggers: dict[str, AuditLogger] = {}
 #: Bumped by close_shared(), so pipelines drop the loggers they cached.
 generation = 0
 _keyrings: dict[tuple[Path, str, Path | None, str | None], KeyRing] = {}
@@ -34,6 +35,20 @@ def shared_audit_logger(path: Path, sync: bool) -> AuditLogger:
         if logger is None:
             logger = AuditLogger(log_file=path, sync=sync)
             _audit_loggers[path] = logger
+        return logger
+
+
+def shared_database_audit_logger(dsn: str, sync: bool, mirror: Path | None) -> AuditLogger:
+    """One logger per database in a process (its ``audit_events`` table, see
+    :mod:`attune.memory.long_term.postgres_audit_log`); the first configuration to open it
+    decides its ``sync`` mode and its local mirror."""
+    from attune.memory.long_term.postgres_audit_log import DatabaseAuditLogger
+
+    with _registry_lock:
+        logger = _database_loggers.get(dsn)
+        if logger is None:
+            logger = DatabaseAuditLogger(dsn, sync=sync, mirror=mirror)
+            _database_loggers[dsn] = logger
         return logger
 
 
@@ -58,8 +73,9 @@ def close_shared() -> None:
     """Flush and close the shared audit loggers and forget the key rings (tests, shutdown)."""
     global generation
     with _registry_lock:
-        loggers = list(_audit_loggers.values())
+        loggers = [*_audit_loggers.values(), *_database_loggers.values()]
         _audit_loggers.clear()
+        _database_loggers.clear()
         generation += 1
         _keyrings.clear()
     for logger in loggers:

@@ -39,7 +39,8 @@ the call that hears of it refused, by the logger's next call.
 
 Limit: the chain is keyless, so it exposes edits, not a writer that rewrites every
 later line too, and an edit of the very last line goes unnoticed until a next event
-is chained to it. Record ``VerifyResult.head`` elsewhere to anchor a checkpoint.
+is chained to it. A signed checkpoint of the head (:mod:`.checkpoint`, ``attune audit
+checkpoint``), kept elsewhere, anchors it: ``verify(anchor=...)``.
 
 The modules, one job each (the names below are re-exported here):
 
@@ -59,7 +60,15 @@ The modules, one job each (the names below are re-exported here):
 - :mod:`.outbox`: ``OutboxWrite``, ``begin``'s work, ``replay_outbox``;
 - :mod:`.journal`: ``StoreJournal``, the log as a long-term store's journal;
 - :mod:`.reader`: ``verify`` (``VerifyResult``) and ``query``;
+- :mod:`.checkpoint`: signed checkpoints of the chain head (the anchor against a writer
+  that rewrites history);
 - :mod:`.logger`: the public ``AuditLogger``.
+
+With PostgreSQL (``ATTUNE_DATABASE_URL``) the log is the database's ``audit_events``
+table instead, one chain for every host, with the same codec and chain check:
+:mod:`attune.memory.long_term.postgres_audit` (the table) and
+:mod:`attune.memory.long_term.postgres_audit_log` (``DatabaseAuditLogger``, this
+package's logger with the table as its sink).
 """
 
 from attune.memory.security.audit.codec import FIELDS, GENESIS

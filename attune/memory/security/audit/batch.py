@@ -86,6 +86,10 @@ class _Worker:
 
     thread: threading.Thread | None = None
     batch: _Batch | None = None
+    #: The batch last taken to be written (by this thread or a caller's): until its latch
+    #: opens, it is being written (a database store's transaction waits for it, see
+    #: ``TableJournal.take_queued``).
+    writing: _Batch | None = None
     #: close() asked it to write what is queued and end.
     stopping: bool = False
     #: Asleep until notified (no events for a linger period); else it polls.

@@ -147,6 +147,12 @@ def _entry_of(raw: bytes, oldest: str) -> tuple[str, str] | None:
     return ts, line[start:stop]
 
 
+def _signed_text(fields: dict[str, Any]) -> bytes:
+    """What a checkpoint's MAC covers (:mod:`.checkpoint`): its fields as compact ASCII
+    JSON, keys sorted."""
+    return _compact_ascii_json(dict(sorted(fields.items()))).encode("ascii")
+
+
 # -- timestamps ----------------------------------------------------------------------------------
 
 

@@ -19,10 +19,9 @@ from attune.memory.config import MemoryConfig
 from attune.memory.security.audit import writer
 from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent, AuditTicket
-from attune.memory.security.audit.failures import CALL_REFUSED, _describe, _unreadable
+from attune.memory.security.audit.failures import CALL_REFUSED, _unreadable
 from attune.memory.security.audit.files import _read_lock, _rotated
 from attune.memory.security.audit.journal import StoreJournal
-from attune.memory.security.audit.logfile import _Sink
 from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
 from attune.memory.security.audit.process import _live
 from attune.memory.security.audit.reader import VerifyResult, _matching, _verify
@@ -148,6 +147,7 @@ class AuditLogger(_LogWriter):
                     if mine:
                         assert worker is not None
                         worker.batch = None
+                        worker.writing = batch
                     elif not batch.done.is_open:  # a stopping writer still owns it
                         batch.urgent = True
                         self._cond.notify_all()
@@ -241,15 +241,23 @@ class AuditLogger(_LogWriter):
         writing, so it can still fail the event afterwards. Blocks on the disk."""
         with self._sink_lock:
             if self._sink is None:
-                self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+                self._sink = self._new_sink()
             try:
                 if self._unwritten:
                     _append_unwritten(self)
                 self._sink.check()
             except Exception as exc:
                 self._reset_sink(exc)
-                reason, advice = _describe(self.log_file, exc)
+                reason, advice = self._failure_of(exc)
                 raise AuditLogError(reason, CALL_REFUSED, advice) from None
+
+    def where(self) -> dict[str, Any]:
+        """Where the log is, for health reports: its file (a database logger: its table)."""
+        return {"path": str(self.log_file)}
+
+    def written(self) -> bool:
+        """Whether the log exists yet (a file not written yet is not created by a check)."""
+        return self.log_file.exists()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -258,17 +266,21 @@ class AuditLogger(_LogWriter):
         current = [self.log_file] if self.log_file.exists() else []
         return _rotated(self.log_file)[::-1] + current
 
-    def verify(self, *, allow_pruned: bool = False) -> VerifyResult:
+    def verify(
+        self, *, allow_pruned: bool = False, anchor: tuple[int, str] | None = None
+    ) -> VerifyResult:
         """Recompute the hash chain over every file and report the first problem.
 
         ``allow_pruned=True`` accepts a log whose oldest files were deleted: the first
-        remaining line is trusted as the start of the chain. This logger's queued events
-        are written first; other loggers' (other processes') only once they flush.
+        remaining line is trusted as the start of the chain. ``anchor``: (seq, hash) of a
+        checkpoint (:func:`~.checkpoint.open_checkpoint`): the chain must still hold that
+        line. This logger's queued events are written first; other loggers' (other
+        processes') only once they flush.
         """
         self._flush_pending()
         try:
             with _read_lock(self.log_file):
-                return _verify(self.files(), allow_pruned)
+                return _verify(self.files(), allow_pruned, anchor)
         except OSError as exc:
             raise _unreadable(self.log_file, exc, "it was not verified") from None
 

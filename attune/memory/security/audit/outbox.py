@@ -68,7 +68,7 @@ class OutboxWrite:
         :func:`replay_outbox`, and the logger keeps them for its next :meth:`begin`."""
         logger = self.logger  # its _sink_lock is held since begin(), released here
         sink, batch, error = logger._sink, self.batch, None
-        assert sink is not None  # begin() made it, and the lock kept it
+        assert isinstance(sink, _Sink)  # begin() made it, and the lock kept it
         try:
             if committed:
                 # Pending (or, with another writer active, appended now): the writer
@@ -122,13 +122,12 @@ def _begin(logger: AuditLogger, events: list[AuditEvent]) -> OutboxWrite:
             batch, worker.batch = worker.batch, None
             entries = list(batch.entries) if batch is not None else []
             entries.extend((logger._stamp(), event) for event in events)
-        if logger._sink is None:
-            logger._sink = _Sink(logger.log_file, logger.max_bytes, logger._marks)
+        sink = _file_sink(logger)
         encoded = _encode(entries)
         try:
             if logger._unwritten:  # the log failed after earlier commits: catch up first
                 _append_unwritten(logger)
-            logger._sink.reserve(encoded)
+            sink.reserve(encoded)
         except Exception as exc:
             logger._reset_sink(exc)
             with logger._cond:  # the caller hears of the failure: nothing is left unreported
@@ -144,6 +143,16 @@ def _begin(logger: AuditLogger, events: list[AuditEvent]) -> OutboxWrite:
             logger._sink_lock.release()
         raise
     return OutboxWrite(logger, batch, _outbox_payload(logger.log_file, encoded))
+
+
+def _file_sink(logger: AuditLogger) -> _Sink:
+    """The logger's file sink (``_sink_lock`` held), opened if it has none: outbox writes
+    and their replay are a log file's (a database logger keeps no outbox)."""
+    if logger._sink is None:
+        logger._sink = _Sink(logger.log_file, logger.max_bytes, logger._marks)
+    sink = logger._sink
+    assert isinstance(sink, _Sink)
+    return sink
 
 
 def _append_unwritten(logger: AuditLogger) -> None:
@@ -187,9 +196,7 @@ def _replay(logger: AuditLogger, entries: list[tuple[str, str]]) -> None:
     """Append the entries (timestamp text, body) whose lines the log lacks, then make them
     all durable; under the file's lock, so concurrent replays add each line once."""
     with logger._sink_lock:
-        if logger._sink is None:
-            logger._sink = _Sink(logger.log_file, logger.max_bytes, logger._marks)
-        sink = logger._sink
+        sink = _file_sink(logger)
         fd = sink.acquire()
         try:
             sink.append_missing(fd, lambda: _missing_lines(logger.log_file, entries))

@@ -26,6 +26,14 @@ _GARBLED = "not a valid audit event (garbled line or foreign writer)"
 _ALTERED = "hash chain broken (line altered: the next line's prev does not match it)"
 _FORGED = "hash chain broken (line inserted or altered: its prev does not match the line before)"
 _NO_GENESIS = "the chain does not start here (the first prev is not the genesis hash)"
+_NOT_ANCHORED = (
+    "the line at the checkpoint (seq {seq}) is not the one the checkpoint signed: history "
+    "up to the checkpoint was rewritten"
+)
+_SHORT_OF_ANCHOR = (
+    "the chain ends before the checkpoint (seq {seq}): events up to the checkpoint were "
+    "removed from the end"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +49,22 @@ class VerifyResult:
     files: int = 0
     #: SHA-256 of the last line checked: record it elsewhere to anchor a checkpoint.
     head: str | None = None
+    #: The database table checked instead of files (``line`` is then its row's ``seq``).
+    table: str | None = None
+    #: The seq of the last line checked (with :attr:`head`: what a checkpoint signs).
+    head_seq: int | None = None
 
     def __bool__(self) -> bool:
         return self.ok
 
     def __str__(self) -> str:
         if self.ok:
+            if self.table is not None:
+                return f"audit log intact: {self.lines_checked} events in table {self.table}"
             files = "file" if self.files == 1 else "files"
             return f"audit log intact: {self.lines_checked} events in {self.files} {files}"
+        if self.table is not None:
+            return f"audit log TAMPERED at table {self.table} seq {self.line}: {self.reason}"
         where = self.file.name if self.file is not None else "?"
         return f"audit log TAMPERED at {where} line {self.line}: {self.reason}"
 
@@ -81,13 +97,30 @@ def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
                 yield path, number, raw
 
 
-def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
+def _verify(
+    files: list[Path], allow_pruned: bool, anchor: tuple[int, str] | None = None
+) -> VerifyResult:
     """The chain over ``files`` (oldest first) checked line by line: the first problem."""
+    return _verify_lines(_lines(files), allow_pruned, len(files), anchor=anchor)
+
+
+def _verify_lines(
+    lines: Iterator[tuple[Path | None, int, bytes]],
+    allow_pruned: bool,
+    files: int,
+    table: str | None = None,
+    anchor: tuple[int, str] | None = None,
+) -> VerifyResult:
+    """The chain over ``lines`` (raw lines, newline kept, oldest first, each with where
+    it is: a file and its line number, or None and a table row's number): the first
+    problem. The one check of a chain, for files and for a database table alike.
+
+    ``anchor``: (seq, hash) of a checkpoint: the line at that seq must hash to it, and
+    the chain must reach it (:mod:`.checkpoint`)."""
     checked = 0
     expected_seq: int | None = None if allow_pruned else 1
     expected_prev: str | None = None if allow_pruned else GENESIS
-    previous: tuple[Path, int] | None = None
-    lines = _lines(files)
+    previous: tuple[Path | None, int] | None = None
     current = next(lines, None)
     while current is not None:
         path, number, raw = current
@@ -105,13 +138,28 @@ def _verify(files: list[Path], allow_pruned: bool) -> VerifyResult:
                 where, reason, checked = previous, _ALTERED, checked - 1
             else:
                 reason = _FORGED
+        if (
+            reason is None
+            and parsed is not None
+            and anchor is not None
+            and parsed[0] == anchor[0]
+            and _digest(raw[:-1]) != anchor[1]
+        ):
+            reason = _NOT_ANCHORED.format(seq=anchor[0])
         if reason is not None or parsed is None:
-            return VerifyResult(False, checked, where[0], where[1], reason, len(files))
+            return VerifyResult(False, checked, where[0], where[1], reason, files, table=table)
         checked += 1
         expected_seq, expected_prev = parsed[0] + 1, _digest(raw[:-1])
         previous = where
         current = upcoming
-    return VerifyResult(True, checked, files=len(files), head=expected_prev)
+    last = None if expected_seq is None else expected_seq - 1
+    if anchor is not None and (last is None or last < anchor[0]):
+        reason = _SHORT_OF_ANCHOR.format(seq=anchor[0])
+        where_last = previous if previous is not None else (None, None)
+        return VerifyResult(
+            False, checked, where_last[0], where_last[1], reason, files, table=table
+        )
+    return VerifyResult(True, checked, files=files, head=expected_prev, table=table, head_seq=last)
 
 
 def _seq_reason(expected: int, found: int, *, first: bool) -> str:
@@ -126,7 +174,7 @@ def _seq_reason(expected: int, found: int, *, first: bool) -> str:
     )
 
 
-def _chains_from(line: bytes, seq: int, upcoming: tuple[Path, int, bytes] | None) -> bool:
+def _chains_from(line: bytes, seq: int, upcoming: tuple[Path | None, int, bytes] | None) -> bool:
     """Whether the next line links to ``line``: then ``line`` is genuine and the one
     before it was altered. A last line gets the benefit of the doubt likewise."""
     if upcoming is None:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from attune.errors import AuditLogError
 from attune.memory.security.audit.batch import _Batch, _Worker
@@ -47,6 +47,30 @@ _log = logging.getLogger(__name__)
 #: after at most this long, or once this many are queued: one write and fsync for many.
 _LINGER_S = 0.02
 _LINGER_EVENTS = 256
+
+
+class Sink(Protocol):
+    """What the writer needs of where lines go: the log file (:class:`_Sink`), or a
+    database table (:mod:`attune.memory.long_term.postgres_audit_log`). Used by one thread
+    at a time (``_sink_lock``)."""
+
+    def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
+        """Chain the (timestamp text, body) entries onto the log and write them."""
+        ...
+
+    def check(self) -> None:
+        """Raise unless the log can be extended now."""
+        ...
+
+    def sync(self) -> None:
+        """Make lines written without durability durable."""
+        ...
+
+    def reset(self) -> list[tuple[str, str]]:
+        """Forget open resources after an error; the entries of lines dropped."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class _LogWriter:
@@ -77,7 +101,7 @@ class _LogWriter:
         # thread; whoever holds the lock takes the queued batch and writes it, so batches
         # reach the file in the order they were queued.
         self._sink_lock = threading.Lock()
-        self._sink: _Sink | None = None
+        self._sink: Sink | None = None
         self._marks = _SyncMarks()
         #: Events nobody waited for (reads; with sync=False, all) whose write failed, not
         #: yet reported, and why they failed: the next call raises it.
@@ -184,6 +208,8 @@ class _LogWriter:
             with self._sink_lock:
                 with self._cond:
                     batch, worker.batch = worker.batch, None
+                    if batch is not None:
+                        worker.writing = batch
                     stopping = worker.stopping
                     unsynced, worker.unsynced = worker.unsynced, False
                 if batch is not None:  # else a caller's commit() took it meanwhile
@@ -196,12 +222,12 @@ class _LogWriter:
     def _write(self, batch: _Batch) -> None:
         """Append a taken batch and wake everyone waiting on it (``_sink_lock`` held)."""
         if self._sink is None:
-            self._sink = _Sink(self.log_file, self.max_bytes, self._marks)
+            self._sink = self._new_sink()
         error = None
         try:
             self._sink.commit(_encode(batch.entries), batch.fsync)
         except Exception as exc:
-            error = _describe(self.log_file, exc)
+            error = self._failure_of(exc)
             self._reset_sink(exc)
             if not self.sync or not batch.urgent:
                 # Nobody waits for these events (reads'; with sync=False, every one): the
@@ -213,6 +239,14 @@ class _LogWriter:
         if error is None and self._on_write is not None:
             self._tell_written(self._on_write, len(batch.entries))
         batch.finish(error)
+
+    def _new_sink(self) -> Sink:
+        """The sink batches are written with: the log file (a database logger: its table)."""
+        return _Sink(self.log_file, self.max_bytes, self._marks)
+
+    def _failure_of(self, exc: BaseException) -> Failure:
+        """Why the log could not be extended (``exc``), and what to do; no data."""
+        return _describe(self.log_file, exc)
 
     def _tell_written(self, on_write: Callable[[int], None], count: int) -> None:
         """Call the ``on_write`` hook before the batch's waiters are woken; what it raises
@@ -243,7 +277,7 @@ class _LogWriter:
             self._unwritten.extend(dropped)
             if report:
                 with self._cond:
-                    self._failure = _pending_lost(_describe(self.log_file, exc))
+                    self._failure = _pending_lost(self._failure_of(exc))
 
     # -- failures told to callers -----------------------------------------------------------
 
