@@ -9,6 +9,8 @@ that host; every staged pattern is promoted once, by the other host.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,3 +65,24 @@ def test_each_host_recalls_finds_and_promotes_what_the_other_wrote(
     # Every write once: 2 hosts x 8 agents x (patterns + staged patterns promoted once),
     # and a's writes after its rotation.
     assert asyncio.run(rows()) == multi_host.AGENTS * (2 * (PATTERNS + STAGED) + 1)
+
+
+def _attune(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("attune")
+    return subprocess.run(
+        [str(exe), *args, "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_both_hosts_write_one_audit_chain_that_verifies(two_hosts: dict) -> None:
+    """Each host verifies the one chain in the database, which holds every write of both."""
+    for env in two_hosts["hosts"].values():
+        verified = _attune(env, "audit", "verify")
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["ok"] is True
+    env = two_hosts["hosts"]["b"]
+    stored = json.loads(_attune(env, "audit", "query", "--event", "pattern.store").stdout)
+    promoted = json.loads(_attune(env, "audit", "query", "--event", "pattern.promote").stdout)
+    written = two_hosts["written"]
+    assert len(stored) == len(written["a"]["patterns"]) + len(written["b"]["patterns"])
+    assert len(promoted) == 2 * multi_host.AGENTS * STAGED
