@@ -65,17 +65,7 @@ class RedisShortTermMemory:
         url: str | None = None,
         mock: bool | None = None,
     ) -> None:
-        overrides: dict[str, Any] = {}
-        if url is not None:
-            overrides["redis_url"] = url
-        if mock is not None:
-            overrides["redis_mock"] = mock
-        if config is None:
-            config = MemoryConfig(**overrides)
-        elif overrides:
-            config = config.model_copy(update=overrides)
-            config = MemoryConfig(**config.model_dump())  # re-validate the overrides
-        self.config = config
+        self.config = config = short_term_config(config, url=url, mock=mock)
         kind = config.short_term_backend  # raises ConfigurationError for a refused choice
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
@@ -359,6 +349,23 @@ class RedisShortTermMemory:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def short_term_config(
+    config: MemoryConfig | None, *, url: str | None = None, mock: bool | None = None
+) -> MemoryConfig:
+    """``config`` (else one from the environment) with ``url`` and ``mock`` applied."""
+    overrides: dict[str, Any] = {}
+    if url is not None:
+        overrides["redis_url"] = url
+    if mock is not None:
+        overrides["redis_mock"] = mock
+    if config is None:
+        return MemoryConfig(**overrides)
+    if overrides:
+        config = config.model_copy(update=overrides)
+        config = MemoryConfig(**config.model_dump())  # re-validate the overrides
+    return config
 
 
 _told_private = False

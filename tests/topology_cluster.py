@@ -1,0 +1,148 @@
+"""A 3-master Redis Cluster on loopback, of this process's own (tests and benchmarks).
+
+:class:`LocalCluster` starts one ``redis-server --cluster-enabled yes`` per master on
+free ports, joins them with ``redis-cli --cluster create`` (no replicas), waits until
+every node reports ``cluster_state:ok``, and stops the servers by pid (also when the
+start fails half-way). Nothing here touches the shared Redis on 6379.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from faults import answers, free_port
+
+MASTERS = 3
+
+
+def cluster_tools() -> tuple[str, str] | None:
+    """``(redis-server, redis-cli)`` if both are installed, else None."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    return (server, cli) if server and cli else None
+
+
+class LocalCluster:
+    """``masters`` cluster nodes on free loopback ports, in a temporary directory."""
+
+    def __init__(self, masters: int = MASTERS) -> None:
+        tools = cluster_tools()
+        if tools is None:
+            raise RuntimeError("redis-server and redis-cli are needed for a Redis Cluster")
+        self.server, self.cli = tools
+        self.ports = [free_port() for _ in range(masters)]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._dir = tempfile.TemporaryDirectory(prefix="attune-cluster-")
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def seed_url(self, index: int = 0) -> str:
+        """A URL naming one node only (the client discovers the others)."""
+        return f"redis+cluster://127.0.0.1:{self.ports[index]}"
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_connect_timeout=0.5)
+
+    def start(self) -> LocalCluster:
+        try:
+            for port in self.ports:
+                self._spawn(port)
+            for port in self.ports:
+                if not answers(self.client(port)):
+                    raise RuntimeError(f"cluster node on port {port} did not start")
+            subprocess.run(
+                [self.cli, "--cluster", "create"]
+                + [f"127.0.0.1:{p}" for p in self.ports]
+                + ["--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=60,
+            )
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, port: int) -> None:
+        directory = Path(self._dir.name)
+        self.procs[port] = subprocess.Popen(
+            [
+                self.server,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(directory / f"nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "2000",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every running node says ``cluster_state:ok`` (RuntimeError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        pending = [p for p in self.ports if p in self.procs]
+        while pending:
+            port = pending[0]
+            client = self.client(port)
+            try:
+                if client.cluster("info").get("cluster_state") == "ok":
+                    pending.pop(0)
+                    continue
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {port} did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (its slots are served by nobody: no replicas)."""
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        """Stop every node by its pid (SIGTERM, SIGKILL after 5 s), remove the directory."""
+        for port in list(self.procs):
+            proc = self.procs.pop(port)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        self._dir.cleanup()
+
+
+@contextmanager
+def local_cluster(masters: int = MASTERS) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(masters).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
