@@ -9,6 +9,7 @@ start fails half-way). Nothing here touches the shared Redis on 6379.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -18,8 +19,26 @@ from pathlib import Path
 
 import redis
 from faults import answers, free_port
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 MASTERS = 3
+#: A cluster node also listens on its port + 10000 (the cluster bus).
+BUS_OFFSET = 10_000
+
+
+def cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + BUS_OFFSET > 65_535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + BUS_OFFSET))
+            except OSError:
+                continue
+        return port
 
 
 def cluster_tools() -> tuple[str, str] | None:
@@ -29,40 +48,54 @@ def cluster_tools() -> tuple[str, str] | None:
 
 
 class LocalCluster:
-    """``masters`` cluster nodes on free loopback ports, in a temporary directory."""
+    """``masters`` cluster nodes on free loopback ports, in a temporary directory; with
+    ``password``, every node requires it (``requirepass``)."""
 
-    def __init__(self, masters: int = MASTERS) -> None:
+    def __init__(self, masters: int = MASTERS, password: str | None = None) -> None:
         tools = cluster_tools()
         if tools is None:
             raise RuntimeError("redis-server and redis-cli are needed for a Redis Cluster")
         self.server, self.cli = tools
-        self.ports = [free_port() for _ in range(masters)]
+        self.ports = [cluster_port() for _ in range(masters)]
+        self.password = password
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._dir = tempfile.TemporaryDirectory(prefix="attune-cluster-")
 
     @property
     def url(self) -> str:
         """A ``redis+cluster://`` URL naming every node as a seed."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        nodes = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"redis+cluster://{self._auth}{nodes}"
 
     def seed_url(self, index: int = 0) -> str:
         """A URL naming one node only (the client discovers the others)."""
-        return f"redis+cluster://127.0.0.1:{self.ports[index]}"
+        return f"redis+cluster://{self._auth}127.0.0.1:{self.ports[index]}"
+
+    @property
+    def _auth(self) -> str:
+        return "" if self.password is None else f"default:{self.password}@"
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_connect_timeout=0.5)
+        return redis.Redis(
+            port=port,
+            password=self.password,
+            socket_connect_timeout=0.5,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 0),  # the callers loop themselves
+        )
 
     def start(self) -> LocalCluster:
         try:
             for port in self.ports:
                 self._spawn(port)
             for port in self.ports:
-                if not answers(self.client(port)):
+                if self.procs[port].poll() is not None or not answers(self.client(port)):
                     raise RuntimeError(f"cluster node on port {port} did not start")
             subprocess.run(
                 [self.cli, "--cluster", "create"]
                 + [f"127.0.0.1:{p}" for p in self.ports]
-                + ["--cluster-replicas", "0", "--cluster-yes"],
+                + ["--cluster-replicas", "0", "--cluster-yes"]
+                + ([] if self.password is None else ["-a", self.password, "--no-auth-warning"]),
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -95,6 +128,7 @@ class LocalCluster:
                 "",
                 "--appendonly",
                 "no",
+                *([] if self.password is None else ["--requirepass", self.password]),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -140,8 +174,8 @@ class LocalCluster:
 
 
 @contextmanager
-def local_cluster(masters: int = MASTERS) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(masters).start()
+def local_cluster(masters: int = MASTERS, password: str | None = None) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(masters, password).start()
     try:
         yield cluster
     finally:

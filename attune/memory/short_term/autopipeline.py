@@ -33,11 +33,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import RedisCluster
 
 #: A queued command: its arguments, its caller's future, its deadline (loop time), and
 #: whether it is already a retry.
@@ -77,6 +76,23 @@ def _name(word: Any) -> str:
     if isinstance(word, bytes):
         return word.decode("ascii", "replace").upper()
     return word.upper() if isinstance(word, str) else ""
+
+
+class Batch(Protocol):
+    """A non-transactional pipeline: commands queued, then sent together."""
+
+    def execute_command(self, *args: Any) -> Any: ...
+
+    async def execute(self, raise_on_error: bool = ...) -> list[Any]: ...
+
+
+class Client(Protocol):
+    """What the auto-pipeline needs of a client: ``redis.asyncio.Redis`` has it, and so has
+    the cluster store's router (:mod:`attune.memory.short_term.cluster`)."""
+
+    async def execute_command(self, *args: Any) -> Any: ...
+
+    def pipeline(self, transaction: bool = ...) -> Batch: ...
 
 
 def is_idempotent(args: tuple[Any, ...]) -> bool:
@@ -119,15 +135,15 @@ def _retryable(args: tuple[Any, ...], exc: BaseException) -> bool:
 class AutoPipeline:
     """Coalesces the commands of one client on one event loop into pipelines.
 
-    The client may be a :class:`~redis.asyncio.cluster.RedisCluster`: its pipeline splits
-    a batch into one pipeline per node (by slot), sent in parallel, each in issue order,
-    so one key's commands keep their order. A failed node fails only its own commands;
-    ``reconnect`` (given by the cluster store) then refreshes the slot map.
+    The client may be the cluster store's router: it splits a batch into one pipeline per
+    node (by slot), sent in parallel, each in issue order, so one key's commands keep their
+    order. A failed node fails only its own commands; ``reconnect`` (given by the cluster
+    store) then refreshes the slot map, even when none of them is retried.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis | RedisCluster,
+        client: Client,
         timeout: float,
         reconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -110,6 +110,73 @@ return 1
 """
 
 
+class _Router:
+    """The auto-pipeline's client on a cluster: single commands go through RedisCluster
+    (which follows MOVED / ASK); a batch goes out as one pipeline per node."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+
+    async def execute_command(self, *args: Any) -> Any:
+        return await self.cluster.execute_command(*args)
+
+    def pipeline(self, transaction: bool = False) -> _NodeBatches:
+        return _NodeBatches(self.cluster)
+
+
+class _NodeBatches:
+    """One batch of single-key commands (the key is the second argument), sent as one
+    pipeline per master, in parallel; each node's commands in issue order.
+
+    Every node's round trip ends before the batch does (none is left running to land
+    after a later batch), and a node that fails fails only its own commands. A command
+    answered MOVED / ASK / TRYAGAIN is sent again alone, in issue order, through
+    RedisCluster, which follows the redirection and updates its slot map.
+    """
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self.commands: list[PipelineCommand] = []
+
+    def execute_command(self, *args: Any) -> _NodeBatches:
+        self.commands.append(PipelineCommand(len(self.commands), *args))
+        return self
+
+    async def execute(self, raise_on_error: bool = False) -> list[Any]:
+        cluster = self.cluster
+        await cluster.initialize()  # at once when it already is
+        manager = cluster.nodes_manager
+        by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
+        for cmd in self.commands:
+            try:
+                node = manager.get_node_from_slot(cluster.keyslot(cmd.args[1]))
+            except (KeyError, redis_errors.SlotNotCoveredError):
+                cmd.result = redis_errors.SlotNotCoveredError("a slot is not covered")
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(cmd)
+        sent = list(by_node.values())
+        outcomes = await asyncio.gather(
+            *(node.execute_pipeline(cmds) for node, cmds in sent), return_exceptions=True
+        )
+        for (_, cmds), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # the node failed before any reply
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                for cmd in cmds:
+                    cmd.result = outcome
+        for cmd in self.commands:
+            if isinstance(cmd.result, _REDIRECTED):
+                try:
+                    cmd.result = await cluster.execute_command(*cmd.args)
+                except Exception as exc:
+                    cmd.result = exc
+        return [cmd.result for cmd in self.commands]
+
+
+#: Replies that name another node (or say "soon"): the command is sent again, alone.
+_REDIRECTED = (redis_errors.AskError, redis_errors.TryAgainError)  # MovedError is an AskError
+
+
 @dataclass(frozen=True, slots=True)
 class _ClusterClient:
     """The cluster client of one event loop and the auto-pipeline in front of it."""
@@ -182,9 +249,8 @@ class ClusterShortTermMemory(RedisShortTermMemory):
         async def refresh() -> None:
             await self._refresh(client)
 
-        return _ClusterClient(
-            client, AutoPipeline(client, self.config.redis_socket_timeout, refresh)
-        )
+        pipeline = AutoPipeline(_Router(client), self.config.redis_socket_timeout, refresh)
+        return _ClusterClient(client, pipeline)
 
     async def _refresh(self, client: RedisCluster) -> None:
         """Re-read the slot map from the live nodes after a node failed (bounded; a failure

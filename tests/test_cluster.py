@@ -1,0 +1,347 @@
+"""The short-term tier on a real 3-master Redis Cluster (loopback, see topology_cluster.py).
+
+The short-term and staging tests of test_short_term.py / test_staging.py run here again
+with ``config`` replaced by the cluster configuration (only ``redis_url`` differs); the
+tests below check what is cluster-specific: slots, per-node batching and order, every
+master scanned, the topology in health, a node going down, the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import CLUSTER_PASSWORD
+from redis.crc import key_slot
+from test_short_term import (  # noqa: F401 - collected here again, on the cluster
+    test_bad_agent_id_rejected,
+    test_bad_keys_rejected,
+    test_bad_ttl_rejected_nothing_written,
+    test_circular_value_rejected,
+    test_closed_memory_refuses_work,
+    test_default_ttl_applied,
+    test_forget_and_delete_alias,
+    test_non_serialisable_value_rejected_and_nothing_written,
+    test_other_agents_data_by_agent_id,
+    test_overwrite_is_last_writer_wins,
+    test_stash_retrieve_round_trip,
+    test_value_expires,
+    test_value_size_limit,
+)
+from test_staging import (  # noqa: F401 - collected here again, on the cluster
+    test_bad_stage_input_writes_nothing,
+    test_concurrent_promotion_from_threads_has_one_winner,
+    test_concurrent_promotion_has_exactly_one_winner,
+    test_expired_staged_patterns_never_appear,
+    test_promote_moves_to_long_term,
+    test_reject_pattern,
+    test_stage_and_list_flattens_pattern_data,
+    test_unknown_staged_id,
+)
+from topology_cluster import LocalCluster
+
+from attune.errors import ShortTermCommandError, ShortTermUnavailableError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory, backends
+from attune.memory.short_term.cluster import ClusterShortTermMemory
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def config(cluster_config: MemoryConfig) -> MemoryConfig:
+    """The imported tests' ``config``: the session cluster."""
+    return cluster_config
+
+
+def _store(config: MemoryConfig) -> ClusterShortTermMemory:
+    store = backends.open_short_term(config)
+    assert isinstance(store, ClusterShortTermMemory)
+    return store
+
+
+def _keys(cluster: LocalCluster, prefix: str) -> dict[int, list[bytes]]:
+    """Every key under ``prefix``, by the port of the node holding it."""
+    found: dict[int, list[bytes]] = {}
+    for port in cluster.ports:
+        client = cluster.client(port)
+        try:
+            found[port] = sorted(client.scan_iter(match=f"{prefix}:*", count=1000))
+        finally:
+            client.close()
+    return found
+
+
+def _agents_on_every_node(cluster: LocalCluster, per_node: int) -> list[str]:
+    """Agent ids whose hash tags land on each master, ``per_node`` of them per master."""
+    client = cluster.client(cluster.ports[0])
+    try:
+        owner = {}
+        for low, high, (_, port, *_), *_ in client.cluster("slots"):
+            for slot in range(low, high + 1):
+                owner[slot] = port
+    finally:
+        client.close()
+    chosen: dict[int, list[str]] = {port: [] for port in cluster.ports}
+    n = 0
+    while any(len(ids) < per_node for ids in chosen.values()):
+        agent = f"agent{n}"
+        n += 1
+        port = owner[key_slot(f"{{agent:{agent}}}".encode())]
+        if len(chosen[port]) < per_node:
+            chosen[port].append(agent)
+    return [agent for ids in chosen.values() for agent in ids]
+
+
+def _scans(cluster: LocalCluster) -> dict[int, int]:
+    """SCAN calls each node has served so far."""
+    calls = {}
+    for port in cluster.ports:
+        client = cluster.client(port)
+        try:
+            calls[port] = int(client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+        finally:
+            client.close()
+    return calls
+
+
+async def test_staging_keys_share_one_slot_and_stay_atomic(
+    cluster_config: MemoryConfig, redis_cluster: LocalCluster
+) -> None:
+    prefix = cluster_config.key_prefix
+    contributor = AsyncUnifiedMemory("code_reviewer", cluster_config)
+    validators = [
+        AsyncUnifiedMemory(f"v{i}", cluster_config, access_tier="VALIDATOR") for i in range(16)
+    ]
+    try:
+        ids = [
+            await contributor.stage_pattern({"content": f"Pattern {i}"}, "best_practice")
+            for i in range(3)
+        ]
+        await validators[0].reject_pattern(ids[2], reason="duplicate")
+        # Every staging key (entries, index, claim / fate markers) is on one node, one slot.
+        keys = [k for ks in _keys(redis_cluster, prefix).values() for k in ks]
+        staging = [k for k in keys if b":{staging}:" in k]
+        assert {k.split(b":")[2] for k in staging} == {b"pattern", b"index", b"claim"}
+        assert len({key_slot(k) for k in staging}) == 1
+        holders = [port for port, ks in _keys(redis_cluster, prefix).items() if ks]
+        assert len(holders) == 1
+        # 16 validators race for the same entry, twice: each promoted exactly once.
+        for staged_id in ids[:2]:
+            results = await asyncio.gather(
+                *(v.promote_pattern(staged_id) for v in validators), return_exceptions=True
+            )
+            winners = [r for r in results if isinstance(r, dict) and r.get("pattern_id")]
+            assert len(winners) == 1, results
+            assert await validators[0].recall_pattern(winners[0]["pattern_id"]) is not None
+        assert await validators[0].get_staged_patterns() == []
+        assert await validators[0].count_patterns() == 2
+    finally:
+        for m in (contributor, *validators):
+            await m.aclose()
+
+
+async def test_64_tasks_are_batched_per_node_and_keep_per_key_order(
+    cluster_config: MemoryConfig, redis_cluster: LocalCluster
+) -> None:
+    agents = _agents_on_every_node(redis_cluster, 3)  # 9 agents, 3 on each master
+    store = _store(cluster_config)
+    try:
+        await store.stash("warm", "up", b"0", 60_000)
+        conn = store._cluster.peek()
+        assert conn is not None
+        batches, commands = conn.pipeline.batches, conn.pipeline.commands
+        # 64 tasks issue, in order, 10 writes of each key then a delete and a last write.
+        writes = []
+        for step in range(10):
+            for agent in agents:
+                writes.append(store.stash(agent, "k", f"{step}".encode(), 60_000))
+        ops = [asyncio.ensure_future(w) for w in writes]
+        ops += [asyncio.ensure_future(store.forget(a, "k")) for a in agents]
+        ops += [asyncio.ensure_future(store.stash(a, "k", b"last", 60_000)) for a in agents]
+        sem = asyncio.Semaphore(64)
+
+        async def bounded(fut: asyncio.Future[object]) -> object:
+            async with sem:
+                return await fut
+
+        await asyncio.gather(*(bounded(op) for op in ops))
+        assert conn.pipeline.commands - commands == len(ops)
+        assert conn.pipeline.batches - batches < len(ops) // 4  # coalesced, not one by one
+        got = await asyncio.gather(*(store.retrieve(a, "k") for a in agents))
+        assert got == [b"last"] * len(agents)
+
+        # 64 concurrent tasks, each its own key, values and TTLs all as written.
+        async def one(i: int) -> tuple[bytes | None, int | None]:
+            agent = agents[i % len(agents)]
+            await store.stash(agent, f"t{i}", f"v{i}".encode(), 30_000 + i)
+            return await store.retrieve(agent, f"t{i}"), await store.ttl_ms(agent, f"t{i}")
+
+        results = await asyncio.gather(*(one(i) for i in range(64)))
+        for i, (value, ttl) in enumerate(results):
+            assert value == f"v{i}".encode()
+            assert ttl is not None and 0 < ttl <= 30_000 + i
+        assert await store.retrieve(agents[0], "missing") is None
+        assert await store.ttl_ms(agents[0], "missing") is None
+    finally:
+        await store.aclose()
+
+
+async def test_erase_agent_scans_every_master_and_spares_other_agents(
+    cluster_config: MemoryConfig, redis_cluster: LocalCluster
+) -> None:
+    agents = _agents_on_every_node(redis_cluster, 1)
+    store = _store(cluster_config)
+    try:
+        for agent in agents:
+            await asyncio.gather(*(store.stash(agent, f"k{n}", b"x", 60_000) for n in range(5)))
+        before = _scans(redis_cluster)
+        assert await store.erase_agent(agents[0]) == 5
+        after = _scans(redis_cluster)
+        assert all(after[port] > before[port] for port in redis_cluster.ports), (before, after)
+        assert await store.retrieve(agents[0], "k0") is None
+        for agent in agents[1:]:
+            assert await store.retrieve(agent, "k4") == b"x"
+            assert await store.erase_agent(agent) == 5
+        assert await store.erase_agent(agents[0]) == 0
+    finally:
+        await store.aclose()
+
+
+async def test_erase_user_through_the_memory_api(cluster_config: MemoryConfig) -> None:
+    async with AsyncUnifiedMemory("alice", cluster_config) as alice:
+        await alice.stash("notes", {"mine": True})
+        await alice.stage_pattern({"content": "Alice's staged idea"}, "best_practice")
+    async with AsyncUnifiedMemory("dpo", cluster_config, access_tier="STEWARD") as steward:
+        erased = await steward.erase_user("alice")
+        assert erased["working_data"] == 1 and erased["staged_patterns"] == 1
+        assert await steward.retrieve("notes", agent_id="alice") is None
+        assert await steward.get_staged_patterns(namespace="*") == []
+
+
+def test_health_reports_the_topology_without_the_password(cluster_config: MemoryConfig) -> None:
+    with UnifiedMemory("agent", cluster_config) as mem:
+        health = mem.health_check()
+    short = health["short_term"]
+    assert short["available"] is True, short
+    assert (short["backend"], short["mode"], short["nodes"]) == ("redis-cluster", "cluster", 3)
+    assert len(short["masters"]) == 3
+    assert short["url"].startswith("redis+cluster://default:***@127.0.0.1:")
+    assert CLUSTER_PASSWORD not in repr(health)
+
+
+async def test_wrong_password_and_a_non_cluster_server_are_typed_errors(
+    redis_cluster: LocalCluster, storage_dir: Path, own_redis: object
+) -> None:
+    wrong = redis_cluster.seed_url(0).replace(CLUSTER_PASSWORD, "not-the-password")
+    single = f"redis+cluster://127.0.0.1:{own_redis.port}"  # type: ignore[attr-defined]
+    for url, fragment in ((wrong, "credentials"), (single, "not a cluster node")):
+        config = MemoryConfig(redis_url=url, storage_dir=storage_dir)
+        async with AsyncUnifiedMemory("agent", config) as mem:
+            with pytest.raises(ShortTermUnavailableError, match=fragment) as err:
+                await mem.stash("k", 1)
+            assert "not-the-password" not in str(err.value)
+            health = (await mem.health_check())["short_term"]
+            assert health["available"] is False and "not-the-password" not in repr(health)
+
+
+async def test_a_key_of_another_type_is_a_command_error_and_data_is_untouched(
+    cluster_config: MemoryConfig, redis_cluster: LocalCluster
+) -> None:
+    store = _store(cluster_config)
+    name = store.keys.stash("agent", "k")
+    port = next(p for p in redis_cluster.ports if _owns(redis_cluster, p, name))
+    client = redis_cluster.client(port)
+    try:
+        client.hset(name, "f", "v")
+        with pytest.raises(ShortTermCommandError):
+            await store.retrieve("agent", "k")
+        assert client.hgetall(name) == {b"f": b"v"}
+        # The pipeline goes on serving other commands of the same batch window.
+        await store.stash("agent", "other", b"1", 60_000)
+        assert await store.retrieve("agent", "other") == b"1"
+    finally:
+        client.close()
+        await store.aclose()
+
+
+def _owns(cluster: LocalCluster, port: int, name: str) -> bool:
+    client = cluster.client(port)
+    try:
+        slot = key_slot(name.encode())
+        return any(
+            low <= slot <= high and node[1] == port
+            for low, high, node, *_ in client.cluster("slots")
+        )
+    finally:
+        client.close()
+
+
+async def test_a_node_down_fails_only_with_the_documented_error(
+    own_cluster: LocalCluster, storage_dir: Path
+) -> None:
+    """Kill one master (no replicas): its keys fail with ShortTermUnavailableError at once;
+    once the cluster marks the node failed, every operation does; nothing else is raised."""
+    config = MemoryConfig(
+        redis_url=own_cluster.url, storage_dir=storage_dir, redis_socket_timeout=2.0
+    )
+    agents = _agents_on_every_node(own_cluster, 2)
+    store = _store(config)
+    try:
+        for agent in agents:
+            await store.stash(agent, "k", b"v", 60_000)
+        victim = own_cluster.ports[0]
+        doomed = [a for a in agents if _owns(own_cluster, victim, store.keys.stash(a, "k"))]
+        survivors = [a for a in agents if a not in doomed]
+        assert doomed and survivors
+        own_cluster.kill(victim)
+        for agent in doomed:
+            with pytest.raises(ShortTermUnavailableError):
+                await store.retrieve(agent, "k")
+        outcomes: list[object] = []
+        for _ in range(3):
+            results = await asyncio.gather(
+                *(store.retrieve(a, "k") for a in agents),
+                *(store.stash(a, "k2", b"w", 60_000) for a in agents),
+                store.stage("stg_x", b"{}", 2**41),
+                store.list_staged(0),
+                return_exceptions=True,
+            )
+            outcomes.extend(results)
+            await asyncio.sleep(0.5)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                assert isinstance(outcome, ShortTermUnavailableError), repr(outcome)
+        assert any(isinstance(o, ShortTermUnavailableError) for o in outcomes)
+        health = await store.health()
+        assert health["available"] is False
+    finally:
+        await store.aclose()
+
+
+def test_the_demo_runs_on_the_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> None:
+    """``attune demo`` with only REDIS_URL set to the cluster (a process of its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_")}
+    env.update(
+        REDIS_URL=redis_cluster.url,
+        ATTUNE_STORAGE_DIR=str(tmp_path),
+        ATTUNE_KEY_PREFIX=f"demo{os.getpid()}",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "attune.cli", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Patterns awaiting review: 2" in out.stdout
+    assert out.stdout.count("PROMOTED -> Long-term ID: pat_") == 2
+    assert "redis-cluster" in out.stdout
+    assert CLUSTER_PASSWORD not in out.stdout + out.stderr
+    client = redis.Redis(port=redis_cluster.ports[0], password=CLUSTER_PASSWORD)
+    client.close()
