@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -232,9 +232,8 @@ class AutoPipeline:
     async def _reconnect(self) -> None:
         if self._reconnector is not None:
             await self._reconnector()
-        else:
-            assert isinstance(self.client, aioredis.Redis)
-            await reconnect(self.client)
+        else:  # a redis.asyncio.Redis (or a stand-in with its connection_pool)
+            await reconnect(cast(aioredis.Redis, self.client))
 
     def _hand_over(self) -> None:
         """After a send: drain what queued meanwhile in a flusher task, or go idle."""
