@@ -44,6 +44,7 @@ from test_staging import (  # noqa: F401 - collected here again, on the cluster
     test_unknown_staged_id,
 )
 from topology_cluster import LocalCluster
+from waiting import DEADLINE_S
 
 from attune.errors import ShortTermCommandError, ShortTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory, backends
@@ -281,11 +282,12 @@ def _owns(cluster: LocalCluster, port: int, name: str) -> bool:
         client.close()
 
 
-async def test_a_node_down_fails_only_with_the_documented_error(
+async def test_a_node_down_fails_only_with_the_documented_error_and_the_client_resumes(
     own_cluster: LocalCluster, storage_dir: Path
 ) -> None:
     """Kill one master (no replicas): its keys fail with ShortTermUnavailableError at once;
-    once the cluster marks the node failed, every operation does; nothing else is raised."""
+    once the cluster marks the node failed, every operation does; nothing else is raised.
+    When the node is back, the same store serves again (the slot map is re-read)."""
     config = MemoryConfig(
         redis_url=own_cluster.url, storage_dir=storage_dir, redis_socket_timeout=2.0
     )
@@ -319,6 +321,21 @@ async def test_a_node_down_fails_only_with_the_documented_error(
         assert any(isinstance(o, ShortTermUnavailableError) for o in outcomes)
         health = await store.health()
         assert health["available"] is False
+        own_cluster.restart(victim)
+        own_cluster.wait_ok()
+        deadline = asyncio.get_running_loop().time() + DEADLINE_S
+        while True:
+            try:
+                await asyncio.gather(*(store.stash(a, "k3", b"back", 60_000) for a in agents))
+                break
+            except ShortTermUnavailableError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        assert await asyncio.gather(*(store.retrieve(a, "k3") for a in agents)) == [b"back"] * len(
+            agents
+        )
+        assert (await store.health())["available"] is True
     finally:
         await store.aclose()
 

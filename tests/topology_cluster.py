@@ -159,6 +159,13 @@ class LocalCluster:
         proc.kill()
         proc.wait(timeout=5)
 
+    def restart(self, port: int) -> None:
+        """Start a killed node again on its port: it reads its nodes-<port>.conf, so it
+        rejoins with the same slots (and no data: nothing is saved)."""
+        self._spawn(port)
+        if self.procs[port].poll() is not None or not answers(self.client(port)):
+            raise RuntimeError(f"cluster node on port {port} did not restart")
+
     def stop(self) -> None:
         """Stop every node by its pid (SIGTERM, SIGKILL after 5 s), remove the directory."""
         for port in list(self.procs):
