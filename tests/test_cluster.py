@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from conftest import CLUSTER_PASSWORD
+from conftest import CI, CLUSTER_PASSWORD
 from redis.crc import key_slot
+from test_redis_tls_acl import _other_authority
+from test_redis_tls_acl import _workflow as tls_workflow
 from test_short_term import (  # noqa: F401 - collected here again, on the cluster
     test_bad_agent_id_rejected,
     test_bad_keys_rejected,
@@ -43,7 +47,7 @@ from test_staging import (  # noqa: F401 - collected here again, on the cluster
     test_stage_and_list_flattens_pattern_data,
     test_unknown_staged_id,
 )
-from topology_cluster import LocalCluster
+from topology_cluster import LocalCluster, cluster_tools, local_cluster
 from waiting import DEADLINE_S
 
 from attune.errors import ShortTermCommandError, ShortTermUnavailableError
@@ -362,3 +366,27 @@ def test_the_demo_runs_on_the_cluster(redis_cluster: LocalCluster, tmp_path: Pat
     assert CLUSTER_PASSWORD not in out.stdout + out.stderr
     client = redis.Redis(port=redis_cluster.ports[0], password=CLUSTER_PASSWORD)
     client.close()
+
+
+@pytest.fixture
+def tls_cluster() -> Iterator[LocalCluster]:
+    """A 3-master cluster speaking TLS only (clients and cluster bus)."""
+    if cluster_tools() is None or shutil.which("openssl") is None:
+        if CI:
+            pytest.fail("redis-server, redis-cli and openssl are needed (CI=true: a failure)")
+        pytest.skip("redis-server, redis-cli or openssl is not installed")
+    with local_cluster(tls=True) as cluster:
+        yield cluster
+
+
+async def test_tls_cluster_runs_the_workflow_and_an_unknown_authority_is_refused(
+    tls_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    url = tls_cluster.seed_url(2)
+    assert url.startswith("rediss+cluster://")
+    await tls_workflow(MemoryConfig(redis_url=url, storage_dir=tmp_path / "ok"))
+    untrusted = url.replace(str(tls_cluster.dir / "ca.crt"), str(_other_authority(tmp_path)))
+    config = MemoryConfig(redis_url=untrusted, storage_dir=tmp_path / "bad")
+    async with AsyncUnifiedMemory("writer", config) as writer:
+        with pytest.raises(ShortTermUnavailableError):
+            await writer.stash("task", 1)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 from faults import answers, free_port
@@ -47,29 +48,69 @@ def cluster_tools() -> tuple[str, str] | None:
     return (server, cli) if server and cli else None
 
 
+def make_certificates(directory: Path) -> None:
+    """``ca.crt`` / ``ca.key`` (a test authority) and ``server.crt`` / ``server.key`` for
+    127.0.0.1 signed by it, made by ``openssl`` in ``directory``."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.crt", "-days", "2", "-subj", "/CN=attune-test-ca",
+    )  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+        "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+    )  # fmt: skip
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
+    )  # fmt: skip
+
+
 class LocalCluster:
     """``masters`` cluster nodes on free loopback ports, in a temporary directory; with
-    ``password``, every node requires it (``requirepass``)."""
+    ``password``, every node requires it (``requirepass``); with ``tls``, nodes speak TLS
+    only, clients and cluster bus alike (certificates made by :func:`make_certificates`;
+    clients are not asked for one)."""
 
-    def __init__(self, masters: int = MASTERS, password: str | None = None) -> None:
+    def __init__(
+        self, masters: int = MASTERS, password: str | None = None, tls: bool = False
+    ) -> None:
         tools = cluster_tools()
         if tools is None:
             raise RuntimeError("redis-server and redis-cli are needed for a Redis Cluster")
         self.server, self.cli = tools
         self.ports = [cluster_port() for _ in range(masters)]
         self.password = password
+        self.tls = tls
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._dir = tempfile.TemporaryDirectory(prefix="attune-cluster-")
+        self.dir = Path(self._dir.name)
+        if tls:
+            make_certificates(self.dir)
 
     @property
     def url(self) -> str:
         """A ``redis+cluster://`` URL naming every node as a seed."""
         nodes = ",".join(f"127.0.0.1:{p}" for p in self.ports)
-        return f"redis+cluster://{self._auth}{nodes}"
+        return f"{self._scheme}://{self._auth}{nodes}{self._query}"
 
     def seed_url(self, index: int = 0) -> str:
         """A URL naming one node only (the client discovers the others)."""
-        return f"redis+cluster://{self._auth}127.0.0.1:{self.ports[index]}"
+        return f"{self._scheme}://{self._auth}127.0.0.1:{self.ports[index]}{self._query}"
+
+    @property
+    def _scheme(self) -> str:
+        return "rediss+cluster" if self.tls else "redis+cluster"
+
+    @property
+    def _query(self) -> str:
+        if not self.tls:
+            return ""
+        return f"?ssl_cert_reqs=required&ssl_ca_certs={self.dir / 'ca.crt'}"
 
     @property
     def _auth(self) -> str:
@@ -77,12 +118,20 @@ class LocalCluster:
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(
+            host="127.0.0.1",  # the name the TLS certificate is for
             port=port,
             password=self.password,
             socket_connect_timeout=0.5,
             socket_timeout=5,
             retry=Retry(NoBackoff(), 0),  # the callers loop themselves
+            **self._tls_client,
         )
+
+    @property
+    def _tls_client(self) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        return {"ssl": True, "ssl_ca_certs": str(self.dir / "ca.crt")}
 
     def start(self) -> LocalCluster:
         try:
@@ -95,7 +144,8 @@ class LocalCluster:
                 [self.cli, "--cluster", "create"]
                 + [f"127.0.0.1:{p}" for p in self.ports]
                 + ["--cluster-replicas", "0", "--cluster-yes"]
-                + ([] if self.password is None else ["-a", self.password, "--no-auth-warning"]),
+                + ([] if self.password is None else ["-a", self.password, "--no-auth-warning"])
+                + ([] if not self.tls else ["--tls", "--cacert", str(self.dir / "ca.crt")]),
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -108,7 +158,17 @@ class LocalCluster:
         return self
 
     def _spawn(self, port: int) -> None:
-        directory = Path(self._dir.name)
+        directory = self.dir
+        if self.tls:
+            listen = [
+                "--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                "--tls-cert-file", str(directory / "server.crt"),
+                "--tls-key-file", str(directory / "server.key"),
+                "--tls-ca-cert-file", str(directory / "ca.crt"),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        else:
+            listen = ["--port", str(port)]
         self.procs[port] = subprocess.Popen(
             [
                 self.server,
@@ -118,8 +178,7 @@ class LocalCluster:
                 str(directory / f"nodes-{port}.conf"),
                 "--cluster-node-timeout",
                 "2000",
-                "--port",
-                str(port),
+                *listen,
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -181,8 +240,10 @@ class LocalCluster:
 
 
 @contextmanager
-def local_cluster(masters: int = MASTERS, password: str | None = None) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(masters, password).start()
+def local_cluster(
+    masters: int = MASTERS, password: str | None = None, tls: bool = False
+) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(masters, password, tls).start()
     try:
         yield cluster
     finally:
