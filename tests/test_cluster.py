@@ -344,6 +344,59 @@ async def test_a_node_down_fails_only_with_the_documented_error_and_the_client_r
         await store.aclose()
 
 
+async def test_a_slot_moving_to_another_node_is_followed_ask_then_moved(
+    own_cluster: LocalCluster, storage_dir: Path
+) -> None:
+    """Reshard the slot of one agent while 64 tasks use it: new keys during the migration
+    are answered ASK, every key after it MOVED; the batches follow both, nothing fails,
+    each key keeps its last value."""
+    config = MemoryConfig(redis_url=own_cluster.url, storage_dir=storage_dir)
+    store = _store(config)
+    agent = _agents_on_every_node(own_cluster, 1)[0]
+    name = store.keys.stash(agent, "old0")
+    slot = key_slot(name.encode())
+    source = next(p for p in own_cluster.ports if _owns(own_cluster, p, name))
+    target = next(p for p in own_cluster.ports if p != source)
+    admin = {p: own_cluster.client(p) for p in own_cluster.ports}
+    ids = {p: admin[p].execute_command("CLUSTER MYID").decode() for p in own_cluster.ports}
+
+    async def many(verb: str, keys: list[str], value: bytes = b"") -> list[object]:
+        sem = asyncio.Semaphore(64)
+
+        async def one(key: str) -> object:
+            async with sem:
+                if verb == "stash":
+                    return await store.stash(agent, key, value, 60_000)
+                return await store.retrieve(agent, key)
+
+        return await asyncio.gather(*(one(k) for k in keys))
+
+    try:
+        old = [f"old{i}" for i in range(40)]
+        await many("stash", old, b"before")
+        admin[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+        admin[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+        # Migrating: existing keys still on the source, new keys go to the target (ASK).
+        new = [f"new{i}" for i in range(40)]
+        await many("stash", new, b"during")
+        assert await many("retrieve", old) == [b"before"] * len(old)
+        names = admin[source].execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        admin[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *names)
+        for port in own_cluster.ports:
+            admin[port].execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target])
+        # Moved: every key answered MOVED by the source, then served by the target.
+        assert await many("retrieve", old + new) == [b"before"] * 40 + [b"during"] * 40
+        await many("stash", old, b"after")
+        assert await many("retrieve", old) == [b"after"] * len(old)
+        assert admin[target].dbsize() == 80 and admin[source].dbsize() == 0
+        conn = store._cluster.peek()
+        assert conn is not None and conn.pipeline.batches < conn.pipeline.commands
+    finally:
+        for client in admin.values():
+            client.close()
+        await store.aclose()
+
+
 def test_the_demo_runs_on_the_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> None:
     """``attune demo`` with only REDIS_URL set to the cluster (a process of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_")}

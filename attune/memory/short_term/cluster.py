@@ -148,6 +148,9 @@ class _NodeBatches:
         manager = cluster.nodes_manager
         by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
         for cmd in self.commands:
+            if len(cmd.args) < 2:  # no key: RedisCluster decides where it goes
+                cmd.result = _ALONE
+                continue
             try:
                 node = manager.get_node_from_slot(cluster.keyslot(cmd.args[1]))
             except (KeyError, redis_errors.SlotNotCoveredError):
@@ -165,7 +168,7 @@ class _NodeBatches:
                 for cmd in cmds:
                     cmd.result = outcome
         for cmd in self.commands:
-            if isinstance(cmd.result, _REDIRECTED):
+            if cmd.result is _ALONE or isinstance(cmd.result, _REDIRECTED):
                 try:
                     cmd.result = await cluster.execute_command(*cmd.args)
                 except Exception as exc:
@@ -175,6 +178,8 @@ class _NodeBatches:
 
 #: Replies that name another node (or say "soon"): the command is sent again, alone.
 _REDIRECTED = (redis_errors.AskError, redis_errors.TryAgainError)  # MovedError is an AskError
+#: The mark of a command that goes out alone through RedisCluster (it names no key).
+_ALONE = redis_errors.RedisClusterException("sent alone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +235,9 @@ class ClusterShortTermMemory(RedisShortTermMemory):
                 health_check_interval=30,
                 # No retry inside redis-py: it would repeat a claim. See the module docstring.
                 retry=Retry(NoBackoff(), 0),
+                # A MOVED patches that slot's owner only: a full refresh on every fifth
+                # (the default) closes every connection, in-flight commands included.
+                reinitialize_steps=0,
                 **target.options,
             )
         except (TypeError, ValueError, redis_errors.RedisClusterException) as exc:
