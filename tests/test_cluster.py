@@ -443,3 +443,24 @@ async def test_tls_cluster_runs_the_workflow_and_an_unknown_authority_is_refused
     async with AsyncUnifiedMemory("writer", config) as writer:
         with pytest.raises(ShortTermUnavailableError):
             await writer.stash("task", 1)
+
+
+def test_the_cluster_benchmark_runs() -> None:
+    """benchmarks/short_term_cluster.py at tiny sizes: it starts its own cluster, prints
+    both figures, and stops its servers (its ratios mean nothing at this size)."""
+    if cluster_tools() is None:
+        if CI:
+            pytest.fail("redis-server / redis-cli are needed (CI=true makes this a failure)")
+        pytest.skip("redis-server / redis-cli are not installed")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "short_term_cluster.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_")}
+    out = subprocess.run(
+        [sys.executable, str(script), "--ops", "256", "--rounds", "1", "--agents", "4"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cluster stash, 64 tasks vs raw RedisCluster" in out.stdout
+    assert "cluster retrieve, 64 tasks vs raw RedisCluster" in out.stdout

@@ -5,9 +5,10 @@ It is :class:`~attune.memory.short_term.redis_store.RedisShortTermMemory` with a
 
 * **Routing and auto-pipelining.** Single-key commands go through the same
   :class:`~attune.memory.short_term.autopipeline.AutoPipeline`: one batch in flight, which
-  RedisCluster splits into one pipeline per node (by hash slot), sent in parallel, each
-  in issue order, so one key's commands keep their order. MOVED / ASK are followed by
-  redis-py. redis-py's own retries are off (``retries=0``): it would repeat any command,
+  :mod:`~attune.memory.short_term.cluster_router` splits into one pipeline per node (by
+  hash slot), sent in parallel, each in issue order, so one key's commands keep their
+  order; MOVED / ASK / TRYAGAIN replies are sent again through RedisCluster, which follows
+  them. redis-py's own retries are off (``retries=0``): it would repeat any command,
   a claim included. The AutoPipeline's rules apply instead: a command that failed at the
   connection level is repeated once, only if it is idempotent, after the slot map is
   refreshed from the live nodes (``CLUSTER SLOTS``).
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -40,6 +41,7 @@ from attune.errors import AttuneError, ConfigurationError, ShortTermUnavailableE
 from attune.memory.config import MemoryConfig
 from attune.memory.keys import KeySpace
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable
+from attune.memory.short_term.cluster_router import Router
 from attune.memory.short_term.cluster_url import ClusterURL, is_cluster_url, parse_cluster_url
 from attune.memory.short_term.fast_packing import fast_connection_class
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
@@ -108,78 +110,6 @@ redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 """
-
-
-class _Router:
-    """The auto-pipeline's client on a cluster: single commands go through RedisCluster
-    (which follows MOVED / ASK); a batch goes out as one pipeline per node."""
-
-    def __init__(self, cluster: RedisCluster) -> None:
-        self.cluster = cluster
-
-    async def execute_command(self, *args: Any) -> Any:
-        return await self.cluster.execute_command(*args)
-
-    def pipeline(self, transaction: bool = False) -> _NodeBatches:
-        return _NodeBatches(self.cluster)
-
-
-class _NodeBatches:
-    """One batch of single-key commands (the key is the second argument), sent as one
-    pipeline per master, in parallel; each node's commands in issue order.
-
-    Every node's round trip ends before the batch does (none is left running to land
-    after a later batch), and a node that fails fails only its own commands. A command
-    answered MOVED / ASK / TRYAGAIN is sent again alone, in issue order, through
-    RedisCluster, which follows the redirection and updates its slot map.
-    """
-
-    def __init__(self, cluster: RedisCluster) -> None:
-        self.cluster = cluster
-        self.commands: list[PipelineCommand] = []
-
-    def execute_command(self, *args: Any) -> _NodeBatches:
-        self.commands.append(PipelineCommand(len(self.commands), *args))
-        return self
-
-    async def execute(self, raise_on_error: bool = False) -> list[Any]:
-        cluster = self.cluster
-        await cluster.initialize()  # at once when it already is
-        manager = cluster.nodes_manager
-        by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
-        for cmd in self.commands:
-            if len(cmd.args) < 2:  # no key: RedisCluster decides where it goes
-                cmd.result = _ALONE
-                continue
-            try:
-                node = manager.get_node_from_slot(cluster.keyslot(cmd.args[1]))
-            except (KeyError, redis_errors.SlotNotCoveredError):
-                cmd.result = redis_errors.SlotNotCoveredError("a slot is not covered")
-                continue
-            by_node.setdefault(node.name, (node, []))[1].append(cmd)
-        sent = list(by_node.values())
-        outcomes = await asyncio.gather(
-            *(node.execute_pipeline(cmds) for node, cmds in sent), return_exceptions=True
-        )
-        for (_, cmds), outcome in zip(sent, outcomes, strict=True):
-            if isinstance(outcome, BaseException):  # the node failed before any reply
-                if not isinstance(outcome, Exception):
-                    raise outcome
-                for cmd in cmds:
-                    cmd.result = outcome
-        for cmd in self.commands:
-            if cmd.result is _ALONE or isinstance(cmd.result, _REDIRECTED):
-                try:
-                    cmd.result = await cluster.execute_command(*cmd.args)
-                except Exception as exc:
-                    cmd.result = exc
-        return [cmd.result for cmd in self.commands]
-
-
-#: Replies that name another node (or say "soon"): the command is sent again, alone.
-_REDIRECTED = (redis_errors.AskError, redis_errors.TryAgainError)  # MovedError is an AskError
-#: The mark of a command that goes out alone through RedisCluster (it names no key).
-_ALONE = redis_errors.RedisClusterException("sent alone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +187,7 @@ class ClusterShortTermMemory(RedisShortTermMemory):
         async def refresh() -> None:
             await self._refresh(client)
 
-        pipeline = AutoPipeline(_Router(client), self.config.redis_socket_timeout, refresh)
+        pipeline = AutoPipeline(Router(client), self.config.redis_socket_timeout, refresh)
         return _ClusterClient(client, pipeline)
 
     async def _refresh(self, client: RedisCluster) -> None:
