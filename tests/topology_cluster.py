@@ -21,6 +21,7 @@ from typing import Any
 import redis
 from faults import answers, free_port
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 MASTERS = 3
@@ -74,16 +75,21 @@ class LocalCluster:
     """``masters`` cluster nodes on free loopback ports, in a temporary directory; with
     ``password``, every node requires it (``requirepass``); with ``tls``, nodes speak TLS
     only, clients and cluster bus alike (certificates made by :func:`make_certificates`;
-    clients are not asked for one)."""
+    clients are not asked for one); with ``replicas``, each master has that many."""
 
     def __init__(
-        self, masters: int = MASTERS, password: str | None = None, tls: bool = False
+        self,
+        masters: int = MASTERS,
+        password: str | None = None,
+        tls: bool = False,
+        replicas: int = 0,
     ) -> None:
         tools = cluster_tools()
         if tools is None:
             raise RuntimeError("redis-server and redis-cli are needed for a Redis Cluster")
         self.server, self.cli = tools
-        self.ports = [cluster_port() for _ in range(masters)]
+        self.ports = [cluster_port() for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
         self.password = password
         self.tls = tls
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -143,7 +149,7 @@ class LocalCluster:
             subprocess.run(
                 [self.cli, "--cluster", "create"]
                 + [f"127.0.0.1:{p}" for p in self.ports]
-                + ["--cluster-replicas", "0", "--cluster-yes"]
+                + ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
                 + ([] if self.password is None else ["-a", self.password, "--no-auth-warning"])
                 + ([] if not self.tls else ["--tls", "--cacert", str(self.dir / "ca.crt")]),
                 check=True,
@@ -188,6 +194,7 @@ class LocalCluster:
                 "--appendonly",
                 "no",
                 *([] if self.password is None else ["--requirepass", self.password]),
+                *([] if self.password is None else ["--masterauth", self.password]),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -218,6 +225,18 @@ class LocalCluster:
         proc.kill()
         proc.wait(timeout=5)
 
+    def master_of(self, key: bytes) -> int:
+        """The port of the master serving ``key``'s slot, as a live node sees it."""
+        slot = key_slot(key)
+        client = self.client(next(iter(self.procs)))
+        try:
+            for low, high, master, *_ in client.cluster("slots"):
+                if low <= slot <= high:
+                    return int(master[1])
+        finally:
+            client.close()
+        raise RuntimeError(f"no master serves slot {slot}")
+
     def restart(self, port: int) -> None:
         """Start a killed node again on its port: it reads its nodes-<port>.conf, so it
         rejoins with the same slots (and no data: nothing is saved)."""
@@ -241,9 +260,9 @@ class LocalCluster:
 
 @contextmanager
 def local_cluster(
-    masters: int = MASTERS, password: str | None = None, tls: bool = False
+    masters: int = MASTERS, password: str | None = None, tls: bool = False, replicas: int = 0
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(masters, password, tls).start()
+    cluster = LocalCluster(masters, password, tls, replicas).start()
     try:
         yield cluster
     finally:

@@ -168,6 +168,10 @@ class ClusterShortTermMemory(RedisShortTermMemory):
                 # A MOVED patches that slot's owner only: a full refresh on every fifth
                 # (the default) closes every connection, in-flight commands included.
                 reinitialize_steps=0,
+                # As many connections per node as concurrent work needs (redis-py's pool
+                # for one Redis has no cap either; its cluster default of 100 would fail
+                # a burst with MaxConnectionsError).
+                max_connections=2**31 - 1,
                 **target.options,
             )
         except (TypeError, ValueError, redis_errors.RedisClusterException) as exc:
