@@ -37,7 +37,8 @@ def get_redis_memory(
 
     Configured from the environment (``REDIS_URL``, ``ATTUNE_ENV``, ...) unless
     ``url`` or ``config`` is given; in development without ``REDIS_URL`` it is
-    the in-process stand-in. Opening a connection is deferred to first use.
+    the in-process stand-in, and a ``redis+cluster://`` URL gives the Redis Cluster
+    store. Opening a connection is deferred to first use.
     """
     store = backends.open_short_term(short_term_config(config, url=url))
     assert isinstance(store, RedisShortTermMemory)  # Redis, the stand-in, or Redis Cluster
