@@ -73,7 +73,7 @@ async def measure(url: str, ports: list[int], ops: int, rounds: int, agents: int
         for i in range(agents * len(names)):
             await ours_stash(i)
             await raw_stash(i)
-        if await memories[1].retrieve(names[1]) != value:
+        if await memories[-1].retrieve(names[1]) != value:
             raise RuntimeError("retrieve did not return the stashed value")
         print(f"{'figure':<42} {'ours ops/s':>12} {'raw ops/s':>12} {'ratio':>7}")
         for verb, ours, base in (
