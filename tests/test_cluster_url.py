@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attune.errors import ConfigurationError
 from attune.memory import MemoryConfig, backends
@@ -64,3 +66,31 @@ def test_the_backend_is_chosen_by_the_url_alone(tmp_path) -> None:  # type: igno
 def test_the_cluster_store_refuses_a_single_node_configuration(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigurationError, match="redis\\+cluster://"):
         ClusterShortTermMemory(MemoryConfig(redis_mock=True, storage_dir=tmp_path))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rest=st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            "{}:{}{}".format,
+            st.text(min_size=1, max_size=12),
+            st.integers(-5, 70_000),
+            st.text(max_size=20),
+        ),
+    ),
+    secure=st.booleans(),
+)
+def test_any_cluster_url_is_accepted_or_a_configuration_error(rest: str, secure: bool) -> None:
+    """Whatever follows the scheme: a config and a store, or a ConfigurationError that does
+    not repeat the password; never another exception (nothing connects here)."""
+    scheme = "rediss+cluster" if secure else "redis+cluster"
+    url = f"{scheme}://u:{SECRET}@{rest}"
+    try:
+        config = MemoryConfig(redis_url=url, storage_dir="/nonexistent-attune-test")
+        store = ClusterShortTermMemory(config)
+    except ConfigurationError as exc:
+        assert SECRET not in str(exc)
+        return
+    assert SECRET not in store.safe_url
+    assert store.target.seeds
