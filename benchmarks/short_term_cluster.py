@@ -73,7 +73,8 @@ async def measure(url: str, ports: list[int], ops: int, rounds: int, agents: int
         for i in range(agents * len(names)):
             await ours_stash(i)
             await raw_stash(i)
-        if await memories[-1].retrieve(names[1]) != value:
+        last = agents * len(names) - 1  # the last write: its agent reads its value back
+        if await memories[last % agents].retrieve(names[last % len(names)]) != value:
             raise RuntimeError("retrieve did not return the stashed value")
         print(f"{'figure':<42} {'ours ops/s':>12} {'raw ops/s':>12} {'ratio':>7}")
         for verb, ours, base in (

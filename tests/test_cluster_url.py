@@ -6,10 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attune import get_redis_memory
 from attune.errors import ConfigurationError
 from attune.memory import MemoryConfig, backends
 from attune.memory.short_term.cluster import ClusterShortTermMemory
 from attune.memory.short_term.cluster_url import is_cluster_url, parse_cluster_url
+from attune.memory.short_term.redis_store import RedisShortTermMemory
 
 SECRET = "pw-Qx7-secret"
 
@@ -61,6 +63,14 @@ def test_the_backend_is_chosen_by_the_url_alone(tmp_path) -> None:  # type: igno
     assert SECRET not in store.safe_url and SECRET not in repr(config)
     single = MemoryConfig(redis_url="redis://127.0.0.1:6379/0", storage_dir=tmp_path)
     assert backends.short_term_backend_name(single) == "redis"
+
+
+def test_the_single_node_store_points_a_cluster_url_to_the_cluster_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"redis+cluster://u:{SECRET}@127.0.0.1:7000"
+    with pytest.raises(ConfigurationError, match="get_redis_memory") as err:
+        RedisShortTermMemory(MemoryConfig(storage_dir=tmp_path), url=url)
+    assert SECRET not in str(err.value)
+    assert isinstance(get_redis_memory(url), ClusterShortTermMemory)
 
 
 def test_the_cluster_store_refuses_a_single_node_configuration(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -45,13 +45,10 @@ from attune.memory.short_term.cluster_router import Router
 from attune.memory.short_term.cluster_url import ClusterURL, is_cluster_url, parse_cluster_url
 from attune.memory.short_term.fast_packing import fast_connection_class
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
-from attune.memory.short_term.redis_store import (
-    _SCAN_COUNT,
-    RedisShortTermMemory,
-    _describe,
-    _raw,
-    _staged_ids,
-)
+from attune.memory.short_term.redis_store import _SCAN_COUNT, RedisShortTermMemory
+from attune.memory.short_term.replies import describe as _describe
+from attune.memory.short_term.replies import raw as _raw
+from attune.memory.short_term.replies import staged_ids as _staged_ids
 
 T = TypeVar("T")
 log = logging.getLogger("attune.short_term")
