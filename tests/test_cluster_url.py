@@ -104,3 +104,14 @@ def test_any_cluster_url_is_accepted_or_a_configuration_error(rest: str, secure:
         return
     assert SECRET not in store.safe_url
     assert store.target.seeds
+
+
+def test_an_old_redis_py_is_refused_rather_than_left_to_repeat_claims(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    monkeypatch.setattr(redis, "__version__", "5.0.1")
+    config = MemoryConfig(redis_url="redis+cluster://127.0.0.1:7000", storage_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"redis-py 6\.0 or later"):
+        ClusterShortTermMemory(config)

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import redis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -130,6 +131,7 @@ class ClusterShortTermMemory(RedisShortTermMemory):
                 "the Redis Cluster store needs REDIS_URL=redis+cluster://host:port[,host:port...]"
             )
         assert config.redis_url is not None
+        _check_redis_py()
         self.config = config
         self.backend = "redis-cluster"
         self.url = config.redis_url
@@ -372,6 +374,23 @@ class ClusterShortTermMemory(RedisShortTermMemory):
 
     async def aclose(self) -> None:
         await self._cluster.aclose()
+
+
+#: The first redis-py whose RedisCluster takes its retry count from ``retry`` (before, a
+#: separate count applied, and 0 meant "never run"): ``retries=0`` must really mean it.
+_REDIS_PY_MIN = (6, 0)
+
+
+def _check_redis_py() -> None:
+    try:
+        version = tuple(int(part) for part in redis.__version__.split(".")[:2])
+    except ValueError:
+        return  # a development build: assume it is recent
+    if version < _REDIS_PY_MIN:
+        raise ConfigurationError(
+            f"Redis Cluster needs redis-py 6.0 or later (this is {redis.__version__[:20]}): "
+            "pip install -U 'redis[hiredis]>=6'"
+        )
 
 
 async def _unlink(r: RedisCluster, names: list[bytes]) -> int:
