@@ -12,10 +12,11 @@ import warnings
 from typing import TYPE_CHECKING
 
 from attune._facade import AsyncResource, BlockingFacade, Mirror, blocking, built_from, forwarded
+from attune.memory import backends
 from attune.memory.config import MemoryConfig
 from attune.memory.sharing import shared_short_term
 from attune.memory.short_term.protocol import ShortTermStore
-from attune.memory.short_term.redis_store import RedisShortTermMemory
+from attune.memory.short_term.redis_store import RedisShortTermMemory, short_term_config
 from attune.memory.sync import UnifiedMemory
 from attune.memory.types import AccessTier
 from attune.memory.unified import AsyncUnifiedMemory
@@ -36,9 +37,12 @@ def get_redis_memory(
 
     Configured from the environment (``REDIS_URL``, ``ATTUNE_ENV``, ...) unless
     ``url`` or ``config`` is given; in development without ``REDIS_URL`` it is
-    the in-process stand-in. Opening a connection is deferred to first use.
+    the in-process stand-in, and a ``redis+cluster://`` URL gives the Redis Cluster
+    store. Opening a connection is deferred to first use.
     """
-    return RedisShortTermMemory(config, url=url)
+    store = backends.open_short_term(short_term_config(config, url=url))
+    assert isinstance(store, RedisShortTermMemory)  # Redis, the stand-in, or Redis Cluster
+    return store
 
 
 class AsyncEmpathyOS(AsyncResource):

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from faults import RedisProcess, ReplyDroppingProxy, redis_process, reply_dropping_proxy
+from topology_cluster import LocalCluster, cluster_tools, local_cluster
 
 from attune.memory import MemoryConfig
 from attune.memory.security import pipeline as security_pipeline
@@ -142,6 +143,43 @@ def config(request: pytest.FixtureRequest) -> MemoryConfig:
     name = "redis_config" if request.param == "redis" else "mock_config"
     cfg: MemoryConfig = request.getfixturevalue(name)
     return cfg
+
+
+#: The session cluster's password: every cluster test also checks it is never shown.
+CLUSTER_PASSWORD = "cluster-pw-Zk93"
+
+
+def _need_cluster_tools() -> None:
+    if cluster_tools() is None:
+        reason = "redis-server / redis-cli are not installed: no Redis Cluster to test on"
+        if CI:
+            pytest.fail(f"{reason} (CI=true makes this a failure)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A 3-master Redis Cluster on loopback for the session (password CLUSTER_PASSWORD),
+    stopped by pid at the end; skipped without redis-server unless CI=true."""
+    _need_cluster_tools()
+    with local_cluster(password=CLUSTER_PASSWORD) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    """A 3-master cluster of this test's own (to kill a node of)."""
+    _need_cluster_tools()
+    with local_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_config(redis_cluster: LocalCluster, key_prefix: str, storage_dir: Path) -> MemoryConfig:
+    """Development config on the session's Redis Cluster (one seed node named)."""
+    return MemoryConfig(
+        redis_url=redis_cluster.seed_url(1), storage_dir=storage_dir, key_prefix=key_prefix
+    )
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import TypeVar
 from attune.errors import ConfigurationError
 from attune.memory.config import MemoryConfig
 from attune.memory.long_term.protocol import LongTermStore
+from attune.memory.short_term.cluster_url import is_cluster_url
 from attune.memory.short_term.protocol import ShortTermStore
 
 T = TypeVar("T")
@@ -27,6 +28,13 @@ def _redis(config: MemoryConfig) -> ShortTermStore:
     from attune.memory.short_term.redis_store import RedisShortTermMemory
 
     return RedisShortTermMemory(config)
+
+
+def _redis_cluster(config: MemoryConfig) -> ShortTermStore:
+    """Redis Cluster (``redis+cluster://`` / ``rediss+cluster://``) through RedisCluster."""
+    from attune.memory.short_term.cluster import ClusterShortTermMemory
+
+    return ClusterShortTermMemory(config)
 
 
 def _sqlite(config: MemoryConfig) -> LongTermStore:
@@ -50,7 +58,11 @@ def _postgres(config: MemoryConfig) -> LongTermStore:
 
 
 #: backend name -> factory. ``redis`` serves both a real Redis and the stand-in ("mock").
-SHORT_TERM: dict[str, Callable[[MemoryConfig], ShortTermStore]] = {"redis": _redis, "mock": _redis}
+SHORT_TERM: dict[str, Callable[[MemoryConfig], ShortTermStore]] = {
+    "redis": _redis,
+    "mock": _redis,
+    "redis-cluster": _redis_cluster,
+}
 LONG_TERM: dict[str, Callable[[MemoryConfig], LongTermStore]] = {
     "sqlite": _sqlite,
     "postgres": _postgres,
@@ -58,8 +70,12 @@ LONG_TERM: dict[str, Callable[[MemoryConfig], LongTermStore]] = {
 
 
 def short_term_backend_name(config: MemoryConfig) -> str:
-    """The short-term backend ``config`` selects (raises ConfigurationError if refused)."""
-    return config.short_term_backend
+    """The short-term backend ``config`` selects (raises ConfigurationError if refused):
+    ``redis-cluster`` for a ``redis+cluster://`` URL."""
+    name = config.short_term_backend
+    if name == "redis" and is_cluster_url(config.redis_url):
+        return "redis-cluster"
+    return name
 
 
 def long_term_backend_name(config: MemoryConfig) -> str:

@@ -242,6 +242,13 @@ class MemoryConfig(BaseSettings):
         if value is None:
             return None
         value = value.strip()
+        if has_surrogate(value):
+            raise ValueError("the Redis URL contains a lone surrogate; it cannot be encoded")
+        from attune.memory.short_term import cluster_url  # no cycle: it imports no config
+
+        if cluster_url.is_cluster_url(value):
+            cluster_url.parse_cluster_url(value)  # ValueError says what is wrong
+            return value
         parts = _split_url(
             value,
             "Redis",

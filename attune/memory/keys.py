@@ -2,7 +2,8 @@
 
 Every key starts with ``{key_prefix}:``. The part in braces is a Redis Cluster
 *hash tag*: keys that one atomic operation touches together share it, so they
-land in the same slot and MULTI/EXEC stays valid on a cluster.
+land in the same slot and MULTI/EXEC (one Redis) or a Lua script (Redis Cluster, see
+:mod:`attune.memory.short_term.cluster`) stays valid.
 
     attune:{agent:<agent_id>}:stash:<key>     working data of one agent
     attune:{staging}:pattern:<staged_id>      one staged pattern (JSON, with TTL)

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -77,6 +78,23 @@ def _name(word: Any) -> str:
     return word.upper() if isinstance(word, str) else ""
 
 
+class Batch(Protocol):
+    """A non-transactional pipeline: commands queued, then sent together."""
+
+    def execute_command(self, *args: Any) -> Any: ...
+
+    async def execute(self, raise_on_error: bool = ...) -> list[Any]: ...
+
+
+class Client(Protocol):
+    """What the auto-pipeline needs of a client: ``redis.asyncio.Redis`` has it, and so has
+    the cluster store's router (:mod:`attune.memory.short_term.cluster`)."""
+
+    async def execute_command(self, *args: Any) -> Any: ...
+
+    def pipeline(self, transaction: bool = ...) -> Batch: ...
+
+
 def is_idempotent(args: tuple[Any, ...]) -> bool:
     """Whether running the command ``args`` twice leaves Redis, and its reply, as once.
 
@@ -115,10 +133,22 @@ def _retryable(args: tuple[Any, ...], exc: BaseException) -> bool:
 
 
 class AutoPipeline:
-    """Coalesces the commands of one client on one event loop into pipelines."""
+    """Coalesces the commands of one client on one event loop into pipelines.
 
-    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+    The client may be the cluster store's router: it splits a batch into one pipeline per
+    node (by slot), sent in parallel, each in issue order, so one key's commands keep their
+    order. A failed node fails only its own commands; ``reconnect`` (given by the cluster
+    store) then refreshes the slot map, even when none of them is retried.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        timeout: float,
+        reconnect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
+        self._reconnector = reconnect
         #: Each call fails ``timeout`` seconds after it was issued.
         self.timeout = timeout
         self._pending: list[_Call] = []
@@ -165,14 +195,14 @@ class AutoPipeline:
             self.batches += 1
             self.commands += 1
             try:
-                return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+                return await self.client.execute_command(*args)
             except Exception as exc:
                 if not _retryable(args, exc):
                     raise
             await self._reconnect()
             self.batches += 1
             self.commands += 1
-            return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+            return await self.client.execute_command(*args)
         except asyncio.CancelledError:
             if self._withdraw(task):
                 raise TimeoutError(self._message) from None
@@ -200,7 +230,10 @@ class AutoPipeline:
         return task.uncancel() <= self._cancelling
 
     async def _reconnect(self) -> None:
-        await reconnect(self.client)
+        if self._reconnector is not None:
+            await self._reconnector()
+        else:  # a redis.asyncio.Redis (or a stand-in with its connection_pool)
+            await reconnect(cast(aioredis.Redis, self.client))
 
     def _hand_over(self) -> None:
         """After a send: drain what queued meanwhile in a flusher task, or go idle."""
@@ -243,30 +276,30 @@ class AutoPipeline:
             raise
         except Exception as exc:  # the connection failed: every command of the batch
             self._withdraw(task)
-            again: list[_Call] = []
-            for args, future, ends_at, retried in batch:
-                if future.done():
-                    continue
-                if not retried and _retryable(args, exc):
-                    again.append((args, future, ends_at, True))
-                else:
-                    future.set_exception(exc)
-            if again:
-                self._pending[:0] = again  # ahead of everything issued after them
-                await self._reconnect()
-            return
+            replies = [exc] * len(batch)
         finally:
             self._inflight = []
             if self._task is task:
                 self._withdraw(task)
-        for call, reply in zip(batch, replies, strict=True):
-            future = call[1]
+        # A connection-level failure fails the commands it hit: the whole batch on one
+        # connection, or (on a cluster) the commands of the node that failed.
+        again: list[_Call] = []
+        lost = False
+        for (args, future, ends_at, retried), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
+            if not isinstance(reply, Exception):
                 future.set_result(reply)
+                continue
+            lost = lost or is_reconnectable(reply)
+            if not retried and _retryable(args, reply):
+                again.append((args, future, ends_at, True))
+            else:
+                future.set_exception(reply)
+        if again:
+            self._pending[:0] = again  # ahead of everything issued after them
+        if again or (lost and self._reconnector is not None):
+            await self._reconnect()
 
     @staticmethod
     def _fail(calls: list[_Call], exc: BaseException) -> None:

@@ -62,11 +62,17 @@ def use_fast_packing(client: Redis) -> None:
     if hiredis is None or not hasattr(hiredis, "pack_command"):
         return
     pool = client.connection_pool
-    base = pool.connection_class
+    pool.connection_class = fast_connection_class(pool.connection_class)
+
+
+def fast_connection_class(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``base`` packing with hiredis (itself when hiredis is missing or it already does)."""
+    if hiredis is None or not hasattr(hiredis, "pack_command"):
+        return base
     if issubclass(base, _HiredisPacking):
-        return
+        return base
     fast = _classes.get(base)
     if fast is None:
         fast = type(base.__name__, (_HiredisPacking, base), {"__module__": __name__})
         _classes[base] = fast
-    pool.connection_class = fast
+    return fast

@@ -29,8 +29,13 @@ from attune.errors import (
 from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
+from attune.memory.short_term.cluster_url import is_cluster_url
 from attune.memory.short_term.fast_packing import use_fast_packing
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
+from attune.memory.short_term.replies import describe as _describe
+from attune.memory.short_term.replies import first_line as _first_line
+from attune.memory.short_term.replies import raw as _raw
+from attune.memory.short_term.replies import staged_ids as _staged_ids
 
 T = TypeVar("T")
 
@@ -65,17 +70,7 @@ class RedisShortTermMemory:
         url: str | None = None,
         mock: bool | None = None,
     ) -> None:
-        overrides: dict[str, Any] = {}
-        if url is not None:
-            overrides["redis_url"] = url
-        if mock is not None:
-            overrides["redis_mock"] = mock
-        if config is None:
-            config = MemoryConfig(**overrides)
-        elif overrides:
-            config = config.model_copy(update=overrides)
-            config = MemoryConfig(**config.model_dump())  # re-validate the overrides
-        self.config = config
+        self.config = config = short_term_config(config, url=url, mock=mock)
         kind = config.short_term_backend  # raises ConfigurationError for a refused choice
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
@@ -361,6 +356,23 @@ class RedisShortTermMemory:
         await self._clients.aclose()
 
 
+def short_term_config(
+    config: MemoryConfig | None, *, url: str | None = None, mock: bool | None = None
+) -> MemoryConfig:
+    """``config`` (else one from the environment) with ``url`` and ``mock`` applied."""
+    overrides: dict[str, Any] = {}
+    if url is not None:
+        overrides["redis_url"] = url
+    if mock is not None:
+        overrides["redis_mock"] = mock
+    if config is None:
+        return MemoryConfig(**overrides)
+    if overrides:
+        config = config.model_copy(update=overrides)
+        config = MemoryConfig(**config.model_dump())  # re-validate the overrides
+    return config
+
+
 _told_private = False
 
 
@@ -388,6 +400,11 @@ _SCAN_COUNT = 1000
 def _check_url(url: str) -> None:
     """Refuse, at construction, a URL redis-py would only fail on at the first command (an
     unknown query option is a ``TypeError`` when a connection is made). Nothing connects."""
+    if is_cluster_url(url):
+        raise ConfigurationError(
+            "a redis+cluster:// URL needs the Redis Cluster store, not RedisShortTermMemory: "
+            "attune.get_redis_memory(url) or AsyncUnifiedMemory(config) choose it"
+        )
     try:
         pool = aioredis.ConnectionPool.from_url(url)
         pool.connection_class(**pool.connection_kwargs)
@@ -413,33 +430,3 @@ class _LoopClient:
 
 async def _close_client(conn: _LoopClient) -> None:
     await conn.redis.aclose()
-
-
-def _raw(value: bytes | str | None) -> bytes | None:
-    """Values as bytes: clients here never decode responses, but the typing allows str."""
-    return value.encode("utf-8") if isinstance(value, str) else value
-
-
-def _staged_ids(members: list[tuple[bytes | str, float]]) -> list[tuple[str, int]]:
-    """Index members as (id, expiry); one that is not UTF-8 text cannot name an entry
-    attune wrote (its ids are ASCII), so it is left out rather than break the listing."""
-    ids: list[tuple[str, int]] = []
-    for member, score in members:
-        try:
-            text = member if isinstance(member, str) else member.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        ids.append((text, int(score)))
-    return ids
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of the message ("" if there is none: never the class name again)."""
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
-
-
-def _describe(exc: BaseException) -> str:
-    """``Class: first line``, or just ``Class`` when there is no message."""
-    line = _first_line(exc)
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
