@@ -1,5 +1,6 @@
 """Two hosts, one memory (issue 16, item 8): two OS processes that share no directory, each
-running 8 agents against the same PostgreSQL database and Redis, see each other's work.
+running 8 agents against the same PostgreSQL database and Redis (one server, or a 3-master
+Redis Cluster), see each other's work.
 
 The scenario is ``benchmarks/multi_host.py`` (also a benchmark); here it runs small and
 its outcome is checked: every pattern one host wrote is recalled, with its content, and
@@ -28,9 +29,16 @@ asyncpg = pytest.importorskip("asyncpg")
 PATTERNS, STAGED = 6, 2
 
 
-@pytest.fixture
-def two_hosts(tmp_path: Path, postgres_url: str, redis_url: str, key_prefix: str) -> dict:
-    return multi_host.scenario(postgres_url, redis_url, PATTERNS, STAGED, tmp_path, key_prefix)
+@pytest.fixture(params=["redis", "cluster"])
+def two_hosts(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str, key_prefix: str
+) -> dict:
+    """The scenario's outcome, on one Redis or on the session's 3-master Redis Cluster."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").seed_url(2)
+    else:
+        url = request.getfixturevalue("redis_url")
+    return multi_host.scenario(postgres_url, url, PATTERNS, STAGED, tmp_path, key_prefix)
 
 
 def test_each_host_recalls_finds_and_promotes_what_the_other_wrote(
