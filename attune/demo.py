@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 
 from attune import AccessTier, EmpathyOS, get_redis_memory
-from attune.memory.security.audit import AuditLogger
 
 
 async def knowledge_building_demo() -> dict[str, object]:
@@ -107,10 +106,12 @@ async def knowledge_building_demo() -> dict[str, object]:
     health = architect.memory.health_check()
     print("\n=== Memory Health ===")
     print(f"Short-term: {health['short_term']['available']} ({health['short_term']['backend']})")
-    print(f"Long-term: {health['long_term']['available']} ({health['long_term']['path']})")
+    long_term = health["long_term"]
+    where = long_term.get("path") or long_term.get("url")  # SQLite file, or PostgreSQL
+    print(f"Long-term: {long_term['available']} ({long_term['backend']}: {where})")
     print(f"Environment: {health['environment']}")
-    audit = AuditLogger(log_file=architect.memory.config.audit_log_path)
-    print(f"Audit log: {audit.verify()}")
+    # The deployment's own log: the file beside SQLite, the table with PostgreSQL.
+    print(f"Audit log: {architect.memory.async_memory.pipeline.audit_logger.verify()}")
 
     for agent in (security_agent, performance_agent, architect):
         agent.close()

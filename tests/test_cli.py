@@ -634,7 +634,7 @@ def test_the_demo_leaves_nothing_in_the_users_data_directory(
     assert out.count("PROMOTED -> Long-term ID: pat_") == 2
     assert "temporary directory" in out
     assert [p for p in home.rglob("*") if p.is_file()] == []
-    scratch = out.split("Long-term: True (")[1].split(")")[0]
+    scratch = out.split("Long-term: True (sqlite: ")[1].split(")")[0]
     assert not Path(scratch).exists()
     assert "ATTUNE_STORAGE_DIR" not in os.environ
 

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,22 @@ def test_both_hosts_write_one_audit_chain_that_verifies(two_hosts: dict) -> None
     written = two_hosts["written"]
     assert len(stored) == len(written["a"]["patterns"]) + len(written["b"]["patterns"])
     assert len(promoted) == 2 * multi_host.AGENTS * STAGED
+
+
+def test_the_demo_runs_on_postgresql_and_the_cluster(
+    redis_cluster: Any, postgres_url: str, tmp_path: Path, key_prefix: str
+) -> None:
+    """``attune demo`` on a fleet's services, with only the two URLs set (and the root key
+    a fleet's hosts share)."""
+    from attune.memory.security.crypto import generate_master_key
+
+    env = multi_host.host_env(
+        tmp_path, postgres_url, redis_cluster.seed_url(1), generate_master_key(), key_prefix
+    )
+    env["ATTUNE_ENV"] = "development"
+    exe = Path(sys.executable).with_name("attune")
+    done = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("PROMOTED -> Long-term ID: pat_") == 2
+    assert "Long-term: True (postgres: postgresql://" in done.stdout
+    assert "Audit log: audit log intact" in done.stdout

@@ -534,6 +534,22 @@ def test_documentation_on_real_redis(
     _walk(redis_url, tmp_path, monkeypatch, key_prefix)
 
 
+def test_documentation_on_postgresql_and_redis_cluster(
+    redis_cluster: Any,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    key_prefix: str,
+) -> None:
+    """A fleet: only ATTUNE_DATABASE_URL and REDIS_URL changed (plus the root key every
+    host of a fleet shares), and every block still runs as written."""
+    from attune.memory.security.crypto import generate_master_key
+
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
+    _walk(redis_cluster.seed_url(0), tmp_path, monkeypatch, key_prefix)
+
+
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
