@@ -34,8 +34,10 @@ from attune.memory.security.pii_detectors import (
     _Detector,
     _find_custom,
     _fold_digits,
+    _Scans,
     _Span,
 )
+from attune.memory.security.scan_engine import resolve
 from attune.memory.security.unescape import Decoded, decoded_layers
 
 KINDS: Final = ("email", "ssn", "phone", "credit_card", "ip", "iban", "address", "mrn", "dob")
@@ -77,10 +79,16 @@ class PIIScrubber:
 
     ``disabled`` names built-in kinds (see :data:`KINDS`) not to scrub. ``custom_patterns``
     maps a new snake_case kind name to a regex; its matches become ``[KIND_NAME]``.
+    ``engine``: the literal prefilters' engine (:mod:`.scan_engine`; ``None``:
+    ``ATTUNE_SCAN_ENGINE``).
     """
 
     def __init__(
-        self, disabled: Iterable[str] = (), custom_patterns: Mapping[str, str] | None = None
+        self,
+        disabled: Iterable[str] = (),
+        custom_patterns: Mapping[str, str] | None = None,
+        *,
+        engine: str | None = None,
     ) -> None:
         self.disabled = _check_disabled(disabled)
         self.custom_patterns = dict(custom_patterns or {})
@@ -93,6 +101,8 @@ class PIIScrubber:
                 _Detector(frozenset({kind}), partial(_find_custom, pattern, kind), False)
             )
         self._detectors = tuple(detectors)
+        self.engine = resolve(engine)
+        self._scans = _scans(self.engine)
         self._custom = bool(self.custom_patterns)
         self._enabled = frozenset(self._placeholders) - self.disabled
         names = "|".join(re.escape(p[1:-1]) for p in self._placeholders.values())
@@ -190,7 +200,7 @@ class PIIScrubber:
         for detector in self._detectors:
             if detector.needs_digit and not has_digit:
                 continue
-            found = list(detector.find(text, folded))
+            found = list(detector.find(text, folded, self._scans))
             if len(found) > 1:
                 found.sort(key=_leftmost_longest)
             spans += found
@@ -208,6 +218,17 @@ class PIIScrubber:
             at = end
         parts.append(text[at:])
         return "".join(parts)
+
+
+_SCANS: dict[str, _Scans] = {}
+
+
+def _scans(engine: str) -> _Scans:
+    """The literal prefilters for ``engine``, built once per process."""
+    scans = _SCANS.get(engine)
+    if scans is None:
+        scans = _SCANS[engine] = _Scans.using(engine)
+    return scans
 
 
 # -- configuration checks ------------------------------------------------------------------------

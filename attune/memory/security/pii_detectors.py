@@ -43,8 +43,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from attune.memory.security.scan_engine import Literals
+
 _Span = tuple[int, int, str]  # start, end, kind
-_Finder = Callable[[str, str], Iterator[_Span]]  # (text, folded text) -> matches
+# (text, folded text, the literal scans) -> matches
+_Finder = Callable[[str, str, "_Scans"], Iterator[_Span]]
 
 # Prefilters run on the folded text: ASCII digits 1-9 replaced by "0", nothing else changed.
 _FOLDED_DIGITS: Final = "123456789"
@@ -185,6 +188,19 @@ _ADDRESS_START = re.compile(r"0(?<![\w.$-]0)(?=0{0,5}(?:-0{1,4})?[A-Za-z]?[ ]{1,
 
 
 @dataclass(frozen=True, slots=True)
+class _Scans:
+    """The detectors' literal prefilters, each found in one pass (:mod:`.scan_engine`)."""
+
+    labels: Literals  # _LABEL_HINTS, in the lower-cased text
+    ssn: Literals  # _SSN_NEEDLES, in the folded text
+    phone: Literals  # _US_PHONE_NEEDLES, in the folded text
+
+    @classmethod
+    def using(cls, engine: str) -> _Scans:
+        return cls(*(Literals(s, engine=engine) for s in _SCANNED))
+
+
+@dataclass(frozen=True, slots=True)
 class _Detector:
     kinds: frozenset[str]
     find: _Finder
@@ -214,9 +230,9 @@ def _starts(prefilter: re.Pattern[str], folded: str, offsets: range = range(1)) 
     return _ascending((m.start() for m in prefilter.finditer(folded)), offsets)
 
 
-def _needle_starts(folded: str, needles: Iterable[str], offsets: range) -> list[int]:
+def _needle_starts(folded: str, needles: Literals, offsets: range) -> list[int]:
     """Positions ``offsets`` before an occurrence of a needle in the folded text, ascending."""
-    return _ascending((at for needle in needles for at in _find_all(folded, needle)), offsets)
+    return _ascending((at for at, _ in needles.find(folded)), offsets)
 
 
 def _ascending(anchors: Iterable[int], offsets: range) -> list[int]:
@@ -285,7 +301,7 @@ def _continues_token(text: str, end: int) -> bool:
 # -- detectors -----------------------------------------------------------------------------------
 
 
-def _find_emails(text: str, folded: str) -> Iterator[_Span]:
+def _find_emails(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     if "@" not in text:
         return
     for m in _EMAIL_DOMAIN.finditer(text):
@@ -301,11 +317,10 @@ def _local_part_start(text: str, at: int) -> int | None:
     return None if run is None or run.end() > 64 else at - run.end()
 
 
-def _find_labelled(text: str, folded: str) -> Iterator[_Span]:
+def _find_labelled(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     if not any(char in text for char in _CASE_FOLD_ODDITIES):
         # Every match starts at most _LABEL_LEAD characters before a label word.
-        lowered = text.lower()
-        hints = {at for hint in _LABEL_HINTS for at in _find_all(lowered, hint)}
+        hints = {at for at, _ in scans.labels.find(text.lower())}
         starts = sorted({s for at in hints for s in range(max(0, at - _LABEL_LEAD), at + 1)})
         yield from _labelled_values(text, _matches_at(_LABELLED, text, starts))
         return
@@ -351,7 +366,7 @@ def _labelled_values(text: str, matches: Iterable[re.Match[str]]) -> Iterator[_S
         yield m.start(kind), m.end(kind), kind
 
 
-def _find_ibans(text: str, folded: str) -> Iterator[_Span]:
+def _find_ibans(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     end = 0
     for start in _starts(_IBAN_CHECK_DIGITS, folded, range(2, 3)):
         if start < end or not (m := _IBAN.match(text, start)):
@@ -366,7 +381,7 @@ def _find_ibans(text: str, folded: str) -> Iterator[_Span]:
                 break
 
 
-def _find_cards(text: str, folded: str) -> Iterator[_Span]:
+def _find_cards(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     for run in _matches_at(_CARD_RUN, text, _starts(_CARD_START, folded)):
         if run.end() - run.start() < 13:
             continue
@@ -410,13 +425,13 @@ def _card_end(text: str, groups: list[tuple[int, int]], i: int) -> int | None:
     return last
 
 
-def _find_ssns(text: str, folded: str) -> Iterator[_Span]:
-    for m in _matches_at(_SSN, text, _needle_starts(folded, _SSN_NEEDLES, range(2, 3))):
+def _find_ssns(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
+    for m in _matches_at(_SSN, text, _needle_starts(folded, scans.ssn, range(2, 3))):
         if _ssn_ok(m[1], m[3], m[4]):
             yield m.start(), m.end(), "ssn"
 
 
-def _find_ipv4(text: str, folded: str) -> Iterator[_Span]:
+def _find_ipv4(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     for m in _matches_at(_IPV4_SHAPE, text, _starts(_IPV4_FIRST_DOT, folded, range(1, 4))):
         octets = m.group().split(".")
         if not all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
@@ -427,7 +442,7 @@ def _find_ipv4(text: str, folded: str) -> Iterator[_Span]:
             yield m.start(), m.end(), "ip"
 
 
-def _find_ipv6(text: str, folded: str) -> Iterator[_Span]:
+def _find_ipv6(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     colons = text.count(":")
     if colons < 2 or (colons < 7 and "::" not in text):
         return
@@ -443,10 +458,10 @@ def _ipv6_starts(text: str) -> Iterator[int]:
         after = colon.start() + 1
 
 
-def _find_phones(text: str, folded: str) -> Iterator[_Span]:
+def _find_phones(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     for m in _E164.finditer(text):
         yield m.start(), m.end(), "phone"
-    starts = _needle_starts(folded, _US_PHONE_NEEDLES, range(4, 7))
+    starts = _needle_starts(folded, scans.phone, range(4, 7))
     for m in _matches_at(_US_PHONE, text, starts):
         country = _US_COUNTRY.search(text, max(0, m.start() - 3), m.start())
         if country:
@@ -455,16 +470,20 @@ def _find_phones(text: str, folded: str) -> Iterator[_Span]:
             yield m.start(), m.end(), "phone"
 
 
-def _find_custom(pattern: re.Pattern[str], kind: str, text: str, folded: str) -> Iterator[_Span]:
+def _find_custom(
+    pattern: re.Pattern[str], kind: str, text: str, folded: str, scans: _Scans
+) -> Iterator[_Span]:
     for m in pattern.finditer(text):
         if m.end() > m.start():  # a custom regex may match the empty string
             yield m.start(), m.end(), kind
 
 
-def _find_addresses(text: str, folded: str) -> Iterator[_Span]:
+def _find_addresses(text: str, folded: str, scans: _Scans) -> Iterator[_Span]:
     for m in _matches_at(_ADDRESS, text, _starts(_ADDRESS_START, folded)):
         yield m.start(), m.end(), "address"
 
+
+_SCANNED: Final = (_LABEL_HINTS, _SSN_NEEDLES, _US_PHONE_NEEDLES)  # the fields of _Scans
 
 _BUILTIN_DETECTORS: Final = (
     _Detector(frozenset({"email"}), _find_emails, False),

@@ -1,0 +1,167 @@
+"""The detectors' literal prefilters: every occurrence of a set of ASCII literals, in one pass.
+
+The detectors (:mod:`.secrets`, :mod:`.pii_detectors`, :mod:`.classifier`) first look for
+short literals (``sk-``, ``password``, ``patient``, ``000-0000`` on digit-folded text ...)
+and run their regexes and checks only where one occurs. :class:`Literals` finds all of a
+detector's literals at once, with one of two engines:
+
+* ``hyperscan`` (the ``attune[fast-scan]`` extra; Intel Hyperscan, Linux x86_64 wheels): one
+  scan of the text for the whole set, whatever its size;
+* ``re`` (the standard library, always there): one ``bytes.find`` loop per literal.
+
+Both give the same occurrences, in the same order: the text is encoded to ASCII with every
+other character as ``?`` (one byte per character, so offsets are character offsets, and no
+ASCII literal can match across a non-ASCII character), lower-cased byte-wise (ASCII only)
+for a caseless set, and every occurrence is reported, overlapping ones included.
+
+Which engine: ``ATTUNE_SCAN_ENGINE`` = ``auto`` (the default: ``hyperscan`` when it can be
+imported, else ``re``), ``re`` (force the fallback) or ``hyperscan`` (require it). It is read
+once, on the first detector built; a detector can also be given an engine explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Final
+
+from attune.errors import ConfigurationError
+
+ENV: Final = "ATTUNE_SCAN_ENGINE"
+ENGINES: Final = ("re", "hyperscan")
+
+_hs: Any
+try:  # the optional extra, attune[fast-scan] (imported by name: no stubs needed without it)
+    _hs = importlib.import_module("hyperscan")
+except ImportError:  # pragma: no cover - depends on the installation
+    _hs = None
+
+_default: str | None = None
+
+
+def available() -> tuple[str, ...]:
+    """The engines that can run here (``re`` always)."""
+    return ENGINES if _hs is not None else ("re",)
+
+
+def default_engine() -> str:
+    """The engine chosen by ``ATTUNE_SCAN_ENGINE`` (read on the first call)."""
+    global _default
+    if _default is None:
+        _default = resolve(os.environ.get(ENV, "auto"))
+    return _default
+
+
+def resolve(name: str | None) -> str:
+    """An engine name checked: ``auto``/``None`` -> the best available."""
+    if name is None:
+        return default_engine()
+    choice = name.strip().lower()
+    if choice in ("", "auto"):
+        return "hyperscan" if _hs is not None else "re"
+    if choice not in ENGINES:
+        raise ConfigurationError(
+            f"{ENV} must be 'auto', 're' or 'hyperscan', not {name[:32]!r}; "
+            "unset it to pick the fastest engine installed"
+        )
+    if choice == "hyperscan" and _hs is None:
+        raise ConfigurationError(
+            f"{ENV}=hyperscan but the hyperscan package is not installed; install "
+            "attune[fast-scan] (Linux x86_64) or set it to 'auto' or 're'"
+        )
+    return choice
+
+
+def _ascii(text: str, caseless: bool) -> bytes:
+    data = text.encode("ascii", "replace")  # one byte per character: offsets are kept
+    return data.lower() if caseless else data
+
+
+class Literals:
+    """Finds every occurrence of ``literals`` (ASCII, non-empty) in a text.
+
+    ``caseless``: ASCII letters match in either case (other characters never match a
+    literal). Immutable after construction; safe to share between threads.
+    """
+
+    def __init__(
+        self, literals: Sequence[str], *, caseless: bool = False, engine: str | None = None
+    ) -> None:
+        if not all(lit and lit.isascii() and "?" not in lit for lit in literals):
+            # "?" stands for every non-ASCII character in the scanned bytes
+            raise ConfigurationError("scan literals must be non-empty ASCII strings without '?'")
+        self.literals = tuple(literals)
+        self.caseless = caseless
+        self.engine = resolve(engine)
+        self._bytes = tuple(lit.lower().encode() if caseless else lit.encode() for lit in literals)
+        self._lengths = tuple(len(b) for b in self._bytes)
+        self._dbs: dict[int, Any] = {}  # hyperscan flags -> database, built on first use
+        self._lock = threading.Lock()
+        self._local = threading.local()  # a scan needs scratch space of its own thread
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        """``(start, index of the literal)`` of every occurrence, sorted."""
+        if not self.literals or not text:
+            return []
+        data = _ascii(text, self.caseless)
+        found: list[tuple[int, int]] = []
+        if self.engine == "re":
+            for i, lit in enumerate(self._bytes):
+                at = data.find(lit)
+                while at >= 0:
+                    found.append((at, i))
+                    at = data.find(lit, at + 1)
+        else:
+            lengths = self._lengths
+
+            def hit(i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                found.append((to - lengths[i], i))
+
+            self._scan(0, data, hit)
+        found.sort()
+        return found
+
+    def present(self, text: str) -> set[str]:
+        """The literals that occur in ``text``."""
+        if not self.literals or not text:
+            return set()
+        data = _ascii(text, self.caseless)
+        literals = self.literals
+        if self.engine == "re":
+            return {literals[i] for i, lit in enumerate(self._bytes) if lit in data}
+        found: set[str] = set()
+
+        def hit(i: int, _from: int, _to: int, _flags: int, _ctx: object) -> None:
+            found.add(literals[i])
+
+        assert _hs is not None
+        self._scan(_hs.HS_FLAG_SINGLEMATCH, data, hit)  # each literal reported once
+        return found
+
+    def _scan(self, flags: int, data: bytes, hit: Any) -> None:
+        db = self._dbs.get(flags)
+        if db is None:
+            db = self._compile(flags)
+        scratches: dict[int, Any] = self._local.__dict__.setdefault("scratch", {})
+        scratch = scratches.get(flags)
+        if scratch is None:
+            assert _hs is not None
+            scratch = scratches[flags] = _hs.Scratch(db)
+        db.scan(data, match_event_handler=hit, scratch=scratch)
+
+    def _compile(self, flags: int) -> Any:
+        assert _hs is not None
+        with self._lock:
+            db = self._dbs.get(flags)
+            if db is None:
+                db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+                db.compile(
+                    expressions=[b"".join(b"\\x%02x" % c for c in lit) for lit in self._bytes],
+                    ids=list(range(len(self._bytes))),
+                    elements=len(self._bytes),
+                    flags=flags | (_hs.HS_FLAG_CASELESS if self.caseless else 0),
+                )
+                self._dbs[flags] = db
+            return db
