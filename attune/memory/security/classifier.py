@@ -296,10 +296,11 @@ def decide(
     metadata: Mapping[str, Any],
     *,
     auto_classify: bool = True,
+    engine: str | None = None,
 ) -> ClassificationDecision:
     """The classification a write gets: explicit, else auto-detected, else INTERNAL."""
     if explicit is not None:
         return ClassificationDecision(Classification.parse(explicit), "explicit")
     if not auto_classify:
         return ClassificationDecision(Classification.INTERNAL, "unclassified")
-    return classify(content, pattern_type, metadata)
+    return classify(content, pattern_type, metadata, engine=engine)
