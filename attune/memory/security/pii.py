@@ -34,10 +34,12 @@ from attune.memory.security.pii_detectors import (
     _Detector,
     _find_custom,
     _fold_digits,
-    _Scans,
+    _Hits,
     _Span,
+    hits,
+    literal_scan,
 )
-from attune.memory.security.scan_engine import resolve
+from attune.memory.security.scan_engine import Literals, resolve
 from attune.memory.security.unescape import Decoded, decoded_layers
 
 KINDS: Final = ("email", "ssn", "phone", "credit_card", "ip", "iban", "address", "mrn", "dob")
@@ -102,7 +104,7 @@ class PIIScrubber:
             )
         self._detectors = tuple(detectors)
         self.engine = resolve(engine)
-        self._scans = _scans(self.engine)
+        self._scan = _scan(self.engine)
         self._custom = bool(self.custom_patterns)
         self._enabled = frozenset(self._placeholders) - self.disabled
         names = "|".join(re.escape(p[1:-1]) for p in self._placeholders.values())
@@ -196,11 +198,13 @@ class PIIScrubber:
         has_digit = "0" in folded
         if not (self._custom or "@" in text or ":" in text or has_digit):
             return []  # every built-in kind needs an '@', a digit or a colon
+        # the literals of the detectors that need a digit (labels, SSNs, phones), in one scan
+        found_literals = hits(self._scan, folded) if has_digit else _NO_HITS
         spans: list[_Span] = []
         for detector in self._detectors:
             if detector.needs_digit and not has_digit:
                 continue
-            found = list(detector.find(text, folded, self._scans))
+            found = list(detector.find(text, folded, found_literals))
             if len(found) > 1:
                 found.sort(key=_leftmost_longest)
             spans += found
@@ -220,15 +224,16 @@ class PIIScrubber:
         return "".join(parts)
 
 
-_SCANS: dict[str, _Scans] = {}
+_SCANS: dict[str, Literals] = {}
+_NO_HITS: Final = _Hits([], [], [])
 
 
-def _scans(engine: str) -> _Scans:
-    """The literal prefilters for ``engine``, built once per process."""
-    scans = _SCANS.get(engine)
-    if scans is None:
-        scans = _SCANS[engine] = _Scans.using(engine)
-    return scans
+def _scan(engine: str) -> Literals:
+    """The detectors' literal scan for ``engine``, built once per process."""
+    scan = _SCANS.get(engine)
+    if scan is None:
+        scan = _SCANS[engine] = literal_scan(engine)
+    return scan
 
 
 # -- configuration checks ------------------------------------------------------------------------
