@@ -26,6 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import pairwise
 from typing import Any, Final
 
 from attune.errors import ConfigurationError, ValidationError
@@ -178,18 +179,25 @@ class PIIScrubber:
         The text as written first, then each layer of its JSON and URL escapes decoded
         (``john%40example.com``, ``\\n123-45-6789``), with spans mapped back to the text.
         """
+        layers = (self._found(text), *(self._decoded(layer) for layer in decoded_layers(text)))
+        found = [span for spans in layers for span in spans if span[2] in self._enabled]
         masked = _Disjoint(self._placeholder_re.finditer(text) if "[" in text else ())
+        if not masked.spans:
+            # Nothing overlaps (the usual case): every match is kept, in order. The same
+            # spans as below, without its bisections: 10 KB with 27 e-mails, 150 -> 115 us.
+            ordered = sorted(found)
+            if all(a[1] <= b[0] for a, b in pairwise(ordered)):
+                return ordered, False
         chosen = _Disjoint(())
         clash = False
-        for found in (self._found(text), *(self._decoded(layer) for layer in decoded_layers(text))):
-            for start, end, kind in found:
-                if kind not in self._enabled or masked.overlapping(start, end):
-                    continue
-                rivals = chosen.overlapping(start, end)
-                if not rivals:
-                    chosen.insert(rivals.start, start, end, kind)
-                elif not any(chosen.covers(i, start, end) for i in rivals):
-                    clash = True
+        for start, end, kind in found:  # by rank: the first of overlapping matches wins
+            if masked.overlapping(start, end):
+                continue
+            rivals = chosen.overlapping(start, end)
+            if not rivals:
+                chosen.insert(rivals.start, start, end, kind)
+            elif not any(chosen.covers(i, start, end) for i in rivals):
+                clash = True
         return chosen.spans, clash
 
     def _found(self, text: str) -> list[_Span]:

@@ -105,7 +105,7 @@ class Literals:
         """``(start, index of the literal)`` of every occurrence, sorted."""
         if not self.literals or not text:
             return []
-        data = _ascii(text, self.caseless)
+        data = _ascii(text, self.caseless and self.engine == "re")  # hyperscan: CASELESS
         found: list[tuple[int, int]] = []
         if self.engine == "re":
             for i, lit in enumerate(self._bytes):
@@ -127,7 +127,7 @@ class Literals:
         """The literals that occur in ``text``."""
         if not self.literals or not text:
             return set()
-        data = _ascii(text, self.caseless)
+        data = _ascii(text, self.caseless and self.engine == "re")  # hyperscan: CASELESS
         literals = self.literals
         if self.engine == "re":
             return {literals[i] for i, lit in enumerate(self._bytes) if lit in data}
