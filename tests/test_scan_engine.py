@@ -168,6 +168,8 @@ def _assert_same(texts: list[str], where: str) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_engines_agree_on_the_generated_corpus(seed: int) -> None:
     texts = [case.text for case in dc.generate(seed, per_cell=3)]
+    # and blocks of 25 cases: texts of a few KB with many literals in them
+    texts += ["\n".join(texts[i : i + 25]) for i in range(0, len(texts), 25)]
     _assert_same(texts, f"seed {seed} (replay: DETECTION_SEED={seed})")
 
 

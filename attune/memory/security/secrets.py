@@ -123,7 +123,7 @@ class SecretsDetector:
         # 10 KB, 16 substring searches took 100 us, a hyperscan pass takes 3 us.
         self._needles = Literals(sorted({n for r in self._rules for n in r.needles}), engine=engine)
         self._keywords = Literals(
-            sorted({k for r in self._rules for k in r.keywords}), engine=engine
+            sorted({k for r in self._rules for k in r.keywords}), caseless=True, engine=engine
         )
         self.engine = self._needles.engine
 
@@ -137,13 +137,19 @@ class SecretsDetector:
                 yield rank, SecretFinding(found.kind, start, end)
 
     def _scanned(self, text: str) -> Iterator[tuple[int, SecretFinding]]:
-        # One substring search per distinct needle and keyword, then only the rules whose
-        # literals occur run. Keyword positions found in the lower-cased text are valid in
-        # ``text`` only if lower() kept every character's length (it lengthens e.g. U+0130).
-        folded = text.lower()
-        aligned = len(folded) == len(text)
+        # One scan for the needles, one for the keywords, then only the rules whose literals
+        # occur run. Keyword positions found in the lower-cased text are valid in ``text``
+        # only if lower() kept every character's length: it lengthens only "İ" (U+0130).
+        # Keywords are sought case-blind in the text itself (lower-cased only when one
+        # occurs: 10 KB, 5 us saved), or in it lower-cased if it has a Kelvin sign, the one
+        # other character that lower() turns into an ASCII letter.
         needles = self._needles.present(text)
-        keywords = self._keywords.present(folded) if aligned else set()
+        aligned = "\u0130" not in text
+        if aligned:
+            keywords = self._keywords.present(text.lower() if "\u212a" in text else text)
+            folded = text.lower() if keywords else text
+        else:
+            keywords, folded = set(), text
         for rule in self._rules:
             if rule.keywords and aligned:
                 if keywords.isdisjoint(rule.keywords):

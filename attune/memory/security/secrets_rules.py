@@ -319,13 +319,15 @@ _RULES: tuple[_Rule, ...] = (
         "aws_access_key_id",
         r"A(?:KIA|SIA)(?P<body>[A-Z2-7]{16})(?![A-Za-z0-9])",
         _token,
+        "AKIA",
+        "ASIA",
         boundary=string.ascii_letters + string.digits,
     ),
     _pattern(
         "github_token",
         r"gh[pousr]_(?P<body>[A-Za-z0-9]{36,251}+)(?![A-Za-z0-9_])",
         _token,
-        "gh",
+        *(f"gh{c}_" for c in "pousr"),  # not "gh": English is full of it (high, though)
     ),
     _pattern(
         "github_token",
@@ -337,7 +339,7 @@ _RULES: tuple[_Rule, ...] = (
         "gitlab_token",
         r"gl(?:pat|dt|rt|ptt|ft|cbt|soat|oas)-(?P<body>[A-Za-z0-9_-]{20,300}+)" + _E,
         _token,
-        "gl",
+        *(f"gl{p}-" for p in ("pat", "dt", "rt", "ptt", "ft", "cbt", "soat", "oas")),  # global
     ),
     _pattern(
         "slack_token",
