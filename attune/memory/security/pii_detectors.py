@@ -244,6 +244,8 @@ def _matches_at(
 
 def _starts(prefilter: re.Pattern[str], folded: str, offsets: range = range(1)) -> list[int]:
     """Positions ``offsets`` before a match of ``prefilter`` in the folded text, ascending."""
+    if offsets == range(1):  # finditer's starts are ascending and distinct already
+        return [m.start() for m in prefilter.finditer(folded)]
     return _ascending((m.start() for m in prefilter.finditer(folded)), offsets)
 
 
@@ -322,16 +324,12 @@ def _find_emails(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
     if "@" not in text:
         return
     for m in _EMAIL_DOMAIN.finditer(text):
-        start = _local_part_start(text, m.start())
-        if start is not None:
-            yield start, m.end(), "email"
-
-
-def _local_part_start(text: str, at: int) -> int | None:
-    """Start of the local part before the '@' at ``at``: all the local-part characters that
-    end there, if they are 1 to 64."""
-    run = _EMAIL_LOCAL_REVERSED.match(text[max(0, at - 65) : at][::-1])
-    return None if run is None or run.end() > 64 else at - run.end()
+        # The local part: all the local-part characters that end at the '@', if they are
+        # 1 to 64 (read on the reversed text; inline, as it runs for every e-mail).
+        at = m.start()
+        run = _EMAIL_LOCAL_REVERSED.match(text[max(0, at - 65) : at][::-1])
+        if run is not None and run.end() <= 64:
+            yield at - run.end(), m.end(), "email"
 
 
 def _find_labelled(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
