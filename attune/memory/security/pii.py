@@ -233,7 +233,7 @@ class PIIScrubber:
 
 
 _SCANS: dict[str, Literals] = {}
-_NO_HITS: Final = _Hits([], [], [])
+_NO_HITS: Final = _Hits([], [], [], frozenset())  # a text without digits
 
 
 def _scan(engine: str) -> Literals:

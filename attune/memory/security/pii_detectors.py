@@ -199,20 +199,37 @@ class _Hits:
     labels: list[int]  # _LABEL_HINTS
     ssn: list[int]  # _SSN_NEEDLES
     phone: list[int]  # _US_PHONE_NEEDLES
+    gates: frozenset[str]  # the names of _GATES that are open
+
+
+#: Shapes some detectors need in the folded text (hyperscan gates, :mod:`.scan_engine`): a
+#: detector whose gate stays shut skips its scans, as it would find nothing. Each is what
+#: that detector's prefilter requires, without its look-arounds' restrictions. (10 KB of
+#: prose with a few numbers: 4 prefilter scans skipped, scrub ~110 -> ~80 us.)
+_GATES: Final = {
+    "iban": r"[A-Z]{2}00",  # _IBAN_CHECK_DIGITS
+    "card": r"0[0 \-]{12}",  # _CARD_START
+    "ipv4": r"\.0{1,3}\.0{1,3}\.0",  # _IPV4_FIRST_DOT
+    "address": r"0{1,6}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0]",  # _ADDRESS_START
+    "e164": r"\+0",  # _E164, on the text: "+" then a digit 1-9
+}
 
 
 def literal_scan(engine: str) -> Literals:
     """The scan :func:`hits` takes (one per engine and process is enough)."""
-    return Literals(_LABEL_HINTS + _SSN_NEEDLES + _US_PHONE_NEEDLES, caseless=True, engine=engine)
+    return Literals(
+        _LABEL_HINTS + _SSN_NEEDLES + _US_PHONE_NEEDLES, caseless=True, engine=engine, gates=_GATES
+    )
 
 
 def hits(scan: Literals, folded: str) -> _Hits:
     """Every detector's literals in ``folded`` in one pass: at 10 KB, 14 ``str.find`` loops
     took 30 us, one hyperscan scan takes 2 us (on a 100-character text three took 9 us)."""
-    found: _Hits = _Hits([], [], [])
+    occurrences, gates = scan.find_with_gates(folded)
+    found: _Hits = _Hits([], [], [], gates)
     ssn_from = len(_LABEL_HINTS)
     phone_from = ssn_from + len(_SSN_NEEDLES)
-    for at, i in scan.find(folded):
+    for at, i in occurrences:
         (found.labels if i < ssn_from else found.ssn if i < phone_from else found.phone).append(at)
     return found
 
@@ -382,6 +399,8 @@ def _labelled_values(text: str, matches: Iterable[re.Match[str]]) -> Iterator[_S
 
 
 def _find_ibans(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "iban" not in found.gates:
+        return
     end = 0
     for start in _starts(_IBAN_CHECK_DIGITS, folded, range(2, 3)):
         if start < end or not (m := _IBAN.match(text, start)):
@@ -397,6 +416,8 @@ def _find_ibans(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
 
 
 def _find_cards(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "card" not in found.gates:
+        return
     for run in _matches_at(_CARD_RUN, text, _starts(_CARD_START, folded)):
         if run.end() - run.start() < 13:
             continue
@@ -447,6 +468,8 @@ def _find_ssns(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
 
 
 def _find_ipv4(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "ipv4" not in found.gates:
+        return
     for m in _matches_at(_IPV4_SHAPE, text, _starts(_IPV4_FIRST_DOT, folded, range(1, 4))):
         octets = m.group().split(".")
         if not all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
@@ -474,8 +497,9 @@ def _ipv6_starts(text: str) -> Iterator[int]:
 
 
 def _find_phones(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
-    for m in _E164.finditer(text):
-        yield m.start(), m.end(), "phone"
+    if "e164" in found.gates:
+        for m in _E164.finditer(text):
+            yield m.start(), m.end(), "phone"
     starts = _needle_starts(found.phone, range(4, 7))
     for m in _matches_at(_US_PHONE, text, starts):
         country = _US_COUNTRY.search(text, max(0, m.start() - 3), m.start())
@@ -494,6 +518,8 @@ def _find_custom(
 
 
 def _find_addresses(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "address" not in found.gates:
+        return
     for m in _matches_at(_ADDRESS, text, _starts(_ADDRESS_START, folded)):
         yield m.start(), m.end(), "address"
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from attune.errors import ConfigurationError
@@ -83,11 +83,19 @@ class Literals:
     """Finds every occurrence of ``literals`` (ASCII, non-empty) in a text.
 
     ``caseless``: ASCII letters match in either case (other characters never match a
-    literal). Immutable after construction; safe to share between threads.
+    literal). ``gates`` (name -> a regex of ASCII classes, literals and bounded repeats,
+    case-sensitive) say, in the same pass, whether a shape a detector needs occurs at all,
+    so that it can skip its own scans (:meth:`find_with_gates`). Immutable after
+    construction; safe to share between threads.
     """
 
     def __init__(
-        self, literals: Sequence[str], *, caseless: bool = False, engine: str | None = None
+        self,
+        literals: Sequence[str],
+        *,
+        caseless: bool = False,
+        engine: str | None = None,
+        gates: Mapping[str, str] | None = None,
     ) -> None:
         if not all(lit and lit.isascii() and "?" not in lit for lit in literals):
             # "?" stands for every non-ASCII character in the scanned bytes
@@ -97,6 +105,8 @@ class Literals:
         self.engine = resolve(engine)
         self._bytes = tuple(lit.lower().encode() if caseless else lit.encode() for lit in literals)
         self._lengths = tuple(len(b) for b in self._bytes)
+        self.gates = dict(gates or {})
+        self._all_gates = frozenset(self.gates)
         self._dbs: dict[int, Any] = {}  # hyperscan flags -> database, built on first use
         self._lock = threading.Lock()
         self._local = threading.local()  # a scan needs scratch space of its own thread
@@ -107,6 +117,7 @@ class Literals:
             return []
         data = _ascii(text, self.caseless and self.engine == "re")  # hyperscan: CASELESS
         found: list[tuple[int, int]] = []
+        count = len(self._bytes)
         if self.engine == "re":
             for i, lit in enumerate(self._bytes):
                 at = data.find(lit)
@@ -117,11 +128,33 @@ class Literals:
             lengths = self._lengths
 
             def hit(i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                found.append((to - lengths[i], i))
+                if i < count:  # not a gate
+                    found.append((to - lengths[i], i))
 
             self._scan(0, data, hit)
         found.sort()
         return found
+
+    def find_with_gates(self, text: str) -> tuple[list[tuple[int, int]], frozenset[str]]:
+        """What :meth:`find` returns, and the gates that open: those whose regex matches
+        (``re``: all of them, as telling would cost a scan each; a gate only lets a
+        detector skip a scan that would find nothing, so the results are the same)."""
+        if self.engine == "re" or not text:
+            return self.find(text), self._all_gates
+        data = _ascii(text, False)  # hyperscan: CASELESS
+        found: list[tuple[int, int]] = []
+        opened: set[str] = set()
+        lengths, count, names = self._lengths, len(self._bytes), tuple(self.gates)
+
+        def hit(i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            if i < count:
+                found.append((to - lengths[i], i))
+            else:
+                opened.add(names[i - count])
+
+        self._scan(0, data, hit)
+        found.sort()
+        return found, frozenset(opened)
 
     def present(self, text: str) -> set[str]:
         """The literals that occur in ``text``."""
@@ -156,12 +189,18 @@ class Literals:
         with self._lock:
             db = self._dbs.get(flags)
             if db is None:
+                literal = flags | (_hs.HS_FLAG_CASELESS if self.caseless else 0)
+                expressions = [b"".join(b"\\x%02x" % c for c in lit) for lit in self._bytes]
+                each = [literal] * len(expressions)
+                if flags == 0:  # the database of find(), which reports the gates too
+                    expressions += [gate.encode() for gate in self.gates.values()]
+                    each += [_hs.HS_FLAG_SINGLEMATCH] * len(self.gates)
                 db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
                 db.compile(
-                    expressions=[b"".join(b"\\x%02x" % c for c in lit) for lit in self._bytes],
-                    ids=list(range(len(self._bytes))),
-                    elements=len(self._bytes),
-                    flags=flags | (_hs.HS_FLAG_CASELESS if self.caseless else 0),
+                    expressions=expressions,
+                    ids=list(range(len(expressions))),
+                    elements=len(expressions),
+                    flags=each,
                 )
                 self._dbs[flags] = db
             return db
