@@ -93,6 +93,19 @@ def test_literals_report_every_occurrence(engine: str) -> None:
     assert Literals(["ab"], engine=engine).find("AB") == []
 
 
+def test_gates_open_on_their_shape_with_hyperscan_and_always_with_re() -> None:
+    gates = {"number": r"0[0 ]{2}", "upper": r"[A-Z]{2}"}
+    for engine in scan_engine.available():
+        scan = Literals(["ab"], caseless=True, engine=engine, gates=gates)
+        shut = engine == "hyperscan"
+        assert scan.find_with_gates("xx ab 0 0") == (
+            [(3, 0)],
+            frozenset({"number"} if shut else gates),
+        )
+        assert scan.find_with_gates("AB 0") == ([(0, 0)], frozenset({"upper"} if shut else gates))
+        assert scan.find("xx AB 0 0") == [(3, 0)]  # find() reports no gate
+
+
 # -- identical results -----------------------------------------------------------------------------
 
 
