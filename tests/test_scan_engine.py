@@ -103,6 +103,7 @@ def test_gates_open_on_their_shape_with_hyperscan_and_always_with_re() -> None:
             frozenset({"number"} if shut else gates),
         )
         assert scan.find_with_gates("AB 0") == ([(0, 0)], frozenset({"upper"} if shut else gates))
+        assert scan.find_with_gates("") == ([], frozenset(() if shut else gates))
         assert scan.find("xx AB 0 0") == [(3, 0)]  # find() reports no gate
 
 

@@ -139,7 +139,7 @@ class Literals:
         """What :meth:`find` returns, and the gates that open: those whose regex matches
         (``re``: all of them, as telling would cost a scan each; a gate only lets a
         detector skip a scan that would find nothing, so the results are the same)."""
-        if self.engine == "re" or not text:
+        if self.engine == "re":
             return self.find(text), self._all_gates
         data = _ascii(text, False)  # hyperscan: CASELESS
         found: list[tuple[int, int]] = []
