@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from attune.memory.security.scan_engine import Literals, resolve
+from attune.memory.security.scan_engine import resolve, shared
 from attune.memory.types import Classification
 
 
@@ -233,17 +233,14 @@ _VOCABULARY_SET = frozenset(_VOCABULARY)
 _CUTS = frozenset(string.punctuation + string.whitespace + "\x1c\x1d\x1e\x1f")
 _CUT = "[" + "".join(f"\\x{ord(c):02x}" for c in sorted(_CUTS)) + "]"
 #: One hyperscan gate per word: it opens where the word stands between cuts (any case).
-_WORD_GATES = {w: f"(?:^|{_CUT})(?i:{w})(?:{_CUT}|$)" for w in _VOCABULARY}
-_scanners: dict[str, Literals] = {}
+_WORD_GATES = tuple((w, f"(?:^|{_CUT})(?i:{w})(?:{_CUT}|$)") for w in _VOCABULARY)
 
 
 def _vocabulary_words(texts: list[str], engine: str) -> set[str]:
     """The words of :data:`_VOCABULARY` that the texts hold as whole words: one scan of the
     ASCII texts joined by a cut, each word reported once (10 KB: 100 us to split it into
     words, 10 us to scan it reporting every occurrence, 5 us reporting each word once)."""
-    scanner = _scanners.get(engine)
-    if scanner is None:
-        scanner = _scanners[engine] = Literals((), engine=engine, gates=_WORD_GATES)
+    scanner = shared((), engine=engine, gates=_WORD_GATES)
     words: set[str] = set()
     for text in texts:
         if not text.isascii():  # lower() and the separators are Unicode's: split it

@@ -40,7 +40,7 @@ from attune.memory.security.pii_detectors import (
     hits,
     literal_scan,
 )
-from attune.memory.security.scan_engine import Literals, resolve
+from attune.memory.security.scan_engine import resolve
 from attune.memory.security.unescape import Decoded, decoded_layers
 
 KINDS: Final = ("email", "ssn", "phone", "credit_card", "ip", "iban", "address", "mrn", "dob")
@@ -105,7 +105,7 @@ class PIIScrubber:
             )
         self._detectors = tuple(detectors)
         self.engine = resolve(engine)
-        self._scan = _scan(self.engine)
+        self._scan = literal_scan(self.engine)
         self._custom = bool(self.custom_patterns)
         self._enabled = frozenset(self._placeholders) - self.disabled
         names = "|".join(re.escape(p[1:-1]) for p in self._placeholders.values())
@@ -232,16 +232,7 @@ class PIIScrubber:
         return "".join(parts)
 
 
-_SCANS: dict[str, Literals] = {}
 _NO_HITS: Final = _Hits([], [], [], frozenset())  # a text without digits
-
-
-def _scan(engine: str) -> Literals:
-    """The detectors' literal scan for ``engine``, built once per process."""
-    scan = _SCANS.get(engine)
-    if scan is None:
-        scan = _SCANS[engine] = literal_scan(engine)
-    return scan
 
 
 # -- configuration checks ------------------------------------------------------------------------

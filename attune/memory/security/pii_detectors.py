@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from attune.memory.security.scan_engine import Literals
+from attune.memory.security.scan_engine import Literals, shared
 
 _Span = tuple[int, int, str]  # start, end, kind
 # (text, folded text, where the detectors' literals are in it) -> matches
@@ -216,10 +216,9 @@ _GATES: Final = {
 
 
 def literal_scan(engine: str) -> Literals:
-    """The scan :func:`hits` takes (one per engine and process is enough)."""
-    return Literals(
-        _LABEL_HINTS + _SSN_NEEDLES + _US_PHONE_NEEDLES, caseless=True, engine=engine, gates=_GATES
-    )
+    """The scan :func:`hits` takes (one per engine and process)."""
+    literals = _LABEL_HINTS + _SSN_NEEDLES + _US_PHONE_NEEDLES
+    return shared(literals, caseless=True, engine=engine, gates=tuple(_GATES.items()))
 
 
 def hits(scan: Literals, folded: str) -> _Hits:

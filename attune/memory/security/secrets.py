@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from attune.memory.security.scan_engine import Literals
+from attune.memory.security.scan_engine import resolve, shared
 from attune.memory.security.secrets_context import context_secrets
 from attune.memory.security.secrets_rules import _RULES, _extra_rule, _Rule
 from attune.memory.security.unescape import decoded_layers
@@ -121,11 +121,11 @@ class SecretsDetector:
         self._rules = _RULES + extra
         # All needles in one scan of the text, all keywords in one of the folded text: at
         # 10 KB, 16 substring searches took 100 us, a hyperscan pass takes 3 us.
-        self._needles = Literals(sorted({n for r in self._rules for n in r.needles}), engine=engine)
-        self._keywords = Literals(
-            sorted({k for r in self._rules for k in r.keywords}), caseless=True, engine=engine
-        )
-        self.engine = self._needles.engine
+        self.engine = resolve(engine)
+        needles = tuple(sorted({n for r in self._rules for n in r.needles}))
+        keywords = tuple(sorted({k for r in self._rules for k in r.keywords}))
+        self._needles = shared(needles, engine=self.engine)
+        self._keywords = shared(keywords, caseless=True, engine=self.engine)
 
     def _candidates(self, text: str) -> Iterator[tuple[int, SecretFinding]]:
         # The text as written, then each layer of its JSON and URL escapes decoded (a PEM
