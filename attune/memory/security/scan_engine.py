@@ -105,6 +105,7 @@ class Literals:
         self.caseless = caseless
         self.engine = resolve(engine)
         self._bytes = tuple(lit.lower().encode() if caseless else lit.encode() for lit in literals)
+        self._strs = tuple(b.decode() for b in self._bytes)
         self._lengths = tuple(len(b) for b in self._bytes)
         self.gates = dict(gates or {})
         self._all_gates = frozenset(self.gates)
@@ -116,16 +117,17 @@ class Literals:
         """``(start, index of the literal)`` of every occurrence, sorted."""
         if not self.literals or not text:
             return []
-        data = _ascii(text, self.caseless and self.engine == "re")  # hyperscan: CASELESS
         found: list[tuple[int, int]] = []
         count = len(self._bytes)
         if self.engine == "re":
-            for i, lit in enumerate(self._bytes):
-                at = data.find(lit)
+            data, literals = self._fallback_view(text)
+            for i, lit in enumerate(literals):
+                at = data.find(lit)  # type: ignore[arg-type]  # both str or both bytes
                 while at >= 0:
                     found.append((at, i))
-                    at = data.find(lit, at + 1)
+                    at = data.find(lit, at + 1)  # type: ignore[arg-type]
         else:
+            data = _ascii(text, False)  # hyperscan: CASELESS
             lengths = self._lengths
 
             def hit(i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
@@ -161,10 +163,11 @@ class Literals:
         """The literals that occur in ``text``."""
         if not self.literals or not text:
             return set()
-        data = _ascii(text, self.caseless and self.engine == "re")  # hyperscan: CASELESS
         literals = self.literals
         if self.engine == "re":
-            return {literals[i] for i, lit in enumerate(self._bytes) if lit in data}
+            data, own = self._fallback_view(text)
+            return {literals[i] for i, lit in enumerate(own) if lit in data}  # type: ignore[operator]
+        data = _ascii(text, False)  # hyperscan: CASELESS
         found: set[str] = set()
 
         def hit(i: int, _from: int, _to: int, _flags: int, _ctx: object) -> None:
@@ -173,6 +176,14 @@ class Literals:
         assert _hs is not None
         self._scan(_hs.HS_FLAG_SINGLEMATCH, data, hit)  # each literal reported once
         return found
+
+    def _fallback_view(self, text: str) -> tuple[str | bytes, tuple[str, ...] | tuple[bytes, ...]]:
+        """The text and the literals as the ``re`` engine compares them: an ASCII text as it
+        is (encoding 10 KB to search 15 needles cost more than the searches), else as bytes
+        with ``?`` for every other character; lower-cased if caseless (ASCII only)."""
+        if text.isascii():
+            return (text.lower() if self.caseless else text), self._strs
+        return _ascii(text, self.caseless), self._bytes
 
     def _scan(self, flags: int, data: bytes, hit: Any) -> None:
         db = self._dbs.get(flags)

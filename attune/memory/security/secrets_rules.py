@@ -327,7 +327,7 @@ _RULES: tuple[_Rule, ...] = (
         "github_token",
         r"gh[pousr]_(?P<body>[A-Za-z0-9]{36,251}+)(?![A-Za-z0-9_])",
         _token,
-        *(f"gh{c}_" for c in "pousr"),  # not "gh": English is full of it (high, though)
+        "gh",
     ),
     _pattern(
         "github_token",
@@ -339,7 +339,7 @@ _RULES: tuple[_Rule, ...] = (
         "gitlab_token",
         r"gl(?:pat|dt|rt|ptt|ft|cbt|soat|oas)-(?P<body>[A-Za-z0-9_-]{20,300}+)" + _E,
         _token,
-        *(f"gl{p}-" for p in ("pat", "dt", "rt", "ptt", "ft", "cbt", "soat", "oas")),  # global
+        "gl",
     ),
     _pattern(
         "slack_token",
