@@ -35,11 +35,9 @@ from attune.memory.security.pii_detectors import (
     _Detector,
     _find_custom,
     _fold_digits,
-    _Hits,
     _Span,
-    hits,
-    literal_scan,
 )
+from attune.memory.security.pii_prefilter import _NO_HITS, hits, literal_scan
 from attune.memory.security.scan_engine import resolve
 from attune.memory.security.unescape import Decoded, decoded_layers
 
@@ -230,9 +228,6 @@ class PIIScrubber:
             at = end
         parts.append(text[at:])
         return "".join(parts)
-
-
-_NO_HITS: Final = _Hits([], [], [], frozenset())  # a text without digits
 
 
 # -- configuration checks ------------------------------------------------------------------------

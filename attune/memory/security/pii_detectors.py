@@ -15,7 +15,9 @@ Design
   ``@``; IPv6 at most four characters before a colon that another one follows within five,
   and only in texts with ``::`` or seven colons; labelled values near a label word. Every
   kind but email and IPv6 needs a digit, so a text without one skips those detectors. All
-  quantifiers are bounded or possessive.
+  quantifiers are bounded or possessive. The label words and the SSN and phone needles of
+  all detectors are found in one pass, with hyperscan's gates telling which other shapes
+  occur at all (:mod:`.pii_prefilter`).
 * A detector yields ``(start, end, kind)`` spans, possibly overlapping; choosing among them
   (precedence, placeholders, another pass) is :class:`~.pii.PIIScrubber`'s. The order of
   :data:`_BUILTIN_DETECTORS` is their rank.
@@ -41,9 +43,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from attune.memory.security.scan_engine import Literals, shared
+if TYPE_CHECKING:
+    from attune.memory.security.pii_prefilter import _Hits
+
 
 _Span = tuple[int, int, str]  # start, end, kind
 # (text, folded text, where the detectors' literals are in it) -> matches
@@ -185,52 +189,6 @@ _ADDRESS = re.compile(
 )
 # The number, then a direction, a capitalised word or an ordinal.
 _ADDRESS_START = re.compile(r"0(?<![\w.$-]0)(?=0{0,5}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0])")
-
-
-@dataclass(frozen=True, slots=True)
-class _Hits:
-    """Where the detectors' literals start in a folded text, found by one scan (:func:`hits`).
-
-    Label words are found case-blind in the folded text rather than in the lower-cased one:
-    the same places, as no label word holds a "k" (the Kelvin sign lower-cases to one) and
-    texts with an "İ" (lower-cased to two characters) take another path.
-    """
-
-    labels: list[int]  # _LABEL_HINTS
-    ssn: list[int]  # _SSN_NEEDLES
-    phone: list[int]  # _US_PHONE_NEEDLES
-    gates: frozenset[str]  # the names of _GATES that are open
-
-
-#: Shapes some detectors need in the folded text (hyperscan gates, :mod:`.scan_engine`): a
-#: detector whose gate stays shut skips its scans, as it would find nothing. Each is what
-#: that detector's prefilter requires, without its look-arounds' restrictions. (10 KB of
-#: prose with a few numbers: 4 prefilter scans skipped, scrub ~110 -> ~80 us.)
-_GATES: Final = {
-    "iban": r"[A-Z]{2}00",  # _IBAN_CHECK_DIGITS
-    "card": r"0[0 \-]{12}",  # _CARD_START
-    "ipv4": r"\.0{1,3}\.0{1,3}\.0",  # _IPV4_FIRST_DOT
-    "address": r"0{1,6}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0]",  # _ADDRESS_START
-    "e164": r"\+0",  # _E164, on the text: "+" then a digit 1-9
-}
-
-
-def literal_scan(engine: str) -> Literals:
-    """The scan :func:`hits` takes (one per engine and process)."""
-    literals = _LABEL_HINTS + _SSN_NEEDLES + _US_PHONE_NEEDLES
-    return shared(literals, caseless=True, engine=engine, gates=tuple(_GATES.items()))
-
-
-def hits(scan: Literals, folded: str) -> _Hits:
-    """Every detector's literals in ``folded`` in one pass: at 10 KB, 14 ``str.find`` loops
-    took 30 us, one hyperscan scan takes 2 us (on a 100-character text three took 9 us)."""
-    occurrences, gates = scan.find_with_gates(folded)
-    found: _Hits = _Hits([], [], [], gates)
-    ssn_from = len(_LABEL_HINTS)
-    phone_from = ssn_from + len(_SSN_NEEDLES)
-    for at, i in occurrences:
-        (found.labels if i < ssn_from else found.ssn if i < phone_from else found.phone).append(at)
-    return found
 
 
 @dataclass(frozen=True, slots=True)
