@@ -18,6 +18,7 @@ import os
 import random
 import string
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,19 @@ def test_documented_examples_are_exact_with_every_engine(engine: str) -> None:
     assert scrubbed.counts == {"email": 1, "ssn": 1}
     decision = classify("Patient diagnosis notes", engine=engine)
     assert (decision.rule, decision.term) == ("health", "patient")
+
+
+@needs_hyperscan
+def test_one_detector_shared_by_threads_gives_the_same_results() -> None:
+    """Each thread scans with scratch space of its own: many at once change nothing."""
+    texts = [case.text for case in dc.generate(SEEDS[0], per_cell=1)]
+    texts += ["\n".join(texts[i : i + 25]) for i in range(0, len(texts), 25)]
+    detector, scrubber = SecretsDetector(engine="hyperscan"), PIIScrubber(engine="hyperscan")
+
+    def run(text: str) -> tuple[Any, ...]:
+        return detector.detect(text), scrubber.scrub(text), classify(text, engine="hyperscan")
+
+    alone = [run(text) for text in texts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(run, texts))
+    assert together == alone, f"seed {SEEDS[0]}"
