@@ -8,7 +8,9 @@ median time per call of steps 1-3 of a persist (secrets, PII scrub, classify: wh
 ``SecurityPipeline.prepare_pattern`` runs) and of each step, for a 200-byte and a 10 KB text
 (``bench_pipeline.text_of``), as a ratio to one ``GET`` round trip through
 ``redis.asyncio`` measured in the same run; the engines' batches are interleaved so that a
-busy machine slows both alike. Issue 17's targets: 10 KB <= 1.5x, 200 B <= 0.5x.
+busy machine slows both alike. Both the median batch and the fastest are reported (each
+against the round trip's same statistic): on a shared machine the median also measures
+the neighbours. Issue 17's targets: 10 KB <= 1.5x, 200 B <= 0.5x.
 
 Then the generated detection corpus (``tests/detection_corpus.py``) through the detector,
 the scrubber and the classifier with each engine, and the candidates for a literal set
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_pipeline
+import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -48,6 +51,7 @@ from attune.memory.security.pipeline import SecurityPipeline
 SIZES = (200, 10_240)
 TARGETS = {200: 0.5, 10_240: 1.5}  # steps 1-3 / Redis round trip (issue 17)
 META = {"source": "bench", "tags": ["a", "b"]}
+_STATS = ("median", "fastest")
 
 
 def _steps(pipe: SecurityPipeline, text: str) -> dict[str, Callable[[], Any]]:
@@ -60,8 +64,10 @@ def _steps(pipe: SecurityPipeline, text: str) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _interleaved(fns: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
-    """Median us per call of each function, their batches taken in turn."""
+def _interleaved(
+    fns: dict[str, Callable[[], Any]], number: int, repeat: int
+) -> dict[str, list[float]]:
+    """us per call of each function in each batch, their batches taken in turn."""
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
@@ -69,18 +75,42 @@ def _interleaved(fns: dict[str, Callable[[], Any]], number: int, repeat: int) ->
             for _ in range(number):
                 fn()
             samples[name].append((time.perf_counter() - start) / number * 1e6)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+async def _rtt_samples(url: str, number: int, repeat: int, key: str) -> list[float]:
+    """us per ``GET`` round trip in each batch (as ``bench_pipeline.redis_round_trip_us``)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.set(key, b"x" * 200, px=60_000)
+        samples = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for _ in range(number):
+                await client.get(key)
+            samples.append((time.perf_counter() - start) / number * 1e6)
+        await client.delete(key)
+        return samples
+    finally:
+        await client.aclose()
+
+
+def _figures(samples: list[float]) -> dict[str, float]:
+    """The median batch, and the fastest: on a shared machine the median also measures the
+    neighbours; the fastest batch is the code's cost with the least interference."""
+    return {"median": statistics.median(samples), "fastest": min(samples)}
 
 
 def measure(
     url: str, number: int, repeat: int, rtt_key: str = "attune-bench:scan-engine-rtt"
-) -> tuple[float, list[dict[str, Any]]]:
-    """The Redis round trip (us) and one row per engine, text size and step."""
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The Redis round trip (us: median and fastest batch) and one row per engine, text size
+    and step, each figure as a ratio to the round trip of the same statistic."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = MemoryConfig(redis_mock=True, storage_dir=Path(tmp), audit_sync=False)
         pipes = {e: SecurityPipeline(config, scan_engine=e) for e in scan_engine.available()}
-        rtt = asyncio.run(bench_pipeline.redis_round_trip_us(url, number, repeat, rtt_key))
+        rtt = _figures(asyncio.run(_rtt_samples(url, number, repeat, rtt_key)))
         for size in SIZES:
             text = bench_pipeline.text_of(size)
             fns = {
@@ -89,15 +119,16 @@ def measure(
                 for step, fn in _steps(pipe, text).items()
             }
             timed = _interleaved({f"{e}|{s}": fn for (e, s), fn in fns.items()}, number, repeat)
-            for key, us in timed.items():
+            for key, samples in timed.items():
                 engine, step = key.split("|")
+                us = _figures(samples)
                 rows.append(
                     {
                         "engine": engine,
                         "size": size,
                         "step": step,
-                        "us": round(us, 1),
-                        "x_redis_rtt": round(us / rtt, 3),
+                        **{f"us_{k}": round(v, 1) for k, v in us.items()},
+                        **{f"x_rtt_{k}": round(v / rtt[k], 3) for k, v in us.items()},
                     }
                 )
     return rtt, rows
@@ -151,7 +182,7 @@ def candidate_rows(number: int, repeat: int) -> list[dict[str, Any]]:
             scan_engine.Literals(words, caseless=True, engine="hyperscan").find, text
         )
     timed = _interleaved(fns, number, repeat)
-    return [{"candidate": name, "us": round(us, 1)} for name, us in timed.items()]
+    return [{"candidate": n, "us": round(statistics.median(s), 1)} for n, s in timed.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,19 +200,24 @@ def main(argv: list[str] | None = None) -> int:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
     rtt, rows = measure(url, number, repeat)
-    print(f"Redis GET round trip (redis.asyncio, {url.rsplit('@', 1)[-1]}): {rtt:.1f} us")
+    where = url.rsplit("@", 1)[-1]
+    print(
+        f"Redis GET round trip (redis.asyncio, {where}): median batch {rtt['median']:.1f} us, "
+        f"fastest {rtt['fastest']:.1f} us"
+    )
     print(f"engines installed: {', '.join(scan_engine.available())}\n")
-    print(f"{'engine':<10}{'text':>8}  {'step':<12}{'us':>9}{'x RTT':>8}  target")
+    print(f"{'':<32}{'median batch':>18}{'fastest batch':>18}")
+    print(f"{'engine':<10}{'text':>8}  {'step':<12}" + f"{'us':>10}{'x RTT':>8}" * 2 + "  target")
     for row in rows:
         target = TARGETS[row["size"]] if row["step"] == "steps 1-3" else None
-        judged = (
-            ""
-            if target is None
-            else f"<= {target}x " + ("PASS" if row["x_redis_rtt"] <= target else "MISS")
-        )
+        judged = ""
+        if target is not None:
+            verdicts = ("PASS" if row[f"x_rtt_{k}"] <= target else "MISS" for k in _STATS)
+            judged = f"<= {target}x: " + " / ".join(verdicts)
         print(
-            f"{row['engine']:<10}{row['size']:>7}B  {row['step']:<12}{row['us']:>9.1f}"
-            f"{row['x_redis_rtt']:>8.2f}  {judged}"
+            f"{row['engine']:<10}{row['size']:>7}B  {row['step']:<12}"
+            + "".join(f"{row[f'us_{k}']:>10.1f}{row[f'x_rtt_{k}']:>8.2f}" for k in _STATS)
+            + f"  {judged}"
         )
     corpus = corpus_rows(args.seed, 1 if args.quick else 3)
     print(f"\ngenerated corpus (seed {args.seed}): detect + scrub + classify every text")
@@ -194,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
-        "redis_rtt_us": round(rtt, 1),
+        "redis_rtt_us": round(rtt["median"], 1),
+        "redis_rtt_fastest_us": round(rtt["fastest"], 1),
         "rows": rows,
         "corpus": corpus,
         "candidates": candidates,
