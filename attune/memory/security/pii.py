@@ -149,6 +149,10 @@ class PIIScrubber:
 
     def _scrub_any(self, value: Any, counts: dict[str, int]) -> Any:
         if isinstance(value, str):
+            if not self._custom and _NOTHING_TO_FIND.search(value) is None:
+                # what scrub() returns for it, without building a result: the keys and
+                # short values of a write's metadata (a 200 B persist's scrub: 16 -> 12 us)
+                return value
             result = self.scrub(value)
             for kind, n in result.counts.items():
                 counts[kind] = counts.get(kind, 0) + n
