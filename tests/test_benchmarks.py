@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
+from attune.memory.security import scan_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
@@ -306,3 +307,28 @@ def test_the_detection_quality_benchmark_prints_every_table() -> None:
         assert title in done.stdout
     for kind in ("private_key", "generic_secret", "credit_card", "order_number"):
         assert f"\n{kind} " in done.stdout
+
+
+def test_the_scan_engine_benchmark_times_every_engine(redis_url: str, tmp_path: Path) -> None:
+    """``benchmarks/scan_engine.py --quick``: steps 1-3 at both sizes for every engine
+    installed, judged against the Redis round trip of the same run."""
+    out = tmp_path / "scan_engine.json"
+    env = {**os.environ, "REDIS_URL": redis_url}
+    script = str(ROOT / "benchmarks" / "scan_engine.py")
+    done = subprocess.run(
+        [sys.executable, script, "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["redis_rtt_us"] > 0
+    engines = {row["engine"] for row in result["rows"]}
+    assert engines == set(scan_engine.available())
+    for engine in engines:
+        for size in (200, 10_240):
+            assert f"{engine:<10}{size:>7}B  steps 1-3" in done.stdout
+    assert {row["engine"] for row in result["corpus"]} == engines

@@ -25,6 +25,10 @@ string values of the metadata. So "phi" does not fire on "philosophy", nor
 | default            | PUBLIC         | (no rule matched)                                       |
 
 Each decision names the rule that fired (``rule``) so the audit log can say why.
+
+With the hyperscan engine (:mod:`.scan_engine`), ASCII texts are not split into words:
+one scan finds the table's words where the characters around them are those the split
+would have cut at (the same words, so the same decisions).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from attune.memory.security.scan_engine import resolve, shared
 from attune.memory.types import Classification
 
 
@@ -216,23 +221,62 @@ def _spaced(text: str) -> str:
     return low.translate(_ASCII_SEPARATORS) if low.isascii() else _SEPARATORS.sub(" ", low)
 
 
-def classify(
-    content: str, pattern_type: str = "", metadata: Mapping[str, Any] | None = None
-) -> ClassificationDecision:
-    """Auto-classify from content, pattern type and metadata by the rule table."""
-    spaced = [_spaced(t) for t in _texts(content, pattern_type, metadata or {})]
+#: Every word the table asks about: its one-word terms and its phrases' first words.
+_VOCABULARY: tuple[str, ...] = tuple(
+    sorted(
+        {t for c in _COMPILED for t in c.words}
+        | {p.first_word for c in _COMPILED for p in c.phrases}
+    )
+)
+#: What ``_spaced`` then ``str.split`` cut an ASCII text at (``split`` also at \x1c-\x1f).
+_VOCABULARY_SET = frozenset(_VOCABULARY)
+_CUTS = frozenset(string.punctuation + string.whitespace + "\x1c\x1d\x1e\x1f")
+_CUT = "[" + "".join(f"\\x{ord(c):02x}" for c in sorted(_CUTS)) + "]"
+#: One hyperscan gate per word: it opens where the word stands between cuts (any case).
+_WORD_GATES = tuple((w, f"(?:^|{_CUT})(?i:{w})(?:{_CUT}|$)") for w in _VOCABULARY)
+
+
+def _vocabulary_words(texts: list[str], engine: str) -> set[str]:
+    """The words of :data:`_VOCABULARY` that the texts hold as whole words: one scan of the
+    ASCII texts joined by a cut, each word reported once (10 KB: 100 us to split it into
+    words, 10 us to scan it reporting every occurrence, 5 us reporting each word once)."""
+    scanner = shared((), engine=engine, gates=_WORD_GATES)
     words: set[str] = set()
-    for text in spaced:
-        words.update(text.split())
+    for text in texts:
+        if not text.isascii():  # lower() and the separators are Unicode's: split it
+            words.update(w for w in _spaced(text).split() if w in _VOCABULARY_SET)
+    _, opened = scanner.find_with_gates("\n".join(t for t in texts if t.isascii()))
+    return words | opened
+
+
+def classify(
+    content: str,
+    pattern_type: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    engine: str | None = None,
+) -> ClassificationDecision:
+    """Auto-classify from content, pattern type and metadata by the rule table (``engine``:
+    the word scan's, see :mod:`.scan_engine`; ``None``: ``ATTUNE_SCAN_ENGINE``)."""
+    texts = _texts(content, pattern_type, metadata or {})
+    chosen = resolve(engine)
+    spaced: list[str] | None = None
+    if chosen == "re":
+        spaced = [_spaced(t) for t in texts]
+        words: set[str] = set()
+        for text in spaced:
+            words.update(text.split())
+    else:
+        words = _vocabulary_words(texts, chosen)
     for compiled in _COMPILED:
-        term = next(
-            (
-                p.term
-                for p in compiled.phrases  # phrases first: "medical record" over "medical"
-                if p.first_word in words and any(p.pattern.search(t) for t in spaced)
-            ),
-            None,
-        )
+        term: str | None = None
+        for p in compiled.phrases:  # phrases first: "medical record" over "medical"
+            if p.first_word in words:
+                if spaced is None:
+                    spaced = [_spaced(t) for t in texts]
+                if any(p.pattern.search(t) for t in spaced):
+                    term = p.term
+                    break
         if term is None and not compiled.words.isdisjoint(words):
             term = next(t for t in compiled.rule.terms if t in words)
         if term is not None:
@@ -247,10 +291,11 @@ def decide(
     metadata: Mapping[str, Any],
     *,
     auto_classify: bool = True,
+    engine: str | None = None,
 ) -> ClassificationDecision:
     """The classification a write gets: explicit, else auto-detected, else INTERNAL."""
     if explicit is not None:
         return ClassificationDecision(Classification.parse(explicit), "explicit")
     if not auto_classify:
         return ClassificationDecision(Classification.INTERNAL, "unclassified")
-    return classify(content, pattern_type, metadata)
+    return classify(content, pattern_type, metadata, engine=engine)

@@ -26,6 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import pairwise
 from typing import Any, Final
 
 from attune.errors import ConfigurationError, ValidationError
@@ -36,6 +37,8 @@ from attune.memory.security.pii_detectors import (
     _fold_digits,
     _Span,
 )
+from attune.memory.security.pii_prefilter import _NO_HITS, hits, literal_scan
+from attune.memory.security.scan_engine import resolve
 from attune.memory.security.unescape import Decoded, decoded_layers
 
 KINDS: Final = ("email", "ssn", "phone", "credit_card", "ip", "iban", "address", "mrn", "dob")
@@ -77,10 +80,16 @@ class PIIScrubber:
 
     ``disabled`` names built-in kinds (see :data:`KINDS`) not to scrub. ``custom_patterns``
     maps a new snake_case kind name to a regex; its matches become ``[KIND_NAME]``.
+    ``engine``: the literal prefilters' engine (:mod:`.scan_engine`; ``None``:
+    ``ATTUNE_SCAN_ENGINE``).
     """
 
     def __init__(
-        self, disabled: Iterable[str] = (), custom_patterns: Mapping[str, str] | None = None
+        self,
+        disabled: Iterable[str] = (),
+        custom_patterns: Mapping[str, str] | None = None,
+        *,
+        engine: str | None = None,
     ) -> None:
         self.disabled = _check_disabled(disabled)
         self.custom_patterns = dict(custom_patterns or {})
@@ -93,6 +102,8 @@ class PIIScrubber:
                 _Detector(frozenset({kind}), partial(_find_custom, pattern, kind), False)
             )
         self._detectors = tuple(detectors)
+        self.engine = resolve(engine)
+        self._scan = literal_scan(self.engine)
         self._custom = bool(self.custom_patterns)
         self._enabled = frozenset(self._placeholders) - self.disabled
         names = "|".join(re.escape(p[1:-1]) for p in self._placeholders.values())
@@ -138,6 +149,10 @@ class PIIScrubber:
 
     def _scrub_any(self, value: Any, counts: dict[str, int]) -> Any:
         if isinstance(value, str):
+            if not self._custom and _NOTHING_TO_FIND.search(value) is None:
+                # what scrub() returns for it, without building a result: the keys and
+                # short values of a write's metadata (a 200 B persist's scrub: 16 -> 12 us)
+                return value
             result = self.scrub(value)
             for kind, n in result.counts.items():
                 counts[kind] = counts.get(kind, 0) + n
@@ -166,18 +181,25 @@ class PIIScrubber:
         The text as written first, then each layer of its JSON and URL escapes decoded
         (``john%40example.com``, ``\\n123-45-6789``), with spans mapped back to the text.
         """
+        layers = (self._found(text), *(self._decoded(layer) for layer in decoded_layers(text)))
+        found = [span for spans in layers for span in spans if span[2] in self._enabled]
         masked = _Disjoint(self._placeholder_re.finditer(text) if "[" in text else ())
+        if not masked.spans:
+            # Nothing overlaps (the usual case): every match is kept, in order. The same
+            # spans as below, without its bisections: 10 KB with 27 e-mails, 150 -> 115 us.
+            ordered = sorted(found)
+            if all(a[1] <= b[0] for a, b in pairwise(ordered)):
+                return ordered, False
         chosen = _Disjoint(())
         clash = False
-        for found in (self._found(text), *(self._decoded(layer) for layer in decoded_layers(text))):
-            for start, end, kind in found:
-                if kind not in self._enabled or masked.overlapping(start, end):
-                    continue
-                rivals = chosen.overlapping(start, end)
-                if not rivals:
-                    chosen.insert(rivals.start, start, end, kind)
-                elif not any(chosen.covers(i, start, end) for i in rivals):
-                    clash = True
+        for start, end, kind in found:  # by rank: the first of overlapping matches wins
+            if masked.overlapping(start, end):
+                continue
+            rivals = chosen.overlapping(start, end)
+            if not rivals:
+                chosen.insert(rivals.start, start, end, kind)
+            elif not any(chosen.covers(i, start, end) for i in rivals):
+                clash = True
         return chosen.spans, clash
 
     def _found(self, text: str) -> list[_Span]:
@@ -186,11 +208,13 @@ class PIIScrubber:
         has_digit = "0" in folded
         if not (self._custom or "@" in text or ":" in text or has_digit):
             return []  # every built-in kind needs an '@', a digit or a colon
+        # the literals of the detectors that need a digit (labels, SSNs, phones), in one scan
+        found_literals = hits(self._scan, folded) if has_digit else _NO_HITS
         spans: list[_Span] = []
         for detector in self._detectors:
             if detector.needs_digit and not has_digit:
                 continue
-            found = list(detector.find(text, folded))
+            found = list(detector.find(text, folded, found_literals))
             if len(found) > 1:
                 found.sort(key=_leftmost_longest)
             spans += found
@@ -284,13 +308,13 @@ def _leftmost_longest(span: _Span) -> tuple[int, int]:
 
 def _quiet_edges(text: str, start: int, end: int) -> bool:
     """True when ``text[start:end]`` is set off by whitespace (or an edge of the text), with
-    at most an opening punctuation mark before it and a closing one after it."""
-    return _quiet(text, start - 1, start - 2, _OPENERS) and _quiet(text, end, end + 1, _CLOSERS)
-
-
-def _quiet(text: str, near: int, far: int, punctuation: str) -> bool:
-    return _blank(text, near) or (text[near] in punctuation and _blank(text, far))
-
-
-def _blank(text: str, i: int) -> bool:
-    return not 0 <= i < len(text) or text[i].isspace()
+    at most an opening punctuation mark before it and a closing one after it. (One function,
+    no helpers: it runs for every match; 10 KB with 27 e-mails, 10 -> 4-6 us.)"""
+    n = len(text)
+    before = start == 0 or text[start - 1].isspace()
+    if not before and text[start - 1] in _OPENERS:
+        before = start == 1 or text[start - 2].isspace()
+    after = end == n or text[end].isspace()
+    if not after and text[end] in _CLOSERS:
+        after = end + 1 == n or text[end + 1].isspace()
+    return before and after

@@ -15,7 +15,9 @@ Design
   ``@``; IPv6 at most four characters before a colon that another one follows within five,
   and only in texts with ``::`` or seven colons; labelled values near a label word. Every
   kind but email and IPv6 needs a digit, so a text without one skips those detectors. All
-  quantifiers are bounded or possessive.
+  quantifiers are bounded or possessive. The label words and the SSN and phone needles of
+  all detectors are found in one pass, with hyperscan's gates telling which other shapes
+  occur at all (:mod:`.pii_prefilter`).
 * A detector yields ``(start, end, kind)`` spans, possibly overlapping; choosing among them
   (precedence, placeholders, another pass) is :class:`~.pii.PIIScrubber`'s. The order of
   :data:`_BUILTIN_DETECTORS` is their rank.
@@ -41,10 +43,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from attune.memory.security.pii_prefilter import _Hits
+
 
 _Span = tuple[int, int, str]  # start, end, kind
-_Finder = Callable[[str, str], Iterator[_Span]]  # (text, folded text) -> matches
+# (text, folded text, where the detectors' literals are in it) -> matches
+_Finder = Callable[[str, str, "_Hits"], Iterator[_Span]]
 
 # Prefilters run on the folded text: ASCII digits 1-9 replaced by "0", nothing else changed.
 _FOLDED_DIGITS: Final = "123456789"
@@ -211,12 +218,14 @@ def _matches_at(
 
 def _starts(prefilter: re.Pattern[str], folded: str, offsets: range = range(1)) -> list[int]:
     """Positions ``offsets`` before a match of ``prefilter`` in the folded text, ascending."""
+    if offsets == range(1):  # finditer's starts are ascending and distinct already
+        return [m.start() for m in prefilter.finditer(folded)]
     return _ascending((m.start() for m in prefilter.finditer(folded)), offsets)
 
 
-def _needle_starts(folded: str, needles: Iterable[str], offsets: range) -> list[int]:
+def _needle_starts(anchors: list[int], offsets: range) -> list[int]:
     """Positions ``offsets`` before an occurrence of a needle in the folded text, ascending."""
-    return _ascending((at for needle in needles for at in _find_all(folded, needle)), offsets)
+    return _ascending(anchors, offsets)
 
 
 def _ascending(anchors: Iterable[int], offsets: range) -> list[int]:
@@ -285,27 +294,22 @@ def _continues_token(text: str, end: int) -> bool:
 # -- detectors -----------------------------------------------------------------------------------
 
 
-def _find_emails(text: str, folded: str) -> Iterator[_Span]:
+def _find_emails(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
     if "@" not in text:
         return
     for m in _EMAIL_DOMAIN.finditer(text):
-        start = _local_part_start(text, m.start())
-        if start is not None:
-            yield start, m.end(), "email"
+        # The local part: all the local-part characters that end at the '@', if they are
+        # 1 to 64 (read on the reversed text; inline, as it runs for every e-mail).
+        at = m.start()
+        run = _EMAIL_LOCAL_REVERSED.match(text[max(0, at - 65) : at][::-1])
+        if run is not None and run.end() <= 64:
+            yield at - run.end(), m.end(), "email"
 
 
-def _local_part_start(text: str, at: int) -> int | None:
-    """Start of the local part before the '@' at ``at``: all the local-part characters that
-    end there, if they are 1 to 64."""
-    run = _EMAIL_LOCAL_REVERSED.match(text[max(0, at - 65) : at][::-1])
-    return None if run is None or run.end() > 64 else at - run.end()
-
-
-def _find_labelled(text: str, folded: str) -> Iterator[_Span]:
+def _find_labelled(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
     if not any(char in text for char in _CASE_FOLD_ODDITIES):
         # Every match starts at most _LABEL_LEAD characters before a label word.
-        lowered = text.lower()
-        hints = {at for hint in _LABEL_HINTS for at in _find_all(lowered, hint)}
+        hints = set(found.labels)
         starts = sorted({s for at in hints for s in range(max(0, at - _LABEL_LEAD), at + 1)})
         yield from _labelled_values(text, _matches_at(_LABELLED, text, starts))
         return
@@ -351,7 +355,9 @@ def _labelled_values(text: str, matches: Iterable[re.Match[str]]) -> Iterator[_S
         yield m.start(kind), m.end(kind), kind
 
 
-def _find_ibans(text: str, folded: str) -> Iterator[_Span]:
+def _find_ibans(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "iban" not in found.gates:
+        return
     end = 0
     for start in _starts(_IBAN_CHECK_DIGITS, folded, range(2, 3)):
         if start < end or not (m := _IBAN.match(text, start)):
@@ -366,7 +372,9 @@ def _find_ibans(text: str, folded: str) -> Iterator[_Span]:
                 break
 
 
-def _find_cards(text: str, folded: str) -> Iterator[_Span]:
+def _find_cards(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "card" not in found.gates:
+        return
     for run in _matches_at(_CARD_RUN, text, _starts(_CARD_START, folded)):
         if run.end() - run.start() < 13:
             continue
@@ -410,13 +418,15 @@ def _card_end(text: str, groups: list[tuple[int, int]], i: int) -> int | None:
     return last
 
 
-def _find_ssns(text: str, folded: str) -> Iterator[_Span]:
-    for m in _matches_at(_SSN, text, _needle_starts(folded, _SSN_NEEDLES, range(2, 3))):
+def _find_ssns(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    for m in _matches_at(_SSN, text, _needle_starts(found.ssn, range(2, 3))):
         if _ssn_ok(m[1], m[3], m[4]):
             yield m.start(), m.end(), "ssn"
 
 
-def _find_ipv4(text: str, folded: str) -> Iterator[_Span]:
+def _find_ipv4(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "ipv4" not in found.gates:
+        return
     for m in _matches_at(_IPV4_SHAPE, text, _starts(_IPV4_FIRST_DOT, folded, range(1, 4))):
         octets = m.group().split(".")
         if not all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
@@ -427,7 +437,7 @@ def _find_ipv4(text: str, folded: str) -> Iterator[_Span]:
             yield m.start(), m.end(), "ip"
 
 
-def _find_ipv6(text: str, folded: str) -> Iterator[_Span]:
+def _find_ipv6(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
     colons = text.count(":")
     if colons < 2 or (colons < 7 and "::" not in text):
         return
@@ -443,10 +453,11 @@ def _ipv6_starts(text: str) -> Iterator[int]:
         after = colon.start() + 1
 
 
-def _find_phones(text: str, folded: str) -> Iterator[_Span]:
-    for m in _E164.finditer(text):
-        yield m.start(), m.end(), "phone"
-    starts = _needle_starts(folded, _US_PHONE_NEEDLES, range(4, 7))
+def _find_phones(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "e164" in found.gates:
+        for m in _E164.finditer(text):
+            yield m.start(), m.end(), "phone"
+    starts = _needle_starts(found.phone, range(4, 7))
     for m in _matches_at(_US_PHONE, text, starts):
         country = _US_COUNTRY.search(text, max(0, m.start() - 3), m.start())
         if country:
@@ -455,13 +466,17 @@ def _find_phones(text: str, folded: str) -> Iterator[_Span]:
             yield m.start(), m.end(), "phone"
 
 
-def _find_custom(pattern: re.Pattern[str], kind: str, text: str, folded: str) -> Iterator[_Span]:
+def _find_custom(
+    pattern: re.Pattern[str], kind: str, text: str, folded: str, found: _Hits
+) -> Iterator[_Span]:
     for m in pattern.finditer(text):
         if m.end() > m.start():  # a custom regex may match the empty string
             yield m.start(), m.end(), kind
 
 
-def _find_addresses(text: str, folded: str) -> Iterator[_Span]:
+def _find_addresses(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
+    if "address" not in found.gates:
+        return
     for m in _matches_at(_ADDRESS, text, _starts(_ADDRESS_START, folded)):
         yield m.start(), m.end(), "address"
 

@@ -81,19 +81,26 @@ _log = logging.getLogger("attune.security")
 
 class SecurityPipeline:
     """Runs the security steps for one configuration. Cheap to create; the audit
-    log and the key ring behind it are shared per file within the process."""
+    log and the key ring behind it are shared per file within the process.
 
-    def __init__(self, config: MemoryConfig) -> None:
+    ``scan_engine``: the detectors' literal-scan engine (:mod:`.scan_engine`); ``None``
+    follows ``ATTUNE_SCAN_ENGINE`` (default ``auto``)."""
+
+    def __init__(self, config: MemoryConfig, *, scan_engine: str | None = None) -> None:
         self.config = config
         self.secrets = _step(
             "secrets detector",
-            lambda: SecretsDetector(extra_patterns=config.secret_patterns or None),
+            lambda: SecretsDetector(
+                extra_patterns=config.secret_patterns or None, engine=scan_engine
+            ),
         )
+        self.scan_engine = self.secrets.engine
         self.scrubber = _step(
             "PII scrubber",
             lambda: PIIScrubber(
                 disabled=config.pii_disabled_kinds,
                 custom_patterns=config.pii_custom_patterns or None,
+                engine=self.scan_engine,
             ),
         )
         self._audit_path: Path | None = None
@@ -280,7 +287,14 @@ class SecurityPipeline:
     ) -> ClassificationDecision:
         decision = _step(
             "classifier",
-            lambda: decide(explicit, content, pattern_type, metadata, auto_classify=auto_classify),
+            lambda: decide(
+                explicit,
+                content,
+                pattern_type,
+                metadata,
+                auto_classify=auto_classify,
+                engine=self.scan_engine,
+            ),
         )
         if not isinstance(decision, ClassificationDecision) or not isinstance(
             decision.classification, Classification

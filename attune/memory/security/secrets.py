@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from attune.memory.security.scan_engine import resolve, shared
 from attune.memory.security.secrets_context import context_secrets
 from attune.memory.security.secrets_rules import _RULES, _extra_rule, _Rule
 from attune.memory.security.unescape import decoded_layers
@@ -109,14 +110,22 @@ class SecretsDetector:
     """Finds credentials in text. Immutable after construction; safe to share between threads.
 
     ``extra_patterns`` maps more kinds (snake_case) to regexes; their whole match is a secret.
-    An invalid name or regex raises :class:`~attune.errors.ConfigurationError`.
+    An invalid name or regex raises :class:`~attune.errors.ConfigurationError`. ``engine``:
+    the literal scan's engine (:mod:`.scan_engine`; ``None``: ``ATTUNE_SCAN_ENGINE``).
     """
 
-    def __init__(self, extra_patterns: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, extra_patterns: Mapping[str, str] | None = None, *, engine: str | None = None
+    ) -> None:
         extra = tuple(_extra_rule(k, v) for k, v in (extra_patterns or {}).items())
         self._rules = _RULES + extra
-        self._needles = frozenset(n for rule in self._rules for n in rule.needles)
-        self._keywords = frozenset(k for rule in self._rules for k in rule.keywords)
+        # All needles in one scan of the text, all keywords in one of the folded text: at
+        # 10 KB, 16 substring searches took 100 us, a hyperscan pass takes 3 us.
+        self.engine = resolve(engine)
+        needles = tuple(sorted({n for r in self._rules for n in r.needles}))
+        keywords = tuple(sorted({k for r in self._rules for k in r.keywords}))
+        self._needles = shared(needles, engine=self.engine)
+        self._keywords = shared(keywords, caseless=True, engine=self.engine)
 
     def _candidates(self, text: str) -> Iterator[tuple[int, SecretFinding]]:
         # The text as written, then each layer of its JSON and URL escapes decoded (a PEM
@@ -128,13 +137,19 @@ class SecretsDetector:
                 yield rank, SecretFinding(found.kind, start, end)
 
     def _scanned(self, text: str) -> Iterator[tuple[int, SecretFinding]]:
-        # One substring search per distinct needle and keyword, then only the rules whose
-        # literals occur run. Keyword positions found in the lower-cased text are valid in
-        # ``text`` only if lower() kept every character's length (it lengthens e.g. U+0130).
-        folded = text.lower()
-        aligned = len(folded) == len(text)
-        needles = {n for n in self._needles if n in text}
-        keywords = {k for k in self._keywords if k in folded} if aligned else set()
+        # One scan for the needles, one for the keywords, then only the rules whose literals
+        # occur run. Keyword positions found in the lower-cased text are valid in ``text``
+        # only if lower() kept every character's length: it lengthens only "İ" (U+0130).
+        # Keywords are sought case-blind in the text itself (lower-cased only when one
+        # occurs: 10 KB, 5 us saved), or in it lower-cased if it has a Kelvin sign, the one
+        # other character that lower() turns into an ASCII letter.
+        needles = self._needles.present(text)
+        aligned = "\u0130" not in text
+        if aligned:
+            keywords = self._keywords.present(text.lower() if "\u212a" in text else text)
+            folded = text.lower() if keywords else text
+        else:
+            keywords, folded = set(), text
         for rule in self._rules:
             if rule.keywords and aligned:
                 if keywords.isdisjoint(rule.keywords):

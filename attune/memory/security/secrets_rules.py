@@ -319,6 +319,8 @@ _RULES: tuple[_Rule, ...] = (
         "aws_access_key_id",
         r"A(?:KIA|SIA)(?P<body>[A-Z2-7]{16})(?![A-Za-z0-9])",
         _token,
+        "AKIA",
+        "ASIA",
         boundary=string.ascii_letters + string.digits,
     ),
     _pattern(
