@@ -31,6 +31,13 @@ from attune.memory.keys import KeySpace
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
 from attune.memory.short_term.fast_packing import use_fast_packing
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
+from attune.memory.short_term.sentinel import (
+    Sentinel,
+    master_client,
+    master_report,
+    sentinel_target,
+    topology_message,
+)
 
 T = TypeVar("T")
 
@@ -80,7 +87,9 @@ class RedisShortTermMemory:
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
         self.keys = KeySpace(config.key_prefix)
-        if self.url is not None:
+        #: The parsed ``redis+sentinel://`` URL, or None for any other.
+        self._sentinel = None if self.url is None else sentinel_target(self.url)
+        if self.url is not None and self._sentinel is None:
             _check_url(self.url)
         else:
             _say_the_stand_in_is_private(config)
@@ -89,8 +98,13 @@ class RedisShortTermMemory:
     # -- connection ----------------------------------------------------------------------
 
     async def _connect(self) -> _LoopClient:
-        client = self._new_client()
-        return _LoopClient(client, AutoPipeline(client, self.config.redis_socket_timeout))
+        sentinel = None
+        if self._sentinel is not None:
+            client, sentinel = master_client(self._sentinel, self.config.redis_connect_timeout)
+            use_fast_packing(client)
+        else:
+            client = self._new_client()
+        return _LoopClient(client, AutoPipeline(client, self.config.redis_socket_timeout), sentinel)
 
     def _new_client(self) -> aioredis.Redis:
         if self.backend == "fakeredis":
@@ -165,10 +179,14 @@ class RedisShortTermMemory:
 
     def _translated(self, exc: BaseException, command: str) -> AttuneError:
         line, what = _first_line(exc), _describe(exc)
+        topology = topology_message(exc, self.safe_url, self._sentinel)
+        if topology is not None:
+            return ShortTermUnavailableError(topology)
         if isinstance(exc, redis_errors.AuthenticationError):
             return ShortTermUnavailableError(
                 f"Redis at {self.safe_url} refused the credentials ({what}); "
                 "check the user and password in REDIS_URL"
+                + (" (and its sentinel_password for the sentinels)" if self._sentinel else "")
             )
         if isinstance(exc, redis_errors.ResponseError):
             return ShortTermCommandError(
@@ -355,6 +373,12 @@ class RedisShortTermMemory:
             report.update(available=False, error=_describe(exc))
         else:
             report.update(available=True, latency_ms=round((time.perf_counter() - start) * 1000, 3))
+        if self._sentinel is not None:
+            conn = await self._clients.get()
+            assert conn.sentinel is not None
+            report.update(
+                await master_report(self._sentinel, conn.sentinel, self.config.redis_socket_timeout)
+            )
         return report
 
     async def aclose(self) -> None:
@@ -409,10 +433,16 @@ class _LoopClient:
 
     redis: aioredis.Redis
     pipeline: AutoPipeline
+    #: The sentinels' clients of a ``redis+sentinel://`` URL (closed with it).
+    sentinel: Sentinel | None = None
 
 
 async def _close_client(conn: _LoopClient) -> None:
-    await conn.redis.aclose()
+    try:
+        await conn.redis.aclose()
+    finally:
+        if conn.sentinel is not None:
+            await conn.sentinel.aclose()
 
 
 def _raw(value: bytes | str | None) -> bytes | None:

@@ -1,0 +1,130 @@
+"""The client of a Redis Sentinel deployment: the master Sentinel names, followed
+through failovers.
+
+``redis+sentinel://`` URLs (:mod:`.sentinel_url`) give a ``redis.asyncio`` client from
+:meth:`Sentinel.master_for`. Its :class:`~redis.asyncio.sentinel.SentinelConnectionPool`
+asks the sentinels for the master's address whenever it opens a connection, and drops
+its idle connections when that address changed. So after a failover:
+
+* a pooled connection to the dead master fails at the connection level (reset, refused);
+  one to a master since demoted to replica answers ``READONLY``, which the pool's
+  connection turns into a ``ConnectionError`` after disconnecting itself. Either is a
+  failure :func:`.autopipeline.is_reconnectable` accepts: the idle connections are
+  dropped and a command safe to repeat is sent once more, on a connection that asks the
+  sentinels again. Other commands fail with ``ShortTermUnavailableError`` (never blindly
+  retried); the caller decides.
+* While the sentinels still name the old master, or none (``MasterNotFoundError``: the
+  master is down and not yet replaced), every operation fails with
+  ``ShortTermUnavailableError``; the same client works again once a replica is promoted.
+
+The sentinels are asked with short timeouts (``redis_connect_timeout`` for connecting and
+for their answer) and without redis-py's own retries: the next sentinel is the retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.backoff import NoBackoff
+
+from attune.errors import ConfigurationError
+from attune.memory.sentinel_url import SentinelURL, is_sentinel_url, parse_sentinel_url
+
+__all__ = [
+    "Sentinel",
+    "SentinelURL",
+    "is_sentinel_url",
+    "master_client",
+    "master_report",
+    "sentinel_target",
+    "topology_message",
+]
+
+
+def sentinel_target(url: str) -> SentinelURL | None:
+    """The parsed sentinel URL, None for any other URL, :class:`ConfigurationError` for a
+    bad sentinel URL (never echoing its passwords)."""
+    if not is_sentinel_url(url):
+        return None
+    try:
+        return parse_sentinel_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid REDIS_URL: {exc}") from None
+
+
+def _tls(target: SentinelURL) -> dict[str, Any]:
+    return {"ssl": True, **dict(target.tls_options)} if target.tls else {}
+
+
+def master_client(target: SentinelURL, connect_timeout: float) -> tuple[aioredis.Redis, Sentinel]:
+    """A client of ``target``'s master, and the :class:`Sentinel` it asks (close both).
+
+    Nothing connects here. Data-node connections have no per-read timeout, as a plain
+    ``redis://`` client of the store has (each round trip is bounded as a whole)."""
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        **_tls(target),
+    }
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(
+        target.service,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=None,
+        health_check_interval=30,
+        **_tls(target),
+    )
+    return client, sentinel
+
+
+async def master_report(target: SentinelURL, sentinel: Sentinel, limit_s: float) -> dict[str, Any]:
+    """What a health report says of the deployment: the mode, the service, the sentinels
+    and the master they name now (``None`` with ``master_error`` if none, or if the
+    sentinels do not answer within ``limit_s`` seconds); no password. Never raises."""
+    report: dict[str, Any] = {
+        "mode": "sentinel",
+        "service": target.service,
+        "sentinels": target.addresses,
+    }
+    try:
+        async with asyncio.timeout(limit_s):
+            host, port = await sentinel.discover_master(target.service)
+    except (redis_errors.RedisError, OSError) as exc:  # TimeoutError included
+        report.update(master=None, master_error=type(exc).__name__)
+    else:
+        report["master"] = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return report
+
+
+def topology_message(exc: BaseException, where: str, target: SentinelURL | None) -> str | None:
+    """The message for a failure that says the topology is changing (no master known, a
+    node that is no longer the master), else None. ``where`` is the redacted URL."""
+    if isinstance(exc, MasterNotFoundError) and target is not None:
+        return (
+            f"short-term memory unavailable: the sentinels {target.addresses} name no "
+            f"reachable master for service {target.service!r} (a failover may be under "
+            "way; operations resume on their own once a replica is promoted). If this "
+            "lasts, check that the sentinels run and monitor that service name "
+            f"(REDIS_URL {where}); long-term memory keeps working."
+        )
+    if isinstance(exc, (redis_errors.ReadOnlyError, redis_errors.MasterDownError)) or (
+        isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("NOREPLICAS")
+    ):
+        return (
+            f"short-term memory unavailable: Redis at {where} is not a writable master "
+            f"right now ({type(exc).__name__}); nothing was changed by the command. A "
+            "failover may be under way: retry shortly, or point REDIS_URL at the master "
+            "(a redis+sentinel:// URL follows it); long-term memory keeps working."
+        )
+    return None
