@@ -29,14 +29,17 @@ FAILOVER_TIMEOUT_MS = 2000
 class Node:
     """One ``redis-server`` process (a data node or a sentinel) on a free loopback port."""
 
-    def __init__(self, binary: str, args: list[str], port: int, log: Path) -> None:
+    def __init__(
+        self, binary: str, args: list[str], port: int, log: Path, password: str | None = None
+    ) -> None:
         self.port = port
         self.log = log
+        self.password = password
         with log.open("ab") as out:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [binary, *args], stdout=out, stderr=subprocess.STDOUT
             )
-        if not answers(redis.Redis(port=port, socket_connect_timeout=0.2)):
+        if not answers(redis.Redis(port=port, password=password, socket_connect_timeout=0.2)):
             self.stop()
             raise RuntimeError(f"redis-server on port {port} did not start (see {log})")
 
@@ -46,7 +49,9 @@ class Node:
         return self.proc.pid
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=2)
+        return redis.Redis(
+            port=self.port, password=self.password, socket_connect_timeout=1, socket_timeout=2
+        )
 
     def kill(self) -> None:
         """SIGKILL: gone at once, its connections cut without a goodbye."""
@@ -71,14 +76,26 @@ class Node:
 
 class SentinelGroup:
     """The group; :meth:`start` returns once the replica is in sync and every sentinel
-    knows the replica and the two other sentinels (so a failover can start at once)."""
+    knows the replica and the two other sentinels (so a failover can start at once).
 
-    def __init__(self, directory: Path) -> None:
+    With ``password``, the data nodes require it (``requirepass``, ``masterauth``); with
+    ``sentinel_password``, so do the sentinels, of their clients and of one another."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        self.password = password
+        self.sentinel_password = sentinel_password
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.binary = binary
         self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.nodes: list[Node] = []
         self.master: Node | None = None
         self.replica: Node | None = None
@@ -92,25 +109,32 @@ class SentinelGroup:
         port = free_port()
         args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.dir), *extra]
-        node = Node(self.binary, args, port, self.dir / f"{name}.log")
+        if self.password is not None:
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        node = Node(self.binary, args, port, self.dir / f"{name}.log", self.password)
         self.nodes.append(node)
         return node
 
     def _sentinel(self, index: int, master_port: int) -> Node:
         port = free_port()
         conf = self.dir / f"sentinel-{index}.conf"
-        conf.write_text(
-            f"port {port}\n"
-            "bind 127.0.0.1\n"
-            f"dir {self.dir}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2\n"
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
-            f"sentinel parallel-syncs {SERVICE} 1\n"
-        )
-        node = Node(
-            self.binary, [str(conf), "--sentinel"], port, self.dir / f"sentinel-{index}.log"
-        )
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {self.dir}",
+            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2",
+            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
+            f"sentinel parallel-syncs {SERVICE} 1",
+        ]
+        if self.password is not None:
+            lines.append(f"sentinel auth-pass {SERVICE} {self.password}")
+        if self.sentinel_password is not None:
+            lines.append(f"requirepass {self.sentinel_password}")
+            lines.append(f"sentinel sentinel-pass {self.sentinel_password}")
+        conf.write_text("\n".join(lines) + "\n")
+        log = self.dir / f"sentinel-{index}.log"
+        node = Node(self.binary, [str(conf), "--sentinel"], port, log, self.sentinel_password)
         self.nodes.append(node)
         return node
 
@@ -173,8 +197,9 @@ class SentinelGroup:
         while time.monotonic() < deadline:
             port = self.master_port()
             if port is not None and port != old_port:
+                client = redis.Redis(port=port, password=self.password, socket_timeout=1)
                 with (
-                    contextlib.closing(redis.Redis(port=port, socket_timeout=1)) as node,
+                    contextlib.closing(client) as node,
                     contextlib.suppress(redis.RedisError),
                 ):
                     if node.info("replication").get("role") == "master":
@@ -190,8 +215,10 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
-    group = SentinelGroup(directory).start()
+def sentinel_group(
+    directory: Path, *, password: str | None = None, sentinel_password: str | None = None
+) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(directory, password=password, sentinel_password=sentinel_password).start()
     try:
         yield group
     finally:

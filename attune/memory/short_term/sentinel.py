@@ -46,6 +46,11 @@ __all__ = [
 ]
 
 
+#: What redis-py's sentinel-managed connection raises on ``READONLY`` from the node it took
+#: for the master (it disconnects first, so the next connection asks the sentinels again).
+_DEMOTED = "The previous master is now a slave"
+
+
 def sentinel_target(url: str) -> SentinelURL | None:
     """The parsed sentinel URL, None for any other URL, :class:`ConfigurationError` for a
     bad sentinel URL (never echoing its passwords)."""
@@ -110,6 +115,14 @@ async def master_report(target: SentinelURL, sentinel: Sentinel, limit_s: float)
 def topology_message(exc: BaseException, where: str, target: SentinelURL | None) -> str | None:
     """The message for a failure that says the topology is changing (no master known, a
     node that is no longer the master), else None. ``where`` is the redacted URL."""
+    if isinstance(exc, MasterNotFoundError) and "AuthenticationError" in str(exc):
+        # redis-py collects each sentinel's failure into the message, as ``Class(...)``.
+        return (
+            f"short-term memory unavailable: the sentinels of {where} refused the "
+            "credentials; check the sentinel_password (and sentinel_username) option of "
+            "REDIS_URL: the sentinels' password, apart from the data nodes' one in the "
+            "user part"
+        )
     if isinstance(exc, MasterNotFoundError) and target is not None:
         return (
             f"short-term memory unavailable: the sentinels {target.addresses} name no "
@@ -118,9 +131,7 @@ def topology_message(exc: BaseException, where: str, target: SentinelURL | None)
             "lasts, check that the sentinels run and monitor that service name "
             f"(REDIS_URL {where}); long-term memory keeps working."
         )
-    if isinstance(exc, (redis_errors.ReadOnlyError, redis_errors.MasterDownError)) or (
-        isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("NOREPLICAS")
-    ):
+    if _not_a_writable_master(exc):
         return (
             f"short-term memory unavailable: Redis at {where} is not a writable master "
             f"right now ({type(exc).__name__}); nothing was changed by the command. A "
@@ -128,3 +139,13 @@ def topology_message(exc: BaseException, where: str, target: SentinelURL | None)
             "(a redis+sentinel:// URL follows it); long-term memory keeps working."
         )
     return None
+
+
+def _not_a_writable_master(exc: BaseException) -> bool:
+    """Whether ``exc`` says the node is not (or no longer) a master that takes writes."""
+    if isinstance(exc, (redis_errors.ReadOnlyError, redis_errors.MasterDownError)):
+        return True
+    if isinstance(exc, redis_errors.ResponseError):
+        return str(exc).startswith("NOREPLICAS")
+    # A sentinel-managed connection's READONLY, after it disconnected (redis-py's text).
+    return isinstance(exc, redis_errors.ConnectionError) and str(exc) == _DEMOTED
