@@ -4,6 +4,7 @@ here (tests/test_redis_sentinel.py drives a real group)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from attune.errors import ConfigurationError, ShortTermUnavailableError
 from attune.memory import MemoryConfig
 from attune.memory.config import redact_url
 from attune.memory.sentinel_url import SentinelURL, parse_sentinel_url
+from attune.memory.short_term import redis_store
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 
 DATA_PW = "Data-pw-7781"
@@ -107,10 +109,16 @@ def test_a_bad_sentinel_url_is_a_configuration_error_without_its_passwords(
         f"redis+sentinel://agent:{DATA_PW}@h1/mymaster",
     ],
 )
-def test_a_sentinel_url_is_shown_without_either_password(url: str, tmp_path: Path) -> None:
+def test_a_sentinel_url_is_shown_without_either_password(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     config = MemoryConfig(redis_url=url, storage_dir=tmp_path)
     assert config.redis_url == url  # kept as given, shown redacted
-    store = RedisShortTermMemory(config)
+    monkeypatch.setattr(redis_store, "_told_private", False)
+    with caplog.at_level(logging.INFO, logger="attune.short_term"):
+        store = RedisShortTermMemory(config)
+    assert "stand-in" not in caplog.text  # a real, shared Redis
+    assert store.backend == "redis"
     for shown in (repr(config), str(config), config.redacted_redis_url, store.safe_url):
         assert shown is not None
         assert DATA_PW not in shown and SENTINEL_PW not in shown, shown

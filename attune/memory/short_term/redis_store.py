@@ -33,6 +33,7 @@ from attune.memory.short_term.fast_packing import use_fast_packing
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
 from attune.memory.short_term.sentinel import (
     Sentinel,
+    close_sentinel,
     master_client,
     master_report,
     sentinel_target,
@@ -89,10 +90,10 @@ class RedisShortTermMemory:
         self.keys = KeySpace(config.key_prefix)
         #: The parsed ``redis+sentinel://`` URL, or None for any other.
         self._sentinel = None if self.url is None else sentinel_target(self.url)
-        if self.url is not None and self._sentinel is None:
-            _check_url(self.url)
-        else:
+        if self.url is None:
             _say_the_stand_in_is_private(config)
+        elif self._sentinel is None:
+            _check_url(self.url)
         self._clients: LoopLocal[_LoopClient] = LoopLocal(self._connect, _close_client)
 
     # -- connection ----------------------------------------------------------------------
@@ -442,7 +443,7 @@ async def _close_client(conn: _LoopClient) -> None:
         await conn.redis.aclose()
     finally:
         if conn.sentinel is not None:
-            await conn.sentinel.aclose()
+            await close_sentinel(conn.sentinel)
 
 
 def _raw(value: bytes | str | None) -> bytes | None:

@@ -38,6 +38,7 @@ from attune.memory.sentinel_url import SentinelURL, is_sentinel_url, parse_senti
 __all__ = [
     "Sentinel",
     "SentinelURL",
+    "close_sentinel",
     "is_sentinel_url",
     "master_client",
     "master_report",
@@ -91,6 +92,12 @@ def master_client(target: SentinelURL, connect_timeout: float) -> tuple[aioredis
         **_tls(target),
     )
     return client, sentinel
+
+
+async def close_sentinel(sentinel: Sentinel) -> None:
+    """Close the clients of the sentinels (``Sentinel.aclose`` is newer than redis 5.0)."""
+    for client in sentinel.sentinels:
+        await client.aclose()
 
 
 async def master_report(target: SentinelURL, sentinel: Sentinel, limit_s: float) -> dict[str, Any]:
