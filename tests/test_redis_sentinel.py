@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+from certificates import make_certificates
 from conftest import CI
 from topology_sentinel import SERVICE, SentinelGroup, sentinel_group
 
@@ -72,7 +72,7 @@ async def test_every_short_term_operation_runs_through_the_sentinel_master(
 ) -> None:
     url = guarded_group.url(2, auth=f":{DATA_PW}@") + f"?sentinel_password={SENTINEL_PW}"
     store = RedisShortTermMemory(_config(url, tmp_path))
-    master = redis.Redis(port=guarded_group.master_port() or 0, password=DATA_PW, db=2)
+    master = guarded_group.data_client(guarded_group.master_port() or 0, db=2)
     try:
         await store.stash("agent", "k", b"v", 60_000)
         assert await store.retrieve("agent", "k") == b"v"
@@ -143,9 +143,9 @@ async def test_a_graceful_failover_moves_the_same_client_to_the_new_master(
         await asyncio.gather(*(store.stash("agent", f"k{i}", b"v", 60_000) for i in range(32)))
         await asyncio.gather(*(store.stage(f"stg_{i}", b"p", 2**41) for i in range(8)))
         with contextlib.closing(group.sentinels[0].client()) as sentinel:
-            sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+            sentinel.sentinel_failover(SERVICE)
         await asyncio.to_thread(group.wait_for_promotion, old)
-        with contextlib.closing(redis.Redis(port=old)) as demoted:
+        with contextlib.closing(group.data_client(old)) as demoted:
             for _ in range(200):  # the sentinels reconfigure it as a replica
                 if demoted.info("replication")["role"] == "slave":
                     break
@@ -163,7 +163,7 @@ async def test_a_graceful_failover_moves_the_same_client_to_the_new_master(
                 await asyncio.sleep(0.05)
         assert all(type(e) is ShortTermUnavailableError for e in errors), errors
         new = group.master_port()
-        with contextlib.closing(redis.Redis(port=new or 0)) as master:
+        with contextlib.closing(group.data_client(new or 0)) as master:
             assert master.get(store.keys.stash("agent", "after")) == b"new"  # the new master
         assert (await store.health())["master"] == f"127.0.0.1:{new}"
     finally:
@@ -270,7 +270,7 @@ async def test_killing_the_master_fails_over_on_the_same_client_and_promotes_onc
         expected = {promoted_id(s) for s in [*promoted, *committed]}
         existing = await owner.long_term.existing([promoted_id(s) for s in staged])
         assert existing == expected
-        assert await owner.long_term.count() == len(expected)  # type: ignore[attr-defined]
+        assert await owner.long_term.count() == len(expected)
         assert promoted, "some promotions should have run"
         health = await owner.health_check()
         assert health["short_term"]["master"] == f"127.0.0.1:{group.master_port()}"
@@ -312,7 +312,7 @@ def test_the_workflow_and_the_demo_run_with_only_redis_url_changed(
         assert writer.health_check()["short_term"]["available"] is True
     monkeypatch.setenv("REDIS_URL", url)
     assert main(["demo", "--storage-dir", str(tmp_path / "demo")]) == 0
-    with contextlib.closing(redis.Redis(port=group.master_port() or 0)) as master:
+    with contextlib.closing(group.data_client(group.master_port() or 0)) as master:
         assert master.dbsize() > 0  # the demo's keys went to the Sentinel master
 
 
@@ -331,8 +331,8 @@ async def test_readonly_from_a_demoted_master_is_unavailable_not_a_refused_comma
     master, replica = group.master.client(), group.replica.client()
     try:
         await asyncio.gather(*(store.stash("agent", f"k{i}", b"v", 60_000) for i in range(16)))
-        replica.execute_command("REPLICAOF", "NO", "ONE")
-        master.execute_command("REPLICAOF", "127.0.0.1", str(group.replica.port))
+        replica.replicaof("NO", "ONE")
+        master.replicaof("127.0.0.1", group.replica.port)
         for call in (
             store.stash("agent", "k0", b"w", 60_000),  # repeated once, then typed
             store.claim_staged("stg_x", "promote:x", 60_000),  # never repeated
@@ -343,8 +343,8 @@ async def test_readonly_from_a_demoted_master_is_unavailable_not_a_refused_comma
             assert type(failed.value) is ShortTermUnavailableError
             assert "not a writable master" in str(failed.value)
         assert await store.retrieve("agent", "k1") == b"v"  # reads still answer
-        master.execute_command("REPLICAOF", "NO", "ONE")
-        replica.execute_command("REPLICAOF", "127.0.0.1", str(group.master.port))
+        master.replicaof("NO", "ONE")
+        replica.replicaof("127.0.0.1", group.master.port)
         await store.stash("agent", "k0", b"back", 60_000)
         assert master.get(store.keys.stash("agent", "k0")) == b"back"
     finally:
@@ -352,3 +352,57 @@ async def test_readonly_from_a_demoted_master_is_unavailable_not_a_refused_comma
         replica.close()
         await direct.aclose()
         await store.aclose()
+
+
+@pytest.fixture
+def tls_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """As ``group``, every process speaking TLS only (a throwaway CA of the test's own)."""
+    _require_redis_server()
+    if shutil.which("openssl") is None:
+        if CI:
+            pytest.fail("openssl is not installed (CI=true makes this a failure)")
+        pytest.skip("openssl is not installed")
+    certificates = tmp_path / "certs"
+    certificates.mkdir()
+    with sentinel_group(tmp_path / "sentinel", tls=make_certificates(certificates)) as started:
+        yield started
+
+
+async def test_rediss_sentinel_speaks_tls_to_sentinels_and_master(
+    tls_group: SentinelGroup, tmp_path: Path
+) -> None:
+    assert tls_group.tls is not None
+    trusted = f"?ssl_ca_certs={tls_group.tls.ca}&ssl_cert_reqs=required"
+    store = RedisShortTermMemory(
+        _config(tls_group.url(scheme="rediss+sentinel") + trusted, tmp_path)
+    )
+    try:
+        await store.stash("agent", "k", b"v", 60_000)
+        assert await store.retrieve("agent", "k") == b"v"
+        health = await store.health()
+        assert health["available"] is True
+        assert health["master"] == f"127.0.0.1:{tls_group.master_port()}"
+    finally:
+        await store.aclose()
+    with contextlib.closing(tls_group.data_client(tls_group.master_port() or 0)) as master:
+        assert master.get(store.keys.stash("agent", "k")) == b"v"
+    # Plain text to a TLS-only group, or a CA that did not sign its certificates: typed.
+    for url in (
+        tls_group.url(),
+        tls_group.url(scheme="rediss+sentinel") + f"?ssl_ca_certs={_other_ca(tmp_path)}",
+    ):
+        refused = RedisShortTermMemory(
+            _config(url, tmp_path / "refused", redis_connect_timeout=0.5)
+        )
+        try:
+            with pytest.raises(ShortTermUnavailableError):
+                await refused.stash("agent", "k", b"v", 60_000)
+        finally:
+            await refused.aclose()
+
+
+def _other_ca(tmp_path: Path) -> Path:
+    """The certificate of an authority that signed nothing of the group's."""
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    return make_certificates(other).ca

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from certificates import make_certificates
 from conftest import CI
 from faults import RedisProcess, answers, free_port
 
@@ -75,23 +76,8 @@ class TLSRedis:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _openssl(self, *args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=self.dir, check=True, capture_output=True)
-
     def start(self) -> TLSRedis:
-        self._openssl(
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.crt", "-days", "2", "-subj", "/CN=attune-test-ca",
-        )  # fmt: skip
-        self._openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-            "-out", "server.csr", "-subj", "/CN=127.0.0.1",
-        )  # fmt: skip
-        (self.dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-        self._openssl(
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
-        )  # fmt: skip
+        make_certificates(self.dir)
         binary = shutil.which("redis-server")
         assert binary is not None
         self.proc = subprocess.Popen(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from certificates import Certificates
 from faults import answers, free_port
 
 SERVICE = "mymaster"
@@ -30,16 +31,17 @@ class Node:
     """One ``redis-server`` process (a data node or a sentinel) on a free loopback port."""
 
     def __init__(
-        self, binary: str, args: list[str], port: int, log: Path, password: str | None = None
+        self, binary: str, args: list[str], port: int, log: Path, login: dict[str, Any]
     ) -> None:
         self.port = port
         self.log = log
-        self.password = password
+        #: How a client gets in: ``password``, and the ``ssl_*`` options with TLS.
+        self.login = login
         with log.open("ab") as out:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [binary, *args], stdout=out, stderr=subprocess.STDOUT
             )
-        if not answers(redis.Redis(port=port, password=password, socket_connect_timeout=0.2)):
+        if not answers(redis.Redis("127.0.0.1", port, socket_connect_timeout=0.2, **login)):
             self.stop()
             raise RuntimeError(f"redis-server on port {port} did not start (see {log})")
 
@@ -50,7 +52,7 @@ class Node:
 
     def client(self) -> redis.Redis:
         return redis.Redis(
-            port=self.port, password=self.password, socket_connect_timeout=1, socket_timeout=2
+            "127.0.0.1", self.port, socket_connect_timeout=1, socket_timeout=2, **self.login
         )
 
     def kill(self) -> None:
@@ -79,7 +81,8 @@ class SentinelGroup:
     knows the replica and the two other sentinels (so a failover can start at once).
 
     With ``password``, the data nodes require it (``requirepass``, ``masterauth``); with
-    ``sentinel_password``, so do the sentinels, of their clients and of one another."""
+    ``sentinel_password``, so do the sentinels, of their clients and of one another. With
+    ``tls``, every process speaks TLS only, replication and sentinel traffic included."""
 
     def __init__(
         self,
@@ -87,9 +90,11 @@ class SentinelGroup:
         *,
         password: str | None = None,
         sentinel_password: str | None = None,
+        tls: Certificates | None = None,
     ) -> None:
         self.password = password
         self.sentinel_password = sentinel_password
+        self.tls = tls
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
@@ -105,13 +110,39 @@ class SentinelGroup:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"{scheme}://{auth}{hosts}/{SERVICE}/{db}"
 
+    def _login(self, password: str | None) -> dict[str, Any]:
+        login: dict[str, Any] = {"password": password}
+        if self.tls is not None:
+            login.update(ssl=True, ssl_ca_certs=str(self.tls.ca))
+        return login
+
+    def data_client(self, port: int, db: int = 0) -> redis.Redis:
+        """A plain client of the data node on ``port`` (for checks behind attune's back)."""
+        return redis.Redis("127.0.0.1", port, db, socket_timeout=2, **self._login(self.password))
+
+    def _listen(self, port: int) -> list[tuple[str, str]]:
+        """The settings for listening on ``port``: plain, or TLS only."""
+        if self.tls is None:
+            return [("port", str(port))]
+        return [
+            ("port", "0"),
+            ("tls-port", str(port)),
+            ("tls-cert-file", str(self.tls.cert)),
+            ("tls-key-file", str(self.tls.key)),
+            ("tls-ca-cert-file", str(self.tls.ca)),
+            ("tls-auth-clients", "no"),
+            ("tls-replication", "yes"),  # replicas and sentinels connect over TLS too
+        ]
+
     def _data_node(self, name: str, *extra: str) -> Node:
         port = free_port()
-        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [word for key, value in self._listen(port) for word in (f"--{key}", value)]
+        args += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.dir), *extra]
         if self.password is not None:
             args += ["--requirepass", self.password, "--masterauth", self.password]
-        node = Node(self.binary, args, port, self.dir / f"{name}.log", self.password)
+        log = self.dir / f"{name}.log"
+        node = Node(self.binary, args, port, log, self._login(self.password))
         self.nodes.append(node)
         return node
 
@@ -119,7 +150,7 @@ class SentinelGroup:
         port = free_port()
         conf = self.dir / f"sentinel-{index}.conf"
         lines = [
-            f"port {port}",
+            *(f"{key} {value}" for key, value in self._listen(port)),
             "bind 127.0.0.1",
             f"dir {self.dir}",
             f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2",
@@ -134,7 +165,8 @@ class SentinelGroup:
             lines.append(f"sentinel sentinel-pass {self.sentinel_password}")
         conf.write_text("\n".join(lines) + "\n")
         log = self.dir / f"sentinel-{index}.log"
-        node = Node(self.binary, [str(conf), "--sentinel"], port, log, self.sentinel_password)
+        login = self._login(self.sentinel_password)
+        node = Node(self.binary, [str(conf), "--sentinel"], port, log, login)
         self.nodes.append(node)
         return node
 
@@ -197,7 +229,7 @@ class SentinelGroup:
         while time.monotonic() < deadline:
             port = self.master_port()
             if port is not None and port != old_port:
-                client = redis.Redis(port=port, password=self.password, socket_timeout=1)
+                client = self.data_client(port)
                 with (
                     contextlib.closing(client) as node,
                     contextlib.suppress(redis.RedisError),
@@ -216,9 +248,15 @@ class SentinelGroup:
 
 @contextlib.contextmanager
 def sentinel_group(
-    directory: Path, *, password: str | None = None, sentinel_password: str | None = None
+    directory: Path,
+    *,
+    password: str | None = None,
+    sentinel_password: str | None = None,
+    tls: Certificates | None = None,
 ) -> Iterator[SentinelGroup]:
-    group = SentinelGroup(directory, password=password, sentinel_password=sentinel_password).start()
+    group = SentinelGroup(
+        directory, password=password, sentinel_password=sentinel_password, tls=tls
+    ).start()
     try:
         yield group
     finally:
