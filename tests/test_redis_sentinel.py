@@ -279,6 +279,43 @@ async def test_killing_the_master_fails_over_on_the_same_client_and_promotes_onc
             await agent.aclose()
 
 
+async def test_a_frozen_master_is_replaced_and_the_same_client_follows(
+    group: SentinelGroup, tmp_path: Path
+) -> None:
+    """SIGSTOP on the master (a hung or partitioned node: connections open, no answer): calls
+    in flight fail at redis_socket_timeout, typed; once the replica is promoted the same
+    client writes there, and after the old master wakes up (demoted) it still does."""
+    assert group.master is not None
+    store = RedisShortTermMemory(_config(group.url(), tmp_path, redis_socket_timeout=2.0))
+    old = group.master_port()
+    assert old is not None
+    try:
+        await asyncio.gather(*(store.stash("agent", f"k{i}", b"v", 60_000) for i in range(16)))
+        group.master.freeze()
+        promotion = asyncio.create_task(asyncio.to_thread(group.wait_for_promotion, old))
+        errors: list[BaseException] = []
+        while True:
+            try:
+                await store.stash("agent", "k0", b"after", 60_000)
+                await store.claim_staged("stg_x", "promote:x", 60_000)
+                break
+            except AttuneError as exc:
+                errors.append(exc)
+                await asyncio.sleep(0.05)
+        promoted_at = await promotion
+        assert time.monotonic() - promoted_at < RECOVERY_BOUND_S
+        assert errors and all(type(e) is ShortTermUnavailableError for e in errors), errors
+        group.master.thaw()
+        new = group.master_port()
+        assert new not in (None, old)
+        await store.stash("agent", "k1", b"later", 60_000)
+        with contextlib.closing(group.data_client(new or 0)) as master:
+            assert master.get(store.keys.stash("agent", "k0")) == b"after"
+            assert master.get(store.keys.stash("agent", "k1")) == b"later"
+    finally:
+        await store.aclose()
+
+
 def test_the_workflow_and_the_demo_run_with_only_redis_url_changed(
     group: SentinelGroup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

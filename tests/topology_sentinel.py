@@ -9,7 +9,9 @@ down after 1 s, so killing the master promotes the replica within a few seconds.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +39,7 @@ class Node:
         self.log = log
         #: How a client gets in: ``password``, and the ``ssl_*`` options with TLS.
         self.login = login
+        self.frozen = False
         with log.open("ab") as out:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [binary, *args], stdout=out, stderr=subprocess.STDOUT
@@ -55,6 +58,15 @@ class Node:
             "127.0.0.1", self.port, socket_connect_timeout=1, socket_timeout=2, **self.login
         )
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers (a hung or partitioned node)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+        self.frozen = False
+
     def kill(self) -> None:
         """SIGKILL: gone at once, its connections cut without a goodbye."""
         if self.proc is not None:
@@ -63,9 +75,11 @@ class Node:
             self.proc = None
 
     def stop(self) -> None:
-        """SIGTERM, SIGKILL after 5 s."""
+        """SIGCONT if frozen, SIGTERM, SIGKILL after 5 s."""
         if self.proc is None:
             return
+        if self.frozen:
+            self.thaw()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
