@@ -257,7 +257,8 @@ async def test_killing_the_master_fails_over_on_the_same_client_and_promotes_onc
             f"{promoted_at - killed_at:.2f} s, -> same client answering "
             f"{recovered_at - killed_at:.2f} s "
             f"({max(0.0, recovered_at - promoted_at):.2f} s after the promotion); "
-            f"{len(errors)} ShortTermUnavailableError meanwhile"
+            f"{len(errors)} ShortTermUnavailableError meanwhile; {len(staged)} staged, "
+            f"{len(promoted)} promoted, {len(committed)} committed before Redis failed"
         )
         leaked = [exc for _, exc in errors if not isinstance(exc, ShortTermUnavailableError)]
         assert leaked == [], leaked  # nothing but the documented error

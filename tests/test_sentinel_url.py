@@ -51,6 +51,8 @@ def test_the_db_defaults_to_0_and_tls_takes_its_files() -> None:
         ("redis+sentinel://h1:26379/", "names no service"),
         ("redis+sentinel://h1:99999/mymaster", "bad port"),
         ("redis+sentinel://h1:0/mymaster", "bad port"),
+        ("redis+sentinel://h1:0655350/mymaster", "bad port"),
+        ("redis+sentinel://h1:\uff12\uff16\uff13\uff17\uff19/mymaster", "bad port"),  # fullwidth
         ("redis+sentinel://h1:port/mymaster", "bad port"),
         ("redis+sentinel://h1/mymaster/zero", "database must be a number"),
         ("redis+sentinel://h1/mymaster/-1", "database must be a number"),

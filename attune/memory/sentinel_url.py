@@ -92,7 +92,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     if not hosts.strip():
         raise ValueError(f"the Sentinel URL names no sentinel host ({_EXAMPLE})")
     sentinels = tuple(_address(part) for part in hosts.split(","))
-    segments = [s for s in path.split("/")] if slash else []
+    segments = path.split("/") if slash else []
     if not segments or not segments[0]:
         raise ValueError(
             "the Sentinel URL names no service: put the master's name as Sentinel monitors "
@@ -148,7 +148,8 @@ def _address(part: str) -> tuple[str, int]:
             )
     if port_text is None:
         return host, DEFAULT_SENTINEL_PORT
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text[:6]) < 65536:
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not digits or not 0 < int(port_text) < 65536:
         raise ValueError(
             f"the Sentinel URL has a bad port for host {host!r}: a port is a number "
             f"from 1 to 65535 ({_EXAMPLE})"
