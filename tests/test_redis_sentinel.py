@@ -30,7 +30,7 @@ from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.staging import promoted_id
 
-pytestmark = pytest.mark.topology
+pytestmark = pytest.mark.sentinel
 
 DATA_PW = "Data-pw-5521"
 SENTINEL_PW = "Sentinel-pw-9034"
