@@ -219,16 +219,18 @@ class SentinelGroup:
         return True
 
     def master_port(self) -> int | None:
-        """The master's port as the sentinels' majority names it now (None if they differ)."""
+        """The master's port as every sentinel names it now (None if they differ).
+
+        Read from ``SENTINEL MASTER``, as clients are (``GET-MASTER-ADDR-BY-NAME`` names the
+        replica being promoted already, before the failover has ended)."""
         ports = set()
         for node in self.sentinels:
             with contextlib.closing(node.client()) as sentinel:
                 try:
-                    address: Any = sentinel.sentinel_get_master_addr_by_name(SERVICE)
-                    port = address[1]
+                    state: Any = sentinel.sentinel_master(SERVICE)
                 except redis.RedisError:
-                    continue
-                ports.add(int(port))
+                    return None
+                ports.add(int(state["port"]))
         return ports.pop() if len(ports) == 1 else None
 
     def kill_master(self) -> None:

@@ -17,6 +17,12 @@ its idle connections when that address changed. So after a failover:
   master is down and not yet replaced), every operation fails with
   ``ShortTermUnavailableError``; the same client works again once a replica is promoted.
 
+* A master replaced while it still runs (``SENTINEL FAILOVER``, a partition that heals)
+  keeps accepting writes until Sentinel demotes it, about 10 s later, and a pooled
+  connection to it would keep writing there (writes then lost). So the pool asks the
+  sentinels again at most every :data:`FOLLOW_INTERVAL_S` while it is used, and a
+  connection to a node that is no longer the master is dropped before its next command.
+
 The sentinels are asked with short timeouts (``redis_connect_timeout`` for connecting and
 for their answer) and without redis-py's own retries: the next sentinel is the retry.
 """
@@ -24,12 +30,16 @@ for their answer) and without redis-py's own retries: the next sentinel is the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from attune.errors import ConfigurationError
@@ -47,9 +57,45 @@ __all__ = [
 ]
 
 
+#: How often a pool in use asks the sentinels which node is the master (seconds).
+FOLLOW_INTERVAL_S = 1.0
+
 #: What redis-py's sentinel-managed connection raises on ``READONLY`` from the node it took
 #: for the master (it disconnects first, so the next connection asks the sentinels again).
 _DEMOTED = "The previous master is now a slave"
+
+
+class FollowingPool(SentinelConnectionPool):
+    """A master's pool that notices a new master within :data:`FOLLOW_INTERVAL_S` even
+    while the old one still answers (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._asked_at = -math.inf
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        now = time.monotonic()
+        if now - self._asked_at >= FOLLOW_INTERVAL_S:
+            self._asked_at = now
+            # Drops the idle connections if the master changed. Sentinels that do not
+            # answer leave things as they are: the master may well be fine.
+            with contextlib.suppress(redis_errors.RedisError, OSError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+            *args, **kwargs
+        )
+        peer = (getattr(connection, "host", None), getattr(connection, "port", None))
+        master = self.master_address
+        if master is not None and connection.is_connected and peer != master:
+            # Reconnected here, through the sentinels: a command on a disconnected
+            # connection would reconnect by itself, but to the address it had.
+            try:
+                await connection.disconnect()
+                await connection.connect()  # type: ignore[no-untyped-call]
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
 
 
 def sentinel_target(url: str) -> SentinelURL | None:
@@ -83,6 +129,7 @@ def master_client(target: SentinelURL, connect_timeout: float) -> tuple[aioredis
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     client: aioredis.Redis = sentinel.master_for(
         target.service,
+        connection_pool_class=FollowingPool,
         db=target.db,
         username=target.username,
         password=target.password,
