@@ -16,12 +16,13 @@ its idle connections when that address changed. So after a failover:
 * While the sentinels still name the old master, or none (``MasterNotFoundError``: the
   master is down and not yet replaced), every operation fails with
   ``ShortTermUnavailableError``; the same client works again once a replica is promoted.
-
 * A master replaced while it still runs (``SENTINEL FAILOVER``, a partition that heals)
   keeps accepting writes until Sentinel demotes it, about 10 s later, and a pooled
   connection to it would keep writing there (writes then lost). So the pool asks the
   sentinels again at most every :data:`FOLLOW_INTERVAL_S` while it is used, and a
-  connection to a node that is no longer the master is dropped before its next command.
+  connection to a node that is no longer the master is reconnected, through the
+  sentinels, before its next command (:class:`FollowingPool`). Writes acknowledged by
+  the old master in the meantime are still lost: Sentinel's replication is asynchronous.
 
 The sentinels are asked with short timeouts (``redis_connect_timeout`` for connecting and
 for their answer) and without redis-py's own retries: the next sentinel is the retry.
