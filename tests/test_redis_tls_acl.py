@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from certificates import make_certificates
 from conftest import CI
 from faults import RedisProcess, answers, free_port
-from topology_cluster import make_certificates
 
 from attune.errors import AttuneError, ShortTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from certificates import make_certificates
 from faults import answers, free_port
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -47,28 +48,6 @@ def cluster_tools() -> tuple[str, str] | None:
     """``(redis-server, redis-cli)`` if both are installed, else None."""
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     return (server, cli) if server and cli else None
-
-
-def make_certificates(directory: Path) -> None:
-    """``ca.crt`` / ``ca.key`` (a test authority) and ``server.crt`` / ``server.key`` for
-    127.0.0.1 signed by it, made by ``openssl`` in ``directory``."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-        "-out", "ca.crt", "-days", "2", "-subj", "/CN=attune-test-ca",
-    )  # fmt: skip
-    openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-        "-out", "server.csr", "-subj", "/CN=127.0.0.1",
-    )  # fmt: skip
-    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
-    )  # fmt: skip
 
 
 class LocalCluster:

@@ -34,6 +34,11 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from attune.errors import ConfigurationError
+from attune.memory.sentinel_url import (
+    is_sentinel_url,
+    parse_sentinel_url,
+    redact_sentinel_url,
+)
 from attune.memory.store_marker import AUDIT_NAME
 from attune.memory.validation import has_surrogate
 
@@ -100,6 +105,8 @@ _SECRET_PARAMS = ("password", "sslpassword")
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, in its user part or as a query
     parameter (``?password=``) (safe for messages and health reports)."""
+    if is_sentinel_url(url):  # several hosts: not a netloc urlsplit can read
+        return redact_sentinel_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -249,12 +256,16 @@ class MemoryConfig(BaseSettings):
         if cluster_url.is_cluster_url(value):
             cluster_url.parse_cluster_url(value)  # ValueError says what is wrong
             return value
+        if is_sentinel_url(value):  # redis+sentinel://host:26379,host:26380/service/db
+            parse_sentinel_url(value)  # ValueError says what is wrong
+            return value
         parts = _split_url(
             value,
             "Redis",
             _REDIS_SCHEMES,
-            "a Redis URL starts with redis://, rediss:// or unix:// "
-            "(for example redis://localhost:6379/0)",
+            "a Redis URL starts with redis://, rediss:// or unix:// (for example "
+            "redis://localhost:6379/0), redis+cluster:// for a Redis Cluster or "
+            "redis+sentinel:// for Sentinel",
         )
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("the Redis URL has no host (for example redis://localhost:6379/0)")

@@ -36,6 +36,14 @@ from attune.memory.short_term.replies import describe as _describe
 from attune.memory.short_term.replies import first_line as _first_line
 from attune.memory.short_term.replies import raw as _raw
 from attune.memory.short_term.replies import staged_ids as _staged_ids
+from attune.memory.short_term.sentinel import (
+    Sentinel,
+    close_sentinel,
+    master_client,
+    master_report,
+    sentinel_target,
+    topology_message,
+)
 
 T = TypeVar("T")
 
@@ -75,17 +83,24 @@ class RedisShortTermMemory:
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
         self.keys = KeySpace(config.key_prefix)
-        if self.url is not None:
-            _check_url(self.url)
-        else:
+        #: The parsed ``redis+sentinel://`` URL, or None for any other.
+        self._sentinel = None if self.url is None else sentinel_target(self.url)
+        if self.url is None:
             _say_the_stand_in_is_private(config)
+        elif self._sentinel is None:
+            _check_url(self.url)
         self._clients: LoopLocal[_LoopClient] = LoopLocal(self._connect, _close_client)
 
     # -- connection ----------------------------------------------------------------------
 
     async def _connect(self) -> _LoopClient:
-        client = self._new_client()
-        return _LoopClient(client, AutoPipeline(client, self.config.redis_socket_timeout))
+        sentinel = None
+        if self._sentinel is not None:
+            client, sentinel = master_client(self._sentinel, self.config.redis_connect_timeout)
+            use_fast_packing(client)
+        else:
+            client = self._new_client()
+        return _LoopClient(client, AutoPipeline(client, self.config.redis_socket_timeout), sentinel)
 
     def _new_client(self) -> aioredis.Redis:
         if self.backend == "fakeredis":
@@ -160,10 +175,14 @@ class RedisShortTermMemory:
 
     def _translated(self, exc: BaseException, command: str) -> AttuneError:
         line, what = _first_line(exc), _describe(exc)
+        topology = topology_message(exc, self.safe_url, self._sentinel)
+        if topology is not None:
+            return ShortTermUnavailableError(topology)
         if isinstance(exc, redis_errors.AuthenticationError):
             return ShortTermUnavailableError(
                 f"Redis at {self.safe_url} refused the credentials ({what}); "
                 "check the user and password in REDIS_URL"
+                + (" (and its sentinel_password for the sentinels)" if self._sentinel else "")
             )
         if isinstance(exc, redis_errors.ResponseError):
             return ShortTermCommandError(
@@ -350,6 +369,12 @@ class RedisShortTermMemory:
             report.update(available=False, error=_describe(exc))
         else:
             report.update(available=True, latency_ms=round((time.perf_counter() - start) * 1000, 3))
+        if self._sentinel is not None:
+            conn = await self._clients.get()
+            assert conn.sentinel is not None
+            report.update(
+                await master_report(self._sentinel, conn.sentinel, self.config.redis_socket_timeout)
+            )
         return report
 
     async def aclose(self) -> None:
@@ -426,7 +451,13 @@ class _LoopClient:
 
     redis: aioredis.Redis
     pipeline: AutoPipeline
+    #: The sentinels' clients of a ``redis+sentinel://`` URL (closed with it).
+    sentinel: Sentinel | None = None
 
 
 async def _close_client(conn: _LoopClient) -> None:
-    await conn.redis.aclose()
+    try:
+        await conn.redis.aclose()
+    finally:
+        if conn.sentinel is not None:
+            await close_sentinel(conn.sentinel)
