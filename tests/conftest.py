@@ -27,6 +27,7 @@ import pytest
 import redis
 from faults import RedisProcess, ReplyDroppingProxy, redis_process, reply_dropping_proxy
 from topology_cluster import LocalCluster, cluster_tools, local_cluster
+from topology_sentinel import SentinelGroup, sentinel_group
 
 from attune.memory import MemoryConfig
 from attune.memory.security import pipeline as security_pipeline
@@ -164,6 +165,18 @@ def redis_cluster() -> Iterator[LocalCluster]:
     _need_cluster_tools()
     with local_cluster(password=CLUSTER_PASSWORD) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A Sentinel group (1 master, 1 replica, 3 sentinels) on loopback for the session, for
+    tests that never fail it over (tests/test_redis_sentinel.py starts one per test)."""
+    if shutil.which("redis-server") is None:
+        if CI:
+            pytest.fail("redis-server is not installed (CI=true makes this a failure)")
+        pytest.skip("redis-server is not installed: no Sentinel group to test on")
+    with sentinel_group(tmp_path_factory.mktemp("sentinel")) as group:
+        yield group
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Two hosts, one memory (issue 16, item 8): two OS processes that share no directory, each
-running 8 agents against the same PostgreSQL database and Redis (one server, or a 3-master
-Redis Cluster), see each other's work.
+running 8 agents against the same PostgreSQL database and Redis (one server, a 3-master
+Redis Cluster, or a Sentinel group), see each other's work.
 
 The scenario is ``benchmarks/multi_host.py`` (also a benchmark); here it runs small and
 its outcome is checked: every pattern one host wrote is recalled, with its content, and
@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,13 +29,16 @@ asyncpg = pytest.importorskip("asyncpg")
 PATTERNS, STAGED = 6, 2
 
 
-@pytest.fixture(params=["redis", "cluster"])
+@pytest.fixture(params=["redis", "cluster", "sentinel"])
 def two_hosts(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str, key_prefix: str
 ) -> dict:
-    """The scenario's outcome, on one Redis or on the session's 3-master Redis Cluster."""
+    """The scenario's outcome, on one Redis, on the session's 3-master Redis Cluster or
+    on its Sentinel group."""
     if request.param == "cluster":
         url = request.getfixturevalue("redis_cluster").seed_url(2)
+    elif request.param == "sentinel":
+        url = request.getfixturevalue("redis_sentinel").url(0)
     else:
         url = request.getfixturevalue("redis_url")
     return multi_host.scenario(postgres_url, url, PATTERNS, STAGED, tmp_path, key_prefix)
@@ -97,16 +99,23 @@ def test_both_hosts_write_one_audit_chain_that_verifies(two_hosts: dict) -> None
     assert len(promoted) == 2 * multi_host.AGENTS * STAGED
 
 
-def test_the_demo_runs_on_postgresql_and_the_cluster(
-    redis_cluster: Any, postgres_url: str, tmp_path: Path, key_prefix: str
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+def test_the_demo_runs_on_postgresql_and_a_redis_fleet(
+    topology: str,
+    request: pytest.FixtureRequest,
+    postgres_url: str,
+    tmp_path: Path,
+    key_prefix: str,
 ) -> None:
     """``attune demo`` on a fleet's services, with only the two URLs set (and the root key
     a fleet's hosts share)."""
     from attune.memory.security.crypto import generate_master_key
 
-    env = multi_host.host_env(
-        tmp_path, postgres_url, redis_cluster.seed_url(1), generate_master_key(), key_prefix
-    )
+    if topology == "cluster":
+        url = request.getfixturevalue("redis_cluster").seed_url(1)
+    else:
+        url = request.getfixturevalue("redis_sentinel").url(0)
+    env = multi_host.host_env(tmp_path, postgres_url, url, generate_master_key(), key_prefix)
     env["ATTUNE_ENV"] = "development"
     exe = Path(sys.executable).with_name("attune")
     done = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=120)

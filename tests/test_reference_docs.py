@@ -534,20 +534,27 @@ def test_documentation_on_real_redis(
     _walk(redis_url, tmp_path, monkeypatch, key_prefix)
 
 
-def test_documentation_on_postgresql_and_redis_cluster(
-    redis_cluster: Any,
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+def test_documentation_on_postgresql_and_a_redis_fleet(
+    topology: str,
+    request: pytest.FixtureRequest,
     postgres_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     key_prefix: str,
 ) -> None:
     """A fleet: only ATTUNE_DATABASE_URL and REDIS_URL changed (plus the root key every
-    host of a fleet shares), and every block still runs as written."""
+    host of a fleet shares), on PostgreSQL with a Redis Cluster or a Sentinel group; every
+    block still runs as written."""
     from attune.memory.security.crypto import generate_master_key
 
+    if topology == "cluster":
+        url = request.getfixturevalue("redis_cluster").seed_url(0)
+    else:
+        url = request.getfixturevalue("redis_sentinel").url(0)
     monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
     monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
-    _walk(redis_cluster.seed_url(0), tmp_path, monkeypatch, key_prefix)
+    _walk(url, tmp_path, monkeypatch, key_prefix)
 
 
 def _normalise(text: str) -> str:
