@@ -136,6 +136,7 @@ class ClusterShortTermMemory(RedisShortTermMemory):
         self.backend = "redis-cluster"
         self.url = config.redis_url
         self.keys = KeySpace(config.key_prefix)
+        self._sentinel = None  # the base class's error messages ask; a cluster has none
         try:
             self.target: ClusterURL = parse_cluster_url(config.redis_url)
         except ValueError as exc:
