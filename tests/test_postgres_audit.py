@@ -556,3 +556,36 @@ def free_port_url() -> str:
     from conftest import free_port
 
     return f"postgresql://attune:s3cret@127.0.0.1:{free_port()}/attune"
+
+
+async def test_a_write_alone_on_a_stale_head_guess_still_chains_once(
+    store: PostgresLongTermStore, log: DatabaseAuditLogger, postgres_url: str
+) -> None:
+    """A write alone is one statement that inserts the record and its event only if the
+    chain head is where this process last left it. Another writer moved it (a stale
+    guess): that statement writes nothing and the usual transaction chains the event. A
+    duplicate id on a good guess writes neither record nor event."""
+    await store.count()
+    first = InsertOp(pattern_record("pat_1"), Audited(log.journal, _event("pat_1")))
+    assert await store.write(first)
+    assert log.journal.head_hint.value is not None  # the next write alone is one statement
+    other = DatabaseAuditLogger(postgres_url)  # another host's logger moves the head
+    try:
+        for i in range(3):
+            other.log(_event(f"x{i}"))
+    finally:
+        other.close()
+    stale = log.journal.head_hint.value
+    assert await store.write(
+        InsertOp(pattern_record("pat_2"), Audited(log.journal, _event("pat_2")))
+    )
+    assert log.journal.head_hint.value != stale  # learnt from the transaction that chained it
+    assert await store.write(
+        InsertOp(pattern_record("pat_3"), Audited(log.journal, _event("pat_3")))
+    )
+    assert await store.write(first) is False  # a duplicate: nothing written
+    stored = [e["target_id"] for e in log.query(event_type="pattern.store")]
+    assert stored == ["pat_1", "x0", "x1", "x2", "pat_2", "pat_3"]
+    rows = await _sql(postgres_url, "SELECT seq FROM audit_events ORDER BY seq")
+    assert [row["seq"] for row in rows] == list(range(1, len(rows) + 1))
+    assert log.verify().ok

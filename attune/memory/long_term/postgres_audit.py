@@ -83,7 +83,7 @@ async def append(conn: asyncpg.Connection, entries: list[tuple[str, str]]) -> tu
     row = await conn.fetchrow(_LOCK_HEAD)
     if row is None:
         raise _no_head()
-    seqs, stamps, lines, new = _chained((int(row[0]), str(row[1])), entries)
+    seqs, stamps, lines, new = chained((int(row[0]), str(row[1])), entries)
     await conn.execute(_APPEND, seqs, stamps, lines, *new)
     return new
 
@@ -114,7 +114,7 @@ _APPEND_IF_HEAD = (
 _TRIES = 3
 
 
-def _chained(
+def chained(
     start: tuple[int, str], entries: list[tuple[str, str]]
 ) -> tuple[list[int], list[str], list[str], tuple[int, str]]:
     """``entries`` as lines chained onto ``start``: their seqs, stamps, lines, new head."""
@@ -142,7 +142,7 @@ async def append_alone(
             expected = await head(conn)
             if expected is None:
                 raise _no_head()
-        seqs, stamps, lines, new = _chained(expected, entries)
+        seqs, stamps, lines, new = chained(expected, entries)
         if await conn.fetchval(_APPEND_IF_HEAD, seqs, stamps, lines, *expected, *new) is not None:
             return new
         expected = None

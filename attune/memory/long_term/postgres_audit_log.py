@@ -35,7 +35,12 @@ import asyncpg
 from attune.errors import AuditLogError, ConfigurationError, ValidationError
 from attune.memory.config import redact_url
 from attune.memory.long_term import postgres_audit
-from attune.memory.long_term.postgres_audit_sink import NoHeadError, TableSink, quietly_close
+from attune.memory.long_term.postgres_audit_sink import (
+    HeadHint,
+    NoHeadError,
+    TableSink,
+    quietly_close,
+)
 from attune.memory.long_term.protocol import InsertOp, WriteOp
 from attune.memory.security.audit.batch import _Batch
 from attune.memory.security.audit.codec import _utc_text
@@ -73,6 +78,13 @@ class TableJournal(StoreJournal):
     def begin(self, events: Sequence[AuditEvent]) -> OutboxWrite | None:
         """None: a database log keeps no outbox (see the class)."""
         return None
+
+    @property
+    def head_hint(self) -> HeadHint:
+        """Where this process last left the chain head (see :class:`HeadHint`)."""
+        logger = self.logger
+        assert isinstance(logger, DatabaseAuditLogger)
+        return logger.head_hint
 
     def take_queued(self) -> tuple[_Batch | None, _Batch | None]:
         """(the batch the logger's writer is writing now, if any; its open batch, taken):
@@ -175,6 +187,8 @@ class DatabaseAuditLogger(AuditLogger):
         self.dsn = dsn
         self.url = redact_url(dsn)
         self.connect_timeout_s = connect_timeout_s
+        #: Where this process last left the chain head (its sink's and its stores' appends).
+        self.head_hint = HeadHint()
         #: The local copy of this process's events (its own chain), or None.
         self.mirror = None if mirror is None else AuditLogger(mirror, sync=False)
         where = Path(mirror) if mirror is not None else Path(f"/{postgres_audit.TABLE}")
@@ -190,7 +204,7 @@ class DatabaseAuditLogger(AuditLogger):
     # -- writing ---------------------------------------------------------------------------
 
     def _new_sink(self) -> Sink:
-        return TableSink(self.dsn, self.connect_timeout_s)
+        return TableSink(self.dsn, self.connect_timeout_s, self.head_hint)
 
     def _failure_of(self, exc: BaseException) -> Failure:
         if isinstance(exc, NoHeadError):

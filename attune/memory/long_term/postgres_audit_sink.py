@@ -24,9 +24,21 @@ import asyncpg
 
 from attune.memory.long_term import postgres_audit, postgres_schema
 
-__all__ = ["NoHeadError", "TableSink", "quietly_close"]
+__all__ = ["HeadHint", "NoHeadError", "TableSink", "quietly_close"]
 
 _T = TypeVar("_T")
+
+
+class HeadHint:
+    """The chain head as this process last left it (``value``: (seq, hash), or None),
+    written by the logger's sink and by a PostgreSQL store's transactions. Only a guess:
+    whoever appends on it checks it under the head's row lock (a stale one costs a round
+    trip, never a wrong chain). A tuple is read and replaced whole, from any thread."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: tuple[int, str] | None = None
 
 
 class TableSink:
@@ -34,13 +46,13 @@ class TableSink:
     module). Used by one thread at a time (the logger's ``_sink_lock``) for writes; reads
     (verify, query) take a connection of their own on the same loop."""
 
-    def __init__(self, dsn: str, timeout_s: float) -> None:
+    def __init__(self, dsn: str, timeout_s: float, hint: HeadHint | None = None) -> None:
         self._dsn = dsn
         self._timeout_s = timeout_s
         self._conn: asyncpg.Connection | None = None
-        #: The head after this sink's last append: a guess (checked by the statement that
-        #: appends, see :func:`postgres_audit.append_alone`), right while nobody else wrote.
-        self._head: tuple[int, str] | None = None
+        #: The head after this process's last append: a guess (checked by the statement
+        #: that appends, see :func:`postgres_audit.append_alone`).
+        self._hint = HeadHint() if hint is None else hint
         #: The write connection's ``synchronous_commit`` ("on", "off"; None: not set yet).
         self._commit_mode: str | None = None
         self._loop = asyncio.new_event_loop()
@@ -91,7 +103,7 @@ class TableSink:
                 await conn.execute(f"SET synchronous_commit = {mode}")
                 self._commit_mode = mode
             # One statement, its own transaction, while the head is our last.
-            self._head = await postgres_audit.append_alone(conn, entries, self._head)
+            self._hint.value = await postgres_audit.append_alone(conn, entries, self._hint.value)
 
         self.run(write)
 

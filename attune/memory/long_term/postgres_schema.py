@@ -154,22 +154,38 @@ _TYPES = (
     "int4",
     "text",
 )
-#: New records, one array per column (and the search columns as literals, see
-#: :mod:`.postgres_search`); a duplicate id inserts nothing (RETURNING says which did).
-INSERT_MANY = (
-    f"INSERT INTO patterns ({COLUMNS}, indexed, words, tokens, sensitive_tokens, facets) "  # noqa: S608
-    f"SELECT {', '.join(f'c{n}' for n in range(len(_TYPES)))}, "
-    "ix, w::tsvector, t::tsvector, st::tsvector, "
-    "CASE WHEN f IS NULL THEN NULL ELSE "
-    "ARRAY(SELECT jsonb_array_elements_text(f::jsonb)) END "
-    "FROM unnest("
-    + ", ".join(f"${n + 1}::{t}[]" for n, t in enumerate(_TYPES))
-    + f", ${len(_TYPES) + 1}::bool[], ${len(_TYPES) + 2}::text[], ${len(_TYPES) + 3}::text[], "
-    f"${len(_TYPES) + 4}::text[], ${len(_TYPES) + 5}::text[]) AS r("
-    + ", ".join(f"c{n}" for n in range(len(_TYPES)))
-    + ", ix, w, t, st, f) "
-    "ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id"
-)
+
+
+def _insert_many(condition: str) -> str:
+    """New records, one array per column (and the search columns as literals, see
+    :mod:`.postgres_search`), where ``condition`` holds; a duplicate id inserts nothing
+    (RETURNING says which did)."""
+    return (
+        f"INSERT INTO patterns ({COLUMNS}, indexed, words, tokens, sensitive_tokens, facets) "  # noqa: S608
+        f"SELECT {', '.join(f'c{n}' for n in range(len(_TYPES)))}, "
+        "ix, w::tsvector, t::tsvector, st::tsvector, "
+        "CASE WHEN f IS NULL THEN NULL ELSE "
+        "ARRAY(SELECT jsonb_array_elements_text(f::jsonb)) END "
+        "FROM unnest("
+        + ", ".join(f"${n + 1}::{t}[]" for n, t in enumerate(_TYPES))
+        + f", ${len(_TYPES) + 1}::bool[], ${len(_TYPES) + 2}::text[], ${len(_TYPES) + 3}::text[], "
+        f"${len(_TYPES) + 4}::text[], ${len(_TYPES) + 5}::text[]) AS r("
+        + ", ".join(f"c{n}" for n in range(len(_TYPES)))
+        + ", ix, w, t, st, f) "
+        + condition
+        + " ON CONFLICT (pattern_id) DO NOTHING RETURNING pattern_id"
+    )
+
+
+#: Records inserted (an id already there is skipped); their ids come back.
+INSERT_MANY = _insert_many("")
+#: The number of parameters :data:`INSERT_MANY` takes.
+INSERT_PARAMS = len(_TYPES) + 5
+
+
+def insert_many_if(condition: str) -> str:
+    """:data:`INSERT_MANY` inserting only where ``condition`` (an SQL expression) holds."""
+    return _insert_many(f" WHERE {condition}")
 
 
 async def migrate(conn: asyncpg.Connection) -> None:
