@@ -153,3 +153,44 @@ def test_user_guide_examples_run_in_order(
     assert (tmp_path / "backup.jsonl").exists()
     assert (tmp_path / "dev_storage").is_dir()
     shutil.rmtree(tmp_path / "storage", ignore_errors=True)
+
+
+# -- the first script: README and the site's home page ----------------------------------------
+
+
+def _first_python_block(path: Path) -> str:
+    found = re.search(r"```python\n(.*?)```", path.read_text(), re.S)
+    assert found, f"{path.name} has a python example"
+    return found.group(1)
+
+
+def test_readme_example_is_the_home_pages_and_runs(tmp_path: Path, key_prefix: str) -> None:
+    script = _first_python_block(ROOT / "README.md")
+    assert script == _first_python_block(DOCS / "index.md")
+    assert len(script.splitlines()) <= 25
+    (tmp_path / "first.py").write_text(script)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "ATTUNE_DATABASE_URL", "ATTUNE_ENV", "ATTUNE_MASTER_KEY")
+    }
+    env.update(ATTUNE_STORAGE_DIR=str(tmp_path / "storage"), ATTUNE_KEY_PREFIX=key_prefix)
+    run = subprocess.run(
+        [sys.executable, "first.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "PUBLIC Return 429 with Retry-After when rate limited\n"
+
+
+def test_readme_links_to_existing_docs_pages() -> None:
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\((docs/[^)#]*)", readme)
+    assert len(links) >= 10
+    for link in links:
+        assert (ROOT / link).exists(), link

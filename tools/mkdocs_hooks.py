@@ -30,7 +30,7 @@ from mkdocs.structure.pages import Page
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_MARKER = "<!-- generated: configuration -->"
 CLI_MARKER = "<!-- generated: cli -->"
-FACADE_MARKER = re.compile(r"<!-- generated: facade ([\w.]+) -->")
+FACADE_MARKER = re.compile(r"^<!-- generated: facade ([\w.]+) -->$", re.M)
 _rendered: set[str] = set()
 
 
@@ -45,9 +45,7 @@ def _field_comments(source: str) -> dict[str, tuple[str, str]]:
     lines = source.splitlines()
     tree = ast.parse(source)
     cls = next(
-        node
-        for node in tree.body
-        if isinstance(node, ast.ClassDef) and node.name == "MemoryConfig"
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "MemoryConfig"
     )
     found: dict[str, tuple[str, str]] = {}
     previous: str | None = None  # the description of the field on the line just above
@@ -62,8 +60,11 @@ def _field_comments(source: str) -> dict[str, tuple[str, str]]:
             row -= 1
         if comment:
             description = " ".join(comment)
-        elif previous is not None and row >= 0 and lines[row].strip() and not (
-            lines[row].strip().startswith("#")
+        elif (
+            previous is not None
+            and row >= 0
+            and lines[row].strip()
+            and not (lines[row].strip().startswith("#"))
         ):
             description = previous  # shares the block of the field above it
         else:
@@ -201,9 +202,15 @@ def _subcommands(
     return found
 
 
-def _option_rows(
-    parser: argparse.ArgumentParser, skip: frozenset[tuple[str, ...]]
-) -> list[str]:
+def _metavar(action: argparse.Action, default: str) -> str:
+    """How the usage line names the action's value (a tuple metavar: its names, spaced)."""
+    metavar = action.metavar
+    if isinstance(metavar, tuple):
+        return " ".join(metavar)
+    return metavar or default
+
+
+def _option_rows(parser: argparse.ArgumentParser, skip: frozenset[tuple[str, ...]]) -> list[str]:
     rows = []
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
@@ -213,9 +220,9 @@ def _option_rows(
         if action.option_strings:
             name = ", ".join(action.option_strings)
             if action.nargs != 0:
-                name += " " + (action.metavar or action.dest.upper())
+                name += " " + _metavar(action, action.dest.upper())
         else:
-            name = str(action.metavar or action.dest)
+            name = _metavar(action, action.dest)
         text = action.help or ""
         if action.choices and not isinstance(action, argparse._SubParsersAction):
             text += " (one of: " + ", ".join(str(c) for c in action.choices) + ")"
@@ -279,13 +286,25 @@ def cli_reference() -> str:
 # -- the hooks --------------------------------------------------------------------------------
 
 
+def _on_its_own_line(marker: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(marker)}$", re.M)
+
+
+_GENERATORS = {
+    CONFIG_MARKER: configuration_reference,
+    CLI_MARKER: cli_reference,
+}
+
+
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
-    if CONFIG_MARKER in markdown:
-        markdown = markdown.replace(CONFIG_MARKER, configuration_reference())
-        _rendered.add(CONFIG_MARKER)
-    if CLI_MARKER in markdown:
-        markdown = markdown.replace(CLI_MARKER, cli_reference())
-        _rendered.add(CLI_MARKER)
+    """Each marker that stands on a line of its own is replaced by what it names (a marker
+    quoted in the text, as on the development page, is left alone)."""
+    for marker, generate in _GENERATORS.items():
+        pattern = _on_its_own_line(marker)
+        if pattern.search(markdown):
+            text = generate()
+            markdown = pattern.sub(text.replace("\\", "\\\\"), markdown)
+            _rendered.add(marker)
     return FACADE_MARKER.sub(lambda match: facade_reference(match.group(1)), markdown)
 
 
