@@ -179,6 +179,20 @@ def facade_reference(path: str) -> str:
 # -- the command line -------------------------------------------------------------------------
 
 
+def _help(text: str | None) -> str:
+    """An action's help as shown (a hidden one, ``SUPPRESS``, has none)."""
+    return "" if text is None or text == argparse.SUPPRESS else text
+
+
+def _block(text: str) -> str:
+    """A parser's description or epilog: prose when it is one paragraph of one line, else
+    the text as argparse prints it (a raw layout: columns, lists)."""
+    text = text.strip()
+    if "\n" in text:
+        return f"```text\n{text}\n```\n"
+    return _cell(text).replace("\\|", "|") + "\n"
+
+
 def _usage(parser: argparse.ArgumentParser) -> str:
     formatter = argparse.HelpFormatter(parser.prog, width=88)
     formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups)
@@ -192,7 +206,7 @@ def _subcommands(
     found = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+            helps = {choice.dest: _help(choice.help) for choice in action._choices_actions}
             seen: set[int] = set()
             for name, sub in action.choices.items():
                 if id(sub) in seen:  # an alias
@@ -223,7 +237,7 @@ def _option_rows(parser: argparse.ArgumentParser, skip: frozenset[tuple[str, ...
                 name += " " + _metavar(action, action.dest.upper())
         else:
             name = _metavar(action, action.dest)
-        text = action.help or ""
+        text = _help(action.help)
         if action.choices and not isinstance(action, argparse._SubParsersAction):
             text += " (one of: " + ", ".join(str(c) for c in action.choices) + ")"
         if action.required and action.option_strings:
@@ -243,13 +257,13 @@ def _command(
     if help_text:
         out.append(_cell(help_text[0].upper() + help_text[1:]) + ".\n")
     if parser.description and len(path) > 1:
-        out.append(_cell(parser.description) + "\n")
+        out.append(_block(parser.description))
     out.append(f"```text\n{_usage(parser)}\n```\n")
     rows = _option_rows(parser, skip)
     if rows:
         out.extend(["| argument | meaning |", "|---|---|", *rows, ""])
     if parser.epilog and len(path) > 1:
-        out.append(f"```text\n{parser.epilog.strip()}\n```\n")
+        out.append(_block(parser.epilog))
     for name, sub_help, sub in _subcommands(parser):
         _command(sub, [*path, name], sub_help, skip, out)
 
@@ -267,7 +281,7 @@ def cli_reference() -> str:
     skip = frozenset(tuple(action.option_strings) for action in top)
     out = [f"```text\n{_usage(parser)}\n```\n"]
     if parser.description:
-        out.append(_cell(parser.description) + "\n")
+        out.append(_block(parser.description))
     out.append("## Global options\n")
     out.append(
         "Accepted before the command and after it (`attune --json health` and "
@@ -275,7 +289,7 @@ def cli_reference() -> str:
     )
     out.extend(["| option | meaning |", "|---|---|", *_option_rows(parser, frozenset()), ""])
     if parser.epilog:
-        out.append("## Exit status and output\n")
+        out.append("## Exit status and conventions\n")
         out.append(f"```text\n{parser.epilog.strip()}\n```\n")
     out.append("## Commands\n")
     for name, help_text, sub in _subcommands(parser):
