@@ -72,21 +72,19 @@ subcommand. Every command reads the usual environment (``ATTUNE_*``, ``REDIS_URL
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-from attune.cli import commands, parser
+from attune.cli import commands, identity, parser
 from attune.cli.output import Output
 from attune.errors import AttuneError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser.build().parse_args(argv)
-    if args.storage_dir:
-        os.environ["ATTUNE_STORAGE_DIR"] = args.storage_dir
     out = Output(as_json=args.json)
     try:
-        return commands.run(args, out)
+        with identity.run_environment(args):
+            return commands.run(args, out)
     except AttuneError as exc:
         out.error(str(exc))
         return commands.ERROR

@@ -90,6 +90,10 @@ class Output:
     def error(self, text: str) -> None:
         self.err.print(Text(f"attune: {text}"), soft_wrap=True)
 
+    def warning(self, text: str) -> None:
+        """A caution for people, on stderr whatever the mode (stdout stays the result's)."""
+        self.err.print(Text(f"attune: {text}", style="yellow"), soft_wrap=True)
+
     def note(self, text: str) -> None:
         """A hint for people, on stderr in ``--json`` mode (stdout holds only the JSON)."""
         (self.err if self.as_json else self.out).print(Text(text, style="dim"), soft_wrap=True)
@@ -271,5 +275,24 @@ def claude_files_table(files: Sequence[Any]) -> Table:
             cell(found.path),
             cell(found.size),
             cell(found.imported_by),
+        )
+    return table
+
+
+def staged_table(staged: Sequence[Mapping[str, Any]]) -> Table:
+    """staged list: one row a staged pattern, its content shortened (``staged show ID``
+    prints every field)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    table.add_column("id", no_wrap=True, style="cyan", min_width=36)
+    table.add_column("staged", overflow="fold")
+    table.add_column("content", overflow="fold")
+    for entry in staged:
+        details = Text(" · ").join([cell(entry.get("pattern_type")), cell(entry.get("namespace"))])
+        details.append("\n").append_text(cell(when(entry.get("staged_at"))))
+        details.append(" by ").append_text(cell(entry.get("staged_by")))
+        details.append("\nexpires ").append_text(cell(when(entry.get("expires_at"))))
+        details.stylize("dim")
+        table.add_row(
+            cell(entry.get("pattern_id")), details, cell(shorten(entry.get("content", "")))
         )
     return table
