@@ -80,7 +80,10 @@ from attune.errors import AttuneError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser.build().parse_args(argv)
+    try:
+        args = parser.build().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (its message printed)
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     out = Output(as_json=args.json)
     try:
         with identity.run_environment(args):

@@ -44,13 +44,13 @@ def tier_option(value: str) -> AccessTier:
     try:
         return AccessTier.parse(int(value) if value.strip().isdigit() else value)
     except ValidationError:
-        raise argparse.ArgumentTypeError(f"unknown access tier: use one of {TIERS}") from None
+        raise argparse.ArgumentTypeError(f"invalid access tier: use one of {TIERS}") from None
 
 
 def user_option(value: str) -> str:
     """``--user``: an agent id the library accepts."""
     try:
-        return validation.check_agent_id(value, "agent id")
+        return validation.check_agent_id(value)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -60,7 +60,7 @@ def classification_option(value: str) -> Classification:
         return Classification.parse(value)
     except ValidationError:
         names = ", ".join(c.name for c in Classification)
-        raise argparse.ArgumentTypeError(f"unknown classification: use one of {names}") from None
+        raise argparse.ArgumentTypeError(f"invalid classification: use one of {names}") from None
 
 
 def json_object_option(value: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from rich.progress import (
     Progress,
     SpinnerColumn,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -144,6 +145,7 @@ class ProgressBar:
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
+                TaskProgressColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=self._console,
