@@ -269,6 +269,10 @@ def test_global_options_before_or_after_the_command(
         (["--tier", "VALIDATOR", "erase-user", "attune-cli", "--yes"], "STEWARD"),
         (["--tier", "OBSERVER", "list", "--namespace", "*"], "STEWARD"),
         (["--tier", "CONTRIBUTOR", "keys", "rotate"], "STEWARD"),
+        # Administration acting as no agent: an explicit lower tier is refused all the same.
+        (["--tier", "VALIDATOR", "db", "upgrade"], "STEWARD"),
+        (["keys", "reroot", "--tier", "OBSERVER"], "STEWARD"),
+        (["--tier", "OBSERVER", "migrate", "--to", "postgresql://nobody@127.0.0.1:1/x"], "STEWARD"),
     ],
 )
 def test_a_tier_too_low_is_refused_with_exit_2_and_nothing_written(

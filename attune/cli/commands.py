@@ -107,6 +107,7 @@ def erase_user(args: argparse.Namespace, out: Output) -> int:
 def db_upgrade(args: argparse.Namespace, out: Output) -> int:
     """Open the configured long-term store, which applies its pending migrations (under
     the store's own lock: safe while other processes start), and report its schema."""
+    identity.require_steward(args, "db_upgrade")
     from attune._runner import run_sync
     from attune.errors import LongTermUnavailableError
     from attune.memory import backends
@@ -143,6 +144,7 @@ def db_upgrade(args: argparse.Namespace, out: Output) -> int:
 
 def migrate(args: argparse.Namespace, out: Output) -> int:
     """migrate --to URL: export, load, verify, each with its progress bar."""
+    identity.require_steward(args, "migrate")
     from attune._runner import run_sync
     from attune.memory.migration import Migration
 
@@ -176,6 +178,7 @@ def keys(args: argparse.Namespace, out: Output) -> int:
             sys.stdout.write(key + "\n")  # the bare key, to paste or to pipe
         return OK
     if args.action == "reroot":
+        identity.require_steward(args, "keys_reroot")
         return _reroot(out)
     with (
         identity.memory(args, AccessTier.STEWARD) as memory,

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from attune.errors import ValidationError
+from attune.errors import AccessDeniedError, ValidationError
 from attune.memory import validation
 from attune.memory.types import AccessTier, Classification
 
@@ -102,6 +102,15 @@ def tier(args: argparse.Namespace, default: AccessTier) -> AccessTier:
 def user(args: argparse.Namespace, default: str = DEFAULT_USER) -> str:
     chosen: str | None = getattr(args, "user", None)
     return default if chosen is None else chosen
+
+
+def require_steward(args: argparse.Namespace, action: str) -> None:
+    """Administration that acts as no agent (``db upgrade``, ``migrate``, ``keys reroot``):
+    run as the operator, but an explicit ``--tier`` below STEWARD is refused as the
+    library refuses it (:class:`~attune.errors.AccessDeniedError`), before any work."""
+    chosen: AccessTier | None = getattr(args, "tier", None)
+    if chosen is not None and chosen < AccessTier.STEWARD:
+        raise AccessDeniedError(action, chosen.name, AccessTier.STEWARD.name)
 
 
 def memory(args: argparse.Namespace, default_tier: AccessTier, namespace: str | None = None) -> Any:

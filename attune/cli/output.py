@@ -282,19 +282,18 @@ def claude_files_table(files: Sequence[Any]) -> Table:
 
 
 def staged_table(staged: Sequence[Mapping[str, Any]]) -> Table:
-    """staged list: one row a staged pattern, its content shortened (``staged show ID``
-    prints every field)."""
+    """staged list: one row a staged pattern, its content shortened, then (dimmed) its type
+    and namespace, who staged it when, and when it expires (``staged show ID`` prints every
+    field)."""
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
     table.add_column("id", no_wrap=True, style="cyan", min_width=36)
-    table.add_column("staged", overflow="fold")
-    table.add_column("content", overflow="fold")
+    table.add_column("staged pattern", overflow="fold")
     for entry in staged:
         details = Text(" · ").join([cell(entry.get("pattern_type")), cell(entry.get("namespace"))])
         details.append("\n").append_text(cell(when(entry.get("staged_at"))))
         details.append(" by ").append_text(cell(entry.get("staged_by")))
-        details.append("\nexpires ").append_text(cell(when(entry.get("expires_at"))))
+        details.append(", expires ").append_text(cell(when(entry.get("expires_at"))))
         details.stylize("dim")
-        table.add_row(
-            cell(entry.get("pattern_id")), details, cell(shorten(entry.get("content", "")))
-        )
+        content = cell(shorten(entry.get("content", "")))
+        table.add_row(cell(entry.get("pattern_id")), Text("\n").join([content, details]))
     return table

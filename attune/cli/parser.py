@@ -50,6 +50,9 @@ global options go before or after the command. The command acts as agent --user
 and staged add CONTRIBUTOR; staged promote/reject VALIDATOR; patterns delete, purge,
 export, import, erase-user and keys rotate STEWARD. --tier replaces that tier; a
 tier too low for the command is refused by the library (exit 2), before any write.
+db upgrade, migrate and keys reroot run as the operator (no agent), but refuse an
+explicit --tier below STEWARD too. demo, keys generate, claude-memory and audit act
+as no agent (audit query --user names whose events to show).
 
 exit status:
   0  success
