@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 from pathlib import Path
@@ -148,7 +149,7 @@ def test_keys_reroot_prints_one_json_document(
 
 
 def test_working_data_and_a_staged_pattern_end_to_end(
-    redis_cli: list[str], capsys: pytest.CaptureFixture[str]
+    redis_cli: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """stash, get, forget; a staged pattern listed, shown, promoted, then found with
     ``patterns show``: each a separate run of the command, as from a shell."""
@@ -174,6 +175,11 @@ def test_working_data_and_a_staged_pattern_end_to_end(
     assert "no working data under 'answer'" in captured.err
     assert main(["forget", "answer", "--json", *redis_cli]) == 1
     assert _json(capsys)["forgotten"] is False
+    # VALUE "-": read from stdin (JSON too).
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"from": "stdin"}\n'))
+    assert main(["stash", "piped", "-", *redis_cli]) == 0
+    assert main(["get", "piped", "--json", *redis_cli]) == 0
+    assert capsys.readouterr().out.endswith('"value": {\n    "from": "stdin"\n  }\n}\n')
     # Another agent's working data: read with --agent.
     assert main(["--user", "alice", "stash", "note", "from alice", *redis_cli]) == 0
     assert main(["get", "note", "--agent", "alice", *redis_cli]) == 0
