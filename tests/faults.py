@@ -45,7 +45,54 @@ def answers(client: redis.Redis) -> bool:
         client.close()
 
 
-class RedisProcess:
+class ServerProcess:
+    """A server process of a test's own, stopped by pid: frozen, thawed, killed or
+    stopped (``proc`` is set by whoever starts it)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    frozen = False
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        """Stop it (SIGCONT first if frozen, then SIGTERM, SIGKILL after 5 s)."""
+        if self.proc is None:
+            return
+        if self.frozen:
+            self.thaw()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: it vanishes without closing its connections cleanly."""
+        if self.proc is None:
+            return
+        if self.frozen:
+            self.thaw()
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.proc = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers (a hung or partitioned node)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+        self.frozen = False
+
+
+class RedisProcess(ServerProcess):
     """A ``redis-server`` of this test's own on a free loopback port."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -54,16 +101,9 @@ class RedisProcess:
             raise RuntimeError("redis-server is not installed")
         self.binary = binary
         self.port = port if port is not None else free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.frozen = False
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self) -> RedisProcess:
         self.proc = subprocess.Popen(
@@ -87,44 +127,10 @@ class RedisProcess:
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
-    def stop(self) -> None:
-        """Stop the server (SIGCONT first if frozen, then SIGTERM, SIGKILL after 5 s)."""
-        if self.proc is None:
-            return
-        if self.frozen:
-            self.thaw()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes without closing its connections cleanly."""
-        if self.proc is None:
-            return
-        if self.frozen:
-            self.thaw()
-        self.proc.kill()
-        self.proc.wait(timeout=5)
-        self.proc = None
-
     def restart(self) -> None:
         """Stop and start again on the same port (its data is gone: nothing is saved)."""
         self.stop()
         self.start()
-
-    def freeze(self) -> None:
-        """SIGSTOP: connections stay open, nothing answers (a hung server)."""
-        os.kill(self.pid, signal.SIGSTOP)
-        self.frozen = True
-
-    def thaw(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
-        self.frozen = False
 
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis(port=self.port, db=db)

@@ -9,9 +9,7 @@ down after 1 s, so killing the master promotes the replica within a few seconds.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 
 import redis
 from certificates import Certificates
-from faults import answers, free_port
+from faults import ServerProcess, answers, free_port
 
 SERVICE = "mymaster"
 #: Sentinel's timings: the master is called down after DOWN_AFTER_MS without an answer;
@@ -29,8 +27,9 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 2000
 
 
-class Node:
-    """One ``redis-server`` process (a data node or a sentinel) on a free loopback port."""
+class Node(ServerProcess):
+    """One ``redis-server`` process (a data node or a sentinel) on a free loopback port
+    (frozen, thawed, killed and stopped as :class:`faults.ServerProcess`)."""
 
     def __init__(
         self, binary: str, args: list[str], port: int, log: Path, login: dict[str, Any]
@@ -39,55 +38,16 @@ class Node:
         self.log = log
         #: How a client gets in: ``password``, and the ``ssl_*`` options with TLS.
         self.login = login
-        self.frozen = False
         with log.open("ab") as out:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [binary, *args], stdout=out, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen([binary, *args], stdout=out, stderr=subprocess.STDOUT)
         if not answers(redis.Redis("127.0.0.1", port, socket_connect_timeout=0.2, **login)):
             self.stop()
             raise RuntimeError(f"redis-server on port {port} did not start (see {log})")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def client(self) -> redis.Redis:
         return redis.Redis(
             "127.0.0.1", self.port, socket_connect_timeout=1, socket_timeout=2, **self.login
         )
-
-    def freeze(self) -> None:
-        """SIGSTOP: connections stay open, nothing answers (a hung or partitioned node)."""
-        os.kill(self.pid, signal.SIGSTOP)
-        self.frozen = True
-
-    def thaw(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
-        self.frozen = False
-
-    def kill(self) -> None:
-        """SIGKILL: gone at once, its connections cut without a goodbye."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            self.proc = None
-
-    def stop(self) -> None:
-        """SIGCONT if frozen, SIGTERM, SIGKILL after 5 s."""
-        if self.proc is None:
-            return
-        if self.frozen:
-            self.thaw()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
 
 
 class SentinelGroup:

@@ -1,58 +1,35 @@
-"""The ``attune`` subcommands: each returns its exit status and prints through
-:class:`~attune.cli.output.Output` (one JSON document with ``--json``, tables otherwise)."""
+"""The ``attune`` administration subcommands (demo, health, erase-user, db, migrate, keys,
+claude-memory, mcp, audit) and the dispatch of every command: each returns its exit
+status and prints through :class:`~attune.cli.output.Output` (one JSON document with
+``--json``, tables otherwise). Working data, staged and long-term patterns have modules
+of their own (:mod:`.working`, :mod:`.staged`, :mod:`.patterns`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from attune.cli import identity
 from attune.cli.output import (
     Output,
     claude_files_table,
-    events_table,
     fields_table,
-    patterns_table,
 )
+from attune.memory.types import AccessTier
 
 OK, NO, ERROR = 0, 1, 2
-_CLI_USER = "attune-cli"
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    command = args.command
-    if command == "demo":
-        return _demo(out)
-    if command == "health":
-        return _health(out)
-    if command in ("purge", "export", "import", "erase-user"):
-        return _transfer(args, out)
-    if command in ("search", "list", "show"):
-        return _read(args, out)
-    if command == "audit":
-        return _audit(args, out)
-    if command == "keys":
-        return _keys(args, out)
-    if command == "db":
-        return _db_upgrade(out)
-    if command == "migrate":
-        return _migrate(args, out)
-    if command == "claude-memory":
-        return _claude_memory(out)
-    if command == "mcp":
-        return _mcp(args, out)
-    raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+    """Run the command the parser chose (each subparser names its handler)."""
+    handler: Callable[[argparse.Namespace, Output], int] = args.handler
+    return handler(args, out)
 
 
-def _steward() -> Any:
-    from attune import AccessTier, EmpathyOS
-
-    return EmpathyOS(user_id=_CLI_USER, access_tier=AccessTier.STEWARD)
-
-
-def _demo(out: Output) -> int:
+def demo(args: argparse.Namespace, out: Output) -> int:
     """The demo, in a temporary storage directory unless one is given (``--storage-dir``
     or ``ATTUNE_STORAGE_DIR``): trying it leaves nothing in the user's data directory."""
     import os
@@ -85,11 +62,9 @@ def _run_demo(out: Output) -> int:
     return OK
 
 
-def _health(out: Output) -> int:
-    from attune import AccessTier, EmpathyOS
-
-    with EmpathyOS(user_id=_CLI_USER, access_tier=AccessTier.OBSERVER) as agent:
-        report = agent.memory.health_check()
+def health(args: argparse.Namespace, out: Output) -> int:
+    with identity.memory(args, AccessTier.OBSERVER) as memory:
+        report = memory.health_check()
     healthy = report["short_term"]["available"] and report["long_term"]["available"]
     if out.as_json:
         out.document(report)
@@ -104,59 +79,35 @@ def _health(out: Output) -> int:
     return OK if healthy else NO
 
 
-def _transfer(args: argparse.Namespace, out: Output) -> int:
-    """purge, export, import, erase-user: STEWARD work with a count to tell."""
-    if args.command == "erase-user" and not args.yes:
+def erase_user(args: argparse.Namespace, out: Output) -> int:
+    """erase-user ID --yes: STEWARD work, in both tiers and the audit pseudonyms."""
+    if not args.yes:
         out.error(
             "erase-user deletes everything this user wrote and cannot be undone; "
             "run it again with --yes"
         )
         return ERROR
-    with _steward() as agent:
-        memory = agent.memory
-        if args.command == "purge":
-            with out.status("Purging expired patterns…"):
-                result: dict[str, Any] = {"purged": memory.purge_expired()}
-            summary = f"Purged {result['purged']} expired pattern(s)."
-        elif args.command == "export":
-            from datetime import UTC, datetime
-
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            path = args.out or f"attune-export-{stamp}.jsonl"
-            with out.progress("Exporting") as progress:
-                manifest = memory.export_patterns(path, namespace=args.namespace, progress=progress)
-            result = {"file": path, **manifest}
-            counts = ", ".join(f"{n} {c}" for c, n in manifest["by_classification"].items())
-            summary = (
-                f"Exported {manifest['records']} record(s) ({counts}) of namespace "
-                f"{manifest['namespace']!r} to {path} (manifest: {path}.manifest.json)."
-            )
-        elif args.command == "import":
-            with out.progress("Importing") as progress:
-                result = memory.import_patterns(args.file, progress=progress)
-            summary = (
-                f"Imported {result['imported']} record(s); skipped {result['skipped']} "
-                f"already stored, {result['expired']} past their retention."
-            )
-        else:
-            with out.status(f"Erasing {args.user_id}…"):
-                result = memory.erase_user(args.user_id)
-            summary = (
-                f"Erased user {result['user_id']}: {result['patterns']} pattern(s), "
-                f"{result['staged_patterns']} staged pattern(s), {result['working_data']} "
-                "working-data key(s); audit pseudonym "
-                + ("erased." if result["pseudonym_erased"] else "not found.")
-            )
+    with (
+        identity.memory(args, AccessTier.STEWARD) as memory,
+        out.status(f"Erasing {args.user_id}…"),
+    ):
+        result: dict[str, Any] = memory.erase_user(args.user_id)
     if out.as_json:
         out.document(result)
     else:
-        out.line(summary)
+        out.line(
+            f"Erased user {result['user_id']}: {result['patterns']} pattern(s), "
+            f"{result['staged_patterns']} staged pattern(s), {result['working_data']} "
+            "working-data key(s); audit pseudonym "
+            + ("erased." if result["pseudonym_erased"] else "not found.")
+        )
     return OK
 
 
-def _db_upgrade(out: Output) -> int:
+def db_upgrade(args: argparse.Namespace, out: Output) -> int:
     """Open the configured long-term store, which applies its pending migrations (under
     the store's own lock: safe while other processes start), and report its schema."""
+    identity.require_steward(args, "db_upgrade")
     from attune._runner import run_sync
     from attune.errors import LongTermUnavailableError
     from attune.memory import backends
@@ -191,8 +142,9 @@ def _db_upgrade(out: Output) -> int:
     return OK
 
 
-def _migrate(args: argparse.Namespace, out: Output) -> int:
+def migrate(args: argparse.Namespace, out: Output) -> int:
     """migrate --to URL: export, load, verify, each with its progress bar."""
+    identity.require_steward(args, "migrate")
     from attune._runner import run_sync
     from attune.memory.migration import Migration
 
@@ -215,7 +167,7 @@ def _migrate(args: argparse.Namespace, out: Output) -> int:
     return OK
 
 
-def _keys(args: argparse.Namespace, out: Output) -> int:
+def keys(args: argparse.Namespace, out: Output) -> int:
     if args.action == "generate":
         from attune.memory.security.crypto import generate_master_key
 
@@ -226,9 +178,13 @@ def _keys(args: argparse.Namespace, out: Output) -> int:
             sys.stdout.write(key + "\n")  # the bare key, to paste or to pipe
         return OK
     if args.action == "reroot":
+        identity.require_steward(args, "keys_reroot")
         return _reroot(out)
-    with _steward() as agent, out.progress("Re-wrapping data keys") as progress:
-        result = agent.memory.rotate_keys(progress=progress)
+    with (
+        identity.memory(args, AccessTier.STEWARD) as memory,
+        out.progress("Re-wrapping data keys") as progress,
+    ):
+        result = memory.rotate_keys(progress=progress)
     if out.as_json:
         out.document(result)
     else:
@@ -270,7 +226,7 @@ def _reroot(out: Output) -> int:
     return OK
 
 
-def _claude_memory(out: Output) -> int:
+def claude_memory(args: argparse.Namespace, out: Output) -> int:
     """claude-memory show: load the hierarchy for this directory (whatever
     ATTUNE_CLAUDE_MEMORY says: asking is enough), with the other settings as configured."""
     from attune.memory import claude_memory
@@ -290,228 +246,18 @@ def _claude_memory(out: Output) -> int:
     return OK
 
 
-def _mcp(args: argparse.Namespace, out: Output) -> int:
+def mcp(args: argparse.Namespace, out: Output) -> int:
     """mcp: serve until the client goes (stdout is the protocol's: nothing else is
-    printed there)."""
+    printed there, --json included). --user and --tier default to mcp-agent and
+    CONTRIBUTOR, the server's own defaults."""
     try:
         from attune import mcp_server
     except ImportError as exc:
         out.error(f"attune mcp needs the MCP SDK: pip install 'attune[mcp]' ({exc})")
         return ERROR
-    mcp_server.serve(args.user, args.tier, http=args.http)
-    return OK
-
-
-def _audit(args: argparse.Namespace, out: Output) -> int:
-    """audit verify / query / tail, on the configured log: the database's table with
-    ``ATTUNE_DATABASE_URL``, else the file (``--log-file`` names a file, e.g. a mirror)."""
-    from attune.memory.config import MemoryConfig
-    from attune.memory.security.audit import AuditLogger
-
-    config = MemoryConfig()
-    log: AuditLogger
-    if args.log_file is None and config.database_url is not None:
-        from attune.memory.long_term.postgres_audit_log import DatabaseAuditLogger
-
-        log = DatabaseAuditLogger(config.database_url)
-    else:
-        log = AuditLogger(log_file=args.log_file or config.audit_log_path)
-    try:
-        if args.action == "checkpoint":
-            return _checkpoint(args, config, log, out)
-        if args.action == "verify":
-            anchor = None if args.checkpoint is None else _anchor(args.checkpoint, config)
-            result = log.verify(anchor=anchor)
-            if out.as_json:
-                out.document(
-                    {
-                        "ok": result.ok,
-                        "lines_checked": result.lines_checked,
-                        "files": result.files,
-                        "file": None if result.file is None else str(result.file),
-                        "line": result.line,
-                        "reason": result.reason,
-                        "head": result.head,
-                        "table": result.table,
-                    }
-                )
-            else:
-                out.line(str(result), style="green" if result.ok else "bold red")
-            return OK if result.ok else NO
-        if args.action == "tail":
-            return _tail(args, log, out)
-        events = _events(args, log)
-        if out.as_json:
-            out.document(events)
-        elif events:
-            out.table(events_table(events, width=out.out.width))
-        else:
-            out.note("No audit events match.")
-        return OK
-    finally:
-        log.close()
-
-
-def _keyring(config: Any) -> Any:
-    from attune.memory.security.keyring import KeyRing
-
-    return KeyRing.load(
-        storage_dir=config.ensure_storage_dir(),
-        environment=config.environment.value,
-        key_file=config.master_key_file,
+    mcp_server.serve(
+        identity.user(args, mcp_server.DEFAULT_USER),
+        identity.tier(args, mcp_server.DEFAULT_TIER),
+        http=args.http,
     )
-
-
-def _anchor(path: str, config: Any) -> tuple[int, str]:
-    """(seq, hash) of a checkpoint file whose signature the master key confirms."""
-    import json
-
-    from attune.errors import ValidationError
-    from attune.memory.security.audit.checkpoint import open_checkpoint
-
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(
-            f"the checkpoint file {path} could not be read as JSON ({type(exc).__name__})"
-        ) from None
-    return open_checkpoint(document, _keyring(config))
-
-
-def _checkpoint(args: argparse.Namespace, config: Any, log: Any, out: Output) -> int:
-    """audit checkpoint: verify the chain, then sign its head (never a broken chain's)."""
-    import json
-
-    from attune.memory.security.audit.checkpoint import sign_checkpoint
-
-    result = log.verify()
-    if not result.ok or result.head is None or result.head_seq is None:
-        out.error(f"no checkpoint: {result}")
-        return NO
-    document = sign_checkpoint(_keyring(config), result.head_seq, result.head)
-    if args.out is None:
-        if out.as_json:
-            out.document(document)
-        else:
-            out.line(json.dumps(document))
-        return OK
-    Path(args.out).write_text(json.dumps(document) + "\n", encoding="utf-8")
-    out.note(f"checkpoint of seq {document['seq']} written to {args.out}")
-    return OK
-
-
-#: How often ``audit tail --follow`` looks for new events.
-_FOLLOW_S = 0.5
-
-
-def _tail(args: argparse.Namespace, log: Any, out: Output) -> int:
-    """The last ``--lines`` events; with ``--follow``, then every new one as it is written
-    (one JSON line each with ``--json``: a stream has no single document)."""
-    import time
-
-    from attune.errors import ValidationError
-
-    if args.lines < 0:
-        raise ValidationError("--lines must be 0 or more")
-    events = log.query(limit=args.lines)
-    if not args.follow:
-        if out.as_json:
-            out.document(events)
-        elif events:
-            out.table(events_table(events, width=out.out.width))
-        return OK
-    newest = log.query(limit=1)  # where following starts, even with --lines 0
-    last = int(newest[-1].get("seq", 0)) if newest else 0
-    _print_events(events, out)
-    try:
-        while True:
-            time.sleep(_FOLLOW_S)
-            new = [e for e in log.query(limit=1000) if int(e.get("seq", 0)) > last]
-            if new:
-                last = int(new[-1].get("seq", last))
-                _print_events(new, out)
-    except KeyboardInterrupt:
-        return OK
-
-
-def _print_events(events: list[dict[str, Any]], out: Output) -> None:
-    import json
-
-    for event in events:
-        if out.as_json:
-            sys.stdout.write(json.dumps(event) + "\n")
-            sys.stdout.flush()
-        else:
-            out.table(events_table([event], width=out.out.width))
-
-
-def _events(args: argparse.Namespace, log: Any) -> list[dict[str, Any]]:
-    names: list[str | None] = [None]
-    if args.user is not None:
-        with _steward() as agent:
-            pseudonym = agent.memory.audit_pseudonym(args.user)
-        # Lines written before pseudonyms named users in clear.
-        names = [args.user] if pseudonym is None else [pseudonym, args.user]
-    events = [
-        event
-        for name in names
-        for event in log.query(
-            user_id=name,
-            event_type=args.event,
-            outcome=args.outcome,
-            target_id=args.target,
-            since=args.since,
-            limit=args.limit,
-        )
-    ]
-    events.sort(key=lambda event: (str(event.get("ts", "")), int(event.get("seq", 0))))
-    if args.limit is not None:  # the most recent of both names together
-        events = events[len(events) - args.limit :] if args.limit else []
-    return events
-
-
-def _read(args: argparse.Namespace, out: Output) -> int:
-    """search / list / show: an OBSERVER of the namespace, a STEWARD to read another."""
-    from attune import AccessTier, EmpathyOS
-
-    own = args.namespace in (None, "*")
-    tier = AccessTier.STEWARD if args.namespace == "*" else AccessTier.OBSERVER
-    namespace = None if own else args.namespace
-    with EmpathyOS(user_id=_CLI_USER, access_tier=tier, namespace=namespace) as agent:
-        scope = "*" if args.namespace == "*" else None
-        if args.command == "show":
-            found = agent.memory.recall_pattern(args.pattern_id, namespace=scope)
-            if out.as_json:
-                out.document(found)
-            elif found is not None:
-                out.table(fields_table(found, title=args.pattern_id))
-            if found is None:
-                out.error(f"no pattern {args.pattern_id!r} here")
-                return NO
-            return OK
-        filters = {
-            "created_by": args.created_by,
-            "since": args.since,
-            "until": args.until,
-            "cursor": args.cursor,
-            "namespace": scope,
-        }
-        if args.command == "search":
-            page = agent.memory.search_patterns(
-                args.query, args.pattern_type, args.classification, args.limit, **filters
-            )
-        else:
-            page = agent.memory.list_patterns(
-                args.pattern_type, args.classification, args.limit, **filters
-            )
-    results = list(page)
-    if out.as_json:
-        out.document({"results": results, "next_cursor": page.next_cursor})
-        return OK
-    if results:
-        out.table(patterns_table(results, scored=args.command == "search", width=out.out.width))
-    else:
-        out.note("No patterns match.")
-    if page.next_cursor:
-        out.note(f"More: run it again with --cursor {page.next_cursor}")
     return OK

@@ -23,6 +23,7 @@ from rich.progress import (
     Progress,
     SpinnerColumn,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -90,6 +91,10 @@ class Output:
     def error(self, text: str) -> None:
         self.err.print(Text(f"attune: {text}"), soft_wrap=True)
 
+    def warning(self, text: str) -> None:
+        """A caution for people, on stderr whatever the mode (stdout stays the result's)."""
+        self.err.print(Text(f"attune: {text}", style="yellow"), soft_wrap=True)
+
     def note(self, text: str) -> None:
         """A hint for people, on stderr in ``--json`` mode (stdout holds only the JSON)."""
         (self.err if self.as_json else self.out).print(Text(text, style="dim"), soft_wrap=True)
@@ -140,6 +145,7 @@ class ProgressBar:
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
+                TaskProgressColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=self._console,
@@ -272,4 +278,22 @@ def claude_files_table(files: Sequence[Any]) -> Table:
             cell(found.size),
             cell(found.imported_by),
         )
+    return table
+
+
+def staged_table(staged: Sequence[Mapping[str, Any]]) -> Table:
+    """staged list: one row a staged pattern, its content shortened, then (dimmed) its type
+    and namespace, who staged it when, and when it expires (``staged show ID`` prints every
+    field)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    table.add_column("id", no_wrap=True, style="cyan", min_width=36)
+    table.add_column("staged pattern", overflow="fold")
+    for entry in staged:
+        details = Text(" · ").join([cell(entry.get("pattern_type")), cell(entry.get("namespace"))])
+        details.append("\n").append_text(cell(when(entry.get("staged_at"))))
+        details.append(" by ").append_text(cell(entry.get("staged_by")))
+        details.append(", expires ").append_text(cell(when(entry.get("expires_at"))))
+        details.stylize("dim")
+        content = cell(shorten(entry.get("content", "")))
+        table.add_row(cell(entry.get("pattern_id")), Text("\n").join([content, details]))
     return table

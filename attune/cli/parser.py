@@ -1,9 +1,14 @@
-"""The ``attune`` command line: its subcommands and options.
+"""The ``attune`` command line: its global options, and the administration subcommands
+(the memory tiers' commands are in :mod:`.parser_tiers`).
 
-``--storage-dir`` and ``--json`` are global: accepted before the subcommand and after
-it (at any level: ``attune --json audit query`` and ``attune audit query --json`` are the
-same). The top-level parser holds their defaults; every subparser declares them again with
-``default=SUPPRESS``, so a subcommand that does not see them leaves the top-level value.
+The global options (``--storage-dir``, ``--redis-url``, ``--env``, ``--user``, ``--tier``,
+``--json``) go before the subcommand and after it, at any level (``attune --json audit
+query`` and ``attune audit query --json`` are the same). The top-level parser holds their
+defaults; every subparser declares them again with ``default=SUPPRESS``, so a subcommand
+that does not see them leaves the top-level value.
+
+Every subparser names its handler (``set_defaults(handler=...)``): a function
+``(args, out) -> exit status``.
 """
 
 from __future__ import annotations
@@ -11,27 +16,96 @@ from __future__ import annotations
 import argparse
 
 import attune
+from attune.cli import audit, commands, identity, parser_tiers
+
+DESCRIPTION = """\
+Two-tier memory for AI agents.
+
+working data (short-term, per agent):
+  stash KEY VALUE          store working data (VALUE: JSON if it parses, else text)
+  get KEY                  print it (--agent ID: another agent's)
+  forget KEY               remove it
+staged patterns (awaiting review):
+  staged list | show ID | add CONTENT --type T | promote ID | reject ID
+long-term patterns:
+  patterns list | search QUERY | show ID | delete ID | purge | export | import FILE
+administration:
+  health                   both tiers' and the audit log's health
+  erase-user ID --yes      erase everything a user wrote (right to be forgotten)
+  keys generate | rotate | reroot
+  audit verify | query | tail | checkpoint
+  db upgrade               bring the long-term schema to this version
+  migrate --to URL         copy the SQLite store into PostgreSQL
+tools:
+  demo                     the multi-agent workflow, in a temporary directory
+  mcp                      serve this memory to MCP clients
+  claude-memory show       the CLAUDE.md hierarchy attune loads
+
+"attune COMMAND -h" tells more.
+"""
 
 EPILOG = """\
+global options go before or after the command. The command acts as agent --user
+(default attune-cli) at its own default access tier: reads OBSERVER; stash, forget
+and staged add CONTRIBUTOR; staged promote/reject VALIDATOR; patterns delete, purge,
+export, import, erase-user and keys rotate STEWARD. --tier replaces that tier; a
+tier too low for the command is refused by the library (exit 2), before any write.
+db upgrade, migrate and keys reroot run as the operator (no agent), but refuse an
+explicit --tier below STEWARD too. demo, keys generate, claude-memory and audit act
+as no agent (audit query --user names whose events to show).
+
 exit status:
   0  success
   1  a negative answer: a tier is down (health), the audit log is tampered with
-     (audit verify), no such pattern (show)
+     (audit verify), nothing there (get, forget, show, staged show, patterns delete)
   2  a usage error, or an attune error (bad configuration, bad input, refused access)
 
---json prints exactly one JSON document on stdout (an object; a list for audit query;
-null for show of a missing pattern); messages go to stderr.
+--json prints exactly one JSON document on stdout (an object; a list for audit query
+and audit tail; null for show of a missing pattern); messages go to stderr.
+
+The earlier top-level search, list, show, purge, export and import still work: they
+are patterns search, list, show, purge, export and import.
 """
 
 
-def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _global_options(parser: argparse.ArgumentParser, *, top: bool, user: bool = True) -> None:
     default: object = None if top else argparse.SUPPRESS
-    parser.add_argument(
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
         "--storage-dir",
         default=default,
+        metavar="DIR",
         help="long-term storage directory (default: ATTUNE_STORAGE_DIR or the per-user data dir)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--redis-url",
+        default=default,
+        metavar="URL",
+        help="the short-term Redis (sets REDIS_URL for this run; without it, in development, "
+        "an in-process stand-in that ends with the command)",
+    )
+    group.add_argument(
+        "--env",
+        default=default,
+        choices=identity.ENVIRONMENTS,
+        help="the deployment tier (sets ATTUNE_ENV for this run)",
+    )
+    if user:
+        group.add_argument(
+            "--user",
+            default=default,
+            type=identity.user_option,
+            metavar="ID",
+            help=f"the agent id the command acts as (default: {identity.DEFAULT_USER})",
+        )
+    group.add_argument(
+        "--tier",
+        default=default,
+        type=identity.tier_option,
+        metavar="TIER",
+        help=f"the access tier it acts at ({identity.TIERS}; default: the command's own)",
+    )
+    group.add_argument(
         "--json",
         action="store_true",
         default=False if top else argparse.SUPPRESS,
@@ -42,7 +116,8 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def build() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attune",
-        description="Two-tier memory for AI agents.",
+        usage="attune [global options] COMMAND [options]",
+        description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,80 +125,33 @@ def build() -> argparse.ArgumentParser:
     _global_options(parser, top=True)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, top=False)
+    # audit query's --user is whose events to show: the same option, by its own help.
+    whose = argparse.ArgumentParser(add_help=False)
+    _global_options(whose, top=False, user=False)
 
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", parents=[common], help="run the multi-agent knowledge-building workflow")
-    sub.add_parser("health", parents=[common], help="both memory tiers' and the audit's health")
-    sub.add_parser("purge", parents=[common], help="delete patterns past their retention")
-    export = sub.add_parser(
-        "export", parents=[common], help="write long-term records, as stored, to a JSONL file"
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS, prog="attune"
     )
-    export.add_argument(
-        "--namespace", default="*", help="the namespace to export (default: every one, '*')"
-    )
-    export.add_argument(
-        "--out", help="the JSONL file (default: attune-export-<UTC time>.jsonl here)"
-    )
-    imported = sub.add_parser(
-        "import", parents=[common], help="insert the records of an export (skips stored ids)"
-    )
-    imported.add_argument("file", help="the JSONL file export wrote (its manifest beside it)")
+    parser_tiers.add(sub, common)
+    _admin(sub, common, whose)
+    return parser
 
-    reading = argparse.ArgumentParser(add_help=False, parents=[common])
-    reading.add_argument("--namespace", help="the namespace to read ('*': every one)")
-    reading.add_argument("--type", dest="pattern_type", help="only this pattern type")
-    reading.add_argument("--classification", help="PUBLIC, INTERNAL or SENSITIVE")
-    reading.add_argument("--created-by", help="only patterns this agent wrote")
-    reading.add_argument("--since", help="created at or after this ISO 8601 time")
-    reading.add_argument("--until", help="created before this ISO 8601 time")
-    reading.add_argument("--limit", type=int, default=20, help="results per page (default 20)")
-    reading.add_argument("--cursor", help="the next_cursor of the previous page")
-    search = sub.add_parser("search", parents=[reading], help="ranked search of long-term patterns")
-    search.add_argument("query", help='words to find; "quoted words" as a phrase')
-    sub.add_parser("list", parents=[reading], help="long-term patterns, newest first")
-    show = sub.add_parser("show", parents=[common], help="one long-term pattern, every field")
-    show.add_argument("pattern_id")
-    show.add_argument("--namespace", help="the namespace it is in ('*': any)")
 
-    audit = sub.add_parser("audit", parents=[common], help="the audit log").add_subparsers(
-        dest="action", required=True
-    )
-    log_file = argparse.ArgumentParser(add_help=False, parents=[common])
-    log_file.add_argument(
-        "--log-file",
-        help="audit log file (default: the database's audit_events table with "
-        "ATTUNE_DATABASE_URL, else ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)",
-    )
-    verify = audit.add_parser(
-        "verify", parents=[log_file], help="verify the audit log's hash chain"
-    )
-    verify.add_argument(
-        "--checkpoint", help="a file of `audit checkpoint`: the chain must still hold its head"
-    )
-    checkpoint = audit.add_parser(
-        "checkpoint",
-        parents=[log_file],
-        help="verify, then print a checkpoint of the chain head signed with the master key",
-    )
-    checkpoint.add_argument("--out", help="write it to this file instead of stdout")
-    query = audit.add_parser("query", parents=[log_file], help="audit events, oldest first")
-    query.add_argument("--user", help="a user id: their events, by their audit pseudonym")
-    query.add_argument("--event", help="an event name, e.g. pattern.store")
-    query.add_argument("--outcome", help="an outcome, e.g. denied")
-    query.add_argument("--target", help="a pattern or staged pattern id")
-    query.add_argument("--since", help="at or after this ISO 8601 time")
-    query.add_argument("--limit", type=int, help="only the most recent N events")
-    tail = audit.add_parser("tail", parents=[log_file], help="the last events; --follow for more")
-    tail.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
-    tail.add_argument(
-        "--follow", action="store_true", help="then print new events as they come (Ctrl-C ends)"
-    )
-
+def _admin(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    whose: argparse.ArgumentParser,
+) -> None:
+    sub.add_parser(
+        "health", parents=[common], help="both memory tiers' and the audit's health"
+    ).set_defaults(handler=commands.health)
     erase = sub.add_parser(
         "erase-user", parents=[common], help="erase everything a user wrote (both tiers)"
     )
     erase.add_argument("user_id", help="the user (agent id) to forget")
     erase.add_argument("--yes", action="store_true", help="confirm: erasure cannot be undone")
+    erase.set_defaults(handler=commands.erase_user)
+    _audit(sub, common, whose)
 
     db = sub.add_parser("db", parents=[common], help="the long-term database").add_subparsers(
         dest="action", required=True
@@ -132,7 +160,7 @@ def build() -> argparse.ArgumentParser:
         "upgrade",
         parents=[common],
         help="bring the long-term store's schema to this version (also done on first use)",
-    )
+    ).set_defaults(handler=commands.db_upgrade)
 
     migrate = sub.add_parser(
         "migrate",
@@ -146,6 +174,7 @@ def build() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--to", required=True, metavar="URL", help="the target: postgresql://user@host/db"
     )
+    migrate.set_defaults(handler=commands.migrate)
 
     keys = sub.add_parser("keys", parents=[common], help="master keys").add_subparsers(
         dest="action", required=True
@@ -154,37 +183,27 @@ def build() -> argparse.ArgumentParser:
         "generate",
         parents=[common],
         help="print a new random master key (base64) for ATTUNE_MASTER_KEY",
-    )
+    ).set_defaults(handler=commands.keys)
     keys.add_parser(
         "rotate", parents=[common], help="activate a new master key and re-wrap data keys"
-    )
+    ).set_defaults(handler=commands.keys)
     keys.add_parser(
         "reroot",
         parents=[common],
         help="move the key ring kept in the database under the root key in "
         "ATTUNE_NEW_MASTER_KEY (PostgreSQL)",
-    )
+    ).set_defaults(handler=commands.keys)
 
-    claude = sub.add_parser(
-        "claude-memory", parents=[common], help="the CLAUDE.md hierarchy attune loads"
-    ).add_subparsers(dest="action", required=True)
-    claude.add_parser(
-        "show",
-        parents=[common],
-        help="the files (with their level) and the combined text, for this directory",
-    )
+    sub.add_parser(
+        "demo", parents=[common], help="run the multi-agent knowledge-building workflow"
+    ).set_defaults(handler=commands.demo)
     mcp = sub.add_parser(
         "mcp",
         parents=[common],
         help="serve this memory to MCP clients (stdio; needs the 'mcp' extra)",
-        description="An MCP server acting as one agent: --user and --tier are fixed for "
-        "every client (no tool changes them).",
-    )
-    mcp.add_argument("--user", default="mcp-agent", help="the agent id (default: mcp-agent)")
-    mcp.add_argument(
-        "--tier",
-        default="CONTRIBUTOR",
-        help="OBSERVER, CONTRIBUTOR, VALIDATOR or STEWARD (default: CONTRIBUTOR)",
+        description="An MCP server acting as one agent: --user and --tier (here defaulting "
+        "to mcp-agent and CONTRIBUTOR) are fixed for every client (no tool changes them). "
+        "Its stdout is the protocol's: --json changes nothing.",
     )
     mcp.add_argument(
         "--http",
@@ -192,4 +211,74 @@ def build() -> argparse.ArgumentParser:
         help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (no "
         "authentication: whoever reaches it acts as --user; bind to 127.0.0.1)",
     )
-    return parser
+    mcp.set_defaults(handler=commands.mcp)
+    claude = sub.add_parser(
+        "claude-memory", parents=[common], help="the CLAUDE.md hierarchy attune loads"
+    ).add_subparsers(dest="action", required=True)
+    claude.add_parser(
+        "show",
+        parents=[common],
+        help="the files (with their level) and the combined text, for this directory",
+    ).set_defaults(handler=commands.claude_memory)
+
+
+def _audit(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    whose: argparse.ArgumentParser,
+) -> None:
+    tree = sub.add_parser("audit", parents=[common], help="the audit log").add_subparsers(
+        dest="action", required=True
+    )
+
+    def log_file(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument(
+            "--log-file",
+            help="audit log file (default: the database's audit_events table with "
+            "ATTUNE_DATABASE_URL, else ATTUNE_AUDIT_LOG or <storage>/audit.jsonl)",
+        )
+        parser.set_defaults(handler=audit.run)
+        return parser
+
+    verify = log_file(
+        tree.add_parser("verify", parents=[common], help="verify the audit log's hash chain")
+    )
+    verify.add_argument(
+        "--checkpoint", help="a file of `audit checkpoint`: the chain must still hold its head"
+    )
+    checkpoint = log_file(
+        tree.add_parser(
+            "checkpoint",
+            parents=[common],
+            help="verify, then print a checkpoint of the chain head signed with the master key",
+        )
+    )
+    checkpoint.add_argument("--out", help="write it to this file instead of stdout")
+    query = log_file(
+        tree.add_parser(
+            "query",
+            parents=[whose],
+            help="audit events, oldest first",
+            description="Audit events, oldest first. Here --user (before or after the "
+            "command) names whose events: found by their audit pseudonym.",
+        )
+    )
+    query.add_argument(
+        "--user",
+        default=argparse.SUPPRESS,
+        type=identity.user_option,
+        metavar="ID",
+        help="a user id: their events, by their audit pseudonym",
+    )
+    query.add_argument("--event", help="an event name, e.g. pattern.store")
+    query.add_argument("--outcome", help="an outcome, e.g. denied")
+    query.add_argument("--target", help="a pattern or staged pattern id")
+    query.add_argument("--since", help="at or after this ISO 8601 time")
+    query.add_argument("--limit", type=int, help="only the most recent N events")
+    tail = log_file(
+        tree.add_parser("tail", parents=[common], help="the last events; --follow for more")
+    )
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
+    tail.add_argument(
+        "--follow", action="store_true", help="then print new events as they come (Ctrl-C ends)"
+    )

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from attune.errors import AuditLogError, ConfigurationError, ValidationError
+from attune.errors import AuditLogError, ConfigurationError
 from attune.memory.config import redact_url
 from attune.memory.long_term import postgres_audit
 from attune.memory.long_term.postgres_audit_sink import (
@@ -43,13 +43,12 @@ from attune.memory.long_term.postgres_audit_sink import (
 )
 from attune.memory.long_term.protocol import InsertOp, WriteOp
 from attune.memory.security.audit.batch import _Batch
-from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent
 from attune.memory.security.audit.failures import CALL_REFUSED, REFUSED, Failure
 from attune.memory.security.audit.journal import StoreJournal
 from attune.memory.security.audit.logger import AuditLogger
 from attune.memory.security.audit.outbox import OutboxWrite
-from attune.memory.security.audit.reader import VerifyResult, _verify_lines
+from attune.memory.security.audit.reader import VerifyResult, _verify_lines, query_filters
 from attune.memory.security.audit.writer import Sink
 
 __all__ = ["DatabaseAuditLogger", "TableJournal", "table_journal"]
@@ -363,18 +362,7 @@ class DatabaseAuditLogger(AuditLogger):
         :meth:`AuditLogger.query`), from the table: read newest first, page by page, until
         ``limit`` matched. Rows that are not valid events are skipped (``verify`` reports
         them)."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise ValidationError("limit must be a non-negative integer")
-        if limit is not None and limit < 0:
-            raise ValidationError("limit must be a non-negative integer")
-        wanted = {
-            "event": event_type,
-            "user_id": user_id,
-            "outcome": outcome,
-            "target_id": target_id,
-        }
-        wanted = {k: v for k, v in wanted.items() if v is not None}
-        after = None if since is None else _utc_text(since)
+        wanted, after = query_filters(event_type, user_id, since, outcome, target_id, limit)
         if limit == 0:
             return []
         self._flush_pending()

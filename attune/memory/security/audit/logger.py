@@ -17,14 +17,13 @@ from typing import Any
 from attune.errors import AuditLogError, ConfigurationError, ValidationError
 from attune.memory.config import MemoryConfig
 from attune.memory.security.audit import writer
-from attune.memory.security.audit.codec import _utc_text
 from attune.memory.security.audit.events import AuditEvent, AuditTicket
 from attune.memory.security.audit.failures import CALL_REFUSED, _unreadable
 from attune.memory.security.audit.files import _read_lock, _rotated
 from attune.memory.security.audit.journal import StoreJournal
 from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, _begin
 from attune.memory.security.audit.process import _live
-from attune.memory.security.audit.reader import VerifyResult, _matching, _verify
+from attune.memory.security.audit.reader import VerifyResult, _matching, _verify, query_filters
 from attune.memory.security.audit.writer import _LogWriter
 
 
@@ -300,18 +299,7 @@ class AuditLogger(_LogWriter):
         ``limit`` keeps the most recent matches. Lines that are not valid events are
         skipped (:meth:`verify` reports them).
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise ValidationError("limit must be a non-negative integer")
-        if limit is not None and limit < 0:
-            raise ValidationError("limit must be a non-negative integer")
-        wanted = {
-            "event": event_type,
-            "user_id": user_id,
-            "outcome": outcome,
-            "target_id": target_id,
-        }
-        wanted = {k: v for k, v in wanted.items() if v is not None}
-        after = None if since is None else _utc_text(since)
+        wanted, after = query_filters(event_type, user_id, since, outcome, target_id, limit)
         self._flush_pending()
         try:
             with _read_lock(self.log_file):

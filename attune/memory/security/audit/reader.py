@@ -16,10 +16,12 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from attune.memory.security.audit.codec import GENESIS, _digest, _parse, _record
+from attune.errors import ValidationError
+from attune.memory.security.audit.codec import GENESIS, _digest, _parse, _record, _utc_text
 
 _TRUNCATED = "incomplete line (truncated or torn write)"
 _GARBLED = "not a valid audit event (garbled line or foreign writer)"
@@ -67,6 +69,27 @@ class VerifyResult:
             return f"audit log TAMPERED at table {self.table} seq {self.line}: {self.reason}"
         where = self.file.name if self.file is not None else "?"
         return f"audit log TAMPERED at {where} line {self.line}: {self.reason}"
+
+
+def query_filters(
+    event_type: str | None,
+    user_id: str | None,
+    since: datetime | str | None,
+    outcome: str | None,
+    target_id: str | None,
+    limit: int | None,
+) -> tuple[dict[str, str], str | None]:
+    """A query's arguments, checked: the fields an event must equal, and the earliest
+    timestamp text (None: any). Shared by the file's and the table's ``query``."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise ValidationError("limit must be a non-negative integer")
+    if limit is not None and limit < 0:
+        raise ValidationError("limit must be a non-negative integer")
+    wanted = {"event": event_type, "user_id": user_id, "outcome": outcome, "target_id": target_id}
+    return (
+        {k: v for k, v in wanted.items() if v is not None},
+        None if since is None else _utc_text(since),
+    )
 
 
 def _matching(

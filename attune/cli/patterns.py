@@ -1,0 +1,132 @@
+"""``attune patterns show / search / list / delete / purge / export / import``: long-term
+memory. The old top-level ``search``, ``list``, ``show``, ``purge``, ``export`` and
+``import`` are these same commands (the parser routes them here), for existing scripts.
+
+Reads act as an OBSERVER of ``--namespace`` (default: ATTUNE_NAMESPACE, else "default"),
+or as a STEWARD reading every namespace (``'*'``); delete, purge, export and import as a
+STEWARD. ``--tier`` replaces those defaults, and the library refuses a tier too low.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from attune.cli import identity
+from attune.cli.output import Output, fields_table, patterns_table
+from attune.memory.types import AccessTier
+
+OK, NO = 0, 1
+
+
+def _reader(args: argparse.Namespace) -> Any:
+    if args.namespace == "*":
+        return identity.memory(args, AccessTier.STEWARD)
+    return identity.memory(args, AccessTier.OBSERVER, args.namespace)
+
+
+def show(args: argparse.Namespace, out: Output) -> int:
+    with _reader(args) as memory:
+        scope = "*" if args.namespace == "*" else None
+        found = memory.recall_pattern(args.pattern_id, namespace=scope)
+    if out.as_json:
+        out.document(found)
+    elif found is not None:
+        out.table(fields_table(found, title=args.pattern_id))
+    if found is None:
+        out.error(f"no pattern {args.pattern_id!r} here")
+        return NO
+    return OK
+
+
+def search_or_list(args: argparse.Namespace, out: Output) -> int:
+    searching = args.action == "search"
+    with _reader(args) as memory:
+        filters = {
+            "created_by": args.created_by,
+            "since": args.since,
+            "until": args.until,
+            "metadata": args.metadata,
+            "cursor": args.cursor,
+            "namespace": "*" if args.namespace == "*" else None,
+        }
+        if searching:
+            page = memory.search_patterns(
+                args.query, args.pattern_type, args.classification, args.limit, **filters
+            )
+        else:
+            page = memory.list_patterns(
+                args.pattern_type, args.classification, args.limit, **filters
+            )
+    results = list(page)
+    if out.as_json:
+        out.document({"results": results, "next_cursor": page.next_cursor})
+        return OK
+    if results:
+        out.table(patterns_table(results, scored=searching, width=out.out.width))
+    else:
+        out.note("No patterns match.")
+    if page.next_cursor:
+        out.note(f"More: run it again with --cursor {page.next_cursor}")
+    return OK
+
+
+def delete(args: argparse.Namespace, out: Output) -> int:
+    with identity.memory(args, AccessTier.STEWARD) as memory:
+        deleted = memory.delete_pattern(args.pattern_id)
+    if out.as_json:
+        out.document({"deleted": deleted, "pattern_id": args.pattern_id})
+    elif deleted:
+        out.line(f"Deleted pattern {args.pattern_id}.")
+    if not deleted:
+        out.error(f"no pattern {args.pattern_id!r}: nothing deleted")
+        return NO
+    return OK
+
+
+def purge(args: argparse.Namespace, out: Output) -> int:
+    """One statement in the store: a spinner, not a bar (there is no count to follow)."""
+    with identity.memory(args, AccessTier.STEWARD) as memory, out.status("Purging expired…"):
+        purged: int = memory.purge_expired()
+    if out.as_json:
+        out.document({"purged": purged})
+    else:
+        out.line(f"Purged {purged} expired pattern(s).")
+    return OK
+
+
+def export(args: argparse.Namespace, out: Output) -> int:
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out or f"attune-export-{stamp}.jsonl"
+    with (
+        identity.memory(args, AccessTier.STEWARD) as memory,
+        out.progress("Exporting") as progress,
+    ):
+        manifest = memory.export_patterns(path, namespace=args.namespace, progress=progress)
+    if out.as_json:
+        out.document({"file": path, **manifest})
+        return OK
+    counts = ", ".join(f"{n} {c}" for c, n in manifest["by_classification"].items())
+    out.line(
+        f"Exported {manifest['records']} record(s) ({counts}) of namespace "
+        f"{manifest['namespace']!r} to {path} (manifest: {path}.manifest.json)."
+    )
+    return OK
+
+
+def import_(args: argparse.Namespace, out: Output) -> int:
+    with (
+        identity.memory(args, AccessTier.STEWARD) as memory,
+        out.progress("Importing") as progress,
+    ):
+        result = memory.import_patterns(args.file, progress=progress)
+    if out.as_json:
+        out.document(result)
+    else:
+        out.line(
+            f"Imported {result['imported']} record(s); skipped {result['skipped']} "
+            f"already stored, {result['expired']} past their retention."
+        )
+    return OK
