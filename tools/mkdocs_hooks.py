@@ -201,18 +201,23 @@ def _usage(parser: argparse.ArgumentParser) -> str:
 
 def _subcommands(
     parser: argparse.ArgumentParser,
-) -> list[tuple[str, str, argparse.ArgumentParser]]:
-    """(name, help, parser) of each subcommand of ``parser``, in declaration order."""
-    found = []
+) -> list[tuple[str, str | None, argparse.ArgumentParser]]:
+    """(name, help, parser) of each subcommand of ``parser``, in declaration order; the help
+    is None for a command ``--help`` does not list (registered without help, or SUPPRESS)."""
+    found: list[tuple[str, str | None, argparse.ArgumentParser]] = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            helps = {choice.dest: _help(choice.help) for choice in action._choices_actions}
+            helps = {
+                choice.dest: choice.help
+                for choice in action._choices_actions
+                if choice.help != argparse.SUPPRESS
+            }
             seen: set[int] = set()
             for name, sub in action.choices.items():
                 if id(sub) in seen:  # an alias
                     continue
                 seen.add(id(sub))
-                found.append((name, helps.get(name, ""), sub))
+                found.append((name, _help(helps[name]) if name in helps else None, sub))
     return found
 
 
@@ -246,15 +251,51 @@ def _option_rows(parser: argparse.ArgumentParser, skip: frozenset[tuple[str, ...
     return rows
 
 
+_shapes: dict[int, tuple[tuple[str, ...], ...]] = {}
+
+
+def _shape(parser: argparse.ArgumentParser) -> tuple[tuple[str, ...], ...]:
+    """What a parser accepts: each argument's option strings (or a positional's name) and
+    help, in order; two parsers of one shape are one command."""
+    return tuple(
+        (*action.option_strings, action.dest, _help(action.help)) for action in parser._actions
+    )
+
+
+def _anchor(path: list[str]) -> str:
+    """The anchor mkdocs gives the heading of ``path`` (its toc slugify)."""
+    return "-".join(re.sub(r"[^\w-]", "", part.lower()) for part in path)
+
+
 def _command(
     parser: argparse.ArgumentParser,
     path: list[str],
-    help_text: str,
+    help_text: str | None,
     skip: frozenset[tuple[str, ...]],
     out: list[str],
+    done: dict[int, list[str]],
 ) -> None:
     out.append(f"{'#' * min(len(path) + 1, 4)} `{' '.join(path)}`\n")
-    if help_text:
+    first = done.get(id(parser))
+    if first is None and help_text is None:  # a hidden twin of a command described already?
+        twins = [
+            other
+            for key, other in done.items()
+            if other[-1] == path[-1] and _shapes[key] == _shape(parser)
+        ]
+        first = twins[0] if twins else None
+    if first is not None:  # one command under two names: described once
+        note = "; not listed by `--help`" if help_text is None else ""
+        out.append(
+            f"The same command as [`{' '.join(first)}`](#{_anchor(first)}): the same "
+            f"arguments{note}.\n"
+        )
+        return
+    done[id(parser)] = path
+    _shapes[id(parser)] = _shape(parser)
+    if help_text is None:
+        out.append("Not listed by `--help`.\n")
+    elif help_text:
         out.append(_cell(help_text[0].upper() + help_text[1:]) + ".\n")
     if parser.description and len(path) > 1:
         out.append(_block(parser.description))
@@ -265,7 +306,7 @@ def _command(
     if parser.epilog and len(path) > 1:
         out.append(_block(parser.epilog))
     for name, sub_help, sub in _subcommands(parser):
-        _command(sub, [*path, name], sub_help, skip, out)
+        _command(sub, [*path, name], sub_help, skip, out, done)
 
 
 def cli_reference() -> str:
@@ -292,8 +333,10 @@ def cli_reference() -> str:
         out.append("## Exit status and conventions\n")
         out.append(f"```text\n{parser.epilog.strip()}\n```\n")
     out.append("## Commands\n")
+    done: dict[int, list[str]] = {}
+    _shapes.clear()
     for name, help_text, sub in _subcommands(parser):
-        _command(sub, ["attune", name], help_text, skip, out)
+        _command(sub, ["attune", name], help_text, skip, out, done)
     return "\n".join(out)
 
 
