@@ -372,11 +372,20 @@ def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -
     return _ROLE.sub(r"\1", html)
 
 
+_dirty = [False]  # mkdocs serve --dirty rebuilds only the pages that changed
+
+
+def on_startup(*, command: str, dirty: bool) -> None:
+    _dirty[0] = dirty
+
+
 def on_pre_build(config: MkDocsConfig) -> None:
     _rendered.clear()
 
 
 def on_post_build(config: MkDocsConfig) -> None:
+    if _dirty[0]:
+        return
     missing = {CONFIG_MARKER, CLI_MARKER} - _rendered
     if missing:
         raise PluginError(f"no page holds {sorted(missing)}: the generated references are gone")
