@@ -210,3 +210,12 @@ def test_readme_links_to_existing_docs_pages() -> None:
     assert len(links) >= 10
     for link in links:
         assert (ROOT / link).exists(), link
+
+
+def test_home_page_gives_the_readmes_two_commands() -> None:
+    def first_bash_block(path: Path) -> str:
+        found = re.search(r"```bash\n(.*?)```", path.read_text(), re.S)
+        assert found, path.name
+        return found.group(1)
+
+    assert first_bash_block(DOCS / "index.md") == first_bash_block(ROOT / "README.md")
