@@ -1,16 +1,17 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s docs``."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     # asyncpg: the conformance suite runs the PostgreSQL store too (skipped without a server).
-    session.install("-e", ".[test,postgres]")
+    # docs: tests/test_docs_site.py builds the site (it skips without mkdocs, fails in CI).
+    session.install("-e", ".[test,postgres,docs]")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -32,14 +33,22 @@ def aiosqlite(session: nox.Session, version: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "attune", "attune_llm", "tests", "benchmarks")
-    session.run("ruff", "format", "--check", "attune", "attune_llm", "tests", "benchmarks")
+    session.run("ruff", "check", "attune", "attune_llm", "tests", "benchmarks", "tools")
+    session.run("ruff", "format", "--check", "attune", "attune_llm", "tests", "benchmarks", "tools")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy")
+    session.run("mypy", "--strict", "tools/mkdocs_hooks.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, strict, into site/ (``mkdocs serve`` to read it while editing)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
 @nox.session

@@ -152,13 +152,23 @@ class MemoryConfig(BaseSettings):
         # ENVIRONMENT that pydantic-settings would otherwise match to a field.
         return (init_settings, _AttuneEnvironment(settings_cls))
 
+    #: The deployment tier: development, staging or production. Staging and production
+    #: require a real Redis (``redis_url``) and never invent a master key.
     environment: Environment = Environment.DEVELOPMENT
+    #: The short-term tier's Redis: ``redis://[user:password@]host:6379/0``, TLS
+    #: ``rediss://``, ``unix://``, a Redis Cluster ``redis+cluster://h1:6379,h2:6379`` or
+    #: Sentinel ``redis+sentinel://h1:26379,h2:26379/service/0``. None: the in-process
+    #: stand-in (development only). Shown redacted by the repr: it may hold a password.
     redis_url: str | None = None
     #: True forces the in-process stand-in, False requires a real Redis, None decides
     #: from the environment (development without ``REDIS_URL`` uses the stand-in).
     redis_mock: bool | None = None
+    #: Where the SQLite store, the audit log and the key file live (created ``0700``).
     storage_dir: Path = Field(default_factory=default_storage_dir)
+    #: Encrypt INTERNAL patterns at rest too (SENSITIVE ones always are).
     encryption_enabled: bool = True
+    #: Load the CLAUDE.md hierarchy into ``memory.claude_memory`` (enterprise policy, user,
+    #: project), with its ``@imports`` resolved.
     load_claude_memory: bool = False
     #: The enterprise policy CLAUDE.md; None: the platform's (``/etc/claude-code/CLAUDE.md``
     #: on Linux), read only if it exists (a configured file must exist).
@@ -172,8 +182,11 @@ class MemoryConfig(BaseSettings):
 
     # Upper bounds (about a century) keep expiry times within what Redis, SQLite and
     # datetime can hold; a larger value used to fail on first use, as a builtin error.
+    #: Lifetime of a ``stash`` that gives no ``ttl_seconds``, in seconds.
     default_ttl_seconds: int = Field(3600, gt=0, le=_CENTURY_S)
+    #: Lifetime of a staged pattern that gives no ``ttl_hours``, in hours.
     staging_ttl_hours: float = Field(24, gt=0, le=_CENTURY_S // 3600)
+    #: The first part of every Redis key attune writes (several stores can share a Redis).
     key_prefix: str = Field(
         "attune",
         min_length=1,
