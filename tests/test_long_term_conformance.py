@@ -270,6 +270,29 @@ async def test_delete_and_purge(mock_config: MemoryConfig, store: LongTermStore)
     assert await store.count() == 1
 
 
+async def test_a_purge_goes_in_batches_those_expired_first(
+    mock_config: MemoryConfig, store: LongTermStore
+) -> None:
+    """``PurgeOp(now, limit)`` deletes at most ``limit`` expired records, those that
+    expired first; ``purge_expired(batch_size=...)`` loops until a batch comes back short
+    and reports each batch to ``progress``, the audit event counting them all."""
+    for n in range(7):
+        assert await store.write(InsertOp(_rec(f"pat_{n}", expires_at_ms=100 + n)))
+    assert await store.write(InsertOp(_rec("pat_live")))  # kept for ever
+    assert await store.write(PurgeOp(1_000, 3)) == 3
+    assert await store.existing([f"pat_{n}" for n in range(7)]) == {
+        f"pat_{n}" for n in (3, 4, 5, 6)
+    }
+    seen: list[tuple[int, int | None]] = []
+    async with _agent(mock_config, store, access_tier="STEWARD") as mem:
+        assert await mem.purge_expired(batch_size=3, progress=lambda d, t: seen.append((d, t))) == 4
+        assert await mem.purge_expired(batch_size=3) == 0
+        with pytest.raises(ValidationError, match="batch_size"):
+            await mem.purge_expired(batch_size=0)
+    assert seen == [(0, None), (3, None), (4, None)]
+    assert await store.count() == 1
+
+
 async def test_rotate_keys_rewraps_and_records_still_read(
     mock_config: MemoryConfig, store: LongTermStore
 ) -> None:

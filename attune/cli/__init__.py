@@ -51,8 +51,8 @@ export, import, erase-user and keys rotate STEWARD; the library refuses a tier t
 exit 2), ``--json``, and ``--version``. See :mod:`attune.cli.identity`.
 
 Output. For people by default: tables and sentences (``rich``; colour only on a terminal),
-progress bars on stderr for an export, import, key rotation or migration of more than a few
-hundred records (spinners for purge and erase-user: they report no count) when stderr is a
+progress bars on stderr for an export, import, purge, key rotation or migration of more than
+a few hundred records (a spinner for erase-user: it reports no count) when stderr is a
 terminal. For scripts, ``--json``: exactly one JSON document on stdout and nothing else
 (messages go to stderr):
 

@@ -85,9 +85,9 @@ def delete(args: argparse.Namespace, out: Output) -> int:
 
 
 def purge(args: argparse.Namespace, out: Output) -> int:
-    """One statement in the store: a spinner, not a bar (there is no count to follow)."""
-    with identity.memory(args, AccessTier.STEWARD) as memory, out.status("Purging expired…"):
-        purged: int = memory.purge_expired()
+    """Expired patterns deleted batch by batch, with a progress bar past the threshold."""
+    with identity.memory(args, AccessTier.STEWARD) as memory, out.progress("Purging") as bar:
+        purged: int = memory.purge_expired(progress=bar)
     if out.as_json:
         out.document({"purged": purged})
     else:

@@ -38,15 +38,33 @@ class LongTermUpkeep(CoreParts):
         await self.pipeline.audit(event, done="the delete")
         return deleted
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(
+        self, batch_size: int = 1000, *, progress: ProgressCallback | None = None
+    ) -> int:
         """Delete every long-term pattern past its retention (STEWARD only); returns how many.
 
         Expired patterns are never returned by :meth:`recall_pattern` even before a purge;
-        purging also drops their wrapped keys, so their content is unrecoverable.
-        """
+        purging also drops their wrapped keys, so their content is unrecoverable. They go
+        ``batch_size`` at a time (one transaction each, those that expired first), so a
+        large purge never holds the store in one long transaction.
+
+        ``progress(done, None)``, if given, is called with the patterns purged so far
+        (their total is not counted beforehand), first with ``done=0`` and then after each
+        batch (see :mod:`attune.memory.progress`: an exception it raises is logged and
+        ignored)."""
         await self._require("purge_expired")
+        validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
+        report = Reporter(check_progress(progress), "purge_expired")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
-        purged = await self.long_term.write(PurgeOp(clock.now_ms()))
+        now = clock.now_ms()
+        purged = 0
+        report(0, None)
+        while True:
+            gone = await self.long_term.write(PurgeOp(now, batch_size))
+            purged += gone
+            report(purged, None)
+            if gone < batch_size:
+                break
         event = self._event("pattern.purge", details={"purged": purged})
         await self.pipeline.audit(event, done="the purge")
         return purged

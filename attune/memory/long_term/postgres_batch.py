@@ -286,10 +286,19 @@ async def _execute(
         )
         return bool(gone)
     if isinstance(op, PurgeOp):
-        status = await conn.execute(
-            "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= $1",
-            op.now_ms,
-        )
+        if op.limit is None:
+            status = await conn.execute(
+                "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= $1",
+                op.now_ms,
+            )
+        else:
+            status = await conn.execute(
+                "DELETE FROM patterns WHERE pattern_id IN (SELECT pattern_id FROM patterns "
+                "WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= $1 "
+                "ORDER BY expires_at_ms LIMIT $2)",
+                op.now_ms,
+                op.limit,
+            )
         return _rows_of(status)
     if isinstance(op, RewrapOp):
         if not op.updates:

@@ -170,9 +170,11 @@ class DeleteOp:
 
 @dataclass(frozen=True, slots=True)
 class PurgeOp:
-    """Delete every record expired at ``now_ms``; the result is how many."""
+    """Delete the records expired at ``now_ms`` (at most ``limit`` of them, those that
+    expired first, when given); the result is how many."""
 
     now_ms: int
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,11 +157,19 @@ def execute(
         ).fetchall()
         return bool(rows)
     if isinstance(op, PurgeOp):
-        rows = db.execute(
-            "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
-            "RETURNING pattern_id",
-            (op.now_ms,),
-        ).fetchall()
+        if op.limit is None:
+            rows = db.execute(
+                "DELETE FROM patterns WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
+                "RETURNING pattern_id",
+                (op.now_ms,),
+            ).fetchall()
+        else:
+            rows = db.execute(
+                "DELETE FROM patterns WHERE pattern_id IN (SELECT pattern_id FROM patterns "
+                "WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
+                "ORDER BY expires_at_ms LIMIT ?) RETURNING pattern_id",
+                (op.now_ms, op.limit),
+            ).fetchall()
         return len(rows)
     if isinstance(op, RewrapOp):
         changed = 0
