@@ -410,3 +410,40 @@ async def test_a_running_host_keeps_working_after_the_root_key_changes(
     async with AsyncUnifiedMemory("c", _config(tmp_path, postgres_url, "c")) as mem:
         for stored in (first, later):
             assert await mem.recall_pattern(stored["pattern_id"]) is not None
+
+
+async def test_records_written_before_the_database_kept_a_ring_still_open(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database whose records an earlier attune encrypted under the master key itself
+    (no ring kept then) gets a ring at its first ring-aware start, and those records still
+    open, are found by search, and move to a ring key at the next rotation."""
+    from attune.memory.long_term.postgres_store import PostgresLongTermStore
+
+    class Ringless(PostgresLongTermStore):  # the store as an earlier attune used it
+        async def key_ring(self, on_change: Any = None) -> None:
+            return None
+
+    root = generate_master_key()
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", root)
+    old = Ringless(postgres_url)
+    try:
+        async with AsyncUnifiedMemory("a", _config(tmp_path, postgres_url), long_term=old) as mem:
+            stored = await mem.persist_pattern("The vault code is 4417", "ops", "SENSITIVE")
+    finally:
+        await old.aclose()
+    security_pipeline.close_shared()
+    rows = await _sql(postgres_url, "SELECT key_id FROM patterns")
+    root_id = key_id(base64.b64decode(root))
+    assert [r["key_id"] for r in rows] == [root_id]
+    config = _config(tmp_path, postgres_url, "upgraded")
+    async with AsyncUnifiedMemory("b", config, access_tier="STEWARD") as mem:
+        found = await mem.recall_pattern(stored["pattern_id"])
+        assert found is not None and found["content"] == "The vault code is 4417"
+        assert [r["pattern_id"] for r in await mem.search_patterns("vault")] == [
+            stored["pattern_id"]
+        ]
+        assert mem.pipeline.cipher.ring.active_key_id != root_id
+        await mem.rotate_keys()
+    rows = await _sql(postgres_url, "SELECT key_id FROM patterns")
+    assert [r["key_id"] for r in rows] != [root_id]

@@ -204,9 +204,13 @@ class KeyRing:
             return self._active, self._keys[self._active]
 
     def _key(self, kid: str) -> bytes | None:
-        """The master key ``kid``; re-reads the key file once if another process added it."""
+        """The master key ``kid``; re-reads the key file once if another process added it.
+        With the ring kept in the store, the root key opens what was written under it
+        before the store kept a ring (never active; ``rotate_keys`` moves those records)."""
         with self._lock:
             found = self._keys.get(kid)
+            if found is None and self._in_store and self._root is not None:
+                found = self._root[1] if self._root[0] == kid else None
         if found is not None or self._key_file is None:
             return found
         stored = _read_key_file_if_present(self._key_file)
