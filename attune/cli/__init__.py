@@ -100,7 +100,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attune.cli import commands, identity, parser
-from attune.cli.output import Output
+from attune.cli.output import ERROR, Output
 from attune.errors import AttuneError
 
 
@@ -115,4 +115,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.run(args, out)
     except AttuneError as exc:
         out.error(str(exc))
-        return commands.ERROR
+        return ERROR

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from attune.cli import identity
-from attune.cli.output import Output, events_table
+from attune.cli.output import NO, OK, Output, events_table
 from attune.memory.types import AccessTier
-
-OK, NO = 0, 1
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

@@ -14,13 +14,14 @@ from typing import Any
 
 from attune.cli import identity
 from attune.cli.output import (
+    ERROR,
+    NO,
+    OK,
     Output,
     claude_files_table,
     fields_table,
 )
 from attune.memory.types import AccessTier
-
-OK, NO, ERROR = 0, 1, 2
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

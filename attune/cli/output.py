@@ -32,6 +32,9 @@ from rich.text import Text
 
 from attune.memory.progress import ProgressCallback
 
+#: Exit statuses (the parser's epilog says what each means).
+OK, NO, ERROR = 0, 1, 2
+
 #: Work on more records than this shows a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 300
 #: Width of tables written to a file or a pipe (a terminal's own width otherwise).
@@ -210,6 +213,19 @@ def patterns_table(
             row.append(Text("\n").join([content, details]))
         table.add_row(*row)
     return table
+
+
+def show_one(out: Output, found: Mapping[str, Any] | None, title: str, missing: str) -> int:
+    """One record as a table (``--json``: the document, null when there is none); the
+    ``missing`` message and exit status 1 when there is none."""
+    if out.as_json:
+        out.document(found)
+    elif found is not None:
+        out.table(fields_table(found, title=title))
+    if found is None:
+        out.error(missing)
+        return NO
+    return OK
 
 
 def fields_table(fields: Mapping[str, Any], title: str | None = None) -> Table:

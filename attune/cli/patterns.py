@@ -13,10 +13,8 @@ import argparse
 from typing import Any
 
 from attune.cli import identity
-from attune.cli.output import Output, fields_table, patterns_table
+from attune.cli.output import NO, OK, Output, patterns_table, show_one
 from attune.memory.types import AccessTier
-
-OK, NO = 0, 1
 
 
 def _reader(args: argparse.Namespace) -> Any:
@@ -29,14 +27,7 @@ def show(args: argparse.Namespace, out: Output) -> int:
     with _reader(args) as memory:
         scope = "*" if args.namespace == "*" else None
         found = memory.recall_pattern(args.pattern_id, namespace=scope)
-    if out.as_json:
-        out.document(found)
-    elif found is not None:
-        out.table(fields_table(found, title=args.pattern_id))
-    if found is None:
-        out.error(f"no pattern {args.pattern_id!r} here")
-        return NO
-    return OK
+    return show_one(out, found, args.pattern_id, f"no pattern {args.pattern_id!r} here")
 
 
 def search_or_list(args: argparse.Namespace, out: Output) -> int:

@@ -12,11 +12,9 @@ import argparse
 from typing import Any
 
 from attune.cli import identity
-from attune.cli.output import Output, fields_table, staged_table
+from attune.cli.output import OK, Output, show_one, staged_table
 from attune.cli.working import standin_warning
 from attune.memory.types import AccessTier
-
-OK, NO = 0, 1
 
 
 def _memory(args: argparse.Namespace, default_tier: AccessTier, *, reading: bool = False) -> Any:
@@ -53,14 +51,8 @@ def show(args: argparse.Namespace, out: Output) -> int:
         found = next((s for s in _staged(memory, args) if s["pattern_id"] == args.staged_id), None)
         if found is None:
             standin_warning(memory, out)
-    if out.as_json:
-        out.document(found)
-    elif found is not None:
-        out.table(fields_table(found, title=args.staged_id))
-    if found is None:
-        out.error(f"no staged pattern {args.staged_id!r} here (promoted, rejected or expired?)")
-        return NO
-    return OK
+    missing = f"no staged pattern {args.staged_id!r} here (promoted, rejected or expired?)"
+    return show_one(out, found, args.staged_id, missing)
 
 
 def add(args: argparse.Namespace, out: Output) -> int:

@@ -15,10 +15,8 @@ import sys
 from typing import Any
 
 from attune.cli import identity
-from attune.cli.output import Output
+from attune.cli.output import NO, OK, Output
 from attune.memory.types import AccessTier
-
-OK, NO = 0, 1
 
 
 def stash_value(text: str, *, as_string: bool) -> Any:
