@@ -89,8 +89,12 @@ class Store:
                 value = tuple(self.client.lrange(key, 0, -1))
             else:
                 value = None
-            if kind != b"none":  # expired between SCAN and the read
-                state[key] = (kind, value, self.client.pttl(key))
+            pttl = self.client.pttl(key)
+            # A short TTL (a successful stash with ttl_seconds=1, say) can run out between
+            # SCAN and any of these reads: TYPE then says none, PTTL -2. Such a key is gone
+            # (recording it with pttl -2 made its absence later look like a deletion).
+            if kind != b"none" and pttl != -2:
+                state[key] = (kind, value, pttl)
         rows: tuple[tuple[object, ...], ...] = ()
         if self.db.exists():
             con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
@@ -1019,3 +1023,30 @@ def test_a_config_value_nested_thousands_deep_is_a_configuration_error(field: st
     with pytest.raises(ConfigurationError) as raised:
         MemoryConfig(**{field: deep})
     assert "{'a'" not in str(raised.value)  # the value is not echoed
+
+
+def test_a_key_that_expires_while_the_snapshot_reads_it_is_not_a_deletion(
+    redis_config: MemoryConfig,
+) -> None:
+    """The harness's own race (a flake seen once in CI): a key with a short TTL, set by a
+    call that succeeded, ran out between the snapshot's GET and PTTL; recorded with pttl -2,
+    its absence from the next snapshot was reported as a deletion by an unrelated call."""
+    store = Store(redis_config)
+    key = f"{redis_config.key_prefix}:short"
+    store.client.set(key, b"v", px=60_000)
+    real_pttl = store.client.pttl
+    store.client.pttl = lambda name: (store.client.delete(name), real_pttl(name))[1]
+    try:
+        before = store.snapshot()  # the key is read, then "expires" before its PTTL
+        assert key.encode() not in before.redis
+        store.client.pttl = real_pttl
+        assert not changes(before, store.snapshot())
+        # A real deletion is still seen: a key read whole and then gone.
+        store.client.set(key, b"v")
+        before = store.snapshot()
+        assert key.encode() in before.redis
+        store.client.delete(key)
+        assert changes(before, store.snapshot()) == [f"Redis key {key.encode()!r} was deleted"]
+    finally:
+        store.client.delete(key)
+        store.close()
