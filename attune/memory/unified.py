@@ -8,6 +8,7 @@ place for every write path (:mod:`attune.memory.security.pipeline`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -338,7 +339,8 @@ class AsyncUnifiedMemory(
             namespace=self.namespace,
         )
         index = await self._search_index() if sealed.encrypted else None
-        entry = self._entry(record, prepared.content, prepared.metadata, index)
+        # Made by the store when it suits it (SQLite: while its commit is on the way).
+        entry = functools.partial(self._entry, record, prepared.content, prepared.metadata, index)
         # The final event is made durable with the record, behind this operation's queued
         # decisions (the store's outbox, or right after its commit): write returns once
         # both are.

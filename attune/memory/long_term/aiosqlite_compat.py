@@ -17,6 +17,10 @@ Private pieces used, and why:
   on the connection's thread).
 * ``Connection._connection``: ``None`` once ``close()`` ran, to tell "closed while this
   waited" (``_execute`` then raises a bare ``ValueError``) from other errors.
+* ``Connection._tx`` and ``Connection._running``: :func:`start` queues a job as
+  ``_execute`` does (a future and a function, put on the thread's ``SimpleQueue``), but
+  at once instead of when first awaited, so the event loop can work while the thread
+  runs it (the group commit makes search entries during its COMMIT's fsync).
 * The worker thread: aiosqlite 0.20 and 0.21 make the ``Connection`` itself a
   ``threading.Thread``; 0.22 gives it one in ``Connection._thread``. Found by
   :func:`worker_thread`, to mark it daemon before it starts (:func:`daemonize`: a script
@@ -108,20 +112,32 @@ def executor(db: aiosqlite.Connection) -> Executor:
     return run
 
 
+def start(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Queue ``fn(sqlite3_connection, *args)`` on the connection's thread now; await the
+    future for its result (:func:`in_thread` waits at once)."""
+    if not db._running or getattr(db, "_connection", None) is None:
+        raise _closed()
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    db._tx.put_nowait((future, _Job(fn, (db._conn, *args))))
+    return future
+
+
 async def in_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop;
     :class:`LongTermUnavailableError` if ``db`` was closed meanwhile."""
     try:
-        job = _Job(fn, (db._conn, *args))
-        result: T = await db._execute(job)  # type: ignore[no-untyped-call]
+        return await start(db, fn, *args)
     except ValueError:
         if getattr(db, "_connection", None) is None:  # closed meanwhile (by close())
-            raise LongTermUnavailableError(
-                "long-term memory is closed: its connection was closed by close() while "
-                "this operation waited; create a new memory object"
-            ) from None
+            raise _closed() from None
         raise
-    return result
+
+
+def _closed() -> LongTermUnavailableError:
+    return LongTermUnavailableError(
+        "long-term memory is closed: its connection was closed by close() while this "
+        "operation waited; create a new memory object"
+    )
 
 
 async def close(db: aiosqlite.Connection) -> None:
@@ -146,11 +162,17 @@ def worker_thread(db: aiosqlite.Connection) -> threading.Thread | None:
 
 
 def check_api(db: aiosqlite.Connection) -> None:
-    """Refuse, at open, an aiosqlite without ``_execute`` or a worker thread (see the
-    module docstring), rather than fail later or hang the interpreter at exit."""
-    if not callable(getattr(db, "_execute", None)) or worker_thread(db) is None:
+    """Refuse, at open, an aiosqlite without ``_execute``, its job queue or a worker
+    thread (see the module docstring), rather than fail later or hang the interpreter at
+    exit."""
+    if (
+        not callable(getattr(db, "_execute", None))
+        or not callable(getattr(getattr(db, "_tx", None), "put_nowait", None))
+        or not hasattr(db, "_running")
+        or worker_thread(db) is None
+    ):
         raise LongTermUnavailableError(
-            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute or its thread, "
+            f"aiosqlite {aiosqlite.__version__} lacks Connection._execute, _tx or its thread, "
             "which attune's SQLite store runs its transactions on; install a supported "
             "aiosqlite (see pyproject.toml)"
         )

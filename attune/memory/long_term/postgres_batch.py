@@ -32,6 +32,7 @@ from attune.memory.long_term.protocol import (
     RewrapOp,
     SubjectOp,
     WriteOp,
+    entry_of,
 )
 from attune.memory.security.audit.batch import _Batch
 from attune.memory.security.audit.codec import _encode
@@ -190,7 +191,7 @@ async def _audited_alone(
     queued = [] if taken is None else taken.entries
     entries = _encode([*queued, (time.time(), op.audit.event)])
     args = postgres_schema.columns([op.record]) + [
-        [value] for value in postgres_search.row(op.index)
+        [value] for value in postgres_search.row(entry_of(op))
     ]
     expected = journal.head_hint.value or (-1, "")  # unknown: this try learns it
     seqs, stamps, lines, new = postgres_audit.chained(expected, entries)
@@ -237,7 +238,7 @@ async def _insert(conn: asyncpg.Connection, inserts: list[InsertOp]) -> list[boo
     for n, op in enumerate(inserts):
         first.setdefault(op.record.pattern_id, n)
     fresh = [op for n, op in enumerate(inserts) if first[op.record.pattern_id] == n]
-    search = [postgres_search.row(op.index) for op in fresh]
+    search = [postgres_search.row(entry_of(op)) for op in fresh]
     args = postgres_schema.columns([op.record for op in fresh])
     args += [list(values) for values in zip(*search, strict=True)]
     rows = await conn.fetch(INSERT_MANY, *args)

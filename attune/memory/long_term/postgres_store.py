@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -71,6 +72,7 @@ from attune.memory.long_term.protocol import (
     SubjectOp,
     WrappedKey,
     WriteOp,
+    entry_of,
 )
 from attune.memory.long_term.queries import Found, PatternQuery
 
@@ -223,6 +225,9 @@ class PostgresLongTermStore:
         """Queue ``op`` for the next group commit and return its result once durable."""
         if not isinstance(op, WRITE_OPS):
             raise TypeError(f"not a long-term write: {type(op).__name__}")
+        if isinstance(op, InsertOp) and callable(op.index):
+            # Made now, by the caller: the INSERT itself carries the search columns.
+            op = dataclasses.replace(op, index=entry_of(op))
         res = await self._pools.get()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         res.queue.append((op, fut))

@@ -140,8 +140,16 @@ class InsertOp:
 
     record: PatternRecord
     audit: Audited | None = None
-    #: What the record is found by (None: not searchable, listed all the same).
-    index: SearchEntry | None = None
+    #: What the record is found by (None: not searchable, listed all the same): the entry,
+    #: or a function that makes it (read it with :func:`entry_of`), which a store may call
+    #: while its commit is on the way (the SQLite store does; see ``sqlite_commit``).
+    index: SearchEntry | Callable[[], SearchEntry] | None = None
+
+
+def entry_of(op: InsertOp) -> SearchEntry | None:
+    """The search entry of ``op``, made now if ``op`` carries the function that makes it."""
+    index = op.index
+    return index() if callable(index) else index
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,14 +21,16 @@ from typing import Any
 import aiosqlite
 
 from attune.memory.long_term import aiosqlite_compat, batching, sqlite_batch, sqlite_search
-from attune.memory.long_term.aiosqlite_compat import in_thread
 from attune.memory.long_term.batching import Queued
-from attune.memory.long_term.protocol import IndexOp, InsertOp, WriteOp
+from attune.memory.long_term.protocol import IndexOp, InsertOp, WriteOp, entry_of
+from attune.memory.long_term.queries import SearchEntry
 from attune.memory.long_term.sqlite_batch import Unavailable
 from attune.memory.long_term.sqlite_outbox import Pending
 
 #: A queued write that only asks for the pending search rows to be written.
 _FLUSH: Any = IndexOp(())
+
+_log = logging.getLogger("attune.long_term")
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Connection:
     """One aiosqlite connection of one event loop, with its group-commit queue."""
 
     db: aiosqlite.Connection
-    #: Its sqlite3 connection, used only on ``db``'s thread (see :func:`in_thread`).
+    #: Its sqlite3 connection, used only on ``db``'s thread (:func:`aiosqlite_compat.in_thread`).
     raw: sqlite3.Connection
     #: ``db``'s one-hop primitive (:func:`aiosqlite_compat.executor`), for the recall path.
     execute: aiosqlite_compat.Executor
@@ -112,13 +115,19 @@ class GroupCommit:
             flushed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             live.append((indexing, flushed))
         try:
-            outcomes, after = await in_thread(
+            committing = aiosqlite_compat.start(
                 conn.db,
                 sqlite_batch.run_batch,
                 conn.outbox,
                 [op for op, _fut in live],
                 self._unavailable,
             )
+            # The new records' search entries are made while the thread commits (an
+            # fsync): tokenising is a SENSITIVE persist's largest CPU step, and they are
+            # only needed after the COMMIT. Sequential SENSITIVE persist: see
+            # docs/performance.md.
+            entries = [_entry(op) for op, _fut in live]
+            outcomes, after = await committing
         except Exception as exc:  # rolled back: nothing of the batch was written
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | OSError):
@@ -133,10 +142,10 @@ class GroupCommit:
         if indexing is not None:
             if outcomes[-1][1] is not None:  # that statement failed alone: pending again
                 conn.index.restore(indexing)
-            live, outcomes = live[:-1], outcomes[:-1]
-        for (op, _fut), (result, _error) in zip(live, outcomes, strict=True):
-            if result is True and isinstance(op, InsertOp) and op.index is not None:
-                conn.index.add(op.record.pattern_id, op.index)
+            live, outcomes, entries = live[:-1], outcomes[:-1], entries[:-1]
+        for (result, _error), entry in zip(outcomes, entries, strict=True):
+            if result is True and entry is not None:
+                conn.index.add(*entry)
         self._schedule_index(conn)
         if after:  # events whose journal keeps no outbox: appended now, awaited
             await batching.append_events([op for op, _fut in live], after, outcomes)
@@ -169,3 +178,21 @@ class GroupCommit:
             conn.draining = asyncio.create_task(self._drain(conn))
         with contextlib.suppress(Exception):  # the rows stay pending; the next write retries
             await fut
+
+
+def _entry(op: WriteOp) -> tuple[str, SearchEntry] | None:
+    """(id, search entry) of a new record, or None. One that cannot be made (a bug) leaves
+    its record unindexed, as a process that dies before writing its row does: the write
+    stands, and the backfill of a memory object's first search indexes it. The log names
+    the error's type only (its message could quote the record's words)."""
+    if not isinstance(op, InsertOp) or op.index is None:
+        return None
+    try:
+        entry = entry_of(op)
+    except Exception as exc:
+        _log.error(
+            "a new record's search entry could not be made (%s): stored, left unindexed",
+            type(exc).__name__,
+        )
+        return None
+    return None if entry is None else (op.record.pattern_id, entry)
