@@ -119,3 +119,25 @@ def test_a_token_is_the_hmac_of_its_term(term: str) -> None:
     key = derive_search_key(b"k" * 32)
     mac = hmac.new(key, b"term\x00" + term.encode("utf-8"), hashlib.sha256)
     assert BlindIndex(key).token(term) == mac.digest()[:TOKEN_BYTES].hex()
+
+
+def test_remembered_tokens_are_the_tokens_and_hold_no_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tokens`` remembers what it made (by the term's hash, never the term) and starts
+    afresh past its bound; every answer is the term's own HMAC token all the same."""
+    import gc
+
+    from attune.memory.search import blind_index
+
+    monkeypatch.setattr(blind_index, "CACHE_TOKENS", 8)
+    key = derive_search_key(b"k" * 32)
+    index, fresh = BlindIndex(key), BlindIndex(key)
+    words = [f"harbour{i}" for i in range(20)] + ["harbour3", "kestrel", "harbour3"]
+    for _round in range(3):  # cold, then remembered, across the bound's clears
+        assert index.tokens(words) == [fresh.token(w) for w in words]
+    remembered = index._cache  # what the object keeps is the point
+    assert 0 < len(remembered) <= 8 + len(words)
+    assert not any(isinstance(k, str) for k in remembered)
+    kept = gc.get_referents(remembered)
+    assert not any(isinstance(o, str) and ("harbour" in o or "kestrel" in o) for o in kept)
