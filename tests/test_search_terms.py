@@ -141,3 +141,14 @@ def test_remembered_tokens_are_the_tokens_and_hold_no_words(
     assert not any(isinstance(k, str) for k in remembered)
     kept = gc.get_referents(remembered)
     assert not any(isinstance(o, str) and ("harbour" in o or "kestrel" in o) for o in kept)
+
+
+def test_one_blind_index_per_search_key_in_a_process() -> None:
+    """Agents of one store share their key's index (and what it remembers)."""
+    from attune.memory.search import blind_index
+
+    key, other = derive_search_key(b"k" * 32), derive_search_key(b"j" * 32)
+    one = blind_index.shared(key)
+    assert blind_index.shared(bytes(key)) is one
+    assert blind_index.shared(other) is not one
+    assert blind_index.shared(other).token("harbour") != one.token("harbour")

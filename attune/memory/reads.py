@@ -44,7 +44,7 @@ from attune.memory.read_args import (
     read_cursor,
     time_ms,
 )
-from attune.memory.search import entries
+from attune.memory.search import blind_index, entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.search.terms import Query, parse_query
 from attune.memory.security.audit import Durability
@@ -277,7 +277,7 @@ class LongTermReads(CoreParts):
             kid = await self.long_term.write(MetaOp(_SEARCH_KEY_META, active))
             # Any key of the ring, the same on every host; one another host made is learnt.
             key = await self.pipeline.opened(self.long_term, lambda: ring.search_key(kid))
-            self._search = (BlindIndex(key),)
+            self._search = (blind_index.shared(key),)
         return self._search[0]
 
     async def _backfill(self, index: BlindIndex | None, *, again: bool = False) -> None:

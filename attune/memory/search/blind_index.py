@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import weakref
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -42,7 +43,7 @@ def derive_search_key(master_key: bytes) -> bytes:
 class BlindIndex:
     """Tokens for terms and metadata facets under one search key."""
 
-    __slots__ = ("_cache", "_inner", "_key", "_outer")
+    __slots__ = ("__weakref__", "_cache", "_inner", "_key", "_outer")
 
     def __init__(self, search_key: bytes) -> None:
         if len(search_key) != 32:
@@ -93,6 +94,19 @@ class BlindIndex:
 
     def _mac(self, message: bytes) -> str:
         return hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES].hex()
+
+
+#: The blind index of each search key in use in this process (see :func:`shared`).
+_SHARED: weakref.WeakValueDictionary[bytes, BlindIndex] = weakref.WeakValueDictionary()
+
+
+def shared(search_key: bytes) -> BlindIndex:
+    """This process's blind index for ``search_key``: memory objects of one store (agents
+    of one process) share one, so the tokens it remembers are kept once, not per agent."""
+    index = _SHARED.get(search_key)
+    if index is None:
+        index = _SHARED.setdefault(search_key, BlindIndex(search_key))
+    return index
 
 
 def plain_facet(key: str, value: Any) -> str:
