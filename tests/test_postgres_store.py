@@ -303,3 +303,29 @@ async def test_a_cancelled_read_gives_its_connection_back_and_reads_go_on(
         assert all(record is not None and record.pattern_id == "pat_1" for record in found)
     finally:
         await asyncio.wait_for(store.aclose(), 10)
+
+
+@pytest.mark.parametrize("pool_size", [1, 2, 3, 4])
+async def test_a_small_pool_never_waits_on_a_connection_it_holds(
+    postgres_url: str, pool_size: int
+) -> None:
+    """A loop holds a connection for sequential reads, never the pool's only one (writes
+    waited for it forever): a read while the held reader is busy, writes between reads,
+    and many of both at once all answer, and closing gives every one back."""
+    store = PostgresLongTermStore(postgres_url, pool_size=pool_size)
+    try:
+        for n in range(3):  # write, read, write: each takes (or keeps) its connection
+            assert await asyncio.wait_for(store.write(InsertOp(pattern_record(f"pat_{n}"))), 10)
+            assert await asyncio.wait_for(store.get(f"pat_{n}", 0), 10) is not None
+        slow = asyncio.create_task(store._read(lambda db: db.fetchval("SELECT pg_sleep(0.5)")))
+        await asyncio.sleep(0.1)  # the held reader (or the only connection) is busy
+        writes = [store.write(InsertOp(pattern_record(f"pat_w{n}"))) for n in range(8)]
+        reads = [store.get("pat_0", 0) for _ in range(8)]
+        done = await asyncio.wait_for(asyncio.gather(*writes, *reads, slow), 20)
+        assert done[:8] == [True] * 8
+        assert all(r is not None and r.pattern_id == "pat_0" for r in done[8:16])
+        assert await store.existing([f"pat_w{n}" for n in range(8)]) == {
+            f"pat_w{n}" for n in range(8)
+        }
+    finally:
+        await asyncio.wait_for(store.aclose(), 10)

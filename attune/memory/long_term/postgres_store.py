@@ -348,10 +348,11 @@ class PostgresLongTermStore:
         """``call`` on the loop's reading connection when no other read holds it, else on
         the pool (both have asyncpg's query methods). Sequential reads (a recall after a
         recall) then skip the pool's acquire and release (about 60 µs of a 230 µs read:
-        docs/performance.md, PostgreSQL)."""
+        docs/performance.md, PostgreSQL). A pool of one connection holds none: writes
+        would wait for it forever."""
         res = self._pools.current() or await self._pools.get()
         try:
-            if res.reading:
+            if res.reading or self.pool_size < 2:  # never hold a pool's only connection
                 return await call(res.pool)
             res.reading = True
             try:
