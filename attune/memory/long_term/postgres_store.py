@@ -5,9 +5,9 @@ store keeps one connection per loop): asyncpg's connections are bound to the loo
 opened them, and the blocking facade drives one loop per thread. Nothing here blocks a
 loop: every statement is awaited.
 
-Writes go through a *group commit*: each loop's pool has a queue, and one drain task
-runs everything queued in one transaction (one COMMIT, one WAL flush), then answers every
-caller. Consecutive inserts are one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+Writes go through a *group commit* (:mod:`.postgres_commit`): each loop's pool has a
+queue, and one drain task runs everything queued in one transaction (one COMMIT, one WAL
+flush), then answers every caller. Consecutive inserts are one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
 NOTHING RETURNING``: a duplicate id is False for its caller only. A statement that
 fails aborts a PostgreSQL transaction, so a batch whose statement failed is rolled back
 and its writes are run again one transaction each: a failed write fails its own caller
@@ -23,8 +23,8 @@ of the committed records by an awaited ``append`` right after the COMMIT, before
 callers are answered (one call per batch and journal); if that fails, the records are
 stored and their callers are told so (:func:`~.batching.committed_error`).
 
-The rest of the PostgreSQL backend, by job: :mod:`.postgres_batch` (one batch's
-transaction), :mod:`.postgres_search` (search columns, written in the insert's statement,
+The rest of the PostgreSQL backend, by job: :mod:`.postgres_commit` (the queue and its
+drain), :mod:`.postgres_batch` (one batch's transaction), :mod:`.postgres_search` (search columns, written in the insert's statement,
 no deferral as in SQLite; find and count), :mod:`.postgres_schema` (migrations, applied
 on first use; how a record lies in a row).
 """
@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 import asyncpg
@@ -44,14 +43,12 @@ from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory.config import redact_url
 from attune.memory.long_term import (
-    batching,
+    postgres_commit,
     postgres_keyring,
     postgres_schema,
     postgres_search,
 )
-from attune.memory.long_term.batching import Outcome, Queued
-from attune.memory.long_term.postgres_audit_log import TableJournal, table_journal
-from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
+from attune.memory.long_term.postgres_commit import DB_ERRORS, LoopPool
 from attune.memory.long_term.postgres_schema import (
     SCHEMA_VERSION,
     SELECT_ONE,
@@ -79,17 +76,6 @@ from attune.memory.long_term.queries import Found, PatternQuery
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 
 _T = TypeVar("_T")
-#: Every error of the database or the way to it (what becomes LongTermUnavailableError).
-_DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-#: The connection went away mid-write: what the server did with it is unknown.
-#: (asyncpg reports a connection the server ended while it was idle as an internal error
-#: on its next use: "cannot switch to state ...; another operation is in progress".)
-_LOST = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-)
 #: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
 #: (connection, authentication, database name): shown in full. Others show their code.
 _CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
@@ -101,21 +87,6 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     unlocks its advisory lock before release) and asyncpg still rolls back a transaction
     left open, so asyncpg's default reset query is one round trip per read for nothing
     (recall 0.54x -> see docs/performance.md, PostgreSQL)."""
-
-
-@dataclass
-class _Pool:
-    """One asyncpg pool of one event loop, with its group-commit queue."""
-
-    pool: asyncpg.Pool
-    queue: list[Queued] = field(default_factory=list)
-    draining: asyncio.Task[None] | None = None
-    commits: int = 0
-    #: The connection sequential reads use (held from the pool; see ``_read``).
-    reader: asyncpg.Connection | None = None
-    reading: bool = False
-    #: The session that hears key ring changes (opened on the first watched read).
-    ring_listener: postgres_keyring.Listener = field(default_factory=postgres_keyring.Listener)
 
 
 class PostgresLongTermStore:
@@ -145,14 +116,15 @@ class PostgresLongTermStore:
         # asyncpg's connections belong to their loop: another loop's pool is closed by
         # that loop (LoopLocal hands it over; an idle facade thread's loop is run to close
         # it); a loop closed without releasing it leaves its sockets to be collected.
-        self._pools: LoopLocal[_Pool] = LoopLocal(self._open, self._close)
+        self._pools: LoopLocal[LoopPool] = LoopLocal(self._open, self._close)
+        self._commit = postgres_commit.GroupCommit(dsn, self._unavailable)
 
     def __repr__(self) -> str:
         return f"PostgresLongTermStore({self.url!r})"
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _open(self) -> _Pool:
+    async def _open(self) -> LoopPool:
         try:
             pool = await asyncpg.create_pool(
                 self._dsn,
@@ -176,12 +148,12 @@ class PostgresLongTermStore:
                 self._migrated = True
         except BaseException as exc:
             await pool.close()
-            if isinstance(exc, _DB_ERRORS):
+            if isinstance(exc, DB_ERRORS):
                 raise self._unavailable("cannot prepare", exc) from None
             raise
-        return _Pool(pool)
+        return LoopPool(pool)
 
-    async def _close(self, res: _Pool) -> None:
+    async def _close(self, res: LoopPool) -> None:
         """Close a loop's pool from that loop: queued writes commit first."""
         while res.draining is not None:
             with contextlib.suppress(Exception):
@@ -190,7 +162,7 @@ class PostgresLongTermStore:
             reader, res.reader = res.reader, None
             with contextlib.suppress(Exception):
                 await res.pool.release(reader)
-        with contextlib.suppress(*_DB_ERRORS):
+        with contextlib.suppress(*DB_ERRORS):
             await res.ring_listener.close()
         await res.pool.close()
 
@@ -229,16 +201,12 @@ class PostgresLongTermStore:
             # Made now, by the caller: the INSERT itself carries the search columns.
             op = dataclasses.replace(op, index=entry_of(op))
         res = await self._pools.get()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        res.queue.append((op, fut))
-        if res.draining is None:
-            res.draining = asyncio.create_task(self._drain(res))
-        result: bool | int | str | bytes = await fut
+        result: bool | int | str | bytes = await self._commit.submit(res, op)
         if isinstance(op, EraseOp):
             await self._vacuum(res)
         return result
 
-    async def _vacuum(self, res: _Pool) -> None:
+    async def _vacuum(self, res: LoopPool) -> None:
         """After an erasure, outside any transaction: VACUUM the tables it deleted from,
         which removes the dead rows and their index entries from the files' pages, and
         rebuild the search indexes (GIN never drops a key once in its entry tree: an
@@ -264,83 +232,12 @@ class PostgresLongTermStore:
                     await conn.execute(
                         "SELECT pg_advisory_unlock($1)", postgres_schema.ERASURE_LOCK
                     )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise self._unavailable(
                 "cannot clean up after an erasure in",
                 exc,
                 "the records ARE erased; erase the user again to retry the VACUUM and REINDEX",
             ) from None
-
-    async def _drain(self, res: _Pool) -> None:
-        try:
-            while res.queue:
-                while res.queue:
-                    batch, res.queue = res.queue, []
-                    await self._commit_batch(res, batch)
-                await asyncio.sleep(0)  # callers just answered often write again at once
-        finally:
-            res.draining = None
-
-    async def _commit_batch(self, res: _Pool, batch: list[Queued]) -> None:
-        live = [item for item in batch if not item[1].cancelled()]
-        live, later = batching.one_journal(live)
-        if later:  # another journal's events: their own transaction, right after
-            res.queue[:0] = later
-        if not live:
-            return
-        ops = [op for op, _fut in live]
-        journal = table_journal(ops, self._dsn)
-        try:
-            outcomes = await self._run(res, ops, journal)
-        except Exception as exc:  # nothing of the batch was written
-            error: BaseException = exc
-            if isinstance(exc, _LOST):
-                error = self._unavailable(
-                    "lost the connection while writing to",
-                    exc,
-                    "whether the write was stored is unknown (a COMMIT may have been under "
-                    "way): read it back before writing it again",
-                )
-            elif isinstance(exc, _DB_ERRORS):
-                error = self._unavailable("cannot commit to", exc, "nothing of it was stored")
-            for _op, fut in live:
-                if not fut.done():
-                    fut.set_exception(error)
-            return
-        res.commits += 1
-        audited = [
-            i
-            for i, op in enumerate(ops)
-            if isinstance(op, InsertOp) and op.audit is not None and outcomes[i] == (True, None)
-        ]
-        if audited and journal is not None:  # committed with their records: mirror them
-            journal.kept([ops[i] for i in audited])
-        elif audited:
-            await batching.append_events(ops, audited, outcomes)
-        batching.answer(live, outcomes)
-
-    async def _run(
-        self, res: _Pool, ops: list[WriteOp], journal: TableJournal | None
-    ) -> list[Outcome]:
-        """The batch as one transaction; if one of its statements fails, each write again
-        in a transaction of its own (the failed one fails its caller alone)."""
-        async with res.pool.acquire() as conn:
-            try:
-                try:
-                    return await transaction(conn, ops, journal)
-                except Failed:
-                    pass
-                outcomes: list[Outcome] = []
-                for op in ops:
-                    try:
-                        outcomes += await transaction(conn, [op], journal)
-                    except Failed as failed:
-                        error = self._unavailable("cannot write to", failed.cause)
-                        outcomes.append((None, error))
-                return outcomes
-            except _LOST:
-                conn.terminate()  # never back into the pool: the next write opens another
-                raise
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -368,7 +265,7 @@ class PostgresLongTermStore:
                     raise
             finally:
                 res.reading = False
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise self._unavailable(what, exc) from None
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
