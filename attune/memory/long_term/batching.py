@@ -7,14 +7,15 @@ batch of them as one transaction; each caller gets its own :data:`Outcome`. Shar
 * :func:`append_events`: the events of committed inserts appended to their journal right
   after the COMMIT (the durability contract's second way, :class:`~.protocol.Journal`);
 * :func:`committed_error`: what the callers of committed records hear when that fails;
-* :func:`answer`: every caller answered with its result or its error.
+* :func:`answer`: every caller answered with its result or its error;
+* :func:`enqueue`: a write queued, and the one task that drains the queue batch by batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from attune.errors import AuditLogError
 from attune.memory.long_term.protocol import InsertOp, Journal, WriteOp
@@ -23,6 +24,42 @@ from attune.memory.long_term.protocol import InsertOp, Journal, WriteOp
 Queued = tuple[WriteOp, "asyncio.Future[Any]"]
 #: A queued write's outcome: its result, or the error that failed it alone.
 Outcome = tuple[Any, BaseException | None]
+
+
+class Draining(Protocol):
+    """What holds a queue of writes: a SQLite connection, a PostgreSQL pool (per loop)."""
+
+    queue: list[Queued]
+    draining: asyncio.Task[None] | None
+
+
+_H = TypeVar("_H", bound=Draining)
+
+
+def enqueue(
+    holder: _H, op: WriteOp, commit: Callable[[_H, list[Queued]], Awaitable[None]]
+) -> asyncio.Future[Any]:
+    """Queue ``op`` on ``holder``; its caller's future. One task drains the queue:
+    ``commit(holder, batch)`` for everything queued, again until nothing is left."""
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    holder.queue.append((op, fut))
+    if holder.draining is None:
+        holder.draining = asyncio.create_task(_drain(holder, commit))
+    return fut
+
+
+async def _drain(holder: _H, commit: Callable[[_H, list[Queued]], Awaitable[None]]) -> None:
+    try:
+        while holder.queue:
+            while holder.queue:
+                batch, holder.queue = holder.queue, []
+                await commit(holder, batch)
+            # Callers just answered often write again at once (a sequential writer does):
+            # one more loop iteration takes those into this same task instead of ending it
+            # and starting a new one per write.
+            await asyncio.sleep(0)
+    finally:
+        holder.draining = None
 
 
 def one_journal(batch: list[Queued]) -> tuple[list[Queued], list[Queued]]:

@@ -67,21 +67,7 @@ class GroupCommit:
 
     async def submit(self, res: LoopPool, op: WriteOp) -> Any:
         """Queue ``op`` on ``res`` for the next batch; its result once durable."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        res.queue.append((op, fut))
-        if res.draining is None:
-            res.draining = asyncio.create_task(self._drain(res))
-        return await fut
-
-    async def _drain(self, res: LoopPool) -> None:
-        try:
-            while res.queue:
-                while res.queue:
-                    batch, res.queue = res.queue, []
-                    await self._commit_batch(res, batch)
-                await asyncio.sleep(0)  # callers just answered often write again at once
-        finally:
-            res.draining = None
+        return await batching.enqueue(res, op, self._commit_batch)
 
     async def _commit_batch(self, res: LoopPool, batch: list[Queued]) -> None:
         live = [item for item in batch if not item[1].cancelled()]

@@ -1,18 +1,18 @@
 """The PostgreSQL long-term store, over ``asyncpg`` (``pip install 'attune[postgres]'``).
 
-One connection pool per event loop (:class:`~attune._loop_local.LoopLocal`, as the SQLite
-store keeps one connection per loop): asyncpg's connections are bound to the loop that
-opened them, and the blocking facade drives one loop per thread. Nothing here blocks a
-loop: every statement is awaited.
+One connection pool per event loop (:class:`~attune._loop_local.LoopLocal`, as the
+SQLite store keeps one connection per loop): asyncpg's connections are bound to the loop
+that opened them, and the blocking facade drives one loop per thread. Nothing here
+blocks a loop: every statement is awaited.
 
 Writes go through a *group commit* (:mod:`.postgres_commit`): each loop's pool has a
 queue, and one drain task runs everything queued in one transaction (one COMMIT, one WAL
-flush), then answers every caller. Consecutive inserts are one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
-NOTHING RETURNING``: a duplicate id is False for its caller only. A statement that
-fails aborts a PostgreSQL transaction, so a batch whose statement failed is rolled back
-and its writes are run again one transaction each: a failed write fails its own caller
-only. A failed COMMIT (or a lost connection) fails the batch: nothing of it is retried,
-since a COMMIT whose answer was lost may have happened.
+flush), then answers every caller. Consecutive inserts are one ``INSERT ... SELECT FROM
+unnest(...) ON CONFLICT DO NOTHING RETURNING``: a duplicate id is False for its caller
+only. A statement that fails aborts a PostgreSQL transaction, so a batch whose statement
+failed is rolled back and its writes are run again one transaction each: a failed write
+fails its own caller only. A failed COMMIT (or a lost connection) fails the batch:
+nothing of it is retried, since a COMMIT whose answer was lost may have happened.
 
 Audit events: when an :class:`~attune.memory.long_term.protocol.InsertOp`'s journal is
 this database's audit table (:class:`~.postgres_audit_log.TableJournal`, what the
@@ -24,9 +24,10 @@ callers are answered (one call per batch and journal); if that fails, the record
 stored and their callers are told so (:func:`~.batching.committed_error`).
 
 The rest of the PostgreSQL backend, by job: :mod:`.postgres_commit` (the queue and its
-drain), :mod:`.postgres_batch` (one batch's transaction), :mod:`.postgres_search` (search columns, written in the insert's statement,
-no deferral as in SQLite; find and count), :mod:`.postgres_schema` (migrations, applied
-on first use; how a record lies in a row).
+drain), :mod:`.postgres_batch` (one batch's transaction), :mod:`.postgres_search`
+(search columns, written in the insert's statement, no deferral as in SQLite; find and
+count), :mod:`.postgres_schema` (migrations, applied on first use; how a record lies in
+a row).
 """
 
 from __future__ import annotations

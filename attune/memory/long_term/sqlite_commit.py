@@ -62,24 +62,7 @@ class GroupCommit:
 
     async def submit(self, conn: Connection, op: WriteOp) -> Any:
         """Queue ``op`` on ``conn`` for the next batch; its result once durable."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.queue.append((op, fut))
-        if conn.draining is None:
-            conn.draining = asyncio.create_task(self._drain(conn))
-        return await fut
-
-    async def _drain(self, conn: Connection) -> None:
-        try:
-            while conn.queue:
-                while conn.queue:
-                    batch, conn.queue = conn.queue, []
-                    await self._commit_batch(conn, batch)
-                # Callers just answered often write again at once (a sequential writer
-                # does): one more loop iteration takes those into this same task instead
-                # of ending it and starting a new one per write.
-                await asyncio.sleep(0)
-        finally:
-            conn.draining = None
+        return await batching.enqueue(conn, op, self._commit_batch)
 
     async def _commit_batch(self, conn: Connection, batch: list[Queued]) -> None:
         """Run a batch in one transaction (one fsync) and answer every caller.
@@ -172,10 +155,7 @@ class GroupCommit:
         """Write this connection's pending search rows now (a search reads them next)."""
         if not conn.index.entries:
             return
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.queue.append((_FLUSH, fut))
-        if conn.draining is None:
-            conn.draining = asyncio.create_task(self._drain(conn))
+        fut = batching.enqueue(conn, _FLUSH, self._commit_batch)
         with contextlib.suppress(Exception):  # the rows stay pending; the next write retries
             await fut
 
