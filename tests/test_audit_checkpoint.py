@@ -102,3 +102,17 @@ def test_no_checkpoint_of_a_broken_chain(
     assert main(["audit", "checkpoint", "--out", str(point), "--storage-dir", str(tmp_path)]) == 1
     assert not point.exists()
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_signed_by_an_earlier_version_still_opens() -> None:
+    """The MAC key's derivation (HKDF-SHA256 of the master key, fixed info) is part of the
+    file format: this document was signed by the release before the ring derived it."""
+    document = {
+        "version": 1,
+        "seq": 7,
+        "hash": "a" * 64,
+        "time": "2026-12-01T00:00:00.000000Z",
+        "key_id": "k_d966040f8e6510e0",
+        "mac": "ff458fe5fc137121a264a10b05dd591920cd5efc05d2957d5c6816d4c148df9e",
+    }
+    assert open_checkpoint(document, KeyRing([b"k" * 32])) == (7, "a" * 64)

@@ -31,6 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from attune.errors import ConfigurationError
 from attune.memory import files, store_marker
 from attune.memory.config import Environment
@@ -159,6 +162,15 @@ class KeyRing:
                 ENV_VAR,
             )
         return kid
+
+    def derived_key(self, kid: str, info: bytes) -> bytes | None:
+        """A 32-byte key derived from master key ``kid`` by HKDF-SHA256 (``info``, no
+        salt), for a purpose of its own (audit checkpoints); None if the ring lacks that
+        key. The master key itself never leaves the ring this way."""
+        material = self._key(kid)
+        if material is None:
+            return None
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(material)
 
     def search_key(self, kid: str) -> bytes:
         """The search key derived from master key ``kid`` (HKDF-SHA256; see

@@ -23,9 +23,6 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from attune.errors import AuditLogError, ValidationError
 from attune.memory.security.audit.codec import _HEX64, _signed_text
 from attune.memory.security.keyring import KeyRing
@@ -36,14 +33,11 @@ _FIELDS = ("version", "seq", "hash", "time", "key_id")
 _NOT_VERIFIED = "the chain was not checked against it"
 
 
-def checkpoint_key(master_key: bytes) -> bytes:
-    """The 32-byte MAC key of checkpoints signed under a master key."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(master_key)
-
-
 def _mac(key: bytes, fields: dict[str, Any]) -> str:
+    """The MAC of a checkpoint's fields under ``key`` (the ring's
+    :meth:`~attune.memory.security.keyring.KeyRing.derived_key` for checkpoints)."""
     text = _signed_text({k: fields[k] for k in _FIELDS})
-    return hmac.new(checkpoint_key(key), text, "sha256").hexdigest()
+    return hmac.new(key, text, "sha256").hexdigest()
 
 
 def sign_checkpoint(
@@ -55,7 +49,9 @@ def sign_checkpoint(
         raise ValidationError("a checkpoint's seq must be a whole number, 0 or more")
     if not isinstance(head, str) or not _HEX64.fullmatch(head):
         raise ValidationError("a checkpoint's hash must be 64 lowercase hex digits")
-    kid, material = ring._active_key()
+    kid = ring.active_key_id
+    key = ring.derived_key(kid, _INFO)
+    assert key is not None  # the active key is in the ring
     stamp = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     fields: dict[str, Any] = {
         "version": VERSION,
@@ -64,7 +60,7 @@ def sign_checkpoint(
         "time": stamp,
         "key_id": kid,
     }
-    fields["mac"] = _mac(material, fields)
+    fields["mac"] = _mac(key, fields)
     return fields
 
 
@@ -87,14 +83,14 @@ def open_checkpoint(document: object, ring: KeyRing) -> tuple[int, str]:
         or not isinstance(document["time"], str)
     ):
         raise _bad("one of its fields is not valid")
-    material = ring._key(kid)
-    if material is None:
+    key = ring.derived_key(kid, _INFO)
+    if key is None:
         raise AuditLogError(
             f"the checkpoint was signed with master key {kid}, which is not in the key ring",
             _NOT_VERIFIED,
             "Restore that key (the key file or ATTUNE_MASTER_KEY) and verify again.",
         )
-    if not hmac.compare_digest(_mac(material, document), mac):
+    if not hmac.compare_digest(_mac(key, document), mac):
         raise _bad("its signature does not match: it was altered or forged")
     return seq, head
 
