@@ -15,8 +15,9 @@ from attune._facade import AsyncResource, BlockingFacade, Mirror, blocking, buil
 from attune.memory import backends
 from attune.memory.config import MemoryConfig
 from attune.memory.sharing import shared_short_term
+from attune.memory.short_term.connect import short_term_config
 from attune.memory.short_term.protocol import ShortTermStore
-from attune.memory.short_term.redis_store import RedisShortTermMemory, short_term_config
+from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.sync import UnifiedMemory
 from attune.memory.types import AccessTier
 from attune.memory.unified import AsyncUnifiedMemory

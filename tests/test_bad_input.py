@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from attune import AsyncEmpathyOS, EmpathyOS
 from attune.errors import AttuneError, ConfigurationError, SerializationError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
-from attune.memory.short_term.redis_store import shared_fake_server
+from attune.memory.short_term.connect import shared_fake_server
 from attune.memory.types import AccessTier, Classification
 
 AGENT = "agent-7"

@@ -55,9 +55,9 @@ async def test_the_stand_in_says_its_data_is_this_processs_alone(
     when the in-process stand-in is chosen (private flag reset: it is per process)."""
     import logging
 
-    from attune.memory.short_term import redis_store
+    from attune.memory.short_term import connect
 
-    monkeypatch.setattr(redis_store, "_told_private", False)
+    monkeypatch.setattr(connect, "_told_private", False)
     caplog.set_level(logging.INFO, logger="attune.short_term")
     async with (
         AsyncUnifiedMemory("agent", config) as first,

@@ -14,7 +14,7 @@ from attune.errors import ConfigurationError, ShortTermUnavailableError
 from attune.memory import MemoryConfig
 from attune.memory.config import redact_url
 from attune.memory.sentinel_url import SentinelURL, parse_sentinel_url
-from attune.memory.short_term import redis_store
+from attune.memory.short_term import connect
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 
 DATA_PW = "Data-pw-7781"
@@ -116,7 +116,7 @@ def test_a_sentinel_url_is_shown_without_either_password(
 ) -> None:
     config = MemoryConfig(redis_url=url, storage_dir=tmp_path)
     assert config.redis_url == url  # kept as given, shown redacted
-    monkeypatch.setattr(redis_store, "_told_private", False)
+    monkeypatch.setattr(connect, "_told_private", False)
     with caplog.at_level(logging.INFO, logger="attune.short_term"):
         store = RedisShortTermMemory(config)
     assert "stand-in" not in caplog.text  # a real, shared Redis

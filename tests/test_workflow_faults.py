@@ -32,7 +32,7 @@ from attune.errors import (
 from attune.memory import AccessTier, AsyncUnifiedMemory, MemoryConfig, staging
 from attune.memory.long_term import InsertOp
 from attune.memory.security import pipeline as security_pipeline
-from attune.memory.short_term.redis_store import shared_fake_server
+from attune.memory.short_term.connect import shared_fake_server
 
 T = TypeVar("T")
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,14 +20,13 @@ from redis import exceptions as redis_errors
 from attune._loop_local import LoopLocal
 from attune.errors import (
     AttuneError,
-    ConfigurationError,
     ShortTermCommandError,
     ShortTermUnavailableError,
 )
 from attune.memory.config import MemoryConfig, redact_url
 from attune.memory.keys import KeySpace
+from attune.memory.short_term import connect
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
-from attune.memory.short_term.cluster_url import is_cluster_url
 from attune.memory.short_term.fast_packing import use_fast_packing
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
 from attune.memory.short_term.replies import describe as _describe
@@ -47,21 +44,7 @@ from attune.memory.short_term.sentinel import (
 
 T = TypeVar("T")
 
-_fake_server_lock = threading.Lock()
-_fake_server: Any = None
-
 log = logging.getLogger("attune.short_term")
-
-
-def shared_fake_server() -> Any:
-    """The one in-process stand-in server of this process (agents share its data)."""
-    global _fake_server
-    with _fake_server_lock:
-        if _fake_server is None:
-            import fakeredis
-
-            _fake_server = fakeredis.FakeServer()
-        return _fake_server
 
 
 class RedisShortTermMemory:
@@ -78,7 +61,7 @@ class RedisShortTermMemory:
         url: str | None = None,
         mock: bool | None = None,
     ) -> None:
-        self.config = config = short_term_config(config, url=url, mock=mock)
+        self.config = config = connect.short_term_config(config, url=url, mock=mock)
         kind = config.short_term_backend  # raises ConfigurationError for a refused choice
         self.backend = "fakeredis" if kind == "mock" else "redis"
         self.url = None if kind == "mock" else config.redis_url
@@ -86,9 +69,9 @@ class RedisShortTermMemory:
         #: The parsed ``redis+sentinel://`` URL, or None for any other.
         self._sentinel = None if self.url is None else sentinel_target(self.url)
         if self.url is None:
-            _say_the_stand_in_is_private(config)
+            connect.say_the_stand_in_is_private(config)
         elif self._sentinel is None:
-            _check_url(self.url)
+            connect.check_url(self.url)
         self._clients: LoopLocal[_LoopClient] = LoopLocal(self._connect, _close_client)
 
     # -- connection ----------------------------------------------------------------------
@@ -104,24 +87,9 @@ class RedisShortTermMemory:
 
     def _new_client(self) -> aioredis.Redis:
         if self.backend == "fakeredis":
-            import fakeredis
-
-            fake: aioredis.Redis = fakeredis.FakeAsyncRedis(server=shared_fake_server())
-            return fake
+            return connect.stand_in_client()
         assert self.url is not None
-        try:
-            client = aioredis.Redis.from_url(
-                self.url,
-                socket_connect_timeout=self.config.redis_connect_timeout,
-                # No per-read socket timeout: redis-py would arm a timer for every reply of
-                # a pipeline. Each round trip is bounded as a whole instead (_run, AutoPipeline).
-                socket_timeout=None,
-                health_check_interval=30,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid REDIS_URL: {exc}") from None
-        use_fast_packing(client)
-        return client
+        return connect.redis_client(self.url, self.config.redis_connect_timeout)
 
     @property
     def safe_url(self) -> str:
@@ -381,68 +349,8 @@ class RedisShortTermMemory:
         await self._clients.aclose()
 
 
-def short_term_config(
-    config: MemoryConfig | None, *, url: str | None = None, mock: bool | None = None
-) -> MemoryConfig:
-    """``config`` (else one from the environment) with ``url`` and ``mock`` applied."""
-    overrides: dict[str, Any] = {}
-    if url is not None:
-        overrides["redis_url"] = url
-    if mock is not None:
-        overrides["redis_mock"] = mock
-    if config is None:
-        return MemoryConfig(**overrides)
-    if overrides:
-        config = config.model_copy(update=overrides)
-        config = MemoryConfig(**config.model_dump())  # re-validate the overrides
-    return config
-
-
-_told_private = False
-
-
-def _say_the_stand_in_is_private(config: MemoryConfig) -> None:
-    """Once per process: the in-process stand-in's working data and staged patterns are
-    this process's alone, though the long-term tier (a file, a database) may be shared;
-    a warning when that tier is a database other hosts use."""
-    global _told_private
-    if _told_private:
-        return
-    _told_private = True
-    level = logging.WARNING if config.database_url is not None else logging.INFO
-    log.log(
-        level,
-        "short-term memory is the in-process Redis stand-in: working data and staged "
-        "patterns live in this process only, while long-term memory may be shared with "
-        "other processes; set REDIS_URL to share them too",
-    )
-
-
 #: Keys a SCAN round looks at (Redis's hint): larger rounds, fewer round trips.
 _SCAN_COUNT = 1000
-
-
-def _check_url(url: str) -> None:
-    """Refuse, at construction, a URL redis-py would only fail on at the first command (an
-    unknown query option is a ``TypeError`` when a connection is made). Nothing connects."""
-    if is_cluster_url(url):
-        raise ConfigurationError(
-            "a redis+cluster:// URL needs the Redis Cluster store, not RedisShortTermMemory: "
-            "attune.get_redis_memory(url) or AsyncUnifiedMemory(config) choose it"
-        )
-    try:
-        pool = aioredis.ConnectionPool.from_url(url)
-        pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError) as exc:
-        unknown = re.search(r"unexpected keyword argument '(\w{1,64})'", str(exc))
-        if unknown:
-            reason = f"it has an option redis-py does not accept ({unknown.group(1)})"
-        else:
-            reason = "an option has a value redis-py cannot use"
-        raise ConfigurationError(
-            f"invalid REDIS_URL {redact_url(url).split('?')[0]}: {reason}; use "
-            "redis://[user:password@]host:port/db with only the options redis-py documents"
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)
