@@ -764,3 +764,25 @@ async def test_health_reports_the_backend(store: LongTermStore) -> None:
     report = await store.health()
     assert report["available"] is True and report["patterns"] == 1
     assert report["backend"] == store.backend
+
+
+async def test_a_search_entry_that_cannot_be_made_leaves_the_record_stored_unindexed(
+    store: LongTermStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store makes a new record's search entry when it suits it (SQLite: while its
+    commit runs; PostgreSQL: before its INSERT); if making it fails (a bug), the write
+    stands, the record waits for the backfill, and the ERROR log names the failure's type,
+    never its message (it could quote content)."""
+    import logging
+
+    def broken() -> Any:
+        raise RuntimeError("kestrel-content-that-must-not-be-logged")
+
+    with caplog.at_level(logging.ERROR, logger="attune.long_term"):
+        assert await store.write(InsertOp(_rec("pat_x"), index=broken))
+    assert (await store.get("pat_x", 0)) is not None
+    assert [r.pattern_id for r in await store.unindexed("", 10)] == ["pat_x"]
+    logged = [r for r in caplog.records if r.name == "attune.long_term"]
+    assert [r.levelno for r in logged] == [logging.ERROR]
+    assert "RuntimeError" in logged[0].getMessage()
+    assert "kestrel" not in caplog.text

@@ -8,22 +8,44 @@ batch of them as one transaction; each caller gets its own :data:`Outcome`. Shar
   after the COMMIT (the durability contract's second way, :class:`~.protocol.Journal`);
 * :func:`committed_error`: what the callers of committed records hear when that fails;
 * :func:`answer`: every caller answered with its result or its error;
-* :func:`enqueue`: a write queued, and the one task that drains the queue batch by batch.
+* :func:`enqueue`: a write queued, and the one task that drains the queue batch by batch;
+* :func:`search_entry`: a new record's search entry, or none when it cannot be made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from attune.errors import AuditLogError
-from attune.memory.long_term.protocol import InsertOp, Journal, WriteOp
+from attune.memory.long_term.protocol import InsertOp, Journal, WriteOp, entry_of
+from attune.memory.long_term.queries import SearchEntry
 
 #: A queued write and its caller's future.
 Queued = tuple[WriteOp, "asyncio.Future[Any]"]
 #: A queued write's outcome: its result, or the error that failed it alone.
 Outcome = tuple[Any, BaseException | None]
+
+
+_log = logging.getLogger("attune.long_term")
+
+
+def search_entry(op: InsertOp) -> SearchEntry | None:
+    """The search entry of a new record (made now if ``op`` carries the function that makes
+    it), or None. One that cannot be made (a bug) leaves its record unindexed, as a process
+    that dies before writing its row does: the write stands, and the backfill of a memory
+    object's first search indexes it. The log names the error's type only (its message
+    could quote the record's words)."""
+    try:
+        return entry_of(op)
+    except Exception as exc:
+        _log.error(
+            "a new record's search entry could not be made (%s): stored, left unindexed",
+            type(exc).__name__,
+        )
+        return None
 
 
 class Draining(Protocol):

@@ -44,6 +44,7 @@ from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
 from attune.memory.config import redact_url
 from attune.memory.long_term import (
+    batching,
     postgres_commit,
     postgres_keyring,
     postgres_schema,
@@ -70,7 +71,6 @@ from attune.memory.long_term.protocol import (
     SubjectOp,
     WrappedKey,
     WriteOp,
-    entry_of,
 )
 from attune.memory.long_term.queries import Found, PatternQuery
 
@@ -200,7 +200,7 @@ class PostgresLongTermStore:
             raise TypeError(f"not a long-term write: {type(op).__name__}")
         if isinstance(op, InsertOp) and callable(op.index):
             # Made now, by the caller: the INSERT itself carries the search columns.
-            op = dataclasses.replace(op, index=entry_of(op))
+            op = dataclasses.replace(op, index=batching.search_entry(op))
         res = await self._pools.get()
         result: bool | int | str | bytes = await self._commit.submit(res, op)
         if isinstance(op, EraseOp):

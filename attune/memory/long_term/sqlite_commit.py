@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,15 +21,13 @@ import aiosqlite
 
 from attune.memory.long_term import aiosqlite_compat, batching, sqlite_batch, sqlite_search
 from attune.memory.long_term.batching import Queued
-from attune.memory.long_term.protocol import IndexOp, InsertOp, WriteOp, entry_of
+from attune.memory.long_term.protocol import IndexOp, InsertOp, WriteOp
 from attune.memory.long_term.queries import SearchEntry
 from attune.memory.long_term.sqlite_batch import Unavailable
 from attune.memory.long_term.sqlite_outbox import Pending
 
 #: A queued write that only asks for the pending search rows to be written.
 _FLUSH: Any = IndexOp(())
-
-_log = logging.getLogger("attune.long_term")
 
 
 @dataclass
@@ -105,10 +102,9 @@ class GroupCommit:
                 [op for op, _fut in live],
                 self._unavailable,
             )
-            # The new records' search entries are made while the thread commits (an
-            # fsync): tokenising is a SENSITIVE persist's largest CPU step, and they are
-            # only needed after the COMMIT. Sequential SENSITIVE persist: see
-            # docs/performance.md.
+            # The new records' search entries (terms, an encrypted record's tokens) are
+            # made while the thread commits (an fsync): they are only needed after the
+            # COMMIT (docs/performance.md: 64 SENSITIVE callers 1.11x).
             entries = [_entry(op) for op, _fut in live]
             outcomes, after = await committing
         except Exception as exc:  # rolled back: nothing of the batch was written
@@ -161,18 +157,8 @@ class GroupCommit:
 
 
 def _entry(op: WriteOp) -> tuple[str, SearchEntry] | None:
-    """(id, search entry) of a new record, or None. One that cannot be made (a bug) leaves
-    its record unindexed, as a process that dies before writing its row does: the write
-    stands, and the backfill of a memory object's first search indexes it. The log names
-    the error's type only (its message could quote the record's words)."""
+    """(id, search entry) of a new record, or None (see :func:`.batching.search_entry`)."""
     if not isinstance(op, InsertOp) or op.index is None:
         return None
-    try:
-        entry = entry_of(op)
-    except Exception as exc:
-        _log.error(
-            "a new record's search entry could not be made (%s): stored, left unindexed",
-            type(exc).__name__,
-        )
-        return None
+    entry = batching.search_entry(op)
     return None if entry is None else (op.record.pattern_id, entry)
