@@ -31,11 +31,20 @@ comes back as a tool error naming the kinds of secret found, never the secret.
 
 Without ``REDIS_URL`` the short-term tier is the in-process stand-in: working data and staged
 patterns then live in the server process only (the long-term tier is on disk as usual).
+
+HTTP. ``attune mcp --http HOST:PORT`` serves streamable HTTP at ``/mcp``. With
+``ATTUNE_MCP_TOKEN`` set, every request must carry ``Authorization: Bearer <token>`` (else
+401); without it the server accepts anyone who reaches it, so it refuses to bind anything
+but a loopback address. The token comes from the environment, never the command line
+(which other users of the machine can read).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import hmac
+import ipaddress
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -50,7 +59,21 @@ from attune.memory.reads import PatternPage
 from attune.memory.types import AccessTier
 from attune.memory.unified import AsyncUnifiedMemory
 
-__all__ = ["DEFAULT_TIER", "DEFAULT_USER", "TOOLS", "build_server", "serve"]
+__all__ = [
+    "DEFAULT_TIER",
+    "DEFAULT_USER",
+    "TOKEN_ENV",
+    "TOOLS",
+    "BearerToken",
+    "build_server",
+    "http_app",
+    "serve",
+]
+
+#: The environment variable holding the bearer token HTTP clients must send.
+TOKEN_ENV = "ATTUNE_MCP_TOKEN"  # noqa: S105 - the variable's name, not a secret
+#: Shortest token accepted (a guessable token is no protection).
+MIN_TOKEN_CHARS = 16
 
 DEFAULT_USER = "mcp-agent"
 DEFAULT_TIER = AccessTier.CONTRIBUTOR
@@ -268,11 +291,88 @@ def serve(
     http: str | None = None,
 ) -> None:
     """Run the server until its client goes: over stdio, or over streamable HTTP at
-    ``http`` (``HOST:PORT``, path ``/mcp``)."""
+    ``http`` (``HOST:PORT``, path ``/mcp``; see the module docstring for its token)."""
     if http is None:
         build_server(user_id, access_tier).run()
         return
     host, sep, port = http.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError("--http must be HOST:PORT, e.g. 127.0.0.1:8000")
-    build_server(user_id, access_tier).run("streamable-http", host=host.strip("[]"), port=int(port))
+    host = host.strip("[]")
+    app = http_app(build_server(user_id, access_tier), host, os.environ.get(TOKEN_ENV))
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+def http_app(server: MCPServer, host: str, token: str | None) -> ASGIApp:
+    """The streamable HTTP app of ``server`` bound at ``host``: behind :class:`BearerToken`
+    when ``token`` is given; without one only on a loopback address (ConfigurationError)."""
+    if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
+        raise ConfigurationError(
+            f"{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters; make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if token is None and not _is_loopback(host):
+        raise ConfigurationError(
+            f"serving MCP over HTTP on {host} lets anyone who reaches it act as this agent: "
+            f"set {TOKEN_ENV} to a secret token (clients send it as 'Authorization: Bearer "
+            "<token>'), or bind to 127.0.0.1"
+        )
+    app: ASGIApp = server.streamable_http_app(host=host)
+    return app if token is None else BearerToken(app, token.strip())
+
+
+class BearerToken:
+    """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` gets 401
+    (compared in constant time); lifespan events pass through."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = b"Bearer " + token.encode("utf-8")
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = b""
+            for name, value in scope.get("headers", ()):
+                if name.lower() == b"authorization":
+                    given = value
+            if not hmac.compare_digest(given, self._expected):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = b'{"error":"unauthorized: send Authorization: Bearer <the server token>"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode("ascii")),
+                            (b"www-authenticate", b'Bearer realm="attune"'),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self._app(scope, receive, send)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -197,3 +197,135 @@ def test_bad_configuration_is_refused_before_serving(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert message in captured.err
+
+
+# -- HTTP: a bearer token, or loopback only ------------------------------------------------------
+
+MCP_TOKEN = "t0ken-" + "x" * 26
+
+
+def _initialize(port: int, token: str | None) -> int:
+    """The HTTP status of an MCP initialize request to the server at ``port``."""
+    import urllib.error
+    import urllib.request
+
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "attune-tests", "version": "1"},
+        },
+    }
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/mcp", data=json.dumps(body).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.mark.timeout(60)
+def test_over_http_a_request_without_the_token_is_refused(tmp_path: Path) -> None:
+    """``ATTUNE_MCP_TOKEN`` set: no token or a wrong one gets 401, the right one is served."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from conftest import free_port
+
+    port = free_port()
+    env = dict(
+        os.environ,
+        ATTUNE_STORAGE_DIR=str(tmp_path),
+        ATTUNE_MCP_TOKEN=MCP_TOKEN,
+        PYTHONPATH=str(REPO),
+    )
+    env.pop("REDIS_URL", None)
+    with open(tmp_path / "server-stderr.log", "w") as errlog:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "attune.cli", "mcp", "--http", f"127.0.0.1:{port}"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, (tmp_path / "server-stderr.log").read_text()
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the HTTP server did not start"
+            time.sleep(0.1)
+        assert _initialize(port, None) == 401
+        assert _initialize(port, "not-" + MCP_TOKEN) == 401
+        assert _initialize(port, MCP_TOKEN) == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("host", "token", "message"),
+    [
+        ("0.0.0.0", None, "set ATTUNE_MCP_TOKEN"),
+        ("192.0.2.7", None, "set ATTUNE_MCP_TOKEN"),
+        ("127.0.0.1", "short", "at least 16 characters"),
+    ],
+)
+def test_http_without_a_token_is_refused_off_loopback(
+    host: str, token: str | None, message: str
+) -> None:
+    from attune.errors import ConfigurationError
+    from attune.mcp_server import build_server, http_app
+
+    with pytest.raises(ConfigurationError, match=message):
+        http_app(build_server(), host, token)
+
+
+def test_http_on_loopback_without_a_token_serves_as_before() -> None:
+    from attune.mcp_server import BearerToken, build_server, http_app
+
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert not isinstance(http_app(build_server(), host, None), BearerToken)
+    assert isinstance(http_app(build_server(), "0.0.0.0", MCP_TOKEN), BearerToken)
+
+
+async def test_the_token_check_passes_lifespan_through_and_compares_whole_headers() -> None:
+    from attune.mcp_server import BearerToken
+
+    seen: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {}
+
+    app = BearerToken(inner, MCP_TOKEN)
+    await app({"type": "lifespan"}, receive, send)
+    for header in (None, f"Bearer {MCP_TOKEN[:-1]}", f"bearer{MCP_TOKEN}", MCP_TOKEN):
+        headers = [] if header is None else [(b"authorization", header.encode())]
+        await app({"type": "http", "headers": headers}, receive, send)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [401] * 4
+    await app(
+        {"type": "http", "headers": [(b"Authorization", f"Bearer {MCP_TOKEN}".encode())]},
+        receive,
+        send,
+    )
+    assert seen == ["lifespan", "http"]

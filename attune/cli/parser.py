@@ -208,8 +208,9 @@ def _admin(
     mcp.add_argument(
         "--http",
         metavar="HOST:PORT",
-        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (no "
-        "authentication: whoever reaches it acts as --user; bind to 127.0.0.1)",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; clients must "
+        "send 'Authorization: Bearer $ATTUNE_MCP_TOKEN' when that is set, and without it only "
+        "a loopback HOST is accepted",
     )
     mcp.set_defaults(handler=commands.mcp)
     claude = sub.add_parser(
