@@ -314,7 +314,8 @@ ASGIApp = Callable[
 def http_app(server: MCPServer, host: str, token: str | None) -> ASGIApp:
     """The streamable HTTP app of ``server`` bound at ``host``: behind :class:`BearerToken`
     when ``token`` is given; without one only on a loopback address (ConfigurationError)."""
-    if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
+    token = None if token is None else token.strip()
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise ConfigurationError(
             f"{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters; make one with "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -326,7 +327,7 @@ def http_app(server: MCPServer, host: str, token: str | None) -> ASGIApp:
             "<token>'), or bind to 127.0.0.1"
         )
     app: ASGIApp = server.streamable_http_app(host=host)
-    return app if token is None else BearerToken(app, token.strip())
+    return app if token is None else BearerToken(app, token)
 
 
 class BearerToken:

@@ -10,16 +10,16 @@ primitive does it in one; this module is the only code that touches it.
 Private pieces used, and why:
 
 * ``Connection._execute(fn, *args)``: queue ``fn(*args)`` on the connection's thread and
-  await its result; every public method is built on it. Used by :func:`in_thread` and
-  handed out by :func:`executor` (the recall path awaits it directly: no coroutine of
-  ours on the way).
+  await its result; every public method is built on it. Handed out by :func:`executor`
+  (the recall path awaits it directly: no coroutine of ours on the way).
 * ``Connection._conn``: the ``sqlite3.Connection``, passed to those functions (used only
   on the connection's thread).
-* ``Connection._connection``: ``None`` once ``close()`` ran, to tell "closed while this
-  waited" (``_execute`` then raises a bare ``ValueError``) from other errors.
-* ``Connection._tx`` and ``Connection._running``: :func:`start` queues a job as
-  ``_execute`` does (a future and a function, put on the thread's ``SimpleQueue``), but
-  at once instead of when first awaited, so the event loop can work while the thread
+* ``Connection._connection``, ``Connection._running``: how ``_execute`` tells a closed
+  connection (it raises a bare ``ValueError``); :func:`start` checks them the same way
+  and raises :class:`LongTermUnavailableError` instead.
+* ``Connection._tx``: :func:`start` (and :func:`in_thread`, which awaits it) queues a job
+  as ``_execute`` does (a future and a function, put on the thread's ``SimpleQueue``),
+  but at once instead of when first awaited, so the event loop can work while the thread
   runs it (the group commit makes search entries during its COMMIT's fsync).
 * The worker thread: aiosqlite 0.20 and 0.21 make the ``Connection`` itself a
   ``threading.Thread``; 0.22 gives it one in ``Connection._thread``. Found by
@@ -124,13 +124,9 @@ def start(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> asyncio
 
 async def in_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread, in one hop;
-    :class:`LongTermUnavailableError` if ``db`` was closed meanwhile."""
-    try:
-        return await start(db, fn, *args)
-    except ValueError:
-        if getattr(db, "_connection", None) is None:  # closed meanwhile (by close())
-            raise _closed() from None
-        raise
+    :class:`LongTermUnavailableError` if ``db`` was closed meanwhile (:func:`start` checks:
+    a job queued before ``close()`` still runs first)."""
+    return await start(db, fn, *args)
 
 
 def _closed() -> LongTermUnavailableError:
