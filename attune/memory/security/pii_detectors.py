@@ -56,13 +56,6 @@ _Finder = Callable[[str, str, "_Hits"], Iterator[_Span]]
 # Prefilters run on the folded text: ASCII digits 1-9 replaced by "0", nothing else changed.
 _FOLDED_DIGITS: Final = "123456789"
 
-# Windows around digits, kept for labels in texts holding an "İ" (see _find_labelled): no
-# labelled value starts more than _BEFORE characters before its first digit or ends more
-# than _AFTER after its last one, and digits closer than their sum share a window.
-_BEFORE: Final = 72
-_AFTER: Final = 256
-_DIGIT_CLUSTER = re.compile(rf"0(?:[^0]{{0,{_BEFORE + _AFTER}}}+0)*+")  # on folded text
-
 # -- email: the domain is found from its '@'; the local part is read backwards from there ----
 _EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[^\W\d_]{2,63}(?![\w-])")
 # Read on the reversed text before the '@': one character more than a local part may have.
@@ -102,6 +95,9 @@ _SSN_VALUE = r"[0-9]{3}(?P<ssn_sep>[ -]?)[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-]|\.
 # The regex's case folding also lets these letters stand for "i" and "s" in a label, which
 # lowercasing does not; "İ" is even lengthened by it.
 _CASE_FOLD_ODDITIES: Final = ("\u0130", "\u0131", "\u017f")
+#: Each oddity as the letter the regex lets it stand for, one character for one, so that
+#: label words are found where the regex will match them and offsets stay the text's.
+_ODDITY_LETTERS: Final = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
 _LABEL_LEAD: Final = 8
 _LABEL_REACH: Final = 72
 _LABEL_HINTS: Final = (
@@ -232,16 +228,6 @@ def _ascending(anchors: Iterable[int], offsets: range) -> list[int]:
     return sorted({at - offset for at in anchors for offset in offsets if at >= offset})
 
 
-def _digit_windows(folded: str) -> list[tuple[int, int]]:
-    """Regions of the text within reach of a digit, disjoint and in order (none without one)."""
-    if len(folded) <= _BEFORE + _AFTER:  # one window at most: skip the cluster scan
-        return [(0, len(folded))] if "0" in folded else []
-    return [
-        (max(0, m.start() - _BEFORE), min(len(folded), m.end() + _AFTER))
-        for m in _DIGIT_CLUSTER.finditer(folded)
-    ]
-
-
 def _luhn_ok(digits: str) -> bool:
     total = 0
     for i, char in enumerate(reversed(digits)):
@@ -313,19 +299,17 @@ def _find_labelled(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
         starts = sorted({s for at in hints for s in range(max(0, at - _LABEL_LEAD), at + 1)})
         yield from _labelled_values(text, _matches_at(_LABELLED, text, starts))
         return
-    # A label spelled with an oddity has no label word, yet matches when the regex scans a
-    # region opened by another label word nearby. Such texts keep the historical regions: all
-    # of the text, cut into windows around the digits if it holds an "İ", as lowercasing that
-    # lengthens a window and then the whole window is scanned.
-    windows = _digit_windows(folded) if "\u0130" in text else [(0, len(text))]
-    for lo, hi in windows:
-        for r_lo, r_hi in _label_regions(text, lo, hi):
-            yield from _labelled_values(text, _LABELLED.finditer(text, r_lo, r_hi))
+    # A label may be spelled with an oddity ("pat\u0131ent id"), which the regex matches
+    # but the prefilter's label words do not: the regions are found on a copy with each
+    # oddity as its letter (before, such a label was found only inside the region of another
+    # label word, so a second scrub could find what the first had not).
+    for r_lo, r_hi in _label_regions(text, 0, len(text)):
+        yield from _labelled_values(text, _LABELLED.finditer(text, r_lo, r_hi))
 
 
 def _label_regions(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
     """The parts of ``text[lo:hi]`` that can hold a label and its value, in order."""
-    window = text[lo:hi].lower()
+    window = text[lo:hi].translate(_ODDITY_LETTERS).lower()
     if len(window) != hi - lo:  # lowercasing changed the length (rare letters): scan it all
         return [(lo, hi)]
     regions: list[tuple[int, int]] = []
