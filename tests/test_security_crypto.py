@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attune.errors import ConfigurationError, DecryptionError
-from attune.memory.security import crypto, keyring
+from attune.memory.security import crypto, keyfile
 from attune.memory.security.crypto import (
     EncryptedBlob,
     EnvelopeCipher,
@@ -322,7 +322,7 @@ def test_losing_the_creation_race_adopts_the_winner(storage: Path) -> None:
     winner = load(storage)
     path = storage / "master.key"
     content = path.read_bytes()
-    adopted = keyring._create_key_file(path)  # the racing step itself: internal to load()
+    adopted = keyfile.create(path)  # the racing step itself: internal to load()
     assert adopted.active == winner.active_key_id
     assert path.read_bytes() == content
     assert [p.name for p in storage.iterdir()] == ["master.key"]

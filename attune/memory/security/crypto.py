@@ -10,9 +10,9 @@ key is then *wrapped* by the ring's active *master key* (AES-GCM again, own rand
 stored as ``wrap_nonce || ciphertext+tag``); that associated data also binds the master key
 id. Encodings of associated data are length-prefixed, so they are unambiguous.
 
-The master keys, the key file and ``ATTUNE_MASTER_KEY`` are :mod:`.keyring`'s; its public
-names (``KeyRing``, ``generate_master_key``, ``key_id``, ``ENV_VAR``, ``KEY_FILE_NAME``)
-stay importable from here.
+The master keys and ``ATTUNE_MASTER_KEY`` are :mod:`.keyring`'s, the key file
+:mod:`.keyfile`'s; the public names (``KeyRing``, ``generate_master_key``, ``key_id``,
+``ENV_VAR``, ``KEY_FILE_NAME``) stay importable from here.
 
 Rotation: :meth:`KeyRing.add_key` makes a new key active; :meth:`EnvelopeCipher.rewrap` moves
 a record's data key under it without touching the content. Rotate before a master key has
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from attune.errors import CorruptCiphertextError, CorruptRecordError, DecryptionError
 from attune.memory.security import randomness
-from attune.memory.security.keyring import _KEY_BYTES
+from attune.memory.security.keyfile import KEY_BYTES
 from attune.memory.security.keyring import ENV_VAR as ENV_VAR
 from attune.memory.security.keyring import KEY_FILE_NAME as KEY_FILE_NAME
 from attune.memory.security.keyring import KeyRing as KeyRing
@@ -43,7 +43,7 @@ from attune.memory.types import RECORD_FORMAT, Classification
 
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-_WRAPPED_BYTES = _NONCE_BYTES + _KEY_BYTES + _TAG_BYTES
+_WRAPPED_BYTES = _NONCE_BYTES + KEY_BYTES + _TAG_BYTES
 _CONTENT_AAD = b"attune.content.v1"
 #: Format 2 on: the purpose names the format, and the format and the encrypted flag (always
 #: set for a record that is decrypted) follow the id and the classification.
@@ -179,7 +179,7 @@ def _altered(what: str) -> str:
 
 def _new_data_key() -> bytes:
     """A fresh 256-bit data key from the OS CSPRNG (one ``os.urandom`` call)."""
-    return os.urandom(_KEY_BYTES)
+    return os.urandom(KEY_BYTES)
 
 
 def _wrap(

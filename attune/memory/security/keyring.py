@@ -2,11 +2,10 @@
 
 Master keys live in a :class:`KeyRing`. A key id is derived from the key material, so the
 same key has the same id whether it comes from ``ATTUNE_MASTER_KEY`` or from the key file
-(JSON ``{"version": 1, "active": kid, "keys": {kid: base64}}``, owner-only, replaced
-atomically). Development creates that file once, race-safely, and reuses it; staging and
-production never invent a key: without one only PUBLIC data can be written. A key that
-was used in a storage directory and is gone is refused (:mod:`attune.memory.store_marker`),
-never silently replaced.
+(its format, reading and atomic writes are :mod:`.keyfile`'s). Development creates that
+file once, race-safely, and reuses it; staging and production never invent a key: without
+one only PUBLIC data can be written. A key that was used in a storage directory and is
+gone is refused (:mod:`attune.memory.store_marker`), never silently replaced.
 
 A long-term store that many hosts share (PostgreSQL) keeps the ring itself: there the key
 above is only the *root* that opens it, and :mod:`.ring_store` fills this ring from the
@@ -20,33 +19,29 @@ encrypt, and how, is :mod:`.crypto`.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import json
 import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from attune.errors import ConfigurationError
-from attune.memory import files, store_marker
+from attune.memory import store_marker
 from attune.memory.config import Environment
 from attune.memory.search.blind_index import derive_search_key
+from attune.memory.security import keyfile
+from attune.memory.security.keyfile import KEY_FILE_NAME as KEY_FILE_NAME
+from attune.memory.security.keyfile import key_id as key_id
 
 #: The logger of the module this code came from, so logging set up for it keeps working.
 logger = logging.getLogger("attune.memory.security.crypto")
 
 ENV_VAR = "ATTUNE_MASTER_KEY"
-KEY_FILE_NAME = "master.key"
 
-_KEY_BYTES = 32
-_FILE_VERSION = 1
 _GENERATE_HINT = (
     "generate one with `openssl rand -base64 32` or "
     "`python -c 'from attune.memory.security.crypto import generate_master_key; "
@@ -56,12 +51,7 @@ _GENERATE_HINT = (
 
 def generate_master_key() -> str:
     """A fresh master key: base64 of 32 random bytes (the ``ATTUNE_MASTER_KEY`` format)."""
-    return base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode("ascii")
-
-
-def key_id(key: bytes) -> str:
-    """The id of a master key, derived from its material (same key, same id, any source)."""
-    return "k_" + hashlib.sha256(b"attune-master-key-id:" + key).hexdigest()[:16]
+    return base64.b64encode(secrets.token_bytes(keyfile.KEY_BYTES)).decode("ascii")
 
 
 class KeyRing:
@@ -99,12 +89,12 @@ class KeyRing:
         env = _parse_environment(environment)
         path = (key_file if key_file is not None else storage_dir / KEY_FILE_NAME).expanduser()
         env_key = _env_master_key()
-        stored = _read_key_file_if_present(path)
+        stored = keyfile.read_if_present(path)
         if stored is None and env_key is None:
             # Data encrypted here under a key that is gone: say so, never a silent new key.
             store_marker.check_key_missing(storage_dir.expanduser(), path)
             if env is Environment.DEVELOPMENT:
-                stored = _create_key_file(path)
+                stored = keyfile.create(path)
         ring = cls(key_file=path)
         if stored is not None:
             ring._install_file(stored)
@@ -138,7 +128,7 @@ class KeyRing:
         this ring only, until the operator sets ``ATTUNE_MASTER_KEY`` to it (its base64 is
         in the key file). Keep the old key available until every record is rewrapped.
         """
-        material = _checked_key(secrets.token_bytes(_KEY_BYTES) if key is None else key)
+        material = _checked_key(secrets.token_bytes(keyfile.KEY_BYTES) if key is None else key)
         kid = key_id(material)
         with self._lock:
             if self._in_store:
@@ -147,7 +137,7 @@ class KeyRing:
                     "key with rotate_keys(), which stores it there first"
                 )
             if self._key_file is not None:
-                stored = _add_to_key_file(self._key_file, kid, material)
+                stored = keyfile.add(self._key_file, kid, material)
                 for other_kid, other in stored.keys.items():
                     self._keys.setdefault(other_kid, other)
             self._install(material)
@@ -225,7 +215,7 @@ class KeyRing:
                 found = self._root[1] if self._root[0] == kid else None
         if found is not None or self._key_file is None:
             return found
-        stored = _read_key_file_if_present(self._key_file)
+        stored = keyfile.read_if_present(self._key_file)
         if stored is None:
             return None
         with self._lock:
@@ -239,7 +229,7 @@ class KeyRing:
         self._active = kid
         return kid
 
-    def _install_file(self, stored: _KeyFile) -> None:
+    def _install_file(self, stored: keyfile.KeyFile) -> None:
         for kid, key in stored.keys.items():
             if kid != stored.active:
                 self._install(key)
@@ -247,8 +237,8 @@ class KeyRing:
 
 
 def _checked_key(key: bytes) -> bytes:
-    if not isinstance(key, bytes) or len(key) != _KEY_BYTES:
-        raise ConfigurationError(f"a master key must be exactly {_KEY_BYTES} bytes")
+    if not isinstance(key, bytes) or len(key) != keyfile.KEY_BYTES:
+        raise ConfigurationError(f"a master key must be exactly {keyfile.KEY_BYTES} bytes")
     return key
 
 
@@ -271,152 +261,14 @@ def _parse_environment(value: str) -> Environment:
         ) from None
 
 
-def _decode_key(text: object) -> bytes | None:
-    """Strict base64 of exactly 32 bytes, or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return key if len(key) == _KEY_BYTES else None
-
-
 def _env_master_key() -> bytes | None:
     value = os.environ.get(ENV_VAR, "")
     if not value.strip():
         return None
-    key = _decode_key(value)
+    key = keyfile.decode_key(value)
     if key is None:
         raise ConfigurationError(
             f"{ENV_VAR} is not a valid master key: it must be the base64 encoding of exactly "
-            f"{_KEY_BYTES} random bytes ({_GENERATE_HINT})"
+            f"{keyfile.KEY_BYTES} random bytes ({_GENERATE_HINT})"
         )
     return key
-
-
-# -- key file ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyFile:
-    active: str
-    keys: dict[str, bytes] = field(repr=False)
-
-
-def _encode_key_file(stored: _KeyFile) -> bytes:
-    keys = {kid: base64.b64encode(key).decode("ascii") for kid, key in stored.keys.items()}
-    doc = {"version": _FILE_VERSION, "active": stored.active, "keys": keys}
-    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
-
-
-def _parse_key_file(raw: bytes, path: Path) -> _KeyFile:
-    def corrupt(why: str) -> ConfigurationError:
-        return ConfigurationError(
-            f"the master key file {path} is corrupt ({why}); restore it from a backup. "
-            'Expected JSON {"version": 1, "active": "<key id>", "keys": {"<key id>": "<base64>"}}'
-        )
-
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise corrupt("not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise corrupt("not a JSON object")
-    version = doc.get("version")
-    if type(version) is not int or version != _FILE_VERSION:
-        raise corrupt(f"missing or unsupported version, expected {_FILE_VERSION}")
-    entries = doc.get("keys")
-    if not isinstance(entries, dict) or not entries:
-        raise corrupt("'keys' must be a non-empty object")
-    keys: dict[str, bytes] = {}
-    for number, (kid, encoded) in enumerate(entries.items(), start=1):
-        key = _decode_key(encoded)
-        if key is None or key_id(key) != kid:
-            raise corrupt(f"entry {number} of 'keys' is not a 32-byte base64 key under its own id")
-        keys[kid] = key
-    active = doc.get("active")
-    if not isinstance(active, str) or active not in keys:
-        raise corrupt("'active' does not name one of its keys")
-    return _KeyFile(active, keys)
-
-
-def _read_key_file(path: Path) -> _KeyFile:
-    """Read and validate the key file; FileNotFoundError when it does not exist."""
-    try:
-        with path.open("rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if mode & 0o077:
-                raise ConfigurationError(
-                    f"the master key file {path} is accessible by other users "
-                    f"(mode {mode & 0o777:o}): run `chmod 600 {path}`"
-                )
-            raw = handle.read()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read the master key file {path} ({exc.strerror}); check the path "
-            "(ATTUNE_KEY_FILE) and that it is a file readable by this user"
-        ) from None
-    return _parse_key_file(raw, path)
-
-
-def _read_key_file_if_present(path: Path) -> _KeyFile | None:
-    try:
-        return _read_key_file(path)
-    except FileNotFoundError:
-        return None
-
-
-def _create_key_file(path: Path) -> _KeyFile:
-    """Create the key file with a new key, unless another process just did: then use its.
-
-    The content goes to a private temp file first and is hard-linked into place, which
-    fails if the file exists; so concurrent starters end with one key, never a torn file.
-    """
-    key = secrets.token_bytes(_KEY_BYTES)
-    stored = _KeyFile(key_id(key), {key_id(key): key})
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            _put_key_file(path, stored, os.link)
-        except FileExistsError:
-            return _read_key_file(path)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
-    files.fsync_dir(path.parent)
-    return stored
-
-
-def _add_to_key_file(path: Path, kid: str, key: bytes) -> _KeyFile:
-    """Merge ``key`` into the key file as the active key; returns what was written."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with files.exclusive_lock(Path(f"{path}.lock"), create=True):
-            current = _read_key_file_if_present(path)
-            keys = dict(current.keys) if current is not None else {}
-            keys[kid] = key
-            stored = _KeyFile(kid, keys)
-            _put_key_file(path, stored, os.replace)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
-    files.fsync_dir(path.parent)
-    return stored
-
-
-def _put_key_file(path: Path, stored: _KeyFile, place: Callable[[Path, Path], None]) -> None:
-    """Write ``stored`` to a private temp file beside ``path`` and ``place`` it there
-    (``os.link``: only if none is; ``os.replace``: over it), never leaving the temp file."""
-    temp = files.write_private_temp(path.parent, _encode_key_file(stored), KEY_FILE_NAME)
-    try:
-        place(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _write_error(path: Path, exc: OSError) -> ConfigurationError:
-    return ConfigurationError(
-        f"cannot write the master key file {path} ({exc.strerror}); make its directory "
-        f"writable, point ATTUNE_KEY_FILE elsewhere, or set {ENV_VAR}"
-    )

@@ -50,13 +50,14 @@ from attune.memory.long_term.protocol import (
     StoredRing,
 )
 from attune.memory.security import randomness
-from attune.memory.security.keyring import _KEY_BYTES, ENV_VAR, KeyRing, _decode_key, key_id
+from attune.memory.security.keyfile import KEY_BYTES, decode_key, key_id
+from attune.memory.security.keyring import ENV_VAR, KeyRing
 
 logger = logging.getLogger(__name__)
 
 _NONCE = 12
 _TAG = 16
-_WRAPPED = _NONCE + _KEY_BYTES + _TAG
+_WRAPPED = _NONCE + KEY_BYTES + _TAG
 _CHECK = _NONCE + _TAG
 _ROOT_INFO = b"attune key ring root v1"
 _KEY_AAD = b"attune.ring.key.v1"
@@ -161,7 +162,7 @@ async def rotate(ring: KeyRing, store: LongTermStore) -> str:
         return ring.add_key()
     await ready(ring, store)
     root = _root_or_refuse(ring)
-    material = randomness.token_bytes(_KEY_BYTES)
+    material = randomness.token_bytes(KEY_BYTES)
     kid = key_id(material)
     stored = await store.change_key_ring(RingAdd(root[0], RingKey(kid, wrap(root, kid, material))))
     if stored.active_key_id != kid:
@@ -177,8 +178,8 @@ async def import_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]
     by a migration) open on every host; their ids, in order. Keys already there are left
     as they are."""
     materials = [bytes(k) for k in keys]
-    if any(len(k) != _KEY_BYTES for k in materials):
-        raise ConfigurationError(f"a master key to import must be exactly {_KEY_BYTES} bytes")
+    if any(len(k) != KEY_BYTES for k in materials):
+        raise ConfigurationError(f"a master key to import must be exactly {KEY_BYTES} bytes")
     if not await keeps_ring(store):
         raise ConfigurationError(
             "this long-term store keeps no key ring: its master keys are in the key file"
@@ -220,11 +221,11 @@ NEW_ROOT_ENV_VAR = "ATTUNE_NEW_MASTER_KEY"
 
 def new_root_from_environment() -> bytes:
     """The new root key in :data:`NEW_ROOT_ENV_VAR` (base64 of 32 bytes)."""
-    key = _decode_key(os.environ.get(NEW_ROOT_ENV_VAR, ""))
+    key = decode_key(os.environ.get(NEW_ROOT_ENV_VAR, ""))
     if key is None:
         raise ConfigurationError(
             f"{NEW_ROOT_ENV_VAR} must hold the new root key: the base64 encoding of exactly "
-            f"{_KEY_BYTES} random bytes (`attune keys generate` prints one)"
+            f"{KEY_BYTES} random bytes (`attune keys generate` prints one)"
         )
     return key
 
@@ -233,8 +234,8 @@ async def reroot(ring: KeyRing, store: LongTermStore, new_root: bytes) -> str:
     """Re-wrap every key of the store's ring under ``new_root`` (32 bytes) instead of this
     process's root; the new root's id. Records are untouched (their data keys stay under
     the same ring keys). Every host must then start with the new root key."""
-    if len(new_root) != _KEY_BYTES or not isinstance(new_root, bytes):
-        raise ConfigurationError(f"a new root key must be exactly {_KEY_BYTES} bytes")
+    if len(new_root) != KEY_BYTES or not isinstance(new_root, bytes):
+        raise ConfigurationError(f"a new root key must be exactly {KEY_BYTES} bytes")
     if not await keeps_ring(store):
         raise ConfigurationError(
             "this long-term store keeps no key ring: its master keys are in the key file"
@@ -284,7 +285,7 @@ def check_value(root: tuple[str, bytes]) -> bytes:
 
 
 def _new_ring(root: tuple[str, bytes]) -> RingCreate:
-    material = randomness.token_bytes(_KEY_BYTES)
+    material = randomness.token_bytes(KEY_BYTES)
     kid = key_id(material)
     return RingCreate(root[0], check_value(root), kid, (RingKey(kid, wrap(root, kid, material)),))
 
