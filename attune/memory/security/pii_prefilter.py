@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from attune.memory.security.pii_detectors import _LABEL_HINTS, _SSN_NEEDLES, _US_PHONE_NEEDLES
+from attune.memory.security.pii_shapes import LABEL_HINTS, SSN_NEEDLES, US_PHONE_NEEDLES
 from attune.memory.security.scan_engine import Literals, shared
 
 
@@ -25,9 +25,9 @@ class _Hits:
     texts with an "İ" (lower-cased to two characters) take another path.
     """
 
-    labels: list[int]  # _LABEL_HINTS
-    ssn: list[int]  # _SSN_NEEDLES
-    phone: list[int]  # _US_PHONE_NEEDLES
+    labels: list[int]  # LABEL_HINTS
+    ssn: list[int]  # SSN_NEEDLES
+    phone: list[int]  # US_PHONE_NEEDLES
     gates: frozenset[str]  # the names of _GATES that are open
 
 
@@ -36,17 +36,17 @@ class _Hits:
 #: that detector's prefilter requires, without its look-arounds' restrictions. (10 KB of
 #: prose with a few numbers: 4 prefilter scans skipped, scrub ~110 -> ~80 us.)
 _GATES: Final = {
-    "iban": r"[A-Z]{2}00",  # _IBAN_CHECK_DIGITS
-    "card": r"0[0 \-]{12}",  # _CARD_START
-    "ipv4": r"\.0{1,3}\.0{1,3}\.0",  # _IPV4_FIRST_DOT
-    "address": r"0{1,6}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0]",  # _ADDRESS_START
-    "e164": r"\+0",  # _E164, on the text: "+" then a digit 1-9
+    "iban": r"[A-Z]{2}00",  # IBAN_CHECK_DIGITS
+    "card": r"0[0 \-]{12}",  # CARD_START
+    "ipv4": r"\.0{1,3}\.0{1,3}\.0",  # IPV4_FIRST_DOT
+    "address": r"0{1,6}(?:-0{1,4})?[A-Za-z]?[ ]{1,2}[A-Z0]",  # ADDRESS_START
+    "e164": r"\+0",  # E164, on the text: "+" then a digit 1-9
 }
 
 
 def literal_scan(engine: str) -> Literals:
     """The scan :func:`hits` takes (one per engine and process)."""
-    literals = _LABEL_HINTS + _SSN_NEEDLES + _US_PHONE_NEEDLES
+    literals = LABEL_HINTS + SSN_NEEDLES + US_PHONE_NEEDLES
     return shared(literals, caseless=True, engine=engine, gates=tuple(_GATES.items()))
 
 
@@ -55,8 +55,8 @@ def hits(scan: Literals, folded: str) -> _Hits:
     took 30 us, one hyperscan scan takes 2 us (on a 100-character text three took 9 us)."""
     occurrences, gates = scan.find_with_gates(folded)
     found: _Hits = _Hits([], [], [], gates)
-    ssn_from = len(_LABEL_HINTS)
-    phone_from = ssn_from + len(_SSN_NEEDLES)
+    ssn_from = len(LABEL_HINTS)
+    phone_from = ssn_from + len(SSN_NEEDLES)
     for at, i in occurrences:
         (found.labels if i < ssn_from else found.ssn if i < phone_from else found.phone).append(at)
     return found
