@@ -17,7 +17,7 @@
   ``ssl_cert_reqs`` (``required``/``optional``/``none``), each used for sentinels and
   data nodes alike.
 
-Passwords never appear in a message of this module; ``config.redact_url`` hides both.
+Passwords never appear in a message of this module; ``service_urls.redact_url`` hides both.
 This module only reads text: nothing connects (the client:
 :mod:`attune.memory.short_term.sentinel`).
 """

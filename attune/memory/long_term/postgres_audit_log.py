@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 import asyncpg
 
 from attune.errors import AuditLogError, ConfigurationError
-from attune.memory.config import redact_url
 from attune.memory.long_term import postgres_audit
 from attune.memory.long_term.postgres_audit_sink import (
     HeadHint,
@@ -50,6 +49,7 @@ from attune.memory.security.audit.logger import AuditLogger
 from attune.memory.security.audit.outbox import OutboxWrite
 from attune.memory.security.audit.reader import VerifyResult, _verify_lines, query_filters
 from attune.memory.security.audit.writer import Sink
+from attune.memory.service_urls import redact_url
 
 __all__ = ["DatabaseAuditLogger", "TableJournal", "table_journal"]
 

@@ -42,7 +42,6 @@ import asyncpg
 
 from attune._loop_local import LoopLocal
 from attune.errors import ConfigurationError, LongTermUnavailableError
-from attune.memory.config import redact_url
 from attune.memory.long_term import (
     batching,
     postgres_commit,
@@ -73,6 +72,7 @@ from attune.memory.long_term.protocol import (
     WriteOp,
 )
 from attune.memory.long_term.queries import Found, PatternQuery
+from attune.memory.service_urls import redact_url
 
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 

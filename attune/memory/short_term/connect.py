@@ -13,7 +13,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from attune.errors import ConfigurationError
-from attune.memory.config import MemoryConfig, redact_url
+from attune.memory.config import MemoryConfig
+from attune.memory.service_urls import redact_url
 from attune.memory.short_term.cluster_url import is_cluster_url
 from attune.memory.short_term.fast_packing import use_fast_packing
 

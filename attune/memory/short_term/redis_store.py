@@ -23,8 +23,9 @@ from attune.errors import (
     ShortTermCommandError,
     ShortTermUnavailableError,
 )
-from attune.memory.config import MemoryConfig, redact_url
+from attune.memory.config import MemoryConfig
 from attune.memory.keys import KeySpace
+from attune.memory.service_urls import redact_url
 from attune.memory.short_term import connect
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
 from attune.memory.short_term.fast_packing import use_fast_packing
