@@ -143,6 +143,29 @@ def test_remembered_tokens_are_the_tokens_and_hold_no_words(
     assert not any(isinstance(o, str) and ("harbour" in o or "kestrel" in o) for o in kept)
 
 
+@pytest.mark.parametrize(("seed", "remembers"), [("random", True), ("0", False), ("4242", False)])
+def test_tokens_are_remembered_only_under_a_secret_hash_seed(seed: str, remembers: bool) -> None:
+    """With PYTHONHASHSEED set to a number, two words of one str hash can be made by
+    whoever knows it, and a remembered token would answer for the other word: nothing is
+    remembered then (the tokens are the same either way)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from attune.memory.search.blind_index import BlindIndex, derive_search_key\n"
+        "index = BlindIndex(derive_search_key(bytes(32)))\n"
+        "words = ['harbour', 'kestrel', 'harbour']\n"
+        "assert index.tokens(words) == [index.token(w) for w in words]\n"
+        "print(len(index._cache))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) == (2 if remembers else 0)
+
+
 def test_one_blind_index_per_search_key_in_a_process() -> None:
     """Agents of one store share their key's index (and what it remembers)."""
     from attune.memory.search import blind_index

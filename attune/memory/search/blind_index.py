@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import weakref
 from typing import Any
 
@@ -35,6 +36,13 @@ _BLOCK = 64  # SHA-256's block size: HMAC pads its key to it
 CACHE_TOKENS = 16_384
 
 
+def _hash_seed_is_secret() -> bool:
+    """Whether Python's str hash is keyed by a secret of this process (the default): with
+    ``PYTHONHASHSEED`` set to a number, anyone who knows it can make two words of one hash
+    (a 64-bit birthday search), and a remembered token could then answer for the other."""
+    return os.environ.get("PYTHONHASHSEED", "random") in ("", "random")
+
+
 def derive_search_key(master_key: bytes) -> bytes:
     """The 32-byte search key of a master key (HKDF-SHA256, fixed info, no salt)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(master_key)
@@ -43,7 +51,7 @@ def derive_search_key(master_key: bytes) -> bytes:
 class BlindIndex:
     """Tokens for terms and metadata facets under one search key."""
 
-    __slots__ = ("__weakref__", "_cache", "_inner", "_key", "_outer")
+    __slots__ = ("__weakref__", "_cache", "_inner", "_key", "_outer", "_remember")
 
     def __init__(self, search_key: bytes) -> None:
         if len(search_key) != 32:
@@ -60,8 +68,10 @@ class BlindIndex:
         # record's words are not kept past the call. Natural text repeats its words, so
         # most tokens of a persist are one lookup (21 terms: 17 -> 2.5 us; 64 concurrent
         # SENSITIVE persists are bound by the loop's CPU). Two terms share a hash with
-        # probability about 2**-64 per pair, as two tokens do (TOKEN_BYTES).
+        # probability about 2**-64 per pair, as two tokens do (TOKEN_BYTES), as long as
+        # nobody knows the hash's key: with a known PYTHONHASHSEED nothing is remembered.
         self._cache: dict[int, str] = {}
+        self._remember = _hash_seed_is_secret()
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         return "BlindIndex(<key>)"
@@ -76,6 +86,8 @@ class BlindIndex:
 
     def tokens(self, terms: list[str]) -> list[str]:
         """The tokens of ``terms`` (already folded), remembered for the next record."""
+        if not self._remember:
+            return [self.token(term) for term in terms]
         cache = self._cache
         if len(cache) > CACHE_TOKENS:
             cache.clear()
