@@ -131,6 +131,9 @@ def test_remembered_tokens_are_the_tokens_and_hold_no_words(
     from attune.memory.search import blind_index
 
     monkeypatch.setattr(blind_index, "CACHE_TOKENS", 8)
+    # Remembering is off under a fixed PYTHONHASHSEED (tox sets one): this test is about
+    # what is remembered, so it reads the environment as the default (no seed).
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     key = derive_search_key(b"k" * 32)
     index, fresh = BlindIndex(key), BlindIndex(key)
     words = [f"harbour{i}" for i in range(20)] + ["harbour3", "kestrel", "harbour3"]
