@@ -168,6 +168,39 @@ def test_text_whose_lowercase_changes_length_is_still_scanned(detector: SecretsD
     assert _covered(text, detector.detect(text)) == [("generic_secret", "Zq8#vLm2Rt")]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "credent\u0131als",  # dotless i
+        "pa\u017f\u017fword",  # long s
+        "db_PA\u0130NTED_password",  # a dotted capital I before the keyword
+        "\u017fecret",
+        "AP\u0130_KEY",
+    ],
+)
+def test_keyword_spelled_with_a_case_fold_oddity_is_found(
+    detector: SecretsDetector, name: str
+) -> None:
+    # The rules' regexes match these letters for "i", "s" (case-insensitively); the keyword
+    # scan, ASCII only, did not, so the rule never ran and the value was stored.
+    text = f"{name}=Zq8#vLm2Rt9x"
+    assert _covered(text, detector.detect(text)) == [("generic_secret", "Zq8#vLm2Rt9x")], name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the database pa\u017f\u017fword for staging is Xk9mQ2vL7pR4tZ8wN3, ask ops",
+        # An "\u0130" anywhere in a text used to switch the prose rules off for all of it.
+        "\u0130stanbul: the database password for staging is Xk9mQ2vL7pR4tZ8wN3, ask ops",
+    ],
+)
+def test_context_word_in_a_text_with_an_oddity_is_found(
+    detector: SecretsDetector, text: str
+) -> None:
+    assert _covered(text, detector.detect(text)) == [("generic_secret", "Xk9mQ2vL7pR4tZ8wN3")]
+
+
 def _jwt_with_header(header: bytes) -> str:
     encoded = base64.urlsafe_b64encode(header).decode().rstrip("=")
     return f"{encoded}.eyJzdWIiOiIxIn0.abcdefghijklmnopqrstuvwxyz"
@@ -244,6 +277,9 @@ _FRAGMENTS = (
         "@h",
         "-----BEGIN PRIVATE KEY-----\n",
         "\u0130",
+        "\u0131",
+        "\u017f",
+        "\u212a",
         '"',
         "'",
     ]

@@ -51,7 +51,6 @@ from attune.memory.security.pii_shapes import (
     ADDRESS_START,
     CARD_RUN,
     CARD_START,
-    CASE_FOLD_ODDITIES,
     DIGIT_GROUP,
     E164,
     EMAIL_DOMAIN,
@@ -67,7 +66,6 @@ from attune.memory.security.pii_shapes import (
     LABEL_LEAD,
     LABEL_REACH,
     LABELLED,
-    ODDITY_LETTERS,
     SSN,
     US_COUNTRY,
     US_PHONE,
@@ -77,6 +75,7 @@ from attune.memory.security.pii_shapes import (
     plausible_ipv6,
     ssn_ok,
 )
+from attune.memory.security.scan_engine import fold_oddities, has_oddity
 
 if TYPE_CHECKING:
     from attune.memory.security.pii_prefilter import _Hits
@@ -150,7 +149,7 @@ def _find_emails(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
 
 
 def _find_labelled(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
-    if not any(char in text for char in CASE_FOLD_ODDITIES):
+    if not has_oddity(text):
         # Every match starts at most LABEL_LEAD characters before a label word.
         hints = set(found.labels)
         starts = sorted({s for at in hints for s in range(max(0, at - LABEL_LEAD), at + 1)})
@@ -166,7 +165,7 @@ def _find_labelled(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
 
 def _label_regions(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
     """The parts of ``text[lo:hi]`` that can hold a label and its value, in order."""
-    window = text[lo:hi].translate(ODDITY_LETTERS).lower()
+    window = fold_oddities(text[lo:hi])
     if len(window) != hi - lo:  # lowercasing changed the length (rare letters): scan it all
         return [(lo, hi)]
     regions: list[tuple[int, int]] = []

@@ -50,12 +50,8 @@ _SSN_LABEL = r"(?i:ssn|social[ _-]security(?:[ _-](?:number|num|no\.?|\#))?)"
 _SSN_VALUE = r"[0-9]{3}(?P<ssn_sep>[ -]?)[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-]|\.[0-9])"
 # Every label contains one of these words (lowercased), at most LABEL_LEAD characters after
 # its start ("date of birth"); label, separator and value end within LABEL_REACH of that word.
-# The regex's case folding also lets these letters stand for "i" and "s" in a label, which
-# lowercasing does not; "İ" is even lengthened by it.
-CASE_FOLD_ODDITIES: Final = ("\u0130", "\u0131", "\u017f")
-#: Each oddity as the letter the regex lets it stand for, one character for one, so that
-#: label words are found where the regex will match them and offsets stay the text's.
-ODDITY_LETTERS: Final = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+# The regex's case folding also lets some letters stand for "i" and "s" in a label, which
+# lowercasing does not (scan_engine.CASE_FOLD_ODDITIES).
 LABEL_LEAD: Final = 8
 LABEL_REACH: Final = 72
 LABEL_HINTS: Final = (

@@ -41,6 +41,27 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 _default: str | None = None
 
+#: Letters that Python's case-insensitive regexes (the detectors' rules) match for an ASCII
+#: letter, and that a caseless literal scan here (ASCII only) or ``str.lower`` does not
+#: turn into it: dotted capital I and dotless i for "i", long s for "s", the Kelvin sign for
+#: "k". A detector folds them (:func:`fold_oddities`) before looking for its literals, so
+#: a keyword spelled with one ("credent\u0131als", "pa\u017f\u017fword") is found where
+#: its regex matches.
+CASE_FOLD_ODDITIES: Final = ("\u0130", "\u0131", "\u017f", "\u212a")
+_AS_ASCII: Final = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def has_oddity(text: str) -> bool:
+    """Whether ``text`` holds one of :data:`CASE_FOLD_ODDITIES` (O(1) for ASCII text)."""
+    return any(char in text for char in CASE_FOLD_ODDITIES)
+
+
+def fold_oddities(text: str) -> str:
+    """``text`` lower-cased, each of :data:`CASE_FOLD_ODDITIES` first replaced by its ASCII
+    letter: one character for one ("\u0130".lower() alone is two), so offsets hold (unless
+    another letter lengthens: callers compare the lengths)."""
+    return text.translate(_AS_ASCII).lower()
+
 
 def available() -> tuple[str, ...]:
     """The engines that can run here (``re`` always)."""
