@@ -6,6 +6,7 @@ import pytest
 
 from attune.errors import ValidationError
 from attune.memory import Classification
+from attune.memory.security import scan_engine
 from attune.memory.security.classifier import RULES, classify, decide
 
 
@@ -75,6 +76,24 @@ def test_sensitive_wins_over_internal() -> None:
     decision = classify("Authentication flow for patient portal logins", "security")
     assert decision.classification is Classification.SENSITIVE
     assert decision.rule == "health"
+
+
+@pytest.mark.parametrize("engine", scan_engine.available())
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("pat\u0131ent d\u0131agnosis notes", Classification.SENSITIVE),  # dotless i
+        ("MED\u0130CAL record attached", Classification.SENSITIVE),  # dotted capital I
+        ("pa\u017f\u017fword reset flow", Classification.INTERNAL),  # long s
+    ],
+)
+def test_terms_spelled_with_a_case_fold_oddity_classify_as_spelled_plainly(
+    content: str, expected: Classification, engine: str
+) -> None:
+    # Read as the secrets and PII detectors read them: these spellings were PUBLIC.
+    plain = content.replace("\u0131", "i").replace("\u0130", "I").replace("\u017f", "s")
+    assert classify(plain, engine=engine).classification is expected
+    assert classify(content, engine=engine).classification is expected
 
 
 def test_pattern_type_and_metadata_are_read() -> None:

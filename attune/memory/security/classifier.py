@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from attune.memory.security.scan_engine import resolve, shared
+from attune.memory.security.scan_engine import fold_oddities, has_oddity, resolve, shared
 from attune.memory.types import Classification
 
 
@@ -216,8 +216,10 @@ def _texts(content: str, pattern_type: str, metadata: Mapping[str, Any]) -> list
 
 def _spaced(text: str) -> str:
     """Lower-case text in which every non-letter, non-digit (``-`` and ``_`` included) is a
-    space, so terms match whole words only. ASCII takes a fast path (``str.translate``)."""
-    low = text.lower()
+    space, so terms match whole words only. ASCII takes a fast path (``str.translate``).
+    Letters the detectors' regexes take for ASCII ones (``d\\u0131agnosis``) are read as those
+    (:func:`~.scan_engine.fold_oddities`), as the secrets and PII detectors read them."""
+    low = fold_oddities(text) if has_oddity(text) else text.lower()
     return low.translate(_ASCII_SEPARATORS) if low.isascii() else _SEPARATORS.sub(" ", low)
 
 
