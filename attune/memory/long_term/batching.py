@@ -3,7 +3,8 @@
 A store queues writes (:data:`Queued`: an operation and its caller's future) and runs a
 batch of them as one transaction; each caller gets its own :data:`Outcome`. Shared here:
 
-* :func:`one_journal`: a transaction keeps the audit events of one journal only;
+* :func:`runnable`, :func:`one_journal`: a transaction runs the writes whose callers
+  still wait, and keeps the audit events of one journal only;
 * :func:`append_events`: the events of committed inserts appended to their journal right
   after the COMMIT (the durability contract's second way, :class:`~.protocol.Journal`);
 * :func:`committed_error`: what the callers of committed records hear when that fails;
@@ -82,6 +83,18 @@ async def _drain(holder: _H, commit: Callable[[_H, list[Queued]], Awaitable[None
             await asyncio.sleep(0)
     finally:
         holder.draining = None
+
+
+def runnable(holder: Draining, batch: list[Queued]) -> list[Queued]:
+    """The writes of ``batch`` to run now: those whose caller still waits (a caller that
+    gave up before its write ran is dropped), up to the first that names a second journal
+    (:func:`one_journal`); the rest go back to the front of ``holder``'s queue, for the
+    transaction right after."""
+    live = [item for item in batch if not item[1].cancelled()]
+    live, later = one_journal(live)
+    if later:
+        holder.queue[:0] = later
+    return live
 
 
 def one_journal(batch: list[Queued]) -> tuple[list[Queued], list[Queued]]:

@@ -70,10 +70,7 @@ class GroupCommit:
         return await batching.enqueue(res, op, self._commit_batch)
 
     async def _commit_batch(self, res: LoopPool, batch: list[Queued]) -> None:
-        live = [item for item in batch if not item[1].cancelled()]
-        live, later = batching.one_journal(live)
-        if later:  # another journal's events: their own transaction, right after
-            res.queue[:0] = later
+        live = batching.runnable(res, batch)
         if not live:
             return
         ops = [op for op, _fut in live]

@@ -67,14 +67,10 @@ class GroupCommit:
         The whole transaction is one hand-off to the connection's thread (not one per
         statement): each hand-off costs two thread wake-ups, as much as a statement.
         """
-        live = [item for item in batch if not item[1].cancelled()]  # gave up before it ran
-        live, later = batching.one_journal(live)
-        if later:  # their own transaction, right after this one (see one_journal)
-            conn.queue[:0] = later
-            batch = live
-        flushes = [fut for op, fut in live if op is _FLUSH]
+        batch = batching.runnable(conn, batch)  # the rest: their own transaction, next
+        flushes = [fut for op, fut in batch if op is _FLUSH]
         indexing = conn.index.take(force=bool(flushes))
-        live = [item for item in live if item[0] is not _FLUSH]
+        live = [item for item in batch if item[0] is not _FLUSH]
         try:
             await self._run_batch(conn, batch, live, indexing)
         finally:
