@@ -145,15 +145,13 @@ class SecretsDetector:
         # text are valid in ``text`` only if folding kept every character's length.
         needles = self._needles.present(text)
         aligned = True
-        if has_oddity(text):
-            folded = fold_oddities(text)
-            aligned = len(folded) == len(text)
-            keywords = self._keywords.present(folded) if aligned else set()
-        else:
+        if not has_oddity(text):
             keywords = self._keywords.present(text)
             folded = text.lower() if keywords else text
-        if not aligned:
-            folded = text
+        elif len(folded := fold_oddities(text)) == len(text):
+            keywords = self._keywords.present(folded)
+        else:  # positions would not hold: every keyword rule searches the whole text
+            aligned, keywords, folded = False, set(), text
         for rule in self._rules:
             if rule.keywords and aligned:
                 if keywords.isdisjoint(rule.keywords):
