@@ -379,6 +379,52 @@ async def test_new_records_are_found_at_once_and_their_rows_written_soon(
         await store.aclose()
 
 
+async def test_a_search_sees_what_another_memory_object_wrote_on_the_same_loop(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two agents' memory objects on one loop each have their own store and connection:
+    a search through one writes the other's pending search rows first, so it finds a
+    record the other wrote just before it (filters by metadata and counts too)."""
+    from attune.memory.long_term import sqlite_search
+
+    monkeypatch.setattr(sqlite_search, "FLUSH_S", 60.0)  # no timer writes the rows meanwhile
+    async with (
+        AsyncUnifiedMemory("scout", mock_config) as scout,
+        AsyncUnifiedMemory("lead", mock_config) as lead,
+    ):
+        first = await scout.persist_pattern("Return 429 when rate limited", "api_design")
+        assert [r["pattern_id"] for r in await scout.search_patterns("rate limited")] == [
+            first["pattern_id"]
+        ]  # the backfill has run for scout: it is not what finds the next one
+        second = await lead.persist_pattern(
+            "Rate limited clients must back off", "api_design", metadata={"team": "edge"}
+        )
+        found = {r["pattern_id"] for r in await scout.search_patterns("rate limited")}
+        assert found == {first["pattern_id"], second["pattern_id"]}
+        assert await scout.count_patterns(metadata={"team": "edge"}) == 1
+        listed = await scout.list_patterns(metadata={"team": "edge"})
+        assert [r["pattern_id"] for r in listed] == [second["pattern_id"]]
+
+
+def test_the_blocking_classes_see_what_another_object_wrote_in_the_same_thread(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune import EmpathyOS
+    from attune.memory.long_term import sqlite_search
+
+    monkeypatch.setattr(sqlite_search, "FLUSH_S", 60.0)
+    scout = EmpathyOS(user_id="scout", config=mock_config)
+    lead = EmpathyOS(user_id="lead", config=mock_config)
+    try:
+        scout.persist_pattern("Return 429 when rate limited", "api_design")
+        assert len(scout.search_patterns("rate limited")) == 1
+        lead.persist_pattern("Rate limited clients must back off", "api_design")
+        assert len(scout.search_patterns("rate limited")) == 2
+    finally:
+        scout.close()
+        lead.close()
+
+
 async def test_a_damaged_record_is_left_out_of_a_page_and_reported(
     mock_config: MemoryConfig,
 ) -> None:

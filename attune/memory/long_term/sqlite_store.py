@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -121,6 +123,11 @@ class SQLiteLongTermStore:
         self._conns: LoopLocal[Connection] = LoopLocal(
             self._open, self._close, close_elsewhere=self._close_elsewhere
         )
+        self._file = os.path.realpath(self.path)
+        with _STORES_LOCK:
+            for gone in [file for file, stores in _STORES.items() if not stores]:
+                del _STORES[gone]
+            _STORES.setdefault(self._file, weakref.WeakSet()).add(self)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -293,12 +300,24 @@ class SQLiteLongTermStore:
     async def _index_for(self, query: PatternQuery) -> None:
         """A query that uses the search index first writes this loop's pending rows."""
         if query.match is not None or query.facets:
-            conn = await self._conns.get()
-            await self._commit.flush_index(conn)
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        """Write the pending search rows of this loop's connections to this file: this
+        store's and those of every other store of the same file in the process (two agents'
+        memory objects on one loop each have a store), so a search sees every record written
+        before it on this loop, whichever object wrote it."""
+        await self._commit.flush_index(await self._conns.get())
+        with _STORES_LOCK:
+            peers = list(_STORES.get(self._file, ()))
+        for other in peers:
+            conn = other._conns.peek() if other is not self else None
+            if conn is not None:
+                await other._commit.flush_index(conn)
 
     async def unindexed(self, after_id: str, limit: int) -> list[PatternRecord]:
         # This loop's pending rows are about to be written, not missing: write them first.
-        await self._commit.flush_index(await self._conns.get())
+        await self._flush_pending()
         return await self._on_thread(sqlite_search.unindexed, after_id, limit)
 
     async def subject_secret(self, user_id: str) -> bytes | None:
@@ -359,3 +378,9 @@ def _select_one(db: sqlite3.Connection, pattern_id: str, now_ms: int) -> Any:
 def _fetch_all(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
     """Every row of one query (on the connection's thread)."""
     return db.execute(sql, params).fetchall()
+
+
+#: The stores of each database file open in this process (by real path), so a search
+#: through one writes the others' pending search rows first (see ``_flush_pending``).
+_STORES: dict[str, weakref.WeakSet[SQLiteLongTermStore]] = {}
+_STORES_LOCK = threading.Lock()
