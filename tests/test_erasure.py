@@ -273,3 +273,50 @@ async def test_a_promotion_whose_search_row_is_not_written_yet_is_erased(
             db.execute("DELETE FROM pattern_search WHERE rowid = ?", (rowid,))
         assert (await steward.erase_user(ALICE))["patterns"] == 1
         assert await steward.recall_pattern(promoted) is None
+
+
+@pytest.mark.parametrize("classification", ["PUBLIC", "SENSITIVE"])
+async def test_a_promotion_from_a_user_whose_id_looks_like_an_email_is_erased(
+    mock_config: MemoryConfig, classification: str
+) -> None:
+    """A promoted record keeps who staged it as the agent id itself: the PII scrubber
+    would make an email-shaped id "[EMAIL]", which erasure could then not find (and a
+    user named "[EMAIL]" would erase everyone's promotions)."""
+    user = "analyst@company.com"
+    async with (
+        AsyncUnifiedMemory(user, mock_config) as analyst,
+        AsyncUnifiedMemory("lead", mock_config, access_tier="VALIDATOR") as lead,
+        AsyncUnifiedMemory("dpo", mock_config, access_tier="STEWARD") as steward,
+    ):
+        staged = await analyst.stage_pattern(
+            {"content": "Validate user input at API boundaries", "owner": "ops@company.com"},
+            "practice",
+        )
+        promoted = (await lead.promote_pattern(staged, classification=classification))["pattern_id"]
+        recalled = await steward.recall_pattern(promoted)
+        assert recalled is not None
+        assert recalled["metadata"]["staged_by"] == user
+        assert recalled["metadata"]["promoted_by"] == "lead"
+        assert recalled["metadata"]["owner"] == "[EMAIL]"  # the data is scrubbed as before
+        assert (await steward.erase_user("[EMAIL]"))["patterns"] == 0
+        assert (await steward.erase_user(user))["patterns"] == 1
+        assert await steward.recall_pattern(promoted) is None
+
+
+async def test_erasure_never_takes_a_record_that_only_claims_to_be_a_promotion(
+    mock_config: MemoryConfig,
+) -> None:
+    """Any writer may put ``staged_by`` (and ``promoted_from``) in its metadata; only a
+    real promotion's record has the id its staged pattern gives, so erasing that user
+    leaves another user's record alone."""
+    async with (
+        AsyncUnifiedMemory("bob", mock_config) as bob,
+        AsyncUnifiedMemory("dpo", mock_config, access_tier="STEWARD") as steward,
+    ):
+        forged = await bob.persist_pattern(
+            "bob's own retry note",
+            "tip",
+            metadata={"staged_by": ALICE, "promoted_from": "stg_" + "0" * 32},
+        )
+        assert (await steward.erase_user(ALICE))["patterns"] == 0
+        assert await steward.recall_pattern(forged["pattern_id"]) is not None

@@ -9,8 +9,9 @@ can be kept whole after a person asks to be forgotten. :meth:`PeopleData.erase_u
    of everyone's;
 3. their long-term records in every namespace: those they created, and those promoted
    from a pattern they staged (found by the ``staged_by`` metadata every promotion
-   records), with search rows and wrapped keys; and the secret of their pseudonym, so
-   the log can no longer be linked to them. The store leaves no trace in its files.
+   records, the agent id as it is, never scrubbed; checked against the record's id, which
+   only that promotion gives), with search rows and wrapped keys; and the secret of their
+   pseudonym, so the log can no longer be linked to them. The store leaves no trace in its files.
 
 A validator's erasure removes the patterns it promoted too: its id is part of each
 (``created_by``, ``promoted_by``). Erase a user whose agents have stopped: an agent still
@@ -19,17 +20,19 @@ running holds its pseudonym and would write it on.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
+from attune.errors import ConfigurationError, CorruptRecordError
 from attune.memory import validation
 from attune.memory.core_parts import CoreParts
-from attune.memory.long_term.protocol import EraseOp, SubjectOp
+from attune.memory.long_term.protocol import EraseOp, PatternRecord, SubjectOp
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.security import pseudonyms
-from attune.memory.staging import StagingArea
+from attune.memory.staging import STAGED_PREFIX, StagingArea, promoted_id
 
 #: Records per page while looking for a user's promoted content.
 _PAGE = 1_000
@@ -100,14 +103,34 @@ class PeopleData(CoreParts):
         them), expired ones included, in every namespace: found by their ``staged_by``
         facet, which every record carries whatever its classification (records another
         process committed moments ago, whose search rows are not written yet, are indexed
-        first)."""
+        first), and kept only if the record is that promotion: its id is the one the
+        staged id it names gives (:func:`promoted_id`). Any writer can put a ``staged_by``
+        in a record's metadata; only a promotion gets that id."""
         index: BlindIndex | None = await self._search_index()
         await self._backfill(index, again=True)
         wanted = {"staged_by": user}
         found = await self._every(
             PatternQuery(now_ms=0, namespace=None, facets=entries.facets(wanted, index))
         )
-        return tuple(f.record.pattern_id for f in found)
+        return tuple([f.record.pattern_id for f in found if await self._promoted(f.record, user)])
+
+    async def _promoted(self, record: PatternRecord, user: str) -> bool:
+        """Whether ``record`` was promoted from a pattern ``user`` staged. A record that
+        cannot be read (damaged, or its master key missing) but is indexed as such is taken
+        to be: kept, it could hold the person's data."""
+        try:
+            _content, metadata = await self.pipeline.opened(
+                self.long_term, functools.partial(self.pipeline.unseal, record)
+            )
+        except (CorruptRecordError, ConfigurationError):
+            return True
+        source = metadata.get("promoted_from")
+        return (
+            metadata.get("staged_by") == user
+            and isinstance(source, str)
+            and source.startswith(STAGED_PREFIX)
+            and record.pattern_id == promoted_id(source)
+        )
 
     async def _every(self, query: PatternQuery) -> list[Found]:
         """Every record ``query`` matches, page by page (newest first)."""

@@ -143,12 +143,16 @@ class StagedPatterns(CoreParts):
         claimed = await staging.claim(staged_pattern_id, "promote")
         staged = claimed.staged
         content = staged["content"]
-        metadata = {k: v for k, v in staged.items() if k not in ("content", *STAGED_RESERVED)}
-        metadata.update(
-            promoted_from=staged_pattern_id,
-            staged_by=staged["staged_by"],
-            promoted_by=self.user_id,
-        )
+        provenance = {
+            "promoted_from": staged_pattern_id,
+            "staged_by": staged["staged_by"],
+            "promoted_by": self.user_id,
+        }
+        metadata = {
+            k: v
+            for k, v in staged.items()
+            if k not in ("content", *STAGED_RESERVED) and k not in provenance
+        }
         # The long-term id derives from the staged id: the primary key admits one winner,
         # and the long-term store tells whether a staged pattern was promoted.
         pattern_id = promoted_id(staged_pattern_id)
@@ -162,6 +166,7 @@ class StagedPatterns(CoreParts):
                 metadata=metadata,
                 event="pattern.promote",
                 before_insert=lambda: staging.check_claim(claimed),
+                provenance=provenance,
             )
         except BaseException:
             await staging.promotion_failed(claimed)

@@ -292,6 +292,7 @@ class AsyncUnifiedMemory(
         metadata: Mapping[str, Any] | None,
         event: str,
         before_insert: Callable[[], Awaitable[None]] | None = None,
+        provenance: Mapping[str, str] | None = None,
     ) -> dict[str, Any] | None:
         if not isinstance(content, str) or not content.strip():
             raise ValidationError("content must be a non-empty string")
@@ -319,10 +320,11 @@ class AsyncUnifiedMemory(
             target_id=pattern_id,
         )
         await self.pipeline.keys_ready(self.long_term)  # another host's new active key
+        # Who staged and promoted it: agent ids, set by attune, not content: stored as they
+        # are (as created_by is), never scrubbed, so erasure finds the stager's records.
+        kept = {**prepared.metadata, **(provenance or {})}
         now = clock.now_ms()
-        sealed = self.pipeline.seal(
-            pattern_id, prepared.classification, prepared.content, prepared.metadata
-        )
+        sealed = self.pipeline.seal(pattern_id, prepared.classification, prepared.content, kept)
         record = PatternRecord(
             pattern_id=pattern_id,
             pattern_type=pattern_type,
@@ -340,7 +342,7 @@ class AsyncUnifiedMemory(
         )
         index = await self._search_index() if sealed.encrypted else None
         # Made by the store when it suits it (SQLite: while its commit is on the way).
-        entry = functools.partial(self._entry, record, prepared.content, prepared.metadata, index)
+        entry = functools.partial(self._entry, record, prepared.content, kept, index)
         # The final event is made durable with the record, behind this operation's queued
         # decisions (the store's outbox, or right after its commit): write returns once
         # both are.
