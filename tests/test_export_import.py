@@ -187,6 +187,21 @@ def _drop_manifest(out: Path) -> None:
     Path(str(out) + MANIFEST_SUFFIX).unlink()
 
 
+def _out_of_range(field: str, value: int) -> Any:
+    """The last record's time set to ``value``, the digest recomputed: a time SQLite cannot
+    store (2**63) or no read can show (past the year 9999, before 1970)."""
+
+    def tamper(out: Path) -> None:
+        lines = out.read_bytes().splitlines(keepends=True)
+        record = json.loads(lines[-1])
+        record[field] = value
+        lines[-1] = json.dumps(record).encode() + b"\n"
+        _rewrite(out, b"".join(lines))
+
+    tamper.__name__ = f"_{field}_{value}"
+    return tamper
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -196,7 +211,11 @@ def _drop_manifest(out: Path) -> None:
         _tamper_ciphertext,
         _tamper_truncate,
         _drop_manifest,
+        _out_of_range("expires_at_ms", 2**63),
+        _out_of_range("created_at_ms", 10**15),
+        _out_of_range("created_at_ms", -1),
     ],
+    ids=lambda tamper: tamper.__name__,
 )
 async def test_a_damaged_or_altered_export_imports_nothing(
     mock_config: MemoryConfig, tmp_path: Path, tamper: Any

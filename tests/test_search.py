@@ -425,6 +425,27 @@ def test_the_blocking_classes_see_what_another_object_wrote_in_the_same_thread(
         lead.close()
 
 
+@pytest.mark.parametrize("classification", ["PUBLIC", "SENSITIVE"])
+async def test_a_metadata_filter_matches_keys_as_the_record_spells_them(
+    mock_config: MemoryConfig, classification: str
+) -> None:
+    """Metadata keys that are not strings are stored as JSON spells them ("null",
+    "true", "7"); a filter on the key the record shows finds it."""
+    async with _agent(mock_config) as mem:
+        stored = await mem.persist_pattern(
+            "keys test",
+            "tip",
+            classification=classification,
+            metadata={None: "a", True: "b", 7: "c"},
+        )
+        recalled = await mem.recall_pattern(stored["pattern_id"])
+        assert recalled is not None
+        assert recalled["metadata"] == {"null": "a", "true": "b", "7": "c"}
+        for key, value in recalled["metadata"].items():
+            assert await mem.count_patterns(metadata={key: value}) == 1, key
+        assert await mem.count_patterns(metadata={"None": "a"}) == 0
+
+
 async def test_a_damaged_record_is_left_out_of_a_page_and_reported(
     mock_config: MemoryConfig,
 ) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+#: The latest instant a result can show (9999-12-31T23:59:59.999Z: ``datetime``'s last
+#: year), in ms since the epoch; instants from outside admit none earlier than the epoch.
+LATEST_MS = 253_402_300_799_999
+
 _SECONDS: dict[int, str] = {}
 _SECONDS_KEPT = 4096
 

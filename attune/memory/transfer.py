@@ -39,7 +39,7 @@ from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
-from attune.memory.timestamps import iso_ms
+from attune.memory.timestamps import LATEST_MS, iso_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
 if TYPE_CHECKING:
@@ -323,8 +323,10 @@ def _load(line: bytes) -> PatternRecord:
         pattern_type=validation.check_pattern_type(fields["pattern_type"]),
         classification=_classification(fields["classification"]),
         created_by=validation.check_agent_id(fields["created_by"], "created_by"),
-        created_at_ms=_check(fields["created_at_ms"], int, "created_at_ms"),
-        expires_at_ms=_optional(fields["expires_at_ms"], int, "expires_at_ms"),
+        created_at_ms=_instant(fields["created_at_ms"], "created_at_ms"),
+        expires_at_ms=None
+        if fields["expires_at_ms"] is None
+        else _instant(fields["expires_at_ms"], "expires_at_ms"),
         metadata_json=validation.check_text(fields["metadata_json"], "metadata_json"),
         content=_unb64(fields["content"], "content"),
         encrypted=_check(fields["encrypted"], bool, "encrypted"),
@@ -347,6 +349,14 @@ def _check(value: Any, kind: type[_T], name: str) -> _T:
     if isinstance(value, str):
         validation.check_text(value, name)
     return value
+
+
+def _instant(value: Any, name: str) -> int:
+    """A time in ms since the epoch that every read can show (1970 to the year 9999)."""
+    ms = _check(value, int, name)
+    if not 0 <= ms <= LATEST_MS:
+        raise ValidationError(f"{name} is out of range (ms since 1970, up to the year 9999)")
+    return ms
 
 
 def _optional(value: Any, kind: type[_T], name: str) -> _T | None:

@@ -10,6 +10,7 @@ record whichever form it is indexed in.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ def entry(
 ) -> SearchEntry:
     """The index entry of one record. ``index`` is required for an encrypted record
     (its terms and facets are keyed); ``tokens=False`` leaves its words out entirely.
-    Metadata keys are facets as JSON stores them (as text)."""
+    Metadata keys are facets as JSON stores them (:func:`json_key`)."""
     words = terms(content)
     for text in _strings(metadata):
         if len(words) >= MAX_ENTRY_TERMS:
@@ -42,15 +43,25 @@ def entry(
     if not encrypted:
         return SearchEntry(
             words=tuple(words),
-            facets=tuple(plain_facet(str(k), v) for k, v in metadata.items()),
+            facets=tuple(plain_facet(json_key(k), v) for k, v in metadata.items()),
         )
     if index is None:
         raise ValueError("an encrypted record's entry needs the search key")
     return SearchEntry(
         tokens=tuple(index.tokens(words)) if tokens else (),
-        facets=tuple(index.facet(str(k), v) for k, v in metadata.items()),
+        facets=tuple(index.facet(json_key(k), v) for k, v in metadata.items()),
         sensitive=sensitive,
     )
+
+
+def json_key(key: Any) -> str:
+    """A metadata key as the stored record spells it (JSON: ``None`` -> ``"null"``,
+    ``True`` -> ``"true"``, ``1.5`` -> ``"1.5"``), so a filter on the key a reader sees
+    matches, whether the entry was made at the write or later from the stored record."""
+    if isinstance(key, str):
+        return key
+    (spelled,) = json.loads(json.dumps({key: None}))
+    return str(spelled)
 
 
 def match(query: Query, index: BlindIndex | None) -> Match:
