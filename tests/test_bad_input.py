@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from attune import AsyncEmpathyOS, EmpathyOS
 from attune.errors import AttuneError, ConfigurationError, SerializationError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
+from attune.memory.security.pipeline import close_shared
 from attune.memory.short_term.connect import shared_fake_server
 from attune.memory.types import AccessTier, Classification
 
@@ -1050,3 +1051,41 @@ def test_a_key_that_expires_while_the_snapshot_reads_it_is_not_a_deletion(
     finally:
         store.client.delete(key)
         store.close()
+
+
+# -- ids a caller made up are neither logged nor repeated -------------------------------------
+
+_EMAIL_ID = "john.doe@example.com"
+_KEY_ID = "stg_sk-proj-Xq7Lm2Vt9Rk4Wz8Np3Hs6Jd1Fb5Gc0Ye2Ua7Ti4Oe9Pw3Qa6Sx"
+
+
+async def test_an_id_a_caller_made_up_is_neither_logged_nor_repeated(
+    mock_config: MemoryConfig,
+) -> None:
+    """An id is written to the audit log (append-only: erasure cannot clean it) or named
+    in an error only if it has the shape of the ids attune makes; an email passed as a
+    pattern id, or a key pasted as a staged id, is neither."""
+    from attune.errors import AccessDeniedError, PatternNotFoundError
+
+    async with (
+        AsyncUnifiedMemory("v", mock_config, access_tier="VALIDATOR") as validator,
+        AsyncUnifiedMemory("s", mock_config, access_tier="STEWARD") as steward,
+    ):
+        with pytest.raises(AccessDeniedError) as denied:
+            await validator.delete_pattern(_EMAIL_ID)
+        assert await steward.delete_pattern(_EMAIL_ID) is False
+        assert await steward.recall_pattern(_EMAIL_ID) is None
+        for call in (validator.promote_pattern, validator.reject_pattern):
+            with pytest.raises(PatternNotFoundError) as missing:
+                await call(_KEY_ID)
+            assert "sk-proj" not in str(missing.value)
+        assert _EMAIL_ID not in str(denied.value)
+        # An id of attune's shape is still named, where it helps.
+        own = "stg_" + "0" * 32
+        with pytest.raises(PatternNotFoundError, match=own):
+            await validator.promote_pattern(own)
+    close_shared()
+    log = (mock_config.storage_dir / "audit.jsonl").read_text()
+    assert own in log
+    assert _EMAIL_ID not in log
+    assert "sk-proj" not in log

@@ -15,6 +15,7 @@ from typing import Any
 from attune.cli import identity
 from attune.cli.output import NO, OK, Output, patterns_table, show_one
 from attune.memory.types import AccessTier
+from attune.memory.validation import shown_id
 
 
 def _reader(args: argparse.Namespace) -> Any:
@@ -27,7 +28,7 @@ def show(args: argparse.Namespace, out: Output) -> int:
     with _reader(args) as memory:
         scope = "*" if args.namespace == "*" else None
         found = memory.recall_pattern(args.pattern_id, namespace=scope)
-    return show_one(out, found, args.pattern_id, f"no pattern {args.pattern_id!r} here")
+    return show_one(out, found, args.pattern_id, f"no pattern {shown_id(args.pattern_id)} here")
 
 
 def search_or_list(args: argparse.Namespace, out: Output) -> int:
@@ -70,7 +71,7 @@ def delete(args: argparse.Namespace, out: Output) -> int:
     elif deleted:
         out.line(f"Deleted pattern {args.pattern_id}.")
     if not deleted:
-        out.error(f"no pattern {args.pattern_id!r}: nothing deleted")
+        out.error(f"no pattern {shown_id(args.pattern_id)}: nothing deleted")
         return NO
     return OK
 

@@ -15,6 +15,7 @@ from attune.cli import identity
 from attune.cli.output import OK, Output, show_one, staged_table
 from attune.cli.working import standin_warning
 from attune.memory.types import AccessTier
+from attune.memory.validation import shown_id
 
 
 def _memory(args: argparse.Namespace, default_tier: AccessTier, *, reading: bool = False) -> Any:
@@ -51,7 +52,7 @@ def show(args: argparse.Namespace, out: Output) -> int:
         found = next((s for s in _staged(memory, args) if s["pattern_id"] == args.staged_id), None)
         if found is None:
             standin_warning(memory, out)
-    missing = f"no staged pattern {args.staged_id!r} here (promoted, rejected or expired?)"
+    missing = f"no staged pattern {shown_id(args.staged_id)} here (promoted, rejected or expired?)"
     return show_one(out, found, args.staged_id, missing)
 
 

@@ -161,9 +161,10 @@ class AsyncUnifiedMemory(
             self._subject = await self._pseudonym_of(self.user_id, create=True)
         if allowed and not access.audit_when_allowed(action):
             return
-        # A bad id (not a string, too long for the audit log, unprintable) is audited as
-        # none: the operation's own check refuses it right after, with a clear error.
-        target = target_id if validation.is_recordable_id(target_id) else None
+        # An id not of attune's making (a bad one, or anything a caller typed: an email, a
+        # key pasted in the wrong place) is audited as none: the log keeps no values. A bad
+        # one is refused right after by the operation's own check, with a clear error.
+        target = target_id if validation.is_own_id(target_id) else None
         required = access.REQUIRED_TIER[action].name
         checked = self._event(
             "access.check",

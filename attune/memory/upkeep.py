@@ -34,7 +34,10 @@ class LongTermUpkeep(CoreParts):
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         deleted = await self.long_term.write(DeleteOp(pattern_id))
         outcome = "success" if deleted else "not_found"
-        event = self._event("pattern.delete", target_id=pattern_id, outcome=outcome)
+        # An id that named no record and is not of attune's making is not recorded: it
+        # may be anything a caller typed (an email), and the log keeps no values.
+        named = pattern_id if deleted or validation.is_own_id(pattern_id) else None
+        event = self._event("pattern.delete", target_id=named, outcome=outcome)
         await self.pipeline.audit(event, done="the delete")
         return deleted
 

@@ -67,6 +67,22 @@ def is_recordable_id(value: object) -> TypeGuard[str]:
     )
 
 
+#: The ids attune makes: 'pat_' (long-term) or 'stg_' (staged) and 32 hex digits.
+_OWN_ID = re.compile(r"(?:pat|stg)_[0-9a-f]{32}")
+
+
+def is_own_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` has the shape of an id attune makes. Only such ids are written to
+    the audit log or repeated in an error: an id a caller made up (an email, a key pasted
+    in the wrong place) is neither, as no value is."""
+    return isinstance(value, str) and _OWN_ID.fullmatch(value) is not None
+
+
+def shown_id(value: object) -> str:
+    """An id as an error message names it: quoted if attune made it, else not repeated."""
+    return repr(value) if is_own_id(value) else "(the id given, not shown)"
+
+
 def check_pattern_id(value: object) -> str:
     """A long-term pattern id: a non-empty string of at most 256 printable characters
     (attune's own are 'pat_' + 32 hex digits); longer or unprintable ones cannot exist."""
@@ -79,14 +95,11 @@ def check_pattern_id(value: object) -> str:
     return text
 
 
-#: Longer than any staged id attune makes ("stg_" + 32 hex digits), with room to spare.
-_MAX_STAGED_ID = 128
-
-
 def check_staged_id(value: object, prefix: str) -> None:
-    """A staged id is a string (else no such pattern exists) that UTF-8 can encode, starts
-    with ``prefix`` and is short and printable: anything else cannot name a staged pattern
-    (:class:`PatternNotFoundError`, without echoing the value)."""
+    """A staged id is a string (else no such pattern exists) that UTF-8 can encode: ``prefix``
+    and 32 hex digits, as stage_pattern makes them. Anything else cannot name a staged
+    pattern (:class:`PatternNotFoundError`, without echoing the value), and is never
+    written to the audit log."""
     if not isinstance(value, str):
         raise PatternNotFoundError(
             f"no such staged pattern: staged ids are strings like '{prefix}...', "
@@ -94,7 +107,7 @@ def check_staged_id(value: object, prefix: str) -> None:
         )
     if has_surrogate(value):
         raise _surrogate_error("staged_pattern_id")
-    if not value.startswith(prefix) or len(value) > _MAX_STAGED_ID or not value.isprintable():
+    if not value.startswith(prefix) or not is_own_id(value):
         raise PatternNotFoundError(
             f"no such staged pattern: staged ids look like '{prefix}' followed by 32 hex "
             "digits (as stage_pattern returns them)"
