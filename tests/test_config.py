@@ -92,6 +92,45 @@ def test_error_does_not_echo_password(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2secret" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("REDIS_URL", "redis://:hunter2hunter2#x@host/0"),
+        ("REDIS_URL", "redis://user:hunter2/etPW@host:6379/0"),
+        ("REDIS_URL", "rediss://user:hunter2?etPW@host:6379/0"),
+        ("ATTUNE_DATABASE_URL", "postgresql://u:hunter2?etPW@host:5432/db"),
+        ("ATTUNE_DATABASE_URL", "postgresql://u:hunter2/etPW@host:5432/db"),
+    ],
+)
+def test_a_password_with_a_url_delimiter_is_never_echoed(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str
+) -> None:
+    """A '/', '?' or '#' in a password ends the URL's authority early, so the rest of the
+    password is read as the port: the error says so without quoting what it read."""
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ConfigurationError, match=variable) as info:
+        MemoryConfig()
+    assert "hunter2" not in str(info.value)
+    assert "percent-encoded" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/abc", "redis://127.0.0.1:6379/14/extra", "redis://h/-1"]
+)
+def test_a_redis_url_whose_database_is_not_a_number_is_refused(url: str) -> None:
+    """redis-py ignores a path it cannot read as a number: the client would quietly use
+    database 0 (another application's, perhaps)."""
+    with pytest.raises(ConfigurationError, match="database number"):
+        MemoryConfig(redis_url=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://h:6379", "redis://h:6379/", "redis://h:6379/15", "rediss://u:p@h/2?db=3"]
+)
+def test_a_redis_url_with_a_database_number_or_none_is_accepted(url: str) -> None:
+    assert MemoryConfig(redis_url=url).redis_url == url
+
+
 def test_invalid_boolean_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATTUNE_REDIS_MOCK", "perhaps")
     with pytest.raises(ConfigurationError, match="ATTUNE_REDIS_MOCK"):
@@ -112,6 +151,12 @@ def test_production_requires_redis_url() -> None:
 def test_production_refuses_the_stand_in() -> None:
     cfg = MemoryConfig(environment="production", redis_mock=True, redis_url="redis://h:6379")
     with pytest.raises(ConfigurationError, match="refused in production"):
+        _ = cfg.short_term_backend
+
+
+def test_staging_refuses_the_stand_in_too() -> None:
+    cfg = MemoryConfig(environment="staging", redis_mock=True)
+    with pytest.raises(ConfigurationError, match="refused in staging"):
         _ = cfg.short_term_backend
 
 

@@ -202,7 +202,11 @@ def test_hosts_starting_together_on_a_fresh_database_make_one_ring(
 
 
 def _config(tmp_path: Path, url: str, name: str = "s", **kw: Any) -> MemoryConfig:
-    return MemoryConfig(redis_mock=True, storage_dir=tmp_path / name, database_url=url, **kw)
+    if kw.get("environment", "development") != "development":  # the stand-in is refused there
+        kw["redis_url"] = "redis://127.0.0.1:1/0"  # never reached: only the long-term tier
+    else:
+        kw["redis_mock"] = True
+    return MemoryConfig(storage_dir=tmp_path / name, database_url=url, **kw)
 
 
 async def _first_ring(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, root: str) -> str:

@@ -244,11 +244,12 @@ class MemoryConfig(BaseSettings):
     def short_term_backend(self) -> Literal["redis", "mock"]:
         """Which short-term backend this configuration selects (raises if the choice is invalid)."""
         if self.redis_mock is True:
-            if self.environment is Environment.PRODUCTION:
+            if self.environment is not Environment.DEVELOPMENT:
+                env = self.environment.value
                 raise ConfigurationError(
-                    "the in-process Redis stand-in is refused in production "
-                    "(ATTUNE_REDIS_MOCK=true with ATTUNE_ENV=production): set REDIS_URL "
-                    "to a real Redis and unset ATTUNE_REDIS_MOCK"
+                    f"the in-process Redis stand-in is refused in {env} "
+                    f"(ATTUNE_REDIS_MOCK=true with ATTUNE_ENV={env}): it is only for "
+                    "development; set REDIS_URL to a real Redis and unset ATTUNE_REDIS_MOCK"
                 )
             return "mock"
         if self.redis_url is None:

@@ -9,6 +9,7 @@ Cluster and Sentinel forms are parsed by :mod:`attune.memory.short_term.cluster_
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from attune.memory.sentinel_url import (
@@ -30,8 +31,14 @@ def _split_url(value: str, what: str, schemes: tuple[str, ...], scheme_hint: str
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"malformed {what} URL ({exc})") from None
+    except ValueError:
+        # (urllib's message quotes what it read as the port: with a '/', '?' or '#' in a
+        # password, that is part of the password.)
+        raise ValueError(
+            f"malformed {what} URL: its host or port cannot be read (a port is a number; "
+            "a '/', '?', '#' or '@' in a user name or password must be percent-encoded, "
+            "e.g. %2F for '/')"
+        ) from None
     if parts.scheme not in schemes:
         raise ValueError(scheme_hint)
     return parts
@@ -77,7 +84,18 @@ def check_redis_url(value: str) -> str:
         raise ValueError("the Redis URL has no host (for example redis://localhost:6379/0)")
     if parts.scheme == "unix" and not parts.path:
         raise ValueError("a unix:// Redis URL needs a socket path")
+    if parts.scheme != "unix" and not _REDIS_DB_PATH.fullmatch(parts.path):
+        # redis-py ignores a path it cannot read as a number: /abc or /14/extra would
+        # quietly be database 0, another application's, perhaps.
+        raise ValueError(
+            "the Redis URL's path is the database number, e.g. redis://localhost:6379/0 "
+            "(or no path for database 0)"
+        )
     return value
+
+
+#: The path of a redis:// or rediss:// URL: none, "/", or "/" and a database number.
+_REDIS_DB_PATH = re.compile(r"(?:/[0-9]{0,9})?")
 
 
 #: Query parameters of a URL that carry a password (libpq / asyncpg, redis-py).
