@@ -680,3 +680,23 @@ def test_audit_tail_prints_the_last_events_and_follows_new_ones(
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit", "checkpoint", "--out", "/nonexistent-attune-dir/cp.json"],
+        ["audit", "checkpoint", "--out", "."],  # a directory
+        ["audit", "query", "--since", "0001-01-01T00:00:00+01:00"],
+        ["audit", "query", "--since", "9999-12-31T23:59:59-01:00"],
+    ],
+)
+def test_audit_commands_answer_bad_arguments_with_a_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    capsys.readouterr()
+    assert main([*argv, *storage]) == 2
+    said = capsys.readouterr()
+    assert said.err.strip() and "Traceback" not in said.err

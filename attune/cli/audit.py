@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attune.cli import identity
-from attune.cli.output import NO, OK, Output, events_table
+from attune.cli.output import ERROR, NO, OK, Output, events_table
 from attune.memory.types import AccessTier
 
 
@@ -108,7 +108,14 @@ def _checkpoint(args: argparse.Namespace, config: Any, log: Any, out: Output) ->
         else:
             out.line(json.dumps(document))
         return OK
-    Path(args.out).write_text(json.dumps(document) + "\n", encoding="utf-8")
+    try:
+        Path(args.out).write_text(json.dumps(document) + "\n", encoding="utf-8")
+    except OSError as exc:
+        out.error(
+            f"the checkpoint could not be written to {args.out} ({exc.strerror or exc}); "
+            "give --out a file in an existing, writable directory"
+        )
+        return ERROR
     out.note(f"checkpoint of seq {document['seq']} written to {args.out}")
     return OK
 

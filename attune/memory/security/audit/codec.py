@@ -167,7 +167,12 @@ def _utc_text(when: datetime | str) -> str:
         raise ValidationError("since must be a datetime or an ISO-8601 string")
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime(_TS_FORMAT)
+    try:
+        return when.astimezone(UTC).strftime(_TS_FORMAT)
+    except OverflowError:  # its UTC time falls before the year 1 or after 9999
+        raise ValidationError(
+            "since is out of range: its UTC time must be in years 1-9999"
+        ) from None
 
 
 def _seconds(ts: str) -> float:
