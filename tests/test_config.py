@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -287,3 +288,19 @@ def test_a_redacted_url_holds_no_password_in_its_user_part_or_query(
     url: str, redacted: str
 ) -> None:
     assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"max_ttl_seconds": 3600}, "staging_ttl_hours"),  # the default 24 h is longer
+        ({"default_ttl_seconds": 40 * 86400}, "default_ttl_seconds"),
+        ({"staging_ttl_hours": 2, "max_ttl_seconds": 3600}, "staging_ttl_hours"),
+    ],
+)
+def test_default_lifetimes_longer_than_the_limit_are_refused_at_once(
+    settings: dict[str, Any], named: str
+) -> None:
+    """Accepted, they made every stash / stage_pattern without a ttl fail later."""
+    with pytest.raises(ConfigurationError, match=named):
+        MemoryConfig(**settings)

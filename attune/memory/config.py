@@ -237,6 +237,7 @@ class MemoryConfig(BaseSettings):
                 "a configuration value is nested too deeply to be read; pass plain "
                 "strings, numbers, booleans or paths"
             ) from None
+        _check_lifetimes(self, set(values))
 
     # -- derived decisions -------------------------------------------------------------
 
@@ -336,15 +337,35 @@ class _AttuneEnvironment(PydanticBaseSettingsSource):
         return {name: value for name, var in ENV_VARS.items() if (value := os.environ.get(var))}
 
 
+def _source(loc: str, explicit: set[str]) -> str:
+    """Where a setting came from, as an error names it (the argument or the variable)."""
+    field = next((f for f, var in ENV_VARS.items() if var == loc), loc)
+    if field in explicit or loc in explicit or field not in ENV_VARS:
+        return f"argument {field!r}"
+    return f"environment variable {ENV_VARS[field]}"
+
+
+def _check_lifetimes(config: MemoryConfig, explicit: set[str]) -> None:
+    """The default lifetimes within ``max_ttl_seconds``: else every stash or stage_pattern
+    that gives none would be refused, long after the configuration was accepted."""
+    limit = config.max_ttl_seconds
+    for field, seconds, calls in (
+        ("default_ttl_seconds", config.default_ttl_seconds, "stash without ttl_seconds"),
+        ("staging_ttl_hours", config.staging_ttl_hours * 3600, "stage_pattern without ttl_hours"),
+    ):
+        if seconds > limit:
+            raise ConfigurationError(
+                f"invalid memory configuration: {_source(field, explicit)} is longer than "
+                f"max_ttl_seconds ({limit} seconds), so every {calls} would be refused; "
+                "lower it or raise max_ttl_seconds"
+            )
+
+
 def _describe(exc: ValidationError, explicit: set[str]) -> str:
     problems = []
     for err in exc.errors():
         loc = str(err["loc"][0]) if err["loc"] else "?"
-        field = next((f for f, var in ENV_VARS.items() if var == loc), loc)
-        if field in explicit or loc in explicit or field not in ENV_VARS:
-            name = f"argument {field!r}"
-        else:
-            name = f"environment variable {ENV_VARS[field]}"
+        name = _source(loc, explicit)
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "enum":
             msg = "expected one of " + ", ".join(e.value for e in Environment)
