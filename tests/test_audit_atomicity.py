@@ -402,6 +402,32 @@ async def test_health_reports_a_log_that_cannot_be_written(
     security_pipeline.close_shared()
 
 
+async def test_health_reports_a_log_not_yet_written_that_could_not_be_created(
+    storage_dir: Path,
+) -> None:
+    """A log is created by its first event, not by a health check; but a log configured
+    where it cannot be created (under a file) is reported, not "available"."""
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    blocker = storage_dir / "not-a-dir"
+    blocker.write_text("a file")
+    config = MemoryConfig(
+        redis_mock=True, storage_dir=storage_dir, audit_log_file=blocker / "audit.jsonl"
+    )
+    async with AsyncUnifiedMemory("a", config) as mem:
+        health = (await mem.health_check())["audit"]
+        assert health["available"] is False
+        assert "not a directory" in health["error"]
+        assert not (blocker / "audit.jsonl").exists()
+    fine = MemoryConfig(
+        redis_mock=True, storage_dir=storage_dir, audit_log_file=storage_dir / "new" / "a.jsonl"
+    )
+    async with AsyncUnifiedMemory("a", fine) as mem:
+        health = (await mem.health_check())["audit"]
+        assert health["available"] is True
+        assert not (storage_dir / "new").exists()  # nothing created by the check
+    security_pipeline.close_shared()
+
+
 class _NoOutbox:
     """A journal seen by a store that keeps no outbox: ``begin`` declines, so the events
     are appended after the COMMIT."""

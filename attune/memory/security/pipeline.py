@@ -431,19 +431,24 @@ class SecurityPipeline:
         """The audit log's part of ``health_check`` (never raises): whether it can be
         extended now (:meth:`AuditLogger.check`, which also appends events a failed append
         left behind), why not, and how many committed events wait for it. A log not
-        written yet is not created."""
+        written yet is not created, only checked to be creatable where it is configured."""
         report: dict[str, Any] = {}
+        problem: str | None = None
         try:
             logger = self.audit_logger
             report.update(logger.where())
             if logger.held_events or logger.written():
                 await asyncio.to_thread(logger.check)
+            else:  # not created by a check, but one that could not be is reported
+                problem = logger.cannot_create()
         except AuditLogError as exc:
             report.update(available=False, error=f"{exc.reason}. {exc.advice}".rstrip())
         except Exception as exc:  # health never raises
             report.update(available=False, error=f"{type(exc).__name__}: {exc}")
         else:
-            report["available"] = True
+            report.update(available=problem is None)
+            if problem is not None:
+                report["error"] = problem
         if "path" in report or "database" in report:
             report["held_events"] = logger.held_events
         return report

@@ -9,6 +9,7 @@ their replay (:mod:`.outbox`) and reading back (:mod:`.reader`).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -257,6 +258,18 @@ class AuditLogger(_LogWriter):
     def written(self) -> bool:
         """Whether the log exists yet (a file not written yet is not created by a check)."""
         return self.log_file.exists()
+
+    def cannot_create(self) -> str | None:
+        """Why a log not written yet could not be created where it is configured (its
+        nearest existing folder is a file, or not writable), or None; creates nothing."""
+        folder = self.log_file.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{folder} is not a directory, so the log {self.log_file} cannot be created"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"no permission to create the log {self.log_file} under {folder}"
+        return None
 
     # -- reading ----------------------------------------------------------------------------
 
