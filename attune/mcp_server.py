@@ -24,10 +24,13 @@ its storage, Redis and namespace from the usual environment (``ATTUNE_*``, ``RED
 read by :class:`~attune.memory.MemoryConfig`). No tool takes a user or a tier: a client
 cannot raise its own tier; every call is checked and audited as that agent.
 
-Errors. Arguments are checked by the library itself: an :class:`~attune.errors.AttuneError`
-(bad input, refused access, a store down) becomes a tool error carrying the library's
-message, which never holds the value. A pattern holding a credential is stored nowhere and
-comes back as a tool error naming the kinds of secret found, never the secret.
+Errors. An argument of the wrong JSON type (a list where a string is due, text where a
+number is), or a missing one, is refused before the tool runs: the tool error names the
+argument and the type expected, never the value given nor any other argument's. Values are
+then checked by the library itself: an :class:`~attune.errors.AttuneError` (bad input,
+refused access, a store down) becomes a tool error carrying the library's message, which
+never holds the value. A pattern holding a credential is stored nowhere and comes back as
+a tool error naming the kinds of secret found, never the secret.
 
 Without ``REDIS_URL`` the short-term tier is the in-process stand-in: working data and staged
 patterns then live in the server process only (the long-term tier is on disk as usual).
@@ -46,10 +49,13 @@ import ipaddress
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from pydantic import ConfigDict
 
 import attune
 from attune.errors import AttuneError, ConfigurationError
@@ -93,10 +99,38 @@ TOOLS = (
 )
 
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Awaitable[dict[str, Any]]])
 
 
 def _page(page: PatternPage) -> dict[str, Any]:
     return {"results": list(page), "next_cursor": page.next_cursor}
+
+
+def _tool(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Tool:
+    """The SDK's tool for ``fn``, whose argument errors never show a value.
+
+    The SDK checks a call's arguments against a pydantic model of ``fn``'s signature before
+    ``fn`` runs, and sends the client pydantic's error text. That text quotes the rejected
+    input (``input_value=...``): the wrong-typed value itself, and for a missing argument
+    every other argument given -- content, working data, tokens, e-mail addresses. The
+    same model with ``hide_input_in_errors`` reports only each argument's name and the
+    type expected; the advertised JSON schema and the coercions (``"5"`` for an integer)
+    are unchanged."""
+    tool = Tool.from_function(fn)
+    model = tool.fn_metadata.arg_model
+    tool.fn_metadata.arg_model = cast(
+        "type[ArgModelBase]",
+        type(
+            model.__name__,
+            (model,),
+            {
+                "__module__": model.__module__,
+                "__doc__": model.__doc__,
+                "model_config": ConfigDict(hide_input_in_errors=True),
+            },
+        ),
+    )
+    return tool
 
 
 def build_server(
@@ -131,34 +165,26 @@ def build_server(
             # The library's messages name kinds and limits, never the value.
             raise ToolError(f"{type(exc).__name__}: {exc}") from None
 
-    server: MCPServer[None] = MCPServer(
-        "attune",
-        version=attune.__version__,
-        instructions=(
-            f"attune two-tier memory, acting as agent {user_id!r} with access tier "
-            f"{tier.name} (fixed by the server; no tool changes it). Short-term: stash / "
-            "retrieve working data. Long-term: stage_pattern for review, then "
-            "promote_pattern or reject_pattern (VALIDATOR and above); persist_pattern, "
-            "recall_pattern, search_patterns, list_patterns."
-        ),
-        lifespan=lifespan,
-        log_level="WARNING",
-    )
+    tools: list[Tool] = []
 
-    @server.tool()
+    def tool(fn: _F) -> _F:
+        tools.append(_tool(fn))
+        return fn
+
+    @tool
     async def stash(key: str, value: Any, ttl_seconds: float | None = None) -> dict[str, Any]:
         """Store working data (any JSON value) under key, for ttl_seconds (default: the
         configured TTL). Needs CONTRIBUTOR."""
         await call(lambda m: m.stash(key, value, ttl_seconds))
         return {"stored": True, "key": key}
 
-    @server.tool()
+    @tool
     async def retrieve(key: str, agent_id: str | None = None) -> dict[str, Any]:
         """The working data stashed under key (by this agent, or by agent_id); value is
         null when there is none."""
         return {"key": key, "value": await call(lambda m: m.retrieve(key, agent_id))}
 
-    @server.tool()
+    @tool
     async def stage_pattern(
         pattern_data: dict[str, Any], pattern_type: str, ttl_hours: float | None = None
     ) -> dict[str, Any]:
@@ -168,12 +194,12 @@ def build_server(
         staged_id = await call(lambda m: m.stage_pattern(pattern_data, pattern_type, ttl_hours))
         return {"staged_pattern_id": staged_id}
 
-    @server.tool()
+    @tool
     async def get_staged_patterns(namespace: str | None = None) -> dict[str, Any]:
         """Every staged pattern of this agent's namespace not yet expired."""
         return {"staged": await call(lambda m: m.get_staged_patterns(namespace=namespace))}
 
-    @server.tool()
+    @tool
     async def promote_pattern(
         staged_pattern_id: str, classification: str | None = None
     ) -> dict[str, Any]:
@@ -181,13 +207,13 @@ def build_server(
         INTERNAL or SENSITIVE). Needs VALIDATOR."""
         return await call(lambda m: m.promote_pattern(staged_pattern_id, classification))
 
-    @server.tool()
+    @tool
     async def reject_pattern(staged_pattern_id: str, reason: str | None = None) -> dict[str, Any]:
         """Drop a staged pattern without promoting it. Needs VALIDATOR."""
         await call(lambda m: m.reject_pattern(staged_pattern_id, reason))
         return {"rejected": True, "staged_pattern_id": staged_pattern_id}
 
-    @server.tool()
+    @tool
     async def persist_pattern(
         content: str,
         pattern_type: str,
@@ -208,14 +234,14 @@ def build_server(
             raise ToolError(f"SecretsDetectedError: {result.get('message') or kinds}")
         return result
 
-    @server.tool()
+    @tool
     async def recall_pattern(pattern_id: str, namespace: str | None = None) -> dict[str, Any]:
         """The long-term pattern with this id; pattern is null if unknown, past its
         retention or in another namespace."""
         pattern = await call(lambda m: m.recall_pattern(pattern_id, namespace=namespace))
         return {"pattern": pattern}
 
-    @server.tool()
+    @tool
     async def search_patterns(
         query: str | None = None,
         pattern_type: str | None = None,
@@ -247,7 +273,7 @@ def build_server(
         )
         return _page(page)
 
-    @server.tool()
+    @tool
     async def list_patterns(
         pattern_type: str | None = None,
         classification: str | None = None,
@@ -275,13 +301,26 @@ def build_server(
         )
         return _page(page)
 
-    @server.tool()
+    @tool
     async def health_check() -> dict[str, Any]:
         """Both memory tiers' and the audit log's health, and this server's agent id and
         access tier."""
         return await call(lambda m: m.health_check())
 
-    return server
+    return MCPServer(
+        "attune",
+        version=attune.__version__,
+        instructions=(
+            f"attune two-tier memory, acting as agent {user_id!r} with access tier "
+            f"{tier.name} (fixed by the server; no tool changes it). Short-term: stash / "
+            "retrieve working data. Long-term: stage_pattern for review, then "
+            "promote_pattern or reject_pattern (VALIDATOR and above); persist_pattern, "
+            "recall_pattern, search_patterns, list_patterns."
+        ),
+        tools=tools,
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
 
 
 def serve(

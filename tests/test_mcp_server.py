@@ -182,6 +182,75 @@ async def test_observer_server_refuses_writes(tmp_path: Path) -> None:
         assert await call(client, "list_patterns") == {"results": [], "next_cursor": None}
 
 
+EMAIL = "john.doe@example.com"
+#: (tool, arguments, the argument at fault, what the error says is expected): wrong JSON
+#: types, and missing arguments (whose error once quoted every other argument given).
+WRONG_ARGUMENTS = [
+    ("persist_pattern", {"content": {"c": GITHUB_TOKEN}, "pattern_type": "t"}, "content", "string"),
+    (
+        "persist_pattern",
+        {"content": "A tip", "pattern_type": "t", "metadata": EMAIL},
+        "metadata",
+        "dictionary",
+    ),
+    (
+        "persist_pattern",
+        {"content": "A tip", "pattern_type": "t", "auto_classify": EMAIL},
+        "auto_classify",
+        "boolean",
+    ),
+    ("persist_pattern", {"content": f"{EMAIL} {GITHUB_TOKEN}"}, "pattern_type", "required"),
+    ("stash", {"key": {"k": GITHUB_TOKEN}, "value": 1}, "key", "string"),
+    (
+        "stash",
+        {"key": "plan", "value": GITHUB_TOKEN, "ttl_seconds": EMAIL},
+        "ttl_seconds",
+        "number",
+    ),
+    ("stash", {"value": {"token": GITHUB_TOKEN, "email": EMAIL}}, "key", "required"),
+    ("retrieve", {"key": "plan", "agent_id": [EMAIL]}, "agent_id", "string"),
+    (
+        "stage_pattern",
+        {"pattern_data": [GITHUB_TOKEN], "pattern_type": "t"},
+        "pattern_data",
+        "dictionary",
+    ),
+    ("search_patterns", {"limit": EMAIL}, "limit", "integer"),
+    ("search_patterns", {"query": {"q": GITHUB_TOKEN}}, "query", "string"),
+    ("list_patterns", {"cursor": [EMAIL, GITHUB_TOKEN]}, "cursor", "string"),
+]
+
+
+@pytest.mark.timeout(60)
+async def test_wrong_typed_arguments_are_refused_without_echoing_their_values(
+    tmp_path: Path,
+) -> None:
+    """The SDK checks argument types before a tool runs; its error names the argument and
+    the type expected, never the value given (nor, for a missing one, the others)."""
+    async with session(tmp_path) as client:
+        for name, arguments, argument, expected in WRONG_ARGUMENTS:
+            message = await refused(client, name, **arguments)
+            for value in (GITHUB_TOKEN, GITHUB_TOKEN[4:], EMAIL, "john.doe"):
+                assert value not in message, (name, argument, message)
+            assert "input_value" not in message, message
+            assert argument in message.splitlines(), (name, argument, message)
+            assert expected in message.lower(), (name, argument, message)
+        # Nothing refused was stored; the advertised schema and the SDK's coercion of
+        # numeric strings are as before.
+        assert (await call(client, "retrieve", key="plan"))["value"] is None
+        assert await call(client, "list_patterns", limit="5") == {
+            "results": [],
+            "next_cursor": None,
+        }
+        schemas = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+        assert schemas["stash"]["required"] == ["key", "value"]
+        assert schemas["stash"]["properties"]["key"]["type"] == "string"
+        assert schemas["search_patterns"]["properties"]["limit"]["type"] == "integer"
+        assert schemas["persist_pattern"]["properties"]["auto_classify"]["type"] == "boolean"
+    log = (tmp_path / "server-stderr.log").read_text()
+    assert GITHUB_TOKEN[4:] not in log and EMAIL not in log
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
