@@ -402,14 +402,23 @@ async def test_health_reports_a_log_that_cannot_be_written(
     security_pipeline.close_shared()
 
 
+def _file_in_the_way(storage_dir: Path) -> Path:
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    blocker = storage_dir / "not-a-dir"
+    blocker.write_text("a file")
+    return blocker
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
 async def test_health_reports_a_log_not_yet_written_that_could_not_be_created(
     storage_dir: Path,
 ) -> None:
     """A log is created by its first event, not by a health check; but a log configured
     where it cannot be created (under a file) is reported, not "available"."""
-    storage_dir.mkdir(parents=True, exist_ok=True)
-    blocker = storage_dir / "not-a-dir"
-    blocker.write_text("a file")
+    blocker = _file_in_the_way(storage_dir)
     config = MemoryConfig(
         redis_mock=True, storage_dir=storage_dir, audit_log_file=blocker / "audit.jsonl"
     )
@@ -417,14 +426,14 @@ async def test_health_reports_a_log_not_yet_written_that_could_not_be_created(
         health = (await mem.health_check())["audit"]
         assert health["available"] is False
         assert "not a directory" in health["error"]
-        assert not (blocker / "audit.jsonl").exists()
+        assert not _exists(blocker / "audit.jsonl")
     fine = MemoryConfig(
         redis_mock=True, storage_dir=storage_dir, audit_log_file=storage_dir / "new" / "a.jsonl"
     )
     async with AsyncUnifiedMemory("a", fine) as mem:
         health = (await mem.health_check())["audit"]
         assert health["available"] is True
-        assert not (storage_dir / "new").exists()  # nothing created by the check
+        assert not _exists(storage_dir / "new")  # nothing created by the check
     security_pipeline.close_shared()
 
 
