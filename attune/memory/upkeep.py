@@ -77,9 +77,11 @@ class LongTermUpkeep(CoreParts):
     ) -> dict[str, Any]:
         """Make a new master key active and re-wrap every record's data key under it
         (STEWARD only). Content is not re-encrypted; old keys stay in the ring (the key
-        file; or, with a long-term store that keeps the ring for every host, PostgreSQL:
-        there, so every host reads the records at once and writes under the new key) so
-        staged patterns and backups remain readable. Returns the new key id and counts.
+        file, to which ``ATTUNE_MASTER_KEY``'s key is added too, so setting the variable
+        to the new key as the warning says keeps search working; or, with a long-term
+        store that keeps the ring for every host, PostgreSQL: there, so every host reads
+        the records at once and writes under the new key) so staged patterns and backups
+        remain readable. Returns the new key id and counts.
 
         ``progress(done, None)``, if given, is called with the encrypted records handled
         so far (their total is not counted beforehand), first with ``done=0`` and then
@@ -89,6 +91,11 @@ class LongTermUpkeep(CoreParts):
         validation.check_count(batch_size, "batch_size", _MAX_BATCH_SIZE)
         report = Reporter(check_progress(progress), "rotate_keys")
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
+        # ATTUNE_MASTER_KEY's key goes to the key file too (not active): the warning tells
+        # the operator to set the variable to the new key, and the search index (kept
+        # under the old one) must still find its key then. Not with a store-kept ring.
+        await self.pipeline.keys_ready(self.long_term)
+        self.pipeline.cipher.ring.keep_env_key()
         new_key_id = await self.pipeline.new_active_key(self.long_term)
         rewrapped = 0
         after = ""

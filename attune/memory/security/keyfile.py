@@ -3,8 +3,9 @@
 The file is JSON ``{"version": 1, "active": kid, "keys": {kid: base64}}``, owner-only
 (refused when other users can read it), written to a private temp file and put in place
 atomically: created with a hard link, so that of processes starting at once one creates
-it and the others read it; extended under a file lock with ``os.replace``, so keys that
-other processes added are kept. A key's id is derived from its material
+it and the others read it; extended under a file lock with ``os.replace`` (a new active
+key: :func:`add`; a key kept for reading only: :func:`keep`), so keys that other
+processes added are kept. A key's id is derived from its material
 (:func:`key_id`), so the same key has the same id from the file or from
 ``ATTUNE_MASTER_KEY``. What the keys are for is :mod:`.keyring`'s.
 """
@@ -142,14 +143,38 @@ def create(path: Path) -> KeyFile:
 
 def add(path: Path, kid: str, key: bytes) -> KeyFile:
     """Merge ``key`` into the key file as the active key; returns what was written."""
+    return _merge(path, kid, key, activate=True)
+
+
+def keep(path: Path, kid: str, key: bytes) -> KeyFile:
+    """Merge ``key`` into the key file without changing its active key (a new file gets it
+    as its only, active, key); returns the file's content. A key already there is not
+    written again."""
+    return _merge(path, kid, key, activate=False)
+
+
+def _merge(path: Path, kid: str, key: bytes, *, activate: bool) -> KeyFile:
+    """Under the file lock, read the key file, add ``key`` (active if ``activate``) and
+    write it back atomically, keeping every key other processes added. A missing file is
+    put in place by a hard link, as :func:`create` does (which takes no lock): if one
+    appeared meanwhile, it is read and merged into instead of replaced."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with files.exclusive_lock(Path(f"{path}.lock"), create=True):
-            current = read_if_present(path)
-            keys = dict(current.keys) if current is not None else {}
-            keys[kid] = key
-            stored = KeyFile(kid, keys)
-            _put(path, stored, os.replace)
+            while True:
+                current = read_if_present(path)
+                if current is None:
+                    stored = KeyFile(kid, {kid: key})
+                elif current.keys.get(kid) == key and (current.active == kid or not activate):
+                    return current  # nothing to change
+                else:
+                    active = kid if activate else current.active
+                    stored = KeyFile(active, {**current.keys, kid: key})
+                try:
+                    _put(path, stored, os.link if current is None else os.replace)
+                except FileExistsError:
+                    continue  # create() just made it: merge into that one
+                break
     except OSError as exc:
         raise _write_error(path, exc) from None
     files.fsync_dir(path.parent)

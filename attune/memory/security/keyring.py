@@ -11,7 +11,9 @@ A long-term store that many hosts share (PostgreSQL) keeps the ring itself: ther
 above is only the *root* that opens it, and :mod:`.ring_store` fills this ring from the
 store (:meth:`KeyRing._use_store_keys`) and rotates there.
 
-Rotation: :meth:`KeyRing.add_key` makes a new key active (written to the key file first);
+Rotation: :meth:`KeyRing.keep_env_key` writes ``ATTUNE_MASTER_KEY``'s key to the key file
+(not active), so it stays in the ring once the variable names the new key;
+:meth:`KeyRing.add_key` makes a new key active (written to the key file first);
 :meth:`~.crypto.EnvelopeCipher.rewrap` moves a record's data key under it. What the keys
 encrypt, and how, is :mod:`.crypto`.
 """
@@ -126,7 +128,9 @@ class KeyRing:
         under a key that a restart would lose. If ``ATTUNE_MASTER_KEY`` is set, that
         variable still decides the active key on the next start: the new key is active in
         this ring only, until the operator sets ``ATTUNE_MASTER_KEY`` to it (its base64 is
-        in the key file). Keep the old key available until every record is rewrapped.
+        in the key file). The environment key itself is not written here: a rotation keeps
+        it in the key file first (:meth:`keep_env_key`), since the search index stays
+        under it; a caller of this method alone keeps the old key available itself.
         """
         material = _checked_key(secrets.token_bytes(keyfile.KEY_BYTES) if key is None else key)
         kid = key_id(material)
@@ -151,6 +155,34 @@ class KeyRing:
                 self._env_key_id,
                 ENV_VAR,
             )
+        return kid
+
+    def keep_env_key(self) -> str | None:
+        """Write ``ATTUNE_MASTER_KEY``'s key to the key file, not active, unless it is there
+        already; its id, or None when there is nothing to keep (no environment key, no key
+        file, or the ring is kept in the long-term store).
+
+        A rotation (``rotate_keys``) calls this before :meth:`add_key`: the operator then
+        sets ``ATTUNE_MASTER_KEY`` to the new key, and the old one must stay in the ring
+        from the file, since the store's search index (and audit checkpoints, staged
+        patterns, backups) stay under it. The file is already as secret as the key: it
+        holds the new key, which opens every rewrapped record."""
+        with self._lock:
+            if self._in_store or self._key_file is None or self._env_key_id is None:
+                return None
+            kid = self._env_key_id
+            material = self._keys[kid]
+            stored = keyfile.keep(self._key_file, kid, material)
+            for other_kid, other in stored.keys.items():
+                self._keys.setdefault(other_kid, other)
+        logger.info(
+            "master key %s (%s) is kept in %s, so what was written under it stays readable "
+            "once %s names another key",
+            kid,
+            ENV_VAR,
+            self._key_file,
+            ENV_VAR,
+        )
         return kid
 
     def derived_key(self, kid: str, info: bytes) -> bytes | None:
