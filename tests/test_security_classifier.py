@@ -134,3 +134,12 @@ def test_non_ascii_text_takes_the_same_word_rules() -> None:
     assert classify("Le dossier du patient\u2019s suivi", "soins").rule == "health"
     assert classify("Überprüfe die Authentifizierung—auth—immer", "x").rule == "security"
     assert classify("Philosophie der Softwaretechnik", "x").classification is Classification.PUBLIC
+
+
+def test_metadata_keys_count_as_what_the_record_holds() -> None:
+    """``{"date_of_birth": ...}`` or ``{"diagnosis": ...}`` says what the data is even when
+    the value (scrubbed, or a code) does not: such a record is not PUBLIC."""
+    assert classify("Intake note", "note").classification is Classification.PUBLIC
+    for metadata in ({"date_of_birth": "[DOB]"}, {"patient": {"diagnosis": "J45.909"}}):
+        decision = classify("Intake note", "note", metadata)
+        assert decision.classification is Classification.SENSITIVE, metadata

@@ -10,6 +10,7 @@ import string
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
@@ -759,3 +760,39 @@ def test_spaced_iban_right_after_another_is_replaced() -> None:
     # after them: the second IBAN was left in the text (a leak the old scrubber had too).
     result = SCRUBBER.scrub("BE68 5390 0754 7034 DE89 3704 0044 0532 0130 00")
     assert result == ScrubResult("[IBAN] [IBAN]", {"iban": 2})
+
+
+@pytest.mark.parametrize(
+    ("value", "scrubbed", "counts"),
+    [
+        (
+            {"patient": {"dob": "1980-01-05", "mrn": "4455667", "ssn": "123456789"}},
+            {"patient": {"dob": "[DOB]", "mrn": "[MRN]", "ssn": "[SSN]"}},
+            {"dob": 1, "mrn": 1, "ssn": 1},
+        ),
+        (
+            {"content": "Intake note", "date_of_birth": "01/02/1980", "patient_id": "A1234567"},
+            {"content": "Intake note", "date_of_birth": "[DOB]", "patient_id": "[MRN]"},
+            {"dob": 1, "mrn": 1},
+        ),
+        # no label in the key: a date, a version, a port stay as they are
+        (
+            {"released": "2024-01-05", "version": "1.2.3", "port": "8080", "n": 5},
+            {"released": "2024-01-05", "version": "1.2.3", "port": "8080", "n": 5},
+            {},
+        ),
+        # a key that is itself personal data is scrubbed on its own, the value too
+        (
+            {"jane@example.com": "dob 1980-01-05"},
+            {"[EMAIL]": "dob [DOB]"},
+            {"email": 1, "dob": 1},
+        ),
+    ],
+)
+def test_a_value_under_a_labelling_key_is_scrubbed_as_if_labelled(
+    value: dict[str, Any], scrubbed: dict[str, Any], counts: dict[str, int]
+) -> None:
+    """A mapping's key is its value's label: ``{"dob": "1980-01-05"}`` is a date of birth as
+    ``dob: 1980-01-05`` is (the kinds found only after a label were missed in metadata)."""
+    assert SCRUBBER.scrub_value(value) == (scrubbed, counts)
+    assert SCRUBBER.scrub_value(scrubbed)[0] == scrubbed  # stable under a second scrub

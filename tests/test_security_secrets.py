@@ -299,3 +299,25 @@ def test_detect_returns_sorted_disjoint_in_bounds_spans(text: str) -> None:
     assert all(a.end <= b.start for a, b in itertools.pairwise(findings))
     assert sum(detector.kinds(text).values()) == len(findings)
     assert detector.contains_secrets(text) == bool(findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NEXTAUTH_SECRET=Zq8vHNsG9eh6Yo4g",
+        "Set NEXTAUTH_SECRET to Zq8vHNsG9eh6Yo4g in Vercel",
+        "NEXTCLOUD_ADMIN_PASSWORD=Zq8vHNsG9eh6Yo4g",
+        "PREVIEW_DB_PASSWORD=Zq8vHNsG9eh6Yo4g",
+        "PREVIOUS_SECRET_KEY=Zq8vHNsG9eh6Yo4g",
+    ],
+)
+def test_a_secret_whose_name_starts_with_next_or_prev_is_found(text: str) -> None:
+    """Names of page tokens start so (``nextForwardToken``); secrets' names can too."""
+    assert set(SecretsDetector().kinds(text)) == {"generic_secret"}
+
+
+@pytest.mark.parametrize(
+    "text", ["nextForwardToken=Zq8vHNsG9eh6Yo4g", "prevPageToken: Zq8vHNsG9eh6Yo4g"]
+)
+def test_a_next_or_previous_page_token_is_no_secret(text: str) -> None:
+    assert not SecretsDetector().kinds(text)

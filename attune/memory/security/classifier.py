@@ -207,8 +207,9 @@ def _texts(content: str, pattern_type: str, metadata: Mapping[str, Any]) -> list
         item = stack.pop()
         if isinstance(item, str):
             texts.append(item)
-        elif isinstance(item, Mapping):
+        elif isinstance(item, Mapping):  # keys too: {"diagnosis": ...} names its data
             stack.extend(item.values())
+            stack.extend(key for key in item if isinstance(key, str))
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return texts

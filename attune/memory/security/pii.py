@@ -166,7 +166,10 @@ class PIIScrubber:
                         "two mapping keys became identical after PII scrubbing; "
                         "do not use personal data as keys"
                     )
-                out[new_key] = self._scrub_any(item, counts)
+                if isinstance(key, str) and isinstance(item, str):
+                    out[new_key] = self._scrub_under(key, item, counts)
+                else:
+                    out[new_key] = self._scrub_any(item, counts)
             return out
         if isinstance(value, list | tuple | set | frozenset):
             items = [self._scrub_any(item, counts) for item in value]
@@ -174,6 +177,21 @@ class PIIScrubber:
                 return items
             return tuple(items) if isinstance(value, tuple) else type(value)(items)
         return value
+
+    def _scrub_under(self, key: str, value: str, counts: dict[str, int]) -> str:
+        """A string under a mapping key, scrubbed as the line ``key: value``: its key is its
+        label, so a kind found only after one (a date of birth under ``"dob"``, a record
+        number under ``"patient_id"``) is found there too. The key is scrubbed on its own;
+        if a match reaches into it here, the value is scrubbed alone."""
+        if not self._custom and _NOTHING_TO_FIND.search(value) is None:
+            return value
+        prefix = f"{key}: "
+        result = self.scrub(prefix + value)
+        if not result.text.startswith(prefix):
+            return str(self._scrub_any(value, counts))
+        for kind, n in result.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+        return result.text[len(prefix) :]
 
     def _find(self, text: str) -> tuple[list[_Span], bool]:
         """One pass: the accepted matches by position, and whether one lost a partial overlap.

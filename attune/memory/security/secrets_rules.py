@@ -159,7 +159,7 @@ def _names_a_secret(text: str, start: int, end: int) -> bool:
 
     Not when it is a segment of ``A::B`` or ``arn:...:secret:...``, nor a token that is
     an identifier rather than a credential (``NextToken``, ``idempotency_token``,
-    ``nextForwardToken`` ...).
+    ``nextForwardToken`` ...; but ``NEXTAUTH_SECRET``, ``PREVIOUS_SECRET_KEY`` are secrets).
     """
     i = start
     while i > 0 and start - i < _MAX_NAME_SCAN and text[i - 1] in _NAME_CHARS:
@@ -167,7 +167,11 @@ def _names_a_secret(text: str, start: int, end: int) -> bool:
     if i >= 2 and text[i - 1] == ":" and not (text[i - 2].isspace() or text[i - 2] in "{(,["):
         return False
     name = "".join(c for c in text[i:end].lower() if c.isalnum())
-    return not (name.endswith(_NOT_SECRET_TOKENS) or name.startswith(("next", "prev")))
+    # (next/previous page tokens: "nextForwardToken"; "NEXTAUTH_SECRET" is a secret)
+    return not (
+        name.endswith(_NOT_SECRET_TOKENS)
+        or (name.startswith(("next", "prev")) and name.endswith("token"))
+    )
 
 
 # -- locators ------------------------------------------------------------------------------------
