@@ -321,3 +321,43 @@ def test_a_secret_whose_name_starts_with_next_or_prev_is_found(text: str) -> Non
 )
 def test_a_next_or_previous_page_token_is_no_secret(text: str) -> None:
     assert not SecretsDetector().kinds(text)
+
+
+_PW = "Zq8vHNsG9eh6Yo4g"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"DB_PASSWORD_PROD={_PW}",
+        f"API_KEY_PROD={_PW}",
+        "SECRET_KEY_BASE=Zq8vHNsG9eh6Yo4ga81c3e",
+        "production:\n  secret_key_base: 9c1f0e7a2bZq8vHNsG9eh6Yo4g",
+        f"TOKEN_GITHUB={_PW}",
+        f"PASSWORD_1={_PW}",
+        f"POSTGRES_PASSWORD_PRIMARY={_PW}",
+        f"JWT_SECRET_KEY_V2={_PW}",
+        f"const apiKeyProd = '{_PW}';",
+        f'{{"api_key_v2": "{_PW}"}}',
+    ],
+)
+def test_a_secret_named_with_a_qualifier_after_the_keyword_is_found(text: str) -> None:
+    """DB_PASSWORD_PROD names a password as DB_PASSWORD does (they were stored)."""
+    assert set(SecretsDetector().kinds(text)) == {"generic_secret"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password_reset_url=https://x.example/reset?u=1",
+        "secret_name: prod-db-creds-2024x",
+        "api_key_name=prod-key-7fa9x2",
+        "password_min_length: 12",
+        "token_count=1234567",
+        "secretary = Jane0Smith9x",
+        "SECRETARY=Jane0Smith9x",
+        "tokenizer = AutoTokenizer.from_pretrained('x')",
+    ],
+)
+def test_a_name_for_a_credentials_attribute_is_no_secret(text: str) -> None:
+    assert not SecretsDetector().kinds(text)

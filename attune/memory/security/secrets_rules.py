@@ -234,17 +234,123 @@ def _url_password(m: re.Match[str]) -> Span | None:
 
 
 def _assignment(m: re.Match[str]) -> Span | None:
-    """The value of ``password = "..."`` and friends; in a delimited row (``name,value``)
-    only a whole field that is no ``name=value`` of its own."""
+    """The value of ``password = "..."`` and friends (``DB_PASSWORD_PROD = ...`` too, but
+    not ``password_reset_url``, ``token_type``, ``secret_name``); in a delimited row
+    (``name,value``) only a whole field that is no ``name=value`` of its own."""
     if not _names_a_secret(m.string, m.start(), m.end("name")):
         return None
-    separator = m.string[m.end("name") : m.start(m.lastgroup or 0)]
+    if not _NOT_SECRET_QUALIFIERS.isdisjoint(_words(m["suffix"] or "")):
+        return None
+    separator = m.string[m.end("suffix") : m.start(m.lastgroup or 0)]
     if not any(c in separator for c in ":=") and any(c in separator for c in ",|\t"):
         value = m[m.lastgroup or 0]
         after = m.string[m.end() : m.end() + 1]
         if "=" in value or (after and after not in ",|\t\r\n \"'"):
             return None
     return _assigned_value(m)
+
+
+#: Words after a keyword that make the name one of a credential's attributes, not the
+#: credential: password_reset_url, token_type, secret_name, key_id, password_min_length.
+_NOT_SECRET_QUALIFIERS = frozenset(
+    [
+        "name",
+        "names",
+        "id",
+        "ids",
+        "arn",
+        "type",
+        "types",
+        "url",
+        "uri",
+        "urls",
+        "path",
+        "paths",
+        "file",
+        "filename",
+        "dir",
+        "len",
+        "length",
+        "count",
+        "hash",
+        "hashed",
+        "digest",
+        "expiry",
+        "expires",
+        "expiration",
+        "exp",
+        "ttl",
+        "timeout",
+        "lifetime",
+        "duration",
+        "version",
+        "policy",
+        "header",
+        "field",
+        "param",
+        "prefix",
+        "suffix",
+        "format",
+        "label",
+        "hint",
+        "reset",
+        "min",
+        "max",
+        "size",
+        "strength",
+        "rotation",
+        "enabled",
+        "required",
+        "env",
+        "var",
+        "ref",
+        "location",
+        "store",
+        "manager",
+        "provider",
+        "source",
+        "endpoint",
+        "kind",
+        "mode",
+        "scope",
+        "algorithm",
+        "alg",
+        "encoding",
+        "updated",
+        "created",
+        "changed",
+        "age",
+        "pattern",
+        "regex",
+        "column",
+        "description",
+        "help",
+        "text",
+        "title",
+        "error",
+        "message",
+        "prompt",
+        "input",
+        "service",
+        "vault",
+        "limit",
+        "validity",
+        "issuer",
+        "audience",
+        "host",
+        "port",
+        "login",
+        "user",
+        "username",
+        "email",
+    ]
+)
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def _words(name: str) -> set[str]:
+    """The lower-case words of a name part (``_PROD``, ``ResetUrl`` -> prod; reset, url)."""
+    return {w.lower() for w in _WORD.findall(name)}
 
 
 def _assigned_value(m: re.Match[str]) -> Span | None:
@@ -408,14 +514,17 @@ _RULES: tuple[_Rule, ...] = (
         + "(?:"
         + "|".join(f"(?<={q})|(?<={q}[ _-])" for q in _KEY_QUALIFIERS)  # api_key, apiKey ...
         + ")key))"
+        # a qualifier after the keyword: DB_PASSWORD_PROD, SECRET_KEY_BASE, apiKeyV2
+        + r"(?P<suffix>(?:[_.-][A-Za-z0-9]{1,16}|[A-Z][a-z0-9]{1,15}){0,3})"
         + _SEP
         + r"""(?:"(?P<dq>[^"\r\n]{1,256}+)"|'(?P<sq>[^'\r\n]{1,256}+)'|`(?P<bq>[^`\r\n]{1,256}+)`"""
         r"""|(?P<bare>[^\s"'`,;&()\[\]{}<>]{1,256}+)(?![(\[]))""",
         _assignment,
         *("pass", "pwd", "secret", "token", "credential", "key"),
         rank=_RANK_GENERIC,
-        # (pass)phrase = ..., (credential)s: ..., ["apikey"] = ..., password,<value>
-        tail=r"""[a-z]{0,6}+["']?\]?(?:[ \t]{0,4}+[:=,|]|\t)""",
+        # (pass)phrase = ..., (credential)s: ..., ["apikey"] = ..., password,<value>,
+        # password_prod = ...
+        tail=r"""[a-z0-9_.-]{0,56}+["']?\]?(?:[ \t]{0,4}+[:=,|]|\t)""",
     ),
     _keyword(
         "generic_secret",
