@@ -361,3 +361,30 @@ def test_a_secret_named_with_a_qualifier_after_the_keyword_is_found(text: str) -
 )
 def test_a_name_for_a_credentials_attribute_is_no_secret(text: str) -> None:
     assert not SecretsDetector().kinds(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"headers": {"Authorization": "Basic c3ZjLWNpOlpxOHZITnNHOWVoNllvNGc="}}',
+        'requests.get(url, headers={"Authorization": "Basic c3ZjLWNpOlpxOHZITnNHOWVoNllvNGc="})',
+        "{'Authorization': 'Token Zq8vHNsG9eh6Yo4gK2m'}",
+    ],
+)
+def test_basic_and_token_authorization_as_a_json_or_dict_entry_is_found(text: str) -> None:
+    assert set(SecretsDetector().kinds(text)) == {"generic_secret"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PWD=/home/ci/work/repo-42",
+        "OLDPWD=/var/lib/jenkins/workspace/build-1187",
+        "master key k_3f9a2b7c1d4e5f60 rotated",
+        "encryption key k_3f9a2b7c1d4e5f60 is active",
+    ],
+)
+def test_a_path_or_an_attune_key_id_is_no_secret(text: str) -> None:
+    """An environment dump's PWD is a directory; ``k_`` and 16 hex digits names a master
+    key (what attune's own logs and rotation results show), it is not one."""
+    assert not SecretsDetector().kinds(text)

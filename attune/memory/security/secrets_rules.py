@@ -72,7 +72,10 @@ _REFERENCE = re.compile(
     _TEMPLATE_REFERENCE
     + rf"|^{_IDENT}(?:\.{_IDENT})+$"  # attribute access: settings.API_KEY, self.dbPassword
     + r"|^[A-Za-z][A-Za-z0-9+.-]*:"  # scheme-prefixed reference: vault:..., arn:..., op://
+    + r"|^k_[0-9a-f]{16}$"  # an attune master key's id (keyfile.key_id), not the key
 )
+# an absolute path (PWD=/home/ci/work, OLDPWD=...): a place, not key material
+_ABSOLUTE_PATH = re.compile(r"(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+/?")
 # in a URL's password only a template is a reference: "pIyqM8Dm.jX6" is no attribute access
 _URL_REFERENCE = re.compile(_TEMPLATE_REFERENCE)
 _DEFAULT_PASSWORD = re.compile(  # with up to 6 digits and a little punctuation around
@@ -135,6 +138,8 @@ def _looks_like_credential(value: str) -> bool:
     if _REFERENCE.search(value) or _is_placeholder(value) or _DEFAULT_PASSWORD.fullmatch(value):
         return False
     if _WORDY.search(value):  # random key material has no such words: "idpexamplesecret456"
+        return False
+    if _ABSOLUTE_PATH.fullmatch(value):
         return False
     if not any(c.isdigit() or (not c.isalnum() and c not in "_-.") for c in value):
         # letters only: a word or an identifier (NextToken, accessToken), unless random
@@ -446,7 +451,8 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _keyword(
         "generic_secret",
-        r"(?i:bearer|authorization:[ \t]{0,4}+(?:basic|token))[ \t]{1,4}+"
+        # Authorization: Basic ..., and as a JSON / dict entry: "Authorization": "Basic ..."
+        r"""(?i:bearer|authorization["']?[ \t]{0,4}+:[ \t]{0,4}+["']?(?:basic|token))[ \t]{1,4}+"""
         r"(?P<bare>[A-Za-z0-9._~+/-]{8,4096}+=*)",
         _assigned_value,
         "bearer",
