@@ -388,3 +388,16 @@ def test_a_path_or_an_attune_key_id_is_no_secret(text: str) -> None:
     """An environment dump's PWD is a directory; ``k_`` and 16 hex digits names a master
     key (what attune's own logs and rotation results show), it is not one."""
     assert not SecretsDetector().kinds(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "//registry.npmjs.org/:_authToken=Zq8vHNsG9eh6Yo4g",
+        "//registry.example.net/:_password=Zq8vHNsG9eh6Yo4g",
+    ],
+)
+def test_an_npmrc_credential_scoped_to_a_registry_is_found(text: str) -> None:
+    """``//host/:_authToken=`` is a name after a colon, as ``A::B`` and ARNs are, but a
+    credential's: it was stored."""
+    assert set(SecretsDetector().kinds(text)) == {"generic_secret"}

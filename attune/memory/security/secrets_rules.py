@@ -169,7 +169,8 @@ def _names_a_secret(text: str, start: int, end: int) -> bool:
     i = start
     while i > 0 and start - i < _MAX_NAME_SCAN and text[i - 1] in _NAME_CHARS:
         i -= 1
-    if i >= 2 and text[i - 1] == ":" and not (text[i - 2].isspace() or text[i - 2] in "{(,["):
+    # (``//registry.npmjs.org/:_authToken`` is an .npmrc name scoped to a registry)
+    if i >= 2 and text[i - 1] == ":" and not (text[i - 2].isspace() or text[i - 2] in "{(,[/"):
         return False
     name = "".join(c for c in text[i:end].lower() if c.isalnum())
     # (next/previous page tokens: "nextForwardToken"; "NEXTAUTH_SECRET" is a secret)
