@@ -796,3 +796,31 @@ def test_a_value_under_a_labelling_key_is_scrubbed_as_if_labelled(
     ``dob: 1980-01-05`` is (the kinds found only after a label were missed in metadata)."""
     assert SCRUBBER.scrub_value(value) == (scrubbed, counts)
     assert SCRUBBER.scrub_value(scrubbed)[0] == scrubbed  # stable under a second scrub
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ('{"dateOfBirth": "1980-01-05"}', "dob"),
+        ("DateOfBirth=1980-01-05", "dob"),
+        ("patient_dob: 1980-01-05", "dob"),
+        ('{"patientDob": "1980-01-05"}', "dob"),
+        ("user_dob=01/05/1980", "dob"),
+        ("patient_mrn: 4455667", "mrn"),
+        ('{"patientMRN": "4455667"}', "mrn"),
+        ("user_ssn=123456789", "ssn"),
+        ("employee_ssn: 123456789", "ssn"),
+        ('{"customerSSN": "123456789"}', "ssn"),
+    ],
+)
+def test_a_label_that_ends_a_longer_name_labels_its_value(text: str, kind: str) -> None:
+    """Labels spelled as keys: after ``_`` or a lower-to-upper-case step (they were missed
+    after any word character)."""
+    result = SCRUBBER.scrub(text)
+    assert result.counts == {kind: 1}, result.text
+    assert f"[{kind.upper()}]" in result.text
+
+
+@pytest.mark.parametrize("text", ["godob: 1980-01-05", "lassn 123456789", "Adobe 2020-01-01"])
+def test_a_label_inside_a_lower_case_word_is_none(text: str) -> None:
+    assert SCRUBBER.scrub(text).counts == {}

@@ -34,7 +34,7 @@ _MRN_LABEL = (
     r"|patient[ _-]?(?:id|identifier|number|num|no\.?)|patient[ ]?\#)"
 )
 _MRN_VALUE = r"(?=[A-Za-z0-9-]{0,23}[0-9])[A-Za-z0-9][A-Za-z0-9-]{2,23}(?![\w-])"
-_DOB_LABEL = r"(?i:dob|d\.o\.b\.?|date[ _-]of[ _-]birth|birth[ _-]?date|born(?:[ ]on)?)"
+_DOB_LABEL = r"(?i:dob|d\.o\.b\.?|date[ _-]?of[ _-]?birth|birth[ _-]?date|born(?:[ ]on)?)"
 _MONTH = (
     r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
@@ -65,8 +65,10 @@ LABEL_HINTS: Final = (
     "ssn",
     "social",
 )
+# A label starts a word, or a part of a name: user_ssn, patientDob, customerSSN.
+_LABEL_START = r"(?:\b|(?<=_)|(?<=[a-z])(?=[A-Z]))"
 LABELLED = re.compile(
-    rf"\b(?:{_MRN_LABEL}(?![A-Za-z]){_SEP}(?P<mrn>{_MRN_VALUE})"
+    rf"{_LABEL_START}(?:{_MRN_LABEL}(?![A-Za-z]){_SEP}(?P<mrn>{_MRN_VALUE})"
     rf"|{_DOB_LABEL}(?![A-Za-z]){_SEP}(?P<dob>{_DATE})"
     rf"|{_SSN_LABEL}(?![A-Za-z]){_SEP}(?P<ssn>{_SSN_VALUE}))"
 )
