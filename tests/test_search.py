@@ -203,6 +203,50 @@ async def test_a_cursor_of_another_query_is_refused(mock_config: MemoryConfig) -
             await mem.list_patterns(limit=1, cursor=page.next_cursor)
 
 
+def _tampered(cursor: str, index: int, value: Any) -> str:
+    """``cursor`` with one field of its ``[key, pattern_id, fingerprint]`` replaced."""
+    import base64
+    import json
+
+    body = cursor[3:]
+    fields = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    fields[index] = value
+    raw = json.dumps(fields).encode()  # (inf and nan as JSON's Infinity and NaN)
+    return "c1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("index", "value"),
+    [
+        (0, float("inf")),
+        (0, float("-inf")),
+        (0, float("nan")),
+        (0, 1e300),
+        (0, 2**63),
+        (0, 10**30),
+        (1, "pat_\x00x"),
+        (1, "pat_\ud800"),
+        (1, ""),
+    ],
+)
+async def test_a_tampered_cursor_is_a_validation_error(
+    mock_config: MemoryConfig, index: int, value: Any
+) -> None:
+    """A cursor decoded, altered and encoded again is refused before any store sees it (on
+    PostgreSQL such values raised a bare ValueError or a "database unavailable" error)."""
+    async with _agent(mock_config) as mem:
+        for i in range(3):
+            await mem.persist_pattern(f"Cursor note {i}", "note")
+        for read in (
+            lambda c: mem.list_patterns(limit=1, cursor=c),
+            lambda c: mem.search_patterns("cursor note", limit=1, cursor=c),
+        ):
+            page = await read(None)
+            assert page.next_cursor is not None
+            with pytest.raises(ValidationError, match="cursor"):
+                await read(_tampered(page.next_cursor, index, value))
+
+
 async def test_namespaces_separate_every_read(mock_config: MemoryConfig) -> None:
     async with (
         _agent(mock_config, namespace="team-a") as a,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,12 +58,20 @@ def read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
         raise bad from None
     if (
         mark != fingerprint
-        or not isinstance(pattern_id, str)
+        or not validation.is_recordable_id(pattern_id)  # no NUL, no lone surrogate
         or isinstance(key, bool)
         or not isinstance(key, int | float)
+        # a creation time in ms or a score: finite and well inside what a store compares
+        or not (isinstance(key, int) or math.isfinite(key))
+        or abs(key) > _MAX_CURSOR_KEY
     ):
         raise bad
     return float(key), pattern_id
+
+
+#: The largest cursor key (a time in ms, or a score): every integer up to it is exact as a
+#: float, and far beyond any creation time (the year 9999 is 2.5e14 ms).
+_MAX_CURSOR_KEY = 2**53
 
 
 def time_ms(value: Any, name: str) -> int:
