@@ -824,3 +824,22 @@ def test_a_label_that_ends_a_longer_name_labels_its_value(text: str, kind: str) 
 @pytest.mark.parametrize("text", ["godob: 1980-01-05", "lassn 123456789", "Adobe 2020-01-01"])
 def test_a_label_inside_a_lower_case_word_is_none(text: str) -> None:
     assert SCRUBBER.scrub(text).counts == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("contact sean.o'brien@example.ie", "contact [EMAIL]"),
+        ("'john@example.com'", "'[EMAIL]'"),  # quotes around it are no part of it
+        ("Call +44 (0)20 7946 0958", "Call [PHONE]"),
+        ("Tel: +49 (30) 901820", "Tel: [PHONE]"),
+        ("Tel +7 (495) 123-45-67", "Tel [PHONE]"),
+        ("Tel +55 (11) 91234-5678", "Tel [PHONE]"),
+        ("delta +1.234567", "delta +1.234567"),
+        ("f(x) = +3 (2) 1", "f(x) = +3 (2) 1"),
+    ],
+)
+def test_an_apostrophe_in_an_email_and_an_area_code_in_brackets(text: str, scrubbed: str) -> None:
+    """``o'brien@...`` lost only its part after the apostrophe; international numbers with
+    the area code in brackets were left whole."""
+    assert SCRUBBER.scrub(text).text == scrubbed

@@ -17,7 +17,8 @@ FOLDED_DIGITS: Final = "123456789"
 # -- email: the domain is found from its '@'; the local part is read backwards from there ----
 EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}[^\W\d_]{2,63}(?![\w-])")
 # Read on the reversed text before the '@': one character more than a local part may have.
-EMAIL_LOCAL_REVERSED = re.compile(r"[\w.%+-]{1,65}")
+# An apostrophe between two word characters is one too (sean.o'brien@...).
+EMAIL_LOCAL_REVERSED = re.compile(r"(?:[\w.%+-]|(?<=\w)'(?=\w)){1,65}")
 
 # -- labelled values: MRN, date of birth, SSN --------------------------------------------------
 # Between a label and its value: closing quotes, maybe then a bracket (``"dob": "...``,
@@ -113,7 +114,12 @@ IPV6 = re.compile(
 IPV6_COLON = re.compile(r":(?=[0-9A-Fa-f]{0,4}:)")
 
 # -- phones: grouped E.164 (+447911123456, +49 30 901820) or US formats ------------------------
-E164 = re.compile(r"\+(?<![\w+]\+)[1-9](?:[ -]?[0-9]){6,14}(?![\w-]|\.[0-9])")
+# Digits with blanks or dashes, or with an area code in brackets: +44 (0)20 7946 0958.
+E164 = re.compile(
+    r"\+(?<![\w+]\+)[1-9]"
+    r"(?:(?:[ -]?[0-9]){6,14}|[0-9]{0,2}[ -]?\([0-9]{1,4}\)(?:[ -]?[0-9]){4,12})"
+    r"(?![\w-]|\.[0-9])"
+)
 # The US form starts at "(" or the area code; a "+1 " / "1-" before it is added in Python.
 US_PHONE = re.compile(
     r"[(0-9](?<![\w+][(0-9])(?:(?<=\()[0-9]{3}\)[ ]?|(?<=[0-9])[0-9]{2}(?P<sep>[ .-]))"
