@@ -439,6 +439,8 @@ async def test_reads_are_audited_by_their_own_events(mock_config: MemoryConfig) 
         {"api_key": "Zr8vQ2pLm9xW4tK7"},
         {"db": {"password": "Zr8!vQ2#pLm9xW"}},
         {"client_secret": "c9Xw2Lp9Rt5Zq81mNc4Vb7"},
+        {"api_keys": ["Zr8vQ2pLm9xW4tK7"]},  # each string of a list under the name
+        {"env": {"DB_PASSWORD_PROD": "Zr8vQ2pLm9xW4tK7"}},
     ],
 )
 async def test_a_credential_is_found_by_its_field_name(
@@ -458,7 +460,12 @@ async def test_ordinary_metadata_is_not_a_secret(mock_config: MemoryConfig) -> N
         result = await mem.persist_pattern(
             "Rotate tokens every 90 days",
             "security",
-            metadata={"token_ttl_days": 90, "owner": "platform-team", "password_policy": "NIST"},
+            metadata={
+                "token_ttl_days": 90,
+                "owner": "platform-team",
+                "password_policy": "NIST",
+                "tags": ["retry", "backoff", "build-2024x7"],
+            },
         )
     assert "error" not in result and result["classification"] == "INTERNAL"
 

@@ -60,8 +60,9 @@ def _as_lines(value: Any) -> str:
     """Every string of ``value`` (keys included) as one text for the secrets detector.
 
     A string under a key reads ``key: value``, as it would in a config file, so a
-    credential is found by its field name too (``{"api_key": "..."}``); one scan of
-    one text instead of one per string.
+    credential is found by its field name too (``{"api_key": "..."}``), and so does each
+    string of a list under a key (``{"api_keys": ["..."]}``); one scan of one text instead
+    of one per string.
     """
     lines: list[str] = []
 
@@ -72,6 +73,13 @@ def _as_lines(value: Any) -> str:
             for key, child in item.items():
                 if isinstance(key, str) and isinstance(child, str):
                     lines.append(f"{key}: {child}")
+                elif isinstance(key, str) and isinstance(child, list | tuple):
+                    lines.append(key)  # a list under a key: each of its strings reads so too
+                    for element in child:
+                        if isinstance(element, str):
+                            lines.append(f"{key}: {element}")
+                        else:
+                            walk(element)
                 else:
                     walk(key)
                     walk(child)
