@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
+from attune.memory.security import ring_store
 from attune.memory.timestamps import LATEST_MS, iso_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
@@ -80,7 +82,9 @@ class PatternTransfer(CoreParts):
         or ``"*"`` for all) to ``path`` as JSON Lines, exactly as stored (encrypted
         records stay encrypted), and ``<path>.manifest.json`` (STEWARD only). An existing
         file is replaced. Returns the manifest: ``format``, ``records``, ``sha256``,
-        ``namespace``, ``exported_at``, ``by_classification``.
+        ``namespace``, ``exported_at``, ``by_classification``; from a store that keeps its
+        key ring (PostgreSQL), ``keys``: the ids of the ring keys the file carries (wrapped
+        under the root key), so that another store with the same root key opens them.
 
         ``progress(done, total)``, if given, is called with the records written so far
         and how many there are, first with ``done=0`` and then after each page (see
@@ -97,6 +101,7 @@ class PatternTransfer(CoreParts):
         spool = await _io("write the export file", _Spool.open, target)
         try:
             counts = dict.fromkeys((c.value for c in Classification), 0)
+            key_ids: set[str] = set()  # the master keys the exported records are under
             after: tuple[float, str] | None = None
             done = 0
             report(done, total)
@@ -108,6 +113,8 @@ class PatternTransfer(CoreParts):
                 lines = []
                 for found in page:
                     lines.append(_dump(found.record))
+                    if found.record.key_id is not None:
+                        key_ids.add(found.record.key_id)
                     counts[found.record.classification] = (
                         counts.get(found.record.classification, 0) + 1
                     )
@@ -116,7 +123,7 @@ class PatternTransfer(CoreParts):
                 report(done, max(total, done) if total is not None else None)
                 last = page[-1].record
                 after = (float(last.created_at_ms), last.pattern_id)
-            manifest = {
+            manifest: dict[str, Any] = {
                 "format": EXPORT_FORMAT,
                 "records": sum(counts.values()),
                 "sha256": spool.digest.hexdigest(),
@@ -124,6 +131,16 @@ class PatternTransfer(CoreParts):
                 "exported_at": iso_ms(now),
                 "by_classification": counts,
             }
+            # A store that keeps its key ring (PostgreSQL): the ring keys the records are
+            # under go along, wrapped under the root key, so another store with the same
+            # root key opens them (a key file is shared with the importer instead).
+            keys = (
+                await ring_store.export_keys(self.pipeline.cipher.ring, self.long_term, key_ids)
+                if key_ids
+                else None
+            )
+            if keys:
+                manifest["keys"] = keys
             await _io("write the export file", spool.commit, target, manifest)
         finally:
             await asyncio.to_thread(spool.discard)
@@ -132,6 +149,8 @@ class PatternTransfer(CoreParts):
             details={"count": manifest["records"], "namespace": manifest["namespace"]},
         )
         await self.pipeline.audit(event, done="the export")
+        if "keys" in manifest:  # the caller is told which keys went along, not their bytes
+            manifest["keys"] = [key["id"] for key in manifest["keys"]]
         return manifest
 
     async def import_patterns(
@@ -155,6 +174,10 @@ class PatternTransfer(CoreParts):
         report = Reporter(check_progress(progress), "import_patterns")
         data, manifest = await _io("read the export", _read_export, source)
         records = await asyncio.to_thread(_parse, data, manifest)
+        if manifest.get("keys"):  # the exporter's ring keys: joined to this store's, inactive
+            await ring_store.join_exported_keys(
+                self.pipeline.cipher.ring, self.long_term, manifest["keys"]
+            )
         for record in records:  # readable here, or refused before any write
             await self.pipeline.opened(
                 self.long_term, functools.partial(self.pipeline.unseal, record)
@@ -278,7 +301,31 @@ def _check_manifest(manifest: Any) -> dict[str, Any]:
         raise ValidationError("the export's manifest has no valid record count")
     if not isinstance(digest, str) or len(digest) != 64:
         raise ValidationError("the export's manifest has no valid sha256 digest")
+    if "keys" in manifest:
+        manifest["keys"] = _manifest_keys(manifest["keys"])
     return manifest
+
+
+def _manifest_keys(keys: Any) -> list[tuple[str, str, bytes]]:
+    """The master keys a manifest carries, as ``(id, root id, wrapped)``."""
+    if not isinstance(keys, list) or len(keys) > _MAX_EXPORT_KEYS:
+        raise ValidationError("the export's manifest has no valid list of keys")
+    out = []
+    for entry in keys:
+        if not isinstance(entry, dict) or set(entry) != {"id", "root", "wrapped"}:
+            raise ValidationError("the export's manifest has a key that is not one")
+        kid, root = entry["id"], entry["root"]
+        if not (isinstance(kid, str) and _KEY_ID.fullmatch(kid)) or not (
+            isinstance(root, str) and _KEY_ID.fullmatch(root)
+        ):
+            raise ValidationError("the export's manifest has a key with an invalid key id")
+        out.append((kid, root, _unb64(entry["wrapped"], "a key of the manifest")))
+    return out
+
+
+#: A master key's id (keyfile.key_id), and the most keys a manifest may carry.
+_KEY_ID = re.compile(r"k_[0-9a-f]{16}")
+_MAX_EXPORT_KEYS = 10_000
 
 
 def _parse(data: bytes, manifest: dict[str, Any]) -> list[PatternRecord]:

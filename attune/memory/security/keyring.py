@@ -185,6 +185,21 @@ class KeyRing:
         )
         return kid
 
+    def keep_key(self, material: bytes) -> str:
+        """Write master key ``material`` to the key file, not active, unless it is there
+        already (the keys an export of another store carried); its id."""
+        kid = key_id(material)
+        with self._lock:
+            if self._in_store or self._key_file is None:
+                raise ConfigurationError(
+                    f"master key {kid} cannot be kept: this ring has no key file "
+                    "(set master_key_file, or ATTUNE_STORAGE_DIR to a writable directory)"
+                )
+            stored = keyfile.keep(self._key_file, kid, material)
+            for other_kid, other in stored.keys.items():
+                self._keys.setdefault(other_kid, other)
+        return kid
+
     def derived_key(self, kid: str, info: bytes) -> bytes | None:
         """A 32-byte key derived from master key ``kid`` by HKDF-SHA256 (``info``, no
         salt), for a purpose of its own (audit checkpoints); None if the ring lacks that

@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import weakref
+from base64 import b64encode
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from attune.errors import ConfigurationError
+from attune.errors import ConfigurationError, ValidationError
 from attune.memory.long_term.protocol import (
     LongTermStore,
     RingAdd,
@@ -205,6 +206,55 @@ async def import_ring(ring: KeyRing, store: LongTermStore, source: KeyRing) -> l
     ``attune migrate`` copies as stored open on every host; their ids."""
     materials = [key for kid in source.key_ids if (key := source._key(kid)) is not None]
     return await import_keys(ring, store, materials)
+
+
+async def export_keys(
+    ring: KeyRing, store: LongTermStore, kids: Iterable[str]
+) -> list[dict[str, str]] | None:
+    """The ring keys ``kids`` for an export of ``store``'s records, each wrapped under this
+    process's root key as the store keeps it: ``{"id", "root", "wrapped"}`` (base64), so
+    another store with the same root key can join them (:func:`join_exported_keys`). None
+    for a store that keeps no ring: its key file is shared with the importer instead."""
+    if not await keeps_ring(store):
+        return None
+    await ready(ring, store)
+    root = _root_or_refuse(ring)
+    out = []
+    for kid in sorted(set(kids)):
+        material = ring._key(kid)
+        if material is None:
+            raise ConfigurationError(f"master key {kid} is not in the key ring; nothing exported")
+        out.append(
+            {"id": kid, "root": root[0], "wrapped": b64encode(wrap(root, kid, material)).decode()}
+        )
+    return out
+
+
+async def join_exported_keys(
+    ring: KeyRing, store: LongTermStore, entries: Iterable[tuple[str, str, bytes]]
+) -> list[str]:
+    """The keys an export carried (``(id, root id, wrapped)`` each), opened with this
+    process's root key, which must be the exporter's, and joined to ``store``'s ring (not
+    active) or to the key file; their ids. ValidationError if one does not open."""
+    root = _root_or_refuse(ring)
+    kek = _kek(root)
+    materials = []
+    for kid, root_id, wrapped in entries:
+        if root_id != root[0]:
+            raise ValidationError(
+                f"the export's master keys are under root key {root_id}, this process's root "
+                f"key is {root[0]}: set {ENV_VAR} to the exporting deployment's root key"
+            )
+        try:
+            materials.append(_unwrap(kek, root_id, RingKey(kid, wrapped)))
+        except ConfigurationError:
+            raise ValidationError(
+                f"the export's master key {kid} does not open under root key {root_id}: the "
+                "export was altered; nothing was imported"
+            ) from None
+    if await keeps_ring(store):
+        return await import_keys(ring, store, materials)
+    return [ring.keep_key(material) for material in materials]
 
 
 def _moved(root_id: str, now: str | None, what: str) -> ConfigurationError:
