@@ -843,3 +843,19 @@ def test_an_apostrophe_in_an_email_and_an_area_code_in_brackets(text: str, scrub
     """``o'brien@...`` lost only its part after the apostrophe; international numbers with
     the area code in brackets were left whole."""
     assert SCRUBBER.scrub(text).text == scrubbed
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("DOB: 05-Jan-1980", "DOB: [DOB]"),
+        ("DOB: 05-JAN-1980", "DOB: [DOB]"),
+        ("date of birth 19800105", "date of birth [DOB]"),
+        ("dob 19801399", "dob 19801399"),  # no such month or day
+        ("order 19800105 shipped", "order 19800105 shipped"),  # no label: a number
+    ],
+)
+def test_a_labelled_date_with_a_dashed_month_name_or_no_separators(
+    text: str, scrubbed: str
+) -> None:
+    assert SCRUBBER.scrub(text).text == scrubbed
