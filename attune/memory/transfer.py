@@ -41,6 +41,7 @@ from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
 from attune.memory.security import ring_store
+from attune.memory.security.keyfile import KEY_ID_PATTERN
 from attune.memory.timestamps import LATEST_MS, iso_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
@@ -324,7 +325,7 @@ def _manifest_keys(keys: Any) -> list[tuple[str, str, bytes]]:
 
 
 #: A master key's id (keyfile.key_id), and the most keys a manifest may carry.
-_KEY_ID = re.compile(r"k_[0-9a-f]{16}")
+_KEY_ID = re.compile(KEY_ID_PATTERN)
 _MAX_EXPORT_KEYS = 10_000
 
 

@@ -37,6 +37,10 @@ def key_id(key: bytes) -> str:
     return "k_" + hashlib.sha256(b"attune-master-key-id:" + key).hexdigest()[:16]
 
 
+#: What :func:`key_id` gives, as a regular expression.
+KEY_ID_PATTERN = r"k_[0-9a-f]{16}"
+
+
 def decode_key(text: object) -> bytes | None:
     """Strict base64 of exactly 32 bytes, or None."""
     if not isinstance(text, str):

@@ -171,10 +171,7 @@ class KeyRing:
             if self._in_store or self._key_file is None or self._env_key_id is None:
                 return None
             kid = self._env_key_id
-            material = self._keys[kid]
-            stored = keyfile.keep(self._key_file, kid, material)
-            for other_kid, other in stored.keys.items():
-                self._keys.setdefault(other_kid, other)
+            self._keep(self._key_file, kid, self._keys[kid])
         logger.info(
             "master key %s (%s) is kept in %s, so what was written under it stays readable "
             "once %s names another key",
@@ -195,10 +192,15 @@ class KeyRing:
                     f"master key {kid} cannot be kept: this ring has no key file "
                     "(set master_key_file, or ATTUNE_STORAGE_DIR to a writable directory)"
                 )
-            stored = keyfile.keep(self._key_file, kid, material)
-            for other_kid, other in stored.keys.items():
-                self._keys.setdefault(other_kid, other)
+            self._keep(self._key_file, kid, material)
         return kid
+
+    def _keep(self, path: Path, kid: str, material: bytes) -> None:
+        """(``_lock`` held) ``material`` merged into the key file at ``path``, not active;
+        this ring learns every key the file holds then."""
+        stored = keyfile.keep(path, kid, material)
+        for other_kid, other in stored.keys.items():
+            self._keys.setdefault(other_kid, other)
 
     def derived_key(self, kid: str, info: bytes) -> bytes | None:
         """A 32-byte key derived from master key ``kid`` by HKDF-SHA256 (``info``, no

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from attune.errors import ConfigurationError
+from attune.memory.security.keyfile import KEY_ID_PATTERN
 
 Span = tuple[int, int]
 Locator = Callable[[re.Match[str]], Span | None]
@@ -72,7 +73,7 @@ _REFERENCE = re.compile(
     _TEMPLATE_REFERENCE
     + rf"|^{_IDENT}(?:\.{_IDENT})+$"  # attribute access: settings.API_KEY, self.dbPassword
     + r"|^[A-Za-z][A-Za-z0-9+.-]*:"  # scheme-prefixed reference: vault:..., arn:..., op://
-    + r"|^k_[0-9a-f]{16}$"  # an attune master key's id (keyfile.key_id), not the key
+    + rf"|^{KEY_ID_PATTERN}$"  # an attune master key's id (keyfile.key_id), not the key
 )
 # an absolute path (PWD=/home/ci/work, OLDPWD=...): a place, not key material
 _ABSOLUTE_PATH = re.compile(r"(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+/?")
