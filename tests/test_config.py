@@ -304,3 +304,27 @@ def test_default_lifetimes_longer_than_the_limit_are_refused_at_once(
     """Accepted, they made every stash / stage_pattern without a ttl fail later."""
     with pytest.raises(ConfigurationError, match=named):
         MemoryConfig(**settings)
+
+
+def test_a_shared_stand_in_is_refused_outside_development(tmp_path: Path) -> None:
+    """A store passed in brings its own configuration: a development stand-in shared into
+    a production or staging agent is refused at construction, by every constructor."""
+    from attune import EmpathyOS
+    from attune.memory import AsyncUnifiedMemory, UnifiedMemory
+    from attune.memory.short_term.redis_store import RedisShortTermMemory
+
+    stand_in = RedisShortTermMemory(MemoryConfig(redis_mock=True, storage_dir=tmp_path))
+    for env in ("production", "staging"):
+        config = MemoryConfig(
+            environment=env, redis_url="redis://127.0.0.1:6379/15", storage_dir=tmp_path
+        )
+        with pytest.raises(ConfigurationError, match=f"stand-in is refused in {env}"):
+            AsyncUnifiedMemory("agent", config, short_term=stand_in)
+        with pytest.raises(ConfigurationError, match=f"stand-in is refused in {env}"):
+            UnifiedMemory("agent", config, short_term=stand_in)
+        with pytest.raises(ConfigurationError, match=f"stand-in is refused in {env}"):
+            EmpathyOS("agent", config=config, short_term_memory=stand_in)
+    # Development keeps sharing it.
+    dev = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
+    with EmpathyOS("agent", config=dev, short_term_memory=stand_in) as shared:
+        assert shared.async_os.memory.short_term is stand_in

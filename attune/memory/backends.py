@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from attune.errors import ConfigurationError
-from attune.memory.config import MemoryConfig
+from attune.memory.config import Environment, MemoryConfig
 from attune.memory.long_term.protocol import LongTermStore
 from attune.memory.short_term.cluster_url import is_cluster_url
 from attune.memory.short_term.protocol import ShortTermStore
@@ -87,6 +87,18 @@ def long_term_backend_name(config: MemoryConfig) -> str:
 def open_short_term(config: MemoryConfig) -> ShortTermStore:
     """A new short-term store for ``config`` (it connects lazily, on first use)."""
     return _pick(SHORT_TERM, short_term_backend_name(config), "short-term")(config)
+
+
+def check_short_term(store: ShortTermStore, config: MemoryConfig) -> None:
+    """Refuse a short-term store passed in (shared) that ``config`` would not have chosen:
+    the in-process stand-in outside development (a shared store brings its own config)."""
+    if store.backend == "fakeredis" and config.environment is not Environment.DEVELOPMENT:
+        env = config.environment.value
+        raise ConfigurationError(
+            f"the in-process Redis stand-in is refused in {env}: the short-term store "
+            "passed in is the development stand-in; pass one connected to a real Redis "
+            "(REDIS_URL)"
+        )
 
 
 def open_long_term(config: MemoryConfig) -> LongTermStore:

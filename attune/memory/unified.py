@@ -96,6 +96,7 @@ class AsyncUnifiedMemory(
         self.short_term: ShortTermStore = (
             short_term if short_term is not None else backends.open_short_term(self.config)
         )
+        backends.check_short_term(self.short_term, self.config)
         self._owns_long_term = long_term is None
         self.long_term: LongTermStore = (
             long_term if long_term is not None else backends.open_long_term(self.config)
