@@ -662,13 +662,44 @@ async def test_search_ranks_and_matches_phrases(
         page = await mem.search_patterns("database injection")
         assert _ids(page)[:1] == [ids["sqli"]]
         assert set(_ids(page)) == {ids["sqli"], ids["bulk"]}
-        assert page[0]["score"] > page[1]["score"] > 0
+        assert page[0]["score"] > 0 > page[1]["score"]  # both words, then one of them
         assert page[0]["content"] == CORPUS["sqli"]
         assert _ids(await mem.search_patterns('"bulk inserts"')) == [ids["bulk"]]
         assert list(await mem.search_patterns('"inserts bulk"')) == []
         assert _ids(await mem.search_patterns("CAFE")) == [ids["cafe"]]
         assert _ids(await mem.search_patterns("càfé")) == [ids["cafe"]]
         assert _ids(await mem.search_patterns('") OR "x')) == []  # no syntax reaches the engine
+
+
+@pytest.mark.parametrize("classification", ["PUBLIC", "SENSITIVE"])
+async def test_records_holding_every_word_rank_first(
+    mock_config: MemoryConfig, store: LongTermStore, classification: str
+) -> None:
+    """A record holding all of a query's words comes before every record holding only some,
+    even where relevance alone would not put it there: ``retry`` is in most records (SQLite's
+    BM25 then weighs it next to nothing) and the partial matches are shorter."""
+    async with _agent(mock_config, store) as mem:
+        both = await mem.persist_pattern(
+            "retry the flaky upload with backoff after the gateway times out twice in a row",
+            "ops",
+            classification=classification,
+        )
+        partial = [
+            await mem.persist_pattern("gateway", "ops", classification=classification),
+            await mem.persist_pattern("gateway gateway", "ops", classification=classification),
+        ]
+        for n in range(6):
+            await mem.persist_pattern(f"retry {n}", "ops", classification=classification)
+        assert both is not None and None not in partial
+        page = await mem.search_patterns("retry gateway", limit=3)
+        assert _ids(page)[0] == both["pattern_id"]
+        assert set(_ids(page)[1:]) == {p["pattern_id"] for p in partial if p}
+        assert page[0]["score"] > 0 > page[1]["score"] >= page[2]["score"]
+        # The cursor crosses from full to partial matches: nothing lost or repeated.
+        first = await mem.search_patterns("retry gateway", limit=1)
+        rest = await mem.search_patterns("retry gateway", limit=20, cursor=first.next_cursor)
+        assert _ids(first) + _ids(rest)[:2] == _ids(page)
+        assert len(_ids(first) + _ids(rest)) == 9 == len(set(_ids(first) + _ids(rest)))
 
 
 @pytest.mark.parametrize("classification", ["PUBLIC", "SENSITIVE"])

@@ -24,6 +24,8 @@ from attune.memory.long_term.sqlite_schema import INSERT, MIGRATIONS, params
 NOW = 1_000_000
 WORDS = [f"w{n}" for n in range(30)]
 RECORDS = 3000
+#: The words each record of the corpus holds, by pattern id.
+HELD: dict[str, set[str]] = {}
 
 
 def _token(word: str) -> str:
@@ -57,6 +59,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]
                 encrypted=encrypted,
                 namespace="small" if n % 40 == 0 else "default",
             )
+            HELD[record.pattern_id] = set(words)
             conn.execute(INSERT, params(record))
             conn.execute(
                 "UPDATE patterns SET search_rowid = ? WHERE pattern_id = ?", (n + 1, record[0])
@@ -105,10 +108,13 @@ MATCHES = [
 
 
 def _plain(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
+    """The plain query of each stage (every match ranked and sorted), one after the other."""
+    assert query.match is not None
     where, args = sqlite_search._filters(query)
-    expression = sqlite_search.match_expression(query.match, query.facets, query.classification)
-    assert expression is not None
-    return sqlite_ranked.full_page(db, query, expression, where, args, sqlite_search._RECORD)
+    found: list[Found] = []
+    for stage in sqlite_search.ranked_stages(query.match, query.facets, query.classification):
+        found += sqlite_ranked.full_page(db, query, stage, where, args, sqlite_search._RECORD)
+    return found[: query.limit]
 
 
 def _queries() -> Iterator[PatternQuery]:
@@ -119,24 +125,45 @@ def _queries() -> Iterator[PatternQuery]:
 
 
 @pytest.mark.parametrize(
-    ("first", "most", "keep"),
+    ("first", "most", "keep", "few"),
     [
-        (sqlite_ranked.FIRST_BATCH, sqlite_ranked.MAX_CANDIDATES, sqlite_ranked.PROBE_KEEP),
-        (1, 10**9, 0),
-        (2, 40, 0),
-        (2, 10**9, 10**9),
+        (
+            sqlite_ranked.FIRST_BATCH,
+            sqlite_ranked.MAX_CANDIDATES,
+            sqlite_ranked.PROBE_KEEP,
+            sqlite_ranked.FEW_FULL,
+        ),
+        (1, 10**9, 0, 0),
+        (1, 10**9, 0, 10**9),
+        (2, 40, 0, 0),
+        (2, 10**9, 10**9, 10**9),
+        (2, 10**9, 10**9, 0),
     ],
-    ids=["defaults", "batches-to-the-end", "plain-query-past-max", "plain-query-when-thin"],
+    ids=[
+        "defaults",
+        "batches-to-the-end",
+        "batches-skipping-full-matches",
+        "plain-query-past-max",
+        "plain-query-when-thin-skipping",
+        "plain-query-when-thin",
+    ],
 )
 def test_a_ranked_page_is_the_plain_querys_page(
-    db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, first: int, most: int, keep: int
+    db: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    first: int,
+    most: int,
+    keep: int,
+    few: int,
 ) -> None:
     """Records, order and scores equal the plain query's, for every match, filter and
-    limit; with tiny batches (ties cross batch edges), and with the plain query taking
-    over past the most matches read or after the probe."""
+    limit; with tiny batches (ties cross batch edges), with the plain query taking
+    over past the most matches read or after the probe, and with the partial matches
+    read as any phrase's matches skipping the full ones (``few``: always or never)."""
     monkeypatch.setattr(sqlite_ranked, "FIRST_BATCH", first)
     monkeypatch.setattr(sqlite_ranked, "MAX_CANDIDATES", most)
     monkeypatch.setattr(sqlite_ranked, "PROBE_KEEP", keep)
+    monkeypatch.setattr(sqlite_ranked, "FEW_FULL", few)
     nonempty = 0
     for query in _queries():
         page = sqlite_search.find(db, query)
@@ -145,13 +172,14 @@ def test_a_ranked_page_is_the_plain_querys_page(
     assert nonempty > len(MATCHES) * len(FILTERS) * 2  # the corpus does match
 
 
-@pytest.mark.parametrize("first", [sqlite_ranked.FIRST_BATCH, 1])
+@pytest.mark.parametrize(("first", "few"), [(sqlite_ranked.FIRST_BATCH, 10**9), (1, 0)])
 def test_pages_joined_by_cursors_are_the_whole_ordered_result(
-    db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, first: int
+    db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, first: int, few: int
 ) -> None:
     """Following ``after`` page by page gives every live match once, best first, ties by
     id: the plain query's full result (a tie group much larger than a page included)."""
     monkeypatch.setattr(sqlite_ranked, "FIRST_BATCH", first)
+    monkeypatch.setattr(sqlite_ranked, "FEW_FULL", few)
     monkeypatch.setattr(sqlite_ranked, "PROBE_KEEP", 0)  # batches all the way
     tied = 0
     for match in MATCHES[:3]:
@@ -197,3 +225,45 @@ def test_matches_reach_their_records_by_index_never_by_a_filters_index(
     assert "PRIMARY KEY (pattern_id=?)" in joined, joined
     probed = plan(sqlite_ranked.probe_sql(where), '"w0"', 10, *args)
     assert "patterns_search_rowid" in probed, probed
+
+
+@pytest.mark.parametrize("words", [("w0", "w1"), ("w0", "w7", "w21"), ("w1", "w3"), ("w0", "w29")])
+def test_records_holding_every_word_rank_first(
+    db: sqlite3.Connection, words: tuple[str, ...]
+) -> None:
+    """Every record holding all of a query's words comes before any holding only some,
+    page after page, though ``w0`` (most records hold it) weighs next to nothing in BM25;
+    the scores still go down, and a partial match's score is below 0."""
+    match = _match(*((w,) for w in words))
+    query = PatternQuery(now_ms=NOW, match=match, limit=23, namespace=None)
+    results: list[Found] = []
+    while True:
+        page = sqlite_search.find(db, query)
+        results += page
+        if len(page) < query.limit:
+            break
+        query = replace(query, after=(page[-1].score, page[-1].record.pattern_id))  # type: ignore[arg-type]
+    full = [set(words) <= HELD[f.record.pattern_id] for f in results]
+    assert True in full and False in full  # both kinds are in the result
+    assert full == sorted(full, reverse=True)  # every full match first
+    scores = [f.score for f in results]
+    assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
+    assert all((f.score > 0) == held for f, held in zip(results, full, strict=True))  # type: ignore[operator]
+    # Nothing lost or repeated: the records holding any of the words, once each.
+    expected = {pid for pid, held in HELD.items() if held & set(words)}
+    live = {f.record.pattern_id for f in results}
+    assert len(live) == len(results) and live <= expected
+    assert len(live) == sqlite_search.count(db, replace(query, after=None))
+
+
+def test_bm25_alone_would_rank_a_partial_match_first(db: sqlite3.Connection) -> None:
+    """Why the stages exist: on this corpus, FTS5's own ranking of ``w0 OR w1`` puts a
+    record without ``w1`` above one with both (``w0`` is in most records)."""
+    query = PatternQuery(now_ms=NOW, match=_match(("w0",), ("w1",)), limit=10**6, namespace=None)
+    where, args = sqlite_search._filters(query)
+    expression = sqlite_search.match_expression(query.match, ())
+    assert expression is not None
+    single = sqlite_ranked.Stage(expression, 0.0)
+    ranked = sqlite_ranked.full_page(db, query, single, where, args, sqlite_search._RECORD)
+    full = [{"w0", "w1"} <= HELD[f.record.pattern_id] for f in ranked]
+    assert full != sorted(full, reverse=True)

@@ -11,7 +11,10 @@ lexeme, so it cannot raise a syntax error or change what is matched.
 
 Ranking is PostgreSQL's ``ts_rank`` (the sum over the plaintext and token columns), not
 SQLite's BM25: the order follows the same idea (more of the query's phrases, more often,
-rank higher) but scores differ between backends and are comparable only within one.
+rank higher) but scores differ between backends and are comparable only within one. As
+on SQLite, a record holding only some of a multi-word query's phrases has
+:data:`~.queries.PARTIAL` taken from its score, so every record holding all of them
+comes first.
 Ties are ordered by pattern id, and a page's cursor is its last (score, id).
 
 Limits of ``tsvector`` that the literal respects: a lexeme is at most 2,047 bytes (longer
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attune.memory.long_term.postgres_schema import RECORD
-from attune.memory.long_term.queries import Match, PatternQuery, SearchEntry
+from attune.memory.long_term.queries import PARTIAL, Match, PatternQuery, SearchEntry
 
 #: Longest lexeme ``tsvector`` takes, in UTF-8 bytes.
 MAX_LEXEME_BYTES = 2047
@@ -85,15 +88,18 @@ def row(entry: SearchEntry | None) -> tuple[bool, str | None, str | None, str | 
     )
 
 
-def query_text(phrases: Sequence[Sequence[str]]) -> str | None:
-    """Phrases as a ``tsquery`` literal (any of them; a phrase's terms in order), or None
-    when no phrase has a term that can be indexed."""
+def query_text(phrases: Sequence[Sequence[str]], *, every: bool = False) -> str | None:
+    """Phrases as a ``tsquery`` literal (any of them, or with ``every`` all of them; a
+    phrase's terms in order), or None when no phrase (``every``: not every phrase) has
+    only terms that can be indexed."""
     parts = []
     for phrase in phrases:
         terms = [quote(term) for term in phrase if _fits(term)]
         if len(terms) == len(phrase) and terms:
             parts.append("(" + " <-> ".join(terms) + ")")
-    return " | ".join(parts) if parts else None
+    if every and len(parts) < len(phrases):
+        return None
+    return (" & " if every else " | ").join(parts) if parts else None
 
 
 #: The token columns a query's tokens are looked for in, by its classification filter
@@ -154,7 +160,18 @@ def _match(sql: _Sql, match: Match, classification: str | None) -> str | None:
     if not conditions:
         return None
     sql.where.append("(" + " OR ".join(conditions) + ")")
-    return "(" + " + ".join(ranks) + ")::float8"
+    score = "(" + " + ".join(ranks) + ")::float8"
+    if match.phrases < 2:
+        return score
+    # A record holding only some of the phrases ranks below all holding every one.
+    held = []
+    if (words := query_text(match.words, every=True)) is not None:
+        held.append(f"p.words @@ {sql.arg(words, '::tsquery')}")
+    if (tokens := query_text(match.tokens, every=True)) is not None:
+        q = sql.arg(tokens, "::tsquery")
+        held += [f"p.{c} @@ {q}" for c in _TOKEN_COLUMNS.get(classification, _TOKEN_COLUMNS[None])]
+    every = " OR ".join(held) if held else "false"
+    return f"(CASE WHEN {every} THEN {score} ELSE {score} - {PARTIAL!r}::float8 END)"
 
 
 def _whole(value: float) -> tuple[int, bool]:

@@ -34,16 +34,30 @@ class SearchEntry:
     sensitive: bool = False
 
 
+#: What a record holding only some of a multi-word query's phrases has taken from its
+#: score, on every backend, so that it ranks below every record holding all of them
+#: (relevance alone does not ensure it: SQLite's BM25 weighs a word that more than half
+#: the records hold next to nothing). Scores of full matches are above 0 and below this
+#: (BM25: under 32 phrases x idf < 22 x 2.2; ts_rank: a few units), partial ones below 0.
+PARTIAL = 10_000.0
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A search's phrases (a lone word is a phrase of one), as plaintext terms and as the
     tokens encrypted records are indexed by (the same phrases, in the same order; empty
     when token search is off, or when the records asked for are all plaintext). A record
-    matches if it holds any phrase, in either form; holding more of them ranks it higher.
-    With no phrase in either form it matches nothing."""
+    matches if it holds any phrase, in either form; one holding every phrase ranks above
+    all those holding only some (:data:`PARTIAL`), and among those, holding more of them
+    ranks it higher. With no phrase in either form it matches nothing."""
 
     words: tuple[tuple[str, ...], ...]
     tokens: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def phrases(self) -> int:
+        """How many phrases the query has (in either form)."""
+        return max(len(self.words), len(self.tokens))
 
     @property
     def is_empty(self) -> bool:

@@ -8,7 +8,12 @@ batched, 6 ms (benchmarks/search_scaling.py). What is left grows with the number
 matches: FTS5 computes bm25 for every match before it hands out the best (4 ms of the 6
 at 1M, 0.47 ms at 100,000 records).
 
-A page is exactly the plain query's: the same records, order and scores. The stream is
+A multi-word query runs in two stages (:func:`.sqlite_search.ranked_stages`): the records
+holding every phrase, then those holding some, whose ranks are raised by
+:data:`~.queries.PARTIAL`; a page takes from the first stage, then the second. A cursor's
+score says which stage it is in (full matches score above 0, partial ones below).
+
+A stage's page is exactly its plain query's: the same records, order and scores. The stream is
 ordered by the same ``bm25()`` the plain query scores with, so a score is bit for bit
 the same; a batch is settled only below the last rank it read (records tied with that
 one may still come), so ties are ordered by pattern id across batches too; and the
@@ -20,7 +25,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.long_term.sqlite_schema import to_record
@@ -38,11 +44,32 @@ MAX_CANDIDATES = 4096
 PROBE = 64
 PROBE_KEEP = 2
 
-#: Matches best first: bm25() is lower for better matches (the score is its negation).
-#: ``bm25()`` rather than FTS5's ``ORDER BY rank`` path, which sorts in a statement of
-#: its own: 1M records, first 64 matches 4.0 ms p50 against 4.6; all of them, 5.0 / 9.1.
+
+#: When a multi-word query's full matches (before filters) are at most this many, they
+#: are ranked on their own and the partial ones are the matches of any phrase minus
+#: those rowids, rather than FTS5 evaluating ``some NOT every``, which reads every
+#: phrase's postings twice (100,000 records, 2-word queries: p50 +0.3 ms without this).
+FEW_FULL = 64
+
+
+class Stage(NamedTuple):
+    """One run of a ranked query: its MATCH text and what its ranks are raised by (a
+    result's score is ``-(bm25() + offset)``; later stages rank below earlier ones).
+    ``wider``: for the partial matches, the text matching any phrase (the full matches
+    too, which are then skipped by rowid); bm25() of a record is the same under both
+    texts (a phrase under NOT adds nothing)."""
+
+    expression: str
+    offset: float
+    wider: str | None = None
+
+
+#: Matches best first: the rank is bm25() (lower for better matches) plus the stage's
+#: offset; the score is its negation. ``bm25()`` rather than FTS5's ``ORDER BY rank``
+#: path, which sorts in a statement of its own: 1M records, first 64 matches 4.0 ms p50
+#: against 4.6; all of them, 5.0 / 9.1.
 _STREAM = (
-    "SELECT rowid, bm25(pattern_search) AS r FROM pattern_search "
+    "SELECT rowid, bm25(pattern_search) + ? AS r FROM pattern_search "
     "WHERE pattern_search MATCH ?{bound} ORDER BY r"
 )
 
@@ -50,22 +77,65 @@ _STREAM = (
 def find_ranked(
     db: sqlite3.Connection,
     query: PatternQuery,
-    expression: str,
+    stages: list[Stage],
     where: list[str],
     args: list[Any],
     record: str,
 ) -> list[Found]:
-    """One page of a query with a match (on the connection's thread).
+    """One page of a query with a match (on the connection's thread): its stages' pages
+    in turn, until the page is full.
 
     ``where``/``args`` are the filters as SQL conditions on ``p`` (the patterns table),
     ``record`` the record's columns on ``p``."""
-    stream_args: list[Any] = [expression]
+    page: list[Found] = []
+    after = query.after
+    few: frozenset[int] | None = None  # the full matches' rowids, when few
+    for n, stage in enumerate(stages):
+        passed = after is not None and after[0] <= -stage.offset  # its scores are above
+        skip: frozenset[int] = frozenset()
+        if n == 0 and len(stages) > 1 and stages[1].wider is not None:
+            few = _few(db, stage.expression)
+        elif stage.wider is not None and few is not None:
+            stage, skip = Stage(stage.wider, stage.offset), few
+        if not passed:
+            part = replace(query, limit=query.limit - len(page), after=after)
+            if n == 0 and few is not None:  # few matches: rank them all at once
+                page += full_page(db, part, stage, where, args, record)
+            else:
+                page += _stage_page(db, part, stage, where, args, record, skip)
+            after = None  # a later stage's records all rank below this one's
+        if len(page) >= query.limit:
+            break
+    return page
+
+
+def _few(db: sqlite3.Connection, expression: str) -> frozenset[int] | None:
+    """The rowids matching ``expression`` if there are at most :data:`FEW_FULL`."""
+    rows = db.execute(
+        "SELECT rowid FROM pattern_search WHERE pattern_search MATCH ? LIMIT ?",
+        (expression, FEW_FULL + 1),
+    ).fetchall()
+    return frozenset(row[0] for row in rows) if len(rows) <= FEW_FULL else None
+
+
+def _stage_page(
+    db: sqlite3.Connection,
+    query: PatternQuery,
+    stage: Stage,
+    where: list[str],
+    args: list[Any],
+    record: str,
+    skip: frozenset[int] = frozenset(),
+) -> list[Found]:
+    """One page of one stage, without the matches of rowids in ``skip``."""
+    expression = stage.expression
+    stream_args: list[Any] = [stage.offset, expression]
     bound = ""
     if query.after is not None:  # nothing better than the previous page's last score
-        bound = " AND bm25(pattern_search) >= ?"
-        stream_args.append(-query.after[0])
+        bound = " AND bm25(pattern_search) + ? >= ?"
+        stream_args += [stage.offset, -query.after[0]]
     if _thin(db, expression, where, args):
-        return full_page(db, query, expression, where, args, record)
+        return full_page(db, query, stage, where, args, record, skip)
     page: list[Found] = []
     stream = db.execute(_STREAM.format(bound=bound), stream_args)
     try:
@@ -74,10 +144,10 @@ def find_ranked(
         while len(page) < query.limit:
             if read >= MAX_CANDIDATES:
                 stream.close()  # its sorted matches are let go before the plain query
-                return full_page(db, query, expression, where, args, record)
+                return full_page(db, query, stage, where, args, record, skip)
             batch = stream.fetchmany(size)
             read += len(batch)
-            pool = held + batch
+            pool = held + ([m for m in batch if m[0] not in skip] if skip else batch)
             if len(batch) < size:  # the matches ran out: every record is settled
                 settled, held = pool, []
             else:
@@ -165,18 +235,23 @@ def join_sql(where: list[str], record: str) -> str:
 def full_page(
     db: sqlite3.Connection,
     query: PatternQuery,
-    expression: str,
+    stage: Stage,
     where: list[str],
     args: list[Any],
     record: str,
+    skip: frozenset[int] = frozenset(),
 ) -> list[Found]:
-    """The plain query: every match ranked, joined and filtered, then sorted."""
+    """The plain query of one stage: every match (but those of rowids in ``skip``)
+    ranked, joined and filtered, then sorted."""
     sql = (
-        f"SELECT {record}, -bm25(pattern_search) AS score "  # noqa: S608
+        f"SELECT {record}, -(bm25(pattern_search) + ?) AS score "  # noqa: S608
         "FROM pattern_search JOIN patterns p ON p.search_rowid = pattern_search.rowid "
         f"WHERE pattern_search MATCH ? AND {' AND '.join(where)}"
     )
-    args = [expression, *args]
+    args = [stage.offset, stage.expression, *args]
+    if skip:
+        sql += " AND pattern_search.rowid NOT IN (SELECT value FROM json_each(?))"
+        args.append(json.dumps(sorted(skip)))
     if query.after is not None:
         sql = f"SELECT * FROM ({sql}) WHERE score < ? OR (score = ? AND pattern_id > ?)"  # noqa: S608
         args += [query.after[0], query.after[0], query.after[1]]

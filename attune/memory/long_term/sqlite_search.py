@@ -23,7 +23,7 @@ from typing import Any
 
 from attune.memory.long_term import sqlite_ranked
 from attune.memory.long_term.protocol import IndexOp, PatternRecord
-from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
+from attune.memory.long_term.queries import PARTIAL, Found, Match, PatternQuery, SearchEntry
 from attune.memory.long_term.sqlite_schema import COLUMNS, in_own_transaction, to_record
 
 #: The FTS5 table's columns, in order (``bm25`` weights follow it).
@@ -158,20 +158,58 @@ _TOKEN_COLUMNS = {
 
 
 def match_expression(
-    match: Match | None, facets: Sequence[Sequence[str]], classification: str | None = None
+    match: Match | None,
+    facets: Sequence[Sequence[str]],
+    classification: str | None = None,
+    *,
+    held: str = "any",
 ) -> str | None:
-    """The FTS5 MATCH text for a query's phrases (any of them, in any of its columns) and
-    its metadata filters (each satisfied by any of its facets; all of them), or None when
-    neither is given. ``classification`` (a filter) picks the token columns."""
+    """The FTS5 MATCH text for a query's phrases (in any of its columns) and its metadata
+    filters (each satisfied by any of its facets; all of them), or None when neither is
+    given. ``classification`` (a filter) picks the token columns. ``held``: which records
+    the phrases match: ``"any"`` holds at least one, ``"all"`` every one, ``"some"`` at
+    least one but not every one (the ranked stages of :func:`ranked_stages`)."""
     parts = []
     if match is not None:
         columns = _TOKEN_COLUMNS.get(classification, _TOKEN_COLUMNS[None])
-        alternatives = [f"words : {_phrase(p)}" for p in match.words]
-        alternatives += [f"{columns} : {_phrase(p)}" for p in match.tokens]
-        parts.append("(" + " OR ".join(alternatives) + ")")
+        words = [f"words : {_phrase(p)}" for p in match.words]
+        tokens = [f"{columns} : {_phrase(p)}" for p in match.tokens]
+        any_phrase = "(" + " OR ".join(words + tokens) + ")"
+        # A phrase is held in either form (a record is plaintext or encrypted, never both).
+        each = ["(" + " OR ".join(forms) + ")" for forms in _forms(words, tokens)]
+        every = "(" + " AND ".join(each) + ")"
+        parts.append({"any": any_phrase, "all": every, "some": f"({any_phrase} NOT {every})"}[held])
     for choices in facets:
         parts.append("(" + " OR ".join(f"facets : {_phrase((f,))}" for f in choices) + ")")
     return " AND ".join(parts) if parts else None
+
+
+def _forms(words: list[str], tokens: list[str]) -> list[list[str]]:
+    """Each phrase's forms: its words and/or its tokens (the two lists are parallel, or
+    one of them is empty)."""
+    if not words or not tokens:
+        return [[form] for form in words or tokens]
+    return [[w, t] for w, t in zip(words, tokens, strict=True)]
+
+
+def ranked_stages(
+    match: Match, facets: Sequence[Sequence[str]], classification: str | None
+) -> list[sqlite_ranked.Stage]:
+    """A ranked query's stages: records holding every phrase first, then those holding
+    some (their scores lowered by :data:`~.queries.PARTIAL`), each by BM25.
+
+    BM25 alone does not always rank a record holding more of the words higher: FTS5
+    weighs a word that more than half the records hold next to nothing (its idf is
+    clamped), so a short record with only the other word outranked one with both."""
+    if match.phrases < 2:
+        expression = match_expression(match, facets, classification)
+        assert expression is not None
+        return [sqlite_ranked.Stage(expression, 0.0)]
+    every = match_expression(match, facets, classification, held="all")
+    some = match_expression(match, facets, classification, held="some")
+    wider = match_expression(match, facets, classification)
+    assert every is not None and some is not None and wider is not None
+    return [sqlite_ranked.Stage(every, 0.0), sqlite_ranked.Stage(some, PARTIAL, wider)]
 
 
 def _phrase(terms: Sequence[str]) -> str:
@@ -210,10 +248,10 @@ def find(db: sqlite3.Connection, query: PatternQuery) -> list[Found]:
     if query.match is not None and query.match.is_empty:
         return []
     where, args = _filters(query)
-    expression = match_expression(query.match, query.facets, query.classification)
     if query.match is not None:
-        assert expression is not None
-        return sqlite_ranked.find_ranked(db, query, expression, where, args, _RECORD)
+        stages = ranked_stages(query.match, query.facets, query.classification)
+        return sqlite_ranked.find_ranked(db, query, stages, where, args, _RECORD)
+    expression = match_expression(None, query.facets)
     if expression is not None:  # facets only: a filter on the indexed records
         where.append(
             "p.search_rowid IN (SELECT rowid FROM pattern_search WHERE pattern_search MATCH ?)"
