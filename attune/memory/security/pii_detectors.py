@@ -35,8 +35,11 @@ version marker (``version``, ``v``, ``==``...) precedes it or all four parts are
 digits (``1.2.3.4`` reads as a version; such IPs are public resolvers like ``8.8.8.8``, not
 personal data). Card numbers must start with 2-6, 8 or 9 (or be 15-digit UATP numbers
 starting with 1), which keeps millisecond timestamps and zero-padded ids out. A bare
-ten-digit run is not a phone number (it is usually an epoch or an id). Only ASCII digits
-are recognised.
+ten-digit run is not a phone number (it is usually an epoch or an id). An address must end
+in a street type: the common ones in any case (``12 Elm St``), more USPS ones (Loop, Point,
+Crossing, Alley ...) only capitalised and not in a numbered title or a common noun (``Step
+3 Event Loop``, ``4 Access Point units``; :func:`~.pii_shapes.street_like`). Only ASCII
+digits are recognised.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from typing import TYPE_CHECKING, Final
 
 from attune.memory.security.pii_shapes import (
     ADDRESS,
+    ADDRESS_FIRST_SUFFIXES,
     ADDRESS_START,
     CARD_RUN,
     CARD_START,
@@ -74,6 +78,7 @@ from attune.memory.security.pii_shapes import (
     is_card_number,
     plausible_ipv6,
     ssn_ok,
+    street_like,
 )
 from attune.memory.security.scan_engine import fold_oddities, has_oddity
 
@@ -317,8 +322,17 @@ def _find_custom(
 def _find_addresses(text: str, folded: str, found: _Hits) -> Iterator[_Span]:
     if "address" not in found.gates:
         return
-    for m in _matches_at(ADDRESS, text, _starts(ADDRESS_START, folded)):
-        yield m.start(), m.end(), "address"
+    end = -1
+    for start in _starts(ADDRESS_START, folded):
+        if start < end or not (m := ADDRESS.match(text, start)):
+            continue
+        if m["more"] is not None and not street_like(text, m, end):
+            # what the first suffixes alone find there (4 Elm Street Loop: 4 Elm Street)
+            m = ADDRESS_FIRST_SUFFIXES.match(text, start)
+            if m is None:
+                continue
+        end = m.end()
+        yield start, end, "address"
 
 
 _BUILTIN_DETECTORS: Final = (
