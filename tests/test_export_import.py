@@ -17,9 +17,9 @@ import pytest
 
 from attune.errors import AccessDeniedError, AttuneError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
+from attune.memory.export_file import MANIFEST_SUFFIX
 from attune.memory.long_term.sqlite_schema import COLUMNS
 from attune.memory.long_term.sqlite_store import DB_FILENAME
-from attune.memory.transfer import MANIFEST_SUFFIX
 
 SECRET = "Vault combination for the harbour lighthouse is 4417"
 

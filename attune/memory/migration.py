@@ -42,11 +42,11 @@ from attune.errors import (
 )
 from attune.memory import clock
 from attune.memory.config import MemoryConfig
+from attune.memory.export_file import MANIFEST_SUFFIX, dump, parse, read_export
 from attune.memory.long_term.protocol import PatternRecord
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
 from attune.memory.security import ring_store
 from attune.memory.security.audit import AuditLogger
-from attune.memory.transfer import MANIFEST_SUFFIX, _dump, _parse, _read_export
 from attune.memory.unified import AsyncUnifiedMemory
 
 #: The agent id the migration acts (and is audited) as, with the STEWARD tier.
@@ -141,8 +141,8 @@ class Migration:
         """Every exported record read back from PostgreSQL, compared field by field; then
         the ``store.migrate`` event in the target's audit chain."""
         report = Reporter(check_progress(progress), "migrate")
-        data, manifest = await asyncio.to_thread(_read_export, self.export_path)
-        records = await asyncio.to_thread(_parse, data, manifest)
+        data, manifest = await asyncio.to_thread(read_export, self.export_path)
+        records = await asyncio.to_thread(parse, data, manifest)
         exported = sorted(records, key=lambda r: r.pattern_id)
         async with self._memory(self.target_config) as memory:
             source, copied = hashlib.sha256(), hashlib.sha256()
@@ -156,8 +156,8 @@ class Migration:
                     if stored is None and _expired(record, now):
                         expired += 1  # its retention ended while migrating
                         continue
-                    source.update(_dump(record))
-                    copied.update(b"-\n" if stored is None else _dump(stored))
+                    source.update(dump(record))
+                    copied.update(b"-\n" if stored is None else dump(stored))
                 report(start + len(chunk), len(exported))
             if source.digest() != copied.digest():
                 raise MigrationError(
