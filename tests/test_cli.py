@@ -319,7 +319,7 @@ def test_every_command_prints_one_json_document(
     assert main(["purge", "--json", *storage]) == 0
     assert _json(capsys) == {"purged": 0}
     assert main(["keys", "rotate", "--json", *storage]) == 0
-    assert set(_json(capsys)) == {"key_id", "rewrapped"}
+    assert set(_json(capsys)) == {"key_id", "rewrapped", "corrupt"}
     assert main(["keys", "generate", "--json"]) == 0
     assert set(_json(capsys)) == {"master_key"}
     assert main(["erase-user", "nobody", "--yes", "--json", *storage]) == 0

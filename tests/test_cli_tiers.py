@@ -102,7 +102,7 @@ def test_every_subcommand_prints_one_json_document(
     assert run(("patterns", "delete"), pattern_id) == {"deleted": True, "pattern_id": pattern_id}
     # administration
     assert set(run(("keys", "generate"))) == {"master_key"}
-    assert set(run(("keys", "rotate"))) == {"key_id", "rewrapped"}
+    assert set(run(("keys", "rotate"))) == {"key_id", "rewrapped", "corrupt"}
     assert run(("db", "upgrade"))["backend"] == "sqlite"
     assert run(("audit", "verify"))["ok"] is True
     assert isinstance(run(("audit", "query"), "--limit", "3"), list)
@@ -138,7 +138,7 @@ def test_keys_reroot_prints_one_json_document(
     monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
     storage = ["--storage-dir", str(tmp_path)]
     assert main(["keys", "rotate", "--json", *storage]) == 0
-    assert set(_json(capsys)) == {"key_id", "rewrapped"}
+    assert set(_json(capsys)) == {"key_id", "rewrapped", "corrupt"}
     security_pipeline.close_shared()
     new_root = generate_master_key()
     monkeypatch.setenv("ATTUNE_NEW_MASTER_KEY", new_root)

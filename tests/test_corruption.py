@@ -459,3 +459,129 @@ async def test_a_corrupt_recall_is_audited_without_its_label(mock_config: Memory
     assert [(e["event"], e["target_id"], e["classification"]) for e in corrupt] == [
         ("pattern.retrieve", pattern_id, None)
     ]
+
+
+# -- one damaged record breaks no read, export or rotation -------------------------------------
+
+
+def _events(config: MemoryConfig) -> list[dict[str, Any]]:
+    security_pipeline.close_shared()
+    lines = (config.storage_dir / "audit.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+async def _three(config: MemoryConfig, classification: str) -> list[str]:
+    async with AsyncUnifiedMemory("agent-1", config) as mem:
+        ids = [
+            (
+                await mem.persist_pattern(
+                    f"kiwi harvest note {n}", "fruit", classification=classification
+                )
+            )["pattern_id"]
+            for n in range(3)
+        ]
+    security_pipeline.close_shared()
+    return [str(i) for i in ids]
+
+
+def _flip_wrapped_key(config: MemoryConfig, pattern_id: str) -> None:
+    with closing(db(config)) as conn:
+        (wrapped,) = conn.execute(
+            "SELECT wrapped_key FROM patterns WHERE pattern_id = ?", (pattern_id,)
+        ).fetchone()
+    damaged = bytes([wrapped[0] ^ 1]) + wrapped[1:]
+    update(config, "UPDATE patterns SET wrapped_key = ? WHERE pattern_id = ?", damaged, pattern_id)
+
+
+@pytest.mark.parametrize("damage", ["classification", "wrapped_key"])
+async def test_an_encrypted_record_whose_data_key_does_not_open_is_corrupt_not_a_key_problem(
+    mock_config: MemoryConfig, damage: str
+) -> None:
+    """The key with the record's key id is in the ring (an id is its material's), so a
+    data key that does not open under it means the row was altered: recall raises
+    CorruptRecordError, search and list leave it out, rotation re-wraps the others; each
+    time the log reports it. Before, it was a DecryptionError that broke every search,
+    list and rotation of the store."""
+    ids = await _three(mock_config, "SENSITIVE")
+    bad = ids[1]
+    if damage == "classification":
+        update(
+            mock_config,
+            "UPDATE patterns SET classification = 'INTERNAL' WHERE pattern_id = ?",
+            bad,
+        )
+    else:
+        _flip_wrapped_key(mock_config, bad)
+    assert_corrupt(await recall_error(mock_config, bad), bad)
+    async with AsyncUnifiedMemory("steward", mock_config, access_tier="STEWARD") as mem:
+        found = await mem.search_patterns("kiwi")
+        assert {r["pattern_id"] for r in found} == {ids[0], ids[2]}
+        listed = await mem.list_patterns()
+        assert {r["pattern_id"] for r in listed} == {ids[0], ids[2]}
+        rotated = await mem.rotate_keys()
+        assert (rotated["rewrapped"], rotated["corrupt"]) == (2, 1)
+        for good in (ids[0], ids[2]):
+            assert (await mem.recall_pattern(good)) is not None
+    corrupt = {e["target_id"] for e in _events(mock_config) if e["outcome"] == "corrupt"}
+    assert corrupt == {bad}
+    rotations = [e for e in _events(mock_config) if e["event"] == "keys.rotate"]
+    assert [e["details"]["corrupt"] for e in rotations] == [1]
+
+
+async def test_a_record_with_a_damaged_time_is_corrupt_and_left_out_of_an_export(
+    mock_config: MemoryConfig, tmp_path: Any
+) -> None:
+    """A creation time that is not whole milliseconds (text in an INTEGER column) raised a
+    bare TypeError from recall, search, list and export; now it is a damaged record like
+    any other, and an export leaves it out and says so."""
+    ids = await _three(mock_config, "PUBLIC")
+    bad = ids[0]
+    update(mock_config, "UPDATE patterns SET created_at_ms = 'x' WHERE pattern_id = ?", bad)
+    assert_corrupt(await recall_error(mock_config, bad), bad)
+    async with AsyncUnifiedMemory("steward", mock_config, access_tier="STEWARD") as mem:
+        assert {r["pattern_id"] for r in await mem.list_patterns()} == set(ids[1:])
+        assert {r["pattern_id"] for r in await mem.search_patterns("kiwi")} == set(ids[1:])
+        manifest = await mem.export_patterns(tmp_path / "out.jsonl")
+    assert (manifest["records"], manifest["corrupt"]) == (2, 1)
+    exported = (tmp_path / "out.jsonl").read_text()
+    assert bad not in exported and all(i in exported for i in ids[1:])
+    fresh = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "fresh")
+    async with AsyncUnifiedMemory("steward", fresh, access_tier="STEWARD") as other:
+        assert (await other.import_patterns(tmp_path / "out.jsonl"))["imported"] == 2
+
+
+async def test_a_rotation_that_fails_part_way_is_audited_and_another_finishes_it(
+    mock_config: MemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store goes away after the first batch: the rotation raises, its event says
+    ``failed`` with what was done, every record stays readable, and a second rotation
+    re-wraps the rest."""
+    from attune.errors import LongTermUnavailableError
+    from attune.memory.long_term.protocol import RewrapOp
+
+    ids = await _three(mock_config, "SENSITIVE")
+    async with AsyncUnifiedMemory("steward", mock_config, access_tier="STEWARD") as mem:
+        write = mem.long_term.write
+        rewraps = 0
+
+        async def failing(op: Any) -> Any:
+            nonlocal rewraps
+            if isinstance(op, RewrapOp):
+                rewraps += 1
+                if rewraps == 2:
+                    raise LongTermUnavailableError("the store went away (test)")
+            return await write(op)
+
+        monkeypatch.setattr(mem.long_term, "write", failing)
+        with pytest.raises(LongTermUnavailableError):
+            await mem.rotate_keys(batch_size=1)
+        monkeypatch.setattr(mem.long_term, "write", write)
+        for pid in ids:
+            assert (await mem.recall_pattern(pid)) is not None
+        again = await mem.rotate_keys()
+        assert again["rewrapped"] == 3 and again["corrupt"] == 0
+    rotations = [e for e in _events(mock_config) if e["event"] == "keys.rotate"]
+    assert [(e["outcome"], e["details"]["rewrapped"]) for e in rotations] == [
+        ("failed", 1),
+        ("success", 3),
+    ]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attune.errors import ConfigurationError, DecryptionError
+from attune.errors import ConfigurationError, CorruptCiphertextError, DecryptionError
 from attune.memory.security import crypto, keyfile
 from attune.memory.security.crypto import (
     EncryptedBlob,
@@ -150,9 +150,10 @@ def test_wrong_master_key_is_refused(tmp_path: Path, cipher: EnvelopeCipher) -> 
     ) as info:
         other.decrypt(blob, record_id="r", classification=SENSITIVE)
     assert "top secret" not in str(info.value)
-    # Same key id claimed, but the wrapping was done by another key.
+    # Same key id claimed, but the wrapping was done by another key: a key's id is its
+    # material's, so the row was altered (damage, not a key problem).
     forged = replace(blob, key_id=other.ring.active_key_id)
-    with pytest.raises(DecryptionError, match="does not open under master key"):
+    with pytest.raises(CorruptCiphertextError, match="does not open under its master key"):
         other.decrypt(forged, record_id="r", classification=SENSITIVE)
 
 

@@ -80,7 +80,7 @@ terminal. For scripts, ``--json``: exactly one JSON document on stdout and nothi
     erase-user          {"user_id", "patterns", "staged_patterns", "working_data",
                          "pseudonym_erased"}
     keys generate       {"master_key": "..."}
-    keys rotate         {"key_id", "rewrapped"}
+    keys rotate         {"key_id", "rewrapped", "corrupt"}
     keys reroot         {"root_key_id", "keys"}
     db upgrade          {"backend", "where", "schema_version", "patterns"}
     migrate             the migration's report ({"imported", "skipped", "verified", ...})

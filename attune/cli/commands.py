@@ -193,6 +193,11 @@ def keys(args: argparse.Namespace, out: Output) -> int:
             f"New master key {result['key_id']} active; "
             f"re-wrapped {result['rewrapped']} data key(s)."
         )
+        if result["corrupt"]:
+            out.line(
+                f"{result['corrupt']} record(s) damaged outside attune were left as they are "
+                "(see the audit log, outcome corrupt): restore them from a backup or delete them."
+            )
     return OK
 
 

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from attune.errors import ValidationError
+from attune.errors import CorruptRecordError, ValidationError
 from attune.memory import files, validation
 from attune.memory.long_term.protocol import PatternRecord
 from attune.memory.security.keyfile import KEY_ID_PATTERN
@@ -83,11 +83,30 @@ class Spool:
 
 
 def dump(record: PatternRecord) -> bytes:
+    """The record as one line of the export; a record whose stored fields no import could
+    take back (damaged outside attune) raises :class:`CorruptRecordError` naming it."""
+    if not _dumpable(record):
+        raise CorruptRecordError(
+            str(record.pattern_id), "its stored fields are not of the types attune writes"
+        )
     fields: dict[str, Any] = record._asdict()
     fields["content"] = _b64(record.content)
     for name in _BYTES_FIELDS:
         fields[name] = None if fields[name] is None else _b64(fields[name])
     return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
+
+
+def _dumpable(record: PatternRecord) -> bool:
+    times = (record.created_at_ms,) if record.expires_at_ms is None else record[4:6]
+    return (
+        type(record.content) is bytes
+        and all(value is None or type(value) is bytes for value in record[10:12])
+        and all(type(ms) is int and 0 <= ms <= LATEST_MS for ms in times)
+        and record.classification in _CLASSIFICATIONS
+    )
+
+
+_CLASSIFICATIONS = frozenset(c.value for c in Classification)
 
 
 def _b64(raw: bytes) -> str:

@@ -28,13 +28,14 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from attune.errors import ValidationError
+from attune.errors import CorruptRecordError, ValidationError
 from attune.memory import clock, export_file
 from attune.memory.core_parts import CoreParts
-from attune.memory.long_term.protocol import InsertOp
+from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
 from attune.memory.security import ring_store
+from attune.memory.security.audit import Durability
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import Classification
 
@@ -67,7 +68,9 @@ class PatternTransfer(CoreParts):
         file is replaced. Returns the manifest: ``format``, ``records``, ``sha256``,
         ``namespace``, ``exported_at``, ``by_classification``; from a store that keeps its
         key ring (PostgreSQL), ``keys``: the ids of the ring keys the file carries (wrapped
-        under the root key), so that another store with the same root key opens them.
+        under the root key), so that another store with the same root key opens them;
+        ``corrupt``: how many records damaged outside attune were left out (each reported
+        in the audit log, as by every read), only if any were.
 
         ``progress(done, total)``, if given, is called with the records written so far
         and how many there are, first with ``done=0`` and then after each page (see
@@ -85,6 +88,8 @@ class PatternTransfer(CoreParts):
         try:
             counts = dict.fromkeys((c.value for c in Classification), 0)
             key_ids: set[str] = set()  # the master keys the exported records are under
+            corrupt: list[str] = []  # ids of records damaged outside attune: left out
+            last: PatternRecord | None = None
             after: tuple[float, str] | None = None
             done = 0
             report(done, total)
@@ -94,17 +99,23 @@ class PatternTransfer(CoreParts):
                 if not page:
                     break
                 lines = []
+                last = None  # the page's last record with a readable time: the cursor
                 for found in page:
-                    lines.append(export_file.dump(found.record))
+                    if type(found.record.created_at_ms) is int:
+                        last = found.record
+                    try:
+                        lines.append(export_file.dump(found.record))
+                    except CorruptRecordError:  # left out and reported, as by every read
+                        corrupt.append(found.record.pattern_id)
+                        continue
                     if found.record.key_id is not None:
                         key_ids.add(found.record.key_id)
-                    counts[found.record.classification] = (
-                        counts.get(found.record.classification, 0) + 1
-                    )
+                    counts[found.record.classification] += 1
                 await _io("write the export file", spool.write, b"".join(lines))
                 done += len(page)
                 report(done, max(total, done) if total is not None else None)
-                last = page[-1].record
+                if last is None:  # a page of damaged records only: nowhere to go on from
+                    raise CorruptRecordError(corrupt[-1], "its creation time cannot be read")
                 after = (float(last.created_at_ms), last.pattern_id)
             manifest: dict[str, Any] = {
                 "format": export_file.EXPORT_FORMAT,
@@ -124,9 +135,14 @@ class PatternTransfer(CoreParts):
             )
             if keys:
                 manifest["keys"] = keys
+            if corrupt:
+                manifest["corrupt"] = len(corrupt)
             await _io("write the export file", spool.commit, target, manifest)
         finally:
             await asyncio.to_thread(spool.discard)
+        for pid in corrupt:
+            damaged = self._event("pattern.retrieve", target_id=pid, outcome="corrupt")
+            await self.pipeline.audit(damaged, Durability.QUEUED)
         event = self._event(
             "pattern.export",
             details={"count": manifest["records"], "namespace": manifest["namespace"]},

@@ -8,20 +8,31 @@ transaction, then awaits its event.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
+from attune.errors import AttuneError, CorruptRecordError
 from attune.memory import clock, validation
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import DeleteOp, PurgeOp, RewrapOp, WrappedKey
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
+from attune.memory.security.audit import Durability
 
 #: Largest page of wrapped keys rotate_keys reads at once (a bigger one only costs memory).
 _MAX_BATCH_SIZE = 100_000
 
 
-def _rewrap(core: CoreParts, keys: list[WrappedKey]) -> list[WrappedKey]:
-    return [core.pipeline.rewrap(k) for k in keys]
+def _rewrap(core: CoreParts, keys: list[WrappedKey]) -> tuple[list[WrappedKey], list[str]]:
+    """The keys re-wrapped under the active master key, and the ids of records whose key
+    does not open (damaged outside attune: left as they are, reported)."""
+    updates, corrupt = [], []
+    for key in keys:
+        try:
+            updates.append(core.pipeline.rewrap(key))
+        except CorruptRecordError:
+            corrupt.append(key.pattern_id)
+    return updates, corrupt
 
 
 class LongTermUpkeep(CoreParts):
@@ -81,7 +92,13 @@ class LongTermUpkeep(CoreParts):
         to the new key as the warning says keeps search working; or, with a long-term
         store that keeps the ring for every host, PostgreSQL: there, so every host reads
         the records at once and writes under the new key) so staged patterns and backups
-        remain readable. Returns the new key id and counts.
+        remain readable. Returns the new key id and counts: ``rewrapped``, and
+        ``corrupt``, records whose data key does not open (damaged outside attune: left as
+        they are and reported in the audit log, as by every read).
+
+        A rotation that fails part way (the store or the log went away) leaves the new key
+        active and the records handled so far under it, every record readable; its event
+        says so (outcome ``failed``), and another rotation finishes the work.
 
         ``progress(done, None)``, if given, is called with the encrypted records handled
         so far (their total is not counted beforehand), first with ``done=0`` and then
@@ -98,19 +115,34 @@ class LongTermUpkeep(CoreParts):
         self.pipeline.cipher.ring.keep_env_key()
         new_key_id = await self.pipeline.new_active_key(self.long_term)
         rewrapped = 0
+        corrupt: list[str] = []
         after = ""
         done = 0
         report(done, None)
-        while page := await self.long_term.wrapped_keys(after, batch_size):
-            todo = [k for k in page if k.key_id != new_key_id]
-            updates = await self.pipeline.opened(
-                self.long_term, functools.partial(_rewrap, self, todo)
-            )
-            if updates:
-                rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
-            after = page[-1].pattern_id
-            done += len(page)
-            report(done, None)
-        event = self._event("keys.rotate", details={"key_id": new_key_id, "rewrapped": rewrapped})
+        try:
+            while page := await self.long_term.wrapped_keys(after, batch_size):
+                todo = [k for k in page if k.key_id != new_key_id]
+                updates, damaged = await self.pipeline.opened(
+                    self.long_term, functools.partial(_rewrap, self, todo)
+                )
+                corrupt += damaged
+                if updates:
+                    rewrapped += await self.long_term.write(RewrapOp(tuple(updates)))
+                after = page[-1].pattern_id
+                done += len(page)
+                report(done, None)
+        except Exception:
+            # The new key is active and some records are re-wrapped (all stay readable:
+            # old keys stay in the ring); the log says so, and a new rotation finishes.
+            details = {"key_id": new_key_id, "rewrapped": rewrapped, "corrupt": len(corrupt)}
+            failed = self._event("keys.rotate", outcome="failed", details=details)
+            with contextlib.suppress(AttuneError):
+                await self.pipeline.audit(failed, done="the key rotation")
+            raise
+        for pid in corrupt:
+            damaged_event = self._event("pattern.retrieve", target_id=pid, outcome="corrupt")
+            await self.pipeline.audit(damaged_event, Durability.QUEUED)
+        details = {"key_id": new_key_id, "rewrapped": rewrapped, "corrupt": len(corrupt)}
+        event = self._event("keys.rotate", details=details)
         await self.pipeline.audit(event, done="the key rotation")
-        return {"key_id": new_key_id, "rewrapped": rewrapped}
+        return {"key_id": new_key_id, "rewrapped": rewrapped, "corrupt": len(corrupt)}

@@ -157,11 +157,11 @@ class EnvelopeCipher:
         try:
             return AESGCM(master).decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], aad)
         except InvalidTag:
-            raise DecryptionError(
-                f"cannot decrypt record {record_id!r}: its data key does not open under master "
-                f"key {blob.key_id!r}. Either that key's material differs from the one used to "
-                "write the record (check ATTUNE_MASTER_KEY and the key file), or the wrapped "
-                "key, record id or classification was altered"
+            # A key id is derived from the key's material, and the ring holds only keys
+            # whose id matches it: this is the key the record was written under, so the
+            # row itself (wrapped key, id or classification) was altered.
+            raise CorruptCiphertextError(
+                record_id, _altered("its data key does not open under its master key")
             ) from None
 
 
