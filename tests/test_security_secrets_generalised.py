@@ -1,5 +1,7 @@
 """The secrets detector on the shapes issue 17 found it missing: escaped text, prose and log
-lines, unusual key spellings, name/value rows of delimited data; and the unescaping layer."""
+lines, unusual key spellings, name/value rows of delimited data; and the unescaping layer.
+Then values starting with "$", "@" or "%", "&" inside a value, YAML lists in text, names
+with a variant in prose, and key ids and digests after "key" (not secrets)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import urllib.parse
 
 import pytest
 
+from attune.errors import SecretsDetectedError
+from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.security.pii import PIIScrubber
 from attune.memory.security.secrets import SecretsDetector
 from attune.memory.security.unescape import decode, decoded_layers
@@ -180,3 +184,223 @@ def test_pathological_escapes_and_context_words_finish(detector: SecretsDetector
     ):
         detector.detect(text)
         scrubber.scrub(text)
+
+
+# -- values that start with "$", "@" or "%" --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("password=$ecr3tP@ss!", "$ecr3tP@ss!"),
+        ("DB_PASSWORD=@xY9#kLm2Qp", "@xY9#kLm2Qp"),
+        ("DB_PASSWORD=%Tq8!zW3rLp", "%Tq8!zW3rLp"),
+        ('api_key: "$Summer2024x!"', "$Summer2024x!"),
+        ("client_secret = '@Tr0ub4dor&3x'", "@Tr0ub4dor&3x"),
+        ("the password is now $ecr3tP@ss9x", "$ecr3tP@ss9x"),
+        ("passwords:\n  - @xY9#kLm2Qp\n", "@xY9#kLm2Qp"),
+    ],
+)
+def test_value_that_only_starts_with_a_sigil_is_a_secret(
+    detector: SecretsDetector, text: str, value: str
+) -> None:
+    assert _found(detector, text) == [("generic_secret", value)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("postgres://app:$ecr3tP!ss9@db/app", "$ecr3tP!ss9"),
+        ("redis://:%40xY9kLm2Qp@cache:6379", "%40xY9kLm2Qp"),  # "@xY9kLm2Qp", escaped
+    ],
+)
+def test_connection_string_password_starting_with_a_sigil(
+    detector: SecretsDetector, text: str, value: str
+) -> None:
+    assert _found(detector, text) == [("connection_string_password", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgres://app:$PGPASSWORD@db/app",
+        "postgres://app:%24%7BDB_PASSWORD%7D@db/app",
+        "STRIPE_SECRET=$STRIPE_KEY_LIVE",
+        "STRIPE_SECRET=${STRIPE_KEY_LIVE:-x}",
+        "STRIPE_SECRET=$${STRIPE_KEY_LIVE}",
+        'STRIPE_SECRET="$(cat_stripe_v2)"',
+        "api_key: $env:STRIPE_KEY_LIVE",
+        'password: "$config.db.prodPass"',
+        "password: $HOME/.pgpass2",
+        'password = "%(db_pass_prod)s"',
+        'password: "%env(DB_PASS_PROD)%"',
+        "api_key: %{stripe_live_2}",
+        "password=%24%7BDB_PASS_PROD%7D",  # ${DB_PASS_PROD}, URL-encoded
+        'DB_PASSWORD="@Microsoft.KeyVault(VaultName=kv1;Name=dbprod2)"',
+        "password=@{pipeline().parameters.dbPass2}",
+        "password=@/etc/stripe/live2.key",
+        'password: "@prodDbPass"',
+        'admin_password = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"',
+        "ADMIN_PASSWORD='$apr1$x9Kq2mLp$Zx8Qm2Lr7Tp4Wn9KabcdE1'",  # a hash, not the password
+    ],
+)
+def test_reference_syntax_is_not_a_secret(detector: SecretsDetector, text: str) -> None:
+    assert detector.detect(text) == []
+
+
+# -- "&" in an unquoted value --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("API_SECRET=ab&Xk92mQz7Lp4Rt", "ab&Xk92mQz7Lp4Rt"),
+        ("API_SECRET=Xk92mQz7&Lp4Rt\nDEBUG=1", "Xk92mQz7&Lp4Rt"),
+        ("export DB_PASSWORD=Zr8&vQ2&pLm9xW", "Zr8&vQ2&pLm9xW"),
+        # a query string's next parameter, an HTML entity or "&&" ends the value
+        ("https://x.io/cb?token=Xk92mQz7Lp4Rt&limit=5", "Xk92mQz7Lp4Rt"),
+        ("https://x.io/cb?token=Xk92mQz7Lp4Rt&amp;limit=5", "Xk92mQz7Lp4Rt"),
+        ("grant_type=client_credentials&client_secret=Xk92mQz7Lp4Rt&scope=read", "Xk92mQz7Lp4Rt"),
+        ("TOKEN=Xk92mQz7Lp4Rt&& echo ok", "Xk92mQz7Lp4Rt"),
+    ],
+)
+def test_ampersand_inside_an_unquoted_value_belongs_to_it(
+    detector: SecretsDetector, text: str, value: str
+) -> None:
+    assert _found(detector, text) == [("generic_secret", value)]
+
+
+# -- YAML block lists in text --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["api_keys", "tokens", "passwords", "secrets", "DB_PASSWORDS"])
+def test_yaml_list_under_a_secret_name_in_text(detector: SecretsDetector, name: str) -> None:
+    text = f"service: x\n{name}:\n  - Zx8Qm2Lr7Tp4Wn9K\n  - 'Hy7!kPq2Lm9s'  # old\nretries: 3\n"
+    assert _found(detector, text) == [
+        ("generic_secret", "Zx8Qm2Lr7Tp4Wn9K"),
+        ("generic_secret", "Hy7!kPq2Lm9s"),
+    ]
+
+
+def test_yaml_list_of_keys_with_a_provider_key_and_crlf(detector: SecretsDetector) -> None:
+    stripe = "sk" + "_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    text = f"api_keys:\r\n- {stripe}\r\n- Zx8Qm2Lr7Tp4Wn9K\r\n"
+    assert _found(detector, text) == [
+        ("stripe_key", stripe),
+        ("generic_secret", "Zx8Qm2Lr7Tp4Wn9K"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tokens:\n  - name: github\n    value: ${GH_TOKEN}\n",
+        "services:\n  web:\n    secrets:\n      - stripe_live_v2\n      - tls_cert_2025\n",
+        "passwords:\n- Use a password manager\n- Rotate them yearly\n",
+        "keys:\n  - id\n  - created_at\n",
+        'api_keys:\n  - ${STRIPE_KEY}\n  - "{{ vault_key }}"\n  - *default_key\n',
+        "tokens:\n  - 3f2b8c1e-9a4d-4c1b-a0e2-7d5f6b8c9e01\n",
+        "primary_keys:\n  - user_id\n  - tenant_id\n",
+        "token_types:\n  - Bearer2026x\n",
+        "cache keys:\n  - 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n",
+    ],
+)
+def test_yaml_lists_of_names_references_or_ids_are_clean(
+    detector: SecretsDetector, text: str
+) -> None:
+    assert detector.detect(text) == []
+
+
+# -- prose: a name with a variant, and what only mentions a password -----------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the DB_PASSWORD_PROD value is Xk92mQz7Lp4Rt",
+        "the password is Xk92mQz7Lp4Rt",
+        "the db_password_staging is Xk92mQz7Lp4Rt, rotate it",
+        "use API_TOKEN_V2 Xk92mQz7Lp4Rt for the new client",
+    ],
+)
+def test_secret_after_a_variant_of_a_secret_name_in_prose(
+    detector: SecretsDetector, text: str
+) -> None:
+    assert _found(detector, text) == [("generic_secret", "Xk92mQz7Lp4Rt")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the password is stored in the vault",
+        "the password is required",
+        "the token_type is bearer and the key_policy v2Xk92mQz7",
+        "tokens_used 4096 for gpt4o-2024-08-06 today",
+        'PRIVATE_KEY_USAGE_PERIOD = ObjectIdentifier("2.5.29.16")',
+        "the token.actions.githubusercontent.com audience sts9x2Amazon",
+        "aws secretsmanager get-secret-value --secret-id prod/db2Xk92mQ",
+        "the token is owned by jane.roe2@example.org",
+        "the token from @octocat2019x",
+        "ssh key for deploy01@ci-runner7:~/keys",
+        'url = f"redis://agent:{PASSWORD}@127.0.0.1:{port}/0"',
+    ],
+)
+def test_prose_naming_a_password_without_one_is_clean(detector: SecretsDetector, text: str) -> None:
+    assert detector.detect(text) == []
+
+
+# -- key ids and digests after "key" -------------------------------------------------------------
+
+SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gpg --keyserver keyserver.ubuntu.com --recv-keys 0x3B4FE6ACC0B21F32",
+        "gpg --keyserver hkps://keys.openpgp.org --recv-keys 0x3B4FE6ACC0B21F32",
+        "apt-key adv --keyserver hkp://keyserver.ubuntu.com:80 --recv-keys 3B4FE6ACC0B21F32",
+        "the GPG key 0x3B4FE6ACC0B21F32 signs the releases",
+        f"cache key {SHA256}",
+        f"Cache key: {SHA256}",
+        f"the key fingerprint is {SHA256}",
+        f"idempotency key {SHA256}",
+        f"the partition key is {SHA256[:32]}",
+    ],
+)
+def test_key_ids_and_digests_after_key_are_clean(detector: SecretsDetector, text: str) -> None:
+    assert detector.detect(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'secret_key = "{SHA256}"',
+        f"SECRET_KEY={SHA256}",
+        f"the encryption key is {SHA256}",
+        f"the key is {SHA256}",
+        f"Primary key: {SHA256}",  # an Azure account's primary key is one
+    ],
+)
+def test_hex_that_is_a_secret_key_is_still_a_secret(detector: SecretsDetector, text: str) -> None:
+    assert _found(detector, text) == [("generic_secret", SHA256)]
+
+
+# -- the write is refused --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password=$ecr3tP@ss!",
+        "API_SECRET=ab&Xk92mQz7Lp4Rt",
+        "api_keys:\n  - Zx8Qm2Lr7Tp4Wn9K\n",
+        "the DB_PASSWORD_PROD value is Xk92mQz7Lp4Rt",
+    ],
+)
+async def test_a_write_with_such_a_secret_is_blocked(mock_config: MemoryConfig, text: str) -> None:
+    async with AsyncUnifiedMemory("agent-1", mock_config) as mem:
+        with pytest.raises(SecretsDetectedError) as info:
+            await mem.stage_pattern({"content": "setup notes", "context": text}, "optimization")
+        assert info.value.kinds == {"generic_secret": 1}
+        assert await mem.get_staged_patterns() == []

@@ -17,8 +17,10 @@ Design:
 * Quantifiers are bounded and mostly possessive, so no rule backtracks catastrophically.
 * Locators reject what only looks like a secret: placeholders (``sk-...``,
   ``YOUR_API_KEY_HERE``, ``xxxxxxxx``, ``AKIA...EXAMPLE``), references (``${VAR}``,
-  ``os.environ[...]``, ``settings.API_KEY``, ``get_token()``) and wrong formats (a JWT
-  header must decode to JSON with ``alg``; AWS key ids use base32; lengths are checked).
+  ``$DB_PASS``, ``%(name)s``, ``@Microsoft.KeyVault(...)``, ``os.environ[...]``,
+  ``settings.API_KEY``, ``get_token()``; a value that merely starts with ``$``, ``@`` or
+  ``%`` is none: :mod:`.secrets_values`) and wrong formats (a JWT header must decode to
+  JSON with ``alg``; AWS key ids use base32; lengths are checked).
 * A generic assignment (``password``, ``token``, ``secret``, ``api_key`` ... ``= value``)
   blocks only when the value looks like a credential: 8+ characters, no spaces, a digit
   or a symbol (letters only is a word or an identifier: ``NextToken``), two character
@@ -31,8 +33,11 @@ Design:
 * Names are matched in any case and spelling: ``APIKEY``, ``api-key``, ``x_api_key``,
   ``ClientSecret``, ``os.environ["APIKEY"] = ...``; in delimited data a comma, tab or pipe
   separates a name from its value (``db_password,<value>``, ``| api_key | <value> |``).
-* Secrets in prose and log lines ("the database password for staging: <value>") are found
-  from a context word a few words before them (:mod:`.secrets_context`).
+  An unquoted value runs to a space, quote or delimiter; an ``&`` inside it is part of it
+  (``API_SECRET=ab&...``) unless a query string's next ``name=`` starts there.
+* Secrets in prose and log lines ("the database password for staging: <value>") and in a
+  YAML list under a secret's name (``api_keys:`` then ``- <value>``) are found from a
+  context word before them (:mod:`.secrets_context`).
 * Escaped text is scanned again decoded (:mod:`.unescape`): a PEM block with ``\\n`` line
   breaks in a JSON string, a URL-encoded connection string; findings are mapped back to
   the escaped characters.
