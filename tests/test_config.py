@@ -328,3 +328,28 @@ def test_a_shared_stand_in_is_refused_outside_development(tmp_path: Path) -> Non
     dev = MemoryConfig(redis_mock=True, storage_dir=tmp_path)
     with EmpathyOS("agent", config=dev, short_term_memory=stand_in) as shared:
         assert shared.async_os.memory.short_term is stand_in
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "retention_days_public",
+        "retention_days_internal",
+        "retention_days_sensitive",
+        "default_ttl_seconds",
+        "staging_ttl_hours",
+        "max_value_bytes",
+        "max_ttl_seconds",
+        "redis_socket_timeout",
+    ],
+)
+@pytest.mark.parametrize("value", [True, False, b"5", bytearray(b"5")])
+def test_a_numeric_setting_refuses_bools_and_bytes(name: str, value: object) -> None:
+    """pydantic read ``True`` as 1: ``retention_days_public=True`` kept PUBLIC patterns one
+    day. A bool or bytes is a typed error naming the setting; text still parses (the
+    environment is text)."""
+    with pytest.raises(ConfigurationError, match=f"'{name}': must be a number, not") as info:
+        MemoryConfig(**{name: value})
+    assert str(info.value).endswith(f"not {type(value).__name__}")  # the value is not shown
+    text = {"staging_ttl_hours": "2", "max_ttl_seconds": "100000"}.get(name, "4000")
+    assert getattr(MemoryConfig(**{name: text}), name) == int(text)

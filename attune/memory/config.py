@@ -184,6 +184,28 @@ class MemoryConfig(BaseSettings):
     #: Without ``database_url`` the file is the log and this is ignored.
     audit_mirror: bool = False
 
+    @field_validator(
+        "claude_max_file_bytes",
+        "claude_max_total_bytes",
+        "default_ttl_seconds",
+        "staging_ttl_hours",
+        "max_value_bytes",
+        "max_key_length",
+        "max_ttl_seconds",
+        "redis_connect_timeout",
+        "redis_socket_timeout",
+        "retention_days_public",
+        "retention_days_internal",
+        "retention_days_sensitive",
+        mode="before",
+    )
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        # pydantic's lax mode reads True as 1 and b"5" as 5: a retention of one day.
+        if isinstance(value, bool | bytes | bytearray):
+            raise ValueError(f"must be a number, not {type(value).__name__}")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
