@@ -24,7 +24,6 @@ from attune import AccessTier, AsyncEmpathyOS
 from attune.errors import (
     AccessDeniedError,
     ConfigurationError,
-    DecryptionError,
     SecretsDetectedError,
     SecurityPipelineError,
     ValidationError,
@@ -242,10 +241,18 @@ async def test_master_key_from_environment_and_wrong_key(
     async with memory(mock_config) as mem:
         result = await mem.persist_pattern("Patient handoff protocol", "clinical")
     security_pipeline.close_shared()
+    marker = (mock_config.storage_dir / "attune-store.json").read_bytes()
     monkeypatch.setenv("ATTUNE_MASTER_KEY", base64.b64encode(b"x" * 32).decode())
+    # A key never used with this store is refused on first use, loudly, and leaves no
+    # trace (before, its id went into the store's marker and a read raised DecryptionError).
     async with memory(mock_config) as mem:
-        with pytest.raises(DecryptionError):
+        with pytest.raises(ConfigurationError, match=r"is not one .* was used with"):
             await mem.recall_pattern(result["pattern_id"])
+        with pytest.raises(ConfigurationError, match=r"is not one .* was used with"):
+            await mem.persist_pattern(
+                "Escalation path for on-call", "ops", classification="INTERNAL"
+            )
+    assert (mock_config.storage_dir / "attune-store.json").read_bytes() == marker
 
 
 # -- fail closed --------------------------------------------------------------------------------

@@ -211,6 +211,24 @@ def check_key_missing(storage_dir: Path, key_file: Path) -> None:
         )
 
 
+def check_key_known(storage_dir: Path, key_ids: tuple[str, ...]) -> None:
+    """Refuse a key ring none of whose keys was used in ``storage_dir`` before, when its
+    marker records keys that were: the master key (``ATTUNE_MASTER_KEY`` or the key file)
+    is a different one, so nothing written here opens with it, and what it wrote could
+    not be opened by the right key. Before its id is recorded: a wrong key leaves no trace."""
+    marker = read(storage_dir)
+    if marker is None or not marker.key_ids or set(key_ids) & set(marker.key_ids):
+        return
+    raise ConfigurationError(
+        f"the master key ({', '.join(key_ids)}) is not one {storage_dir} was used with: its "
+        f"marker {marker_path(storage_dir)} records master key {', '.join(marker.key_ids)}. "
+        "ATTUNE_MASTER_KEY or the key file holds a different key, which opens nothing "
+        "stored here; set ATTUNE_MASTER_KEY to the right key or restore its key file. If "
+        "those keys were destroyed on purpose (every record encrypted under them is lost), "
+        "move the storage directory aside and start a new one"
+    )
+
+
 def _database_message(db_path: Path, state: str, evidence: str) -> str:
     return (
         f"the long-term database {db_path} {state}, but this storage directory held one "

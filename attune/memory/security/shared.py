@@ -62,8 +62,10 @@ def shared_keyring(
         ring = _keyrings.get(key)
         if ring is None:
             ring = KeyRing.load(storage_dir=key[0], environment=environment, key_file=key_file)
-            # Remember the keys in use here: losing them later is refused, not papered over.
+            # Remember the keys in use here: losing them later is refused, not papered over;
+            # a ring of only keys never used here is refused before it leaves a trace.
             if ring.key_ids:
+                store_marker.check_key_known(key[0], ring.key_ids)
                 store_marker.note(key[0], key_ids=ring.key_ids)
             _keyrings[key] = ring
         return ring
