@@ -263,6 +263,37 @@ def test_concurrent_add_key_keeps_every_key(storage: Path) -> None:
     assert len(on_disk) == 1 + len(rings)
 
 
+def test_a_ring_follows_the_key_files_active_key(storage: Path) -> None:
+    """Another process's rotation makes a new key active in the key file: this ring's next
+    encryption is under it too, without a restart; before, it wrapped new records under the
+    retired key until it restarted."""
+    here, there = load(storage), load(storage)  # two processes' rings on one key file
+    old = here.active_key_id
+    cipher = EnvelopeCipher(here)
+    assert cipher.encrypt(b"x", record_id="r", classification=SENSITIVE).key_id == old
+    new = there.add_key()
+    assert new != old
+    blob = cipher.encrypt(b"x", record_id="r", classification=SENSITIVE)
+    assert blob.key_id == new == here.active_key_id
+    assert EnvelopeCipher(there).decrypt(blob, record_id="r", classification=SENSITIVE) == b"x"
+    # The file garbled meanwhile: the ring keeps what it has, and says so in the log.
+    there_file = storage / "master.key"
+    there_file.write_text("not a key file")
+    assert cipher.encrypt(b"y", record_id="r", classification=SENSITIVE).key_id == new
+
+
+def test_an_environment_key_ring_does_not_follow_the_file(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ATTUNE_MASTER_KEY set, the variable decides the active key (documented): a key
+    made active in the file by another process does not take over here."""
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", b64(b"e" * 32))
+    here, there = load(storage), load(storage)
+    env_id = here.active_key_id
+    there.add_key()
+    assert here.active_key_id == env_id
+
+
 # -- key sources -------------------------------------------------------------------------------
 
 

@@ -74,6 +74,8 @@ class KeyRing:
         self._root: tuple[str, bytes] | None = None
         #: Whether the keys are the long-term store's ring (then the key file is not used).
         self._in_store = False
+        #: The key file as last read here (inode, mtime, size): :meth:`_follow_file`.
+        self._file_seen: tuple[int, int, int] | None = None
         for key in keys:
             self._install(_checked_key(key))
 
@@ -249,10 +251,44 @@ class KeyRing:
     # -- used by EnvelopeCipher ------------------------------------------------------------
 
     def _active_key(self) -> tuple[str, bytes]:
+        if self._key_file is not None and self._env_key_id is None and not self._in_store:
+            self._follow_file()
         with self._lock:
             if self._active is None:
                 raise ConfigurationError(_no_key_message(self._key_file))
             return self._active, self._keys[self._active]
+
+    def _follow_file(self) -> None:
+        """Take the key file's active key if another process changed it (a ``rotate_keys``
+        there), so what this process encrypts next is under the new key: a stat per
+        encryption (0.9 µs, beside a persist's 700), a read only when the file changed. A
+        file that cannot be read now keeps the ring as it is (the error shows at the next
+        start)."""
+        if self._key_file is None:
+            return
+        try:
+            st = os.stat(self._key_file)
+        except OSError:
+            return
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if seen == self._file_seen:
+            return
+        try:
+            stored = keyfile.read_if_present(self._key_file)
+        except ConfigurationError as exc:
+            logger.warning(
+                "key file %s cannot be read now; keys unchanged: %s", self._key_file, exc
+            )
+            stored = None
+        with self._lock:
+            self._file_seen = seen
+            if stored is None:
+                return
+            for kid, key in stored.keys.items():
+                self._keys.setdefault(kid, key)
+            if stored.active != self._active:
+                logger.info("master key %s is active (from %s)", stored.active, self._key_file)
+            self._active = stored.active
 
     def _key(self, kid: str) -> bytes | None:
         """The master key ``kid``; re-reads the key file once if another process added it.
