@@ -707,3 +707,199 @@ def test_audit_commands_answer_bad_arguments_with_a_message_not_a_traceback(
     assert main([*argv, *storage]) == 2
     said = capsys.readouterr()
     assert said.err.strip() and "Traceback" not in said.err
+
+
+def _log_events(path: Path, count: int, *, max_bytes: int = 10 * 1024 * 1024) -> None:
+    from attune.memory.security.audit import AuditEvent, AuditLogger
+
+    log = AuditLogger(path, max_bytes=max_bytes)
+    try:
+        for i in range(count):
+            log.log(AuditEvent("pattern.store", "agent", "CONTRIBUTOR", target_id=f"pat_{i}"))
+    finally:
+        log.close()
+
+
+def test_audit_verify_refuses_a_log_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --log-file, or a store that has logged nothing yet: a usage error (exit 2)
+    naming the path, never "audit log intact: 0 events in 0 files" (exit 0)."""
+    storage = ["--storage-dir", str(tmp_path)]
+    typo = tmp_path / "audit.jsonI"
+    for argv in (
+        ["audit", "verify"],
+        ["audit", "verify", "--json"],
+        ["audit", "checkpoint"],
+        ["audit", "verify", "--log-file", str(typo)],
+        ["audit", "verify", "--log-file", str(typo), "--json"],
+    ):
+        assert main([*argv, *storage]) == 2, argv
+        said = capsys.readouterr()
+        assert said.out == "", argv
+        assert "there is no audit log at" in said.err and "intact" not in said.err, argv
+    assert main(["audit", "verify", "--log-file", str(typo), *storage]) == 2
+    assert str(typo) in capsys.readouterr().err
+    assert not (tmp_path / "audit.jsonl").exists()
+
+    # An empty file that nothing says held events is intact (a log created, not written).
+    (tmp_path / "audit.jsonl").touch()
+    assert main(["audit", "verify", *storage]) == 0
+    assert "audit log intact: 0 events in 1 file" in capsys.readouterr().out
+
+
+def test_audit_verify_fails_when_the_stores_log_was_deleted_or_emptied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store's own log missing (or emptied) while its records say events were logged:
+    the events were deleted, a negative answer (exit 1) like a tampered log."""
+    storage = ["--storage-dir", str(tmp_path)]
+    assert main(["demo", *storage]) == 0
+    from attune.memory.security import pipeline
+
+    pipeline.close_shared()
+    capsys.readouterr()
+    log = tmp_path / "audit.jsonl"
+    # A mistyped path stays a usage error, whatever the store holds.
+    assert main(["audit", "verify", "--log-file", str(tmp_path / "audit.jsonI"), *storage]) == 2
+    assert capsys.readouterr().out == ""
+
+    log.unlink()
+    assert main(["audit", "verify", *storage]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("audit log TAMPERED at audit.jsonl: ")
+    assert f"{log} is missing, but the long-term store" in out and "pattern(s)" in out
+    assert main(["audit", "verify", "--json", "--log-file", str(log), *storage]) == 1
+    verified = _json(capsys)
+    assert verified["ok"] is False and verified["file"] == str(log)
+    assert verified["line"] is None and "is missing" in verified["reason"]
+    assert main(["audit", "checkpoint", *storage]) == 1
+    assert "no checkpoint: audit log TAMPERED" in capsys.readouterr().err
+
+    log.touch()  # emptied
+    assert main(["audit", "verify", *storage]) == 1
+    assert f"{log} is empty, but the long-term store" in capsys.readouterr().out
+
+
+def test_audit_verify_fails_when_events_a_checkpoint_signed_or_rotated_files_remain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = ["--storage-dir", str(tmp_path)]
+    log = tmp_path / "audit.jsonl"
+    _log_events(log, 30, max_bytes=2000)
+    assert len(list(tmp_path.glob("audit.jsonl.*"))) >= 2
+    point = tmp_path / "checkpoint.json"
+    assert main(["audit", "checkpoint", "--out", str(point), *storage]) == 0
+    capsys.readouterr()
+
+    # The current file deleted, its rotated predecessors left.
+    log.unlink()
+    assert main(["audit", "verify", *storage]) == 1
+    out = capsys.readouterr().out
+    assert "TAMPERED at audit.jsonl: the current file is missing while rotated files" in out
+
+    # Every file deleted: a checkpoint signed with this store's key says there were events.
+    for rotated in tmp_path.glob("audit.jsonl.*"):
+        rotated.unlink()
+    assert main(["audit", "verify", "--checkpoint", str(point), *storage]) == 1
+    out = capsys.readouterr().out
+    assert f"{log} is missing, but the checkpoint {point}" in out and "seq 30" in out
+    assert main(["audit", "verify", *storage]) == 2  # without it nothing says so
+    capsys.readouterr()
+
+    # An empty log and a checkpoint: the place named is the file, with no "line None".
+    log.touch()
+    assert main(["audit", "verify", "--checkpoint", str(point), *storage]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "audit log TAMPERED at audit.jsonl: the chain ends before the checkpoint (seq 30)"
+    )
+    assert "None" not in out and "?" not in out
+
+
+def test_audit_tail_follow_prints_every_event_of_a_burst_once_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More events between two looks than a page holds (and than the 1000 the follower
+    used to read: it showed only the newest 1000 and skipped the rest): every one is
+    printed once, in seq order, a page at a time, across the files the burst rotates
+    through. The follower's wait is where the bursts are written: no timing involved."""
+    from attune.cli import audit
+    from attune.memory.security.audit import AuditEvent, AuditLogger
+    from attune.memory.security.audit import follow as audit_follow
+
+    path = tmp_path / "audit.jsonl"
+    writer = AuditLogger(path, sync=False, max_bytes=64 * 1024)
+
+    def burst(count: int) -> None:
+        for i in range(count):
+            writer.submit(AuditEvent("pattern.store", "agent", "CONTRIBUTOR", target_id=f"p{i}"))
+        writer.flush()
+
+    bursts = [2500, 1, 0, 130]
+
+    def idle() -> None:  # the follower has caught up: the next burst, or Ctrl-C
+        if not bursts:
+            raise KeyboardInterrupt
+        burst(bursts.pop(0))
+
+    pages: list[int] = []
+    shown = audit._print_events
+
+    def print_page(events: list[dict[str, Any]], out: Any) -> None:
+        pages.append(len(events))
+        shown(events, out)
+
+    monkeypatch.setattr(audit_follow, "PAGE", 100)
+    monkeypatch.setattr(audit_follow, "_idle", idle)
+    monkeypatch.setattr(audit, "_print_events", print_page)
+    burst(3)  # there before: -n 1 shows the last of them, then follows
+    try:
+        argv = ["audit", "tail", "-n", "1", "--follow", "--json", "--log-file", str(path)]
+        assert main(argv) == 0
+    finally:
+        writer.close()
+    seqs = [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()]
+    assert seqs == list(range(3, 3 + 2500 + 1 + 130 + 1))
+    assert max(pages) == 100  # never more than a page held
+    assert len(writer.files()) > 5  # the burst was spread over rotated files
+
+
+def test_audit_tail_follow_reads_every_event_of_the_database_table(
+    postgres_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same with PostgreSQL: the table is read on by seq, a page at a time."""
+    pytest.importorskip("asyncpg")
+    from attune.memory.long_term.postgres_audit_log import DatabaseAuditLogger
+    from attune.memory.security.audit import AuditEvent
+    from attune.memory.security.audit import follow as audit_follow
+
+    writer = DatabaseAuditLogger(postgres_url, sync=False)
+
+    def burst(count: int) -> None:
+        for i in range(count):
+            writer.submit(AuditEvent("pattern.store", "agent", "CONTRIBUTOR", target_id=f"p{i}"))
+        writer.flush()
+
+    bursts = [1200, 7]
+
+    def idle() -> None:
+        if not bursts:
+            raise KeyboardInterrupt
+        burst(bursts.pop(0))
+
+    monkeypatch.setenv("ATTUNE_DATABASE_URL", postgres_url)
+    monkeypatch.setattr(audit_follow, "PAGE", 50)
+    monkeypatch.setattr(audit_follow, "_idle", idle)
+    try:
+        burst(2)
+        first = writer.query(limit=1)[0]["seq"]
+        argv = ["audit", "tail", "-n", "0", "--follow", "--json", "--storage-dir", str(tmp_path)]
+        assert main(argv) == 0
+    finally:
+        writer.close()
+    seqs = [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()]
+    assert seqs == list(range(first + 1, first + 1 + 1200 + 7))

@@ -386,6 +386,73 @@ def test_pruned_oldest_file_is_a_break_unless_allowed(tmp_path: Path) -> None:
     audit.close()
 
 
+def test_a_missing_current_file_beside_rotated_ones_is_tampering(tmp_path: Path) -> None:
+    """Rotated files without the current one: its (newest) events were deleted. verify
+    used to drop the missing file silently and pass the older ones as the whole log."""
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLogger(path, max_bytes=800)
+    fill(audit, 20)
+    audit.close()
+    path.unlink()
+    for result in (audit.verify(), audit.verify(allow_pruned=True)):
+        assert not result and result.file == path and result.line is None
+        assert result.files == len(audit.files()) and result.lines_checked < 20
+        assert str(result) == (
+            "audit log TAMPERED at audit.jsonl: the current file is missing while rotated "
+            "files remain: the newest events were deleted, or the file was moved"
+        )
+
+
+def test_verify_waits_out_a_rotation_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer rotating renames the current file to .1, then creates the fresh one: a
+    verify that looks in between finds the fresh one when it looks again."""
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLogger(path, max_bytes=800)
+    fill(audit, 20)
+    audit.close()
+    every = AuditLogger.files
+    looks: list[int] = []
+
+    def mid_rotation(self: AuditLogger) -> list[Path]:
+        looks.append(1)
+        files = every(self)
+        return files[:-1] if len(looks) == 1 else files  # the first look: no current file
+
+    monkeypatch.setattr(AuditLogger, "files", mid_rotation)
+    result = audit.verify()
+    assert result and result.lines_checked == 20 and len(looks) == 2
+
+
+def test_a_failure_with_no_line_names_no_line() -> None:
+    """A chain cut short of a checkpoint in an empty log has no line to name: the message
+    said "TAMPERED at ? line None"."""
+    reason = "the chain ends before the checkpoint (seq 5)"
+    assert str(VerifyResult(False, reason=reason)) == f"audit log TAMPERED: {reason}"
+    in_file = VerifyResult(False, file=Path("/x/audit.jsonl"), reason=reason)
+    assert str(in_file) == f"audit log TAMPERED at audit.jsonl: {reason}"
+    in_table = VerifyResult(False, reason=reason, table="audit_events")
+    assert str(in_table) == f"audit log TAMPERED at table audit_events: {reason}"
+    assert str(VerifyResult(False, line=3, reason=reason, table="t")).startswith(
+        "audit log TAMPERED at table t seq 3: "
+    )
+
+
+def test_a_checkpoint_beyond_an_empty_log_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.touch()
+    audit = AuditLogger(path)
+    result = audit.verify(anchor=(5, "0" * 64))
+    assert not result and result.file == path and result.line is None
+    assert str(result) == (
+        "audit log TAMPERED at audit.jsonl: the chain ends before the checkpoint (seq 5): "
+        "events up to the checkpoint were removed from the end"
+    )
+    missing = AuditLogger(tmp_path / "none.jsonl").verify(anchor=(5, "0" * 64))
+    assert not missing and "None" not in str(missing) and "?" not in str(missing)
+
+
 # -- query -----------------------------------------------------------------------------------------
 
 

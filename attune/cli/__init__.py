@@ -90,9 +90,11 @@ terminal. For scripts, ``--json``: exactly one JSON document on stdout and nothi
     mcp                 (none: its stdout is the MCP protocol's)
 
 Exit status: 0 success; 1 a negative answer (a tier down in ``health``, a tampered audit
-log in ``audit verify``, nothing there for get, forget, show, staged show, patterns
-delete); 2 a usage error or an attune error (bad configuration, bad input, refused
-access), its message on stderr and nothing on stdout. :func:`main` returns it.
+log in ``audit verify``, or one whose events were deleted, nothing there for get, forget,
+show, staged show, patterns delete); 2 a usage error (``audit verify`` of a path with no
+log) or an attune error (bad configuration, bad input, refused access), its message on
+stderr and nothing on stdout; an argument error names the argument, never the value
+typed (:mod:`.arguments`). :func:`main` returns it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import attune
-from attune.cli import audit, commands, identity, parser_tiers
+from attune.cli import arguments, audit, commands, identity, parser_tiers
 
 DESCRIPTION = """\
 Two-tier memory for AI agents.
@@ -56,9 +56,12 @@ as no agent (audit query --user names whose events to show).
 
 exit status:
   0  success
-  1  a negative answer: a tier is down (health), the audit log is tampered with
-     (audit verify), nothing there (get, forget, show, staged show, patterns delete)
-  2  a usage error, or an attune error (bad configuration, bad input, refused access)
+  1  a negative answer: a tier is down (health), the audit log is tampered with or
+     its events deleted (audit verify), nothing there (get, forget, show, staged
+     show, patterns delete)
+  2  a usage error (audit verify: no audit log at the path), or an attune error (bad
+     configuration, bad input, refused access); argument errors never repeat the
+     value typed
 
 --json prints exactly one JSON document on stdout (an object; a list for audit query
 and audit tail; null for show of a missing pattern); messages go to stderr.
@@ -114,7 +117,8 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool, user: bool = 
 
 
 def build() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Its subparsers are of its class too: no error message repeats a value typed.
+    parser: argparse.ArgumentParser = arguments.ArgumentParser(
         prog="attune",
         usage="attune [global options] COMMAND [options]",
         description=DESCRIPTION,
@@ -242,7 +246,15 @@ def _audit(
         return parser
 
     verify = log_file(
-        tree.add_parser("verify", parents=[common], help="verify the audit log's hash chain")
+        tree.add_parser(
+            "verify",
+            parents=[common],
+            help="verify the audit log's hash chain",
+            description="Verify the audit log's hash chain. Exit 1 when it was tampered "
+            "with, also when the store's own log is missing or empty although the store's "
+            "records (or --checkpoint) show it held events, or when rotated files remain "
+            "without the current one; exit 2 when there is no log at the path at all.",
+        )
     )
     verify.add_argument(
         "--checkpoint", help="a file of `audit checkpoint`: the chain must still hold its head"
@@ -275,11 +287,13 @@ def _audit(
     query.add_argument("--outcome", help="an outcome, e.g. denied")
     query.add_argument("--target", help="a pattern or staged pattern id")
     query.add_argument("--since", help="at or after this ISO 8601 time")
-    query.add_argument("--limit", type=int, help="only the most recent N events")
+    query.add_argument("--limit", type=arguments.whole_number, help="only the most recent N events")
     tail = log_file(
         tree.add_parser("tail", parents=[common], help="the last events; --follow for more")
     )
-    tail.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
+    tail.add_argument(
+        "-n", "--lines", type=arguments.whole_number, default=10, help="how many (default 10)"
+    )
     tail.add_argument(
         "--follow", action="store_true", help="then print new events as they come (Ctrl-C ends)"
     )

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from attune.cli import identity, patterns, staged, working
+from attune.cli import arguments, identity, patterns, staged, working
 from attune.cli.output import Output
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _working(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     stash.add_argument(
         "--ttl",
-        type=float,
+        type=arguments.number,
         metavar="S",
         help="seconds to keep it (default: the configured default_ttl_seconds, 3600)",
     )
@@ -98,7 +98,10 @@ def _staged(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help='more fields to keep with it, a JSON object: \'{"source": "review"}\'',
     )
     add.add_argument(
-        "--ttl-hours", type=float, metavar="H", help="expire after H hours unless promoted"
+        "--ttl-hours",
+        type=arguments.number,
+        metavar="H",
+        help="expire after H hours unless promoted",
     )
     add.set_defaults(handler=staged.add)
     promote = tree.add_parser(
@@ -147,7 +150,9 @@ def _patterns(sub: Subparsers, common: argparse.ArgumentParser, *, alias: bool) 
         metavar="JSON",
         help='only patterns whose metadata holds these fields: \'{"team": "core"}\'',
     )
-    reading.add_argument("--limit", type=int, default=20, help="results per page (default 20)")
+    reading.add_argument(
+        "--limit", type=arguments.whole_number, default=20, help="results per page (default 20)"
+    )
     reading.add_argument("--cursor", help="the next_cursor of the previous page")
 
     search = command(

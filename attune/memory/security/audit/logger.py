@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,10 @@ from attune.memory.security.audit.outbox import OutboxWrite, _append_unwritten, 
 from attune.memory.security.audit.process import _live
 from attune.memory.security.audit.reader import VerifyResult, _matching, _verify, query_filters
 from attune.memory.security.audit.writer import _LogWriter
+
+#: How long :meth:`AuditLogger.verify` waits for the current file to reappear when only
+#: rotated files are there (a writer between renaming it and creating the fresh one).
+_ROTATING_S = 0.5
 
 
 class AuditLogger(_LogWriter):
@@ -290,9 +295,16 @@ class AuditLogger(_LogWriter):
         processes') only once they flush.
         """
         self._flush_pending()
+        # Rotated files without the current one: its events were deleted, unless a writer
+        # is rotating right now (it renames the file to .1, then creates the fresh one).
+        patience = time.monotonic() + _ROTATING_S
         try:
-            with _read_lock(self.log_file):
-                return _verify(self.files(), allow_pruned, anchor)
+            while True:
+                with _read_lock(self.log_file):
+                    files = self.files()
+                    if not files or files[-1] == self.log_file or time.monotonic() >= patience:
+                        return _verify(files, allow_pruned, anchor, current=self.log_file)
+                time.sleep(_ROTATING_S / 20)
         except OSError as exc:
             raise _unreadable(self.log_file, exc, "it was not verified") from None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,10 @@ _NOT_ANCHORED = (
 _SHORT_OF_ANCHOR = (
     "the chain ends before the checkpoint (seq {seq}): events up to the checkpoint were "
     "removed from the end"
+)
+_NO_CURRENT = (
+    "the current file is missing while rotated files remain: the newest events were "
+    "deleted, or the file was moved"
 )
 
 
@@ -65,10 +69,14 @@ class VerifyResult:
                 return f"audit log intact: {self.lines_checked} events in table {self.table}"
             files = "file" if self.files == 1 else "files"
             return f"audit log intact: {self.lines_checked} events in {self.files} {files}"
+        # The place, as far as it is known (a chain cut short of a checkpoint in an
+        # empty log has no line).
         if self.table is not None:
-            return f"audit log TAMPERED at table {self.table} seq {self.line}: {self.reason}"
-        where = self.file.name if self.file is not None else "?"
-        return f"audit log TAMPERED at {where} line {self.line}: {self.reason}"
+            where = f" at table {self.table}" + ("" if self.line is None else f" seq {self.line}")
+        else:
+            where = "" if self.file is None else f" at {self.file.name}"
+            where += "" if self.line is None else f" line {self.line}"
+        return f"audit log TAMPERED{where}: {self.reason}"
 
 
 def query_filters(
@@ -121,10 +129,21 @@ def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
 
 
 def _verify(
-    files: list[Path], allow_pruned: bool, anchor: tuple[int, str] | None = None
+    files: list[Path],
+    allow_pruned: bool,
+    anchor: tuple[int, str] | None = None,
+    current: Path | None = None,
 ) -> VerifyResult:
-    """The chain over ``files`` (oldest first) checked line by line: the first problem."""
-    return _verify_lines(_lines(files), allow_pruned, len(files), anchor=anchor)
+    """The chain over ``files`` (oldest first) checked line by line: the first problem.
+
+    ``current``: the log's current file, which must be the last of ``files`` when there
+    are any (rotated files without it: the newest events were deleted)."""
+    result = _verify_lines(_lines(files), allow_pruned, len(files), anchor=anchor)
+    if result.ok and current is not None and files and files[-1] != current:
+        return VerifyResult(False, result.lines_checked, current, None, _NO_CURRENT, len(files))
+    if not result.ok and result.file is None and files:  # no line to name: the newest file
+        return replace(result, file=files[-1])
+    return result
 
 
 def _verify_lines(
