@@ -105,6 +105,15 @@ class LoopLocal(Generic[T]):
                 fut.exception()  # mark retrieved: the owner re-raises it below
             raise
         fut.set_result(value)
+        with self._lock:
+            taken = self._items.get(loop) is not fut
+        if taken:
+            # Released (aclose, the loop's release) while it was being made: nobody else
+            # will close it, so close it here, at once; the caller's use of it then fails
+            # as any use of a closed resource does.
+            with contextlib.suppress(Exception):
+                await self._close(value)
+            return value
         self._last = (weakref.ref(loop), value)
         return value
 

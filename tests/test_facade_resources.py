@@ -376,3 +376,72 @@ def test_blocking_calls_and_close_from_the_portal_itself(config: MemoryConfig) -
     assert asyncio.run(main()) == 1
     assert _entries(mem) == 0
     assert len(_sqlite_threads()) == before
+
+
+# -- a loop closed while its job was queued never takes the connection's thread with it -----------
+
+
+def test_a_job_whose_loop_closed_leaves_the_connection_usable(tmp_path: Path) -> None:
+    """A thread's loop closed while a job it queued was still running (a facade thread
+    that ended, an ``asyncio.run`` that returned): aiosqlite's own hand-back raised in the
+    connection's thread, which died, and every later call on the connection (its close
+    from another thread's ``close()`` included) waited forever. The job now hands its
+    result back itself and drops it: the thread lives, the connection keeps working."""
+    from attune.memory.long_term import aiosqlite_compat
+
+    first = asyncio.new_event_loop()
+    db = first.run_until_complete(aiosqlite_compat.connect(tmp_path / "x.db", busy_timeout_s=1))
+    started = threading.Event()
+
+    def slow(conn: Any) -> int:
+        started.set()
+        time.sleep(0.2)
+        return 1
+
+    async def queue_and_leave() -> None:
+        aiosqlite_compat.start(db, slow)
+
+    first.run_until_complete(queue_and_leave())
+    assert started.wait(5)
+    first.close()  # while the job still runs: its result has nowhere to go
+    time.sleep(0.3)
+    thread = aiosqlite_compat.worker_thread(db)
+    assert thread is not None and thread.is_alive()
+
+    async def use_and_close() -> int:
+        def one(conn: Any) -> int:
+            return int(conn.execute("SELECT 1").fetchone()[0])
+
+        value = await asyncio.wait_for(aiosqlite_compat.in_thread(db, one), 5)
+        await asyncio.wait_for(aiosqlite_compat.close(db), 5)
+        return value
+
+    assert asyncio.run(use_and_close()) == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_closing_a_connection_whose_thread_died_returns(tmp_path: Path) -> None:
+    """Should a connection's thread die all the same (aiosqlite's own hand-back to a closed
+    loop), closing it returns instead of waiting forever, and the connection is closed."""
+    from attune.errors import LongTermUnavailableError
+    from attune.memory.long_term import aiosqlite_compat
+
+    async def open_it() -> aiosqlite.Connection:
+        return await aiosqlite_compat.connect(tmp_path / "x.db", busy_timeout_s=1)
+
+    db = asyncio.run(open_it())
+    gone = asyncio.new_event_loop()
+    orphan = gone.create_future()
+    gone.close()
+    db._tx.put_nowait((orphan, lambda: None))  # as aiosqlite queues: its hand-back kills it
+    thread = aiosqlite_compat.worker_thread(db)
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()
+
+    async def close_it() -> None:
+        await asyncio.wait_for(aiosqlite_compat.close(db), 5)
+        with pytest.raises(LongTermUnavailableError, match="closed"):
+            await aiosqlite_compat.in_thread(db, lambda conn: None)
+
+    asyncio.run(close_it())

@@ -9,18 +9,18 @@ primitive does it in one; this module is the only code that touches it.
 
 Private pieces used, and why:
 
-* ``Connection._execute(fn, *args)``: queue ``fn(*args)`` on the connection's thread and
-  await its result; every public method is built on it. Handed out by :func:`executor`
-  (the recall path awaits it directly: no coroutine of ours on the way).
+* ``Connection._tx``: the thread's job queue. :func:`start_raw` (and :func:`start`,
+  :func:`in_thread`, :func:`executor`, built on it) queues a job as aiosqlite's own
+  ``_execute`` does, but at once instead of when first awaited, so the event loop can work
+  while the thread runs it (the group commit makes search entries during its COMMIT's
+  fsync), and as a :class:`_Job` that hands its own result back: aiosqlite's hand-back
+  kills the connection's thread when the waiting loop was closed meanwhile.
 * ``Connection._conn``: the ``sqlite3.Connection``, passed to those functions (used only
   on the connection's thread).
-* ``Connection._connection``, ``Connection._running``: how ``_execute`` tells a closed
-  connection (it raises a bare ``ValueError``); :func:`start` checks them the same way
-  and raises :class:`LongTermUnavailableError` instead.
-* ``Connection._tx``: :func:`start` (and :func:`in_thread`, which awaits it) queues a job
-  as ``_execute`` does (a future and a function, put on the thread's ``SimpleQueue``),
-  but at once instead of when first awaited, so the event loop can work while the thread
-  runs it (the group commit makes search entries during its COMMIT's fsync).
+* ``Connection._connection``, ``Connection._running``: how aiosqlite tells a closed
+  connection; :func:`start_raw` checks them the same way and raises
+  :class:`LongTermUnavailableError`, and :func:`close` clears them for a connection whose
+  thread died.
 * The worker thread: aiosqlite 0.20 and 0.21 make the ``Connection`` itself a
   ``threading.Thread``; 0.22 gives it one in ``Connection._thread``. Found by
   :func:`worker_thread`, to mark it daemon before it starts (:func:`daemonize`: a script
@@ -45,6 +45,7 @@ aiosqlite stays, its private API fenced in here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
@@ -57,8 +58,10 @@ from attune.errors import LongTermUnavailableError
 
 T = TypeVar("T")
 
-#: Runs ``fn(*args)`` on the connection's thread, in one hand-off (``Connection._execute``).
+#: Runs ``fn(*args)`` on the connection's thread, in one hand-off (:func:`start_raw`).
 Executor = Callable[..., Awaitable[Any]]
+#: How often a close looks whether the connection's thread is still there to answer.
+_WATCH_S = 0.25
 
 
 async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
@@ -79,35 +82,64 @@ def raw_connection(db: aiosqlite.Connection) -> sqlite3.Connection:
 
 
 class _Job:
-    """``fn(*args)``, run on the connection's thread, whose ``repr`` names ``fn`` only.
+    """``fn(*args)``, run on the connection's thread, that hands its outcome to ``future``
+    itself, and whose ``repr`` names ``fn`` only.
+
+    aiosqlite hands a job's result back with ``call_soon_threadsafe`` on the future's loop;
+    if that loop was closed meanwhile (a thread of the blocking facade ended, an
+    ``asyncio.run`` returned while a job it started was still queued), the call raises in
+    the connection's thread, which dies: every later job on the connection, its close
+    included, then waited forever. A job queued here (as ``(None, job)``: aiosqlite hands
+    nothing back) delivers its own outcome and drops it if the loop is gone.
 
     aiosqlite logs every job it runs at DEBUG level by its ``repr``, and a job's arguments
     are what attune keeps private: records, search terms, pattern and user ids, whatever
     a caller passed as an id. An application that turns DEBUG logging on must not find
     them in its logs (``tests/test_no_value_leaks.py``)."""
 
-    __slots__ = ("args", "fn")
+    __slots__ = ("args", "fn", "future")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: Any) -> None:
         self.fn = fn
         self.args = args
+        self.future = future
 
-    def __call__(self) -> Any:
-        return self.fn(*self.args)
+    def __call__(self) -> None:
+        try:
+            result = self.fn(*self.args)
+        except BaseException as exc:  # handed to the waiter, as aiosqlite does
+            _deliver(self.future, _set_exception, exc)
+        else:
+            _deliver(self.future, _set_result, result)
 
     def __repr__(self) -> str:
         return f"<attune job {getattr(self.fn, '__name__', type(self.fn).__name__)}>"
 
 
+def _deliver(future: asyncio.Future[Any], setter: Callable[..., None], value: Any) -> None:
+    """(On the connection's thread) hand ``value`` to ``future`` on its loop; nothing if
+    that loop is closed (nobody waits any more; what the job did stays done)."""
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(setter, future, value)
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
 def executor(db: aiosqlite.Connection) -> Executor:
     """``db``'s one-hop primitive: ``await executor(db)(fn, raw, *args)`` runs
-    ``fn(raw, *args)`` on its thread. Raises ``ValueError`` once ``db`` is closed."""
-    execute: Callable[[_Job], Awaitable[Any]] = db._execute
+    ``fn(raw, *args)`` on its thread (:func:`start`, handed out as a plain function: no
+    coroutine of ours on the recall path)."""
 
     def run(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        # A plain function handing back aiosqlite's awaitable: no coroutine of ours on
-        # the recall path.
-        return execute(_Job(fn, args))
+        return start_raw(db, fn, *args)
 
     return run
 
@@ -117,8 +149,16 @@ def start(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> asyncio
     future for its result (:func:`in_thread` waits at once)."""
     if not db._running or getattr(db, "_connection", None) is None:
         raise _closed()
+    return start_raw(db, fn, db._conn, *args)
+
+
+def start_raw(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Queue ``fn(*args)`` on the connection's thread now (:class:`_Job`); its future.
+    :class:`LongTermUnavailableError` if ``db`` is closed, or its thread is gone."""
+    if not db._running or getattr(db, "_connection", None) is None:
+        raise _closed()
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    db._tx.put_nowait((future, _Job(fn, (db._conn, *args))))
+    db._tx.put_nowait((None, _Job(fn, args, future)))
     return future
 
 
@@ -137,9 +177,18 @@ def _closed() -> LongTermUnavailableError:
 
 
 async def close(db: aiosqlite.Connection) -> None:
-    """Close ``db`` and wait for its thread to end."""
-    await db.close()
+    """Close ``db`` and wait for its thread to end; a connection whose thread is gone
+    (it died: nothing would answer) is let go instead of waited for."""
     thread = worker_thread(db)
+    closing = asyncio.ensure_future(db.close())
+    while not closing.done():
+        await asyncio.wait({closing}, timeout=_WATCH_S)
+        if not closing.done() and thread is not None and not thread.is_alive():
+            closing.cancel()
+            db._connection = None  # later calls see a closed connection
+            db._running = False
+            return
+    closing.result()
     # Its last job is done: it ends within microseconds (waited for, so a closed store
     # leaves no thread behind; bounded, in case it is stuck in a callback).
     for _ in range(4000):  # 2 s at most
