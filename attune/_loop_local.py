@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -203,6 +204,32 @@ class LoopLocal(Generic[T]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+#: What a forked child inherited from its parent and must never use, close or collect:
+#: connections whose sockets, threads and locks are the parent's (see :func:`_forget_in_child`).
+_parents: list[Any] = []
+
+
+def _forget_in_child() -> None:
+    """(In a forked child) forget every loop's resources, without closing them.
+
+    They belong to the parent: their event loops, sockets and SQLite connections are the
+    parent's (the threads that drove the SQLite ones do not exist here), and closing one
+    would end the parent's Redis connection or touch its database locks. The child opens
+    its own on first use. They are kept referenced, so no finalizer runs on them here."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for local in list(_registry):
+        local._lock = threading.Lock()
+        _parents.append(list(local._items.items()))
+        local._items = weakref.WeakKeyDictionary()
+        local._last = None
+    _parents.append(set(_handed_off))
+    _handed_off.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _start_close(close: Callable[[T], Awaitable[None]], value: T) -> None:

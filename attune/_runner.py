@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -65,7 +66,7 @@ class _ThreadLoop:
         self.lock = threading.Lock()
         _loop_locks[self.loop] = self.lock
         finalizer = weakref.finalize(
-            self, _release_thread_loop, self.loop, threading.current_thread()
+            self, _release_thread_loop, self.loop, threading.current_thread(), os.getpid()
         )
         finalizer.atexit = False  # at exit, threads are not waited for (see module doc)
 
@@ -120,7 +121,9 @@ async def _run_on_idle_loop(
 set_idle_runner(_run_on_idle_loop)
 
 
-def _release_thread_loop(loop: asyncio.AbstractEventLoop, owner: threading.Thread) -> None:
+def _release_thread_loop(
+    loop: asyncio.AbstractEventLoop, owner: threading.Thread, pid: int
+) -> None:
     """The finalizer of a thread's loop: runs in that thread (``owner``) as it ends, or
     where its holder is replaced. The loop is run to close its connections on a helper
     thread: the ending thread's own state is being torn down. The owner waits for it, so
@@ -128,8 +131,9 @@ def _release_thread_loop(loop: asyncio.AbstractEventLoop, owner: threading.Threa
     runs in another thread does not wait: that thread may be a store's, in the middle of
     a transaction whose lock the close needs (it waited out the busy timeout, 30 s). The
     ident alone does not tell: a new thread reuses a dead one's at once; but the owner is
-    alive (its state not yet deleted) while its own finalizers run."""
-    if sys.is_finalizing():
+    alive (its state not yet deleted) while its own finalizers run. In a forked child
+    (``pid`` is the parent's), the loop and its connections are the parent's: let go."""
+    if sys.is_finalizing() or os.getpid() != pid:
         return
     done = threading.Event()
     helper = threading.Thread(
@@ -184,6 +188,25 @@ async def _settle_tasks() -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+#: A forked child's copies of its parent's loops: never run, closed or collected there.
+_parents: list[Any] = []
+
+
+def _forget_in_child() -> None:
+    """(In a forked child) start without the parent's loops: the calling thread's loop and
+    the portal are the parent's (their selectors are shared with it, the portal's thread
+    does not exist here). The next blocking call makes a loop of the child's own; the
+    connections of the parent's loops are let go by :mod:`attune._loop_local`."""
+    global _portal_loop, _portal_lock
+    _portal_lock = threading.Lock()
+    _parents.append((getattr(_local, "own", None), _portal_loop))
+    _local.own = None
+    _portal_loop = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _portal() -> asyncio.AbstractEventLoop:

@@ -445,3 +445,49 @@ def test_closing_a_connection_whose_thread_died_returns(tmp_path: Path) -> None:
             await aiosqlite_compat.in_thread(db, lambda conn: None)
 
     asyncio.run(close_it())
+
+
+# -- fork ------------------------------------------------------------------------------------------
+
+
+def _in_forked_child(agent: EmpathyOS, results: Any) -> None:
+    try:
+        stored = agent.persist_pattern("Written by the forked child", "fork")
+        agent.stash("child-key", {"from": "child"})
+        results.put(
+            (
+                stored is not None and agent.recall_pattern(stored["pattern_id"]) is not None,
+                agent.retrieve("child-key"),
+            )
+        )
+    except BaseException as exc:  # the parent reports it
+        results.put(("failed", repr(exc)))
+    finally:
+        agent.close()
+
+
+def test_an_agent_made_before_fork_works_in_the_child_and_the_parent(
+    config: MemoryConfig,
+) -> None:
+    """``multiprocessing``'s default start method on Linux forks: a child that used an
+    agent its parent made hung forever on its first long-term call (the connection's
+    thread is not in the child) and reused the parent's loop and Redis socket. The child
+    now opens connections of its own; the parent's are untouched."""
+    import multiprocessing
+
+    with EmpathyOS("parent", config=config) as agent:
+        assert agent.persist_pattern("Written by the parent", "fork") is not None
+        agent.stash("parent-key", 1)
+        with ThreadPoolExecutor(3) as pool:  # other threads' loops, made and kept
+            assert all(pool.map(lambda n: agent.retrieve("parent-key") == 1, range(3)))
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_in_forked_child, args=(agent, results))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0, "the child hung or failed"
+        assert results.get(timeout=5) == (True, {"from": "child"})
+        # The parent goes on with its own connections.
+        assert agent.retrieve("parent-key") == 1
+        assert agent.persist_pattern("Written by the parent again", "fork") is not None
+        assert agent.count_patterns(pattern_type="fork") >= 2
