@@ -1089,3 +1089,27 @@ async def test_an_id_a_caller_made_up_is_neither_logged_nor_repeated(
     assert own in log
     assert _EMAIL_ID not in log
     assert "sk-proj" not in log
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"content": "note", "extra": {1: "a", "1": "b"}},
+        {"content": "note", "rows": [{None: 1}]},
+    ],
+)
+async def test_pattern_data_with_a_key_that_is_not_a_string_is_refused(
+    mock_config: MemoryConfig, data: dict[Any, Any]
+) -> None:
+    """JSON keys are strings: ``{1: "a", "1": "b"}`` nested in pattern data was stored as
+    ``{"1": "b"}``, a value silently lost (a top-level key was refused already). Pattern
+    data and metadata with such a key at any depth are refused; nothing is stored."""
+    from attune.errors import SerializationError
+
+    async with AsyncUnifiedMemory("agent", mock_config) as mem:
+        with pytest.raises(SerializationError, match="not a string"):
+            await mem.stage_pattern(data, "note")
+        with pytest.raises(SerializationError, match="not a string"):
+            await mem.persist_pattern("note", "note", metadata={"extra": {1: "a"}})
+        assert await mem.get_staged_patterns() == []
+        assert await mem.count_patterns() == 0

@@ -320,3 +320,19 @@ async def test_erasure_never_takes_a_record_that_only_claims_to_be_a_promotion(
         )
         assert (await steward.erase_user(ALICE))["patterns"] == 0
         assert await steward.recall_pattern(forged["pattern_id"]) is not None
+
+
+async def test_deciding_a_staged_pattern_that_was_erased_says_so(config: MemoryConfig) -> None:
+    """A validator holding the id of a staged pattern whose author was erased is told it
+    was erased; it was told another agent was deciding it right now, for a day."""
+    from attune.errors import PatternNotFoundError
+
+    async with AsyncUnifiedMemory(ALICE, config) as alice:
+        staged = await alice.stage_pattern({"content": "quorbliness in staging"}, "note")
+    async with AsyncUnifiedMemory("dpo", config, access_tier="STEWARD") as steward:
+        assert (await steward.erase_user(ALICE))["staged_patterns"] == 1
+    async with AsyncUnifiedMemory("val", config, access_tier="VALIDATOR") as validator:
+        for decide in (validator.promote_pattern, validator.reject_pattern):
+            with pytest.raises(PatternNotFoundError, match="it was erased") as info:
+                await decide(staged)
+            assert "right now" not in str(info.value)

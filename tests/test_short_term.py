@@ -115,7 +115,13 @@ async def test_circular_value_rejected(config: MemoryConfig) -> None:
 
 @pytest.mark.parametrize(
     ("key", "fragment"),
-    [("", "empty"), ("x" * 257, "limit is 256"), (42, "string"), ("a\nb", "control")],
+    [
+        ("", "empty"),
+        ("x" * 257, "limit is 256"),
+        (42, "string"),
+        ("a\nb", "control"),
+        ("\x85nel", "control"),
+    ],
 )
 async def test_bad_keys_rejected(config: MemoryConfig, key: object, fragment: str) -> None:
     async with AsyncUnifiedMemory("agent_a", config) as mem:

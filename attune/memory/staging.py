@@ -251,6 +251,11 @@ class StagingArea:
             raise PatternNotFoundError(
                 f"staged pattern {staged_id!r} not found: it was already rejected"
             )
+        if holder == "erased":
+            raise PatternNotFoundError(
+                f"staged pattern {staged_id!r} not found: it was erased with the data of the "
+                "agent that staged it (erase_user)"
+            )
         if await self.long_term.existing([pattern_id]):  # promoted; maybe a leftover
             if found.payload is not None:
                 await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)

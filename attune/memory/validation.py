@@ -22,7 +22,8 @@ from attune.errors import (
 from attune.memory.compact_json import compact_encoder
 
 _AGENT_ID = re.compile(r"^[^\s{}\x00-\x1f\x7f\ud800-\udfff]{1,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Control characters (C0, DEL and C1: U+0080-U+009F, such as NEL), refused in keys.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: A lone UTF-16 half: valid in a Python str, but no UTF-8 encoder (Redis key names,
 #: SQLite, the JSON sent to Redis) accepts it.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -223,7 +224,16 @@ def check_json(value: Any, what: str, max_bytes: int, *, sized: bool = True) -> 
             raise ValidationError(
                 f"{what} is nested more than {MAX_NESTING} levels deep (or is circular); flatten it"
             )
-        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                # JSON would turn 1 into "1": {1: "a", "1": "b"} would lose a value.
+                raise SerializationError(
+                    f"{what} has a dict key that is not a string (JSON keys are strings: "
+                    "1 would come back as '1'); use string keys"
+                )
+            children = item.values()
+        else:
+            children = item
         budget -= len(children)
         if budget < 0:
             raise ValueTooLargeError(
