@@ -404,3 +404,29 @@ async def test_a_write_with_such_a_secret_is_blocked(mock_config: MemoryConfig, 
             await mem.stage_pattern({"content": "setup notes", "context": text}, "optimization")
         assert info.value.kinds == {"generic_secret": 1}
         assert await mem.get_staged_patterns() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password=%DB_PASS_PROD%",
+        'set "DB_PASSWORD=%DB_PASSWORD%"',
+        "secret: %AB_CLIENT_SECRET%",
+        "token=(%FEED_TOKEN%)",
+    ],
+)
+def test_a_windows_reference_whose_name_starts_like_an_escape_is_no_secret(text: str) -> None:
+    """``%DB_PASS_PROD%`` is a Windows environment reference; its ``%DB`` was decoded as a
+    URL escape, and the decoded value read as a random secret: the write was blocked."""
+    assert SecretsDetector().detect(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "url=postgres%3A%2F%2Fadmin%3AXk92mQz7Lp4Rt%40db.internal%2Fapp",
+        "password=%DB_Xk92mQz7Lp4Rt",  # no closing %: an escape, then a secret
+    ],
+)
+def test_url_escapes_next_to_names_are_still_decoded(text: str) -> None:
+    assert SecretsDetector().detect(text) != []

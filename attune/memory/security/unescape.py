@@ -20,7 +20,15 @@ from typing import Final
 
 MAX_LAYERS: Final = 3
 
-_ESCAPE = re.compile(r"""\\(?:u(?P<u>[0-9A-Fa-f]{4})|(?P<c>[ntr"'\\/bf]))|%(?P<x>[0-9A-Fa-f]{2})""")
+#: A Windows environment reference (``%DB_PASSWORD%``) standing as a value of its own (after
+#: a blank, ``=``, ``:``, a quote or a bracket, and before one or the end): its ``%DB`` is
+#: not an escape (decoded, ``\xdb_PASSWORD%`` read as a random secret). A name holds a
+#: letter past F or an ``_``, which URL escapes between words (``%2Fpath%20``) do not end in.
+_WINDOWS_REFERENCE = r"""(?<![^\s=:"'(,])%[A-Za-z0-9_]*[G-Zg-z_][A-Za-z0-9_]*%(?![^\s"'),;&])"""
+_ESCAPE = re.compile(
+    r"""\\(?:u(?P<u>[0-9A-Fa-f]{4})|(?P<c>[ntr"'\\/bf]))"""
+    rf"""|(?!{_WINDOWS_REFERENCE})%(?P<x>[0-9A-Fa-f]{{2}})"""
+)
 _SIMPLE: Final = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 
 
