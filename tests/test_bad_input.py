@@ -1095,21 +1095,28 @@ async def test_an_id_a_caller_made_up_is_neither_logged_nor_repeated(
     "data",
     [
         {"content": "note", "extra": {1: "a", "1": "b"}},
-        {"content": "note", "rows": [{None: 1}]},
+        {"content": "note", "rows": [{None: 1, "null": 2}]},
+        {"content": "note", "flags": {True: 1, "true": 0}},
     ],
 )
-async def test_pattern_data_with_a_key_that_is_not_a_string_is_refused(
+async def test_dict_keys_that_json_spells_the_same_are_refused(
     mock_config: MemoryConfig, data: dict[Any, Any]
 ) -> None:
-    """JSON keys are strings: ``{1: "a", "1": "b"}`` nested in pattern data was stored as
-    ``{"1": "b"}``, a value silently lost (a top-level key was refused already). Pattern
-    data and metadata with such a key at any depth are refused; nothing is stored."""
+    """JSON keys are strings: ``{1: "a", "1": "b"}`` in pattern data or metadata was stored
+    as ``{"1": "b"}``, a value silently lost. Such a dict is refused at any depth, nothing
+    is stored; a key that is not a string but spelled apart (``{1: "a"}``) is kept as JSON
+    spells it, as before."""
     from attune.errors import SerializationError
 
     async with AsyncUnifiedMemory("agent", mock_config) as mem:
-        with pytest.raises(SerializationError, match="not a string"):
+        with pytest.raises(SerializationError, match="JSON spells the same"):
             await mem.stage_pattern(data, "note")
-        with pytest.raises(SerializationError, match="not a string"):
-            await mem.persist_pattern("note", "note", metadata={"extra": {1: "a"}})
+        with pytest.raises(SerializationError, match="JSON spells the same"):
+            await mem.persist_pattern(
+                "note", "note", metadata={k: v for k, v in data.items() if k != "content"}
+            )
         assert await mem.get_staged_patterns() == []
         assert await mem.count_patterns() == 0
+        kept = await mem.persist_pattern("note", "note", metadata={"extra": {1: "a"}})
+        recalled = await mem.recall_pattern(kept["pattern_id"])
+        assert recalled is not None and recalled["metadata"] == {"extra": {"1": "a"}}

@@ -7,6 +7,7 @@ problem without echoing the value.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -225,11 +226,11 @@ def check_json(value: Any, what: str, max_bytes: int, *, sized: bool = True) -> 
                 f"{what} is nested more than {MAX_NESTING} levels deep (or is circular); flatten it"
             )
         if isinstance(item, dict):
-            if not all(isinstance(key, str) for key in item):
-                # JSON would turn 1 into "1": {1: "a", "1": "b"} would lose a value.
+            if not all(isinstance(key, str) for key in item) and _keys_collide(item):
+                # JSON spells 1 as "1": {1: "a", "1": "b"} would keep one of the two values.
                 raise SerializationError(
-                    f"{what} has a dict key that is not a string (JSON keys are strings: "
-                    "1 would come back as '1'); use string keys"
+                    f"{what} has two dict keys that JSON spells the same (such as 1 and "
+                    "'1', or None and 'null'); only one would be kept: rename one"
                 )
             children = item.values()
         else:
@@ -242,6 +243,23 @@ def check_json(value: Any, what: str, max_bytes: int, *, sized: bool = True) -> 
             )
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
     encode_json(value, max_bytes if sized else sys.maxsize, what)
+
+
+def json_key(key: Any) -> str:
+    """A dict key as JSON spells it (``None`` -> ``"null"``, ``True`` -> ``"true"``,
+    ``1.5`` -> ``"1.5"``): how a stored record's metadata shows it."""
+    if isinstance(key, str):
+        return key
+    (spelled,) = json.loads(json.dumps({key: None}))
+    return str(spelled)
+
+
+def _keys_collide(item: dict[Any, Any]) -> bool:
+    """Whether two keys of ``item`` are the same once JSON spells them."""
+    try:
+        return len({json_key(key) for key in item}) < len(item)
+    except (TypeError, ValueError):
+        return False  # a key JSON cannot hold: the encoder says so, with its reason
 
 
 def _reason(exc: BaseException) -> str:

@@ -10,13 +10,13 @@ record whichever form it is indexed in.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from attune.memory.long_term.queries import Match, SearchEntry
 from attune.memory.search.blind_index import BlindIndex, plain_facet
 from attune.memory.search.terms import Query, terms
+from attune.memory.validation import json_key
 
 #: Most terms indexed per record: a huge record is found by its first ones.
 MAX_ENTRY_TERMS = 20_000
@@ -52,16 +52,6 @@ def entry(
         facets=tuple(index.facet(json_key(k), v) for k, v in metadata.items()),
         sensitive=sensitive,
     )
-
-
-def json_key(key: Any) -> str:
-    """A metadata key as the stored record spells it (JSON: ``None`` -> ``"null"``,
-    ``True`` -> ``"true"``, ``1.5`` -> ``"1.5"``), so a filter on the key a reader sees
-    matches, whether the entry was made at the write or later from the stored record."""
-    if isinstance(key, str):
-        return key
-    (spelled,) = json.loads(json.dumps({key: None}))
-    return str(spelled)
 
 
 def match(query: Query, index: BlindIndex | None) -> Match:
