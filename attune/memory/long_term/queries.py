@@ -48,8 +48,9 @@ class Match:
     tokens encrypted records are indexed by (the same phrases, in the same order; empty
     when token search is off, or when the records asked for are all plaintext). A record
     matches if it holds any phrase, in either form; one holding every phrase ranks above
-    all those holding only some (:data:`PARTIAL`), and among those, holding more of them
-    ranks it higher. With no phrase in either form it matches nothing."""
+    all those holding only some (:data:`PARTIAL`); within each group the engine's relevance
+    decides (BM25 on SQLite weighs a word most records hold next to nothing). With no phrase
+    in either form it matches nothing."""
 
     words: tuple[tuple[str, ...], ...]
     tokens: tuple[tuple[str, ...], ...] = ()
