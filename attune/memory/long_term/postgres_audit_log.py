@@ -308,7 +308,7 @@ class DatabaseAuditLogger(AuditLogger):
         try:
             conn = reader.run(reader.connect)
         except Exception as exc:
-            raise self._unreadable(exc, "it was not verified") from None
+            raise self.unreadable(exc, "it was not verified") from None
         try:
             reader.run(lambda: conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             stored = reader.run(lambda: postgres_audit.head(conn))
@@ -317,7 +317,7 @@ class DatabaseAuditLogger(AuditLogger):
                 self._rows(reader, conn, last), allow_pruned, 0, postgres_audit.TABLE, anchor
             )
         except Exception as exc:
-            raise self._unreadable(exc, "it was not verified") from None
+            raise self.unreadable(exc, "it was not verified") from None
         finally:
             reader.run(lambda: quietly_close(conn))
         if result.ok and stored != (last[0], result.head):
@@ -378,9 +378,11 @@ class DatabaseAuditLogger(AuditLogger):
         try:
             return reader.run(scan)
         except Exception as exc:
-            raise self._unreadable(exc, "nothing was returned") from None
+            raise self.unreadable(exc, "nothing was returned") from None
 
-    def _unreadable(self, exc: BaseException, outcome: str) -> AuditLogError:
+    def unreadable(self, exc: BaseException, outcome: str) -> AuditLogError:
+        """The error for a read of the table that failed with ``exc`` (``outcome``: what
+        became of the operation); also the follower's (``attune.memory.security.audit.follow``)."""
         if isinstance(exc, AuditLogError):
             return exc
         code = getattr(exc, "sqlstate", None)

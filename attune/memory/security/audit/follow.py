@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from attune.errors import AuditLogError
 from attune.memory.security.audit.codec import _record
 from attune.memory.security.audit.failures import _unreadable
 from attune.memory.security.audit.files import _read_lock
@@ -165,7 +164,7 @@ class TablePages:
     def __init__(self, log: DatabaseAuditLogger, after: int) -> None:
         from attune.memory.long_term.postgres_audit_sink import TableSink
 
-        self._url = log.url
+        self._log = log
         self._sink = TableSink(log.dsn, log.connect_timeout_s)
         self._conn: asyncpg.Connection | None = None
         self.after = after
@@ -179,13 +178,7 @@ class TablePages:
             conn, after = self._conn, self.after
             rows = self._sink.run(lambda: postgres_audit.page(conn, after, size))
         except Exception as exc:
-            code = getattr(exc, "sqlstate", None)
-            kind = type(exc).__name__ + (f", SQLSTATE {code}" if code else "")
-            raise AuditLogError(
-                f"the audit table {postgres_audit.TABLE} of {self._url} could not be read ({kind})",
-                _STOPPED,
-                "Check that the database is reachable and that attune's role may read it.",
-            ) from None
+            raise self._log.unreadable(exc, _STOPPED) from None
         found: list[Event] = []
         for seq, line in rows:
             self.after = seq
