@@ -187,3 +187,40 @@ async def test_listing_uses_the_index_not_a_keyspace_scan(redis_config: MemoryCo
     assert "cmdstat_scan" not in stats and "cmdstat_keys" not in stats
     await contributor.aclose()
     await validator.aclose()
+
+
+@pytest.mark.parametrize("fate", ["promoted", "rejected", "erased"])
+async def test_the_fate_of_another_namespaces_staged_pattern_is_not_told(
+    config: MemoryConfig, fate: str
+) -> None:
+    """A validator of namespace ``b`` holding the id of a staged pattern of ``a`` learns
+    nothing from deciding it: before the decision it was "not found in namespace", and
+    after it, it was told "already promoted (as pat_...)", "already rejected" or "erased".
+    The validator of ``a`` is still told what became of it."""
+    async with (
+        AsyncUnifiedMemory("scout", config, namespace="team-a") as scout,
+        AsyncUnifiedMemory("lead-a", config, access_tier="VALIDATOR", namespace="team-a") as a,
+        AsyncUnifiedMemory("lead-b", config, access_tier="VALIDATOR", namespace="team-b") as b,
+        AsyncUnifiedMemory("dpo", config, access_tier="STEWARD", namespace="team-a") as dpo,
+    ):
+        staged = await scout.stage_pattern({"content": "Cache warmup before deploys"}, "ops")
+        if fate == "promoted":
+            await a.promote_pattern(staged)
+        elif fate == "rejected":
+            await a.reject_pattern(staged)
+        else:
+            assert (await dpo.erase_user("scout"))["staged_patterns"] == 1
+        for decide in (b.promote_pattern, b.reject_pattern):
+            with pytest.raises(PatternNotFoundError) as told:
+                await decide(staged)
+            assert str(told.value).endswith("not found in namespace 'team-b'"), told.value
+            assert "pat_" not in str(told.value)
+        with pytest.raises(
+            PatternNotFoundError,
+            match={
+                "promoted": "already promoted",
+                "rejected": "already rejected",
+                "erased": "it was erased",
+            }[fate],
+        ):
+            await a.reject_pattern(staged)

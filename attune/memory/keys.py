@@ -9,8 +9,9 @@ land in the same slot and MULTI/EXEC (one Redis) or a Lua script (Redis Cluster,
     attune:{staging}:pattern:<staged_id>      one staged pattern (JSON, with TTL)
     attune:{staging}:index                    sorted set: staged_id -> expiry (ms)
     attune:{staging}:claim:<staged_id>        who is deciding its fate (a lease), then
-                                              the fate ("promoted:<pattern_id>" or
-                                              "rejected") for the entry's remaining life
+                                              the fate ("promoted:<pattern_id>",
+                                              "rejected" or "erased", then "@<namespace>")
+                                              for the entry's remaining life
 """
 
 from __future__ import annotations

@@ -108,6 +108,7 @@ class StagingArea:
         *,
         subject: str,
         tier: str,
+        namespace: str | None = None,
     ) -> None:
         self.short_term = short_term
         self.long_term = long_term
@@ -115,6 +116,9 @@ class StagingArea:
         #: The agent's audit pseudonym (:mod:`attune.memory.security.pseudonyms`).
         self.subject = subject
         self.tier = tier
+        #: The namespace whose staged patterns this agent decides: the fate of another
+        #: namespace's is not told (None: any).
+        self.namespace = namespace
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -203,7 +207,10 @@ class StagingArea:
             except PatternNotFoundError:
                 continue
             if await self.short_term.settle_staged(
-                claimed.staged_id, "erased", _keep_until(claimed.expires_at_ms), claimed.token
+                claimed.staged_id,
+                f"erased{_scope(claimed)}",
+                _keep_until(claimed.expires_at_ms),
+                claimed.token,
             ):
                 erased += 1
         return erased
@@ -226,6 +233,8 @@ class StagingArea:
                 raise _corrupt(staged_id, "wrong_type")
             if found.payload is None:  # the claim is released below
                 if await self.long_term.existing([pattern_id]):
+                    if await self._elsewhere(pattern_id):
+                        raise _not_in_namespace(staged_id, self.namespace)
                     raise _already_promoted(staged_id, pattern_id)
                 raise PatternNotFoundError(
                     f"staged pattern {staged_id!r} not found: it expired, "
@@ -243,15 +252,23 @@ class StagingArea:
         return claimed
 
     async def _lost(self, staged_id: str, pattern_id: str, found: StagedClaim) -> None:
-        """Raise why another caller's claim or an earlier fate keeps this one out."""
+        """Raise why another caller's claim or an earlier fate keeps this one out; an
+        earlier fate only to an agent of the entry's namespace."""
         holder = (found.holder or b"").decode("utf-8", "replace")
-        if holder.startswith("promoted:"):
+        fate, at, space = holder.partition("@")  # a fate marker names its namespace
+        decided = fate.startswith("promoted:") or fate in ("rejected", "erased")
+        if decided and (
+            (at and self.namespace is not None and space != self.namespace)
+            or (not at and fate.startswith("promoted:") and await self._elsewhere(pattern_id))
+        ):
+            raise _not_in_namespace(staged_id, self.namespace)
+        if fate.startswith("promoted:"):
             raise _already_promoted(staged_id, pattern_id)
-        if holder == "rejected":
+        if fate == "rejected":
             raise PatternNotFoundError(
                 f"staged pattern {staged_id!r} not found: it was already rejected"
             )
-        if holder == "erased":
+        if fate == "erased":
             raise PatternNotFoundError(
                 f"staged pattern {staged_id!r} not found: it was erased with the data of the "
                 "agent that staged it (erase_user)"
@@ -259,12 +276,22 @@ class StagingArea:
         if await self.long_term.existing([pattern_id]):  # promoted; maybe a leftover
             if found.payload is not None:
                 await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)
+            if await self._elsewhere(pattern_id):
+                raise _not_in_namespace(staged_id, self.namespace)
             raise _already_promoted(staged_id, pattern_id)
         doing = "rejecting" if holder.startswith("reject:") else "promoting"
         raise PatternNotFoundError(
             f"staged pattern {staged_id!r} not found for this call: another agent is "
             f"{doing} it right now; list the staged patterns again to see what is left"
         )
+
+    async def _elsewhere(self, pattern_id: str) -> bool:
+        """Whether the promoted record ``pattern_id`` is of another namespace than this
+        agent's (an entry gone from staging no longer says whose it was)."""
+        if self.namespace is None:
+            return False
+        record = await self.long_term.get(pattern_id, clock.now_ms())
+        return record is not None and record.namespace != self.namespace
 
     async def release(self, claimed: Claimed) -> None:
         """Give the claim up (only if still ours); on failure the lease frees it later."""
@@ -296,7 +323,7 @@ class StagingArea:
     async def settle_promoted(self, claimed: Claimed) -> None:
         """After the long-term commit: remove the entry, or raise
         :class:`PromotionCommittedError` (the promotion stands)."""
-        fate = f"promoted:{claimed.pattern_id}"
+        fate = f"promoted:{claimed.pattern_id}{_scope(claimed)}"
         try:
             await self.short_term.settle_staged(
                 claimed.staged_id, fate, _keep_until(claimed.expires_at_ms)
@@ -333,7 +360,10 @@ class StagingArea:
             raise
         try:
             settled = await self.short_term.settle_staged(
-                claimed.staged_id, "rejected", _keep_until(claimed.expires_at_ms), claimed.token
+                claimed.staged_id,
+                f"rejected{_scope(claimed)}",
+                _keep_until(claimed.expires_at_ms),
+                claimed.token,
             )
         except BaseException as exc:
             await audit_write_failed(
@@ -354,6 +384,18 @@ class StagingArea:
                 f"staged pattern {claimed.staged_id!r} was not rejected: this call's claim on "
                 f"it ran out ({CLAIM_LEASE_MS // 1000} s) and another agent took over"
             )
+
+
+def _scope(claimed: Claimed) -> str:
+    """``@<namespace>`` of a claimed entry, for its fate marker (namespaces hold no ``@``)."""
+    space = claimed.staged.get("namespace")
+    return f"@{space}" if isinstance(space, str) and space else ""
+
+
+def _not_in_namespace(staged_id: str, namespace: str | None) -> PatternNotFoundError:
+    return PatternNotFoundError(
+        f"staged pattern {staged_id!r} not found in namespace {namespace!r}"
+    )
 
 
 def _already_promoted(staged_id: str, pattern_id: str) -> PatternNotFoundError:

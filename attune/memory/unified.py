@@ -193,6 +193,7 @@ class AsyncUnifiedMemory(
             self.pipeline,
             subject=self._audit_subject(),
             tier=self.access_tier.name,
+            namespace=self.namespace,
         )
 
     def _agent(self, agent_id: str | None) -> str:
