@@ -25,7 +25,7 @@ from attune.errors import CorruptRecordError, ValidationError
 from attune.memory import files, validation
 from attune.memory.long_term.protocol import PatternRecord
 from attune.memory.security.keyfile import KEY_ID_PATTERN
-from attune.memory.timestamps import LATEST_MS
+from attune.memory.timestamps import is_readable_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
 #: The layout of an export (the manifest's ``"format"``).
@@ -101,7 +101,7 @@ def _dumpable(record: PatternRecord) -> bool:
     return (
         type(record.content) is bytes
         and all(value is None or type(value) is bytes for value in record[10:12])
-        and all(type(ms) is int and 0 <= ms <= LATEST_MS for ms in times)
+        and all(is_readable_ms(ms) for ms in times)
         and record.classification in _CLASSIFICATIONS
     )
 
@@ -249,7 +249,7 @@ def _check(value: Any, kind: type[_T], name: str) -> _T:
 def _instant(value: Any, name: str) -> int:
     """A time in ms since the epoch that every read can show (1970 to the year 9999)."""
     ms = _check(value, int, name)
-    if not 0 <= ms <= LATEST_MS:
+    if not is_readable_ms(ms):
         raise ValidationError(f"{name} is out of range (ms since 1970, up to the year 9999)")
     return ms
 
@@ -259,7 +259,7 @@ def _optional(value: Any, kind: type[_T], name: str) -> _T | None:
 
 
 def _classification(value: Any) -> str:
-    if value not in {c.value for c in Classification}:
+    if value not in _CLASSIFICATIONS:
         raise ValidationError("classification must be PUBLIC, INTERNAL or SENSITIVE")
     return str(value)
 

@@ -18,6 +18,12 @@ _SECONDS: dict[int, str] = {}
 _SECONDS_KEPT = 4096
 
 
+def is_readable_ms(value: object) -> bool:
+    """Whether ``value`` is a time every read can show: whole ms from 1970 to the year 9999
+    (what attune writes; a stored value outside it was damaged, an imported one refused)."""
+    return type(value) is int and 0 <= value <= LATEST_MS
+
+
 def second_text(second: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS`` of a whole UTC second since the epoch."""
     text = _SECONDS.get(second)

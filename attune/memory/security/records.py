@@ -20,7 +20,7 @@ from attune.errors import CorruptRecordError
 from attune.memory.compact_json import compact_encoder
 from attune.memory.long_term.protocol import PatternRecord
 from attune.memory.security.crypto import EncryptedBlob, EnvelopeCipher
-from attune.memory.timestamps import LATEST_MS
+from attune.memory.timestamps import is_readable_ms
 from attune.memory.types import RECORD_FORMATS, Classification
 
 #: Encrypts (plaintext, record_id, classification): the pipeline's, which fails closed.
@@ -78,7 +78,9 @@ def unseal(
     # One unpacking instead of an attribute lookup per field: every recall runs this.
     (pattern_id, _, label, _, created_at_ms, expires_at_ms, metadata_json, stored, encrypted,
      key_id, wrapped_key, nonce, record_format, _namespace) = record  # fmt: skip
-    if not (_instant(created_at_ms) and (expires_at_ms is None or _instant(expires_at_ms))):
+    if not is_readable_ms(created_at_ms) or not (
+        expires_at_ms is None or is_readable_ms(expires_at_ms)
+    ):
         raise CorruptRecordError(pattern_id, "its times are not milliseconds attune writes")
     if not encrypted:
         # A plain record has no key material and is never SENSITIVE: a flipped flag
@@ -119,11 +121,6 @@ def unseal(
     if type(text) is not str or type(fields) is not dict:
         raise CorruptRecordError(pattern_id, "its decrypted content is not the JSON attune writes")
     return text, fields
-
-
-def _instant(value: object) -> bool:
-    """Whether ``value`` is a time every read can show (ms from 1970 to the year 9999)."""
-    return type(value) is int and 0 <= value <= LATEST_MS
 
 
 def _inconsistent(pattern_id: str) -> CorruptRecordError:
