@@ -143,9 +143,7 @@ class KeyRing:
                     "key with rotate_keys(), which stores it there first"
                 )
             if self._key_file is not None:
-                stored = keyfile.add(self._key_file, kid, material)
-                for other_kid, other in stored.keys.items():
-                    self._keys.setdefault(other_kid, other)
+                self._learn(keyfile.add(self._key_file, kid, material))
             self._install(material)
         if self._env_key_id is not None and self._env_key_id != kid:
             logger.warning(
@@ -200,9 +198,12 @@ class KeyRing:
     def _keep(self, path: Path, kid: str, material: bytes) -> None:
         """(``_lock`` held) ``material`` merged into the key file at ``path``, not active;
         this ring learns every key the file holds then."""
-        stored = keyfile.keep(path, kid, material)
-        for other_kid, other in stored.keys.items():
-            self._keys.setdefault(other_kid, other)
+        self._learn(keyfile.keep(path, kid, material))
+
+    def _learn(self, stored: keyfile.KeyFile) -> None:
+        """(``_lock`` held) Every key the key file holds, added to this ring (not active)."""
+        for kid, key in stored.keys.items():
+            self._keys.setdefault(kid, key)
 
     def derived_key(self, kid: str, info: bytes) -> bytes | None:
         """A 32-byte key derived from master key ``kid`` by HKDF-SHA256 (``info``, no
@@ -252,42 +253,37 @@ class KeyRing:
 
     def _active_key(self) -> tuple[str, bytes]:
         if self._key_file is not None and self._env_key_id is None and not self._in_store:
-            self._follow_file()
+            self._follow_file(self._key_file)
         with self._lock:
             if self._active is None:
                 raise ConfigurationError(_no_key_message(self._key_file))
             return self._active, self._keys[self._active]
 
-    def _follow_file(self) -> None:
+    def _follow_file(self, path: Path) -> None:
         """Take the key file's active key if another process changed it (a ``rotate_keys``
         there), so what this process encrypts next is under the new key: a stat per
         encryption (0.9 µs, beside a persist's 700), a read only when the file changed. A
         file that cannot be read now keeps the ring as it is (the error shows at the next
         start)."""
-        if self._key_file is None:
-            return
         try:
-            st = os.stat(self._key_file)
+            st = os.stat(path)
         except OSError:
             return
         seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         if seen == self._file_seen:
             return
         try:
-            stored = keyfile.read_if_present(self._key_file)
+            stored = keyfile.read_if_present(path)
         except ConfigurationError as exc:
-            logger.warning(
-                "key file %s cannot be read now; keys unchanged: %s", self._key_file, exc
-            )
+            logger.warning("key file %s cannot be read now; keys unchanged: %s", path, exc)
             stored = None
         with self._lock:
             self._file_seen = seen
             if stored is None:
                 return
-            for kid, key in stored.keys.items():
-                self._keys.setdefault(kid, key)
+            self._learn(stored)
             if stored.active != self._active:
-                logger.info("master key %s is active (from %s)", stored.active, self._key_file)
+                logger.info("master key %s is active (from %s)", stored.active, path)
             self._active = stored.active
 
     def _key(self, kid: str) -> bytes | None:
@@ -304,8 +300,7 @@ class KeyRing:
         if stored is None:
             return None
         with self._lock:
-            for other_kid, other in stored.keys.items():
-                self._keys.setdefault(other_kid, other)
+            self._learn(stored)
             return self._keys.get(kid)
 
     def _install(self, key: bytes) -> str:
