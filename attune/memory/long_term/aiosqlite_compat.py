@@ -18,7 +18,8 @@ Private pieces used, and why:
 * ``Connection._conn``: the ``sqlite3.Connection``, passed to those functions (used only
   on the connection's thread).
 * ``Connection._connection``, ``Connection._running``: how aiosqlite tells a closed
-  connection; :func:`start_raw` checks them the same way and raises
+  connection (``_connection``, what ``_conn`` returns once checked, is None then; :func:`start`
+  passes it as it is); :func:`start_raw` checks them the same way and raises
   :class:`LongTermUnavailableError`, and :func:`close` clears them for a connection whose
   thread died.
 * The worker thread: aiosqlite 0.20 and 0.21 make the ``Connection`` itself a
@@ -146,10 +147,9 @@ def executor(db: aiosqlite.Connection) -> Executor:
 
 def start(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     """Queue ``fn(sqlite3_connection, *args)`` on the connection's thread now; await the
-    future for its result (:func:`in_thread` waits at once)."""
-    if not db._running or getattr(db, "_connection", None) is None:
-        raise _closed()
-    return start_raw(db, fn, db._conn, *args)
+    future for its result (:func:`in_thread` waits at once). The sqlite3 connection is
+    read as ``_connection``: None once closed, which :func:`start_raw` refuses."""
+    return start_raw(db, fn, getattr(db, "_connection", None), *args)
 
 
 def start_raw(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
