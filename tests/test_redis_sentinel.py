@@ -29,7 +29,7 @@ from attune.errors import (
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 from attune.memory.short_term.redis_store import RedisShortTermMemory
 from attune.memory.short_term.sentinel import FOLLOW_INTERVAL_S
-from attune.memory.staging import promoted_id
+from attune.memory.staged_fates import promoted_id
 
 pytestmark = pytest.mark.sentinel
 

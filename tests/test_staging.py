@@ -224,3 +224,42 @@ async def test_the_fate_of_another_namespaces_staged_pattern_is_not_told(
             }[fate],
         ):
             await a.reject_pattern(staged)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fate", "namespace", "action"),
+    [
+        (b"promoted:pat_0123@team-a", "promoted", "team-a", ""),
+        (b"promoted:pat_0123", "promoted", None, ""),  # written before markers named it
+        (b"rejected@default", "rejected", "default", ""),
+        (b"erased", "erased", None, ""),
+        (b"promote:subject:0193", None, None, "promote"),
+        (b"reject:subject:0193", None, None, "reject"),
+        (b"erase:subject:0193", None, None, "erase"),
+        (b"promoted", None, None, "promoted"),  # no id: not a fate marker
+        (None, None, None, ""),
+    ],
+)
+def test_a_claim_key_parses_as_a_fate_or_a_claim(
+    raw: bytes | None, fate: str | None, namespace: str | None, action: str
+) -> None:
+    from attune.memory.staged_fates import Holder
+
+    assert Holder.parse(raw) == Holder(fate, namespace, action)
+
+
+def test_a_fate_marker_parses_back_with_its_namespace() -> None:
+    from attune.memory.staged_fates import Holder, marker
+
+    for namespace in ("team-a", "default", None, "", 7):
+        written = marker("rejected", namespace).encode()
+        named = namespace if isinstance(namespace, str) and namespace else None
+        assert Holder.parse(written) == Holder("rejected", named, "")
+
+
+def test_an_entry_held_by_an_erasure_says_so() -> None:
+    from attune.memory.staged_fates import busy
+
+    assert "another agent is erasing it" in str(busy("stg_x", "erase"))
+    assert "another agent is rejecting it" in str(busy("stg_x", "reject"))
+    assert "another agent is promoting it" in str(busy("stg_x", "promote"))

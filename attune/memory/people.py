@@ -32,7 +32,8 @@ from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.security import pseudonyms
-from attune.memory.staging import STAGED_PREFIX, StagingArea, promoted_id
+from attune.memory.staged_fates import STAGED_PREFIX, promoted_id
+from attune.memory.staging import StagingArea
 
 #: Records per page while looking for a user's promoted content.
 _PAGE = 1_000

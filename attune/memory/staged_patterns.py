@@ -21,7 +21,8 @@ from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.queries import DEFAULT_NAMESPACE
 from attune.memory.security import randomness
 from attune.memory.security.audit import Durability
-from attune.memory.staging import STAGED_PREFIX, StagingArea, audit_write_failed, promoted_id
+from attune.memory.staged_fates import STAGED_PREFIX, promoted_id
+from attune.memory.staging import StagingArea, audit_write_failed
 from attune.memory.types import Classification
 
 #: Fields a staged entry fills in itself: ``pattern_data`` may not set them.

@@ -9,8 +9,9 @@ and whatever Redis does meanwhile:
   way. The claim is a lease (:data:`CLAIM_LEASE_MS`), so a crashed claimer blocks
   the entry for a minute, not forever; an action that fails before it is decided
   releases it (compare-and-delete). Once decided, the claim key keeps the fate
-  (``promoted:<pattern_id>`` or ``rejected``) for the entry's remaining lifetime,
-  removed together with the entry in one transaction.
+  (``promoted:<pattern_id>`` or ``rejected``; :mod:`attune.memory.staged_fates` says
+  what a marker holds and what a caller is told of it) for the entry's remaining
+  lifetime, removed together with the entry in one transaction.
 * **The long-term store is the source of truth.** A promoted pattern's id derives
   from its staged id, so a staged id whose ``pat_`` id exists is promoted, even if
   Redis failed before the entry could be removed: such a leftover is never listed,
@@ -44,14 +45,19 @@ from attune.errors import (
     PromotionCommittedError,
     ShortTermCommandError,
 )
-from attune.memory import clock
+from attune.memory import clock, staged_fates
 from attune.memory.long_term.protocol import LongTermStore
 from attune.memory.security import randomness
 from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.short_term.protocol import ShortTermStore, StagedClaim, StagedEntry
+from attune.memory.staged_fates import (
+    Holder,
+    marker,
+    not_in_namespace,
+    promoted_id,
+)
 
-STAGED_PREFIX, PATTERN_PREFIX = "stg_", "pat_"
 #: How long a claim holds an entry: far longer than a promotion takes, short enough that
 #: a claimer that crashed blocks the entry only briefly.
 CLAIM_LEASE_MS = 60_000
@@ -69,11 +75,6 @@ _REASONS = {
 _CODES = {text: code for code, text in _REASONS.items()}
 #: Index members are anyone's text: a reported id is cut to what an audit id may hold.
 _MAX_REPORTED_ID = 128
-
-
-def promoted_id(staged_id: str) -> str:
-    """The long-term id a staged pattern gets when promoted (one per staged id)."""
-    return PATTERN_PREFIX + staged_id.removeprefix(STAGED_PREFIX)
 
 
 def _keep_until(expires_at_ms: int | None) -> int:
@@ -208,7 +209,7 @@ class StagingArea:
                 continue
             if await self.short_term.settle_staged(
                 claimed.staged_id,
-                f"erased{_scope(claimed)}",
+                _marker("erased", claimed),
                 _keep_until(claimed.expires_at_ms),
                 claimed.token,
             ):
@@ -234,15 +235,12 @@ class StagingArea:
             if found.payload is None:  # the claim is released below
                 if await self.long_term.existing([pattern_id]):
                     if await self._elsewhere(pattern_id):
-                        raise _not_in_namespace(staged_id, self.namespace)
-                    raise _already_promoted(staged_id, pattern_id)
-                raise PatternNotFoundError(
-                    f"staged pattern {staged_id!r} not found: it expired, "
-                    "or was already promoted or rejected"
-                )
+                        raise not_in_namespace(staged_id, self.namespace)
+                    raise staged_fates.decided(staged_id, "promoted", pattern_id)
+                raise staged_fates.gone(staged_id)
             if await self.long_term.existing([pattern_id]):  # Redis failed after a commit
                 await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)
-                raise _already_promoted(staged_id, pattern_id)
+                raise staged_fates.decided(staged_id, "promoted", pattern_id)
             claimed.staged = await self.open(staged_id, found.payload)
         except asyncio.CancelledError:
             raise  # the lease frees the entry
@@ -254,36 +252,22 @@ class StagingArea:
     async def _lost(self, staged_id: str, pattern_id: str, found: StagedClaim) -> None:
         """Raise why another caller's claim or an earlier fate keeps this one out; an
         earlier fate only to an agent of the entry's namespace."""
-        holder = (found.holder or b"").decode("utf-8", "replace")
-        fate, at, space = holder.partition("@")  # a fate marker names its namespace
-        decided = fate.startswith("promoted:") or fate in ("rejected", "erased")
-        if decided and (
-            (at and self.namespace is not None and space != self.namespace)
-            or (not at and fate.startswith("promoted:") and await self._elsewhere(pattern_id))
-        ):
-            raise _not_in_namespace(staged_id, self.namespace)
-        if fate.startswith("promoted:"):
-            raise _already_promoted(staged_id, pattern_id)
-        if fate == "rejected":
-            raise PatternNotFoundError(
-                f"staged pattern {staged_id!r} not found: it was already rejected"
-            )
-        if fate == "erased":
-            raise PatternNotFoundError(
-                f"staged pattern {staged_id!r} not found: it was erased with the data of the "
-                "agent that staged it (erase_user)"
-            )
+        holder = Holder.parse(found.holder)
+        if holder.fate is not None:
+            if holder.namespace is None:  # a marker from before namespaces were named
+                elsewhere = holder.fate == "promoted" and await self._elsewhere(pattern_id)
+            else:
+                elsewhere = self.namespace is not None and holder.namespace != self.namespace
+            if elsewhere:
+                raise not_in_namespace(staged_id, self.namespace)
+            raise staged_fates.decided(staged_id, holder.fate, pattern_id)
         if await self.long_term.existing([pattern_id]):  # promoted; maybe a leftover
             if found.payload is not None:
                 await self._remove_leftover(staged_id, pattern_id, found.expires_at_ms)
             if await self._elsewhere(pattern_id):
-                raise _not_in_namespace(staged_id, self.namespace)
-            raise _already_promoted(staged_id, pattern_id)
-        doing = "rejecting" if holder.startswith("reject:") else "promoting"
-        raise PatternNotFoundError(
-            f"staged pattern {staged_id!r} not found for this call: another agent is "
-            f"{doing} it right now; list the staged patterns again to see what is left"
-        )
+                raise not_in_namespace(staged_id, self.namespace)
+            raise staged_fates.decided(staged_id, "promoted", pattern_id)
+        raise staged_fates.busy(staged_id, holder.action)
 
     async def _elsewhere(self, pattern_id: str) -> bool:
         """Whether the promoted record ``pattern_id`` is of another namespace than this
@@ -305,10 +289,7 @@ class StagingArea:
             return
         holder = await self.short_term.staged_claim(claimed.staged_id)
         if holder != claimed.token.encode():
-            raise PatternNotFoundError(
-                f"staged pattern {claimed.staged_id!r} was not promoted: this call's claim "
-                f"on it ran out ({CLAIM_LEASE_MS // 1000} s) and another agent took over"
-            )
+            raise staged_fates.claim_ran_out(claimed.staged_id, "promoted", CLAIM_LEASE_MS)
 
     async def _remove_leftover(self, staged_id: str, pattern_id: str, expires: int | None) -> None:
         """Remove an entry whose promotion is committed (its fate is decided)."""
@@ -323,7 +304,7 @@ class StagingArea:
     async def settle_promoted(self, claimed: Claimed) -> None:
         """After the long-term commit: remove the entry, or raise
         :class:`PromotionCommittedError` (the promotion stands)."""
-        fate = f"promoted:{claimed.pattern_id}{_scope(claimed)}"
+        fate = _marker(f"promoted:{claimed.pattern_id}", claimed)
         try:
             await self.short_term.settle_staged(
                 claimed.staged_id, fate, _keep_until(claimed.expires_at_ms)
@@ -361,7 +342,7 @@ class StagingArea:
         try:
             settled = await self.short_term.settle_staged(
                 claimed.staged_id,
-                f"rejected{_scope(claimed)}",
+                _marker("rejected", claimed),
                 _keep_until(claimed.expires_at_ms),
                 claimed.token,
             )
@@ -380,29 +361,12 @@ class StagingArea:
                 details={"error": "claim_lost"},
             )
             await self.pipeline.audit(event)
-            raise PatternNotFoundError(
-                f"staged pattern {claimed.staged_id!r} was not rejected: this call's claim on "
-                f"it ran out ({CLAIM_LEASE_MS // 1000} s) and another agent took over"
-            )
+            raise staged_fates.claim_ran_out(claimed.staged_id, "rejected", CLAIM_LEASE_MS)
 
 
-def _scope(claimed: Claimed) -> str:
-    """``@<namespace>`` of a claimed entry, for its fate marker (namespaces hold no ``@``)."""
-    space = claimed.staged.get("namespace")
-    return f"@{space}" if isinstance(space, str) and space else ""
-
-
-def _not_in_namespace(staged_id: str, namespace: str | None) -> PatternNotFoundError:
-    return PatternNotFoundError(
-        f"staged pattern {staged_id!r} not found in namespace {namespace!r}"
-    )
-
-
-def _already_promoted(staged_id: str, pattern_id: str) -> PatternNotFoundError:
-    return PatternNotFoundError(
-        f"staged pattern {staged_id!r} not found: it was already promoted (as {pattern_id}); "
-        "recall it by that id"
-    )
+def _marker(fate: str, claimed: Claimed) -> str:
+    """The fate marker of a claimed entry (it names the entry's namespace)."""
+    return marker(fate, claimed.staged.get("namespace"))
 
 
 async def audit_write_failed(

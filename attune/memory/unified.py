@@ -36,14 +36,12 @@ from attune.memory.security.audit import AuditEvent, Durability
 from attune.memory.security.pipeline import SecurityPipeline
 from attune.memory.sharing import shared_long_term, shared_short_term
 from attune.memory.short_term.protocol import ShortTermStore
+from attune.memory.staged_fates import PATTERN_PREFIX
 from attune.memory.staged_patterns import (
     MAX_CONTENT_CHARS,
     StagedPatterns,
 )
-from attune.memory.staging import (
-    PATTERN_PREFIX,
-    StagingArea,
-)
+from attune.memory.staging import StagingArea
 from attune.memory.transfer import PatternTransfer
 from attune.memory.types import AccessTier, Classification
 from attune.memory.upkeep import LongTermUpkeep
