@@ -44,6 +44,7 @@ from attune.memory.long_term import (
     SubjectOp,
     WrappedKey,
 )
+from attune.memory.long_term.queries import PARTIAL
 from attune.memory.long_term.sqlite_store import SQLiteLongTermStore
 from attune.memory.security.audit import AuditEvent, AuditLogger
 
@@ -700,6 +701,49 @@ async def test_records_holding_every_word_rank_first(
         rest = await mem.search_patterns("retry gateway", limit=20, cursor=first.next_cursor)
         assert _ids(first) + _ids(rest)[:2] == _ids(page)
         assert len(_ids(first) + _ids(rest)) == 9 == len(set(_ids(first) + _ids(rest)))
+
+
+@pytest.mark.parametrize("classification", ["PUBLIC", "SENSITIVE"])
+async def test_records_holding_more_of_the_words_rank_higher(
+    mock_config: MemoryConfig, store: LongTermStore, classification: str
+) -> None:
+    """Of a three-word query, records holding all three come first, then those holding
+    two, then one, whatever relevance alone says: ``retry`` is in most records, and
+    the one-word matches are the shortest (BM25 favours short records); scores go down
+    group by group, and a cursor crosses the groups."""
+    async with _agent(mock_config, store) as mem:
+
+        async def put(content: str) -> str:
+            stored = await mem.persist_pattern(content, "ops", classification=classification)
+            assert stored is not None
+            return str(stored["pattern_id"])
+
+        three = await put("retry the upload when the gateway times out and the queue backs up")
+        two = {
+            await put("retry the upload with backoff when the gateway times out twice a day"),
+            await put("retry until the message queue drains, then alert the owner of the job"),
+        }
+        one = {await put("gateway"), await put("queue queue")}
+        for n in range(6):
+            await put(f"retry {n}")
+        page = await mem.search_patterns("retry gateway queue", limit=50)
+        ids = _ids(page)
+        assert ids[0] == three
+        assert set(ids[1:3]) == two
+        assert set(ids[3:5]) == one
+        assert len(ids) == 11  # the six "retry" records hold one word too
+        scores = [p["score"] for p in page]
+        assert scores == sorted(scores, reverse=True)
+        assert scores[0] > 0 > scores[1] >= scores[2] > -PARTIAL > scores[3]
+        walked: list[str] = []
+        cursor = None
+        while True:
+            part = await mem.search_patterns("retry gateway queue", limit=2, cursor=cursor)
+            walked += _ids(part)
+            cursor = part.next_cursor
+            if cursor is None:
+                break
+        assert walked == ids
 
 
 @pytest.mark.parametrize("classification", ["PUBLIC", "SENSITIVE"])

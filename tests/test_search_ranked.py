@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from attune.memory.long_term import PatternRecord, sqlite_ranked, sqlite_search
-from attune.memory.long_term.queries import Found, Match, PatternQuery, SearchEntry
+from attune.memory.long_term.queries import (
+    COUNTED_PHRASES,
+    PARTIAL,
+    Found,
+    Match,
+    PatternQuery,
+    SearchEntry,
+)
 from attune.memory.long_term.sqlite_schema import INSERT, MIGRATIONS, params
 
 NOW = 1_000_000
@@ -104,6 +111,10 @@ MATCHES = [
     _match(("w29",)),
     _match(("w2", "w5")),
     _match(("nothing",)),
+    _match(("w0",), ("w4",), ("w9",)),  # three groups: all, two, one
+    _match(("w1",), ("w2", "w5"), ("nothing",)),  # no record holds them all
+    _match(("w0",), ("w2",), ("w5",), ("w11",)),
+    _match(("w0",), ("w1",), ("w3",), ("w6",), ("w20",)),  # past COUNTED_PHRASES
 ]
 
 
@@ -227,13 +238,25 @@ def test_matches_reach_their_records_by_index_never_by_a_filters_index(
     assert "patterns_search_rowid" in probed, probed
 
 
-@pytest.mark.parametrize("words", [("w0", "w1"), ("w0", "w7", "w21"), ("w1", "w3"), ("w0", "w29")])
-def test_records_holding_every_word_rank_first(
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("w0", "w1"),
+        ("w0", "w7", "w21"),
+        ("w1", "w3"),
+        ("w0", "w29"),
+        ("w0", "w1", "w3", "w6"),
+        ("w0", "w1", "w2", "w4", "w8"),
+    ],
+)
+def test_records_holding_more_words_rank_first(
     db: sqlite3.Connection, words: tuple[str, ...]
 ) -> None:
-    """Every record holding all of a query's words comes before any holding only some,
-    page after page, though ``w0`` (most records hold it) weighs next to nothing in BM25;
-    the scores still go down, and a partial match's score is below 0."""
+    """Records holding more of a query's words come before any holding fewer (up to
+    COUNTED_PHRASES words; past it, those holding every word before the rest), page after
+    page, though ``w0`` (most records hold it) weighs next to nothing in BM25; the scores
+    still go down, a full match's is above 0 and a record lacking ``m`` words scores
+    between ``-m * PARTIAL`` and ``-(m - 1) * PARTIAL``."""
     match = _match(*((w,) for w in words))
     query = PatternQuery(now_ms=NOW, match=match, limit=23, namespace=None)
     results: list[Found] = []
@@ -243,12 +266,18 @@ def test_records_holding_every_word_rank_first(
         if len(page) < query.limit:
             break
         query = replace(query, after=(page[-1].score, page[-1].record.pattern_id))  # type: ignore[arg-type]
-    full = [set(words) <= HELD[f.record.pattern_id] for f in results]
-    assert True in full and False in full  # both kinds are in the result
-    assert full == sorted(full, reverse=True)  # every full match first
+    lacked = [len(set(words) - HELD[f.record.pattern_id]) for f in results]
+    if len(words) > COUNTED_PHRASES:
+        lacked = [min(m, 1) for m in lacked]
+    assert 0 in lacked and 1 in lacked  # full and partial matches are in the result
+    if len(words) > 2:
+        assert len(set(lacked)) > 2 or len(words) > COUNTED_PHRASES
+    assert lacked == sorted(lacked)  # more words held first
     scores = [f.score for f in results]
     assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
-    assert all((f.score > 0) == held for f, held in zip(results, full, strict=True))  # type: ignore[operator]
+    for found, m in zip(results, lacked, strict=True):
+        assert found.score is not None
+        assert -m * PARTIAL < found.score < -(m - 1) * PARTIAL
     # Nothing lost or repeated: the records holding any of the words, once each.
     expected = {pid for pid, held in HELD.items() if held & set(words)}
     live = {f.record.pattern_id for f in results}

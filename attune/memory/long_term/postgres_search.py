@@ -12,9 +12,9 @@ lexeme, so it cannot raise a syntax error or change what is matched.
 Ranking is PostgreSQL's ``ts_rank`` (the sum over the plaintext and token columns), not
 SQLite's BM25: the order follows the same idea (more of the query's phrases, more often,
 rank higher) but scores differ between backends and are comparable only within one. As
-on SQLite, a record holding only some of a multi-word query's phrases has
-:data:`~.queries.PARTIAL` taken from its score, so every record holding all of them
-comes first.
+on SQLite, a record has :data:`~.queries.PARTIAL` taken from its score for each of a
+multi-word query's phrases it lacks (past :data:`~.queries.COUNTED_PHRASES` phrases, once
+if it lacks any), so records holding more of them come first.
 Ties are ordered by pattern id, and a page's cursor is its last (score, id).
 
 Limits of ``tsvector`` that the literal respects: a lexeme is at most 2,047 bytes (longer
@@ -25,12 +25,19 @@ value is at most 1 MiB (terms past that are left out).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from attune.memory.long_term.postgres_schema import RECORD
-from attune.memory.long_term.queries import PARTIAL, Match, PatternQuery, SearchEntry
+from attune.memory.long_term.queries import (
+    PARTIAL,
+    Match,
+    PatternQuery,
+    SearchEntry,
+    missing_groups,
+)
 
 #: Longest lexeme ``tsvector`` takes, in UTF-8 bytes.
 MAX_LEXEME_BYTES = 2047
@@ -161,17 +168,37 @@ def _match(sql: _Sql, match: Match, classification: str | None) -> str | None:
         return None
     sql.where.append("(" + " OR ".join(conditions) + ")")
     score = "(" + " + ".join(ranks) + ")::float8"
-    if match.phrases < 2:
+    groups = missing_groups(match.phrases)
+    if groups == 1:
         return score
-    # A record holding only some of the phrases ranks below all holding every one.
-    held = []
-    if (words := query_text(match.words, every=True)) is not None:
-        held.append(f"p.words @@ {sql.arg(words, '::tsquery')}")
-    if (tokens := query_text(match.tokens, every=True)) is not None:
-        q = sql.arg(tokens, "::tsquery")
-        held += [f"p.{c} @@ {q}" for c in _TOKEN_COLUMNS.get(classification, _TOKEN_COLUMNS[None])]
-    every = " OR ".join(held) if held else "false"
+    # A record ranks below every record holding more of the phrases (up to
+    # COUNTED_PHRASES; past it, below every record holding them all).
+    columns = _TOKEN_COLUMNS.get(classification, _TOKEN_COLUMNS[None])
+    if groups == match.phrases:
+        lacked = [
+            f"(CASE WHEN {_holds(sql, [w], [t], columns)} THEN 0 ELSE 1 END)"
+            for w, t in itertools.zip_longest(match.words, match.tokens)
+        ]
+        return f"({score} - {PARTIAL!r}::float8 * ({' + '.join(lacked)}))"
+    every = _holds(sql, match.words, match.tokens, columns)
     return f"(CASE WHEN {every} THEN {score} ELSE {score} - {PARTIAL!r}::float8 END)"
+
+
+def _holds(
+    sql: _Sql,
+    words: Sequence[Sequence[str] | None],
+    tokens: Sequence[Sequence[str] | None],
+    columns: Sequence[str],
+) -> str:
+    """Whether a record holds every one of the phrases, as terms or as tokens (``false``
+    when a phrase has terms no ``tsvector`` can hold)."""
+    held = []
+    if (text := query_text([w for w in words if w is not None], every=True)) is not None:
+        held.append(f"p.words @@ {sql.arg(text, '::tsquery')}")
+    if (text := query_text([t for t in tokens if t is not None], every=True)) is not None:
+        q = sql.arg(text, "::tsquery")
+        held += [f"p.{column} @@ {q}" for column in columns]
+    return "(" + " OR ".join(held) + ")" if held else "false"
 
 
 def _whole(value: float) -> tuple[int, bool]:

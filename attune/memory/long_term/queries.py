@@ -34,12 +34,26 @@ class SearchEntry:
     sensitive: bool = False
 
 
-#: What a record holding only some of a multi-word query's phrases has taken from its
-#: score, on every backend, so that it ranks below every record holding all of them
-#: (relevance alone does not ensure it: SQLite's BM25 weighs a word that more than half
-#: the records hold next to nothing). Scores of full matches are above 0 and below this
-#: (BM25: under 32 phrases x idf < 22 x 2.2; ts_rank: a few units), partial ones below 0.
+#: What a record has taken from its score for each of a multi-word query's phrases it
+#: lacks, on every backend, so that records holding more of the phrases rank above those
+#: holding fewer (relevance alone does not ensure it: SQLite's BM25 weighs a word that
+#: more than half the records hold next to nothing). Scores of full matches are above 0
+#: and below this (BM25: under 32 phrases x idf < 22 x 2.2; ts_rank: a few units); a
+#: record lacking ``m`` phrases scores between ``-m * PARTIAL`` and ``-(m - 1) * PARTIAL``.
 PARTIAL = 10_000.0
+#: Up to this many phrases, records are grouped by how many of them they hold, most
+#: first; a query with more phrases has two groups: every phrase held, and the rest
+#: (each further group is one more FTS5 query, and the "at least k of n" expression grows
+#: as n choose k).
+COUNTED_PHRASES = 4
+
+
+def missing_groups(phrases: int) -> int:
+    """How many groups a query of ``phrases`` phrases ranks its matches in, by phrases
+    lacked: ``0`` (all held) up to the number returned minus one."""
+    if phrases < 2:
+        return 1
+    return phrases if phrases <= COUNTED_PHRASES else 2
 
 
 @dataclass(frozen=True, slots=True)

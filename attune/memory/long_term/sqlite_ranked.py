@@ -8,10 +8,11 @@ batched, 6 ms (benchmarks/search_scaling.py). What is left grows with the number
 matches: FTS5 computes bm25 for every match before it hands out the best (4 ms of the 6
 at 1M, 0.47 ms at 100,000 records).
 
-A multi-word query runs in two stages (:func:`.sqlite_search.ranked_stages`): the records
-holding every phrase, then those holding some, whose ranks are raised by
-:data:`~.queries.PARTIAL`; a page takes from the first stage, then the second. A cursor's
-score says which stage it is in (full matches score above 0, partial ones below).
+A multi-word query runs in stages (:func:`.sqlite_search.ranked_stages`): the records
+holding every phrase, then those lacking one, and so on, each stage's ranks raised by one
+more :data:`~.queries.PARTIAL`; a page takes from the first stage, then the next. A
+cursor's score says which stage it is in (full matches score above 0, a record lacking
+``m`` phrases between ``-m * PARTIAL`` and ``-(m - 1) * PARTIAL``).
 
 A stage's page is exactly its plain query's: the same records, order and scores. The stream is
 ordered by the same ``bm25()`` the plain query scores with, so a score is bit for bit
@@ -45,23 +46,26 @@ PROBE = 64
 PROBE_KEEP = 2
 
 
-#: When a multi-word query's full matches (before filters) are at most this many, they
-#: are ranked on their own and the partial ones are the matches of any phrase minus
-#: those rowids, rather than FTS5 evaluating ``some NOT every``, which reads every
-#: phrase's postings twice (100,000 records, 2-word queries: p50 +0.3 ms without this).
+#: When the matches of a multi-word query's earlier stages (before filters) are at most
+#: this many, the last of them is ranked on its own and the next stage is the matches
+#: of "at least this many phrases" minus those rowids, rather than FTS5 evaluating
+#: ``at least k NOT at least k + 1``, which reads every phrase's postings twice
+#: (100,000 records, 2-word queries: p50 +0.3 ms without this).
 FEW_FULL = 64
 
 
 class Stage(NamedTuple):
     """One run of a ranked query: its MATCH text and what its ranks are raised by (a
     result's score is ``-(bm25() + offset)``; later stages rank below earlier ones).
-    ``wider``: for the partial matches, the text matching any phrase (the full matches
-    too, which are then skipped by rowid); bm25() of a record is the same under both
-    texts (a phrase under NOT adds nothing)."""
+    For a stage after the first, ``above`` matches the earlier stages' records, and
+    ``wider`` those and this stage's (``expression`` is ``wider NOT above``): when
+    ``above`` matches few, the stage reads ``wider``'s matches and skips those by rowid;
+    bm25() of a record is the same under both texts (a phrase under NOT adds nothing)."""
 
     expression: str
     offset: float
     wider: str | None = None
+    above: str | None = None
 
 
 #: Matches best first: the rank is bm25() (lower for better matches) plus the stage's
@@ -89,21 +93,29 @@ def find_ranked(
     ``record`` the record's columns on ``p``."""
     page: list[Found] = []
     after = query.after
-    few: frozenset[int] | None = None  # the full matches' rowids, when few
+    known: dict[str, frozenset[int] | None] = {}
+
+    def few(expression: str | None) -> frozenset[int] | None:
+        """The rowids matching ``expression`` if few (None: many, or no expression)."""
+        if expression is None:
+            return None
+        if expression not in known:
+            known[expression] = _few(db, expression)
+        return known[expression]
+
     for n, stage in enumerate(stages):
-        passed = after is not None and after[0] <= -stage.offset  # its scores are above
-        skip: frozenset[int] = frozenset()
-        if n == 0 and len(stages) > 1 and stages[1].wider is not None:
-            few = _few(db, stage.expression)
-        elif stage.wider is not None and few is not None:
-            stage, skip = Stage(stage.wider, stage.offset), few
-        if not passed:
-            part = replace(query, limit=query.limit - len(page), after=after)
-            if n == 0 and few is not None:  # few matches: rank them all at once
-                page += full_page(db, part, stage, where, args, record)
-            else:
-                page += _stage_page(db, part, stage, where, args, record, skip)
-            after = None  # a later stage's records all rank below this one's
+        if after is not None and after[0] <= -stage.offset:
+            continue  # the cursor is past this stage: its scores are all above it
+        part = replace(query, limit=query.limit - len(page), after=after)
+        after = None  # a later stage's records all rank below this one's
+        skip = few(stage.above) if stage.wider is not None else None
+        run = stage if skip is None else Stage(stage.wider or "", stage.offset)
+        later = stages[n + 1] if n + 1 < len(stages) else None
+        if later is not None and later.wider is not None and few(later.above) is not None:
+            # this stage's matches (with the earlier ones') are few: rank them at once
+            page += full_page(db, part, run, where, args, record, skip or frozenset())
+        else:
+            page += _stage_page(db, part, run, where, args, record, skip or frozenset())
         if len(page) >= query.limit:
             break
     return page

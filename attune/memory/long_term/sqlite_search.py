@@ -15,6 +15,7 @@ Pages of a query with a match are ranked in :mod:`.sqlite_ranked`.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -23,7 +24,14 @@ from typing import Any
 
 from attune.memory.long_term import sqlite_ranked
 from attune.memory.long_term.protocol import IndexOp, PatternRecord
-from attune.memory.long_term.queries import PARTIAL, Found, Match, PatternQuery, SearchEntry
+from attune.memory.long_term.queries import (
+    PARTIAL,
+    Found,
+    Match,
+    PatternQuery,
+    SearchEntry,
+    missing_groups,
+)
 from attune.memory.long_term.sqlite_schema import COLUMNS, in_own_transaction, to_record
 
 #: The FTS5 table's columns, in order (``bm25`` weights follow it).
@@ -162,26 +170,40 @@ def match_expression(
     facets: Sequence[Sequence[str]],
     classification: str | None = None,
     *,
-    held: str = "any",
+    held: tuple[int, int | None] = (1, None),
 ) -> str | None:
     """The FTS5 MATCH text for a query's phrases (in any of its columns) and its metadata
     filters (each satisfied by any of its facets; all of them), or None when neither is
-    given. ``classification`` (a filter) picks the token columns. ``held``: which records
-    the phrases match: ``"any"`` holds at least one, ``"all"`` every one, ``"some"`` at
-    least one but not every one (the ranked stages of :func:`ranked_stages`)."""
+    given. ``classification`` (a filter) picks the token columns. ``held``: how many of
+    the phrases a record holds, at least and (None: any number) at most: the groups of
+    :func:`ranked_stages`."""
     parts = []
     if match is not None:
         columns = _TOKEN_COLUMNS.get(classification, _TOKEN_COLUMNS[None])
         words = [f"words : {_phrase(p)}" for p in match.words]
         tokens = [f"{columns} : {_phrase(p)}" for p in match.tokens]
-        any_phrase = "(" + " OR ".join(words + tokens) + ")"
         # A phrase is held in either form (a record is plaintext or encrypted, never both).
         each = ["(" + " OR ".join(forms) + ")" for forms in _forms(words, tokens)]
-        every = "(" + " AND ".join(each) + ")"
-        parts.append({"any": any_phrase, "all": every, "some": f"({any_phrase} NOT {every})"}[held])
+        least, most = held
+        phrases = _at_least(each, least)
+        if most is not None and most < len(each):
+            phrases = f"({phrases} NOT {_at_least(each, most + 1)})"
+        parts.append(phrases)
     for choices in facets:
         parts.append("(" + " OR ".join(f"facets : {_phrase((f,))}" for f in choices) + ")")
     return " AND ".join(parts) if parts else None
+
+
+def _at_least(each: list[str], k: int) -> str:
+    """Records holding at least ``k`` of the phrases ``each``: any, every one, or any
+    ``k`` of them (one conjunction per choice of ``k``: a phrase is in as many of them
+    as any other, so BM25 weighs the phrases alike)."""
+    if k <= 1:
+        return "(" + " OR ".join(each) + ")"
+    if k >= len(each):
+        return "(" + " AND ".join(each) + ")"
+    choices = itertools.combinations(each, k)
+    return "(" + " OR ".join("(" + " AND ".join(c) + ")" for c in choices) + ")"
 
 
 def _forms(words: list[str], tokens: list[str]) -> list[list[str]]:
@@ -195,21 +217,31 @@ def _forms(words: list[str], tokens: list[str]) -> list[list[str]]:
 def ranked_stages(
     match: Match, facets: Sequence[Sequence[str]], classification: str | None
 ) -> list[sqlite_ranked.Stage]:
-    """A ranked query's stages: records holding every phrase first, then those holding
-    some (their scores lowered by :data:`~.queries.PARTIAL`), each by BM25.
+    """A ranked query's stages, one per group of :func:`~.queries.missing_groups`:
+    records holding every phrase first, then (up to
+    :data:`~.queries.COUNTED_PHRASES` phrases) those lacking one, two, ..., each group's
+    scores lowered by one more :data:`~.queries.PARTIAL`, each by BM25. A query of more
+    phrases has two groups: every phrase held, and the rest.
 
     BM25 alone does not always rank a record holding more of the words higher: FTS5
     weighs a word that more than half the records hold next to nothing (its idf is
     clamped), so a short record with only the other word outranked one with both."""
-    if match.phrases < 2:
-        expression = match_expression(match, facets, classification)
+    n = match.phrases
+    groups = missing_groups(n)
+    # Phrases held in each group, from most to fewest: [lo, hi].
+    bounds = [(n - g, n - g) for g in range(groups)]
+    if groups < n:  # more phrases than counted: the second group is all the rest
+        bounds[-1] = (1, n - 1)
+    stages = []
+    for g, (least, most) in enumerate(bounds):
+        expression = match_expression(match, facets, classification, held=(least, most))
         assert expression is not None
-        return [sqlite_ranked.Stage(expression, 0.0)]
-    every = match_expression(match, facets, classification, held="all")
-    some = match_expression(match, facets, classification, held="some")
-    wider = match_expression(match, facets, classification)
-    assert every is not None and some is not None and wider is not None
-    return [sqlite_ranked.Stage(every, 0.0), sqlite_ranked.Stage(some, PARTIAL, wider)]
+        wider = above = None
+        if g:  # the records holding at least this many, and those of the earlier groups
+            wider = match_expression(match, facets, classification, held=(least, None))
+            above = match_expression(match, facets, classification, held=(most + 1, None))
+        stages.append(sqlite_ranked.Stage(expression, g * PARTIAL, wider, above))
+    return stages
 
 
 def _phrase(terms: Sequence[str]) -> str:
