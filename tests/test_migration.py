@@ -173,3 +173,34 @@ def test_the_cli_migrates_and_reports_json(tmp_path: Path, postgres_url: str) ->
     )
     assert again.returncode == 0, again.stderr
     assert "Copied 0 record(s)" in again.stdout and "5 already there" in again.stdout
+
+
+async def test_a_resumed_migration_indexes_the_records_an_interrupted_one_left_unindexed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A copy cut off after its inserts, before it indexed them for search: run again, it
+    skips every record (all there) and still indexes those, so search finds them."""
+    written = await _fill(tmp_path, 12)
+    first = Migration(postgres_url, _config(tmp_path))
+    await first.export()
+    await first.load()
+    conn = await asyncpg.connect(postgres_url)
+    try:  # as if the process had died between the inserts and their indexing
+        await conn.execute(
+            "UPDATE patterns SET indexed = false, words = NULL, tokens = NULL, "
+            "sensitive_tokens = NULL, facets = NULL"
+        )
+    finally:
+        await conn.close()
+    report = await Migration(postgres_url, _config(tmp_path)).run()
+    assert (report["imported"], report["skipped"], report["verified"]) == (0, 12, 12)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM patterns WHERE NOT indexed") == 0
+    finally:
+        await conn.close()
+    async with AsyncUnifiedMemory(
+        "reader", _config(tmp_path, postgres_url), access_tier="STEWARD"
+    ) as memory:
+        hits = await memory.search_patterns("lighthouse", namespace="*", limit=50)
+        assert {h["pattern_id"] for h in hits} == set(written)

@@ -329,3 +329,87 @@ async def test_a_small_pool_never_waits_on_a_connection_it_holds(
         }
     finally:
         await asyncio.wait_for(store.aclose(), 10)
+
+
+async def _end_other_sessions(admin: Any) -> None:
+    """Ends every other session of the database (as a server restart would) and waits
+    until they are gone."""
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    for _ in range(200):
+        others = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        if not others:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # asyncpg has seen its sockets close
+
+
+async def test_reads_after_the_server_ended_idle_sessions_succeed(fresh_url: str) -> None:
+    """The connection a loop holds for sequential reads, ended by the server while idle
+    (a restart, a failover, idle_session_timeout), is replaced: the next read, and the
+    next write's key ring read, do not fail for it."""
+    store = PostgresLongTermStore(fresh_url)
+    admin = await asyncpg.connect(fresh_url)
+    try:
+        assert await store.write(InsertOp(pattern_record("pat_1")))
+        assert await store.get("pat_1", 0) is not None  # the loop holds its reader now
+        await _end_other_sessions(admin)
+        assert await store.get("pat_1", 0) is not None
+        await _end_other_sessions(admin)
+        assert (await store.key_ring()).root_key_id is None
+        assert await store.existing(["pat_1"]) == {"pat_1"}
+    finally:
+        await admin.close()
+        await asyncio.wait_for(store.aclose(), 10)
+
+
+@pytest.mark.parametrize("query", ["sslmode=bogus", "target_session_attrs=nonsense"])
+async def test_a_url_asyncpg_refuses_is_a_configuration_error_without_the_password(
+    query: str,
+) -> None:
+    """A URL whose options asyncpg cannot use is the configuration's error (fix the URL),
+    not an unavailable server (retry later)."""
+    store = PostgresLongTermStore(f"postgresql://attune:hunter2-secret@127.0.0.1:1/db?{query}")
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            await store.get("pat_1", 0)
+        assert not isinstance(raised.value, LongTermUnavailableError)
+        text = str(raised.value)
+        assert "hunter2" not in text and "ATTUNE_DATABASE_URL" in text
+    finally:
+        await store.aclose()
+
+
+async def test_an_erasure_drops_the_index_copies_an_interrupted_one_left(fresh_url: str) -> None:
+    """A clean-up cut off in REINDEX CONCURRENTLY (cancelled, a lost connection) leaves
+    an invalid copy of the index (``<name>_ccnew``) that no later rebuild replaces: the
+    next erasure drops it, so nothing it was built from stays in the database's files."""
+    store = PostgresLongTermStore(fresh_url)
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        for n in range(6):
+            record = pattern_record(f"pat_{n}")._replace(created_by=f"user-{n % 2}")
+            await store.write(InsertOp(record, index=SearchEntry(words=(f"w{n}",))))
+        # What an interrupted rebuild leaves: an index that failed to build, so invalid.
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY patterns_words_ccnew ON patterns (created_by)"
+            )
+        invalid = "SELECT count(*) FROM pg_index WHERE NOT indisvalid"
+        assert await conn.fetchval(invalid) == 1
+        assert await store.write(EraseOp("user-0")) == 3
+        assert await conn.fetchval(invalid) == 0
+        names = await conn.fetch(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'patterns'::regclass"
+        )
+        assert "patterns_words_ccnew" not in {row[0] for row in names}
+        found = await store.find(PatternQuery(now_ms=0, match=Match((("w1",),)), limit=5))
+        assert [f.record.pattern_id for f in found] == ["pat_1"]
+    finally:
+        await conn.close()
+        await store.aclose()

@@ -192,7 +192,8 @@ class PatternTransfer(CoreParts):
             results = await asyncio.gather(*(self.long_term.write(InsertOp(r)) for r in chunk))
             imported += sum(results)
             report(start + len(chunk), len(live))
-        if imported:  # indexed now, so every reader's search finds them
+        if live:  # indexed now, so every reader's search finds them (and those an
+            # interrupted import of this file stored but did not index: all skipped now)
             await self._backfill(await self._search_index())
         counts = {
             "imported": imported,

@@ -124,6 +124,17 @@ AFTER_ERASURE = (
     *(f"REINDEX INDEX CONCURRENTLY {name}" for name in ERASURE_INDEXES),
     "REINDEX TABLE CONCURRENTLY audit_subjects",
 )
+#: The indexes an interrupted ``REINDEX ... CONCURRENTLY`` left behind (a cancelled or
+#: failed erasure clean-up): invalid copies named ``<index>_ccnew[N]`` / ``_ccold[N]``.
+#: The next rebuild makes a new copy beside them, so they would stay for good, holding
+#: what they were built from (an erased user's words, if their rows were still visible)
+#: and, once ready, updated by every write. Dropped before the rebuild.
+LEFTOVER_INDEXES = (
+    "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c "
+    "ON c.oid = i.indexrelid WHERE NOT i.indisvalid "
+    "AND i.indrelid IN ('patterns'::regclass, 'audit_subjects'::regclass) "
+    "AND c.relname ~ '_cc(new|old)[0-9]*$'"
+)
 
 
 #: The ``patterns`` column of each :class:`PatternRecord` field whose name differs.

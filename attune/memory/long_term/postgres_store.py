@@ -135,13 +135,13 @@ class PostgresLongTermStore:
                 command_timeout=None,
                 reset=_keep_session,
             )
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._unavailable("cannot connect to", exc) from None
-        except ValueError as exc:  # a DSN asyncpg cannot parse
+        except ValueError as exc:  # a DSN asyncpg cannot parse (ClientConfigurationError)
             raise ConfigurationError(
                 f"the PostgreSQL URL {self.url} is not valid ({type(exc).__name__}); "
                 "check ATTUNE_DATABASE_URL"
             ) from None
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._unavailable("cannot connect to", exc) from None
         try:
             if not self._migrated:
                 async with pool.acquire() as conn:
@@ -227,6 +227,8 @@ class PostgresLongTermStore:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.5)
                 try:
+                    for name in await conn.fetch(postgres_schema.LEFTOVER_INDEXES):
+                        await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name[0]}")
                     for statement in postgres_schema.AFTER_ERASURE:
                         await conn.execute(statement)
                 finally:
@@ -254,6 +256,12 @@ class PostgresLongTermStore:
                 return await call(res.pool)
             res.reading = True
             try:
+                if res.reader is not None and not _usable(res.reader):
+                    # Its session ended while it was held (a server restart, a failover,
+                    # idle_session_timeout): not this read's failure; it takes a live one.
+                    stale, res.reader = res.reader, None
+                    with contextlib.suppress(Exception):
+                        await res.pool.release(stale)
                 if res.reader is None:
                     res.reader = await res.pool.acquire()
                 conn = res.reader
@@ -381,6 +389,15 @@ async def _on_connection(db: Any, call: Callable[[asyncpg.Connection], Awaitable
         return await call(db)
     async with db.acquire() as conn:
         return await call(conn)
+
+
+def _usable(conn: Any) -> bool:
+    """Whether a held pool connection still has its session: asyncpg closes one the
+    server ended (and detaches it from its proxy, whose every method then raises)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # released by the pool when its connection was lost
+        return False
 
 
 def _describe(exc: BaseException) -> str:
