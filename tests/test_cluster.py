@@ -263,7 +263,7 @@ async def test_a_key_of_another_type_is_a_command_error_and_data_is_untouched(
     client = redis_cluster.client(port)
     try:
         client.hset(name, "f", "v")
-        with pytest.raises(ShortTermCommandError):
+        with pytest.raises(ShortTermCommandError, match="different type"):
             await store.retrieve("agent", "k")
         assert client.hgetall(name) == {b"f": b"v"}
         # The pipeline goes on serving other commands of the same batch window.

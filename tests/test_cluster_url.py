@@ -41,6 +41,9 @@ def test_seeds_credentials_and_tls_are_read() -> None:
         ("redis+cluster://h1:7000?ssl_ca_certs=/ca.pem", "rediss+cluster"),
         ("rediss+cluster://h1:7000?ssl_check_hostname=maybe", "true or false"),
         ("redis+cluster://h1:7000#frag", "fragment"),
+        # redis-py would refuse these only at the first connection, as "unreachable".
+        ("rediss+cluster://h1:7000?ssl_cert_reqs=bogus", "ssl_cert_reqs"),
+        ("redis+cluster://h1:7000?client_name=a&client_name=b", "client_name twice"),
     ],
 )
 def test_bad_cluster_urls_are_configuration_errors(url: str, fragment: str) -> None:
@@ -50,6 +53,24 @@ def test_bad_cluster_urls_are_configuration_errors(url: str, fragment: str) -> N
             MemoryConfig(redis_url=candidate)
         assert fragment in str(err.value)
         assert SECRET not in str(err.value)
+
+
+def test_a_multi_seed_url_is_shown_redacted_not_as_unparseable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"rediss+cluster://app:{SECRET}@10.0.0.11:6379,10.0.0.12:6379,[::1]:7000?client_name=a"
+    config = MemoryConfig(redis_url=url, storage_dir=tmp_path)
+    shown = "rediss+cluster://app:***@10.0.0.11:6379,10.0.0.12:6379,[::1]:7000"
+    assert config.redacted_redis_url == shown + "?client_name=a"
+    assert f"redis_url='{shown}?client_name=a'" in repr(config)
+    assert SECRET not in repr(config)
+    # The store's own form keeps IPv6 seeds in brackets too.
+    assert ClusterShortTermMemory(config).safe_url == shown
+
+
+def test_an_unknown_option_that_is_not_option_like_is_not_repeated() -> None:
+    # A password pasted after '?' by mistake is an "option": never echo it.
+    with pytest.raises(ConfigurationError, match="option attune does not pass on;") as err:
+        MemoryConfig(redis_url=f"redis+cluster://h1:7000?{SECRET}")
+    assert SECRET not in str(err.value)
 
 
 def test_the_backend_is_chosen_by_the_url_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]

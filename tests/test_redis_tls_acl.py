@@ -16,7 +16,13 @@ from certificates import make_certificates
 from conftest import CI
 from faults import RedisProcess, answers, free_port
 
-from attune.errors import AttuneError, ShortTermUnavailableError
+from attune import get_redis_memory
+from attune.errors import (
+    AttuneError,
+    ConfigurationError,
+    ShortTermCommandError,
+    ShortTermUnavailableError,
+)
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 
 PASSWORD = "s3cret-Acl-pass"
@@ -65,6 +71,41 @@ async def test_an_acl_user_runs_the_workflow_and_a_wrong_password_is_refused(
     shown = _config(bad, tmp_path / "bad")  # a config lands in tracebacks and logs
     assert PASSWORD not in repr(shown) and PASSWORD not in str(shown)
     assert shown.redis_url == bad  # kept as given, shown redacted
+
+
+async def test_an_acl_user_without_permission_is_told_about_its_acl_rules(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """NOPERM is the ACL user's rules, not another client's key of another type."""
+    admin = redis.Redis(port=own_redis.port)
+    try:  # its keys are another application's: none of attune's
+        admin.execute_command("ACL", "SETUSER", "agent", "on", f">{PASSWORD}", "~other:*", "+@all")
+    finally:
+        admin.close()
+    url = f"redis://agent:{PASSWORD}@127.0.0.1:{own_redis.port}/0"
+    async with AsyncUnifiedMemory("writer", _config(url, tmp_path)) as writer:
+        for refused in (
+            writer.stash("task", 1),
+            writer.stage_pattern({"content": "Retry with backoff"}, "practice"),
+        ):
+            with pytest.raises(ShortTermCommandError) as err:
+                await refused
+            message = str(err.value)
+            assert "ACL user" in message and f"~{PREFIX}:*" in message, message
+            assert "different type" not in message and PASSWORD not in message
+
+
+def test_a_tls_option_redis_py_refuses_is_a_configuration_error(tmp_path: Path) -> None:
+    # redis-py raises its own RedisError / ConnectionError for these, not a ValueError.
+    for query in ("ssl_cert_reqs=bogus", "protocol=9"):
+        url = f"rediss://agent:{PASSWORD}@127.0.0.1:6380/0?{query}"
+        with pytest.raises(ConfigurationError, match="REDIS_URL") as err:
+            get_redis_memory(url)
+        assert PASSWORD not in str(err.value)
+    # An unknown option that does not look like one (a pasted password) is not repeated.
+    with pytest.raises(ConfigurationError, match="does not accept;") as err:
+        get_redis_memory(f"redis://127.0.0.1:6380/0?{PASSWORD}=1")
+    assert PASSWORD not in str(err.value)
 
 
 class TLSRedis:

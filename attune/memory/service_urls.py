@@ -105,7 +105,9 @@ _SECRET_PARAMS = ("password", "sslpassword")
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, in its user part or as a query
     parameter (``?password=``) (safe for messages and health reports)."""
-    if is_sentinel_url(url):  # several hosts: not a netloc urlsplit can read
+    from attune.memory.short_term.cluster_url import is_cluster_url  # see check_redis_url
+
+    if is_sentinel_url(url) or is_cluster_url(url):  # several hosts: not a netloc urlsplit reads
         return redact_sentinel_url(url)
     try:
         parts = urlsplit(url)

@@ -14,6 +14,7 @@ Nothing here connects, imports the configuration, or repeats a password in an er
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -26,10 +27,11 @@ _OPTIONS: dict[str, Any] = {
     "ssl_ca_certs": str,
     "ssl_certfile": str,
     "ssl_keyfile": str,
-    "ssl_cert_reqs": str,
+    "ssl_cert_reqs": lambda v: _cert_reqs(v),
     "ssl_check_hostname": lambda v: _boolean("ssl_check_hostname", v),
     "client_name": str,
 }
+_CERT_REQS = ("required", "optional", "none")
 _TLS_ONLY = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 
 
@@ -50,7 +52,9 @@ class ClusterURL:
         user = ""
         if self.username is not None or self.password is not None:
             user = (self.username or "") + (":***" if self.password is not None else "") + "@"
-        nodes = ",".join(f"{host}:{port}" for host, port in self.seeds)
+        nodes = ",".join(
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.seeds
+        )
         return f"{scheme}://{user}{nodes}"
 
 
@@ -108,14 +112,27 @@ def _options(query: str, tls: bool) -> dict[str, Any]:
             continue
         reader = _OPTIONS.get(name)
         if reader is None:
+            # Named only if it looks like an option: a password pasted after '?' is not.
+            shown = f" ({name!r})" if re.fullmatch(r"[a-z_]{1,40}", name) else ""
             raise ValueError(
-                f"the Redis Cluster URL has an option attune does not pass on "
-                f"({name[:64]!r}); known: {', '.join(_OPTIONS)}"
+                f"the Redis Cluster URL has an option attune does not pass on{shown}; "
+                f"known: {', '.join(_OPTIONS)}"
             )
+        if name in options:
+            raise ValueError(f"the Redis Cluster URL gives the option {name} twice")
         if name in _TLS_ONLY and not tls:
             raise ValueError(f"the option {name} needs TLS: use rediss+cluster://")
         options[name] = reader(value)
     return options
+
+
+def _cert_reqs(value: str) -> str:
+    """``ssl_cert_reqs``, checked now: redis-py would refuse it only when it connects."""
+    if value not in _CERT_REQS:
+        raise ValueError(
+            f"the option ssl_cert_reqs of the Redis Cluster URL is one of {', '.join(_CERT_REQS)}"
+        )
+    return value
 
 
 def _boolean(name: str, value: str) -> bool:

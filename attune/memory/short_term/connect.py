@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 
 from attune.errors import ConfigurationError
 from attune.memory.config import MemoryConfig
@@ -109,10 +110,15 @@ def check_url(url: str) -> None:
     try:
         pool = aioredis.ConnectionPool.from_url(url)
         pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError) as exc:
-        unknown = re.search(r"unexpected keyword argument '(\w{1,64})'", str(exc))
+    except (ValueError, TypeError, redis_errors.RedisError) as exc:
+        # (redis-py refuses some values with its own errors: ssl_cert_reqs=bogus is a
+        # RedisError, protocol=9 a ConnectionError, neither of them a ValueError.)
+        unknown = re.search(r"unexpected keyword argument '([^']*)'", str(exc))
         if unknown:
-            reason = f"it has an option redis-py does not accept ({unknown.group(1)})"
+            # Named only if it looks like an option: a password pasted after '?' is not.
+            name = unknown.group(1)
+            shown = f" ({name})" if re.fullmatch(r"[a-z_]{1,40}", name) else ""
+            reason = f"it has an option redis-py does not accept{shown}"
         else:
             reason = "an option has a value redis-py cannot use"
         raise ConfigurationError(

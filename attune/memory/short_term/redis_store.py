@@ -153,11 +153,25 @@ class RedisShortTermMemory:
                 "check the user and password in REDIS_URL"
                 + (" (and its sentinel_password for the sentinels)" if self._sentinel else "")
             )
-        if isinstance(exc, redis_errors.ResponseError):
+        if isinstance(exc, redis_errors.NoPermissionError):  # NOPERM: the ACL user's rules
             return ShortTermCommandError(
                 f"Redis at {self.safe_url} refused a {command} command ({what}); nothing was "
-                "changed by it. Another client may have written a different type under "
-                f"attune's key prefix {self.keys.prefix!r}: give attune its own prefix"
+                "changed by it. The ACL user in REDIS_URL may not run it or touch attune's "
+                f"keys: grant it the key pattern ~{self.keys.prefix}:* and the commands "
+                "attune uses (ACL SETUSER ... +@read +@write +@keyspace +@transaction "
+                "+@scripting +ping)"
+            )
+        if isinstance(exc, redis_errors.ResponseError):
+            advice = (
+                "Another client may have written a different type under attune's key "
+                f"prefix {self.keys.prefix!r}: give attune its own prefix"
+                if "WRONGTYPE" in str(exc)
+                else "Check the server's settings (maxmemory, ACL rules, the database "
+                "number and options in REDIS_URL)"
+            )
+            return ShortTermCommandError(
+                f"Redis at {self.safe_url} refused a {command} command ({what}); nothing was "
+                f"changed by it. {advice}"
             )
         if isinstance(exc, redis_errors.TimeoutError) and "connect" in line.lower():
             return ShortTermUnavailableError(
