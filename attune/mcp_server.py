@@ -24,9 +24,10 @@ its storage, Redis and namespace from the usual environment (``ATTUNE_*``, ``RED
 read by :class:`~attune.memory.MemoryConfig`). No tool takes a user or a tier: a client
 cannot raise its own tier; every call is checked and audited as that agent.
 
-Errors. An argument of the wrong JSON type (a list where a string is due, text where a
-number is), or a missing one, is refused before the tool runs: the tool error names the
-argument and the type expected, never the value given nor any other argument's. Values are
+Errors. An argument of the wrong JSON type (a list where a string is due, text or a boolean
+where a number is), a missing one, or one the tool does not take, is refused before the
+tool runs: the tool error names the argument and the type expected (or that it is not one
+of the tool's), never the value given nor any other argument's. Values are
 then checked by the library itself: an :class:`~attune.errors.AttuneError` (bad input,
 refused access, a store down) becomes a tool error carrying the library's message, which
 never holds the value. A pattern holding a credential is stored nowhere and comes back as
@@ -54,8 +55,9 @@ from typing import Any, TypeVar, cast
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
-from pydantic import ConfigDict
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from pydantic import ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 import attune
 from attune.errors import AttuneError, ConfigurationError
@@ -106,6 +108,34 @@ def _page(page: PatternPage) -> dict[str, Any]:
     return {"results": list(page), "next_cursor": page.next_cursor}
 
 
+class _Arguments(FuncMetadata):
+    """The SDK's argument handling, except that an argument that takes any JSON value
+    (``stash``'s ``value``) is passed as it came: the SDK would parse a string holding JSON
+    (``"null"``, ``'{"a": 1}'``) into the value it spells, so text that reads as JSON
+    was stored as something else, or as nothing."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().pre_parse_json(data)
+        for name, field in self.arg_model.model_fields.items():
+            if field.annotation is Any and name in data:
+                parsed[name] = data[name]
+        return parsed
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """A number argument given ``true`` / ``false``: refused, as the library refuses a
+    bool for a number (pydantic would read it as 1 or 0)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "Input should be a number, not a boolean")
+    return value
+
+
+def _numbers(model: type[ArgModelBase]) -> list[str]:
+    """The arguments of ``model`` that take a number (``int``, ``float``, or None)."""
+    numeric = {int, float, int | None, float | None}
+    return [name for name, field in model.model_fields.items() if field.annotation in numeric]
+
+
 def _tool(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Tool:
     """The SDK's tool for ``fn``, whose argument errors never show a value.
 
@@ -115,21 +145,29 @@ def _tool(fn: Callable[..., Awaitable[dict[str, Any]]]) -> Tool:
     every other argument given -- content, working data, tokens, e-mail addresses. The
     same model with ``hide_input_in_errors`` reports only each argument's name and the
     type expected; the advertised JSON schema and the coercions (``"5"`` for an integer)
-    are unchanged."""
+    are unchanged. An argument the tool does not take is refused (``extra="forbid"``:
+    the error names it, never its value) rather than silently ignored, and a boolean
+    where a number is due is refused as the library refuses it."""
     tool = Tool.from_function(fn)
     model = tool.fn_metadata.arg_model
-    tool.fn_metadata.arg_model = cast(
-        "type[ArgModelBase]",
-        type(
-            model.__name__,
-            (model,),
-            {
-                "__module__": model.__module__,
-                "__doc__": model.__doc__,
-                "model_config": ConfigDict(hide_input_in_errors=True),
-            },
-        ),
+    namespace: dict[str, Any] = {
+        "__module__": model.__module__,
+        "__doc__": model.__doc__,
+        "model_config": ConfigDict(hide_input_in_errors=True, extra="forbid"),
+    }
+    numbers = _numbers(model)
+    if numbers:
+        namespace["_numbers_not_booleans"] = field_validator(*numbers, mode="before")(
+            _not_a_boolean
+        )
+    metadata = tool.fn_metadata
+    tool.fn_metadata = _Arguments(
+        arg_model=cast("type[ArgModelBase]", type(model.__name__, (model,), namespace)),
+        output_schema=metadata.output_schema,
+        output_model=metadata.output_model,
+        wrap_output=metadata.wrap_output,
     )
+    tool.parameters["additionalProperties"] = False  # advertised as refused
     return tool
 
 

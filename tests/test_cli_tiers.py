@@ -303,7 +303,14 @@ def test_a_tier_too_low_is_refused_with_exit_2_and_nothing_written(
     assert not list(Path.cwd().glob("attune-export-*"))
 
 
+#: JSON nested past the parser's recursion limit (once a RecursionError traceback, exit 1).
+DEEP_ARRAY = "[" * 5000 + "]" * 5000
+DEEP_OBJECT = '{"a":' * 5000 + "1" + "}" * 5000
+
 BAD_INPUT: list[tuple[list[str], str]] = [
+    (["patterns", "list", "--metadata", DEEP_OBJECT], "argument --metadata: not a JSON object"),
+    (["staged", "add", "x", "--type", "t", "--data", DEEP_OBJECT], "argument --data: not a JSON"),
+    (["stash", "k", DEEP_ARRAY], "value is JSON nested too deeply to parse; pass --string"),
     (["patterns", "search", "x", "--metadata", "{bad"], "argument --metadata: not a JSON object"),
     (["list", "--metadata", "[1, 2]"], "argument --metadata: not a JSON object"),
     (["staged", "add", "x", "--type", "t", "--data", '"text"'], "argument --data: not a JSON"),
@@ -333,6 +340,60 @@ def test_bad_input_is_exit_2_with_a_clear_message_and_nothing_written(
     assert _json(capsys)["found"] is False
     assert main(["staged", "list", "--json", *redis_cli]) == 0
     assert _json(capsys)["staged"] == []
+
+
+def test_get_prints_a_string_exactly_as_stashed(
+    redis_cli: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``get KEY`` prints a string "as it is": rendered by rich, carriage returns, form
+    feeds and bells were dropped and tabs expanded, so ``attune get k > file`` was not
+    what was stashed."""
+    value = "line 1\r\nline 2\tcolumn\fpage\x07  trailing  \n\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(value))
+    assert main(["stash", "k", "-", "--string", *redis_cli]) == 0
+    capsys.readouterr()
+    assert main(["get", "k", *redis_cli]) == 0
+    assert capsys.readouterr().out == value + "\n"
+    assert main(["get", "k", "--json", *redis_cli]) == 0
+    assert _json(capsys)["value"] == value
+
+
+def test_stdin_that_is_not_text_is_exit_2_not_a_traceback(
+    redis_cli: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``stash KEY -`` of bytes that are not text in the locale's encoding (a UTF-8 locale
+    decodes stdin strictly) was a UnicodeDecodeError traceback, exit 1."""
+    stdin = io.TextIOWrapper(io.BytesIO(b"token \xff\xfe tail"), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(["stash", "k", "-", *redis_cli]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "standard input is not utf-8 text" in captured.err
+    assert "token" not in captured.err and "tail" not in captured.err
+    assert main(["get", "k", "--json", *redis_cli]) == 1
+    assert _json(capsys)["found"] is False
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_stdout_closed_early_is_exit_141_not_a_negative_answer(
+    as_json: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``attune health | head -1``: the reader goes before the output is written. Rich
+    exited with status 1 ("a tier is down"), --json with a BrokenPipeError traceback;
+    both are 141, as a shell reports a command ended by SIGPIPE, with nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = open(write_end, "w")  # noqa: SIM115 - closed below
+    monkeypatch.setattr("sys.stdout", closed)
+    errors = io.StringIO()
+    monkeypatch.setattr("sys.stderr", errors)
+    try:
+        argv = ["health", "--storage-dir", str(tmp_path), *(["--json"] if as_json else [])]
+        assert main(argv) == 141
+    finally:
+        monkeypatch.undo()
+        closed.close()  # stdout was pointed at the null device: nothing fails here
+    assert errors.getvalue() == ""
 
 
 def test_the_stand_in_says_its_working_data_ends_with_the_command(

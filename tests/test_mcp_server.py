@@ -251,6 +251,69 @@ async def test_wrong_typed_arguments_are_refused_without_echoing_their_values(
     assert GITHUB_TOKEN[4:] not in log and EMAIL not in log
 
 
+@pytest.mark.timeout(60)
+async def test_unknown_arguments_are_refused_naming_them_not_their_values(
+    tmp_path: Path,
+) -> None:
+    """An argument a tool does not take (a typo, a guessed ``user_id``) was silently
+    dropped: the call ran without it. It is a tool error naming each unknown argument,
+    never its value, and nothing is done."""
+    async with session(tmp_path) as client:
+        message = await refused(
+            client, "stash", key="plan", value=1, ttl=EMAIL, user_id=GITHUB_TOKEN
+        )
+        lines = message.splitlines()
+        assert "ttl" in lines and "user_id" in lines, message
+        assert "extra inputs are not permitted" in message.lower(), message
+        for value in (GITHUB_TOKEN, GITHUB_TOKEN[4:], EMAIL, "john.doe"):
+            assert value not in message, message
+        assert (await call(client, "retrieve", key="plan"))["value"] is None
+        for name, arguments in (
+            ("health_check", {"verbose": True}),
+            ("search_patterns", {"query": "retry", "namepsace": "*"}),
+            ("persist_pattern", {"content": "A tip", "pattern_type": "t", "tier": "STEWARD"}),
+        ):
+            unknown = next(iter(set(arguments) - {"query", "content", "pattern_type"}))
+            assert unknown in (await refused(client, name, **arguments)).splitlines()
+        assert await call(client, "list_patterns") == {"results": [], "next_cursor": None}
+        schemas = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+        assert schemas["stash"]["additionalProperties"] is False
+    log = (tmp_path / "server-stderr.log").read_text()
+    assert GITHUB_TOKEN[4:] not in log and EMAIL not in log
+
+
+@pytest.mark.timeout(60)
+async def test_a_boolean_is_not_a_number_and_json_text_stays_text(tmp_path: Path) -> None:
+    """As in the library: ``true`` for ttl_seconds / ttl_hours / limit is refused (it was
+    read as 1), and a string value that reads as JSON is stored as that string (the SDK
+    parsed it: "null" was stored as null, '{"a": 1}' as an object)."""
+    async with session(tmp_path) as client:
+        for name, arguments, argument in (
+            ("stash", {"key": "plan", "value": 1, "ttl_seconds": True}, "ttl_seconds"),
+            (
+                "stage_pattern",
+                {"pattern_data": {"content": "A tip"}, "pattern_type": "t", "ttl_hours": True},
+                "ttl_hours",
+            ),
+            ("list_patterns", {"limit": False}, "limit"),
+        ):
+            message = await refused(client, name, **arguments)
+            assert argument in message.splitlines(), message
+            assert "not a boolean" in message, message
+        assert (await call(client, "retrieve", key="plan"))["value"] is None
+        assert (await call(client, "get_staged_patterns"))["staged"] == []
+        for text in ("null", '{"a": 1}', "[1, 2]", '"quoted"', "42"):
+            await call(client, "stash", key="text", value=text)
+            assert (await call(client, "retrieve", key="text"))["value"] == text
+        await call(client, "stash", key="object", value={"a": [1, None]})
+        assert (await call(client, "retrieve", key="object"))["value"] == {"a": [1, None]}
+        # Typed arguments keep the SDK's coercions: an object sent as JSON text.
+        staged = await call(
+            client, "stage_pattern", pattern_data='{"content": "A tip"}', pattern_type="t"
+        )
+        assert staged["staged_pattern_id"].startswith("stg_")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

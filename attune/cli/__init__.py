@@ -94,7 +94,9 @@ log in ``audit verify``, or one whose events were deleted, nothing there for get
 show, staged show, patterns delete); 2 a usage error (``audit verify`` of a path with no
 log) or an attune error (bad configuration, bad input, refused access), its message on
 stderr and nothing on stdout; an argument error names the argument, never the value
-typed (:mod:`.arguments`). :func:`main` returns it.
+typed (:mod:`.arguments`); 141 stdout closed before everything was written (``attune ...
+| head -1``: the rest is dropped, as a shell reports a command ended by SIGPIPE).
+:func:`main` returns it.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attune.cli import commands, identity, parser
-from attune.cli.output import ERROR, Output
+from attune.cli.output import ERROR, Output, closed_stdout
 from attune.errors import AttuneError
 
 
@@ -118,3 +120,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttuneError as exc:
         out.error(str(exc))
         return ERROR
+    except BrokenPipeError:  # stdout's reader went away (| head): not a negative answer
+        return closed_stdout()

@@ -67,7 +67,7 @@ def json_object_option(value: str) -> dict[str, Any]:
     """A JSON object given on the command line (``--metadata``, ``--data``)."""
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         parsed = None
     if not isinstance(parsed, dict):
         raise argparse.ArgumentTypeError(

@@ -34,6 +34,9 @@ from attune.memory.progress import ProgressCallback
 
 #: Exit statuses (the parser's epilog says what each means).
 OK, NO, ERROR = 0, 1, 2
+#: Stdout was closed before the output was written (``attune ... | head -1``): what a
+#: shell reports for a command killed by SIGPIPE (128 + 13), never a negative answer.
+CLOSED = 141
 
 #: Work on more records than this shows a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 300
@@ -66,6 +69,26 @@ def when(iso: Any) -> str:
     return iso.replace("T", " ")[:19]
 
 
+class _Console(Console):
+    """A rich console whose closed stdout raises :class:`BrokenPipeError` (rich's own
+    handling exits with status 1, the CLI's "negative answer"); :func:`closed_stdout`
+    turns it into :data:`CLOSED`."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def closed_stdout() -> int:
+    """The exit status when stdout's reader went away: stdout is pointed at the null
+    device (so the interpreter's last flush does not fail again) and nothing is said."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return CLOSED
+
+
 class Output:
     """The stdout and stderr of one run of the command."""
 
@@ -73,8 +96,8 @@ class Output:
         self.as_json = as_json
         # File-less consoles follow sys.stdout / sys.stderr as they are at each write
         # (pytest's capture too); colour and terminal features only on a terminal.
-        self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.out = _Console(highlight=False)
+        self.err = _Console(stderr=True, highlight=False)
         if not self.out.is_terminal and "COLUMNS" not in os.environ:
             self.out.width = _PIPE_WIDTH  # a table in a file is not wrapped to 80 columns
 

@@ -62,6 +62,7 @@ exit status:
   2  a usage error (audit verify: no audit log at the path), or an attune error (bad
      configuration, bad input, refused access); argument errors never repeat the
      value typed
+  141  stdout was closed before everything was written (attune ... | head -1)
 
 --json prints exactly one JSON document on stdout (an object; a list for audit query
 and audit tail; null for show of a missing pattern); messages go to stderr.

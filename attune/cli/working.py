@@ -16,6 +16,7 @@ from typing import Any
 
 from attune.cli import identity
 from attune.cli.output import NO, OK, Output
+from attune.errors import ValidationError
 from attune.memory.types import AccessTier
 
 
@@ -28,6 +29,21 @@ def stash_value(text: str, *, as_string: bool) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise ValidationError(
+            "value is JSON nested too deeply to parse; pass --string to store it as text"
+        ) from None
+
+
+def _stdin_text() -> str:
+    """VALUE ``-``: standard input, which must be text in the locale's encoding."""
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"value: standard input is not {exc.encoding} text (byte {exc.start} cannot be "
+            "decoded); convert it, or set the locale's encoding (PYTHONIOENCODING) to match"
+        ) from None
 
 
 def standin_warning(memory: Any, out: Output) -> None:
@@ -41,7 +57,7 @@ def standin_warning(memory: Any, out: Output) -> None:
 
 
 def stash(args: argparse.Namespace, out: Output) -> int:
-    text = sys.stdin.read() if args.value == "-" else args.value
+    text = _stdin_text() if args.value == "-" else args.value
     value = stash_value(text, as_string=args.string)
     with identity.memory(args, AccessTier.CONTRIBUTOR) as memory:
         memory.stash(args.key, value, args.ttl)
@@ -67,8 +83,9 @@ def get(args: argparse.Namespace, out: Output) -> int:
             standin_warning(memory, out)
     if out.as_json:
         out.document({"key": args.key, "agent_id": agent, "found": found, "value": value})
-    elif isinstance(value, str):
-        out.line(value)
+    elif isinstance(value, str):  # as it is: rich would drop \r, \f, \a and expand tabs
+        sys.stdout.write(value + "\n")
+        sys.stdout.flush()
     elif found:
         out.line(json.dumps(value, indent=2, ensure_ascii=False))
     if not found:
