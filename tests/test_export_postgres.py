@@ -7,6 +7,8 @@ the database keeps them, and the importer joins them to its own ring or key file
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from attune.errors import ValidationError
+from attune.errors import CorruptRecordError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
 from attune.memory.security import pipeline as security_pipeline
 from attune.memory.security.crypto import generate_master_key
@@ -97,3 +99,89 @@ async def test_an_altered_key_in_the_manifest_imports_nothing(
             await admin.import_patterns(out)
         assert await admin.count_patterns(namespace="*") == 0
     security_pipeline.close_shared()
+
+
+def _carried(out: Path) -> set[str]:
+    """The ids of the keys the export's manifest carries."""
+    return {k["id"] for k in json.loads(Path(str(out) + ".manifest.json").read_text())["keys"]}
+
+
+async def _empty_database(postgres_url: str) -> None:
+    """The database as another deployment's: no records, no ring of its own yet."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("TRUNCATE patterns, store_meta, key_ring, key_ring_keys")
+    finally:
+        await conn.close()
+
+
+async def test_a_postgresql_export_round_trips_through_sqlite_into_postgresql(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL -> SQLite -> PostgreSQL with one root key: the SQLite store's export
+    carries the ring keys it joined to its key file, so the last import opens its records."""
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
+    ids, out = await _export_from_postgres(postgres_url, tmp_path)
+    sqlite = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "sqlite")
+    await _check_imported(sqlite, ids, out)
+    again = tmp_path / "again.jsonl"
+    async with AsyncUnifiedMemory("admin", sqlite, access_tier="STEWARD") as admin:
+        manifest = await admin.export_patterns(again, namespace="*")
+    assert manifest["keys"] == sorted(_carried(out))  # the keys it was given, passed on
+    security_pipeline.close_shared()
+    await _empty_database(postgres_url)
+    config = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "pg2", database_url=postgres_url)
+    await _check_imported(config, ids, again)
+
+
+def _alter_a_record(out: Path) -> None:
+    """An encrypted record's ciphertext altered, the digest recomputed: the manifest's keys
+    still open, the record does not."""
+    lines = out.read_bytes().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if record["encrypted"]:
+            raw = bytearray(base64.b64decode(record["content"]))
+            raw[0] ^= 0x01
+            record["content"] = base64.b64encode(bytes(raw)).decode()
+            lines[i] = json.dumps(record).encode() + b"\n"
+            break
+    data = b"".join(lines)
+    out.write_bytes(data)
+    manifest_path = Path(str(out) + ".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = hashlib.sha256(data).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+
+
+async def test_a_refused_import_leaves_the_key_ring_and_key_file_as_they_were(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
+    _ids, out = await _export_from_postgres(postgres_url, tmp_path)
+    carried = _carried(out)
+    _alter_a_record(out)
+    # Into SQLite: the key file gains none of the export's keys.
+    sqlite = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "sqlite")
+    async with AsyncUnifiedMemory("admin", sqlite, access_tier="STEWARD") as admin:
+        with pytest.raises(CorruptRecordError):
+            await admin.import_patterns(out)
+        assert await admin.count_patterns(namespace="*") == 0
+        assert not carried & set(admin.pipeline.cipher.ring.key_ids)
+    key_file = tmp_path / "sqlite" / "master.key"  # none before: ATTUNE_MASTER_KEY is set
+    assert not key_file.exists() or not carried & set(json.loads(key_file.read_text())["keys"])
+    security_pipeline.close_shared()
+    # Into another PostgreSQL deployment: its ring gains none of them.
+    await _empty_database(postgres_url)
+    config = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "pg2", database_url=postgres_url)
+    async with AsyncUnifiedMemory("admin", config, access_tier="STEWARD") as admin:
+        with pytest.raises(CorruptRecordError):
+            await admin.import_patterns(out)
+        assert await admin.count_patterns(namespace="*") == 0
+    security_pipeline.close_shared()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        in_ring = {r[0] for r in await conn.fetch("SELECT key_id FROM key_ring_keys")}
+    finally:
+        await conn.close()
+    assert in_ring and not carried & in_ring

@@ -204,3 +204,35 @@ async def test_a_resumed_migration_indexes_the_records_an_interrupted_one_left_u
     ) as memory:
         hits = await memory.search_patterns("lighthouse", namespace="*", limit=50)
         assert {h["pattern_id"] for h in hits} == set(written)
+
+
+async def test_keys_imported_counts_only_the_keys_the_database_ring_lacked(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    await _fill(tmp_path, 4)
+    first = await Migration(postgres_url, _config(tmp_path)).run()
+    assert first["keys_imported"] == 1  # the key file's key, new to the database's ring
+    again = await Migration(postgres_url, _config(tmp_path)).run()
+    assert again["keys_imported"] == 0  # already there: nothing added
+    assert (again["imported"], again["skipped"]) == (0, 4)
+
+
+async def test_two_migrations_at_once_each_keep_their_own_export(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two runs to the same database interleaved: one verifying (and deleting its export)
+    never takes away the file the other still reads."""
+    await _fill(tmp_path, 6)
+    one, two = (
+        Migration(postgres_url, _config(tmp_path)),
+        Migration(postgres_url, _config(tmp_path)),
+    )
+    await one.export()
+    await two.export()
+    await one.load()
+    await one.verify()
+    await two.load()
+    await two.verify()
+    assert (one.report["imported"], two.report["skipped"], two.report["verified"]) == (6, 6, 6)
+    assert list((tmp_path / "migrate").iterdir()) == [], "each export is deleted once verified"
+    assert await _rows(postgres_url) == 6

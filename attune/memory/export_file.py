@@ -2,8 +2,8 @@
 
 An export is a JSON Lines file, one stored record a line (every field as stored, bytes in
 base64), and beside it ``<path>.manifest.json``: the format, the record count, the
-SHA-256 of the JSONL bytes, the namespace, the counts by classification and (PostgreSQL
-stores) the ring keys its records are under, wrapped under the root key. :class:`Spool`
+SHA-256 of the JSONL bytes, the namespace, the counts by classification and the master
+keys its records are under (but the root), wrapped under the root key. :class:`Spool`
 writes both through temporary files renamed into place; :func:`read_export` and
 :func:`parse` check a manifest and every line before an import writes anything. Also
 used by :mod:`.migration`, which copies a store through the same format.

@@ -4,11 +4,12 @@
 into the PostgreSQL database of ``target_url`` in three steps, each with its own progress:
 
 1. :meth:`~Migration.export`: every live record, exactly as stored (ciphertext, wrapped
-   data key and nonce; never plaintext), to ``<storage_dir>/migrate/<target>.jsonl`` with
-   its manifest (:meth:`~attune.memory.transfer.PatternTransfer.export_patterns`);
+   data key and nonce; never plaintext), to ``<storage_dir>/migrate/to-<target>-<run>.jsonl``
+   with its manifest (:meth:`~attune.memory.transfer.PatternTransfer.export_patterns`): a
+   file of this run's own, so two runs at once never replace or delete each other's;
 2. :meth:`~Migration.load`: the source's master keys added to the database's key ring
-   (wrapped under the root key, not active: :mod:`attune.memory.security.ring_store`),
-   then the export inserted into PostgreSQL
+   (wrapped under the root key, not active: :mod:`attune.memory.security.ring_store`;
+   ``keys_imported`` counts those it lacked), then the export inserted into PostgreSQL
    (:meth:`~attune.memory.transfer.PatternTransfer.import_patterns`): every record is
    checked to open with the target's keys before the first write, and an id already
    stored there is skipped. An interrupted migration is resumed by running it again: the
@@ -17,7 +18,7 @@ into the PostgreSQL database of ``target_url`` in three steps, each with its own
    compared field by field with the export (counts, and a SHA-256 over the records in id
    order on each side); a difference raises :class:`~attune.errors.MigrationError`.
    Verified, the export is deleted (a copy of the data that erasure and retention would
-   not see).
+   not see), as it is when a step fails; only a process killed outright leaves its file.
 
 The target's audit chain then records a ``store.migrate`` event anchoring the source's:
 the head hash and event count of the SQLite deployment's audit log at the migration, the
@@ -28,8 +29,10 @@ deleted from the source: switching a deployment over is setting ``ATTUNE_DATABAS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Awaitable
+import secrets
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,8 +88,10 @@ class Migration:
                 "point ATTUNE_STORAGE_DIR (or --storage-dir) at the deployment's directory"
             )
         target = hashlib.sha256(str(self.target_config.redacted_database_url).encode())
+        # A file of this run's own: another run at once never replaces or deletes it.
+        run = secrets.token_hex(6)
         self.export_path = (
-            self.source_config.storage_dir / "migrate" / f"to-{target.hexdigest()[:12]}.jsonl"
+            self.source_config.storage_dir / "migrate" / f"to-{target.hexdigest()[:12]}-{run}.jsonl"
         )
         self.report.update(
             source=str(self.source_db), target=self.target_config.redacted_database_url
@@ -124,22 +129,30 @@ class Migration:
         """The source's master keys joined to the database's key ring (not active: the
         ring's own key stays the one new data is written under), then the export inserted
         into PostgreSQL (ids already there are skipped)."""
-        async with (
-            self._memory(self.source_config) as source,
-            self._memory(self.target_config) as memory,
-        ):
-            keys = await ring_store.import_ring(
-                memory.pipeline.cipher.ring, memory.long_term, source.pipeline.cipher.ring
-            )
-            counts = await memory.import_patterns(self.export_path, progress=progress)
-        self.report["keys_imported"] = len(keys)
-        if counts["imported"]:
-            await _analyze(self.target_url)
-        self.report.update(counts)
+        async with self._discarded_on_error():
+            async with (
+                self._memory(self.source_config) as source,
+                self._memory(self.target_config) as memory,
+            ):
+                keys = await ring_store.import_ring(
+                    memory.pipeline.cipher.ring, memory.long_term, source.pipeline.cipher.ring
+                )
+                counts = await memory.import_patterns(self.export_path, progress=progress)
+            self.report["keys_imported"] = len(keys)  # those the database's ring lacked
+            if counts["imported"]:
+                await _analyze(self.target_url)
+            self.report.update(counts)
 
     async def verify(self, progress: ProgressCallback | None = None) -> None:
         """Every exported record read back from PostgreSQL, compared field by field; then
         the ``store.migrate`` event in the target's audit chain."""
+        async with self._discarded_on_error():
+            await self._verify(progress)
+        # A copy of every record outside the store: gone once it served (erasure and
+        # retention never look here), as after a failed step.
+        self._discard_export()
+
+    async def _verify(self, progress: ProgressCallback | None) -> None:
         report = Reporter(check_progress(progress), "migrate")
         data, manifest = await asyncio.to_thread(read_export, self.export_path)
         records = await asyncio.to_thread(parse, data, manifest)
@@ -174,8 +187,18 @@ class Migration:
             }
             await memory._audit_migration(details)
         self.report.update(verified=len(exported) - expired, sha256=source.hexdigest())
-        # A copy of every record outside the store: gone once it served (erasure and
-        # retention never look here). A failed step keeps it; the next run writes anew.
+
+    @contextlib.asynccontextmanager
+    async def _discarded_on_error(self) -> AsyncIterator[None]:
+        """The export deleted if the step fails (or is cancelled): no other run reads it,
+        and the next run exports anew."""
+        try:
+            yield
+        except BaseException:
+            self._discard_export()
+            raise
+
+    def _discard_export(self) -> None:
         for path in (
             self.export_path,
             self.export_path.with_name(self.export_path.name + MANIFEST_SUFFIX),

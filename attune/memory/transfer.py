@@ -10,7 +10,8 @@ layout, writing and checking are in :mod:`.export_file`; this module is the core
 
 :meth:`PatternTransfer.import_patterns` checks the whole export before its first write:
 the manifest, the digest, every line's fields, and that every record opens with this
-store's master keys (an export is only readable where its master key is). Then it inserts
+store's master keys or those the manifest carries (an export is only readable where its
+root key is). Then it joins the carried keys to the ring or key file and inserts
 each record as it was (id, namespace, times, retention); an id already stored is skipped,
 a record past its retention is not imported. The import then indexes the new records for
 search (as records stored before search existed are).
@@ -34,8 +35,11 @@ from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
 from attune.memory.progress import ProgressCallback, Reporter, check_progress
+from attune.memory.security import records as sealed
 from attune.memory.security import ring_store
 from attune.memory.security.audit import Durability
+from attune.memory.security.crypto import EnvelopeCipher
+from attune.memory.security.keyring import KeyRing
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import Classification
 
@@ -66,9 +70,10 @@ class PatternTransfer(CoreParts):
         or ``"*"`` for all) to ``path`` as JSON Lines, exactly as stored (encrypted
         records stay encrypted), and ``<path>.manifest.json`` (STEWARD only). An existing
         file is replaced. Returns the manifest: ``format``, ``records``, ``sha256``,
-        ``namespace``, ``exported_at``, ``by_classification``; from a store that keeps its
-        key ring (PostgreSQL), ``keys``: the ids of the ring keys the file carries (wrapped
-        under the root key), so that another store with the same root key opens them;
+        ``namespace``, ``exported_at``, ``by_classification``; ``keys``: the ids of the master
+        keys the file carries (wrapped under the root key: a PostgreSQL store's ring keys,
+        a SQLite store's key-file keys other than the root), so that another store with the
+        same root key opens the records, if there are any;
         ``corrupt``: how many records damaged outside attune were left out (each reported
         in the audit log, as by every read), only if any were.
 
@@ -125,9 +130,9 @@ class PatternTransfer(CoreParts):
                 "exported_at": iso_ms(now),
                 "by_classification": counts,
             }
-            # A store that keeps its key ring (PostgreSQL): the ring keys the records are
-            # under go along, wrapped under the root key, so another store with the same
-            # root key opens them (a key file is shared with the importer instead).
+            # The master keys the records are under go along, wrapped under the root key,
+            # so another store with the same root key opens them (the root itself does not:
+            # the importer has it).
             keys = (
                 await ring_store.export_keys(self.pipeline.cipher.ring, self.long_term, key_ids)
                 if key_ids
@@ -158,9 +163,11 @@ class PatternTransfer(CoreParts):
         """Insert the records of an export made by :meth:`export_patterns` (STEWARD only),
         each in the namespace it was exported from. The whole file is checked first (its
         manifest and digest, every line, that every record opens with this store's master
-        keys): a damaged or altered export raises :class:`ValidationError` (a record that
-        does not open: the error its recall would raise, e.g. :class:`DecryptionError` when
-        this store lacks its master key) and imports nothing. Returns ``imported``,
+        keys and those the manifest carries): a damaged or altered export raises
+        :class:`ValidationError` (a record that does not open: the error its recall would
+        raise, e.g. :class:`DecryptionError` when this store lacks its master key) and
+        imports nothing, the key ring and key file included: the manifest's keys are
+        joined to them (not active) only once every record opened. Returns ``imported``,
         ``skipped`` (ids already stored) and ``expired`` (records past their retention,
         not imported).
 
@@ -173,15 +180,23 @@ class PatternTransfer(CoreParts):
         report = Reporter(check_progress(progress), "import_patterns")
         data, manifest = await _io("read the export", export_file.read_export, source)
         records = await asyncio.to_thread(export_file.parse, data, manifest)
-        if manifest.get("keys"):  # the exporter's ring keys: joined to this store's, inactive
-            await ring_store.join_exported_keys(
-                self.pipeline.cipher.ring, self.long_term, manifest["keys"]
-            )
+        # The exporter's keys this store lacks: opened now, joined to its ring (inactive)
+        # only once every record is known to open, so a refused import leaves it as it was.
+        ring = self.pipeline.cipher.ring
+        carried = await ring_store.open_exported_keys(
+            ring, self.long_term, manifest.get("keys", ())
+        )
+        under_carried = EnvelopeCipher(KeyRing(carried.values()))
         for record in records:  # readable here, or refused before any write
-            await self.pipeline.opened(
-                self.long_term, functools.partial(self.pipeline.unseal, record)
-            )
+            if record.key_id in carried:
+                sealed.unseal(record, lambda: under_carried)
+            else:
+                await self.pipeline.opened(
+                    self.long_term, functools.partial(self.pipeline.unseal, record)
+                )
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
+        if carried:
+            await ring_store.join_keys(ring, self.long_term, carried.values())
         now = clock.now_ms()
         live = [r for r in records if r.expires_at_ms is None or r.expires_at_ms > now]
         imported = 0

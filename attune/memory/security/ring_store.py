@@ -176,8 +176,8 @@ async def rotate(ring: KeyRing, store: LongTermStore) -> str:
 async def import_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]) -> list[str]:
     """Add existing master keys (32 bytes each) to the store's ring without making them
     active, so records encrypted under them elsewhere (a SQLite store's key file, copied
-    by a migration) open on every host; their ids, in order. Keys already there are left
-    as they are."""
+    by a migration) open on every host; the ids of those the ring did not hold yet, in
+    order. Keys already there are left as they are (and not counted)."""
     materials = [bytes(k) for k in keys]
     if any(len(k) != KEY_BYTES for k in materials):
         raise ConfigurationError(f"a master key to import must be exactly {KEY_BYTES} bytes")
@@ -185,8 +185,10 @@ async def import_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]
         raise ConfigurationError(
             "this long-term store keeps no key ring: its master keys are in the key file"
         )
-    await ready(ring, store)
+    await reload(ring, store)  # the ring as stored now: what is new is counted against it
     root = _root_or_refuse(ring)
+    known = set(ring.key_ids)
+    added: list[str] = []
     stored: StoredRing | None = None
     for material in materials:
         kid = key_id(material)
@@ -194,10 +196,13 @@ async def import_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]
         stored = await store.change_key_ring(op)
         if stored.root_key_id != root[0]:
             raise _moved(root[0], stored.root_key_id, "no key was imported")
+        if kid not in known:
+            added.append(kid)
+        known = {entry.key_id for entry in stored.keys}
     if stored is not None:
         keys_now, active = open_ring(stored, root)
         ring._use_store_keys(keys_now, active)
-    return [key_id(k) for k in materials]
+    return added
 
 
 async def import_ring(ring: KeyRing, store: LongTermStore, source: KeyRing) -> list[str]:
@@ -211,50 +216,80 @@ async def import_ring(ring: KeyRing, store: LongTermStore, source: KeyRing) -> l
 async def export_keys(
     ring: KeyRing, store: LongTermStore, kids: Iterable[str]
 ) -> list[dict[str, str]] | None:
-    """The ring keys ``kids`` for an export of ``store``'s records, each wrapped under this
-    process's root key as the store keeps it: ``{"id", "root", "wrapped"}`` (base64), so
-    another store with the same root key can join them (:func:`join_exported_keys`). None
-    for a store that keeps no ring: its key file is shared with the importer instead."""
-    if not await keeps_ring(store):
-        return None
-    await ready(ring, store)
-    root = _root_or_refuse(ring)
+    """The master keys ``kids`` for an export of ``store``'s records, each wrapped under
+    this process's root key as a store ring keeps it: ``{"id", "root", "wrapped"}``
+    (base64), so another store with the same root key can join them
+    (:func:`open_exported_keys`, :func:`join_keys`). A store that keeps a ring: every one
+    (ConfigurationError if the ring lacks one). A store of one host (the key file): those
+    other than the root itself (the importer has it) and that the ring holds (the others
+    must be given to the importer as they are). None when there is nothing to carry."""
+    in_store = await keeps_ring(store)
+    if in_store:
+        await ready(ring, store)
+        root = _root_or_refuse(ring)
+    else:
+        found = ring._root_key()
+        if found is None:
+            return None
+        root = found
     out = []
     for kid in sorted(set(kids)):
+        if not in_store and kid == root[0]:
+            continue
         material = ring._key(kid)
         if material is None:
+            if not in_store:
+                continue
             raise ConfigurationError(f"master key {kid} is not in the key ring; nothing exported")
         out.append(
             {"id": kid, "root": root[0], "wrapped": b64encode(wrap(root, kid, material)).decode()}
         )
-    return out
+    return out or None
 
 
-async def join_exported_keys(
+async def open_exported_keys(
     ring: KeyRing, store: LongTermStore, entries: Iterable[tuple[str, str, bytes]]
-) -> list[str]:
-    """The keys an export carried (``(id, root id, wrapped)`` each), opened with this
-    process's root key, which must be the exporter's, and joined to ``store``'s ring (not
-    active) or to the key file; their ids. ValidationError if one does not open."""
+) -> dict[str, bytes]:
+    """The keys an export carried (``(id, root id, wrapped)`` each) that this process does
+    not hold, opened with its root key, which must be the exporter's; by id. Nothing is
+    stored: :func:`join_keys` does, once the import is checked. ValidationError if one
+    does not open."""
+    if await keeps_ring(store):
+        await ready(ring, store)
+    missing = [entry for entry in entries if ring._key(entry[0]) is None]
+    if not missing:
+        return {}
     root = _root_or_refuse(ring)
     kek = _kek(root)
-    materials = []
-    for kid, root_id, wrapped in entries:
+    materials = {}
+    for kid, root_id, wrapped in missing:
         if root_id != root[0]:
             raise ValidationError(
                 f"the export's master keys are under root key {root_id}, this process's root "
-                f"key is {root[0]}: set {ENV_VAR} to the exporting deployment's root key"
+                f"key is {root[0]}: set {ENV_VAR} to the exporting deployment's root key; "
+                "nothing was imported"
             )
         try:
-            materials.append(_unwrap(kek, root_id, RingKey(kid, wrapped)))
+            materials[kid] = _unwrap(kek, root_id, RingKey(kid, wrapped))
         except ConfigurationError:
             raise ValidationError(
                 f"the export's master key {kid} does not open under root key {root_id}: the "
                 "export was altered; nothing was imported"
             ) from None
+    return materials
+
+
+async def join_keys(ring: KeyRing, store: LongTermStore, keys: Iterable[bytes]) -> list[str]:
+    """Master keys (of :func:`open_exported_keys`) joined, not active, to ``store``'s ring
+    or to the key file; the ids of those that were not there yet."""
+    materials = list(keys)
     if await keeps_ring(store):
         return await import_keys(ring, store, materials)
-    return [ring.keep_key(material) for material in materials]
+    added = []
+    for material in materials:
+        if ring._key(key_id(material)) is None:
+            added.append(ring.keep_key(material))
+    return added
 
 
 def _moved(root_id: str, now: str | None, what: str) -> ConfigurationError:
