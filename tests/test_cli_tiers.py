@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -416,3 +417,33 @@ def test_every_command_is_listed_in_the_main_help(capsys: pytest.CaptureFixture[
         if len(path) == 1 and path[0] in ALIASES:
             continue
         assert all(word in listed for word in path), path
+
+
+def test_text_an_ascii_terminal_cannot_show_is_replaced_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal whose encoding cannot hold a pattern's characters (ASCII, cp1252),
+    the table printed a UnicodeEncodeError traceback and exited 1 ("a negative answer");
+    the characters are shown as ``?``, and ``--json`` keeps every one as an escape."""
+    store = UnifiedMemory("cli-test", MemoryConfig(storage_dir=tmp_path, environment="development"))
+    stored = store.persist_pattern("Café au lait ☕ tip", "tip", classification="PUBLIC")
+    store.close()
+    for argv, expected in (
+        (["patterns", "list"], "Caf? au lait ? tip"),
+        (["patterns", "search", "cafe", "--json"], "Caf\\u00e9 au lait \\u2615 tip"),
+    ):
+        out, err = io.BytesIO(), io.BytesIO()
+        terminal = io.TextIOWrapper(out, encoding="ascii")
+        messages = io.TextIOWrapper(err, encoding="ascii")
+        monkeypatch.setattr("sys.stdout", terminal)
+        monkeypatch.setattr("sys.stderr", messages)
+        try:
+            code = main([*argv, "--storage-dir", str(tmp_path)])
+        finally:
+            monkeypatch.undo()
+        terminal.flush()
+        messages.flush()
+        assert code == 0, err.getvalue()
+        assert expected in out.getvalue().decode("ascii"), out.getvalue()
+        assert err.getvalue() == b""
+    assert stored["pattern_id"].startswith("pat_")

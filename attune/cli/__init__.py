@@ -104,7 +104,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attune.cli import commands, identity, parser
-from attune.cli.output import ERROR, Output, closed_stdout
+from attune.cli.output import ERROR, Output, closed_stdout, tolerate_unencodable
 from attune.errors import AttuneError
 
 
@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.build().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (its message printed)
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
+    tolerate_unencodable()
     out = Output(as_json=args.json)
     try:
         with identity.run_environment(args):

@@ -79,6 +79,17 @@ class _Console(Console):
         raise BrokenPipeError
 
 
+def tolerate_unencodable() -> None:
+    """Characters stdout's or stderr's encoding cannot hold (an ASCII or cp1252 terminal, a
+    pattern in French) are printed as ``?`` rather than failing the command with a
+    traceback. (``--json`` is ASCII whatever the data: its escapes keep every character.)"""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+                reconfigure(errors="replace")
+
+
 def closed_stdout() -> int:
     """The exit status when stdout's reader went away: stdout is pointed at the null
     device (so the interpreter's last flush does not fail again) and nothing is said."""
