@@ -4,8 +4,6 @@ shares the master key, and a damaged or altered export imports nothing."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import sqlite3
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exports import manifest_of, rewrite, tamper_ciphertext
 
 from attune.errors import AccessDeniedError, AttuneError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
@@ -32,18 +31,6 @@ def _other_store(config: MemoryConfig, tmp_path: Path, name: str = "other") -> M
         key_prefix=config.key_prefix + name,
         master_key_file=config.storage_dir / "master.key",
     )
-
-
-def _manifest(out: Path) -> Any:
-    return json.loads(Path(str(out) + MANIFEST_SUFFIX).read_text())
-
-
-def _rewrite(out: Path, data: bytes) -> None:
-    """Replace the export's JSONL with ``data``, its manifest's digest recomputed."""
-    out.write_bytes(data)
-    manifest = _manifest(out)
-    manifest["sha256"] = hashlib.sha256(data).hexdigest()
-    Path(str(out) + MANIFEST_SUFFIX).write_text(json.dumps(manifest))
 
 
 def _listing(directory: Path) -> list[str]:
@@ -92,7 +79,7 @@ async def test_round_trip_to_a_fresh_store_recalls_identically_and_is_searchable
         assert [e["details"]["count"] for e in events] == [3]
     assert manifest["records"] == 3 and manifest["namespace"] == "default"
     assert manifest["by_classification"] == {"PUBLIC": 1, "INTERNAL": 1, "SENSITIVE": 1}
-    assert _manifest(out) == manifest
+    assert manifest_of(out) == manifest
     assert len(out.read_bytes().splitlines()) == 3
     # Exactly as stored: the SENSITIVE record's plaintext is nowhere in the file.
     data = out.read_bytes()
@@ -163,20 +150,7 @@ def _tamper_line(out: Path) -> None:
     """A malformed line, with the manifest's digest recomputed to match it."""
     lines = out.read_bytes().splitlines(keepends=True)
     lines[1] = b'{"pattern_id": "pat_x", "not": "a record"}\n'
-    _rewrite(out, b"".join(lines))
-
-
-def _tamper_ciphertext(out: Path) -> None:
-    """A SENSITIVE record's ciphertext altered, the digest recomputed: its key refuses it."""
-    lines = out.read_bytes().splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        record = json.loads(line)
-        if record["encrypted"]:
-            raw = bytearray(base64.b64decode(record["content"]))
-            raw[0] ^= 0x01
-            record["content"] = base64.b64encode(bytes(raw)).decode()
-            lines[i] = json.dumps(record).encode() + b"\n"
-    _rewrite(out, b"".join(lines))
+    rewrite(out, b"".join(lines))
 
 
 def _tamper_truncate(out: Path) -> None:
@@ -196,7 +170,7 @@ def _out_of_range(field: str, value: int) -> Any:
         record = json.loads(lines[-1])
         record[field] = value
         lines[-1] = json.dumps(record).encode() + b"\n"
-        _rewrite(out, b"".join(lines))
+        rewrite(out, b"".join(lines))
 
     tamper.__name__ = f"_{field}_{value}"
     return tamper
@@ -208,7 +182,7 @@ def _out_of_range(field: str, value: int) -> Any:
         _tamper_flip,
         _tamper_digest,
         _tamper_line,
-        _tamper_ciphertext,
+        tamper_ciphertext,
         _tamper_truncate,
         _drop_manifest,
         _out_of_range("expires_at_ms", 2**63),
@@ -228,7 +202,7 @@ async def test_a_damaged_or_altered_export_imports_nothing(
     tamper(out)
     target = _other_store(mock_config, tmp_path)
     async with AsyncUnifiedMemory("admin", target, access_tier="STEWARD") as admin:
-        expected = AttuneError if tamper is _tamper_ciphertext else ValidationError
+        expected = AttuneError if tamper is tamper_ciphertext else ValidationError
         with pytest.raises(expected):
             await admin.import_patterns(out)
         assert await admin.count_patterns(namespace="*") == 0
@@ -313,7 +287,7 @@ def _expire(out: Path, pattern_id: str) -> None:
         if record["pattern_id"] == pattern_id:
             record["expires_at_ms"] = int(time.time() * 1000) - 1
         lines.append(json.dumps(record).encode() + b"\n")
-    _rewrite(out, b"".join(lines))
+    rewrite(out, b"".join(lines))
 
 
 def test_the_blocking_facade_exports_and_imports(mock_config: MemoryConfig, tmp_path: Path) -> None:

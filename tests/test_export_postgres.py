@@ -7,14 +7,13 @@ the database keeps them, and the importer joins them to its own ring or key file
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from exports import tamper_ciphertext
 
 from attune.errors import CorruptRecordError, ValidationError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -134,33 +133,13 @@ async def test_a_postgresql_export_round_trips_through_sqlite_into_postgresql(
     await _check_imported(config, ids, again)
 
 
-def _alter_a_record(out: Path) -> None:
-    """An encrypted record's ciphertext altered, the digest recomputed: the manifest's keys
-    still open, the record does not."""
-    lines = out.read_bytes().splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        record = json.loads(line)
-        if record["encrypted"]:
-            raw = bytearray(base64.b64decode(record["content"]))
-            raw[0] ^= 0x01
-            record["content"] = base64.b64encode(bytes(raw)).decode()
-            lines[i] = json.dumps(record).encode() + b"\n"
-            break
-    data = b"".join(lines)
-    out.write_bytes(data)
-    manifest_path = Path(str(out) + ".manifest.json")
-    manifest = json.loads(manifest_path.read_text())
-    manifest["sha256"] = hashlib.sha256(data).hexdigest()
-    manifest_path.write_text(json.dumps(manifest))
-
-
 async def test_a_refused_import_leaves_the_key_ring_and_key_file_as_they_were(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ATTUNE_MASTER_KEY", generate_master_key())
     _ids, out = await _export_from_postgres(postgres_url, tmp_path)
     carried = _carried(out)
-    _alter_a_record(out)
+    tamper_ciphertext(out)
     # Into SQLite: the key file gains none of the export's keys.
     sqlite = MemoryConfig(redis_mock=True, storage_dir=tmp_path / "sqlite")
     async with AsyncUnifiedMemory("admin", sqlite, access_tier="STEWARD") as admin:
