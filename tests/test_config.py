@@ -126,10 +126,29 @@ def test_a_redis_url_whose_database_is_not_a_number_is_refused(url: str) -> None
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://h:6379", "redis://h:6379/", "redis://h:6379/15", "rediss://u:p@h/2?db=3"]
+    "url",
+    [
+        "redis://h:6379",
+        "redis://h:6379/",
+        "redis://h:6379/15",
+        "rediss://u:p@h/2?db=2",
+        "redis://h?db=3",
+        "unix:///run/redis.sock?db=3",
+    ],
 )
 def test_a_redis_url_with_a_database_number_or_none_is_accepted(url: str) -> None:
     assert MemoryConfig(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["rediss://u:secret@h/2?db=3", "redis://h?db=1&db=2", "unix:///s.sock?db=1&db=2"]
+)
+def test_a_redis_url_naming_two_databases_is_refused(url: str) -> None:
+    """redis-py takes the last ``?db=`` over the path's number, silently: ``/2?db=3`` was
+    database 3, another application's perhaps. The password is not repeated."""
+    with pytest.raises(ConfigurationError, match="database more than once") as info:
+        MemoryConfig(redis_url=url)
+    assert "secret" not in str(info.value)
 
 
 def test_invalid_boolean_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ Cluster and Sentinel forms are parsed by :mod:`attune.memory.short_term.cluster_
 from __future__ import annotations
 
 import re
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from attune.memory.sentinel_url import (
     is_sentinel_url,
@@ -90,6 +90,14 @@ def check_redis_url(value: str) -> str:
         raise ValueError(
             "the Redis URL's path is the database number, e.g. redis://localhost:6379/0 "
             "(or no path for database 0)"
+        )
+    in_query = [v.strip() for name, v in parse_qsl(parts.query) if name == "db"]
+    in_path = parts.path.strip("/") if parts.scheme != "unix" else ""  # (unix: the socket)
+    if len(in_query) > 1 or (in_path and in_query and in_query != [in_path]):
+        # redis-py would take the last ?db= silently, over the path's number.
+        raise ValueError(
+            "the Redis URL names its database more than once (in its path and as ?db=); "
+            "give the number once, e.g. redis://localhost:6379/2"
         )
     return value
 
