@@ -25,7 +25,6 @@ value is at most 1 MiB (terms past that are left out).
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -175,9 +174,10 @@ def _match(sql: _Sql, match: Match, classification: str | None) -> str | None:
     # COUNTED_PHRASES; past it, below every record holding them all).
     columns = _TOKEN_COLUMNS.get(classification, _TOKEN_COLUMNS[None])
     if groups == match.phrases:
-        lacked = [
-            f"(CASE WHEN {_holds(sql, [w], [t], columns)} THEN 0 ELSE 1 END)"
-            for w, t in itertools.zip_longest(match.words, match.tokens)
+        lacked = [  # phrase i in either form (one of the lists may be empty)
+            f"(CASE WHEN {_holds(sql, match.words[i : i + 1], match.tokens[i : i + 1], columns)}"
+            " THEN 0 ELSE 1 END)"
+            for i in range(match.phrases)
         ]
         return f"({score} - {PARTIAL!r}::float8 * ({' + '.join(lacked)}))"
     every = _holds(sql, match.words, match.tokens, columns)
@@ -186,16 +186,16 @@ def _match(sql: _Sql, match: Match, classification: str | None) -> str | None:
 
 def _holds(
     sql: _Sql,
-    words: Sequence[Sequence[str] | None],
-    tokens: Sequence[Sequence[str] | None],
+    words: Sequence[Sequence[str]],
+    tokens: Sequence[Sequence[str]],
     columns: Sequence[str],
 ) -> str:
     """Whether a record holds every one of the phrases, as terms or as tokens (``false``
     when a phrase has terms no ``tsvector`` can hold)."""
     held = []
-    if (text := query_text([w for w in words if w is not None], every=True)) is not None:
+    if (text := query_text(words, every=True)) is not None:
         held.append(f"p.words @@ {sql.arg(text, '::tsquery')}")
-    if (text := query_text([t for t in tokens if t is not None], every=True)) is not None:
+    if (text := query_text(tokens, every=True)) is not None:
         q = sql.arg(text, "::tsquery")
         held += [f"p.{column} @@ {q}" for column in columns]
     return "(" + " OR ".join(held) + ")" if held else "false"

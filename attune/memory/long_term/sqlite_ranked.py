@@ -108,14 +108,15 @@ def find_ranked(
             continue  # the cursor is past this stage: its scores are all above it
         part = replace(query, limit=query.limit - len(page), after=after)
         after = None  # a later stage's records all rank below this one's
-        skip = few(stage.above) if stage.wider is not None else None
-        run = stage if skip is None else Stage(stage.wider or "", stage.offset)
+        run, skip = stage, frozenset[int]()
+        if stage.wider is not None and (earlier := few(stage.above)) is not None:
+            run, skip = Stage(stage.wider, stage.offset), earlier
         later = stages[n + 1] if n + 1 < len(stages) else None
         if later is not None and later.wider is not None and few(later.above) is not None:
             # this stage's matches (with the earlier ones') are few: rank them at once
-            page += full_page(db, part, run, where, args, record, skip or frozenset())
+            page += full_page(db, part, run, where, args, record, skip)
         else:
-            page += _stage_page(db, part, run, where, args, record, skip or frozenset())
+            page += _stage_page(db, part, run, where, args, record, skip)
         if len(page) >= query.limit:
             break
     return page
