@@ -48,6 +48,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -112,14 +113,29 @@ class _Arguments(FuncMetadata):
     """The SDK's argument handling, except that an argument that takes any JSON value
     (``stash``'s ``value``) is passed as it came: the SDK would parse a string holding JSON
     (``"null"``, ``'{"a": 1}'``) into the value it spells, so text that reads as JSON
-    was stored as something else, or as nothing."""
+    was stored as something else, or as nothing.
+
+    An argument the tool does not take is refused under its name, which the error shows,
+    only when the name reads as an argument name (``[a-z_]``, as every tool's own are): a
+    token or an e-mail address pasted as a *name* is shown as :data:`HIDDEN_NAME`."""
 
     def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
         parsed = super().pre_parse_json(data)
-        for name, field in self.arg_model.model_fields.items():
+        fields = self.arg_model.model_fields
+        for name, field in fields.items():
             if field.annotation is Any and name in data:
                 parsed[name] = data[name]
+        hidden = [n for n in parsed if n not in fields and not _ARGUMENT_NAME.fullmatch(n)]
+        for number, name in enumerate(hidden, 1):
+            parsed[HIDDEN_NAME if len(hidden) == 1 else f"{HIDDEN_NAME} {number}"] = parsed.pop(
+                name
+            )
         return parsed
+
+
+#: What an unknown argument's name is shown as when it does not read as one.
+HIDDEN_NAME = "(an argument whose name is not shown)"
+_ARGUMENT_NAME = re.compile(r"[a-z_]{1,40}")
 
 
 def _not_a_boolean(value: Any) -> Any:

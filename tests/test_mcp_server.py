@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     pytest.skip("the mcp SDK is not installed (pip install 'attune[mcp]')", allow_module_level=True)
 
 from attune.cli import main
-from attune.mcp_server import TOOLS
+from attune.mcp_server import HIDDEN_NAME, TOOLS
 
 REPO = Path(__file__).resolve().parents[1]
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
@@ -278,6 +278,16 @@ async def test_unknown_arguments_are_refused_naming_them_not_their_values(
         assert await call(client, "list_patterns") == {"results": [], "next_cursor": None}
         schemas = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
         assert schemas["stash"]["additionalProperties"] is False
+        # A secret or an address pasted as an argument's *name* is not shown either.
+        message = await refused(client, "stash", key="plan", value=1, **{GITHUB_TOKEN: 1})
+        assert HIDDEN_NAME in message.splitlines(), message
+        assert GITHUB_TOKEN[4:] not in message, message
+        message = await refused(client, "retrieve", key="plan", **{EMAIL: 1, "ghp": 2})
+        assert HIDDEN_NAME in message.splitlines() and "ghp" in message.splitlines()
+        assert "john.doe" not in message, message
+        message = await refused(client, "retrieve", key="plan", **{EMAIL: 1, GITHUB_TOKEN: 2})
+        lines = message.splitlines()
+        assert f"{HIDDEN_NAME} 1" in lines and f"{HIDDEN_NAME} 2" in lines, message
     log = (tmp_path / "server-stderr.log").read_text()
     assert GITHUB_TOKEN[4:] not in log and EMAIL not in log
 

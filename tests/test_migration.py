@@ -84,6 +84,19 @@ async def test_a_sqlite_store_is_copied_as_stored_and_found_in_postgresql(
         assert await memory.count_patterns(namespace="*") == 30
 
 
+async def _analyze_count(url: str) -> int:
+    """How many times ANALYZE ran on the patterns table (autovacuum's not counted)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'patterns'"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def test_an_interrupted_migration_resumes_where_it_stopped(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -192,6 +205,7 @@ async def test_a_resumed_migration_indexes_the_records_an_interrupted_one_left_u
         )
     finally:
         await conn.close()
+    analyzed = await _analyze_count(postgres_url)
     report = await Migration(postgres_url, _config(tmp_path)).run()
     assert (report["imported"], report["skipped"], report["verified"]) == (0, 12, 12)
     conn = await asyncpg.connect(postgres_url)
@@ -199,6 +213,9 @@ async def test_a_resumed_migration_indexes_the_records_an_interrupted_one_left_u
         assert await conn.fetchval("SELECT count(*) FROM patterns WHERE NOT indexed") == 0
     finally:
         await conn.close()
+    # ... and gathers the planner statistics the interrupted run did not (it imported
+    # nothing new, and a filtered listing would sort every match until autovacuum runs).
+    assert await _analyze_count(postgres_url) == analyzed + 1
     async with AsyncUnifiedMemory(
         "reader", _config(tmp_path, postgres_url), access_tier="STEWARD"
     ) as memory:

@@ -139,7 +139,9 @@ class Migration:
                 )
                 counts = await memory.import_patterns(self.export_path, progress=progress)
             self.report["keys_imported"] = len(keys)  # those the database's ring lacked
-            if counts["imported"]:
+            # Skipped records too: a run cut off after its inserts, before its ANALYZE,
+            # left them without statistics; the run resuming it imports nothing new.
+            if counts["imported"] or counts["skipped"]:
                 await _analyze(self.target_url)
             self.report.update(counts)
 
