@@ -25,6 +25,8 @@ def test_seeds_credentials_and_tls_are_read() -> None:
     plain = parse_cluster_url("redis+cluster://127.0.0.1:7000")
     assert (plain.seeds, plain.password, plain.tls) == ((("127.0.0.1", 7000),), None, False)
     assert parse_cluster_url("REDIS+CLUSTER://[::1]:7000?db=0").seeds == (("::1", 7000),)
+    named = parse_cluster_url("redis+cluster://redis-0.redis_svc.ns.svc:7000,[fe80::1]:7001")
+    assert named.seeds == (("redis-0.redis_svc.ns.svc", 7000), ("fe80::1", 7001))
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,14 @@ def test_seeds_credentials_and_tls_are_read() -> None:
         # redis-py would refuse these only at the first connection, as "unreachable".
         ("rediss+cluster://h1:7000?ssl_cert_reqs=bogus", "ssl_cert_reqs"),
         ("redis+cluster://h1:7000?client_name=a&client_name=b", "client_name twice"),
+        # Hosts: a typo'd separator, a stray character, an IPv6 address not in brackets
+        # or not an address were taken as host names, failing at connect as "unreachable".
+        ("redis+cluster://h1:7000;h2:7001", "not separated by commas"),
+        ("redis+cluster://h1 h2:7000", "not a name or an IP address"),
+        ("redis+cluster://h%31:7000", "not a name or an IP address"),
+        ("redis+cluster://::1:7000", "in brackets"),
+        ("redis+cluster://[::g]:7000", "malformed IPv6"),
+        ("redis+cluster://[h1]:7000", "malformed IPv6"),
     ],
 )
 def test_bad_cluster_urls_are_configuration_errors(url: str, fragment: str) -> None:

@@ -40,6 +40,10 @@ def test_the_db_defaults_to_0_and_tls_takes_its_files() -> None:
     )
     tls = parse_sentinel_url("rediss+sentinel://h:1/m/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=none")
     assert tls.tls and tls.tls_options == (("ssl_ca_certs", "/ca.pem"), ("ssl_cert_reqs", "none"))
+    # A certificate for a name the sentinel announces differently (an IP): checked unless
+    # turned off, as in a rediss+cluster:// URL (it was refused as an unknown option).
+    unchecked = parse_sentinel_url("rediss+sentinel://h:1/m?ssl_check_hostname=false")
+    assert unchecked.tls_options == (("ssl_check_hostname", False),)
     # %-escapes in the user part, as in any URL.
     assert parse_sentinel_url("redis+sentinel://:p%40ss%2Fw@h/m").password == "p@ss/w"
 
@@ -66,6 +70,10 @@ def test_the_db_defaults_to_0_and_tls_takes_its_files() -> None:
         ("redis+sentinel://h1/mymaster?timeout=3", "does not accept ('timeout')"),
         ("redis+sentinel://h1/mymaster?ssl_ca_certs=/ca.pem", "needs TLS"),
         ("rediss+sentinel://h1/m?ssl_cert_reqs=maybe", "ssl_cert_reqs must be"),
+        ("rediss+sentinel://h1/m?ssl_check_hostname=maybe", "true or false"),
+        ("redis+sentinel://h1/m?ssl_check_hostname=false", "needs TLS"),
+        ("redis+sentinel://[::g]/mymaster", "malformed IPv6"),
+        ("redis+sentinel://[:::]:26379/mymaster", "malformed IPv6"),
         (
             "redis+sentinel://h1/m?sentinel_password=a&sentinel_password=b",
             "gives the option sentinel_password twice",

@@ -14,8 +14,8 @@
 * ``db`` is a database number (default 0).
 * Options: ``sentinel_username``, ``sentinel_password``, and with ``rediss+sentinel`` the
   TLS files and checks ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
-  ``ssl_cert_reqs`` (``required``/``optional``/``none``), each used for sentinels and
-  data nodes alike.
+  ``ssl_cert_reqs`` (``required``/``optional``/``none``) and ``ssl_check_hostname``
+  (``true``/``false``; true unless given), each used for sentinels and data nodes alike.
 
 Passwords never appear in a message of this module; ``service_urls.redact_url`` hides both.
 This module only reads text: nothing connects (the client:
@@ -24,6 +24,7 @@ This module only reads text: nothing connects (the client:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
@@ -33,7 +34,13 @@ from attune.memory.validation import has_surrogate
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
 #: Options a sentinel URL accepts (its query string), and which need TLS.
-_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+_TLS_OPTIONS = (
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+)
 _OPTIONS = ("sentinel_username", "sentinel_password", *_TLS_OPTIONS)
 _CERT_REQS = ("required", "optional", "none")
 #: A service name as Sentinel's ``sentinel monitor`` takes it: one word, no spaces.
@@ -55,7 +62,7 @@ class SentinelURL:
     sentinel_username: str | None = field(default=None, repr=False)
     sentinel_password: str | None = field(default=None, repr=False)
     #: TLS options (``ssl_*``), as redis-py's connection keywords.
-    tls_options: tuple[tuple[str, str], ...] = ()
+    tls_options: tuple[tuple[str, str | bool], ...] = ()
 
     @property
     def addresses(self) -> str:
@@ -118,8 +125,8 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         tls=scheme == "rediss+sentinel",
         username=username,
         password=password,
-        sentinel_username=options.pop("sentinel_username", None),
-        sentinel_password=options.pop("sentinel_password", None),
+        sentinel_username=_text(options.pop("sentinel_username", None)),
+        sentinel_password=_text(options.pop("sentinel_password", None)),
         tls_options=tuple(sorted(options.items())),
     )
 
@@ -134,7 +141,7 @@ def _address(part: str) -> tuple[str, int]:
         )
     if part.startswith("["):  # [IPv6]:port
         host, close, tail = part[1:].partition("]")
-        if not close or not host or not all(c in "0123456789abcdefABCDEF:." for c in host):
+        if not close or not _is_ipv6(host):
             raise ValueError(f"the Sentinel URL has a malformed IPv6 address ({_EXAMPLE})")
         if tail and not tail.startswith(":"):
             raise ValueError(f"the Sentinel URL has a malformed host ({_EXAMPLE})")
@@ -157,9 +164,17 @@ def _address(part: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _options(query: str, *, tls: bool) -> dict[str, str]:
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _options(query: str, *, tls: bool) -> dict[str, str | bool]:
     """The query string's options, checked (each at most once, known, well-formed)."""
-    options: dict[str, str] = {}
+    options: dict[str, str | bool] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if name not in _OPTIONS:
             shown = f" ({name!r})" if re.fullmatch(r"[a-z_]{1,40}", name) else ""
@@ -173,8 +188,23 @@ def _options(query: str, *, tls: bool) -> dict[str, str]:
             raise ValueError(f"the option {name} needs TLS: use rediss+sentinel://")
         if name == "ssl_cert_reqs" and value not in _CERT_REQS:
             raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}")
-        options[name] = value
+        options[name] = _boolean(name, value) if name == "ssl_check_hostname" else value
     return options
+
+
+def _text(value: str | bool | None) -> str | None:
+    """A text option's value (only ``ssl_check_hostname`` is read as a boolean)."""
+    assert not isinstance(value, bool)
+    return value
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"the option {name} of the Sentinel URL is true or false")
 
 
 def redact_sentinel_url(url: str) -> str:

@@ -14,6 +14,7 @@ Nothing here connects, imports the configuration, or repeats a password in an er
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ _OPTIONS: dict[str, Any] = {
     "client_name": str,
 }
 _CERT_REQS = ("required", "optional", "none")
+#: A host name or IPv4 address (an IPv6 address is bracketed, and checked as one).
+_HOST = re.compile(r"[A-Za-z0-9_.\-]{1,253}")
 _TLS_ONLY = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 
 
@@ -96,11 +99,30 @@ def _seed(text: str) -> tuple[str, int]:
         raise ValueError(f"every node of a Redis Cluster URL is host:port ({_FORM})")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not host or any(ch in host for ch in "/@[]? "):
-        raise ValueError(f"a node of the Redis Cluster URL has no valid host ({_FORM})")
+        if not _is_ipv6(host):
+            raise ValueError(
+                f"a node of the Redis Cluster URL has a malformed IPv6 address ({_FORM})"
+            )
+    elif _is_ipv6(host):
+        raise ValueError(
+            f"an IPv6 node of a Redis Cluster URL goes in brackets, as [::1]:7000 ({_FORM})"
+        )
+    elif not _HOST.fullmatch(host):
+        raise ValueError(
+            "a node of the Redis Cluster URL has a host that is not a name or an IP address "
+            f"(letters, digits, '.', '-', '_'), or the nodes are not separated by commas ({_FORM})"
+        )
     if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"a node of the Redis Cluster URL has no valid port (1-65535) ({_FORM})")
     return host, int(port)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _options(query: str, tls: bool) -> dict[str, Any]:
