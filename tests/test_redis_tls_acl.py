@@ -93,6 +93,10 @@ async def test_an_acl_user_without_permission_is_told_about_its_acl_rules(
             message = str(err.value)
             assert "ACL user" in message and f"~{PREFIX}:*" in message, message
             assert "different type" not in message and PASSWORD not in message
+        # health_check sent only PING, which the user may run: it said "available".
+        health = (await writer.health_check())["short_term"]
+        assert health["available"] is False, health
+        assert "ACL user" in health["error"] and PASSWORD not in health["error"], health
 
 
 def test_a_tls_option_redis_py_refuses_is_a_configuration_error(tmp_path: Path) -> None:

@@ -346,7 +346,11 @@ class RedisShortTermMemory:
         start = time.perf_counter()
         try:
             await self._run(lambda r: r.ping(), idempotent=True, command="PING")
-        except ShortTermUnavailableError as exc:
+            # A read of attune's own keys too: an ACL user allowed PING but not those
+            # keys (or the commands) answers PING and refuses every call.
+            index = self.keys.staging_index()
+            await self._run(lambda r: r.exists(index), idempotent=True, command="EXISTS")
+        except (ShortTermUnavailableError, ShortTermCommandError) as exc:
             report.update(available=False, error=str(exc))
         except Exception as exc:  # health never raises
             report.update(available=False, error=_describe(exc))
