@@ -300,6 +300,11 @@ def test_a_bad_database_url_names_the_variable_never_the_password(
         ),
         ("postgresql://u@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
         ("redis://h:6379/0?password=pw-hunter2", "redis://h:6379/0?password=***"),
+        # A Redis user part without ':' is most often a password missing its ':'.
+        ("redis://pw-hunter2@h:6379/0", "redis://***@h:6379/0"),
+        ("rediss://pw-hunter2@[::1]:6380", "rediss://***@[::1]:6380"),
+        ("redis+sentinel://pw-hunter2@h1,h2/m", "redis+sentinel://***@h1,h2/m"),
+        ("redis+cluster://pw-hunter2@h1:7000,h2:7001", "redis+cluster://***@h1:7000,h2:7001"),
         ("postgresql://u:pw-hunter2@h:notaport/db", "<unparseable url>"),
     ],
 )

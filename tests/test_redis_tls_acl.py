@@ -73,6 +73,33 @@ async def test_an_acl_user_runs_the_workflow_and_a_wrong_password_is_refused(
     assert shown.redis_url == bad  # kept as given, shown redacted
 
 
+async def test_a_password_written_without_its_colon_is_never_shown(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """``redis://PASSWORD@host`` (the ':' forgotten) is read as a user name, refused by the
+    server: the error showed the URL, password and all. It hides that part and says why
+    the server refused."""
+    admin = redis.Redis(port=own_redis.port)
+    try:
+        admin.execute_command("CONFIG", "SET", "requirepass", PASSWORD)
+    finally:
+        admin.close()
+    url = f"redis://{PASSWORD}@127.0.0.1:{own_redis.port}/0"
+    config = _config(url, tmp_path)
+    async with AsyncUnifiedMemory("writer", config) as writer:
+        with pytest.raises(ShortTermUnavailableError) as refused:
+            await writer.stash("task", 1)
+        health = (await writer.health_check())["short_term"]
+    message = str(refused.value)
+    assert "after a ':'" in message and f"redis://***@127.0.0.1:{own_redis.port}/0" in message
+    for shown in (message, health["url"], health["error"], repr(config), str(config)):
+        assert PASSWORD not in shown, shown
+    async with AsyncUnifiedMemory(
+        "writer", _config(f"redis://:{PASSWORD}@127.0.0.1:{own_redis.port}/0", tmp_path)
+    ) as writer:
+        assert await writer.stash("task", 1) is True
+
+
 async def test_an_acl_user_without_permission_is_told_about_its_acl_rules(
     own_redis: RedisProcess, tmp_path: Path
 ) -> None:

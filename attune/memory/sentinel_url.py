@@ -221,7 +221,8 @@ def redact_sentinel_url(url: str) -> str:
     netloc = rest
     if at:
         user, colon, _secret = userinfo.partition(":")
-        netloc = f"{user}:***@{rest}" if colon else f"{user.partition('/')[0]}@{rest}"
+        # A user part without ':' is hidden too: often a password missing its ':'.
+        netloc = f"{user}:***@{rest}" if colon else f"***@{rest}"
     pieces = []
     for piece in query.split("&") if question else []:
         name = unquote(piece.partition("=")[0]).lower()

@@ -112,7 +112,11 @@ _SECRET_PARAMS = ("password", "sslpassword")
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, in its user part or as a query
-    parameter (``?password=``) (safe for messages and health reports)."""
+    parameter (``?password=``) (safe for messages and health reports).
+
+    In a Redis URL, a user part without ``:`` is hidden too: it is read as a user name,
+    but is most often a password written without the ``:`` before it
+    (``redis://PASSWORD@host``), which the server then refuses as a user."""
     from attune.memory.short_term.cluster_url import is_cluster_url  # see check_redis_url
 
     if is_sentinel_url(url) or is_cluster_url(url):  # several hosts: not a netloc urlsplit reads
@@ -128,13 +132,25 @@ def redact_url(url: str) -> str:
         else piece
         for piece in parts.query.split("&")
     )
-    if parts.password is None:
+    lone_user = parts.password is None and user_without_password(url)
+    if parts.password is None and not lone_user:
         if query == parts.query:
             return url
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-    user = parts.username or ""
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
     if port is not None:
         host = f"{host}:{port}"
-    netloc = f"{user}:***@{host}"
+    netloc = f"***@{host}" if lone_user else f"{parts.username or ''}:***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def user_without_password(url: str) -> bool:
+    """Whether ``url`` is a Redis URL (any form) whose user part has no ``:``: a user name
+    alone, or, as often, a password missing the ``:`` before it."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or not scheme.lower().startswith(("redis", "rediss", "unix")):
+        return False
+    userinfo = rest.rpartition("@")[0]
+    return bool(userinfo) and ":" not in userinfo

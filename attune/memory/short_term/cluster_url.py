@@ -53,8 +53,10 @@ class ClusterURL:
         """The URL without its password (for messages and health reports)."""
         scheme = "rediss+cluster" if self.tls else "redis+cluster"
         user = ""
-        if self.username is not None or self.password is not None:
-            user = (self.username or "") + (":***" if self.password is not None else "") + "@"
+        if self.password is not None:
+            user = (self.username or "") + ":***@"
+        elif self.username is not None:  # often a password missing its ':': hidden too
+            user = "***@"
         nodes = ",".join(
             f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.seeds
         )

@@ -25,7 +25,7 @@ from attune.errors import (
 )
 from attune.memory.config import MemoryConfig
 from attune.memory.keys import KeySpace
-from attune.memory.service_urls import redact_url
+from attune.memory.service_urls import redact_url, user_without_password
 from attune.memory.short_term import connect
 from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable, reconnect
 from attune.memory.short_term.fast_packing import use_fast_packing
@@ -152,6 +152,12 @@ class RedisShortTermMemory:
                 f"Redis at {self.safe_url} refused the credentials ({what}); "
                 "check the user and password in REDIS_URL"
                 + (" (and its sentinel_password for the sentinels)" if self._sentinel else "")
+                + (
+                    ". Its user part has no ':', so it was sent as a user name: for a "
+                    "password alone, write it after a ':' (redis://:PASSWORD@host)"
+                    if self.url is not None and user_without_password(self.url)
+                    else ""
+                )
             )
         if isinstance(exc, redis_errors.NoPermissionError):  # NOPERM: the ACL user's rules
             return ShortTermCommandError(
