@@ -19,6 +19,7 @@ from attune.memory import AsyncUnifiedMemory, MemoryConfig, UnifiedMemory
 from attune.memory.export_file import MANIFEST_SUFFIX
 from attune.memory.long_term.sqlite_schema import COLUMNS
 from attune.memory.long_term.sqlite_store import DB_FILENAME
+from attune.memory.security.pipeline import close_shared
 
 SECRET = "Vault combination for the harbour lighthouse is 4417"
 
@@ -334,3 +335,56 @@ async def test_export_pages_through_every_record(
     async with AsyncUnifiedMemory("admin", target, access_tier="STEWARD") as admin:
         assert (await admin.import_patterns(out))["imported"] == 7
         assert {r["pattern_id"] for r in await admin.list_patterns(limit=100)} == stored
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "master.key",
+        "patterns.db",
+        "patterns.db-wal",
+        "audit.jsonl",
+        "audit.jsonl.1",
+        "attune-store.json",
+        "elsewhere/key.json",
+        "elsewhere/log.jsonl",
+        "elsewhere/log.jsonl.2",
+        "key-link",
+    ],
+)
+async def test_an_export_never_replaces_the_stores_own_files(
+    mock_config: MemoryConfig, tmp_path: Path, name: str
+) -> None:
+    """An export replaces what is at its path: aimed (by a slip, or through a symlink) at
+    the store's key file, database, audit log or marker, it is refused and nothing changes;
+    a new process still reads every record."""
+    config = mock_config
+    storage = config.storage_dir
+    target = storage / name
+    if name.startswith(("elsewhere", "key-link")):  # a key file and log set elsewhere
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        config = mock_config.model_copy(
+            update={
+                "master_key_file": elsewhere / "key.json",
+                "audit_log_file": elsewhere / "log.jsonl",
+            }
+        )
+        target = tmp_path / name
+    ids = await _seed(config)
+    if name == "key-link":  # the key file named through a symlink: its target counts too
+        (tmp_path / "key-link").symlink_to(tmp_path / "elsewhere" / "key.json")
+        config = config.model_copy(update={"master_key_file": tmp_path / "key-link"})
+        target = tmp_path / "elsewhere" / "key.json"
+    key_file = config.master_key_file or storage / "master.key"
+    key_before = key_file.read_bytes()
+    async with AsyncUnifiedMemory("steward", config, access_tier="STEWARD") as mem:
+        with pytest.raises(ValidationError, match="own files"):
+            await mem.export_patterns(target)
+    assert key_file.read_bytes() == key_before
+    assert (storage / DB_FILENAME).read_bytes().startswith(b"SQLite format 3")
+    assert not (target.parent / (target.name + MANIFEST_SUFFIX)).exists()
+    close_shared()  # as a new process sees it: the key file is read again
+    async with AsyncUnifiedMemory("reader", config) as mem:
+        for pid in ids.values():
+            assert (await mem.recall_pattern(pid)) is not None

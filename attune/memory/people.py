@@ -27,6 +27,7 @@ from typing import Any
 from attune.errors import ConfigurationError, CorruptRecordError
 from attune.memory import validation
 from attune.memory.core_parts import CoreParts
+from attune.memory.long_term.batching import ErasureNotCompactedError
 from attune.memory.long_term.protocol import EraseOp, PatternRecord, SubjectOp
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
@@ -91,13 +92,26 @@ class PeopleData(CoreParts):
         staged = await staging.erase(await self.short_term.list_staged(0), user)
         working = await self.short_term.erase_agent(user)
         promoted = await self._promoted_from(user)
-        patterns = await self.long_term.write(EraseOp(user, promoted))
-        counts = {"patterns": patterns, "staged_patterns": staged, "working_data": working}
-        event = self._event("user.erase", target_id=target, details=counts)
+        counts = {"patterns": 0, "staged_patterns": staged, "working_data": working}
+        try:
+            counts["patterns"] = await self.long_term.write(EraseOp(user, promoted))
+        except ErasureNotCompactedError as exc:
+            # Committed, its traces not cleared yet: the erasure is audited all the same,
+            # then the caller hears what is left to do.
+            counts["patterns"] = exc.erased
+            await self._erased(user, target, counts, outcome="incomplete")
+            raise
+        await self._erased(user, target, counts, outcome="success")
+        return {"user_id": user, **counts, "pseudonym_erased": target is not None}
+
+    async def _erased(
+        self, user: str, target: str | None, counts: dict[str, int], *, outcome: str
+    ) -> None:
+        """The ``user.erase`` event of an erasure carried out, awaited."""
+        event = self._event("user.erase", target_id=target, outcome=outcome, details=counts)
         if user == self.user_id:
             self._subject = None  # its secret is gone: a new pseudonym from its next call
         await self.pipeline.audit(event, done="the erasure")
-        return {"user_id": user, **counts, "pseudonym_erased": target is not None}
 
     async def _promoted_from(self, user: str) -> tuple[str, ...]:
         """The ids of records promoted from patterns ``user`` staged (whoever promoted

@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from attune.errors import CorruptRecordError, ValidationError
-from attune.memory import clock, export_file
+from attune.memory import clock, export_file, store_marker
 from attune.memory.core_parts import CoreParts
 from attune.memory.long_term.protocol import InsertOp, PatternRecord
 from attune.memory.long_term.queries import PatternQuery
@@ -39,7 +41,7 @@ from attune.memory.security import records as sealed
 from attune.memory.security import ring_store
 from attune.memory.security.audit import Durability
 from attune.memory.security.crypto import EnvelopeCipher
-from attune.memory.security.keyring import KeyRing
+from attune.memory.security.keyring import KEY_FILE_NAME, KeyRing
 from attune.memory.timestamps import iso_ms
 from attune.memory.types import Classification
 
@@ -48,6 +50,10 @@ _PAGE = 500
 _INSERT_CHUNK = 64
 
 _T = TypeVar("_T")
+
+#: What follows a store file's name in the names of its companions: SQLite's WAL, shared
+#: memory and journal, the key file's lock, the audit log's rotated files.
+_COMPANION = re.compile(r"(-wal|-shm|-journal|\.lock|\.[0-9]+)?")
 
 
 class PatternTransfer(CoreParts):
@@ -82,6 +88,7 @@ class PatternTransfer(CoreParts):
         :mod:`attune.memory.progress`: an exception it raises is logged and ignored)."""
         await self._require("export_patterns")
         target = export_file.check_path(path)
+        self._refuse_own_files(target)
         report = Reporter(check_progress(progress), "export_patterns")
         scope = await self._scope(namespace)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
@@ -157,6 +164,39 @@ class PatternTransfer(CoreParts):
             manifest["keys"] = [key["id"] for key in manifest["keys"]]
         return manifest
 
+    def _refuse_own_files(self, target: Path) -> None:
+        """ValidationError if the export (or its manifest) would replace one of this
+        store's own files: the database and its WAL, the master key file, the audit log
+        (or a rotated one) or the store marker. An export replaces what is at its path, so
+        a slip of the path would otherwise destroy the store (a replaced key file loses
+        every encrypted record)."""
+        storage = self.config.storage_dir.expanduser()
+        key_file = self.config.master_key_file
+        own = [
+            storage / store_marker.DB_NAME,
+            storage / store_marker.MARKER_NAME,
+            key_file.expanduser() if key_file is not None else storage / KEY_FILE_NAME,
+            self.config.audit_log_path,
+        ]
+        db_path = getattr(self.long_term, "path", None)
+        if isinstance(db_path, Path):
+            own.append(db_path)
+        # Each as named and, if it is a symlink, where it leads (replacing that loses it too).
+        places = {_located(p) for p in own} | {Path(os.path.realpath(p)) for p in own}
+        for candidate in (target, export_file.manifest_path(target)):
+            where = _located(candidate)
+            for place in places:
+                if (
+                    where.parent == place.parent
+                    and where.name.startswith(place.name)
+                    and _COMPANION.fullmatch(where.name[len(place.name) :])
+                ):
+                    raise ValidationError(
+                        "the export path names one of this store's own files (its database, "
+                        "master key file, audit log or store marker), which the export would "
+                        "replace: choose another path; nothing was written"
+                    )
+
     async def import_patterns(
         self, path: str | os.PathLike[str], *, progress: ProgressCallback | None = None
     ) -> dict[str, int]:
@@ -225,6 +265,11 @@ class PatternTransfer(CoreParts):
         await self._require("import_patterns")
         event = self._event("store.migrate", details=details)
         await self.pipeline.audit(event, done="the migration")
+
+
+def _located(path: Path) -> Path:
+    """``path`` made absolute through its directory's real path (the name itself as given)."""
+    return Path(os.path.realpath(path.expanduser().parent)) / path.name
 
 
 # -- file errors ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from attune.memory.long_term import (
     sqlite_search,
 )
 from attune.memory.long_term.aiosqlite_compat import in_thread
+from attune.memory.long_term.batching import ErasureNotCompactedError
 from attune.memory.long_term.protocol import (
     WRITE_OPS,
     DeleteOp,
@@ -235,16 +236,25 @@ class SQLiteLongTermStore:
         conn = await self._conns.get()
         result: bool | int | str | bytes = await self._commit.submit(conn, op)
         if isinstance(op, EraseOp):
-            await self._leave_no_trace(conn)
+            assert isinstance(result, int)
+            await self._leave_no_trace(conn, result)
         return result
 
-    async def _leave_no_trace(self, conn: Connection) -> None:
+    async def _leave_no_trace(self, conn: Connection, erased: int) -> None:
         """After an erasure: what its deleted rows left in the file goes too (see
-        :func:`sqlite_search.compact`)."""
+        :func:`sqlite_search.compact`). If other connections hold it back, the erasure
+        stands (it is committed): :class:`ErasureNotCompactedError` says so."""
         try:
             await in_thread(conn.db, sqlite_search.compact, self.busy_timeout_s)
         except sqlite3.Error as exc:
-            raise self._unavailable("cannot compact", exc) from None
+            raise ErasureNotCompactedError(
+                f"the erasure WAS committed ({erased} records deleted, with the user's "
+                f"pseudonym secret), but {self.path} could not be compacted ({exc}): its "
+                "WAL or search index may still hold the deleted data. Run erase_user again "
+                "once other connections' readers (a backup, a sqlite3 shell) have finished; "
+                "it completes the cleanup",
+                erased,
+            ) from None
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         conn = await self._conns.get()
