@@ -118,6 +118,17 @@ class LongTermUnavailableError(MemoryUnavailableError):
     """The long-term tier (SQLite or PostgreSQL) cannot be opened or written."""
 
 
+class ErasureNotCompactedError(LongTermUnavailableError):
+    """An erasure was committed (``erased`` records, and the user's pseudonym secret) and
+    audited, but what its deleted rows left in the store's files (SQLite's WAL, the search
+    index) could not be cleared yet: other connections' readers held them. Run
+    ``erase_user`` again once they are done; it completes the cleanup."""
+
+    def __init__(self, message: str, erased: int) -> None:
+        super().__init__(message)
+        self.erased = erased
+
+
 class MigrationError(AttuneError):
     """A copy of the long-term store (``attune migrate``) does not match its source;
     the source is untouched and running the migration again resumes it."""

@@ -24,10 +24,9 @@ import functools
 from dataclasses import replace
 from typing import Any
 
-from attune.errors import ConfigurationError, CorruptRecordError
+from attune.errors import ConfigurationError, CorruptRecordError, ErasureNotCompactedError
 from attune.memory import validation
 from attune.memory.core_parts import CoreParts
-from attune.memory.long_term.batching import ErasureNotCompactedError
 from attune.memory.long_term.protocol import EraseOp, PatternRecord, SubjectOp
 from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries

@@ -10,8 +10,7 @@ batch of them as one transaction; each caller gets its own :data:`Outcome`. Shar
 * :func:`committed_error`: what the callers of committed records hear when that fails;
 * :func:`answer`: every caller answered with its result or its error;
 * :func:`enqueue`: a write queued, and the one task that drains the queue batch by batch;
-* :func:`search_entry`: a new record's search entry, or none when it cannot be made;
-* :class:`ErasureNotCompactedError`: an erasure committed whose traces are not cleared yet.
+* :func:`search_entry`: a new record's search entry, or none when it cannot be made.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from attune.errors import AuditLogError, LongTermUnavailableError
+from attune.errors import AuditLogError
 from attune.memory.long_term.protocol import InsertOp, Journal, WriteOp, entry_of
 from attune.memory.long_term.queries import SearchEntry
 
@@ -32,16 +31,6 @@ Outcome = tuple[Any, BaseException | None]
 
 
 _log = logging.getLogger("attune.long_term")
-
-
-class ErasureNotCompactedError(LongTermUnavailableError):
-    """An erasure was committed (``erased`` records, and the user's pseudonym secret), but
-    what its deleted rows left in the store's files could not be cleared yet (other
-    connections held them): the caller audits the erasure, then reports this."""
-
-    def __init__(self, message: str, erased: int) -> None:
-        super().__init__(message)
-        self.erased = erased
 
 
 def search_entry(op: InsertOp) -> SearchEntry | None:

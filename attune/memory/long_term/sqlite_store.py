@@ -36,7 +36,7 @@ from typing import Any, TypeVar, overload
 import aiosqlite
 
 from attune._loop_local import LoopLocal
-from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.errors import ConfigurationError, ErasureNotCompactedError, LongTermUnavailableError
 from attune.memory import store_marker
 from attune.memory.long_term import (
     aiosqlite_compat,
@@ -46,7 +46,6 @@ from attune.memory.long_term import (
     sqlite_search,
 )
 from attune.memory.long_term.aiosqlite_compat import in_thread
-from attune.memory.long_term.batching import ErasureNotCompactedError
 from attune.memory.long_term.protocol import (
     WRITE_OPS,
     DeleteOp,
