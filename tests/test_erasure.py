@@ -336,3 +336,53 @@ async def test_deciding_a_staged_pattern_that_was_erased_says_so(config: MemoryC
             with pytest.raises(PatternNotFoundError, match="it was erased") as info:
                 await decide(staged)
             assert "right now" not in str(info.value)
+
+
+@pytest.mark.parametrize("promotion", ["commits", "fails"])
+async def test_a_promotion_in_progress_is_waited_for_and_its_record_erased(
+    config: MemoryConfig, monkeypatch: pytest.MonkeyPatch, promotion: str
+) -> None:
+    """A validator had claimed Alice's staged pattern and was about to commit its record
+    when the erasure ran: the erasure skipped the claimed entry, found no record yet, and
+    the promoted record (her content, ``staged_by`` her id) was committed after it and
+    kept for good. The erasure now waits for the claim's fate: a committed promotion's
+    record is erased with hers; a promotion that fails leaves the entry, which is erased."""
+    import asyncio
+
+    from attune.memory.staging import StagingArea
+
+    checked, go_on = asyncio.Event(), asyncio.Event()
+    check_claim = StagingArea.check_claim
+
+    async def paused(self: StagingArea, claimed: Any) -> None:
+        checked.set()
+        await go_on.wait()
+        if promotion == "fails":
+            raise RuntimeError("the validator's process gave up")
+        await check_claim(self, claimed)
+
+    async with (
+        AsyncUnifiedMemory(ALICE, config) as alice,
+        AsyncUnifiedMemory("bob", config, access_tier="VALIDATOR") as bob,
+        AsyncUnifiedMemory("dpo", config, access_tier="STEWARD") as steward,
+    ):
+        staged = await alice.stage_pattern({"content": "quorbliness in review"}, "note")
+        monkeypatch.setattr(StagingArea, "check_claim", paused)
+        promoting = asyncio.ensure_future(bob.promote_pattern(staged))
+        await asyncio.wait_for(checked.wait(), 10)  # claimed, its record not committed
+        erasing = asyncio.ensure_future(steward.erase_user(ALICE))
+        await asyncio.sleep(0.2)  # the erasure meets the claim and waits for its fate
+        assert not erasing.done()
+        go_on.set()
+        if promotion == "commits":
+            pattern_id = (await promoting)["pattern_id"]
+            counts = await asyncio.wait_for(erasing, 10)
+            assert (counts["patterns"], counts["staged_patterns"]) == (1, 0)
+            assert await steward.recall_pattern(pattern_id, namespace="*") is None
+        else:
+            with pytest.raises(RuntimeError):
+                await promoting
+            counts = await asyncio.wait_for(erasing, 10)
+            assert (counts["patterns"], counts["staged_patterns"]) == (0, 1)
+        assert await steward.get_staged_patterns(namespace="*") == []
+        assert await steward.search_patterns("quorbliness", namespace="*") == []

@@ -4,7 +4,8 @@ The audit log names each agent by a keyed pseudonym (:mod:`.security.pseudonyms`
 can be kept whole after a person asks to be forgotten. :meth:`PeopleData.erase_user`
 (STEWARD) removes everything a user wrote, in this order:
 
-1. their staged patterns (each claimed first, as a promotion claims it);
+1. their staged patterns (each claimed first, as a promotion claims it; one another agent
+   is promoting right now is waited for, and its record erased in step 3);
 2. their working data: only their own keys (the agent's hash tag), never a keyspace scan
    of everyone's;
 3. their long-term records in every namespace: those they created, and those promoted
@@ -32,11 +33,29 @@ from attune.memory.long_term.queries import Found, PatternQuery
 from attune.memory.search import entries
 from attune.memory.search.blind_index import BlindIndex
 from attune.memory.security import pseudonyms
+from attune.memory.short_term.protocol import StagedEntry
 from attune.memory.staged_fates import STAGED_PREFIX, promoted_id
 from attune.memory.staging import StagingArea
 
 #: Records per page while looking for a user's promoted content.
 _PAGE = 1_000
+
+
+async def _erase_staged(staging: StagingArea, staged: list[StagedEntry], user: str) -> int:
+    """Remove the entries ``user`` staged; returns how many. Each is claimed first, as a
+    promotion claims it. One another agent is deciding right now is waited for (at most
+    the claim's lease): a promotion's record is then committed, and erased with the user's
+    long-term ones; an entry whose claimer gave up or crashed is claimed and removed."""
+    erased = 0
+    for entry in await staging.listing(staged):
+        if entry.get("staged_by") != user:
+            continue
+        staged_id = entry["pattern_id"]
+        removed = await staging.erase_entry(staged_id)
+        if removed is None and not await staging.decided_elsewhere(staged_id):
+            removed = await staging.erase_entry(staged_id)
+        erased += bool(removed)
+    return erased
 
 
 class PeopleData(CoreParts):
@@ -88,7 +107,7 @@ class PeopleData(CoreParts):
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
         target = await self._pseudonym_of(user, create=False)
         staging: StagingArea = self._staging()
-        staged = await staging.erase(await self.short_term.list_staged(0), user)
+        staged = await _erase_staged(staging, await self.short_term.list_staged(0), user)
         working = await self.short_term.erase_agent(user)
         promoted = await self._promoted_from(user)
         counts = {"patterns": 0, "staged_patterns": staged, "working_data": working}

@@ -61,6 +61,8 @@ from attune.memory.staged_fates import (
 #: How long a claim holds an entry: far longer than a promotion takes, short enough that
 #: a claimer that crashed blocks the entry only briefly.
 CLAIM_LEASE_MS = 60_000
+#: How often an erasure looks again at an entry another agent is deciding.
+_CLAIM_POLL_S = 0.02
 
 log = logging.getLogger(__name__)
 
@@ -195,28 +197,34 @@ class StagingArea:
                 await self.report_corrupt(exc)
         return staged
 
-    async def erase(self, entries: list[StagedEntry], user_id: str) -> int:
-        """Remove the entries ``user_id`` staged (its erasure); returns how many. Each is
-        claimed first, as a promotion claims it: one being promoted right now is left to
-        that promotion (its record is then the user's, erased with the long-term ones)."""
-        erased = 0
-        for entry in await self.listing(entries):
-            if entry.get("staged_by") != user_id:
-                continue
-            try:
-                claimed = await self.claim(entry["pattern_id"], "erase")
-            except PatternNotFoundError:
-                continue
-            if await self.short_term.settle_staged(
-                claimed.staged_id,
-                _marker("erased", claimed),
-                _keep_until(claimed.expires_at_ms),
-                claimed.token,
-            ):
-                erased += 1
-        return erased
+    async def erase_entry(self, staged_id: str) -> bool | None:
+        """Claim and remove one entry (an erasure): whether it was removed, None if another
+        agent holds its claim or has decided its fate."""
+        try:
+            claimed = await self.claim(staged_id, "erase")
+        except PatternNotFoundError:
+            return None
+        return await self.short_term.settle_staged(
+            claimed.staged_id,
+            _marker("erased", claimed),
+            _keep_until(claimed.expires_at_ms),
+            claimed.token,
+        )
 
-    # -- claiming ----------------------------------------------------------------------------
+    async def decided_elsewhere(self, staged_id: str) -> bool:
+        """Wait while another agent holds the entry's claim (at most the lease): True once
+        its fate is decided or the entry is gone, False if the claim went without a fate
+        (a failed promotion released it, or its lease ran out), so it can be claimed."""
+        deadline = time.monotonic() + CLAIM_LEASE_MS / 1000
+        while True:
+            raw = await self.short_term.staged_claim(staged_id)
+            if raw is None:
+                return False
+            if Holder.parse(raw).fate is not None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_CLAIM_POLL_S)
 
     async def claim(self, staged_id: str, action: str) -> Claimed:
         """Claim the entry for ``action`` ("promote" or "reject") and open it; or raise
