@@ -334,6 +334,30 @@ def test_a_truncated_tail_is_found_by_the_head(log: DatabaseAuditLogger, postgre
     assert not result.ok and "chain head" in str(result.reason)
 
 
+def test_a_row_whose_columns_disagree_with_its_line_is_found(
+    log: DatabaseAuditLogger, postgres_url: str
+) -> None:
+    """The line holds the chain; ``ts`` and ``seq`` are copies of it in columns. A DBA who
+    backdates a row's ``ts`` hides its event from queries by time while every line still
+    chains; one who renumbers ``seq`` (and the head) keeps the order. Verify finds both."""
+    _logged(log, 5)
+    first = asyncio.run(_sql(postgres_url, "SELECT ts FROM audit_events WHERE seq = 1"))[0][0]
+    _tamper(postgres_url, "UPDATE audit_events SET ts = '2000-01-01T00:00:00Z' WHERE seq = 3")
+    assert "pat_2" not in [e["target_id"] for e in log.query(since=first)]  # hidden by time
+    result = log.verify()
+    assert not result.ok and result.line == 3 and "ts column" in str(result.reason)
+    assert "TAMPERED at table audit_events seq 3" in str(result)
+    _tamper(
+        postgres_url,
+        "UPDATE audit_events SET ts = substring(line from 8 for 27) WHERE seq = 3",
+    )
+    assert log.verify().ok
+    _tamper(postgres_url, "UPDATE audit_events SET seq = seq * 10")
+    asyncio.run(_sql(postgres_url, "UPDATE audit_head SET seq = 50"))
+    result = log.verify()
+    assert not result.ok and result.line == 10 and "seq or ts column" in str(result.reason)
+
+
 def test_a_missing_head_refuses_new_events(log: DatabaseAuditLogger, postgres_url: str) -> None:
     _logged(log, 1)
     asyncio.run(_sql(postgres_url, "DELETE FROM audit_head"))

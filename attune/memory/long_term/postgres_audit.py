@@ -169,6 +169,32 @@ async def page(
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
+#: Why verify stops at a row whose own ``seq`` or ``ts`` column disagrees with its line.
+COLUMNS_ALTERED = (
+    "the row's seq or ts column does not match its line: the row was altered outside "
+    "attune (a changed ts hides the event from queries by time)"
+)
+
+
+async def verify_page(
+    conn: asyncpg.Connection, after_seq: int, limit: int
+) -> tuple[list[tuple[int, str]], int | None]:
+    """As :func:`page`, oldest first, with each row's ``seq`` and ``ts`` columns checked
+    against its line (which attune writes starting ``{"ts":"<ts>","seq":<seq>,``): the
+    rows up to and including the first that disagrees, and its seq (None if all agree)."""
+    rows: list[Any] = await conn.fetch(
+        f"SELECT seq, ts, line FROM {TABLE} WHERE seq > $1 ORDER BY seq LIMIT $2",  # noqa: S608
+        after_seq,
+        limit,
+    )
+    checked: list[tuple[int, str]] = []
+    for seq, ts, line in rows:
+        checked.append((int(seq), str(line)))
+        if not str(line).startswith(f'{{"ts":"{ts}","seq":{seq},'):
+            return checked, int(seq)
+    return checked, None
+
+
 async def page_since(
     conn: asyncpg.Connection, before_seq: int, since: str, limit: int
 ) -> list[tuple[int, str]]:

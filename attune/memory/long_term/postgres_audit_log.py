@@ -312,40 +312,46 @@ class DatabaseAuditLogger(AuditLogger):
         try:
             reader.run(lambda: conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             stored = reader.run(lambda: postgres_audit.head(conn))
-            last = [0]
+            last, altered = [0], [0]
             result = _verify_lines(
-                self._rows(reader, conn, last), allow_pruned, 0, postgres_audit.TABLE, anchor
+                self._rows(reader, conn, last, altered),
+                allow_pruned,
+                0,
+                postgres_audit.TABLE,
+                anchor,
             )
         except Exception as exc:
             raise self.unreadable(exc, "it was not verified") from None
         finally:
             reader.run(lambda: quietly_close(conn))
-        if result.ok and stored != (last[0], result.head):
+        # A broken chain is reported first (at or before the row whose columns disagree).
+        reason = postgres_audit.COLUMNS_ALTERED if altered[0] else _HEAD_MISMATCH
+        if result.ok and (altered[0] or stored != (last[0], result.head)):
             return VerifyResult(
-                False,
-                result.lines_checked,
-                None,
-                last[0],
-                _HEAD_MISMATCH,
-                0,
-                table=postgres_audit.TABLE,
+                False, result.lines_checked, None, last[0], reason, 0, table=postgres_audit.TABLE
             )
         return result
 
     @staticmethod
     def _rows(
-        reader: TableSink, conn: asyncpg.Connection, last: list[int]
+        reader: TableSink, conn: asyncpg.Connection, last: list[int], altered: list[int]
     ) -> Iterator[tuple[Path | None, int, bytes]]:
         """Every row's line (newline added, as a file's) in ``seq`` order, page by page;
-        ``last[0]`` follows the last seq read."""
+        ``last[0]`` follows the last seq read. Ends after a row whose ``seq`` or ``ts``
+        column disagrees with its line, its seq then in ``altered[0]``."""
         after = 0
         while True:
-            rows = reader.run(lambda: postgres_audit.page(conn, after, postgres_audit.PAGE))  # noqa: B023
-            if not rows:
-                return
+            rows, bad = reader.run(
+                lambda: postgres_audit.verify_page(conn, after, postgres_audit.PAGE)  # noqa: B023
+            )
             for seq, line in rows:
                 last[0] = seq
                 yield None, seq, line.encode("ascii", "replace") + b"\n"
+            if bad is not None:
+                altered[0] = bad
+                return
+            if not rows:
+                return
             after = rows[-1][0]
 
     def query(

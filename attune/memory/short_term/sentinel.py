@@ -19,13 +19,22 @@ its idle connections when that address changed. So after a failover:
 * A master replaced while it still runs (``SENTINEL FAILOVER``, a partition that heals)
   keeps accepting writes until Sentinel demotes it, about 10 s later, and a pooled
   connection to it would keep writing there (writes then lost). So the pool asks the
-  sentinels again at most every :data:`FOLLOW_INTERVAL_S` while it is used, and a
-  connection to a node that is no longer the master is reconnected, through the
-  sentinels, before its next command (:class:`FollowingPool`). Writes acknowledged by
-  the old master in the meantime are still lost: Sentinel's replication is asynchronous.
+  sentinels again, in the background, at most every :data:`FOLLOW_INTERVAL_S` while it
+  is used, and a connection to a node that is no longer the master is reconnected,
+  through the sentinels, before its next command (:class:`FollowingPool`). Writes
+  acknowledged by the old master in the meantime are still lost: Sentinel's replication
+  is asynchronous.
+* Sentinels that hang, are cut off or refuse never hold up a command while the master
+  the pool knows answers: that question is asked in the background, and its failure
+  leaves things as they are.
 
-The sentinels are asked with short timeouts (``redis_connect_timeout`` for connecting and
-for their answer) and without redis-py's own retries: the next sentinel is the retry.
+The sentinels are asked all at once (:func:`discover`), each with short timeouts
+(``redis_connect_timeout`` for connecting and for its answer) and without redis-py's own
+retries, and the first valid answer is taken; a question that finds no master within
+``redis_connect_timeout`` as a whole fails with ``MasterNotFoundError`` naming each
+sentinel's failure. An answer on an older configuration (``config-epoch``) than one
+already followed is taken only if no newer one comes, so a sentinel that has not heard of
+a failover yet does not send the pool back to the old master.
 """
 
 from __future__ import annotations
@@ -68,20 +77,50 @@ _DEMOTED = "The previous master is now a slave"
 
 class FollowingPool(SentinelConnectionPool):
     """A master's pool that notices a new master within :data:`FOLLOW_INTERVAL_S` even
-    while the old one still answers (see the module docstring)."""
+    while the old one still answers, without ever making a command wait on the sentinels
+    while it knows a master (see the module docstring)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, discovery_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self._asked_at = -math.inf
+        self._limit_s = discovery_timeout
+        #: The highest ``config-epoch`` a sentinel named a master with: an answer with a
+        #: lower one (a sentinel that has not heard of a failover yet) is followed only
+        #: if no sentinel gives a newer one (see :func:`discover`).
+        self._epoch = [-1]
+        #: The follow-up question in the background, and sentinels still answering one.
+        self._follow: asyncio.Task[None] | None = None
+        self._leftovers: set[asyncio.Task[Any]] = set()
+
+    async def get_master_address(self) -> tuple[str, int]:
+        """The master the sentinels name now (all asked at once, within the discovery
+        timeout); idle connections are dropped if it changed."""
+        address = await discover(
+            self.sentinel_manager, self.service_name, self._limit_s, self._epoch, self._leftovers
+        )
+        self._asked_at = time.monotonic()
+        if self.master_address != address:
+            self.master_address = address
+            # Idle connections reconnect, through the sentinels, when next used.
+            await self.disconnect(inuse_connections=False)
+        return address
+
+    async def _ask_quietly(self) -> None:
+        # Sentinels that do not answer leave things as they are: the master may well be fine.
+        with contextlib.suppress(redis_errors.RedisError, OSError):
+            await self.get_master_address()
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         now = time.monotonic()
-        if now - self._asked_at >= FOLLOW_INTERVAL_S:
+        if (
+            self.master_address is not None
+            and now - self._asked_at >= FOLLOW_INTERVAL_S
+            and (self._follow is None or self._follow.done())
+        ):
+            # Asked in the background: a command never waits for sentinels that are slow
+            # or gone while the master it knows answers.
             self._asked_at = now
-            # Drops the idle connections if the master changed. Sentinels that do not
-            # answer leave things as they are: the master may well be fine.
-            with contextlib.suppress(redis_errors.RedisError, OSError):
-                await self.get_master_address()  # type: ignore[no-untyped-call]
+            self._follow = asyncio.get_running_loop().create_task(self._ask_quietly())
         connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
             *args, **kwargs
         )
@@ -97,6 +136,79 @@ class FollowingPool(SentinelConnectionPool):
                 await self.release(connection)
                 raise
         return connection
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        if inuse_connections:  # the pool is closed: so are its questions to the sentinels
+            tasks = [t for t in (self._follow, *self._leftovers) if t is not None]
+            self._follow = None
+            for task in tasks:
+                task.cancel()
+            if tasks and asyncio.current_task() not in tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        await super().disconnect(inuse_connections)
+
+
+async def discover(
+    sentinel: Sentinel,
+    service: str,
+    limit_s: float,
+    epoch: list[int] | None = None,
+    leftovers: set[asyncio.Task[Any]] | None = None,
+) -> tuple[str, int]:
+    """The master's address for ``service``: every sentinel asked at once, the first
+    valid answer taken (a sentinel that hangs, refuses or is gone never delays the
+    others), within ``limit_s`` seconds as a whole; else ``MasterNotFoundError`` naming
+    each sentinel's failure (as redis-py's ``Class(...)``).
+
+    ``epoch`` (a one-item list) holds the highest ``config-epoch`` followed so far: while
+    other sentinels may still answer, an answer with a lower one (a sentinel that has not
+    heard of a failover yet) waits; it is taken only if no newer one comes (sentinels
+    reset, say). Questions still open once answered are left to finish in ``leftovers``
+    (their connections kept), else cancelled."""
+    failures: list[str] = []
+    stale: list[tuple[int, tuple[str, int]]] = []
+
+    async def ask(client: aioredis.Redis) -> tuple[int, tuple[str, int]] | None:
+        try:
+            masters: Any = await client.sentinel_masters()
+        except (redis_errors.RedisError, OSError) as exc:
+            failures.append(f"{client} - {exc!r}")
+            return None
+        state = masters.get(service)
+        if not state or not sentinel.check_master_state(state, service):
+            return None
+        return int(state.get("config-epoch") or 0), (str(state["ip"]), int(state["port"]))
+
+    tasks = [asyncio.ensure_future(ask(client)) for client in sentinel.sentinels]
+    try:
+        async with asyncio.timeout(limit_s):
+            for next_answer in asyncio.as_completed(tasks):
+                answer = await next_answer
+                if answer is None:
+                    continue
+                if epoch is not None and answer[0] < epoch[0]:
+                    stale.append(answer)
+                    continue
+                if epoch is not None:
+                    epoch[0] = answer[0]
+                return answer[1]
+    except TimeoutError:
+        failures.append(f"no answer within {limit_s!r} s")
+    finally:
+        for task in tasks:
+            if task.done():
+                continue
+            if leftovers is None:
+                task.cancel()
+            else:
+                leftovers.add(task)
+                task.add_done_callback(leftovers.discard)
+    if stale and epoch is not None:  # every sentinel that answered is on an older config
+        newest = max(stale)
+        epoch[0] = newest[0]
+        return newest[1]
+    detail = f" : {', '.join(failures)}" if failures else ""
+    raise MasterNotFoundError(f"No master found for {service!r}{detail}")
 
 
 def sentinel_target(url: str) -> SentinelURL | None:
@@ -131,6 +243,7 @@ def master_client(target: SentinelURL, connect_timeout: float) -> tuple[aioredis
     client: aioredis.Redis = sentinel.master_for(
         target.service,
         connection_pool_class=FollowingPool,
+        discovery_timeout=connect_timeout,
         db=target.db,
         username=target.username,
         password=target.password,
@@ -158,9 +271,8 @@ async def master_report(target: SentinelURL, sentinel: Sentinel, limit_s: float)
         "sentinels": target.addresses,
     }
     try:
-        async with asyncio.timeout(limit_s):
-            host, port = await sentinel.discover_master(target.service)
-    except (redis_errors.RedisError, OSError) as exc:  # TimeoutError included
+        host, port = await discover(sentinel, target.service, limit_s)
+    except (redis_errors.RedisError, OSError) as exc:
         report.update(master=None, master_error=type(exc).__name__)
     else:
         report["master"] = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
@@ -177,6 +289,13 @@ def topology_message(exc: BaseException, where: str, target: SentinelURL | None)
             "credentials; check the sentinel_password (and sentinel_username) option of "
             "REDIS_URL: the sentinels' password, apart from the data nodes' one in the "
             "user part"
+        )
+    if isinstance(exc, MasterNotFoundError) and "NoPermissionError" in str(exc):
+        return (
+            f"short-term memory unavailable: the sentinels of {where} refused to name the "
+            "master to the ACL user of REDIS_URL's sentinel_username option: allow it "
+            "SENTINEL MASTERS on every sentinel (ACL SETUSER <user> +sentinel|masters); "
+            "long-term memory keeps working."
         )
     if isinstance(exc, MasterNotFoundError) and target is not None:
         return (
