@@ -170,6 +170,7 @@ def test_export_defaults_to_a_timestamped_file_here(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "store").mkdir()  # an empty store (one not there is refused, exit 2)
     store = ["--storage-dir", str(tmp_path / "store")]
     assert main(["export", *store, "--namespace", "default", "--json"]) == 0
     manifest = json.loads(capsys.readouterr().out)

@@ -60,7 +60,9 @@ def redis_cli(
     project.mkdir()
     (project / "CLAUDE.md").write_text("Run the tests before committing.\n")
     monkeypatch.chdir(project)
-    return ["--storage-dir", str(tmp_path / "store"), "--redis-url", redis_url]
+    store = tmp_path / "store"
+    store.mkdir()  # a read on a storage directory that does not exist is refused (exit 2)
+    return ["--storage-dir", str(store), "--redis-url", redis_url]
 
 
 def test_every_subcommand_prints_one_json_document(
@@ -172,7 +174,8 @@ def test_working_data_and_a_staged_pattern_end_to_end(
     assert main(["forget", "answer", *redis_cli]) == 0
     assert main(["get", "answer", *redis_cli]) == 1
     captured = capsys.readouterr()
-    assert "no working data under 'answer'" in captured.err
+    assert "no working data under the key given for agent attune-cli" in captured.err
+    assert "answer" not in captured.err  # the key typed is not repeated
     assert main(["forget", "answer", "--json", *redis_cli]) == 1
     assert _json(capsys)["forgotten"] is False
     # VALUE "-": read from stdin (JSON too).

@@ -91,19 +91,25 @@ terminal. For scripts, ``--json``: exactly one JSON document on stdout and nothi
 
 Exit status: 0 success; 1 a negative answer (a tier down in ``health``, a tampered audit
 log in ``audit verify``, or one whose events were deleted, nothing there for get, forget,
-show, staged show, patterns delete); 2 a usage error (``audit verify`` of a path with no
-log) or an attune error (bad configuration, bad input, refused access), its message on
-stderr and nothing on stdout; an argument error names the argument, never the value
-typed (:mod:`.arguments`); 141 stdout closed before everything was written (``attune ...
-| head -1``: the rest is dropped, as a shell reports a command ended by SIGPIPE).
-:func:`main` returns it.
+show, staged show, patterns delete); 2 a usage error (a command that only reads given a
+``--storage-dir`` or ``ATTUNE_STORAGE_DIR`` that does not exist, which it never creates;
+``audit verify`` of a path with no log, ``audit query`` or ``tail`` of a ``--log-file``
+that is not there; an argument a terminal of another encoding garbled) or an attune error
+(bad configuration, bad input, refused access), its message on stderr and nothing on
+stdout; an argument error names the argument, never the value typed (:mod:`.arguments`),
+and no message repeats a key or id typed (:mod:`.guards`); 141 stdout closed before
+everything was written (``attune ... | head -1``: the rest is dropped, as a shell reports
+a command ended by SIGPIPE). :func:`main` returns it.
+
+``keys rotate`` with ``ATTUNE_MASTER_KEY`` set (and the key file holding the ring) says on
+stderr to set the variable to the new key: it decides the active key at every start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from attune.cli import commands, identity, parser
+from attune.cli import commands, guards, identity, parser
 from attune.cli.output import ERROR, Output, closed_stdout, tolerate_unencodable
 from attune.errors import AttuneError
 
@@ -118,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with identity.run_environment(args):
             return commands.run(args, out)
-    except AttuneError as exc:
-        out.error(str(exc))
+    except AttuneError as exc:  # never repeating a key or id typed (the library's neither)
+        out.error(guards.hide_typed(str(exc), args))
         return ERROR
     except BrokenPipeError:  # stdout's reader went away (| head): not a negative answer
         return closed_stdout()

@@ -13,6 +13,10 @@ is wrong: which argument, and what it expects.
   rewrites the messages that quote a value: an invalid choice ("invalid choice for --env
   (choose from development, staging, production)"), a value given to an option that
   takes none, an ambiguous abbreviation; unrecognized arguments are counted, not shown.
+- A text argument (a key, an id, a query; not a file name) holding bytes the locale's
+  encoding could not decode (a Latin-1 terminal's ``café`` under a UTF-8 locale) is
+  refused by name (:func:`undecodable_message`), rather than searched for as garbled
+  text or stored as such.
 - As a last guard, a message that would still contain something typed (a message of a
   newer Python, say) is replaced by one that names no value. The option names and
   choices a parser declares are its own words, never counted as typed.
@@ -37,7 +41,12 @@ _GIVEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
 #: Typed arguments at least this long may not appear in a message; shorter ones (``-n``,
 #: ``5``, ``x``) would match the message's own words and say nothing secret.
 _SHOWN_MIN = 6
+#: What undecodable bytes of an argument become in Python (``surrogateescape``).
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _TYPE_ERROR = re.compile(r"invalid \S+ value: ")
+#: Arguments that name files: bytes the locale cannot decode are part of a file's name
+#: (Python keeps them and gives them back to the file system), not a mistake.
+_PATHS = frozenset({"storage_dir", "log_file", "out", "file", "checkpoint"})
 
 
 def whole_number(value: str) -> int:
@@ -56,6 +65,15 @@ def number(value: str) -> float:
         raise argparse.ArgumentTypeError("must be a number") from None
 
 
+def undecodable_message() -> str:
+    """What is wrong with an argument holding bytes the locale's encoding cannot decode."""
+    return (
+        f"not text in this system's encoding ({sys.getfilesystemencoding()}): the terminal "
+        "sent bytes of another encoding; set the terminal and the locale (LANG or LC_ALL) "
+        "to the same encoding, e.g. UTF-8"
+    )
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """An :class:`argparse.ArgumentParser` whose error messages name the argument at fault
     and what it expects, never a value typed on the command line (see the module)."""
@@ -67,6 +85,10 @@ class ArgumentParser(argparse.ArgumentParser):
             parsed, extras = self.parse_known_args(list(given), namespace)
             if extras:
                 self.error(_unrecognized(len(extras)))
+            garbled = _undecodable(self, parsed)
+            if garbled is not None:
+                owner, name = garbled  # its own parser: its usage, its option names
+                owner.error(f"argument {name}: {undecodable_message()}")
             return parsed
         finally:
             _GIVEN.reset(token)
@@ -98,6 +120,33 @@ class ArgumentParser(argparse.ArgumentParser):
             for typed in (argument, *argument.split("="))
             if len(typed) >= _SHOWN_MIN
         )
+
+
+def _undecodable(
+    parser: argparse.ArgumentParser, parsed: Any
+) -> tuple[argparse.ArgumentParser, str] | None:
+    """The parser and the name of a text argument of ``parsed`` that holds undecodable
+    bytes (the surrogates Python decodes them to), or None."""
+    garbled = sorted(
+        dest
+        for dest, value in vars(parsed).items()
+        if dest not in _PATHS and isinstance(value, str) and _SURROGATE.search(value)
+    )
+    if not garbled:
+        return None
+    # The parser of the command run that declares it (the deepest, as argparse's own).
+    found: tuple[argparse.ArgumentParser, str] | None = None
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest or "", None) or "")
+                parsers.extend([chosen] if chosen is not None else [])
+            elif action.dest == garbled[0]:
+                longest = max(action.option_strings, key=len, default=None)
+                found = (current, longest or str(action.metavar or action.dest))
+    return found or (parser, garbled[0])
 
 
 def _rewritten(message: str) -> str:

@@ -9,7 +9,13 @@ store that has logged nothing yet), unless the path is the store's own log and s
 says it held events: the long-term store's records (each written with its event), or a
 checkpoint signed with the store's key. That log, missing or empty, was deleted or
 emptied: a negative answer (exit 1), as a tampered one. Rotated files without the current
-one are the library's finding (``AuditLogger.verify``): exit 1 too.
+one are the library's finding (``AuditLogger.verify``): exit 1 too. ``query`` and ``tail``
+of a ``--log-file`` that is not there are a usage error too (exit 2), never "no events".
+
+A storage directory chosen (``--storage-dir``, ``ATTUNE_STORAGE_DIR``) that does not
+exist is refused (exit 2, nothing created) when the command would read it: the store's
+own log, its key ring (``checkpoint``, ``verify --checkpoint``), its audit pseudonyms
+(``query --user``); see :func:`.guards.require_store`.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from attune.cli import identity
+from attune.cli import guards, identity
 from attune.cli.output import ERROR, NO, OK, Output, events_table
+from attune.errors import ValidationError
 from attune.memory.security.audit import VerifyResult
 from attune.memory.types import AccessTier
 
@@ -32,6 +39,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from attune.memory.security.audit import AuditLogger
 
     config = MemoryConfig()
+    if _reads_store(args, config):
+        guards.require_store(args)
     log: AuditLogger
     table = args.log_file is None and config.database_url is not None
     if table:
@@ -42,6 +51,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     else:
         log = AuditLogger(log_file=args.log_file or config.audit_log_path)
     try:
+        if args.action in ("query", "tail") and args.log_file is not None and not log.files():
+            raise ValidationError(
+                f"there is no audit log at {log.log_file} (no such file, nor rotated "
+                f"{log.log_file.name}.N files), so there are no events to show; check "
+                "--log-file for a typo"
+            )
         if args.action == "checkpoint":
             return _checkpoint(args, config, log, out)
         if args.action == "verify":
@@ -77,6 +92,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
         log.close()
 
 
+def _reads_store(args: argparse.Namespace, config: Any) -> bool:
+    """Whether this command reads the storage directory: the store's own log (no
+    ``--log-file``, no ``ATTUNE_AUDIT_LOG``), its key ring (``checkpoint``, ``verify
+    --checkpoint``) or its audit pseudonyms (``query --user``)."""
+    if args.action == "checkpoint" or getattr(args, "checkpoint", None) is not None:
+        return True
+    if args.action == "query" and args.user is not None:
+        return True
+    return args.log_file is None and config.audit_log_file is None
+
+
 def _keyring(config: Any) -> Any:
     from attune.memory.security.keyring import KeyRing
 
@@ -91,7 +117,6 @@ def _anchor(path: str, config: Any) -> tuple[int, str]:
     """(seq, hash) of a checkpoint file whose signature the master key confirms."""
     import json
 
-    from attune.errors import ValidationError
     from attune.memory.security.audit.checkpoint import open_checkpoint
 
     try:
@@ -109,7 +134,6 @@ def _verify(
     """``log.verify(anchor=anchor)``, where a log file that is not there, or holds no event,
     fails when something says it held events; a path with no file at all is otherwise a
     usage error (a :class:`ValidationError`: exit 2). See the module."""
-    from attune.errors import ValidationError
 
     result: VerifyResult = log.verify(anchor=anchor)
     if result.table is not None or (result.files and (result.lines_checked or not result.ok)):
@@ -205,7 +229,6 @@ def _tail(args: argparse.Namespace, log: Any, out: Output, *, table: bool) -> in
     """The last ``--lines`` events; with ``--follow``, then every event written after them,
     each once, in order (one JSON line each with ``--json``: a stream has no single
     document), however many come at once (:mod:`attune.memory.security.audit.follow`)."""
-    from attune.errors import ValidationError
     from attune.memory.security.audit import follow as audit_follow
 
     if args.lines < 0:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from attune.cli import identity
+from attune.cli import guards, identity
 from attune.cli.output import (
     ERROR,
     NO,
@@ -25,15 +26,17 @@ from attune.memory.types import AccessTier
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    """Run the command the parser chose (each subparser names its handler)."""
+    """Run the command the parser chose (each subparser names its handler); one that only
+    reads (``read_only``) not on a storage directory that is not there (:mod:`.guards`)."""
     handler: Callable[[argparse.Namespace, Output], int] = args.handler
+    if getattr(args, "read_only", False):
+        guards.require_store(args)
     return handler(args, out)
 
 
 def demo(args: argparse.Namespace, out: Output) -> int:
     """The demo, in a temporary storage directory unless one is given (``--storage-dir``
     or ``ATTUNE_STORAGE_DIR``): trying it leaves nothing in the user's data directory."""
-    import os
     import tempfile
 
     if os.environ.get("ATTUNE_STORAGE_DIR"):
@@ -146,6 +149,13 @@ def db_upgrade(args: argparse.Namespace, out: Output) -> int:
 def migrate(args: argparse.Namespace, out: Output) -> int:
     """migrate --to URL: export, load, verify, each with its progress bar."""
     identity.require_steward(args, "migrate")
+    if not args.to.startswith(("postgresql://", "postgres://")):
+        from attune.errors import ValidationError
+
+        raise ValidationError(  # the library would speak of database_url, not of --to
+            "--to must name the PostgreSQL database to copy into: "
+            "postgresql://user@host:5432/database (migrate copies the SQLite store there)"
+        )
     from attune._runner import run_sync
     from attune.memory.migration import Migration
 
@@ -186,6 +196,17 @@ def keys(args: argparse.Namespace, out: Output) -> int:
         out.progress("Re-wrapping data keys") as progress,
     ):
         result = memory.rotate_keys(progress=progress)
+        ring = memory.async_memory.pipeline.cipher.ring
+        # The variable names the active key at every start of a file-kept ring (a ring
+        # kept in the database has it as its root key instead, which a rotation keeps).
+        env_key = bool(os.environ.get("ATTUNE_MASTER_KEY")) and not ring.in_store
+    if env_key:
+        out.warning(
+            f"ATTUNE_MASTER_KEY still names the previous master key, which becomes active "
+            f"again when attune next starts: set ATTUNE_MASTER_KEY to the new key "
+            f"{result['key_id']} (its base64 is in the key file {ring.key_file}), or unset it "
+            "to use the key file; every key stays there, so nothing becomes unreadable"
+        )
     if out.as_json:
         out.document(result)
     else:

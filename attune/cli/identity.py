@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from attune.cli import arguments
 from attune.errors import AccessDeniedError, ValidationError
 from attune.memory import validation
 from attune.memory.types import AccessTier, Classification
@@ -49,6 +50,8 @@ def tier_option(value: str) -> AccessTier:
 
 def user_option(value: str) -> str:
     """``--user``: an agent id the library accepts."""
+    if validation.has_surrogate(value):  # bytes the locale could not decode
+        raise argparse.ArgumentTypeError(arguments.undecodable_message())
     try:
         return validation.check_agent_id(value)
     except ValidationError as exc:

@@ -59,9 +59,13 @@ exit status:
   1  a negative answer: a tier is down (health), the audit log is tampered with or
      its events deleted (audit verify), nothing there (get, forget, show, staged
      show, patterns delete)
-  2  a usage error (audit verify: no audit log at the path), or an attune error (bad
-     configuration, bad input, refused access); argument errors never repeat the
-     value typed
+  2  a usage error: a command that only reads (get, staged list/show, patterns
+     list/search/show/export, audit) given a --storage-dir or ATTUNE_STORAGE_DIR that does
+     not exist (nothing is created there; commands that write start a new store),
+     no audit log at the path (audit verify, or a --log-file of query and tail), an
+     argument the terminal's encoding garbled; or an attune error (bad
+     configuration, bad input, refused access). No message repeats a value, key or
+     id typed (ids attune made, pat_... and stg_..., excepted)
   141  stdout was closed before everything was written (attune ... | head -1)
 
 --json prints exactly one JSON document on stdout (an object; a list for audit query

@@ -5,6 +5,10 @@ The earlier top-level ``search``, ``list``, ``show``, ``purge``, ``export`` and 
 are kept for existing scripts: the same parsers registered again at the top level, without
 help (so the command list shows them once, under ``patterns``) and routed to the same
 handlers, so their output is identical.
+
+The commands that only read (``get``, ``staged list`` and ``show``, ``patterns search``,
+``list``, ``show`` and ``export``) set ``read_only``: a storage directory chosen that does not exist
+is refused before they run (:func:`.guards.require_store`), never created empty.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 #: The ``patterns`` commands that were top-level commands before, and still are.
 ALIASES = ("search", "list", "show", "purge", "export", "import")
+#: The ``patterns`` commands that only read the store (export writes only its own file):
+#: they refuse a storage directory that is not there (:func:`.guards.require_store`), as
+#: ``get``, ``staged list`` and ``show`` do.
+_READS = ("search", "list", "show", "export")
 
 
 def add(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -65,7 +73,7 @@ def _working(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     get = sub.add_parser("get", parents=[common], help="print the working data under KEY")
     get.add_argument("key")
     get.add_argument("--agent", type=identity.user_option, help="another agent's (default: mine)")
-    get.set_defaults(handler=working.get)
+    get.set_defaults(handler=working.get, read_only=True)
     forget = sub.add_parser("forget", parents=[common], help="remove the working data under KEY")
     forget.add_argument("key")
     forget.set_defaults(handler=working.forget)
@@ -83,11 +91,11 @@ def _staged(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     scoped.add_argument("--namespace", help="act in this namespace (list and show: '*' for all)")
 
     tree.add_parser("list", parents=[scoped], help="staged patterns not yet expired").set_defaults(
-        handler=staged.list_staged
+        handler=staged.list_staged, read_only=True
     )
     show = tree.add_parser("show", parents=[scoped], help="one staged pattern, every field")
     show.add_argument("staged_id", metavar="ID")
-    show.set_defaults(handler=staged.show)
+    show.set_defaults(handler=staged.show, read_only=True)
     add = tree.add_parser("add", parents=[scoped], help="stage a pattern for review")
     add.add_argument("content", help="the pattern's text")
     add.add_argument("--type", dest="pattern_type", required=True, help="its pattern type")
@@ -134,7 +142,9 @@ def _patterns(sub: Subparsers, common: argparse.ArgumentParser, *, alias: bool) 
             parser = sub.add_parser(name, parents=parents, description=help)
         else:
             parser = sub.add_parser(name, parents=parents, description=help, help=help)
-        parser.set_defaults(command="patterns", action=name, handler=handler)
+        parser.set_defaults(
+            command="patterns", action=name, handler=handler, read_only=name in _READS
+        )
         return parser
 
     reading = argparse.ArgumentParser(add_help=False, parents=[common])

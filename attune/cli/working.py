@@ -4,7 +4,8 @@
 ``null``, ``{"a": 1}``, ``"quoted text"``), else as the text itself; ``--string`` stores
 the text as it is even when it reads as JSON, and a VALUE of ``-`` is read from stdin.
 ``get KEY`` prints a string as it is and any other value as JSON (exit 1 when there is
-none); ``forget KEY`` removes it (exit 1 when there was none).
+none); ``forget KEY`` removes it (exit 1 when there was none). Their messages never repeat
+the key or an agent id typed (a key may hold personal data: :mod:`.guards`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,10 @@ def get(args: argparse.Namespace, out: Output) -> int:
     elif found:
         out.line(json.dumps(value, indent=2, ensure_ascii=False))
     if not found:
-        out.error(f"no working data under {args.key!r} for {agent}")
+        out.error(
+            f"no working data under the key given for {_whose(args)} (the key is not "
+            "repeated: it may hold personal data); check its spelling, or whether it expired"
+        )
         return NO
     return OK
 
@@ -103,6 +107,19 @@ def forget(args: argparse.Namespace, out: Output) -> int:
     elif existed:
         out.line(f"Forgot {args.key!r} of {agent}.")
     if not existed:
-        out.error(f"no working data under {args.key!r} for {agent}: nothing forgotten")
+        out.error(
+            f"no working data under the key given for {_whose(args)}: nothing forgotten "
+            "(the key is not repeated: it may hold personal data)"
+        )
         return NO
     return OK
+
+
+def _whose(args: argparse.Namespace) -> str:
+    """The agent whose working data a message speaks of, without repeating an id typed
+    (``--agent``, ``--user``: an agent id may be a person's name or address)."""
+    if getattr(args, "agent", None):
+        return "the agent of --agent"
+    if getattr(args, "user", None):
+        return "the agent of --user"
+    return f"agent {identity.DEFAULT_USER}"
