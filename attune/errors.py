@@ -66,13 +66,16 @@ class PatternNotFoundError(AttuneError, LookupError):
 
 class CorruptRecordError(AttuneError):
     """A stored record (long-term pattern, staged pattern or stashed value) cannot be read:
-    it was altered or damaged outside attune. ``record_id`` names it; nothing is echoed."""
+    it was altered or damaged outside attune. ``record_id`` names it (a stashed value: its
+    key); nothing of the record is echoed. ``shown`` is how the message names it when the
+    id is the caller's text (a working-data key, which may hold personal data)."""
 
-    def __init__(self, record_id: str, reason: str) -> None:
+    def __init__(self, record_id: str, reason: str, *, shown: str | None = None) -> None:
         self.record_id = record_id
         self.reason = reason
+        name = repr(record_id) if shown is None else shown
         super().__init__(
-            f"record {record_id!r} is corrupt ({reason}); it cannot be read. Restore it "
+            f"record {name} is corrupt ({reason}); it cannot be read. Restore it "
             "from a backup or delete it; other records are unaffected"
         )
 

@@ -292,12 +292,16 @@ async def test_key_rotation_keeps_old_and_new_format_records_readable(
 async def test_a_stash_value_that_is_not_json_is_corrupt(
     config: MemoryConfig, payload: bytes
 ) -> None:
+    key = "notes-for-jane.roe@example.org"  # a key is the caller's text: it may hold PII
     async with memory(config) as mem:
-        await mem.stash("notes", {"ok": True})
-        await mem.short_term.stash("agent-1", "notes", payload, 60_000)  # as if written raw
+        await mem.stash(key, {"ok": True})
+        await mem.short_term.stash("agent-1", key, payload, 60_000)  # as if written raw
         with pytest.raises(CorruptRecordError) as info:
-            await mem.retrieve("notes")
-        assert "notes" in info.value.record_id
+            await mem.retrieve(key)
+        assert info.value.record_id == key
+        message = str(info.value)
+        assert "jane.roe" not in message and "agent-1" not in message, message
+        assert "not valid JSON" in message
         assert await mem.retrieve("missing") is None
 
 

@@ -224,7 +224,9 @@ class AsyncUnifiedMemory(
             return json.loads(payload)
         except (ValueError, TypeError, RecursionError):  # written past attune: not its JSON
             raise CorruptRecordError(
-                key, f"the value stashed under this key by agent {agent!r} is not valid JSON"
+                key,
+                "the value stashed under this key is not valid JSON",
+                shown="(the key given, not shown)",
             ) from None
 
     async def forget(self, key: str) -> bool:
