@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 
 from attune.errors import ShortTermCommandError, ShortTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -201,6 +202,73 @@ async def test_a_caller_cancelled_while_waiting_is_cancelled_not_timed_out(
             with pytest.raises(asyncio.CancelledError):
                 await task
     finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_submit_queues_behind_earlier_calls_and_linger_merges_batches(
+    redis_url: str, key_prefix: str
+) -> None:
+    """``submit`` (the cluster store's hand-over of held calls) queues behind what was
+    issued before it and ahead of what comes after; with ``linger`` the callers a batch
+    woke add their next commands to the following batch instead of a batch of their own."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    key = f"{key_prefix}:submit"
+    try:
+        pipe = AutoPipeline(client, 5.0)
+        loop = asyncio.get_running_loop()
+        first = asyncio.create_task(pipe.execute("SET", key, "1"))
+        await asyncio.sleep(0)  # in flight, alone
+        submitted = pipe.submit(("SET", key, "2"), loop.time() + 5.0)
+        later = asyncio.create_task(pipe.execute("GET", key))
+        assert await first is True and await submitted is True
+        assert await later == b"2"
+
+        plain, lingering = AutoPipeline(client, 5.0), AutoPipeline(client, 5.0, linger=True)
+
+        async def worker(p: AutoPipeline, n: int) -> None:
+            for i in range(20):
+                await p.execute("SET", f"{key}:{n}", i)
+
+        for p in (plain, lingering):
+            await asyncio.gather(*(worker(p, n) for n in range(16)))
+            assert p.commands == 320
+        assert lingering.batches < plain.batches * 0.8, (lingering.batches, plain.batches)
+    finally:
+        await client.delete(key, *(f"{key}:{n}" for n in range(16)))
+        await client.aclose()
+
+
+async def test_close_fails_every_queued_call_at_once() -> None:
+    """A server that never answers: ``close`` fails the queued and in-flight batched calls
+    with the error given, at once, and stops the watchdog."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis.asyncio.Redis(port=port)
+    try:
+        pipe = AutoPipeline(client, 30.0)
+        lone = asyncio.create_task(pipe.execute("GET", "a"))
+        await asyncio.sleep(0.05)
+        batched = [asyncio.create_task(pipe.execute("GET", f"k{i}")) for i in range(5)]
+        await asyncio.sleep(0.05)
+        pipe.close(redis.ConnectionError("closed"))
+        for task in batched:
+            with pytest.raises(redis.ConnectionError, match="closed"):
+                await asyncio.wait_for(task, 1)
+        assert pipe._timer is None
+        lone.cancel()  # a lone call is its caller's: closing the client ends it
+        with pytest.raises(asyncio.CancelledError):
+            await lone
+        assert pipe.idle
+    finally:
+        await client.aclose()
         for writer in held:
             writer.close()
         server.close()

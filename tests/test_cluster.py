@@ -91,7 +91,7 @@ def _agents_on_every_node(cluster: LocalCluster, per_node: int) -> list[str]:
                 owner[slot] = port
     finally:
         client.close()
-    chosen: dict[int, list[str]] = {port: [] for port in cluster.ports}
+    chosen: dict[int, list[str]] = {port: [] for port in set(owner.values())}
     n = 0
     while any(len(ids) < per_node for ids in chosen.values()):
         agent = f"agent{n}"
@@ -159,7 +159,7 @@ async def test_64_tasks_are_batched_per_node_and_keep_per_key_order(
         await store.stash("warm", "up", b"0", 60_000)
         conn = store._cluster.peek()
         assert conn is not None
-        batches, commands = conn.pipeline.batches, conn.pipeline.commands
+        batches, commands = conn.queues.batches, conn.queues.commands
         # 64 tasks issue, in order, 10 writes of each key then a delete and a last write.
         writes = []
         for step in range(10):
@@ -175,8 +175,8 @@ async def test_64_tasks_are_batched_per_node_and_keep_per_key_order(
                 return await fut
 
         await asyncio.gather(*(bounded(op) for op in ops))
-        assert conn.pipeline.commands - commands == len(ops)
-        assert conn.pipeline.batches - batches < len(ops) // 4  # coalesced, not one by one
+        assert conn.queues.commands - commands == len(ops)
+        assert conn.queues.batches - batches < len(ops) // 4  # coalesced, not one by one
         got = await asyncio.gather(*(store.retrieve(a, "k") for a in agents))
         assert got == [b"last"] * len(agents)
 
@@ -390,7 +390,7 @@ async def test_a_slot_moving_to_another_node_is_followed_ask_then_moved(
         assert await many("retrieve", old) == [b"after"] * len(old)
         assert admin[target].dbsize() == 80 and admin[source].dbsize() == 0
         conn = store._cluster.peek()
-        assert conn is not None and conn.pipeline.batches < conn.pipeline.commands
+        assert conn is not None and conn.queues.batches < conn.queues.commands
     finally:
         for client in admin.values():
             client.close()

@@ -3,12 +3,15 @@
 :class:`LocalCluster` starts one ``redis-server --cluster-enabled yes`` per master on
 free ports, joins them with ``redis-cli --cluster create`` (no replicas), waits until
 every node reports ``cluster_state:ok``, and stops the servers by pid (also when the
-start fails half-way). Nothing here touches the shared Redis on 6379.
+start fails half-way; a node frozen with :meth:`LocalCluster.freeze` is sent SIGCONT
+first). Nothing here touches the shared Redis on 6379.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -54,7 +57,9 @@ class LocalCluster:
     """``masters`` cluster nodes on free loopback ports, in a temporary directory; with
     ``password``, every node requires it (``requirepass``); with ``tls``, nodes speak TLS
     only, clients and cluster bus alike (certificates made by :func:`make_certificates`;
-    clients are not asked for one); with ``replicas``, each master has that many."""
+    clients are not asked for one); with ``replicas``, each master has that many;
+    ``node_timeout_ms`` is every node's ``cluster-node-timeout`` (how long a node may be
+    silent before the others mark it failed)."""
 
     def __init__(
         self,
@@ -62,6 +67,7 @@ class LocalCluster:
         password: str | None = None,
         tls: bool = False,
         replicas: int = 0,
+        node_timeout_ms: int = 2000,
     ) -> None:
         tools = cluster_tools()
         if tools is None:
@@ -71,7 +77,10 @@ class LocalCluster:
         self.replicas = replicas
         self.password = password
         self.tls = tls
+        self.node_timeout_ms = node_timeout_ms
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        #: Ports of the nodes stopped with SIGSTOP (see :meth:`freeze`).
+        self.frozen: set[int] = set()
         self._dir = tempfile.TemporaryDirectory(prefix="attune-cluster-")
         self.dir = Path(self._dir.name)
         if tls:
@@ -162,7 +171,7 @@ class LocalCluster:
                 "--cluster-config-file",
                 str(directory / f"nodes-{port}.conf"),
                 "--cluster-node-timeout",
-                "2000",
+                str(self.node_timeout_ms),
                 *listen,
                 "--bind",
                 "127.0.0.1",
@@ -198,8 +207,21 @@ class LocalCluster:
                 raise RuntimeError(f"cluster node {port} did not reach cluster_state:ok")
             time.sleep(0.05)
 
+    def freeze(self, port: int) -> None:
+        """SIGSTOP one node: its connections stay open and nothing answers (a hung node, or
+        one behind a partition that drops packets). :meth:`thaw` and :meth:`stop` resume it."""
+        os.kill(self.procs[port].pid, signal.SIGSTOP)
+        self.frozen.add(port)
+
+    def thaw(self, port: int) -> None:
+        """SIGCONT a node stopped by :meth:`freeze`."""
+        if port in self.frozen:
+            os.kill(self.procs[port].pid, signal.SIGCONT)
+            self.frozen.discard(port)
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (its slots are served by nobody: no replicas)."""
+        self.thaw(port)
         proc = self.procs.pop(port)
         proc.kill()
         proc.wait(timeout=5)
@@ -226,6 +248,7 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every node by its pid (SIGTERM, SIGKILL after 5 s), remove the directory."""
         for port in list(self.procs):
+            self.thaw(port)
             proc = self.procs.pop(port)
             if proc.poll() is None:
                 proc.terminate()
@@ -239,9 +262,13 @@ class LocalCluster:
 
 @contextmanager
 def local_cluster(
-    masters: int = MASTERS, password: str | None = None, tls: bool = False, replicas: int = 0
+    masters: int = MASTERS,
+    password: str | None = None,
+    tls: bool = False,
+    replicas: int = 0,
+    node_timeout_ms: int = 2000,
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(masters, password, tls, replicas).start()
+    cluster = LocalCluster(masters, password, tls, replicas, node_timeout_ms).start()
     try:
         yield cluster
     finally:

@@ -135,10 +135,10 @@ def _retryable(args: tuple[Any, ...], exc: BaseException) -> bool:
 class AutoPipeline:
     """Coalesces the commands of one client on one event loop into pipelines.
 
-    The client may be the cluster store's router: it splits a batch into one pipeline per
-    node (by slot), sent in parallel, each in issue order, so one key's commands keep their
-    order. A failed node fails only its own commands; ``reconnect`` (given by the cluster
-    store) then refreshes the slot map, even when none of them is retried.
+    On a cluster there is one per master (:mod:`.cluster_router`), whose client routes a
+    batch by slot when it is sent (normally all to that master). A failed node fails only
+    its own commands; ``reconnect`` (given by the cluster store) then refreshes the slot
+    map, even when none of them is retried.
     """
 
     def __init__(
@@ -146,9 +146,14 @@ class AutoPipeline:
         client: Client,
         timeout: float,
         reconnect: Callable[[], Awaitable[None]] | None = None,
+        *,
+        linger: bool = False,
     ) -> None:
         self.client = client
         self._reconnector = reconnect
+        #: After a batch, let the callers it woke run once before the next batch goes
+        #: out, so it carries the commands they issue next too (fewer, larger batches).
+        self._linger = linger
         #: Each call fails ``timeout`` seconds after it was issued.
         self.timeout = timeout
         self._pending: list[_Call] = []
@@ -212,6 +217,44 @@ class AutoPipeline:
                 self._withdraw(task)
             self._hand_over()
 
+    def submit(self, args: tuple[Any, ...], ends_at: float) -> asyncio.Future[Any]:
+        """Queue ``args`` behind every command issued so far and return its reply's future.
+
+        For a caller that waited before it could queue (the cluster store, when a slot
+        moved): it bounds its own wait at ``ends_at`` and cancels the future then (a
+        cancelled call is left out of its batch, or its reply dropped). The deadline kept
+        here is never earlier than those queued before it, so the watchdog's order holds.
+        """
+        loop = asyncio.get_running_loop()
+        if self._pending:
+            ends_at = max(ends_at, self._pending[-1][2])
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((args, future, ends_at, False))
+        if self._timer is None:
+            self._timer = loop.call_at(ends_at, self._expire)
+        if not self._busy:
+            self._busy = True
+            self._flusher = loop.create_task(self._flush())
+        return future
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nothing queued."""
+        return not self._busy
+
+    def close(self, exc: BaseException) -> None:
+        """Fail every queued and in-flight call with ``exc``, stop the flusher and the
+        watchdog. A lone command in flight is left to its caller (closing the client
+        fails it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        self._fail(self._inflight, exc)
+        self._fail(pending, exc)
+        if self._flusher is not None:
+            self._flusher.cancel()
+
     @property
     def _message(self) -> str:
         return f"Redis did not answer within {self.timeout!r} s"
@@ -249,6 +292,8 @@ class AutoPipeline:
                 live = [call for call in batch if not call[1].done()]
                 if live:
                     await self._send(live)
+                    if self._linger:
+                        await asyncio.sleep(0)
         finally:
             self._busy = False
             self._flusher = None

@@ -3,15 +3,17 @@
 It is :class:`~attune.memory.short_term.redis_store.RedisShortTermMemory` with a
 :class:`~redis.asyncio.cluster.RedisCluster` client; what differs lives here:
 
-* **Routing and auto-pipelining.** Single-key commands go through the same
-  :class:`~attune.memory.short_term.autopipeline.AutoPipeline`: one batch in flight, which
-  :mod:`~attune.memory.short_term.cluster_router` splits into one pipeline per node (by
-  hash slot), sent in parallel, each in issue order, so one key's commands keep their
-  order; MOVED / ASK / TRYAGAIN replies are sent again through RedisCluster, which follows
-  them. redis-py's own retries are off (``retries=0``): it would repeat any command,
-  a claim included. The AutoPipeline's rules apply instead: a command that failed at the
-  connection level is repeated once, only if it is idempotent, after the slot map is
-  refreshed from the live nodes (``CLUSTER SLOTS``).
+* **Routing and auto-pipelining.** Single-key commands are auto-pipelined per master
+  (:mod:`~attune.memory.short_term.cluster_router`): each master has its own
+  :class:`~attune.memory.short_term.autopipeline.AutoPipeline` with one batch in flight,
+  and a command joins the one of its hash slot's master. A master that hangs stalls only
+  the calls for its own slots. One key's commands are sent in issue order, also when its
+  slot moves to another master (see the router for what holds then); MOVED / ASK /
+  TRYAGAIN replies are sent again through RedisCluster, which follows them. redis-py's
+  own retries are off (``retries=0``): it would repeat any command, a claim included. The
+  AutoPipeline's rules apply instead: a command that failed at the connection level is
+  repeated once, only if it is idempotent, after the slot map is refreshed from the live
+  nodes (``CLUSTER SLOTS``).
 * **Staging.** Every staging key carries the ``{staging}`` hash tag (see
   :mod:`attune.memory.keys`), so all of them live in one slot, on one node. Each
   multi-key operation is one Lua script on that slot (MULTI/WATCH on a cluster pipeline
@@ -41,8 +43,13 @@ from attune._loop_local import LoopLocal
 from attune.errors import AttuneError, ConfigurationError, ShortTermUnavailableError
 from attune.memory.config import MemoryConfig
 from attune.memory.keys import KeySpace
-from attune.memory.short_term.autopipeline import AutoPipeline, is_reconnectable
-from attune.memory.short_term.cluster_router import Router
+from attune.memory.short_term.autopipeline import is_reconnectable
+from attune.memory.short_term.cluster_router import NodeQueues
+from attune.memory.short_term.cluster_scripts import CLAIM as _CLAIM
+from attune.memory.short_term.cluster_scripts import LIST as _LIST
+from attune.memory.short_term.cluster_scripts import RELEASE as _RELEASE
+from attune.memory.short_term.cluster_scripts import SETTLE as _SETTLE
+from attune.memory.short_term.cluster_scripts import STAGE as _STAGE
 from attune.memory.short_term.cluster_url import ClusterURL, is_cluster_url, parse_cluster_url
 from attune.memory.short_term.fast_packing import fast_connection_class
 from attune.memory.short_term.protocol import StagedClaim, StagedEntry
@@ -63,59 +70,13 @@ _CLUSTER_DOWN: tuple[type[BaseException], ...] = (
     redis_errors.RedisClusterException,  # no node reachable, a slot not covered
 )
 
-# -- the staging scripts: KEYS are all {staging}-tagged, so each runs on one slot -------------
-
-#: KEYS: entry, index. ARGV: payload, expires_at_ms, staged_id.
-_STAGE = """
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-return 1
-"""
-#: KEYS: index. ARGV: now_ms. The live members, oldest expiry first, with their scores.
-_LIST = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-"""
-#: KEYS: claim, entry, index. ARGV: claim, lease_ms, staged_id.
-#: Returns {won, holder, payload, score, wrong_type}; false stands for nil.
-_CLAIM = """
-local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-local holder = redis.call('GET', KEYS[1])
-local payload = redis.pcall('GET', KEYS[2])
-local wrong = 0
-if type(payload) == 'table' and payload.err then
-  payload = false
-  wrong = 1
-end
-local score = redis.call('ZSCORE', KEYS[3], ARGV[3])
-return {won and 1 or 0, holder, payload, score, wrong}
-"""
-#: KEYS: claim. ARGV: claim. Compare-and-delete.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-#: KEYS: claim, entry, index. ARGV: fate, keep_until_ms, staged_id, checked ('1'/'0'), claim.
-_SETTLE = """
-if ARGV[4] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[5] then
-  return 0
-end
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 1
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class _ClusterClient:
-    """The cluster client of one event loop and the auto-pipeline in front of it."""
+    """The cluster client of one event loop and the per-master auto-pipelines in front."""
 
     cluster: RedisCluster
-    pipeline: AutoPipeline
+    queues: NodeQueues
 
 
 class ClusterShortTermMemory(RedisShortTermMemory):
@@ -188,25 +149,25 @@ class ClusterShortTermMemory(RedisShortTermMemory):
     async def _open(self) -> _ClusterClient:
         client = self._new_cluster()
 
-        async def refresh() -> None:
-            await self._refresh(client)
+        async def refresh(silent: str | None = None) -> None:
+            await self._refresh(client, silent)
 
-        pipeline = AutoPipeline(Router(client), self.config.redis_socket_timeout, refresh)
-        return _ClusterClient(client, pipeline)
+        return _ClusterClient(client, NodeQueues(client, self.config.redis_socket_timeout, refresh))
 
-    async def _refresh(self, client: RedisCluster) -> None:
-        """Re-read the slot map from the live nodes after a node failed (bounded; a failure
-        here is left to the retried command to report)."""
+    async def _refresh(self, client: RedisCluster, silent: str | None = None) -> None:
+        """Re-read the slot map from the live nodes after a node failed, asking the node
+        named ``silent`` (one that did not answer in time) last (bounded; a failure here
+        is left to the retried command to report)."""
         try:
             async with asyncio.timeout(self.config.redis_connect_timeout):
-                await client.nodes_manager.initialize()
+                await client.nodes_manager.initialize(last_failed_node_name=silent)
         except (TimeoutError, redis_errors.RedisError, redis_errors.RedisClusterException, OSError):
             log.debug("refreshing the Redis Cluster slot map failed; the next command retries")
 
     async def _call(self, *args: Any) -> Any:
         conn = await self._cluster.get()
         try:
-            return await conn.pipeline.execute(*args)
+            return await conn.queues.execute(*args)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
             raise self._translate(exc, str(args[0])) from None
 
@@ -406,4 +367,5 @@ async def _unlink(r: RedisCluster, names: list[bytes]) -> int:
 
 
 async def _close(conn: _ClusterClient) -> None:
+    conn.queues.close()
     await conn.cluster.aclose()
