@@ -24,11 +24,11 @@ This module only reads text: nothing connects (the client:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
+from attune.memory.url_parts import boolean_option, is_ipv6
 from attune.memory.validation import has_surrogate
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -141,7 +141,7 @@ def _address(part: str) -> tuple[str, int]:
         )
     if part.startswith("["):  # [IPv6]:port
         host, close, tail = part[1:].partition("]")
-        if not close or not _is_ipv6(host):
+        if not close or not is_ipv6(host):
             raise ValueError(f"the Sentinel URL has a malformed IPv6 address ({_EXAMPLE})")
         if tail and not tail.startswith(":"):
             raise ValueError(f"the Sentinel URL has a malformed host ({_EXAMPLE})")
@@ -164,14 +164,6 @@ def _address(part: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _options(query: str, *, tls: bool) -> dict[str, str | bool]:
     """The query string's options, checked (each at most once, known, well-formed)."""
     options: dict[str, str | bool] = {}
@@ -188,7 +180,9 @@ def _options(query: str, *, tls: bool) -> dict[str, str | bool]:
             raise ValueError(f"the option {name} needs TLS: use rediss+sentinel://")
         if name == "ssl_cert_reqs" and value not in _CERT_REQS:
             raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}")
-        options[name] = _boolean(name, value) if name == "ssl_check_hostname" else value
+        options[name] = (
+            boolean_option(name, value, "Sentinel URL") if name == "ssl_check_hostname" else value
+        )
     return options
 
 
@@ -196,15 +190,6 @@ def _text(value: str | bool | None) -> str | None:
     """A text option's value (only ``ssl_check_hostname`` is read as a boolean)."""
     assert not isinstance(value, bool)
     return value
-
-
-def _boolean(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"the option {name} of the Sentinel URL is true or false")
 
 
 def redact_sentinel_url(url: str) -> str:

@@ -14,11 +14,12 @@ Nothing here connects, imports the configuration, or repeats a password in an er
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
+
+from attune.memory.url_parts import boolean_option, is_ipv6
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
@@ -29,7 +30,7 @@ _OPTIONS: dict[str, Any] = {
     "ssl_certfile": str,
     "ssl_keyfile": str,
     "ssl_cert_reqs": lambda v: _cert_reqs(v),
-    "ssl_check_hostname": lambda v: _boolean("ssl_check_hostname", v),
+    "ssl_check_hostname": lambda v: boolean_option("ssl_check_hostname", v, "Redis Cluster URL"),
     "client_name": str,
 }
 _CERT_REQS = ("required", "optional", "none")
@@ -101,11 +102,11 @@ def _seed(text: str) -> tuple[str, int]:
         raise ValueError(f"every node of a Redis Cluster URL is host:port ({_FORM})")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-        if not _is_ipv6(host):
+        if not is_ipv6(host):
             raise ValueError(
                 f"a node of the Redis Cluster URL has a malformed IPv6 address ({_FORM})"
             )
-    elif _is_ipv6(host):
+    elif is_ipv6(host):
         raise ValueError(
             f"an IPv6 node of a Redis Cluster URL goes in brackets, as [::1]:7000 ({_FORM})"
         )
@@ -117,14 +118,6 @@ def _seed(text: str) -> tuple[str, int]:
     if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"a node of the Redis Cluster URL has no valid port (1-65535) ({_FORM})")
     return host, int(port)
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _options(query: str, tls: bool) -> dict[str, Any]:
@@ -157,12 +150,3 @@ def _cert_reqs(value: str) -> str:
             f"the option ssl_cert_reqs of the Redis Cluster URL is one of {', '.join(_CERT_REQS)}"
         )
     return value
-
-
-def _boolean(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"the option {name} of the Redis Cluster URL is true or false")
