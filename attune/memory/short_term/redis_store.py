@@ -349,9 +349,10 @@ class RedisShortTermMemory:
             # The stand-in lives in this process: other processes see none of its data.
             "shared_across_processes": self.url is not None,
         }
-        start = time.perf_counter()
         try:
+            start = time.perf_counter()
             await self._run(lambda r: r.ping(), idempotent=True, command="PING")
+            latency_ms = round((time.perf_counter() - start) * 1000, 3)
             # A read of attune's own keys too: an ACL user allowed PING but not those
             # keys (or the commands) answers PING and refuses every call.
             index = self.keys.staging_index()
@@ -361,7 +362,7 @@ class RedisShortTermMemory:
         except Exception as exc:  # health never raises
             report.update(available=False, error=_describe(exc))
         else:
-            report.update(available=True, latency_ms=round((time.perf_counter() - start) * 1000, 3))
+            report.update(available=True, latency_ms=latency_ms)  # of the PING
         if self._sentinel is not None:
             conn = await self._clients.get()
             assert conn.sentinel is not None
