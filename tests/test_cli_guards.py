@@ -106,6 +106,13 @@ READS: list[list[str]] = [
     ["audit", "tail"],
     ["audit", "verify"],
     ["audit", "checkpoint"],
+    # Removals too: on an empty new store they reported nothing removed, exit 0, as if
+    # the data (a person's, for erase-user) were gone.
+    ["forget", "plan"],
+    ["patterns", "delete", "pat_" + "0" * 32],
+    ["patterns", "purge"],
+    ["purge"],
+    ["erase-user", "alice", "--yes"],
 ]
 
 
@@ -113,6 +120,7 @@ def _refused(code: int, captured: Any, missing: Path, named: str) -> None:
     assert code == 2, captured.err
     assert captured.out == ""
     assert f"the storage directory {missing} ({named}) does not exist" in captured.err
+    assert "nothing to read or remove" in captured.err
     assert f"check {named} for a typo" in captured.err
     assert not missing.exists()  # nothing created
 

@@ -27,9 +27,10 @@ from attune.memory.types import AccessTier
 
 def run(args: argparse.Namespace, out: Output) -> int:
     """Run the command the parser chose (each subparser names its handler); one that only
-    reads (``read_only``) not on a storage directory that is not there (:mod:`.guards`)."""
+    reads or removes (``needs_store``) not on a storage directory that is not there
+    (:mod:`.guards`)."""
     handler: Callable[[argparse.Namespace, Output], int] = args.handler
-    if getattr(args, "read_only", False):
+    if getattr(args, "needs_store", False):
         guards.require_store(args)
     return handler(args, out)
 

@@ -2,12 +2,12 @@
 
 A storage directory that is not there. ``--storage-dir`` (or ``ATTUNE_STORAGE_DIR``)
 naming a directory that does not exist is almost always a typo; a command that writes
-starts a new store there (as it always did), but a command that only reads would create
-an empty store and answer from it: "nothing stashed", "No patterns match", exit 0, and
-the user believes their data is gone. :func:`require_store` refuses instead (a
-:class:`~attune.errors.ConfigurationError`: exit 2, a message naming the option or the
-variable and what to do, nothing on stdout, nothing created). Only a directory the user
-chose: the per-user default is simply new on a first run. Not with
+starts a new store there (as it always did), but a command that only reads or removes
+would create an empty store and answer from it: "nothing stashed", "No patterns match",
+"0 erased", exit 0, and the user believes their data is gone. :func:`require_store`
+refuses instead (a :class:`~attune.errors.ConfigurationError`: exit 2, a message naming
+the option or the variable and what to do, nothing on stdout, nothing created). Only a
+directory the user chose: the per-user default is simply new on a first run. Not with
 ``ATTUNE_DATABASE_URL``: the long-term store is then the PostgreSQL database, and the
 directory (a key file at most) may well not exist yet.
 
@@ -66,7 +66,8 @@ def require_store(args: argparse.Namespace) -> None:
         return
     state = "is not a directory" if path.exists() else "does not exist"
     raise ConfigurationError(
-        f"the storage directory {path} ({chosen}) {state}, so there is nothing to read; "
+        f"the storage directory {path} ({chosen}) {state}, so there is nothing to read or "
+        "remove; "
         f"check {chosen} for a typo. Nothing was created (a command that writes, such as "
         "stash or patterns import, starts a new store there)"
     )

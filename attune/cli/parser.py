@@ -159,7 +159,7 @@ def _admin(
     )
     erase.add_argument("user_id", help="the user (agent id) to forget")
     erase.add_argument("--yes", action="store_true", help="confirm: erasure cannot be undone")
-    erase.set_defaults(handler=commands.erase_user)
+    erase.set_defaults(handler=commands.erase_user, needs_store=True)
     _audit(sub, common, whose)
 
     db = sub.add_parser("db", parents=[common], help="the long-term database").add_subparsers(

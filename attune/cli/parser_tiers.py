@@ -6,9 +6,11 @@ are kept for existing scripts: the same parsers registered again at the top leve
 help (so the command list shows them once, under ``patterns``) and routed to the same
 handlers, so their output is identical.
 
-The commands that only read (``get``, ``staged list`` and ``show``, ``patterns search``,
-``list``, ``show`` and ``export``) set ``read_only``: a storage directory chosen that does not exist
-is refused before they run (:func:`.guards.require_store`), never created empty.
+The commands that only read or remove (``get``, ``forget``, ``staged list`` and ``show``,
+``patterns search``, ``list``, ``show``, ``export``, ``delete`` and ``purge``) set
+``needs_store``: a storage directory chosen that does not exist is refused before they run
+(:func:`.guards.require_store`), never created empty (a removal there would report nothing
+removed, as if the data were gone).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 #: The ``patterns`` commands that were top-level commands before, and still are.
 ALIASES = ("search", "list", "show", "purge", "export", "import")
-#: The ``patterns`` commands that only read the store (export writes only its own file):
+#: The ``patterns`` commands that only read or remove (export writes only its own file):
 #: they refuse a storage directory that is not there (:func:`.guards.require_store`), as
-#: ``get``, ``staged list`` and ``show`` do.
-_READS = ("search", "list", "show", "export")
+#: ``get``, ``forget``, ``staged list`` and ``show`` do.
+_NEED_STORE = ("search", "list", "show", "export", "delete", "purge")
 
 
 def add(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -73,10 +75,10 @@ def _working(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     get = sub.add_parser("get", parents=[common], help="print the working data under KEY")
     get.add_argument("key")
     get.add_argument("--agent", type=identity.user_option, help="another agent's (default: mine)")
-    get.set_defaults(handler=working.get, read_only=True)
+    get.set_defaults(handler=working.get, needs_store=True)
     forget = sub.add_parser("forget", parents=[common], help="remove the working data under KEY")
     forget.add_argument("key")
-    forget.set_defaults(handler=working.forget)
+    forget.set_defaults(handler=working.forget, needs_store=True)
 
 
 def _staged(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -91,11 +93,11 @@ def _staged(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     scoped.add_argument("--namespace", help="act in this namespace (list and show: '*' for all)")
 
     tree.add_parser("list", parents=[scoped], help="staged patterns not yet expired").set_defaults(
-        handler=staged.list_staged, read_only=True
+        handler=staged.list_staged, needs_store=True
     )
     show = tree.add_parser("show", parents=[scoped], help="one staged pattern, every field")
     show.add_argument("staged_id", metavar="ID")
-    show.set_defaults(handler=staged.show, read_only=True)
+    show.set_defaults(handler=staged.show, needs_store=True)
     add = tree.add_parser("add", parents=[scoped], help="stage a pattern for review")
     add.add_argument("content", help="the pattern's text")
     add.add_argument("--type", dest="pattern_type", required=True, help="its pattern type")
@@ -143,7 +145,7 @@ def _patterns(sub: Subparsers, common: argparse.ArgumentParser, *, alias: bool) 
         else:
             parser = sub.add_parser(name, parents=parents, description=help, help=help)
         parser.set_defaults(
-            command="patterns", action=name, handler=handler, read_only=name in _READS
+            command="patterns", action=name, handler=handler, needs_store=name in _NEED_STORE
         )
         return parser
 
