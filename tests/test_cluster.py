@@ -9,6 +9,7 @@ master scanned, the topology in health, a node going down, the demo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -252,6 +253,32 @@ async def test_wrong_password_and_a_non_cluster_server_are_typed_errors(
             assert "not-the-password" not in str(err.value)
             health = (await mem.health_check())["short_term"]
             assert health["available"] is False and "not-the-password" not in repr(health)
+
+
+async def test_health_says_unavailable_for_an_acl_user_refused_attunes_keys(
+    redis_cluster: LocalCluster, storage_dir: Path
+) -> None:
+    """An ACL user allowed PING (and CLUSTER SLOTS) but not attune's keys: every call fails
+    with NOPERM, and health_check, which sent only PING, said "available"."""
+    password = "confined-pw-7Qx"
+    for port in redis_cluster.ports:
+        with contextlib.closing(redis_cluster.client(port)) as admin:
+            admin.execute_command(
+                "ACL", "SETUSER", "confined", "on", f">{password}", "~other:*", "+@all"
+            )
+    try:
+        url = f"redis+cluster://confined:{password}@127.0.0.1:{redis_cluster.ports[0]}"
+        config = MemoryConfig(redis_url=url, storage_dir=storage_dir)
+        async with AsyncUnifiedMemory("agent", config) as mem:
+            with pytest.raises(ShortTermCommandError, match="ACL user"):
+                await mem.stash("k", 1)
+            health = (await mem.health_check())["short_term"]
+        assert health["available"] is False, health
+        assert "ACL user" in health["error"] and password not in repr(health)
+    finally:
+        for port in redis_cluster.ports:
+            with contextlib.closing(redis_cluster.client(port)) as admin:
+                admin.execute_command("ACL", "DELUSER", "confined")
 
 
 async def test_a_key_of_another_type_is_a_command_error_and_data_is_untouched(

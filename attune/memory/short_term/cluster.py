@@ -40,7 +40,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from attune._loop_local import LoopLocal
-from attune.errors import AttuneError, ConfigurationError, ShortTermUnavailableError
+from attune.errors import (
+    AttuneError,
+    ConfigurationError,
+    ShortTermCommandError,
+    ShortTermUnavailableError,
+)
 from attune.memory.config import MemoryConfig
 from attune.memory.keys import KeySpace
 from attune.memory.short_term.autopipeline import is_reconnectable
@@ -319,19 +324,19 @@ class ClusterShortTermMemory(RedisShortTermMemory):
                 return sorted(node.name for node in primaries)
 
             masters = await self._run_cluster(ping, idempotent=True, command="PING")
-        except ShortTermUnavailableError as exc:
+            latency_ms = round((time.perf_counter() - start) * 1000, 3)
+            # A read of attune's own keys too: an ACL user allowed PING but not those keys
+            # (or the commands) answers PING and refuses every call.
+            index = self.keys.staging_index()
+            await self._run_cluster(lambda r: r.exists(index), idempotent=True, command="EXISTS")
+        except (ShortTermUnavailableError, ShortTermCommandError) as exc:
             report.update(available=False, error=str(exc))
         except Exception as exc:  # health never raises
             report.update(available=False, error=_describe(exc))
         else:
             conn = self._cluster.peek()
             nodes = len(conn.cluster.get_nodes()) if conn is not None else len(masters)
-            report.update(
-                available=True,
-                latency_ms=round((time.perf_counter() - start) * 1000, 3),
-                masters=masters,
-                nodes=nodes,
-            )
+            report.update(available=True, latency_ms=latency_ms, masters=masters, nodes=nodes)
         return report
 
     async def aclose(self) -> None:
