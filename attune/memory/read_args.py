@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from attune.errors import ValidationError
@@ -39,8 +39,9 @@ class Filters:
 
 
 def make_cursor(key: float, pattern_id: str, fingerprint: str) -> str:
-    raw = json.dumps([key, pattern_id, fingerprint], separators=(",", ":")).encode()
-    return "c1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    # UTF-8, not \u escapes: an id of 256 characters of any kind stays within MAX_CURSOR.
+    raw = json.dumps([key, pattern_id, fingerprint], separators=(",", ":"), ensure_ascii=False)
+    return "c1." + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
@@ -48,7 +49,7 @@ def read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
         "cursor is not one this query returned (pass a page's next_cursor back unchanged, "
         "with the same query and filters)"
     )
-    if not isinstance(cursor, str) or not cursor.startswith("c1.") or len(cursor) > 512:
+    if not isinstance(cursor, str) or not cursor.startswith("c1.") or len(cursor) > MAX_CURSOR:
         raise bad
     body = cursor[3:]
     try:
@@ -72,6 +73,10 @@ def read_cursor(cursor: Any, fingerprint: str) -> tuple[float, str]:
 #: The largest cursor key (a time in ms, or a score): every integer up to it is exact as a
 #: float, and far beyond any creation time (the year 9999 is 2.5e14 ms).
 _MAX_CURSOR_KEY = 2**53
+#: The longest cursor read: one of an id of 256 four-byte characters (or of quotes, each
+#: escaped) is about 1,450 characters; an ASCII id of 256 took up to ~420 (the old cap, 512,
+#: refused the cursor of a page ending on a long non-ASCII id).
+MAX_CURSOR = 2048
 
 
 def time_ms(value: Any, name: str) -> int:
@@ -85,9 +90,16 @@ def time_ms(value: Any, name: str) -> int:
             raise ValidationError(f"{name} must be a datetime or an ISO 8601 string") from None
     if not isinstance(value, datetime):
         raise ValidationError(f"{name} must be a datetime or an ISO 8601 string")
-    if value.tzinfo is None:
+    if value.utcoffset() is None:  # naive (a tzinfo without an offset is naive too)
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
+    # Exact, in whole microseconds (``timestamp() * 1000`` in floats put 1 in 200 whole
+    # milliseconds one below), rounded up: creation times are whole milliseconds, so
+    # ``created >= since`` and ``created < until`` hold for the time itself, sub-ms or not.
+    micros: int = (value - _EPOCH) // timedelta(microseconds=1)
+    return -(-micros // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:

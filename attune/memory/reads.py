@@ -236,6 +236,10 @@ class LongTermReads(CoreParts):
                     until_ms,
                     store_query.facets,
                     scope,
+                    # A search cursor's score is the engine's own (BM25, ts_rank): another
+                    # backend's would page on from an unrelated point. A list cursor's key
+                    # (creation time, id) means the same on every backend.
+                    None if parsed_query is None else self.long_term.backend,
                 ]
             ).encode()
         ).hexdigest()[:16]
