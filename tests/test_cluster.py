@@ -424,6 +424,42 @@ async def test_a_slot_moving_to_another_node_is_followed_ask_then_moved(
         await store.aclose()
 
 
+async def test_staging_waits_out_a_migration_of_its_slot(
+    own_cluster: LocalCluster, storage_dir: Path
+) -> None:
+    """While the ``{staging}`` slot migrates, a script whose keys are split between the two
+    nodes (the index still on the source, a new entry's key not there) is answered
+    TRYAGAIN: staging raised ShortTermUnavailableError until the migration ended. It is
+    sent again until the keys are together, within the call's time bound."""
+    config = MemoryConfig(redis_url=own_cluster.url, storage_dir=storage_dir)
+    store = _store(config)
+    index = store.keys.staging_index()
+    slot = key_slot(index.encode())
+    source = next(p for p in own_cluster.ports if _owns(own_cluster, p, index))
+    target = next(p for p in own_cluster.ports if p != source)
+    admin = {p: own_cluster.client(p) for p in own_cluster.ports}
+    ids = {p: admin[p].execute_command("CLUSTER MYID").decode() for p in own_cluster.ports}
+    far = 4_102_444_800_000  # 2100: never expired here
+    try:
+        await store.stage("stg_" + "a" * 32, b"{}", far)  # the index exists on the source
+        admin[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+        admin[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+        staging = asyncio.ensure_future(store.stage("stg_" + "b" * 32, b"{}", far))
+        await asyncio.sleep(0.5)  # answered TRYAGAIN, again and again
+        assert not staging.done()
+        names = admin[source].execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        admin[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *names)
+        for port in own_cluster.ports:
+            admin[port].execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target])
+        await asyncio.wait_for(staging, config.redis_socket_timeout)
+        listed = await store.list_staged(0)
+        assert sorted(e.staged_id for e in listed) == ["stg_" + "a" * 32, "stg_" + "b" * 32]
+    finally:
+        for client in admin.values():
+            client.close()
+        await store.aclose()
+
+
 @pytest.fixture
 def replicated_cluster() -> Iterator[LocalCluster]:
     """3 masters with one replica each (6 nodes), of this test's own."""

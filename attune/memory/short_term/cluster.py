@@ -66,6 +66,11 @@ from attune.memory.short_term.replies import staged_ids as _staged_ids
 T = TypeVar("T")
 log = logging.getLogger("attune.short_term")
 
+#: How long a staging script answered TRYAGAIN (its slot migrating) waits before it is sent
+#: again.
+_TRY_AGAIN_PAUSE_S = 0.05
+#: RedisCluster's error once a command met only redirections and TRYAGAIN (never run).
+_NOT_RUN_TTL = "TTL exhausted."
 #: Cluster-level conditions: the cluster (or the node of a slot) cannot serve now.
 _CLUSTER_DOWN: tuple[type[BaseException], ...] = (
     redis_errors.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN: a slot has no live master
@@ -200,10 +205,28 @@ class ClusterShortTermMemory(RedisShortTermMemory):
             raise self._translate(exc, command) from None
 
     async def _script(self, script: str, keys: list[str], *args: Any, idempotent: bool) -> Any:
-        """One Lua script on the slot of ``keys`` (they must share it: hash tags)."""
+        """One Lua script on the slot of ``keys`` (they must share it: hash tags).
+
+        While that slot migrates, a script whose keys are split between the two nodes is
+        answered ``TRYAGAIN``: it ran nowhere, so it is sent again (a claim included) until
+        the migration moves the keys together, within ``redis_socket_timeout``; then the
+        ``TRYAGAIN`` stands (the cluster is resharding). RedisCluster sends it again
+        itself a few times, then gives up with "TTL exhausted", which only redirections
+        and ``TRYAGAIN`` replies (commands not run) lead to."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.redis_socket_timeout - _TRY_AGAIN_PAUSE_S
 
         async def op(r: RedisCluster) -> Any:
-            return await r.execute_command("EVAL", script, len(keys), *keys, *args)
+            while True:
+                try:
+                    return await r.execute_command("EVAL", script, len(keys), *keys, *args)
+                except (redis_errors.TryAgainError, redis_errors.ClusterError) as exc:
+                    not_run = isinstance(exc, redis_errors.TryAgainError) or (
+                        str(exc) == _NOT_RUN_TTL
+                    )
+                    if not not_run or loop.time() + _TRY_AGAIN_PAUSE_S > deadline:
+                        raise
+                await asyncio.sleep(_TRY_AGAIN_PAUSE_S)
 
         return await self._run_cluster(op, idempotent=idempotent, command="EVAL")
 
