@@ -130,14 +130,10 @@ class NodeQueues:
         """Run one single-key command (the key is ``args[1]``) in its master's lane."""
         if len(args) < 2:
             return await self._lane(None).execute(*args)
-        slot = self._slots.get(args[1])  # slot_of() and node_of(), inlined: the hot path
-        if slot is None:
-            slot = self.slot_of(args[1])
-        nodes = self._manager.slots_cache.get(slot)
-        name = nodes[0].name if nodes else None
-        lane = self._lanes.get(name)
-        if lane is None:
-            lane = self._lane(name)
+        slot = self.slot_of(args[1])
+        node = self.node_of(slot)
+        name = None if node is None else node.name
+        lane = self._lane(name)
         pin = self._pins.get(slot)
         if pin is None:
             pin = self._pins[slot] = _Pin(lane)
