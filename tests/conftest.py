@@ -150,7 +150,8 @@ def config(request: pytest.FixtureRequest) -> MemoryConfig:
 CLUSTER_PASSWORD = "cluster-pw-Zk93"
 
 
-def _need_cluster_tools() -> None:
+def need_cluster_tools() -> None:
+    """Skip the test without redis-server / redis-cli; with CI=true, fail it."""
     if cluster_tools() is None:
         reason = "redis-server / redis-cli are not installed: no Redis Cluster to test on"
         if CI:
@@ -162,7 +163,7 @@ def _need_cluster_tools() -> None:
 def redis_cluster() -> Iterator[LocalCluster]:
     """A 3-master Redis Cluster on loopback for the session (password CLUSTER_PASSWORD),
     stopped by pid at the end; skipped without redis-server unless CI=true."""
-    _need_cluster_tools()
+    need_cluster_tools()
     with local_cluster(password=CLUSTER_PASSWORD) as cluster:
         yield cluster
 
@@ -182,7 +183,7 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
 @pytest.fixture
 def own_cluster() -> Iterator[LocalCluster]:
     """A 3-master cluster of this test's own (to kill a node of)."""
-    _need_cluster_tools()
+    need_cluster_tools()
     with local_cluster() as cluster:
         yield cluster
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import CI, CLUSTER_PASSWORD
+from conftest import CI, CLUSTER_PASSWORD, need_cluster_tools
 from redis.crc import key_slot
 from test_redis_tls_acl import _other_authority
 from test_redis_tls_acl import _workflow as tls_workflow
@@ -463,10 +463,7 @@ async def test_staging_waits_out_a_migration_of_its_slot(
 @pytest.fixture
 def replicated_cluster() -> Iterator[LocalCluster]:
     """3 masters with one replica each (6 nodes), of this test's own."""
-    if cluster_tools() is None:
-        if CI:
-            pytest.fail("redis-server / redis-cli are needed (CI=true makes this a failure)")
-        pytest.skip("redis-server / redis-cli are not installed")
+    need_cluster_tools()
     with local_cluster(replicas=1) as cluster:
         yield cluster
 
@@ -613,10 +610,7 @@ async def test_tls_cluster_runs_the_workflow_and_an_unknown_authority_is_refused
 def test_the_cluster_benchmark_runs() -> None:
     """benchmarks/short_term_cluster.py at tiny sizes: it starts its own cluster, prints
     both figures, and stops its servers (its ratios mean nothing at this size)."""
-    if cluster_tools() is None:
-        if CI:
-            pytest.fail("redis-server / redis-cli are needed (CI=true makes this a failure)")
-        pytest.skip("redis-server / redis-cli are not installed")
+    need_cluster_tools()
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "short_term_cluster.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_")}
     out = subprocess.run(

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CI
+from conftest import need_cluster_tools
 from redis.crc import key_slot
 from test_cluster import _agents_on_every_node, _owns, _replica_synced, _store
 from test_cluster import replicated_cluster as replicated_cluster  # a fixture
-from topology_cluster import LocalCluster, cluster_tools, local_cluster
+from topology_cluster import LocalCluster, local_cluster
 from waiting import DEADLINE_S, await_until, wait_until
 
 from attune.errors import ShortTermUnavailableError
@@ -31,10 +31,7 @@ def patient_cluster() -> Iterator[LocalCluster]:
     """A 3-master cluster of this test's own whose nodes wait 60 s before they mark a
     silent node failed: a master frozen for a few seconds leaves the cluster up (no
     CLUSTERDOWN), so only the frozen master itself is silent."""
-    if cluster_tools() is None:
-        if CI:
-            pytest.fail("redis-server / redis-cli are needed (CI=true makes this a failure)")
-        pytest.skip("redis-server / redis-cli are not installed")
+    need_cluster_tools()
     with local_cluster(node_timeout_ms=60_000) as cluster:
         yield cluster
 
