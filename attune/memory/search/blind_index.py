@@ -9,7 +9,10 @@ a word, and how often a word occurs (as deterministic encryption does).
 
 The search key is derived by HKDF-SHA256 from master key material; metadata filters on
 encrypted records use *facet* tokens of ``key=value`` pairs under the same key (a
-plaintext record's facets are unkeyed hashes of the same text: :func:`plain_facet`).
+plaintext record's facets are unkeyed hashes of the same text: :func:`plain_facet`). That
+text is canonical (:func:`facet_text`), so values a user takes as equal (1 and 1.0, a
+string in NFC and in NFD) share a facet; a filter also asks for the texts earlier versions
+indexed such values by (:func:`facet_texts`), so its records need no reindex.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
+import unicodedata
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from attune.memory.validation import json_key
 
 #: Bytes of HMAC output kept per token: 64 bits, so two different words share a token
 #: with probability about 2**-64 per pair (a vocabulary of a million words: about one
@@ -102,7 +110,11 @@ class BlindIndex:
 
     def facet(self, key: str, value: Any) -> str:
         """The token of one top-level metadata pair, for equality filters."""
-        return self._mac(_FACET + facet_text(key, value).encode("utf-8"))
+        return self.facet_of(facet_text(key, value))
+
+    def facet_of(self, text: str) -> str:
+        """The token of a pair's text (:func:`facet_text`, or one of :func:`facet_texts`)."""
+        return self._mac(_FACET + text.encode("utf-8"))
 
     def _mac(self, message: bytes) -> str:
         return hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES].hex()
@@ -124,18 +136,119 @@ def shared(search_key: bytes) -> BlindIndex:
 def plain_facet(key: str, value: Any) -> str:
     """The facet of a plaintext record's metadata pair: unkeyed (its metadata is readable
     in the database anyway), so it needs no master key; same shape as a keyed one."""
-    message = _FACET + facet_text(key, value).encode("utf-8")
-    return hashlib.sha256(message).digest()[:TOKEN_BYTES].hex()
+    return plain_facet_of(facet_text(key, value))
+
+
+def plain_facet_of(text: str) -> str:
+    """The unkeyed facet of a pair's text (:func:`facet_text`, or one of :func:`facet_texts`)."""
+    return hashlib.sha256(_FACET + text.encode("utf-8")).digest()[:TOKEN_BYTES].hex()
+
+
+# -- the text of a pair ---------------------------------------------------------------------
+#
+# Metadata values are compared as a user expects: numbers by value, as Python compares them
+# (an integral float is the int of its exact value: 1.0 == 1, -0.0 == 0, but 1e30 is not
+# 10**30), strings and keys after Unicode NFC normalisation, booleans apart from numbers
+# (True is not 1), None only itself, lists and dicts with the same rules inside. A pair is
+# hashed as one canonical text: the compact JSON (keys sorted, non-ASCII escaped) of the value
+# with those rules applied. A value already canonical (an ASCII string, an int, a non-integral
+# float) keeps the text earlier versions gave it: the JSON of the value as given (legacy_text).
+# The text feeds hashes stored on disk, so it depends on the value alone: the shortest repr of
+# a float, exact int arithmetic, and NFC, stable across Unicode versions for every character
+# assigned when the value was indexed.
 
 
 def facet_text(key: str, value: Any) -> str:
-    """A metadata pair as one canonical text (JSON of the value, keys sorted), so equal
-    values give equal facets whatever their key order or spacing. A mapping whose keys mix
-    types (``None`` beside strings) cannot be sorted as given: it is taken as JSON stores
-    it, every key a string."""
+    """A metadata pair as its canonical text (the rules above), what a record is indexed by:
+    equal values give equal texts whatever their key order, spacing, number type (1 or 1.0)
+    or Unicode normalisation form. NaN and infinity have none (ValueError), nor does a value
+    JSON cannot hold (TypeError)."""
+    return _nfc(key) + "\x00" + canonical_json(value)
+
+
+def facet_texts(key: str, value: Any) -> tuple[str, ...]:
+    """The texts that satisfy the filter ``key == value``: its canonical text first, then the
+    legacy texts (:func:`legacy_text`) a record could have been indexed under with a value
+    equal to it by the rules above: the key as given, in NFC and in NFD; a number as an int
+    and as a float (zero also as -0.0); a string as given, in NFC and in NFD; anything else
+    as given. At most 9 (a key and a string that each mix both forms), mostly 1 or 2."""
+    texts = [facet_text(key, value)]
+    values = _legacy_values(value)
+    texts.extend(k + "\x00" + v for k in _forms(key) for v in values)
+    return tuple(dict.fromkeys(texts))
+
+
+def legacy_text(key: str, value: Any) -> str:
+    """A pair's text as earlier versions indexed records by: the JSON of the value
+    as given, keys sorted. A mapping whose keys mix types (``None`` beside strings) cannot
+    be sorted as given: it is taken as JSON stores it, every key a string."""
+    return key + "\x00" + _legacy_json(value)
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical text of a metadata value (the rules above), as compact JSON."""
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with the rules above applied: every number that equals an int that int,
+    every string and key in NFC (keys as JSON spells them: ``None`` -> ``"null"``). A dict
+    two of whose keys are one in NFC keeps its keys as given (both values stay)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _nfc(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("NaN and infinity have no facet (JSON cannot hold them)")
+        return int(value) if value.is_integer() else float(value)  # exact: 1e300 has 301 digits
+    if isinstance(value, Mapping):
+        given = [k if isinstance(k, str) else json_key(k) for k in value]
+        keys = [_nfc(k) for k in given]
+        if len(set(keys)) < len(keys):
+            keys = given
+        return {k: _canonical(v) for k, v in zip(keys, value.values(), strict=True)}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    raise TypeError(f"a metadata value of type {type(value).__name__} has no facet")
+
+
+def _legacy_values(value: Any) -> list[str]:
+    """The JSON texts, as given, of the values equal to ``value`` that a record indexed
+    by an earlier version may hold (see :func:`facet_texts`)."""
+    if isinstance(value, str):
+        return [json.dumps(form) for form in _forms(value)]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return [_legacy_json(value)]
+    if isinstance(value, float) and not value.is_integer():
+        return [_legacy_json(value)]  # only itself (NaN and infinity have no canonical text)
+    whole = int(value)
+    texts = [int.__repr__(whole)]
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        same = float(whole)
+    except OverflowError:  # an int past the largest float: no float equals it
+        same = math.inf
+    if same == whole:  # exact: 10**30 is not 1e30 (1000000000000000019884624838656)
+        texts.append(float.__repr__(same))
+    if whole == 0:
+        texts.append("-0.0")
+    return texts
+
+
+def _legacy_json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
     except TypeError:
         stored = json.loads(json.dumps(value))
-        text = json.dumps(stored, sort_keys=True, separators=(",", ":"))
-    return key + "\x00" + text
+        return json.dumps(stored, sort_keys=True, separators=(",", ":"))
+
+
+def _forms(text: str) -> list[str]:
+    """``text`` as given, in NFC and in NFD, each once."""
+    return list(dict.fromkeys((text, _nfc(text), unicodedata.normalize("NFD", text))))
+
+
+def _nfc(text: str) -> str:
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)

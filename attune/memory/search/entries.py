@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from attune.memory.long_term.queries import Match, SearchEntry
-from attune.memory.search.blind_index import BlindIndex, plain_facet
+from attune.memory.search.blind_index import BlindIndex, facet_texts, plain_facet, plain_facet_of
 from attune.memory.search.terms import Query, terms
 from attune.memory.validation import json_key
 
@@ -79,12 +79,18 @@ def narrowed(match: Match, classification: str | None) -> Match:
 
 
 def facets(metadata: Mapping[str, Any], index: BlindIndex | None) -> tuple[tuple[str, ...], ...]:
-    """Each metadata filter pair as the facets that satisfy it (its plain form, and with a
-    key its keyed form): a record must hold one of each pair's facets."""
-    return tuple(
-        (plain_facet(k, v),) if index is None else (plain_facet(k, v), index.facet(k, v))
-        for k, v in metadata.items()
-    )
+    """Each metadata filter pair as the facets that satisfy it: a record must hold one of
+    each pair's facets. They are the facets of each of the pair's texts
+    (:func:`~.blind_index.facet_texts`: the canonical text new records are indexed by, and
+    the texts a record indexed by an earlier version could hold an equal value under), in their
+    plain form and, with a key, their keyed form."""
+    out = []
+    for key, value in metadata.items():
+        texts = facet_texts(key, value)
+        plain = tuple(plain_facet_of(text) for text in texts)
+        keyed = () if index is None else tuple(index.facet_of(text) for text in texts)
+        out.append(plain + keyed)
+    return tuple(out)
 
 
 def _strings(value: Any) -> Iterator[str]:
