@@ -76,16 +76,40 @@ _APPEND = (
 )
 
 
-async def append(conn: asyncpg.Connection, entries: list[tuple[str, str]]) -> tuple[int, str]:
+async def append(
+    conn: asyncpg.Connection,
+    entries: list[tuple[str, str]],
+    tried: list[tuple[int, str]] | None = None,
+) -> tuple[int, str]:
     """Chain ``entries`` ((timestamp text, body), as :func:`codec._encode` gives them) onto
     the head and insert them, inside the caller's open transaction; returns the new head.
-    Holds the head's row lock until that transaction ends."""
+    Holds the head's row lock until that transaction ends. ``tried``: the new head is
+    added to it before the statement is sent (see :func:`landed`)."""
     row = await conn.fetchrow(_LOCK_HEAD)
     if row is None:
         raise _no_head()
     seqs, stamps, lines, new = chained((int(row[0]), str(row[1])), entries)
+    if tried is not None:
+        tried.append(new)
     await conn.execute(_APPEND, seqs, stamps, lines, *new)
     return new
+
+
+async def landed(conn: asyncpg.Connection, tried: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """Which of the heads an append whose answer was lost ``tried`` (its last line's seq
+    and hash) is in the table, if any: the line at that seq hashes to it only if that
+    very append committed (the hash covers the lines' content and the chain before)."""
+    if not tried:
+        return None
+    rows = await conn.fetch(
+        f"SELECT seq, line FROM {TABLE} WHERE seq = ANY($1::int8[])",  # noqa: S608
+        [seq for seq, _hash in tried],
+    )
+    found = {int(r[0]): _digest(str(r[1]).encode("ascii", "replace")) for r in rows}
+    for seq, digest in tried:
+        if found.get(seq) == digest:
+            return seq, digest
+    return None
 
 
 def _no_head() -> AuditLogError:
@@ -131,23 +155,30 @@ def chained(
 
 
 async def append_alone(
-    conn: asyncpg.Connection, entries: list[tuple[str, str]], expected: tuple[int, str] | None
+    conn: asyncpg.Connection,
+    entries: list[tuple[str, str]],
+    expected: tuple[int, str] | None,
+    tried: list[tuple[int, str]] | None = None,
 ) -> tuple[int, str]:
     """``entries`` appended outside any transaction (events without a record), in one
     statement when the head is still ``expected`` (this writer's last head): one round
     trip, not four. Else the head is read and it is tried again; after a few misses, a
-    transaction locks the head first (:func:`append`). Returns the new head."""
+    transaction locks the head first (:func:`append`). Returns the new head. ``tried``
+    collects each new head sent (if the connection is lost, :func:`landed` tells whether
+    one of them committed)."""
     for _ in range(_TRIES):
         if expected is None:
             expected = await head(conn)
             if expected is None:
                 raise _no_head()
         seqs, stamps, lines, new = chained(expected, entries)
+        if tried is not None:
+            tried.append(new)
         if await conn.fetchval(_APPEND_IF_HEAD, seqs, stamps, lines, *expected, *new) is not None:
             return new
         expected = None
     async with conn.transaction():
-        return await append(conn, entries)
+        return await append(conn, entries, tried)
 
 
 async def head(conn: asyncpg.Connection) -> tuple[int, str] | None:

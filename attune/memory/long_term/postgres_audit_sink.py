@@ -24,9 +24,34 @@ import asyncpg
 
 from attune.memory.long_term import postgres_audit, postgres_schema
 
-__all__ = ["HeadHint", "NoHeadError", "TableSink", "quietly_close"]
+__all__ = ["LOST", "HeadHint", "NoHeadError", "TableSink", "never_sent", "quietly_close"]
 
 _T = TypeVar("_T")
+
+#: The connection went away mid-statement: what the server did with it is unknown.
+#: (asyncpg reports a connection the server ended while it was idle as an internal error
+#: on its next use: "cannot switch to state ...; another operation is in progress".)
+#: The server's own goodbyes count too: its session ends with them (pg_terminate_backend,
+#: a shutdown, idle_in_transaction_session_timeout, idle_session_timeout).
+LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
+    asyncpg.exceptions.IdleSessionTimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """asyncpg refused to start a statement on a connection whose session the server had
+    already ended (while it was idle, before asyncpg saw its socket close): it raises
+    before writing anything (``_set_state``), so nothing reached the server."""
+    return isinstance(exc, asyncpg.InternalClientError) and str(exc).startswith(
+        "cannot switch to state"
+    )
 
 
 class HeadHint:
@@ -87,12 +112,17 @@ class TableSink:
             self._commit_mode = None
         return self._conn
 
+    def _drop(self, conn: asyncpg.Connection) -> None:
+        """Forget a lost write connection: the next use opens another."""
+        if self._conn is conn:
+            self._conn = None
+        conn.terminate()
+
     def commit(self, entries: list[tuple[str, str]], fsync: bool) -> None:
         if not entries:  # a flush with nothing queued
             return
 
-        async def write() -> None:
-            conn = await self._writer()
+        async def write(conn: asyncpg.Connection, tried: list[tuple[int, str]]) -> None:
             # A batch nobody waits on (reads' events, sync=False) commits without waiting
             # for the WAL flush. Set for the session, and only when it changes: a SET LOCAL
             # needs a transaction of its own (BEGIN, SET, lock, insert, COMMIT: five round
@@ -103,17 +133,42 @@ class TableSink:
                 await conn.execute(f"SET synchronous_commit = {mode}")
                 self._commit_mode = mode
             # One statement, its own transaction, while the head is our last.
-            self._hint.value = await postgres_audit.append_alone(conn, entries, self._hint.value)
+            self._hint.value = await postgres_audit.append_alone(
+                conn, entries, self._hint.value, tried
+            )
 
-        self.run(write)
+        self.run(lambda: self._again_if_lost(write))
+
+    async def _again_if_lost(
+        self, call: Callable[[asyncpg.Connection, list[tuple[int, str]]], Awaitable[None]]
+    ) -> None:
+        """``call`` on the write connection; if that connection is found lost (its session
+        ended by the server: a restart, ``pg_terminate_backend``, a timeout), once more on
+        a new one, unless what it sent committed after all (:func:`postgres_audit.landed`:
+        the batch is then in the table, once). Events are never dropped for a connection
+        the server closed while it sat idle."""
+        tried: list[tuple[int, str]] = []
+        conn = await self._writer()
+        try:
+            await call(conn, tried)
+            return
+        except LOST as exc:
+            self._drop(conn)
+            if isinstance(exc, TimeoutError):
+                raise
+        conn = await self._writer()
+        done = await postgres_audit.landed(conn, tried)
+        if done is not None:
+            self._hint.value = done
+            return
+        await call(conn, [])
 
     def check(self) -> None:
-        async def probe() -> None:
-            conn = await self._writer()
+        async def probe(conn: asyncpg.Connection, _tried: list[tuple[int, str]]) -> None:
             if await postgres_audit.head(conn) is None:
                 raise NoHeadError
 
-        self.run(probe)
+        self.run(lambda: self._again_if_lost(probe))
 
     def sync(self) -> None:
         """Nothing: a batch is durable once its COMMIT returned."""

@@ -6,7 +6,10 @@ it as one transaction: consecutive inserts as one ``INSERT ... SELECT FROM unnes
 statement, other writes one by one, in queue order. A statement that fails aborts a
 PostgreSQL transaction: :func:`transaction` rolls it back and raises :class:`Failed`, and
 the store runs the batch's writes again one transaction each, so that a failed write
-fails its own caller only.
+fails its own caller only. A connection lost before the COMMIT was sent raises
+:class:`NotStored` (the server applied nothing: the store may run the batch again on
+another connection); lost while the COMMIT (or a lone statement) was under way, it raises
+as it is (whether it was applied is unknown).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncpg
 from attune.memory.long_term import postgres_audit, postgres_schema, postgres_search
 from attune.memory.long_term.batching import Outcome
 from attune.memory.long_term.postgres_audit_log import TableJournal
+from attune.memory.long_term.postgres_audit_sink import LOST, never_sent
 from attune.memory.long_term.postgres_schema import INSERT_MANY
 from attune.memory.long_term.protocol import (
     DeleteOp,
@@ -47,6 +51,16 @@ _ONE_STATEMENT = (InsertOp, DeleteOp, PurgeOp, RewrapOp, IndexOp)
 
 class Failed(Exception):
     """A statement of the transaction failed (it was rolled back; the connection is fine)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+class NotStored(Exception):
+    """The connection was lost (``cause``) before anything of the transaction could
+    commit: before its COMMIT was sent, or before a lone statement left this process.
+    The server applied none of it, so it may be run again on another connection."""
 
     def __init__(self, cause: BaseException) -> None:
         super().__init__(type(cause).__name__)
@@ -80,15 +94,19 @@ async def transaction(
             if isinstance(only, InsertOp):
                 return [(new, None) for new in await _insert(conn, [only])]
             return [(await _execute(conn, only), None)]
-        except STATEMENT_ERRORS as exc:
-            if isinstance(exc, asyncpg.PostgresConnectionError):
-                raise
-            raise Failed(exc) from None
+        except BaseException as exc:
+            if never_sent(exc):
+                raise NotStored(exc) from None
+            if isinstance(exc, STATEMENT_ERRORS) and not isinstance(exc, LOST):
+                raise Failed(exc) from None
+            raise
     tx = conn.transaction()
     try:
         await tx.start()
-    except BaseException:
+    except BaseException as exc:
         _give_back(journal, taken)
+        if isinstance(exc, LOST):  # no transaction began: nothing to commit
+            raise NotStored(exc) from None
         raise
     outcomes: list[Outcome] = []
     pretaken = taken is not None
@@ -121,15 +139,15 @@ async def transaction(
                         await asyncio.to_thread(writing.done.wait)
                 queued = [] if taken is None else taken.entries
                 head = await postgres_audit.append(conn, _encode([*queued, *events]))
-    except STATEMENT_ERRORS as exc:
+    except BaseException as exc:
+        # Before the COMMIT: the server rolls back an open transaction whose session ends,
+        # so a connection lost here applied nothing.
         await _rollback(tx)
         _give_back(journal, taken)
-        if isinstance(exc, asyncpg.PostgresConnectionError):
-            raise
-        raise Failed(exc) from None
-    except BaseException:
-        await _rollback(tx)
-        _give_back(journal, taken)
+        if isinstance(exc, LOST):
+            raise NotStored(exc) from None
+        if isinstance(exc, STATEMENT_ERRORS):
+            raise Failed(exc) from None
         raise
     try:
         await tx.commit()
@@ -199,9 +217,9 @@ async def _audited_alone(
         row = await conn.fetchrow(_AUDITED_ALONE, *args, seqs, stamps, lines, *expected, *new)
     except BaseException as exc:
         _give_back(journal, taken)
-        if isinstance(exc, STATEMENT_ERRORS) and not isinstance(
-            exc, asyncpg.PostgresConnectionError
-        ):
+        if never_sent(exc):
+            raise NotStored(exc) from None
+        if isinstance(exc, STATEMENT_ERRORS) and not isinstance(exc, LOST):
             raise Failed(exc) from None
         raise
     assert row is not None

@@ -13,9 +13,10 @@ The SQLite store's counterpart is :mod:`.sqlite_commit`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -23,19 +24,25 @@ from attune.errors import LongTermUnavailableError
 from attune.memory.long_term import batching, postgres_keyring
 from attune.memory.long_term.batching import Outcome, Queued
 from attune.memory.long_term.postgres_audit_log import TableJournal, table_journal
-from attune.memory.long_term.postgres_batch import STATEMENT_ERRORS, Failed, transaction
+from attune.memory.long_term.postgres_audit_sink import LOST
+from attune.memory.long_term.postgres_batch import (
+    STATEMENT_ERRORS,
+    Failed,
+    NotStored,
+    transaction,
+)
 from attune.memory.long_term.protocol import InsertOp, WriteOp
+
+_T = TypeVar("_T")
 
 #: Every error of the database or the way to it (what becomes LongTermUnavailableError).
 DB_ERRORS = (*STATEMENT_ERRORS, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-#: The connection went away mid-write: what the server did with it is unknown.
-#: (asyncpg reports a connection the server ended while it was idle as an internal error
-#: on its next use: "cannot switch to state ...; another operation is in progress".)
-LOST = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
+#: What a write whose connection was lost before anything of it committed is told.
+_NOT_STORED = "nothing of it was stored; it is safe to write it again"
+#: ... and one whose COMMIT (or lone statement) was under way.
+_UNKNOWN = (
+    "whether the write was stored is unknown (a COMMIT may have been under way): read it "
+    "back before writing it again"
 )
 
 #: ``unavailable(what, exc, hint=None)``: the store's error for a failed database call.
@@ -77,15 +84,12 @@ class GroupCommit:
         journal = table_journal(ops, self._dsn)
         try:
             outcomes = await self._run(res, ops, journal)
-        except Exception as exc:  # nothing of the batch was written
+        except Exception as exc:  # nothing of the batch was written, or it is unknown
             error: BaseException = exc
-            if isinstance(exc, LOST):
-                error = self._unavailable(
-                    "lost the connection while writing to",
-                    exc,
-                    "whether the write was stored is unknown (a COMMIT may have been under "
-                    "way): read it back before writing it again",
-                )
+            if isinstance(exc, NotStored):
+                error = self._lost(exc.cause, stored=False)
+            elif isinstance(exc, LOST):
+                error = self._lost(exc, stored=None)
             elif isinstance(exc, DB_ERRORS):
                 error = self._unavailable("cannot commit to", exc, "nothing of it was stored")
             for _op, fut in live:
@@ -104,25 +108,111 @@ class GroupCommit:
             await batching.append_events(ops, audited, outcomes)
         batching.answer(live, outcomes)
 
+    def _lost(self, exc: BaseException, *, stored: bool | None) -> LongTermUnavailableError:
+        """The error of a write whose connection was lost: ``stored`` False (nothing of it
+        committed) or None (unknown)."""
+        if isinstance(exc, OSError | TimeoutError) and stored is False:
+            what = "cannot connect to"  # a new connection failed: the server is away
+        else:
+            what = "lost the connection while writing to"
+        return self._unavailable(what, exc, _NOT_STORED if stored is False else _UNKNOWN)
+
     async def _run(
         self, res: LoopPool, ops: list[WriteOp], journal: TableJournal | None
     ) -> list[Outcome]:
-        """The batch as one transaction; if one of its statements fails, each write again
-        in a transaction of its own (the failed one fails its caller alone)."""
-        async with res.pool.acquire() as conn:
+        """The batch on a connection of the pool; on another one if the connection was found
+        lost before anything of it committed (a session the server ended while it was
+        idle in the pool), on up to one more connection than the pool holds (after a
+        restart, every pooled one may be dead, and a dead one fails at once). Raises
+        :class:`~.postgres_batch.NotStored` if none took it, the lost connection's error
+        if its COMMIT was under way."""
+        tries = res.pool.get_max_size() + 1
+        for attempt in range(1, tries + 1):
             try:
-                try:
-                    return await transaction(conn, ops, journal)
-                except Failed:
-                    pass
-                outcomes: list[Outcome] = []
-                for op in ops:
-                    try:
-                        outcomes += await transaction(conn, [op], journal)
-                    except Failed as failed:
-                        error = self._unavailable("cannot write to", failed.cause)
-                        outcomes.append((None, error))
-                return outcomes
+                conn = await res.pool.acquire()
+            except (*DB_ERRORS, TimeoutError) as exc:  # no connection: nothing was sent
+                raise NotStored(exc) from None
+            try:
+                return await self._on(conn, ops, journal)
+            except NotStored:
+                _terminate(conn)
+                if attempt == tries:
+                    raise
             except LOST:
-                conn.terminate()  # never back into the pool: the next write opens another
+                _terminate(conn)  # never back into the pool: the next write opens another
                 raise
+            finally:
+                with contextlib.suppress(Exception):
+                    await res.pool.release(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _on(
+        self, conn: asyncpg.Connection, ops: list[WriteOp], journal: TableJournal | None
+    ) -> list[Outcome]:
+        """The batch as one transaction; if one of its statements fails, each write again
+        in a transaction of its own (the failed one fails its caller alone). A connection
+        lost part way through those: the writes committed before keep their outcome, the
+        one under way is unknown (or not stored), the rest were never sent."""
+        try:
+            return await transaction(conn, ops, journal)
+        except Failed:
+            pass
+        outcomes: list[Outcome] = []
+        for n, op in enumerate(ops):
+            try:
+                outcomes += await transaction(conn, [op], journal)
+            except Failed as failed:
+                error = self._unavailable("cannot write to", failed.cause)
+                outcomes.append((None, error))
+            except (NotStored, *LOST) as exc:
+                if n == 0 and isinstance(exc, NotStored):
+                    raise  # nothing of the batch committed: the caller may try another
+                _terminate(conn)
+                cause = exc.cause if isinstance(exc, NotStored) else exc
+                this = self._lost(cause, stored=False if isinstance(exc, NotStored) else None)
+                rest = self._lost(cause, stored=False)
+                return outcomes + [(None, this)] + [(None, rest)] * (len(ops) - n - 1)
+        return outcomes
+
+
+def _terminate(conn: asyncpg.Connection) -> None:
+    """Close a lost connection at once (asyncpg may already have detached it from the
+    pool's proxy, which then raises)."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+#: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
+#: (connection, authentication, database name): shown in full. Others show their code.
+CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
+
+
+async def on_connection(db: Any, call: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+    """``call`` on one connection: ``db`` itself (the held reader), or one of the pool's."""
+    if not isinstance(db, asyncpg.Pool):
+        return await call(db)
+    async with db.acquire() as conn:
+        return await call(conn)
+
+
+def usable(conn: Any) -> bool:
+    """Whether a held pool connection still has its session: asyncpg closes one the
+    server ended (and detaches it from its proxy, whose every method then raises)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # released by the pool when its connection was lost
+        return False
+
+
+def describe(exc: BaseException) -> str:
+    """An error as its kind and code: a server message can quote a row's values, so only
+    those about the connection and configuration are shown in full."""
+    name = type(exc).__name__
+    code = getattr(exc, "sqlstate", None)
+    if isinstance(exc, OSError | TimeoutError):
+        return f"{name}: {exc.strerror or exc}" if isinstance(exc, OSError) else name
+    if code is None:
+        return name
+    if str(code).startswith(CONFIG_CLASSES):
+        return f"{name}, SQLSTATE {code}: {exc}"
+    return f"{name}, SQLSTATE {code}"

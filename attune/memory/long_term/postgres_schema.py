@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from attune.errors import CorruptRecordError, LongTermUnavailableError
+from attune.errors import ConfigurationError, CorruptRecordError, LongTermUnavailableError
 from attune.memory.long_term import postgres_audit
 from attune.memory.long_term.protocol import PatternRecord
 
@@ -201,11 +201,17 @@ def insert_many_if(condition: str) -> str:
 
 async def migrate(conn: asyncpg.Connection) -> None:
     """Bring the database to :data:`SCHEMA_VERSION` in one transaction holding
-    :data:`MIGRATION_LOCK`; refuse a newer schema."""
+    :data:`MIGRATION_LOCK`; refuse a newer schema, and a database that is not attune's
+    (tables of attune's names without its ``schema_version``): nothing is created."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        rows = await conn.fetch("SELECT version FROM schema_version")
+        if not await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+            await _refuse_others(conn)
+            await conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        try:
+            rows = await conn.fetch("SELECT version FROM schema_version")
+        except asyncpg.UndefinedColumnError:
+            raise _not_attunes("schema_version") from None
         current = int(rows[0][0]) if rows else 0
         if current > SCHEMA_VERSION:
             raise LongTermUnavailableError(
@@ -219,6 +225,39 @@ async def migrate(conn: asyncpg.Connection) -> None:
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION)
         elif current != SCHEMA_VERSION:
             await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION)
+
+
+#: The tables the migrations create (besides ``schema_version``).
+_TABLES = (
+    "patterns",
+    "store_meta",
+    "audit_subjects",
+    "key_ring",
+    "key_ring_keys",
+    postgres_audit.TABLE,
+    postgres_audit.HEAD,
+)
+
+
+async def _refuse_others(conn: asyncpg.Connection) -> None:
+    """A database with no attune schema yet must not hold a table of attune's names:
+    another application's, which the migrations would fail on, or worse, write into."""
+    taken = await conn.fetch(
+        "SELECT c.relname FROM pg_class c WHERE c.relname = ANY($1::text[]) "
+        "AND pg_table_is_visible(c.oid) ORDER BY c.relname",
+        list(_TABLES),
+    )
+    if taken:
+        raise _not_attunes(", ".join(str(r[0]) for r in taken))
+
+
+def _not_attunes(tables: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"the PostgreSQL database already holds tables attune would create ({tables}), "
+        "but no attune schema version: it belongs to another application. Give attune a "
+        "database of its own (CREATE DATABASE attune) and name it in ATTUNE_DATABASE_URL; "
+        "nothing was created"
+    )
 
 
 def columns(records: list[PatternRecord]) -> list[list[Any]]:

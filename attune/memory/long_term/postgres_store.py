@@ -41,7 +41,7 @@ from typing import Any, TypeVar, overload
 import asyncpg
 
 from attune._loop_local import LoopLocal
-from attune.errors import ConfigurationError, LongTermUnavailableError
+from attune.errors import AttuneError, ConfigurationError, LongTermUnavailableError
 from attune.memory.long_term import (
     batching,
     postgres_commit,
@@ -49,7 +49,14 @@ from attune.memory.long_term import (
     postgres_schema,
     postgres_search,
 )
-from attune.memory.long_term.postgres_commit import DB_ERRORS, LoopPool
+from attune.memory.long_term.postgres_audit_sink import LOST, never_sent
+from attune.memory.long_term.postgres_commit import (
+    DB_ERRORS,
+    LoopPool,
+    describe,
+    on_connection,
+    usable,
+)
 from attune.memory.long_term.postgres_schema import (
     SCHEMA_VERSION,
     SELECT_ONE,
@@ -77,9 +84,6 @@ from attune.memory.service_urls import redact_url
 __all__ = ["SCHEMA_VERSION", "PostgresLongTermStore"]
 
 _T = TypeVar("_T")
-#: PostgreSQL's SQLSTATE classes whose message names only the server's configuration
-#: (connection, authentication, database name): shown in full. Others show their code.
-_CONFIG_CLASSES = ("08", "28", "3D", "42501", "53", "57")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -149,7 +153,7 @@ class PostgresLongTermStore:
                 self._migrated = True
         except BaseException as exc:
             await pool.close()
-            if isinstance(exc, DB_ERRORS):
+            if isinstance(exc, DB_ERRORS) and not isinstance(exc, AttuneError):
                 raise self._unavailable("cannot prepare", exc) from None
             raise
         return LoopPool(pool)
@@ -170,14 +174,20 @@ class PostgresLongTermStore:
     def _unavailable(
         self, what: str, exc: BaseException, hint: str | None = None
     ) -> LongTermUnavailableError:
-        if hint is None:
+        if hint is None and isinstance(exc, asyncpg.QueryCanceledError):
+            hint = (
+                "the server cancelled the statement (its statement_timeout, or an "
+                "administrator) and applied nothing of it; raise statement_timeout for "
+                "attune's role or database, then retry"
+            )
+        elif hint is None:
             hint = (
                 "check ATTUNE_DATABASE_URL names a reachable server and a database this "
                 "user may create tables in"
             )
         return LongTermUnavailableError(
             f"long-term memory unavailable: {what} PostgreSQL at {self.url} "
-            f"({_describe(exc)}); {hint}"
+            f"({describe(exc)}); {hint}"
         )
 
     # -- group commit ------------------------------------------------------------------------
@@ -244,38 +254,64 @@ class PostgresLongTermStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    async def _read(self, call: Callable[[Any], Awaitable[_T]], what: str = "cannot read") -> _T:
+    async def _read(
+        self,
+        call: Callable[[Any], Awaitable[_T]],
+        what: str = "cannot read",
+        *,
+        writes: bool = False,
+    ) -> _T:
         """``call`` on the loop's reading connection when no other read holds it, else on
-        the pool (both have asyncpg's query methods). Sequential reads (a recall after a
-        recall) then skip the pool's acquire and release (about 60 µs of a 230 µs read:
-        docs/performance.md, PostgreSQL). A pool of one connection holds none: writes
-        would wait for it forever."""
+        the pool (see :meth:`_read_once`). A connection found lost (its session ended by
+        the server: a restart, a failover, ``pg_terminate_backend``) is replaced and
+        ``call`` run again on the next, up to one more than the pool holds: a read is
+        safe to repeat. A call that ``writes`` is run again only if nothing of it was
+        sent; otherwise its error says whether it may have been applied."""
         res = self._pools.current() or await self._pools.get()
-        try:
-            if res.reading or self.pool_size < 2:  # never hold a pool's only connection
-                return await call(res.pool)
-            res.reading = True
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                if res.reader is not None and not _usable(res.reader):
-                    # Its session ended while it was held (a server restart, a failover,
-                    # idle_session_timeout): not this read's failure; it takes a live one.
-                    stale, res.reader = res.reader, None
-                    with contextlib.suppress(Exception):
-                        await res.pool.release(stale)
-                if res.reader is None:
-                    res.reader = await res.pool.acquire()
-                conn = res.reader
-                try:
-                    return await call(conn)
-                except BaseException:  # a lost or cancelled query: the pool judges it
-                    res.reader = None
-                    with contextlib.suppress(Exception):
-                        await res.pool.release(conn)
-                    raise
-            finally:
-                res.reading = False
-        except DB_ERRORS as exc:
-            raise self._unavailable(what, exc) from None
+                return await self._read_once(res, call)
+            except DB_ERRORS as exc:
+                lost = isinstance(exc, LOST) and not isinstance(exc, TimeoutError)
+                again = never_sent(exc) or (lost and not writes)
+                if again and attempt <= self.pool_size:
+                    continue
+                hint = None
+                if writes and lost and not never_sent(exc):
+                    hint = (
+                        "whether the change was made is unknown: read it back before trying again"
+                    )
+                raise self._unavailable(what, exc, hint) from None
+
+    async def _read_once(self, res: LoopPool, call: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Sequential reads (a recall after a recall) share one held connection, skipping
+        the pool's acquire and release (about 60 µs of a 230 µs read: docs/performance.md,
+        PostgreSQL); a read while it is busy takes the pool. A pool of one connection
+        holds none: writes would wait for it forever."""
+        if res.reading or self.pool_size < 2:  # never hold a pool's only connection
+            return await call(res.pool)
+        res.reading = True
+        try:
+            if res.reader is not None and not usable(res.reader):
+                # Its session ended while it was held (a server restart, a failover,
+                # idle_session_timeout): not this read's failure; it takes a live one.
+                stale, res.reader = res.reader, None
+                with contextlib.suppress(Exception):
+                    await res.pool.release(stale)
+            if res.reader is None:
+                res.reader = await res.pool.acquire()
+            conn = res.reader
+            try:
+                return await call(conn)
+            except BaseException:  # a lost or cancelled query: the pool judges it
+                res.reader = None
+                with contextlib.suppress(Exception):
+                    await res.pool.release(conn)
+                raise
+        finally:
+            res.reading = False
 
     async def get(self, pattern_id: str, now_ms: int) -> PatternRecord | None:
         row = await self._read(lambda db: db.fetchrow(SELECT_ONE, pattern_id, now_ms))
@@ -357,14 +393,15 @@ class PostgresLongTermStore:
         if on_change is not None:  # listening first: a change right after the read is heard
             await res.ring_listener.watch(on_change, self._dsn, self.connect_timeout_s)
         return await self._read(
-            lambda db: _on_connection(db, postgres_keyring.read), "cannot read the key ring in"
+            lambda db: on_connection(db, postgres_keyring.read), "cannot read the key ring in"
         )
 
     async def change_key_ring(self, op: RingOp) -> StoredRing:
         """Apply ``op`` (see :mod:`.postgres_keyring`); the ring as stored afterwards."""
         return await self._read(
-            lambda db: _on_connection(db, lambda conn: postgres_keyring.change(conn, op)),
+            lambda db: on_connection(db, lambda conn: postgres_keyring.change(conn, op)),
             "cannot change the key ring in",
+            writes=True,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -381,34 +418,3 @@ class PostgresLongTermStore:
 
     async def aclose(self) -> None:
         await self._pools.aclose()
-
-
-async def _on_connection(db: Any, call: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
-    """``call`` on one connection: ``db`` itself (the held reader), or one of the pool's."""
-    if not isinstance(db, asyncpg.Pool):
-        return await call(db)
-    async with db.acquire() as conn:
-        return await call(conn)
-
-
-def _usable(conn: Any) -> bool:
-    """Whether a held pool connection still has its session: asyncpg closes one the
-    server ended (and detaches it from its proxy, whose every method then raises)."""
-    try:
-        return not conn.is_closed()
-    except asyncpg.InterfaceError:  # released by the pool when its connection was lost
-        return False
-
-
-def _describe(exc: BaseException) -> str:
-    """An error as its kind and code: a server message can quote a row's values, so only
-    those about the connection and configuration are shown in full."""
-    name = type(exc).__name__
-    code = getattr(exc, "sqlstate", None)
-    if isinstance(exc, OSError | TimeoutError):
-        return f"{name}: {exc.strerror or exc}" if isinstance(exc, OSError) else name
-    if code is None:
-        return name
-    if str(code).startswith(_CONFIG_CLASSES):
-        return f"{name}, SQLSTATE {code}: {exc}"
-    return f"{name}, SQLSTATE {code}"
