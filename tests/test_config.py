@@ -377,3 +377,12 @@ def test_a_numeric_setting_refuses_bools_and_bytes(name: str, value: object) -> 
     assert str(info.value).endswith(f"not {type(value).__name__}")  # the value is not shown
     text = {"staging_ttl_hours": "2", "max_ttl_seconds": "100000"}.get(name, "4000")
     assert getattr(MemoryConfig(**{name: text}), name) == int(text)
+
+
+def test_max_value_bytes_stops_at_what_a_redis_server_takes() -> None:
+    """A value over Redis's default request limit (512 MiB) is refused by a real server
+    and dropped with its connection, while the in-process stand-in takes it: the setting
+    cannot go past the limit, so both refuse such a value alike, with attune's error."""
+    assert MemoryConfig(max_value_bytes=512 * 1024 * 1024).max_value_bytes == 512 * 1024 * 1024
+    with pytest.raises(ConfigurationError, match="max_value_bytes"):
+        MemoryConfig(max_value_bytes=512 * 1024 * 1024 + 1)

@@ -138,8 +138,9 @@ class MemoryConfig(BaseSettings):
         pattern=r"^[A-Za-z0-9_.\-]+$",
     )
 
-    #: Largest JSON-encoded value ``stash`` accepts, in bytes.
-    max_value_bytes: int = Field(1024 * 1024, gt=0)
+    #: Largest JSON-encoded value ``stash`` accepts, in bytes; at most 512 MiB, the largest
+    #: value a Redis server takes by default (``proto-max-bulk-len``).
+    max_value_bytes: int = Field(1024 * 1024, gt=0, le=512 * 1024 * 1024)
     #: Longest key ``stash`` accepts, in characters.
     max_key_length: int = Field(256, gt=0, le=4096)
     #: Longest TTL ``stash`` accepts: short-term memory is for minutes to days.

@@ -6,6 +6,7 @@ process that every agent shares)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from typing import Any
@@ -34,6 +35,19 @@ def shared_fake_server() -> Any:
 
             _fake_server = fakeredis.FakeServer()
         return _fake_server
+
+
+def _new_stand_in_in_child() -> None:
+    """(In a forked child) a stand-in of the child's own, empty, as documented (working
+    data and staged patterns are per process). The inherited copy could not be used: a
+    lock another thread of the parent held at the fork (inside a stand-in command) stays
+    held in the child, whose first stand-in command then hung forever."""
+    global _fake_server, _fake_server_lock
+    _fake_server_lock = threading.Lock()
+    _fake_server = None
+
+
+os.register_at_fork(after_in_child=_new_stand_in_in_child)
 
 
 def stand_in_client() -> aioredis.Redis:
