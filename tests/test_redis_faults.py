@@ -390,3 +390,38 @@ def test_no_error_renders_as_a_bare_class_name(tmp_path: Path) -> None:
     reset = str(store._translate(ConnectionResetError(), "GET"))
     assert "(ConnectionResetError)" in reset
     assert "ConnectionResetError: ConnectionResetError" not in reset
+
+
+# -- a refused command inside a transaction ------------------------------------------------
+
+
+async def test_an_error_inside_a_transaction_never_quotes_the_data(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """redis-py notes an error inside a pipeline as "Command # N (<the command and its
+    arguments>) of pipeline caused error: ...": with a short key prefix the arguments
+    reached a staged entry's content, and the error (and the log line made of it) quoted
+    them. The error keeps Redis's reason and drops the command's arguments."""
+    from attune.errors import ShortTermCommandError
+    from attune.memory import AsyncUnifiedMemory
+
+    config = MemoryConfig(
+        redis_url=own_redis.url(), storage_dir=tmp_path, key_prefix="a", environment="development"
+    )
+    async with AsyncUnifiedMemory("scout", config) as memory:
+        client = own_redis.client()
+        try:
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", "1")  # every write now refused: OOM
+            for call in (
+                lambda: memory.stage_pattern({"content": "Zanzibar retry policy"}, "note"),
+                lambda: memory.stash("k", {"plan": "Zanzibar retry policy"}),
+            ):
+                with pytest.raises(ShortTermCommandError) as caught:
+                    await call()
+                message = str(caught.value)
+                assert "maxmemory" in message  # Redis's own reason is kept
+                assert "Zanzibar" not in message and "{staging}" not in message
+        finally:
+            client.config_set("maxmemory", "0")
+            client.close()

@@ -6,6 +6,8 @@ Shared by the single-node store (:mod:`.redis_store`) and the cluster store
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["describe", "first_line", "raw", "staged_ids"]
 
 
@@ -27,10 +29,25 @@ def staged_ids(members: list[tuple[bytes | str, float]]) -> list[tuple[str, int]
     return ids
 
 
+#: redis-py's note on an error inside a pipeline or transaction: "Command # N (<the
+#: command and its arguments, up to 100 characters>) of pipeline caused error: <error>"
+#: (the asyncio client gives the error's args tuple). The arguments can be stored data.
+_PIPELINE_NOTE = re.compile(r"\ACommand # (\d+) \(.*\) of pipeline caused error: (.*)\Z", re.S)
+_ARGS_TUPLE = re.compile(r"""\A\((['"])(.*)\1,\)\Z""", re.S)
+
+
 def first_line(exc: BaseException) -> str:
-    """The first line of the message ("" if there is none: never the class name again)."""
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
+    """The first line of the message ("" if there is none: never the class name again),
+    without the command's arguments redis-py quotes for an error inside a pipeline (a
+    value being written, a staged entry): an error never repeats stored data."""
+    text = str(exc).strip()
+    note = _PIPELINE_NOTE.match(text)
+    if note is not None:
+        error = note.group(2).strip()
+        args = _ARGS_TUPLE.match(error)
+        text = f"command {note.group(1)} of a pipeline: {args.group(2) if args else error}"
+    lines = text.splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def describe(exc: BaseException) -> str:
