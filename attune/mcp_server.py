@@ -38,18 +38,22 @@ patterns then live in the server process only (the long-term tier is on disk as 
 
 HTTP. ``attune mcp --http HOST:PORT`` serves streamable HTTP at ``/mcp``. With
 ``ATTUNE_MCP_TOKEN`` set, every request must carry ``Authorization: Bearer <token>`` (else
-401); without it the server accepts anyone who reaches it, so it refuses to bind anything
-but a loopback address. The token comes from the environment, never the command line
-(which other users of the machine can read).
+401; the scheme's name in any case); without it the server accepts anyone who reaches it,
+so it refuses to bind anything but a loopback address. The token comes from the
+environment, never the command line (which other users of the machine can read). On any
+loopback address, a request must name a loopback host and come from no web page but a
+loopback one (``Host`` / ``Origin``, else 421 / 403): a page elsewhere cannot reach it
+through a DNS name of its own (DNS rebinding). A store the library refuses, or an address
+HTTP cannot listen on, is an error before anything is served (exit 2 from ``attune``).
+The HTTP transport (token, loopback guard) is :mod:`attune.mcp_http`.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
+import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
@@ -62,6 +66,7 @@ from pydantic_core import PydanticCustomError
 
 import attune
 from attune.errors import AttuneError, ConfigurationError
+from attune.mcp_http import TOKEN_ENV, BearerToken, http_app
 from attune.memory import validation
 from attune.memory.config import MemoryConfig
 from attune.memory.reads import PatternPage
@@ -78,11 +83,6 @@ __all__ = [
     "http_app",
     "serve",
 ]
-
-#: The environment variable holding the bearer token HTTP clients must send.
-TOKEN_ENV = "ATTUNE_MCP_TOKEN"  # noqa: S105 - the variable's name, not a secret
-#: Shortest token accepted (a guessable token is no protection).
-MIN_TOKEN_CHARS = 16
 
 DEFAULT_USER = "mcp-agent"
 DEFAULT_TIER = AccessTier.CONTRIBUTOR
@@ -384,89 +384,38 @@ def serve(
     http: str | None = None,
 ) -> None:
     """Run the server until its client goes: over stdio, or over streamable HTTP at
-    ``http`` (``HOST:PORT``, path ``/mcp``; see the module docstring for its token)."""
+    ``http`` (``HOST:PORT``, path ``/mcp``; see the module docstring for its token).
+
+    The memory is opened (and closed) once before serving: a store the library refuses
+    (a storage directory that is a file, a bad key) raises its error here, rather than a
+    traceback from inside the transport; so does an address HTTP cannot listen on."""
+    config = MemoryConfig()
+    server = build_server(user_id, access_tier, config)
     if http is None:
-        build_server(user_id, access_tier).run()
+        _open_once(user_id, access_tier, config)
+        server.run()
         return
     host, sep, port = http.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError("--http must be HOST:PORT, e.g. 127.0.0.1:8000")
     host = host.strip("[]")
-    app = http_app(build_server(user_id, access_tier), host, os.environ.get(TOKEN_ENV))
+    app = http_app(server, host, os.environ.get(TOKEN_ENV))
+    _open_once(user_id, access_tier, config)
     import uvicorn
 
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
-
-
-ASGIApp = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]
-
-
-def http_app(server: MCPServer, host: str, token: str | None) -> ASGIApp:
-    """The streamable HTTP app of ``server`` bound at ``host``: behind :class:`BearerToken`
-    when ``token`` is given; without one only on a loopback address (ConfigurationError)."""
-    token = None if token is None else token.strip()
-    if token is not None and len(token) < MIN_TOKEN_CHARS:
-        raise ConfigurationError(
-            f"{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters; make one with "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
-    if token is None and not _is_loopback(host):
-        raise ConfigurationError(
-            f"serving MCP over HTTP on {host} lets anyone who reaches it act as this agent: "
-            f"set {TOKEN_ENV} to a secret token (clients send it as 'Authorization: Bearer "
-            "<token>'), or bind to 127.0.0.1"
-        )
-    app: ASGIApp = server.streamable_http_app(host=host)
-    return app if token is None else BearerToken(app, token)
-
-
-class BearerToken:
-    """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` gets 401
-    (compared in constant time); lifespan events pass through."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self._app = app
-        self._expected = b"Bearer " + token.encode("utf-8")
-
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
-        if scope["type"] in ("http", "websocket"):
-            given = b""
-            for name, value in scope.get("headers", ()):
-                if name.lower() == b"authorization":
-                    given = value
-            if not hmac.compare_digest(given, self._expected):
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
-                    return
-                body = b'{"error":"unauthorized: send Authorization: Bearer <the server token>"}'
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode("ascii")),
-                            (b"www-authenticate", b'Bearer realm="attune"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self._app(scope, receive, send)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    except SystemExit as exc:  # uvicorn's way out when it could not start; it said why
+        if exc.code:
+            raise ConfigurationError(
+                f"could not serve MCP over HTTP at {http} (the reason is above: an address "
+                "already in use, or not one of this machine's)"
+            ) from None
+        raise
+
+
+def _open_once(user_id: str, access_tier: AccessTier | str, config: MemoryConfig) -> None:
+    async def open_and_close() -> None:
+        await AsyncUnifiedMemory(user_id, config, access_tier=access_tier).aclose()
+
+    asyncio.run(open_and_close())

@@ -99,7 +99,10 @@ that is not there; an argument a terminal of another encoding garbled) or an att
 stdout; an argument error names the argument, never the value typed (:mod:`.arguments`),
 and no message repeats a key or id typed (:mod:`.guards`); 141 stdout closed before
 everything was written (``attune ... | head -1``: the rest is dropped, as a shell reports
-a command ended by SIGPIPE). :func:`main` returns it.
+a command ended by SIGPIPE); 130 interrupted (Ctrl-C: "attune: interrupted" on stderr, no
+traceback; an interrupted ``patterns export`` or ``migrate`` removes its partial files
+first, an interrupted import or purge is resumed by running it again). :func:`main`
+returns it.
 
 ``keys rotate`` with ``ATTUNE_MASTER_KEY`` set (and the key file holding the ring) says on
 stderr to set the variable to the new key: it decides the active key at every start.
@@ -110,7 +113,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attune.cli import commands, guards, identity, parser
-from attune.cli.output import ERROR, Output, closed_stdout, tolerate_unencodable
+from attune.cli.output import ERROR, INTERRUPTED, Output, closed_stdout, tolerate_unencodable
 from attune.errors import AttuneError
 
 
@@ -129,3 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ERROR
     except BrokenPipeError:  # stdout's reader went away (| head): not a negative answer
         return closed_stdout()
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback (see the epilog)
+        out.error("interrupted")
+        return INTERRUPTED

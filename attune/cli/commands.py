@@ -148,7 +148,8 @@ def db_upgrade(args: argparse.Namespace, out: Output) -> int:
 
 
 def migrate(args: argparse.Namespace, out: Output) -> int:
-    """migrate --to URL: export, load, verify, each with its progress bar."""
+    """migrate --to URL: export, load, verify, each with its progress bar, on one loop
+    (:func:`.identity.interruptible`): an interrupted migration leaves no export behind."""
     identity.require_steward(args, "migrate")
     if not args.to.startswith(("postgresql://", "postgres://")):
         from attune.errors import ValidationError
@@ -157,16 +158,21 @@ def migrate(args: argparse.Namespace, out: Output) -> int:
             "--to must name the PostgreSQL database to copy into: "
             "postgresql://user@host:5432/database (migrate copies the SQLite store there)"
         )
-    from attune._runner import run_sync
     from attune.memory.migration import Migration
 
     migration = Migration(args.to)
-    with out.progress("Exporting from SQLite") as progress:
-        run_sync(migration.export(progress))
-    with out.progress("Loading into PostgreSQL") as progress:
-        run_sync(migration.load(progress))
-    with out.progress("Verifying") as progress:
-        run_sync(migration.verify(progress))
+
+    async def copy() -> None:
+        # One loop for the three steps: Ctrl-C at any point deletes the export (a copy of
+        # every record that erasure and retention would not see) before the command ends.
+        with out.progress("Exporting from SQLite") as progress:
+            await migration.export(progress)
+        with out.progress("Loading into PostgreSQL") as progress:
+            await migration.load(progress)
+        with out.progress("Verifying") as progress:
+            await migration.verify(progress)
+
+    identity.interruptible(copy())
     report = migration.report
     if out.as_json:
         out.document(report)

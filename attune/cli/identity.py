@@ -15,16 +15,19 @@ message naming the option) before anything runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 from attune.cli import arguments
 from attune.errors import AccessDeniedError, ValidationError
 from attune.memory import validation
 from attune.memory.types import AccessTier, Classification
+
+_T = TypeVar("_T")
 
 #: The agent the command acts as without ``--user``.
 DEFAULT_USER = "attune-cli"
@@ -122,3 +125,31 @@ def memory(args: argparse.Namespace, default_tier: AccessTier, namespace: str | 
     from attune.memory import UnifiedMemory
 
     return UnifiedMemory(user(args), access_tier=tier(args, default_tier), namespace=namespace)
+
+
+def async_memory(
+    args: argparse.Namespace, default_tier: AccessTier, namespace: str | None = None
+) -> Any:
+    """The :class:`~attune.memory.AsyncUnifiedMemory` of the same agent (``async with``),
+    for work run by :func:`interruptible`."""
+    from attune.memory.unified import AsyncUnifiedMemory
+
+    return AsyncUnifiedMemory(user(args), access_tier=tier(args, default_tier), namespace=namespace)
+
+
+def interruptible(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` to its end on an event loop of its own. Ctrl-C cancels it, and its
+    cleanup runs (an export's temporary file, a migration's copy of every record are
+    deleted) before :class:`KeyboardInterrupt` reaches :func:`attune.cli.main`; through the
+    blocking facade, Ctrl-C would end the command with the work still pending, its files
+    left behind. (Called inside a running loop, by a program embedding :func:`main`, it
+    runs through the facade's runner instead.)"""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is None:
+        return asyncio.run(work)
+    from attune._runner import run_sync
+
+    return run_sync(work)

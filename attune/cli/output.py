@@ -37,6 +37,8 @@ OK, NO, ERROR = 0, 1, 2
 #: Stdout was closed before the output was written (``attune ... | head -1``): what a
 #: shell reports for a command killed by SIGPIPE (128 + 13), never a negative answer.
 CLOSED = 141
+#: Interrupted (Ctrl-C): what a shell reports for a command ended by SIGINT (128 + 2).
+INTERRUPTED = 130
 
 #: Work on more records than this shows a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 300

@@ -66,6 +66,8 @@ exit status:
      argument the terminal's encoding garbled; or an attune error (bad
      configuration, bad input, refused access). No message repeats a value, key or
      id typed (ids attune made, pat_... and stg_..., excepted)
+  130  interrupted (Ctrl-C): an export or a migration first removes its partial
+       files; run an import, a purge or a migration again to finish it
   141  stdout was closed before everything was written (attune ... | head -1)
 
 --json prints exactly one JSON document on stdout (an object; a list for audit query

@@ -189,7 +189,9 @@ def _patterns(sub: Subparsers, common: argparse.ArgumentParser, *, alias: bool) 
             "--namespace", default="*", help="the namespace to export (default: every one, '*')"
         )
         export.add_argument(
-            "--out", help="the JSONL file (default: attune-export-<UTC time>.jsonl here)"
+            "--out",
+            help="the JSONL file (default: attune-export-<UTC time>.jsonl here); a new or "
+            "regular file, never a link, device or pipe (it is replaced)",
         )
     imported = command(
         "import", "insert the records of an export (skips stored ids)", patterns.import_, [common]

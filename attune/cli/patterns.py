@@ -10,10 +10,12 @@ STEWARD. ``--tier`` replaces those defaults, and the library refuses a tier too 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from attune.cli import identity
 from attune.cli.output import NO, OK, Output, patterns_table, show_one
+from attune.errors import ValidationError
 from attune.memory.types import AccessTier
 from attune.memory.validation import shown_id
 
@@ -88,15 +90,23 @@ def purge(args: argparse.Namespace, out: Output) -> int:
 
 
 def export(args: argparse.Namespace, out: Output) -> int:
+    """The export runs on a loop of its own (:func:`.identity.interruptible`): Ctrl-C
+    leaves no temporary file. A path that is not a regular file is refused first."""
     from datetime import UTC, datetime
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.out or f"attune-export-{stamp}.jsonl"
-    with (
-        identity.memory(args, AccessTier.STEWARD) as memory,
-        out.progress("Exporting") as progress,
-    ):
-        manifest = memory.export_patterns(path, namespace=args.namespace, progress=progress)
+    _regular_file(path)
+
+    async def write() -> dict[str, Any]:
+        async with identity.async_memory(args, AccessTier.STEWARD) as memory:
+            with out.progress("Exporting") as progress:
+                result: dict[str, Any] = await memory.export_patterns(
+                    path, namespace=args.namespace, progress=progress
+                )
+        return result
+
+    manifest = identity.interruptible(write())
     if out.as_json:
         out.document({"file": path, **manifest})
         return OK
@@ -106,6 +116,28 @@ def export(args: argparse.Namespace, out: Output) -> int:
         f"{manifest['namespace']!r} to {path} (manifest: {path}.manifest.json)."
     )
     return OK
+
+
+def _regular_file(path: str) -> None:
+    """Refuse an export path (or its manifest's) that is there but is not a regular file.
+    The export is renamed into place, which replaces whatever the path names: a symbolic
+    link (``/dev/stdout``), a device (``/dev/null``, as root), a pipe."""
+    import stat
+
+    from attune.memory.export_file import MANIFEST_SUFFIX
+
+    for target in (path, path + MANIFEST_SUFFIX):
+        try:
+            mode = os.lstat(target).st_mode
+        except OSError:  # not there (or not reachable: the export says why)
+            continue
+        if not stat.S_ISREG(mode):
+            raise ValidationError(
+                f"--out {target} is there and is not a regular file (a symbolic link, a "
+                "device such as /dev/stdout, a pipe or a directory): an export replaces "
+                "what is at its path, so it would replace that. Name a new or regular file "
+                "(to pipe the records, export to a file and read it); nothing was written"
+            )
 
 
 def import_(args: argparse.Namespace, out: Output) -> int:
