@@ -274,7 +274,7 @@ async def test_an_export_that_cannot_be_written_leaves_nothing(
     async with AsyncUnifiedMemory("admin", mock_config, access_tier="STEWARD") as admin:
         with pytest.raises(ValidationError, match="cannot write the export"):
             await admin.export_patterns(tmp_path / "missing-dir" / "export.jsonl")
-        with pytest.raises(ValidationError, match="cannot write the export"):
+        with pytest.raises(ValidationError, match="not a regular file"):
             await admin.export_patterns(tmp_path)  # a directory
         with pytest.raises(ValidationError, match="no manifest"):
             await admin.import_patterns(tmp_path / "nothing.jsonl")
@@ -388,3 +388,38 @@ async def test_an_export_never_replaces_the_stores_own_files(
     async with AsyncUnifiedMemory("reader", config) as mem:
         for pid in ids.values():
             assert (await mem.recall_pattern(pid)) is not None
+
+
+async def test_an_export_never_replaces_a_link_a_device_or_a_directory(
+    mock_config: MemoryConfig, tmp_path: Path
+) -> None:
+    """An export is renamed into place, which replaces what its path names: a symbolic link
+    (``/dev/stdout`` is one), a pipe or a directory was replaced by a file of records (as
+    root even ``/dev/null``). Such a path, or such a manifest path, is refused first."""
+    import os
+
+    await _seed(mock_config)
+    kept = tmp_path / "kept.txt"
+    kept.write_text("mine")
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(kept)
+    pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(pipe)
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    manifest_link = tmp_path / "m.jsonl"
+    (tmp_path / ("m.jsonl" + MANIFEST_SUFFIX)).symlink_to(kept)
+    async with AsyncUnifiedMemory("steward", mock_config, access_tier="steward") as memory:
+        for path in (link, pipe, folder, manifest_link):
+            with pytest.raises(ValidationError, match="not a regular file"):
+                await memory.export_patterns(path)
+        assert link.is_symlink() and kept.read_text() == "mine"
+        assert pipe.is_fifo() and folder.is_dir() and not manifest_link.exists()
+        regular = tmp_path / "regular.jsonl"
+        regular.write_text("an older export")
+        manifest = await memory.export_patterns(regular)  # a regular file is replaced
+        assert manifest["records"] == len(_listing_ids(regular))
+
+
+def _listing_ids(path: Path) -> list[str]:
+    return [json.loads(line)["pattern_id"] for line in path.read_text().splitlines() if line]

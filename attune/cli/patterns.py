@@ -10,12 +10,10 @@ STEWARD. ``--tier`` replaces those defaults, and the library refuses a tier too 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from attune.cli import identity
 from attune.cli.output import NO, OK, Output, patterns_table, show_one
-from attune.errors import ValidationError
 from attune.memory.types import AccessTier
 from attune.memory.validation import shown_id
 
@@ -119,25 +117,13 @@ def export(args: argparse.Namespace, out: Output) -> int:
 
 
 def _regular_file(path: str) -> None:
-    """Refuse an export path (or its manifest's) that is there but is not a regular file.
-    The export is renamed into place, which replaces whatever the path names: a symbolic
-    link (``/dev/stdout``), a device (``/dev/null``, as root), a pipe."""
-    import stat
+    """Refuse an export path (or its manifest's) that is there but is not a regular file
+    (:func:`~attune.memory.export_file.check_replaceable`), before a store is opened."""
+    from pathlib import Path
 
-    from attune.memory.export_file import MANIFEST_SUFFIX
+    from attune.memory.export_file import check_replaceable
 
-    for target in (path, path + MANIFEST_SUFFIX):
-        try:
-            mode = os.lstat(target).st_mode
-        except OSError:  # not there (or not reachable: the export says why)
-            continue
-        if not stat.S_ISREG(mode):
-            raise ValidationError(
-                f"--out {target} is there and is not a regular file (a symbolic link, a "
-                "device such as /dev/stdout, a pipe or a directory): an export replaces "
-                "what is at its path, so it would replace that. Name a new or regular file "
-                "(to pipe the records, export to a file and read it); nothing was written"
-            )
+    check_replaceable(Path(path))
 
 
 def import_(args: argparse.Namespace, out: Output) -> int:

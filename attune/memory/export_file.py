@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -278,6 +279,25 @@ def _unb64(value: Any, name: str) -> bytes:
 
 
 # -- the path argument ------------------------------------------------------------------
+
+
+def check_replaceable(target: Path) -> None:
+    """ValidationError if the export's path (or its manifest's) is there but is not a
+    regular file. An export is renamed into place, which replaces whatever the path names:
+    a symbolic link (``/dev/stdout``), a device (``/dev/null``, as root), a pipe, a
+    directory would be replaced by a file of records."""
+    for candidate in (target, manifest_path(target)):
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:  # not there (or not reachable: writing the export says why)
+            continue
+        if not stat.S_ISREG(mode):
+            raise ValidationError(
+                "the export path (or its manifest's, .manifest.json) is there and is not a "
+                "regular file (a symbolic link, a device such as /dev/stdout, a pipe or a "
+                "directory): an export replaces what is at its path, so it would replace "
+                "that. Name a new or regular file; nothing was written"
+            )
 
 
 def check_path(path: Any) -> Path:

@@ -114,7 +114,7 @@ class Migration:
         its audit chain (refused if that chain does not verify: fix it first)."""
         self.export_path.parent.mkdir(mode=0o700, exist_ok=True)
         head = await asyncio.to_thread(_audit_head, self.source_config.audit_log_path)
-        async with self._memory(self.source_config) as memory:
+        async with self._discarded_on_error(), self._memory(self.source_config) as memory:
             manifest = await memory.export_patterns(
                 self.export_path, namespace="*", progress=progress
             )

@@ -89,6 +89,7 @@ class PatternTransfer(CoreParts):
         await self._require("export_patterns")
         target = export_file.check_path(path)
         self._refuse_own_files(target)
+        export_file.check_replaceable(target)
         report = Reporter(check_progress(progress), "export_patterns")
         scope = await self._scope(namespace)
         await self.pipeline.audit_ready()  # its event follows: refused now if it cannot
