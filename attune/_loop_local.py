@@ -11,14 +11,17 @@ facade deadlock-free.
 Every :class:`LoopLocal` is registered here, so the resources of one loop can be
 released together when the loop's owner is done with it
 (:func:`release_loop`: the blocking facade calls it for the loop of a thread
-that ended), without waiting for ``close()``.
+that ended), without waiting for ``close()``. A LoopLocal collected with resources still
+open (its store dropped without ``close()``) closes them then, on a helper thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -72,6 +75,13 @@ class LoopLocal(Generic[T]):
         )
         #: The last loop served and its resource: the hot path skips the lock and the dict.
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], T] | None = None
+        # Collected with resources open (its owner was dropped without being closed): they
+        # are closed then, with the closes that do not hold the owner (a bound method
+        # would keep it, and so this, alive for good).
+        self._orphans = _Orphans(self._items)
+        unbound = [None if inspect.ismethod(fn) else fn for fn in (close, close_elsewhere)]
+        finalizer = weakref.finalize(self, _release_orphans, self._orphans, *unbound)
+        finalizer.atexit = False  # at exit, nothing is waited for (see attune._runner)
         with _registry_lock:
             _registry.add(self)
 
@@ -154,27 +164,11 @@ class LoopLocal(Generic[T]):
                 last = self._last
                 if last is not None and last[0]() in (loop, None):
                     self._last = None
-        return [
-            (owner, fut.result())
-            for owner, fut in items
-            if fut.done() and not fut.cancelled() and fut.exception() is None
-        ]
+        return _made(items)
 
     async def _release(self, owner: asyncio.AbstractEventLoop, value: T) -> None:
         """Close ``value`` of loop ``owner`` from the running loop, never waiting on another."""
-        if owner is asyncio.get_running_loop():
-            await self._close(value)
-        elif self._close_elsewhere is not None:
-            await self._close_elsewhere(value)
-        else:
-            # Bound to its loop. The idle loop of a facade thread is run here to close it;
-            # any other loop closes it when it next runs (at once if it is running). A
-            # closed loop cannot: the resource is dropped, its sockets close when collected.
-            close = self._close
-            if _idle_runner is not None and await _idle_runner(owner, lambda: close(value)):
-                return
-            with contextlib.suppress(RuntimeError):
-                owner.call_soon_threadsafe(_start_close, self._close, value)
+        await _release_one(owner, value, self._close, self._close_elsewhere)
 
     async def _release_closed(self, loops: list[asyncio.AbstractEventLoop]) -> None:
         """Release the resources of loops that were closed (a closed loop cannot run its
@@ -224,12 +218,85 @@ def _forget_in_child() -> None:
         local._lock = threading.Lock()
         _parents.append(list(local._items.items()))
         local._items = weakref.WeakKeyDictionary()
+        local._orphans.items = local._items
         local._last = None
     _parents.append(set(_handed_off))
     _handed_off.clear()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def _made(
+    items: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[T]]],
+) -> list[tuple[asyncio.AbstractEventLoop, T]]:
+    """The entries of ``items`` that hold a resource (made, not failed or cancelled)."""
+    return [
+        (owner, fut.result())
+        for owner, fut in items
+        if fut.done() and not fut.cancelled() and fut.exception() is None
+    ]
+
+
+async def _release_one(
+    owner: asyncio.AbstractEventLoop,
+    value: T,
+    close: Callable[[T], Awaitable[None]] | None,
+    close_elsewhere: Callable[[T], Awaitable[None]] | None,
+) -> None:
+    """Close ``value`` of loop ``owner`` from the running loop, never waiting on another
+    (with neither close, nothing is done)."""
+    if close is not None and owner is asyncio.get_running_loop():
+        await close(value)
+    elif close_elsewhere is not None:
+        await close_elsewhere(value)
+    elif close is not None:
+        # Bound to its loop. The idle loop of a facade thread is run here to close it;
+        # any other loop closes it when it next runs (at once if it is running). A
+        # closed loop cannot: the resource is dropped, its sockets close when collected.
+        bound = close
+        if _idle_runner is not None and await _idle_runner(owner, lambda: bound(value)):
+            return
+        with contextlib.suppress(RuntimeError):
+            owner.call_soon_threadsafe(_start_close, close, value)
+
+
+class _Orphans:
+    """The entries of one LoopLocal, for its finalizer (which must not hold the LoopLocal)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]) -> None:
+        self.items = items
+
+
+def _release_orphans(
+    orphans: _Orphans,
+    close: Callable[[Any], Awaitable[None]] | None,
+    close_elsewhere: Callable[[Any], Awaitable[None]] | None,
+) -> None:
+    """(Finalizer of a LoopLocal collected with resources open, in whatever thread the
+    garbage collector runs) close them on a helper thread of their own: never here, where
+    a store's lock may be held, and never waited for."""
+    if sys.is_finalizing() or (close is None and close_elsewhere is None):
+        return
+    entries = _made(list(orphans.items.items()))
+    orphans.items.clear()
+    if not entries:
+        return
+
+    async def release_all() -> None:
+        for owner, value in entries:
+            with contextlib.suppress(Exception):  # nobody to report to
+                await _release_one(owner, value, close, close_elsewhere)
+
+    work = release_all()
+    try:
+        threading.Thread(
+            target=asyncio.run, args=(work,), name="attune-release", daemon=True
+        ).start()
+    except RuntimeError:  # the interpreter is shutting down
+        work.close()
 
 
 def _start_close(close: Callable[[T], Awaitable[None]], value: T) -> None:

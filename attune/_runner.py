@@ -22,6 +22,13 @@ ends, before ``join()`` returns; the loop's holder is collected then, and its
 finalizer closes the loop's connections (a write that returned is committed
 already: nothing is lost) on a helper thread and waits for that. A thread still
 alive at interpreter exit is not waited for: its connections' threads are daemons.
+
+A blocking call interrupted in its calling thread (Ctrl-C, an exception a signal handler
+raises) is cancelled as its awaitable would be and waited for before the interruption is
+raised: it never stays pending, to run on at the thread's next call (or on the portal)
+after its caller was told it stopped. On the main thread, Ctrl-C is turned into that
+cancellation while a call runs (as ``asyncio.run`` does), so it never lands in the middle
+of the core's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -29,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from attune._loop_local import release_loop, set_idle_runner
 
@@ -243,10 +251,103 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         # runs outside the except block: the error would chain its RuntimeError.
         loop, lock = _thread_loop_parts()
         with lock:
-            return loop.run_until_complete(coro)
+            return _run_here(loop, coro)
     if running is _portal_loop:  # called from the portal itself: it cannot wait on itself
         return _in_new_thread(coro)
-    return asyncio.run_coroutine_threadsafe(coro, _portal()).result()
+    return _on_portal(coro)
+
+
+class _CtrlC:
+    """SIGINT handler of the main thread while it runs a call on its own loop, as
+    ``asyncio.run`` has: Ctrl-C cancels the call at its next ``await`` (as cancelling its
+    awaitable does) instead of raising KeyboardInterrupt wherever the thread is, which
+    could be in the middle of the core's own bookkeeping. A second Ctrl-C raises at once."""
+
+    __slots__ = ("loop", "pressed", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.loop, self.task, self.pressed = loop, task, False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        self.loop.call_soon_threadsafe(self.task.cancel)
+
+
+def _run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop``, this thread's idle loop. An interruption of this thread
+    (Ctrl-C, an exception raised by a signal handler or another thread in it) never
+    leaves the call pending on the loop, to run on at the thread's next call: the call is
+    cancelled and settles first (a write already under way completes, one not yet sent is
+    dropped). After Ctrl-C, KeyboardInterrupt is raised once it has settled."""
+    task = loop.create_task(coro)
+    ctrl_c = None
+    try:
+        if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            ctrl_c = _CtrlC(loop, task)
+            signal.signal(signal.SIGINT, ctrl_c)
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done() and (ctrl_c is None or not ctrl_c.pressed):
+            _settle(loop, task)
+        raise
+    finally:
+        if ctrl_c is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if ctrl_c.pressed:
+                raise KeyboardInterrupt  # in place of the outcome of the call
+
+
+def _settle(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    """Cancel ``task``, an interrupted call, and run ``loop`` until it has ended."""
+    task.cancel()
+    with contextlib.suppress(BaseException):  # its outcome, or an interruption again
+        loop.run_until_complete(task)
+
+
+class _PortalCall(Generic[T]):
+    """A call handed to the portal, and whether it has ended (``done``)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.task: asyncio.Task[T] | None = None
+        self.cancelled = False
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        """(On the portal) start the call, unless it was cancelled before."""
+        if self.cancelled:
+            self.coro.close()
+            self.done.set()
+            return
+        self.task = asyncio.get_running_loop().create_task(self.coro)
+        self.task.add_done_callback(lambda _: self.done.set())
+
+    def cancel(self) -> None:
+        """(On the portal) cancel the call, started or not."""
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _on_portal(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the portal and wait for it. Interrupted while waiting (Ctrl-C under
+    a loop that does not catch it, an exception raised in this thread), the call is
+    cancelled and waited for: it never runs on after the caller was told it stopped."""
+    call = _PortalCall(coro)
+    portal = _portal()
+    portal.call_soon_threadsafe(call.start)
+    try:
+        call.done.wait()
+    except BaseException:
+        portal.call_soon_threadsafe(call.cancel)
+        call.done.wait()  # a write under way completes, one not yet sent is dropped
+        raise
+    assert call.task is not None
+    return call.task.result()
 
 
 def _in_new_thread(coro: Coroutine[Any, Any, T]) -> T:

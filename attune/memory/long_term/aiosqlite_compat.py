@@ -98,23 +98,31 @@ class _Job:
     a caller passed as an id. An application that turns DEBUG logging on must not find
     them in its logs (``tests/test_no_value_leaks.py``)."""
 
-    __slots__ = ("args", "fn", "future")
+    __slots__ = ("args", "fn", "future", "name")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: Any) -> None:
-        self.fn = fn
-        self.args = args
-        self.future = future
+        self.fn: Callable[..., Any] | None = fn
+        self.args: tuple[Any, ...] = args
+        self.future: Any = future
+        self.name: str = getattr(fn, "__name__", type(fn).__name__)
 
     def __call__(self) -> None:
+        # The connection's idle thread keeps the last job it ran: a job lets go of what it
+        # holds before running, or that thread would keep the last store (and its memory
+        # object) alive, and a memory object dropped without close() would never be
+        # collected and closed.
+        fn, args, future = self.fn, self.args, self.future
+        self.fn, self.args, self.future = None, (), None
+        assert fn is not None, "a job runs once"
         try:
-            result = self.fn(*self.args)
+            result = fn(*args)
         except BaseException as exc:  # handed to the waiter, as aiosqlite does
-            _deliver(self.future, _set_exception, exc)
+            _deliver(future, _set_exception, exc)
         else:
-            _deliver(self.future, _set_result, result)
+            _deliver(future, _set_result, result)
 
     def __repr__(self) -> str:
-        return f"<attune job {getattr(self.fn, '__name__', type(self.fn).__name__)}>"
+        return f"<attune job {self.name}>"
 
 
 def _deliver(future: asyncio.Future[Any], setter: Callable[..., None], value: Any) -> None:
