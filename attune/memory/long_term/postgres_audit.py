@@ -112,6 +112,24 @@ async def landed(conn: asyncpg.Connection, tried: list[tuple[int, str]]) -> tupl
     return None
 
 
+#: How long :func:`settled` waits for the head's row lock (a lost transaction whose session
+#: lives on, cut off from its client, holds it until it ends).
+SETTLE_LOCK_TIMEOUT_MS = 10_000
+
+
+async def settled(conn: asyncpg.Connection, tried: tuple[int, str]) -> bool:
+    """Whether the transaction that appended up to head ``tried`` (on a connection lost
+    while its COMMIT was under way) committed: checked on another connection once the
+    head's row lock is free (that transaction held it to its end: a session cut off from
+    its client but still alive ends first), so the answer cannot change afterwards.
+    Raises as the connection does, or ``LockNotAvailableError`` after
+    :data:`SETTLE_LOCK_TIMEOUT_MS`: then it stays unknown."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = {SETTLE_LOCK_TIMEOUT_MS}")
+        await conn.fetchrow(_LOCK_HEAD)
+        return await landed(conn, [tried]) is not None
+
+
 def _no_head() -> AuditLogError:
     return AuditLogError(
         f"the audit chain head ({HEAD}) of the database has no row, so the chain cannot "

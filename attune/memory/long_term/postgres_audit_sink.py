@@ -54,6 +54,10 @@ def never_sent(exc: BaseException) -> bool:
     )
 
 
+#: Connections :meth:`TableSink._again_if_lost` tries a batch on.
+_ATTEMPTS = 8
+
+
 class HeadHint:
     """The chain head as this process last left it (``value``: (seq, hash), or None),
     written by the logger's sink and by a PostgreSQL store's transactions. Only a guess:
@@ -145,23 +149,27 @@ class TableSink:
         """``call`` on the write connection; if that connection is found lost (its session
         ended by the server: a restart, ``pg_terminate_backend``, a timeout), once more on
         a new one, unless what it sent committed after all (:func:`postgres_audit.landed`:
-        the batch is then in the table, once). Events are never dropped for a connection
-        the server closed while it sat idle."""
+        the batch is then in the table, once); up to :data:`_ATTEMPTS` connections, each
+        asked first whether an earlier one's append landed (sessions ended again and again,
+        a server going down and up: the new connection may be lost too). Events are never
+        dropped for a connection the server closed while it sat idle."""
         tried: list[tuple[int, str]] = []
-        conn = await self._writer()
-        try:
-            await call(conn, tried)
-            return
-        except LOST as exc:
-            self._drop(conn)
-            if isinstance(exc, TimeoutError):
-                raise
-        conn = await self._writer()
-        done = await postgres_audit.landed(conn, tried)
-        if done is not None:
-            self._hint.value = done
-            return
-        await call(conn, [])
+        for attempt in range(1, _ATTEMPTS + 1):
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await self._writer()  # (a new one's session may end as it starts)
+                if tried:
+                    done = await postgres_audit.landed(conn, tried)
+                    if done is not None:
+                        self._hint.value = done
+                        return
+                await call(conn, tried)
+                return
+            except LOST as exc:
+                if conn is not None:
+                    self._drop(conn)
+                if isinstance(exc, TimeoutError) or attempt == _ATTEMPTS:
+                    raise
 
     def check(self) -> None:
         async def probe(conn: asyncpg.Connection, _tried: list[tuple[int, str]]) -> None:

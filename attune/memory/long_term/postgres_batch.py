@@ -9,7 +9,8 @@ the store runs the batch's writes again one transaction each, so that a failed w
 fails its own caller only. A connection lost before the COMMIT was sent raises
 :class:`NotStored` (the server applied nothing: the store may run the batch again on
 another connection); lost while the COMMIT (or a lone statement) was under way, it raises
-as it is (whether it was applied is unknown).
+:class:`Unsettled` if the transaction appended audit lines (the audit table then tells
+whether it committed: :func:`settle`), else as it is (whether it was applied is unknown).
 """
 
 from __future__ import annotations
@@ -65,6 +66,49 @@ class NotStored(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(type(cause).__name__)
         self.cause = cause
+
+
+class Unsettled(Exception):
+    """The connection was lost (``cause``) while the COMMIT of a transaction that appended
+    audit lines, or its lone statement, was under way: it committed if and only if the
+    line it chained at ``tried`` (the head it would have left) is in the table
+    (:func:`settle`). ``outcomes``: the writes' results if it did; ``taken``: the audit
+    logger's queued events it carried (settled with it, or given back)."""
+
+    def __init__(
+        self,
+        cause: BaseException,
+        tried: tuple[int, str],
+        outcomes: list[Outcome],
+        taken: _Batch | None,
+    ) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+        self.tried = tried
+        self.outcomes = outcomes
+        self.taken = taken
+
+
+async def settle(
+    conn: asyncpg.Connection, lost: Unsettled, journal: TableJournal | None
+) -> list[Outcome] | None:
+    """On a new connection: ``lost``'s outcomes if its transaction committed (its audit
+    line is in the table), None if it did not (nothing of it was applied: it may be run
+    again). Raises as the connection does (then it stays unknown, and the queued events
+    it carried go back to the logger: written again, perhaps twice, never not at all)."""
+    try:
+        committed = await postgres_audit.settled(conn, lost.tried)
+    except BaseException:
+        _give_back(journal, lost.taken)
+        raise
+    if not committed:
+        _give_back(journal, lost.taken)
+        return None
+    if journal is not None:
+        journal.head_hint.value = lost.tried
+        if lost.taken is not None:
+            journal.settle(lost.taken)
+    return lost.outcomes
 
 
 async def transaction(
@@ -151,7 +195,9 @@ async def transaction(
         raise
     try:
         await tx.commit()
-    except BaseException:
+    except BaseException as exc:
+        if head is not None and isinstance(exc, LOST) and not isinstance(exc, TimeoutError):
+            raise Unsettled(exc, head, outcomes, taken) from None  # the table tells
         # Not committed, or unknown (an answer lost): the queued events are written again
         # by the logger (a lost answer may then show them twice, never not at all).
         _give_back(journal, taken)
@@ -216,6 +262,8 @@ async def _audited_alone(
     try:
         row = await conn.fetchrow(_AUDITED_ALONE, *args, seqs, stamps, lines, *expected, *new)
     except BaseException as exc:
+        if isinstance(exc, LOST) and not never_sent(exc) and not isinstance(exc, TimeoutError):
+            raise Unsettled(exc, new, [(True, None)], taken) from None  # the table tells
         _give_back(journal, taken)
         if never_sent(exc):
             raise NotStored(exc) from None

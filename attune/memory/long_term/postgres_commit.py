@@ -6,7 +6,10 @@ in it and one drain task runs everything queued in one transaction
 (:func:`~.postgres_batch.transaction`: one COMMIT, one WAL flush), then answers every
 caller with its own result or error. A batch whose statement failed is run again one
 transaction per write, so a failed write fails its own caller only; a failed COMMIT or a
-lost connection fails the batch (a COMMIT whose answer was lost may have happened).
+lost connection fails the batch (a COMMIT whose answer was lost may have happened), except
+where the audit table settles it: a batch that appended audit lines committed if and only
+if its last line is in the table (checked on a new connection, :func:`.postgres_batch.settle`),
+so its callers get their results, or it is run again (nothing of it was applied).
 The SQLite store's counterpart is :mod:`.sqlite_commit`.
 """
 
@@ -29,6 +32,8 @@ from attune.memory.long_term.postgres_batch import (
     STATEMENT_ERRORS,
     Failed,
     NotStored,
+    Unsettled,
+    settle,
     transaction,
 )
 from attune.memory.long_term.protocol import InsertOp, WriteOp
@@ -133,11 +138,18 @@ class GroupCommit:
             except (*DB_ERRORS, TimeoutError) as exc:  # no connection: nothing was sent
                 raise NotStored(exc) from None
             try:
-                return await self._on(conn, ops, journal)
+                return await self._on(res, conn, ops, journal)
             except NotStored:
                 _terminate(conn)
                 if attempt == tries:
                     raise
+            except Unsettled as lost:
+                _terminate(conn)
+                outcomes = await self._settle(res, lost, journal)
+                if outcomes is not None:
+                    return outcomes
+                if attempt == tries:  # it did not commit: nothing of it was stored
+                    raise NotStored(lost.cause) from None
             except LOST:
                 _terminate(conn)  # never back into the pool: the next write opens another
                 raise
@@ -146,8 +158,33 @@ class GroupCommit:
                     await res.pool.release(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _settle(
+        self, res: LoopPool, lost: Unsettled, journal: TableJournal | None
+    ) -> list[Outcome] | None:
+        """Whether ``lost`` committed, asked on a new connection (:func:`.postgres_batch.settle`):
+        its outcomes, or None (nothing of it was applied). A pooled connection found dead
+        is replaced, as for a batch; raises the lost connection's error (unknown) if no
+        connection answers."""
+        for _attempt in range(res.pool.get_max_size() + 1):
+            try:
+                conn = await res.pool.acquire()
+            except (*DB_ERRORS, TimeoutError):
+                break
+            try:
+                return await settle(conn, lost, journal)
+            except DB_ERRORS:
+                _terminate(conn)
+            finally:
+                with contextlib.suppress(Exception):
+                    await res.pool.release(conn)
+        raise lost.cause
+
     async def _on(
-        self, conn: asyncpg.Connection, ops: list[WriteOp], journal: TableJournal | None
+        self,
+        res: LoopPool,
+        conn: asyncpg.Connection,
+        ops: list[WriteOp],
+        journal: TableJournal | None,
     ) -> list[Outcome]:
         """The batch as one transaction; if one of its statements fails, each write again
         in a transaction of its own (the failed one fails its caller alone). A connection
@@ -164,14 +201,20 @@ class GroupCommit:
             except Failed as failed:
                 error = self._unavailable("cannot write to", failed.cause)
                 outcomes.append((None, error))
-            except (NotStored, *LOST) as exc:
-                if n == 0 and isinstance(exc, NotStored):
-                    raise  # nothing of the batch committed: the caller may try another
+            except (NotStored, Unsettled, *LOST) as exc:
+                if n == 0 and isinstance(exc, NotStored | Unsettled):
+                    raise  # nothing of the batch committed, or the table tells
                 _terminate(conn)
-                cause = exc.cause if isinstance(exc, NotStored) else exc
-                this = self._lost(cause, stored=False if isinstance(exc, NotStored) else None)
+                cause = exc.cause if isinstance(exc, NotStored | Unsettled) else exc
+                this: list[Outcome] = [(None, self._lost(cause, stored=None))]
+                if isinstance(exc, NotStored):
+                    this = [(None, self._lost(cause, stored=False))]
+                elif isinstance(exc, Unsettled):
+                    with contextlib.suppress(*DB_ERRORS):
+                        done = await self._settle(res, exc, journal)
+                        this = done or [(None, self._lost(cause, stored=False))]
                 rest = self._lost(cause, stored=False)
-                return outcomes + [(None, this)] + [(None, rest)] * (len(ops) - n - 1)
+                return outcomes + this + [(None, rest)] * (len(ops) - n - 1)
         return outcomes
 
 

@@ -156,7 +156,13 @@ class Listener:
             return
         try:
             self.conn = await self._start(dsn, connect_timeout_s)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            TimeoutError,
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # its session ended as it began to listen
+        ) as exc:
             logger.warning(
                 "cannot listen for key ring changes on PostgreSQL (%s): other hosts' new "
                 "active keys are learnt only when a record needs one",
