@@ -255,6 +255,16 @@ def postgres_session_url() -> Iterator[str]:
 
 
 @pytest.fixture
+async def fresh_url(postgres_session_url: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own, with no schema yet; dropped afterwards."""
+    name = f"attune_test_{uuid.uuid4().hex[:12]}"
+    await _postgres_admin(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(POSTGRES_ADMIN_URL)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 async def postgres_url(postgres_session_url: str) -> AsyncIterator[str]:
     """The session's PostgreSQL database, emptied for this test (its tables truncated)."""
     import asyncpg

@@ -13,13 +13,11 @@ import os
 import select
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import _postgres_admin
 
 from attune.cli import main
 from attune.errors import ConfigurationError, DecryptionError
@@ -94,15 +92,6 @@ def hosts(tmp_path: Path) -> Iterator[list[Host]]:
     yield started
     for host in started:
         host.close()
-
-
-@pytest.fixture
-async def fresh_url(postgres_session_url: str) -> AsyncIterator[str]:
-    """A database of this test's own, with no schema yet; dropped afterwards."""
-    name = f"attune_test_{uuid.uuid4().hex[:12]}"
-    await _postgres_admin(f'CREATE DATABASE "{name}"')
-    yield postgres_session_url.rsplit("/", 1)[0] + f"/{name}"
-    await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _counts(url: str) -> dict[str, int]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from test_postgres_faults import _master_key, fresh_url  # noqa: F401 (a fixture)
+from test_postgres_faults import _master_key
 
 from attune.errors import LongTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -23,7 +23,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 
 @pytest.fixture
-def pg_config(fresh_url: str, mock_config: MemoryConfig) -> MemoryConfig:  # noqa: F811
+def pg_config(fresh_url: str, mock_config: MemoryConfig) -> MemoryConfig:
     return mock_config.model_copy(update={"database_url": fresh_url})
 
 
@@ -69,7 +69,7 @@ async def _rows(url: str, sql: str) -> list[asyncpg.Record]:
 
 async def test_persists_cut_off_at_random_moments_are_settled(
     pg_config: MemoryConfig,
-    fresh_url: str,  # noqa: F811
+    fresh_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """64 concurrent persists, rounds after rounds, while the store's sessions are ended at
@@ -182,7 +182,7 @@ class _CommitReplyCutter:
 
 async def test_a_commit_whose_answer_was_lost_is_settled_as_stored(
     pg_config: MemoryConfig,
-    fresh_url: str,  # noqa: F811
+    fresh_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A group commit's COMMIT reaches the server, which commits, and the connection is cut
@@ -216,7 +216,7 @@ async def test_a_commit_whose_answer_was_lost_is_settled_as_stored(
 
 async def test_a_commit_the_server_refused_as_its_session_ended_is_run_again(
     pg_config: MemoryConfig,
-    fresh_url: str,  # noqa: F811
+    fresh_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The session ends *during* the COMMIT (a deferred trigger ends it there, once): the

@@ -8,13 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import POSTGRES_ADMIN_URL, _postgres_admin, free_port
+from conftest import free_port
 from records import pattern_record
 
 from attune._loop_local import release_loop
@@ -33,20 +30,6 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from attune.memory.long_term import postgres_schema  # noqa: E402
 from attune.memory.long_term.postgres_store import PostgresLongTermStore  # noqa: E402
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-@pytest.fixture
-async def fresh_url(postgres_session_url: str) -> AsyncIterator[str]:
-    """A database of this test's own, with no schema yet; dropped afterwards."""
-    name = f"attune_test_{uuid.uuid4().hex[:12]}"
-    await _postgres_admin(f'CREATE DATABASE "{name}"')
-    yield _with_db(POSTGRES_ADMIN_URL, name)
-    await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
