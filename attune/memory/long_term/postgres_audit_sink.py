@@ -24,7 +24,15 @@ import asyncpg
 
 from attune.memory.long_term import postgres_audit, postgres_schema
 
-__all__ = ["LOST", "HeadHint", "NoHeadError", "TableSink", "never_sent", "quietly_close"]
+__all__ = [
+    "LOST",
+    "HeadHint",
+    "NoHeadError",
+    "TableSink",
+    "never_sent",
+    "quietly_close",
+    "session_lost",
+]
 
 _T = TypeVar("_T")
 
@@ -43,6 +51,12 @@ LOST = (
     asyncpg.InternalClientError,
     OSError,
 )
+
+
+def session_lost(exc: BaseException) -> bool:
+    """The connection went away (:data:`LOST`), not merely slow: a client-side timeout
+    leaves the session, and the statement it waited for, running on the server."""
+    return isinstance(exc, LOST) and not isinstance(exc, TimeoutError)
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -168,7 +182,7 @@ class TableSink:
             except LOST as exc:
                 if conn is not None:
                     self._drop(conn)
-                if isinstance(exc, TimeoutError) or attempt == _ATTEMPTS:
+                if not session_lost(exc) or attempt == _ATTEMPTS:
                     raise
 
     def check(self) -> None:

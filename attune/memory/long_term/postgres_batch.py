@@ -25,7 +25,7 @@ import asyncpg
 from attune.memory.long_term import postgres_audit, postgres_schema, postgres_search
 from attune.memory.long_term.batching import Outcome
 from attune.memory.long_term.postgres_audit_log import TableJournal
-from attune.memory.long_term.postgres_audit_sink import LOST, never_sent
+from attune.memory.long_term.postgres_audit_sink import LOST, never_sent, session_lost
 from attune.memory.long_term.postgres_schema import INSERT_MANY
 from attune.memory.long_term.protocol import (
     DeleteOp,
@@ -196,7 +196,7 @@ async def transaction(
     try:
         await tx.commit()
     except BaseException as exc:
-        if head is not None and isinstance(exc, LOST) and not isinstance(exc, TimeoutError):
+        if head is not None and session_lost(exc):
             raise Unsettled(exc, head, outcomes, taken) from None  # the table tells
         # Not committed, or unknown (an answer lost): the queued events are written again
         # by the logger (a lost answer may then show them twice, never not at all).
@@ -262,7 +262,7 @@ async def _audited_alone(
     try:
         row = await conn.fetchrow(_AUDITED_ALONE, *args, seqs, stamps, lines, *expected, *new)
     except BaseException as exc:
-        if isinstance(exc, LOST) and not never_sent(exc) and not isinstance(exc, TimeoutError):
+        if session_lost(exc) and not never_sent(exc):
             raise Unsettled(exc, new, [(True, None)], taken) from None  # the table tells
         _give_back(journal, taken)
         if never_sent(exc):

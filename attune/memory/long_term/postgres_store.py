@@ -49,7 +49,7 @@ from attune.memory.long_term import (
     postgres_schema,
     postgres_search,
 )
-from attune.memory.long_term.postgres_audit_sink import LOST, never_sent
+from attune.memory.long_term.postgres_audit_sink import never_sent, session_lost
 from attune.memory.long_term.postgres_commit import (
     DB_ERRORS,
     LoopPool,
@@ -274,7 +274,7 @@ class PostgresLongTermStore:
             try:
                 return await self._read_once(res, call)
             except DB_ERRORS as exc:
-                lost = isinstance(exc, LOST) and not isinstance(exc, TimeoutError)
+                lost = session_lost(exc)
                 again = never_sent(exc) or (lost and not writes)
                 if again and attempt <= self.pool_size:
                     continue
