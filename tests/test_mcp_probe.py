@@ -8,15 +8,9 @@ or uvicorn's 3). Skipped when the ``mcp`` SDK is not installed -- except under
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,82 +24,13 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("the mcp SDK is not installed (pip install 'attune[mcp]')", allow_module_level=True)
 
+from mcp_serving import server_env, serving, status
+
 from attune.cli import main
 from attune.mcp_server import BearerToken
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "t0ken-" + "Q" * 26
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "attune-probe", "version": "1"},
-    },
-}
-
-
-def _env(storage: Path, token: str | None = None) -> dict[str, str]:
-    env = dict(os.environ, ATTUNE_STORAGE_DIR=str(storage), PYTHONPATH=str(REPO))
-    env.pop("REDIS_URL", None)
-    env.pop("ATTUNE_DATABASE_URL", None)
-    env.pop("ATTUNE_MCP_TOKEN", None)
-    if token is not None:
-        env["ATTUNE_MCP_TOKEN"] = token
-    return env
-
-
-@contextmanager
-def _serving(storage: Path, host: str) -> Iterator[int]:
-    """``attune mcp --http HOST:PORT`` (no token) until the block ends; yields PORT."""
-    port = free_port()
-    log = storage / "server-stderr.log"
-    with open(log, "w") as errlog:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "attune.cli", "mcp", "--http", f"{host}:{port}"],
-            env=_env(storage),
-            cwd=storage,
-            stdout=subprocess.DEVNULL,
-            stderr=errlog,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, log.read_text()
-            with socket.socket() as probe:
-                if probe.connect_ex((host, port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "the HTTP server did not start"
-            time.sleep(0.1)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _status(host: str, port: int, headers: dict[str, str]) -> int:
-    """The HTTP status of an initialize request with these headers (``Host`` included)."""
-    body = json.dumps(INITIALIZE).encode()
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        connection.putrequest("POST", "/mcp", skip_host=True)
-        sent = {
-            "Host": f"{host}:{port}",
-            "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream",
-            "Content-Length": str(len(body)),
-            **headers,
-        }
-        for name, value in sent.items():
-            connection.putheader(name, value)
-        connection.endheaders(body)
-        response = connection.getresponse()
-        response.read()
-        return int(response.status)
-    finally:
-        connection.close()
 
 
 @pytest.mark.timeout(60)
@@ -114,12 +39,12 @@ def test_a_loopback_server_without_a_token_refuses_other_hosts_and_origins(
 ) -> None:
     """On 127.0.0.2 (loopback, so served without a token) the SDK guarded nothing: a page
     of evil.example resolving its name to 127.0.0.2 acted as the agent."""
-    with _serving(tmp_path, "127.0.0.2") as port:
-        assert _status("127.0.0.2", port, {}) == 200
-        assert _status("127.0.0.2", port, {"Host": f"localhost:{port}"}) == 200
-        assert _status("127.0.0.2", port, {"Host": f"evil.example:{port}"}) == 421
-        assert _status("127.0.0.2", port, {"Origin": "http://evil.example"}) == 403
-        assert _status("127.0.0.2", port, {"Origin": f"http://127.0.0.2:{port}"}) == 200
+    with serving(tmp_path, "127.0.0.2") as port:
+        assert status("127.0.0.2", port, {}) == 200
+        assert status("127.0.0.2", port, {"Host": f"localhost:{port}"}) == 200
+        assert status("127.0.0.2", port, {"Host": f"evil.example:{port}"}) == 421
+        assert status("127.0.0.2", port, {"Origin": "http://evil.example"}) == 403
+        assert status("127.0.0.2", port, {"Origin": f"http://127.0.0.2:{port}"}) == 200
 
 
 async def test_the_bearer_scheme_is_matched_in_any_case_the_token_exactly() -> None:
@@ -148,7 +73,7 @@ async def test_the_bearer_scheme_is_matched_in_any_case_the_token_exactly() -> N
 
 
 @pytest.mark.parametrize("http", [None, "127.0.0.1:0"])
-def test_a_store_the_library_refuses_is_an_error_before_serving(
+def test_a_store_the_library_refuses_is_an_error_beforeserving(
     http: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A storage directory that is a file: the library's message and exit 2, before
@@ -174,7 +99,7 @@ def test_an_address_already_in_use_is_an_error_with_exit_status_2(tmp_path: Path
         port = taken.getsockname()[1]
         done = subprocess.run(
             [sys.executable, "-m", "attune.cli", "mcp", "--http", f"127.0.0.1:{port}"],
-            env=_env(tmp_path, TOKEN),
+            env=server_env(tmp_path, TOKEN),
             cwd=tmp_path,
             capture_output=True,
             text=True,

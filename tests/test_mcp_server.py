@@ -26,6 +26,8 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("the mcp SDK is not installed (pip install 'attune[mcp]')", allow_module_level=True)
 
+from mcp_serving import serving, status
+
 from attune.cli import main
 from attune.mcp_server import HIDDEN_NAME, TOOLS
 
@@ -348,73 +350,17 @@ MCP_TOKEN = "t0ken-" + "x" * 26
 
 def _initialize(port: int, token: str | None) -> int:
     """The HTTP status of an MCP initialize request to the server at ``port``."""
-    import urllib.error
-    import urllib.request
-
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "attune-tests", "version": "1"},
-        },
-    }
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/mcp", data=json.dumps(body).encode(), headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return status("127.0.0.1", port, headers)
 
 
 @pytest.mark.timeout(60)
 def test_over_http_a_request_without_the_token_is_refused(tmp_path: Path) -> None:
     """``ATTUNE_MCP_TOKEN`` set: no token or a wrong one gets 401, the right one is served."""
-    import os
-    import socket
-    import subprocess
-    import time
-
-    from conftest import free_port
-
-    port = free_port()
-    env = dict(
-        os.environ,
-        ATTUNE_STORAGE_DIR=str(tmp_path),
-        ATTUNE_MCP_TOKEN=MCP_TOKEN,
-        PYTHONPATH=str(REPO),
-    )
-    env.pop("REDIS_URL", None)
-    with open(tmp_path / "server-stderr.log", "w") as errlog:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "attune.cli", "mcp", "--http", f"127.0.0.1:{port}"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=errlog,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, (tmp_path / "server-stderr.log").read_text()
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "the HTTP server did not start"
-            time.sleep(0.1)
+    with serving(tmp_path, "127.0.0.1", MCP_TOKEN) as port:
         assert _initialize(port, None) == 401
         assert _initialize(port, "not-" + MCP_TOKEN) == 401
         assert _initialize(port, MCP_TOKEN) == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.parametrize(
