@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 from conftest import _postgres_admin
@@ -109,20 +110,30 @@ async def test_reads_on_connections_the_server_ended_while_idle_succeed(fresh_ur
         await asyncio.wait_for(store.aclose(), 10)
 
 
+async def end_own_session(conn: Any, name: str, when: str, trigger: str) -> None:
+    """Make the trigger function ``name`` end its own session (the connection is lost in
+    the middle of the statement, as by ``pg_terminate_backend``) for the row for which
+    ``when`` (a SQL condition) holds; ``trigger``: the ``CREATE ... TRIGGER ... FOR EACH
+    ROW`` statement that fires it, without its ``EXECUTE FUNCTION``."""
+    await conn.execute(
+        f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF {when} THEN
+            PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);
+        END IF; RETURN NEW; END $$"""
+    )
+    await conn.execute(f"{trigger} EXECUTE FUNCTION {name}()")
+
+
 async def _kill_on_insert(url: str, pattern_id: str) -> None:
     """A trigger that ends its own session when ``pattern_id`` is inserted: the connection
     is lost in the middle of the write's transaction, before its COMMIT."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            f"""CREATE FUNCTION end_session() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN IF NEW.pattern_id = '{pattern_id}' THEN
-                PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);
-            END IF; RETURN NEW; END $$"""
-        )
-        await conn.execute(
-            "CREATE TRIGGER end_session BEFORE INSERT ON patterns FOR EACH ROW "
-            "EXECUTE FUNCTION end_session()"
+        await end_own_session(
+            conn,
+            "end_session",
+            f"NEW.pattern_id = '{pattern_id}'",
+            "CREATE TRIGGER end_session BEFORE INSERT ON patterns FOR EACH ROW",
         )
     finally:
         await conn.close()
@@ -169,15 +180,11 @@ async def test_an_audit_append_whose_connection_was_lost_is_written_once(
         conn = await asyncpg.connect(fresh_url)
         try:  # the next append's session ends in the middle of it, once
             await conn.execute("CREATE SEQUENCE end_once")
-            await conn.execute(
-                """CREATE FUNCTION end_once() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN IF nextval('end_once') = 1 THEN
-                    PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);
-                END IF; RETURN NEW; END $$"""
-            )
-            await conn.execute(
-                "CREATE TRIGGER end_once BEFORE INSERT ON audit_events FOR EACH ROW "
-                "EXECUTE FUNCTION end_once()"
+            await end_own_session(
+                conn,
+                "end_once",
+                "nextval('end_once') = 1",
+                "CREATE TRIGGER end_once BEFORE INSERT ON audit_events FOR EACH ROW",
             )
             log.log(AuditEvent("pattern.store", "agent", "CONTRIBUTOR", target_id="pat_1"))
             log.log(AuditEvent("pattern.store", "agent", "CONTRIBUTOR", target_id="pat_2"))

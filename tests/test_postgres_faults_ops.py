@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from test_postgres_faults import _master_key
+from test_postgres_faults import _master_key, end_own_session
 
 from attune.errors import LongTermUnavailableError
 from attune.memory import AsyncUnifiedMemory, MemoryConfig
@@ -229,15 +229,12 @@ async def test_a_commit_the_server_refused_as_its_session_ended_is_run_again(
         conn = await asyncpg.connect(fresh_url)
         try:
             await conn.execute("CREATE SEQUENCE end_once")
-            await conn.execute(
-                """CREATE FUNCTION end_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN IF nextval('end_once') = 1 THEN
-                    PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);
-                END IF; RETURN NULL; END $$"""
-            )
-            await conn.execute(
+            await end_own_session(
+                conn,
+                "end_at_commit",
+                "nextval('end_once') = 1",
                 "CREATE CONSTRAINT TRIGGER end_at_commit AFTER INSERT ON patterns "
-                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_at_commit()"
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW",
             )
             texts = [f"cut {n}" for n in range(16)]
             results = await asyncio.gather(
