@@ -69,3 +69,29 @@ async def test_the_stand_in_says_its_data_is_this_processs_alone(
     assert report["shared_across_processes"] is (not stand_in)
     told = [r for r in caplog.records if "in-process Redis stand-in" in r.getMessage()]
     assert len(told) == (1 if stand_in else 0)
+
+
+async def test_health_after_aclose_says_closed_and_opens_nothing(mock_config: MemoryConfig) -> None:
+    """A closed object reports both tiers unavailable because it is closed (it used to
+    report both available, opening the long-term store again behind the caller's back)."""
+    mem = AsyncUnifiedMemory("agent", mock_config)
+    await mem.stash("k", {"a": 1})
+    assert (await mem.health_check())["long_term"]["available"] is True
+    await mem.aclose()
+    health = await mem.health_check()
+    for tier in ("short_term", "long_term"):
+        assert health[tier] == {
+            "available": False,
+            "error": "AsyncUnifiedMemory is closed; create a new one",
+        }
+    assert health["environment"] == "development"
+    # The store's connection of this loop was closed by aclose, and not opened again.
+    assert len(mem.long_term._conns) == 0  # type: ignore[attr-defined]
+
+
+def test_health_after_close_on_the_blocking_facade(mock_config: MemoryConfig) -> None:
+    mem = UnifiedMemory("agent", mock_config)
+    mem.close()
+    health = mem.health_check()
+    assert health["short_term"]["available"] is False
+    assert "closed" in health["long_term"]["error"]

@@ -147,11 +147,14 @@ class AsyncUnifiedMemory(
             details,
         )
 
+    def _closed_message(self) -> str:
+        return f"{type(self).__name__} is closed; create a new one"
+
     async def _require(self, action: str, target_id: object = None) -> None:
         """Check (and audit) that this agent's tier allows ``action``; before any I/O but
         the pseudonym's lookup (once per object, for a call that audits)."""
         if self._closed:
-            raise AttuneError(f"{type(self).__name__} is closed; create a new one")
+            raise AttuneError(self._closed_message())
         allowed = access.is_allowed(self.access_tier, action)
         if self._subject is None and not (allowed and action in access.WORKING_DATA):
             # The store's key ring first: a host with the wrong root key stops here,
@@ -403,10 +406,17 @@ class AsyncUnifiedMemory(
     async def health_check(self) -> dict[str, Any]:
         """The state of both tiers and of the audit log (``audit``: whether it can be
         written now, why not, and ``held_events`` of stored writes waiting for it); never
-        raises (a tier that is down reports why)."""
+        raises (a tier that is down reports why). Once closed, both tiers report that
+        this object is closed, and neither store is touched (nor opened again)."""
+        if self._closed:
+            closed = {"available": False, "error": self._closed_message()}
+            short_term, long_term = dict(closed), dict(closed)
+        else:
+            short_term = await self.short_term.health()
+            long_term = await self.long_term.health()
         return {
-            "short_term": await self.short_term.health(),
-            "long_term": await self.long_term.health(),
+            "short_term": short_term,
+            "long_term": long_term,
             "audit": await self.pipeline.audit_health(),
             "environment": self.environment.value,
             "user_id": self.user_id,
