@@ -341,7 +341,7 @@ SYNC_MUTANTS = {
     "another core method called": (
         "ttl = blocking(AsyncUnifiedMemory.ttl)",
         "ttl = blocking(AsyncUnifiedMemory.retrieve)",
-        "UnifiedMemory.ttl runs AsyncUnifiedMemory.retrieve",
+        "UnifiedMemory.ttl runs WorkingData.retrieve",
     ),
     "a method missing": (
         "    purge_expired = blocking(AsyncUnifiedMemory.purge_expired)\n",

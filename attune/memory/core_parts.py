@@ -1,8 +1,9 @@
 """What the async core gives the mixins it is made of.
 
 ``AsyncUnifiedMemory`` is one class assembled from modules of one job each: the reads
-(:mod:`.reads`), the staging area (:mod:`.staged_patterns`), export and import
-(:mod:`.transfer`), and the rest in :mod:`.unified`. :class:`CoreParts` names, for the
+(:mod:`.reads`), working data (:mod:`.working_data`), the staging area
+(:mod:`.staged_patterns`), export and import (:mod:`.transfer`), and the rest in
+:mod:`.unified`. :class:`CoreParts` names, for the
 type checker, the attributes and helpers the core sets and defines for all of them;
 it holds no code.
 """

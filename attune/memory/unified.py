@@ -9,7 +9,6 @@ place for every write path (:mod:`attune.memory.security.pipeline`).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -45,6 +44,7 @@ from attune.memory.staging import StagingArea
 from attune.memory.transfer import PatternTransfer
 from attune.memory.types import AccessTier, Classification
 from attune.memory.upkeep import LongTermUpkeep
+from attune.memory.working_data import WorkingData
 
 if TYPE_CHECKING:
     from attune.memory.sharing import Sharer
@@ -55,7 +55,13 @@ _log = logging.getLogger("attune.access")
 
 
 class AsyncUnifiedMemory(
-    StagedPatterns, LongTermReads, LongTermUpkeep, PatternTransfer, PeopleData, AsyncResource
+    WorkingData,
+    StagedPatterns,
+    LongTermReads,
+    LongTermUpkeep,
+    PatternTransfer,
+    PeopleData,
+    AsyncResource,
 ):
     """Short-term (Redis) and long-term (SQLite) memory for one agent, all awaitable.
 
@@ -196,58 +202,6 @@ class AsyncUnifiedMemory(
             tier=self.access_tier.name,
             namespace=self.namespace,
         )
-
-    def _agent(self, agent_id: str | None) -> str:
-        if agent_id is None:
-            return self.user_id
-        return validation.check_agent_id(agent_id, "agent_id")
-
-    # -- short-term: working data --------------------------------------------------------------
-
-    async def stash(self, key: str, value: Any, ttl_seconds: float | None = None) -> bool:
-        """Store ``value`` (anything JSON can hold) under ``key`` for ``ttl_seconds``
-        (default: ``config.default_ttl_seconds``). Returns True."""
-        await self._require("stash")
-        key = validation.check_key(key, self.config.max_key_length)
-        ttl = self.config.default_ttl_seconds if ttl_seconds is None else ttl_seconds
-        ttl_ms = validation.ttl_to_ms(ttl, self.config.max_ttl_seconds)
-        payload = validation.encode_json(value, self.config.max_value_bytes)
-        await self.short_term.stash(self.user_id, key, payload, ttl_ms)
-        return True
-
-    async def retrieve(self, key: str, agent_id: str | None = None) -> Any:
-        """The value stashed under ``key`` (by this agent, or by ``agent_id``), or None."""
-        await self._require("retrieve")
-        key = validation.check_key(key, self.config.max_key_length)
-        agent = self._agent(agent_id)
-        payload = await self.short_term.retrieve(agent, key)
-        if payload is None:
-            return None
-        try:
-            return json.loads(payload)
-        except (ValueError, TypeError, RecursionError):  # written past attune: not its JSON
-            raise CorruptRecordError(
-                key,
-                "the value stashed under this key is not valid JSON",
-                shown="(the key given, not shown)",
-            ) from None
-
-    async def forget(self, key: str) -> bool:
-        """Remove this agent's value under ``key``; True if it existed."""
-        await self._require("forget")
-        key = validation.check_key(key, self.config.max_key_length)
-        return await self.short_term.forget(self.user_id, key)
-
-    delete = forget
-
-    async def ttl(self, key: str, agent_id: str | None = None) -> float | None:
-        """Seconds until ``key`` expires; None if it does not exist."""
-        await self._require("retrieve")
-        key = validation.check_key(key, self.config.max_key_length)
-        left = await self.short_term.ttl_ms(self._agent(agent_id), key)
-        if left is None:
-            return None
-        return left / 1000 if left >= 0 else float("inf")
 
     # -- long-term ------------------------------------------------------------------------------
 
