@@ -33,6 +33,11 @@ of the core's own bookkeeping.
 
 from __future__ import annotations
 
+# The C functions under ``signal.signal`` / ``signal.getsignal``: those wrappers convert to
+# and from enums (a ValueError raised and caught per call for a handler that is no enum
+# member), 6.5 µs of the 7 µs that swapping the Ctrl-C handler costs every blocking call
+# of the main thread (docs/performance.md: facade A/B).
+import _signal  # type: ignore[import-not-found]
 import asyncio
 import contextlib
 import os
@@ -257,6 +262,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return _on_portal(coro)
 
 
+_SIGINT = int(signal.SIGINT)
+
+
 class _CtrlC:
     """SIGINT handler of the main thread while it runs a call on its own loop, as
     ``asyncio.run`` has: Ctrl-C cancels the call at its next ``await`` (as cancelling its
@@ -285,10 +293,10 @@ def _run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> 
     ctrl_c = None
     try:
         if threading.current_thread() is threading.main_thread() and (
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            _signal.getsignal(_SIGINT) is signal.default_int_handler
         ):
             ctrl_c = _CtrlC(loop, task)
-            signal.signal(signal.SIGINT, ctrl_c)
+            _signal.signal(_SIGINT, ctrl_c)
         return loop.run_until_complete(task)
     except BaseException:
         if not task.done() and (ctrl_c is None or not ctrl_c.pressed):
@@ -296,7 +304,7 @@ def _run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> 
         raise
     finally:
         if ctrl_c is not None:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _signal.signal(_SIGINT, signal.default_int_handler)
             if ctrl_c.pressed:
                 raise KeyboardInterrupt  # in place of the outcome of the call
 
